@@ -1,0 +1,3 @@
+module github.com/culexmq/culex
+
+go 1.26
