@@ -1,0 +1,149 @@
+// Package config is Culex's one configuration struct: defaults, validation and
+// loading from YAML, flags and CULEX_* environment variables.
+package config
+
+import "time"
+
+// Config is the whole configuration of a node. Its zero value is not usable:
+// start from Default.
+type Config struct {
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `yaml:"log_level"`
+	// DataDir holds durable state (sessions, retained messages, wills).
+	// Empty keeps state in memory only.
+	DataDir string `yaml:"data_dir"`
+	// Listeners are the MQTT endpoints.
+	Listeners []Listener `yaml:"listeners"`
+	// MQTT holds protocol limits and features.
+	MQTT MQTT `yaml:"mqtt"`
+	// Auth holds the anonymous-access policy (backends come with device security).
+	Auth Auth `yaml:"auth"`
+	// Store tunes durable state.
+	Store Store `yaml:"store"`
+	// SysInterval is how often $SYS topics are published; 0 disables them.
+	SysInterval time.Duration `yaml:"sys_interval"`
+	// ShutdownTimeout bounds graceful shutdown.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// Listener is one MQTT endpoint.
+type Listener struct {
+	// URL is tcp://host:port, ssl://host:port (also tls:// and mqtts://),
+	// ws://host:port/path or wss://host:port/path.
+	URL string `yaml:"url"`
+	// ProxyProtocol expects a PROXY protocol v1 or v2 header on every
+	// connection (HAProxy send-proxy / send-proxy-v2).
+	ProxyProtocol bool `yaml:"proxy_protocol"`
+	// TLS applies to ssl:// and wss:// listeners.
+	TLS TLS `yaml:"tls"`
+}
+
+// TLS is a listener's certificate and client-certificate policy.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ClientCAFile verifies client certificates when set.
+	ClientCAFile string `yaml:"client_ca_file"`
+	// ClientAuth is none, request or require.
+	ClientAuth string `yaml:"client_auth"`
+}
+
+// MQTT holds protocol limits. Every limit has a safe default.
+type MQTT struct {
+	// MaxConnections is the most concurrent client connections (0: unlimited).
+	MaxConnections int `yaml:"max_connections"`
+	// ConnectTimeout closes sockets that send no CONNECT in time.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// MaxKeepAlive caps the client's keep-alive (seconds); a v5 client is told
+	// the cap in CONNACK's Server Keep Alive. 0 means no cap.
+	MaxKeepAlive uint16 `yaml:"max_keepalive"`
+	// MaxPacketSize is the largest packet accepted (bytes).
+	MaxPacketSize uint32 `yaml:"max_packet_size"`
+	// ReceiveMaximum is how many unacknowledged QoS 1/2 publishes a client
+	// may send us at once; a v5 client that exceeds it gets DISCONNECT 0x93.
+	ReceiveMaximum uint16 `yaml:"receive_maximum"`
+	// MaxInflight caps the QoS 1/2 messages we send a client before it
+	// acknowledges them (also capped by the client's Receive Maximum).
+	MaxInflight uint16 `yaml:"max_inflight"`
+	// MaxQueuedMessages bounds each session's queue of messages waiting for
+	// delivery (offline, or beyond the in-flight window).
+	MaxQueuedMessages int `yaml:"max_queued_messages"`
+	// QueueOverflow is what happens when a queue is full: drop_new (the new
+	// message is dropped) or drop_oldest (the oldest queued message is dropped).
+	// Every drop is counted with its reason.
+	QueueOverflow string `yaml:"queue_overflow"`
+	// MaxSubscriptionsPerClient bounds a session's subscriptions (0: unlimited).
+	MaxSubscriptionsPerClient int `yaml:"max_subscriptions_per_client"`
+	// MaxTopicLevels bounds the levels of topic names and filters.
+	MaxTopicLevels int `yaml:"max_topic_levels"`
+	// MaxClientIDLength bounds client identifiers (bytes).
+	MaxClientIDLength int `yaml:"max_client_id_length"`
+	// MaxTopicAlias is the Topic Alias Maximum we offer v5 clients (0: none).
+	MaxTopicAlias uint16 `yaml:"max_topic_alias"`
+	// MaxSessionExpiry caps the Session Expiry Interval a client may ask for.
+	MaxSessionExpiry time.Duration `yaml:"max_session_expiry"`
+	// MaxMessageExpiry caps how long a message may wait for delivery (0: none).
+	MaxMessageExpiry time.Duration `yaml:"max_message_expiry"`
+	// MaxQoS is the highest QoS the broker accepts and grants (0, 1 or 2).
+	MaxQoS byte `yaml:"max_qos"`
+	// RetainAvailable enables retained messages.
+	RetainAvailable bool `yaml:"retain_available"`
+	// WildcardSubscriptions enables + and # in filters.
+	WildcardSubscriptions bool `yaml:"wildcard_subscriptions"`
+	// SharedSubscriptions enables $share/group/filter.
+	SharedSubscriptions bool `yaml:"shared_subscriptions"`
+	// SubscriptionIdentifiers enables subscription identifiers.
+	SubscriptionIdentifiers bool `yaml:"subscription_identifiers"`
+	// WriteTimeout disconnects a client whose socket accepts no bytes for this long.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+}
+
+// Auth is the authentication policy of the core broker.
+type Auth struct {
+	// AllowAnonymous lets clients connect without credentials.
+	AllowAnonymous bool `yaml:"allow_anonymous"`
+}
+
+// Store tunes the durable store.
+type Store struct {
+	// MaxBatchDelay is how long the group committer may wait to gather a batch.
+	MaxBatchDelay time.Duration `yaml:"max_batch_delay"`
+}
+
+// Default returns the configuration `culex serve` runs with when given nothing.
+func Default() Config {
+	return Config{
+		LogLevel: "info",
+		DataDir:  "./data",
+		Listeners: []Listener{
+			{URL: "tcp://0.0.0.0:1883"},
+			{URL: "ws://0.0.0.0:8083/mqtt"},
+		},
+		MQTT: MQTT{
+			MaxConnections:            0,
+			ConnectTimeout:            10 * time.Second,
+			MaxKeepAlive:              0,
+			MaxPacketSize:             1 << 20,
+			ReceiveMaximum:            1024,
+			MaxInflight:               1024,
+			MaxQueuedMessages:         10000,
+			QueueOverflow:             "drop_new",
+			MaxSubscriptionsPerClient: 1000,
+			MaxTopicLevels:            32,
+			MaxClientIDLength:         256,
+			MaxTopicAlias:             65535,
+			MaxSessionExpiry:          7 * 24 * time.Hour,
+			MaxMessageExpiry:          0,
+			MaxQoS:                    2,
+			RetainAvailable:           true,
+			WildcardSubscriptions:     true,
+			SharedSubscriptions:       true,
+			SubscriptionIdentifiers:   true,
+			WriteTimeout:              30 * time.Second,
+		},
+		Auth:            Auth{AllowAnonymous: true},
+		Store:           Store{MaxBatchDelay: 2 * time.Millisecond},
+		SysInterval:     10 * time.Second,
+		ShutdownTimeout: 10 * time.Second,
+	}
+}
