@@ -1,11 +1,24 @@
 // Package listener accepts MQTT connections over TCP, TLS, WebSocket and
 // secure WebSocket, optionally behind a PROXY protocol v1/v2 header, and hands
 // each connection to the broker as a net.Conn carrying a plain MQTT byte stream.
+//
+// A plain TCP connection is handed over as the raw *net.TCPConn (even behind a
+// PROXY header, which is consumed byte-exactly), so the broker can wait for
+// readability through syscall.Conn without holding a buffer. TLS connections
+// are *tls.Conn; WebSocket connections are this package's own minimal RFC 6455
+// server conn, which also implements BuffersWriter.
 package listener
 
 import (
 	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
 	"net"
+	"sync"
+	"time"
+
+	"github.com/culexmq/culex/internal/config"
 )
 
 // ConnInfo describes an accepted connection.
@@ -13,10 +26,248 @@ type ConnInfo struct {
 	Listener string               // the listener's URL as configured
 	Scheme   string               // tcp, ssl, ws or wss
 	Remote   net.Addr             // the client's address; from the PROXY header when there is one
-	Local    net.Addr             // the address the client connected to
+	Local    net.Addr             // the address the client connected to; from the PROXY header when there is one
 	TLS      *tls.ConnectionState // nil for plain connections
 }
 
 // Handler serves one connection; it owns conn and must close it. It is called
 // on a goroutine of its own.
 type Handler func(conn net.Conn, info ConnInfo)
+
+// BuffersWriter is implemented by connections that can write several byte
+// slices as one unit more cheaply than one Write per slice: the WebSocket conn
+// sends them as a single binary frame. For *net.TCPConn use net.Buffers, which
+// becomes one writev.
+type BuffersWriter interface {
+	// WriteBuffers writes the concatenation of bufs and returns how many of
+	// those bytes were written. It does not modify bufs.
+	WriteBuffers(bufs [][]byte) (int, error)
+}
+
+// Schemes as reported in ConnInfo.Scheme and returned by ParseURL.
+const (
+	SchemeTCP = "tcp"
+	SchemeSSL = "ssl"
+	SchemeWS  = "ws"
+	SchemeWSS = "wss"
+)
+
+// handshakeTimeout bounds everything between accept and handing the
+// connection to the handler: PROXY header, TLS handshake, WebSocket upgrade.
+const handshakeTimeout = 10 * time.Second
+
+// Listener is one bound MQTT endpoint. New binds it, Serve accepts on it and
+// Close stops it.
+type Listener struct {
+	cfg     config.Listener
+	scheme  string
+	path    string // WebSocket path; empty for tcp and ssl
+	tlsConf *tls.Config
+	h       Handler
+	log     *slog.Logger
+	ln      net.Listener
+	timeout time.Duration // handshakeTimeout; shorter in tests
+
+	done chan struct{} // closed by Close
+	wg   sync.WaitGroup
+
+	// mu guards the fields below it.
+	mu       sync.Mutex
+	closed   bool
+	pending  map[net.Conn]struct{} // accepted, not yet handed to h
+	closeErr error
+}
+
+// New parses cfg.URL, loads its TLS material and binds the socket, so that
+// Addr and URL are known (port 0 picks a free port) before Serve is called.
+func New(cfg config.Listener, h Handler, logger *slog.Logger) (*Listener, error) {
+	if h == nil {
+		return nil, fmt.Errorf("listener %s: nil handler", cfg.URL)
+	}
+	scheme, hostport, path, err := ParseURL(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("listener %s: %w", cfg.URL, err)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	l := &Listener{
+		cfg:     cfg,
+		scheme:  scheme,
+		path:    path,
+		h:       h,
+		log:     logger.With("listener", cfg.URL),
+		timeout: handshakeTimeout,
+		done:    make(chan struct{}),
+		pending: make(map[net.Conn]struct{}),
+	}
+	if scheme == SchemeSSL || scheme == SchemeWSS {
+		if l.tlsConf, err = loadTLS(cfg.TLS); err != nil {
+			return nil, fmt.Errorf("listener %s: %w", cfg.URL, err)
+		}
+	}
+	if l.ln, err = net.Listen("tcp", hostport); err != nil {
+		return nil, fmt.Errorf("listener %s: %w", cfg.URL, err)
+	}
+	return l, nil
+}
+
+// Addr is the bound address, with the actual port when the URL asked for 0.
+func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
+
+// URL is the canonical URL of the bound socket, with the actual port, such as
+// tcp://127.0.0.1:41234 or ws://127.0.0.1:41235/mqtt.
+func (l *Listener) URL() string {
+	return l.scheme + "://" + l.ln.Addr().String() + l.path
+}
+
+// Serve accepts connections until Close and returns nil after Close. Each
+// connection gets a goroutine of its own that reads the PROXY header, runs the
+// TLS and WebSocket handshakes and then becomes the handler's goroutine.
+// Temporary accept errors (such as running out of file descriptors) are
+// logged and retried with backoff.
+func (l *Listener) Serve() error {
+	defer l.wg.Wait()
+	var backoff time.Duration
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			if l.isClosed() {
+				return nil
+			}
+			if !isTemporary(err) {
+				return fmt.Errorf("listener %s: accept: %w", l.cfg.URL, err)
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			l.log.Warn("accept failed; retrying", "err", err, "backoff", backoff)
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-l.done:
+				t.Stop()
+				return nil
+			}
+			continue
+		}
+		backoff = 0
+		if !l.track(c) {
+			c.Close()
+			return nil
+		}
+		l.wg.Add(1)
+		go l.serveConn(c)
+	}
+}
+
+// Close stops accepting and aborts connections still in their handshakes.
+// Connections already handed to the handler are the handler's to close.
+func (l *Listener) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return l.closeErr
+	}
+	l.closed = true
+	close(l.done)
+	for c := range l.pending {
+		c.Close()
+	}
+	if err := l.ln.Close(); err != nil {
+		l.closeErr = fmt.Errorf("listener %s: close: %w", l.cfg.URL, err)
+	}
+	return l.closeErr
+}
+
+func (l *Listener) isClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
+}
+
+// track records c as in its handshakes; false means the listener is closed.
+func (l *Listener) track(c net.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false
+	}
+	l.pending[c] = struct{}{}
+	return true
+}
+
+// untrack forgets c; false means Close has closed it (or is about to).
+func (l *Listener) untrack(c net.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.pending, c)
+	return !l.closed
+}
+
+// serveConn runs the handshakes for raw and then hands the connection over.
+// It is owned by Serve until the handover, and by the handler after it.
+func (l *Listener) serveConn(raw net.Conn) {
+	conn, info, err := l.handshake(raw)
+	ok := l.untrack(raw)
+	l.wg.Done()
+	if err != nil || !ok {
+		if err != nil {
+			l.log.Debug("connection rejected", "remote", raw.RemoteAddr(), "err", err)
+		}
+		raw.Close()
+		return
+	}
+	l.h(conn, info)
+}
+
+// handshake turns an accepted socket into the conn and ConnInfo for the
+// handler, all within l.timeout.
+func (l *Listener) handshake(raw net.Conn) (net.Conn, ConnInfo, error) {
+	info := ConnInfo{
+		Listener: l.cfg.URL,
+		Scheme:   l.scheme,
+		Remote:   raw.RemoteAddr(),
+		Local:    raw.LocalAddr(),
+	}
+	if !l.cfg.ProxyProtocol && l.scheme == SchemeTCP {
+		return raw, info, nil
+	}
+	if err := raw.SetDeadline(time.Now().Add(l.timeout)); err != nil {
+		return nil, info, fmt.Errorf("set handshake deadline: %w", err)
+	}
+	if l.cfg.ProxyProtocol {
+		h, err := readProxyHeader(raw)
+		if err != nil {
+			return nil, info, fmt.Errorf("proxy header: %w", err)
+		}
+		if h.src != nil {
+			info.Remote, info.Local = h.src, h.dst
+		}
+	}
+	conn := raw
+	if l.tlsConf != nil {
+		tc := tls.Server(raw, l.tlsConf)
+		if err := tc.Handshake(); err != nil {
+			return nil, info, fmt.Errorf("tls handshake: %w", err)
+		}
+		st := tc.ConnectionState()
+		info.TLS = &st
+		conn = tc
+	}
+	if l.scheme == SchemeWS || l.scheme == SchemeWSS {
+		wc, err := upgrade(conn, l.path)
+		if err != nil {
+			return nil, info, fmt.Errorf("websocket upgrade: %w", err)
+		}
+		conn = wc
+	}
+	if err := raw.SetDeadline(time.Time{}); err != nil {
+		return nil, info, fmt.Errorf("clear handshake deadline: %w", err)
+	}
+	return conn, info, nil
+}
+
+// isTemporary reports whether an accept error is worth retrying.
+func isTemporary(err error) bool {
+	var te interface{ Temporary() bool }
+	return errors.As(err, &te) && te.Temporary()
+}
