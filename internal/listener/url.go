@@ -47,14 +47,14 @@ func ParseURL(s string) (scheme, hostport, path string, err error) {
 		return "", "", "", fmt.Errorf("listener url %q: only scheme, host, port and (for ws) path are allowed", s)
 	}
 	hostport = u.Host
-	host, port, err := net.SplitHostPort(hostport)
+	_, port, err := net.SplitHostPort(hostport)
 	if err != nil {
 		var ae *net.AddrError
 		if !errors.As(err, &ae) || ae.Err != "missing port in address" {
 			return "", "", "", fmt.Errorf("listener url %q: %w", s, err)
 		}
-		host, port = strings.Trim(hostport, "[]"), defaultPorts[scheme]
-		hostport = net.JoinHostPort(host, port)
+		port = defaultPorts[scheme]
+		hostport = net.JoinHostPort(strings.Trim(hostport, "[]"), port)
 	}
 	if port == "" {
 		return "", "", "", fmt.Errorf("listener url %q: empty port", s)
@@ -62,7 +62,6 @@ func ParseURL(s string) (scheme, hostport, path string, err error) {
 	if _, err := net.LookupPort("tcp", port); err != nil {
 		return "", "", "", fmt.Errorf("listener url %q: %w", s, err)
 	}
-	_ = host
 	path = u.EscapedPath()
 	switch scheme {
 	case SchemeWS, SchemeWSS:
