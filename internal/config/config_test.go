@@ -1,0 +1,166 @@
+package config
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata golden files")
+
+const examplePath = "../../culex.example.yaml"
+
+// The annotated example must be exactly the defaults, so that what it says
+// is true.
+func TestExampleIsDefaults(t *testing.T) {
+	c := Default()
+	if err := LoadFile(examplePath, &c); err != nil {
+		t.Fatal(err)
+	}
+	if want := Default(); !reflect.DeepEqual(c, want) {
+		t.Errorf("example file differs from Default():\n got %+v\nwant %+v", c, want)
+	}
+}
+
+func TestExampleDocumentsEveryKey(t *testing.T) {
+	data, err := os.ReadFile(examplePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys(reflect.TypeOf(Config{}), "") {
+		leaf := k[strings.LastIndex(k, ".")+1:]
+		if !strings.Contains(string(data), leaf+":") {
+			t.Errorf("culex.example.yaml does not mention key %s", k)
+		}
+	}
+}
+
+func TestPrecedence(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	writeFile(t, file, "log_level: warn\nmqtt:\n  max_connections: 10\n  max_inflight: 7\nsys_interval: 1m\n")
+	env := []string{"CULEX_MQTT_MAX_CONNECTIONS=20", "CULEX_MQTT_MAX_QOS=1", "PATH=/bin"}
+	c, err := Parse("serve", []string{"-c", file, "--mqtt.max-qos", "0", "--data-dir", "/tmp/x"}, env, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []any{c.LogLevel, c.MQTT.MaxConnections, c.MQTT.MaxInflight, c.MQTT.MaxQoS, c.DataDir, c.SysInterval}
+	want := []any{"warn", 20, uint16(7), byte(0), "/tmp/x", time.Minute}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+func TestListenFlagsAndEnv(t *testing.T) {
+	c, err := Parse("serve", []string{"--listen", "tcp://127.0.0.1:1883", "--listen",
+		"ssl://:8883?cert_file=c.pem&key_file=k.pem&proxy_protocol=true&client_auth=request"}, nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Listener{{URL: "tcp://127.0.0.1:1883"},
+		{URL: "ssl://:8883", ProxyProtocol: true, TLS: TLS{CertFile: "c.pem", KeyFile: "k.pem", ClientAuth: "request"}}}
+	if !reflect.DeepEqual(c.Listeners, want) {
+		t.Errorf("listeners %+v, want %+v", c.Listeners, want)
+	}
+	c, err = Parse("serve", nil, []string{"CULEX_LISTEN=tcp://:1,ws://:2/mqtt"}, io.Discard)
+	if err != nil || len(c.Listeners) != 2 || c.Listeners[1].URL != "ws://:2/mqtt" {
+		t.Errorf("CULEX_LISTEN: %+v %v", c.Listeners, err)
+	}
+}
+
+func TestListenerMappingAndScalarForms(t *testing.T) {
+	c := Default()
+	err := loadYAML([]byte("listeners:\n  - tcp://:1\n  - url: ssl://:2\n    tls: {cert_file: a, key_file: b}\n"), &c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Listeners) != 2 || c.Listeners[1].TLS.KeyFile != "b" {
+		t.Errorf("listeners %+v", c.Listeners)
+	}
+}
+
+// TestErrors pins every start-up error message: each must name its key.
+func TestErrors(t *testing.T) {
+	cases := []struct {
+		name string
+		yaml string
+		args []string
+		env  []string
+	}{
+		{name: "unknown key with suggestion", yaml: "mqtt:\n  max_conections: 5\n"},
+		{name: "unknown top-level key", yaml: "listenrs: []\n"},
+		{name: "bad duration", yaml: "mqtt:\n  connect_timeout: 10\n"},
+		{name: "bad number", yaml: "mqtt:\n  max_inflight: lots\n"},
+		{name: "number out of range", yaml: "mqtt:\n  receive_maximum: 70000\n"},
+		{name: "bad boolean", yaml: "auth:\n  allow_anonymous: maybe\n"},
+		{name: "mapping expected", yaml: "mqtt: 5\n"},
+		{name: "list expected", yaml: "listeners: tcp://:1883\n"},
+		{name: "unknown listener key", yaml: "listeners:\n  - url: tcp://:1\n    proxy: true\n"},
+		{name: "bad log level", args: []string{"--log-level", "loud"}},
+		{name: "bad scheme", args: []string{"--listen", "udp://:1883"}},
+		{name: "no port", args: []string{"--listen", "tcp://localhost"}},
+		{name: "tls without cert", args: []string{"--listen", "ssl://:8883"}},
+		{name: "tls options on tcp", args: []string{"--listen", "tcp://:1?cert_file=x"}},
+		{name: "require without ca", args: []string{"--listen", "ssl://:1?cert_file=a&key_file=b&client_auth=require"}},
+		{name: "unknown query key", args: []string{"--listen", "tcp://:1?nodelay=1"}},
+		{name: "several bad values", args: []string{"--mqtt.max-qos", "3", "--mqtt.queue-overflow", "block", "--mqtt.receive-maximum", "0"}},
+		{name: "bad flag value", args: []string{"--mqtt.write-timeout", "soon"}},
+		{name: "unknown env", env: []string{"CULEX_MQTT_MAXCONN=5"}},
+		{name: "bad env value", env: []string{"CULEX_MQTT_MAX_CONNECTIONS=-1"}},
+		{name: "stray argument", args: []string{"serve"}},
+	}
+	var out strings.Builder
+	for _, tc := range cases {
+		args, dir := tc.args, t.TempDir()
+		if tc.yaml != "" {
+			file := filepath.Join(dir, "culex.yaml")
+			writeFile(t, file, tc.yaml)
+			args = append([]string{"-c", file}, args...)
+		}
+		_, err := Parse("serve", args, tc.env, io.Discard)
+		if err == nil {
+			t.Errorf("%s: no error", tc.name)
+			continue
+		}
+		fmt.Fprintf(&out, "## %s\n%s\n\n", tc.name, strings.ReplaceAll(err.Error(), dir, "DIR"))
+	}
+	golden(t, "testdata/errors.golden", out.String())
+}
+
+func golden(t *testing.T, path, got string) {
+	t.Helper()
+	if *update {
+		writeFile(t, path, got)
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs (go test -update rewrites it):\n%s", path, got)
+	}
+}
+
+func writeFile(t *testing.T, path, s string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDistance(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		d    int
+	}{{"", "", 0}, {"a", "", 1}, {"kitten", "sitting", 3}, {"max_conections", "max_connections", 1}} {
+		if d := distance(tc.a, tc.b); d != tc.d {
+			t.Errorf("distance(%q,%q)=%d want %d", tc.a, tc.b, d, tc.d)
+		}
+	}
+}

@@ -1,0 +1,161 @@
+package config
+
+import (
+	"fmt"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// field is one settable leaf of Config, named by its dotted YAML path
+// ("mqtt.max_connections").
+type field struct {
+	path string
+	v    reflect.Value
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+// fields lists the scalar keys of c in declaration order. Listeners are a
+// list and are handled apart (listenersKey).
+func fields(c *Config) []field {
+	var out []field
+	walk(reflect.ValueOf(c).Elem(), "", &out)
+	return out
+}
+
+const listenersKey = "listeners"
+
+func walk(v reflect.Value, prefix string, out *[]field) {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		name := t.Field(i).Tag.Get("yaml")
+		if name == "" || name == "-" {
+			continue
+		}
+		path := name
+		if prefix != "" {
+			path = prefix + "." + name
+		}
+		fv := v.Field(i)
+		switch {
+		case path == listenersKey:
+			continue
+		case fv.Kind() == reflect.Struct:
+			walk(fv, path, out)
+		default:
+			*out = append(*out, field{path: path, v: fv})
+		}
+	}
+}
+
+// keys returns every valid key path of the struct type t, for unknown-key
+// checks and suggestions.
+func keys(t reflect.Type, prefix string) []string {
+	var out []string
+	for i := 0; i < t.NumField(); i++ {
+		name := t.Field(i).Tag.Get("yaml")
+		if name == "" || name == "-" {
+			continue
+		}
+		path := name
+		if prefix != "" {
+			path = prefix + "." + name
+		}
+		out = append(out, path)
+		if ft := t.Field(i).Type; ft.Kind() == reflect.Struct && ft != durationType {
+			out = append(out, keys(ft, path)...)
+		}
+	}
+	return out
+}
+
+// set parses s into the field's value. Durations take Go syntax ("10s",
+// "1h30m"); booleans true/false/1/0/yes/no.
+func (f field) set(s string) error {
+	s = strings.TrimSpace(s)
+	v := f.v
+	switch {
+	case v.Type() == durationType:
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("%s: %q is not a duration (examples: 500ms, 10s, 1h)", f.path, s)
+		}
+		if d < 0 {
+			return fmt.Errorf("%s: %s must not be negative", f.path, s)
+		}
+		v.SetInt(int64(d))
+	case v.Kind() == reflect.String:
+		v.SetString(s)
+	case v.Kind() == reflect.Bool:
+		switch strings.ToLower(s) {
+		case "true", "1", "yes", "on":
+			v.SetBool(true)
+		case "false", "0", "no", "off":
+			v.SetBool(false)
+		default:
+			return fmt.Errorf("%s: %q is not a boolean (true or false)", f.path, s)
+		}
+	case v.CanInt():
+		n, err := strconv.ParseInt(s, 10, v.Type().Bits())
+		if err != nil || n < 0 {
+			return fmt.Errorf("%s: %q is not a whole number >= 0", f.path, s)
+		}
+		v.SetInt(n)
+	case v.CanUint():
+		n, err := strconv.ParseUint(s, 10, v.Type().Bits())
+		if err != nil {
+			max := uint64(1)<<v.Type().Bits() - 1
+			return fmt.Errorf("%s: %q is not a whole number from 0 to %d", f.path, s, max)
+		}
+		v.SetUint(n)
+	default:
+		return fmt.Errorf("%s: unsupported type %s", f.path, v.Type())
+	}
+	return nil
+}
+
+// envName is the environment variable of a key: CULEX_ and the path in
+// upper case with dots as underscores (CULEX_MQTT_MAX_CONNECTIONS).
+func envName(path string) string {
+	return "CULEX_" + strings.ToUpper(strings.ReplaceAll(path, ".", "_"))
+}
+
+// flagName is the command-line flag of a key: the path with underscores as
+// dashes (--mqtt.max-connections).
+func flagName(path string) string { return strings.ReplaceAll(path, "_", "-") }
+
+// suggest returns the known key closest to an unknown one, or "".
+func suggest(unknown string, known []string) string {
+	best, bestD := "", len(unknown)/2+2
+	sort.Strings(known)
+	for _, k := range known {
+		if d := distance(unknown, k); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+// distance is the Levenshtein distance between a and b.
+func distance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

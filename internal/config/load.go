@@ -1,0 +1,271 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"reflect"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Parse builds the configuration of `culex serve`: defaults, then the YAML
+// file named by -c/--config (or CULEX_CONFIG), then CULEX_* environment
+// variables, then flags, and validates the result. Every error names the key
+// it is about. A -h/--help prints the flags to out and returns flag.ErrHelp.
+func Parse(name string, args, environ []string, out io.Writer) (Config, error) {
+	c := Default()
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	var file string
+	var listens []string
+	fs.StringVar(&file, "c", "", "YAML config `file`")
+	fs.StringVar(&file, "config", "", "YAML config `file`")
+	fs.Func("listen", "listener `URL`, repeatable: tcp://127.0.0.1:1883, ssl://:8883?cert_file=c.pem&key_file=k.pem, ws://:8083/mqtt, wss://...; query keys are the listener's config keys (proxy_protocol, cert_file, key_file, client_ca_file, client_auth)",
+		func(s string) error { listens = append(listens, s); return nil })
+	// Every scalar key is also a flag. They are applied after the file and
+	// the environment, so they are recorded here and set below.
+	type setting struct {
+		path, value string
+	}
+	var set []setting
+	for _, f := range fields(&c) {
+		path := f.path
+		fs.Func(flagName(path), fmt.Sprintf("config key %s (default %v)", path, f.v.Interface()),
+			func(s string) error { set = append(set, setting{path, s}); return nil })
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q (flags start with --)", fs.Arg(0))
+	}
+	env := envMap(environ)
+	if file == "" {
+		file = env["CULEX_CONFIG"]
+	}
+	if file != "" {
+		if err := LoadFile(file, &c); err != nil {
+			return c, err
+		}
+	}
+	if err := applyEnv(&c, env); err != nil {
+		return c, err
+	}
+	byPath := fieldMap(&c)
+	for _, s := range set {
+		if err := byPath[s.path].set(s.value); err != nil {
+			return c, fmt.Errorf("flag --%s: %w", flagName(s.path), err)
+		}
+	}
+	if len(listens) > 0 {
+		ls, err := listenersFromURLs(listens)
+		if err != nil {
+			return c, fmt.Errorf("flag --listen: %w", err)
+		}
+		c.Listeners = ls
+	}
+	return c, c.Validate()
+}
+
+func fieldMap(c *Config) map[string]field {
+	m := make(map[string]field)
+	for _, f := range fields(c) {
+		m[f.path] = f
+	}
+	return m
+}
+
+func envMap(environ []string) map[string]string {
+	m := make(map[string]string)
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "CULEX_") {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// applyEnv sets keys from CULEX_* variables; CULEX_LISTEN holds listener
+// URLs separated by commas. An unknown CULEX_ variable is an error.
+func applyEnv(c *Config, env map[string]string) error {
+	byEnv := make(map[string]field)
+	for _, f := range fields(c) {
+		byEnv[envName(f.path)] = f
+	}
+	for k, v := range env {
+		switch f, ok := byEnv[k]; {
+		case ok:
+			if err := f.set(v); err != nil {
+				return fmt.Errorf("environment %s: %w", k, err)
+			}
+		case k == "CULEX_LISTEN":
+			ls, err := listenersFromURLs(strings.Split(v, ","))
+			if err != nil {
+				return fmt.Errorf("environment %s: %w", k, err)
+			}
+			c.Listeners = ls
+		case k == "CULEX_CONFIG":
+		default:
+			return fmt.Errorf("environment %s: unknown setting (keys map to CULEX_ + the key path in capitals, e.g. CULEX_MQTT_MAX_CONNECTIONS)", k)
+		}
+	}
+	return nil
+}
+
+// listenersFromURLs turns --listen URLs into listeners; query parameters
+// set the listener's keys.
+func listenersFromURLs(urls []string) ([]Listener, error) {
+	var out []Listener
+	for _, raw := range urls {
+		raw = strings.TrimSpace(raw)
+		if raw == "" {
+			continue
+		}
+		l, err := listenerFromURL(raw)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+func listenerFromURL(raw string) (Listener, error) {
+	base, query, _ := strings.Cut(raw, "?")
+	l := Listener{URL: base}
+	if query == "" {
+		return l, nil
+	}
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return l, fmt.Errorf("%s: bad query: %w", raw, err)
+	}
+	byPath := make(map[string]field)
+	var fs []field
+	walk(reflect.ValueOf(&l).Elem(), "", &fs)
+	for _, f := range fs {
+		byPath[f.path] = f
+		byPath[strings.TrimPrefix(f.path, "tls.")] = f
+	}
+	for k, vs := range q {
+		f, ok := byPath[k]
+		if !ok || f.path == "url" {
+			return l, fmt.Errorf("%s: unknown listener key %q (known: proxy_protocol, cert_file, key_file, client_ca_file, client_auth)", raw, k)
+		}
+		if err := f.set(vs[len(vs)-1]); err != nil {
+			return l, fmt.Errorf("%s: %w", raw, err)
+		}
+	}
+	return l, nil
+}
+
+// LoadFile reads a YAML config file over c. Unknown keys and bad values are
+// errors naming the key and line.
+func LoadFile(path string, c *Config) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if err := loadYAML(data, c); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+func loadYAML(data []byte, c *Config) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return err
+	}
+	if len(doc.Content) == 0 {
+		return nil // empty file: defaults
+	}
+	return decodeStruct(doc.Content[0], reflect.ValueOf(c).Elem(), "")
+}
+
+// decodeStruct sets the fields of v from a YAML mapping, one scalar at a
+// time, so that every error can name its key.
+func decodeStruct(n *yaml.Node, v reflect.Value, prefix string) error {
+	if n.Kind != yaml.MappingNode {
+		if n.Tag == "!!null" {
+			return nil
+		}
+		return fmt.Errorf("line %d: %s must be a mapping of keys", n.Line, orTop(prefix))
+	}
+	known := keys(v.Type(), prefix)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		path := k.Value
+		if prefix != "" {
+			path = prefix + "." + k.Value
+		}
+		fv, ok := fieldByTag(v, k.Value)
+		if !ok {
+			msg := fmt.Sprintf("line %d: unknown key %q", k.Line, path)
+			if s := suggest(path, known); s != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", s)
+			}
+			return errors.New(msg)
+		}
+		if err := decodeValue(val, fv, path); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func decodeValue(n *yaml.Node, fv reflect.Value, path string) error {
+	switch {
+	case fv.Kind() == reflect.Struct && fv.Type() != durationType:
+		return decodeStruct(n, fv, path)
+	case fv.Kind() == reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			return fmt.Errorf("line %d: %s must be a list", n.Line, path)
+		}
+		s := reflect.MakeSlice(fv.Type(), len(n.Content), len(n.Content))
+		for i, item := range n.Content {
+			ipath := fmt.Sprintf("%s[%d]", path, i)
+			if item.Kind == yaml.ScalarNode && fv.Type().Elem() == reflect.TypeOf(Listener{}) {
+				l, err := listenerFromURL(item.Value)
+				if err != nil {
+					return fmt.Errorf("line %d: %s: %w", item.Line, ipath, err)
+				}
+				s.Index(i).Set(reflect.ValueOf(l))
+				continue
+			}
+			if err := decodeValue(item, s.Index(i), ipath); err != nil {
+				return err
+			}
+		}
+		fv.Set(s)
+		return nil
+	case n.Kind != yaml.ScalarNode:
+		return fmt.Errorf("line %d: %s must be a single value", n.Line, path)
+	}
+	if err := (field{path: path, v: fv}).set(n.Value); err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	return nil
+}
+
+func fieldByTag(v reflect.Value, name string) (reflect.Value, bool) {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		if t.Field(i).Tag.Get("yaml") == name {
+			return v.Field(i), true
+		}
+	}
+	return reflect.Value{}, false
+}
+
+func orTop(prefix string) string {
+	if prefix == "" {
+		return "the config"
+	}
+	return prefix
+}

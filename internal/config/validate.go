@@ -1,0 +1,106 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+)
+
+// Validate checks values that parse but make no sense; each error names its
+// key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log_level", "%q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	if len(c.Listeners) == 0 {
+		bad("listeners", "at least one listener is needed")
+	}
+	for i, l := range c.Listeners {
+		if err := l.validate(); err != nil {
+			errs = append(errs, fmt.Errorf("listeners[%d]: %w", i, err))
+		}
+	}
+	m := &c.MQTT
+	if m.ConnectTimeout <= 0 {
+		bad("mqtt.connect_timeout", "must be positive")
+	}
+	if m.MaxPacketSize < 64 || m.MaxPacketSize > 268435455 {
+		bad("mqtt.max_packet_size", "%d is outside 64..268435455 bytes", m.MaxPacketSize)
+	}
+	if m.ReceiveMaximum == 0 {
+		bad("mqtt.receive_maximum", "must be at least 1 [MQTT-3.2.2-17]")
+	}
+	if m.MaxInflight == 0 {
+		bad("mqtt.max_inflight", "must be at least 1")
+	}
+	if m.MaxQueuedMessages < 1 {
+		bad("mqtt.max_queued_messages", "must be at least 1")
+	}
+	switch m.QueueOverflow {
+	case "drop_new", "drop_oldest":
+	default:
+		bad("mqtt.queue_overflow", "%q is not one of drop_new, drop_oldest", m.QueueOverflow)
+	}
+	if m.MaxTopicLevels < 1 {
+		bad("mqtt.max_topic_levels", "must be at least 1")
+	}
+	if m.MaxClientIDLength < 23 || m.MaxClientIDLength > 65535 {
+		bad("mqtt.max_client_id_length", "%d is outside 23..65535 (every server must accept 23 [MQTT-3.1.3-5])", m.MaxClientIDLength)
+	}
+	if m.MaxQoS > 2 {
+		bad("mqtt.max_qos", "%d is not 0, 1 or 2", m.MaxQoS)
+	}
+	if m.WriteTimeout <= 0 {
+		bad("mqtt.write_timeout", "must be positive")
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("shutdown_timeout", "must be positive")
+	}
+	return errors.Join(errs...)
+}
+
+// Schemes maps every accepted listener URL scheme to its canonical name.
+var Schemes = map[string]string{
+	"tcp": "tcp", "mqtt": "tcp",
+	"ssl": "ssl", "tls": "ssl", "mqtts": "ssl",
+	"ws": "ws", "wss": "wss",
+}
+
+func (l *Listener) validate() error {
+	u, err := url.Parse(l.URL)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return fmt.Errorf("url: %q is not a listener URL like tcp://0.0.0.0:1883 or ws://:8083/mqtt", l.URL)
+	}
+	scheme, ok := Schemes[strings.ToLower(u.Scheme)]
+	if !ok {
+		return fmt.Errorf("url: scheme %q of %q is not one of tcp, ssl, ws, wss", u.Scheme, l.URL)
+	}
+	if _, _, err := net.SplitHostPort(u.Host); err != nil {
+		return fmt.Errorf("url: %q has no port", l.URL)
+	}
+	secure := scheme == "ssl" || scheme == "wss"
+	switch {
+	case secure && (l.TLS.CertFile == "" || l.TLS.KeyFile == ""):
+		return fmt.Errorf("tls.cert_file and tls.key_file are required for %s", l.URL)
+	case !secure && (l.TLS.CertFile != "" || l.TLS.ClientCAFile != ""):
+		return fmt.Errorf("tls: %s is not a TLS listener (use ssl:// or wss://)", l.URL)
+	}
+	switch l.TLS.ClientAuth {
+	case "", "none", "request":
+	case "require":
+		if l.TLS.ClientCAFile == "" {
+			return errors.New("tls.client_auth: require needs tls.client_ca_file")
+		}
+	default:
+		return fmt.Errorf("tls.client_auth: %q is not one of none, request, require", l.TLS.ClientAuth)
+	}
+	return nil
+}
