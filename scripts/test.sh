@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs every Culex test on a fresh Debian machine with Go installed: installs
+# the real peers the integration tests talk to, then the race-enabled,
+# shuffled test suite, then every benchmark once so none rot.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests drive: mosquitto (the comparison broker),
+# mosquitto_pub/mosquitto_sub (real clients) and kcat (a Kafka client we did
+# not write).
+pkgs=(mosquitto mosquitto-clients kcat)
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	sudo=""
+	[ "$(id -u)" = 0 ] || sudo="sudo"
+	echo "installing ${missing[*]}"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The Debian package enables a system mosquitto on 1883; tests start their own.
+if command -v systemctl >/dev/null && systemctl is-active --quiet mosquitto 2>/dev/null; then
+	systemctl stop mosquitto || true
+fi
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+go vet ./...
+go test -race -shuffle=on -timeout 20m ./...
+log=$(mktemp)
+if ! go test -run '^$' -bench . -benchtime 1x -timeout 10m ./... >"$log" 2>&1; then
+	cat "$log"
+	exit 1
+fi
+echo "benchmarks: each ran once (-benchtime 1x)"
