@@ -208,14 +208,15 @@ func (l *Listener) untrack(c net.Conn) bool {
 func (l *Listener) serveConn(raw net.Conn) {
 	conn, info, err := l.handshake(raw)
 	ok := l.untrack(raw)
-	l.wg.Done()
 	if err != nil || !ok {
 		if err != nil {
 			l.log.Debug("connection rejected", "remote", raw.RemoteAddr(), "err", err)
 		}
 		raw.Close()
+		l.wg.Done()
 		return
 	}
+	l.wg.Done()
 	l.h(conn, info)
 }
 

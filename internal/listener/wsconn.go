@@ -111,18 +111,22 @@ func (c *wsConn) Read(p []byte) (int, error) {
 }
 
 // headerLen is the length of the frame header being read, as far as the
-// bytes read so far tell: 2 until the length byte is in.
+// bytes read so far tell: 2 until the mask and length byte is in.
 func (c *wsConn) headerLen() int {
 	if c.hdrN < 2 {
 		return 2
 	}
+	n := 2
+	if c.hdr[1]&0x80 != 0 {
+		n += 4 // masking key
+	}
 	switch c.hdr[1] & 0x7f {
 	case 126:
-		return 2 + 2 + 4
+		n += 2
 	case 127:
-		return 2 + 8 + 4
+		n += 8
 	}
-	return 2 + 4
+	return n
 }
 
 func (c *wsConn) unmask(p []byte) {
