@@ -1,0 +1,70 @@
+// Package deptest enforces the direction of dependencies between Culex's
+// packages (docs/architecture.md): the codec imports nothing of ours, the
+// broker never imports the bridge, and so on.
+package deptest
+
+import (
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/culexmq/culex/"
+
+// allowed lists, for each package, the packages of ours it may import.
+// A package missing here may import nothing of ours.
+var allowed = map[string][]string{
+	"internal/mqtt/packet": {},
+	"internal/config":      {},
+	"internal/store":       {},
+	"internal/mqtt/topic":  {"internal/mqtt/packet"},
+	"internal/listener":    {"internal/config"},
+	"internal/broker": {"internal/mqtt/packet", "internal/mqtt/topic", "internal/store",
+		"internal/config", "internal/listener"},
+	"internal/bench": {"internal/mqtt/packet"},
+	"internal/server": {"internal/broker", "internal/config", "internal/listener", "internal/store",
+		"internal/mqtt/packet", "internal/mqtt/topic"},
+}
+
+type pkg struct {
+	ImportPath string
+	Imports    []string
+}
+
+func TestDependencyDirection(t *testing.T) {
+	out, err := exec.Command("go", "list", "-e", "-json", module+"...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	for dec.More() {
+		var p pkg
+		if err := dec.Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		name := strings.TrimPrefix(p.ImportPath, module)
+		ok, listed := allowed[name]
+		if !listed {
+			continue // commands, tests and packages without a rule yet
+		}
+		for _, imp := range p.Imports {
+			if !strings.HasPrefix(imp, module) {
+				continue
+			}
+			dep := strings.TrimPrefix(imp, module)
+			if !contains(ok, dep) {
+				t.Errorf("%s imports %s; allowed: %v (see docs/architecture.md)", name, dep, ok)
+			}
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
