@@ -249,7 +249,7 @@ func testConcurrentAppliers(t *testing.T, im impl) {
 	const appliers, each = 16, 200
 	var (
 		mu    sync.Mutex
-		order []string       // applies in callback order
+		order []string        // applies in callback order
 		next  = map[int]int{} // per applier: the next i its callbacks must report
 		wg    sync.WaitGroup
 	)
