@@ -14,6 +14,7 @@ const usage = `culex: an MQTT broker cluster that carries device traffic into Ka
 Usage:
   culex serve [flags]     run a broker node (culex serve -h for flags)
   culex bench CMD [flags] load-test any MQTT broker (conn, pub, sub)
+  culex users CMD [flags] manage the users file (add, passwd, rm, list)
   culex version           print the version
 `
 
@@ -29,6 +30,8 @@ func main() {
 		err = serve(args)
 	case "bench":
 		err = bench(args)
+	case "users":
+		err = users(args)
 	case "version", "--version", "-v":
 		fmt.Println("culex", version)
 	case "help", "-h", "--help":
