@@ -1,0 +1,263 @@
+package listener
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/culexmq/culex/internal/config"
+)
+
+// testPKI is a CA, a server certificate for 127.0.0.1 and a client
+// certificate, all generated for the test.
+type testPKI struct {
+	dir              string
+	caFile           string
+	certFile         string
+	keyFile          string
+	roots            *x509.CertPool
+	client           tls.Certificate // CN device-42, signed by the CA
+	stranger         tls.Certificate // CN stranger, self-signed
+	serverCertConfig config.TLS
+}
+
+func newPKI(t *testing.T) *testPKI {
+	t.Helper()
+	p := &testPKI{dir: t.TempDir(), roots: x509.NewCertPool()}
+	caKey, caDER := issue(t, &x509.Certificate{
+		Subject:               pkix.Name{CommonName: "culex test CA"},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}, nil, nil)
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.roots.AddCert(ca)
+	p.caFile = writePEM(t, p.dir, "ca.pem", "CERTIFICATE", caDER)
+
+	srvKey, srvDER := issue(t, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}, ca, caKey)
+	p.certFile = writePEM(t, p.dir, "server.pem", "CERTIFICATE", srvDER)
+	der, err := x509.MarshalECPrivateKey(srvKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.keyFile = writePEM(t, p.dir, "server-key.pem", "EC PRIVATE KEY", der)
+
+	cliKey, cliDER := issue(t, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "device-42"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, ca, caKey)
+	p.client = tls.Certificate{Certificate: [][]byte{cliDER}, PrivateKey: cliKey}
+	strKey, strDER := issue(t, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "stranger"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, nil, nil)
+	p.stranger = tls.Certificate{Certificate: [][]byte{strDER}, PrivateKey: strKey}
+	return p
+}
+
+// issue creates a key and a certificate for tmpl signed by parent (self-signed
+// when parent is nil).
+func issue(t *testing.T, tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*ecdsa.PrivateKey, []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl.SerialNumber = serial
+	tmpl.NotBefore = time.Now().Add(-time.Hour)
+	tmpl.NotAfter = time.Now().Add(time.Hour)
+	tmpl.KeyUsage |= x509.KeyUsageDigitalSignature
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, der
+}
+
+func writePEM(t *testing.T, dir, name, typ string, der []byte) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// tlsConfig is the listener TLS config with the given client policy.
+func (p *testPKI) tlsConfig(clientAuth string, withCA bool) config.TLS {
+	c := config.TLS{CertFile: p.certFile, KeyFile: p.keyFile, ClientAuth: clientAuth}
+	if withCA {
+		c.ClientCAFile = p.caFile
+	}
+	return c
+}
+
+// clientConfig trusts the test CA and presents cert, if given, even when the
+// server's list of acceptable CAs does not name its issuer.
+func (p *testPKI) clientConfig(cert ...tls.Certificate) *tls.Config {
+	conf := &tls.Config{RootCAs: p.roots, ServerName: "127.0.0.1"}
+	if len(cert) > 0 {
+		conf.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert[0], nil }
+	}
+	return conf
+}
+
+// dialTLS connects and completes the handshake and one echo, or returns the
+// error the client saw.
+func dialTLS(t *testing.T, l *Listener, conf *tls.Config) (*tls.Conn, error) {
+	t.Helper()
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", l.Addr().String(), conf)
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	// With TLS 1.3 a refused client certificate shows on the first read.
+	if _, err := c.Write([]byte("ping")); err != nil {
+		return nil, err
+	}
+	got := make([]byte, 4)
+	if _, err := c.Read(got); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func TestTLSEcho(t *testing.T) {
+	p := newPKI(t)
+	s := startServer(t, config.Listener{URL: "ssl://127.0.0.1:0", TLS: p.tlsConfig("", false)}, nil)
+	if !strings.HasPrefix(s.l.URL(), "ssl://127.0.0.1:") {
+		t.Errorf("URL() = %q", s.l.URL())
+	}
+	c, err := dialTLS(t, s.l, p.clientConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	roundTrip(t, c, "\xc0\x00")
+	a := s.next(t)
+	if _, ok := a.conn.(*tls.Conn); !ok {
+		t.Errorf("conn is %T, want *tls.Conn", a.conn)
+	}
+	if a.info.Scheme != SchemeSSL || a.info.TLS == nil || !a.info.TLS.HandshakeComplete {
+		t.Fatalf("info = %+v, want ssl with a completed TLS state", a.info)
+	}
+	if len(a.info.TLS.PeerCertificates) != 0 {
+		t.Errorf("peer certificates without client auth: %d", len(a.info.TLS.PeerCertificates))
+	}
+	c.Close()
+	s.end(t)
+}
+
+func TestTLSMinVersion12(t *testing.T) {
+	p := newPKI(t)
+	s := startServer(t, config.Listener{URL: "ssl://127.0.0.1:0", TLS: p.tlsConfig("none", true)}, nil)
+	conf := p.clientConfig()
+	conf.MinVersion, conf.MaxVersion = tls.VersionTLS10, tls.VersionTLS11
+	if _, err := dialTLS(t, s.l, conf); err == nil {
+		t.Fatal("TLS 1.1 handshake succeeded")
+	}
+}
+
+func TestTLSClientCertRequire(t *testing.T) {
+	p := newPKI(t)
+	s := startServer(t, config.Listener{URL: "ssl://127.0.0.1:0", TLS: p.tlsConfig("require", true)}, nil)
+	if _, err := dialTLS(t, s.l, p.clientConfig()); err == nil {
+		t.Error("client without a certificate was served")
+	}
+	if _, err := dialTLS(t, s.l, p.clientConfig(p.stranger)); err == nil {
+		t.Error("client with an unknown certificate was served")
+	}
+	if _, err := dialTLS(t, s.l, p.clientConfig(p.client)); err != nil {
+		t.Fatalf("client with a CA-signed certificate: %v", err)
+	}
+	a := s.next(t)
+	if a.info.TLS == nil || len(a.info.TLS.PeerCertificates) == 0 {
+		t.Fatalf("no peer certificate in %+v", a.info)
+	}
+	if cn := a.info.TLS.PeerCertificates[0].Subject.CommonName; cn != "device-42" {
+		t.Errorf("peer CN = %q, want device-42", cn)
+	}
+	if len(a.info.TLS.VerifiedChains) == 0 {
+		t.Error("peer certificate not verified")
+	}
+}
+
+func TestTLSClientCertRequest(t *testing.T) {
+	p := newPKI(t)
+	// With a CA: a certificate is optional but must verify when given.
+	s := startServer(t, config.Listener{URL: "ssl://127.0.0.1:0", TLS: p.tlsConfig("request", true)}, nil)
+	if _, err := dialTLS(t, s.l, p.clientConfig()); err != nil {
+		t.Errorf("client without a certificate: %v", err)
+	}
+	if a := s.next(t); len(a.info.TLS.PeerCertificates) != 0 {
+		t.Error("peer certificates from a client that sent none")
+	}
+	if _, err := dialTLS(t, s.l, p.clientConfig(p.stranger)); err == nil {
+		t.Error("client with an unknown certificate was served")
+	}
+	if _, err := dialTLS(t, s.l, p.clientConfig(p.client)); err != nil {
+		t.Errorf("client with a CA-signed certificate: %v", err)
+	}
+	if a := s.next(t); len(a.info.TLS.PeerCertificates) != 1 || a.info.TLS.PeerCertificates[0].Subject.CommonName != "device-42" {
+		t.Errorf("peer certificates = %v", a.info.TLS.PeerCertificates)
+	}
+
+	// Without a CA: any certificate is taken, unverified, for auth to judge.
+	s = startServer(t, config.Listener{URL: "ssl://127.0.0.1:0", TLS: p.tlsConfig("request", false)}, nil)
+	if _, err := dialTLS(t, s.l, p.clientConfig(p.stranger)); err != nil {
+		t.Fatalf("client with a self-signed certificate: %v", err)
+	}
+	if a := s.next(t); len(a.info.TLS.PeerCertificates) != 1 || len(a.info.TLS.VerifiedChains) != 0 {
+		t.Errorf("peer certificates %d, verified chains %d; want 1, 0", len(a.info.TLS.PeerCertificates), len(a.info.TLS.VerifiedChains))
+	}
+}
+
+func TestTLSConfigErrors(t *testing.T) {
+	p := newPKI(t)
+	garbage := writePEM(t, p.dir, "garbage.pem", "NOTHING", []byte("x"))
+	os.WriteFile(garbage, []byte("not pem"), 0o600)
+	h := func(c net.Conn, _ ConnInfo) { c.Close() }
+	for name, tc := range map[string]config.TLS{
+		"require without CA": p.tlsConfig("require", false),
+		"unknown auth":       p.tlsConfig("sometimes", true),
+		"missing key":        {CertFile: p.certFile},
+		"key mismatch":       {CertFile: p.certFile, KeyFile: p.caFile},
+		"missing CA file":    {CertFile: p.certFile, KeyFile: p.keyFile, ClientCAFile: filepath.Join(p.dir, "nope.pem")},
+		"CA file not PEM":    {CertFile: p.certFile, KeyFile: p.keyFile, ClientCAFile: garbage},
+	} {
+		for _, url := range []string{"ssl://127.0.0.1:0", "wss://127.0.0.1:0"} {
+			l, err := New(config.Listener{URL: url, TLS: tc}, h, nil)
+			if err == nil {
+				l.Close()
+				t.Errorf("%s on %s: New succeeded", name, url)
+			} else if !strings.Contains(err.Error(), url) {
+				t.Errorf("%s: error %q does not name %s", name, err, url)
+			}
+		}
+	}
+}
