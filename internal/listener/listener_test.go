@@ -47,7 +47,49 @@ type testServer struct {
 	l        *Listener
 	accepted chan accepted
 	ended    chan error // each handler's final read error
-	wg       sync.WaitGroup
+
+	// mu guards the fields below it. A handler may start after Serve has
+	// returned (the hand-off is on the connection's goroutine), so a
+	// WaitGroup would race: handlers count themselves in unless stopped.
+	mu      sync.Mutex
+	stopped bool
+	running int
+}
+
+// enter counts a handler in; false means the test is over.
+func (s *testServer) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return false
+	}
+	s.running++
+	return true
+}
+
+func (s *testServer) exit() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.running--
+}
+
+// stop turns away later handlers and waits for the running ones.
+func (s *testServer) stop(t *testing.T) {
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+	for deadline := time.Now().Add(10 * time.Second); ; runtime.Gosched() {
+		s.mu.Lock()
+		n := s.running
+		s.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%d handlers still running", n)
+			return
+		}
+	}
 }
 
 // startServer starts a listener for cfg. tweak, when given, adjusts the
@@ -72,21 +114,17 @@ func startServer(t *testing.T, cfg config.Listener, tweak func(*Listener)) *test
 		if err := <-served; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
-		done := make(chan struct{})
-		go func() { s.wg.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Errorf("handlers still running")
-		}
+		s.stop(t)
 	})
 	return s
 }
 
 func (s *testServer) handle(c net.Conn, info ConnInfo) {
-	s.wg.Add(1)
-	defer s.wg.Done()
 	defer c.Close()
+	if !s.enter() {
+		return
+	}
+	defer s.exit()
 	s.accepted <- accepted{c, info}
 	buf := make([]byte, 32<<10)
 	for {
