@@ -98,10 +98,95 @@ type MQTT struct {
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 }
 
-// Auth is the authentication policy of the core broker.
+// Auth is device security: authentication backends, ACLs and abuse limits
+// (see docs/security.md). Users and ACL rules live in their own files.
 type Auth struct {
-	// AllowAnonymous lets clients connect without credentials.
+	// AllowAnonymous lets clients that no backend recognises connect as
+	// anonymous (an empty username for ACL placeholders).
 	AllowAnonymous bool `yaml:"allow_anonymous"`
+	// Backends is the comma-separated chain order, from users, jwt, http,
+	// cert and scram; the first definitive answer wins.
+	Backends string `yaml:"backends"`
+	// UsersFile is the users file managed by `culex users` (bcrypt or
+	// argon2id hashes). Empty disables the users and scram backends.
+	UsersFile string `yaml:"users_file"`
+	// ACLFile holds the topic rules. Empty means only ACLDefault applies.
+	ACLFile string `yaml:"acl_file"`
+	// ACLDefault is allow or deny: the answer when no rule matches.
+	ACLDefault string `yaml:"acl_default"`
+	// SysSuperuserOnly keeps $SYS/# for superusers whatever the rules say.
+	SysSuperuserOnly bool `yaml:"sys_superuser_only"`
+	// V3DeniedPublish is what a denied 3.1.1 PUBLISH gets: drop or disconnect.
+	V3DeniedPublish string `yaml:"v3_denied_publish"`
+	// WatchInterval is how often the users and ACL files are checked for
+	// changes; 0 disables watching (SIGHUP still reloads).
+	WatchInterval time.Duration `yaml:"watch_interval"`
+	// CacheTTL is how long a verified password stays verified without
+	// hashing again; 0 disables the cache.
+	CacheTTL time.Duration `yaml:"cache_ttl"`
+	// MaxConcurrentChecks bounds concurrent password hashing; 0 is the
+	// number of CPUs.
+	MaxConcurrentChecks int `yaml:"max_concurrent_checks"`
+	// RateLimit bans sources and usernames after failed logins.
+	RateLimit AuthRateLimit `yaml:"rate_limit"`
+	// HTTP is the webhook backend.
+	HTTP AuthHTTP `yaml:"http"`
+	// JWT is the JSON Web Token (in the password field) backend.
+	JWT AuthJWT `yaml:"jwt"`
+	// Cert is the TLS client certificate backend.
+	Cert AuthCert `yaml:"cert"`
+}
+
+// AuthRateLimit bans after too many failed logins within a window.
+type AuthRateLimit struct {
+	// PerAddress is the failures allowed per source IP per window (0: off).
+	PerAddress int `yaml:"per_address"`
+	// PerUsername is the failures allowed per username per window (0: off).
+	PerUsername int `yaml:"per_username"`
+	// Window is the period failures are counted over.
+	Window time.Duration `yaml:"window"`
+	// Ban is how long a source or username is refused once over its limit.
+	Ban time.Duration `yaml:"ban"`
+}
+
+// AuthHTTP is the webhook backend: a JSON POST per login.
+type AuthHTTP struct {
+	// URL receives the POST; empty disables the backend.
+	URL string `yaml:"url"`
+	// Timeout bounds one request.
+	Timeout time.Duration `yaml:"timeout"`
+	// OnError is deny or next (ask the next backend) for timeouts, errors
+	// and unexpected answers.
+	OnError string `yaml:"on_error"`
+	// CacheTTL is how long an answer is reused; 0 disables the cache.
+	CacheTTL time.Duration `yaml:"cache_ttl"`
+}
+
+// AuthJWT verifies a JWT given as the password (HS256, RS256, ES256).
+type AuthJWT struct {
+	// SecretFile holds the HS256 secret.
+	SecretFile string `yaml:"secret_file"`
+	// PublicKeyFile holds a PEM RSA or EC P-256 public key (RS256, ES256).
+	PublicKeyFile string `yaml:"public_key_file"`
+	// JWKSURL serves the verification keys as a JWK Set.
+	JWKSURL string `yaml:"jwks_url"`
+	// JWKSRefresh is how often the JWK Set is fetched again.
+	JWKSRefresh time.Duration `yaml:"jwks_refresh"`
+	// Issuer and Audience, when set, must match the iss and aud claims.
+	Issuer   string `yaml:"issuer"`
+	Audience string `yaml:"audience"`
+	// UsernameClaim names the claim that becomes the username (sub if absent).
+	UsernameClaim string `yaml:"username_claim"`
+	// Leeway tolerates clock skew on exp and nbf.
+	Leeway time.Duration `yaml:"leeway"`
+}
+
+// AuthCert turns a verified TLS client certificate into a username.
+type AuthCert struct {
+	// CAFile is the PEM bundle client certificates are verified against.
+	CAFile string `yaml:"ca_file"`
+	// UsernameFrom is cn, san_dns, san_email or san_uri.
+	UsernameFrom string `yaml:"username_from"`
 }
 
 // Store tunes the durable store.
@@ -141,7 +226,19 @@ func Default() Config {
 			SubscriptionIdentifiers:   true,
 			WriteTimeout:              30 * time.Second,
 		},
-		Auth:            Auth{AllowAnonymous: true},
+		Auth: Auth{
+			AllowAnonymous:   true,
+			Backends:         "users",
+			ACLDefault:       "allow",
+			SysSuperuserOnly: true,
+			V3DeniedPublish:  "drop",
+			WatchInterval:    2 * time.Second,
+			CacheTTL:         time.Hour,
+			RateLimit:        AuthRateLimit{PerAddress: 20, PerUsername: 10, Window: time.Minute, Ban: 5 * time.Minute},
+			HTTP:             AuthHTTP{Timeout: 2 * time.Second, OnError: "deny", CacheTTL: 30 * time.Second},
+			JWT:              AuthJWT{JWKSRefresh: 10 * time.Minute, UsernameClaim: "username", Leeway: 30 * time.Second},
+			Cert:             AuthCert{UsernameFrom: "cn"},
+		},
 		Store:           Store{MaxBatchDelay: 2 * time.Millisecond},
 		SysInterval:     10 * time.Second,
 		ShutdownTimeout: 10 * time.Second,
