@@ -73,7 +73,7 @@ func TestWebSocketStream(t *testing.T) {
 		connect[:3], // a packet split across frames
 		connect[3:],
 		append(append([]byte{}, pingreq...), subscribe...), // two packets in one frame
-		{},              // an empty frame
+		{}, // an empty frame
 		pingreq[:1], pingreq[1:],
 	}
 	var want []byte
