@@ -1,0 +1,182 @@
+package bench
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// ipBindAddressNoPort (IP_BIND_ADDRESS_NO_PORT, Linux) delays the choice of
+// the source port to connect time, so a bound source address can reuse a
+// port for different destinations and holds the full ephemeral range.
+const ipBindAddressNoPort = 24
+
+// Target is where and how to connect: the parsed --url or --host/--port and
+// the transport options.
+type Target struct {
+	Scheme  string // tcp, ssl, ws or wss
+	Addr    string // host:port
+	Path    string // WebSocket path
+	TLS     *tls.Config
+	Timeout time.Duration // dial + TLS + WebSocket handshake
+
+	locals []net.IP // source addresses, used round-robin
+	next   atomic.Uint64
+}
+
+// TLSOptions are the --cafile, --cert, --key and --insecure flags.
+type TLSOptions struct {
+	CAFile, CertFile, KeyFile, ServerName string
+	Insecure                              bool
+}
+
+// ParseTarget resolves a broker URL (tcp://, mqtt://, ssl://, tls://,
+// mqtts://, ws://, wss://); a bare host:port means tcp.
+func ParseTarget(raw string, topt TLSOptions, locals []net.IP) (*Target, error) {
+	if !strings.Contains(raw, "://") {
+		raw = "tcp://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("broker url %q: %w", raw, err)
+	}
+	t := &Target{Path: u.Path, locals: locals, Timeout: 10 * time.Second}
+	var port string
+	switch u.Scheme {
+	case "tcp", "mqtt":
+		t.Scheme, port = "tcp", "1883"
+	case "ssl", "tls", "mqtts":
+		t.Scheme, port = "ssl", "8883"
+	case "ws":
+		t.Scheme, port = "ws", "80"
+	case "wss":
+		t.Scheme, port = "wss", "443"
+	default:
+		return nil, fmt.Errorf("broker url %q: unknown scheme %q", raw, u.Scheme)
+	}
+	if u.Port() != "" {
+		port = u.Port()
+	}
+	host := u.Hostname()
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	t.Addr = net.JoinHostPort(host, port)
+	if t.Path == "" {
+		t.Path = "/mqtt"
+	}
+	if t.Scheme == "ssl" || t.Scheme == "wss" {
+		if t.TLS, err = topt.config(host); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+func (o TLSOptions) config(host string) (*tls.Config, error) {
+	c := &tls.Config{ServerName: host, InsecureSkipVerify: o.Insecure, ClientSessionCache: tls.NewLRUClientSessionCache(1024)}
+	if o.ServerName != "" {
+		c.ServerName = o.ServerName
+	}
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls ca: %w", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls ca %s: no certificates", o.CAFile)
+		}
+	}
+	if o.CertFile != "" || o.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls client certificate: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}
+
+// Dial opens one transport connection: TCP from the next source address,
+// then TLS and the WebSocket handshake as the scheme asks. It never takes
+// longer than t.Timeout.
+func (t *Target) Dial(ctx context.Context) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, t.Timeout)
+	defer cancel()
+	d := net.Dialer{}
+	if len(t.locals) > 0 {
+		ip := t.locals[(t.next.Add(1)-1)%uint64(len(t.locals))]
+		d.LocalAddr = &net.TCPAddr{IP: ip}
+		d.Control = func(_, _ string, rc syscall.RawConn) error {
+			rc.Control(func(fd uintptr) {
+				syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, ipBindAddressNoPort, 1)
+			})
+			return nil
+		}
+	}
+	nc, err := d.DialContext(ctx, "tcp", t.Addr)
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	deadline, _ := ctx.Deadline()
+	nc.SetDeadline(deadline)
+	if t.TLS != nil {
+		tc := tls.Client(nc, t.TLS)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("tls handshake: %w", err)
+		}
+		nc = tc
+	}
+	if t.Scheme == "ws" || t.Scheme == "wss" {
+		if nc, err = wsHandshake(nc, t.Addr, t.Path); err != nil {
+			return nil, err
+		}
+	}
+	nc.SetDeadline(time.Time{})
+	return nc, nil
+}
+
+// ParseLocalAddrs parses --local-addrs: a comma-separated list of IPv4
+// addresses or ranges "127.0.0.2-127.0.0.9".
+func ParseLocalAddrs(s string) ([]net.IP, error) {
+	var out []net.IP
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		lo, hi, isRange := strings.Cut(f, "-")
+		a := net.ParseIP(lo).To4()
+		b := a
+		if isRange {
+			b = net.ParseIP(hi).To4()
+		}
+		if a == nil || b == nil {
+			return nil, fmt.Errorf("local address %q: want IPv4 or a range a.b.c.d-e.f.g.h", f)
+		}
+		x, y := binary.BigEndian.Uint32(a), binary.BigEndian.Uint32(b)
+		if y < x || y-x > 1<<16 {
+			return nil, fmt.Errorf("local address range %q: empty or over 65536 addresses", f)
+		}
+		for v := x; v <= y; v++ {
+			ip := make(net.IP, 4)
+			binary.BigEndian.PutUint32(ip, v)
+			out = append(out, ip)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,65 @@
+package bench
+
+import (
+	"math"
+	"time"
+)
+
+// Pacer is a token bucket: tokens accrue at rate per second up to burst,
+// and each message takes one. Falling behind (a slow broker) loses at most
+// burst messages of catch-up, so the achieved rate never overshoots the target
+// and a stall does not turn into a flood. It is not safe for concurrent use.
+type Pacer struct {
+	rate   float64 // tokens per second; <= 0 means unlimited
+	burst  float64
+	tokens float64
+	last   time.Time
+}
+
+// NewPacer returns a pacer that starts at start with one token, so the first
+// message goes out at start.
+func NewPacer(rate float64, burst int, start time.Time) *Pacer {
+	if burst < 1 {
+		burst = 1
+	}
+	return &Pacer{rate: rate, burst: float64(burst), tokens: 1, last: start}
+}
+
+// Take returns how many messages (at most max) may be sent at now. When it
+// returns 0, wait is how long until the next token.
+func (p *Pacer) Take(now time.Time, max int) (n int, wait time.Duration) {
+	if p.rate <= 0 {
+		return max, 0
+	}
+	if dt := now.Sub(p.last); dt > 0 {
+		p.tokens = math.Min(p.burst, p.tokens+dt.Seconds()*p.rate)
+		p.last = now
+	}
+	if p.tokens < 1 {
+		need := (1 - p.tokens) / p.rate
+		return 0, time.Duration(math.Ceil(need * float64(time.Second)))
+	}
+	n = int(p.tokens)
+	if n > max {
+		n = max
+	}
+	p.tokens -= float64(n)
+	return n, 0
+}
+
+// perClientRate turns the --rate (total msg/s) or --interval (per client)
+// options into a per-client rate; 0 means unlimited.
+func perClientRate(total float64, interval time.Duration, clients int) float64 {
+	switch {
+	case total > 0 && clients > 0:
+		return total / float64(clients)
+	case interval > 0:
+		return float64(time.Second) / float64(interval)
+	}
+	return 0
+}
+
+// burstFor allows about 10 ms of catch-up, at least one message.
+func burstFor(rate float64) int {
+	return max(1, int(rate/100))
+}

@@ -1,0 +1,53 @@
+package bench
+
+import "time"
+
+// publishBatch is how many messages a publisher queues between checks of
+// the pacer and the stop channel.
+const publishBatch = 64
+
+// publishLoop publishes from at until limit messages (0: no limit) or stop,
+// paced at rate per second (0: as fast as backpressure allows). QoS > 0
+// publishes take a window token that the acknowledgement returns.
+func (c *client) publishLoop(stop <-chan struct{}, rate float64, limit int64, at time.Time) {
+	timer := time.NewTimer(time.Until(at))
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+	case <-stop:
+		return
+	}
+	pacer := NewPacer(rate, burstFor(rate), at)
+	qos := c.r.cfg.QoS
+	var seq uint64
+	for limit == 0 || int64(seq) < limit {
+		n, wait := pacer.Take(time.Now(), publishBatch)
+		if n == 0 {
+			timer.Reset(wait)
+			select {
+			case <-timer.C:
+			case <-stop:
+				return
+			}
+			continue
+		}
+		for ; n > 0 && (limit == 0 || int64(seq) < limit); n-- {
+			if qos > 0 {
+				select {
+				case c.window <- struct{}{}:
+				case <-stop:
+					return
+				}
+			}
+			seq++
+			if !c.publish(seq) {
+				return
+			}
+		}
+		select {
+		case <-stop:
+			return
+		default:
+		}
+	}
+}
