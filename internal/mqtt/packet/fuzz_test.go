@@ -1,0 +1,73 @@
+package packet
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"testing"
+)
+
+var fuzzVersions = [...]Version{V31, V311, V5}
+
+// FuzzDecode checks that decoding never panics, that every error is a
+// reason code, and that whatever decodes encodes again to bytes that decode
+// to the same packet and re-encode to the same bytes.
+func FuzzDecode(f *testing.F) {
+	for _, tc := range packetCases {
+		if tc.wire == nil {
+			continue
+		}
+		for i, v := range fuzzVersions {
+			if v == tc.v {
+				f.Add(tc.wire, byte(i))
+			}
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte, vi byte) {
+		v := fuzzVersions[int(vi)%len(fuzzVersions)]
+		fh, n, err := ParseFixedHeader(data)
+		if err != nil {
+			if err != ErrIncomplete && !isCode(err) {
+				t.Fatalf("ParseFixedHeader error %v is not a Code", err)
+			}
+			return
+		}
+		body := data[n:]
+		if len(body) > fh.Remaining {
+			body = body[:fh.Remaining]
+		}
+		p, err := Decode(fh, body, v)
+		if err != nil {
+			if p != nil || !isCode(err) {
+				t.Fatalf("Decode = %v, %v: want nil and a Code", p, err)
+			}
+			return
+		}
+		if c, ok := p.(*Connect); ok {
+			v = c.Version
+		}
+		b, err := p.Encode(nil, v)
+		if err != nil {
+			t.Fatalf("encode of decoded %#v: %v", p, err)
+		}
+		if pub, ok := p.(*Publish); ok && pub.Size(v) != len(b) {
+			t.Fatalf("Size = %d, encoded %d bytes", pub.Size(v), len(b))
+		}
+		p2, err := decodeWire(b, v)
+		if err != nil {
+			t.Fatalf("decode of re-encoded % x: %v\nfrom %#v", b, err, p)
+		}
+		if !reflect.DeepEqual(p, p2) {
+			t.Fatalf("decode -> encode -> decode changed the packet:\n%#v\n%#v", p, p2)
+		}
+		b2, err := p2.Encode(nil, v)
+		if err != nil || !bytes.Equal(b, b2) {
+			t.Fatalf("re-encode: % x, %v; want % x", b2, err, b)
+		}
+	})
+}
+
+func isCode(err error) bool {
+	var c Code
+	return errors.As(err, &c)
+}
