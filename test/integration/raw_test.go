@@ -1,0 +1,264 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/culexmq/culex/internal/mqtt/packet"
+)
+
+// rawConn speaks MQTT over a bare TCP socket through the packet codec, for
+// the tests a well-behaved client library cannot express: malformed packets,
+// silence, exact wire sizes and exact reason codes.
+type rawConn struct {
+	net.Conn
+	t *testing.T
+	v packet.Version
+	r *bufio.Reader
+}
+
+func dialRaw(t *testing.T, addr string, v packet.Version) *rawConn {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &rawConn{Conn: conn, t: t, v: v, r: bufio.NewReader(conn)}
+}
+
+// send encodes p for the connection's version and writes it.
+func (c *rawConn) send(p packet.Packet) {
+	c.t.Helper()
+	b, err := p.Encode(nil, c.v)
+	if err != nil {
+		c.t.Fatalf("encode %v: %v", p.Type(), err)
+	}
+	c.sendBytes(b)
+}
+
+func (c *rawConn) sendBytes(b []byte) {
+	c.t.Helper()
+	_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write(b); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
+}
+
+// readPacket reads one packet within timeout and returns it with its size on
+// the wire. It parses the fixed header itself so it can report exact sizes
+// and decode whatever the broker sends.
+func (c *rawConn) readPacket(timeout time.Duration) (packet.Packet, int, error) {
+	_ = c.SetReadDeadline(time.Now().Add(timeout))
+	b0, err := c.r.ReadByte()
+	if err != nil {
+		return nil, 0, err
+	}
+	remaining, mult, n := 0, 1, 1
+	for i := 0; ; i++ {
+		if i == 4 {
+			return nil, n, fmt.Errorf("remaining length over 4 bytes")
+		}
+		d, err := c.r.ReadByte()
+		if err != nil {
+			return nil, n, err
+		}
+		n++
+		remaining += int(d&0x7f) * mult
+		mult *= 128
+		if d&0x80 == 0 {
+			break
+		}
+	}
+	body := make([]byte, remaining)
+	if _, err := io.ReadFull(c.r, body); err != nil {
+		return nil, n, err
+	}
+	fh := packet.FixedHeader{Type: packet.Type(b0 >> 4), Flags: b0 & 0x0f, Remaining: remaining}
+	p, err := packet.Decode(fh, body, c.v)
+	if err != nil {
+		return nil, n + remaining, fmt.Errorf("decode %v: %w", fh.Type, err)
+	}
+	return p, n + remaining, nil
+}
+
+// expect reads the next packet, skipping PINGRESP, and fails unless it is a T.
+func expect[T packet.Packet](c *rawConn) T {
+	c.t.Helper()
+	for {
+		p, _, err := c.readPacket(waitTimeout)
+		if err != nil {
+			var zero T
+			c.t.Fatalf("reading %T: %v", zero, err)
+		}
+		if _, ok := p.(*packet.Pingresp); ok {
+			continue
+		}
+		got, ok := p.(T)
+		if !ok {
+			var zero T
+			c.t.Fatalf("got %v %+v, want %T", p.Type(), p, zero)
+		}
+		return got
+	}
+}
+
+// connect sends CONNECT and returns the CONNACK.
+func (c *rawConn) connect(cp *packet.Connect) *packet.Connack {
+	c.t.Helper()
+	if cp.ProtocolName == "" {
+		cp.ProtocolName = "MQTT"
+	}
+	if cp.Version == 0 {
+		cp.Version = c.v
+	}
+	c.send(cp)
+	return expect[*packet.Connack](c)
+}
+
+// mustConnect connects and fails unless the CONNACK accepts.
+func (c *rawConn) mustConnect(cp *packet.Connect) *packet.Connack {
+	c.t.Helper()
+	ca := c.connect(cp)
+	if ca.ReasonCode != 0 {
+		c.t.Fatalf("CONNACK reason 0x%02x, want 0", ca.ReasonCode)
+	}
+	return ca
+}
+
+// subscribe sends SUBSCRIBE and returns the SUBACK reason codes.
+func (c *rawConn) subscribe(id uint16, props packet.Properties, subs ...packet.Subscription) []byte {
+	c.t.Helper()
+	c.send(&packet.Subscribe{PacketID: id, Props: props, Subscriptions: subs})
+	sa := expect[*packet.Suback](c)
+	if sa.PacketID != id {
+		c.t.Fatalf("SUBACK packet id %d, want %d", sa.PacketID, id)
+	}
+	return sa.ReasonCodes
+}
+
+// closeResult is how the broker ended a connection.
+type closeResult struct {
+	closed     bool          // the socket was closed by the broker
+	after      time.Duration // when, from the call
+	disconnect *packet.Disconnect
+	other      []packet.Packet // anything else received before the close
+	err        error           // the read error that ended the wait
+}
+
+// awaitClose reads until the broker closes the connection or timeout passes,
+// collecting a DISCONNECT if one comes first.
+func (c *rawConn) awaitClose(timeout time.Duration) closeResult {
+	start := time.Now()
+	deadline := start.Add(timeout)
+	var res closeResult
+	for {
+		p, _, err := c.readPacket(time.Until(deadline))
+		if err != nil {
+			var ne net.Error
+			res.err = err
+			res.closed = !(errors.As(err, &ne) && ne.Timeout())
+			res.after = time.Since(start)
+			return res
+		}
+		if d, ok := p.(*packet.Disconnect); ok && res.disconnect == nil {
+			res.disconnect = d
+			continue
+		}
+		res.other = append(res.other, p)
+	}
+}
+
+// mustClose fails unless the broker closes within timeout; with wantCodes a
+// DISCONNECT with one of those reason codes must come first.
+func (c *rawConn) mustClose(timeout time.Duration, wantCodes ...byte) closeResult {
+	c.t.Helper()
+	return c.checkClose(timeout, len(wantCodes) > 0, wantCodes)
+}
+
+// mayClose is mustClose where the DISCONNECT is optional (the spec says MAY)
+// but, if sent, must carry one of wantCodes.
+func (c *rawConn) mayClose(timeout time.Duration, wantCodes ...byte) closeResult {
+	c.t.Helper()
+	return c.checkClose(timeout, false, wantCodes)
+}
+
+func (c *rawConn) checkClose(timeout time.Duration, required bool, wantCodes []byte) closeResult {
+	c.t.Helper()
+	res := c.awaitClose(timeout)
+	if !res.closed {
+		c.t.Fatalf("connection still open after %v (received %v)", timeout, res.other)
+	}
+	if res.disconnect == nil {
+		if required {
+			c.t.Fatalf("connection closed without DISCONNECT, want reason one of %x", wantCodes)
+		}
+		return res
+	}
+	if len(wantCodes) > 0 && !bytes.Contains(wantCodes, []byte{res.disconnect.ReasonCode}) {
+		c.t.Fatalf("DISCONNECT reason 0x%02x (%q), want one of %x", res.disconnect.ReasonCode, res.disconnect.Props.ReasonString, wantCodes)
+	}
+	return res
+}
+
+// publishes reads PUBLISH packets (acknowledging none) until n arrive.
+func (c *rawConn) publishes(n int) []*packet.Publish {
+	c.t.Helper()
+	var out []*packet.Publish
+	for len(out) < n {
+		out = append(out, expect[*packet.Publish](c))
+	}
+	return out
+}
+
+// noPacket fails if any packet other than PINGRESP arrives within window.
+func (c *rawConn) noPacket(window time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(window)
+	for {
+		p, _, err := c.readPacket(time.Until(deadline))
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return
+			}
+			c.t.Fatalf("read: %v", err)
+		}
+		if _, ok := p.(*packet.Pingresp); !ok {
+			c.t.Fatalf("unexpected %v %+v", p.Type(), p)
+		}
+	}
+}
+
+// v5props returns Properties with the given uint32-valued property set.
+func sessionExpiry(sec uint32) packet.Properties {
+	var p packet.Properties
+	p.SessionExpiry = sec
+	p.Set(packet.PropSessionExpiry)
+	return p
+}
+
+// rawConnect is a CONNECT with a 30 s keep-alive and no properties.
+func rawConnect(id string, clean bool) *packet.Connect {
+	return &packet.Connect{ClientID: id, CleanStart: clean, KeepAlive: 30}
+}
+
+// subID returns SUBSCRIBE properties carrying Subscription Identifier id (0: none).
+func subID(id uint32) packet.Properties {
+	var p packet.Properties
+	if id > 0 {
+		p.SubscriptionIDs = []uint32{id}
+		p.Set(packet.PropSubscriptionID)
+	}
+	return p
+}
+
+func rawSub(filter string, qos byte) packet.Subscription {
+	return packet.Subscription{Filter: filter, QoS: qos}
+}
