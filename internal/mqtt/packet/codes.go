@@ -7,6 +7,7 @@ type Code struct {
 	Reason string
 }
 
+// Error returns the reason, so that a Code is an error.
 func (c Code) Error() string { return c.Reason }
 
 // MQTT 5 reason codes [MQTT-2.4]. Where a value means different things in

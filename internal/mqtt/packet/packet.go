@@ -6,6 +6,25 @@
 // into the body buffer handed to Decode, which the packet then owns. Callers give
 // each packet a buffer of its own (the reader allocates one per packet, which is
 // also the message's storage), so a steady-state PUBLISH decode allocates nothing.
+// Strings are made with unsafe.String over the body bytes: a caller that
+// reuses or mutates a body after decoding changes the packet that owns it.
+//
+// Every decode error wraps one of the reason codes of codes.go, so that
+// errors.Is(err, ErrMalformedPacket) holds and the Code found with errors.As
+// is what a version 5 peer is sent: ErrMalformedPacket for what cannot be
+// parsed or breaks an encoding rule (reserved bits, truncated fields, bad
+// UTF-8, a property not allowed in the packet [MQTT-2.2.2.2]),
+// ErrProtocolError for a well-formed packet the protocol forbids (packet
+// identifier 0, a repeated property, a value out of range, an invalid reason
+// code), and ErrUnsupportedProtocolVersion for a CONNECT of an unknown
+// protocol name or level. Before version 5 the broker closes the network
+// connection instead [MQTT-4.8.0-1], or answers an unsupported protocol with
+// the CONNACK return code V3UnacceptableProtocolVersion (see V3ConnackCode).
+//
+// Encode checks what it must to produce a well-formed packet and fails with
+// the same codes; fields a version does not have (properties and reason
+// codes before 5) are left out. Topic names and filters are checked as UTF-8
+// strings only: their syntax (wildcards, levels) is package topic's job.
 package packet
 
 // Version is the protocol level carried in CONNECT.
@@ -18,6 +37,7 @@ const (
 	V5   Version = 5 // MQTT 5.0
 )
 
+// String returns the version as people write it: "3.1", "3.1.1" or "5.0".
 func (v Version) String() string {
 	switch v {
 	case V31:
@@ -55,6 +75,7 @@ const (
 var typeNames = [...]string{"RESERVED", "CONNECT", "CONNACK", "PUBLISH", "PUBACK", "PUBREC", "PUBREL",
 	"PUBCOMP", "SUBSCRIBE", "SUBACK", "UNSUBSCRIBE", "UNSUBACK", "PINGREQ", "PINGRESP", "DISCONNECT", "AUTH"}
 
+// String returns the packet type's name as the spec writes it ("PUBLISH").
 func (t Type) String() string {
 	if int(t) < len(typeNames) {
 		return typeNames[t]
@@ -182,15 +203,38 @@ type Auth struct {
 	Props      Properties
 }
 
-func (*Connect) Type() Type     { return CONNECT }
-func (*Connack) Type() Type     { return CONNACK }
-func (*Publish) Type() Type     { return PUBLISH }
-func (a *Ack) Type() Type       { return a.Kind }
-func (*Subscribe) Type() Type   { return SUBSCRIBE }
-func (*Suback) Type() Type      { return SUBACK }
+// Type returns CONNECT.
+func (*Connect) Type() Type { return CONNECT }
+
+// Type returns CONNACK.
+func (*Connack) Type() Type { return CONNACK }
+
+// Type returns PUBLISH.
+func (*Publish) Type() Type { return PUBLISH }
+
+// Type returns a.Kind: PUBACK, PUBREC, PUBREL or PUBCOMP.
+func (a *Ack) Type() Type { return a.Kind }
+
+// Type returns SUBSCRIBE.
+func (*Subscribe) Type() Type { return SUBSCRIBE }
+
+// Type returns SUBACK.
+func (*Suback) Type() Type { return SUBACK }
+
+// Type returns UNSUBSCRIBE.
 func (*Unsubscribe) Type() Type { return UNSUBSCRIBE }
-func (*Unsuback) Type() Type    { return UNSUBACK }
-func (*Pingreq) Type() Type     { return PINGREQ }
-func (*Pingresp) Type() Type    { return PINGRESP }
-func (*Disconnect) Type() Type  { return DISCONNECT }
-func (*Auth) Type() Type        { return AUTH }
+
+// Type returns UNSUBACK.
+func (*Unsuback) Type() Type { return UNSUBACK }
+
+// Type returns PINGREQ.
+func (*Pingreq) Type() Type { return PINGREQ }
+
+// Type returns PINGRESP.
+func (*Pingresp) Type() Type { return PINGRESP }
+
+// Type returns DISCONNECT.
+func (*Disconnect) Type() Type { return DISCONNECT }
+
+// Type returns AUTH.
+func (*Auth) Type() Type { return AUTH }

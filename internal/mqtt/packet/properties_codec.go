@@ -72,6 +72,7 @@ var propNames = [...]string{
 	PropSharedSubAvailable:   "shared subscription available",
 }
 
+// String returns the property's name as the spec writes it, in lower case.
 func (id PropID) String() string {
 	if int(id) < len(propNames) && propNames[id] != "" {
 		return propNames[id]
@@ -221,22 +222,39 @@ func (r *reader) nonzero16(id PropID) uint16 {
 // list: the set of properties that encode emits.
 func (p *Properties) present() uint64 {
 	m := p.Present
-	setIf := func(ok bool, id PropID) {
-		if ok {
-			m |= pb(id)
-		}
+	if p.ContentType != "" {
+		m |= pb(PropContentType)
 	}
-	setIf(p.ContentType != "", PropContentType)
-	setIf(p.ResponseTopic != "", PropResponseTopic)
-	setIf(len(p.CorrelationData) > 0, PropCorrelationData)
-	setIf(len(p.SubscriptionIDs) > 0, PropSubscriptionID)
-	setIf(p.AssignedClientID != "", PropAssignedClientID)
-	setIf(p.AuthMethod != "", PropAuthMethod)
-	setIf(len(p.AuthData) > 0, PropAuthData)
-	setIf(p.ResponseInfo != "", PropResponseInfo)
-	setIf(p.ServerReference != "", PropServerReference)
-	setIf(p.ReasonString != "", PropReasonString)
-	setIf(len(p.User) > 0, PropUser)
+	if p.ResponseTopic != "" {
+		m |= pb(PropResponseTopic)
+	}
+	if len(p.CorrelationData) > 0 {
+		m |= pb(PropCorrelationData)
+	}
+	if len(p.SubscriptionIDs) > 0 {
+		m |= pb(PropSubscriptionID)
+	}
+	if p.AssignedClientID != "" {
+		m |= pb(PropAssignedClientID)
+	}
+	if p.AuthMethod != "" {
+		m |= pb(PropAuthMethod)
+	}
+	if len(p.AuthData) > 0 {
+		m |= pb(PropAuthData)
+	}
+	if p.ResponseInfo != "" {
+		m |= pb(PropResponseInfo)
+	}
+	if p.ServerReference != "" {
+		m |= pb(PropServerReference)
+	}
+	if p.ReasonString != "" {
+		m |= pb(PropReasonString)
+	}
+	if len(p.User) > 0 {
+		m |= pb(PropUser)
+	}
 	return m
 }
 

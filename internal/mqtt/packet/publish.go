@@ -25,7 +25,19 @@ func (p *Publish) Decode(fh FixedHeader, body []byte, v Version) error {
 		p.Props.decode(&r, PUBLISH)
 	}
 	p.Payload = r.rest()
-	return r.err
+	if r.err != nil {
+		return r.err
+	}
+	return p.checkTopic(v)
+}
+
+// checkTopic rejects an empty topic name, which version 5 allows only with a
+// Topic Alias [MQTT-3.3.2.3.4] and earlier versions never [MQTT-4.7.3-1].
+func (p *Publish) checkTopic(v Version) error {
+	if p.Topic == "" && (v != V5 || !p.Props.Has(PropTopicAlias)) {
+		return protocolError("publish with an empty topic name and no topic alias [MQTT-4.7.3-1]")
+	}
+	return nil
 }
 
 // flags is the low nibble of the PUBLISH first byte.
@@ -55,6 +67,9 @@ func (p *Publish) headerSize(v Version) (hdr, props int, err error) {
 	if p.QoS > 0 && p.PacketID == 0 {
 		return 0, 0, protocolError("publish qos %d with packet identifier 0 [MQTT-2.2.1-3]", p.QoS)
 	}
+	if err := p.checkTopic(v); err != nil {
+		return 0, 0, err
+	}
 	s := sizer{}
 	s.str("topic name", len(p.Topic))
 	if p.QoS > 0 {
@@ -70,15 +85,12 @@ func (p *Publish) headerSize(v Version) (hdr, props int, err error) {
 }
 
 // Size returns the length of the whole encoded PUBLISH for version v, to
-// check against a Maximum Packet Size [MQTT-3.1.2-24]. For a packet that
-// cannot be encoded it returns what the encoding would take regardless.
+// check against a Maximum Packet Size [MQTT-3.1.2-24] before encoding. It is
+// exact for a packet that Encode accepts and a lower bound otherwise.
 func (p *Publish) Size(v Version) int {
-	hdr, _, _ := p.headerSize(v)
-	if hdr == 0 { // invalid: count what we can
+	hdr, _, err := p.headerSize(v)
+	if err != nil {
 		hdr = 2 + len(p.Topic)
-		if p.QoS > 0 {
-			hdr += 2
-		}
 	}
 	rl := hdr + len(p.Payload)
 	return 1 + VarintSize(rl) + rl
