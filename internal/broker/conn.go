@@ -1,0 +1,323 @@
+package broker
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/culexmq/culex/internal/listener"
+	"github.com/culexmq/culex/internal/mqtt/packet"
+)
+
+// readBufSize is the size of the pooled read buffers. A packet that does not
+// fit is read straight into its own exact-size allocation.
+const readBufSize = 4096
+
+var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
+
+// Connection states.
+const (
+	stateNew       uint8 = iota // waiting for CONNECT
+	stateAuth                   // v5 enhanced authentication in progress
+	stateConnected              // CONNACK sent
+)
+
+// conn is one client connection. Its reader goroutine (the one Handle runs
+// on) owns every field above wmu; the rest say who guards them.
+type conn struct {
+	b    *Broker
+	nc   net.Conn
+	raw  syscall.RawConn // nil when nc is not a syscall.Conn (TLS, WebSocket)
+	info *ClientInfo
+	sess *session // set once connected; never changes
+
+	state     uint8
+	version   packet.Version
+	problem   bool          // v5 Request Problem Information: reason strings allowed
+	keepAlive time.Duration // read deadline after each read; 0: none
+	maxPacket uint32        // client's Maximum Packet Size; 0: none
+	recvMax   uint16        // client's Receive Maximum
+	aliasMax  uint16        // client's Topic Alias Maximum
+	fh        packet.FixedHeader
+	body      []byte // partial packet body, exact size
+	have      int    // bytes of body read so far
+	hdr       [5]byte
+	nhdr      uint8
+	inAlias   map[uint16]string // client's topic aliases, lazily made
+	will      *will             // the connection's will, until published or cancelled
+	auth      *authState        // v5 enhanced authentication exchange
+	kicked    atomic.Bool
+	kickCode  atomic.Pointer[packet.Code]
+	normal    bool // DISCONNECT 0x00 received: no will
+
+	// wmu guards the outbound queue. A flush goroutine runs while flushing.
+	wmu        sync.Mutex
+	wq         [][]byte
+	wbytes     int
+	flushing   bool
+	wclosed    bool
+	outBlocked bool           // a QoS 1/2 message waited for the outbound bound
+	wver       packet.Version // version for server-initiated packets from other goroutines
+	outAlias   map[string]uint16
+
+	// pmu guards the inbound PUBLISH pipeline (see inbound.go).
+	pmu      sync.Mutex
+	pend     []*pending
+	routeIdx int
+	routing  bool
+	qos1In   int // QoS 1 publishes received and not yet acknowledged
+}
+
+// Handle serves one connection until it ends. It is called on a goroutine
+// of its own (the connection's reader) and closes conn.
+func (b *Broker) Handle(nc net.Conn, info listener.ConnInfo) {
+	c := &conn{b: b, nc: nc, recvMax: 65535, problem: true}
+	c.info = &ClientInfo{Remote: info.Remote, Listener: info.Listener, TLS: info.TLS}
+	if sc, ok := nc.(syscall.Conn); ok && canPeek {
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.raw = raw
+		}
+	}
+	b.mu.Lock()
+	if b.closing || b.stopping {
+		b.mu.Unlock()
+		nc.Close()
+		return
+	}
+	b.conns[c] = struct{}{}
+	b.wg.Add(1)
+	b.mu.Unlock()
+	defer b.wg.Done()
+	c.serve()
+}
+
+// serve is the reader loop: wait for readability holding no buffer, read,
+// decode and handle every complete packet.
+func (c *conn) serve() {
+	timeout := c.b.cfg.ConnectTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	c.nc.SetReadDeadline(time.Now().Add(timeout))
+	var err error
+	for err == nil {
+		err = c.readOnce()
+		if c.kicked.Load() {
+			err = *c.kickCode.Load()
+		} else if err == nil && c.keepAlive > 0 {
+			c.nc.SetReadDeadline(time.Now().Add(c.keepAlive))
+		}
+	}
+	c.teardown(err)
+}
+
+// readOnce waits for the socket to be readable and handles what is there.
+func (c *conn) readOnce() error {
+	if c.raw != nil {
+		if err := c.raw.Read(peekReady); err != nil {
+			return c.readErr(err)
+		}
+	}
+	if c.body != nil {
+		return c.readBody()
+	}
+	bp := readBufs.Get().(*[]byte)
+	err := c.readPackets(*bp)
+	readBufs.Put(bp)
+	return err
+}
+
+// readBody continues a packet too large for what the last read returned,
+// reading straight into its exact-size body.
+func (c *conn) readBody() error {
+	n, err := c.nc.Read(c.body[c.have:])
+	c.b.stats.bytesIn.Add(uint64(n))
+	c.have += n
+	if c.have == len(c.body) {
+		body := c.body
+		c.body, c.have = nil, 0
+		if herr := c.handle(c.fh, body); herr != nil {
+			return herr
+		}
+	}
+	if err != nil {
+		return c.readErr(err)
+	}
+	return nil
+}
+
+// readPackets reads into the pooled buf and handles every complete packet,
+// copying each body into an exact-size allocation the packet aliases. A
+// partial packet keeps only its own bytes.
+func (c *conn) readPackets(buf []byte) error {
+	n := copy(buf, c.hdr[:c.nhdr])
+	c.nhdr = 0
+	m, rerr := c.nc.Read(buf[n:])
+	c.b.stats.bytesIn.Add(uint64(m))
+	data := buf[:n+m]
+	for len(data) > 0 {
+		fh, hl, err := packet.ParseFixedHeader(data)
+		if errors.Is(err, packet.ErrIncomplete) {
+			c.nhdr = uint8(copy(c.hdr[:], data))
+			break
+		}
+		if err != nil {
+			return c.fail(codeOf(err, packet.ErrMalformedPacket))
+		}
+		if max := c.b.cfg.MaxPacketSize; max > 0 && hl+fh.Remaining > int(max) {
+			return c.fail(packet.ErrPacketTooLarge)
+		}
+		end := hl + fh.Remaining
+		if len(data) < end {
+			c.fh, c.body = fh, make([]byte, fh.Remaining)
+			c.have = copy(c.body, data[hl:])
+			break
+		}
+		body := make([]byte, fh.Remaining)
+		copy(body, data[hl:end])
+		data = data[end:]
+		if err := c.handle(fh, body); err != nil {
+			return err
+		}
+	}
+	if rerr != nil {
+		return c.readErr(rerr)
+	}
+	return nil
+}
+
+// readErr turns a read deadline into the keep-alive or connect timeout.
+func (c *conn) readErr(err error) error {
+	if c.kicked.Load() {
+		return *c.kickCode.Load()
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		if c.state == stateConnected {
+			return c.fail(packet.ErrKeepAliveTimeout) // [MQTT-3.1.2-24]
+		}
+		return errConnectTimeout
+	}
+	return err
+}
+
+// handle decodes and dispatches one packet.
+func (c *conn) handle(fh packet.FixedHeader, body []byte) error {
+	switch c.state {
+	case stateNew:
+		if fh.Type != packet.CONNECT {
+			return errNotConnect // [MQTT-3.1.0-1]
+		}
+	case stateAuth:
+		if fh.Type != packet.AUTH && fh.Type != packet.DISCONNECT {
+			return c.fail(packet.ErrProtocolError)
+		}
+	}
+	if fh.Type == packet.CONNECT && c.state != stateNew {
+		return c.fail(packet.ErrProtocolError) // [MQTT-3.1.0-2]
+	}
+	p, err := packet.Decode(fh, body, c.version)
+	if err != nil {
+		if fh.Type == packet.CONNECT {
+			return c.connectDecodeErr(body, err)
+		}
+		return c.fail(codeOf(err, packet.ErrMalformedPacket))
+	}
+	switch p := p.(type) {
+	case *packet.Connect:
+		return c.onConnect(p)
+	case *packet.Publish:
+		c.b.stats.publishesIn.Add(1)
+		return c.onPublish(p)
+	case *packet.Ack:
+		return c.onAck(p)
+	case *packet.Subscribe:
+		return c.onSubscribe(p)
+	case *packet.Unsubscribe:
+		return c.onUnsubscribe(p)
+	case *packet.Pingreq:
+		c.send(pingresp)
+		return nil
+	case *packet.Disconnect:
+		return c.onDisconnect(p)
+	case *packet.Auth:
+		return c.onAuth(p)
+	}
+	return c.fail(packet.ErrProtocolError) // a server-to-client packet type
+}
+
+var pingresp = []byte{byte(packet.PINGRESP) << 4, 0}
+
+// codeOf finds the reason code in err, or def.
+func codeOf(err error, def packet.Code) packet.Code {
+	var code packet.Code
+	if errors.As(err, &code) {
+		return code
+	}
+	return def
+}
+
+// connError is why a connection ended, for logs and hooks.
+type connError struct{ msg string }
+
+func (e *connError) Error() string { return e.msg }
+
+var (
+	errNotConnect     = &connError{"first packet is not CONNECT"}
+	errConnectTimeout = &connError{"no CONNECT within the connect timeout"}
+	errShutdown       = packet.ErrServerShuttingDown
+)
+
+// fail ends the connection for a protocol violation: a v5 client is told why
+// with DISCONNECT [MQTT-4.13.1-1]; older clients are just disconnected.
+func (c *conn) fail(code packet.Code) error {
+	if c.state == stateConnected && c.version == packet.V5 {
+		c.sendDisconnect(code)
+	}
+	return code
+}
+
+// kick ends the connection from another goroutine (takeover, shutdown,
+// administrative action): a v5 client gets DISCONNECT with code, and the
+// reader is woken by an expired read deadline.
+func (c *conn) kick(code packet.Code) {
+	if !c.kickCode.CompareAndSwap(nil, &code) {
+		return
+	}
+	c.kicked.Store(true)
+	c.wmu.Lock()
+	v := c.wver
+	c.wmu.Unlock()
+	if v == packet.V5 {
+		c.sendDisconnect(code)
+	}
+	c.nc.SetReadDeadline(time.Unix(1, 0))
+}
+
+// teardown runs once when the reader stops: it closes the socket once the
+// queued bytes are written and releases the session.
+func (c *conn) teardown(err error) {
+	c.body = nil
+	c.closeWrite()
+	if c.state == stateConnected {
+		c.b.disconnected(c, err)
+	}
+	c.b.mu.Lock()
+	delete(c.b.conns, c)
+	c.b.mu.Unlock()
+	if c.state == stateConnected {
+		for _, h := range c.b.discHooks {
+			h.OnDisconnect(c.info, hookErr(err))
+		}
+	}
+}
+
+func hookErr(err error) error {
+	if err == errNormal {
+		return nil
+	}
+	return err
+}

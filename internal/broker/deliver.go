@@ -1,0 +1,159 @@
+package broker
+
+import (
+	"github.com/culexmq/culex/internal/mqtt/packet"
+)
+
+// deliverLocked hands one copy of a message to the session: QoS 0 straight
+// to the connection (or dropped when offline), QoS 1/2 into the in-flight
+// window when it has room and nothing is queued ahead [MQTT-4.6.0], else
+// into the bounded queue. Persistent sessions store QoS 1/2 copies, with w
+// waiting for the write.
+func (s *session) deliverLocked(om outMsg, sc *scratch, w *storeWait, now int64) {
+	if s.gone {
+		return
+	}
+	c := s.conn
+	if om.qos == 0 {
+		if c == nil {
+			s.b.drop(s.id, om.msg, DropOffline)
+			return
+		}
+		c.sendPublish(&om, sc, now)
+		return
+	}
+	p := new(outMsg)
+	*p = om
+	s.seq++
+	p.seq = s.seq
+	if c != nil && s.qlenLocked() == 0 && len(s.inflight) < s.window(c) && !c.overBound() {
+		if s.sendNewLocked(c, p, sc, now) && s.persistent {
+			s.storeLocked(p, w)
+		}
+		return
+	}
+	s.enqueueLocked(p, w)
+}
+
+// sendPublish encodes and queues a PUBLISH of om. It returns false when the
+// copy was dropped: over the client's Maximum Packet Size, or QoS 0 over the
+// outbound byte bound. A closed connection is not a drop: QoS 1/2 stay in
+// flight and are re-sent on the next connection.
+func (c *conn) sendPublish(om *outMsg, sc *scratch, now int64) bool {
+	return c.writePublish(om, false, sc, now)
+}
+
+// resendPublish re-sends an in-flight message with DUP set [MQTT-3.3.1-1].
+func (c *conn) resendPublish(om *outMsg, now int64) {
+	c.writePublish(om, true, nil, now)
+}
+
+func (c *conn) writePublish(om *outMsg, dup bool, sc *scratch, now int64) bool {
+	m := om.msg
+	shareable := sc != nil && om.qos == 0 && len(om.subIDs) == 0 && c.aliasMax == 0
+	var hdr []byte
+	if shareable {
+		hdr = sc.header(c.version, om.retain)
+	}
+	var alias uint16
+	var newAlias bool
+	if hdr == nil {
+		p := packet.Publish{Dup: dup, QoS: om.qos, Retain: om.retain, Topic: m.Topic, PacketID: om.pid, Payload: m.Payload}
+		if c.version == packet.V5 {
+			p.Props = m.Props
+			if rem, ok := m.remaining(now); ok {
+				p.Props.MessageExpiry = rem // [MQTT-3.3.2-6]
+				p.Props.Set(packet.PropMessageExpiry)
+			}
+			p.Props.SubscriptionIDs = om.subIDs // [MQTT-3.3.4-3]
+			if c.aliasMax > 0 {
+				alias, newAlias = c.outboundAlias(&p)
+			}
+		}
+		var err error
+		if sc != nil {
+			start := len(sc.arena)
+			sc.arena, err = p.EncodeHeader(sc.arena, c.version)
+			if err == nil {
+				hdr = sc.arena[start:len(sc.arena):len(sc.arena)]
+			}
+		} else {
+			hdr, err = p.EncodeHeader(nil, c.version)
+		}
+		if err != nil {
+			c.b.log.Error("encode publish", "client", c.info.ClientID, "err", err)
+			c.b.drop(c.info.ClientID, m, DropInvalid)
+			return false
+		}
+		if shareable {
+			sc.setHeader(c.version, om.retain, hdr)
+		}
+	}
+	if c.maxPacket > 0 && len(hdr)+len(m.Payload) > int(c.maxPacket) {
+		c.b.drop(c.info.ClientID, m, DropPacketTooLarge) // [MQTT-3.1.2-25]
+		return false
+	}
+	if newAlias {
+		c.commitAlias(m.Topic, alias)
+	}
+	if !c.enqueue(hdr, m.Payload, om.qos == 0) {
+		if om.qos == 0 && !c.isClosed() {
+			c.b.drop(c.info.ClientID, m, DropOutboundFull)
+			return false
+		}
+		return true
+	}
+	c.b.stats.publishesOut.Add(1)
+	return true
+}
+
+func (c *conn) isClosed() bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.wclosed
+}
+
+// outboundAlias picks the Topic Alias for p: a topic already aliased on this
+// connection is sent as the alias alone; new topics get the next alias while
+// the client's Topic Alias Maximum allows (first come, first aliased; aliases
+// never change within a connection). c.outAlias is guarded by the session's mu.
+func (c *conn) outboundAlias(p *packet.Publish) (alias uint16, isNew bool) {
+	if a, ok := c.outAlias[p.Topic]; ok {
+		p.Props.TopicAlias = a
+		p.Props.Set(packet.PropTopicAlias)
+		p.Topic = ""
+		return a, false
+	}
+	if len(c.outAlias) >= int(c.aliasMax) {
+		return 0, false
+	}
+	a := uint16(len(c.outAlias) + 1)
+	p.Props.TopicAlias = a
+	p.Props.Set(packet.PropTopicAlias)
+	return a, true
+}
+
+func (c *conn) commitAlias(topic string, a uint16) {
+	if c.outAlias == nil {
+		c.outAlias = make(map[string]uint16)
+	}
+	c.outAlias[topic] = a
+}
+
+// sendAck queues PUBACK, PUBREC, PUBREL or PUBCOMP; code is sent to v5
+// clients only, with a reason string for failures when allowed.
+func (c *conn) sendAck(kind packet.Type, pid uint16, code packet.Code) {
+	a := packet.Ack{Kind: kind, PacketID: pid}
+	if c.version == packet.V5 {
+		a.ReasonCode = code.Value
+		if code.Value >= 0x80 {
+			c.reasonString(&a.Props, code)
+		}
+	}
+	b, err := a.Encode(nil, c.version)
+	if err != nil {
+		c.b.log.Error("encode ack", "err", err)
+		return
+	}
+	c.send(b)
+}

@@ -1,0 +1,118 @@
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+
+	"github.com/culexmq/culex/internal/mqtt/packet"
+)
+
+// ClientInfo describes a connected (or, for offline sessions, formerly
+// connected) client to the seams. It is immutable once the client is
+// connected; seams must not modify it.
+type ClientInfo struct {
+	ClientID string
+	Username string
+	Version  packet.Version
+	Remote   net.Addr
+	Listener string
+	TLS      *tls.ConnectionState
+}
+
+// Interceptor sees every inbound PUBLISH after validation and authorization
+// and before it is routed or acknowledged. It must call done exactly once, on
+// any goroutine: nil routes the message and releases its acknowledgement; a
+// packet.Code (or an error wrapping one) fails it with that reason code for a
+// v5 client (ErrImplementationSpecific for other errors), while a 3.1.1
+// client gets no acknowledgement and retransmits. Messages of one client are
+// routed and acknowledged in the order received whatever order done is
+// called in, so a slow interceptor slows that publisher only, within its
+// Receive Maximum. Intercept must not block; m must not be modified.
+type Interceptor interface {
+	Intercept(ctx context.Context, c *ClientInfo, m *Message, done func(err error))
+}
+
+// Authenticator decides whether a client may connect. Returning a
+// packet.Code chooses the CONNACK reason (mapped to a 3.1.1 return code for
+// older clients); any other error refuses with 0x87 / 0x05.
+type Authenticator interface {
+	Authenticate(ctx context.Context, c *ClientInfo, p *packet.Connect) error
+}
+
+// EnhancedAuthenticator is implemented by an Authenticator that supports
+// MQTT 5 enhanced authentication [MQTT-4.12]. AuthExchange is called with
+// the Authentication Method and each step's Authentication Data (from
+// CONNECT, then from AUTH 0x18 packets, or from AUTH 0x19 to
+// re-authenticate). It returns the data for the client and whether the
+// exchange must continue (AUTH 0x18) or has succeeded; an error ends it with
+// that reason code (default 0x87; ErrBadAuthenticationMethod for an unknown
+// method). Authenticate is still called on CONNECT once the exchange succeeds.
+type EnhancedAuthenticator interface {
+	Authenticator
+	AuthExchange(ctx context.Context, c *ClientInfo, method string, data []byte) (resp []byte, more bool, err error)
+}
+
+// Authorizer decides what a client may do. A nil error allows; a packet.Code
+// picks the reason code sent to a v5 client (default ErrNotAuthorized).
+type Authorizer interface {
+	// CanPublish is called for every inbound PUBLISH and for the will at CONNECT.
+	CanPublish(c *ClientInfo, topic string, qos byte, retain bool) error
+	// CanSubscribe is called for every filter of a SUBSCRIBE.
+	CanSubscribe(c *ClientInfo, filter string, qos byte) error
+	// CanReceive is called for every delivery, including retained and will
+	// messages, on the routing hot path: it must be fast and must not block.
+	CanReceive(c *ClientInfo, m *Message) error
+}
+
+// RemoteRoute receives the messages matched by a remote subscription added
+// with Broker.SubscribeRemote (the cluster's forwarding hook). Deliver is
+// called once per message per route however many of its filters match, on
+// the publisher's goroutine: it must not block nor modify m. Messages with
+// Local set (those the cluster injected) are not offered to remote routes.
+type RemoteRoute interface {
+	Deliver(m *Message, qos byte)
+}
+
+// Router is where the cluster adds and removes remote subscribers.
+type Router interface {
+	SubscribeRemote(filter string, qos byte, r RemoteRoute) error
+	UnsubscribeRemote(filter string, r RemoteRoute) bool
+}
+
+// Hook is an optional event callback: any value implementing one or more of
+// the On* interfaces below. Callbacks run synchronously on broker goroutines
+// and must not block.
+type Hook any
+
+// ConnectHook is told of each accepted connection.
+type ConnectHook interface {
+	OnConnect(c *ClientInfo, sessionPresent bool)
+}
+
+// DisconnectHook is told of each connection that ends after CONNACK; err is
+// nil for a normal DISCONNECT.
+type DisconnectHook interface {
+	OnDisconnect(c *ClientInfo, err error)
+}
+
+// SubscribeHook is told of each granted subscription.
+type SubscribeHook interface {
+	OnSubscribe(c *ClientInfo, filter string, qos byte)
+}
+
+// UnsubscribeHook is told of each removed subscription.
+type UnsubscribeHook interface {
+	OnUnsubscribe(c *ClientInfo, filter string)
+}
+
+// DropHook is told of each message dropped for a client, with the reason.
+// clientID is empty when the message was dropped before routing.
+type DropHook interface {
+	OnDrop(clientID string, m *Message, reason DropReason)
+}
+
+// SessionExpiredHook is told when a session expires or is discarded.
+type SessionExpiredHook interface{ OnSessionExpired(clientID string) }
+
+var _ Router = (*Broker)(nil)

@@ -1,0 +1,173 @@
+package broker
+
+import (
+	"context"
+	"sync/atomic"
+
+	"github.com/culexmq/culex/internal/mqtt/packet"
+	"github.com/culexmq/culex/internal/store"
+)
+
+// Pipeline states of an inbound PUBLISH. Entries are routed in receive order
+// once accepted, and acknowledged in receive order once ready, whatever
+// order interceptors and store writes complete in [MQTT-4.6.0-2..4].
+const (
+	pendIntercept uint8 = iota // waiting for the interceptors
+	pendAccepted               // may be routed (or failed: code set)
+	pendRouting                // routed, waiting for the store
+	pendReady                  // ack may be sent
+)
+
+// pending is one inbound PUBLISH in the pipeline of its connection.
+type pending struct {
+	msg     *Message
+	pid     uint16
+	qos     byte
+	state   uint8 // guarded by conn.pmu
+	silent  bool  // a v3 client whose message failed: no ack, it retransmits
+	code    packet.Code
+	waiting atomic.Int32 // interceptors yet to call done
+	failure atomic.Pointer[error]
+}
+
+// intercept hands pe to every interceptor; the last done accepts or fails it.
+func (c *conn) intercept(pe *pending) {
+	ics := c.b.opts.Interceptors
+	pe.waiting.Store(int32(len(ics)))
+	for _, ic := range ics {
+		ic.Intercept(context.Background(), c.info, pe.msg, func(err error) {
+			if err != nil {
+				pe.failure.CompareAndSwap(nil, &err)
+			}
+			if pe.waiting.Add(-1) != 0 {
+				return
+			}
+			c.pmu.Lock()
+			if p := pe.failure.Load(); p != nil {
+				pe.code = codeOf(*p, packet.ErrImplementationSpecific)
+				if pe.code.Value < 0x80 {
+					pe.code = packet.ErrImplementationSpecific
+				}
+				pe.silent = c.version != packet.V5
+				c.b.drop("", pe.msg, DropIntercepted)
+			}
+			pe.state = pendAccepted
+			c.pmu.Unlock()
+			c.advance()
+		})
+	}
+}
+
+// advance routes accepted entries in order (one goroutine at a time) and
+// sends the acknowledgements that are ready.
+func (c *conn) advance() {
+	c.pmu.Lock()
+	if c.routing {
+		c.flushAcksLocked()
+		c.pmu.Unlock()
+		return
+	}
+	c.routing = true
+	for c.routeIdx < len(c.pend) && c.pend[c.routeIdx].state == pendAccepted {
+		pe := c.pend[c.routeIdx]
+		c.routeIdx++
+		pe.state = pendRouting
+		c.pmu.Unlock()
+		c.routePending(pe)
+		c.pmu.Lock()
+	}
+	c.routing = false
+	c.flushAcksLocked()
+	c.pmu.Unlock()
+}
+
+// routePending routes an accepted entry; it becomes ready once the store
+// has every write the routing made (QoS 1/2 only wait).
+func (c *conn) routePending(pe *pending) {
+	if pe.code != packet.Success {
+		c.ready(pe, nil)
+		return
+	}
+	if pe.qos == 0 {
+		c.b.route(pe.msg, nil)
+		c.ready(pe, nil)
+		return
+	}
+	w := newStoreWait(func(err error) { c.ready(pe, err) })
+	s := c.sess
+	if pe.qos == 2 && s.persistent {
+		c.b.apply([]store.Op{{Kind: store.Put, Bucket: store.Messages,
+			Key: store.MessageKey(s.id, inboundSeq(pe.pid)), Value: inboundMarker}}, w)
+	}
+	c.b.route(pe.msg, w)
+	w.done(nil)
+}
+
+// ready marks pe acknowledgeable. A store failure fails the ack: the client
+// will retransmit.
+func (c *conn) ready(pe *pending, err error) {
+	c.pmu.Lock()
+	if err != nil && pe.code == packet.Success {
+		c.b.log.Error("store write failed; publish not acknowledged", "client", c.info.ClientID, "err", err)
+		pe.code, pe.silent = packet.ErrUnspecified, c.version != packet.V5
+	}
+	pe.state = pendReady
+	c.flushAcksLocked()
+	c.pmu.Unlock()
+}
+
+// flushAcksLocked sends the acknowledgements at the head of the pipeline
+// that are ready, in receive order.
+func (c *conn) flushAcksLocked() {
+	n := 0
+	for n < len(c.pend) && n < c.routeIdx && c.pend[n].state == pendReady {
+		c.ackPublish(c.pend[n])
+		c.pend[n] = nil
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	c.pend = c.pend[n:]
+	c.routeIdx -= n
+	if len(c.pend) == 0 {
+		c.pend, c.routeIdx = nil, 0
+	}
+}
+
+// ackPublish sends PUBACK or PUBREC for a ready entry; c.pmu is held.
+func (c *conn) ackPublish(pe *pending) {
+	switch pe.qos {
+	case 1:
+		c.qos1In--
+		if !pe.silent {
+			c.sendAck(packet.PUBACK, pe.pid, pe.code)
+		}
+	case 2:
+		s := c.sess
+		s.mu.Lock()
+		ok := pe.code == packet.Success || (c.version != packet.V5 && !pe.silent)
+		if ok {
+			s.inQoS2[pe.pid] = in2Received
+		} else {
+			delete(s.inQoS2, pe.pid)
+			if s.persistent {
+				s.unstoreInbound(pe.pid)
+			}
+		}
+		s.mu.Unlock()
+		if !pe.silent {
+			c.sendAck(packet.PUBREC, pe.pid, pe.code)
+		}
+	}
+}
+
+// inboundSeq is the Messages key sequence of an inbound QoS 2 packet id:
+// above every outbound sequence.
+func inboundSeq(pid uint16) uint64 { return 1<<63 | uint64(pid) }
+
+var inboundMarker = []byte{recInbound}
+
+func (s *session) unstoreInbound(pid uint16) {
+	s.b.apply([]store.Op{{Kind: store.Delete, Bucket: store.Messages, Key: store.MessageKey(s.id, inboundSeq(pid))}}, nil)
+}

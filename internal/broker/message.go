@@ -1,0 +1,61 @@
+package broker
+
+import (
+	"time"
+
+	"github.com/culexmq/culex/internal/mqtt/packet"
+)
+
+// Message is an application message as routed by the broker. It is shared
+// by every subscriber it is delivered to and must not be modified once
+// handed to the broker (Payload and the strings may alias a packet buffer).
+type Message struct {
+	Topic   string
+	Payload []byte
+	QoS     byte
+	Retain  bool
+	// Props are the PUBLISH properties that travel with the message: payload
+	// format, content type, response topic, correlation data and user
+	// properties [MQTT-3.3.2-*]. Topic Alias, Subscription Identifiers and
+	// Message Expiry Interval are per hop and ignored here (see Expiry).
+	Props packet.Properties
+	// Origin is the publishing client's id, for no-local; empty when injected.
+	Origin string
+	// Expiry is the Unix time in nanoseconds after which the message must not
+	// be delivered; 0 means never.
+	Expiry int64
+	// Local keeps the message on this node: remote routes do not see it.
+	Local bool
+}
+
+// expired reports whether m's expiry has passed at now (Unix nanoseconds).
+func (m *Message) expired(now int64) bool { return m.Expiry != 0 && now >= m.Expiry }
+
+// remaining is the Message Expiry Interval to send at now, rounded up, and
+// whether the message carries one [MQTT-3.3.2-6].
+func (m *Message) remaining(now int64) (uint32, bool) {
+	if m.Expiry == 0 {
+		return 0, false
+	}
+	d := m.Expiry - now
+	if d <= 0 {
+		return 0, true
+	}
+	s := (d + int64(time.Second) - 1) / int64(time.Second)
+	if s > 0xFFFFFFFF {
+		s = 0xFFFFFFFF
+	}
+	return uint32(s), true
+}
+
+// forwardProps is the set of PUBLISH properties a message keeps from hop to hop.
+const forwardProps = 1<<packet.PropPayloadFormat | 1<<packet.PropContentType |
+	1<<packet.PropResponseTopic | 1<<packet.PropCorrelationData | 1<<packet.PropUser
+
+// cleanProps strips the per-hop properties from an inbound PUBLISH's set.
+func cleanProps(p *packet.Properties) {
+	p.Present &= forwardProps
+	p.TopicAlias = 0
+	p.SubscriptionIDs = nil
+	p.MessageExpiry = 0
+}

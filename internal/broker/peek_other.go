@@ -1,0 +1,9 @@
+//go:build !(linux || darwin || freebsd || netbsd || openbsd || dragonfly)
+
+package broker
+
+// canPeek says peekReady works on this platform; here it does not, and the
+// reader blocks in Read with a pooled buffer.
+const canPeek = false
+
+func peekReady(fd uintptr) bool { return true }

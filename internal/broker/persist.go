@@ -1,0 +1,395 @@
+package broker
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/culexmq/culex/internal/mqtt/packet"
+	"github.com/culexmq/culex/internal/mqtt/topic"
+	"github.com/culexmq/culex/internal/store"
+)
+
+// Record kinds: the first byte of every value the broker stores.
+const (
+	recSession byte = 1 // Sessions: session state
+	recOut     byte = 2 // Messages: a queued or in-flight outbound message
+	recInbound byte = 3 // Messages: an inbound QoS 2 packet id awaiting PUBREL
+	recMessage byte = 4 // Retained: a message
+	recWill    byte = 5 // Wills: a delayed will
+)
+
+var errRecord = errors.New("broker: corrupt store record")
+
+// saveLocked writes the session record: version, expiry, disconnect time and
+// subscriptions.
+func (s *session) saveLocked() {
+	b := make([]byte, 0, 32+len(s.subs)*24)
+	b = append(b, recSession, byte(s.version))
+	b = binary.BigEndian.AppendUint32(b, s.expiry)
+	b = binary.BigEndian.AppendUint64(b, uint64(s.discAt))
+	b = binary.AppendUvarint(b, uint64(len(s.subs)))
+	for f, o := range s.subs {
+		b = appendString(b, f)
+		b = append(b, packOpts(o))
+		b = binary.AppendUvarint(b, uint64(o.ID))
+	}
+	s.b.apply([]store.Op{{Kind: store.Put, Bucket: store.Sessions, Key: s.id, Value: b}}, nil)
+}
+
+// unstoreSession deletes a session's record and messages.
+func (b *Broker) unstoreSession(id string) {
+	b.apply([]store.Op{
+		{Kind: store.Delete, Bucket: store.Sessions, Key: id},
+		{Kind: store.DeletePrefix, Bucket: store.Messages, Key: store.SessionPrefix(id)},
+	}, nil)
+}
+
+func packOpts(o subOpts) byte {
+	f := o.QoS | o.RH<<4
+	if o.NoLocal {
+		f |= 1 << 2
+	}
+	if o.RAP {
+		f |= 1 << 3
+	}
+	return f
+}
+
+func unpackOpts(f byte) subOpts {
+	return subOpts{QoS: f & 3, NoLocal: f&(1<<2) != 0, RAP: f&(1<<3) != 0, RH: f >> 4 & 3}
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// encodeOut is the Messages record of om: state, delivery QoS and flags,
+// packet id, subscription identifiers, shared group and filter, then the
+// message.
+func encodeOut(om *outMsg) []byte {
+	b := make([]byte, 0, 64+len(om.msg.Topic)+len(om.msg.Payload))
+	flags := om.qos
+	if om.retain {
+		flags |= 4
+	}
+	b = append(b, recOut, om.state, flags)
+	b = binary.BigEndian.AppendUint16(b, om.pid)
+	b = binary.AppendUvarint(b, uint64(len(om.subIDs)))
+	for _, id := range om.subIDs {
+		b = binary.AppendUvarint(b, uint64(id))
+	}
+	b = appendString(b, om.group)
+	b = appendString(b, om.filter)
+	return appendMessage(b, om.msg)
+}
+
+// encodeMessage is the Retained record of m.
+func encodeMessage(m *Message) []byte {
+	return appendMessage(make([]byte, 0, 48+len(m.Topic)+len(m.Payload)), m)
+}
+
+// appendMessage appends m: expiry deadline, origin client id (for no-local),
+// and the message as a v5 PUBLISH (topic, QoS, retain, properties, payload).
+func appendMessage(b []byte, m *Message) []byte {
+	b = append(b, recMessage)
+	b = binary.BigEndian.AppendUint64(b, uint64(m.Expiry))
+	b = appendString(b, m.Origin)
+	p := packet.Publish{QoS: m.QoS, Retain: m.Retain, Topic: m.Topic, Props: m.Props, Payload: m.Payload}
+	if p.QoS > 0 {
+		p.PacketID = 1
+	}
+	out, err := p.Encode(b, packet.V5)
+	if err != nil {
+		return b // decodeMessage reports the record corrupt
+	}
+	return out
+}
+
+// reader walks a stored record.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) byte() byte {
+	if r.err != nil || len(r.b) < 1 {
+		r.err = errRecord
+		return 0
+	}
+	v := r.b[0]
+	r.b = r.b[1:]
+	return v
+}
+
+func (r *reader) uint(n int) uint64 {
+	if r.err != nil || len(r.b) < n {
+		r.err = errRecord
+		return 0
+	}
+	var v uint64
+	for _, c := range r.b[:n] {
+		v = v<<8 | uint64(c)
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err = errRecord
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) string() string {
+	n := r.uvarint()
+	if r.err != nil || uint64(len(r.b)) < n {
+		r.err = errRecord
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
+}
+
+// message decodes what appendMessage wrote; the message owns its bytes.
+func (r *reader) message() *Message {
+	if r.byte() != recMessage {
+		r.err = errRecord
+	}
+	exp := int64(r.uint(8))
+	origin := r.string()
+	if r.err != nil {
+		return nil
+	}
+	body := append([]byte(nil), r.b...)
+	fh, n, err := packet.ParseFixedHeader(body)
+	if err != nil {
+		r.err = fmt.Errorf("%w: %v", errRecord, err)
+		return nil
+	}
+	pk, err := packet.Decode(fh, body[n:], packet.V5)
+	p, ok := pk.(*packet.Publish)
+	if err != nil || !ok {
+		r.err = fmt.Errorf("%w: %v", errRecord, err)
+		return nil
+	}
+	r.b = nil
+	return &Message{Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, Props: p.Props, Origin: origin, Expiry: exp}
+}
+
+func decodeOut(v []byte) (*outMsg, error) {
+	r := &reader{b: v}
+	if r.byte() != recOut {
+		return nil, errRecord
+	}
+	om := &outMsg{state: r.byte()}
+	flags := r.byte()
+	om.qos, om.retain = flags&3, flags&4 != 0
+	om.pid = uint16(r.uint(2))
+	if n := r.uvarint(); n > 0 && n < 1<<16 {
+		om.subIDs = make([]uint32, n)
+		for i := range om.subIDs {
+			om.subIDs[i] = uint32(r.uvarint())
+		}
+	}
+	om.group = r.string()
+	om.filter = r.string()
+	om.msg = r.message()
+	return om, r.err
+}
+
+func encodeWill(w *will) []byte {
+	b := make([]byte, 0, 64+len(w.msg.Topic)+len(w.msg.Payload))
+	b = append(b, recWill)
+	b = binary.BigEndian.AppendUint32(b, w.delay)
+	b = binary.BigEndian.AppendUint32(b, w.expiry)
+	hasExp := byte(0)
+	if w.hasExp {
+		hasExp = 1
+	}
+	b = append(b, hasExp)
+	b = binary.BigEndian.AppendUint64(b, uint64(w.deadline))
+	return appendMessage(b, w.msg)
+}
+
+func decodeWill(v []byte) (*will, error) {
+	r := &reader{b: v}
+	if r.byte() != recWill {
+		return nil, errRecord
+	}
+	w := &will{delay: uint32(r.uint(4)), expiry: uint32(r.uint(4))}
+	w.hasExp = r.byte() == 1
+	w.deadline = int64(r.uint(8))
+	w.msg = r.message()
+	return w, r.err
+}
+
+// load restores retained messages, persistent sessions with their messages,
+// and pending wills; sessions that expired while the broker was down end
+// now (publishing their wills).
+func (b *Broker) load() error {
+	if err := b.loadRetained(); err != nil {
+		return err
+	}
+	sessions := make(map[string]*session)
+	err := b.store.Scan(store.Sessions, "", func(key string, v []byte) error {
+		s, err := b.decodeSession(key, v)
+		if err != nil {
+			b.log.Warn("dropping corrupt session record", "client", key, "err", err)
+			return nil
+		}
+		sessions[key] = s
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := b.loadMessages(sessions); err != nil {
+		return err
+	}
+	if err := b.loadWills(sessions); err != nil {
+		return err
+	}
+	now := time.Now().Unix()
+	for _, s := range sessions {
+		b.mu.Lock()
+		b.sessions[s.id] = s
+		b.mu.Unlock()
+		for f, o := range s.subs {
+			b.indexSubscribe(s, f, o)
+		}
+		if s.expiry == expiryNever {
+			continue
+		}
+		left := s.discAt + int64(s.expiry) - now
+		if left <= 0 {
+			b.endSession(s, nil)
+			continue
+		}
+		b.scheduleExpiry(s, time.Duration(left)*time.Second)
+	}
+	return nil
+}
+
+func (b *Broker) loadRetained() error {
+	now := time.Now().UnixNano()
+	return b.store.Scan(store.Retained, "", func(key string, v []byte) error {
+		r := &reader{b: v}
+		m := r.message()
+		if r.err != nil || m.expired(now) {
+			b.apply([]store.Op{{Kind: store.Delete, Bucket: store.Retained, Key: key}}, nil)
+			return nil
+		}
+		b.retained.Set(m.Topic, m)
+		return nil
+	})
+}
+
+func (b *Broker) decodeSession(id string, v []byte) (*session, error) {
+	r := &reader{b: v}
+	if r.byte() != recSession {
+		return nil, errRecord
+	}
+	s := newSession(b, id)
+	s.version = packet.Version(r.byte())
+	s.expiry = uint32(r.uint(4))
+	s.discAt = int64(r.uint(8))
+	s.persistent = true
+	s.info = &ClientInfo{ClientID: id, Version: s.version}
+	n := r.uvarint()
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		f := r.string()
+		o := unpackOpts(r.byte())
+		o.ID = uint32(r.uvarint())
+		if s.subs == nil {
+			s.subs = make(map[string]subOpts)
+		}
+		s.subs[f] = o
+	}
+	return s, r.err
+}
+
+// indexSubscribe adds a restored subscription to the indexes.
+func (b *Broker) indexSubscribe(s *session, f string, o subOpts) {
+	if group, inner, ok, _ := topic.ParseShared(f); ok {
+		b.shared.Subscribe(group, inner, s, o)
+		return
+	}
+	b.subs.Subscribe(f, s, o)
+}
+
+func (b *Broker) loadMessages(sessions map[string]*session) error {
+	return b.store.Scan(store.Messages, "", func(key string, v []byte) error {
+		if len(key) < 9 || key[len(key)-9] != 0 {
+			return nil
+		}
+		id := key[:len(key)-9]
+		seq := binary.BigEndian.Uint64([]byte(key[len(key)-8:]))
+		s := sessions[id]
+		if s == nil {
+			b.apply([]store.Op{{Kind: store.Delete, Bucket: store.Messages, Key: key}}, nil)
+			return nil
+		}
+		if len(v) > 0 && v[0] == recInbound {
+			if s.inQoS2 == nil {
+				s.inQoS2 = make(map[uint16]uint8)
+			}
+			s.inQoS2[uint16(seq)] = in2Received
+			return nil
+		}
+		om, err := decodeOut(v)
+		if err != nil {
+			b.log.Warn("dropping corrupt message record", "client", id, "err", err)
+			b.apply([]store.Op{{Kind: store.Delete, Bucket: store.Messages, Key: key}}, nil)
+			return nil
+		}
+		om.seq, om.stored = seq, true
+		s.seq = max(s.seq, seq)
+		if om.state == outQueued || om.pid == 0 {
+			om.state = outQueued
+			s.queue = append(s.queue, om)
+			return nil
+		}
+		if s.inflight == nil {
+			s.inflight = make(map[uint16]*outMsg)
+		}
+		s.inflight[om.pid] = om
+		return nil
+	})
+}
+
+func (b *Broker) loadWills(sessions map[string]*session) error {
+	var orphans []*will
+	err := b.store.Scan(store.Wills, "", func(key string, v []byte) error {
+		w, err := decodeWill(v)
+		if err != nil {
+			b.log.Warn("dropping corrupt will record", "client", key, "err", err)
+			b.unstoreWill(key)
+			return nil
+		}
+		s := sessions[key]
+		if s == nil {
+			orphans = append(orphans, w)
+			b.unstoreWill(key)
+			return nil
+		}
+		s.pendingWill = w
+		d := time.Duration(w.deadline - time.Now().UnixNano())
+		s.willTimer = b.afterFunc(max(d, 0), func() { b.willDue(s, w) })
+		return nil
+	})
+	for _, w := range orphans {
+		b.publishWill(w)
+	}
+	return err
+}

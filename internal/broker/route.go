@@ -1,0 +1,228 @@
+package broker
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/culexmq/culex/internal/mqtt/packet"
+	"github.com/culexmq/culex/internal/mqtt/topic"
+)
+
+// target is one session a message goes to in a routing pass, with the
+// subscriptions of that session that matched merged [MQTT-3.3.4-3..5].
+type target struct {
+	s      *session
+	qos    byte
+	rap    bool
+	ids    []uint32
+	id0    uint32 // the first subscription identifier, kept without allocating
+	group  string // shared subscription, when delivered through one
+	filter string
+}
+
+// cachedHeader is a PUBLISH header shared by every subscriber of a pass that
+// gets the same wire form (QoS 0, no per-subscriber properties).
+type cachedHeader struct {
+	v      packet.Version
+	retain bool
+	hdr    []byte
+}
+
+// scratch is the reusable state of one routing pass.
+type scratch struct {
+	targets []target
+	idx     map[*session]int
+	remotes []remoteTarget
+	hdrs    []cachedHeader
+	arena   []byte // headers of this pass; never reused, as queues alias it
+	now     int64
+}
+
+type remoteTarget struct {
+	r   RemoteRoute
+	qos byte
+}
+
+var scratches = sync.Pool{New: func() any { return &scratch{idx: make(map[*session]int)} }}
+
+func (sc *scratch) reset() {
+	clear(sc.targets)
+	sc.targets = sc.targets[:0]
+	clear(sc.idx)
+	clear(sc.remotes)
+	sc.remotes = sc.remotes[:0]
+	clear(sc.hdrs)
+	sc.hdrs = sc.hdrs[:0]
+	sc.arena = nil
+}
+
+func (sc *scratch) header(v packet.Version, retain bool) []byte {
+	for _, h := range sc.hdrs {
+		if h.v == v && h.retain == retain {
+			return h.hdr
+		}
+	}
+	return nil
+}
+
+func (sc *scratch) setHeader(v packet.Version, retain bool, hdr []byte) {
+	sc.hdrs = append(sc.hdrs, cachedHeader{v, retain, hdr})
+}
+
+// add merges one matching subscription of s: one copy per session at the
+// highest granted QoS with every subscription identifier.
+func (sc *scratch) add(s *session, o subOpts) {
+	if i, ok := sc.idx[s]; ok {
+		t := &sc.targets[i]
+		t.qos = max(t.qos, o.QoS)
+		t.rap = t.rap || o.RAP
+		if o.ID != 0 {
+			if t.id0 == 0 {
+				t.id0 = o.ID
+			} else {
+				if t.ids == nil {
+					t.ids = []uint32{t.id0}
+				}
+				t.ids = append(t.ids, o.ID)
+			}
+		}
+		return
+	}
+	sc.idx[s] = len(sc.targets)
+	sc.targets = append(sc.targets, target{s: s, qos: o.QoS, rap: o.RAP, id0: o.ID})
+}
+
+// route delivers m to every matching subscription, shared subscription and
+// remote route, storing it first when retained. w, if not nil, waits for
+// every store write the pass makes.
+func (b *Broker) route(m *Message, w *storeWait) {
+	now := time.Now().UnixNano()
+	if m.expired(now) {
+		b.drop("", m, DropExpired)
+		return
+	}
+	if m.Retain {
+		b.setRetained(m, w)
+	}
+	sc := scratches.Get().(*scratch)
+	sc.now = now
+	b.subs.Match(m.Topic, func(_ string, s *session, o subOpts) {
+		if o.NoLocal && m.Origin != "" && s.id == m.Origin {
+			return // [MQTT-3.8.3-3]
+		}
+		sc.add(s, o)
+	})
+	b.shared.MatchTurn(m.Topic, func(group, filter string, members []topic.Entry[*session, subOpts], turn uint64) {
+		e := pickMember(members, turn)
+		sc.targets = append(sc.targets, target{s: e.Sub, qos: e.Value.QoS, id0: e.Value.ID, group: group, filter: filter})
+	})
+	if !m.Local {
+		b.remote.Match(m.Topic, func(_ string, r RemoteRoute, qos byte) {
+			for i := range sc.remotes {
+				if sc.remotes[i].r == r {
+					sc.remotes[i].qos = max(sc.remotes[i].qos, qos)
+					return
+				}
+			}
+			sc.remotes = append(sc.remotes, remoteTarget{r, qos})
+		})
+	}
+	if n := len(sc.targets); n > 1 {
+		sc.arena = make([]byte, 0, min(n*(len(m.Topic)+24), 16<<10))
+	}
+	for i := range sc.targets {
+		b.deliverTarget(&sc.targets[i], m, sc, w)
+	}
+	for _, rt := range sc.remotes {
+		rt.r.Deliver(m, min(m.QoS, rt.qos))
+	}
+	sc.reset()
+	scratches.Put(sc)
+}
+
+// pickMember takes the member whose turn it is, skipping offline members
+// while an online one exists.
+func pickMember(members []topic.Entry[*session, subOpts], turn uint64) topic.Entry[*session, subOpts] {
+	n := uint64(len(members))
+	for k := uint64(0); k < n; k++ {
+		e := members[(turn+k)%n]
+		if e.Sub.online.Load() {
+			return e
+		}
+	}
+	return members[turn%n]
+}
+
+// deliverTarget delivers one copy of m to t's session: delivered QoS is the
+// lower of the message's and the subscription's [MQTT-3.8.4-8]; the RETAIN
+// flag is kept only for retain-as-published subscriptions [MQTT-3.3.1-12,13].
+func (b *Broker) deliverTarget(t *target, m *Message, sc *scratch, w *storeWait) {
+	om := outMsg{msg: m, qos: min(m.QoS, t.qos), retain: m.Retain && t.rap, group: t.group, filter: t.filter}
+	if t.ids != nil {
+		om.subIDs = t.ids
+	} else if t.id0 != 0 {
+		om.subIDs = []uint32{t.id0}
+	}
+	s := t.s
+	s.mu.Lock()
+	if az := b.opts.Authorizer; az != nil && s.info != nil {
+		if err := az.CanReceive(s.info, m); err != nil {
+			s.mu.Unlock()
+			b.drop(s.id, m, DropNotAuthorized)
+			return
+		}
+	}
+	s.deliverLocked(om, sc, w, sc.now)
+	s.mu.Unlock()
+}
+
+// SubscribeRemote adds a remote subscription: messages matching filter are
+// handed to r at up to qos. It implements Router.
+func (b *Broker) SubscribeRemote(filter string, qos byte, r RemoteRoute) error {
+	if err := topic.ValidFilter(filter, b.cfg.MaxTopicLevels); err != nil {
+		return err
+	}
+	if _, _, ok, _ := topic.ParseShared(filter); ok {
+		return packet.ErrSharedSubscriptionsNotSupported
+	}
+	b.remote.Subscribe(filter, r, min(qos, 2))
+	return nil
+}
+
+// UnsubscribeRemote removes a remote subscription added by SubscribeRemote.
+func (b *Broker) UnsubscribeRemote(filter string, r RemoteRoute) bool {
+	return b.remote.Unsubscribe(filter, r)
+}
+
+// Publish injects a message (bridge, cluster, $SYS) as if a client had
+// published it. done, if not nil, is called once the message is routed and
+// durably queued for every matching persistent session (and stored, when
+// retained).
+func (b *Broker) Publish(ctx context.Context, m *Message, done func(error)) {
+	if err := ctx.Err(); err != nil {
+		callDone(done, err)
+		return
+	}
+	if err := topic.ValidName(m.Topic, b.cfg.MaxTopicLevels); err != nil {
+		callDone(done, err)
+		return
+	}
+	if m.QoS > 2 {
+		callDone(done, packet.ErrQoSNotSupported)
+		return
+	}
+	if m.Retain && !b.cfg.RetainAvailable {
+		callDone(done, packet.ErrRetainNotSupported)
+		return
+	}
+	w := newStoreWait(done)
+	b.route(m, w)
+	w.done(nil)
+}
+
+func callDone(done func(error), err error) {
+	if done != nil {
+		done(err)
+	}
+}

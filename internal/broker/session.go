@@ -1,0 +1,280 @@
+package broker
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/culexmq/culex/internal/mqtt/packet"
+	"github.com/culexmq/culex/internal/store"
+)
+
+// expiryNever is the Session Expiry Interval that never expires.
+const expiryNever = 0xFFFFFFFF
+
+// subOpts is what a session subscribed a filter with.
+type subOpts struct {
+	QoS     byte
+	NoLocal bool
+	RAP     bool // retain as published
+	RH      byte // retain handling
+	ID      uint32
+}
+
+// Outbound message states.
+const (
+	outQueued   uint8 = iota // waiting for the in-flight window
+	outSent                  // PUBLISH sent, waiting for PUBACK or PUBREC
+	outReleased              // PUBREL sent, waiting for PUBCOMP
+)
+
+// outMsg is one message on its way to one session.
+type outMsg struct {
+	msg    *Message
+	qos    byte
+	retain bool
+	state  uint8
+	stored bool // has a Messages record
+	pid    uint16
+	seq    uint64   // session order; the Messages key when stored
+	subIDs []uint32 // subscription identifiers to send (v5)
+	group  string   // the shared subscription it came through, for redispatch
+	filter string
+}
+
+// session is the server side of an MQTT session: subscriptions, QoS state
+// and the queue. It outlives connections when its expiry is not zero.
+type session struct {
+	b      *Broker
+	id     string
+	online atomic.Bool // a connection is attached; read without mu by shared routing
+
+	mu          sync.Mutex
+	conn        *conn
+	info        *ClientInfo
+	version     packet.Version
+	expiry      uint32 // Session Expiry Interval, seconds
+	persistent  bool   // expiry > 0: the store keeps it
+	gone        bool   // ended; deliveries are dropped
+	subs        map[string]subOpts
+	inflight    map[uint16]*outMsg
+	queue       []*outMsg
+	qhead       int
+	inQoS2      map[uint16]uint8 // inbound QoS 2 packet ids until PUBREL
+	nextPID     uint16
+	seq         uint64
+	discAt      int64 // Unix seconds of the last disconnect
+	connWill    *will // the attached connection's will
+	pendingWill *will // a delayed will waiting after a disconnect
+	willTimer   *time.Timer
+	expTimer    *time.Timer
+}
+
+func newSession(b *Broker, id string) *session { return &session{b: b, id: id} }
+
+// qlen is the number of queued messages.
+func (s *session) qlenLocked() int { return len(s.queue) - s.qhead }
+
+// window is how many QoS 1/2 messages may be in flight to c [MQTT-4.9.0-2].
+func (s *session) window(c *conn) int {
+	w := int(c.recvMax)
+	if m := int(s.b.cfg.MaxInflight); m > 0 && m < w {
+		w = m
+	}
+	return max(w, 1)
+}
+
+// newPIDLocked returns a packet identifier not in flight [MQTT-2.2.1-3].
+func (s *session) newPIDLocked() uint16 {
+	for {
+		s.nextPID++
+		if s.nextPID == 0 {
+			continue
+		}
+		if _, used := s.inflight[s.nextPID]; !used {
+			return s.nextPID
+		}
+	}
+}
+
+// enqueueLocked queues om, applying the overflow policy.
+func (s *session) enqueueLocked(om *outMsg, w *storeWait) {
+	if max := s.b.cfg.MaxQueuedMessages; max > 0 && s.qlenLocked() >= max {
+		if s.b.cfg.QueueOverflow != "drop_oldest" {
+			s.b.drop(s.id, om.msg, DropQueueFull)
+			return
+		}
+		old := s.queue[s.qhead]
+		s.queue[s.qhead] = nil
+		s.qhead++
+		s.b.drop(s.id, old.msg, DropQueueFull)
+		s.unstoreLocked(old)
+	}
+	if s.persistent && om.qos > 0 {
+		s.storeLocked(om, w)
+	}
+	if s.qhead > 32 && s.qhead*2 > len(s.queue) {
+		n := copy(s.queue, s.queue[s.qhead:])
+		clear(s.queue[n:])
+		s.queue, s.qhead = s.queue[:n], 0
+	}
+	s.queue = append(s.queue, om)
+}
+
+// popLocked removes the oldest queued message.
+func (s *session) popLocked() *outMsg {
+	om := s.queue[s.qhead]
+	s.queue[s.qhead] = nil
+	s.qhead++
+	if s.qhead == len(s.queue) {
+		s.queue, s.qhead = nil, 0
+	}
+	return om
+}
+
+// pump moves queued messages into the window of c while it has room.
+func (s *session) pump(c *conn) {
+	s.mu.Lock()
+	if s.conn == c {
+		s.pumpLocked(c)
+	}
+	s.mu.Unlock()
+}
+
+func (s *session) pumpLocked(c *conn) {
+	if s.qlenLocked() == 0 {
+		return
+	}
+	now := time.Now().UnixNano()
+	win := s.window(c)
+	for s.qlenLocked() > 0 && len(s.inflight) < win {
+		if c.overBound() {
+			return
+		}
+		om := s.popLocked()
+		if om.msg.expired(now) {
+			s.b.drop(s.id, om.msg, DropExpired)
+			s.unstoreLocked(om)
+			continue
+		}
+		if om.qos == 0 {
+			c.sendPublish(om, nil, now)
+			continue
+		}
+		if s.sendNewLocked(c, om, nil, now) && om.stored && om.qos == 2 {
+			s.storeLocked(om, nil) // record the packet id for exactly-once after a restart
+		}
+	}
+}
+
+// sendNewLocked assigns a packet id to om and sends it, unless it is over
+// the client's Maximum Packet Size (then it is dropped and forgotten).
+func (s *session) sendNewLocked(c *conn, om *outMsg, sc *scratch, now int64) bool {
+	om.pid = s.newPIDLocked()
+	om.state = outSent
+	if !c.sendPublish(om, sc, now) {
+		om.pid, om.state = 0, outQueued
+		s.unstoreLocked(om)
+		return false
+	}
+	if s.inflight == nil {
+		s.inflight = make(map[uint16]*outMsg)
+	}
+	s.inflight[om.pid] = om
+	return true
+}
+
+// resumeLocked re-sends the in-flight messages to a new connection with DUP
+// set, or PUBREL for those released [MQTT-4.4.0-1], then pumps the queue.
+func (s *session) resumeLocked(c *conn) {
+	if len(s.inflight) > 0 {
+		list := make([]*outMsg, 0, len(s.inflight))
+		for _, om := range s.inflight {
+			list = append(list, om)
+		}
+		sort.Slice(list, func(i, j int) bool { return list[i].seq < list[j].seq })
+		now := time.Now().UnixNano()
+		for _, om := range list {
+			if om.state == outReleased {
+				c.sendPacket(&packet.Ack{Kind: packet.PUBREL, PacketID: om.pid})
+				continue
+			}
+			c.resendPublish(om, now)
+		}
+	}
+	s.pumpLocked(c)
+}
+
+// onPuback completes a QoS 1 delivery [MQTT-4.3.2].
+func (s *session) onPuback(c *conn, pid uint16) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	om := s.inflight[pid]
+	if om == nil || om.qos != 1 || s.conn != c {
+		return
+	}
+	delete(s.inflight, pid)
+	s.unstoreLocked(om)
+	s.pumpLocked(c)
+}
+
+// onPubrec moves a QoS 2 delivery to the released state and sends PUBREL
+// [MQTT-4.3.3-4]; a failure reason code ends the delivery.
+func (s *session) onPubrec(c *conn, pid uint16, rc byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != c {
+		return
+	}
+	om := s.inflight[pid]
+	if om == nil || om.qos != 2 {
+		if rc < 0x80 {
+			c.sendAck(packet.PUBREL, pid, packet.ErrPacketIDNotFound)
+		}
+		return
+	}
+	if rc >= 0x80 {
+		delete(s.inflight, pid)
+		s.unstoreLocked(om)
+		s.pumpLocked(c)
+		return
+	}
+	if om.state != outReleased {
+		om.state = outReleased
+		if om.stored {
+			s.storeLocked(om, nil)
+		}
+	}
+	c.sendAck(packet.PUBREL, pid, packet.Success)
+}
+
+// onPubcomp completes a QoS 2 delivery.
+func (s *session) onPubcomp(c *conn, pid uint16) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	om := s.inflight[pid]
+	if om == nil || om.state != outReleased || s.conn != c {
+		return
+	}
+	delete(s.inflight, pid)
+	s.unstoreLocked(om)
+	s.pumpLocked(c)
+}
+
+// storeLocked writes om's Messages record.
+func (s *session) storeLocked(om *outMsg, w *storeWait) {
+	om.stored = true
+	ops := []store.Op{{Kind: store.Put, Bucket: store.Messages,
+		Key: store.MessageKey(s.id, om.seq), Value: encodeOut(om)}}
+	s.b.apply(ops, w)
+}
+
+// unstoreLocked deletes om's Messages record, if any.
+func (s *session) unstoreLocked(om *outMsg) {
+	if !om.stored {
+		return
+	}
+	om.stored = false
+	s.b.apply([]store.Op{{Kind: store.Delete, Bucket: store.Messages, Key: store.MessageKey(s.id, om.seq)}}, nil)
+}

@@ -1,0 +1,85 @@
+package broker
+
+import "sync/atomic"
+
+// DropReason says why a message copy was not delivered.
+type DropReason uint8
+
+// Drop reasons; each has a counter in Stats.Drops.
+const (
+	DropQueueFull      DropReason = iota // session queue at MaxQueuedMessages
+	DropOutboundFull                     // QoS 0 over the connection's outbound byte bound
+	DropPacketTooLarge                   // over the client's Maximum Packet Size
+	DropExpired                          // Message Expiry Interval passed
+	DropNotAuthorized                    // publish or receive denied
+	DropInflight                         // in-flight message lost with a discarded session
+	DropOffline                          // QoS 0 for a session with no connection
+	DropInvalid                          // invalid payload or topic
+	DropIntercepted                      // failed by an interceptor
+	numDropReasons
+)
+
+var dropNames = [numDropReasons]string{"queue_full", "outbound_full", "packet_too_large",
+	"expired", "not_authorized", "inflight", "offline", "invalid", "intercepted"}
+
+func (r DropReason) String() string {
+	if r < numDropReasons {
+		return dropNames[r]
+	}
+	return "unknown"
+}
+
+// Stats is a snapshot of the broker's counters for metrics and $SYS.
+type Stats struct {
+	Connects         uint64 // CONNACKs with success
+	Disconnects      uint64 // connections that ended after CONNACK
+	ClientsConnected int64
+	Sessions         int64  // sessions held, connected or not
+	PublishesIn      uint64 // PUBLISH packets received
+	PublishesOut     uint64 // PUBLISH packets sent
+	BytesIn          uint64
+	BytesOut         uint64
+	Subscriptions    int64
+	Retained         int64
+	Drops            map[string]uint64 // by DropReason name
+}
+
+// counters are the broker's live counters.
+type counters struct {
+	connects, disconnects     atomic.Uint64
+	connected                 atomic.Int64
+	publishesIn, publishesOut atomic.Uint64
+	bytesIn, bytesOut         atomic.Uint64
+	drops                     [numDropReasons]atomic.Uint64
+}
+
+// Stats returns a snapshot of the counters.
+func (b *Broker) Stats() Stats {
+	s := Stats{
+		Connects:         b.stats.connects.Load(),
+		Disconnects:      b.stats.disconnects.Load(),
+		ClientsConnected: b.stats.connected.Load(),
+		PublishesIn:      b.stats.publishesIn.Load(),
+		PublishesOut:     b.stats.publishesOut.Load(),
+		BytesIn:          b.stats.bytesIn.Load(),
+		BytesOut:         b.stats.bytesOut.Load(),
+		Subscriptions:    int64(b.subs.Len() + b.shared.Len()),
+		Retained:         int64(b.retained.Len()),
+		Drops:            make(map[string]uint64, numDropReasons),
+	}
+	b.mu.Lock()
+	s.Sessions = int64(len(b.sessions))
+	b.mu.Unlock()
+	for i := range b.stats.drops {
+		s.Drops[DropReason(i).String()] = b.stats.drops[i].Load()
+	}
+	return s
+}
+
+// drop counts a dropped copy of m for clientID and tells the hooks.
+func (b *Broker) drop(clientID string, m *Message, r DropReason) {
+	b.stats.drops[r].Add(1)
+	for _, h := range b.dropHooks {
+		h.OnDrop(clientID, m, r)
+	}
+}

@@ -1,0 +1,225 @@
+package broker
+
+import (
+	"time"
+
+	"github.com/culexmq/culex/internal/mqtt/packet"
+	"github.com/culexmq/culex/internal/store"
+)
+
+// will is a connection's Will Message [MQTT-3.1.2-8].
+type will struct {
+	msg      *Message // Expiry unset: it counts from publication
+	delay    uint32   // Will Delay Interval, seconds [MQTT-3.1.3-9]
+	expiry   uint32   // Message Expiry Interval, seconds, when hasExp
+	hasExp   bool
+	deadline int64 // Unix nanoseconds when a pending will is due
+}
+
+// newWill builds the will of CONNECT p, or nil.
+func (c *conn) newWill(p *packet.Connect) *will {
+	if !p.WillFlag {
+		return nil
+	}
+	m := &Message{Topic: p.WillTopic, Payload: p.WillPayload, QoS: p.WillQoS, Retain: p.WillRetain, Origin: c.info.ClientID}
+	w := &will{msg: m}
+	if p.Version == packet.V5 {
+		m.Props = p.WillProps
+		w.delay = p.WillProps.WillDelay
+		w.expiry, w.hasExp = p.WillProps.MessageExpiry, p.WillProps.Has(packet.PropMessageExpiry)
+		cleanProps(&m.Props)
+	}
+	return w
+}
+
+// publishWill routes a will now, as a message of its client [MQTT-3.1.2-8].
+func (b *Broker) publishWill(w *will) {
+	m := *w.msg
+	if w.hasExp {
+		m.Expiry = time.Now().Add(time.Duration(w.expiry) * time.Second).UnixNano()
+	}
+	if max := b.cfg.MaxMessageExpiry; max > 0 && m.Expiry == 0 {
+		m.Expiry = time.Now().Add(max).UnixNano()
+	}
+	b.route(&m, nil)
+}
+
+// delayWill holds a will for its delay, or until the session ends if that is
+// sooner [MQTT-3.1.3-9]; it survives a restart for persistent sessions.
+func (b *Broker) delayWill(s *session, w *will) {
+	d := time.Duration(w.delay) * time.Second
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != nil || s.gone {
+		return
+	}
+	if s.expiry != expiryNever {
+		d = min(d, time.Duration(s.expiry)*time.Second)
+	}
+	w.deadline = time.Now().Add(d).UnixNano()
+	s.pendingWill = w
+	if s.persistent {
+		b.apply([]store.Op{{Kind: store.Put, Bucket: store.Wills, Key: s.id, Value: encodeWill(w)}}, nil)
+	}
+	s.willTimer = b.afterFunc(d, func() { b.willDue(s, w) })
+}
+
+// willDue publishes a delayed will whose time has come.
+func (b *Broker) willDue(s *session, w *will) {
+	s.mu.Lock()
+	if s.pendingWill != w {
+		s.mu.Unlock()
+		return
+	}
+	s.pendingWill, s.willTimer = nil, nil
+	persistent := s.persistent
+	s.mu.Unlock()
+	if persistent {
+		b.unstoreWill(s.id)
+	}
+	b.publishWill(w)
+}
+
+func (b *Broker) unstoreWill(id string) {
+	b.apply([]store.Op{{Kind: store.Delete, Bucket: store.Wills, Key: id}}, nil)
+}
+
+// disconnected releases the session of a connection that ended: the will
+// is published or delayed, and the session ends or starts its expiry.
+func (b *Broker) disconnected(c *conn, err error) {
+	b.stats.connected.Add(-1)
+	b.stats.disconnects.Add(1)
+	s := c.sess
+	s.mu.Lock()
+	if s.conn != c {
+		s.mu.Unlock() // taken over: the new connection dealt with the will
+		return
+	}
+	s.conn = nil
+	s.online.Store(false)
+	w := s.connWill
+	s.connWill = nil
+	if c.normal {
+		w = nil // [MQTT-3.1.2-10]
+	}
+	s.discAt = time.Now().Unix()
+	expiry := s.expiry
+	if s.persistent && expiry > 0 {
+		s.saveLocked()
+	}
+	s.mu.Unlock()
+	if expiry == 0 {
+		if w != nil {
+			b.publishWill(w)
+		}
+		b.endSession(s, nil)
+		return
+	}
+	if w != nil {
+		if w.delay == 0 {
+			b.publishWill(w)
+		} else {
+			b.delayWill(s, w)
+		}
+	}
+	b.scheduleExpiry(s, time.Duration(expiry)*time.Second)
+}
+
+// scheduleExpiry ends s after d unless a connection resumes it first.
+func (b *Broker) scheduleExpiry(s *session, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.expiry == expiryNever || s.conn != nil || s.gone {
+		return
+	}
+	s.expTimer = b.afterFunc(d, func() { b.expire(s) })
+}
+
+// expire ends a session whose expiry interval has passed.
+func (b *Broker) expire(s *session) {
+	s.mu.Lock()
+	if s.conn != nil || s.gone {
+		s.mu.Unlock()
+		return
+	}
+	s.expTimer = nil
+	s.mu.Unlock()
+	b.endSession(s, nil)
+}
+
+// endSession discards a session: subscriptions, queue and stored state go,
+// a pending will is published (at the latest when the session ends
+// [MQTT-3.1.3-9]), and QoS 1/2 messages it got through a shared subscription
+// but did not complete are dispatched to another member of the group.
+func (b *Broker) endSession(s *session, pw *will) {
+	s.mu.Lock()
+	if s.gone {
+		s.mu.Unlock()
+		return
+	}
+	s.gone = true
+	s.online.Store(false)
+	subs := s.subs
+	var msgs []*outMsg
+	for _, om := range s.inflight {
+		msgs = append(msgs, om)
+	}
+	msgs = append(msgs, s.queue[s.qhead:]...)
+	s.subs, s.inflight, s.queue, s.qhead, s.inQoS2 = nil, nil, nil, 0, nil
+	if pw == nil {
+		pw = s.pendingWill
+	}
+	s.pendingWill = nil
+	wt, et := s.willTimer, s.expTimer
+	s.willTimer, s.expTimer = nil, nil
+	persistent := s.persistent
+	s.mu.Unlock()
+	b.stopTimer(wt)
+	b.stopTimer(et)
+	b.mu.Lock()
+	if b.sessions[s.id] == s {
+		delete(b.sessions, s.id)
+	}
+	b.mu.Unlock()
+	for f := range subs {
+		b.indexUnsubscribe(s, f)
+	}
+	if persistent {
+		b.unstoreSession(s.id)
+		b.unstoreWill(s.id)
+	}
+	if pw != nil {
+		b.publishWill(pw)
+	}
+	b.redispatch(s, msgs)
+	for _, h := range b.expHooks {
+		h.OnSessionExpired(s.id)
+	}
+}
+
+// redispatch hands the unfinished shared-subscription messages of an ended
+// session to another member of their group; other messages are dropped and
+// counted. A message already released (PUBREL sent) was received by the
+// client and is not sent again.
+func (b *Broker) redispatch(s *session, msgs []*outMsg) {
+	now := time.Now().UnixNano()
+	for _, om := range msgs {
+		if om.group == "" || om.state == outReleased {
+			if om.state != outReleased {
+				b.drop(s.id, om.msg, DropInflight)
+			}
+			continue
+		}
+		e, ok := b.shared.Next(om.group, om.filter)
+		if !ok || e.Sub == s {
+			b.drop(s.id, om.msg, DropInflight)
+			continue
+		}
+		t := target{s: e.Sub, qos: e.Value.QoS, id0: e.Value.ID, group: om.group, filter: om.filter}
+		sc := scratches.Get().(*scratch)
+		sc.now = now
+		b.deliverTarget(&t, om.msg, sc, nil)
+		sc.reset()
+		scratches.Put(sc)
+	}
+}

@@ -1,0 +1,153 @@
+package broker
+
+import (
+	"net"
+	"time"
+
+	"github.com/culexmq/culex/internal/mqtt/packet"
+)
+
+// enqueue queues a packet (hdr followed by payload, which may be nil) for
+// the socket and starts a flush goroutine if none runs. With bounded set it
+// refuses (returning false) when the queue is over the outbound byte bound.
+// It never blocks on the socket.
+func (c *conn) enqueue(hdr, payload []byte, bounded bool) bool {
+	c.wmu.Lock()
+	if c.wclosed || (bounded && c.wbytes >= c.b.outMax) {
+		c.wmu.Unlock()
+		return false
+	}
+	c.wq = append(c.wq, hdr)
+	if len(payload) > 0 {
+		c.wq = append(c.wq, payload)
+	}
+	c.wbytes += len(hdr) + len(payload)
+	if !c.flushing {
+		c.flushing = true
+		// The reader holds a count in b.wg until closeWrite has set
+		// wclosed, so adding here never races with Wait at zero.
+		c.b.wg.Add(1)
+		go c.flush()
+	}
+	c.wmu.Unlock()
+	return true
+}
+
+// send queues a control packet; it is never dropped for the byte bound.
+func (c *conn) send(b []byte) { c.enqueue(b, nil, false) }
+
+// sendPacket encodes p for the connection's version and queues it.
+func (c *conn) sendPacket(p packet.Packet) {
+	b, err := p.Encode(nil, c.version)
+	if err != nil {
+		c.b.log.Error("encode", "type", p.Type(), "client", c.info.ClientID, "err", err)
+		return
+	}
+	c.send(b)
+}
+
+// overBound reports whether the outbound queue is at its byte bound, noting
+// that a QoS 1/2 message waits so the flusher pumps the session when drained.
+func (c *conn) overBound() bool {
+	c.wmu.Lock()
+	over := c.wbytes >= c.b.outMax
+	if over {
+		c.outBlocked = true
+	}
+	c.wmu.Unlock()
+	return over
+}
+
+// flush writes everything queued with one writev per batch and exits when
+// the queue is empty. It holds no buffer once it returns.
+func (c *conn) flush() {
+	defer c.b.wg.Done()
+	var spare [][]byte
+	wt := c.b.cfg.WriteTimeout
+	for {
+		c.wmu.Lock()
+		q := c.wq
+		if len(q) == 0 {
+			c.flushing = false
+			c.wq = nil
+			closed, pump := c.wclosed, c.outBlocked
+			c.outBlocked = false
+			c.wmu.Unlock()
+			if closed {
+				c.nc.Close()
+			} else if pump && c.sess != nil {
+				c.sess.pump(c)
+			}
+			return
+		}
+		c.wq, c.wbytes = spare, 0
+		c.wmu.Unlock()
+		if wt > 0 {
+			c.nc.SetWriteDeadline(time.Now().Add(wt))
+		}
+		bufs := net.Buffers(q)
+		n, err := bufs.WriteTo(c.nc)
+		c.b.stats.bytesOut.Add(uint64(n))
+		clear(q)
+		if cap(q) <= 64 {
+			spare = q[:0]
+		} else {
+			spare = nil
+		}
+		if err != nil {
+			c.writeFailed()
+			return
+		}
+	}
+}
+
+// writeFailed ends the connection after a write error or timeout: the
+// queue is discarded and the reader woken.
+func (c *conn) writeFailed() {
+	c.wmu.Lock()
+	c.wclosed, c.flushing = true, false
+	clear(c.wq)
+	c.wq, c.wbytes = nil, 0
+	c.wmu.Unlock()
+	c.kickCode.CompareAndSwap(nil, &errWrite)
+	c.kicked.Store(true)
+	c.nc.Close()
+}
+
+var errWrite = packet.Code{Value: 0x80, Reason: "write failed or timed out"}
+
+// closeWrite stops queueing; the socket closes once the flusher has written
+// what was queued (bounded by WriteTimeout), or now if none runs.
+func (c *conn) closeWrite() {
+	c.wmu.Lock()
+	if c.wclosed {
+		c.wmu.Unlock()
+		c.nc.Close()
+		return
+	}
+	c.wclosed = true
+	flushing := c.flushing
+	c.wmu.Unlock()
+	if !flushing {
+		c.nc.Close()
+	}
+}
+
+// sendDisconnect queues a v5 DISCONNECT with code [MQTT-4.13.2-1].
+func (c *conn) sendDisconnect(code packet.Code) {
+	d := &packet.Disconnect{ReasonCode: code.Value}
+	c.reasonString(&d.Props, code)
+	b, err := d.Encode(nil, packet.V5)
+	if err == nil {
+		c.send(b)
+	}
+}
+
+// reasonString sets a Reason String from code when the client allows
+// problem information [MQTT-3.1.2-29].
+func (c *conn) reasonString(p *packet.Properties, code packet.Code) {
+	if c.problem && code.Reason != "" {
+		p.ReasonString = code.Reason
+		p.Set(packet.PropReasonString)
+	}
+}
