@@ -117,7 +117,10 @@ type decoder interface {
 }
 
 // Decode decodes a packet body of the given fixed header for version v
-// (CONNECT reads its version from the body). The packet aliases body.
+// (CONNECT reads its version from the body). The packet aliases body: its
+// strings are unsafe.String views of body bytes, so the packet owns body and
+// the caller must not reuse or modify it. On error the packet is nil and the
+// error wraps a Code (see the package documentation).
 func Decode(fh FixedHeader, body []byte, v Version) (Packet, error) {
 	p, ok := New(fh.Type).(decoder)
 	if !ok {

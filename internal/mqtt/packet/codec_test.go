@@ -153,7 +153,7 @@ func TestValidString(t *testing.T) {
 		"":                 true,
 		"a/b":              true,
 		"città €𝄞":         true,
-		"\uffff":           true, // a non-character is allowed [MQTT-1.5.4-3]
+		"\uffff":           true, // a non-character is allowed
 		"\x00":             false,
 		"é\x00":            false,
 		"\xff":             false,

@@ -147,7 +147,7 @@ func (p *Properties) decodeOne(r *reader, ctx Type) {
 	case PropSubscriptionID:
 		sid := r.varint(name)
 		if r.err == nil && sid == 0 {
-			r.fail(protocolError("subscription identifier 0 [MQTT-3.8.2.1.2]"))
+			r.fail(protocolError("subscription identifier 0 [MQTT-3.8.2.1.2] [MQTT-3.3.2.3.8]"))
 		}
 		p.SubscriptionIDs = append(p.SubscriptionIDs, uint32(sid))
 	case PropSessionExpiry:

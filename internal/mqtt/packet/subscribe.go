@@ -76,7 +76,7 @@ func subscriptionFrom(filter string, opts byte, v Version) (Subscription, error)
 		s.RetainAsPublished = opts&0x08 != 0
 		s.RetainHandling = opts >> 4 & 3
 		if s.RetainHandling == 3 {
-			return s, protocolError("subscription retain handling 3 [MQTT-3.8.3-5]")
+			return s, protocolError("subscription retain handling 3 [MQTT-3.8.3.1]")
 		}
 	}
 	if s.QoS == 3 {
