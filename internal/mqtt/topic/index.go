@@ -74,6 +74,22 @@ func (x *Index[S, V]) Match(topic string, fn func(filter string, sub S, v V)) {
 	})
 }
 
+// Range calls fn for every (filter, subscriber) pair, in no particular
+// order, until fn returns false. It is for listing and snapshots, not the
+// hot path. fn runs under the read lock and must not call into x.
+func (x *Index[S, V]) Range(fn func(filter string, sub S, v V) bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	x.root.each(func(n *node[entries[S, V]]) bool {
+		for i := range n.val.list {
+			if e := &n.val.list[i]; !fn(n.filter, e.Sub, e.Value) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // Len returns the number of (filter, subscriber) pairs.
 func (x *Index[S, V]) Len() int {
 	x.mu.RLock()

@@ -111,6 +111,15 @@ func (r *Retained[M]) Len() int {
 	return r.n
 }
 
+// Range calls fn for every retained message, in no particular order, until
+// fn returns false. It is for listing and snapshots. fn runs under the read
+// lock and must not call into r.
+func (r *Retained[M]) Range(fn func(topic string, m M) bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	r.root.each(fn)
+}
+
 // Match calls fn for every retained message whose topic matches the valid
 // filter. A filter starting with a wildcard does not match topics starting
 // with '$' [MQTT-4.7.2-1]. The order is unspecified. fn runs under the read
@@ -177,4 +186,17 @@ func (n *rnode[M]) all(fn func(string, M)) {
 	for _, c := range n.children {
 		c.all(fn)
 	}
+}
+
+// each is all that can stop: it reports whether fn returned true throughout.
+func (n *rnode[M]) each(fn func(string, M) bool) bool {
+	if n.set && !fn(n.topic, n.m) {
+		return false
+	}
+	for _, c := range n.children {
+		if !c.each(fn) {
+			return false
+		}
+	}
+	return true
 }

@@ -24,9 +24,11 @@ type SharedIndex[S comparable, V any] struct {
 }
 
 // groups is the shared subscriptions of one filter, in creation order. A
-// filter rarely has more than a few groups, so a slice beats a map.
+// filter rarely has more than a few groups, so a scan of the list finds one
+// until there are more than posThreshold; then pos does.
 type groups[S comparable, V any] struct {
 	list []*group[S, V]
+	pos  map[string]int // index into list; nil while list is short
 }
 
 // group is one shared subscription.
@@ -37,12 +39,52 @@ type group[S comparable, V any] struct {
 }
 
 func (g *groups[S, V]) find(name string) int {
+	if g.pos != nil {
+		if i, ok := g.pos[name]; ok {
+			return i
+		}
+		return -1
+	}
 	for i, x := range g.list {
 		if x.name == name {
 			return i
 		}
 	}
 	return -1
+}
+
+// add appends a new group and returns its index.
+func (g *groups[S, V]) add(name string) int {
+	g.list = append(g.list, &group[S, V]{name: strings.Clone(name)})
+	i := len(g.list) - 1
+	if g.pos != nil {
+		g.pos[g.list[i].name] = i
+	} else if len(g.list) > posThreshold {
+		g.pos = make(map[string]int, len(g.list))
+		for j, x := range g.list {
+			g.pos[x.name] = j
+		}
+	}
+	return i
+}
+
+// remove deletes the group at i, keeping the order of the rest.
+func (g *groups[S, V]) remove(i int) {
+	name := g.list[i].name
+	copy(g.list[i:], g.list[i+1:])
+	g.list[len(g.list)-1] = nil
+	g.list = g.list[:len(g.list)-1]
+	switch {
+	case len(g.list) == 0:
+		g.list, g.pos = nil, nil
+	case g.pos != nil && len(g.list) <= posThreshold/2:
+		g.pos = nil
+	case g.pos != nil:
+		delete(g.pos, name)
+		for j := i; j < len(g.list); j++ {
+			g.pos[g.list[j].name] = j
+		}
+	}
 }
 
 func (g *groups[S, V]) empty() bool { return len(g.list) == 0 }
@@ -61,18 +103,13 @@ func (x *SharedIndex[S, V]) Subscribe(group, filter string, sub S, v V) (existed
 	gs := &x.root.insert(filter).val
 	i := gs.find(group)
 	if i < 0 {
-		gs.list = append(gs.list, newGroup[S, V](group))
-		i = len(gs.list) - 1
+		i = gs.add(group)
 	}
 	existed = gs.list[i].members.set(sub, v)
 	if !existed {
 		x.n++
 	}
 	return existed
-}
-
-func newGroup[S comparable, V any](name string) *group[S, V] {
-	return &group[S, V]{name: strings.Clone(name)}
 }
 
 // Unsubscribe removes sub from the shared subscription (group, filter) and
@@ -91,12 +128,7 @@ func (x *SharedIndex[S, V]) Unsubscribe(group, filter string, sub S) (existed bo
 	}
 	x.n--
 	if gs.list[i].members.empty() {
-		copy(gs.list[i:], gs.list[i+1:])
-		gs.list[len(gs.list)-1] = nil
-		gs.list = gs.list[:len(gs.list)-1]
-		if len(gs.list) == 0 {
-			gs.list = nil
-		}
+		gs.remove(i)
 		n.prune((*groups[S, V]).empty)
 	}
 	return true
@@ -167,6 +199,23 @@ func (x *SharedIndex[S, V]) Members(group, filter string) []Entry[S, V] {
 		return nil
 	}
 	return append([]Entry[S, V](nil), n.val.list[i].members.list...)
+}
+
+// Range calls fn for every shared subscription with its members in
+// subscription order, in no particular order of subscriptions, until fn
+// returns false. It is for listing and snapshots, not the hot path. fn runs
+// under the read lock and must not call into x nor keep or modify members.
+func (x *SharedIndex[S, V]) Range(fn func(group, filter string, members []Entry[S, V]) bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	x.root.each(func(n *node[groups[S, V]]) bool {
+		for _, g := range n.val.list {
+			if !fn(g.name, n.filter, g.members.list) {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // Len returns the number of (group, filter, subscriber) triples.

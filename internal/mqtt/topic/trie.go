@@ -139,3 +139,17 @@ func (n *node[T]) matchRest(topic string, more bool, fn func(*node[T])) {
 		c.matchRest(rest, more, fn)
 	}
 }
+
+// each calls fn for n and every node below it, depth first, until fn
+// returns false; it reports whether it went through all of them.
+func (n *node[T]) each(fn func(*node[T]) bool) bool {
+	if !fn(n) {
+		return false
+	}
+	for _, c := range n.children {
+		if !c.each(fn) {
+			return false
+		}
+	}
+	return (n.plus == nil || n.plus.each(fn)) && (n.hash == nil || n.hash.each(fn))
+}

@@ -37,6 +37,18 @@ var (
 	errShareInnerFilter = fmt.Errorf("%w: shared subscription filter", packet.ErrTopicFilterInvalid)
 )
 
+// special marks the bytes the validators look at: separators, wildcards,
+// NUL and the start of multi-byte UTF-8. The rest are skipped with one load.
+var special = func() (t [256]bool) {
+	for _, c := range []byte{'/', '+', '#', 0} {
+		t[c] = true
+	}
+	for c := utf8.RuneSelf; c < 256; c++ {
+		t[c] = true
+	}
+	return t
+}()
+
 // ValidName reports whether name may be published to. maxLevels > 0 bounds
 // the number of levels ("a/b" has two); 0 means no bound. The error wraps
 // packet.ErrTopicNameInvalid.
@@ -50,7 +62,11 @@ func ValidName(name string, maxLevels int) error {
 	levels := 1
 	ascii := true
 	for i := 0; i < len(name); i++ {
-		switch c := name[i]; {
+		c := name[i]
+		if !special[c] {
+			continue
+		}
+		switch {
 		case c == '/':
 			levels++
 		case c == '+' || c == '#':
@@ -85,7 +101,11 @@ func ValidFilter(filter string, maxLevels int) error {
 	levels := 1
 	ascii := true
 	for i := 0; i < len(filter); i++ {
-		switch c := filter[i]; {
+		c := filter[i]
+		if !special[c] {
+			continue
+		}
+		switch {
 		case c == '/':
 			levels++
 		case c == '#':
