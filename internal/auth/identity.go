@@ -1,0 +1,95 @@
+package auth
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+)
+
+// Action is what a client does with a topic.
+type Action uint8
+
+// Actions. Receiving a message is checked as Subscribe.
+const (
+	Publish Action = 1 << iota
+	Subscribe
+	Both = Publish | Subscribe
+)
+
+func (a Action) String() string {
+	switch a {
+	case Publish:
+		return "publish"
+	case Subscribe:
+		return "subscribe"
+	case Both:
+		return "both"
+	}
+	return "none"
+}
+
+// Identity is who an authenticated client is, as the ACL sees it. Only
+// authenticated values are used in placeholders: an anonymous client has an
+// empty Username whatever its CONNECT said.
+type Identity struct {
+	ClientID string
+	Username string
+	// CertCN is the common name of a verified client certificate.
+	CertCN    string
+	Remote    net.Addr
+	Superuser bool
+	Anonymous bool
+	// ACL holds rules from a JWT or webhook answer, checked before the file's.
+	ACL []Rule
+	// Backend names the backend that authenticated the client.
+	Backend string
+	// credential identifies the secret the client proved (the users-file
+	// hash), so that a reload can tell whether it was revoked.
+	credential string
+}
+
+// Request is one login attempt.
+type Request struct {
+	ClientID    string
+	Username    string
+	Password    []byte
+	HasUsername bool
+	HasPassword bool
+	Remote      net.Addr
+	TLS         *tls.ConnectionState
+}
+
+// offered reports whether the client presented credentials.
+func (r *Request) offered() bool { return r.HasUsername || r.HasPassword }
+
+// Verdict is a backend's answer.
+type Verdict uint8
+
+// Verdicts: Ignore passes the request to the next backend of the chain.
+const (
+	Ignore Verdict = iota
+	Allow
+	Deny
+)
+
+// Result is a backend's answer to a Request. On Allow, Username is the
+// authenticated name (empty: the CONNECT username), and Superuser and ACL
+// describe the client's rights beyond the ACL file.
+type Result struct {
+	Verdict   Verdict
+	Username  string
+	CertCN    string
+	Superuser bool
+	ACL       []Rule
+	// Code is the reason for a Deny (a packet.Code); nil means bad user
+	// name or password.
+	Code       error
+	credential string
+}
+
+// Authenticator is one backend of the chain. An error is a failure of the
+// backend itself (not a wrong password); the chain denies on it.
+type Authenticator interface {
+	Name() string
+	Authenticate(ctx context.Context, r *Request) (Result, error)
+}
