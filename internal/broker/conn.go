@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -224,7 +225,7 @@ func (c *conn) handle(fh packet.FixedHeader, body []byte) error {
 		if fh.Type == packet.CONNECT {
 			return c.connectDecodeErr(body, err)
 		}
-		return c.fail(codeOf(err, packet.ErrMalformedPacket))
+		return c.fail(decodeCode(fh, err))
 	}
 	switch p := p.(type) {
 	case *packet.Connect:
@@ -250,6 +251,17 @@ func (c *conn) handle(fh packet.FixedHeader, body []byte) error {
 }
 
 var pingresp = []byte{byte(packet.PINGRESP) << 4, 0}
+
+// decodeCode is the reason code for a packet that did not decode. The codec
+// reports a Topic Alias of 0 as a protocol error; the broker answers it with
+// Topic Alias invalid [MQTT-3.3.2-8].
+func decodeCode(fh packet.FixedHeader, err error) packet.Code {
+	code := codeOf(err, packet.ErrMalformedPacket)
+	if fh.Type == packet.PUBLISH && code == packet.ErrProtocolError && strings.Contains(err.Error(), "topic alias 0") {
+		return packet.ErrTopicAliasInvalid
+	}
+	return code
+}
 
 // codeOf finds the reason code in err, or def.
 func codeOf(err error, def packet.Code) packet.Code {
