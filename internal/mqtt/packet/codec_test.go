@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 func TestPacketCases(t *testing.T) {
@@ -220,5 +221,33 @@ func TestDecodeWrongType(t *testing.T) {
 	var a Ack
 	if err := a.Decode(FixedHeader{Type: PUBLISH, Remaining: 2}, []byte{0, 1}, V5); !errors.Is(err, ErrProtocolError) {
 		t.Errorf("Ack.Decode of PUBLISH: %v", err)
+	}
+}
+
+// TestDecodeAliasesBody checks the documented ownership rule: a decoded
+// packet points into its body, and slices are capped so that appending to
+// one cannot overwrite the bytes after it.
+func TestDecodeAliasesBody(t *testing.T) {
+	wire := fix(0x32, str("t/x"), 0, 1, props(0x09, str("cd")), "payload")
+	fh, n, _ := ParseFixedHeader(wire)
+	body := wire[n:]
+	var p Publish
+	if err := p.Decode(fh, body, V5); err != nil {
+		t.Fatal(err)
+	}
+	within := func(ptr *byte) bool {
+		for i := range body {
+			if &body[i] == ptr {
+				return true
+			}
+		}
+		return false
+	}
+	if !within(unsafe.StringData(p.Topic)) || !within(&p.Payload[0]) || !within(&p.Props.CorrelationData[0]) {
+		t.Fatal("decoded fields do not alias the body")
+	}
+	_ = append(p.Props.CorrelationData, 'X')
+	if string(p.Payload) != "payload" || string(body[len(body)-7:]) != "payload" {
+		t.Fatal("append to a decoded slice overwrote the body")
 	}
 }
