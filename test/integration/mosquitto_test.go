@@ -21,7 +21,9 @@ type mosqSub struct {
 	out   *lockedBuffer
 }
 
-const mosqFormat = "@@%t|%p|%q|%r"
+// mosqFormat prefixes message lines so they stand apart from -d debug lines
+// ("@" is mosquitto_sub's date escape, so the prefix avoids it).
+const mosqFormat = "MSG|%t|%p|%q|%r"
 
 // startMosquittoSub runs mosquitto_sub -d with the given extra arguments,
 // bounded by -W and a context deadline.
@@ -30,8 +32,10 @@ func startMosquittoSub(t *testing.T, addr string, args ...string) *mosqSub {
 	host, port, _ := net.SplitHostPort(addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
-	all := append([]string{"-h", host, "-p", port, "-d", "-W", "15", "-F", mosqFormat}, args...)
-	cmd := exec.CommandContext(ctx, "mosquitto_sub", all...)
+	// stdbuf -oL: mosquitto_sub's stdout is a pipe, and the SUBACK debug line
+	// must arrive when printed, not when the buffer fills.
+	all := append([]string{"-oL", "mosquitto_sub", "-h", host, "-p", port, "-d", "-W", "15", "-F", mosqFormat}, args...)
+	cmd := exec.CommandContext(ctx, "stdbuf", all...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -48,8 +52,8 @@ func startMosquittoSub(t *testing.T, addr string, args ...string) *mosqSub {
 			line := sc.Text()
 			fmt.Fprintln(s.out, line)
 			switch {
-			case strings.HasPrefix(line, "@@"):
-				s.msgs <- strings.TrimPrefix(line, "@@")
+			case strings.HasPrefix(line, "MSG|"):
+				s.msgs <- strings.TrimPrefix(line, "MSG|")
 			case strings.Contains(line, "received SUBACK") && !readyClosed:
 				readyClosed = true
 				close(s.ready)
@@ -106,8 +110,10 @@ func mosquittoPub(t *testing.T, addr string, args ...string) {
 // QoS 0/1/2 both ways, retained messages set with -r, and QoS 2 end to end.
 func TestMosquittoClientsInterop(t *testing.T) {
 	t.Parallel()
-	if _, err := exec.LookPath("mosquitto_sub"); err != nil {
-		t.Fatalf("mosquitto clients not installed: %v", err)
+	for _, tool := range []string{"mosquitto_sub", "mosquitto_pub", "stdbuf"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s not installed (Debian: mosquitto-clients, coreutils): %v", tool, err)
+		}
 	}
 	srv := startBroker(t)
 	addr := tcpAddr(t, srv)

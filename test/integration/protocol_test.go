@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -93,7 +95,7 @@ func TestFirstPacketMustBeConnect(t *testing.T) {
 // [MQTT-3.1.3-8]; a too-long client id is refused.
 func TestConnectRefusals(t *testing.T) {
 	t.Parallel()
-	srv := startBroker(t, func(c *config.Config) { c.MQTT.MaxClientIDLength = 16 })
+	srv := startBroker(t, func(c *config.Config) { c.MQTT.MaxClientIDLength = 23 })
 	addr := tcpAddr(t, srv)
 
 	raw := dialRaw(t, addr, packet.V311)
@@ -131,17 +133,25 @@ func TestInvalidTopicNamesAndFilters(t *testing.T) {
 	srv := startBroker(t)
 	addr := tcpAddr(t, srv)
 
-	badFilters := []string{"a/#/b", "a/b#", "a+/b", "#/a"}
-	raw := dialRaw(t, addr, packet.V5)
-	raw.mustConnect(rawConnect("f5", true))
-	raw3 := dialRaw(t, addr, packet.V311)
-	raw3.mustConnect(rawConnect("f3", true))
-	for i, f := range badFilters {
-		if codes := raw.subscribe(uint16(i+1), subID(0), rawSub(f, 1), rawSub("ok/+", 1)); len(codes) != 2 || codes[0] != 0x8F || codes[1] != 0x01 {
-			t.Errorf("v5 SUBSCRIBE [%q ok/+]: SUBACK %x, want [8f 01]", f, codes)
-		}
-		if codes := raw3.subscribe(uint16(i+1), packet.Properties{}, rawSub(f, 1)); len(codes) != 1 || codes[0] != 0x80 {
-			t.Errorf("v3.1.1 SUBSCRIBE %q: SUBACK %x, want [80]", f, codes)
+	// A filter breaking [MQTT-4.7.1-1, -2] may be refused per filter (SUBACK
+	// 0x8F / 0x80) or treated as a malformed packet (close, v5 DISCONNECT
+	// 0x81 or 0x82); either way the valid filter beside it must not be
+	// granted while the bad one silently is.
+	for i, f := range []string{"a/#/b", "a/b#", "a+/b", "#/a", "a/+x"} {
+		for _, v := range []packet.Version{packet.V5, packet.V311} {
+			raw := dialRaw(t, addr, v)
+			raw.mustConnect(rawConnect(fmt.Sprint("f", i, v), true))
+			codes, closed := raw.subscribeOrClose(1, rawSub(f, 1), rawSub("ok/+", 1))
+			refuse := byte(0x8F)
+			if v == packet.V311 {
+				refuse = 0x80
+			}
+			switch {
+			case closed != nil:
+				checkMalformedClose(t, fmt.Sprintf("v%v SUBSCRIBE %q", v, f), closed, 0x81, 0x82, 0x8F)
+			case len(codes) != 2 || codes[0] != refuse || codes[1] != 0x01:
+				t.Errorf("v%v SUBSCRIBE [%q ok/+]: SUBACK %x, want [%x 01]", v, f, codes, refuse)
+			}
 		}
 	}
 
@@ -253,4 +263,18 @@ func TestQoS2ExactlyOnceWithDuplicate(t *testing.T) {
 			t.Errorf("v%v: subscriber got %v, want exactly one qos 2 copy", v, summarize(got))
 		}
 	}
+}
+
+// checkMalformedClose checks a closeResult from subscribeOrClose: closed, and
+// any DISCONNECT carries one of codes.
+func checkMalformedClose(t *testing.T, what string, res *closeResult, codes ...byte) {
+	t.Helper()
+	if !res.closed {
+		t.Errorf("%s: neither SUBACK nor close", what)
+		return
+	}
+	if res.disconnect != nil && !slices.Contains(codes, res.disconnect.ReasonCode) {
+		t.Errorf("%s: DISCONNECT 0x%02x, want one of %x", what, res.disconnect.ReasonCode, codes)
+	}
+	t.Logf("%s: refused by closing the connection (DISCONNECT %v)", what, res.disconnect != nil)
 }

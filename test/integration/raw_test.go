@@ -83,9 +83,21 @@ func (c *rawConn) readPacket(timeout time.Duration) (packet.Packet, int, error) 
 	fh := packet.FixedHeader{Type: packet.Type(b0 >> 4), Flags: b0 & 0x0f, Remaining: remaining}
 	p, err := packet.Decode(fh, body, c.v)
 	if err != nil {
-		return nil, n + remaining, fmt.Errorf("decode %v: %w", fh.Type, err)
+		return nil, n + remaining, &decodeError{fh.Type, body, err}
 	}
 	return p, n + remaining, nil
+}
+
+// decodeError is a whole packet read from the broker that the codec refused;
+// the stream is still in step after it.
+type decodeError struct {
+	typ  packet.Type
+	body []byte
+	err  error
+}
+
+func (e *decodeError) Error() string {
+	return fmt.Sprintf("decode %v body %x: %v", e.typ, e.body, e.err)
 }
 
 // expect reads the next packet, skipping PINGRESP, and fails unless it is a T.
@@ -149,6 +161,7 @@ type closeResult struct {
 	after      time.Duration // when, from the call
 	disconnect *packet.Disconnect
 	other      []packet.Packet // anything else received before the close
+	undecoded  []error         // packets received that did not decode
 	err        error           // the read error that ended the wait
 }
 
@@ -160,6 +173,11 @@ func (c *rawConn) awaitClose(timeout time.Duration) closeResult {
 	var res closeResult
 	for {
 		p, _, err := c.readPacket(time.Until(deadline))
+		var de *decodeError
+		if errors.As(err, &de) {
+			res.undecoded = append(res.undecoded, err)
+			continue
+		}
 		if err != nil {
 			var ne net.Error
 			res.err = err
@@ -193,7 +211,7 @@ func (c *rawConn) checkClose(timeout time.Duration, required bool, wantCodes []b
 	c.t.Helper()
 	res := c.awaitClose(timeout)
 	if !res.closed {
-		c.t.Fatalf("connection still open after %v (received %v)", timeout, res.other)
+		c.t.Fatalf("connection still open after %v (received %v %v)", timeout, res.other, res.undecoded)
 	}
 	if res.disconnect == nil {
 		if required {
@@ -261,4 +279,29 @@ func subID(id uint32) packet.Properties {
 
 func rawSub(filter string, qos byte) packet.Subscription {
 	return packet.Subscription{Filter: filter, QoS: qos}
+}
+
+// subscribeOrClose sends SUBSCRIBE and returns either the SUBACK codes or,
+// if the broker answers by disconnecting, how it closed.
+func (c *rawConn) subscribeOrClose(id uint16, subs ...packet.Subscription) ([]byte, *closeResult) {
+	c.t.Helper()
+	c.send(&packet.Subscribe{PacketID: id, Subscriptions: subs})
+	p, _, err := c.readPacket(waitTimeout)
+	switch p := p.(type) {
+	case *packet.Suback:
+		return p.ReasonCodes, nil
+	case *packet.Disconnect:
+		res := c.awaitClose(waitTimeout)
+		res.disconnect = p
+		return nil, &res
+	case nil:
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			c.t.Fatalf("no SUBACK within %v", waitTimeout)
+		}
+		return nil, &closeResult{closed: true, err: err}
+	default:
+		c.t.Fatalf("got %v, want SUBACK", p.Type())
+		return nil, nil
+	}
 }

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -22,7 +23,8 @@ func willConnect(id string, expiry, delay uint32) *paho.Connect {
 
 // TestWillOnAbnormalClose proves the will is published when the network
 // connection closes without DISCONNECT [MQTT-3.1.2-8], with its will
-// properties, for v5 and for v3.1.1.
+// properties passed on [MQTT-3.1.3.2] (raw v5 CONNECT: paho.golang drops
+// Content Type from will properties), through Paho v5 and v3.1.1 too.
 func TestWillOnAbnormalClose(t *testing.T) {
 	t.Parallel()
 	srv := startBroker(t)
@@ -30,14 +32,30 @@ func TestWillOnAbnormalClose(t *testing.T) {
 	watcher := connectV5(t, addr, v5Connect("watcher", true, 0))
 	watcher.subscribe(sub("will/#", 1))
 
+	raw := dialRaw(t, addr, packet.V5)
+	cp := rawConnect("wraw", true)
+	cp.WillFlag, cp.WillQoS, cp.WillTopic, cp.WillPayload = true, 1, "will/wraw", []byte("gone wraw")
+	wp := &cp.WillProps
+	wp.ContentType, wp.ResponseTopic, wp.CorrelationData = "text/plain", "reply/here", []byte{1, 2, 3}
+	wp.User = []packet.UserProperty{{Key: "k", Value: "v"}, {Key: "k", Value: "w"}}
+	wp.PayloadFormat = 1
+	wp.Set(packet.PropPayloadFormat)
+	raw.mustConnect(cp)
+	raw.Close()
+	m := recv1(t, watcher.msgs)
+	if m.Topic != "will/wraw" || string(m.Payload) != "gone wraw" || m.QoS != 1 {
+		t.Errorf("raw v5 will: got %v", m)
+	}
+	if p := m.Props; p == nil || p.ContentType != "text/plain" || p.ResponseTopic != "reply/here" ||
+		string(p.CorrelationData) != "\x01\x02\x03" || p.PayloadFormat == nil || *p.PayloadFormat != 1 ||
+		!slices.Equal(p.User, paho.UserProperties{{Key: "k", Value: "v"}, {Key: "k", Value: "w"}}) {
+		t.Errorf("will properties not carried: %+v", m.Props)
+	}
+
 	c5 := connectV5(t, addr, willConnect("w5", 0, 0))
 	c5.kill()
-	m := recv1(t, watcher.msgs)
-	if m.Topic != "will/w5" || string(m.Payload) != "gone w5" || m.QoS != 1 {
-		t.Errorf("v5 will: got %v", m)
-	}
-	if m.Props == nil || m.Props.ContentType != "text/plain" || len(m.Props.User) != 1 || m.Props.User[0] != (paho.UserProperty{Key: "k", Value: "v"}) {
-		t.Errorf("v5 will properties not carried: %+v", m.Props)
+	if m := recv1(t, watcher.msgs); m.Topic != "will/w5" || string(m.Payload) != "gone w5" {
+		t.Errorf("paho v5 will: got %v", m)
 	}
 
 	c3 := connectV3(t, srv.URL("tcp"), "w3", true, func(o *mqtt.ClientOptions) {
