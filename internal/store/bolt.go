@@ -23,10 +23,12 @@ const defaultLockTimeout = time.Second
 
 // BoltOptions configures a Bolt store. The zero value means the defaults.
 type BoltOptions struct {
-	// MaxBatchDelay is how long the committer waits, once an Apply is
-	// queued, for more to join the batch before it commits. Zero commits as
-	// soon as the previous commit has finished: concurrent Apply calls still
-	// share a commit, because they queue while the previous one fsyncs.
+	// MaxBatchDelay is how long the first Apply of a batch may wait in the
+	// queue for more to join it before the committer commits. Zero commits
+	// as soon as the previous commit has finished: concurrent Apply calls
+	// still share a commit, because they queue while the previous one
+	// fsyncs. A delay trades latency for fewer, larger commits, which only
+	// pays when commits are expensive and appliers are few but steady.
 	MaxBatchDelay time.Duration
 	// LockTimeout is how long OpenBolt waits for another process holding
 	// the data directory's file lock. Zero means one second.
@@ -60,9 +62,10 @@ type Bolt struct {
 	commitHook func(tx *bbolt.Tx) error // tests: runs last in every write transaction; set before the first Apply
 	wake       sync.Cond                // signalled when the queue becomes non-empty or the store closes; L is &mu
 
-	mu     sync.Mutex
-	queue  []pending // Apply calls and Sync barriers not yet taken by the committer
-	closed bool
+	mu       sync.Mutex
+	queue    []pending // Apply calls and Sync barriers not yet taken by the committer
+	queuedAt time.Time // when queue last became non-empty; kept only with a MaxBatchDelay
+	closed   bool
 }
 
 // pending is one queued Apply call or Sync barrier.
@@ -99,6 +102,10 @@ func OpenBolt(dir string, opts BoltOptions) (*Bolt, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if err := syncDir(dir); err != nil {
+		db.Close()
+		return nil, err
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, name := range []Bucket{Sessions, Messages, Retained, Wills} {
@@ -145,9 +152,17 @@ func (b *Bolt) Apply(ops []Op, done func(error)) {
 		}
 		return
 	}
-	b.queue = append(b.queue, pending{ops: ops, done: done})
-	b.wake.Signal()
+	b.enqueueLocked(pending{ops: ops, done: done})
 	b.mu.Unlock()
+}
+
+// enqueueLocked queues p for the committer. b.mu must be held.
+func (b *Bolt) enqueueLocked(p pending) {
+	if len(b.queue) == 0 && b.opts.MaxBatchDelay > 0 {
+		b.queuedAt = time.Now()
+	}
+	b.queue = append(b.queue, p)
+	b.wake.Signal()
 }
 
 // Sync returns once everything applied before it is committed and its
@@ -161,8 +176,7 @@ func (b *Bolt) Sync() error {
 		b.mu.Unlock()
 		return ErrClosed
 	}
-	b.queue = append(b.queue, pending{barrier: true, done: func(err error) { ch <- err }})
-	b.wake.Signal()
+	b.enqueueLocked(pending{barrier: true, done: func(err error) { ch <- err }})
 	b.mu.Unlock()
 	return <-ch
 }
@@ -228,6 +242,20 @@ func (b *Bolt) Close() error {
 		}
 	})
 	return b.closeErr
+}
+
+// syncDir fsyncs dir, so that a file just created in it survives a crash:
+// bbolt syncs the file's contents but not its directory entry.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("store: open data dir to sync it: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("store: sync data dir %s: %w", dir, err)
+	}
+	return nil
 }
 
 // hasPrefix is bytes.HasPrefix without the import.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -173,4 +174,28 @@ func TestBoltMaxBatchDelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("Close with a batch lingering took %v", time.Since(start))
+}
+
+// TestNoGoroutineLeak checks that Close waits for every goroutine a store
+// started.
+func TestNoGoroutineLeak(t *testing.T) {
+	before := runtime.NumGoroutine()
+	for _, im := range impls() {
+		for range 5 {
+			s := im.open(t, filepath.Join(t.TempDir(), "data"))
+			mustApply(t, s, put(Sessions, "k", "v"))
+			s.Apply([]Op{put(Sessions, "k2", "v")}, func(error) {})
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines after closing every store, %d before\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+		runtime.Gosched()
+	}
 }

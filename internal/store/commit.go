@@ -32,8 +32,9 @@ func (b *Bolt) run() {
 			return
 		}
 		if d := b.opts.MaxBatchDelay; d > 0 && !b.closed {
+			until := b.queuedAt.Add(d)
 			b.mu.Unlock()
-			b.linger(d)
+			b.linger(time.Until(until))
 			b.mu.Lock()
 		}
 		batch, b.queue = b.queue, batch[:0]
@@ -50,6 +51,9 @@ func (b *Bolt) run() {
 // linger waits up to d for more Apply calls to join the batch, or until the
 // store closes.
 func (b *Bolt) linger(d time.Duration) {
+	if d <= 0 {
+		return
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -71,7 +75,9 @@ func (b *Bolt) commit(batch []pending, syncErr error) error {
 		if p.err = checkOps(p.ops); p.err != nil {
 			continue
 		}
-		applies++
+		if len(p.ops) > 0 {
+			applies++
+		}
 		for j := range p.ops {
 			ops++
 			bytes += uint64(len(p.ops[j].Key) + len(p.ops[j].Value))
