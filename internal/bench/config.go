@@ -42,6 +42,8 @@ type Config struct {
 	Timeout       time.Duration // each handshake step
 
 	Live bool // print a line per second on stderr
+
+	onReady func() // tests: called once every client has finished its handshake
 }
 
 // Defaults fills zero fields with defaults.

@@ -75,6 +75,9 @@ func Run(ctx context.Context, cfg Config, live io.Writer) (*Summary, error) {
 	r.connectAll(ctx, r.subs)
 	r.connectAll(ctx, r.idle)
 	r.connectAll(ctx, r.pubs)
+	if cfg.onReady != nil {
+		cfg.onReady()
+	}
 	if ctx.Err() == nil {
 		switch cfg.Mode {
 		case "conn", "sub":
