@@ -8,7 +8,10 @@
 // number of goroutines may Match at once, writers take the lock exclusively.
 // A callback passed to Match runs with the read lock held, so it must not call
 // back into the same index (a waiting writer would deadlock it) and must not
-// keep the slices it is given.
+// keep the slices it is given. Each index has one lock and takes no other,
+// so the lock order is: index lock, then whatever a callback takes. A caller
+// must not hold a lock that its Match callbacks take while it calls
+// Subscribe, Unsubscribe, Set or Delete on the same index.
 //
 // The indexes assume their input was validated with ValidName, ValidFilter or
 // ParseShared; they do not validate again on the hot path.

@@ -1,6 +1,10 @@
 package topic
 
-import "testing"
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
 
 // FuzzMatch checks that for every valid filter and topic name the index,
 // the shared index and the retained index agree with the naive Match, and
@@ -68,4 +72,60 @@ func b2i(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// FuzzValid checks ValidName, ValidFilter and ParseShared against a
+// reference written from the spec's wording with strings.Split.
+func FuzzValid(f *testing.F) {
+	for _, tt := range matchCases {
+		f.Add(tt.filter)
+		f.Add(tt.topic)
+	}
+	for _, s := range []string{"a/#/b", "a+", "#/", "$share/g/a", "$share//a", "$share/g", "a\x00", "\xff", "$share/g+/a/#"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		basic := s != "" && len(s) <= MaxLen && !strings.ContainsRune(s, 0) && utf8.ValidString(s)
+		levels := strings.Split(s, "/")
+		wantName := basic && !strings.ContainsAny(s, "+#")
+		wantFilter := basic
+		for i, l := range levels {
+			if strings.Contains(l, "#") && (l != "#" || i != len(levels)-1) {
+				wantFilter = false // [MQTT-4.7.1-2]
+			}
+			if strings.Contains(l, "+") && l != "+" {
+				wantFilter = false // [MQTT-4.7.1-3]
+			}
+		}
+		if got := ValidName(s, 0) == nil; got != wantName {
+			t.Fatalf("ValidName(%q) = %v, want %v", s, got, wantName)
+		}
+		if got := ValidFilter(s, 0) == nil; got != wantFilter {
+			t.Fatalf("ValidFilter(%q) = %v, want %v", s, got, wantFilter)
+		}
+		for _, max := range []int{1, 2, 3} {
+			if got := ValidFilter(s, max) == nil; got != (wantFilter && len(levels) <= max) {
+				t.Fatalf("ValidFilter(%q, %d) = %v", s, max, got)
+			}
+		}
+
+		group, inner, ok, err := ParseShared(s)
+		if ok != strings.HasPrefix(s, "$share/") {
+			t.Fatalf("ParseShared(%q) ok = %v", s, ok)
+		}
+		if !ok {
+			if group != "" || inner != "" || err != nil {
+				t.Fatalf("ParseShared(%q) = %q, %q, %v for a plain filter", s, group, inner, err)
+			}
+			return
+		}
+		wantShared := wantFilter && len(levels) >= 3 && levels[1] != "" &&
+			!strings.ContainsAny(levels[1], "+#") && ValidFilter(strings.Join(levels[2:], "/"), 0) == nil
+		if (err == nil) != wantShared {
+			t.Fatalf("ParseShared(%q) err = %v, want valid=%v", s, err, wantShared)
+		}
+		if err == nil && (group != levels[1] || inner != strings.Join(levels[2:], "/")) {
+			t.Fatalf("ParseShared(%q) = %q, %q", s, group, inner)
+		}
+	})
 }
