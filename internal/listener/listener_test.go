@@ -16,23 +16,37 @@ import (
 	"github.com/culexmq/culex/internal/config"
 )
 
-// TestMain fails the run if goroutines outlive the tests (a small goleak).
+// TestMain fails the run if goroutines started by this package or its test
+// peers outlive the tests (a small goleak).
 func TestMain(m *testing.M) {
-	base := runtime.NumGoroutine()
 	code := m.Run()
 	if code == 0 {
-		deadline := time.Now().Add(5 * time.Second)
-		for runtime.NumGoroutine() > base && time.Now().Before(deadline) {
-			runtime.Gosched()
-			time.Sleep(time.Millisecond) // polling for goroutines to exit, not waiting for an event
+		var leaked []string
+		for deadline := time.Now().Add(5 * time.Second); ; {
+			if leaked = leakedGoroutines(); len(leaked) == 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(time.Millisecond) // polling for goroutines to exit
 		}
-		if n := runtime.NumGoroutine(); n > base {
-			buf := make([]byte, 1<<20)
-			fmt.Fprintf(os.Stderr, "leaked goroutines: %d > %d\n%s\n", n, base, buf[:runtime.Stack(buf, true)])
+		if len(leaked) > 0 {
+			fmt.Fprintf(os.Stderr, "leaked goroutines:\n\n%s\n", strings.Join(leaked, "\n\n"))
 			code = 1
 		}
 	}
 	os.Exit(code)
+}
+
+// leakedGoroutines are the stacks of goroutines, other than the caller's,
+// that run or were started by code outside the standard library.
+func leakedGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	var leaked []string
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n")[1:] {
+		if strings.Contains(g, "github.com/") {
+			leaked = append(leaked, g)
+		}
+	}
+	return leaked
 }
 
 // accepted is one connection the test handler got.
