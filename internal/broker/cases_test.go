@@ -29,12 +29,15 @@ type pcase struct {
 	steps []step
 }
 
-func dial(c int, v packet.Version) step       { return step{c: c, dial: v} }
-func send(c int, p packet.Packet) step        { return step{c: c, send: p} }
-func want(c int, p packet.Packet) step        { return step{c: c, want: p} }
-func none(c int) step                         { return step{c: c, none: true} }
-func closed(c int) step                       { return step{c: c, closed: true} }
-func closedWith(c int, code packet.Code) step { v := code.Value; return step{c: c, closed: true, discon: &v} }
+func dial(c int, v packet.Version) step { return step{c: c, dial: v} }
+func send(c int, p packet.Packet) step  { return step{c: c, send: p} }
+func want(c int, p packet.Packet) step  { return step{c: c, want: p} }
+func none(c int) step                   { return step{c: c, none: true} }
+func closed(c int) step                 { return step{c: c, closed: true} }
+func closedWith(c int, code packet.Code) step {
+	v := code.Value
+	return step{c: c, closed: true, discon: &v}
+}
 func wantCheck(c int, p packet.Packet, f func(testing.TB, packet.Packet)) step {
 	return step{c: c, want: p, check: f}
 }
