@@ -129,13 +129,26 @@ func (c *wsConn) headerLen() int {
 	return n
 }
 
+// unmask XORs p with the masking key, continuing where the last call left
+// off, eight bytes at a time where it can.
 func (c *wsConn) unmask(p []byte) {
-	pos := c.maskPos
-	for i := range p {
-		p[i] ^= c.mask[pos&3]
-		pos++
+	pos, i := int(c.maskPos), 0
+	for ; i < len(p) && pos != 0; i++ {
+		p[i] ^= c.mask[pos]
+		pos = (pos + 1) & 3
 	}
-	c.maskPos = pos & 3
+	if len(p)-i >= 8 {
+		k := uint64(binary.LittleEndian.Uint32(c.mask[:]))
+		k |= k << 32
+		for ; len(p)-i >= 8; i += 8 {
+			binary.LittleEndian.PutUint64(p[i:], binary.LittleEndian.Uint64(p[i:])^k)
+		}
+	}
+	for ; i < len(p); i++ {
+		p[i] ^= c.mask[pos]
+		pos = (pos + 1) & 3
+	}
+	c.maskPos = uint8(pos)
 }
 
 // nextFrame reads one frame header, handles control frames whole, and sets up
