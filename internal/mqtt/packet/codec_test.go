@@ -251,3 +251,25 @@ func TestDecodeAliasesBody(t *testing.T) {
 		t.Fatal("append to a decoded slice overwrote the body")
 	}
 }
+
+// TestValidStringPositions puts a bad byte at every position of strings of
+// every length to 20, so that both the word-at-a-time loop and the tail
+// loop see it.
+func TestValidStringPositions(t *testing.T) {
+	for n := 1; n <= 20; n++ {
+		for i := range n {
+			for _, bad := range []byte{0x00, 0x80, 0xff} {
+				b := bytes.Repeat([]byte{'a'}, n)
+				b[i] = bad
+				if ValidString(b) {
+					t.Errorf("ValidString(%q) = true", b)
+				}
+			}
+			b := bytes.Repeat([]byte{'a'}, n)
+			b = append(b[:i], append([]byte("é"), b[i:]...)...)
+			if !ValidString(b) {
+				t.Errorf("ValidString(%q) = false", b)
+			}
+		}
+	}
+}

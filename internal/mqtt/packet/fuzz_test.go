@@ -71,3 +71,15 @@ func isCode(err error) bool {
 	var c Code
 	return errors.As(err, &c)
 }
+
+// FuzzValidString checks the word-at-a-time ValidString against the plain
+// definition.
+func FuzzValidString(f *testing.F) {
+	f.Add([]byte("sensors/building-1/floor-2/temperature"))
+	f.Add([]byte("città/€/\xed\xa0\x80/\x00"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := ValidString(b), validStringSlow(b); got != want {
+			t.Fatalf("ValidString(%q) = %v, want %v", b, got, want)
+		}
+	})
+}

@@ -2,6 +2,7 @@ package packet
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"unicode/utf8"
 	"unsafe"
@@ -69,15 +70,25 @@ func DecodeVarint(b []byte) (v, n int, err error) {
 // UTF-8, no surrogate code points (utf8.Valid rejects them) and no U+0000
 // [MQTT-1.5.4-1] [MQTT-1.5.4-2].
 func ValidString(b []byte) bool {
-	for _, c := range b {
-		if c == 0 {
-			return false
+	// Fast path, eight bytes at a time: all ASCII and no zero byte.
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		w := binary.LittleEndian.Uint64(b[i:])
+		if w&hi != 0 || (w-lo)&^w&hi != 0 {
+			return validStringSlow(b[i:])
 		}
-		if c >= utf8.RuneSelf {
-			return utf8.Valid(b) && bytes.IndexByte(b, 0) < 0
+	}
+	for _, c := range b[i:] {
+		if c == 0 || c >= utf8.RuneSelf {
+			return validStringSlow(b[i:])
 		}
 	}
 	return true
+}
+
+func validStringSlow(b []byte) bool {
+	return utf8.Valid(b) && bytes.IndexByte(b, 0) < 0
 }
 
 // malformed returns ErrMalformedPacket with context.
