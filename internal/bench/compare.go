@@ -1,12 +1,273 @@
 package bench
 
 import (
+	"bytes"
 	"context"
-	"errors"
+	"encoding/json"
+	"flag"
+	"fmt"
 	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
 )
 
-// Compare runs the Culex vs Mosquitto matrix.
+// DefaultCulexCmd starts the Culex side; {self} is this binary, {port} a
+// free loopback port, {dir} a scratch data directory.
+const DefaultCulexCmd = "{self} serve --listen tcp://127.0.0.1:{port} --data-dir {dir} --log-level warn"
+
+// Result is one workload against one broker.
+type Result struct {
+	Workload Workload
+	Broker   string
+	Summary  *Summary
+	Err      string
+
+	BrokerCPUPct float64 // broker user+sys CPU over the bench run, % of one core
+	BrokerRSSKiB int64   // peak VmRSS sampled during the run
+	BaseRSSKiB   int64   // VmRSS before the bench connected
+	Command      string  // the bench command line
+	WallS        float64
+}
+
+// compareOpts are the flags of `culex bench compare`.
+type compareOpts struct {
+	matrix    string
+	duration  time.Duration
+	drain     time.Duration
+	brokers   []string
+	culexCmd  string
+	mosquitto string
+	mosqExtra string
+	benchBin  string
+	out       string
+	only      *regexp.Regexp
+	idle      int
+	locals    string
+}
+
+// Compare runs the matrix against Culex and Mosquitto, alternating which
+// goes first, and writes the markdown report.
 func Compare(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("TODO")
+	o, err := parseCompare(args, stderr)
+	if err != nil {
+		return err
+	}
+	RaiseFileLimit()
+	ws, err := Matrix(o.matrix, o.idle)
+	if err != nil {
+		return err
+	}
+	if o.only != nil {
+		var keep []Workload
+		for _, w := range ws {
+			if o.only.MatchString(w.Name) {
+				keep = append(keep, w)
+			}
+		}
+		ws = keep
+	}
+	specs := map[string]brokerSpec{
+		"mosquitto": {name: "mosquitto", mosquitto: o.mosquitto, extraConf: o.mosqExtra},
+	}
+	if o.culexCmd == "mosquitto" {
+		specs["culex"] = brokerSpec{name: "culex", mosquitto: o.mosquitto, extraConf: o.mosqExtra}
+	} else {
+		specs["culex"] = brokerSpec{name: "culex", template: strings.Fields(o.culexCmd)}
+	}
+	started := time.Now()
+	var results []Result
+	for i, w := range ws {
+		order := append([]string(nil), o.brokers...)
+		if i%2 == 1 { // alternate who goes first: neither always gets a cold or a warm machine
+			for l, r := 0, len(order)-1; l < r; l, r = l+1, r-1 {
+				order[l], order[r] = order[r], order[l]
+			}
+		}
+		for _, name := range order {
+			if ctx.Err() != nil {
+				break
+			}
+			res := o.runOne(ctx, specs[name], w)
+			fmt.Fprintln(stderr, res.line())
+			results = append(results, res)
+		}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var buf bytes.Buffer
+	writeReport(&buf, o, args, results, started)
+	if o.out == "-" {
+		_, err = stdout.Write(buf.Bytes())
+		return err
+	}
+	if err := os.WriteFile(o.out, buf.Bytes(), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "wrote %s (%d results in %s)\n", o.out, len(results), time.Since(started).Round(time.Second))
+	return nil
+}
+
+func parseCompare(args []string, stderr io.Writer) (*compareOpts, error) {
+	fs := flag.NewFlagSet("culex bench compare", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := &compareOpts{}
+	var quick bool
+	var brokers, only string
+	self, _ := os.Executable()
+	fs.StringVar(&o.matrix, "matrix", "full", "workload matrix: full or quick")
+	fs.BoolVar(&quick, "quick", false, "smoke test: --matrix quick, 3s per workload, 1000 idle connections")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "publishing time per workload (idle: holding time)")
+	fs.DurationVar(&o.drain, "drain", 5*time.Second, "longest wait for in-flight messages after publishing")
+	fs.StringVar(&brokers, "brokers", "culex,mosquitto", "brokers to run, in order")
+	fs.StringVar(&o.culexCmd, "culex-cmd", DefaultCulexCmd, `command that starts Culex ({self}, {port}, {dir}); "mosquitto" runs mosquitto in its place`)
+	fs.StringVar(&o.mosquitto, "mosquitto", "/usr/sbin/mosquitto", "mosquitto binary")
+	fs.StringVar(&o.mosqExtra, "mosquitto-conf", "", `extra mosquitto.conf lines ("\n" separates lines)`)
+	fs.StringVar(&o.benchBin, "bench-bin", self, "culex binary that runs each workload (`culex bench run ...`)")
+	fs.StringVar(&o.out, "out", "docs/benchmarks.md", `report file ("-": stdout)`)
+	fs.StringVar(&only, "only", "", "run only workloads whose name matches this regexp")
+	fs.IntVar(&o.idle, "idle", 19000, "idle connections in the last workload (0: skip)")
+	fs.StringVar(&o.locals, "local-addrs", "127.0.0.2-127.0.0.9", "source addresses for big connection counts")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if quick {
+		o.matrix = "quick"
+		if !flagSet(fs, "duration") {
+			o.duration = 3 * time.Second
+		}
+		if !flagSet(fs, "idle") {
+			o.idle = 1000
+		}
+	}
+	o.mosqExtra = strings.ReplaceAll(o.mosqExtra, `\n`, "\n")
+	if o.mosqExtra != "" && !strings.HasSuffix(o.mosqExtra, "\n") {
+		o.mosqExtra += "\n"
+	}
+	for _, b := range strings.Split(brokers, ",") {
+		if b = strings.TrimSpace(b); b != "culex" && b != "mosquitto" {
+			return nil, fmt.Errorf("compare: unknown broker %q (culex, mosquitto)", b)
+		}
+		o.brokers = append(o.brokers, strings.TrimSpace(b))
+	}
+	if only != "" {
+		re, err := regexp.Compile(only)
+		if err != nil {
+			return nil, fmt.Errorf("compare --only: %w", err)
+		}
+		o.only = re
+	}
+	return o, nil
+}
+
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// runOne starts a fresh broker, runs one workload against it as a child
+// `culex bench` process while sampling the broker's CPU and RSS, and stops
+// the broker.
+func (o *compareOpts) runOne(ctx context.Context, spec brokerSpec, w Workload) Result {
+	res := Result{Workload: w, Broker: spec.name}
+	b, err := spec.start(ctx)
+	if err != nil {
+		res.Err = err.Error()
+		return res
+	}
+	defer b.cleanup()
+	defer b.stop()
+	pid := b.cmd.Process.Pid
+	res.BaseRSSKiB, _ = procRSS(pid)
+	args := w.benchArgs(b.port, o.duration.String(), o.drain.String(), o.locals)
+	res.Command = "culex bench " + shellJoin(args)
+
+	// The run is bounded: duration + drain + connect and close time.
+	limit := o.duration + o.drain + 90*time.Second
+	cctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	cmd := exec.CommandContext(cctx, o.benchBin, append([]string{"bench"}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+
+	cpu0, _ := procCPU(pid)
+	start := time.Now()
+	stopSample := make(chan struct{})
+	var wg sync.WaitGroup
+	var peak int64
+	wg.Add(1)
+	go func() { // sample RSS until the run ends
+		defer wg.Done()
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if rss, err := procRSS(pid); err == nil && rss > peak {
+				peak = rss
+			}
+			select {
+			case <-stopSample:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	runErr := cmd.Run()
+	wall := time.Since(start)
+	cpu1, _ := procCPU(pid)
+	close(stopSample)
+	wg.Wait()
+
+	res.WallS = wall.Seconds()
+	res.BrokerRSSKiB = peak
+	res.BrokerCPUPct = round(float64(cpu1-cpu0)/clkTck/wall.Seconds()*100, 1)
+	if runErr != nil {
+		res.Err = fmt.Sprintf("%v: %.300s", runErr, errb.String())
+		return res
+	}
+	var s Summary
+	if err := json.Unmarshal(out.Bytes(), &s); err != nil {
+		res.Err = fmt.Sprintf("bad summary: %v", err)
+		return res
+	}
+	res.Summary = &s
+	return res
+}
+
+// line is the progress line of one result.
+func (r Result) line() string {
+	if r.Err != "" {
+		return fmt.Sprintf("%-34s %-9s ERROR %s", r.Workload.Name, r.Broker, r.Err)
+	}
+	s := r.Summary
+	if r.Workload.Idle > 0 {
+		return fmt.Sprintf("%-34s %-9s %d connected, broker rss %d -> %d KiB (%.2f KiB/conn)",
+			r.Workload.Name, r.Broker, s.Clients.Connected, r.BaseRSSKiB, r.BrokerRSSKiB, r.kibPerConn())
+	}
+	return fmt.Sprintf("%-34s %-9s %9.0f msg/s  p50 %s  p99 %s  lost %d  broker cpu %.0f%% rss %d MiB",
+		r.Workload.Name, r.Broker, s.RecvRate, fmtUS(s.Latency.P50US), fmtUS(s.Latency.P99US), s.Lost,
+		r.BrokerCPUPct, r.BrokerRSSKiB/1024)
+}
+
+func (r Result) kibPerConn() float64 {
+	if r.Summary == nil || r.Summary.Clients.Connected == 0 {
+		return 0
+	}
+	return float64(r.BrokerRSSKiB-r.BaseRSSKiB) / float64(r.Summary.Clients.Connected)
+}
+
+// shellJoin quotes args for a copy-pasteable command line.
+func shellJoin(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		if a == "" || strings.ContainsAny(a, " #%*?'\"$&;|<>()[]{}\\") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		q[i] = a
+	}
+	return strings.Join(q, " ")
 }
