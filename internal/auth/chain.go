@@ -1,0 +1,127 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/culexmq/culex/internal/mqtt/packet"
+)
+
+// Chain asks its backends in order; the first Allow or Deny wins. When all
+// ignore a request, an anonymous identity is allowed if anonymous access is
+// on and the client offered no credentials (or no backend is configured at
+// all); otherwise it is refused. Failures feed the Limiter, whose bans are
+// checked before any backend runs.
+type Chain struct {
+	backends  []Authenticator
+	anonymous bool
+	limiter   *Limiter
+	log       *slog.Logger
+	stats     *Stats
+}
+
+// Stats counts authentication and authorization outcomes; read it with
+// Service.Stats. All fields are safe for concurrent use.
+type Stats struct {
+	Success       atomic.Int64
+	Anonymous     atomic.Int64
+	Failure       atomic.Int64
+	BackendErrors atomic.Int64
+	Banned        atomic.Int64 // logins refused because of a ban
+	NewBans       atomic.Int64
+	Denied        atomic.Int64 // ACL denials
+	Revoked       atomic.Int64 // clients disconnected by a reload
+}
+
+// NewChain returns a chain over backends. limiter, log and stats may be nil.
+func NewChain(backends []Authenticator, anonymous bool, limiter *Limiter, log *slog.Logger, stats *Stats) *Chain {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if stats == nil {
+		stats = new(Stats)
+	}
+	return &Chain{backends: backends, anonymous: anonymous, limiter: limiter, log: log, stats: stats}
+}
+
+// Authenticate returns the identity of an allowed client or a packet.Code
+// error: ErrBanned, ErrBadUsernameOrPassword, ErrNotAuthorized or a
+// backend's own code.
+func (c *Chain) Authenticate(ctx context.Context, r *Request) (*Identity, error) {
+	addr := addrKey(r.Remote)
+	if c.limiter.Banned(addr, r.Username) {
+		c.stats.Banned.Add(1)
+		c.log.Warn("auth: login refused, banned", "client_id", r.ClientID, "username", r.Username, "remote", addr)
+		return nil, packet.ErrBanned
+	}
+	for _, b := range c.backends {
+		res, err := b.Authenticate(ctx, r)
+		if err != nil {
+			c.stats.BackendErrors.Add(1)
+			c.log.Error("auth: backend failed", "backend", b.Name(), "client_id", r.ClientID, "err", err)
+			if ctx.Err() != nil {
+				return nil, packet.ErrServerBusy
+			}
+			res = Result{Verdict: Deny, Code: packet.ErrNotAuthorized}
+		}
+		switch res.Verdict {
+		case Allow:
+			c.stats.Success.Add(1)
+			c.limiter.Succeed(r.Username)
+			return c.identity(r, b.Name(), &res), nil
+		case Deny:
+			return nil, c.fail(r, addr, b.Name(), res.Code)
+		}
+	}
+	if c.anonymous && (!r.offered() || len(c.backends) == 0) {
+		c.stats.Anonymous.Add(1)
+		return &Identity{ClientID: r.ClientID, Remote: r.Remote, Anonymous: true,
+			CertCN: verifiedCN(r), Backend: "anonymous"}, nil
+	}
+	if !r.offered() {
+		c.stats.Failure.Add(1)
+		return nil, packet.ErrNotAuthorized
+	}
+	return nil, c.fail(r, addr, "", packet.ErrBadUsernameOrPassword)
+}
+
+func (c *Chain) fail(r *Request, addr, backend string, code error) error {
+	c.stats.Failure.Add(1)
+	if code == nil {
+		code = packet.ErrBadUsernameOrPassword
+	}
+	if c.limiter.Fail(addr, r.Username) {
+		c.stats.NewBans.Add(1)
+		c.log.Warn("auth: banned after failed logins", "username", r.Username, "remote", addr)
+	}
+	c.log.Info("auth: login denied", "backend", backend, "client_id", r.ClientID, "username", r.Username,
+		"remote", addr, "reason", code)
+	var pc packet.Code
+	if !errors.As(code, &pc) {
+		code = packet.ErrNotAuthorized
+	}
+	return code
+}
+
+func (c *Chain) identity(r *Request, backend string, res *Result) *Identity {
+	id := &Identity{ClientID: r.ClientID, Username: res.Username, CertCN: res.CertCN, Remote: r.Remote,
+		Superuser: res.Superuser, ACL: res.ACL, Backend: backend, credential: res.credential}
+	if id.Username == "" {
+		id.Username = r.Username
+	}
+	if id.CertCN == "" {
+		id.CertCN = verifiedCN(r)
+	}
+	return id
+}
+
+// verifiedCN is the common name of a client certificate the TLS stack
+// verified; an unverified certificate's name is the client's say-so.
+func verifiedCN(r *Request) string {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+		return ""
+	}
+	return r.TLS.VerifiedChains[0][0].Subject.CommonName
+}

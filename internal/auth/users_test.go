@@ -1,0 +1,254 @@
+package auth
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/culexmq/culex/internal/mqtt/packet"
+	"golang.org/x/crypto/bcrypt"
+)
+
+func hashFor(t testing.TB, pw string) string {
+	t.Helper()
+	h, err := HashBcrypt(pw, bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func testUsers(t testing.TB, pairs ...string) *Users {
+	t.Helper()
+	u := NewUsers()
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if err := u.Put(&User{Name: pairs[i], Hash: hashFor(t, pairs[i+1])}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return u
+}
+
+func login(user, pw string) *Request {
+	return &Request{ClientID: user, Username: user, Password: []byte(pw), HasUsername: true, HasPassword: true,
+		Remote: &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 4000}}
+}
+
+func init() { argonTime, argonMemory = 1, 1<<10 } // cheap hashes for tests
+
+func TestUsersFileRoundTrip(t *testing.T) {
+	u := testUsers(t, "dev-1", "s1", "dev 2", "s2")
+	argon, err := HashArgon2id("s3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scram, err := NewSCRAMCreds("s3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Put(&User{Name: "admin", Hash: argon, Superuser: true, SCRAM: scram})
+	path := filepath.Join(t.TempDir(), "users")
+	if err := SaveUsers(path, u); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", fi.Mode())
+	}
+	got, err := LoadUsers(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a, b bytes.Buffer
+	u.WriteTo(&a)
+	got.WriteTo(&b)
+	if a.String() != b.String() || got.Len() != 3 {
+		t.Fatalf("round trip:\n%s\n%s", a.String(), b.String())
+	}
+	adm, _ := got.Get("admin")
+	if !adm.Superuser || adm.SCRAM != scram {
+		t.Error("attributes lost")
+	}
+	for name, pw := range map[string]string{"dev-1": "s1", "dev 2": "s2", "admin": "s3"} {
+		x, _ := got.Get(name)
+		if ok, err := VerifyPassword(x.Hash, []byte(pw)); !ok || err != nil {
+			t.Errorf("verify %s: %v %v", name, ok, err)
+		}
+		if ok, _ := VerifyPassword(x.Hash, []byte(pw+"x")); ok {
+			t.Errorf("verify %s with a wrong password succeeded", name)
+		}
+	}
+	if !got.Delete("dev-1") || got.Delete("dev-1") || got.Len() != 2 {
+		t.Error("Delete")
+	}
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	if len(entries) != 1 {
+		t.Errorf("temporary files left: %v", entries)
+	}
+}
+
+func TestParseUsersErrors(t *testing.T) {
+	for _, text := range []string{
+		"nohash\n",
+		"a:\n",
+		"a:$1$md5\n",
+		"a:$2a$04$x frobnicate\n",
+		"a:$2a$04$x\na:$2a$04$y\n",
+		"a:$2a$04$x scram=nope\n",
+	} {
+		if _, err := ParseUsers(strings.NewReader(text)); err == nil {
+			t.Errorf("ParseUsers(%q) succeeded", text)
+		}
+	}
+	if err := NewUsers().Put(&User{Name: "a:b"}); err == nil {
+		t.Error("a name with ':' was accepted")
+	}
+}
+
+func TestUserAuth(t *testing.T) {
+	a := NewUserAuth(testUsers(t, "dev-1", "s1"), 2, time.Hour)
+	ctx := context.Background()
+	res, err := a.Authenticate(ctx, login("dev-1", "s1"))
+	if err != nil || res.Verdict != Allow || res.Username != "dev-1" {
+		t.Fatalf("good login: %+v %v", res, err)
+	}
+	if res, _ := a.Authenticate(ctx, login("dev-1", "bad")); res.Verdict != Deny {
+		t.Error("bad password allowed")
+	}
+	if res, _ := a.Authenticate(ctx, login("nobody", "s1")); res.Verdict != Ignore {
+		t.Error("unknown user not left to the next backend")
+	}
+	r := login("dev-1", "")
+	r.HasPassword = false
+	if res, _ := a.Authenticate(ctx, r); res.Verdict != Deny {
+		t.Error("missing password allowed")
+	}
+	hashes, _ := a.Stats()
+	for range 5 {
+		a.Authenticate(ctx, login("dev-1", "s1"))
+	}
+	if h, hits := a.Stats(); h != hashes || hits != 5 {
+		t.Errorf("cache: hashes %d->%d, hits %d", hashes, h, hits)
+	}
+	// A wrong password is never answered from the cache.
+	if res, _ := a.Authenticate(ctx, login("dev-1", "s1x")); res.Verdict != Deny {
+		t.Error("cache answered a wrong password")
+	}
+	// A changed password invalidates the cache.
+	a.SetUsers(testUsers(t, "dev-1", "s2"))
+	if res, _ := a.Authenticate(ctx, login("dev-1", "s1")); res.Verdict != Deny {
+		t.Error("old password still allowed after passwd")
+	}
+	a.SetUsers(NewUsers())
+	if res, _ := a.Authenticate(ctx, login("dev-1", "s2")); res.Verdict != Ignore {
+		t.Error("removed user still known")
+	}
+}
+
+func TestUserAuthBoundedConcurrency(t *testing.T) {
+	a := NewUserAuth(testUsers(t, "d", "p"), 1, 0)
+	a.sem <- struct{}{} // hold the only slot
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := a.Authenticate(ctx, login("d", "p")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("waiting for a slot: %v", err)
+	}
+	<-a.sem
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if res, err := a.Authenticate(context.Background(), login("d", "p")); res.Verdict != Allow {
+				t.Errorf("login: %+v %v", res, err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func TestLimiterBans(t *testing.T) {
+	l := NewLimiter(3, 2, time.Minute, 5*time.Minute)
+	now := time.Unix(1000, 0)
+	l.now = func() time.Time { return now }
+	if l.Fail("ip", "u") || l.Fail("ip", "u") {
+		t.Fatal("banned too early")
+	}
+	if !l.Fail("ip", "u") || !l.Banned("other", "u") {
+		t.Fatal("username not banned after 3 failures over a limit of 2")
+	}
+	if l.Banned("ip2", "v") {
+		t.Fatal("unrelated key banned")
+	}
+	l.Fail("ip", "v")
+	if !l.Banned("ip", "w") {
+		t.Fatal("address not banned after 4 failures over a limit of 3")
+	}
+	if a, u := l.Bans(); a != 1 || u != 1 {
+		t.Errorf("Bans() = %d, %d", a, u)
+	}
+	now = now.Add(5 * time.Minute)
+	if l.Banned("ip", "u") {
+		t.Fatal("ban outlived its duration")
+	}
+	// Failures spread over windows do not add up.
+	for range 10 {
+		if l.Fail("slow", "") {
+			t.Fatal("slow failures banned")
+		}
+		now = now.Add(30 * time.Second)
+	}
+}
+
+func TestLimiterBounded(t *testing.T) {
+	l := NewLimiter(1, 0, time.Minute, time.Minute)
+	l.maxKeys = 100
+	for i := range 1000 {
+		l.Fail(net.IPv4(10, 0, byte(i>>8), byte(i)).String(), "")
+	}
+	l.mu.Lock()
+	n := len(l.addrs)
+	l.mu.Unlock()
+	if n > 101 {
+		t.Errorf("%d entries kept, bound 100", n)
+	}
+}
+
+func TestChain(t *testing.T) {
+	users := NewUserAuth(testUsers(t, "dev-1", "s1"), 0, 0)
+	lim := NewLimiter(0, 3, time.Minute, time.Minute)
+	stats := new(Stats)
+	c := NewChain([]Authenticator{users}, false, lim, nil, stats)
+	ctx := context.Background()
+	id, err := c.Authenticate(ctx, login("dev-1", "s1"))
+	if err != nil || id.Username != "dev-1" || id.Anonymous || id.Backend != "users" {
+		t.Fatalf("login: %+v %v", id, err)
+	}
+	if _, err := c.Authenticate(ctx, login("dev-9", "x")); !errors.Is(err, packet.ErrBadUsernameOrPassword) {
+		t.Errorf("unknown user: %v", err)
+	}
+	if _, err := c.Authenticate(ctx, &Request{ClientID: "anon"}); !errors.Is(err, packet.ErrNotAuthorized) {
+		t.Errorf("anonymous with anonymous off: %v", err)
+	}
+	anon := NewChain([]Authenticator{users}, true, nil, nil, nil)
+	if id, err := anon.Authenticate(ctx, &Request{ClientID: "anon"}); err != nil || !id.Anonymous {
+		t.Errorf("anonymous with anonymous on: %+v %v", id, err)
+	}
+	if _, err := anon.Authenticate(ctx, login("dev-9", "x")); err == nil {
+		t.Error("unknown credentials became anonymous")
+	}
+	// Brute force: the username is banned, even with the right password.
+	for range 4 {
+		c.Authenticate(ctx, login("dev-1", "guess"))
+	}
+	if _, err := c.Authenticate(ctx, login("dev-1", "s1")); !errors.Is(err, packet.ErrBanned) {
+		t.Errorf("after brute force: %v", err)
+	}
+	if stats.NewBans.Load() != 1 || stats.Banned.Load() != 1 {
+		t.Errorf("stats: bans %d, banned logins %d", stats.NewBans.Load(), stats.Banned.Load())
+	}
+}
