@@ -6,7 +6,14 @@
 // PROXY header, which is consumed byte-exactly), so the broker can wait for
 // readability through syscall.Conn without holding a buffer. TLS connections
 // are *tls.Conn; WebSocket connections are this package's own minimal RFC 6455
-// server conn, which also implements BuffersWriter.
+// server conn, which also implements BuffersWriter: a writer holding several
+// slices should prefer WriteBuffers there (one frame) to net.Buffers (one frame
+// per slice).
+//
+// The WebSocket conn carries binary frames only, unmasks client frames,
+// answers pings, echoes a close frame's code and then returns io.EOF, and
+// refuses text frames (close 1003) and protocol errors (close 1002). Each
+// Write is one unmasked binary frame. Between frames it holds no buffer.
 package listener
 
 import (

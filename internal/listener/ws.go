@@ -134,8 +134,8 @@ func parseUpgrade(head, path string) (key, proto string, herr *httpError) {
 	if raw, err := base64.StdEncoding.DecodeString(key); err != nil || len(raw) != 16 {
 		return bad(http.StatusBadRequest, "bad Sec-WebSocket-Key")
 	}
-	// A client that offers no subprotocol is served anyway, as mosquitto
-	// does; one that offers only others is refused.
+	// A client that offers no subprotocol is served anyway (generic
+	// WebSocket tools send none); one that offers only others is refused.
 	if offered, ok := h["sec-websocket-protocol"]; ok {
 		for _, p := range wsSubprotocols {
 			if hasToken(offered, p) {

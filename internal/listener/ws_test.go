@@ -464,3 +464,24 @@ func TestWebSocketWriteBuffers(t *testing.T) {
 		b.Close()
 	}
 }
+
+// TestWebSocketSlowRequest: the upgrade request may arrive a byte at a time.
+func TestWebSocketSlowRequest(t *testing.T) {
+	s := startServer(t, config.Listener{URL: "ws://127.0.0.1:0"}, nil)
+	c := dial(t, s.l)
+	req := upgradeRequest("/mqtt", nil) + string(clientFrame(0x82, []byte("hi"), true))
+	for i := range len(req) {
+		if _, err := io.WriteString(c, req[i:i+1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	br := bufio.NewReader(c)
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 101 {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	if op, p := readServerFrame(t, br); op != opBinary || string(p) != "hi" {
+		t.Fatalf("got op %d %q", op, p)
+	}
+	c.Close()
+	s.end(t)
+}
