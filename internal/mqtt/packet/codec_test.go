@@ -273,3 +273,51 @@ func TestValidStringPositions(t *testing.T) {
 		}
 	}
 }
+
+func TestEncodeVersion(t *testing.T) {
+	for typ := CONNECT; typ <= AUTH; typ++ {
+		for _, v := range []Version{0, 2, 6} {
+			p := New(typ)
+			if c, ok := p.(*Connect); ok && v == 0 {
+				c.Version = 7 // Encode(0) means p.Version
+			}
+			want := ErrUnsupportedProtocolVersion
+			if typ == AUTH {
+				want = ErrProtocolError
+			}
+			if _, err := p.Encode(nil, v); !errors.Is(err, want) {
+				t.Errorf("%v.Encode(v=%d): %v, want %v", typ, v, err, want)
+			}
+		}
+	}
+}
+
+func TestEncodeTooLarge(t *testing.T) {
+	p := &Publish{Topic: "t", Payload: make([]byte, MaxRemainingLength)} // untouched: not backed by memory
+	if _, err := p.EncodeHeader(nil, V311); !errors.Is(err, ErrPacketTooLarge) {
+		t.Errorf("EncodeHeader: %v, want ErrPacketTooLarge", err)
+	}
+	s := &Suback{PacketID: 1, ReasonCodes: make([]byte, MaxRemainingLength)}
+	if _, err := s.Encode(nil, V311); !errors.Is(err, ErrPacketTooLarge) {
+		t.Errorf("Suback.Encode: %v, want ErrPacketTooLarge", err)
+	}
+}
+
+func TestPropertiesPresence(t *testing.T) {
+	var p Properties
+	if !p.Empty() || p.Has(PropTopicAlias) {
+		t.Fatal("zero Properties not empty")
+	}
+	p.Set(PropTopicAlias)
+	if p.Empty() || !p.Has(PropTopicAlias) {
+		t.Fatal("Set did not mark the property present")
+	}
+	p.Clear(PropTopicAlias)
+	p.ReasonString = "r"
+	if p.Empty() || p.Has(PropTopicAlias) {
+		t.Fatal("Clear, or a non-empty string, not reflected")
+	}
+	if PropTopicAlias.String() != "topic alias" || PropID(0x7f).String() != "property 0x7f" {
+		t.Errorf("PropID.String: %q, %q", PropTopicAlias, PropID(0x7f))
+	}
+}

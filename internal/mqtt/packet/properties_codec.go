@@ -325,12 +325,6 @@ func (p *Properties) size(ctx Type) (int, error) {
 	return s.n, s.err
 }
 
-// sizeWithLength is size plus the property length in front of it.
-func (p *Properties) sizeWithLength(ctx Type) (props, total int, err error) {
-	n, err := p.size(ctx)
-	return n, VarintSize(n) + n, err
-}
-
 // appendTo appends the property length n (from size) and the properties.
 func (p *Properties) appendTo(dst []byte, n int) []byte {
 	dst = AppendVarint(dst, n)
