@@ -81,6 +81,17 @@ func startBroker(t *testing.T, mods ...func(*config.Config)) *server.Server {
 	return srv
 }
 
+// waitClients waits until the broker counts n connected clients: the way to
+// know it has processed a DISCONNECT or a close before the next step.
+func waitClients(t *testing.T, srv *server.Server, n int64) {
+	t.Helper()
+	var got int64
+	waitFor(t, waitTimeout, fmt.Sprintf("%d connected clients", n), func() bool {
+		got = srv.Broker().Stats().ClientsConnected
+		return got == n
+	})
+}
+
 // tail returns the last n lines of s.
 func tail(s string, n int) string {
 	lines := strings.Split(s, "\n")

@@ -73,6 +73,7 @@ func TestSessionExpiry(t *testing.T) {
 	c := connectV5(t, addr, v5Connect("zero", false, 0))
 	c.subscribe(sub("x", 1))
 	c.disconnect(0, nil)
+	waitClients(t, srv, 0)
 	if c = connectV5(t, addr, v5Connect("zero", false, 0)); c.connack.SessionPresent {
 		t.Errorf("expiry 0: session present after reconnect")
 	}
@@ -80,11 +81,13 @@ func TestSessionExpiry(t *testing.T) {
 	c = connectV5(t, addr, v5Connect("one", false, 1))
 	c.subscribe(sub("x", 1))
 	c.disconnect(0, nil)
+	waitClients(t, srv, 1) // "zero" is still connected
 	// The session must survive well inside its interval...
 	if c = connectV5(t, addr, v5Connect("one", false, 1)); !c.connack.SessionPresent {
 		t.Errorf("expiry 1s: session gone immediately after disconnect")
 	}
 	c.disconnect(0, nil)
+	waitClients(t, srv, 1)
 	// ...and be gone once it has passed.
 	expired := time.Now().Add(1500 * time.Millisecond)
 	waitFor(t, 3*time.Second, "session expiry interval to pass", func() bool { return time.Now().After(expired) })
@@ -95,6 +98,7 @@ func TestSessionExpiry(t *testing.T) {
 	// DISCONNECT may shorten the expiry to 0 [MQTT-3.14.2.2.2].
 	c = connectV5(t, addr, v5Connect("shorten", false, 60))
 	c.disconnect(0, &paho.DisconnectProperties{SessionExpiryInterval: paho.Uint32(0)})
+	waitClients(t, srv, 2) // "zero" and "one"
 	if c = connectV5(t, addr, v5Connect("shorten", false, 60)); c.connack.SessionPresent {
 		t.Errorf("DISCONNECT with expiry 0: session still present")
 	}
