@@ -13,13 +13,15 @@ var ErrIncomplete = errors.New("packet: incomplete fixed header")
 // ParseFixedHeader parses the fixed header at the start of b and returns it
 // with its length in bytes. It returns ErrIncomplete when more bytes are
 // needed, and ErrMalformedPacket for a Remaining Length over four bytes or
-// reserved flag bits that are wrong for the type [MQTT-2.1.3-1].
+// reserved flag bits that are wrong for the type [MQTT-2.1.3-1]. Not knowing
+// the version, it lets through the DUP bit that 3.1 sets on a resent PUBREL,
+// SUBSCRIBE or UNSUBSCRIBE; Decode rejects it in later versions.
 func ParseFixedHeader(b []byte) (fh FixedHeader, n int, err error) {
 	if len(b) == 0 {
 		return fh, 0, ErrIncomplete
 	}
 	fh.Type, fh.Flags = Type(b[0]>>4), b[0]&0x0f
-	if err := checkFlags(fh.Type, fh.Flags); err != nil {
+	if err := checkFlags(fh.Type, fh.Flags, V31); err != nil {
 		return FixedHeader{}, 0, err
 	}
 	rl, n, err := DecodeVarint(b[1:])
@@ -33,10 +35,11 @@ func ParseFixedHeader(b []byte) (fh FixedHeader, n int, err error) {
 	return fh, 1 + n, nil
 }
 
-// checkFlags checks the low nibble of the first byte against its type
-// [MQTT-2.1.3-1]: PUBLISH's flags are DUP, QoS and RETAIN; PUBREL, SUBSCRIBE
-// and UNSUBSCRIBE must have 0010; every other type 0000.
-func checkFlags(t Type, flags byte) error {
+// checkFlags checks the low nibble of the first byte against its type for
+// version v [MQTT-2.1.3-1]: PUBLISH's flags are DUP, QoS and RETAIN; PUBREL,
+// SUBSCRIBE and UNSUBSCRIBE must have 0010 (3.1 may add DUP, bit 3, when it
+// resends them); every other type 0000.
+func checkFlags(t Type, flags byte, v Version) error {
 	switch t {
 	case 0:
 		return malformed("reserved packet type 0")
@@ -49,6 +52,9 @@ func checkFlags(t Type, flags byte) error {
 			return malformed("publish dup set on qos 0 [MQTT-3.3.1-2]")
 		}
 	case PUBREL, SUBSCRIBE, UNSUBSCRIBE:
+		if v == V31 {
+			flags &^= 0x08
+		}
 		if flags != 0x02 {
 			return malformed("%v flags %04b, want 0010 [MQTT-2.1.3-1]", t, flags)
 		}
@@ -67,7 +73,7 @@ func checkHeader(fh FixedHeader, body []byte, t Type, v Version) error {
 	if fh.Type != t {
 		return fmt.Errorf("decode %v: fixed header is %v: %w", t, fh.Type, ErrProtocolError)
 	}
-	if err := checkFlags(fh.Type, fh.Flags); err != nil {
+	if err := checkFlags(fh.Type, fh.Flags, v); err != nil {
 		return err
 	}
 	if len(body) != fh.Remaining {

@@ -193,7 +193,8 @@ func (p *Connect) Encode(dst []byte, v Version) ([]byte, error) {
 	return dst, nil
 }
 
-// Decode decodes a CONNACK body for version v into p.
+// Decode decodes a CONNACK body for version v into p. In 3.1 the first
+// byte is unused and ignored.
 func (p *Connack) Decode(fh FixedHeader, body []byte, v Version) error {
 	*p = Connack{}
 	if err := checkHeader(fh, body, CONNACK, v); err != nil {
@@ -205,10 +206,14 @@ func (p *Connack) Decode(fh FixedHeader, body []byte, v Version) error {
 	if r.err != nil {
 		return r.err
 	}
-	if flags&^1 != 0 {
+	switch {
+	case v == V31:
+		// 3.1 has no Session Present: the byte is reserved and unused.
+	case flags&^1 != 0:
 		return malformed("connack flags %08b: reserved bits set [MQTT-3.2.2-1]", flags)
+	default:
+		p.SessionPresent = flags&1 != 0
 	}
-	p.SessionPresent = flags&1 != 0
 	if v == V5 {
 		if r.left() > 0 { // tolerate a missing property length
 			p.Props.decode(&r, CONNACK)
@@ -226,7 +231,8 @@ func (p *Connack) Decode(fh FixedHeader, body []byte, v Version) error {
 	return nil
 }
 
-// Encode appends the CONNACK for version v.
+// Encode appends the CONNACK for version v. SessionPresent is left out for
+// 3.1, which does not have it.
 func (p *Connack) Encode(dst []byte, v Version) ([]byte, error) {
 	if err := checkVersion(v); err != nil {
 		return dst, fmt.Errorf("encode CONNACK: %w", err)
@@ -245,7 +251,7 @@ func (p *Connack) Encode(dst []byte, v Version) ([]byte, error) {
 		return dst, err
 	}
 	var flags byte
-	if p.SessionPresent {
+	if p.SessionPresent && v != V31 { // 3.1 has no Session Present
 		flags = 1
 	}
 	dst = append(dst, flags, p.ReasonCode)
