@@ -47,6 +47,7 @@ type compareOpts struct {
 	only      *regexp.Regexp
 	idle      int
 	locals    string
+	loadStart string
 }
 
 // Compare runs the matrix against Culex and Mosquitto, alternating which
@@ -79,6 +80,7 @@ func Compare(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		specs["culex"] = brokerSpec{name: "culex", template: strings.Fields(o.culexCmd)}
 	}
 	started := time.Now()
+	o.loadStart = loadAvg()
 	var results []Result
 	for i, w := range ws {
 		order := append([]string(nil), o.brokers...)

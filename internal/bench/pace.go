@@ -17,6 +17,9 @@ type Pacer struct {
 	last   time.Time
 }
 
+// minWait is the shortest sleep the pacer asks for.
+const minWait = time.Millisecond
+
 // NewPacer returns a pacer that starts at start with one token, so the first
 // message goes out at start.
 func NewPacer(rate float64, burst int, start time.Time) *Pacer {
@@ -26,23 +29,25 @@ func NewPacer(rate float64, burst int, start time.Time) *Pacer {
 	return &Pacer{rate: rate, burst: float64(burst), tokens: 1, last: start}
 }
 
-// Take returns how many messages (at most max) may be sent at now. When it
+// Take returns how many messages (at most limit) may be sent at now. When it
 // returns 0, wait is how long until the next token.
-func (p *Pacer) Take(now time.Time, max int) (n int, wait time.Duration) {
+func (p *Pacer) Take(now time.Time, limit int) (n int, wait time.Duration) {
 	if p.rate <= 0 {
-		return max, 0
+		return limit, 0
 	}
 	if dt := now.Sub(p.last); dt > 0 {
 		p.tokens = math.Min(p.burst, p.tokens+dt.Seconds()*p.rate)
 		p.last = now
 	}
 	if p.tokens < 1 {
-		need := (1 - p.tokens) / p.rate
-		return 0, time.Duration(math.Ceil(need * float64(time.Second)))
+		need := time.Duration(math.Ceil((1 - p.tokens) / p.rate * float64(time.Second)))
+		// Sleep at least minWait: at high rates a wake-up then sends a small
+		// batch in one write instead of one syscall per message.
+		return 0, max(need, minWait)
 	}
 	n = int(p.tokens)
-	if n > max {
-		n = max
+	if n > limit {
+		n = limit
 	}
 	p.tokens -= float64(n)
 	return n, 0

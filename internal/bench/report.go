@@ -25,6 +25,7 @@ func writeReport(w io.Writer, o *compareOpts, args []string, results []Result, s
 	p("")
 	p("- date: %s (%s of runs)", started.UTC().Format("2006-01-02 15:04 MST"), time.Since(started).Round(time.Second))
 	p("- machine: %d CPUs (%s), %s, kernel %s, %s", runtime.NumCPU(), cpuModel(), memTotal(), kernel(), runtime.Version())
+	p("- load average (1, 5, 15 min) at start: %s; at end: %s (other work on the machine skews results)", o.loadStart, loadAvg())
 	p("- brokers: %s; mosquitto: %s", strings.Join(o.brokers, ", "), mosquittoVersion(o.mosquitto))
 	if o.culexCmd == "mosquitto" {
 		p("- **the culex column ran mosquitto** (`--culex-cmd mosquitto`): the harness was checked, Culex was not measured")
@@ -175,4 +176,13 @@ func mosquittoVersion(bin string) string {
 	out, _ := exec.Command(bin, "-h").CombinedOutput()
 	first, _, _ := strings.Cut(string(out), "\n")
 	return strings.TrimSpace(first)
+}
+
+func loadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
