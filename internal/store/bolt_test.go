@@ -2,9 +2,12 @@ package store
 
 import (
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -197,5 +200,81 @@ func TestNoGoroutineLeak(t *testing.T) {
 			t.Fatalf("%d goroutines after closing every store, %d before\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
 		}
 		runtime.Gosched()
+	}
+}
+
+// TestBoltApplyDoesNotWaitForCommit holds a commit inside its transaction,
+// as a slow fsync would, and checks that Apply keeps returning meanwhile.
+func TestBoltApplyDoesNotWaitForCommit(t *testing.T) {
+	b := openBolt(t, filepath.Join(t.TempDir(), "data"), BoltOptions{})
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	b.commitHook = func(*bbolt.Tx) error {
+		once.Do(func() { close(entered); <-release })
+		return nil
+	}
+	first := make(chan error, 1)
+	b.Apply([]Op{put(Sessions, "first", "v")}, func(err error) { first <- err })
+	<-entered
+	const n = 1000
+	errs := make(chan error, n)
+	for i := range n {
+		b.Apply([]Op{put(Messages, MessageKey("c", uint64(i)), "m")}, func(err error) { errs <- err })
+	}
+	select {
+	case <-first:
+		t.Fatal("done called while its commit was held")
+	default:
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := b.Stats(); st.Applies != n+1 || st.Commits > 4 {
+		t.Errorf("%d applies queued behind a slow commit: stats %+v", n, st)
+	}
+}
+
+// TestBoltMatchesMemory applies the same random op sequences to Bolt and
+// Memory and compares what they hold.
+func TestBoltMatchesMemory(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	bolt := openBolt(t, filepath.Join(t.TempDir(), "data"), BoltOptions{})
+	mem := NewMemory()
+	defer mem.Close()
+	ids := []string{"a", "ab", "abc", "b", "", "\x00", "\xff"}
+	buckets := []Bucket{Messages, Sessions}
+	for round := range 50 {
+		var ops []Op
+		for range rng.IntN(20) + 1 {
+			id := ids[rng.IntN(len(ids))]
+			bk := buckets[rng.IntN(len(buckets))]
+			key := MessageKey(id, rng.Uint64N(8))
+			if bk == Sessions && id != "" {
+				key = id
+			}
+			switch r := rng.IntN(10); {
+			case r < 6:
+				ops = append(ops, put(bk, key, fmt.Sprint(round, r)))
+			case r < 8:
+				ops = append(ops, del(bk, key))
+			default:
+				ops = append(ops, delPrefix(bk, SessionPrefix(id)[:rng.IntN(len(id)+2)]))
+			}
+		}
+		errB, errM := apply(t, bolt, ops...), apply(t, mem, ops...)
+		if (errB == nil) != (errM == nil) {
+			t.Fatalf("round %d: bolt %v, memory %v", round, errB, errM)
+		}
+		for _, bk := range buckets {
+			if got, want := scan(t, bolt, bk, ""), scan(t, mem, bk, ""); !slices.Equal(got, want) {
+				t.Fatalf("round %d: %s holds %q in bolt, %q in memory", round, bk, got, want)
+			}
+		}
 	}
 }
