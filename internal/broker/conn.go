@@ -53,6 +53,10 @@ type conn struct {
 	kicked    atomic.Bool
 	kickCode  atomic.Pointer[packet.Code]
 	normal    bool // DISCONNECT 0x00 received: no will
+	job       uint8
+	err       error          // why the reader stops
+	waitErr   error          // from waiting for readability
+	worker    sync.WaitGroup // the worker goroutine running a job
 
 	// wmu guards the outbound queue. A flush goroutine runs while flushing.
 	wmu        sync.Mutex
@@ -75,6 +79,17 @@ type conn struct {
 // Handle serves one connection until it ends. It is called on a goroutine
 // of its own (the connection's reader) and closes conn.
 func (b *Broker) Handle(nc net.Conn, info listener.ConnInfo) {
+	c := b.newConn(nc, &info)
+	if c == nil {
+		return
+	}
+	c.serve()
+	b.wg.Done()
+}
+
+// newConn registers a connection, or closes it and returns nil when the
+// broker is stopping.
+func (b *Broker) newConn(nc net.Conn, info *listener.ConnInfo) *conn {
 	c := &conn{b: b, nc: nc, recvMax: 65535, problem: true}
 	c.info = &ClientInfo{Remote: info.Remote, Listener: info.Listener, TLS: info.TLS}
 	if sc, ok := nc.(syscall.Conn); ok && canPeek {
@@ -83,45 +98,90 @@ func (b *Broker) Handle(nc net.Conn, info listener.ConnInfo) {
 		}
 	}
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.closing || b.stopping {
-		b.mu.Unlock()
 		nc.Close()
-		return
+		return nil
 	}
 	b.conns[c] = struct{}{}
 	b.wg.Add(1)
-	b.mu.Unlock()
-	defer b.wg.Done()
-	c.serve()
+	return c
 }
 
-// serve is the reader loop: wait for readability holding no buffer, read,
-// decode and handle every complete packet.
+// serve is the reader loop: wait for readability holding no buffer, then
+// read, decode and handle every complete packet.
+//
+// On a peekable socket the reading and handling run on a short-lived worker
+// goroutine while the reader waits for it, so that the reader's own stack
+// only ever holds serve and the poller's frames and stays at its 2 KiB
+// minimum: the runtime never shrinks a grown stack below 4 KiB (see
+// docs/broker.md). Other connections (TLS, WebSocket) block in Read with a
+// pooled buffer and handle packets inline.
 func (c *conn) serve() {
-	timeout := c.b.cfg.ConnectTimeout
-	if timeout <= 0 {
-		timeout = 10 * time.Second
-	}
-	c.nc.SetReadDeadline(time.Now().Add(timeout))
-	var err error
-	for err == nil {
-		err = c.readOnce()
-		if c.kicked.Load() {
-			err = *c.kickCode.Load()
-		} else if err == nil && c.keepAlive > 0 {
-			c.nc.SetReadDeadline(time.Now().Add(c.keepAlive))
+	if c.raw == nil {
+		c.step(jobStart)
+		for c.err == nil {
+			c.step(jobRead)
 		}
+		c.step(jobTeardown)
+		return
 	}
-	c.teardown(err)
+	c.offload(jobStart)
+	for c.err == nil {
+		if err := c.raw.Read(peekReady); err != nil {
+			c.waitErr = err
+		}
+		c.offload(jobRead)
+	}
+	c.offload(jobTeardown)
 }
 
-// readOnce waits for the socket to be readable and handles what is there.
-func (c *conn) readOnce() error {
-	if c.raw != nil {
-		if err := c.raw.Read(peekReady); err != nil {
-			return c.readErr(err)
-		}
+// Reader jobs.
+const (
+	jobStart uint8 = iota
+	jobRead
+	jobTeardown
+)
+
+// offload runs one job on a worker goroutine and waits for it.
+func (c *conn) offload(job uint8) {
+	c.job = job
+	c.worker.Add(1)
+	go c.work()
+	c.worker.Wait()
+}
+
+func (c *conn) work() {
+	c.step(c.job)
+	c.worker.Done()
+}
+
+// step runs one job of the reader loop.
+func (c *conn) step(job uint8) {
+	switch job {
+	case jobStart:
+		c.nc.SetReadDeadline(time.Now().Add(c.connectTimeout()))
+		return
+	case jobTeardown:
+		c.teardown(c.err)
+		return
 	}
+	var err error
+	if c.waitErr != nil {
+		err, c.waitErr = c.readErr(c.waitErr), nil
+	} else {
+		err = c.readOnce()
+	}
+	if c.kicked.Load() {
+		err = *c.kickCode.Load()
+	} else if err == nil && c.keepAlive > 0 {
+		c.nc.SetReadDeadline(time.Now().Add(c.keepAlive))
+	}
+	c.err = err
+}
+
+// readOnce reads what the socket holds and handles it.
+func (c *conn) readOnce() error {
 	if c.body != nil {
 		return c.readBody()
 	}
@@ -309,14 +369,15 @@ func (c *conn) kick(code packet.Code) {
 	c.nc.SetReadDeadline(time.Unix(1, 0))
 }
 
-// teardown runs once when the reader stops: it closes the socket once the
-// queued bytes are written and releases the session.
+// teardown runs once when the reader stops: it releases the session, then
+// closes the socket once the queued bytes are written. Detaching first means
+// no message is handed to a connection the client already saw close.
 func (c *conn) teardown(err error) {
 	c.body = nil
-	c.closeWrite()
 	if c.state == stateConnected {
 		c.b.disconnected(c, err)
 	}
+	c.closeWrite()
 	c.b.mu.Lock()
 	delete(c.b.conns, c)
 	c.b.mu.Unlock()

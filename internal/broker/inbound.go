@@ -95,9 +95,13 @@ func (c *conn) routePending(pe *pending) {
 	}
 	w := newStoreWait(func(err error) { c.ready(pe, err) })
 	s := c.sess
-	if pe.qos == 2 && s.persistent {
-		c.b.apply([]store.Op{{Kind: store.Put, Bucket: store.Messages,
-			Key: store.MessageKey(s.id, inboundSeq(pe.pid)), Value: inboundMarker}}, w)
+	if pe.qos == 2 {
+		s.mu.Lock()
+		if s.persistent {
+			c.b.apply([]store.Op{{Kind: store.Put, Bucket: store.Messages,
+				Key: store.MessageKey(s.id, inboundSeq(pe.pid)), Value: inboundMarker}}, w)
+		}
+		s.mu.Unlock()
 	}
 	c.b.route(pe.msg, w)
 	w.done(nil)

@@ -1,0 +1,152 @@
+package broker
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/culexmq/culex/internal/mqtt/packet"
+)
+
+// discardConn is a net.Conn that accepts every write and never reads.
+type discardConn struct{ net.Conn }
+
+func (discardConn) Write(b []byte) (int, error)      { return len(b), nil }
+func (discardConn) Close() error                     { return nil }
+func (discardConn) SetWriteDeadline(time.Time) error { return nil }
+func (discardConn) SetReadDeadline(time.Time) error  { return nil }
+func (discardConn) SetDeadline(time.Time) error      { return nil }
+func (discardConn) RemoteAddr() net.Addr             { return nil }
+func (discardConn) LocalAddr() net.Addr              { return nil }
+func (discardConn) Read(b []byte) (int, error)       { select {} }
+
+// fakeSession attaches a connected session writing to a discardConn.
+func fakeSession(b *Broker, id string, v packet.Version) (*session, *conn) {
+	c := &conn{b: b, nc: discardConn{}, recvMax: 65535, problem: true, version: v, state: stateConnected}
+	c.info = &ClientInfo{ClientID: id, Version: v}
+	s := newSession(b, id)
+	s.conn, s.info, s.version = c, c.info, v
+	s.online.Store(true)
+	c.sess = s
+	b.sessions[id] = s
+	return s, c
+}
+
+// BenchmarkRoute measures one routing pass to subs connected subscribers
+// (v3.1.1 and v5 alternating), including encoding and queueing to their
+// connections and, for QoS 1, the PUBACK of every copy.
+func BenchmarkRoute(b *testing.B) {
+	for _, qos := range []byte{0, 1} {
+		for _, n := range []int{1, 10, 100} {
+			b.Run(fmt.Sprintf("qos=%d/subs=%d", qos, n), func(b *testing.B) {
+				cfg := testConfig()
+				cfg.MaxInflight = 0
+				br, err := New(Options{Config: cfg})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer br.store.Close()
+				var ss []*session
+				var cs []*conn
+				for i := 0; i < n; i++ {
+					v := packet.V311
+					if i%2 == 1 {
+						v = packet.V5
+					}
+					s, c := fakeSession(br, "s"+strconv.Itoa(i), v)
+					br.subs.Subscribe("bench/+/x", s, subOpts{QoS: qos})
+					ss, cs = append(ss, s), append(cs, c)
+				}
+				m := &Message{Topic: "bench/a/x", Payload: make([]byte, 64), QoS: qos}
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					br.route(m, nil)
+					if qos > 0 {
+						for j, s := range ss {
+							s.onPuback(cs[j], s.nextPID)
+						}
+					}
+				}
+				b.StopTimer()
+				br.wg.Wait()
+			})
+		}
+	}
+}
+
+// TestIdleConnMemory opens idleConns connected, subscribed, idle clients
+// from a child process and reports the broker's heap and stack per
+// connection. The target is about 4 KiB.
+func TestIdleConnMemory(t *testing.T) {
+	if testing.Short() || os.Getenv("CULEX_IDLE_CHILD") != "" {
+		t.Skip("measurement")
+	}
+	const idleConns = 2000
+	tb := startBroker(t, Options{AllowAnonymous: true})
+	before, beforeStack := memNow()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestIdleClients$", "-test.v")
+	cmd.Env = append(os.Environ(), "CULEX_IDLE_CHILD="+tb.ln.Addr().String(), "CULEX_IDLE_N="+strconv.Itoa(idleConns))
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stdin.Close(); cmd.Wait() }()
+	buf := make([]byte, 1)
+	for string(buf) != "R" { // the child prints R when every client is connected
+		if _, err := stdout.Read(buf); err != nil {
+			t.Fatalf("child: %v", err)
+		}
+	}
+	eventually(t, "connections", func() bool { return tb.Stats().ClientsConnected == idleConns })
+	after, afterStack := memNow()
+	per := float64(after-before) / idleConns
+	t.Logf("idle connections: %d; heap+stack per connection: %.0f bytes (stack %.0f, heap %.0f)", idleConns, per,
+		float64(afterStack-beforeStack)/idleConns, float64(after-afterStack-before+beforeStack)/idleConns)
+	if per > 16<<10 {
+		t.Errorf("%.0f bytes per idle connection", per)
+	}
+}
+
+// memNow returns heap+stack in use and the stack part, after two GCs.
+func memNow() (total, stack int64) {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc + ms.StackInuse), int64(ms.StackInuse)
+}
+
+// TestIdleClients is the child of TestIdleConnMemory: it connects N clients
+// (each subscribes to one filter) and holds them until stdin closes.
+func TestIdleClients(t *testing.T) {
+	addr := os.Getenv("CULEX_IDLE_CHILD")
+	if addr == "" {
+		t.Skip("child process of TestIdleConnMemory")
+	}
+	n, _ := strconv.Atoi(os.Getenv("CULEX_IDLE_N"))
+	conns := make([]net.Conn, 0, n)
+	for i := 0; i < n; i++ {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &client{t: t, nc: nc, v: packet.V311}
+		c.connect("idle-" + strconv.Itoa(i))
+		c.subscribe(1, "idle/"+strconv.Itoa(i), 1)
+		nc.SetReadDeadline(time.Time{})
+		conns = append(conns, nc)
+	}
+	os.Stdout.WriteString("R")
+	buf := make([]byte, 1)
+	os.Stdin.Read(buf)
+	for _, c := range conns {
+		c.Close()
+	}
+}
