@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
+	"sync/atomic"
 )
 
 // Action is what a client does with a topic.
@@ -46,7 +47,13 @@ type Identity struct {
 	// credential identifies the secret the client proved (the users-file
 	// hash), so that a reload can tell whether it was revoked.
 	credential string
+	// revoked is set by a reload that removed or changed the credential:
+	// every check of a revoked identity fails.
+	revoked atomic.Bool
 }
+
+// Revoked reports whether a reload revoked the identity's credentials.
+func (id *Identity) Revoked() bool { return id.revoked.Load() }
 
 // Request is one login attempt.
 type Request struct {

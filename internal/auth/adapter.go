@@ -1,0 +1,208 @@
+package auth
+
+import (
+	"context"
+	"runtime"
+	"sync"
+	"weak"
+
+	"github.com/culexmq/culex/internal/broker"
+	"github.com/culexmq/culex/internal/mqtt/packet"
+)
+
+// Adapter plugs a Service into the broker's seams: it is the broker's
+// Authenticator (with SCRAM-SHA-256 enhanced authentication), Authorizer
+// and connect/disconnect hook. Each client's Identity is attached to its
+// broker.ClientInfo for as long as the broker keeps that ClientInfo
+// (including an offline session's), without keeping it alive.
+type Adapter struct {
+	s      *Service
+	idents infoMap[*Identity]
+	scram  infoMap[*SCRAMServer]
+}
+
+var (
+	_ broker.EnhancedAuthenticator = (*Adapter)(nil)
+	_ broker.Authorizer            = (*Adapter)(nil)
+	_ broker.ConnectHook           = (*Adapter)(nil)
+	_ broker.DisconnectHook        = (*Adapter)(nil)
+)
+
+// Adapter returns the service's broker adapter.
+func (s *Service) Adapter() *Adapter {
+	s.adOnce.Do(func() { s.ad = &Adapter{s: s} })
+	return s.ad
+}
+
+// Apply installs the service into broker options: Authenticator,
+// Authorizer and hook. The broker's own anonymous check is turned off
+// because the service applies auth.allow_anonymous itself (a client with
+// a certificate and no username is not anonymous).
+func (s *Service) Apply(o *broker.Options) {
+	a := s.Adapter()
+	o.Authenticator = a
+	o.Authorizer = a
+	o.AllowAnonymous = true
+	o.Hooks = append(o.Hooks, a)
+}
+
+// Identity returns the identity attached to a client, if any.
+func (a *Adapter) Identity(c *broker.ClientInfo) (*Identity, bool) { return a.idents.load(c) }
+
+func request(c *broker.ClientInfo, p *packet.Connect) *Request {
+	return &Request{ClientID: c.ClientID, Username: p.Username, Password: p.Password,
+		HasUsername: p.UsernameFlag, HasPassword: p.PasswordFlag, Remote: c.Remote, TLS: c.TLS}
+}
+
+// Authenticate implements broker.Authenticator. It also checks the will:
+// the broker asks CanPublish for it before the client is authenticated,
+// when no identity exists yet.
+func (a *Adapter) Authenticate(ctx context.Context, c *broker.ClientInfo, p *packet.Connect) error {
+	r := request(c, p)
+	var id *Identity
+	if srv, ok := a.scram.load(c); ok {
+		a.scram.delete(c)
+		u := srv.User()
+		if u == nil {
+			return packet.ErrNotAuthorized
+		}
+		if p.UsernameFlag && p.Username != "" && p.Username != u.Name {
+			return a.s.chain.fail(r, addrKey(c.Remote), SCRAMMethod, packet.ErrBadUsernameOrPassword)
+		}
+		id = a.scramIdentity(c, u)
+	} else {
+		var err error
+		if id, err = a.s.Authenticate(ctx, r); err != nil {
+			return err
+		}
+	}
+	if p.WillFlag && !a.s.acl.Load().Check(id, Publish, p.WillTopic) {
+		a.s.stats.Denied.Add(1)
+		a.s.log.Info("auth: will topic denied", "client_id", c.ClientID, "topic", p.WillTopic)
+		return packet.ErrNotAuthorized
+	}
+	a.idents.store(c, id)
+	return nil
+}
+
+func (a *Adapter) scramIdentity(c *broker.ClientInfo, u *User) *Identity {
+	a.s.stats.Success.Add(1)
+	a.s.limiter.Succeed(u.Name)
+	return &Identity{ClientID: c.ClientID, Username: u.Name, Remote: c.Remote, Superuser: u.Superuser,
+		Backend: SCRAMMethod, credential: u.SCRAM}
+}
+
+// AuthExchange implements broker.EnhancedAuthenticator with SCRAM-SHA-256
+// over the users file, for CONNECT and for re-authentication.
+func (a *Adapter) AuthExchange(ctx context.Context, c *broker.ClientInfo, method string, data []byte) ([]byte, bool, error) {
+	s := a.s
+	if method != SCRAMMethod || !s.scram {
+		return nil, false, packet.ErrBadAuthenticationMethod
+	}
+	addr := addrKey(c.Remote)
+	if s.limiter.Banned(addr, "") {
+		s.stats.Banned.Add(1)
+		return nil, false, packet.ErrBanned
+	}
+	srv, ok := a.scram.load(c)
+	if !ok || srv.state == 2 {
+		srv = NewSCRAMServer(s.users.Users().Get, s.fakeKey)
+		a.scram.store(c, srv)
+	}
+	resp, done, err := srv.Step(data)
+	if err != nil {
+		a.scram.delete(c)
+		s.chain.fail(&Request{ClientID: c.ClientID, Username: srv.name, Remote: c.Remote}, addr, SCRAMMethod, nil)
+		return nil, false, packet.ErrNotAuthorized
+	}
+	if !done {
+		return resp, true, nil
+	}
+	if old, connected := a.idents.load(c); connected {
+		// Re-authentication: the new exchange's user replaces the old.
+		a.scram.delete(c)
+		id := a.scramIdentity(c, srv.User())
+		a.idents.store(c, id)
+		s.untrack(old)
+		s.track(id)
+	}
+	return resp, false, nil
+}
+
+// OnConnect implements broker.ConnectHook: connected identities are
+// checked again when the users file changes.
+func (a *Adapter) OnConnect(c *broker.ClientInfo, _ bool) {
+	if id, ok := a.idents.load(c); ok {
+		a.s.track(id)
+	}
+}
+
+// OnDisconnect implements broker.DisconnectHook.
+func (a *Adapter) OnDisconnect(c *broker.ClientInfo, _ error) {
+	if id, ok := a.idents.load(c); ok {
+		a.s.untrack(id)
+	}
+}
+
+func (a *Adapter) denied() error {
+	a.s.stats.Denied.Add(1)
+	return packet.ErrNotAuthorized
+}
+
+// CanPublish implements broker.Authorizer. A client without an identity
+// is one whose CONNECT is being checked: its will is checked again by
+// Authenticate.
+func (a *Adapter) CanPublish(c *broker.ClientInfo, topic string, _ byte, _ bool) error {
+	id, ok := a.idents.load(c)
+	if !ok {
+		return nil
+	}
+	if id.revoked.Load() || !a.s.acl.Load().Check(id, Publish, topic) {
+		return a.denied()
+	}
+	return nil
+}
+
+// CanSubscribe implements broker.Authorizer; a shared subscription is
+// checked by its inner filter.
+func (a *Adapter) CanSubscribe(c *broker.ClientInfo, filter string, _ byte) error {
+	id, ok := a.idents.load(c)
+	if !ok || id.revoked.Load() || !a.s.acl.Load().CheckFilter(id, filter) {
+		return a.denied()
+	}
+	return nil
+}
+
+// CanReceive implements broker.Authorizer: every delivery, retained and
+// will messages included, needs subscribe permission on the topic. A
+// session restored from the store after a restart has no identity until
+// its client connects again, and receives nothing meanwhile.
+func (a *Adapter) CanReceive(c *broker.ClientInfo, m *broker.Message) error {
+	id, ok := a.idents.load(c)
+	if !ok || id.revoked.Load() || !a.s.acl.Load().Check(id, Subscribe, m.Topic) {
+		return a.denied()
+	}
+	return nil
+}
+
+// infoMap attaches values to ClientInfos by weak pointer: an entry goes
+// when the broker drops its ClientInfo.
+type infoMap[V any] struct{ m sync.Map }
+
+func (im *infoMap[V]) load(c *broker.ClientInfo) (V, bool) {
+	v, ok := im.m.Load(weak.Make(c))
+	if !ok {
+		var zero V
+		return zero, false
+	}
+	return v.(V), true
+}
+
+func (im *infoMap[V]) store(c *broker.ClientInfo, v V) {
+	k := weak.Make(c)
+	if _, loaded := im.m.Swap(k, v); !loaded {
+		runtime.AddCleanup(c, func(k weak.Pointer[broker.ClientInfo]) { im.m.Delete(k) }, k)
+	}
+}
+
+func (im *infoMap[V]) delete(c *broker.ClientInfo) { im.m.Delete(weak.Make(c)) }
