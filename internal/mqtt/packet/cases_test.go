@@ -341,6 +341,8 @@ var packetCases = []packetCase{
 	{name: "subscribe/v5-qos-3", v: V5, err: ErrMalformedPacket, wire: fix(0x82, 0, 1, 0, str("a"), 3)},
 	{name: "subscribe/MQTT-3.8.3-5-reserved-bits", v: V5, err: ErrMalformedPacket, wire: fix(0x82, 0, 1, 0, str("a"), 0x40)},
 	{name: "subscribe/v5-retain-handling-3", v: V5, err: ErrProtocolError, wire: fix(0x82, 0, 1, 0, str("a"), 0x30)},
+	{name: "subscribe/MQTT-3.8.3-4-no-local-shared", v: V5, err: ErrProtocolError,
+		wire: fix(0x82, 0, 1, 0, str("$share/g/a"), 0x04)},
 	{name: "subscribe/v5-two-subscription-ids", v: V5, err: ErrProtocolError,
 		wire: fix(0x82, 0, 1, props(0x0b, 1, 0x0b, 2), str("a"), 0)},
 	{name: "subscribe/v5-subscription-id-0", v: V5, err: ErrProtocolError, wire: fix(0x82, 0, 1, props(0x0b, 0), str("a"), 0)},

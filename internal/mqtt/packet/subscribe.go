@@ -1,6 +1,9 @@
 package packet
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // countEntries counts the length-prefixed strings in b, each followed by
 // extra bytes, so that a decoder allocates its list once. It stops at the
@@ -77,6 +80,9 @@ func subscriptionFrom(filter string, opts byte, v Version) (Subscription, error)
 		s.RetainHandling = opts >> 4 & 3
 		if s.RetainHandling == 3 {
 			return s, protocolError("subscription retain handling 3 [MQTT-3.8.3.1]")
+		}
+		if s.NoLocal && strings.HasPrefix(filter, "$share/") {
+			return s, protocolError("no local on shared subscription %q [MQTT-3.8.3-4]", filter)
 		}
 	}
 	if s.QoS == 3 {
