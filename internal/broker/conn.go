@@ -61,6 +61,7 @@ type conn struct {
 	// wmu guards the outbound queue. A flush goroutine runs while flushing.
 	wmu        sync.Mutex
 	wq         [][]byte
+	wqp        *[][]byte // the pooled holder of wq
 	wbytes     int
 	flushing   bool
 	wclosed    bool

@@ -72,6 +72,9 @@ func (c *conn) writePublish(om *outMsg, dup bool, sc *scratch, now int64) bool {
 		}
 		var err error
 		if sc != nil {
+			if sc.arena == nil && sc.arenaHint > 0 {
+				sc.arena = make([]byte, 0, sc.arenaHint)
+			}
 			start := len(sc.arena)
 			sc.arena, err = p.EncodeHeader(sc.arena, c.version)
 			if err == nil {

@@ -719,3 +719,26 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		t.Fatal("bad overflow policy accepted")
 	}
 }
+
+// TestShutdown: v5 clients get DISCONNECT 0x8B, persistent sessions are
+// kept in the store, and no goroutine is left (TestMain checks).
+func TestShutdown(t *testing.T) {
+	st := memStore(t)
+	tb := startBroker(t, Options{Store: st, AllowAnonymous: true})
+	c5 := tb.connect("c5", packet.V5, persistent(600))
+	c5.subscribe(1, "keep", 1)
+	c3 := tb.connect("c3", packet.V311)
+	tb.stop()
+	got := c5.expectClosed()
+	if len(got) != 1 || got[0].(*packet.Disconnect).ReasonCode != 0x8B {
+		t.Fatalf("v5 got %v", got)
+	}
+	if got := c3.expectClosed(); len(got) != 0 {
+		t.Fatalf("v3 got %v", got)
+	}
+	n := 0
+	st.Scan(store.Sessions, "", func(string, []byte) error { n++; return nil })
+	if n != 1 {
+		t.Fatalf("%d sessions stored", n)
+	}
+}

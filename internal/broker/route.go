@@ -36,6 +36,9 @@ type scratch struct {
 	remotes []remoteTarget
 	hdrs    []cachedHeader
 	arena   []byte // headers of this pass; never reused, as queues alias it
+	// arenaHint sizes the arena when the first header that cannot be
+	// shared is encoded.
+	arenaHint int
 	now     int64
 }
 
@@ -54,7 +57,7 @@ func (sc *scratch) reset() {
 	sc.remotes = sc.remotes[:0]
 	clear(sc.hdrs)
 	sc.hdrs = sc.hdrs[:0]
-	sc.arena = nil
+	sc.arena, sc.arenaHint = nil, 0
 }
 
 func (sc *scratch) header(v packet.Version, retain bool) []byte {
@@ -129,7 +132,7 @@ func (b *Broker) route(m *Message, w *storeWait) {
 		})
 	}
 	if n := len(sc.targets); n > 1 {
-		sc.arena = make([]byte, 0, min(n*(len(m.Topic)+24), 16<<10))
+		sc.arenaHint = min(n*(len(m.Topic)+24), 16<<10)
 	}
 	for i := range sc.targets {
 		b.deliverTarget(&sc.targets[i], m, sc, w)

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"net"
+	"sync"
 	"time"
 
 	"github.com/culexmq/culex/internal/mqtt/packet"
@@ -16,6 +17,10 @@ func (c *conn) enqueue(hdr, payload []byte, bounded bool) bool {
 	if c.wclosed || (bounded && c.wbytes >= c.b.outMax) {
 		c.wmu.Unlock()
 		return false
+	}
+	if c.wqp == nil {
+		c.wqp = queues.Get().(*[][]byte)
+		c.wq = (*c.wqp)[:0]
 	}
 	c.wq = append(c.wq, hdr)
 	if len(payload) > 0 {
@@ -58,21 +63,25 @@ func (c *conn) overBound() bool {
 	return over
 }
 
+// queues recycles the outbound queue slices, so that an idle connection
+// holds none and a busy one allocates none.
+var queues = sync.Pool{New: func() any { q := make([][]byte, 0, 8); return &q }}
+
 // flush writes everything queued with one writev per batch and exits when
 // the queue is empty. It holds no buffer once it returns.
 func (c *conn) flush() {
 	defer c.b.wg.Done()
-	var spare [][]byte
 	wt := c.b.cfg.WriteTimeout
 	for {
 		c.wmu.Lock()
-		q := c.wq
+		q, qp := c.wq, c.wqp
+		c.wq, c.wqp, c.wbytes = nil, nil, 0
 		if len(q) == 0 {
 			c.flushing = false
-			c.wq = nil
 			closed, pump := c.wclosed, c.outBlocked
 			c.outBlocked = false
 			c.wmu.Unlock()
+			recycle(q, qp)
 			if closed {
 				c.nc.Close()
 			} else if pump && c.sess != nil {
@@ -80,7 +89,6 @@ func (c *conn) flush() {
 			}
 			return
 		}
-		c.wq, c.wbytes = spare, 0
 		c.wmu.Unlock()
 		if wt > 0 {
 			c.nc.SetWriteDeadline(time.Now().Add(wt))
@@ -88,16 +96,23 @@ func (c *conn) flush() {
 		bufs := net.Buffers(q)
 		n, err := bufs.WriteTo(c.nc)
 		c.b.stats.bytesOut.Add(uint64(n))
-		clear(q)
-		if cap(q) <= 64 {
-			spare = q[:0]
-		} else {
-			spare = nil
-		}
+		recycle(q, qp)
 		if err != nil {
 			c.writeFailed()
 			return
 		}
+	}
+}
+
+// recycle returns a written queue slice to the pool.
+func recycle(q [][]byte, qp *[][]byte) {
+	if qp == nil {
+		return
+	}
+	clear(q)
+	if cap(q) <= 1024 {
+		*qp = q[:0]
+		queues.Put(qp)
 	}
 }
 
@@ -106,8 +121,8 @@ func (c *conn) flush() {
 func (c *conn) writeFailed() {
 	c.wmu.Lock()
 	c.wclosed, c.flushing = true, false
-	clear(c.wq)
-	c.wq, c.wbytes = nil, 0
+	recycle(c.wq, c.wqp)
+	c.wq, c.wqp, c.wbytes = nil, nil, 0
 	c.wmu.Unlock()
 	c.kickCode.CompareAndSwap(nil, &errWrite)
 	c.kicked.Store(true)
