@@ -39,7 +39,7 @@ type scratch struct {
 	// arenaHint sizes the arena when the first header that cannot be
 	// shared is encoded.
 	arenaHint int
-	now     int64
+	now       int64
 }
 
 type remoteTarget struct {
