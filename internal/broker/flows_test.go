@@ -622,10 +622,14 @@ func TestPublishAPI(t *testing.T) {
 // TestSys publishes $SYS topics, matched only by filters starting with $.
 func TestSys(t *testing.T) {
 	tb := startBroker(t, Options{AllowAnonymous: true, SysInterval: 20 * time.Millisecond, Version: "test"})
+	all := tb.connect("all", packet.V311)
+	all.subscribe(1, "#", 0)
+	all.subscribe(2, "+/broker/version", 0)
 	c := tb.connect("s", packet.V311)
-	c.subscribe(1, "#", 0)
-	c.subscribe(2, "$SYS/broker/version", 0)
+	c.subscribe(1, "$SYS/broker/version", 0)
+	c.expectPublish("$SYS/broker/version", "test") // retained, then every interval
 	c.expectPublish("$SYS/broker/version", "test")
+	all.expectNone() // [MQTT-4.7.2-1]
 }
 
 // eventHooks counts events.

@@ -29,6 +29,7 @@ func (s *session) saveLocked() {
 	b = append(b, recSession, byte(s.version))
 	b = binary.BigEndian.AppendUint32(b, s.expiry)
 	b = binary.BigEndian.AppendUint64(b, uint64(s.discAt))
+	b = appendString(b, s.info.Username)
 	b = binary.AppendUvarint(b, uint64(len(s.subs)))
 	for f, o := range s.subs {
 		b = appendString(b, f)
@@ -257,10 +258,6 @@ func (b *Broker) load() error {
 	if err := b.loadMessages(sessions); err != nil {
 		return err
 	}
-	if err := b.loadWills(sessions); err != nil {
-		return err
-	}
-	now := time.Now().Unix()
 	for _, s := range sessions {
 		b.mu.Lock()
 		b.sessions[s.id] = s
@@ -268,6 +265,14 @@ func (b *Broker) load() error {
 		for f, o := range s.subs {
 			b.indexSubscribe(s, f, o)
 		}
+	}
+	// Wills and expiries last: a will may be published now, and every
+	// restored subscription must see it.
+	if err := b.loadWills(sessions); err != nil {
+		return err
+	}
+	now := time.Now().Unix()
+	for _, s := range sessions {
 		if s.expiry == expiryNever {
 			continue
 		}
@@ -305,7 +310,7 @@ func (b *Broker) decodeSession(id string, v []byte) (*session, error) {
 	s.expiry = uint32(r.uint(4))
 	s.discAt = int64(r.uint(8))
 	s.persistent = true
-	s.info = &ClientInfo{ClientID: id, Version: s.version}
+	s.info = &ClientInfo{ClientID: id, Version: s.version, Username: r.string()}
 	n := r.uvarint()
 	for i := uint64(0); i < n && r.err == nil; i++ {
 		f := r.string()

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"github.com/culexmq/culex/internal/mqtt/topic"
 	"github.com/culexmq/culex/internal/store"
 )
 
@@ -11,11 +12,14 @@ func (b *Broker) setRetained(m *Message, w *storeWait) {
 	b.retMu.Lock()
 	defer b.retMu.Unlock()
 	if len(m.Payload) == 0 {
-		if b.retained.Delete(m.Topic) {
+		if b.retained.Delete(m.Topic) && !topic.IsSys(m.Topic) {
 			b.apply([]store.Op{{Kind: store.Delete, Bucket: store.Retained, Key: m.Topic}}, w)
 		}
 		return
 	}
 	b.retained.Set(m.Topic, m)
+	if topic.IsSys(m.Topic) {
+		return // $SYS values are regenerated, never restored
+	}
 	b.apply([]store.Op{{Kind: store.Put, Bucket: store.Retained, Key: m.Topic, Value: encodeMessage(m)}}, w)
 }
