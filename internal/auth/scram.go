@@ -23,6 +23,9 @@ const SCRAMMethod = "SCRAM-SHA-256"
 // (RFC 7677 asks for at least 4096).
 const SCRAMIterations = 4096
 
+// scramIterations is what new credentials use; tests lower it.
+var scramIterations = SCRAMIterations
+
 var b64 = base64.StdEncoding
 
 // scramCreds are the stored SCRAM credentials of a user (RFC 5803 form:
@@ -39,13 +42,13 @@ type scramCreds struct {
 func NewSCRAMCreds(password string) (string, error) {
 	salt := make([]byte, 16)
 	rand.Read(salt)
-	salted, err := pbkdf2.Key(sha256.New, password, salt, SCRAMIterations, sha256.Size)
+	salted, err := pbkdf2.Key(sha256.New, password, salt, scramIterations, sha256.Size)
 	if err != nil {
 		return "", err
 	}
 	stored := sha256.Sum256(hmacSHA256(salted, "Client Key"))
 	server := hmacSHA256(salted, "Server Key")
-	return fmt.Sprintf("%s$%d:%s$%s:%s", SCRAMMethod, SCRAMIterations, b64.EncodeToString(salt),
+	return fmt.Sprintf("%s$%d:%s$%s:%s", SCRAMMethod, scramIterations, b64.EncodeToString(salt),
 		b64.EncodeToString(stored[:]), b64.EncodeToString(server)), nil
 }
 
@@ -159,7 +162,7 @@ func (s *SCRAMServer) first(msg string) ([]byte, error) {
 			s.user, s.creds = u, c
 		}
 	}
-	salt, iter := []byte(nil), SCRAMIterations
+	salt, iter := []byte(nil), scramIterations
 	if s.creds != nil {
 		salt, iter = s.creds.salt, s.creds.iter
 	} else {

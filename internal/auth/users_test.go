@@ -41,7 +41,7 @@ func login(user, pw string) *Request {
 		Remote: &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 4000}}
 }
 
-func init() { argonTime, argonMemory = 1, 1<<10 } // cheap hashes for tests
+func init() { argonTime, argonMemory, scramIterations = 1, 1<<10, 64 } // cheap hashes for tests
 
 func TestUsersFileRoundTrip(t *testing.T) {
 	u := testUsers(t, "dev-1", "s1", "dev 2", "s2")

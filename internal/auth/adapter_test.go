@@ -1,0 +1,273 @@
+package auth
+
+import (
+	"os"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/culexmq/culex/internal/config"
+	"github.com/culexmq/culex/internal/mqtt/packet"
+)
+
+// deviceRules is the issue's device scenario, plus an operator.
+const deviceRules = `
+allow both devices/${username}/#
+user ops
+allow subscribe devices/#
+`
+
+func deviceService(t *testing.T, mod func(*config.Auth)) (*Service, string, string) {
+	svc, users := testService(t, deviceRules, mod, "dev-a", "sa", "dev-b", "sb", "ops", "so", "!root", "sr")
+	return svc, startBroker(t, svc), users
+}
+
+// TestDeviceIsolationV5: device A cannot read or write device B's topics by
+// any route; every refusal carries 0x87.
+func TestDeviceIsolationV5(t *testing.T) {
+	_, addr, _ := deviceService(t, nil)
+	a := dial(t, addr, packet.V5)
+	if ack := a.connect("dev-a", "dev-a", "sa"); ack.ReasonCode != 0 {
+		t.Fatalf("CONNACK 0x%02x", ack.ReasonCode)
+	}
+	b := dial(t, addr, packet.V5)
+	if ack := b.connect("dev-b", "dev-b", "sb"); ack.ReasonCode != 0 {
+		t.Fatalf("CONNACK 0x%02x", ack.ReasonCode)
+	}
+	// B has a retained message under its own id.
+	if rc := b.publish("devices/dev-b/state", true); rc != 0 {
+		t.Fatalf("B's own retained publish: 0x%02x", rc)
+	}
+	for _, f := range []string{"devices/dev-b/commands", "devices/dev-b/#", "devices/+/commands", "devices/#",
+		"#", "+/+/+", "$share/g/devices/dev-b/commands", "$share/g/devices/+/state", "$SYS/#"} {
+		if rc := a.subscribe(f); rc != 0x87 {
+			t.Errorf("A subscribe %q: 0x%02x, want 0x87", f, rc)
+		}
+	}
+	for _, tp := range []string{"devices/dev-b/commands", "devices/dev-b/state", "devices/other"} {
+		if rc := a.publish(tp, false); rc != 0x87 {
+			t.Errorf("A publish %q: 0x%02x, want 0x87", tp, rc)
+		}
+		if rc := a.publish(tp, true); rc != 0x87 {
+			t.Errorf("A retained publish %q: 0x%02x, want 0x87", tp, rc)
+		}
+	}
+	// A's own subtree works, and shows nothing of B.
+	if rc := a.subscribe("devices/dev-a/#"); rc != 1 {
+		t.Fatalf("A subscribe own subtree: 0x%02x", rc)
+	}
+	if rc := a.subscribe("$share/g/devices/dev-a/+"); rc != 1 {
+		t.Fatalf("A shared subscribe own subtree: 0x%02x", rc)
+	}
+	a.publish("devices/dev-a/telemetry", false)
+	a.publish("devices/dev-a/end", false)
+	got := a.until("devices/dev-a/end")
+	if slices.ContainsFunc(got, func(s string) bool { return s != "devices/dev-a/telemetry" }) || len(got) == 0 {
+		t.Errorf("A received %v", got)
+	}
+	// A will on B's topic is refused at CONNECT.
+	w := dial(t, addr, packet.V5)
+	if ack := w.connect("dev-a-2", "dev-a", "sa", withWill("devices/dev-b/commands")); ack.ReasonCode != 0x87 {
+		t.Errorf("will on B's topic: CONNACK 0x%02x, want 0x87", ack.ReasonCode)
+	}
+	w2 := dial(t, addr, packet.V5)
+	if ack := w2.connect("dev-a-3", "dev-a", "sa", withWill("devices/dev-a/status")); ack.ReasonCode != 0 {
+		t.Errorf("will on A's topic: CONNACK 0x%02x", ack.ReasonCode)
+	}
+	// The operator reads every device; root reads $SYS.
+	ops := dial(t, addr, packet.V5)
+	ops.connect("ops", "ops", "so")
+	if rc := ops.subscribe("devices/+/state"); rc != 1 {
+		t.Errorf("ops subscribe: 0x%02x", rc)
+	}
+	if rc := ops.publish("devices/dev-b/commands", false); rc != 0x87 {
+		t.Errorf("ops publish: 0x%02x", rc)
+	}
+	root := dial(t, addr, packet.V5)
+	root.connect("root", "root", "sr")
+	if rc := root.subscribe("$SYS/#"); rc != 1 {
+		t.Errorf("root subscribe $SYS: 0x%02x", rc)
+	}
+}
+
+// TestDeviceIsolationV311: 3.1.1 refusals are SUBACK 0x80 and a silently
+// dropped publish.
+func TestDeviceIsolationV311(t *testing.T) {
+	_, addr, _ := deviceService(t, nil)
+	a := dial(t, addr, packet.V311)
+	if ack := a.connect("dev-a", "dev-a", "sa"); ack.ReasonCode != 0 {
+		t.Fatalf("CONNACK 0x%02x", ack.ReasonCode)
+	}
+	b := dial(t, addr, packet.V311)
+	b.connect("dev-b", "dev-b", "sb")
+	if rc := b.subscribe("devices/dev-b/#"); rc != 1 {
+		t.Fatalf("B subscribe: 0x%02x", rc)
+	}
+	for _, f := range []string{"devices/dev-b/commands", "devices/+/commands", "#", "$share/g/devices/dev-b/#"} {
+		if rc := a.subscribe(f); rc != 0x80 {
+			t.Errorf("A subscribe %q: 0x%02x, want 0x80", f, rc)
+		}
+	}
+	a.publish("devices/dev-b/commands", false) // acknowledged, not routed
+	b.publish("devices/dev-b/end", false)
+	if got := b.until("devices/dev-b/end"); len(got) != 0 {
+		t.Errorf("B received %v from A", got)
+	}
+	if ack := dial(t, addr, packet.V311).connect("x", "dev-a", "wrong"); ack.ReasonCode != 0x04 {
+		t.Errorf("bad password: CONNACK 0x%02x, want 0x04", ack.ReasonCode)
+	}
+}
+
+// TestAdversarialClientIDs: names with wildcards or separators never widen
+// a ${clientid} or ${username} rule.
+func TestAdversarialClientIDs(t *testing.T) {
+	svc, _ := testService(t, "allow both devices/${clientid}/#\n", func(c *config.Auth) { c.AllowAnonymous = true }, "u", "p")
+	addr := startBroker(t, svc)
+	for _, id := range []string{"+", "#", "a/b", "$SYS", "x/+"} {
+		c := dial(t, addr, packet.V5)
+		if ack := c.connect(id, "", ""); ack.ReasonCode != 0 {
+			t.Fatalf("anonymous connect %q: 0x%02x", id, ack.ReasonCode)
+		}
+		for _, f := range []string{"devices/" + id + "/x", "devices/+/x", "devices/#"} {
+			if rc := c.subscribe(f); rc < 0x80 {
+				t.Errorf("client id %q subscribed to %q", id, f)
+			}
+		}
+	}
+}
+
+func TestBruteForceBan(t *testing.T) {
+	_, addr, _ := deviceService(t, func(c *config.Auth) { c.RateLimit.PerUsername = 3 })
+	for i := range 4 {
+		if ack := dial(t, addr, packet.V5).connect("x", "dev-a", "guess"); ack.ReasonCode != 0x86 {
+			t.Fatalf("attempt %d: CONNACK 0x%02x, want 0x86", i, ack.ReasonCode)
+		}
+	}
+	if ack := dial(t, addr, packet.V5).connect("x", "dev-a", "sa"); ack.ReasonCode != 0x8A {
+		t.Fatalf("after the ban: CONNACK 0x%02x, want 0x8A banned", ack.ReasonCode)
+	}
+	if ack := dial(t, addr, packet.V311).connect("x", "dev-a", "sa"); ack.ReasonCode != 0x05 {
+		t.Fatalf("3.1.1 after the ban: CONNACK 0x%02x, want 0x05", ack.ReasonCode)
+	}
+	if ack := dial(t, addr, packet.V5).connect("y", "dev-b", "sb"); ack.ReasonCode != 0 {
+		t.Fatalf("another device: CONNACK 0x%02x", ack.ReasonCode)
+	}
+}
+
+func TestRevokeOnReload(t *testing.T) {
+	svc, addr, usersFile := deviceService(t, nil)
+	var mu sync.Mutex
+	var kicked []string
+	svc.SetDisconnect(func(id string) { mu.Lock(); kicked = append(kicked, id); mu.Unlock() })
+	a := dial(t, addr, packet.V5)
+	a.connect("dev-a", "dev-a", "sa")
+	b := dial(t, addr, packet.V5)
+	b.connect("dev-b", "dev-b", "sb")
+	if rc := a.subscribe("devices/dev-a/#"); rc != 1 {
+		t.Fatalf("subscribe 0x%02x", rc)
+	}
+	u, err := LoadUsers(usersFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Delete("dev-a")
+	if err := SaveUsers(usersFile, u); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if !slices.Equal(kicked, []string{"dev-a"}) {
+		t.Errorf("disconnected %v, want [dev-a]", kicked)
+	}
+	mu.Unlock()
+	if rc := a.publish("devices/dev-a/x", false); rc != 0x87 {
+		t.Errorf("revoked publish: 0x%02x", rc)
+	}
+	if rc := b.publish("devices/dev-b/x", false); rc != 0 {
+		t.Errorf("B after the reload: 0x%02x", rc)
+	}
+	if ack := dial(t, addr, packet.V5).connect("dev-a", "dev-a", "sa"); ack.ReasonCode != 0x86 {
+		t.Errorf("revoked login: CONNACK 0x%02x", ack.ReasonCode)
+	}
+	// An ACL reload applies to deliveries at once: B's subscription stops.
+	if rc := b.subscribe("devices/dev-b/#"); rc != 1 {
+		t.Fatal("B subscribe")
+	}
+	os.WriteFile(svc.cfg.ACLFile, []byte("allow publish devices/${username}/#\n"), 0o600)
+	if err := svc.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	root := dial(t, addr, packet.V5)
+	root.connect("root", "root", "sr")
+	denied := svc.Stats().Denied.Load()
+	if rc := root.publish("devices/dev-b/cmd", false); rc != 0 {
+		t.Fatalf("root publish: 0x%02x", rc)
+	}
+	if svc.Stats().Denied.Load() == denied {
+		t.Error("delivery to B after the ACL reload was not denied")
+	}
+	if rc := b.subscribe("devices/dev-b/#"); rc != 0x87 {
+		t.Errorf("subscribe after the ACL reload: 0x%02x", rc)
+	}
+	if svc.Stats().Revoked.Load() != 1 {
+		t.Errorf("revoked count %d", svc.Stats().Revoked.Load())
+	}
+}
+
+// TestSCRAMOverMQTT runs SCRAM-SHA-256 enhanced authentication through the
+// broker: CONNECT, AUTH 0x18, CONNACK with the server signature.
+func TestSCRAMOverMQTT(t *testing.T) {
+	svc, addr, _ := deviceService(t, nil)
+	for _, tt := range []struct {
+		pw   string
+		want byte
+	}{{"sa", 0}, {"wrong", 0x87}} {
+		c := dial(t, addr, packet.V5)
+		sc := &scramClient{user: "dev-a", password: tt.pw, cnonce: "fyko+d2lbbFgONRv9qkxdawL"}
+		p := &packet.Connect{ProtocolName: "MQTT", Version: packet.V5, CleanStart: true, ClientID: "dev-a"}
+		p.Props.AuthMethod, p.Props.AuthData = SCRAMMethod, sc.first()
+		p.Props.Set(packet.PropAuthMethod)
+		p.Props.Set(packet.PropAuthData)
+		c.send(p)
+		auth, ok := c.next().(*packet.Auth)
+		if !ok || auth.ReasonCode != 0x18 {
+			t.Fatalf("want AUTH 0x18, got %+v", auth)
+		}
+		final, err := sc.final(auth.Props.AuthData)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := &packet.Auth{ReasonCode: 0x18}
+		a.Props.AuthMethod, a.Props.AuthData = SCRAMMethod, final
+		a.Props.Set(packet.PropAuthMethod)
+		a.Props.Set(packet.PropAuthData)
+		c.send(a)
+		ack, ok := c.next().(*packet.Connack)
+		if !ok || ack.ReasonCode != tt.want {
+			t.Fatalf("password %q: CONNACK %+v, want 0x%02x", tt.pw, ack, tt.want)
+		}
+		if tt.want != 0 {
+			continue
+		}
+		if !sc.verify(ack.Props.AuthData) {
+			t.Error("server signature in CONNACK does not verify")
+		}
+		if rc := c.publish("devices/dev-a/x", false); rc != 0 {
+			t.Errorf("publish after SCRAM: 0x%02x", rc)
+		}
+		if rc := c.publish("devices/dev-b/x", false); rc != 0x87 {
+			t.Errorf("publish to B after SCRAM: 0x%02x", rc)
+		}
+	}
+	c := dial(t, addr, packet.V5)
+	p := &packet.Connect{ProtocolName: "MQTT", Version: packet.V5, CleanStart: true, ClientID: "x"}
+	p.Props.AuthMethod = "PLAIN"
+	p.Props.Set(packet.PropAuthMethod)
+	c.send(p)
+	if ack, ok := c.next().(*packet.Connack); !ok || ack.ReasonCode != 0x8C {
+		t.Errorf("unknown method: %+v, want 0x8C", ack)
+	}
+	_ = svc
+}
