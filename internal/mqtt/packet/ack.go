@@ -71,7 +71,7 @@ func (p *Ack) Encode(dst []byte, v Version) ([]byte, error) {
 	if s.n > 2 {
 		dst = append(dst, p.ReasonCode)
 		if props > 0 {
-			dst = p.Props.appendTo(dst, props)
+			dst = p.Props.appendTo(dst, props, p.Kind)
 		}
 	}
 	return dst, nil

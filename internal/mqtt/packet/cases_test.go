@@ -264,8 +264,9 @@ var packetCases = []packetCase{
 		wire: fix(0x30, str("t"), props(0x26, str("k"), str("\xff")))},
 	{name: "publish/encode-qos-3", v: V311, encErr: ErrMalformedPacket, pkt: &Publish{QoS: 3, Topic: "t", PacketID: 1}},
 	{name: "publish/encode-packet-id-0", v: V311, encErr: ErrProtocolError, pkt: &Publish{QoS: 1, Topic: "t"}},
-	{name: "publish/encode-property-not-allowed", v: V5, encErr: ErrProtocolError,
-		pkt: &Publish{Topic: "t", Props: Properties{Present: has(PropSessionExpiry)}}},
+	{name: "publish/v5-drops-will-delay", v: V5, encodeOnly: true,
+		pkt:  &Publish{Topic: "t", Props: Properties{Present: has(PropWillDelay, PropMessageExpiry), WillDelay: 5, MessageExpiry: 9, AuthMethod: "m"}},
+		wire: fix(0x30, str("t"), props(0x02, 0, 0, 0, 9))},
 	{name: "publish/encode-subscription-id-0", v: V5, encErr: ErrProtocolError,
 		pkt: &Publish{Topic: "t", Props: Properties{SubscriptionIDs: []uint32{0}}}},
 	{name: "publish/encode-long-topic", v: V311, encErr: ErrMalformedPacket,
@@ -307,8 +308,9 @@ var packetCases = []packetCase{
 		wire: fix(0x40, 0, 7, 0, props(0x1f, str("a"), 0x1f, str("b")))},
 	{name: "puback/v5-trailing", v: V5, err: ErrMalformedPacket, wire: fix(0x40, 0, 7, 0, 0, 0)},
 	{name: "puback/encode-bad-kind", v: V311, encErr: ErrProtocolError, pkt: &Ack{Kind: PUBLISH, PacketID: 1}},
-	{name: "puback/encode-property-not-allowed", v: V5, encErr: ErrProtocolError,
-		pkt: &Ack{Kind: PUBACK, PacketID: 1, Props: Properties{SubscriptionIDs: []uint32{1}}}},
+	{name: "puback/v5-drops-properties-not-allowed", v: V5, encodeOnly: true,
+		pkt:  &Ack{Kind: PUBACK, PacketID: 1, Props: Properties{SubscriptionIDs: []uint32{1}, Present: has(PropTopicAlias), TopicAlias: 1}},
+		wire: raw(0x40, 2, 0, 1)},
 
 	// SUBSCRIBE [MQTT-3.8]
 	{name: "subscribe", v: V311,

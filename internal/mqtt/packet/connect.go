@@ -174,12 +174,12 @@ func (p *Connect) Encode(dst []byte, v Version) ([]byte, error) {
 	dst = append(dst, byte(v), p.flags())
 	dst = appendU16(dst, p.KeepAlive)
 	if v == V5 {
-		dst = p.Props.appendTo(dst, props)
+		dst = p.Props.appendTo(dst, props, CONNECT)
 	}
 	dst = appendStr(dst, p.ClientID)
 	if p.WillFlag {
 		if v == V5 {
-			dst = p.WillProps.appendTo(dst, willProps)
+			dst = p.WillProps.appendTo(dst, willProps, willCtx)
 		}
 		dst = appendStr(dst, p.WillTopic)
 		dst = appendBin(dst, p.WillPayload)
@@ -256,7 +256,7 @@ func (p *Connack) Encode(dst []byte, v Version) ([]byte, error) {
 	}
 	dst = append(dst, flags, p.ReasonCode)
 	if v == V5 {
-		dst = p.Props.appendTo(dst, props)
+		dst = p.Props.appendTo(dst, props, CONNACK)
 	}
 	return dst, nil
 }

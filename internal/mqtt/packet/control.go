@@ -94,7 +94,7 @@ func (p *Disconnect) Encode(dst []byte, v Version) ([]byte, error) {
 		dst = append(dst, p.ReasonCode)
 	}
 	if props > 0 {
-		dst = p.Props.appendTo(dst, props)
+		dst = p.Props.appendTo(dst, props, DISCONNECT)
 	}
 	return dst, nil
 }
@@ -130,7 +130,7 @@ func (p *Auth) Encode(dst []byte, v Version) ([]byte, error) {
 		return dst, err
 	}
 	if s.n > 0 {
-		dst = p.Props.appendTo(append(dst, p.ReasonCode), props)
+		dst = p.Props.appendTo(append(dst, p.ReasonCode), props, AUTH)
 	}
 	return dst, nil
 }

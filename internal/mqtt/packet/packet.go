@@ -22,9 +22,11 @@
 // the CONNACK return code V3UnacceptableProtocolVersion (see V3ConnackCode).
 //
 // Encode checks what it must to produce a well-formed packet and fails with
-// the same codes; fields a version does not have (properties and reason
-// codes before 5) are left out. Topic names and filters are checked as UTF-8
-// strings only: their syntax (wildcards, levels) is package topic's job.
+// the same codes. Fields a version does not have (properties and reason codes
+// before 5) are left out, and so are properties the packet type cannot carry
+// (a will's Will Delay Interval when its properties go into a PUBLISH).
+// Topic names and filters are checked as UTF-8 strings only: their syntax
+// (wildcards, levels) is package topic's job.
 package packet
 
 // Version is the protocol level carried in CONNECT.

@@ -258,19 +258,17 @@ func (p *Properties) present() uint64 {
 	return m
 }
 
-// Empty reports whether p encodes as no properties at all.
+// Empty reports whether p holds no property at all.
 func (p *Properties) Empty() bool { return p.present() == 0 }
 
 // size returns the length of p's encoding in ctx, without the property
-// length in front, checking that every property may appear there.
+// length in front. Properties that ctx cannot carry are left out, so that
+// properties can be passed from one packet to another: a will's properties
+// become its PUBLISH's without the Will Delay Interval, for one.
 func (p *Properties) size(ctx Type) (int, error) {
-	m := p.present()
+	m := p.present() & allowedProps[ctx]
 	if m == 0 {
 		return 0, nil
-	}
-	if bad := m &^ allowedProps[ctx]; bad != 0 {
-		id := PropID(bits.TrailingZeros64(bad))
-		return 0, protocolError("%v not allowed in %s properties", id, ctxName(ctx))
 	}
 	s := sizer{}
 	for ; m != 0; m &= m - 1 {
@@ -325,13 +323,14 @@ func (p *Properties) size(ctx Type) (int, error) {
 	return s.n, s.err
 }
 
-// appendTo appends the property length n (from size) and the properties.
-func (p *Properties) appendTo(dst []byte, n int) []byte {
+// appendTo appends the property length n (from size) and the properties
+// that ctx can carry.
+func (p *Properties) appendTo(dst []byte, n int, ctx Type) []byte {
 	dst = AppendVarint(dst, n)
 	if n == 0 {
 		return dst
 	}
-	for m := p.present(); m != 0; m &= m - 1 {
+	for m := p.present() & allowedProps[ctx]; m != 0; m &= m - 1 {
 		id := PropID(bits.TrailingZeros64(m))
 		switch id {
 		case PropPayloadFormat:

@@ -114,7 +114,7 @@ func (p *Publish) EncodeHeader(dst []byte, v Version) ([]byte, error) {
 		dst = appendU16(dst, p.PacketID)
 	}
 	if v == V5 {
-		dst = p.Props.appendTo(dst, props)
+		dst = p.Props.appendTo(dst, props, PUBLISH)
 	}
 	return dst, nil
 }

@@ -130,10 +130,10 @@ func sizeIDAndProps(t Type, v Version, p *Properties) (s sizer, props int, err e
 
 // appendIDAndProps appends the packet identifier and, in version 5, the
 // properties.
-func appendIDAndProps(dst []byte, id uint16, v Version, p *Properties, props int) []byte {
+func appendIDAndProps(dst []byte, t Type, id uint16, v Version, p *Properties, props int) []byte {
 	dst = appendU16(dst, id)
 	if v == V5 {
-		dst = p.appendTo(dst, props)
+		dst = p.appendTo(dst, props, t)
 	}
 	return dst
 }
@@ -160,7 +160,7 @@ func (p *Subscribe) Encode(dst []byte, v Version) ([]byte, error) {
 	if dst, err = finish(dst, SUBSCRIBE, 0x02, &s); err != nil {
 		return dst, err
 	}
-	dst = appendIDAndProps(dst, p.PacketID, v, &p.Props, props)
+	dst = appendIDAndProps(dst, SUBSCRIBE, p.PacketID, v, &p.Props, props)
 	for i := range p.Subscriptions {
 		o, _ := p.Subscriptions[i].options(v)
 		dst = append(appendStr(dst, p.Subscriptions[i].Filter), o)
@@ -202,7 +202,7 @@ func (p *Suback) Encode(dst []byte, v Version) ([]byte, error) {
 	if dst, err = finish(dst, SUBACK, 0, &s); err != nil {
 		return dst, err
 	}
-	dst = appendIDAndProps(dst, p.PacketID, v, &p.Props, props)
+	dst = appendIDAndProps(dst, SUBACK, p.PacketID, v, &p.Props, props)
 	if v == V5 {
 		return append(dst, p.ReasonCodes...), nil
 	}
@@ -254,7 +254,7 @@ func (p *Unsubscribe) Encode(dst []byte, v Version) ([]byte, error) {
 	if dst, err = finish(dst, UNSUBSCRIBE, 0x02, &s); err != nil {
 		return dst, err
 	}
-	dst = appendIDAndProps(dst, p.PacketID, v, &p.Props, props)
+	dst = appendIDAndProps(dst, UNSUBSCRIBE, p.PacketID, v, &p.Props, props)
 	for _, f := range p.Filters {
 		dst = appendStr(dst, f)
 	}
@@ -301,7 +301,7 @@ func (p *Unsuback) Encode(dst []byte, v Version) ([]byte, error) {
 	if dst, err = finish(dst, UNSUBACK, 0, &s); err != nil {
 		return dst, err
 	}
-	dst = appendIDAndProps(dst, p.PacketID, v, &p.Props, props)
+	dst = appendIDAndProps(dst, UNSUBACK, p.PacketID, v, &p.Props, props)
 	if v == V5 {
 		dst = append(dst, p.ReasonCodes...)
 	}
