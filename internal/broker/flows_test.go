@@ -746,3 +746,70 @@ func TestShutdown(t *testing.T) {
 		t.Fatalf("%d sessions stored", n)
 	}
 }
+
+// TestWillAndExpiryAcrossRestart: a delayed will pending at shutdown is
+// published after the restart, and a session that expired while the broker
+// was down is purged on load.
+func TestWillAndExpiryAcrossRestart(t *testing.T) {
+	st := memStore(t)
+	tb := startBroker(t, Options{Store: st, AllowAnonymous: true})
+	w := tb.connect("w", packet.V5, withWill("will", "after restart"), func(p *packet.Connect) {
+		p.WillQoS = 1
+		p.WillProps.WillDelay = 1
+		p.WillProps.Set(packet.PropWillDelay)
+	}, persistent(3600))
+	w.close()
+	short := tb.connect("short", packet.V5, persistent(1))
+	short.subscribe(1, "x", 1)
+	short.send(&packet.Disconnect{})
+	short.expectClosed()
+	s := tb.connect("s", packet.V5, persistent(3600))
+	s.subscribe(1, "will", 1)
+	s.send(&packet.Disconnect{})
+	s.expectClosed()
+	eventually(t, "will stored", func() bool {
+		n := 0
+		st.Scan(store.Wills, "", func(string, []byte) error { n++; return nil })
+		return n == 1
+	})
+	tb.stop()
+	// Let the short session's expiry pass while the broker is down.
+	until := time.Now().Add(1100 * time.Millisecond)
+	eventually(t, "expiry while down", func() bool { return time.Now().After(until) })
+
+	tb2 := startBroker(t, Options{Store: st, AllowAnonymous: true})
+	s2 := tb2.dial(packet.V5)
+	if !s2.connect("s", persistent(3600)).SessionPresent {
+		t.Fatal("no session")
+	}
+	m := s2.expectPublish("will", "after restart")
+	s2.send(&packet.Ack{Kind: packet.PUBACK, PacketID: m.PacketID})
+	c := tb2.dial(packet.V5)
+	if c.connect("short", persistent(1)).SessionPresent {
+		t.Fatal("expired session restored")
+	}
+}
+
+// TestReleasedQoS2AcrossRestart: a QoS 2 delivery whose PUBREL was sent
+// resumes with PUBREL after a restart, not with the PUBLISH.
+func TestReleasedQoS2AcrossRestart(t *testing.T) {
+	st := memStore(t)
+	tb := startBroker(t, Options{Store: st, AllowAnonymous: true})
+	s := tb.connect("s", packet.V5, persistent(3600))
+	s.subscribe(1, "q", 2)
+	p := tb.connect("p", packet.V5)
+	p.publish("q", "x", 2, false, 1)
+	p.expect(packet.PUBREC)
+	m := s.expectPublish("q", "x")
+	s.send(&packet.Ack{Kind: packet.PUBREC, PacketID: m.PacketID})
+	s.expect(packet.PUBREL)
+	tb.stop()
+	tb2 := startBroker(t, Options{Store: st, AllowAnonymous: true})
+	s2 := tb2.dial(packet.V5)
+	s2.connect("s", persistent(3600))
+	if a := s2.expect(packet.PUBREL).(*packet.Ack); a.PacketID != m.PacketID {
+		t.Fatalf("pubrel %d", a.PacketID)
+	}
+	s2.send(&packet.Ack{Kind: packet.PUBCOMP, PacketID: m.PacketID})
+	s2.expectNone()
+}

@@ -388,9 +388,11 @@ func (b *Broker) loadWills(sessions map[string]*session) error {
 			b.unstoreWill(key)
 			return nil
 		}
-		s.pendingWill = w
 		d := time.Duration(w.deadline - time.Now().UnixNano())
+		s.mu.Lock()
+		s.pendingWill = w
 		s.willTimer = b.afterFunc(max(d, 0), func() { b.willDue(s, w) })
+		s.mu.Unlock()
 		return nil
 	})
 	for _, w := range orphans {
