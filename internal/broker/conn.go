@@ -173,10 +173,13 @@ func (c *conn) step(job uint8) {
 	} else {
 		err = c.readOnce()
 	}
+	if err == nil && c.keepAlive > 0 {
+		c.nc.SetReadDeadline(time.Now().Add(c.keepAlive))
+	}
+	// kick stores the flag before expiring the deadline; checking it after
+	// extending the deadline means one of the two sees the other.
 	if c.kicked.Load() {
 		err = *c.kickCode.Load()
-	} else if err == nil && c.keepAlive > 0 {
-		c.nc.SetReadDeadline(time.Now().Add(c.keepAlive))
 	}
 	c.err = err
 }
@@ -357,15 +360,14 @@ func (c *conn) fail(code packet.Code) error {
 // administrative action): a v5 client gets DISCONNECT with code, and the
 // reader is woken by an expired read deadline.
 func (c *conn) kick(code packet.Code) {
-	if !c.kickCode.CompareAndSwap(nil, &code) {
-		return
-	}
-	c.kicked.Store(true)
-	c.wmu.Lock()
-	v := c.wver
-	c.wmu.Unlock()
-	if v == packet.V5 {
-		c.sendDisconnect(code)
+	if c.kickCode.CompareAndSwap(nil, &code) {
+		c.kicked.Store(true)
+		c.wmu.Lock()
+		v := c.wver
+		c.wmu.Unlock()
+		if v == packet.V5 {
+			c.sendDisconnect(code)
+		}
 	}
 	c.nc.SetReadDeadline(time.Unix(1, 0))
 }

@@ -159,9 +159,12 @@ func (c *conn) ackPublish(pe *pending) {
 				s.unstoreInbound(pe.pid)
 			}
 		}
+		// A client that reconnected meanwhile has re-sent the PUBLISH and
+		// waits for the PUBREC on its new connection.
+		to := s.conn
 		s.mu.Unlock()
-		if !pe.silent {
-			c.sendAck(packet.PUBREC, pe.pid, pe.code)
+		if !pe.silent && to != nil {
+			to.sendAck(packet.PUBREC, pe.pid, pe.code)
 		}
 	}
 }
