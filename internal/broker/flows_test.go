@@ -813,3 +813,34 @@ func TestReleasedQoS2AcrossRestart(t *testing.T) {
 	s2.send(&packet.Ack{Kind: packet.PUBCOMP, PacketID: m.PacketID})
 	s2.expectNone()
 }
+
+// TestSlowSubscriber: a subscriber that does not read never blocks the
+// publisher; QoS 0 over the outbound bound is dropped and counted, QoS 1
+// waits in the session queue and is delivered once the subscriber reads.
+func TestSlowSubscriber(t *testing.T) {
+	cfg := testConfig()
+	cfg.WriteTimeout = 20 * time.Second
+	tb := startBroker(t, Options{Config: cfg, AllowAnonymous: true, MaxOutboundBytes: 1024})
+	s := tb.connect("slow", packet.V311)
+	s.subscribe(1, "big", 1)
+	p := tb.connect("p", packet.V311)
+	payload := string(make([]byte, 100<<10))
+	for i := 0; i < 200; i++ {
+		p.publish("big", payload, 0, false, 0)
+	}
+	p.publish("big", "last", 1, false, 1)
+	p.expect(packet.PUBACK) // the publisher was not blocked
+	eventually(t, "drops", func() bool { return tb.Stats().Drops["outbound_full"] > 0 })
+	for {
+		m, err := s.read(waitTime)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		if pb := m.(*packet.Publish); pb.QoS == 1 {
+			if string(pb.Payload) != "last" {
+				t.Fatalf("payload %q", pb.Payload[:8])
+			}
+			break
+		}
+	}
+}
