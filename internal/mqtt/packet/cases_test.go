@@ -11,7 +11,7 @@ type packetCase struct {
 
 	encErr     error // Encode(pkt) fails with this (wire is unused)
 	decodeOnly bool  // wire is a legal non-canonical form: pkt encodes otherwise
-	encodeOnly bool  // pkt encodes to wire, which decodes to something else
+	encodeOnly bool  // pkt encodes to wire, which decodes to something else or fails with err
 }
 
 var (
@@ -166,10 +166,14 @@ var packetCases = []packetCase{
 		wire: fix(0x10, str("MQTT"), 5, 0x02, 0, 0)},
 	{name: "connect/encode-unknown-version", v: 6, encErr: ErrUnsupportedProtocolVersion,
 		pkt: &Connect{ClientID: "c"}},
-	{name: "connect/encode-password-without-username", v: V311, encErr: ErrMalformedPacket,
-		pkt: &Connect{ClientID: "c", PasswordFlag: true}},
-	{name: "connect/encode-will-qos-without-will", v: V311, encErr: ErrMalformedPacket,
-		pkt: &Connect{ClientID: "c", WillQoS: 1}},
+	{name: "connect/encode-as-given-password-without-username", v: V311, encodeOnly: true, err: ErrMalformedPacket,
+		pkt:  &Connect{ClientID: "c", PasswordFlag: true},
+		wire: fix(0x10, str("MQTT"), 4, 0x40, 0, 0, str("c"), str(""))},
+	{name: "connect/encode-as-given-will-qos-without-will", v: V311, encodeOnly: true, err: ErrMalformedPacket,
+		pkt:  &Connect{ClientID: "c", WillQoS: 1, WillRetain: true},
+		wire: fix(0x10, str("MQTT"), 4, 0x28, 0, 0, str("c"))},
+	{name: "connect/encode-will-qos-4", v: V311, encErr: ErrMalformedPacket,
+		pkt: &Connect{ClientID: "c", WillFlag: true, WillQoS: 4}},
 
 	// CONNACK [MQTT-3.2]
 	{name: "connack/session-present", v: V311, pkt: &Connack{SessionPresent: true}, wire: raw(0x20, 2, 1, 0)},
@@ -230,7 +234,8 @@ var packetCases = []packetCase{
 		wire: fix(0x30, str("t"), props(0x09, 0, 0))},
 	{name: "publish/MQTT-4.7.3-1-empty-topic", v: V311, err: ErrProtocolError, wire: fix(0x30, str(""), "x")},
 	{name: "publish/v5-empty-topic-without-alias", v: V5, err: ErrProtocolError, wire: fix(0x30, str(""), 0, "x")},
-	{name: "publish/encode-empty-topic", v: V5, encErr: ErrProtocolError, pkt: &Publish{Payload: []byte("x")}},
+	{name: "publish/encode-as-given-empty-topic", v: V5, encodeOnly: true, err: ErrProtocolError,
+		pkt: &Publish{Payload: []byte("x")}, wire: fix(0x30, str(""), 0, "x")},
 	{name: "publish/MQTT-3.3.1-4-qos-3", v: V311, err: ErrMalformedPacket, wire: fix(0x36, str("t"), 0, 1)},
 	{name: "publish/MQTT-3.3.1-2-dup-on-qos-0", v: V311, err: ErrMalformedPacket, wire: fix(0x38, str("t"))},
 	{name: "publish/MQTT-2.2.1-3-packet-id-0", v: V311, err: ErrProtocolError, wire: fix(0x32, str("t"), 0, 0)},
@@ -262,13 +267,21 @@ var packetCases = []packetCase{
 	{name: "publish/v5-missing-property-length", v: V5, err: ErrMalformedPacket, wire: fix(0x30, str("t"))},
 	{name: "publish/v5-user-property-invalid-utf8", v: V5, err: ErrMalformedPacket,
 		wire: fix(0x30, str("t"), props(0x26, str("k"), str("\xff")))},
-	{name: "publish/encode-qos-3", v: V311, encErr: ErrMalformedPacket, pkt: &Publish{QoS: 3, Topic: "t", PacketID: 1}},
-	{name: "publish/encode-packet-id-0", v: V311, encErr: ErrProtocolError, pkt: &Publish{QoS: 1, Topic: "t"}},
+	{name: "publish/encode-as-given-qos-3", v: V311, encodeOnly: true, err: ErrMalformedPacket,
+		pkt: &Publish{QoS: 3, Topic: "t", PacketID: 1}, wire: fix(0x36, str("t"), 0, 1)},
+	{name: "publish/encode-as-given-dup-on-qos-0", v: V311, encodeOnly: true, err: ErrMalformedPacket,
+		pkt: &Publish{Dup: true, Topic: "t"}, wire: fix(0x38, str("t"))},
+	{name: "publish/encode-as-given-packet-id-0", v: V311, encodeOnly: true, err: ErrProtocolError,
+		pkt: &Publish{QoS: 1, Topic: "t"}, wire: fix(0x32, str("t"), 0, 0)},
+	{name: "publish/encode-qos-4", v: V311, encErr: ErrMalformedPacket, pkt: &Publish{QoS: 4, Topic: "t", PacketID: 1}},
 	{name: "publish/v5-drops-will-delay", v: V5, encodeOnly: true,
 		pkt:  &Publish{Topic: "t", Props: Properties{Present: has(PropWillDelay, PropMessageExpiry), WillDelay: 5, MessageExpiry: 9, AuthMethod: "m"}},
 		wire: fix(0x30, str("t"), props(0x02, 0, 0, 0, 9))},
-	{name: "publish/encode-subscription-id-0", v: V5, encErr: ErrProtocolError,
-		pkt: &Publish{Topic: "t", Props: Properties{SubscriptionIDs: []uint32{0}}}},
+	{name: "publish/encode-as-given-subscription-id-0", v: V5, encodeOnly: true, err: ErrProtocolError,
+		pkt:  &Publish{Topic: "t", Props: Properties{SubscriptionIDs: []uint32{0}}},
+		wire: fix(0x30, str("t"), props(0x0b, 0))},
+	{name: "publish/encode-subscription-id-too-large", v: V5, encErr: ErrMalformedPacket,
+		pkt: &Publish{Topic: "t", Props: Properties{SubscriptionIDs: []uint32{MaxRemainingLength + 1}}}},
 	{name: "publish/encode-long-topic", v: V311, encErr: ErrMalformedPacket,
 		pkt: &Publish{Topic: string(make([]byte, 65536))}},
 
@@ -353,13 +366,20 @@ var packetCases = []packetCase{
 	{name: "subscribe/missing-options", v: V311, err: ErrMalformedPacket, wire: fix(0x82, 0, 1, str("a"))},
 	{name: "subscribe/truncated-filter", v: V311, err: ErrMalformedPacket, wire: fix(0x82, 0, 1, str("a"), 0, 0)},
 	{name: "subscribe/MQTT-1.5.4-1-filter", v: V311, err: ErrMalformedPacket, wire: fix(0x82, 0, 1, str("\xfe"), 0)},
-	{name: "subscribe/encode-empty", v: V311, encErr: ErrProtocolError, pkt: &Subscribe{PacketID: 1}},
-	{name: "subscribe/encode-packet-id-0", v: V311, encErr: ErrProtocolError,
-		pkt: &Subscribe{Subscriptions: []Subscription{{Filter: "a"}}}},
-	{name: "subscribe/encode-retain-handling-3", v: V5, encErr: ErrProtocolError,
-		pkt: &Subscribe{PacketID: 1, Subscriptions: []Subscription{{Filter: "a", RetainHandling: 3}}}},
-	{name: "subscribe/encode-two-subscription-ids", v: V5, encErr: ErrProtocolError,
-		pkt: &Subscribe{PacketID: 1, Props: Properties{SubscriptionIDs: []uint32{1, 2}}, Subscriptions: []Subscription{{Filter: "a"}}}},
+	{name: "subscribe/encode-as-given-empty", v: V311, encodeOnly: true, err: ErrProtocolError,
+		pkt: &Subscribe{PacketID: 1}, wire: fix(0x82, 0, 1)},
+	{name: "subscribe/encode-as-given-packet-id-0", v: V311, encodeOnly: true, err: ErrProtocolError,
+		pkt: &Subscribe{Subscriptions: []Subscription{{Filter: "a"}}}, wire: fix(0x82, 0, 0, str("a"), 0)},
+	{name: "subscribe/encode-as-given-retain-handling-3", v: V5, encodeOnly: true, err: ErrProtocolError,
+		pkt:  &Subscribe{PacketID: 1, Subscriptions: []Subscription{{Filter: "a", RetainHandling: 3}}},
+		wire: fix(0x82, 0, 1, 0, str("a"), 0x30)},
+	{name: "subscribe/encode-as-given-two-subscription-ids", v: V5, encodeOnly: true, err: ErrProtocolError,
+		pkt:  &Subscribe{PacketID: 1, Props: Properties{SubscriptionIDs: []uint32{1, 2}}, Subscriptions: []Subscription{{Filter: "a"}}},
+		wire: fix(0x82, 0, 1, props(0x0b, 1, 0x0b, 2), str("a"), 0)},
+	{name: "subscribe/encode-retain-handling-4", v: V5, encErr: ErrMalformedPacket,
+		pkt: &Subscribe{PacketID: 1, Subscriptions: []Subscription{{Filter: "a", RetainHandling: 4}}}},
+	{name: "subscribe/encode-qos-4", v: V311, encErr: ErrMalformedPacket,
+		pkt: &Subscribe{PacketID: 1, Subscriptions: []Subscription{{Filter: "a", QoS: 4}}}},
 
 	// SUBACK [MQTT-3.9]
 	{name: "suback", v: V311, pkt: &Suback{PacketID: 1, ReasonCodes: []byte{0, 1, 2, 0x80}}, wire: fix(0x90, 0, 1, 0, 1, 2, 0x80)},
@@ -383,7 +403,8 @@ var packetCases = []packetCase{
 	{name: "unsubscribe/truncated", v: V311, err: ErrMalformedPacket, wire: fix(0xa2, 0, 2, str("a"), 0)},
 	{name: "unsubscribe/v5-property-not-allowed", v: V5, err: ErrMalformedPacket,
 		wire: fix(0xa2, 0, 2, props(0x0b, 1), str("a"))},
-	{name: "unsubscribe/encode-empty", v: V5, encErr: ErrProtocolError, pkt: &Unsubscribe{PacketID: 1}},
+	{name: "unsubscribe/encode-as-given-empty", v: V5, encodeOnly: true, err: ErrProtocolError,
+		pkt: &Unsubscribe{PacketID: 1}, wire: fix(0xa2, 0, 1, 0)},
 
 	// UNSUBACK [MQTT-3.11]
 	{name: "unsuback", v: V311, pkt: &Unsuback{PacketID: 2}, wire: raw(0xb0, 2, 0, 2)},

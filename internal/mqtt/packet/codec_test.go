@@ -18,6 +18,10 @@ func TestPacketCases(t *testing.T) {
 				checkErr(t, "encode", err, tc.encErr)
 				return
 			}
+			if tc.encodeOnly && tc.err != nil {
+				_, err := decodeWire(tc.wire, tc.v)
+				checkErr(t, "decode of what was encoded as given", err, tc.err)
+			}
 			if !tc.encodeOnly {
 				got, err := decodeWire(tc.wire, tc.v)
 				if tc.err != nil {

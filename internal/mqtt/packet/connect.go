@@ -111,10 +111,11 @@ func (p *Connect) flags() byte {
 		f |= connectCleanStart
 	}
 	if p.WillFlag {
-		f |= connectWill | p.WillQoS<<3
-		if p.WillRetain {
-			f |= connectWillRetain
-		}
+		f |= connectWill
+	}
+	f |= p.WillQoS & 3 << 3
+	if p.WillRetain {
+		f |= connectWillRetain
 	}
 	if p.PasswordFlag {
 		f |= connectPassword
@@ -126,7 +127,8 @@ func (p *Connect) flags() byte {
 }
 
 // Encode appends the CONNECT for protocol level v, or p.Version when v is 0.
-// The Protocol Name follows the level; p.ProtocolName is ignored.
+// The Protocol Name follows the level; p.ProtocolName is ignored. The flags
+// are written as given, consistent or not.
 func (p *Connect) Encode(dst []byte, v Version) ([]byte, error) {
 	if v == 0 {
 		v = p.Version
@@ -134,10 +136,8 @@ func (p *Connect) Encode(dst []byte, v Version) ([]byte, error) {
 	if err := checkVersion(v); err != nil {
 		return dst, fmt.Errorf("encode CONNECT: %w", err)
 	}
-	q := *p
-	q.Version = v
-	if err := q.checkFlags(); err != nil {
-		return dst, fmt.Errorf("encode CONNECT: %w", err)
+	if p.WillQoS > 3 {
+		return dst, malformed("encode CONNECT: will qos %d does not fit in two bits", p.WillQoS)
 	}
 	name := protocolName(v)
 	s := sizer{n: 2 + len(name) + 1 + 1 + 2}

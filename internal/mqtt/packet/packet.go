@@ -21,10 +21,14 @@
 // connection instead [MQTT-4.8.0-1], or answers an unsupported protocol with
 // the CONNACK return code V3UnacceptableProtocolVersion (see V3ConnackCode).
 //
-// Encode checks what it must to produce a well-formed packet and fails with
-// the same codes. Fields a version does not have (properties and reason codes
-// before 5) are left out, and so are properties the packet type cannot carry
-// (a will's Will Delay Interval when its properties go into a PUBLISH).
+// Encode writes what it is given, even a packet that breaks a protocol rule
+// the decoder enforces (tests send such packets on purpose); it fails only
+// for what the wire cannot represent: a version it does not speak, a string
+// over 65,535 bytes, a value too wide for its field, a packet over the
+// largest Remaining Length. Fields a version does not have (properties and
+// reason codes before 5) are left out, and so are properties the packet type
+// cannot carry (a will's Will Delay Interval when its properties go into a
+// PUBLISH).
 // Topic names and filters are checked as UTF-8 strings only: their syntax
 // (wildcards, levels) is package topic's job.
 package packet

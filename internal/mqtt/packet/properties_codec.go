@@ -301,13 +301,10 @@ func (p *Properties) size(ctx Type) (int, error) {
 		case PropReasonString:
 			s.str(propNames[id], len(p.ReasonString))
 		case PropSubscriptionID:
-			if len(p.SubscriptionIDs) > 1 && ctx != PUBLISH {
-				return 0, protocolError("%d subscription identifiers in %v", len(p.SubscriptionIDs), ctx)
-			}
 			s.n-- // one identifier byte per value, counted below
 			for _, sid := range p.SubscriptionIDs {
-				if sid == 0 || sid > maxSubscriptionID {
-					return 0, protocolError("subscription identifier %d out of range", sid)
+				if sid > maxSubscriptionID {
+					return 0, malformed("subscription identifier %d over %d", sid, maxSubscriptionID)
 				}
 				s.n += 1 + VarintSize(int(sid))
 			}

@@ -42,7 +42,7 @@ func (p *Publish) checkTopic(v Version) error {
 
 // flags is the low nibble of the PUBLISH first byte.
 func (p *Publish) flags() byte {
-	f := p.QoS << 1
+	f := p.QoS & 3 << 1
 	if p.Dup {
 		f |= 0x08
 	}
@@ -58,17 +58,8 @@ func (p *Publish) headerSize(v Version) (hdr, props int, err error) {
 	if err := checkVersion(v); err != nil {
 		return 0, 0, err
 	}
-	if p.QoS > 2 {
-		return 0, 0, malformed("publish qos %d [MQTT-3.3.1-4]", p.QoS)
-	}
-	if p.QoS == 0 && p.Dup {
-		return 0, 0, malformed("publish dup set on qos 0 [MQTT-3.3.1-2]")
-	}
-	if p.QoS > 0 && p.PacketID == 0 {
-		return 0, 0, protocolError("publish qos %d with packet identifier 0 [MQTT-2.2.1-3]", p.QoS)
-	}
-	if err := p.checkTopic(v); err != nil {
-		return 0, 0, err
+	if p.QoS > 3 {
+		return 0, 0, malformed("publish qos %d does not fit in two bits", p.QoS)
 	}
 	s := sizer{}
 	s.str("topic name", len(p.Topic))

@@ -93,15 +93,15 @@ func subscriptionFrom(filter string, opts byte, v Version) (Subscription, error)
 
 // options packs s into a Subscription Options byte for version v.
 func (s *Subscription) options(v Version) (byte, error) {
-	if s.QoS > 2 {
-		return 0, malformed("subscription %q qos %d", s.Filter, s.QoS)
+	if s.QoS > 3 {
+		return 0, malformed("subscription %q qos %d does not fit in two bits", s.Filter, s.QoS)
 	}
 	o := s.QoS
 	if v != V5 {
 		return o, nil
 	}
-	if s.RetainHandling > 2 {
-		return 0, protocolError("subscription %q retain handling %d", s.Filter, s.RetainHandling)
+	if s.RetainHandling > 3 {
+		return 0, malformed("subscription %q retain handling %d does not fit in two bits", s.Filter, s.RetainHandling)
 	}
 	if s.NoLocal {
 		o |= 0x04
@@ -143,12 +143,6 @@ func (p *Subscribe) Encode(dst []byte, v Version) ([]byte, error) {
 	s, props, err := sizeIDAndProps(SUBSCRIBE, v, &p.Props)
 	if err != nil {
 		return dst, err
-	}
-	if p.PacketID == 0 {
-		return dst, protocolError("encode SUBSCRIBE: packet identifier 0 [MQTT-2.2.1-3]")
-	}
-	if len(p.Subscriptions) == 0 {
-		return dst, protocolError("encode SUBSCRIBE: no topic filters [MQTT-3.8.3-3]")
 	}
 	for i := range p.Subscriptions {
 		if _, err := p.Subscriptions[i].options(v); err != nil {
@@ -241,12 +235,6 @@ func (p *Unsubscribe) Encode(dst []byte, v Version) ([]byte, error) {
 	s, props, err := sizeIDAndProps(UNSUBSCRIBE, v, &p.Props)
 	if err != nil {
 		return dst, err
-	}
-	if p.PacketID == 0 {
-		return dst, protocolError("encode UNSUBSCRIBE: packet identifier 0 [MQTT-2.2.1-3]")
-	}
-	if len(p.Filters) == 0 {
-		return dst, protocolError("encode UNSUBSCRIBE: no topic filters [MQTT-3.10.3-2]")
 	}
 	for _, f := range p.Filters {
 		s.str("topic filter", len(f))
