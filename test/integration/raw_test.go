@@ -100,7 +100,8 @@ func (e *decodeError) Error() string {
 	return fmt.Sprintf("decode %v body %x: %v", e.typ, e.body, e.err)
 }
 
-// expect reads the next packet, skipping PINGRESP, and fails unless it is a T.
+// expect reads the next packet, skipping PINGRESP unless that is what it
+// expects, and fails unless it is a T.
 func expect[T packet.Packet](c *rawConn) T {
 	c.t.Helper()
 	for {
@@ -109,10 +110,10 @@ func expect[T packet.Packet](c *rawConn) T {
 			var zero T
 			c.t.Fatalf("reading %T: %v", zero, err)
 		}
-		if _, ok := p.(*packet.Pingresp); ok {
+		got, ok := p.(T)
+		if _, ping := p.(*packet.Pingresp); ping && !ok {
 			continue
 		}
-		got, ok := p.(T)
 		if !ok {
 			var zero T
 			c.t.Fatalf("got %v %+v, want %T", p.Type(), p, zero)
