@@ -172,6 +172,9 @@ var packetCases = []packetCase{
 	{name: "connect/encode-as-given-will-qos-without-will", v: V311, encodeOnly: true, err: ErrMalformedPacket,
 		pkt:  &Connect{ClientID: "c", WillQoS: 1, WillRetain: true},
 		wire: fix(0x10, str("MQTT"), 4, 0x28, 0, 0, str("c"))},
+	{name: "connect/encode-as-given-protocol-name", v: V311, encodeOnly: true, err: ErrUnsupportedProtocolVersion,
+		pkt:  &Connect{ProtocolName: "MQTX", ClientID: "c"},
+		wire: fix(0x10, str("MQTX"), 4, 0, 0, 0, str("c"))},
 	{name: "connect/encode-will-qos-4", v: V311, encErr: ErrMalformedPacket,
 		pkt: &Connect{ClientID: "c", WillFlag: true, WillQoS: 4}},
 

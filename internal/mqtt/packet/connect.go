@@ -127,8 +127,8 @@ func (p *Connect) flags() byte {
 }
 
 // Encode appends the CONNECT for protocol level v, or p.Version when v is 0.
-// The Protocol Name follows the level; p.ProtocolName is ignored. The flags
-// are written as given, consistent or not.
+// The Protocol Name is p.ProtocolName, or when that is empty the one that
+// goes with the level. The flags are written as given, consistent or not.
 func (p *Connect) Encode(dst []byte, v Version) ([]byte, error) {
 	if v == 0 {
 		v = p.Version
@@ -139,8 +139,12 @@ func (p *Connect) Encode(dst []byte, v Version) ([]byte, error) {
 	if p.WillQoS > 3 {
 		return dst, malformed("encode CONNECT: will qos %d does not fit in two bits", p.WillQoS)
 	}
-	name := protocolName(v)
-	s := sizer{n: 2 + len(name) + 1 + 1 + 2}
+	name := p.ProtocolName
+	if name == "" {
+		name = protocolName(v)
+	}
+	s := sizer{n: 1 + 1 + 2}
+	s.str("protocol name", len(name))
 	var props, willProps int
 	var err error
 	if v == V5 {
