@@ -91,11 +91,6 @@ func (c *conn) checkWill(p *packet.Connect) error {
 	if p.WillRetain && !c.b.cfg.RetainAvailable {
 		return c.refuse(packet.ErrRetainNotSupported, nil)
 	}
-	if az := c.b.opts.Authorizer; az != nil {
-		if err := az.CanPublish(c.info, p.WillTopic, p.WillQoS, p.WillRetain); err != nil {
-			return c.refuse(codeOf(err, packet.ErrNotAuthorized), nil)
-		}
-	}
 	return nil
 }
 
@@ -106,6 +101,12 @@ func (c *conn) finishAuth(st *authState) error {
 		err := a.Authenticate(ctx, c.info, st.connect)
 		cancel()
 		if err != nil {
+			return c.refuse(codeOf(err, packet.ErrNotAuthorized), nil)
+		}
+	}
+	// The will is authorized once the client is authenticated.
+	if p := st.connect; p.WillFlag && c.b.opts.Authorizer != nil {
+		if err := c.b.opts.Authorizer.CanPublish(c.info, p.WillTopic, p.WillQoS, p.WillRetain); err != nil {
 			return c.refuse(codeOf(err, packet.ErrNotAuthorized), nil)
 		}
 	}

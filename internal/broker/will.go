@@ -87,7 +87,9 @@ func (b *Broker) unstoreWill(id string) {
 // disconnected releases the session of a connection that ended: the will
 // is published or delayed, and the session ends or starts its expiry.
 func (b *Broker) disconnected(c *conn, err error) {
-	b.stats.connected.Add(-1)
+	// Counted once the session is released, so that a client seen gone has
+	// its will published and its expiry running.
+	defer b.stats.connected.Add(-1)
 	b.stats.disconnects.Add(1)
 	s := c.sess
 	s.mu.Lock()
