@@ -167,6 +167,11 @@ func v5Cases() []pcase {
 		return p
 	}
 	return []pcase{
+		{name: "v31/MQIsdp connect and publish", steps: flat(connS(0, packet.V31, "old"), sub(0, 1, "a", 1, 1),
+			connS(1, v, "p"), send(1, pub("a", "x", 1, 1)), want(1, ack(packet.PUBACK, 1, 0)), want(0, pub("a", "x", 1, 1)))},
+		{name: "v311/MQTT-3.1.2-2/unsupported protocol level 2", steps: flat(dial(0, packet.V311),
+			step{c: 0, raw: []byte{0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 2, 2, 0, 60, 0, 1, 'a'}},
+			want(0, &packet.Connack{ReasonCode: 0x01}), closed(0))},
 		{name: "v5/MQTT-3.1.2-2/unsupported protocol version", steps: flat(dial(0, v),
 			step{c: 0, raw: []byte{0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 6, 2, 0, 60, 0, 1, 'a'}},
 			want(0, &packet.Connack{ReasonCode: 0x84}), closed(0))},
