@@ -1,5 +1,60 @@
 package main
 
-import "errors"
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 
-func serve(args []string) error { return errors.New("serve: not wired yet") }
+	"github.com/culexmq/culex/internal/config"
+	"github.com/culexmq/culex/internal/server"
+)
+
+// serve runs a broker node until SIGTERM or SIGINT, then shuts it down
+// gracefully within shutdown_timeout.
+func serve(args []string) error {
+	cfg, err := config.Parse("culex serve", args, os.Environ(), os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.LogLevel)
+	server.Version = version
+	srv, err := server.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sig)
+	if err := srv.Start(); err != nil {
+		srv.Shutdown(context.Background())
+		return err
+	}
+	log.Info("culex started", "version", version, "data_dir", cfg.DataDir)
+	s := <-sig
+	log.Info("shutting down", "signal", s.String(), "timeout", cfg.ShutdownTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	go func() { // a second signal cuts the graceful shutdown short
+		<-sig
+		cancel()
+	}()
+	if err := srv.Shutdown(ctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	l.UnmarshalText([]byte(level)) // validated by config
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}

@@ -1,0 +1,154 @@
+// Package server wires one Culex node together: config -> store -> broker ->
+// listeners, and takes them down again in the reverse order.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/culexmq/culex/internal/broker"
+	"github.com/culexmq/culex/internal/config"
+	"github.com/culexmq/culex/internal/listener"
+	"github.com/culexmq/culex/internal/store"
+)
+
+// Version is reported in $SYS and logs; cmd/culex sets it.
+var Version = "dev"
+
+// Server is one running node.
+type Server struct {
+	cfg       config.Config
+	log       *slog.Logger
+	store     store.Store
+	broker    *broker.Broker
+	listeners []*listener.Listener
+	serving   sync.WaitGroup // one per listener's accept loop
+
+	mu   sync.Mutex
+	done bool // Shutdown has run
+}
+
+// New validates cfg, opens the store, creates the broker and binds every
+// listener (so URL reports real ports at once). Nothing is served until Start.
+func New(cfg config.Config, log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log}
+	if err := s.open(); err != nil {
+		s.closeAll()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) open() error {
+	cfg := s.cfg
+	if cfg.DataDir == "" {
+		s.store = store.NewMemory()
+		s.log.Warn("data_dir is empty: sessions and retained messages are kept in memory only")
+	} else {
+		st, err := store.OpenBolt(cfg.DataDir, store.BoltOptions{MaxBatchDelay: cfg.Store.MaxBatchDelay})
+		if err != nil {
+			return fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
+		}
+		s.store = st
+	}
+	if cfg.Auth.AllowAnonymous {
+		s.log.Warn("anonymous clients are allowed (auth.allow_anonymous: true)")
+	}
+	b, err := broker.New(broker.Options{
+		Config:         cfg.MQTT,
+		AllowAnonymous: cfg.Auth.AllowAnonymous,
+		SysInterval:    cfg.SysInterval,
+		Store:          s.store,
+		Logger:         s.log,
+		Version:        Version,
+	})
+	if err != nil {
+		return err
+	}
+	s.broker = b
+	for i, lc := range cfg.Listeners {
+		l, err := listener.New(lc, b.Handle, s.log)
+		if err != nil {
+			return fmt.Errorf("listeners[%d]: %w", i, err)
+		}
+		s.listeners = append(s.listeners, l)
+	}
+	return nil
+}
+
+// Start restores durable state and starts serving every listener.
+func (s *Server) Start() error {
+	if err := s.broker.Start(); err != nil {
+		return err
+	}
+	for _, l := range s.listeners {
+		s.serving.Add(1)
+		go func() {
+			defer s.serving.Done()
+			if err := l.Serve(); err != nil {
+				s.log.Error("listener stopped", "url", l.URL(), "err", err)
+			}
+		}()
+		s.log.Info("listening", "url", l.URL())
+	}
+	return nil
+}
+
+// URL returns the URL, with its real port, of the first listener whose
+// scheme is scheme (tcp, ssl, ws or wss), or "".
+func (s *Server) URL(scheme string) string {
+	for _, l := range s.listeners {
+		if u := l.URL(); len(u) > len(scheme)+3 && u[:len(scheme)+3] == scheme+"://" {
+			return u
+		}
+	}
+	return ""
+}
+
+// Listeners returns the node's listeners in config order.
+func (s *Server) Listeners() []*listener.Listener { return s.listeners }
+
+// Broker returns the node's broker.
+func (s *Server) Broker() *broker.Broker { return s.broker }
+
+// Shutdown stops accepting, disconnects clients (v5: DISCONNECT 0x8B),
+// flushes durable state and closes the store, within ctx.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.done {
+		s.mu.Unlock()
+		return nil
+	}
+	s.done = true
+	s.mu.Unlock()
+	var errs []error
+	for _, l := range s.listeners {
+		errs = append(errs, l.Close())
+	}
+	s.serving.Wait()
+	errs = append(errs, s.broker.Shutdown(ctx))
+	errs = append(errs, s.store.Close())
+	return errors.Join(errs...)
+}
+
+// closeAll releases what open managed to create before it failed.
+func (s *Server) closeAll() {
+	for _, l := range s.listeners {
+		l.Close()
+	}
+	if s.broker != nil {
+		s.broker.Shutdown(context.Background())
+	}
+	if s.store != nil {
+		s.store.Close()
+	}
+}
