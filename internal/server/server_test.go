@@ -78,7 +78,7 @@ func TestBadListenerNamesIt(t *testing.T) {
 	defer busy.Close()
 	cfg := testConfig(t)
 	cfg.Listeners = append(cfg.Listeners, config.Listener{URL: "tcp://" + busy.Addr().String()})
-	_, err := New(cfg, nil)
+	_, err = New(cfg, nil)
 	if err == nil || !strings.Contains(err.Error(), "listeners[2]") {
 		t.Fatalf("got %v, want an error naming listeners[2]", err)
 	}
