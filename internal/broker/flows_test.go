@@ -844,3 +844,21 @@ func TestSlowSubscriber(t *testing.T) {
 		}
 	}
 }
+
+// TestTakeoverWithHeldPublish: a clean-start takeover ends the session
+// while an interceptor holds a QoS 2 publish of the old connection; its late
+// confirmation must not revive or corrupt the new session.
+func TestTakeoverWithHeldPublish(t *testing.T) {
+	h := &holdInterceptor{added: make(chan struct{}, 16)}
+	tb := startBroker(t, Options{AllowAnonymous: true, Interceptors: []Interceptor{h}})
+	old := tb.connect("x", packet.V5, persistent(600))
+	old.publish("t", "held", 2, false, 7)
+	<-h.added
+	nw := tb.connect("x", packet.V5) // clean start
+	old.expectClosed()
+	h.release(0, nil)
+	nw.send(&packet.Ack{Kind: packet.PUBREL, PacketID: 7})
+	if a := nw.expect(packet.PUBCOMP).(*packet.Ack); a.ReasonCode != 0x92 {
+		t.Fatalf("pubcomp 0x%02x: the old session's packet id leaked into the new one", a.ReasonCode)
+	}
+}

@@ -97,7 +97,7 @@ func (c *conn) routePending(pe *pending) {
 	s := c.sess
 	if pe.qos == 2 {
 		s.mu.Lock()
-		if s.persistent {
+		if s.persistent && !s.gone {
 			c.b.apply([]store.Op{{Kind: store.Put, Bucket: store.Messages,
 				Key: store.MessageKey(s.id, inboundSeq(pe.pid)), Value: inboundMarker}}, w)
 		}
@@ -151,9 +151,14 @@ func (c *conn) ackPublish(pe *pending) {
 		s := c.sess
 		s.mu.Lock()
 		ok := pe.code == packet.Success || (c.version != packet.V5 && !pe.silent)
-		if ok {
+		switch {
+		case s.gone: // ended meanwhile (clean-start takeover): nothing to keep
+		case ok:
+			if s.inQoS2 == nil {
+				s.inQoS2 = make(map[uint16]uint8)
+			}
 			s.inQoS2[pe.pid] = in2Received
-		} else {
+		default:
 			delete(s.inQoS2, pe.pid)
 			if s.persistent {
 				s.unstoreInbound(pe.pid)

@@ -25,6 +25,9 @@ var errRecord = errors.New("broker: corrupt store record")
 // saveLocked writes the session record: version, expiry, disconnect time and
 // subscriptions.
 func (s *session) saveLocked() {
+	if s.gone {
+		return // a late packet of a taken-over connection must not revive it
+	}
 	b := make([]byte, 0, 32+len(s.subs)*24)
 	b = append(b, recSession, byte(s.version))
 	b = binary.BigEndian.AppendUint32(b, s.expiry)

@@ -198,7 +198,7 @@ func (c *conn) onPubrel(pid uint16) {
 		return
 	}
 	delete(s.inQoS2, pid)
-	if s.persistent {
+	if s.persistent && !s.gone {
 		s.unstoreInbound(pid)
 	}
 	s.mu.Unlock()

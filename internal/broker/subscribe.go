@@ -90,6 +90,10 @@ func (c *conn) subscribeOne(sub *packet.Subscription, id uint32) (code byte, sen
 	}
 	s := c.sess
 	s.mu.Lock()
+	if s.gone {
+		s.mu.Unlock()
+		return refuse(packet.ErrUnspecified) // taken over with clean start
+	}
 	_, existed := s.subs[sub.Filter]
 	if !existed && cfg.MaxSubscriptionsPerClient > 0 && len(s.subs) >= cfg.MaxSubscriptionsPerClient {
 		s.mu.Unlock()
