@@ -284,6 +284,9 @@ func (c *conn) handle(fh packet.FixedHeader, body []byte) error {
 	if fh.Type == packet.CONNECT && c.state != stateNew {
 		return c.fail(packet.ErrProtocolError) // [MQTT-3.1.0-2]
 	}
+	if fh.Type == packet.PUBLISH {
+		return c.handlePublish(fh, body)
+	}
 	p, err := packet.Decode(fh, body, c.version)
 	if err != nil {
 		if fh.Type == packet.CONNECT {
@@ -294,9 +297,6 @@ func (c *conn) handle(fh packet.FixedHeader, body []byte) error {
 	switch p := p.(type) {
 	case *packet.Connect:
 		return c.onConnect(p)
-	case *packet.Publish:
-		c.b.stats.publishesIn.Add(1)
-		return c.onPublish(p)
 	case *packet.Ack:
 		return c.onAck(p)
 	case *packet.Subscribe:
@@ -312,6 +312,20 @@ func (c *conn) handle(fh packet.FixedHeader, body []byte) error {
 		return c.onAuth(p)
 	}
 	return c.fail(packet.ErrProtocolError) // a server-to-client packet type
+}
+
+// publishes recycles decoded PUBLISH structs: a Message copies what it
+// needs (its strings and slices alias the body, not the struct).
+var publishes = sync.Pool{New: func() any { return new(packet.Publish) }}
+
+func (c *conn) handlePublish(fh packet.FixedHeader, body []byte) error {
+	p := publishes.Get().(*packet.Publish)
+	defer func() { *p = packet.Publish{}; publishes.Put(p) }()
+	if err := p.Decode(fh, body, c.version); err != nil {
+		return c.fail(decodeCode(fh, err))
+	}
+	c.b.stats.publishesIn.Add(1)
+	return c.onPublish(p)
 }
 
 var pingresp = []byte{byte(packet.PINGRESP) << 4, 0}

@@ -20,6 +20,8 @@ const (
 
 // pending is one inbound PUBLISH in the pipeline of its connection.
 type pending struct {
+	c       *conn
+	w       storeWait // the store writes of its routing pass
 	msg     *Message
 	pid     uint16
 	qos     byte
@@ -93,7 +95,9 @@ func (c *conn) routePending(pe *pending) {
 		c.ready(pe, nil)
 		return
 	}
-	w := newStoreWait(func(err error) { c.ready(pe, err) })
+	w := &pe.w
+	w.pe = pe
+	w.n.Store(1)
 	s := c.sess
 	if pe.qos == 2 {
 		s.mu.Lock()
@@ -132,10 +136,12 @@ func (c *conn) flushAcksLocked() {
 	if n == 0 {
 		return
 	}
-	c.pend = c.pend[n:]
+	m := copy(c.pend, c.pend[n:])
+	clear(c.pend[m:])
+	c.pend = c.pend[:m]
 	c.routeIdx -= n
-	if len(c.pend) == 0 {
-		c.pend, c.routeIdx = nil, 0
+	if m == 0 && cap(c.pend) > 16 {
+		c.pend = nil // a burst's backing array is not kept while idle
 	}
 }
 

@@ -42,20 +42,23 @@ func (c *conn) onPublish(p *packet.Publish) error {
 	if code != packet.Success {
 		c.b.drop("", m, reasonFor(code))
 	}
-	pe := &pending{msg: m, pid: p.PacketID, qos: p.QoS, code: code}
-	if code == packet.Success && len(c.b.opts.Interceptors) > 0 {
+	intercept := code == packet.Success && len(c.b.opts.Interceptors) > 0
+	if p.QoS == 0 && !intercept {
+		c.pmu.Lock()
+		inline := c.routeIdx == len(c.pend) // nothing waits to be routed ahead of it
+		c.pmu.Unlock()
+		if inline {
+			if code == packet.Success {
+				c.b.route(m, nil)
+			}
+			return nil
+		}
+	}
+	pe := &pending{c: c, msg: m, pid: p.PacketID, qos: p.QoS, code: code, state: pendAccepted}
+	if intercept {
 		pe.state = pendIntercept
-	} else {
-		pe.state = pendAccepted
 	}
 	c.pmu.Lock()
-	if p.QoS == 0 && pe.state == pendAccepted && c.routeIdx == len(c.pend) {
-		c.pmu.Unlock() // nothing waits to be routed ahead of it: route inline
-		if code == packet.Success {
-			c.b.route(m, nil)
-		}
-		return nil
-	}
 	if p.QoS == 1 {
 		c.qos1In++
 	}

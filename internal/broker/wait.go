@@ -15,6 +15,7 @@ type storeWait struct {
 	n   atomic.Int32
 	err atomic.Pointer[error]
 	fn  func(error)
+	pe  *pending // instead of fn: an inbound publish that becomes ready
 }
 
 func newStoreWait(fn func(error)) *storeWait {
@@ -28,11 +29,17 @@ func (w *storeWait) done(err error) {
 	if err != nil {
 		w.err.CompareAndSwap(nil, &err)
 	}
-	if w.n.Add(-1) == 0 && w.fn != nil {
-		var e error
-		if p := w.err.Load(); p != nil {
-			e = *p
-		}
+	if w.n.Add(-1) != 0 {
+		return
+	}
+	var e error
+	if p := w.err.Load(); p != nil {
+		e = *p
+	}
+	switch {
+	case w.pe != nil:
+		w.pe.c.ready(w.pe, e)
+	case w.fn != nil:
 		w.fn(e)
 	}
 }
