@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -77,6 +78,7 @@ func TestSlowSubscriberDoesNotBlockPublishers(t *testing.T) {
 	srv := startBroker(t)
 	addr := tcpAddr(t, srv)
 	stuck := dialRaw(t, addr, packet.V5)
+	shrinkReadBuffer(t, stuck)
 	stuck.mustConnect(rawConnect("stuck", true))
 	stuck.subscribe(1, subID(0), rawSub("flood", 0))
 	// From here on the stuck client reads nothing.
@@ -121,6 +123,7 @@ func TestWriteTimeoutDisconnectsStuckSubscriber(t *testing.T) {
 	srv := startBroker(t, func(c *config.Config) { c.MQTT.WriteTimeout = time.Second })
 	addr := tcpAddr(t, srv)
 	stuck, _ := persistentRaw(t, addr, "stuck", true)
+	shrinkReadBuffer(t, stuck)
 	stuck.subscribe(1, subID(0), rawSub("wt", 1))
 	pub := connectV5(t, addr, v5Connect("pub", true, 0))
 	payload := bytes.Repeat([]byte("y"), 64<<10)
@@ -136,18 +139,86 @@ func TestWriteTimeoutDisconnectsStuckSubscriber(t *testing.T) {
 	waitFor(t, 15*time.Second, "the stuck subscriber to be disconnected", func() bool {
 		return srv.Broker().Stats().ClientsConnected == 1
 	})
-	c := connectV5(t, addr, v5Connect("stuck", false, 300))
-	if !c.connack.SessionPresent {
+	// Resume on a raw connection: it reads as fast as the socket allows, so
+	// the resumed delivery does not itself trip the 1 s write timeout.
+	c, ca := persistentRaw(t, addr, "stuck", false)
+	if !ca.SessionPresent {
 		t.Fatalf("session lost after write-timeout disconnect")
 	}
 	seen := map[string]bool{}
-	deadline := time.After(30 * time.Second)
 	for len(seen) < 200 {
-		select {
-		case m := <-c.msgs:
-			seen[strings.SplitN(string(m.Payload), ":", 2)[0]] = true
-		case <-deadline:
-			t.Fatalf("after write-timeout disconnect, resumed session delivered %d of 200 QoS 1 messages", len(seen))
+		p, _, err := c.readPacket(30 * time.Second)
+		if err != nil {
+			var missing []int
+			for i := range 200 {
+				if !seen[strconv.Itoa(i)] {
+					missing = append(missing, i)
+				}
+			}
+			t.Fatalf("after write-timeout disconnect, resumed session delivered %d of 200 QoS 1 messages (%v); missing %v; stats %+v",
+				len(seen), err, missing, srv.Broker().Stats())
+		}
+		if pb, ok := p.(*packet.Publish); ok {
+			seen[strings.SplitN(string(pb.Payload), ":", 2)[0]] = true
+			c.send(&packet.Ack{Kind: packet.PUBACK, PacketID: pb.PacketID})
+		}
+	}
+}
+
+// TestWriteTimeoutSparesSteadyReader proves WriteTimeout only disconnects a
+// client whose socket accepts no bytes for that long (config.MQTT.WriteTimeout:
+// "disconnects a client whose socket accepts no bytes for this long"): a
+// subscriber that keeps reading, at 1 MiB/s, a 6 MiB burst must stay
+// connected and get all of it although the burst takes longer than the
+// timeout to drain.
+func TestWriteTimeoutSparesSteadyReader(t *testing.T) {
+	t.Parallel()
+	const n, size, rate = 96, 64 << 10, 1 << 20 // messages, bytes each, bytes/s read
+	srv := startBroker(t, func(c *config.Config) { c.MQTT.WriteTimeout = 500 * time.Millisecond })
+	addr := tcpAddr(t, srv)
+	slow := dialRaw(t, addr, packet.V5)
+	shrinkReadBuffer(t, slow)
+	slow.mustConnect(rawConnect("slow", true))
+	slow.subscribe(1, subID(0), rawSub("steady", 1))
+
+	pub := connectV5(t, addr, v5Connect("pub", true, 0))
+	payload := []byte(strings.Repeat("z", size))
+	go func() {
+		for range n {
+			if _, err := pub.Publish(t.Context(), &paho.Publish{Topic: "steady", QoS: 1, Payload: payload}); err != nil {
+				return
+			}
+		}
+	}()
+	// Read raw bytes at a steady 1 MiB/s; never pause for as long as the
+	// write timeout. The PUBLISHes are not acknowledged: MaxInflight allows
+	// them all.
+	buf := make([]byte, 16<<10)
+	start, got := time.Now(), 0
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for got < n*size {
+		slow.SetReadDeadline(time.Now().Add(5 * time.Second))
+		k, err := slow.r.Read(buf)
+		got += k
+		if err != nil {
+			t.Fatalf("steady reader disconnected after %d of %d bytes in %v (read every 10ms at %d KiB/s): %v",
+				got, n*size, time.Since(start).Round(time.Millisecond), rate>>10, err)
+		}
+		for time.Duration(got)*time.Second > time.Duration(rate)*time.Since(start) {
+			<-tick.C // pacing the simulated slow link, not synchronisation
+		}
+	}
+	t.Logf("steady reader got %d bytes in %v", got, time.Since(start))
+}
+
+// shrinkReadBuffer keeps the kernel from absorbing megabytes on behalf of a
+// client that never reads, so the broker's own bounds are what is tested.
+func shrinkReadBuffer(t *testing.T, c *rawConn) {
+	t.Helper()
+	if tc, ok := c.Conn.(*net.TCPConn); ok {
+		if err := tc.SetReadBuffer(16 << 10); err != nil {
+			t.Logf("SetReadBuffer: %v", err)
 		}
 	}
 }
