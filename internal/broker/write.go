@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"net"
 	"sync"
 	"time"
@@ -90,16 +91,32 @@ func (c *conn) flush() {
 			return
 		}
 		c.wmu.Unlock()
-		if wt > 0 {
-			c.nc.SetWriteDeadline(time.Now().Add(wt))
-		}
-		bufs := net.Buffers(q)
-		n, err := bufs.WriteTo(c.nc)
-		c.b.stats.bytesOut.Add(uint64(n))
+		err := c.writeAll(q, wt)
 		recycle(q, qp)
 		if err != nil {
 			c.writeFailed()
 			return
+		}
+	}
+}
+
+// writeAll writes q with writev. WriteTimeout bounds how long the socket
+// may accept no bytes at all: a slow reader that keeps taking bytes is not
+// cut off however long the batch takes.
+func (c *conn) writeAll(q [][]byte, wt time.Duration) error {
+	bufs := net.Buffers(q)
+	for {
+		if wt > 0 {
+			c.nc.SetWriteDeadline(time.Now().Add(wt))
+		}
+		n, err := bufs.WriteTo(c.nc)
+		c.b.stats.bytesOut.Add(uint64(n))
+		if err == nil || len(bufs) == 0 {
+			return nil
+		}
+		var ne net.Error
+		if n == 0 || !errors.As(err, &ne) || !ne.Timeout() {
+			return err
 		}
 	}
 }
