@@ -48,6 +48,12 @@ func writeCert(t *testing.T, dir string) (certFile, keyFile string) {
 // that an unverified certificate fails the handshake.
 func TestRunTLS(t *testing.T) {
 	dir := t.TempDir()
+	// mosquitto running as root drops to its own user before loading keys.
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cert, key := writeCert(t, dir)
 	sslPort, wssPort := freePort(t), freePort(t)
 	startMosquitto(t, fmt.Sprintf("listener %d 127.0.0.1\ncertfile %s\nkeyfile %s\n"+
