@@ -21,10 +21,13 @@ const waitTime = 5 * time.Second
 
 // startBroker serves a broker using svc on a loopback port and stops it at
 // the end of the test.
-func startBroker(t testing.TB, svc *Service) string {
+func startBroker(t testing.TB, svc *Service, mods ...func(*broker.Options)) string {
 	t.Helper()
 	opts := broker.Options{Config: config.Default().MQTT}
 	opts.Config.ConnectTimeout = 2 * time.Second
+	for _, m := range mods {
+		m(&opts)
+	}
 	svc.Apply(&opts)
 	b, err := broker.New(opts)
 	if err != nil {

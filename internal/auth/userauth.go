@@ -39,10 +39,11 @@ type verified struct {
 }
 
 // NewUserAuth returns a users-file backend over u. maxConcurrent <= 0
-// means the number of CPUs; ttl 0 disables the cache.
+// means half the CPUs (at least one), which leaves the other half to
+// routing during a storm (docs/security.md); ttl 0 disables the cache.
 func NewUserAuth(u *Users, maxConcurrent int, ttl time.Duration) *UserAuth {
 	if maxConcurrent <= 0 {
-		maxConcurrent = runtime.GOMAXPROCS(0)
+		maxConcurrent = max(1, runtime.GOMAXPROCS(0)/2)
 	}
 	a := &UserAuth{sem: make(chan struct{}, maxConcurrent), ttl: ttl, now: time.Now,
 		cache: map[string]verified{}}

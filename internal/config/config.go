@@ -124,8 +124,8 @@ type Auth struct {
 	// CacheTTL is how long a verified password stays verified without
 	// hashing again; 0 disables the cache.
 	CacheTTL time.Duration `yaml:"cache_ttl"`
-	// MaxConcurrentChecks bounds concurrent password hashing; 0 is the
-	// number of CPUs.
+	// MaxConcurrentChecks bounds concurrent password hashing; 0 is half
+	// the CPUs (at least one), leaving the rest to routing.
 	MaxConcurrentChecks int `yaml:"max_concurrent_checks"`
 	// RateLimit bans sources and usernames after failed logins.
 	RateLimit AuthRateLimit `yaml:"rate_limit"`
