@@ -183,6 +183,7 @@ func TestWriteTimeoutSparesSteadyReader(t *testing.T) {
 
 	pub := connectV5(t, addr, v5Connect("pub", true, 0))
 	payload := []byte(strings.Repeat("z", size))
+	// The publisher runs while the subscriber is already reading.
 	go func() {
 		for range n {
 			if _, err := pub.Publish(t.Context(), &paho.Publish{Topic: "steady", QoS: 1, Payload: payload}); err != nil {

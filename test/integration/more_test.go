@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -49,19 +50,37 @@ func TestSharedSubscriptionOfflineMembers(t *testing.T) {
 	for i := range 10 {
 		pub.publish("off", 1, fmt.Sprint("a", i))
 	}
-	if got := recvN(t, here.msgs, 10, waitTimeout); len(got) != 10 {
-		t.Fatalf("online member got %d", len(got))
-	}
+	hereGot := payloads(recvN(t, here.msgs, 10, waitTimeout))
 	here.disconnect(0, nil) // its session ends; only "away" is left in the group
 	waitClients(t, srv, 1)
 	for i := range 10 {
 		pub.publish("off", 1, fmt.Sprint("b", i))
 	}
 	away = connectV5(t, addr, v5Connect("away", false, 300))
-	got := payloads(recvN(t, away.msgs, 10, waitTimeout))
-	for i, p := range got {
+	// An a-message "here" had not yet acknowledged when its session ended may
+	// be redelivered to "away" (at least once); any other a-message means the
+	// offline member was picked while an online one existed.
+	var bs []string
+	deadline := time.After(waitTimeout)
+	for len(bs) < 10 {
+		select {
+		case m := <-away.msgs:
+			p := string(m.Payload)
+			switch {
+			case p[0] == 'b':
+				bs = append(bs, p)
+			case !slices.Contains(hereGot, p):
+				t.Errorf("offline member got %s while an online member existed (online member had %v)", p, hereGot)
+			default:
+				t.Logf("unacknowledged %s redelivered to the remaining member", p)
+			}
+		case <-deadline:
+			t.Fatalf("offline member got %v of b0..b9", bs)
+		}
+	}
+	for i, p := range bs {
 		if p != fmt.Sprint("b", i) {
-			t.Fatalf("offline member received %v, want b0..b9 (it got a-messages while another member was online?)", got)
+			t.Fatalf("offline member received %v, want b0..b9 in order", bs)
 		}
 	}
 }
