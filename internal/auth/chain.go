@@ -59,12 +59,13 @@ func (c *Chain) Authenticate(ctx context.Context, r *Request) (*Identity, error)
 	for _, b := range c.backends {
 		res, err := b.Authenticate(ctx, r)
 		if err != nil {
+			// Not the client's fault: refused, but not counted towards a ban.
 			c.stats.BackendErrors.Add(1)
 			c.log.Error("auth: backend failed", "backend", b.Name(), "client_id", r.ClientID, "err", err)
 			if ctx.Err() != nil {
 				return nil, packet.ErrServerBusy
 			}
-			res = Result{Verdict: Deny, Code: packet.ErrNotAuthorized}
+			return nil, packet.ErrServerUnavailable
 		}
 		switch res.Verdict {
 		case Allow:

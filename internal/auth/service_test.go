@@ -1,0 +1,134 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/culexmq/culex/internal/config"
+	"github.com/culexmq/culex/internal/mqtt/packet"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func TestNewValidation(t *testing.T) {
+	for name, mod := range map[string]func(*config.Auth){
+		"acl default":  func(c *config.Auth) { c.ACLDefault = "maybe" },
+		"v3 policy":    func(c *config.Auth) { c.V3DeniedPublish = "shout" },
+		"on error":     func(c *config.Auth) { c.HTTP.OnError = "allow" },
+		"backend":      func(c *config.Auth) { c.Backends = "users,ldap" },
+		"window":       func(c *config.Auth) { c.RateLimit.Window = 0 },
+		"short secret": func(c *config.Auth) { c.Backends = "jwt"; c.JWT.SecretFile = writeTemp(t, "short") },
+		"missing ca":   func(c *config.Auth) { c.Backends = "cert"; c.Cert.CAFile = "/nonexistent/ca.pem" },
+		"bad acl file": func(c *config.Auth) { c.ACLFile = writeTemp(t, "allow jump x\n") },
+		"bad users":    func(c *config.Auth) { c.UsersFile = writeTemp(t, "nohash\n") },
+		"missing key":  func(c *config.Auth) { c.Backends = "jwt"; c.JWT.PublicKeyFile = "/nonexistent/k.pem" },
+		"missing acl":  func(c *config.Auth) { c.ACLFile = "/nonexistent/acl" },
+	} {
+		cfg := config.Default().Auth
+		mod(&cfg)
+		if s, err := New(cfg, nil); err == nil {
+			s.Close()
+			t.Errorf("%s: New succeeded", name)
+		}
+	}
+	// The defaults make a working, open service.
+	s, err := New(config.Default().Auth, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	id, err := s.Authenticate(context.Background(), login("anyone", "x"))
+	if err != nil || !id.Anonymous || !s.ACL().Check(id, Publish, "a/b") {
+		t.Errorf("defaults: %+v %v", id, err)
+	}
+}
+
+func writeTemp(t *testing.T, content string) string {
+	t.Helper()
+	f, err := os.CreateTemp(t.TempDir(), "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(content)
+	f.Close()
+	return f.Name()
+}
+
+// poll waits for cond with a deadline.
+func poll(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTime)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestWatcherReloads(t *testing.T) {
+	svc, usersFile := testService(t, "allow both a/#\n", func(c *config.Auth) { c.WatchInterval = 10 * time.Millisecond }, "u1", "p1")
+	ctx := context.Background()
+	u, _ := LoadUsers(usersFile)
+	u.Put(&User{Name: "u2", Hash: hashFor(t, "p2")})
+	if err := SaveUsers(usersFile, u); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "the new user", func() bool { _, err := svc.Authenticate(ctx, login("u2", "p2")); return err == nil })
+	id := &Identity{Username: "u1", ClientID: "u1"}
+	os.WriteFile(svc.cfg.ACLFile, []byte("allow both b/#\n"), 0o600)
+	poll(t, "the new ACL", func() bool { return svc.ACL().Check(id, Publish, "b/x") })
+	// A broken file keeps the previous version.
+	os.WriteFile(svc.cfg.ACLFile, []byte("allow both b/#\nallow jump c\n"), 0o600)
+	if err := svc.Reload(); err == nil {
+		t.Error("Reload of a broken ACL succeeded")
+	}
+	if !svc.ACL().Check(id, Publish, "b/x") {
+		t.Error("broken ACL replaced the previous one")
+	}
+}
+
+func TestBackendOutageIsNotABan(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "down", 503) }))
+	defer srv.Close()
+	lim := NewLimiter(1, 1, time.Minute, time.Minute)
+	c := NewChain([]Authenticator{&Webhook{URL: srv.URL, Timeout: time.Second}}, false, lim, nil, nil)
+	for range 3 {
+		if _, err := c.Authenticate(context.Background(), login("dev-1", "s1")); !errors.Is(err, packet.ErrServerUnavailable) {
+			t.Fatalf("outage: %v, want server unavailable", err)
+		}
+	}
+	if a, u := lim.Bans(); a+u != 0 {
+		t.Errorf("an outage banned %d addresses and %d users", a, u)
+	}
+}
+
+func TestChainOrder(t *testing.T) {
+	secret := []byte(strings.Repeat("k", 32))
+	tok := signJWT(t, "HS256", "", secret, map[string]any{"sub": "dev-1", "exp": time.Now().Unix() + 60})
+	users := NewUserAuth(testUsers(t, "dev-1", "s1"), 0, 0)
+	jwt := &JWT{Secret: secret}
+	ctx := context.Background()
+	// dev-1 is in the users file, so a users backend placed first denies
+	// the token as a wrong password: order matters.
+	if _, err := NewChain([]Authenticator{users, jwt}, false, nil, nil, nil).Authenticate(ctx, login("dev-1", tok)); err == nil {
+		t.Error("users first: the JWT was accepted as dev-1's password")
+	}
+	id, err := NewChain([]Authenticator{jwt, users}, false, nil, nil, nil).Authenticate(ctx, login("dev-1", tok))
+	if err != nil || id.Backend != "jwt" {
+		t.Errorf("jwt first: %+v %v", id, err)
+	}
+	id, err = NewChain([]Authenticator{jwt, users}, false, nil, nil, nil).Authenticate(ctx, login("dev-1", "s1"))
+	if err != nil || id.Backend != "users" {
+		t.Errorf("jwt ignores a plain password: %+v %v", id, err)
+	}
+}
