@@ -311,7 +311,7 @@ func (c *client) onPublish(p *packet.Publish) {
 	st.add(seq)
 }
 
-// enqueueLocked appends to the write queue and starts a flush if none runs.
+// kickLocked starts a flush goroutine if none runs.
 func (c *client) kickLocked() {
 	if !c.flushing && c.werr == nil {
 		c.flushing = true
@@ -335,10 +335,28 @@ func (c *client) sendControl(p packet.Packet) {
 	c.wmu.Unlock()
 }
 
-// flush writes the queue until it is empty, then exits.
+// flush is the flush goroutine: it writes the queue until it is empty.
 func (c *client) flush() {
 	defer c.r.wg.Done()
 	c.wmu.Lock()
+	c.writeQueueLocked()
+	c.wmu.Unlock()
+}
+
+// flushNow writes the queue on the calling goroutine unless a flush is
+// already running (which then writes what was queued).
+func (c *client) flushNow() {
+	c.wmu.Lock()
+	if !c.flushing && c.werr == nil && len(c.wbuf) > 0 {
+		c.flushing = true
+		c.writeQueueLocked()
+	}
+	c.wmu.Unlock()
+}
+
+// writeQueueLocked writes the queue until it is empty, releasing wmu
+// around each write; the caller has set flushing.
+func (c *client) writeQueueLocked() {
 	for len(c.wbuf) > 0 && c.werr == nil {
 		buf := c.wbuf
 		c.wbuf = c.spare[:0]
@@ -358,12 +376,13 @@ func (c *client) flush() {
 	}
 	c.flushing = false
 	c.wcond.Broadcast()
-	c.wmu.Unlock()
 }
 
-// publish queues one message, waiting while the queue is over maxPending.
+// publish queues one message. The publisher writes the queue itself (no
+// goroutine handoff) after the last message of a batch or past maxPending;
+// while another goroutine is flushing it waits for the queue to shrink.
 // It reports false when the connection is dead or the run is stopping.
-func (c *client) publish(seq uint64) bool {
+func (c *client) publish(seq uint64, last bool) bool {
 	cfg := c.r.cfg
 	p := &c.pub
 	*p = packet.Publish{QoS: cfg.QoS, Retain: cfg.Retain, Topic: c.topic, Payload: c.payload}
@@ -381,7 +400,7 @@ func (c *client) publish(seq uint64) bool {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	for len(c.wbuf) > maxPending && c.werr == nil && !c.stopping {
+	for len(c.wbuf) > maxPending && c.flushing && c.werr == nil && !c.stopping {
 		c.wcond.Wait()
 	}
 	if c.werr != nil || c.stopping {
@@ -398,8 +417,11 @@ func (c *client) publish(seq uint64) bool {
 	}
 	c.wbuf = append(c.wbuf, c.payload...)
 	c.sent.Add(1)
-	c.kickLocked()
-	return true
+	if (last || len(c.wbuf) > maxPending) && !c.flushing {
+		c.flushing = true
+		c.writeQueueLocked()
+	}
+	return c.werr == nil
 }
 
 // inflightCount is the number of unacknowledged QoS > 0 publishes.

@@ -35,12 +35,18 @@ func (c *client) publishLoop(stop <-chan struct{}, rate float64, limit int64, at
 			if qos > 0 {
 				select {
 				case c.window <- struct{}{}:
-				case <-stop:
-					return
+				default: // window full: send what is queued, then wait for an ack
+					c.flushNow()
+					select {
+					case c.window <- struct{}{}:
+					case <-stop:
+						return
+					}
 				}
 			}
 			seq++
-			if !c.publish(seq) {
+			last := n == 1 || (limit > 0 && int64(seq) == limit)
+			if !c.publish(seq, last) {
 				return
 			}
 		}
