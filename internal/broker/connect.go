@@ -22,9 +22,6 @@ func (c *conn) onConnect(p *packet.Connect) error {
 		return err
 	}
 	c.info.ClientID = id
-	if max := c.b.cfg.MaxConnections; max > 0 && c.b.stats.connected.Load() >= int64(max) {
-		return c.refuse(packet.ErrQuotaExceeded, nil)
-	}
 	if !p.UsernameFlag && !c.b.opts.AllowAnonymous {
 		return c.refuse(packet.ErrBadUsernameOrPassword, nil)
 	}
@@ -215,6 +212,11 @@ func (c *conn) accept(st *authState) error {
 		c.connackProps(&ack.Props, st, expiry, capped, ka, serverKA)
 	}
 	w := c.newWill(p)
+	// Take a connection slot; the disconnect gives it back.
+	if n := b.stats.connected.Add(1); b.cfg.MaxConnections > 0 && n > int64(b.cfg.MaxConnections) {
+		b.stats.connected.Add(-1)
+		return c.refuse(packet.ErrQuotaExceeded, nil)
+	}
 
 	b.connectMu.Lock()
 	s, present := b.takeSession(c.info.ClientID, p.CleanStart, p.Version)
@@ -246,7 +248,6 @@ func (c *conn) accept(st *authState) error {
 		c.nc.SetReadDeadline(time.Time{})
 	}
 	b.stats.connects.Add(1)
-	b.stats.connected.Add(1)
 	for _, h := range b.connHooks {
 		h.OnConnect(c.info, present)
 	}
