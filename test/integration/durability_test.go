@@ -28,26 +28,31 @@ func dialQuick(addr string) (net.Conn, error) {
 func TestKillNineKeepsAcknowledgedMessages(t *testing.T) {
 	t.Parallel()
 	const n = 2000
-	t.Run("mid-stream", func(t *testing.T) { t.Parallel(); killNine(t, n, n/2) })
-	t.Run("after-stream", func(t *testing.T) { t.Parallel(); killNine(t, n, n) })
+	t.Run("qos=1/mid-stream", func(t *testing.T) { t.Parallel(); killNine(t, 1, n, n/2) })
+	t.Run("qos=1/after-stream", func(t *testing.T) { t.Parallel(); killNine(t, 1, n, n) })
+	// QoS 2 end to end: a message the broker completed (PUBCOMP) must reach
+	// each QoS 2 subscriber exactly once after the crash.
+	t.Run("qos=2/mid-stream", func(t *testing.T) { t.Parallel(); killNine(t, 2, n/2, n/4) })
 }
 
-// killNine publishes n QoS 1 messages and SIGKILLs the broker once killAt
-// of them are acknowledged.
-func killNine(t *testing.T, n, killAt int) {
+// killNine publishes n messages at qos and SIGKILLs the broker once killAt
+// of them are acknowledged (PUBACK, or PUBCOMP for QoS 2).
+func killNine(t *testing.T, qos byte, n, killAt int) {
 	dataDir := t.TempDir()
 	proc := startCulex(t, dataDir)
 
 	// Persistent subscribers subscribe at QoS 1, then go offline.
 	v3 := connectV3(t, "tcp://"+proc.addr, "dur-v3", false)
-	v3.subscribe("dur/stream", 1)
+	v3.subscribe("dur/stream", qos)
 	v3.Disconnect(250)
 	v5 := connectV5(t, proc.addr, v5Connect("dur-v5", false, 3600))
-	v5.subscribe(sub("dur/stream", 1))
+	v5.subscribe(sub("dur/stream", qos))
 	v5.disconnect(0, nil)
 
 	pub := connectV5(t, proc.addr, v5Connect("dur-pub", true, 0))
 	pub.publish("dur/retained", 1, "retained before the crash", retained)
+	pub.publish("dur/cleared", 1, "cleared before the crash", retained)
+	pub.publish("dur/cleared", 1, "", retained)
 
 	// Publish from several goroutines so many PUBLISHes are in flight when
 	// the broker dies; record exactly which ones were PUBACKed.
@@ -69,7 +74,7 @@ func killNine(t *testing.T, n, killAt int) {
 					return
 				}
 				payload := strconv.FormatInt(i, 10)
-				pr, err := pub.Publish(ctx, &paho.Publish{Topic: "dur/stream", QoS: 1, Payload: []byte(payload)})
+				pr, err := pub.Publish(ctx, &paho.Publish{Topic: "dur/stream", QoS: qos, Payload: []byte(payload)})
 				if err != nil {
 					return // the broker is gone: this and later ones are unacknowledged
 				}
@@ -92,7 +97,7 @@ func killNine(t *testing.T, n, killAt int) {
 	cancel()
 	workers.Wait()
 	total := int(nAcked.Load())
-	t.Logf("%d of %d messages PUBACKed before SIGKILL", total, n)
+	t.Logf("%d of %d messages acknowledged (qos %d) before SIGKILL", total, n, qos)
 
 	proc = startCulex(t, dataDir)
 	v3 = connectV3(t, "tcp://"+proc.addr, "dur-v3", false)
@@ -103,19 +108,24 @@ func killNine(t *testing.T, n, killAt int) {
 	if !v5.connack.SessionPresent {
 		t.Errorf("v5 persistent session lost across SIGKILL (session present = false)")
 	}
-	checkAllAcked(t, "v3", v3.msgs, &acked, total)
-	checkAllAcked(t, "v5", v5.msgs, &acked, total)
+	for name, ch := range map[string]<-chan msg{"v3": v3.msgs, "v5": v5.msgs} {
+		if dups := checkAllAcked(t, name, ch, &acked, total); qos == 2 && dups > 0 {
+			t.Errorf("%s QoS 2 subscriber received %d duplicates across the crash, want exactly once", name, dups)
+		}
+	}
 
 	late := connectV5(t, proc.addr, v5Connect("late", true, 0))
-	late.subscribe(sub("dur/retained", 1))
-	if m := recv1(t, late.msgs); string(m.Payload) != "retained before the crash" || !m.Retain {
-		t.Errorf("retained message after SIGKILL: %v", m)
+	late.subscribe(sub("dur/retained", 1), sub("dur/cleared", 1), sub("dur/marker", 0))
+	late.publish("dur/marker", 0, "m")
+	got := recvUntil(t, late.msgs, "dur/marker")
+	if len(got) != 1 || string(got[0].Payload) != "retained before the crash" || !got[0].Retain {
+		t.Errorf("retained messages after SIGKILL: %v, want only dur/retained (dur/cleared was cleared)", summarize(got))
 	}
 }
 
 // checkAllAcked receives until every acknowledged payload has arrived,
-// counting duplicates and unacknowledged extras (both allowed).
-func checkAllAcked(t *testing.T, name string, ch <-chan msg, acked *sync.Map, total int) {
+// counting duplicates and unacknowledged extras, and returns the duplicates.
+func checkAllAcked(t *testing.T, name string, ch <-chan msg, acked *sync.Map, total int) int {
 	t.Helper()
 	got := map[string]int{}
 	have := 0
@@ -137,7 +147,7 @@ func checkAllAcked(t *testing.T, name string, ch <-chan msg, acked *sync.Map, to
 				return true
 			})
 			t.Errorf("%s subscriber: %d of %d acknowledged messages after restart; e.g. missing %v", name, have, total, missing)
-			return
+			return 0
 		}
 	}
 	dups, extras := 0, 0
@@ -147,7 +157,19 @@ func checkAllAcked(t *testing.T, name string, ch <-chan msg, acked *sync.Map, to
 			extras++
 		}
 	}
+	// Duplicates of later messages may still be in flight: drain briefly.
+	for {
+		select {
+		case m := <-ch:
+			got[string(m.Payload)]++
+			dups++
+			continue
+		case <-time.After(quiet):
+		}
+		break
+	}
 	t.Logf("%s subscriber: all %d acknowledged messages received; %d duplicates, %d unacknowledged extras", name, total, dups, extras)
+	return dups
 }
 
 // TestGracefulRestartKeepsSessions proves SIGTERM shuts a real culex
