@@ -74,7 +74,8 @@ type conn struct {
 	pend     []*pending
 	routeIdx int
 	routing  bool
-	qos1In   int // QoS 1 publishes received and not yet acknowledged
+	qos1In   int           // QoS 1 publishes received and not yet acknowledged
+	pwait    chan struct{} // closed when a throttled reader may go on
 }
 
 // Handle serves one connection until it ends. It is called on a goroutine
@@ -376,6 +377,9 @@ func (c *conn) fail(code packet.Code) error {
 func (c *conn) kick(code packet.Code) {
 	if c.kickCode.CompareAndSwap(nil, &code) {
 		c.kicked.Store(true)
+		c.pmu.Lock()
+		c.wakeLocked()
+		c.pmu.Unlock()
 		c.wmu.Lock()
 		v := c.wver
 		c.wmu.Unlock()

@@ -862,3 +862,32 @@ func TestTakeoverWithHeldPublish(t *testing.T) {
 		t.Fatalf("pubcomp 0x%02x: the old session's packet id leaked into the new one", a.ReasonCode)
 	}
 }
+
+// TestThrottleV311: a 3.1.1 client cannot be told our Receive Maximum, so
+// while that many of its publishes are held the broker stops reading it.
+func TestThrottleV311(t *testing.T) {
+	h := &holdInterceptor{added: make(chan struct{}, 16)}
+	cfg := testConfig()
+	cfg.ReceiveMaximum = 2
+	tb := startBroker(t, Options{Config: cfg, AllowAnonymous: true, Interceptors: []Interceptor{h}})
+	p := tb.connect("p", packet.V311)
+	for i := uint16(1); i <= 3; i++ {
+		p.publish("t", "x", 1, false, i)
+	}
+	<-h.added
+	<-h.added
+	select {
+	case <-h.added:
+		t.Fatal("third publish read while two are held")
+	case <-time.After(quietTime):
+	}
+	h.release(0, nil)
+	<-h.added // now the third is read
+	h.release(1, nil)
+	h.release(2, nil)
+	for i := uint16(1); i <= 3; i++ {
+		if a := p.expect(packet.PUBACK).(*packet.Ack); a.PacketID != i {
+			t.Fatalf("ack %d", a.PacketID)
+		}
+	}
+}

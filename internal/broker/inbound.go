@@ -136,6 +136,7 @@ func (c *conn) flushAcksLocked() {
 	if n == 0 {
 		return
 	}
+	c.wakeLocked()
 	m := copy(c.pend, c.pend[n:])
 	clear(c.pend[m:])
 	c.pend = c.pend[:m]
@@ -177,6 +178,34 @@ func (c *conn) ackPublish(pe *pending) {
 		if !pe.silent && to != nil {
 			to.sendAck(packet.PUBREC, pe.pid, pe.code)
 		}
+	}
+}
+
+// throttle applies our Receive Maximum to clients before MQTT 5, which
+// cannot be told it: while that many publishes wait in the pipeline (a slow
+// interceptor or store) the reader stops reading, so the client is slowed
+// down by TCP instead of growing the pipeline.
+func (c *conn) throttle() {
+	max := int(c.b.cfg.ReceiveMaximum)
+	if c.version == packet.V5 || max == 0 {
+		return
+	}
+	c.pmu.Lock()
+	for len(c.pend) >= max && !c.kicked.Load() {
+		ch := make(chan struct{})
+		c.pwait = ch
+		c.pmu.Unlock()
+		<-ch
+		c.pmu.Lock()
+	}
+	c.pmu.Unlock()
+}
+
+// wakeLocked releases a throttled reader.
+func (c *conn) wakeLocked() {
+	if c.pwait != nil {
+		close(c.pwait)
+		c.pwait = nil
 	}
 }
 

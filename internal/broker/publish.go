@@ -68,6 +68,7 @@ func (c *conn) onPublish(p *packet.Publish) error {
 		c.intercept(pe)
 	}
 	c.advance()
+	c.throttle()
 	return nil
 }
 
