@@ -13,6 +13,7 @@ type authState struct {
 	assigned bool   // the client id was assigned by us
 	method   string // Authentication Method [MQTT-4.12]
 	resp     []byte // last data from the authenticator, for CONNACK
+	reauth   bool   // a re-authentication waits for the client's AUTH 0x18
 }
 
 // startAuth begins v5 enhanced authentication with CONNECT's method and data.
@@ -41,6 +42,7 @@ func (c *conn) authStep(ea EnhancedAuthenticator, data []byte, reauth bool) erro
 		return c.refuse(code, nil)
 	}
 	st.resp = resp
+	st.reauth = reauth && more
 	if more {
 		if !reauth {
 			c.state = stateAuth
@@ -76,7 +78,8 @@ func (c *conn) onAuth(p *packet.Auth) error {
 	st := c.auth
 	switch {
 	case c.state == stateAuth && p.ReasonCode == packet.ContinueAuthentication.Value && ok:
-	case c.state == stateConnected && p.ReasonCode == packet.ReAuthenticate.Value && ok && st != nil:
+	case c.state == stateConnected && ok && st != nil && (p.ReasonCode == packet.ReAuthenticate.Value ||
+		p.ReasonCode == packet.ContinueAuthentication.Value && st.reauth):
 	default:
 		return c.fail(packet.ErrProtocolError)
 	}

@@ -462,6 +462,15 @@ func TestEnhancedAuth(t *testing.T) {
 	if a := c.expect(packet.AUTH).(*packet.Auth); a.ReasonCode != 0 {
 		t.Fatalf("reauth 0x%02x", a.ReasonCode)
 	}
+	// A two-step re-authentication [MQTT-4.12.1-1].
+	c.send(authProps(0x19, "hello"))
+	if a := c.expect(packet.AUTH).(*packet.Auth); a.ReasonCode != 0x18 {
+		t.Fatalf("reauth step 0x%02x", a.ReasonCode)
+	}
+	c.send(authProps(0x18, "response"))
+	if a := c.expect(packet.AUTH).(*packet.Auth); a.ReasonCode != 0 || string(a.Props.AuthData) != "welcome" {
+		t.Fatalf("reauth end %+v", a)
+	}
 	c.send(authProps(0x19, "wrong"))
 	got := c.expectClosed()
 	if len(got) != 1 || got[0].(*packet.Disconnect).ReasonCode != 0x87 {
