@@ -151,13 +151,18 @@ func (a *Adapter) denied() error {
 
 // CanPublish implements broker.Authorizer. A client without an identity
 // is one whose CONNECT is being checked: its will is checked again by
-// Authenticate.
+// Authenticate. A denied 3.1.1 publish is dropped by the broker, and with
+// auth.v3_denied_publish: disconnect the client is also disconnected
+// (through SetDisconnect).
 func (a *Adapter) CanPublish(c *broker.ClientInfo, topic string, _ byte, _ bool) error {
 	id, ok := a.idents.load(c)
 	if !ok {
 		return nil
 	}
 	if id.revoked.Load() || !a.s.acl.Load().Check(id, Publish, topic) {
+		if c.Version != packet.V5 && a.s.cfg.V3DeniedPublish == "disconnect" {
+			a.s.kickAsync(c.ClientID)
+		}
 		return a.denied()
 	}
 	return nil

@@ -271,3 +271,78 @@ func TestSCRAMOverMQTT(t *testing.T) {
 	}
 	_ = svc
 }
+
+func TestV3DeniedPublishDisconnectPolicy(t *testing.T) {
+	svc, addr, _ := deviceService(t, func(c *config.Auth) { c.V3DeniedPublish = "disconnect" })
+	kicked := make(chan string, 4)
+	svc.SetDisconnect(func(id string) { kicked <- id })
+	a := dial(t, addr, packet.V311)
+	a.connect("dev-a", "dev-a", "sa")
+	a.publish("devices/dev-a/ok", false)
+	a.publish("devices/dev-b/commands", false)
+	if id := <-kicked; id != "dev-a" {
+		t.Errorf("disconnected %q, want dev-a", id)
+	}
+	v5 := dial(t, addr, packet.V5)
+	v5.connect("dev-a-5", "dev-a", "sa")
+	if rc := v5.publish("devices/dev-b/commands", false); rc != 0x87 {
+		t.Errorf("v5: 0x%02x", rc)
+	}
+	select {
+	case id := <-kicked:
+		t.Errorf("v5 client %q disconnected for a denied publish", id)
+	default:
+	}
+}
+
+// scramStep sends one SCRAM message in an AUTH packet with reason code rc.
+func scramStep(c *client, rc byte, data []byte) {
+	a := &packet.Auth{ReasonCode: rc}
+	a.Props.AuthMethod, a.Props.AuthData = SCRAMMethod, data
+	a.Props.Set(packet.PropAuthMethod)
+	a.Props.Set(packet.PropAuthData)
+	c.send(a)
+}
+
+// TestSCRAMReauthentication: AUTH 0x19 runs a new exchange on a connected
+// client, and a failed one disconnects it.
+func TestSCRAMReauthentication(t *testing.T) {
+	_, addr, _ := deviceService(t, nil)
+	c := dial(t, addr, packet.V5)
+	sc := &scramClient{user: "dev-a", password: "sa", cnonce: "abc"}
+	p := &packet.Connect{ProtocolName: "MQTT", Version: packet.V5, CleanStart: true, ClientID: "dev-a"}
+	p.Props.AuthMethod, p.Props.AuthData = SCRAMMethod, sc.first()
+	p.Props.Set(packet.PropAuthMethod)
+	p.Props.Set(packet.PropAuthData)
+	c.send(p)
+	sf := c.next().(*packet.Auth)
+	final, _ := sc.final(sf.Props.AuthData)
+	scramStep(c, 0x18, final)
+	if ack := c.next().(*packet.Connack); ack.ReasonCode != 0 {
+		t.Fatalf("CONNACK 0x%02x", ack.ReasonCode)
+	}
+	// Re-authenticate successfully.
+	re := &scramClient{user: "dev-a", password: "sa", cnonce: "def"}
+	scramStep(c, 0x19, re.first())
+	sf = c.next().(*packet.Auth)
+	if sf.ReasonCode != 0x18 {
+		t.Fatalf("re-auth: AUTH 0x%02x, want 0x18", sf.ReasonCode)
+	}
+	final, _ = re.final(sf.Props.AuthData)
+	scramStep(c, 0x18, final)
+	if done := c.next().(*packet.Auth); done.ReasonCode != 0 || !re.verify(done.Props.AuthData) {
+		t.Fatalf("re-auth: AUTH 0x%02x", done.ReasonCode)
+	}
+	if rc := c.publish("devices/dev-a/x", false); rc != 0 {
+		t.Errorf("publish after re-auth: 0x%02x", rc)
+	}
+	// A failed re-authentication ends the connection.
+	bad := &scramClient{user: "dev-a", password: "nope", cnonce: "ghi"}
+	scramStep(c, 0x19, bad.first())
+	sf = c.next().(*packet.Auth)
+	final, _ = bad.final(sf.Props.AuthData)
+	scramStep(c, 0x18, final)
+	if !c.closed() {
+		t.Error("connection open after a failed re-authentication")
+	}
+}

@@ -107,6 +107,24 @@ func (s *Service) kick(clientIDs []string) {
 	}
 }
 
+// kickAsync disconnects a client from a goroutine of the service's: it
+// is called on the broker's own goroutines, which may hold its locks.
+func (s *Service) kickAsync(clientID string) {
+	if s.disconnect.Load() == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.kick([]string{clientID})
+	}()
+}
+
 // watch polls the files' modification time and size every interval.
 func (s *Service) watch(every time.Duration) {
 	defer s.wg.Done()

@@ -39,6 +39,7 @@ type Service struct {
 	usersSeen fileStamp
 	aclSeen   fileStamp
 	live      map[*Identity]struct{}
+	closed    bool
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -200,13 +201,14 @@ func (s *Service) untrack(id *Identity) {
 	s.mu.Unlock()
 }
 
-// Close stops watching the files.
+// Close stops watching the files and waits for the service's goroutines.
 func (s *Service) Close() error {
-	select {
-	case <-s.stop:
-	default:
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
 		close(s.stop)
 	}
+	s.mu.Unlock()
 	s.wg.Wait()
 	return nil
 }
