@@ -48,15 +48,20 @@ type conn struct {
 	hdr       [5]byte
 	nhdr      uint8
 	inAlias   map[uint16]string // client's topic aliases, lazily made
-	will      *will             // the connection's will, until published or cancelled
 	auth      *authState        // v5 enhanced authentication exchange
-	kicked    atomic.Bool
-	kickCode  atomic.Pointer[packet.Code]
-	normal    bool // DISCONNECT 0x00 received: no will
+	normal    bool              // DISCONNECT 0x00 received: no will
 	job       uint8
 	err       error          // why the reader stops
 	waitErr   error          // from waiting for readability
 	worker    sync.WaitGroup // the worker goroutine running a job
+
+	// kick sets these from any goroutine.
+	kicked   atomic.Bool
+	kickCode atomic.Pointer[packet.Code]
+
+	// outAlias is the Topic Aliases we assigned; guarded by the session's mu
+	// like every other delivery state.
+	outAlias map[string]uint16
 
 	// wmu guards the outbound queue. A flush goroutine runs while flushing.
 	wmu        sync.Mutex
@@ -67,7 +72,6 @@ type conn struct {
 	wclosed    bool
 	outBlocked bool           // a QoS 1/2 message waited for the outbound bound
 	wver       packet.Version // version for server-initiated packets from other goroutines
-	outAlias   map[string]uint16
 
 	// pmu guards the inbound PUBLISH pipeline (see inbound.go).
 	pmu      sync.Mutex
