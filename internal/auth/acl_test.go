@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -227,5 +228,23 @@ func BenchmarkACLCheck(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		acl.Check(id, Subscribe, "devices/device-42/commands")
+	}
+}
+
+// TestDocsACLExample keeps the ACL example of docs/security.md valid.
+func TestDocsACLExample(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/security.md")
+	if err != nil {
+		t.Skip(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```text\n# Comments take whole lines.\n")
+	block, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("ACL example not found in docs/security.md")
+	}
+	acl := NewACL(mustRules(t, block), false, true)
+	if !acl.Check(dev("gateway-1"), Publish, "gateways/x") || acl.Check(dev("ops"), Subscribe, "devices/a/secret") ||
+		!acl.Check(dev("ops"), Subscribe, "devices/a/telemetry") || !acl.Check(dev("a"), Subscribe, "fleet/x/status") {
+		t.Error("the documented example does not do what the page says")
 	}
 }
