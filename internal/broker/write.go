@@ -102,7 +102,8 @@ func (c *conn) flush() {
 
 // writeAll writes q with writev. WriteTimeout bounds how long the socket
 // may accept no bytes at all: a slow reader that keeps taking bytes is not
-// cut off however long the batch takes.
+// cut off however long the batch takes, unless the connection is being
+// closed anyway (kicked), when one more timeout ends it.
 func (c *conn) writeAll(q [][]byte, wt time.Duration) error {
 	bufs := net.Buffers(q)
 	for {
@@ -115,7 +116,7 @@ func (c *conn) writeAll(q [][]byte, wt time.Duration) error {
 			return nil
 		}
 		var ne net.Error
-		if n == 0 || !errors.As(err, &ne) || !ne.Timeout() {
+		if n == 0 || c.kicked.Load() || !errors.As(err, &ne) || !ne.Timeout() {
 			return err
 		}
 	}
