@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/culexmq/culex/internal/broker"
 	"github.com/culexmq/culex/internal/config"
 	"github.com/culexmq/culex/internal/mqtt/packet"
 )
@@ -344,5 +345,20 @@ func TestSCRAMReauthentication(t *testing.T) {
 	scramStep(c, 0x18, final)
 	if !c.closed() {
 		t.Error("connection open after a failed re-authentication")
+	}
+}
+
+// BenchmarkCanReceive is the authorizer's cost per delivery.
+func BenchmarkCanReceive(b *testing.B) {
+	svc, _ := testService(b, deviceRules, nil, "dev-a", "sa")
+	a := svc.Adapter()
+	c := &broker.ClientInfo{ClientID: "dev-a", Username: "dev-a"}
+	a.idents.store(c, &Identity{ClientID: "dev-a", Username: "dev-a"})
+	m := &broker.Message{Topic: "devices/dev-a/commands"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := a.CanReceive(c, m); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
