@@ -33,12 +33,26 @@ func serve(args []string) error {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sig)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	if err := srv.Start(); err != nil {
 		srv.Shutdown(context.Background())
 		return err
 	}
 	log.Info("culex started", "version", version, "data_dir", cfg.DataDir)
-	s := <-sig
+	var s os.Signal
+	for s == nil {
+		select {
+		case <-hup:
+			if err := srv.Reload(); err != nil {
+				log.Error("reload failed; the previous users and ACL stay in force", "err", err)
+			} else {
+				log.Info("reloaded users and ACL")
+			}
+		case s = <-sig:
+		}
+	}
 	log.Info("shutting down", "signal", s.String(), "timeout", cfg.ShutdownTimeout)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()

@@ -1,11 +1,5 @@
-//go:build e2e_pending
-
-// The device scenario through internal/server. It needs internal/server to
-// build auth.New(cfg.Auth, logger), call Service.Apply on the broker
-// options and Service.SetDisconnect with a broker disconnect function;
-// until then it is behind the e2e_pending build tag:
-//
-//	go test -tags e2e_pending -run E2E ./internal/auth/
+// The device scenario through internal/server: the users and ACL files,
+// mosquitto clients and Paho, against a whole node.
 package auth_test
 
 import (

@@ -23,7 +23,8 @@ var allowed = map[string][]string{
 	"internal/broker": {"internal/mqtt/packet", "internal/mqtt/topic", "internal/store",
 		"internal/config", "internal/listener"},
 	"internal/bench": {"internal/mqtt/packet"},
-	"internal/server": {"internal/broker", "internal/config", "internal/listener", "internal/store",
+	"internal/auth":  {"internal/broker", "internal/config", "internal/mqtt/packet", "internal/mqtt/topic"},
+	"internal/server": {"internal/auth", "internal/broker", "internal/config", "internal/listener", "internal/store",
 		"internal/mqtt/packet", "internal/mqtt/topic"},
 }
 

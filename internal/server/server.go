@@ -9,9 +9,11 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/culexmq/culex/internal/auth"
 	"github.com/culexmq/culex/internal/broker"
 	"github.com/culexmq/culex/internal/config"
 	"github.com/culexmq/culex/internal/listener"
+	"github.com/culexmq/culex/internal/mqtt/packet"
 	"github.com/culexmq/culex/internal/store"
 )
 
@@ -23,6 +25,7 @@ type Server struct {
 	cfg       config.Config
 	log       *slog.Logger
 	store     store.Store
+	auth      *auth.Service
 	broker    *broker.Broker
 	listeners []*listener.Listener
 	serving   sync.WaitGroup // one per listener's accept loop
@@ -60,21 +63,26 @@ func (s *Server) open() error {
 		}
 		s.store = st
 	}
-	if cfg.Auth.AllowAnonymous {
-		s.log.Warn("anonymous clients are allowed (auth.allow_anonymous: true)")
+	a, err := auth.New(cfg.Auth, s.log)
+	if err != nil {
+		return err
 	}
-	b, err := broker.New(broker.Options{
+	s.auth = a
+	opts := broker.Options{
 		Config:         cfg.MQTT,
 		AllowAnonymous: cfg.Auth.AllowAnonymous,
 		SysInterval:    cfg.SysInterval,
 		Store:          s.store,
 		Logger:         s.log,
 		Version:        Version,
-	})
+	}
+	a.Apply(&opts)
+	b, err := broker.New(opts)
 	if err != nil {
 		return err
 	}
 	s.broker = b
+	a.SetDisconnect(func(clientID string) { b.Disconnect(clientID, packet.ErrNotAuthorized) })
 	for i, lc := range cfg.Listeners {
 		l, err := listener.New(lc, b.Handle, s.log)
 		if err != nil {
@@ -114,6 +122,13 @@ func (s *Server) URL(scheme string) string {
 	return ""
 }
 
+// Reload re-reads the users and ACL files (SIGHUP); on error the previous
+// ones stay in force.
+func (s *Server) Reload() error { return s.auth.Reload() }
+
+// Auth returns the node's authentication and ACL service.
+func (s *Server) Auth() *auth.Service { return s.auth }
+
 // Listeners returns the node's listeners in config order.
 func (s *Server) Listeners() []*listener.Listener { return s.listeners }
 
@@ -136,6 +151,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.serving.Wait()
 	errs = append(errs, s.broker.Shutdown(ctx))
+	errs = append(errs, s.auth.Close())
 	errs = append(errs, s.store.Close())
 	return errors.Join(errs...)
 }
@@ -147,6 +163,9 @@ func (s *Server) closeAll() {
 	}
 	if s.broker != nil {
 		s.broker.Shutdown(context.Background())
+	}
+	if s.auth != nil {
+		s.auth.Close()
 	}
 	if s.store != nil {
 		s.store.Close()
