@@ -18,15 +18,13 @@ type field struct {
 
 var durationType = reflect.TypeOf(time.Duration(0))
 
-// fields lists the scalar keys of c in declaration order. Listeners are a
-// list and are handled apart (listenersKey).
+// fields lists the scalar keys of c in declaration order. Lists (listeners,
+// routes) are set from the file; listeners also by --listen and CULEX_LISTEN.
 func fields(c *Config) []field {
 	var out []field
 	walk(reflect.ValueOf(c).Elem(), "", &out)
 	return out
 }
-
-const listenersKey = "listeners"
 
 func walk(v reflect.Value, prefix string, out *[]field) {
 	t := v.Type()
@@ -41,7 +39,7 @@ func walk(v reflect.Value, prefix string, out *[]field) {
 		}
 		fv := v.Field(i)
 		switch {
-		case path == listenersKey:
+		case fv.Kind() == reflect.Slice:
 			continue
 		case fv.Kind() == reflect.Struct:
 			walk(fv, path, out)
