@@ -24,6 +24,9 @@ type Config struct {
 	SysInterval time.Duration `yaml:"sys_interval"`
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// Kafka is the MQTT <-> Kafka bridge (docs/kafka.md); off while
+	// Brokers is empty.
+	Kafka Kafka `yaml:"kafka"`
 }
 
 // Listener is one MQTT endpoint.
@@ -195,6 +198,80 @@ type Store struct {
 	MaxBatchDelay time.Duration `yaml:"max_batch_delay"`
 }
 
+// Kafka is the Kafka cluster the bridge talks to and its routes.
+type Kafka struct {
+	// Brokers is the comma-separated seed list (host:port); empty disables
+	// the bridge.
+	Brokers string `yaml:"brokers"`
+	// ClientID identifies the bridge to Kafka (quotas, logs).
+	ClientID string `yaml:"client_id"`
+	// ProduceTimeout bounds how long a record may wait for Kafka's ack;
+	// past it a kafka-mode publish fails (v5: PUBACK 0x80) and the device
+	// retransmits.
+	ProduceTimeout time.Duration `yaml:"produce_timeout"`
+	// MaxBufferedRecords bounds the records the producer holds waiting for
+	// Kafka; over it a kafka-mode publish fails with 0x97 (quota exceeded).
+	MaxBufferedRecords int `yaml:"max_buffered_records"`
+	// CreateTopics creates missing route topics at start with Partitions
+	// and ReplicationFactor; otherwise a missing topic is a start error.
+	CreateTopics bool `yaml:"create_topics"`
+	// Partitions and ReplicationFactor apply to topics created at start
+	// (0: the cluster's defaults).
+	Partitions        int `yaml:"partitions"`
+	ReplicationFactor int `yaml:"replication_factor"`
+	// SASL authenticates to Kafka.
+	SASL KafkaSASL `yaml:"sasl"`
+	// TLS encrypts the connection to Kafka.
+	TLS KafkaTLS `yaml:"tls"`
+	// Routes carry MQTT messages into Kafka topics (file only).
+	Routes []KafkaRoute `yaml:"routes"`
+}
+
+// KafkaSASL is SASL authentication to Kafka.
+type KafkaSASL struct {
+	// Mechanism is none, plain, scram-sha-256 or scram-sha-512.
+	Mechanism string `yaml:"mechanism"`
+	Username  string `yaml:"username"`
+	Password  string `yaml:"password"`
+}
+
+// KafkaTLS is the bridge's TLS client configuration.
+type KafkaTLS struct {
+	// Enabled turns TLS on; the system roots verify the brokers unless
+	// CAFile is set.
+	Enabled bool `yaml:"enabled"`
+	// CAFile is a PEM bundle of the CAs that sign the brokers' certificates.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are the client certificate for mutual TLS.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName overrides the name verified in the brokers' certificates.
+	ServerName string `yaml:"server_name"`
+}
+
+// KafkaRoute carries the MQTT messages matching Filter into a Kafka topic.
+// A message may match several routes; each gets its own record.
+type KafkaRoute struct {
+	// Name labels the route in metrics and logs (default: the filter).
+	Name string `yaml:"name"`
+	// Filter is an MQTT topic filter (+ and # allowed).
+	Filter string `yaml:"filter"`
+	// Topic is the Kafka topic template: literal text with ${topic},
+	// ${1}..${n} (MQTT topic levels), ${clientid} and ${username}.
+	Topic string `yaml:"topic"`
+	// Key is the record key template (default ${clientid}, so each
+	// device's messages keep their order in one partition).
+	Key string `yaml:"key"`
+	// Payload is raw (the MQTT payload as is) or json (an envelope with
+	// the metadata and the payload).
+	Payload string `yaml:"payload"`
+	// Headers adds the MQTT metadata as record headers (mqtt.topic, ...).
+	Headers bool `yaml:"headers"`
+	// Ack is kafka (acknowledge QoS 1/2 after Kafka acks, the default) or
+	// none (best effort).
+	Ack string `yaml:"ack"`
+}
+
 // Default returns the configuration `culex serve` runs with when given nothing.
 func Default() Config {
 	return Config{
@@ -242,5 +319,12 @@ func Default() Config {
 		Store:           Store{MaxBatchDelay: 2 * time.Millisecond},
 		SysInterval:     10 * time.Second,
 		ShutdownTimeout: 10 * time.Second,
+		Kafka: Kafka{
+			ClientID:           "culex",
+			ProduceTimeout:     30 * time.Second,
+			MaxBufferedRecords: 100000,
+			SASL:               KafkaSASL{Mechanism: "none"},
+			Routes:             []KafkaRoute{},
+		},
 	}
 }
