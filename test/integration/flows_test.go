@@ -263,7 +263,7 @@ func TestPayloadFormatInvalid(t *testing.T) {
 // refused (v5 PUBACK 0x87) and never reaches $SYS subscribers.
 func TestClientsCannotPublishToSys(t *testing.T) {
 	t.Parallel()
-	srv := startBroker(t)
+	srv := startBroker(t, openSys)
 	addr := tcpAddr(t, srv)
 	s := connectV5(t, addr, v5Connect("s", true, 0))
 	s.subscribe(sub("$SYS/fake/#", 1), sub("marker", 0))

@@ -92,6 +92,13 @@ func waitClients(t *testing.T, srv *server.Server, n int64) {
 	})
 }
 
+// openSys publishes $SYS every 100 ms and lets anonymous clients read it
+// (the default keeps $SYS/# for superusers).
+func openSys(c *config.Config) {
+	c.SysInterval = 100 * time.Millisecond
+	c.Auth.SysSuperuserOnly = false
+}
+
 // tail returns the last n lines of s.
 func tail(s string, n int) string {
 	lines := strings.Split(s, "\n")

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -29,7 +30,34 @@ func TestMain(m *testing.M) {
 	culexBin, buildErr = buildCulex(dir)
 	code := m.Run()
 	os.RemoveAll(dir)
+	if code == 0 {
+		if leaked := brokerGoroutines(5 * time.Second); leaked != "" {
+			fmt.Fprintf(os.Stderr, "goroutines of culex packages still running after every server shut down:\n%s\n", leaked)
+			code = 1
+		}
+	}
 	os.Exit(code)
+}
+
+// brokerGoroutines waits up to d for every goroutine running code of
+// internal/ packages to exit (each server was shut down by its test) and
+// returns the stacks of those that remain.
+func brokerGoroutines(d time.Duration) string {
+	deadline := time.Now().Add(d)
+	for {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		var leaked []string
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			if strings.Contains(g, "github.com/culexmq/culex/internal/") {
+				leaked = append(leaked, g)
+			}
+		}
+		if len(leaked) == 0 || time.Now().After(deadline) {
+			return strings.Join(leaked, "\n\n")
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval
+	}
 }
 
 // buildCulex builds ./cmd/culex from the module root into dir.

@@ -18,7 +18,7 @@ import (
 // subscription [MQTT-4.7.2-1], only to '$SYS/#'.
 func TestSysRetainedNotMatchedByWildcard(t *testing.T) {
 	t.Parallel()
-	srv := startBroker(t, func(c *config.Config) { c.SysInterval = 100 * time.Millisecond })
+	srv := startBroker(t, openSys)
 	addr := tcpAddr(t, srv)
 	sys := connectV5(t, addr, v5Connect("sys", true, 0))
 	sys.subscribe(sub("$SYS/#", 0))

@@ -278,3 +278,89 @@ func checkMalformedClose(t *testing.T, what string, res *closeResult, codes ...b
 	}
 	t.Logf("%s: refused by closing the connection (DISCONNECT %v)", what, res.disconnect != nil)
 }
+
+// TestProtocolErrors proves packets that are well framed but break a
+// protocol rule close the connection, a v5 DISCONNECT (optional, as 4.13
+// allows) carrying a fitting reason code: No Local on a shared
+// subscription [MQTT-3.8.3-4], Retain Handling 3 and reserved subscription
+// option bits [MQTT-3.8.3-5], SUBSCRIBE / UNSUBSCRIBE without filters
+// [MQTT-3.8.3-2, MQTT-3.10.3-2], packet identifier 0 [MQTT-2.2.1-3], Topic
+// Alias 0 [MQTT-3.3.2-8], server-only packets from a client, and AUTH without an
+// authentication method [MQTT-4.12.0-1] or from a 3.1.1 client.
+func TestProtocolErrors(t *testing.T) {
+	t.Parallel()
+	srv := startBroker(t)
+	addr := tcpAddr(t, srv)
+	share := append([]byte{0x82, 0x10, 0x00, 0x01, 0x00, 0x00, 0x0a}, "$share/g/t"...)
+	cases := []struct {
+		name  string
+		v     packet.Version
+		bytes []byte
+		codes []byte
+	}{
+		{"no local on shared subscription", 5, append(share, 0x05), []byte{0x82, 0x81, 0x8F}},
+		{"retain handling 3", 5, []byte{0x82, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01, 'a', 0x31}, []byte{0x81, 0x82}},
+		{"reserved subscription option bits", 5, []byte{0x82, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01, 'a', 0xc1}, []byte{0x81, 0x82}},
+		{"subscribe without filters", 5, []byte{0x82, 0x03, 0x00, 0x01, 0x00}, []byte{0x81, 0x82}},
+		{"unsubscribe without filters", 5, []byte{0xa2, 0x03, 0x00, 0x01, 0x00}, []byte{0x81, 0x82}},
+		{"publish qos 1 with packet id 0", 5, []byte{0x32, 0x07, 0x00, 0x01, 'a', 0x00, 0x00, 0x00, 'x'}, []byte{0x81, 0x82}},
+		{"subscribe with packet id 0", 5, []byte{0x82, 0x07, 0x00, 0x00, 0x00, 0x00, 0x01, 'a', 0x01}, []byte{0x81, 0x82}},
+		{"topic alias 0", 5, []byte{0x30, 0x08, 0x00, 0x01, 'a', 0x03, 0x23, 0x00, 0x00, 'x'}, []byte{0x94, 0x82}},
+		{"client sends CONNACK", 5, []byte{0x20, 0x03, 0x00, 0x00, 0x00}, []byte{0x81, 0x82}},
+		{"client sends SUBACK", 5, []byte{0x90, 0x04, 0x00, 0x01, 0x00, 0x00}, []byte{0x81, 0x82}},
+		{"auth without authentication method", 5, []byte{0xf0, 0x00}, []byte{0x81, 0x82, 0x8C}},
+		{"3.1.1 publish qos 1 with packet id 0", 4, []byte{0x32, 0x06, 0x00, 0x01, 'a', 0x00, 0x00, 'x'}, nil},
+		{"3.1.1 subscribe without filters", 4, []byte{0x82, 0x02, 0x00, 0x01}, nil},
+		{"3.1.1 client sends AUTH", 4, []byte{0xf0, 0x00}, nil},
+		{"3.1.1 client sends CONNACK", 4, []byte{0x20, 0x02, 0x00, 0x00}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			raw := dialRaw(t, addr, tc.v)
+			raw.mustConnect(rawConnect("pe", true))
+			raw.sendBytes(tc.bytes)
+			res := raw.mayClose(waitTimeout, tc.codes...)
+			for _, p := range res.other {
+				if sa, ok := p.(*packet.Suback); ok {
+					t.Errorf("answered with SUBACK %x before closing", sa.ReasonCodes)
+				}
+			}
+		})
+	}
+}
+
+// TestClientSubscriptionIdentifierNotForwarded proves a Subscription
+// Identifier a client wrongly puts in its PUBLISH [MQTT-3.3.4-6] never
+// reaches subscribers: the broker either closes the connection or drops the
+// property, and subscribers see only their own identifiers.
+func TestClientSubscriptionIdentifierNotForwarded(t *testing.T) {
+	t.Parallel()
+	srv := startBroker(t)
+	addr := tcpAddr(t, srv)
+	s := dialRaw(t, addr, packet.V5)
+	s.mustConnect(rawConnect("s", true))
+	s.subscribe(1, subID(0), rawSub("a", 0))
+	s.subscribe(2, subID(7), rawSub("b", 0))
+
+	raw := dialRaw(t, addr, packet.V5)
+	raw.mustConnect(rawConnect("p", true))
+	raw.sendBytes([]byte{0x30, 0x07, 0x00, 0x01, 'a', 0x02, 0x0b, 0x05, 'x'}) // "a" with Subscription Identifier 5
+	raw.sendBytes([]byte{0x30, 0x07, 0x00, 0x01, 'b', 0x02, 0x0b, 0x05, 'y'}) // "b" with Subscription Identifier 5
+	for {
+		p, _, err := s.readPacket(quiet)
+		if err != nil {
+			break // nothing (more) delivered: the publisher was refused
+		}
+		pb, ok := p.(*packet.Publish)
+		if !ok {
+			continue
+		}
+		want := []uint32(nil)
+		if pb.Topic == "b" {
+			want = []uint32{7}
+		}
+		if !slices.Equal(pb.Props.SubscriptionIDs, want) {
+			t.Errorf("subscriber of %q got Subscription Identifiers %v, want %v", pb.Topic, pb.Props.SubscriptionIDs, want)
+		}
+	}
+}

@@ -273,7 +273,7 @@ func TestWildcards(t *testing.T) {
 // $SYS statistics are published periodically.
 func TestSysTopicsNotMatchedByWildcard(t *testing.T) {
 	t.Parallel()
-	srv := startBroker(t, func(c *config.Config) { c.SysInterval = 100 * time.Millisecond })
+	srv := startBroker(t, openSys)
 	addr := tcpAddr(t, srv)
 	all := connectV5(t, addr, v5Connect("all", true, 0))
 	all.subscribe(sub("#", 0), sub("+/broker/#", 0))
@@ -324,5 +324,17 @@ func TestUnsubscribeStopsDelivery(t *testing.T) {
 	c.publish("u/marker", 0, "m")
 	if got := recvUntil(t, c.msgs, "u/marker"); len(got) > 0 {
 		t.Errorf("received after unsubscribe: %v", summarize(got))
+	}
+}
+
+// TestSysSuperuserOnlyByDefault proves that by default an anonymous client
+// may not subscribe to $SYS (SUBACK 0x87 Not authorized).
+func TestSysSuperuserOnlyByDefault(t *testing.T) {
+	t.Parallel()
+	srv := startBroker(t, func(c *config.Config) { c.SysInterval = 100 * time.Millisecond })
+	raw := dialRaw(t, tcpAddr(t, srv), packet.V5)
+	raw.mustConnect(rawConnect("anon", true))
+	if codes := raw.subscribe(1, subID(0), rawSub("$SYS/#", 0), rawSub("x", 0)); !slices.Equal(codes, []byte{0x87, 0x00}) {
+		t.Errorf("SUBACK %x, want [87 00]", codes)
 	}
 }

@@ -122,7 +122,7 @@ func TestExpiredSessionsAreReaped(t *testing.T) {
 // reports the number of connected clients.
 func TestSysClientsConnectedIsAccurate(t *testing.T) {
 	t.Parallel()
-	srv := startBroker(t, func(c *config.Config) { c.SysInterval = 100 * time.Millisecond })
+	srv := startBroker(t, openSys)
 	addr := tcpAddr(t, srv)
 	for i := range 4 {
 		connectV5(t, addr, v5Connect(fmt.Sprint("c", i), true, 0))
