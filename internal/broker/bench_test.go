@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bufio"
 	"fmt"
 	"net"
 	"os"
@@ -186,5 +187,62 @@ func BenchmarkInboundPublish(b *testing.B) {
 				br.wg.Wait()
 			})
 		}
+	}
+}
+
+// BenchmarkPubSub sends b.N PUBLISHes over loopback TCP from one client to
+// one subscriber through the broker (reader, worker, routing, writer).
+func BenchmarkPubSub(b *testing.B) {
+	for _, qos := range []byte{0, 1} {
+		b.Run(fmt.Sprintf("qos=%d/size=64", qos), func(b *testing.B) {
+			tb := startBroker(b, Options{AllowAnonymous: true})
+			sub := tb.connect("sub", packet.V311)
+			sub.subscribe(1, "bench", qos)
+			pub := tb.connect("pub", packet.V311)
+			payload := make([]byte, 64)
+			var wire []byte
+			for i := 0; i < 100; i++ {
+				wire, _ = (&packet.Publish{Topic: "bench", Payload: payload, QoS: qos, PacketID: uint16(i%1000 + 1)}).Encode(wire, packet.V311)
+			}
+			per := len(wire) / 100
+			b.SetBytes(int64(per))
+			b.ReportAllocs()
+			b.ResetTimer()
+			// At most window messages between publisher and subscriber, as a
+			// client's in-flight limit would do: no drops, no queue growth.
+			const window = 1000
+			tokens := make(chan struct{}, window)
+			go func() {
+				for sent := 0; sent < b.N; sent += 100 {
+					n := min(100, b.N-sent)
+					for range n {
+						tokens <- struct{}{}
+					}
+					pub.nc.Write(wire[:n*per])
+				}
+			}()
+			if qos > 0 {
+				go func() { // drain the publisher's PUBACKs
+					r := bufio.NewReader(pub.nc)
+					for got := 0; got < b.N; got++ {
+						if _, err := packet.ReadPacket(r, packet.V311, 0); err != nil {
+							return
+						}
+					}
+				}()
+			}
+			sub.nc.SetReadDeadline(time.Now().Add(time.Minute))
+			r := bufio.NewReader(sub.nc)
+			for got := 0; got < b.N; got++ {
+				p, err := packet.ReadPacket(r, packet.V311, 0)
+				if err != nil {
+					b.Fatalf("after %d: %v", got, err)
+				}
+				<-tokens
+				if qos > 0 {
+					sub.send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.(*packet.Publish).PacketID})
+				}
+			}
+		})
 	}
 }

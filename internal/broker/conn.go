@@ -15,7 +15,7 @@ import (
 
 // readBufSize is the size of the pooled read buffers. A packet that does not
 // fit is read straight into its own exact-size allocation.
-const readBufSize = 4096
+const readBufSize = 16 << 10
 
 var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
 
@@ -32,6 +32,7 @@ type conn struct {
 	b    *Broker
 	nc   net.Conn
 	raw  syscall.RawConn // nil when nc is not a syscall.Conn (TLS, WebSocket)
+	fd   int32           // raw's descriptor for peekFD; -1 without raw
 	info *ClientInfo
 	sess *session // set once connected; never changes
 
@@ -98,9 +99,11 @@ func (b *Broker) Handle(nc net.Conn, info listener.ConnInfo) {
 func (b *Broker) newConn(nc net.Conn, info *listener.ConnInfo) *conn {
 	c := &conn{b: b, nc: nc, recvMax: 65535, problem: true}
 	c.info = &ClientInfo{Remote: info.Remote, Listener: info.Listener, TLS: info.TLS}
+	c.fd = -1
 	if sc, ok := nc.(syscall.Conn); ok && canPeek {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw = raw
+			raw.Control(func(fd uintptr) { c.fd = int32(fd) })
 		}
 	}
 	b.mu.Lock()
@@ -195,9 +198,15 @@ func (c *conn) readOnce() error {
 		return c.readBody()
 	}
 	bp := readBufs.Get().(*[]byte)
-	err := c.readPackets(*bp)
-	readBufs.Put(bp)
-	return err
+	defer readBufs.Put(bp)
+	for {
+		full, err := c.readPackets(*bp)
+		// A busy connection filled the buffer: go on while more is
+		// already there, without a round trip through the reader.
+		if err != nil || !full || c.body != nil || c.fd < 0 || !peekFD(c.fd) {
+			return err
+		}
+	}
 }
 
 // readBody continues a packet too large for what the last read returned,
@@ -222,10 +231,11 @@ func (c *conn) readBody() error {
 // readPackets reads into the pooled buf and handles every complete packet,
 // copying each body into an exact-size allocation the packet aliases. A
 // partial packet keeps only its own bytes.
-func (c *conn) readPackets(buf []byte) error {
+func (c *conn) readPackets(buf []byte) (full bool, err error) {
 	n := copy(buf, c.hdr[:c.nhdr])
 	c.nhdr = 0
 	m, rerr := c.nc.Read(buf[n:])
+	full = n+m == len(buf)
 	c.b.stats.bytesIn.Add(uint64(m))
 	data := buf[:n+m]
 	for len(data) > 0 {
@@ -235,10 +245,10 @@ func (c *conn) readPackets(buf []byte) error {
 			break
 		}
 		if err != nil {
-			return c.fail(codeOf(err, packet.ErrMalformedPacket))
+			return false, c.fail(codeOf(err, packet.ErrMalformedPacket))
 		}
 		if max := c.b.cfg.MaxPacketSize; max > 0 && hl+fh.Remaining > int(max) {
-			return c.fail(packet.ErrPacketTooLarge)
+			return false, c.fail(packet.ErrPacketTooLarge)
 		}
 		end := hl + fh.Remaining
 		if len(data) < end {
@@ -250,13 +260,13 @@ func (c *conn) readPackets(buf []byte) error {
 		copy(body, data[hl:end])
 		data = data[end:]
 		if err := c.handle(fh, body); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if rerr != nil {
-		return c.readErr(rerr)
+		return false, c.readErr(rerr)
 	}
-	return nil
+	return full, nil
 }
 
 // readErr turns a read deadline into the keep-alive or connect timeout.

@@ -7,3 +7,5 @@ package broker
 const canPeek = false
 
 func peekReady(fd uintptr) bool { return true }
+
+func peekFD(fd int32) bool { return false }

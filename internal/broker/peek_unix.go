@@ -17,3 +17,8 @@ func peekReady(fd uintptr) bool {
 	_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 	return err != syscall.EAGAIN && err != syscall.EWOULDBLOCK
 }
+
+// peekFD reports whether fd has bytes (or EOF, or an error) to read now,
+// without waiting. A busy reader uses it to go on reading; a descriptor
+// closed and reused meanwhile costs at most one Read that fails.
+func peekFD(fd int32) bool { return peekReady(uintptr(fd)) }
