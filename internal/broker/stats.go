@@ -22,6 +22,7 @@ const (
 var dropNames = [numDropReasons]string{"queue_full", "outbound_full", "packet_too_large",
 	"expired", "not_authorized", "inflight", "offline", "invalid", "intercepted"}
 
+// String is the reason's name as used in Stats.Drops and metrics labels.
 func (r DropReason) String() string {
 	if r < numDropReasons {
 		return dropNames[r]
