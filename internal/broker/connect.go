@@ -224,6 +224,7 @@ func (c *conn) accept(st *authState) error {
 	wasPersistent := s.persistent
 	s.conn, s.info, s.version = c, c.info, p.Version
 	s.expiry, s.persistent = expiry, expiry > 0
+	s.cancelTimersLocked(wasPersistent)
 	s.connWill = w
 	s.online.Store(true)
 	c.sess = s

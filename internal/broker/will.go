@@ -225,3 +225,18 @@ func (b *Broker) redispatch(s *session, msgs []*outMsg) {
 		scratches.Put(sc)
 	}
 }
+
+// cancelTimersLocked stops the expiry and delayed-will timers of a session
+// being resumed. takeSession cancels them too; this covers a previous
+// connection whose teardown scheduled them after takeSession looked.
+func (s *session) cancelTimersLocked(persistent bool) {
+	s.b.stopTimer(s.expTimer)
+	s.expTimer = nil
+	if s.pendingWill != nil {
+		s.b.stopTimer(s.willTimer)
+		s.pendingWill, s.willTimer = nil, nil
+		if persistent {
+			s.b.unstoreWill(s.id)
+		}
+	}
+}
