@@ -1,0 +1,266 @@
+package kafka
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/culexmq/culex/internal/broker"
+	"github.com/culexmq/culex/internal/config"
+	"github.com/culexmq/culex/internal/mqtt/packet"
+)
+
+// Bridge carries MQTT messages into Kafka. It is safe for concurrent use.
+type Bridge struct {
+	cfg    config.Kafka
+	log    *slog.Logger
+	routes *routes
+	cl     *kgo.Client
+
+	closeOnce sync.Once
+}
+
+// New validates cfg, compiles its routes and creates the producer. It does
+// not contact Kafka: call Check before serving.
+func New(cfg config.Kafka, log *slog.Logger) (*Bridge, error) {
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if strings.TrimSpace(cfg.Brokers) == "" {
+		return nil, errors.New("kafka: brokers is empty")
+	}
+	rs, err := compileRoutes(cfg.Routes)
+	if err != nil {
+		return nil, err
+	}
+	opts, err := clientOpts(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: %w", err)
+	}
+	return &Bridge{cfg: cfg, log: log, routes: rs, cl: cl}, nil
+}
+
+// clientOpts are the producer's options: idempotent, acks=all, murmur2 key
+// partitioning like the Java client, bounded buffer and delivery time.
+func clientOpts(cfg config.Kafka) ([]kgo.Opt, error) {
+	var seeds []string
+	for _, s := range strings.Split(cfg.Brokers, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			seeds = append(seeds, s)
+		}
+	}
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(seeds...),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), // nil: Kafka's murmur2
+		kgo.ProducerLinger(0),
+	}
+	if cfg.ClientID != "" {
+		opts = append(opts, kgo.ClientID(cfg.ClientID))
+	}
+	if cfg.ProduceTimeout > 0 {
+		opts = append(opts, kgo.RecordDeliveryTimeout(cfg.ProduceTimeout))
+	}
+	if cfg.MaxBufferedRecords > 0 {
+		opts = append(opts, kgo.MaxBufferedRecords(cfg.MaxBufferedRecords))
+	}
+	m, err := saslMechanism(cfg.SASL)
+	if err != nil {
+		return nil, err
+	}
+	if m != nil {
+		opts = append(opts, kgo.SASL(m))
+	}
+	if cfg.TLS.Enabled {
+		tc, err := tlsConfig(cfg.TLS)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, kgo.DialTLSConfig(tc))
+	}
+	return opts, nil
+}
+
+func saslMechanism(c config.KafkaSASL) (sasl.Mechanism, error) {
+	switch strings.ToLower(c.Mechanism) {
+	case "", "none":
+		return nil, nil
+	case "plain":
+		return plain.Auth{User: c.Username, Pass: c.Password}.AsMechanism(), nil
+	case "scram-sha-256":
+		return scram.Auth{User: c.Username, Pass: c.Password}.AsSha256Mechanism(), nil
+	case "scram-sha-512":
+		return scram.Auth{User: c.Username, Pass: c.Password}.AsSha512Mechanism(), nil
+	}
+	return nil, fmt.Errorf("kafka: sasl mechanism %q: want none, plain, scram-sha-256 or scram-sha-512", c.Mechanism)
+}
+
+func tlsConfig(c config.KafkaTLS) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("kafka tls: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("kafka tls: %s holds no PEM certificate", c.CAFile)
+		}
+	}
+	if c.CertFile != "" || c.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("kafka tls: client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// Interceptor returns the broker.Interceptor that produces matching
+// messages; add it to broker.Options.Interceptors.
+func (b *Bridge) Interceptor() broker.Interceptor { return interceptor{b} }
+
+// Stats returns a copy of every route's counters, in config order.
+func (b *Bridge) Stats() []RouteSnapshot {
+	out := make([]RouteSnapshot, len(b.routes.list))
+	for i, r := range b.routes.list {
+		out[i] = r.stats.snapshot()
+	}
+	return out
+}
+
+// Close stops the producer. Records not yet acked fail; their publishes
+// are not acknowledged (kafka mode), so devices retransmit them.
+func (b *Bridge) Close() {
+	b.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = b.cl.Flush(ctx) // best effort: give acked-soon records their chance
+		b.cl.Close()
+	})
+}
+
+type interceptor struct{ b *Bridge }
+
+var _ broker.Interceptor = interceptor{}
+
+// Intercept produces one record per matching route. A QoS 1/2 message's
+// done waits for every kafka-mode record; QoS 0 and none-mode records do
+// not hold it. Intercept never blocks: a full producer buffer fails the
+// publish with 0x97 instead.
+func (i interceptor) Intercept(_ context.Context, c *broker.ClientInfo, m *broker.Message, done func(error)) {
+	b := i.b
+	var buf [4]*route
+	rs := b.routes.match(buf[:0], m.Topic)
+	if len(rs) == 0 {
+		done(nil)
+		return
+	}
+	received := time.Now()
+	w := &wait{n: 1, done: done}
+	for _, r := range rs {
+		r.stats.Matched.Add(1)
+		hold := r.ack == AckKafka && m.QoS > 0
+		rec, err := r.record(c, m, received)
+		if err != nil {
+			r.stats.Failed.Add(1)
+			b.log.Warn("kafka: cannot map message", "route", r.name, "topic", m.Topic, "client", c.ClientID, "err", err)
+			if hold {
+				w.fail(packet.Code{Value: packet.ErrTopicNameInvalid.Value, Reason: "kafka route " + r.name + ": " + err.Error()})
+			}
+			continue
+		}
+		if hold {
+			w.add()
+		} else if m.QoS > 0 {
+			r.stats.AckedNotInKafka.Add(1)
+		}
+		r.stats.InFlight.Add(1)
+		b.cl.TryProduce(context.Background(), rec, func(_ *kgo.Record, err error) {
+			r.stats.InFlight.Add(-1)
+			if !hold && m.QoS > 0 {
+				r.stats.AckedNotInKafka.Add(-1)
+			}
+			if err != nil {
+				r.stats.Failed.Add(1)
+				if hold {
+					w.finish(produceCode(r.name, err))
+				} else {
+					b.log.Warn("kafka: best-effort record failed", "route", r.name, "err", err)
+				}
+				return
+			}
+			r.stats.Produced.Add(1)
+			r.stats.observe(time.Since(received))
+			if hold {
+				w.finish(nil)
+			}
+		})
+	}
+	w.finish(nil)
+}
+
+// produceCode is the reason code a v5 publisher gets for a failed record:
+// 0x97 when the producer's buffer is full (the publisher is too fast for
+// Kafka), 0x80 otherwise, with the cause as the reason string.
+func produceCode(route string, err error) packet.Code {
+	v := packet.ErrUnspecified.Value
+	if errors.Is(err, kgo.ErrMaxBuffered) {
+		v = packet.ErrQuotaExceeded.Value
+	}
+	return packet.Code{Value: v, Reason: "kafka route " + route + ": " + err.Error()}
+}
+
+// wait calls done once every added record finished: with the first error,
+// or nil.
+type wait struct {
+	mu   sync.Mutex
+	n    int
+	err  error
+	done func(error)
+}
+
+func (w *wait) add() {
+	w.mu.Lock()
+	w.n++
+	w.mu.Unlock()
+}
+
+func (w *wait) fail(err error) {
+	w.mu.Lock()
+	if w.err == nil {
+		w.err = err
+	}
+	w.mu.Unlock()
+}
+
+func (w *wait) finish(err error) {
+	w.mu.Lock()
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	w.n--
+	last, e := w.n == 0, w.err
+	w.mu.Unlock()
+	if last {
+		w.done(e)
+	}
+}

@@ -1,0 +1,65 @@
+package kafka
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// latencyBounds are the upper bounds of the end-to-end latency histogram
+// (MQTT receive to Kafka ack); the last bucket is everything above.
+var latencyBounds = [...]time.Duration{
+	time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond,
+	10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond,
+	100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond,
+	time.Second, 5 * time.Second, 30 * time.Second,
+}
+
+// RouteStats are one route's counters. Fields are updated atomically; read
+// them through Bridge.Stats.
+type RouteStats struct {
+	Name string
+	// Matched counts messages that matched the route.
+	Matched atomic.Int64
+	// Produced counts records Kafka acked; Failed those it did not (or that
+	// could not be mapped or buffered).
+	Produced atomic.Int64
+	Failed   atomic.Int64
+	// InFlight is records handed to the producer and not yet acked or failed.
+	InFlight atomic.Int64
+	// AckedNotInKafka is messages acknowledged to the device whose record
+	// Kafka has not acked yet: zero by construction in ack mode kafka.
+	AckedNotInKafka atomic.Int64
+	// Latency counts acked records by MQTT-receive-to-Kafka-ack latency,
+	// bucketed by latencyBounds (one extra bucket for the rest).
+	Latency [len(latencyBounds) + 1]atomic.Int64
+}
+
+func (s *RouteStats) observe(d time.Duration) {
+	i := 0
+	for i < len(latencyBounds) && d > latencyBounds[i] {
+		i++
+	}
+	s.Latency[i].Add(1)
+}
+
+// RouteSnapshot is a copy of one route's counters.
+type RouteSnapshot struct {
+	Name                                                 string
+	Matched, Produced, Failed, InFlight, AckedNotInKafka int64
+	// LatencyBounds and Latency are the histogram: Latency[i] counts acks
+	// at or under LatencyBounds[i]; the last entry counts the rest.
+	LatencyBounds []time.Duration
+	Latency       []int64
+}
+
+func (s *RouteStats) snapshot() RouteSnapshot {
+	r := RouteSnapshot{
+		Name: s.Name, Matched: s.Matched.Load(), Produced: s.Produced.Load(),
+		Failed: s.Failed.Load(), InFlight: s.InFlight.Load(), AckedNotInKafka: s.AckedNotInKafka.Load(),
+		LatencyBounds: latencyBounds[:],
+	}
+	for i := range s.Latency {
+		r.Latency = append(r.Latency, s.Latency[i].Load())
+	}
+	return r
+}
