@@ -235,3 +235,27 @@ func TestAnonymousRefused(t *testing.T) {
 		t.Errorf("v3.1.1 anonymous CONNECT: CONNACK 0x%02x, want 0x04 or 0x05", ca.ReasonCode)
 	}
 }
+
+// TestMaxInflightWindow proves MaxInflight caps unacknowledged QoS 1
+// deliveries even when the client's Receive Maximum is larger.
+func TestMaxInflightWindow(t *testing.T) {
+	t.Parallel()
+	srv := startBroker(t, func(c *config.Config) { c.MQTT.MaxInflight = 3 })
+	addr := tcpAddr(t, srv)
+	raw := dialRaw(t, addr, packet.V5)
+	raw.mustConnect(rawConnect("win", true))
+	raw.subscribe(1, subID(0), rawSub("win", 1))
+	p := connectV5(t, addr, v5Connect("p", true, 0))
+	for i := range 8 {
+		p.publish("win", 1, fmt.Sprint(i))
+	}
+	first := raw.publishes(3)
+	raw.noPacket(quiet)
+	for _, pb := range first {
+		raw.send(&packet.Ack{Kind: packet.PUBACK, PacketID: pb.PacketID})
+	}
+	rest := raw.publishes(3)
+	if string(rest[0].Payload) != "3" {
+		t.Errorf("after acks got %q, want \"3\"", rest[0].Payload)
+	}
+}

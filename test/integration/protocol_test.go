@@ -364,3 +364,18 @@ func TestClientSubscriptionIdentifierNotForwarded(t *testing.T) {
 		}
 	}
 }
+
+// TestServerKeepAliveEnforced proves a v5 client told a lower Server Keep
+// Alive in CONNACK is held to it [MQTT-3.2.2-21, MQTT-3.1.2-22].
+func TestServerKeepAliveEnforced(t *testing.T) {
+	// Not parallel: timing bounds are checked on a quiet machine.
+	srv := startBroker(t, func(c *config.Config) { c.MQTT.MaxKeepAlive = 1 })
+	raw := dialRaw(t, tcpAddr(t, srv), packet.V5)
+	ca := raw.mustConnect(&packet.Connect{ClientID: "lazy", CleanStart: true, KeepAlive: 60})
+	if !ca.Props.Has(packet.PropServerKeepAlive) || ca.Props.ServerKeepAlive != 1 {
+		t.Fatalf("CONNACK Server Keep Alive %d (present %v), want 1", ca.Props.ServerKeepAlive, ca.Props.Has(packet.PropServerKeepAlive))
+	}
+	if res := raw.mustClose(3 * time.Second); res.after > 2*time.Second {
+		t.Errorf("closed after %v; Server Keep Alive 1 s allows 1.5 s", res.after)
+	}
+}

@@ -1,9 +1,11 @@
 package integration
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -336,5 +338,76 @@ func TestSysSuperuserOnlyByDefault(t *testing.T) {
 	raw.mustConnect(rawConnect("anon", true))
 	if codes := raw.subscribe(1, subID(0), rawSub("$SYS/#", 0), rawSub("x", 0)); !slices.Equal(codes, []byte{0x87, 0x00}) {
 		t.Errorf("SUBACK %x, want [87 00]", codes)
+	}
+}
+
+// TestSysRetainedNotMatchedByWildcard proves that retained $SYS messages,
+// if the broker keeps any, are not sent to a new '#' or '+/...'
+// subscription [MQTT-4.7.2-1], only to '$SYS/#'.
+func TestSysRetainedNotMatchedByWildcard(t *testing.T) {
+	t.Parallel()
+	srv := startBroker(t, openSys)
+	addr := tcpAddr(t, srv)
+	sys := connectV5(t, addr, v5Connect("sys", true, 0))
+	sys.subscribe(sub("$SYS/#", 0))
+	recv1(t, sys.msgs) // $SYS is being published
+
+	all := connectV5(t, addr, v5Connect("all", true, 0))
+	all.subscribe(sub("#", 0), sub("+/+/#", 0))
+	all.publish("marker", 0, "m")
+	for _, m := range recvUntil(t, all.msgs, "marker") {
+		t.Errorf("wildcard subscription got %q (retain %v)", m.Topic, m.Retain)
+	}
+}
+
+// TestLargeMessages proves a message close to MaxPacketSize passes intact
+// over TCP for v3.1.1 and v5 and over WebSocket, at QoS 1 and 2.
+func TestLargeMessages(t *testing.T) {
+	t.Parallel()
+	srv := startBroker(t)
+	addr := tcpAddr(t, srv)
+	payload := bytes.Repeat([]byte("0123456789abcdef"), (1<<20-1024)/16)
+	v5 := connectV5(t, addr, v5Connect("v5", true, 0))
+	v5.subscribe(sub("big/#", 2))
+	v3 := connectV3(t, srv.URL("tcp"), "v3", true)
+	v3.subscribe("big/#", 1)
+	ws := connectV3(t, srv.URL("ws"), "ws", true)
+	ws.subscribe("big/#", 2)
+
+	v5.publish("big/a", 2, string(payload))
+	ws.publish("big/b", 1, false, string(payload))
+	for name, ch := range map[string]<-chan msg{"v5": v5.msgs, "v3": v3.msgs, "ws": ws.msgs} {
+		for _, m := range recvN(t, ch, 2, waitTimeout) {
+			if !bytes.Equal(m.Payload, payload) {
+				t.Errorf("%s: %s payload of %d bytes differs from the %d sent", name, m.Topic, len(m.Payload), len(payload))
+			}
+		}
+	}
+}
+
+// TestUnicodeTopicsAndEmptyPayload proves UTF-8 topic names (multi-byte,
+// spaces, empty levels) route exactly and an empty non-retained payload is
+// delivered as such.
+func TestUnicodeTopicsAndEmptyPayload(t *testing.T) {
+	t.Parallel()
+	srv := startBroker(t)
+	addr := tcpAddr(t, srv)
+	c := connectV5(t, addr, v5Connect("u", true, 0))
+	topics := []string{"ü/ñ/日本", "with space/x", "a//b", strings.Repeat("l/", 20) + "end"}
+	for _, tp := range topics {
+		c.subscribe(sub(tp, 1))
+	}
+	c.subscribe(paho.SubscribeOptions{Topic: "+/+/日本", QoS: 1})
+	for _, tp := range topics {
+		c.publish(tp, 1, "")
+		m := recv1(t, c.msgs)
+		if m.Topic != tp || len(m.Payload) != 0 {
+			t.Errorf("published empty payload to %q, got %v", tp, m)
+		}
+	}
+	c.subscribe(sub("marker/#", 0))
+	c.publish("marker/x", 0, "m")
+	if extra := recvUntil(t, c.msgs, "marker/x"); len(extra) > 0 {
+		t.Errorf("extra copies: %v", summarize(extra))
 	}
 }

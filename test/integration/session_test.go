@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/culexmq/culex/internal/mqtt/packet"
 	"github.com/eclipse/paho.golang/paho"
 )
 
@@ -209,5 +210,23 @@ func TestInflightRedeliveredOnResume(t *testing.T) {
 	if !again.Dup || again.PacketID != first.PacketID || string(again.Payload) != "unacked" {
 		t.Errorf("redelivery: dup=%v id=%d payload=%q, want dup=true id=%d payload \"unacked\"",
 			again.Dup, again.PacketID, again.Payload, first.PacketID)
+	}
+}
+
+// TestDisconnectCannotRaiseZeroExpiry proves a DISCONNECT that sets a
+// non-zero Session Expiry Interval after CONNECT set zero is a Protocol
+// Error [MQTT-3.14.2-2] and leaves no session behind.
+func TestDisconnectCannotRaiseZeroExpiry(t *testing.T) {
+	t.Parallel()
+	srv := startBroker(t)
+	addr := tcpAddr(t, srv)
+	raw := dialRaw(t, addr, packet.V5)
+	raw.mustConnect(rawConnect("zero", true))
+	raw.subscribe(1, subID(0), rawSub("z", 1))
+	raw.send(&packet.Disconnect{Props: sessionExpiry(300)})
+	raw.mayClose(waitTimeout, 0x82)
+	waitClients(t, srv, 0)
+	if c := connectV5(t, addr, v5Connect("zero", false, 300)); c.connack.SessionPresent {
+		t.Errorf("session kept after DISCONNECT raised its expiry from 0")
 	}
 }

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -176,6 +177,59 @@ func TestSharedSubscriptionInvalidFilters(t *testing.T) {
 			checkMalformedClose(t, fmt.Sprintf("SUBSCRIBE %q", f), closed, 0x81, 0x82, 0x8F)
 		} else if len(codes) != 1 || codes[0] != 0x8F {
 			t.Errorf("SUBSCRIBE %q: SUBACK %x, want [8f] or a close", f, codes)
+		}
+	}
+}
+
+// TestSharedSubscriptionOfflineMembers proves a shared group prefers online
+// members, and that messages for a group whose only remaining member is an
+// offline persistent session wait in that session [MQTT-4.8.2].
+func TestSharedSubscriptionOfflineMembers(t *testing.T) {
+	t.Parallel()
+	srv := startBroker(t)
+	addr := tcpAddr(t, srv)
+	away := connectV5(t, addr, v5Connect("away", false, 300))
+	away.subscribe(sub("$share/g/off", 1))
+	away.disconnect(0, nil)
+	here := connectV5(t, addr, v5Connect("here", true, 0))
+	here.subscribe(sub("$share/g/off", 1))
+	waitClients(t, srv, 1)
+
+	pub := connectV5(t, addr, v5Connect("pub", true, 0))
+	for i := range 10 {
+		pub.publish("off", 1, fmt.Sprint("a", i))
+	}
+	hereGot := payloads(recvN(t, here.msgs, 10, waitTimeout))
+	here.disconnect(0, nil) // its session ends; only "away" is left in the group
+	waitClients(t, srv, 1)
+	for i := range 10 {
+		pub.publish("off", 1, fmt.Sprint("b", i))
+	}
+	away = connectV5(t, addr, v5Connect("away", false, 300))
+	// An a-message "here" had not yet acknowledged when its session ended may
+	// be redelivered to "away" (at least once); any other a-message means the
+	// offline member was picked while an online one existed.
+	var bs []string
+	deadline := time.After(waitTimeout)
+	for len(bs) < 10 {
+		select {
+		case m := <-away.msgs:
+			p := string(m.Payload)
+			switch {
+			case p[0] == 'b':
+				bs = append(bs, p)
+			case !slices.Contains(hereGot, p):
+				t.Errorf("offline member got %s while an online member existed (online member had %v)", p, hereGot)
+			default:
+				t.Logf("unacknowledged %s redelivered to the remaining member", p)
+			}
+		case <-deadline:
+			t.Fatalf("offline member got %v of b0..b9", bs)
+		}
+	}
+	for i, p := range bs {
+		if p != fmt.Sprint("b", i) {
+			t.Fatalf("offline member received %v, want b0..b9 in order", bs)
 		}
 	}
 }
