@@ -315,3 +315,80 @@ func TestMaximumPacketSizeInbound(t *testing.T) {
 	raw.send(&packet.Publish{Topic: "big", QoS: 0, Payload: bytes.Repeat([]byte("x"), 2048)})
 	raw.mustClose(waitTimeout, 0x95)
 }
+
+// TestMaximumPacketSizeRetainedAndWill proves the client's Maximum Packet
+// Size also bounds retained messages sent on subscribe and will messages
+// [MQTT-3.1.2-24]: too-large ones are skipped, smaller ones still arrive.
+func TestMaximumPacketSizeRetainedAndWill(t *testing.T) {
+	t.Parallel()
+	const max = 128
+	srv := startBroker(t)
+	addr := tcpAddr(t, srv)
+	p := connectV5(t, addr, v5Connect("p", true, 0))
+	p.publish("mr/big", 1, strings.Repeat("B", 500), retained)
+	p.publish("mr/small", 1, "s", retained)
+
+	raw := dialRaw(t, addr, 5)
+	cp := rawConnect("small", true)
+	cp.Props.MaximumPacketSize = max
+	cp.Props.Set(packet.PropMaximumPacketSize)
+	raw.mustConnect(cp)
+	raw.subscribe(1, subID(0), rawSub("mr/#", 0))
+
+	w := willConnect("w", 0, 0)
+	w.WillMessage.Topic, w.WillMessage.Payload = "mr/will", []byte(strings.Repeat("W", 500))
+	connectV5(t, addr, w).kill()
+	p.publish("mr/end", 0, "end")
+	for {
+		pkt, size, err := raw.readPacket(waitTimeout)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		if size > max {
+			t.Errorf("broker sent a %d-byte %v to a client with Maximum Packet Size %d", size, pkt.Type(), max)
+		}
+		if pb, ok := pkt.(*packet.Publish); ok && pb.Topic == "mr/end" {
+			break
+		}
+	}
+}
+
+// TestTopicAliasesOutboundResetOnReconnect proves the broker does not carry
+// its outbound topic aliases into a new connection of the same session
+// [MQTT-3.3.2-7]: after a reconnect, queued and live messages arrive with
+// a topic name wherever an alias is first used.
+func TestTopicAliasesOutboundResetOnReconnect(t *testing.T) {
+	t.Parallel()
+	srv := startBroker(t)
+	addr := tcpAddr(t, srv)
+	cp := func(clean bool) *paho.Connect {
+		c := v5Connect("aliased", clean, 300)
+		c.Properties.TopicAliasMaximum = paho.Uint16(5)
+		return c
+	}
+	s := connectV5(t, addr, cp(true))
+	s.subscribe(sub("rst/#", 1))
+	p := connectV5(t, addr, v5Connect("p", true, 0))
+	topics := []string{"rst/a/long/topic/name", "rst/b/long/topic/name"}
+	for i := range 6 {
+		p.publish(topics[i%2], 1, fmt.Sprint("first ", i))
+	}
+	recvN(t, s.msgs, 6, waitTimeout)
+	s.disconnect(0, nil)
+	waitClients(t, srv, 1)
+	for i := range 4 {
+		p.publish(topics[i%2], 1, fmt.Sprint("queued ", i))
+	}
+	s = connectV5(t, addr, cp(false))
+	for i := range 4 {
+		p.publish(topics[i%2], 1, fmt.Sprint("live ", i))
+	}
+	for _, m := range recvN(t, s.msgs, 8, waitTimeout) {
+		if m.Topic == "" {
+			t.Errorf("after reconnect, %q arrived by a topic alias (%d) never set on this connection", m.Payload, m.Alias)
+		}
+	}
+	if bad := s.aliasBad.Load(); bad > 0 {
+		t.Errorf("%d PUBLISHes used an unknown or out-of-range alias after reconnect", bad)
+	}
+}
