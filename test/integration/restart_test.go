@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/culexmq/culex/internal/config"
 	"github.com/culexmq/culex/internal/mqtt/packet"
 	"github.com/culexmq/culex/internal/server"
+	"github.com/eclipse/paho.golang/paho"
 )
 
 // durable returns a config mod that keeps state in dir.
@@ -168,4 +170,74 @@ func mustEncodeV(t *testing.T, p packet.Packet, v packet.Version) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestSessionDetailsSurviveRestart proves a graceful restart on the same
+// data dir keeps each subscription's options (Subscription Identifier, No
+// Local, Retain As Published, shared group), keeps the remaining interval
+// of a queued message's expiry, and still expires a short session.
+func TestSessionDetailsSurviveRestart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv := startBroker(t, durable(dir))
+	addr := tcpAddr(t, srv)
+
+	c, _ := persistentRaw(t, addr, "keeper", true)
+	opts := rawSub("opt/#", 1)
+	opts.NoLocal, opts.RetainAsPublished = true, true
+	c.subscribe(1, subID(9), opts)
+	c.subscribe(2, subID(0), rawSub("$share/grp/opt/shared", 1))
+	c.Close()
+	short := connectV5(t, addr, v5Connect("short", false, 1))
+	short.disconnect(0, nil)
+	waitClients(t, srv, 0)
+
+	p := connectV5(t, addr, v5Connect("p", true, 0))
+	p.publish("opt/queued", 1, "expires later", withProps(&paho.PublishProperties{MessageExpiry: paho.Uint32(100)}))
+	p.disconnect(0, nil)
+	stopBroker(t, srv)
+
+	srv = startBroker(t, durable(dir))
+	addr = tcpAddr(t, srv)
+	restarted := time.Now()
+	c, ca := persistentRaw(t, addr, "keeper", false)
+	if !ca.SessionPresent {
+		t.Fatalf("session lost across restart")
+	}
+	q := expect[*packet.Publish](c)
+	if q.Topic != "opt/queued" || !slices.Equal(q.Props.SubscriptionIDs, []uint32{9}) {
+		t.Errorf("queued message after restart: %s ids %v, want opt/queued ids [9]", q.Topic, q.Props.SubscriptionIDs)
+	}
+	if !q.Props.Has(packet.PropMessageExpiry) || q.Props.MessageExpiry == 0 || q.Props.MessageExpiry > 100 {
+		t.Errorf("queued message expiry after restart: %d (present %v), want 1..100", q.Props.MessageExpiry, q.Props.Has(packet.PropMessageExpiry))
+	}
+	c.send(&packet.Ack{Kind: packet.PUBACK, PacketID: q.PacketID})
+
+	// No Local still applies: our own message on opt/self must not come back.
+	c.send(&packet.Publish{Topic: "opt/self", QoS: 0, Payload: []byte("mine")})
+	p = connectV5(t, addr, v5Connect("p", true, 0))
+	p.publish("opt/live", 1, "r", retained)
+	p.publish("opt/shared", 1, "to the group")
+	got := map[string]*packet.Publish{}
+	for len(got) < 2 {
+		pb := expect[*packet.Publish](c)
+		if pb.Topic == "opt/self" {
+			t.Errorf("No Local lost across restart: own message delivered")
+		}
+		got[pb.Topic] = pb
+		if pb.QoS > 0 {
+			c.send(&packet.Ack{Kind: packet.PUBACK, PacketID: pb.PacketID})
+		}
+	}
+	if live := got["opt/live"]; live == nil || !live.Retain || !slices.Equal(live.Props.SubscriptionIDs, []uint32{9}) {
+		t.Errorf("live message after restart: %+v, want RETAIN kept (retain as published) and ids [9]", live)
+	}
+	if got["opt/shared"] == nil {
+		t.Errorf("shared subscription lost across restart")
+	}
+
+	waitFor(t, 5*time.Second, "the 1 s session to expire", func() bool { return time.Since(restarted) > 1500*time.Millisecond })
+	if s := connectV5(t, addr, v5Connect("short", false, 1)); s.connack.SessionPresent {
+		t.Errorf("a session with a 1 s expiry is still present 1.5 s after the restart")
+	}
 }
