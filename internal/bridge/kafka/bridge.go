@@ -76,7 +76,12 @@ func clientOpts(cfg config.Kafka) ([]kgo.Opt, error) {
 		opts = append(opts, kgo.ClientID(cfg.ClientID))
 	}
 	if cfg.ProduceTimeout > 0 {
-		opts = append(opts, kgo.RecordDeliveryTimeout(cfg.ProduceTimeout))
+		// A hung broker (accepts, never answers) is noticed within the
+		// produce timeout: the request times out, the connection is cut, and
+		// records past their delivery timeout fail back to the publisher.
+		rt := min(max(cfg.ProduceTimeout/2, time.Second), 10*time.Second)
+		opts = append(opts, kgo.RecordDeliveryTimeout(cfg.ProduceTimeout),
+			kgo.ProduceRequestTimeout(rt), kgo.RequestTimeoutOverhead(rt))
 	}
 	if cfg.MaxBufferedRecords > 0 {
 		opts = append(opts, kgo.MaxBufferedRecords(cfg.MaxBufferedRecords))
@@ -176,6 +181,7 @@ func (i interceptor) Intercept(_ context.Context, c *broker.ClientInfo, m *broke
 	}
 	received := time.Now()
 	w := &wait{n: 1, done: done}
+	var held []*route
 	for _, r := range rs {
 		r.stats.Matched.Add(1)
 		hold := r.ack == AckKafka && m.QoS > 0
@@ -190,6 +196,7 @@ func (i interceptor) Intercept(_ context.Context, c *broker.ClientInfo, m *broke
 		}
 		if hold {
 			w.add()
+			held = append(held, r)
 		} else if m.QoS > 0 {
 			r.stats.AckedNotInKafka.Add(1)
 		}
@@ -215,6 +222,24 @@ func (i interceptor) Intercept(_ context.Context, c *broker.ClientInfo, m *broke
 			}
 		})
 	}
+	if w.holding() && b.cfg.ProduceTimeout > 0 {
+		// The producer keeps a record it may already have sent until Kafka
+		// answers (idempotence forbids failing it early), so the publish
+		// gets its own deadline: past it the device hears 0x80 and
+		// retransmits; the record still drains (a counted duplicate).
+		t := time.AfterFunc(b.cfg.ProduceTimeout, func() {
+			if !w.expire(packet.Code{Value: packet.ErrUnspecified.Value,
+				Reason: fmt.Sprintf("kafka: no ack within %s", b.cfg.ProduceTimeout)}) {
+				return
+			}
+			for _, r := range held {
+				r.stats.Expired.Add(1)
+			}
+		})
+		w.mu.Lock()
+		w.timer = t
+		w.mu.Unlock()
+	}
 	w.finish(nil)
 }
 
@@ -229,13 +254,36 @@ func produceCode(route string, err error) packet.Code {
 	return packet.Code{Value: v, Reason: "kafka route " + route + ": " + err.Error()}
 }
 
-// wait calls done once every added record finished: with the first error,
-// or nil.
+// wait calls done once every added record finished (with the first error,
+// or nil) or when its timer expires, whichever comes first.
 type wait struct {
-	mu   sync.Mutex
-	n    int
-	err  error
-	done func(error)
+	mu     sync.Mutex
+	n      int
+	err    error
+	called bool
+	done   func(error)
+	timer  *time.Timer // set before the final finish; nil without a deadline
+}
+
+// holding reports whether a record is still awaited (before the final finish).
+func (w *wait) holding() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.n > 1
+}
+
+// expire fails the publish unless done was already called; it reports
+// whether it did.
+func (w *wait) expire(err error) bool {
+	w.mu.Lock()
+	if w.called {
+		w.mu.Unlock()
+		return false
+	}
+	w.called = true
+	w.mu.Unlock()
+	w.done(err)
+	return true
 }
 
 func (w *wait) add() {
@@ -258,9 +306,16 @@ func (w *wait) finish(err error) {
 		w.err = err
 	}
 	w.n--
-	last, e := w.n == 0, w.err
+	last, e := w.n == 0 && !w.called, w.err
+	if last {
+		w.called = true
+	}
+	t := w.timer
 	w.mu.Unlock()
 	if last {
+		if t != nil {
+			t.Stop()
+		}
 		w.done(e)
 	}
 }

@@ -24,6 +24,10 @@ type RouteStats struct {
 	// could not be mapped or buffered).
 	Produced atomic.Int64
 	Failed   atomic.Int64
+	// Expired counts kafka-mode publishes failed back to the device (0x80)
+	// because Kafka did not ack within the produce timeout; their records
+	// stay queued and are produced when Kafka answers.
+	Expired atomic.Int64
 	// InFlight is records handed to the producer and not yet acked or failed.
 	InFlight atomic.Int64
 	// AckedNotInKafka is messages acknowledged to the device whose record
@@ -44,8 +48,8 @@ func (s *RouteStats) observe(d time.Duration) {
 
 // RouteSnapshot is a copy of one route's counters.
 type RouteSnapshot struct {
-	Name                                                 string
-	Matched, Produced, Failed, InFlight, AckedNotInKafka int64
+	Name                                                          string
+	Matched, Produced, Failed, Expired, InFlight, AckedNotInKafka int64
 	// LatencyBounds and Latency are the histogram: Latency[i] counts acks
 	// at or under LatencyBounds[i]; the last entry counts the rest.
 	LatencyBounds []time.Duration
@@ -55,7 +59,7 @@ type RouteSnapshot struct {
 func (s *RouteStats) snapshot() RouteSnapshot {
 	r := RouteSnapshot{
 		Name: s.Name, Matched: s.Matched.Load(), Produced: s.Produced.Load(),
-		Failed: s.Failed.Load(), InFlight: s.InFlight.Load(), AckedNotInKafka: s.AckedNotInKafka.Load(),
+		Failed: s.Failed.Load(), Expired: s.Expired.Load(), InFlight: s.InFlight.Load(), AckedNotInKafka: s.AckedNotInKafka.Load(),
 		LatencyBounds: latencyBounds[:],
 	}
 	for i := range s.Latency {
