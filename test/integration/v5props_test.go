@@ -103,6 +103,10 @@ func TestMessageExpiry(t *testing.T) {
 	c := connectV5(t, addr, v5Connect("exp", false, 300))
 	c.subscribe(sub("exp/+", 1))
 	c.disconnect(0, nil)
+	// Publish only once the broker has seen the disconnect: a message already
+	// sent to the closing connection counts as delivery started and may be
+	// resent after its expiry [MQTT-3.3.2-5].
+	waitClients(t, srv, 0)
 
 	p := connectV5(t, addr, v5Connect("p", true, 0))
 	p.publish("exp/short", 1, "short", withProps(&paho.PublishProperties{MessageExpiry: paho.Uint32(1)}))
