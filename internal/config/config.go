@@ -225,6 +225,27 @@ type Kafka struct {
 	TLS KafkaTLS `yaml:"tls"`
 	// Routes carry MQTT messages into Kafka topics (file only).
 	Routes []KafkaRoute `yaml:"routes"`
+	// Commands carry Kafka records to MQTT (file only).
+	Commands []KafkaCommand `yaml:"commands"`
+}
+
+// KafkaCommand consumes Kafka topics in a consumer group and publishes each
+// record to MQTT. Offsets are committed only once the messages are routed
+// and durably queued for every matching persistent session.
+type KafkaCommand struct {
+	// Name labels the route in metrics and logs (default: the topics).
+	Name string `yaml:"name"`
+	// Topics is the comma-separated list of Kafka topics to consume.
+	Topics string `yaml:"topics"`
+	// Group is the consumer group (default culex-<name>).
+	Group string `yaml:"group"`
+	// MQTTTopic is the MQTT topic template: literal text with ${key},
+	// ${topic} (Kafka), ${partition} and ${header.NAME}.
+	MQTTTopic string `yaml:"mqtt_topic"`
+	// QoS is the QoS of the published messages (0, 1 or 2).
+	QoS byte `yaml:"qos"`
+	// Retain publishes the messages as retained.
+	Retain bool `yaml:"retain"`
 }
 
 // KafkaSASL is SASL authentication to Kafka.
@@ -325,6 +346,7 @@ func Default() Config {
 			MaxBufferedRecords: 100000,
 			SASL:               KafkaSASL{Mechanism: "none"},
 			Routes:             []KafkaRoute{},
+			Commands:           []KafkaCommand{},
 		},
 	}
 }

@@ -30,6 +30,12 @@ type Bridge struct {
 	routes *routes
 	cl     *kgo.Client
 
+	commands []*command
+
+	// mu guards cons.
+	mu   sync.Mutex
+	cons *consumer
+
 	closeOnce sync.Once
 }
 
@@ -46,6 +52,14 @@ func New(cfg config.Kafka, log *slog.Logger) (*Bridge, error) {
 	if err != nil {
 		return nil, err
 	}
+	var cmds []*command
+	for _, c := range cfg.Commands {
+		cmd, err := compileCommand(c)
+		if err != nil {
+			return nil, err
+		}
+		cmds = append(cmds, cmd)
+	}
 	opts, err := clientOpts(cfg)
 	if err != nil {
 		return nil, err
@@ -54,7 +68,7 @@ func New(cfg config.Kafka, log *slog.Logger) (*Bridge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka: %w", err)
 	}
-	return &Bridge{cfg: cfg, log: log, routes: rs, cl: cl}, nil
+	return &Bridge{cfg: cfg, log: log, routes: rs, cl: cl, commands: cmds}, nil
 }
 
 // clientOpts are the producer's options: idempotent, acks=all, murmur2 key
@@ -152,9 +166,35 @@ func (b *Bridge) Stats() []RouteSnapshot {
 	return out
 }
 
-// Close stops the producer. Records not yet acked fail; their publishes
-// are not acknowledged (kafka mode), so devices retransmit them.
+// CommandStats returns a copy of every Kafka -> MQTT route's counters.
+func (b *Bridge) CommandStats() []CommandSnapshot {
+	out := make([]CommandSnapshot, len(b.commands))
+	for i, c := range b.commands {
+		s := c.stats
+		out[i] = CommandSnapshot{Name: s.Name, Consumed: s.Consumed.Load(), Published: s.Published.Load(),
+			Invalid: s.Invalid.Load(), Committed: s.Committed.Load()}
+	}
+	return out
+}
+
+// CommandSnapshot is a copy of one Kafka -> MQTT route's counters.
+type CommandSnapshot struct {
+	Name                                    string
+	Consumed, Published, Invalid, Committed int64
+}
+
+// Close stops the consumers (uncommitted batches are redelivered by the
+// next consumer of the group) and the producer. Records not yet acked
+// fail; their publishes are not acknowledged (kafka mode), so devices
+// retransmit them.
 func (b *Bridge) Close() {
+	b.mu.Lock()
+	cons := b.cons
+	b.mu.Unlock()
+	if cons != nil {
+		cons.cancel()
+		cons.wg.Wait()
+	}
 	b.closeOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -64,6 +64,13 @@ func newBridge(t *testing.T, cfg config.Kafka) *Bridge {
 // port and returns its address.
 func startBroker(t *testing.T, ics ...broker.Interceptor) string {
 	t.Helper()
+	addr, _ := startBrokerB(t, ics...)
+	return addr
+}
+
+// startBrokerB is startBroker returning the broker too.
+func startBrokerB(t *testing.T, ics ...broker.Interceptor) (string, *broker.Broker) {
+	t.Helper()
 	br, err := broker.New(broker.Options{Config: config.Default().MQTT, AllowAnonymous: true, Interceptors: ics})
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +103,7 @@ func startBroker(t *testing.T, ics ...broker.Interceptor) string {
 			t.Errorf("broker shutdown: %v", err)
 		}
 	})
-	return ln.Addr().String()
+	return ln.Addr().String(), br
 }
 
 // dialV5 connects an MQTT 5 client.

@@ -31,6 +31,12 @@ var mqttVars = map[string]bool{"topic": true, "clientid": true, "username": true
 
 // parseTemplate parses s, accepting level references and the names in allowed.
 func parseTemplate(s string, allowed map[string]bool) (template, error) {
+	return parseTemplateFunc(s, func(name string) bool { return allowed[name] }, true)
+}
+
+// parseTemplateFunc parses s, accepting the names allowed reports and, when
+// levels is set, ${1}..${n}.
+func parseTemplateFunc(s string, allowed func(string) bool, levels bool) (template, error) {
 	t := template{src: s}
 	rest := s
 	for rest != "" {
@@ -48,12 +54,12 @@ func parseTemplate(s string, allowed map[string]bool) (template, error) {
 		}
 		name := rest[i+2 : i+j]
 		p := part{name: name}
-		if n, err := strconv.Atoi(name); err == nil {
+		if n, err := strconv.Atoi(name); err == nil && levels {
 			if n < 1 {
 				return template{}, fmt.Errorf("template %q: topic levels count from ${1}", s)
 			}
 			p.level = n
-		} else if !allowed[name] {
+		} else if !allowed(name) {
 			return template{}, fmt.Errorf("template %q: unknown variable ${%s}", s, name)
 		}
 		t.parts = append(t.parts, p)
@@ -95,6 +101,23 @@ func (t template) render(v *vars) (string, error) {
 		case p.name == "username":
 			b.WriteString(v.username)
 		}
+	}
+	return b.String(), nil
+}
+
+// renderFunc expands t, asking value for each variable.
+func (t template) renderFunc(value func(name string) (string, error)) (string, error) {
+	var b strings.Builder
+	for _, p := range t.parts {
+		if p.name == "" {
+			b.WriteString(p.lit)
+			continue
+		}
+		v, err := value(p.name)
+		if err != nil {
+			return "", err
+		}
+		b.WriteString(v)
 	}
 	return b.String(), nil
 }

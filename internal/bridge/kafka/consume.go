@@ -1,0 +1,232 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/culexmq/culex/internal/broker"
+	"github.com/culexmq/culex/internal/config"
+	"github.com/culexmq/culex/internal/mqtt/topic"
+)
+
+// Publisher injects messages into MQTT; *broker.Broker satisfies it. done
+// is called once the message is routed and durably queued for every
+// matching persistent session.
+type Publisher interface {
+	Publish(ctx context.Context, m *broker.Message, done func(error))
+}
+
+var _ Publisher = (*broker.Broker)(nil)
+
+// maxPoll bounds the records of one poll: the batch published and
+// committed together, and so the duplicate window of one restart.
+const maxPoll = 500
+
+// command is a compiled config.KafkaCommand.
+type command struct {
+	name   string
+	topics []string
+	group  string
+	topic  template
+	qos    byte
+	retain bool
+	stats  *CommandStats
+}
+
+// CommandStats are one Kafka -> MQTT route's counters.
+type CommandStats struct {
+	Name string
+	// Consumed counts records polled; Published those routed into MQTT;
+	// Invalid those whose MQTT topic could not be rendered or was refused
+	// (skipped and committed: retrying cannot fix them); Committed the
+	// offsets commits that succeeded.
+	Consumed, Published, Invalid, Committed atomic.Int64
+}
+
+func commandVar(name string) bool {
+	return name == "key" || name == "topic" || name == "partition" || strings.HasPrefix(name, "header.")
+}
+
+func compileCommand(c config.KafkaCommand) (*command, error) {
+	name := c.Name
+	if name == "" {
+		name = c.Topics
+	}
+	fail := func(err error) (*command, error) { return nil, fmt.Errorf("kafka command %q: %w", name, err) }
+	cmd := &command{name: name, group: c.Group, qos: c.QoS, retain: c.Retain, stats: &CommandStats{Name: name}}
+	for _, t := range strings.Split(c.Topics, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			if err := validKafkaTopic(t); err != nil {
+				return fail(err)
+			}
+			cmd.topics = append(cmd.topics, t)
+		}
+	}
+	if len(cmd.topics) == 0 {
+		return fail(errors.New("topics is required"))
+	}
+	if cmd.group == "" {
+		cmd.group = "culex-" + name
+	}
+	if c.QoS > 2 {
+		return fail(fmt.Errorf("qos %d", c.QoS))
+	}
+	if c.MQTTTopic == "" {
+		return fail(errors.New("mqtt_topic is required"))
+	}
+	t, err := parseTemplateFunc(c.MQTTTopic, commandVar, false)
+	if err != nil {
+		return fail(err)
+	}
+	if s, ok := t.literal(); ok {
+		if err := topic.ValidName(s, 0); err != nil {
+			return fail(fmt.Errorf("mqtt_topic %q: %w", s, err))
+		}
+	}
+	cmd.topic = t
+	return cmd, nil
+}
+
+// message maps a record to the MQTT message to publish.
+func (c *command) message(r *kgo.Record) (*broker.Message, error) {
+	t, err := c.topic.renderFunc(func(name string) (string, error) {
+		switch {
+		case name == "key":
+			return string(r.Key), nil
+		case name == "topic":
+			return r.Topic, nil
+		case name == "partition":
+			return strconv.Itoa(int(r.Partition)), nil
+		}
+		h := strings.TrimPrefix(name, "header.")
+		for _, x := range r.Headers {
+			if x.Key == h {
+				return string(x.Value), nil
+			}
+		}
+		return "", fmt.Errorf("record has no header %q", h)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := topic.ValidName(t, 0); err != nil {
+		return nil, fmt.Errorf("mqtt topic %q: %w", t, err)
+	}
+	return &broker.Message{Topic: t, Payload: r.Value, QoS: c.qos, Retain: c.retain}, nil
+}
+
+// consumer runs the commands: one group consumer per command.
+type consumer struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Start consumes every configured command route and publishes into pub
+// until Close. It returns once the consumers are created.
+func (b *Bridge) Start(ctx context.Context, pub Publisher) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cons != nil {
+		return errors.New("kafka: already started")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	cons := &consumer{cancel: cancel}
+	for _, cmd := range b.commands {
+		opts, err := clientOpts(b.cfg)
+		if err != nil {
+			cancel()
+			return err
+		}
+		opts = append(opts, kgo.ConsumerGroup(cmd.group), kgo.ConsumeTopics(cmd.topics...),
+			kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll(),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		cl, err := kgo.NewClient(opts...)
+		if err != nil {
+			cancel()
+			cons.wg.Wait()
+			return fmt.Errorf("kafka command %q: %w", cmd.name, err)
+		}
+		cons.wg.Add(1)
+		go func() {
+			defer cons.wg.Done()
+			defer cl.Close()
+			b.consume(ctx, cl, cmd, pub)
+		}()
+	}
+	b.cons = cons
+	return nil
+}
+
+// consume polls batches, publishes every record, waits until each is
+// routed and durably queued, then commits the batch. Nothing is committed
+// that was not delivered; a stop or crash before the commit redelivers
+// the batch (at most maxPoll records per consumer).
+func (b *Bridge) consume(ctx context.Context, cl *kgo.Client, cmd *command, pub Publisher) {
+	for ctx.Err() == nil {
+		fs := cl.PollRecords(ctx, maxPoll)
+		for _, e := range fs.Errors() {
+			if !errors.Is(e.Err, context.Canceled) {
+				b.log.Warn("kafka command: fetch", "route", cmd.name, "topic", e.Topic, "partition", e.Partition, "err", e.Err)
+			}
+		}
+		recs := fs.Records()
+		if len(recs) > 0 {
+			// A failed publish retries the whole batch, in order, until it
+			// succeeds or we stop: nothing is committed undelivered.
+			for !b.deliver(ctx, cmd, pub, recs) {
+				if ctx.Err() != nil {
+					cl.AllowRebalance()
+					return
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
+			}
+			if err := cl.CommitRecords(ctx, recs...); err != nil {
+				b.log.Warn("kafka command: commit", "route", cmd.name, "err", err)
+			} else {
+				cmd.stats.Committed.Add(1)
+			}
+		}
+		cl.AllowRebalance()
+	}
+}
+
+// deliver publishes recs in order and waits for all of them; false means
+// the batch must not be committed (stopping, or a publish failed).
+func (b *Bridge) deliver(ctx context.Context, cmd *command, pub Publisher, recs []*kgo.Record) bool {
+	cmd.stats.Consumed.Add(int64(len(recs)))
+	var (
+		wg     sync.WaitGroup
+		failed atomic.Bool
+	)
+	for _, r := range recs {
+		m, err := cmd.message(r)
+		if err != nil {
+			cmd.stats.Invalid.Add(1)
+			b.log.Warn("kafka command: record skipped", "route", cmd.name, "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+			continue
+		}
+		wg.Add(1)
+		pub.Publish(ctx, m, func(err error) {
+			defer wg.Done()
+			if err != nil {
+				failed.Store(true)
+				b.log.Warn("kafka command: publish", "route", cmd.name, "offset", r.Offset, "err", err)
+				return
+			}
+			cmd.stats.Published.Add(1)
+		})
+	}
+	wg.Wait()
+	return !failed.Load() && ctx.Err() == nil
+}
