@@ -69,7 +69,7 @@ func startBroker(t *testing.T, ics ...broker.Interceptor) string {
 }
 
 // startBrokerB is startBroker returning the broker too.
-func startBrokerB(t *testing.T, ics ...broker.Interceptor) (string, *broker.Broker) {
+func startBrokerB(t testing.TB, ics ...broker.Interceptor) (string, *broker.Broker) {
 	t.Helper()
 	br, err := broker.New(broker.Options{Config: config.Default().MQTT, AllowAnonymous: true, Interceptors: ics})
 	if err != nil {
@@ -107,7 +107,7 @@ func startBrokerB(t *testing.T, ics ...broker.Interceptor) (string, *broker.Brok
 }
 
 // dialV5 connects an MQTT 5 client.
-func dialV5(t *testing.T, addr, id string) (*paho.Client, error) {
+func dialV5(t testing.TB, addr, id string) (*paho.Client, error) {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
