@@ -210,6 +210,12 @@ func (c *client) await(pr *pktReader, t packet.Type) (packet.Packet, error) {
 func (c *client) readLoop(pr *pktReader) {
 	defer c.r.wg.Done()
 	for {
+		if !pr.buffered() {
+			// About to block in Read: write the acks queued so far in one
+			// write, on this goroutine (acks are small; a full socket is
+			// bounded by the write deadline).
+			c.flushNow()
+		}
 		fh, body, err := pr.next()
 		if err == nil {
 			err = c.handle(fh, body)
@@ -320,11 +326,12 @@ func (c *client) kickLocked() {
 	}
 }
 
+// sendAck queues an ack; the reader writes its acks in one batch once it
+// has handled every packet it has read (see readLoop).
 func (c *client) sendAck(kind packet.Type, id uint16) {
 	a := packet.Ack{Kind: kind, PacketID: id}
 	c.wmu.Lock()
 	c.wbuf, _ = a.Encode(c.wbuf, c.r.cfg.Version)
-	c.kickLocked()
 	c.wmu.Unlock()
 }
 

@@ -55,6 +55,16 @@ func (pr *pktReader) next() (packet.FixedHeader, []byte, error) {
 	}
 }
 
+// buffered reports whether a whole packet is already buffered, so that
+// next will not block.
+func (pr *pktReader) buffered() bool {
+	if pr.e == pr.s {
+		return false
+	}
+	fh, n, err := packet.ParseFixedHeader(pr.buf[pr.s:pr.e])
+	return err != nil && !errors.Is(err, packet.ErrIncomplete) || err == nil && pr.e-pr.s >= n+fh.Remaining
+}
+
 // fill reads at least one byte, first making room for a packet of need bytes.
 func (pr *pktReader) fill(need int) error {
 	if pr.s == pr.e {
