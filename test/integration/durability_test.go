@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -127,6 +128,8 @@ func killNine(t *testing.T, qos byte, n, killAt int) {
 func checkAllAcked(t *testing.T, name string, ch <-chan msg, acked *sync.Map, total int) int {
 	t.Helper()
 	got := map[string]int{}
+	pos := map[string][]int{} // arrival positions, for duplicate reports
+	n := 0
 	have := 0
 	deadline := time.After(30 * time.Second)
 	for have < total {
@@ -134,6 +137,8 @@ func checkAllAcked(t *testing.T, name string, ch <-chan msg, acked *sync.Map, to
 		case m := <-ch:
 			p := string(m.Payload)
 			got[p]++
+			pos[p] = append(pos[p], n)
+			n++
 			if _, ok := acked.Load(p); ok && got[p] == 1 {
 				have++
 			}
@@ -149,31 +154,33 @@ func checkAllAcked(t *testing.T, name string, ch <-chan msg, acked *sync.Map, to
 			return 0
 		}
 	}
-	dups, extras := 0, 0
-	var dupList []string
-	for p, k := range got {
-		dups += k - 1
-		if _, ok := acked.Load(p); !ok {
-			extras++
-		}
-		if k > 1 && len(dupList) < 10 {
-			_, ok := acked.Load(p)
-			dupList = append(dupList, fmt.Sprintf("%s x%d (acknowledged to the publisher: %v)", p, k, ok))
-		}
-	}
-	if dups > 0 {
-		t.Logf("%s subscriber duplicates: %v", name, dupList)
-	}
 	// Duplicates of later messages may still be in flight: drain briefly.
 	for {
 		select {
 		case m := <-ch:
 			got[string(m.Payload)]++
-			dups++
+			pos[string(m.Payload)] = append(pos[string(m.Payload)], n)
+			n++
 			continue
 		case <-time.After(quiet):
 		}
 		break
+	}
+	dups, extras := 0, 0
+	var dupList []string
+	for p, k := range got {
+		dups += k - 1
+		_, ok := acked.Load(p)
+		if !ok {
+			extras++
+		}
+		if k > 1 && len(dupList) < 10 {
+			dupList = append(dupList, fmt.Sprintf("%s x%d at positions %v of %d (acknowledged to the publisher: %v)", p, k, pos[p], n, ok))
+		}
+	}
+	if dups > 0 {
+		slices.Sort(dupList)
+		t.Logf("%s subscriber duplicates: %v", name, dupList)
 	}
 	t.Logf("%s subscriber: all %d acknowledged messages received; %d duplicates, %d unacknowledged extras", name, total, dups, extras)
 	return dups
