@@ -223,3 +223,96 @@ func shrinkReadBuffer(t *testing.T, c *rawConn) {
 		}
 	}
 }
+
+// TestTakeoverStorm proves concurrent connections with one client id settle
+// to exactly one live connection and one session, with the counters
+// agreeing, and that the survivor still receives its subscription's
+// messages.
+func TestTakeoverStorm(t *testing.T) {
+	t.Parallel()
+	const rounds, parallel = 10, 8
+	srv := startBroker(t)
+	addr := tcpAddr(t, srv)
+	for range rounds {
+		var wg sync.WaitGroup
+		for range parallel {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+				if err != nil {
+					return
+				}
+				defer conn.Close()
+				b, _ := (&packet.Connect{ProtocolName: "MQTT", Version: packet.V5, ClientID: "contested", KeepAlive: 30, Props: sessionExpiry(60)}).Encode(nil, packet.V5)
+				conn.SetDeadline(time.Now().Add(5 * time.Second))
+				conn.Write(b)
+				conn.Read(make([]byte, 64)) // CONNACK, or the close of a loser
+			}()
+		}
+		wg.Wait()
+	}
+	waitClients(t, srv, 0) // every storm connection closed itself
+	c := connectV5(t, addr, v5Connect("contested", false, 60))
+	if !c.connack.SessionPresent {
+		t.Errorf("session lost in the storm")
+	}
+	c.subscribe(sub("storm", 1))
+	p := connectV5(t, addr, v5Connect("p", true, 0))
+	p.publish("storm", 1, "after")
+	if m := recv1(t, c.msgs); string(m.Payload) != "after" {
+		t.Errorf("got %v", m)
+	}
+	st := srv.Broker().Stats()
+	if st.ClientsConnected != 2 || st.Sessions != 2 {
+		t.Errorf("after the storm: %d clients connected, %d sessions; want 2 and 2", st.ClientsConnected, st.Sessions)
+	}
+}
+
+// TestSubscriptionChurnDuringTraffic proves that clients subscribing and
+// unsubscribing overlapping filters while messages flow do not disturb a
+// steady subscriber: it gets every QoS 1 message once, in order.
+func TestSubscriptionChurnDuringTraffic(t *testing.T) {
+	t.Parallel()
+	const n = 1000
+	srv := startBroker(t)
+	addr := tcpAddr(t, srv)
+	steady := connectV5(t, addr, v5Connect("steady", true, 0))
+	steady.subscribe(sub("churn/a/b", 1))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range 4 {
+		c := connectV5(t, addr, v5Connect(fmt.Sprint("churner", i), true, 0))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			filters := []string{"churn/#", "churn/+/b", "churn/a/+", "+/a/b", "$share/g/churn/a/b"}
+			for k := 0; ; k++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				f := filters[k%len(filters)]
+				ctx := t.Context()
+				if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: f, QoS: 1}}}); err != nil {
+					return
+				}
+				if _, err := c.Unsubscribe(ctx, &paho.Unsubscribe{Topics: []string{f}}); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	p := connectV5(t, addr, v5Connect("p", true, 0))
+	go func() {
+		for i := range n {
+			if _, err := p.Publish(t.Context(), &paho.Publish{Topic: "churn/a/b", QoS: 1, Payload: []byte(strconv.Itoa(i))}); err != nil {
+				return
+			}
+		}
+	}()
+	checkOrder(t, "steady subscriber", recvN(t, steady.msgs, n, 30*time.Second))
+	close(stop)
+	wg.Wait()
+}
