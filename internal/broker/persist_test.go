@@ -213,3 +213,25 @@ func TestReleasedQoS2AcrossRestart(t *testing.T) {
 	s2.send(&packet.Ack{Kind: packet.PUBCOMP, PacketID: m.PacketID})
 	s2.expectNone()
 }
+
+// TestStoreClosedUnderBroker: a store that fails writes at once (closed)
+// calls back inside Apply; the broker must neither deadlock nor ack as if
+// the message were durable.
+func TestStoreClosedUnderBroker(t *testing.T) {
+	st := store.NewMemory()
+	tb := startBroker(t, Options{Store: st, AllowAnonymous: true})
+	s := tb.connect("s", packet.V5, persistent(600))
+	s.subscribe(1, "q", 2)
+	st.Close()
+	p := tb.connect("p", packet.V5)
+	p.publish("q", "x", 2, false, 1)
+	if a := p.expect(packet.PUBREC).(*packet.Ack); a.ReasonCode < 0x80 {
+		t.Fatalf("PUBREC 0x%02x for a message the store refused", a.ReasonCode)
+	}
+	m := s.expectPublish("q", "x")
+	s.send(&packet.Ack{Kind: packet.PUBREC, PacketID: m.PacketID})
+	s.expect(packet.PUBREL)
+	s.send(&packet.Ack{Kind: packet.PUBCOMP, PacketID: m.PacketID})
+	s.send(&packet.Pingreq{})
+	s.expect(packet.PINGRESP)
+}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/culexmq/culex/internal/mqtt/packet"
 	"github.com/culexmq/culex/internal/mqtt/topic"
+	"github.com/culexmq/culex/internal/store"
 )
 
 // Inbound QoS 2 states in session.inQoS2.
@@ -203,7 +204,23 @@ func (c *conn) onPubrel(pid uint16) {
 	}
 	delete(s.inQoS2, pid)
 	if s.persistent && !s.gone {
-		s.unstoreInbound(pid)
+		// PUBCOMP once the packet id is durably forgotten: until then the
+		// client cannot reuse it for a new message that a restarted broker
+		// would take for a retransmission [MQTT-4.3.3].
+		_, sync := s.b.applyThen([]store.Op{{Kind: store.Delete, Bucket: store.Messages,
+			Key: store.MessageKey(s.id, inboundSeq(pid))}}, func(err error) {
+			s.b.logStoreErr(err)
+			s.mu.Lock()
+			to := s.conn
+			s.mu.Unlock()
+			if to != nil {
+				to.sendAck(packet.PUBCOMP, pid, packet.Success)
+			}
+		})
+		s.mu.Unlock()
+		if !sync {
+			return
+		}
 	}
 	s.mu.Unlock()
 	c.sendAck(packet.PUBCOMP, pid, packet.Success)

@@ -31,16 +31,17 @@ const (
 
 // outMsg is one message on its way to one session.
 type outMsg struct {
-	msg    *Message
-	qos    byte
-	retain bool
-	state  uint8
-	stored bool // has a Messages record
-	pid    uint16
-	seq    uint64   // session order; the Messages key when stored
-	subIDs []uint32 // subscription identifiers to send (v5)
-	group  string   // the shared subscription it came through, for redispatch
-	filter string
+	msg     *Message
+	qos     byte
+	retain  bool
+	state   uint8
+	stored  bool // has a Messages record
+	waiting bool // its PUBLISH or PUBREL waits for the record to be durable
+	pid     uint16
+	seq     uint64   // session order; the Messages key when stored
+	subIDs  []uint32 // subscription identifiers to send (v5)
+	group   string   // the shared subscription it came through, for redispatch
+	filter  string
 }
 
 // session is the server side of an MQTT session: subscriptions, QoS state
@@ -162,9 +163,11 @@ func (s *session) pumpLocked(c *conn) {
 			c.sendPublish(om, nil, now)
 			continue
 		}
-		if s.sendNewLocked(c, om, nil, now) && om.stored && om.qos == 2 {
-			s.storeLocked(om, nil) // record the packet id for exactly-once after a restart
+		if om.stored && om.qos == 2 {
+			s.sendDurableLocked(om, nil)
+			continue
 		}
+		s.sendNewLocked(c, om, nil, now)
 	}
 }
 
@@ -196,6 +199,9 @@ func (s *session) resumeLocked(c *conn) {
 		sort.Slice(list, func(i, j int) bool { return list[i].seq < list[j].seq })
 		now := time.Now().UnixNano()
 		for _, om := range list {
+			if om.waiting {
+				continue // sent by afterStored once durable
+			}
 			if om.state == outReleased {
 				c.sendPacket(&packet.Ack{Kind: packet.PUBREL, PacketID: om.pid})
 				continue
@@ -243,10 +249,15 @@ func (s *session) onPubrec(c *conn, pid uint16, rc byte) {
 	if om.state != outReleased {
 		om.state = outReleased
 		if om.stored {
-			s.storeLocked(om, nil)
+			// PUBREL only once the released state is durable: after a crash
+			// the broker re-sends PUBREL, never the PUBLISH [MQTT-4.3.3].
+			s.storeThenLocked(om, nil)
+			return
 		}
 	}
-	c.sendAck(packet.PUBREL, pid, packet.Success)
+	if !om.waiting {
+		c.sendAck(packet.PUBREL, pid, packet.Success)
+	}
 }
 
 // onPubcomp completes a QoS 2 delivery.
@@ -277,4 +288,71 @@ func (s *session) unstoreLocked(om *outMsg) {
 	}
 	om.stored = false
 	s.b.apply([]store.Op{{Kind: store.Delete, Bucket: store.Messages, Key: store.MessageKey(s.id, om.seq)}}, nil)
+}
+
+// sendDurableLocked puts om in flight with a packet id and sends it once its
+// record, with that id, is durable. QoS 2 copies for persistent sessions go
+// this way, so that a crash never makes the broker re-send a delivery the
+// client completed as a new message with a new packet id.
+func (s *session) sendDurableLocked(om *outMsg, w *storeWait) {
+	om.pid = s.newPIDLocked()
+	om.state = outSent
+	if s.inflight == nil {
+		s.inflight = make(map[uint16]*outMsg)
+	}
+	s.inflight[om.pid] = om
+	s.storeThenLocked(om, w)
+}
+
+// storeThenLocked writes om's record and, once it is durable, sends what
+// om's state calls for (afterStored). w, if not nil, waits for the write.
+func (s *session) storeThenLocked(om *outMsg, w *storeWait) {
+	om.stored, om.waiting = true, true
+	ops := []store.Op{{Kind: store.Put, Bucket: store.Messages,
+		Key: store.MessageKey(s.id, om.seq), Value: encodeOut(om)}}
+	if w != nil {
+		w.n.Add(1) // released below, after afterStored
+	}
+	err, sync := s.b.applyThen(ops, func(err error) {
+		s.b.logStoreErr(err)
+		s.afterStored(om)
+		if w != nil {
+			w.done(err)
+		}
+	})
+	if sync { // the store failed the write at once (closed)
+		s.b.logStoreErr(err)
+		s.afterStoredLocked(om)
+		if w != nil {
+			w.done(err)
+		}
+	}
+}
+
+// afterStored sends om's PUBLISH or PUBREL once its record is durable, to
+// the session's connection of the moment (a resumed session's new one).
+func (s *session) afterStored(om *outMsg) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.afterStoredLocked(om)
+}
+
+func (s *session) afterStoredLocked(om *outMsg) {
+	if !om.waiting {
+		return
+	}
+	om.waiting = false
+	c := s.conn
+	if c == nil || s.gone || s.inflight[om.pid] != om {
+		return // a resumed connection re-sends it
+	}
+	if om.state == outReleased {
+		c.sendAck(packet.PUBREL, om.pid, packet.Success)
+		return
+	}
+	if !c.sendPublish(om, nil, time.Now().UnixNano()) {
+		delete(s.inflight, om.pid)
+		s.unstoreLocked(om)
+		s.pumpLocked(c)
+	}
 }

@@ -59,3 +59,24 @@ func (b *Broker) logStoreErr(err error) {
 		b.log.Error("store write failed", "err", err)
 	}
 }
+
+// applyThen applies ops and calls then with the result once they are
+// durable, on the store's goroutine. Stores fail ops inside Apply once
+// closed, calling done on the caller's goroutine: then the callback does
+// nothing and applyThen returns sync true with the error, and the caller,
+// which may hold locks then needs, finishes itself.
+func (b *Broker) applyThen(ops []store.Op, then func(error)) (err error, sync bool) {
+	var state atomic.Int32 // 0: in Apply; 1: Apply returned; 2: done came first
+	var serr atomic.Pointer[error]
+	b.store.Apply(ops, func(err error) {
+		serr.Store(&err)
+		if state.CompareAndSwap(0, 2) {
+			return
+		}
+		then(err)
+	})
+	if state.CompareAndSwap(0, 1) {
+		return nil, false
+	}
+	return *serr.Load(), true
+}
