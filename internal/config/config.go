@@ -227,6 +227,29 @@ type Kafka struct {
 	Routes []KafkaRoute `yaml:"routes"`
 	// Commands carry Kafka records to MQTT (file only).
 	Commands []KafkaCommand `yaml:"commands"`
+	// Source is the MQTT broker `culex bridge` (standalone mode) reads from.
+	Source KafkaSource `yaml:"source"`
+}
+
+// KafkaSource is the MQTT connection of the standalone bridge: it
+// subscribes to every route filter and acknowledges each QoS 1/2 message
+// to the broker only once Kafka acked it.
+type KafkaSource struct {
+	// URL is tcp://host:port of any MQTT 5 broker.
+	URL string `yaml:"url"`
+	// ClientID must stay the same across restarts so the broker keeps the
+	// session (and its unacknowledged messages) for the next run.
+	ClientID string `yaml:"client_id"`
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	// ShareGroup subscribes through $share/<group>/<filter> so that N
+	// bridges split the load; empty subscribes to the filters directly.
+	ShareGroup string `yaml:"share_group"`
+	// SessionExpiry is how long the broker keeps the session while the
+	// bridge is away.
+	SessionExpiry time.Duration `yaml:"session_expiry"`
+	// ReceiveMaximum bounds the messages the broker sends before acks.
+	ReceiveMaximum uint16 `yaml:"receive_maximum"`
 }
 
 // KafkaCommand consumes Kafka topics in a consumer group and publishes each
@@ -347,6 +370,8 @@ func Default() Config {
 			SASL:               KafkaSASL{Mechanism: "none"},
 			Routes:             []KafkaRoute{},
 			Commands:           []KafkaCommand{},
+			Source: KafkaSource{ClientID: "culex-bridge", ShareGroup: "culex-bridge",
+				SessionExpiry: time.Hour, ReceiveMaximum: 1024},
 		},
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -207,3 +209,5 @@ func readAll(t *testing.T, brokers, topic string, n int, deadline time.Duration)
 	}
 	return out
 }
+
+func newStderrLogger() *slog.Logger { return slog.New(slog.NewTextHandler(os.Stderr, nil)) }

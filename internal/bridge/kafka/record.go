@@ -59,6 +59,9 @@ func (r *route) record(c *broker.ClientInfo, m *broker.Message, received time.Ti
 	if err != nil {
 		return nil, err
 	}
+	if r.keyDefault && c.ClientID == "" {
+		key = m.Topic
+	}
 	rec := &kgo.Record{Topic: t, Timestamp: received}
 	if key != "" {
 		rec.Key = []byte(key)
@@ -85,7 +88,9 @@ func headers(c *broker.ClientInfo, m *broker.Message) []kgo.RecordHeader {
 	hs := make([]kgo.RecordHeader, 0, 5+len(p.User))
 	add := func(k string, v []byte) { hs = append(hs, kgo.RecordHeader{Key: k, Value: v}) }
 	add(HeaderTopic, []byte(m.Topic))
-	add(HeaderClientID, []byte(c.ClientID))
+	if c.ClientID != "" {
+		add(HeaderClientID, []byte(c.ClientID))
+	}
 	if c.Username != "" {
 		add(HeaderUsername, []byte(c.Username))
 	}

@@ -23,14 +23,17 @@ const (
 
 // route is a compiled config.KafkaRoute.
 type route struct {
-	name    string
-	filter  string
-	topic   template
-	key     template
-	json    bool
-	headers bool
-	ack     string
-	stats   *RouteStats
+	name   string
+	filter string
+	topic  template
+	key    template
+	// keyDefault: no key configured. The key is then the client id, or the
+	// MQTT topic when the publisher is unknown (standalone mode).
+	keyDefault bool
+	json       bool
+	headers    bool
+	ack        string
+	stats      *RouteStats
 }
 
 // compileRoute validates r and fills its defaults.
@@ -66,7 +69,7 @@ func compileRoute(r config.KafkaRoute) (*route, error) {
 	if err != nil {
 		return fail(err)
 	}
-	rt := &route{name: name, filter: r.Filter, topic: tt, key: kt, headers: r.Headers, stats: &RouteStats{Name: name}}
+	rt := &route{name: name, filter: r.Filter, topic: tt, key: kt, keyDefault: r.Key == "", headers: r.Headers, stats: &RouteStats{Name: name}}
 	switch r.Payload {
 	case "", PayloadRaw:
 	case PayloadJSON:

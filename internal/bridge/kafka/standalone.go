@@ -1,0 +1,173 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/culexmq/culex/internal/broker"
+	"github.com/culexmq/culex/internal/config"
+	"github.com/culexmq/culex/internal/mqtt/packet"
+)
+
+// RunStandalone is `culex bridge`: the bridge as an MQTT 5 client of any
+// broker. It subscribes to every route filter (through $share/<group>/
+// when src.ShareGroup is set, so N bridges split the load) with a
+// persistent session, and acknowledges each QoS 1/2 message only once its
+// kafka-mode records are acked (PUBACKs leave in the order received
+// [MQTT-4.6.0-2]). A failed record closes the connection without
+// acknowledging: the broker redelivers on reconnect. It reconnects until
+// ctx ends.
+func (b *Bridge) RunStandalone(ctx context.Context, src config.KafkaSource) error {
+	u, err := url.Parse(src.URL)
+	if err != nil || u.Scheme != "tcp" || u.Host == "" {
+		return fmt.Errorf("kafka source url %q: want tcp://host:port", src.URL)
+	}
+	for ctx.Err() == nil {
+		err := b.sourceSession(ctx, u.Host, src)
+		if ctx.Err() != nil {
+			break
+		}
+		b.log.Warn("kafka bridge: mqtt session ended; reconnecting", "broker", u.Host, "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	return nil
+}
+
+// sourceSession runs one MQTT connection until it fails or ctx ends.
+func (b *Bridge) sourceSession(ctx context.Context, addr string, src config.KafkaSource) error {
+	var d net.Dialer
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	conn, err := d.DialContext(dctx, "tcp", addr)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	failed := make(chan error, 1)
+	fail := func(err error) {
+		select {
+		case failed <- err:
+		default:
+		}
+	}
+	var c *paho.Client
+	ic := interceptor{b}
+	c = paho.NewClient(paho.ClientConfig{
+		ClientID:                   src.ClientID,
+		Conn:                       conn,
+		EnableManualAcknowledgment: true,
+		SendAcksInterval:           time.Millisecond,
+		OnClientError:              fail,
+		OnServerDisconnect:         func(d *paho.Disconnect) { fail(fmt.Errorf("server disconnect 0x%02x", d.ReasonCode)) },
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			p := pr.Packet
+			ic.Intercept(ctx, &broker.ClientInfo{}, sourceMessage(p), func(err error) {
+				if err != nil {
+					fail(fmt.Errorf("topic %s: %w", p.Topic, err)) // not acked: redelivered
+					return
+				}
+				_ = c.Ack(p)
+			})
+			return true, nil
+		}},
+	})
+	exp := uint32(src.SessionExpiry / time.Second)
+	rm := src.ReceiveMaximum
+	cp := &paho.Connect{ClientID: src.ClientID, KeepAlive: 30, CleanStart: false,
+		Properties: &paho.ConnectProperties{SessionExpiryInterval: &exp, ReceiveMaximum: &rm}}
+	if src.Username != "" {
+		cp.Username, cp.UsernameFlag = src.Username, true
+	}
+	if src.Password != "" {
+		cp.Password, cp.PasswordFlag = []byte(src.Password), true
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ca, err := c.Connect(cctx, cp)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	var subs []paho.SubscribeOptions
+	for _, r := range b.routes.list {
+		f := r.filter
+		if src.ShareGroup != "" {
+			f = "$share/" + src.ShareGroup + "/" + f
+		}
+		subs = append(subs, paho.SubscribeOptions{Topic: f, QoS: 1})
+	}
+	if !ca.SessionPresent && len(subs) > 0 {
+		sa, err := c.Subscribe(cctx, &paho.Subscribe{Subscriptions: subs})
+		if err != nil {
+			return fmt.Errorf("subscribe: %w", err)
+		}
+		for i, rc := range sa.Reasons {
+			if rc >= 0x80 {
+				return fmt.Errorf("subscribe %s: reason 0x%02x", subs[i].Topic, rc)
+			}
+		}
+	}
+	b.log.Info("kafka bridge: subscribed", "broker", addr, "client_id", src.ClientID, "session_present", ca.SessionPresent)
+	select {
+	case <-ctx.Done():
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = c.Disconnect(&paho.Disconnect{})
+		<-waitDone(dctx, c)
+		return nil
+	case err := <-failed:
+		return err
+	}
+}
+
+func waitDone(ctx context.Context, c *paho.Client) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		defer close(ch)
+		select {
+		case <-c.Done():
+		case <-ctx.Done():
+		}
+	}()
+	return ch
+}
+
+// sourceMessage is the broker.Message view of a received PUBLISH.
+func sourceMessage(p *paho.Publish) *broker.Message {
+	m := &broker.Message{Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain}
+	pp := p.Properties
+	if pp == nil {
+		return m
+	}
+	pr := &m.Props
+	if pp.PayloadFormat != nil {
+		pr.Present |= 1 << packet.PropPayloadFormat
+		pr.PayloadFormat = *pp.PayloadFormat
+	}
+	if pp.ContentType != "" {
+		pr.Present |= 1 << packet.PropContentType
+		pr.ContentType = pp.ContentType
+	}
+	if pp.ResponseTopic != "" {
+		pr.Present |= 1 << packet.PropResponseTopic
+		pr.ResponseTopic = pp.ResponseTopic
+	}
+	if pp.CorrelationData != nil {
+		pr.Present |= 1 << packet.PropCorrelationData
+		pr.CorrelationData = pp.CorrelationData
+	}
+	for _, u := range pp.User {
+		pr.User = append(pr.User, packet.UserProperty{Key: u.Key, Value: u.Value})
+	}
+	if len(pr.User) > 0 {
+		pr.Present |= 1 << packet.PropUser
+	}
+	return m
+}

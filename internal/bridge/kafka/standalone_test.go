@@ -1,0 +1,183 @@
+package kafka
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/culexmq/culex/internal/config"
+)
+
+const childEnv = "CULEX_TEST_BRIDGE_CHILD"
+
+// TestStandaloneChild is the standalone bridge process of
+// TestStandaloneKillRestart; it runs only when the parent sets childEnv.
+func TestStandaloneChild(t *testing.T) {
+	raw := os.Getenv(childEnv)
+	if raw == "" {
+		t.Skip("child process only")
+	}
+	var cfg config.Kafka
+	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.log = newStderrLogger()
+	defer b.Close()
+	// Runs until the parent kills it.
+	if err := b.RunStandalone(context.Background(), cfg.Source); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startChild runs the standalone bridge in a child process and waits until
+// it has subscribed.
+func startChild(t *testing.T, cfg config.Kafka) *exec.Cmd {
+	t.Helper()
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestStandaloneChild$", "-test.v")
+	cmd.Env = append(os.Environ(), childEnv+"="+string(raw))
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		once := false
+		for sc.Scan() {
+			if !once && strings.Contains(sc.Text(), "kafka bridge: subscribed") {
+				once = true
+				close(ready)
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(waitTimeout):
+		t.Fatal("standalone bridge did not subscribe")
+	}
+	return cmd
+}
+
+// The standalone bridge killed with -9 mid-stream and restarted: the
+// broker keeps its session, redelivers what it had not acknowledged, and
+// every message reaches Kafka; duplicates stay within the in-flight window
+// (Receive Maximum) and first deliveries keep per-key order.
+func TestStandaloneKillRestart(t *testing.T) {
+	if os.Getenv(childEnv) != "" {
+		t.Skip("in child")
+	}
+	kc := startKafka(t, kfake.SeedTopics(4, "telemetry"))
+	brokers := kc.ListenAddrs()[0]
+	addr := startBroker(t) // any MQTT 5 broker; here Culex without the bridge
+	cfg := kafkaConfig(brokers, config.KafkaRoute{Filter: "devices/+/telemetry", Topic: "telemetry"})
+	cfg.Source = config.Default().Kafka.Source
+	cfg.Source.URL = "tcp://" + addr
+	cfg.Source.ReceiveMaximum = 100
+	child := startChild(t, cfg)
+
+	const devices, per = 4, 1500
+	pub, err := dialV5(t, addr, "publisher")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent atomic.Int64
+	done := make(chan error, 1)
+	go func() {
+		ctx := context.Background()
+		for i := range per {
+			for d := range devices {
+				if code, _, err := publish(ctx, pub, fmt.Sprintf("devices/dev-%d/telemetry", d), []byte(strconv.Itoa(i))); err != nil || code != 0 {
+					done <- fmt.Errorf("publish: %v 0x%02x", err, code)
+					return
+				}
+				sent.Add(1)
+			}
+		}
+		done <- nil
+	}()
+	waitFor(t, "a third published", func() bool { return sent.Load() >= devices*per/3 })
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = child.Wait()
+	startChild(t, cfg)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	perKey, total := readDistinct(t, brokers, "telemetry", devices*per)
+	dups := total - devices*per
+	t.Logf("%d records for %d messages: %d duplicates", total, devices*per, dups)
+	if dups > int(cfg.Source.ReceiveMaximum) {
+		t.Errorf("%d duplicates, over the in-flight window %d", dups, cfg.Source.ReceiveMaximum)
+	}
+	for d := range devices {
+		key := fmt.Sprintf("devices/dev-%d/telemetry", d) // standalone default key: the MQTT topic
+		seen, next := map[int]bool{}, 0
+		for _, v := range perKey[key] {
+			if seen[v] {
+				continue
+			}
+			seen[v] = true
+			if v != next {
+				t.Errorf("%s: first delivery of %d, expected %d", key, v, next)
+			}
+			next = v + 1
+		}
+		if len(seen) != per {
+			t.Errorf("%s: %d of %d delivered", key, len(seen), per)
+		}
+	}
+}
+
+// readDistinct consumes topic until want distinct (key, value) pairs were
+// seen or the deadline passes, then reads what is left; it returns the
+// values per key in partition order and the record count.
+func readDistinct(t *testing.T, brokers, topic string, want int) (map[string][]int, int) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	perKey := map[string][]int{}
+	seen := map[string]bool{}
+	total := 0
+	deadline := time.Now().Add(waitTimeout)
+	for len(seen) < want && time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		fs.EachRecord(func(r *kgo.Record) {
+			v, _ := strconv.Atoi(string(r.Value))
+			perKey[string(r.Key)] = append(perKey[string(r.Key)], v)
+			seen[string(r.Key)+"/"+string(r.Value)] = true
+			total++
+		})
+	}
+	return perKey, total
+}
