@@ -230,3 +230,19 @@ func TestDisconnectCannotRaiseZeroExpiry(t *testing.T) {
 		t.Errorf("session kept after DISCONNECT raised its expiry from 0")
 	}
 }
+
+// TestDisconnectExtendsExpiry proves a DISCONNECT may raise a non-zero
+// Session Expiry Interval [MQTT-3.14.2.2.2]: a 1 s session extended to 60 s
+// at disconnect is still there after 1.5 s.
+func TestDisconnectExtendsExpiry(t *testing.T) {
+	t.Parallel()
+	srv := startBroker(t)
+	addr := tcpAddr(t, srv)
+	c := connectV5(t, addr, v5Connect("ext", false, 1))
+	c.disconnect(0, &paho.DisconnectProperties{SessionExpiryInterval: paho.Uint32(60)})
+	gone := time.Now()
+	waitFor(t, 5*time.Second, "the original 1 s expiry to pass", func() bool { return time.Since(gone) > 1500*time.Millisecond })
+	if c = connectV5(t, addr, v5Connect("ext", false, 60)); !c.connack.SessionPresent {
+		t.Errorf("session gone after its expiry was extended to 60 s at DISCONNECT")
+	}
+}

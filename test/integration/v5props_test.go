@@ -396,3 +396,27 @@ func TestTopicAliasesOutboundResetOnReconnect(t *testing.T) {
 		t.Errorf("%d PUBLISHes used an unknown or out-of-range alias after reconnect", bad)
 	}
 }
+
+// TestTopicAliasWithRetainAndV3Subscribers proves a message published by
+// topic alias alone is stored as retained under its real topic and reaches
+// 3.1.1 subscribers with the topic name.
+func TestTopicAliasWithRetainAndV3Subscribers(t *testing.T) {
+	t.Parallel()
+	srv := startBroker(t)
+	addr := tcpAddr(t, srv)
+	v3 := connectV3(t, srv.URL("tcp"), "v3", true)
+	v3.subscribe("tar/#", 1)
+	p := connectV5(t, addr, v5Connect("p", true, 0))
+	p.publish("tar/x", 1, "set", withProps(&paho.PublishProperties{TopicAlias: paho.Uint16(1)}))
+	p.publish("", 1, "by alias", retained, withProps(&paho.PublishProperties{TopicAlias: paho.Uint16(1)}))
+	for _, want := range []string{"set", "by alias"} {
+		if m := recv1(t, v3.msgs); m.Topic != "tar/x" || string(m.Payload) != want {
+			t.Errorf("v3 subscriber got %v, want tar/x %q", m, want)
+		}
+	}
+	late := connectV5(t, addr, v5Connect("late", true, 0))
+	late.subscribe(sub("tar/#", 1))
+	if m := recv1(t, late.msgs); m.Topic != "tar/x" || string(m.Payload) != "by alias" || !m.Retain {
+		t.Errorf("retained message published by alias: got %v, want retained tar/x \"by alias\"", m)
+	}
+}
