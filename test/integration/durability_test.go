@@ -187,7 +187,7 @@ func checkAllAcked(t *testing.T, name string, ch <-chan msg, acked *sync.Map, to
 }
 
 // TestGracefulRestartKeepsSessions proves SIGTERM shuts a real culex
-// process down cleanly and a restart on the same data dir keeps persistent
+// process down cleanly (exit 0, v5 clients told 0x8B) and a restart on the same data dir keeps persistent
 // sessions, their queued messages and retained messages.
 func TestGracefulRestartKeepsSessions(t *testing.T) {
 	t.Parallel()
@@ -201,8 +201,15 @@ func TestGracefulRestartKeepsSessions(t *testing.T) {
 		pub.publish("gr/q", 1, fmt.Sprint(i))
 	}
 	pub.publish("gr/ret", 1, "kept", retained)
-	pub.disconnect(0, nil)
 	proc.stop(syscall.SIGTERM)
+	select {
+	case d := <-pub.disc:
+		if d.ReasonCode != 0x8B {
+			t.Errorf("v5 client got DISCONNECT 0x%02x on SIGTERM, want 0x8B", d.ReasonCode)
+		}
+	case <-time.After(waitTimeout):
+		t.Errorf("v5 client got no DISCONNECT on SIGTERM")
+	}
 	if proc.err != nil {
 		t.Errorf("culex exited with %v after SIGTERM, want a clean exit", proc.err)
 	}
