@@ -175,3 +175,53 @@ func TestWillOnKeepAliveTimeoutRaw(t *testing.T) {
 		t.Errorf("got %v", m)
 	}
 }
+
+// TestWillOnTakeover proves the will of a connection closed by a takeover
+// follows the will rules [MQTT-3.1.4-3, 3.1.2.5]: with Will Delay 0 it is
+// published; with a delay and a resuming new connection (Clean Start 0) it is
+// not; with a delay and a Clean Start 1 takeover the old session ends, so
+// it is published at once.
+func TestWillOnTakeover(t *testing.T) {
+	t.Parallel()
+	srv := startBroker(t)
+	addr := tcpAddr(t, srv)
+	watcher := connectV5(t, addr, v5Connect("watcher", true, 0))
+	watcher.subscribe(sub("will/#", 1), sub("marker", 0))
+	withWill := func(id string, delay uint32) *rawConn {
+		raw := dialRaw(t, addr, packet.V5)
+		cp := rawConnect(id, true)
+		cp.Props = sessionExpiry(60)
+		cp.WillFlag, cp.WillQoS, cp.WillTopic, cp.WillPayload = true, 1, "will/"+id, []byte(id)
+		cp.WillProps.WillDelay = delay
+		cp.WillProps.Set(packet.PropWillDelay)
+		raw.mustConnect(cp)
+		return raw
+	}
+	takeover := func(id string, clean bool) {
+		raw := dialRaw(t, addr, packet.V5)
+		cp := rawConnect(id, clean)
+		cp.Props = sessionExpiry(60)
+		raw.mustConnect(cp)
+	}
+
+	withWill("nodelay", 0)
+	takeover("nodelay", false)
+	if m := recv1(t, watcher.msgs); m.Topic != "will/nodelay" {
+		t.Errorf("takeover of a will with delay 0: got %v, want will/nodelay", m)
+	}
+
+	withWill("delayed", 60)
+	takeover("delayed", false)
+	withWill("cleaned", 60)
+	takeover("cleaned", true)
+	start := time.Now()
+	m := recvN(t, watcher.msgs, 1, 5*time.Second)[0]
+	if m.Topic != "will/cleaned" {
+		t.Errorf("got %v first, want will/cleaned (Clean Start 1 takeover ends the session); will/delayed must wait", m)
+	}
+	t.Logf("will/cleaned after %v", time.Since(start))
+	watcher.publish("marker", 0, "m")
+	if extra := recvUntil(t, watcher.msgs, "marker"); len(extra) > 0 {
+		t.Errorf("unexpected wills: %v (will/delayed was resumed within its delay)", summarize(extra))
+	}
+}
