@@ -227,8 +227,22 @@ type Kafka struct {
 	Routes []KafkaRoute `yaml:"routes"`
 	// Commands carry Kafka records to MQTT (file only).
 	Commands []KafkaCommand `yaml:"commands"`
+	// Spool is the disk spool of routes with ack: spool.
+	Spool KafkaSpool `yaml:"spool"`
 	// Source is the MQTT broker `culex bridge` (standalone mode) reads from.
 	Source KafkaSource `yaml:"source"`
+}
+
+// KafkaSpool is the local disk spool: a publish on an ack: spool route is
+// acknowledged once its record is fsynced here; the spool drains to Kafka
+// in order. Full, it refuses new publishes (0x97) and never evicts.
+type KafkaSpool struct {
+	// Dir holds the segment files; required when a route uses ack: spool.
+	Dir string `yaml:"dir"`
+	// MaxBytes bounds the records waiting for Kafka.
+	MaxBytes int64 `yaml:"max_bytes"`
+	// SegmentBytes is the size at which a new segment file starts.
+	SegmentBytes int64 `yaml:"segment_bytes"`
 }
 
 // KafkaSource is the MQTT connection of the standalone bridge: it
@@ -311,8 +325,9 @@ type KafkaRoute struct {
 	Payload string `yaml:"payload"`
 	// Headers adds the MQTT metadata as record headers (mqtt.topic, ...).
 	Headers bool `yaml:"headers"`
-	// Ack is kafka (acknowledge QoS 1/2 after Kafka acks, the default) or
-	// none (best effort).
+	// Ack is kafka (acknowledge QoS 1/2 after Kafka acks, the default),
+	// spool (after the record is fsynced in the local spool) or none (best
+	// effort).
 	Ack string `yaml:"ack"`
 }
 
@@ -370,6 +385,7 @@ func Default() Config {
 			SASL:               KafkaSASL{Mechanism: "none"},
 			Routes:             []KafkaRoute{},
 			Commands:           []KafkaCommand{},
+			Spool:              KafkaSpool{MaxBytes: 1 << 30, SegmentBytes: 64 << 20},
 			Source: KafkaSource{ClientID: "culex-bridge", ShareGroup: "culex-bridge",
 				SessionExpiry: time.Hour, ReceiveMaximum: 1024},
 		},

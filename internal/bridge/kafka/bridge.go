@@ -31,6 +31,7 @@ type Bridge struct {
 	cl     *kgo.Client
 
 	commands []*command
+	spool    *spool // nil unless a route uses ack: spool
 
 	// mu guards cons.
 	mu   sync.Mutex
@@ -68,7 +69,17 @@ func New(cfg config.Kafka, log *slog.Logger) (*Bridge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka: %w", err)
 	}
-	return &Bridge{cfg: cfg, log: log, routes: rs, cl: cl, commands: cmds}, nil
+	b := &Bridge{cfg: cfg, log: log, routes: rs, cl: cl, commands: cmds}
+	for _, r := range rs.list {
+		if r.ack == AckSpool {
+			if b.spool, err = openSpool(cfg.Spool, cfg, rs.list, log); err != nil {
+				cl.Close()
+				return nil, err
+			}
+			break
+		}
+	}
+	return b, nil
 }
 
 // clientOpts are the producer's options: idempotent, acks=all, murmur2 key
@@ -200,6 +211,9 @@ func (b *Bridge) Close() {
 		defer cancel()
 		_ = b.cl.Flush(ctx) // best effort: give acked-soon records their chance
 		b.cl.Close()
+		if b.spool != nil {
+			b.spool.close()
+		}
 	})
 }
 
@@ -234,6 +248,10 @@ func (i interceptor) Intercept(_ context.Context, c *broker.ClientInfo, m *broke
 			}
 			continue
 		}
+		if r.ack == AckSpool {
+			b.spoolAppend(r, m.QoS > 0, rec, w)
+			continue
+		}
 		if hold {
 			w.add()
 			held = append(held, r)
@@ -262,7 +280,7 @@ func (i interceptor) Intercept(_ context.Context, c *broker.ClientInfo, m *broke
 			}
 		})
 	}
-	if w.holding() && b.cfg.ProduceTimeout > 0 {
+	if len(held) > 0 && b.cfg.ProduceTimeout > 0 {
 		// The producer keeps a record it may already have sent until Kafka
 		// answers (idempotence forbids failing it early), so the publish
 		// gets its own deadline: past it the device hears 0x80 and
@@ -281,6 +299,32 @@ func (i interceptor) Intercept(_ context.Context, c *broker.ClientInfo, m *broke
 		w.mu.Unlock()
 	}
 	w.finish(nil)
+}
+
+// spoolAppend appends rec to the spool; a QoS 1/2 publish waits for the
+// fsync. The Kafka side is the drainer's.
+func (b *Bridge) spoolAppend(r *route, hold bool, rec *kgo.Record, w *wait) {
+	if hold {
+		w.add()
+	}
+	b.spool.append(r.idx, rec, func(err error) {
+		if err != nil {
+			r.stats.Failed.Add(1)
+		} else {
+			r.stats.AckedNotInKafka.Add(1)
+		}
+		if hold {
+			w.finish(err)
+		}
+	})
+}
+
+// SpoolStats describes the disk spool (zero without spool routes).
+func (b *Bridge) SpoolStats() SpoolSnapshot {
+	if b.spool == nil {
+		return SpoolSnapshot{}
+	}
+	return b.spool.snapshot()
 }
 
 // produceCode is the reason code a v5 publisher gets for a failed record:
@@ -303,13 +347,6 @@ type wait struct {
 	called bool
 	done   func(error)
 	timer  *time.Timer // set before the final finish; nil without a deadline
-}
-
-// holding reports whether a record is still awaited (before the final finish).
-func (w *wait) holding() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.n > 1
 }
 
 // expire fails the publish unless done was already called; it reports

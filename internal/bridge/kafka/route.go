@@ -11,6 +11,8 @@ import (
 const (
 	// AckKafka acknowledges a QoS 1/2 publish once Kafka acked its records.
 	AckKafka = "kafka"
+	// AckSpool acknowledges once the record is fsynced in the disk spool.
+	AckSpool = "spool"
 	// AckNone acknowledges at once; records are produced best effort.
 	AckNone = "none"
 )
@@ -24,6 +26,7 @@ const (
 // route is a compiled config.KafkaRoute.
 type route struct {
 	name   string
+	idx    int // position in config, recorded in spool entries
 	filter string
 	topic  template
 	key    template
@@ -82,10 +85,10 @@ func compileRoute(r config.KafkaRoute) (*route, error) {
 		rt.ack = AckKafka
 	case AckNone:
 		rt.ack = AckNone
-	case "spool":
-		return fail(fmt.Errorf("ack spool is not implemented yet (see docs/kafka.md); use kafka or none"))
+	case AckSpool:
+		rt.ack = AckSpool
 	default:
-		return fail(fmt.Errorf("ack %q: want kafka or none", r.Ack))
+		return fail(fmt.Errorf("ack %q: want kafka, spool or none", r.Ack))
 	}
 	return rt, nil
 }
@@ -109,6 +112,7 @@ func compileRoutes(cfg []config.KafkaRoute) (*routes, error) {
 			return nil, fmt.Errorf("kafka route %q: duplicate name", r.name)
 		}
 		seen[r.name] = true
+		r.idx = len(rs.list)
 		rs.list = append(rs.list, r)
 		rs.index.Subscribe(r.filter, r, struct{}{})
 	}
