@@ -316,3 +316,57 @@ func TestSubscriptionChurnDuringTraffic(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// TestConnectionCountersSettle proves the broker's connection and session
+// counters return to zero after many concurrent clients leave, half with
+// DISCONNECT and half by dropping the socket, and that MaxConnections
+// accounting frees every slot.
+func TestConnectionCountersSettle(t *testing.T) {
+	t.Parallel()
+	const n = 200
+	srv := startBroker(t, func(c *config.Config) { c.MQTT.MaxConnections = n })
+	addr := tcpAddr(t, srv)
+	var wg sync.WaitGroup
+	errc := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				errc <- err
+				return
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(waitTimeout))
+			b, _ := (&packet.Connect{ProtocolName: "MQTT", Version: packet.V5, ClientID: fmt.Sprint("n", i), CleanStart: true, KeepAlive: 30}).Encode(nil, packet.V5)
+			if _, err := conn.Write(b); err != nil {
+				errc <- err
+				return
+			}
+			ca, err := packet.ReadPacket(conn, packet.V5, 0)
+			if err != nil {
+				errc <- fmt.Errorf("client %d: %w", i, err)
+				return
+			}
+			if ca, ok := ca.(*packet.Connack); !ok || ca.ReasonCode != 0 {
+				errc <- fmt.Errorf("client %d: %+v", i, ca)
+				return
+			}
+			if i%2 == 0 {
+				d, _ := (&packet.Disconnect{}).Encode(nil, packet.V5)
+				conn.Write(d)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Error(err)
+	}
+	waitClients(t, srv, 0)
+	waitFor(t, waitTimeout, "every clean session to be released", func() bool { return srv.Broker().Stats().Sessions == 0 })
+	for i := range n { // every slot is free again
+		dialRaw(t, addr, packet.V5).mustConnect(rawConnect(fmt.Sprint("again", i), true))
+	}
+}
