@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
+	"syscall"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -69,12 +71,19 @@ func (b *Bridge) Check(ctx context.Context) error {
 // connError explains a failure to talk to the brokers.
 func (b *Bridge) connError(err error) error {
 	var hint string
+	sasl := b.cfg.SASL.Mechanism != "" && b.cfg.SASL.Mechanism != "none"
 	switch {
 	case errors.Is(err, kerr.SaslAuthenticationFailed), errors.Is(err, kerr.IllegalSaslState),
 		errors.Is(err, kerr.UnsupportedSaslMechanism):
 		hint = fmt.Sprintf("SASL %s authentication failed for user %q", b.cfg.SASL.Mechanism, b.cfg.SASL.Username)
 	case isTLSError(err):
 		hint = "TLS handshake failed"
+	case sasl && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)):
+		// Brokers close the connection on a failed SASL exchange.
+		hint = fmt.Sprintf("connection closed during SASL %s: credentials for user %q rejected, or the listener does not speak SASL",
+			b.cfg.SASL.Mechanism, b.cfg.SASL.Username)
+	case errors.Is(err, context.DeadlineExceeded) && b.cfg.TLS.Enabled:
+		hint = "no answer in time (TLS is enabled: is the listener TLS?)"
 	case errors.Is(err, context.DeadlineExceeded):
 		hint = "no answer in time"
 	default:
