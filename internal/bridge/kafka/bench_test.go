@@ -26,14 +26,19 @@ var benchRun = flag.Duration("kafka.benchrun", time.Second, "publishing time of 
 //	go test -run '^$' -bench PublishToKafka -benchtime 1x -kafka.benchrun 10s ./internal/bridge/kafka/
 func BenchmarkPublishToKafka(b *testing.B) {
 	const clients = 16
-	for _, rate := range []int{0, 50000} { // 0: as fast as acks allow
-		b.Run(fmt.Sprintf("qos=1/ack=kafka/clients=%d/size=100B/rate=%d", clients, rate), func(b *testing.B) {
+	for _, c := range []struct {
+		ack  string
+		rate int // 0: as fast as acks allow
+	}{{"kafka", 0}, {"kafka", 50000}, {"spool", 0}} {
+		ack, rate := c.ack, c.rate
+		b.Run(fmt.Sprintf("qos=1/ack=%s/clients=%d/size=100B/rate=%d", ack, clients, rate), func(b *testing.B) {
 			kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(0), kfake.SeedTopics(8, "telemetry"))
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer kc.Close()
-			cfg := kafkaConfig(kc.ListenAddrs()[0], config.KafkaRoute{Filter: "devices/+/telemetry", Topic: "telemetry"})
+			cfg := kafkaConfig(kc.ListenAddrs()[0], config.KafkaRoute{Filter: "devices/+/telemetry", Topic: "telemetry", Ack: ack})
+			cfg.Spool = config.KafkaSpool{Dir: b.TempDir(), MaxBytes: 1 << 30, SegmentBytes: 64 << 20}
 			br, err := New(cfg, nil)
 			if err != nil {
 				b.Fatal(err)
@@ -72,7 +77,7 @@ func BenchmarkPublishToKafka(b *testing.B) {
 			}
 			b.StopTimer()
 			deadline := time.Now().Add(waitTimeout)
-			for br.Stats()[0].InFlight > 0 && time.Now().Before(deadline) {
+			for (br.Stats()[0].InFlight > 0 || br.SpoolStats().Entries > 0) && time.Now().Before(deadline) {
 				time.Sleep(time.Millisecond) // poll: the probe's last publish may be in flight
 			}
 			st := br.Stats()[0]
