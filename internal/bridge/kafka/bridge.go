@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -32,6 +33,9 @@ type Bridge struct {
 
 	commands []*command
 	spool    *spool // nil unless a route uses ack: spool
+
+	// sourceReady: the standalone MQTT session is subscribed.
+	sourceReady atomic.Bool
 
 	// mu guards cons.
 	mu   sync.Mutex

@@ -114,6 +114,8 @@ func (b *Bridge) sourceSession(ctx context.Context, addr string, src config.Kafk
 			}
 		}
 	}
+	b.sourceReady.Store(true)
+	defer b.sourceReady.Store(false)
 	b.log.Info("kafka bridge: subscribed", "broker", addr, "client_id", src.ClientID, "session_present", ca.SessionPresent)
 	select {
 	case <-ctx.Done():
