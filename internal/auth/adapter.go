@@ -180,11 +180,20 @@ func (a *Adapter) CanSubscribe(c *broker.ClientInfo, filter string, _ byte) erro
 
 // CanReceive implements broker.Authorizer: every delivery, retained and
 // will messages included, needs subscribe permission on the topic. A
-// session restored from the store after a restart has no identity until
-// its client connects again, and receives nothing meanwhile.
+// session restored from the store after a restart has no identity until its
+// client connects again; meanwhile messages for it are checked against the
+// ACL file as its stored client id and username (never as a superuser, and
+// without rules a JWT or webhook gave it), so that its queue keeps filling
+// while the device is away.
 func (a *Adapter) CanReceive(c *broker.ClientInfo, m *broker.Message) error {
 	id, ok := a.idents.load(c)
-	if !ok || id.revoked.Load() || !a.s.acl.Load().Check(id, Subscribe, m.Topic) {
+	if !ok {
+		if c.ClientID == "" {
+			return a.denied()
+		}
+		id = &Identity{ClientID: c.ClientID, Username: c.Username}
+	}
+	if id.revoked.Load() || !a.s.acl.Load().Check(id, Subscribe, m.Topic) {
 		return a.denied()
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"github.com/culexmq/culex/internal/broker"
 	"github.com/culexmq/culex/internal/config"
 	"github.com/culexmq/culex/internal/mqtt/packet"
+	"github.com/culexmq/culex/internal/store"
 )
 
 // deviceRules is the device scenario, plus an operator.
@@ -360,5 +361,41 @@ func BenchmarkCanReceive(b *testing.B) {
 		if err := a.CanReceive(c, m); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A persistent session restored after a restart has no identity until its
+// device reconnects; messages for it must still be queued, within its ACL.
+func TestRestoredSessionKeepsQueueing(t *testing.T) {
+	const acl = "allow both devices/${username}/#\n"
+	st := store.NewMemory()
+	defer st.Close()
+	withStore := func(o *broker.Options) { o.Store = st }
+	persistent := func(p *packet.Connect) { p.CleanStart = false }
+	t.Run("before restart", func(t *testing.T) {
+		svc, _ := testService(t, acl, nil, "dev-a", "pa")
+		c := dial(t, startBroker(t, svc, withStore), packet.V311)
+		c.connect("dev-a", "dev-a", "pa", persistent)
+		if rc := c.subscribe("devices/dev-a/commands"); rc != 1 {
+			t.Fatalf("SUBACK %#x", rc)
+		}
+		c.send(&packet.Disconnect{})
+	})
+	svc, _ := testService(t, acl, nil, "dev-a", "pa", "!ops", "po")
+	addr := startBroker(t, svc, withStore)
+	ops := dial(t, addr, packet.V311)
+	ops.connect("ops", "ops", "po")
+	if rc := ops.publish("devices/dev-a/commands", false); rc != 0 {
+		t.Fatalf("PUBACK %#x", rc)
+	}
+	c := dial(t, addr, packet.V311)
+	if ack := c.connect("dev-a", "dev-a", "pa", persistent); !ack.SessionPresent {
+		t.Fatal("session not restored")
+	}
+	if len(c.pubs) == 0 {
+		c.pubs = append(c.pubs, c.next().(*packet.Publish))
+	}
+	if got := c.pubs[0].Topic; got != "devices/dev-a/commands" {
+		t.Fatalf("got %q", got)
 	}
 }
