@@ -3,7 +3,6 @@ package broker
 import (
 	"errors"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -307,7 +306,7 @@ func (c *conn) handle(fh packet.FixedHeader, body []byte) error {
 		if fh.Type == packet.CONNECT {
 			return c.connectDecodeErr(body, err)
 		}
-		return c.fail(decodeCode(fh, err))
+		return c.fail(decodeCode(err))
 	}
 	switch p := p.(type) {
 	case *packet.Connect:
@@ -337,7 +336,7 @@ func (c *conn) handlePublish(fh packet.FixedHeader, body []byte) error {
 	p := publishes.Get().(*packet.Publish)
 	defer func() { *p = packet.Publish{}; publishes.Put(p) }()
 	if err := p.Decode(fh, body, c.version); err != nil {
-		return c.fail(decodeCode(fh, err))
+		return c.fail(decodeCode(err))
 	}
 	c.b.stats.publishesIn.Add(1)
 	return c.onPublish(p)
@@ -345,15 +344,9 @@ func (c *conn) handlePublish(fh packet.FixedHeader, body []byte) error {
 
 var pingresp = []byte{byte(packet.PINGRESP) << 4, 0}
 
-// decodeCode is the reason code for a packet that did not decode. The codec
-// reports a Topic Alias of 0 as a protocol error; the broker answers it with
-// Topic Alias invalid [MQTT-3.3.2-8].
-func decodeCode(fh packet.FixedHeader, err error) packet.Code {
-	code := codeOf(err, packet.ErrMalformedPacket)
-	if fh.Type == packet.PUBLISH && code == packet.ErrProtocolError && strings.Contains(err.Error(), "topic alias 0") {
-		return packet.ErrTopicAliasInvalid
-	}
-	return code
+// decodeCode is the reason code for a packet that did not decode.
+func decodeCode(err error) packet.Code {
+	return codeOf(err, packet.ErrMalformedPacket)
 }
 
 // codeOf finds the reason code in err, or def.

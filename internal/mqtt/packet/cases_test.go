@@ -253,7 +253,7 @@ var packetCases = []packetCase{
 		wire: raw(0x30, 0x83, 0x00, 0, 1, "t")},
 	{name: "publish/v5-duplicate-topic-alias", v: V5, err: ErrProtocolError,
 		wire: fix(0x30, str("t"), props(0x23, 0, 1, 0x23, 0, 2))},
-	{name: "publish/MQTT-3.3.2-8-topic-alias-0", v: V5, err: ErrProtocolError,
+	{name: "publish/MQTT-3.3.2-8-topic-alias-0", v: V5, err: ErrTopicAliasInvalid,
 		wire: fix(0x30, str("t"), props(0x23, 0, 0))},
 	{name: "publish/v5-subscription-id-0", v: V5, err: ErrProtocolError,
 		wire: fix(0x30, str("t"), props(0x0b, 0))},

@@ -177,7 +177,10 @@ func (p *Properties) decodeOne(r *reader, ctx Type) {
 	case PropTopicAliasMaximum:
 		p.TopicAliasMaximum = r.u16(name)
 	case PropTopicAlias:
-		p.TopicAlias = r.nonzero16(id) // [MQTT-3.3.2-8]
+		p.TopicAlias = r.u16(name)
+		if r.err == nil && p.TopicAlias == 0 {
+			r.fail(fmt.Errorf("topic alias 0: %w", ErrTopicAliasInvalid)) // [MQTT-3.3.2-8]
+		}
 	case PropMaximumQoS:
 		p.MaximumQoS = r.flag(id)
 	case PropRetainAvailable:
