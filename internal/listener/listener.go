@@ -129,8 +129,8 @@ func (l *Listener) URL() string {
 }
 
 // Serve accepts connections until Close and returns nil after Close. Each
-// connection gets a goroutine of its own that reads the PROXY header, runs the
-// TLS and WebSocket handshakes and then becomes the handler's goroutine.
+// connection gets a goroutine of its own that reads the PROXY header and runs the
+// TLS and WebSocket handshakes; the handler then runs on a fresh goroutine.
 // Temporary accept errors (such as running out of file descriptors) are
 // logged and retried with backoff.
 func (l *Listener) Serve() error {
@@ -224,7 +224,13 @@ func (l *Listener) serveConn(raw net.Conn) {
 		return
 	}
 	l.wg.Done()
-	l.h(conn, info)
+	if conn == raw {
+		l.h(conn, info)
+		return
+	}
+	// The handshakes grew this goroutine's stack, and Go keeps a grown stack
+	// long after: the handler gets a fresh, small one for the connection's life.
+	go l.h(conn, info)
 }
 
 // handshake turns an accepted socket into the conn and ConnInfo for the
