@@ -12,7 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 )
 
-// Check contacts Kafka and verifies every literal route topic: it exists,
+// Check contacts Kafka and verifies every literal route topic and every
+// command topic: it exists,
 // or is created when cfg.CreateTopics allows. Topics rendered from
 // templates are checked by the producer on first use (an unknown topic
 // fails those publishes). Errors name the cause: unreachable brokers,
@@ -25,6 +26,14 @@ func (b *Bridge) Check(ctx context.Context) error {
 		if t, ok := r.topic.literal(); ok && !seen[t] {
 			seen[t] = true
 			topics = append(topics, t)
+		}
+	}
+	for _, c := range b.commands {
+		for _, t := range c.topics {
+			if !seen[t] {
+				seen[t] = true
+				topics = append(topics, t)
+			}
 		}
 	}
 	sort.Strings(topics)
