@@ -1,0 +1,57 @@
+package bench
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestMatrix(t *testing.T) {
+	full, err := Matrix("full", 19000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 4 topologies x 3 QoS x 2 sizes x 2 loads, then idle connections.
+	if len(full) != 4*3*2*2+1 || full[len(full)-1].Idle != 19000 {
+		t.Fatalf("full matrix: %d workloads", len(full))
+	}
+	names := map[string]bool{}
+	for _, w := range full {
+		if names[w.Name] {
+			t.Errorf("duplicate workload name %q", w.Name)
+		}
+		names[w.Name] = true
+		if strings.HasPrefix(w.Name, "fan-out 1:1000") && strings.HasSuffix(w.Name, "10k/s") && w.Rate != 10 {
+			t.Errorf("%s: publish rate %v, want 10 (10k/s delivered)", w.Name, w.Rate)
+		}
+	}
+	if _, err := Matrix("nope", 0); err == nil {
+		t.Error("unknown matrix accepted")
+	}
+	q, _ := Matrix("quick", 0)
+	args := q[0].benchArgs(1883, "3s", "5s", "")
+	if _, _, err := ParseFlags(args[0], args[1:], os.Stderr); err != nil {
+		t.Errorf("quick workload args do not parse: %v (%v)", err, args)
+	}
+}
+
+func TestShellJoin(t *testing.T) {
+	got := shellJoin([]string{"run", "--topic", "bench/%i", "--sub-topic", "bench/#", "it's"})
+	want := `run --topic 'bench/%i' --sub-topic 'bench/#' 'it'\''s'`
+	if got != want {
+		t.Errorf("got %s, want %s", got, want)
+	}
+}
+
+func TestProcStats(t *testing.T) {
+	pid := os.Getpid()
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc")
+	}
+	if _, err := procCPU(pid); err != nil {
+		t.Error(err)
+	}
+	if rss, err := procRSS(pid); err != nil || rss <= 0 {
+		t.Errorf("rss %d, %v", rss, err)
+	}
+}
