@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/culexmq/culex/internal/bridge/kafka"
 	"github.com/culexmq/culex/internal/config"
@@ -31,7 +32,10 @@ func bridge(args []string) error {
 	defer b.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := b.Check(ctx); err != nil {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = b.Check(cctx)
+	cancel()
+	if err != nil {
 		return err
 	}
 	log.Info("culex bridge started", "version", version, "mqtt", cfg.Kafka.Source.URL, "kafka", cfg.Kafka.Brokers)
