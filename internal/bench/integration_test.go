@@ -9,9 +9,10 @@ import (
 	"github.com/culexmq/culex/internal/mqtt/packet"
 )
 
-func TestConnMosquitto(t *testing.T) {
-	port := startMosquitto(t, "")
-	cfg := testConfig(t, "conn", fmt.Sprintf("tcp://127.0.0.1:%d", port))
+func TestConn(t *testing.T) { forBrokers(t, testConn) }
+
+func testConn(t *testing.T, url brokerURLs) {
+	cfg := testConfig(t, "conn", url.tcp)
 	cfg.Clients, cfg.Duration = 200, 100*time.Millisecond
 	cfg.Target.locals, _ = ParseLocalAddrs("127.0.0.2-127.0.0.3")
 	s := runT(t, cfg)
@@ -20,12 +21,13 @@ func TestConnMosquitto(t *testing.T) {
 	}
 }
 
-func TestRunMosquitto(t *testing.T) {
-	port := startMosquitto(t, "")
+func TestRun(t *testing.T) { forBrokers(t, testRun) }
+
+func testRun(t *testing.T, url brokerURLs) {
 	for _, v := range []packet.Version{packet.V31, packet.V311, packet.V5} {
 		for qos := byte(0); qos <= 2; qos++ {
 			t.Run(fmt.Sprintf("v=%s/qos=%d", v, qos), func(t *testing.T) {
-				cfg := testConfig(t, "run", fmt.Sprintf("tcp://127.0.0.1:%d", port))
+				cfg := testConfig(t, "run", url.tcp)
 				cfg.Pubs, cfg.Subs, cfg.Limit, cfg.QoS, cfg.SubQoS, cfg.Version = 3, 2, 600, qos, qos, v
 				cfg.Rate = 20000
 				s := runT(t, cfg)
@@ -46,12 +48,12 @@ func TestRunMosquitto(t *testing.T) {
 	}
 }
 
-// TestPubSubMosquitto runs `sub` and `pub` as separate runs, like two
-// processes would: the subscribers are ready before publishing starts.
-func TestPubSubMosquitto(t *testing.T) {
-	port := startMosquitto(t, "")
-	url := fmt.Sprintf("tcp://127.0.0.1:%d", port)
-	sub := testConfig(t, "sub", url)
+// TestPubSub runs `sub` and `pub` as separate runs, like two processes
+// would: the subscribers are ready before publishing starts.
+func TestPubSub(t *testing.T) { forBrokers(t, testPubSub) }
+
+func testPubSub(t *testing.T, url brokerURLs) {
+	sub := testConfig(t, "sub", url.tcp)
 	sub.Clients, sub.Limit, sub.QoS, sub.SubQoS = 2, 1000, 1, 1
 	ready := make(chan struct{})
 	sub.onReady = func() { close(ready) }
@@ -68,7 +70,7 @@ func TestPubSubMosquitto(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("subscribers not ready")
 	}
-	pub := testConfig(t, "pub", url)
+	pub := testConfig(t, "pub", url.tcp)
 	pub.Clients, pub.Limit, pub.QoS = 5, 500, 1
 	ps := runT(t, pub)
 	if ps.Published != 500 || ps.Acked != 500 || len(ps.Errors) != 0 {
@@ -89,10 +91,10 @@ func TestPubSubMosquitto(t *testing.T) {
 	}
 }
 
-func TestRunWebSocket(t *testing.T) {
-	wsPort := freePort(t)
-	startMosquitto(t, fmt.Sprintf("listener %d 127.0.0.1\nprotocol websockets\n", wsPort), wsPort)
-	cfg := testConfig(t, "run", fmt.Sprintf("ws://127.0.0.1:%d", wsPort))
+func TestRunWebSocket(t *testing.T) { forBrokers(t, testRunWebSocket) }
+
+func testRunWebSocket(t *testing.T, url brokerURLs) {
+	cfg := testConfig(t, "run", url.ws)
 	cfg.Pubs, cfg.Subs, cfg.Limit, cfg.QoS, cfg.SubQoS = 2, 2, 400, 1, 1
 	cfg.Size = 1000 // frames over 125 bytes use the 16-bit length
 	s := runT(t, cfg)
