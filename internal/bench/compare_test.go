@@ -55,3 +55,13 @@ func TestProcStats(t *testing.T) {
 		t.Errorf("rss %d, %v", rss, err)
 	}
 }
+
+func TestSpliceKeepsHandWrittenSections(t *testing.T) {
+	first := splice(nil, []byte("table v1\n"))
+	doc := append(append([]byte("# Intro\n"), first...), "## Other benchmarks\n"...)
+	got := string(splice(doc, []byte("table v2\n")))
+	want := "# Intro\n" + reportBegin + "table v2\n" + reportEnd + "## Other benchmarks\n"
+	if got != want {
+		t.Errorf("got %q\nwant %q", got, want)
+	}
+}
