@@ -3,6 +3,7 @@ package integration
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/culexmq/culex/internal/auth"
@@ -79,5 +80,52 @@ func TestUsersFileAndACLThroughClients(t *testing.T) {
 	mosquittoPub(t, addr, "-u", "dev2", "-P", "secret-dev2", "-q", "1", "-t", "ops/from-mosquitto", "-m", "authenticated")
 	if m := recv1(t, ops.msgs); m.Topic != "ops/from-mosquitto" {
 		t.Errorf("ops got %v; the ACL should have kept devices/+/telemetry from it", m)
+	}
+}
+
+// TestSIGHUPRevokesRemovedDevice proves the operator's path for revoking a
+// device in a running `culex serve`: remove it from the users file, send
+// SIGHUP, and its live connection is cut (v5: DISCONNECT 0x87) while other
+// devices stay connected. File watching is off, so only the signal reloads.
+func TestSIGHUPRevokesRemovedDevice(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	users := auth.NewUsers()
+	for _, name := range []string{"dev1", "dev2"} {
+		h, err := auth.HashBcrypt("secret-"+name, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := users.Put(&auth.User{Name: name, Hash: h}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	usersFile := filepath.Join(dir, "users")
+	if err := auth.SaveUsers(usersFile, users); err != nil {
+		t.Fatal(err)
+	}
+	p := startCulex(t, filepath.Join(dir, "data"), "--auth.allow-anonymous", "false",
+		"--auth.users-file", usersFile, "--auth.watch-interval", "0s")
+	login := func(name string) *rawConn {
+		c := dialRaw(t, p.addr, packet.V5)
+		c.mustConnect(&packet.Connect{ClientID: name, CleanStart: true, KeepAlive: 60,
+			UsernameFlag: true, Username: name, PasswordFlag: true, Password: []byte("secret-" + name)})
+		return c
+	}
+	dev1, dev2 := login("dev1"), login("dev2")
+	users.Delete("dev1") // what `culex users rm dev1` writes
+	if err := auth.SaveUsers(usersFile, users); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	dev1.mustClose(waitTimeout, packet.ErrNotAuthorized.Value)
+	dev2.send(&packet.Pingreq{})
+	expect[*packet.Pingresp](dev2)
+	refused := dialRaw(t, p.addr, packet.V5)
+	if ca := refused.connect(&packet.Connect{ClientID: "dev1", CleanStart: true, KeepAlive: 60,
+		UsernameFlag: true, Username: "dev1", PasswordFlag: true, Password: []byte("secret-dev1")}); ca.ReasonCode != packet.ErrBadUsernameOrPassword.Value {
+		t.Errorf("revoked device reconnecting: CONNACK 0x%02x, want 0x86", ca.ReasonCode)
 	}
 }

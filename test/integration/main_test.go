@@ -92,14 +92,16 @@ type culexProc struct {
 }
 
 // startCulex runs `culex serve` on a loopback port-0 TCP listener with the
-// given data dir and waits until it logs the listener's address.
-func startCulex(t *testing.T, dataDir string) *culexProc {
+// given data dir and extra flags, and waits until it logs the listener's
+// address.
+func startCulex(t *testing.T, dataDir string, flags ...string) *culexProc {
 	t.Helper()
 	if buildErr != nil {
 		t.Fatalf("culex binary unavailable: %v", buildErr)
 	}
 	p := &culexProc{t: t, stderr: &lockedBuffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(culexBin, "serve", "--listen", "tcp://127.0.0.1:0", "--data-dir", dataDir, "--log-level", "info")
+	args := append([]string{"serve", "--listen", "tcp://127.0.0.1:0", "--data-dir", dataDir, "--log-level", "info"}, flags...)
+	p.cmd = exec.Command(culexBin, args...)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
