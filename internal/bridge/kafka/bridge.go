@@ -36,6 +36,8 @@ type Bridge struct {
 
 	// sourceReady: the standalone MQTT session is subscribed.
 	sourceReady atomic.Bool
+	// source publishes Kafka -> MQTT commands in standalone mode.
+	source mqttPublisher
 
 	// mu guards cons.
 	mu   sync.Mutex

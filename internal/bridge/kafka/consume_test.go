@@ -92,21 +92,8 @@ func TestCommandsConsumerRestart(t *testing.T) {
 	kc := startKafka(t, kfake.SeedTopics(3, "cmds"))
 	brokers := kc.ListenAddrs()[0]
 	const devices, per = 10, 150
-	prod, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var recs []*kgo.Record
-	for i := range per {
-		for d := range devices {
-			recs = append(recs, &kgo.Record{Topic: "cmds", Key: fmt.Appendf(nil, "dev-%d", d), Value: []byte(strconv.Itoa(i))})
-		}
-	}
+	produceCommands(t, brokers, devices, per)
 	ctx := context.Background()
-	if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-	prod.Close()
 
 	addr, br := startBrokerB(t)
 	col := subscribe(t, addr, "devices/+/commands")
@@ -153,6 +140,26 @@ func TestCommandsConsumerRestart(t *testing.T) {
 			t.Errorf("%s: first delivery of %d, expected %d", topic, n, next[topic])
 		}
 		next[topic] = n + 1
+	}
+}
+
+// produceCommands writes per records for each of devices keys (dev-N,
+// values 0..per-1) to topic cmds.
+func produceCommands(t *testing.T, brokers string, devices, per int) {
+	t.Helper()
+	prod, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	var recs []*kgo.Record
+	for i := range per {
+		for d := range devices {
+			recs = append(recs, &kgo.Record{Topic: "cmds", Key: fmt.Appendf(nil, "dev-%d", d), Value: []byte(strconv.Itoa(i))})
+		}
+	}
+	if err := prod.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -2,9 +2,11 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
@@ -21,11 +23,17 @@ import (
 // kafka-mode records are acked (PUBACKs leave in the order received
 // [MQTT-4.6.0-2]). A failed record closes the connection without
 // acknowledging: the broker redelivers on reconnect. It reconnects until
-// ctx ends.
+// ctx ends. Command routes (Kafka -> MQTT) publish through the same
+// session, each batch committed once the broker acknowledged all of it.
 func (b *Bridge) RunStandalone(ctx context.Context, src config.KafkaSource) error {
 	u, err := url.Parse(src.URL)
 	if err != nil || u.Scheme != "tcp" || u.Host == "" {
 		return fmt.Errorf("kafka source url %q: want tcp://host:port", src.URL)
+	}
+	if len(b.commands) > 0 {
+		if err := b.Start(ctx, &b.source); err != nil {
+			return err
+		}
 	}
 	for ctx.Err() == nil {
 		err := b.sourceSession(ctx, u.Host, src)
@@ -114,6 +122,8 @@ func (b *Bridge) sourceSession(ctx context.Context, addr string, src config.Kafk
 			}
 		}
 	}
+	b.source.set(c)
+	defer b.source.set(nil)
 	b.sourceReady.Store(true)
 	defer b.sourceReady.Store(false)
 	b.log.Info("kafka bridge: subscribed", "broker", addr, "client_id", src.ClientID, "session_present", ca.SessionPresent)
@@ -127,6 +137,37 @@ func (b *Bridge) sourceSession(ctx context.Context, addr string, src config.Kafk
 	case err := <-failed:
 		return err
 	}
+}
+
+// mqttPublisher is the Publisher of Kafka -> MQTT commands in standalone
+// mode: it publishes through the current MQTT session and reports once the
+// broker acknowledged (PUBACK/PUBCOMP). It is synchronous, so a batch is
+// published in order.
+type mqttPublisher struct {
+	mu sync.Mutex
+	c  *paho.Client // nil while disconnected
+}
+
+func (p *mqttPublisher) set(c *paho.Client) {
+	p.mu.Lock()
+	p.c = c
+	p.mu.Unlock()
+}
+
+// Publish implements Publisher.
+func (p *mqttPublisher) Publish(ctx context.Context, m *broker.Message, done func(error)) {
+	p.mu.Lock()
+	c := p.c
+	p.mu.Unlock()
+	if c == nil {
+		done(errors.New("mqtt source not connected"))
+		return
+	}
+	r, err := c.Publish(ctx, &paho.Publish{Topic: m.Topic, QoS: m.QoS, Retain: m.Retain, Payload: m.Payload})
+	if err == nil && r != nil && r.ReasonCode >= 0x80 {
+		err = fmt.Errorf("broker refused the publish: reason 0x%02x", r.ReasonCode)
+	}
+	done(err)
 }
 
 func waitDone(ctx context.Context, c *paho.Client) <-chan struct{} {
