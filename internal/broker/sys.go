@@ -42,6 +42,19 @@ func (b *Broker) publishSys() {
 		{"subscriptions/count", i(st.Subscriptions)},
 		{"retained messages/count", i(st.Retained)},
 	} {
-		b.Publish(context.Background(), &Message{Topic: "$SYS/broker/" + kv[0], Payload: []byte(kv[1]), Retain: true, Local: true}, nil)
+		b.publishSysValue(kv[0], kv[1])
 	}
+	// Every drop reason, so that a loss seen by a client can be told apart
+	// from a counted overflow (queue_full) without access to the process.
+	var total uint64
+	for r := range numDropReasons {
+		n := st.Drops[r.String()]
+		total += n
+		b.publishSysValue("messages/dropped/"+r.String(), u(n))
+	}
+	b.publishSysValue("messages/dropped", u(total))
+}
+
+func (b *Broker) publishSysValue(name, value string) {
+	b.Publish(context.Background(), &Message{Topic: "$SYS/broker/" + name, Payload: []byte(value), Retain: true, Local: true}, nil)
 }
