@@ -179,6 +179,9 @@ func (b *Bridge) Stats() []RouteSnapshot {
 	out := make([]RouteSnapshot, len(b.routes.list))
 	for i, r := range b.routes.list {
 		out[i] = r.stats.snapshot()
+		if r.ack == AckSpool && b.spool != nil {
+			out[i].SpoolAge = b.spool.routeAge(r.idx)
+		}
 	}
 	return out
 }
@@ -313,11 +316,9 @@ func (b *Bridge) spoolAppend(r *route, hold bool, rec *kgo.Record, w *wait) {
 	if hold {
 		w.add()
 	}
-	b.spool.append(r.idx, rec, func(err error) {
+	b.spool.append(r.idx, rec, func(_ int64, err error) {
 		if err != nil {
 			r.stats.Failed.Add(1)
-		} else {
-			r.stats.AckedNotInKafka.Add(1)
 		}
 		if hold {
 			w.finish(err)

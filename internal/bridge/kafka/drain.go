@@ -108,7 +108,7 @@ func (s *spool) produce(e *spoolEntry, seq uint64, sem chan struct{}) {
 		rt = s.routes[e.route]
 	}
 	s.ackMu.Lock()
-	s.inflight[seq] = e.rec.Timestamp
+	s.inflight[seq] = inflightEntry{ts: e.rec.Timestamp, route: e.route}
 	s.ackMu.Unlock()
 	if rt != nil {
 		rt.stats.InFlight.Add(1)
@@ -132,6 +132,7 @@ func (s *spool) produce(e *spoolEntry, seq uint64, sem chan struct{}) {
 				rt.stats.observe(time.Since(rec.Timestamp))
 			}
 			rt.stats.AckedNotInKafka.Add(-1)
+			rt.stats.SpoolBytes.Add(-e.size)
 		}
 		s.ack(seq, e.size)
 	})
@@ -200,9 +201,9 @@ type SpoolSnapshot struct {
 func (s *spool) snapshot() SpoolSnapshot {
 	s.ackMu.Lock()
 	var oldest time.Time
-	for _, t := range s.inflight {
-		if oldest.IsZero() || t.Before(oldest) {
-			oldest = t
+	for _, x := range s.inflight {
+		if oldest.IsZero() || x.ts.Before(oldest) {
+			oldest = x.ts
 		}
 	}
 	snap := SpoolSnapshot{Entries: s.durable.Load() - s.ackedTo}
@@ -214,6 +215,22 @@ func (s *spool) snapshot() SpoolSnapshot {
 	snap.Bytes = s.bytes
 	s.mu.Unlock()
 	return snap
+}
+
+// routeAge is how long the oldest in-flight entry of route has waited.
+func (s *spool) routeAge(route int) time.Duration {
+	s.ackMu.Lock()
+	defer s.ackMu.Unlock()
+	var oldest time.Time
+	for _, x := range s.inflight {
+		if x.route == route && (oldest.IsZero() || x.ts.Before(oldest)) {
+			oldest = x.ts
+		}
+	}
+	if oldest.IsZero() {
+		return 0
+	}
+	return time.Since(oldest)
 }
 
 // close stops appends, the committer and the drainer, then the producer

@@ -51,7 +51,7 @@ type spool struct {
 	ackMu    sync.Mutex
 	ackedTo  uint64
 	ackedSet map[uint64]int64 // acked out of order: seq -> size
-	inflight map[uint64]time.Time
+	inflight map[uint64]inflightEntry
 
 	// committer-owned.
 	seg     *os.File
@@ -62,9 +62,16 @@ type spool struct {
 	wg     sync.WaitGroup
 }
 
+// inflightEntry is a spool entry handed to the producer.
+type inflightEntry struct {
+	ts    time.Time // MQTT receive time
+	route int
+}
+
 type pendingAppend struct {
-	buf  []byte
-	done func(error)
+	buf   []byte
+	route int
+	done  func(error)
 }
 
 // openSpool recovers dir (truncating a torn tail) and starts the
@@ -77,7 +84,7 @@ func openSpool(cfg config.KafkaSpool, kcfg config.Kafka, routes []*route, log *s
 		return nil, fmt.Errorf("kafka spool: %w", err)
 	}
 	s := &spool{cfg: cfg, log: log, routes: routes, wake: make(chan struct{}, 1), newData: make(chan struct{}, 1),
-		ackedSet: map[uint64]int64{}, inflight: map[uint64]time.Time{}}
+		ackedSet: map[uint64]int64{}, inflight: map[uint64]inflightEntry{}}
 	if err := s.recover(); err != nil {
 		return nil, fmt.Errorf("kafka spool %s: %w", cfg.Dir, err)
 	}
@@ -132,9 +139,7 @@ func (s *spool) recover() error {
 			}
 			if seq >= ck {
 				s.bytes += e.size
-				if e.route < len(s.routes) {
-					s.routes[e.route].stats.AckedNotInKafka.Add(1)
-				}
+				s.gauge(e.route, 1, e.size)
 			}
 			seq++
 			off += e.size
@@ -155,25 +160,36 @@ func (s *spool) recover() error {
 	return nil
 }
 
-// append queues r for the next group commit; done runs after the fsync,
-// or at once with errSpoolFull.
-func (s *spool) append(route int, r *kgo.Record, done func(error)) {
+// append queues r for the next group commit; done runs after the fsync
+// (with the entry's size on disk), or at once with errSpoolFull.
+func (s *spool) append(route int, r *kgo.Record, done func(size int64, err error)) {
 	buf := encodeEntry(nil, route, r)
+	size := int64(len(buf))
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		done(packet.ErrServerShuttingDown)
+		done(0, packet.ErrServerShuttingDown)
 		return
 	}
-	if s.bytes+int64(len(buf)) > s.cfg.MaxBytes {
+	if s.bytes+size > s.cfg.MaxBytes {
 		s.mu.Unlock()
-		done(errSpoolFull)
+		done(0, errSpoolFull)
 		return
 	}
 	s.bytes += int64(len(buf))
-	s.pending = append(s.pending, pendingAppend{buf: buf, done: done})
+	s.pending = append(s.pending, pendingAppend{buf: buf, route: route, done: func(err error) { done(size, err) }})
 	s.mu.Unlock()
+	// Counted from here so the drainer's decrement never comes first.
+	s.gauge(route, 1, size)
 	signal(s.wake)
+}
+
+// gauge moves a route's spooled count and bytes.
+func (s *spool) gauge(route int, n, size int64) {
+	if route < len(s.routes) {
+		s.routes[route].stats.AckedNotInKafka.Add(n)
+		s.routes[route].stats.SpoolBytes.Add(size)
+	}
 }
 
 func signal(ch chan struct{}) {
@@ -206,6 +222,7 @@ func (s *spool) commitLoop(ctx context.Context) {
 			var n int64
 			for _, p := range batch {
 				n += int64(len(p.buf))
+				s.gauge(p.route, -1, -int64(len(p.buf)))
 			}
 			s.mu.Lock()
 			s.bytes -= n
@@ -280,8 +297,12 @@ func (s *spool) failPending(err error) {
 	s.mu.Lock()
 	batch := s.pending
 	s.pending = nil
+	for _, p := range batch {
+		s.bytes -= int64(len(p.buf))
+	}
 	s.mu.Unlock()
 	for _, p := range batch {
+		s.gauge(p.route, -1, -int64(len(p.buf)))
 		p.done(err)
 	}
 }

@@ -83,8 +83,8 @@ func TestSpoolDrainsAfterOutage(t *testing.T) {
 			}
 		}
 	}
-	if st := b.Stats()[0]; st.AckedNotInKafka != devices*per {
-		t.Errorf("acked-not-in-kafka %d, want %d", st.AckedNotInKafka, devices*per)
+	if st := b.Stats()[0]; st.AckedNotInKafka != devices*per || st.SpoolBytes <= 0 || st.SpoolBytes != b.SpoolStats().Bytes {
+		t.Errorf("acked-not-in-kafka %d (want %d), spool bytes %d (spool %d)", st.AckedNotInKafka, devices*per, st.SpoolBytes, b.SpoolStats().Bytes)
 	}
 	if sp := b.SpoolStats(); sp.Entries != devices*per || sp.Bytes <= 0 {
 		t.Errorf("spool %+v", sp)
@@ -103,7 +103,7 @@ func TestSpoolDrainsAfterOutage(t *testing.T) {
 	s := &stream{devices: devices, n: per}
 	verifyTopics(t, s, brokers, "telemetry")
 	waitFor(t, "segments deleted", func() bool { segs, _ := listSegments(sdir); return len(segs) == 1 })
-	if st := b.Stats()[0]; st.AckedNotInKafka != 0 || st.Produced != devices*per {
+	if st := b.Stats()[0]; st.AckedNotInKafka != 0 || st.SpoolBytes != 0 || st.Produced != devices*per {
 		t.Errorf("stats %+v", st)
 	}
 }

@@ -33,6 +33,9 @@ type RouteStats struct {
 	// AckedNotInKafka is messages acknowledged to the device whose record
 	// Kafka has not acked yet: zero by construction in ack mode kafka.
 	AckedNotInKafka atomic.Int64
+	// SpoolBytes is the route's bytes in the disk spool (ack: spool) not
+	// yet in Kafka; its spooled entry count is AckedNotInKafka.
+	SpoolBytes atomic.Int64
 	// Latency counts acked records by MQTT-receive-to-Kafka-ack latency,
 	// bucketed by latencyBounds (one extra bucket for the rest).
 	Latency [len(latencyBounds) + 1]atomic.Int64
@@ -50,6 +53,10 @@ func (s *RouteStats) observe(d time.Duration) {
 type RouteSnapshot struct {
 	Name                                                          string
 	Matched, Produced, Failed, Expired, InFlight, AckedNotInKafka int64
+	// SpoolBytes and SpoolAge (the oldest spooled entry in flight to Kafka)
+	// are zero for routes without ack: spool.
+	SpoolBytes int64
+	SpoolAge   time.Duration
 	// LatencyBounds and Latency are the histogram: Latency[i] counts acks
 	// at or under LatencyBounds[i]; the last entry counts the rest.
 	LatencyBounds []time.Duration
@@ -59,7 +66,7 @@ type RouteSnapshot struct {
 func (s *RouteStats) snapshot() RouteSnapshot {
 	r := RouteSnapshot{
 		Name: s.Name, Matched: s.Matched.Load(), Produced: s.Produced.Load(),
-		Failed: s.Failed.Load(), Expired: s.Expired.Load(), InFlight: s.InFlight.Load(), AckedNotInKafka: s.AckedNotInKafka.Load(),
+		Failed: s.Failed.Load(), Expired: s.Expired.Load(), SpoolBytes: s.SpoolBytes.Load(), InFlight: s.InFlight.Load(), AckedNotInKafka: s.AckedNotInKafka.Load(),
 		LatencyBounds: latencyBounds[:],
 	}
 	for i := range s.Latency {
