@@ -22,9 +22,10 @@ var allowed = map[string][]string{
 	"internal/listener":    {"internal/config"},
 	"internal/broker": {"internal/mqtt/packet", "internal/mqtt/topic", "internal/store",
 		"internal/config", "internal/listener"},
-	"internal/bench": {"internal/mqtt/packet"},
-	"internal/auth":  {"internal/broker", "internal/config", "internal/mqtt/packet", "internal/mqtt/topic"},
-	"internal/server": {"internal/auth", "internal/broker", "internal/config", "internal/listener", "internal/store",
+	"internal/bench":        {"internal/mqtt/packet"},
+	"internal/bridge/kafka": {"internal/broker", "internal/config", "internal/mqtt/packet", "internal/mqtt/topic"},
+	"internal/auth":         {"internal/broker", "internal/config", "internal/mqtt/packet", "internal/mqtt/topic"},
+	"internal/server": {"internal/auth", "internal/bridge/kafka", "internal/broker", "internal/config", "internal/listener", "internal/store",
 		"internal/mqtt/packet", "internal/mqtt/topic"},
 }
 

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/culexmq/culex/internal/auth"
+	"github.com/culexmq/culex/internal/bridge/kafka"
 	"github.com/culexmq/culex/internal/broker"
 	"github.com/culexmq/culex/internal/config"
 	"github.com/culexmq/culex/internal/listener"
@@ -26,6 +28,7 @@ type Server struct {
 	log       *slog.Logger
 	store     store.Store
 	auth      *auth.Service
+	kafka     *kafka.Bridge // nil without kafka.brokers
 	broker    *broker.Broker
 	listeners []*listener.Listener
 	serving   sync.WaitGroup // one per listener's accept loop
@@ -77,6 +80,11 @@ func (s *Server) open() error {
 		Version:        Version,
 	}
 	a.Apply(&opts)
+	if cfg.Kafka.Brokers != "" {
+		if err := s.openKafka(&opts); err != nil {
+			return err
+		}
+	}
 	b, err := broker.New(opts)
 	if err != nil {
 		return err
@@ -93,10 +101,40 @@ func (s *Server) open() error {
 	return nil
 }
 
+// openKafka builds the Kafka bridge and checks its topics. Unknown topics,
+// SASL and TLS failures stop start-up; Kafka being unreachable does not:
+// the node serves MQTT and QoS 1/2 publishes on Kafka routes wait for it
+// (or fill the spool), as during any later outage.
+func (s *Server) openKafka(opts *broker.Options) error {
+	k, err := kafka.New(s.cfg.Kafka, s.log)
+	if err != nil {
+		return err
+	}
+	s.kafka = k
+	ctx, cancel := context.WithTimeout(context.Background(), kafkaCheckTimeout)
+	defer cancel()
+	if err := k.Check(ctx); err != nil {
+		if !kafka.Unreachable(err) {
+			return err
+		}
+		s.log.Warn("kafka is unreachable; starting anyway, publishes on kafka routes wait for it", "err", err)
+	}
+	opts.Interceptors = append(opts.Interceptors, k.Interceptor())
+	return nil
+}
+
+// kafkaCheckTimeout bounds the start-up topic check.
+const kafkaCheckTimeout = 10 * time.Second
+
 // Start restores durable state and starts serving every listener.
 func (s *Server) Start() error {
 	if err := s.broker.Start(); err != nil {
 		return err
+	}
+	if s.kafka != nil {
+		if err := s.kafka.Start(context.Background(), s.broker); err != nil {
+			return err
+		}
 	}
 	for _, l := range s.listeners {
 		s.serving.Add(1)
@@ -150,6 +188,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		errs = append(errs, l.Close())
 	}
 	s.serving.Wait()
+	if s.kafka != nil {
+		s.kafka.Close() // first: unacknowledged publishes fail, devices retransmit
+	}
 	errs = append(errs, s.broker.Shutdown(ctx))
 	errs = append(errs, s.auth.Close())
 	errs = append(errs, s.store.Close())
@@ -160,6 +201,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) closeAll() {
 	for _, l := range s.listeners {
 		l.Close()
+	}
+	if s.kafka != nil {
+		s.kafka.Close()
 	}
 	if s.broker != nil {
 		s.broker.Shutdown(context.Background())

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sort"
 	"syscall"
 
@@ -99,4 +100,17 @@ func (b *Bridge) connError(err error) error {
 		hint = "cannot reach brokers"
 	}
 	return fmt.Errorf("kafka %s: %s: %w", b.cfg.Brokers, hint, err)
+}
+
+// Unreachable reports whether err from Check means only that no Kafka broker
+// answered (refused, reset or timed out), as opposed to a misconfiguration
+// (unknown topics, SASL or TLS failures) that waiting will not cure.
+func Unreachable(err error) bool {
+	if err == nil || isTLSError(err) || errors.Is(err, kerr.SaslAuthenticationFailed) ||
+		errors.Is(err, kerr.IllegalSaslState) || errors.Is(err, kerr.UnsupportedSaslMechanism) {
+		return false
+	}
+	var ne net.Error
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, context.DeadlineExceeded) ||
+		(errors.As(err, &ne) && ne.Timeout())
 }
