@@ -80,6 +80,8 @@ type conn struct {
 	routing  bool
 	qos1In   int           // QoS 1 publishes received and not yet acknowledged
 	pwait    chan struct{} // closed when a throttled reader may go on
+	// throttled is set while the reader waits in throttle.
+	throttled atomic.Bool
 }
 
 // Handle serves one connection until it ends. It is called on a goroutine

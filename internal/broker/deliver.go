@@ -37,6 +37,7 @@ func (s *session) deliverLocked(om outMsg, sc *scratch, w *storeWait, now int64)
 		return
 	}
 	s.enqueueLocked(p, w)
+	s.holdLocked(c, w)
 }
 
 // sendPublish encodes and queues a PUBLISH of om. It returns false when the

@@ -195,7 +195,12 @@ func (c *conn) throttle() {
 		ch := make(chan struct{})
 		c.pwait = ch
 		c.pmu.Unlock()
+		// This reader stops reading acknowledgements, so publishers held
+		// on its queue must not wait for it (backpressure.go).
+		c.throttled.Store(true)
+		c.sess.releaseHolds()
 		<-ch
+		c.throttled.Store(false)
 		c.pmu.Lock()
 	}
 	c.pmu.Unlock()

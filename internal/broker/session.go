@@ -70,6 +70,12 @@ type session struct {
 	pendingWill *will // a delayed will waiting after a disconnect
 	willTimer   *time.Timer
 	expTimer    *time.Timer
+	// held are routing passes whose publisher's acknowledgement waits for
+	// the queue to drain (backpressure.go); holdTimer bounds the wait, and
+	// stalled stops new holds until the queue drains.
+	held      []*storeWait
+	holdTimer *time.Timer
+	stalled   bool
 }
 
 func newSession(b *Broker, id string) *session { return &session{b: b, id: id} }
@@ -140,7 +146,7 @@ func (s *session) pump(c *conn) {
 	if s.conn == c {
 		s.pumpLocked(c)
 	}
-	s.mu.Unlock()
+	s.unlock()
 }
 
 func (s *session) pumpLocked(c *conn) {
@@ -215,7 +221,7 @@ func (s *session) resumeLocked(c *conn) {
 // onPuback completes a QoS 1 delivery [MQTT-4.3.2].
 func (s *session) onPuback(c *conn, pid uint16) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	om := s.inflight[pid]
 	if om == nil || om.qos != 1 || s.conn != c {
 		return
@@ -229,7 +235,7 @@ func (s *session) onPuback(c *conn, pid uint16) {
 // [MQTT-4.3.3-4]; a failure reason code ends the delivery.
 func (s *session) onPubrec(c *conn, pid uint16, rc byte) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	if s.conn != c {
 		return
 	}
@@ -263,7 +269,7 @@ func (s *session) onPubrec(c *conn, pid uint16, rc byte) {
 // onPubcomp completes a QoS 2 delivery.
 func (s *session) onPubcomp(c *conn, pid uint16) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	om := s.inflight[pid]
 	if om == nil || om.state != outReleased || s.conn != c {
 		return
@@ -333,7 +339,7 @@ func (s *session) storeThenLocked(om *outMsg, w *storeWait) {
 // the session's connection of the moment (a resumed session's new one).
 func (s *session) afterStored(om *outMsg) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	s.afterStoredLocked(om)
 }
 

@@ -109,7 +109,7 @@ func (b *Broker) disconnected(c *conn, err error) {
 	if s.persistent && expiry > 0 {
 		s.saveLocked()
 	}
-	s.mu.Unlock()
+	s.unlock() // held acknowledgements go: the queue waits for a resume now
 	if expiry == 0 {
 		if w != nil {
 			b.publishWill(w)
@@ -175,7 +175,7 @@ func (b *Broker) endSession(s *session, pw *will) {
 	wt, et := s.willTimer, s.expTimer
 	s.willTimer, s.expTimer = nil, nil
 	persistent := s.persistent
-	s.mu.Unlock()
+	s.unlock()
 	b.stopTimer(wt)
 	b.stopTimer(et)
 	b.mu.Lock()
