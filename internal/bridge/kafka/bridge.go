@@ -32,7 +32,8 @@ type Bridge struct {
 	cl     *kgo.Client
 
 	commands []*command
-	spool    *spool // nil unless a route uses ack: spool
+	spool    *spool      // nil unless a route uses ack: spool
+	topics   *topicCache // spool-mode topic existence; nil without spool
 
 	// sourceReady: the standalone MQTT session is subscribed.
 	sourceReady atomic.Bool
@@ -82,6 +83,7 @@ func New(cfg config.Kafka, log *slog.Logger) (*Bridge, error) {
 				cl.Close()
 				return nil, err
 			}
+			b.topics = newTopicCache(cl, cfg.CreateTopics, cfg.Partitions, cfg.ReplicationFactor)
 			break
 		}
 	}
@@ -219,6 +221,9 @@ func (b *Bridge) Close() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = b.cl.Flush(ctx) // best effort: give acked-soon records their chance
+		if b.topics != nil {
+			b.topics.close()
+		}
 		b.cl.Close()
 		if b.spool != nil {
 			b.spool.close()
@@ -311,11 +316,30 @@ func (i interceptor) Intercept(_ context.Context, c *broker.ClientInfo, m *broke
 }
 
 // spoolAppend appends rec to the spool; a QoS 1/2 publish waits for the
-// fsync. The Kafka side is the drainer's.
+// fsync. The Kafka side is the drainer's. A record whose topic Kafka says
+// does not exist is refused (0x80 naming the topic) rather than
+// acknowledged: the spool must only accept what it can deliver. When Kafka
+// does not answer, the record is accepted and the drainer holds it until
+// its topic exists.
 func (b *Bridge) spoolAppend(r *route, hold bool, rec *kgo.Record, w *wait) {
 	if hold {
 		w.add()
 	}
+	b.topics.get(rec.Topic, func(st topicState) {
+		if st == topicMissing {
+			r.stats.Failed.Add(1)
+			b.log.Warn("kafka: spool publish refused: topic does not exist", "route", r.name, "topic", rec.Topic)
+			if hold {
+				w.finish(packet.Code{Value: packet.ErrUnspecified.Value,
+					Reason: fmt.Sprintf("kafka route %s: topic %q does not exist", r.name, rec.Topic)})
+			}
+			return
+		}
+		b.spoolAppendNow(r, hold, rec, w)
+	})
+}
+
+func (b *Bridge) spoolAppendNow(r *route, hold bool, rec *kgo.Record, w *wait) {
 	b.spool.append(r.idx, rec, func(_ int64, err error) {
 		if err != nil {
 			r.stats.Failed.Add(1)

@@ -50,6 +50,8 @@ func (b *Bridge) Check(ctx context.Context) error {
 			missing = append(missing, t)
 		case d.Err != nil:
 			return fmt.Errorf("kafka topic %q: %w", t, d.Err)
+		case b.topics != nil:
+			b.topics.known(t)
 		}
 	}
 	if len(missing) == 0 {
@@ -74,6 +76,9 @@ func (b *Bridge) Check(ctx context.Context) error {
 			return fmt.Errorf("kafka: create topic %q (partitions %d, replication %d): %w", t, p, rf, r.Err)
 		}
 		b.log.Info("kafka: created topic", "topic", t, "partitions", p, "replication", rf)
+		if b.topics != nil {
+			b.topics.known(t)
+		}
 	}
 	return nil
 }

@@ -17,7 +17,6 @@ func (s *spool) drainLoop(ctx context.Context) {
 	s.ackMu.Lock()
 	seq := s.ackedTo
 	s.ackMu.Unlock()
-	sem := make(chan struct{}, maxDrainInflight)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	var (
@@ -65,11 +64,11 @@ func (s *spool) drainLoop(ctx context.Context) {
 			continue
 		}
 		select {
-		case sem <- struct{}{}:
+		case s.sem <- struct{}{}:
 		case <-ctx.Done():
 			return
 		}
-		s.produce(e, seq, sem)
+		s.produce(e, seq)
 		seq++
 	}
 }
@@ -102,40 +101,56 @@ func (s *spool) openAt(seq uint64) (*os.File, *bufio.Reader, error) {
 	return f, r, nil
 }
 
-func (s *spool) produce(e *spoolEntry, seq uint64, sem chan struct{}) {
-	var rt *route
-	if e.route < len(s.routes) {
-		rt = s.routes[e.route]
-	}
+// produce hands entry seq to the producer unless its topic is stuck: then
+// it queues behind the entries Kafka refused, in log order.
+func (s *spool) produce(e *spoolEntry, seq uint64) {
 	s.ackMu.Lock()
 	s.inflight[seq] = inflightEntry{ts: e.rec.Timestamp, route: e.route}
 	s.ackMu.Unlock()
+	if s.queueIfStuck(e, seq) {
+		return
+	}
+	s.send(e, seq, nil)
+}
+
+// send produces one entry; then, if not nil, runs after Kafka acked it.
+func (s *spool) send(e *spoolEntry, seq uint64, then func()) {
+	rt := s.route(e)
 	if rt != nil {
 		rt.stats.InFlight.Add(1)
 	}
 	s.cl.Produce(context.Background(), e.rec, func(rec *kgo.Record, err error) {
-		<-sem
 		if rt != nil {
 			rt.stats.InFlight.Add(-1)
 		}
 		if errors.Is(err, kgo.ErrClientClosed) || errors.Is(err, context.Canceled) {
 			return // stays in the spool for the next run
 		}
+		if err != nil {
+			// Kafka refused it (no such topic, too large...): it was
+			// acknowledged to a device, so it is kept, never skipped.
+			s.hold(e, seq, err)
+			return
+		}
 		if rt != nil {
-			if err != nil {
-				// Kafka refused it for good (e.g. too large, no such topic):
-				// retrying cannot help and would block every later entry.
-				rt.stats.Failed.Add(1)
-				s.log.Error("kafka spool: record refused by Kafka; skipped", "route", rt.name, "topic", rec.Topic, "err", err)
-			} else {
-				rt.stats.Produced.Add(1)
-				rt.stats.observe(time.Since(rec.Timestamp))
-			}
+			rt.stats.Produced.Add(1)
+			rt.stats.observe(time.Since(rec.Timestamp))
 			rt.stats.AckedNotInKafka.Add(-1)
 			rt.stats.SpoolBytes.Add(-e.size)
 		}
 		s.ack(seq, e.size)
+		<-s.sem
+		if then != nil {
+			then()
+		}
 	})
+}
+
+func (s *spool) route(e *spoolEntry) *route {
+	if e.route < len(s.routes) {
+		return s.routes[e.route]
+	}
+	return nil
 }
 
 // ack records that entry seq is in Kafka and advances ackedTo over every
@@ -196,6 +211,13 @@ type SpoolSnapshot struct {
 	// OldestAge is how long the oldest entry handed to the producer has
 	// been waiting for Kafka (0 when none is in flight).
 	OldestAge time.Duration
+	// Stuck is entries Kafka refused (e.g. their topic was deleted after
+	// they were acknowledged) and those of the same topics queued behind
+	// them; they are kept and retried with backoff, never dropped.
+	// StuckAge is how long since the oldest refusal; StuckTopics names them.
+	Stuck       int64
+	StuckAge    time.Duration
+	StuckTopics []string
 }
 
 func (s *spool) snapshot() SpoolSnapshot {
@@ -206,7 +228,8 @@ func (s *spool) snapshot() SpoolSnapshot {
 			oldest = x.ts
 		}
 	}
-	snap := SpoolSnapshot{Entries: s.durable.Load() - s.ackedTo}
+	// Entries acked out of order (around stuck ones) are in Kafka already.
+	snap := SpoolSnapshot{Entries: s.durable.Load() - s.ackedTo - uint64(len(s.ackedSet))}
 	s.ackMu.Unlock()
 	if !oldest.IsZero() {
 		snap.OldestAge = time.Since(oldest)
@@ -214,6 +237,7 @@ func (s *spool) snapshot() SpoolSnapshot {
 	s.mu.Lock()
 	snap.Bytes = s.bytes
 	s.mu.Unlock()
+	snap.Stuck, snap.StuckAge, snap.StuckTopics = s.stuckStats()
 	return snap
 }
 

@@ -52,6 +52,14 @@ type spool struct {
 	ackedTo  uint64
 	ackedSet map[uint64]int64 // acked out of order: seq -> size
 	inflight map[uint64]inflightEntry
+	// sem holds one token per entry handed out and not yet in Kafka
+	// (stuck entries included): at most maxDrainInflight.
+	sem chan struct{}
+
+	// stuckMu guards stuck: per Kafka topic, the entries Kafka refused
+	// and those queued behind them (stuck.go).
+	stuckMu sync.Mutex
+	stuck   map[string]*stuckTopic
 
 	// committer-owned.
 	seg     *os.File
@@ -84,7 +92,8 @@ func openSpool(cfg config.KafkaSpool, kcfg config.Kafka, routes []*route, log *s
 		return nil, fmt.Errorf("kafka spool: %w", err)
 	}
 	s := &spool{cfg: cfg, log: log, routes: routes, wake: make(chan struct{}, 1), newData: make(chan struct{}, 1),
-		ackedSet: map[uint64]int64{}, inflight: map[uint64]inflightEntry{}}
+		ackedSet: map[uint64]int64{}, inflight: map[uint64]inflightEntry{},
+		sem: make(chan struct{}, maxDrainInflight), stuck: map[string]*stuckTopic{}}
 	if err := s.recover(); err != nil {
 		return nil, fmt.Errorf("kafka spool %s: %w", cfg.Dir, err)
 	}
@@ -99,9 +108,10 @@ func openSpool(cfg config.KafkaSpool, kcfg config.Kafka, routes []*route, log *s
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go func() { defer s.wg.Done(); s.commitLoop(ctx) }()
 	go func() { defer s.wg.Done(); s.drainLoop(ctx) }()
+	go func() { defer s.wg.Done(); s.retryLoop(ctx) }()
 	return s, nil
 }
 
