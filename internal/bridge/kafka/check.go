@@ -93,6 +93,9 @@ func (b *Bridge) connError(err error) error {
 		hint = fmt.Sprintf("SASL %s authentication failed for user %q", b.cfg.SASL.Mechanism, b.cfg.SASL.Username)
 	case isTLSError(err):
 		hint = "TLS handshake failed"
+		if b.cfg.TLS.CAFile != "" {
+			hint += fmt.Sprintf(" (server certificate checked against kafka.tls.ca_file %s)", b.cfg.TLS.CAFile)
+		}
 	case sasl && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)):
 		// Brokers close the connection on a failed SASL exchange.
 		hint = fmt.Sprintf("connection closed during SASL %s: credentials for user %q rejected, or the listener does not speak SASL",
