@@ -84,15 +84,29 @@ type conn struct {
 	throttled atomic.Bool
 }
 
-// Handle serves one connection until it ends. It is called on a goroutine
-// of its own (the connection's reader) and closes conn.
+// Handle serves one connection and closes conn. It is called on a
+// goroutine of its own. A peekable connection (plain TCP) is served by a
+// reader goroutine that Handle starts, and Handle returns at once: the
+// caller's stack may have grown (the listener's handshake frames grew it to
+// 4 KiB, measured), and a reader that inherits it keeps it for the
+// connection's life (see docs/broker.md, idle stacks). Other connections are
+// served on the caller's goroutine until they end. Either way Shutdown waits
+// for the reader.
 func (b *Broker) Handle(nc net.Conn, info listener.ConnInfo) {
 	c := b.newConn(nc, &info)
 	if c == nil {
 		return
 	}
+	if c.raw != nil {
+		go c.serveDone()
+		return
+	}
+	c.serveDone()
+}
+
+func (c *conn) serveDone() {
 	c.serve()
-	b.wg.Done()
+	c.b.wg.Done()
 }
 
 // newConn registers a connection, or closes it and returns nil when the
