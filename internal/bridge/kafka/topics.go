@@ -47,8 +47,9 @@ type topicCache struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	// mu guards m. Waiters run with it held so that publishes to one topic
-	// reach the spool in the order they arrived.
+	// mu guards m. Callbacks run without it; a topic stays loading until
+	// its waiters have run, so publishes to one topic reach the spool in
+	// the order they arrived.
 	mu sync.Mutex
 	m  map[string]*topicEntry
 }
@@ -83,33 +84,41 @@ func (c *topicCache) known(topic string) {
 // answers, else after one bounded metadata request.
 func (c *topicCache) get(topic string, fn func(topicState)) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	e := c.m[topic]
 	if e == nil {
 		e = &topicEntry{}
 		c.m[topic] = e
 	}
 	if !e.loading && e.fresh() {
-		fn(e.state)
+		st := e.state
+		c.mu.Unlock()
+		fn(st)
 		return
 	}
 	e.waiters = append(e.waiters, fn)
 	if e.loading {
+		c.mu.Unlock()
 		return
 	}
 	e.loading = true
 	c.wg.Add(1)
+	c.mu.Unlock()
 	go func() {
 		defer c.wg.Done()
 		st := c.lookup(topic)
 		c.mu.Lock()
-		defer c.mu.Unlock()
-		e.state, e.at, e.loading = st, time.Now(), false
-		ws := e.waiters
-		e.waiters = nil
-		for _, w := range ws {
-			w(st)
+		e.state, e.at = st, time.Now()
+		for len(e.waiters) > 0 {
+			ws := e.waiters
+			e.waiters = nil
+			c.mu.Unlock()
+			for _, w := range ws {
+				w(st)
+			}
+			c.mu.Lock()
 		}
+		e.loading = false
+		c.mu.Unlock()
 	}()
 }
 
