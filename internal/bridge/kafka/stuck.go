@@ -112,6 +112,12 @@ func (s *spool) retryLoop(ctx context.Context) {
 		s.stuckMu.Unlock()
 		for i, h := range heads {
 			t := topics[i]
+			// The producer may hold a stale view of the topic (a deleted
+			// and recreated topic has a new id it would never learn, and
+			// new producer sequence numbers): forget it, so this retry
+			// loads fresh metadata. The topic's records are all held here,
+			// so nothing buffered is lost (a straggler fails and is held).
+			s.cl.PurgeTopicsFromProducing(t)
 			s.send(h.e, h.seq, func() { s.unstick(t) })
 		}
 	}
