@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
@@ -40,9 +41,11 @@ type Bridge struct {
 	// source publishes Kafka -> MQTT commands in standalone mode.
 	source mqttPublisher
 
-	// mu guards cons.
+	// mu guards cons and purged.
 	mu   sync.Mutex
 	cons *consumer
+	// purged: when the producer last forgot a topic (forgetStaleTopic).
+	purged map[string]time.Time
 
 	closeOnce sync.Once
 }
@@ -280,6 +283,7 @@ func (i interceptor) Intercept(_ context.Context, c *broker.ClientInfo, m *broke
 			}
 			if err != nil {
 				r.stats.Failed.Add(1)
+				b.forgetStaleTopic(rec.Topic, err)
 				if hold {
 					w.finish(produceCode(r.name, err))
 				} else {
@@ -356,6 +360,29 @@ func (b *Bridge) SpoolStats() SpoolSnapshot {
 		return SpoolSnapshot{}
 	}
 	return b.spool.snapshot()
+}
+
+// forgetStaleTopic makes the producer forget a topic Kafka no longer knows
+// by its id (deleted and recreated: a new topic id that franz-go would
+// otherwise never learn, failing every later record with
+// UNKNOWN_TOPIC_ID), at most once a second per topic. Records of the topic
+// still buffered fail too; their devices retransmit.
+func (b *Bridge) forgetStaleTopic(topic string, err error) {
+	if !errors.Is(err, kerr.UnknownTopicID) {
+		return
+	}
+	b.mu.Lock()
+	if b.purged == nil {
+		b.purged = map[string]time.Time{}
+	}
+	if time.Since(b.purged[topic]) < time.Second {
+		b.mu.Unlock()
+		return
+	}
+	b.purged[topic] = time.Now()
+	b.mu.Unlock()
+	b.log.Warn("kafka: topic id unknown to Kafka (topic recreated?); reloading its metadata", "topic", topic)
+	b.cl.PurgeTopicsFromProducing(topic)
 }
 
 // produceCode is the reason code a v5 publisher gets for a failed record:

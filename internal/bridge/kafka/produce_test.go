@@ -6,7 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/culexmq/culex/internal/config"
 )
@@ -108,5 +110,43 @@ func TestCheckTopics(t *testing.T) {
 	_ = b2
 	if recs := kcatRead(t, brokers, "absent", 0); len(recs) != 0 {
 		t.Errorf("new topic has records: %v", recs)
+	}
+}
+
+// A kafka-mode route whose topic is deleted and recreated: the producer's
+// stale topic id fails a publish or two (0x80), then it learns the new
+// topic and publishes are acknowledged again.
+func TestPublishAfterTopicRecreated(t *testing.T) {
+	kc := startKafka(t, kfake.SeedTopics(2, "telemetry"))
+	brokers := kc.ListenAddrs()[0]
+	b := newBridge(t, kafkaConfig(brokers, config.KafkaRoute{Filter: "devices/+/telemetry", Topic: "telemetry"}))
+	addr := startBroker(t, b.Interceptor())
+	c, err := dialV5(t, addr, "dev-0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if code, reason, err := publish(ctx, c, "devices/dev-0/telemetry", []byte("0")); err != nil || code != 0 {
+		t.Fatalf("before: %v 0x%02x %s", err, code, reason)
+	}
+	adm, err := kgo.NewClient(kgo.SeedBrokers(brokers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	ka := kadm.NewClient(adm)
+	if res, err := ka.DeleteTopics(ctx, "telemetry"); err != nil || res.Error() != nil {
+		t.Fatalf("delete: %v %v", err, res.Error())
+	}
+	if res, err := ka.CreateTopics(ctx, 2, 1, nil, "telemetry"); err != nil || res.Error() != nil {
+		t.Fatalf("create: %v %v", err, res.Error())
+	}
+	waitFor(t, "a publish acknowledged after the recreation", func() bool {
+		code, _, err := publish(ctx, c, "devices/dev-0/telemetry", []byte("1"))
+		return err == nil && code == 0
+	})
+	if recs := readAll(t, brokers, "telemetry", 1, waitTimeout); len(recs) != 1 || string(recs[0].Value) != "1" {
+		t.Fatalf("recreated topic holds %v", recs)
 	}
 }
