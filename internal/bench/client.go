@@ -411,6 +411,11 @@ func (c *client) publish(seq uint64, last bool) bool {
 		c.wcond.Wait()
 	}
 	if c.werr != nil || c.stopping {
+		if p.QoS > 0 { // never sent: no ack will come for this id
+			c.pmu.Lock()
+			delete(c.inflight, p.PacketID)
+			c.pmu.Unlock()
+		}
 		return false
 	}
 	if len(c.payload) >= headerLen {

@@ -17,6 +17,9 @@ func (c *client) publishLoop(stop <-chan struct{}, rate float64, limit int64, at
 	case <-stop:
 		return
 	}
+	// Messages already queued (and counted as sent) leave when the loop
+	// ends, whatever ends it, not with the final DISCONNECT.
+	defer c.flushNow()
 	pacer := NewPacer(rate, burstFor(rate), at)
 	qos := c.r.cfg.QoS
 	var seq uint64
