@@ -10,8 +10,5 @@ import (
 // drainer, standalone sessions, franz-go's) must be gone when a test's
 // cleanups have run.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// A debugging loop in the broker's uncommitted working copy
-		// (broker.New, 2026-11-22); not the bridge's. Remove with it.
-		goleak.IgnoreAnyFunction("github.com/culexmq/culex/internal/broker.New.func1"))
+	goleak.VerifyTestMain(m)
 }
