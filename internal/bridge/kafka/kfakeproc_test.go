@@ -41,8 +41,16 @@ func TestKfakeChild(t *testing.T) {
 // its address.
 func startKfakeProc(t *testing.T, port int, dir string) (*exec.Cmd, string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestKfakeChild$")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d %s", kfakeChildEnv, port, dir))
+	return startChild(t, "TestKfakeChild", fmt.Sprintf("%s=%d %s", kfakeChildEnv, port, dir), "KFAKE ")
+}
+
+// startChild re-runs this test binary as a child running only test, with
+// env set, and returns it once the child prints a stderr line containing
+// ready, with the rest of that line. The child is killed at cleanup.
+func startChild(t *testing.T, test, env, ready string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.v")
+	cmd.Env = append(os.Environ(), env)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -55,8 +63,11 @@ func startKfakeProc(t *testing.T, port int, dir string) (*exec.Cmd, string) {
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
-			if a, ok := strings.CutPrefix(sc.Text(), "KFAKE "); ok {
-				ch <- a
+			if _, a, ok := strings.Cut(sc.Text(), ready); ok {
+				select {
+				case ch <- a:
+				default:
+				}
 			}
 		}
 	}()
@@ -64,7 +75,7 @@ func startKfakeProc(t *testing.T, port int, dir string) (*exec.Cmd, string) {
 	case a := <-ch:
 		return cmd, a
 	case <-time.After(waitTimeout):
-		t.Fatal("kfake process did not start")
+		t.Fatalf("%s child did not start", test)
 	}
 	return nil, ""
 }

@@ -41,7 +41,7 @@ func TestStandaloneSharedKillOne(t *testing.T) {
 		c := cfg
 		c.Source.ClientID = fmt.Sprintf("bridge-%d", i)
 		cfgs = append(cfgs, c)
-		children = append(children, startChild(t, c).Process)
+		children = append(children, startBridgeChild(t, c).Process)
 	}
 
 	const devices, per = 4, 1000
@@ -79,7 +79,7 @@ func TestStandaloneSharedKillOne(t *testing.T) {
 		t.Fatalf("with bridge-0 dead, %d records in Kafka, want at least %d", n, alone)
 	}
 	// Bring bridge-0 back for what its session holds.
-	startChild(t, cfgs[0])
+	startBridgeChild(t, cfgs[0])
 	perKey, total := readDistinct(t, brokers, "telemetry", devices*per)
 	dups := total - devices*per
 	t.Logf("%d records for %d messages: %d duplicates", total, devices*per, dups)

@@ -190,32 +190,7 @@ func TestSpoolChild(t *testing.T) {
 func startSpoolChild(t *testing.T, cfg config.Kafka) (*exec.Cmd, string) {
 	t.Helper()
 	raw, _ := json.Marshal(cfg)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSpoolChild$")
-	cmd.Env = append(os.Environ(), spoolChildEnv+"="+string(raw))
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	addrCh := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if a, ok := strings.CutPrefix(sc.Text(), "SPOOLCHILD "); ok {
-				addrCh <- a
-			}
-		}
-	}()
-	select {
-	case a := <-addrCh:
-		return cmd, a
-	case <-time.After(waitTimeout):
-		t.Fatal("spool child did not start")
-	}
-	return nil, ""
+	return startChild(t, "TestSpoolChild", spoolChildEnv+"="+string(raw), "SPOOLCHILD ")
 }
 
 // culex killed with -9 in spool mode while Kafka is down and the spool

@@ -1,14 +1,12 @@
 package kafka
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -45,40 +43,15 @@ func TestStandaloneChild(t *testing.T) {
 	}
 }
 
-// startChild runs the standalone bridge in a child process and waits until
-// it has subscribed.
-func startChild(t *testing.T, cfg config.Kafka) *exec.Cmd {
+// startBridgeChild runs the standalone bridge in a child process and waits
+// until it has subscribed.
+func startBridgeChild(t *testing.T, cfg config.Kafka) *exec.Cmd {
 	t.Helper()
 	raw, err := json.Marshal(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestStandaloneChild$", "-test.v")
-	cmd.Env = append(os.Environ(), childEnv+"="+string(raw))
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		once := false
-		for sc.Scan() {
-			if !once && strings.Contains(sc.Text(), "kafka bridge: subscribed") {
-				once = true
-				close(ready)
-			}
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(waitTimeout):
-		t.Fatal("standalone bridge did not subscribe")
-	}
+	cmd, _ := startChild(t, "TestStandaloneChild", childEnv+"="+string(raw), "kafka bridge: subscribed")
 	return cmd
 }
 
@@ -97,7 +70,7 @@ func TestStandaloneKillRestart(t *testing.T) {
 	cfg.Source = config.Default().Kafka.Source
 	cfg.Source.URL = "tcp://" + addr
 	cfg.Source.ReceiveMaximum = 100
-	child := startChild(t, cfg)
+	child := startBridgeChild(t, cfg)
 
 	const devices, per = 4, 1500
 	pub, err := dialV5(t, addr, "publisher")
@@ -124,7 +97,7 @@ func TestStandaloneKillRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = child.Wait()
-	startChild(t, cfg)
+	startBridgeChild(t, cfg)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
