@@ -21,20 +21,7 @@ import (
 func TestUsersFileAndACLThroughClients(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	users := auth.NewUsers()
-	for _, name := range []string{"dev1", "dev2"} {
-		h, err := auth.HashBcrypt("secret-"+name, 4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := users.Put(&auth.User{Name: name, Hash: h}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	usersFile := filepath.Join(dir, "users")
-	if err := auth.SaveUsers(usersFile, users); err != nil {
-		t.Fatal(err)
-	}
+	_, usersFile := writeUsers(t, dir, "dev1", "dev2")
 	aclFile := filepath.Join(dir, "acl")
 	acl := "allow publish devices/${username}/telemetry\nallow subscribe devices/${username}/commands\nallow both ops/#\ndeny both #\n"
 	if err := os.WriteFile(aclFile, []byte(acl), 0o600); err != nil {
@@ -83,15 +70,12 @@ func TestUsersFileAndACLThroughClients(t *testing.T) {
 	}
 }
 
-// TestSIGHUPRevokesRemovedDevice proves the operator's path for revoking a
-// device in a running `culex serve`: remove it from the users file, send
-// SIGHUP, and its live connection is cut (v5: DISCONNECT 0x87) while other
-// devices stay connected. File watching is off, so only the signal reloads.
-func TestSIGHUPRevokesRemovedDevice(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
+// writeUsers writes a users file in dir whose users have the password
+// "secret-" + their name, and returns it with its path.
+func writeUsers(t *testing.T, dir string, names ...string) (*auth.Users, string) {
+	t.Helper()
 	users := auth.NewUsers()
-	for _, name := range []string{"dev1", "dev2"} {
+	for _, name := range names {
 		h, err := auth.HashBcrypt("secret-"+name, 4)
 		if err != nil {
 			t.Fatal(err)
@@ -100,10 +84,21 @@ func TestSIGHUPRevokesRemovedDevice(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	usersFile := filepath.Join(dir, "users")
-	if err := auth.SaveUsers(usersFile, users); err != nil {
+	file := filepath.Join(dir, "users")
+	if err := auth.SaveUsers(file, users); err != nil {
 		t.Fatal(err)
 	}
+	return users, file
+}
+
+// TestSIGHUPRevokesRemovedDevice proves the operator's path for revoking a
+// device in a running `culex serve`: remove it from the users file, send
+// SIGHUP, and its live connection is cut (v5: DISCONNECT 0x87) while other
+// devices stay connected. File watching is off, so only the signal reloads.
+func TestSIGHUPRevokesRemovedDevice(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	users, usersFile := writeUsers(t, dir, "dev1", "dev2")
 	p := startCulex(t, filepath.Join(dir, "data"), "--auth.allow-anonymous", "false",
 		"--auth.users-file", usersFile, "--auth.watch-interval", "0s")
 	login := func(name string) *rawConn {
