@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"testing"
 	"time"
@@ -89,6 +90,9 @@ func TestIdleConnMemory(t *testing.T) {
 		t.Skip("measurement")
 	}
 	const idleConns = 2000
+	if os.Getenv("CULEX_IDLE_HEAPPROFILE") != "" {
+		runtime.MemProfileRate = 1
+	}
 	tb := startBroker(t, Options{AllowAnonymous: true})
 	before, beforeStack := memNow()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestIdleClients$", "-test.v")
@@ -107,12 +111,37 @@ func TestIdleConnMemory(t *testing.T) {
 	}
 	eventually(t, "connections", func() bool { return tb.Stats().ClientsConnected == idleConns })
 	after, afterStack := memNow()
+	if f := os.Getenv("CULEX_IDLE_HEAPPROFILE"); f != "" {
+		out, _ := os.Create(f)
+		pprof.WriteHeapProfile(out)
+		out.Close()
+	}
 	per := float64(after-before) / idleConns
 	t.Logf("idle connections: %d; heap+stack per connection: %.0f bytes (stack %.0f, heap %.0f)", idleConns, per,
 		float64(afterStack-beforeStack)/idleConns, float64(after-afterStack-before+beforeStack)/idleConns)
 	if per > 16<<10 {
 		t.Errorf("%.0f bytes per idle connection", per)
 	}
+	// All disconnect at once: what the teardown allocates.
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	alloc := ms.TotalAlloc
+	if f := os.Getenv("CULEX_IDLE_HEAPPROFILE"); f != "" {
+		out, _ := os.Create(f + ".base")
+		pprof.Lookup("allocs").WriteTo(out, 0)
+		out.Close()
+	}
+	stdin.Close()
+	eventually(t, "disconnections", func() bool { return tb.Stats().ClientsConnected == 0 })
+	runtime.ReadMemStats(&ms)
+	if f := os.Getenv("CULEX_IDLE_HEAPPROFILE"); f != "" {
+		runtime.GC()
+		runtime.GC()
+		out, _ := os.Create(f + ".teardown")
+		pprof.Lookup("allocs").WriteTo(out, 0)
+		out.Close()
+	}
+	t.Logf("disconnect storm: %.0f bytes allocated per connection", float64(ms.TotalAlloc-alloc)/idleConns)
 }
 
 // memNow returns heap+stack in use and the stack part, after two GCs.

@@ -77,6 +77,28 @@ type Broker struct {
 	connectMu sync.Mutex
 	// retMu orders retained index updates with their store writes.
 	retMu sync.Mutex
+	// poller parks idle TCP connections (park.go); made by the first one.
+	poller     *poller
+	noPoller   bool // making it failed: connections block in Read
+	maxReaders int  // the poller's bound on reader goroutines; tests lower it
+}
+
+// pollerLocked returns the broker's poller, making it on first use, or nil
+// when this platform has none. b.mu is held.
+func (b *Broker) pollerLocked() *poller {
+	if b.poller == nil && !b.noPoller {
+		if b.maxReaders == 0 {
+			b.maxReaders = maxActive
+		}
+		p, err := newPoller(b.maxReaders)
+		if err != nil {
+			b.noPoller = true
+			b.log.Debug("idle connections keep a reader goroutine", "err", err)
+			return nil
+		}
+		b.poller = p
+	}
+	return b.poller
 }
 
 // New returns a broker; Start loads its state and starts its timers.
@@ -235,6 +257,10 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	}
 	b.mu.Lock()
 	b.closing = true
+	if b.poller != nil {
+		b.poller.stop()
+		b.poller = nil
+	}
 	for t := range b.timers {
 		t.Stop()
 	}

@@ -25,19 +25,21 @@ const (
 	stateConnected              // CONNACK sent
 )
 
-// conn is one client connection. Its reader goroutine (the one Handle runs
-// on) owns every field above wmu; the rest say who guards them.
+// conn is one client connection. Whoever runs its reader (see park.go)
+// owns every field above wmu; the rest say who guards them.
 type conn struct {
 	b    *Broker
 	nc   net.Conn
 	raw  syscall.RawConn // nil when nc is not a syscall.Conn (TLS, WebSocket)
 	fd   int32           // raw's descriptor for peekFD; -1 without raw
+	poll *poller         // parks the idle reader; nil: a goroutine blocks in Read
 	info *ClientInfo
 	sess *session // set once connected; never changes
 
 	state     uint8
 	version   packet.Version
 	problem   bool          // v5 Request Problem Information: reason strings allowed
+	added     bool          // registered with poll
 	keepAlive time.Duration // read deadline after each read; 0: none
 	maxPacket uint32        // client's Maximum Packet Size; 0: none
 	recvMax   uint16        // client's Receive Maximum
@@ -50,10 +52,14 @@ type conn struct {
 	inAlias   map[uint16]string // client's topic aliases, lazily made
 	auth      *authState        // v5 enhanced authentication exchange
 	normal    bool              // DISCONNECT 0x00 received: no will
-	job       uint8
-	err       error          // why the reader stops
-	waitErr   error          // from waiting for readability
-	worker    sync.WaitGroup // the worker goroutine running a job
+	err       error             // why the reader stops
+
+	// Parked readers (poll != nil): the run state (park.go), the read
+	// deadline as a monoNow value (0: none) and the timer that enforces it.
+	rs       atomic.Uint32
+	gen      uint32 // tells this conn's poller events from a reused descriptor's; guarded by poll.mu
+	deadline atomic.Int64
+	timer    *time.Timer
 
 	// kick sets these from any goroutine.
 	kicked   atomic.Bool
@@ -84,27 +90,22 @@ type conn struct {
 	throttled atomic.Bool
 }
 
-// Handle serves one connection and closes conn. It is called on a
-// goroutine of its own. A peekable connection (plain TCP) is served by a
-// reader goroutine that Handle starts, and Handle returns at once: the
-// caller's stack may have grown (the listener's handshake frames grew it to
-// 4 KiB, measured), and a reader that inherits it keeps it for the
-// connection's life (see docs/broker.md, idle stacks). Other connections are
-// served on the caller's goroutine until they end. Either way Shutdown waits
-// for the reader.
+// Handle serves one connection and closes conn. A plain TCP connection is
+// parked with the broker's poller and Handle returns at once: no goroutine
+// waits for an idle connection, one runs only while there is something to
+// read (see park.go and docs/broker.md, idle connections). Other
+// connections (TLS, WebSocket, or no poller on this platform) are served
+// on the caller's goroutine, blocked in Read, until they end. Either way
+// Shutdown waits for the reader.
 func (b *Broker) Handle(nc net.Conn, info listener.ConnInfo) {
 	c := b.newConn(nc, &info)
 	if c == nil {
 		return
 	}
-	if c.raw != nil {
-		go c.serveDone()
+	if c.poll != nil {
+		c.start()
 		return
 	}
-	c.serveDone()
-}
-
-func (c *conn) serveDone() {
 	c.serve()
 	c.b.wg.Done()
 }
@@ -127,84 +128,45 @@ func (b *Broker) newConn(nc net.Conn, info *listener.ConnInfo) *conn {
 		nc.Close()
 		return nil
 	}
+	if c.fd >= 0 {
+		c.poll = b.pollerLocked()
+	}
 	b.conns[c] = struct{}{}
 	b.wg.Add(1)
 	return c
 }
 
-// serve is the reader loop: wait for readability holding no buffer, then
-// read, decode and handle every complete packet.
-//
-// On a peekable socket the reading and handling run on a short-lived worker
-// goroutine while the reader waits for it, so that the reader's own stack
-// only ever holds serve and the poller's frames and stays at its 2 KiB
-// minimum: the runtime never shrinks a grown stack below 4 KiB (see
-// docs/broker.md). Other connections (TLS, WebSocket) block in Read with a
-// pooled buffer and handle packets inline.
+// serve is the blocking reader loop of a connection that is not parked: it
+// blocks in Read with a pooled buffer and handles packets inline.
 func (c *conn) serve() {
-	if c.raw == nil {
-		c.step(jobStart)
-		for c.err == nil {
-			c.step(jobRead)
-		}
-		c.step(jobTeardown)
-		return
-	}
-	c.offload(jobStart)
+	c.setReadTimeout(c.connectTimeout())
 	for c.err == nil {
-		if err := c.raw.Read(peekReady); err != nil {
-			c.waitErr = err
+		err := c.readOnce()
+		if err == nil && c.keepAlive > 0 {
+			c.nc.SetReadDeadline(time.Now().Add(c.keepAlive))
 		}
-		c.offload(jobRead)
+		// kick stores the flag before expiring the deadline; checking it
+		// after extending the deadline means one of the two sees the other.
+		if c.kicked.Load() {
+			err = *c.kickCode.Load()
+		}
+		c.err = err
 	}
-	c.offload(jobTeardown)
+	c.teardown(c.err)
 }
 
-// Reader jobs.
-const (
-	jobStart uint8 = iota
-	jobRead
-	jobTeardown
-)
-
-// offload runs one job on a worker goroutine and waits for it.
-func (c *conn) offload(job uint8) {
-	c.job = job
-	c.worker.Add(1)
-	go c.work()
-	c.worker.Wait()
-}
-
-func (c *conn) work() {
-	c.step(c.job)
-	c.worker.Done()
-}
-
-// step runs one job of the reader loop.
-func (c *conn) step(job uint8) {
-	switch job {
-	case jobStart:
-		c.nc.SetReadDeadline(time.Now().Add(c.connectTimeout()))
-		return
-	case jobTeardown:
-		c.teardown(c.err)
+// setReadTimeout sets how long the client may send nothing: the CONNECT
+// timeout, then 1.5 times its keep-alive; 0 means forever.
+func (c *conn) setReadTimeout(d time.Duration) {
+	if c.poll != nil {
+		c.setDeadline(d)
 		return
 	}
-	var err error
-	if c.waitErr != nil {
-		err, c.waitErr = c.readErr(c.waitErr), nil
-	} else {
-		err = c.readOnce()
+	var t time.Time
+	if d > 0 {
+		t = time.Now().Add(d)
 	}
-	if err == nil && c.keepAlive > 0 {
-		c.nc.SetReadDeadline(time.Now().Add(c.keepAlive))
-	}
-	// kick stores the flag before expiring the deadline; checking it after
-	// extending the deadline means one of the two sees the other.
-	if c.kicked.Load() {
-		err = *c.kickCode.Load()
-	}
-	c.err = err
+	c.nc.SetReadDeadline(t)
 }
 
 // readOnce reads what the socket holds and handles it.
@@ -291,12 +253,17 @@ func (c *conn) readErr(err error) error {
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		if c.state == stateConnected {
-			return c.fail(packet.ErrKeepAliveTimeout) // [MQTT-3.1.2-24]
-		}
-		return errConnectTimeout
+		return c.timedOut()
 	}
 	return err
+}
+
+// timedOut is the error for a client that sent nothing in time.
+func (c *conn) timedOut() error {
+	if c.state == stateConnected {
+		return c.fail(packet.ErrKeepAliveTimeout) // [MQTT-3.1.2-24]
+	}
+	return errConnectTimeout
 }
 
 // handle decodes and dispatches one packet.
@@ -396,7 +363,8 @@ func (c *conn) fail(code packet.Code) error {
 
 // kick ends the connection from another goroutine (takeover, shutdown,
 // administrative action): a v5 client gets DISCONNECT with code, and the
-// reader is woken by an expired read deadline.
+// reader is woken: a parked one by wakeup, a blocked one by an expired read
+// deadline.
 func (c *conn) kick(code packet.Code) {
 	if c.kickCode.CompareAndSwap(nil, &code) {
 		c.kicked.Store(true)
@@ -409,6 +377,15 @@ func (c *conn) kick(code packet.Code) {
 		if v == packet.V5 {
 			c.sendDisconnect(code)
 		}
+	}
+	c.wakeReader()
+}
+
+// wakeReader makes the reader look at kicked now.
+func (c *conn) wakeReader() {
+	if c.poll != nil {
+		c.wakeup()
+		return
 	}
 	c.nc.SetReadDeadline(time.Unix(1, 0))
 }

@@ -243,11 +243,7 @@ func (c *conn) accept(st *authState) error {
 	s.mu.Unlock()
 	b.connectMu.Unlock()
 
-	if c.keepAlive > 0 {
-		c.nc.SetReadDeadline(time.Now().Add(c.keepAlive))
-	} else {
-		c.nc.SetReadDeadline(time.Time{})
-	}
+	c.setReadTimeout(c.keepAlive)
 	b.stats.connects.Add(1)
 	for _, h := range b.connHooks {
 		h.OnConnect(c.info, present)

@@ -2,10 +2,8 @@
 
 package broker
 
-// canPeek says peekReady works on this platform; here it does not, and the
+// canPeek says peekFD works on this platform; here it does not, and the
 // reader blocks in Read with a pooled buffer.
 const canPeek = false
-
-func peekReady(fd uintptr) bool { return true }
 
 func peekFD(fd int32) bool { return false }

@@ -145,6 +145,9 @@ func (c *conn) writeFailed() {
 	c.kickCode.CompareAndSwap(nil, &errWrite)
 	c.kicked.Store(true)
 	c.nc.Close()
+	if c.poll != nil { // a parked reader is not woken by the close
+		c.wakeup()
+	}
 }
 
 var errWrite = packet.Code{Value: 0x80, Reason: "write failed or timed out"}

@@ -1,0 +1,160 @@
+package broker
+
+import "time"
+
+// Parked readers. A plain TCP connection has no goroutine while it is idle:
+// its descriptor is registered with the broker's poller (one epoll instance
+// and one goroutine for every connection, poll_linux.go), and a goroutine is
+// started to read only when the socket is readable, the read deadline has
+// passed or the connection is kicked. That goroutine owns the reader state
+// until it parks the connection again, so an idle connection holds no stack
+// and no buffer: only its conn, session and socket.
+//
+// The run state rs says who owns the reader:
+//
+//	stRunning  a goroutine owns it (at first, the one calling Handle)
+//	stPending  a goroutine owns it and was asked to look again
+//	stParked   nobody: the descriptor is armed in the poller
+//	stDead     the reader has ended
+//
+// Only the owner arms the descriptor (EPOLLONESHOT) and only the owner moves
+// out of stRunning, by parking: it arms first and then swaps stRunning for
+// stParked. A wakeup (poller event, deadline timer, kick) either takes a
+// parked conn (stParked -> stRunning, starting a goroutine) or leaves a note
+// for the owner (stRunning -> stPending), which then fails to park and looks
+// again. So every event is seen, and by one goroutine at a time.
+// maxActive bounds the goroutines serving ready connections, so that a
+// storm (every device disconnecting or publishing at once) costs a bounded
+// number of stacks rather than one per connection.
+const maxActive = 256
+
+const (
+	stRunning uint32 = iota
+	stPending
+	stParked
+	stDead
+)
+
+// start serves a new connection the parked way; the caller (Handle) owns it
+// until it parks.
+func (c *conn) start() {
+	c.setDeadline(c.connectTimeout())
+	c.loop()
+}
+
+// loop reads while the socket has bytes, then parks the connection, or
+// tears it down when the reader ends.
+func (c *conn) loop() {
+	for {
+		c.rs.Store(stRunning)
+		read, err := c.pollStep()
+		if err == nil && !read {
+			var parked bool
+			if parked, err = c.park(); parked {
+				return
+			}
+		}
+		if err != nil {
+			c.err = err
+			break
+		}
+	}
+	c.teardown(c.err)
+	c.poll.remove(c)
+	c.setDeadline(0)
+	c.rs.Store(stDead)
+	c.b.wg.Done()
+}
+
+// pollStep does what the socket, the deadline and kick ask for without ever
+// blocking: it reads and handles what the socket holds (read reports that
+// it did), or fails the connection.
+func (c *conn) pollStep() (read bool, err error) {
+	if c.kicked.Load() {
+		return false, *c.kickCode.Load()
+	}
+	if !peekFD(c.fd) {
+		if d := c.deadline.Load(); d != 0 && monoNow() >= d {
+			return false, c.timedOut()
+		}
+		return false, nil
+	}
+	err = c.readOnce()
+	if err == nil && c.keepAlive > 0 {
+		c.deadline.Store(monoNow() + int64(c.keepAlive))
+	}
+	if c.kicked.Load() {
+		err = *c.kickCode.Load()
+	}
+	return true, err
+}
+
+// park arms the descriptor and gives up ownership; it reports false when a
+// wakeup came meanwhile, and the caller looks again.
+func (c *conn) park() (bool, error) {
+	if err := c.poll.arm(c); err != nil {
+		if c.kicked.Load() { // the socket was closed by a failed write
+			return false, *c.kickCode.Load()
+		}
+		return false, err
+	}
+	return c.rs.CompareAndSwap(stRunning, stParked), nil
+}
+
+// wakeup asks for the reader to look at the connection: it starts a
+// goroutine for a parked connection or notes the request for the owner.
+func (c *conn) wakeup() {
+	for {
+		switch c.rs.Load() {
+		case stParked:
+			if c.rs.CompareAndSwap(stParked, stRunning) {
+				c.poll.spawn(c)
+				return
+			}
+		case stRunning:
+			if c.rs.CompareAndSwap(stRunning, stPending) {
+				return
+			}
+		default: // already pending, or ended
+			return
+		}
+	}
+}
+
+// setDeadline sets the read deadline of a parked connection d from now; 0
+// removes it. A per-connection timer enforces it; extending the deadline
+// only stores the new value, and the timer, when it fires early, re-arms
+// itself for the rest.
+func (c *conn) setDeadline(d time.Duration) {
+	if d <= 0 {
+		c.deadline.Store(0)
+		if c.timer != nil {
+			c.timer.Stop()
+		}
+		return
+	}
+	c.deadline.Store(monoNow() + int64(d))
+	if c.timer == nil {
+		c.timer = time.AfterFunc(d, c.onDeadline)
+		return
+	}
+	c.timer.Reset(d)
+}
+
+func (c *conn) onDeadline() {
+	d := c.deadline.Load()
+	if d == 0 {
+		return
+	}
+	if rest := d - monoNow(); rest > 0 {
+		c.timer.Reset(time.Duration(rest))
+		return
+	}
+	c.wakeup()
+}
+
+// epoch is the origin of monoNow.
+var epoch = time.Now()
+
+// monoNow is monotonic time in nanoseconds, cheap to store atomically.
+func monoNow() int64 { return int64(time.Since(epoch)) }

@@ -1,0 +1,220 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// poller is one epoll instance and the goroutine that waits on it for every
+// parked connection of a broker (park.go). Descriptors are registered
+// level-triggered with EPOLLONESHOT: an event disarms the descriptor until
+// its owner parks it again, and a readable socket that is re-armed reports
+// at once, so no readiness is lost between a read and the re-arming.
+type poller struct {
+	epfd  int
+	wake  [2]int // a pipe: a byte on wake[1] stops the loop
+	done  chan struct{}
+	mu    sync.Mutex
+	conns map[int32]*conn // by descriptor
+	gen   uint32
+
+	// Readers run on at most maxActive goroutines; more ready connections
+	// wait in backlog for one of them (see spawn).
+	qmu       sync.Mutex
+	maxActive int
+	active    int
+	served    uint64 // readers finished, for the progress check
+	backlog   []*conn
+	head      int
+}
+
+// stallCheck is how long a backlog may make no progress before the bound
+// is lifted for it: readers that block (an authentication webhook, a
+// throttled publisher) must not stop the others.
+const stallCheck = 10 * time.Millisecond
+
+const parkEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
+
+// newPoller starts a poller whose readers run on at most maxActive
+// goroutines before the stall check lifts the bound.
+func newPoller(maxActive int) (*poller, error) {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	p := &poller{epfd: epfd, done: make(chan struct{}), conns: make(map[int32]*conn), maxActive: maxActive}
+	if err := syscall.Pipe2(p.wake[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
+		syscall.Close(epfd)
+		return nil, fmt.Errorf("pipe2: %w", err)
+	}
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(p.wake[0])}
+	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, p.wake[0], &ev); err != nil {
+		p.closeFDs()
+		return nil, fmt.Errorf("epoll_ctl: %w", err)
+	}
+	go p.run()
+	return p, nil
+}
+
+func (p *poller) closeFDs() {
+	syscall.Close(p.wake[0])
+	syscall.Close(p.wake[1])
+	syscall.Close(p.epfd)
+}
+
+// stop ends the loop and waits for it.
+func (p *poller) stop() {
+	syscall.Write(p.wake[1], []byte{0})
+	<-p.done
+}
+
+// run waits for events and wakes their connections. The generation in each
+// event tells a stale event of a closed descriptor from one of a new
+// connection that reuses the number.
+func (p *poller) run() {
+	defer close(p.done)
+	defer p.closeFDs()
+	evs := make([]syscall.EpollEvent, 256)
+	ready := make([]*conn, 0, len(evs))
+	var lastServed uint64
+	for {
+		timeout := -1
+		if p.stalled(&lastServed) {
+			timeout = int(stallCheck / time.Millisecond)
+		}
+		n, err := syscall.EpollWait(p.epfd, evs, timeout)
+		if errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		if err != nil {
+			panic(fmt.Sprintf("broker: epoll_wait: %v", err))
+		}
+		stop := false
+		p.mu.Lock()
+		for _, ev := range evs[:n] {
+			if ev.Fd == int32(p.wake[0]) {
+				stop = true
+			} else if c := p.conns[ev.Fd]; c != nil && c.gen == uint32(ev.Pad) {
+				ready = append(ready, c)
+			}
+		}
+		p.mu.Unlock()
+		for _, c := range ready {
+			c.wakeup()
+		}
+		clear(ready)
+		ready = ready[:0]
+		if stop {
+			return
+		}
+	}
+}
+
+// spawn serves c, taken from the parked state, on a goroutine, or queues
+// it while maxActive goroutines serve others.
+func (p *poller) spawn(c *conn) {
+	p.qmu.Lock()
+	if p.active >= p.maxActive {
+		p.backlog = append(p.backlog, c)
+		p.qmu.Unlock()
+		return
+	}
+	p.active++
+	p.qmu.Unlock()
+	go p.serve(c)
+}
+
+// serve runs c's reader and then whatever waits in the backlog.
+func (p *poller) serve(c *conn) {
+	for c != nil {
+		c.loop()
+		c = p.next()
+	}
+}
+
+// next takes the oldest waiting connection, or retires the caller.
+func (p *poller) next() *conn {
+	p.qmu.Lock()
+	defer p.qmu.Unlock()
+	p.served++
+	if p.head == len(p.backlog) {
+		p.active--
+		p.backlog, p.head = p.backlog[:0], 0
+		return nil
+	}
+	c := p.backlog[p.head]
+	p.backlog[p.head] = nil
+	p.head++
+	return c
+}
+
+// stalled reports whether a backlog waits. If no reader finished since the
+// last check, it starts goroutines for up to maxActive more waiting
+// connections beyond the bound.
+func (p *poller) stalled(last *uint64) bool {
+	p.qmu.Lock()
+	waiting := p.backlog[p.head:]
+	if len(waiting) == 0 {
+		p.qmu.Unlock()
+		return false
+	}
+	var extra []*conn
+	if p.served == *last {
+		n := min(len(waiting), p.maxActive)
+		extra = append(extra, waiting[:n]...)
+		clear(waiting[:n])
+		p.head += n
+		p.active += n
+	}
+	*last = p.served
+	p.qmu.Unlock()
+	for _, c := range extra {
+		go p.serve(c)
+	}
+	return true
+}
+
+// arm registers c's descriptor the first time, and re-arms it after that.
+// It fails once the socket is closed.
+func (p *poller) arm(c *conn) error {
+	var err error
+	cerr := c.raw.Control(func(fd uintptr) {
+		op := syscall.EPOLL_CTL_MOD
+		if !c.added {
+			op = syscall.EPOLL_CTL_ADD
+			p.mu.Lock()
+			p.gen++
+			c.gen = p.gen
+			p.conns[int32(fd)] = c
+			p.mu.Unlock()
+			c.added = true
+		}
+		ev := syscall.EpollEvent{Events: parkEvents, Fd: int32(fd), Pad: int32(c.gen)}
+		if e := syscall.EpollCtl(p.epfd, op, int(fd), &ev); e != nil {
+			err = fmt.Errorf("epoll_ctl: %w", e)
+		}
+	})
+	if cerr != nil {
+		return cerr
+	}
+	return err
+}
+
+// remove forgets c; a descriptor still open is deregistered (a closed one
+// left the epoll set when it closed).
+func (p *poller) remove(c *conn) {
+	if !c.added {
+		return
+	}
+	c.raw.Control(func(fd uintptr) {
+		syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
+	})
+	p.mu.Lock()
+	if p.conns[c.fd] == c {
+		delete(p.conns, c.fd)
+	}
+	p.mu.Unlock()
+}
