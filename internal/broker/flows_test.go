@@ -102,10 +102,7 @@ func TestKeepAliveTimeout(t *testing.T) {
 	s.subscribe(1, "will", 0)
 	c := tb.connect("k", packet.V5, withWill("will", "timeout"), func(p *packet.Connect) { p.KeepAlive = 1 })
 	start := time.Now()
-	got := c.expectClosed()
-	if len(got) != 1 || got[0].(*packet.Disconnect).ReasonCode != 0x8D {
-		t.Fatalf("got %v", got)
-	}
+	c.expectDisconnect(0x8D)
 	if d := time.Since(start); d < time.Second {
 		t.Fatalf("closed after %v", d)
 	}

@@ -207,6 +207,16 @@ func (c *client) expectClosed() []packet.Packet {
 	}
 }
 
+// expectDisconnect fails unless the broker sends exactly one DISCONNECT,
+// with reason code code, and closes the connection.
+func (c *client) expectDisconnect(code byte) {
+	c.t.Helper()
+	got := c.expectClosed()
+	if len(got) != 1 || got[0].Type() != packet.DISCONNECT || got[0].(*packet.Disconnect).ReasonCode != code {
+		c.t.Fatalf("want DISCONNECT 0x%02x and close, got %v", code, got)
+	}
+}
+
 func (c *client) subscribe(pid uint16, filter string, qos byte) *packet.Suback {
 	c.t.Helper()
 	c.send(&packet.Subscribe{PacketID: pid, Subscriptions: []packet.Subscription{{Filter: filter, QoS: qos}}})

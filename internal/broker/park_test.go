@@ -46,10 +46,7 @@ func TestKeepAliveExtendedByTraffic(t *testing.T) {
 		c.expect(packet.PINGRESP)
 	}
 	start := time.Now()
-	got := c.expectClosed()
-	if len(got) != 1 || got[0].(*packet.Disconnect).ReasonCode != 0x8D {
-		t.Fatalf("got %v", got)
-	}
+	c.expectDisconnect(0x8D)
 	if d := time.Since(start); d < time.Second {
 		t.Fatalf("closed %v after the last ping", d)
 	}

@@ -134,10 +134,7 @@ func TestShutdown(t *testing.T) {
 	c5.subscribe(1, "keep", 1)
 	c3 := tb.connect("c3", packet.V311)
 	tb.stop()
-	got := c5.expectClosed()
-	if len(got) != 1 || got[0].(*packet.Disconnect).ReasonCode != 0x8B {
-		t.Fatalf("v5 got %v", got)
-	}
+	c5.expectDisconnect(0x8B)
 	if got := c3.expectClosed(); len(got) != 0 {
 		t.Fatalf("v3 got %v", got)
 	}

@@ -258,10 +258,7 @@ func TestEnhancedAuth(t *testing.T) {
 		t.Fatalf("reauth end %+v", a)
 	}
 	c.send(authProps(0x19, "wrong"))
-	got := c.expectClosed()
-	if len(got) != 1 || got[0].(*packet.Disconnect).ReasonCode != 0x87 {
-		t.Fatalf("got %v", got)
-	}
+	c.expectDisconnect(0x87)
 }
 
 // fakeRemote records what a remote route receives.
