@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/culexmq/culex/internal/listener"
 	"github.com/culexmq/culex/internal/mqtt/packet"
 )
 
@@ -110,7 +111,7 @@ func (c *conn) writeAll(q [][]byte, wt time.Duration) error {
 		if wt > 0 {
 			c.nc.SetWriteDeadline(time.Now().Add(wt))
 		}
-		n, err := bufs.WriteTo(c.nc)
+		n, err := c.writeBuffers(&bufs)
 		c.b.stats.bytesOut.Add(uint64(n))
 		if err == nil || len(bufs) == 0 {
 			return nil
@@ -120,6 +121,22 @@ func (c *conn) writeAll(q [][]byte, wt time.Duration) error {
 			return err
 		}
 	}
+}
+
+// writeBuffers writes bufs in as few system calls (and, on WebSocket, as
+// few frames) as the connection allows, consuming what was written.
+func (c *conn) writeBuffers(bufs *net.Buffers) (int64, error) {
+	if c.raw != nil && hasWritev {
+		return writev(c.raw, bufs)
+	}
+	if bw, ok := c.nc.(listener.BuffersWriter); ok {
+		n, err := bw.WriteBuffers(*bufs)
+		if err == nil {
+			*bufs = nil
+		}
+		return int64(n), err
+	}
+	return bufs.WriteTo(c.nc)
 }
 
 // recycle returns a written queue slice to the pool.

@@ -1,0 +1,16 @@
+//go:build !linux
+
+package broker
+
+import (
+	"net"
+	"syscall"
+)
+
+// writev writes bufs to the connection behind raw; on this platform through
+// net.Buffers on the net.Conn (see writeBuffers).
+func writev(raw syscall.RawConn, bufs *net.Buffers) (int64, error) { return 0, errNoWritev }
+
+var errNoWritev = &connError{"writev: not on this platform"}
+
+const hasWritev = false
