@@ -120,6 +120,7 @@ func ParseFlags(mode string, args []string, stderr io.Writer) (cfg *Config, asJS
 	fs.StringVar(&locals, "local-addrs", "", "source addresses, comma-separated or ranges (127.0.0.2-127.0.0.9), used round-robin")
 	fs.BoolVar(&asJSON, "json", false, "print the summary as JSON")
 	fs.BoolVar(&quiet, "quiet", false, "no live line every second")
+	fs.BoolVar(&cfg.Phases, "phases", false, `print "phase: connected" once every client is connected and "phase: closing" before they close, on stderr`)
 	if err := fs.Parse(args); err != nil {
 		return nil, false, err
 	}

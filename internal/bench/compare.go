@@ -28,6 +28,7 @@ type Result struct {
 
 	BrokerCPUPct float64 // broker user+sys CPU over the bench run, % of one core
 	BrokerRSSKiB int64   // peak VmRSS sampled during the run
+	HeldRSSKiB   int64   // idle workloads: peak VmRSS while every client was connected and idle
 	BaseRSSKiB   int64   // VmRSS before the bench connected
 	Command      string  // the bench command line
 	WallS        float64
@@ -199,21 +200,28 @@ func (o *compareOpts) runOne(ctx context.Context, spec brokerSpec, w Workload) R
 	defer cancel()
 	cmd := exec.CommandContext(cctx, o.benchBin, append([]string{"bench"}, args...)...)
 	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
+	var ph phaseWatch
+	cmd.Stdout, cmd.Stderr = &out, io.MultiWriter(&errb, &ph)
 
 	cpu0, _ := procCPU(pid)
 	start := time.Now()
 	stopSample := make(chan struct{})
 	var wg sync.WaitGroup
-	var peak int64
+	var peak, held int64
 	wg.Add(1)
 	go func() { // sample RSS until the run ends
 		defer wg.Done()
 		t := time.NewTicker(100 * time.Millisecond)
 		defer t.Stop()
 		for {
-			if rss, err := procRSS(pid); err == nil && rss > peak {
-				peak = rss
+			// The phase is read before the sample: a sample taken as the
+			// clients begin to close does not count as held.
+			connected := ph.phase() == "connected"
+			if rss, err := procRSS(pid); err == nil {
+				peak = max(peak, rss)
+				if connected && ph.phase() == "connected" {
+					held = max(held, rss)
+				}
 			}
 			select {
 			case <-stopSample:
@@ -229,7 +237,7 @@ func (o *compareOpts) runOne(ctx context.Context, spec brokerSpec, w Workload) R
 	wg.Wait()
 
 	res.WallS = wall.Seconds()
-	res.BrokerRSSKiB = peak
+	res.BrokerRSSKiB, res.HeldRSSKiB = peak, held
 	res.BrokerCPUPct = round(float64(cpu1-cpu0)/clkTck/wall.Seconds()*100, 1)
 	if runErr != nil {
 		res.Err = fmt.Sprintf("%v: %.300s", runErr, errb.String())
@@ -251,19 +259,51 @@ func (r Result) line() string {
 	}
 	s := r.Summary
 	if r.Workload.Idle > 0 {
-		return fmt.Sprintf("%-34s %-9s %d connected, broker rss %d -> %d KiB (%.2f KiB/conn)",
-			r.Workload.Name, r.Broker, s.Clients.Connected, r.BaseRSSKiB, r.BrokerRSSKiB, r.kibPerConn())
+		return fmt.Sprintf("%-34s %-9s %d connected, broker rss %d -> %d KiB held (%.2f KiB/conn)",
+			r.Workload.Name, r.Broker, s.Clients.Connected, r.BaseRSSKiB, r.HeldRSSKiB, r.kibPerConn(r.HeldRSSKiB))
 	}
 	return fmt.Sprintf("%-34s %-9s %9.0f msg/s  p50 %s  p99 %s  lost %d  broker cpu %.0f%% rss %d MiB",
 		r.Workload.Name, r.Broker, s.RecvRate, fmtUS(s.Latency.P50US), fmtUS(s.Latency.P99US), s.Lost,
 		r.BrokerCPUPct, r.BrokerRSSKiB/1024)
 }
 
-func (r Result) kibPerConn() float64 {
-	if r.Summary == nil || r.Summary.Clients.Connected == 0 {
+// kibPerConn is the broker's RSS per idle connection: held over the
+// connections, or peak when there was no held sample.
+func (r Result) kibPerConn(rss int64) float64 {
+	if r.Summary == nil || r.Summary.Clients.Connected == 0 || rss == 0 {
 		return 0
 	}
-	return float64(r.BrokerRSSKiB-r.BaseRSSKiB) / float64(r.Summary.Clients.Connected)
+	return float64(rss-r.BaseRSSKiB) / float64(r.Summary.Clients.Connected)
+}
+
+// phaseWatch follows the "phase: NAME" lines of `culex bench --phases`.
+type phaseWatch struct {
+	mu      sync.Mutex
+	partial []byte
+	current string
+}
+
+func (w *phaseWatch) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.partial = append(w.partial, b...)
+	for {
+		i := bytes.IndexByte(w.partial, '\n')
+		if i < 0 {
+			break
+		}
+		if name, ok := strings.CutPrefix(string(w.partial[:i]), "phase: "); ok {
+			w.current = name
+		}
+		w.partial = w.partial[i+1:]
+	}
+	return len(b), nil
+}
+
+func (w *phaseWatch) phase() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.current
 }
 
 // shellJoin quotes args for a copy-pasteable command line.

@@ -41,7 +41,8 @@ type Config struct {
 	KeepAlive     time.Duration
 	Timeout       time.Duration // each handshake step
 
-	Live bool // print a line per second on stderr
+	Live   bool // print a line per second on stderr
+	Phases bool // print "phase: connected" and "phase: closing" lines on stderr, for harnesses
 
 	onReady func() // tests: called once every client has finished its handshake
 }

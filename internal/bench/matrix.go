@@ -86,7 +86,7 @@ func (w Workload) benchArgs(port int, duration, drain string, locals string) []s
 	url := fmt.Sprintf("tcp://127.0.0.1:%d", port)
 	if w.Idle > 0 {
 		args := []string{"conn", "--url", url, "--clients", fmt.Sprint(w.Idle), "--duration", duration,
-			"--conn-concurrency", "200", "--timeout", "30s", "--json", "--quiet"}
+			"--conn-concurrency", "200", "--timeout", "30s", "--json", "--quiet", "--phases"}
 		if locals != "" {
 			args = append(args, "--local-addrs", locals)
 		}

@@ -62,18 +62,22 @@ func writeReport(w io.Writer, o *compareOpts, args []string, results []Result, s
 	p("")
 	p("### Idle connections")
 	p("")
-	p("| broker | connections | RSS before KiB | RSS peak KiB | KiB per connection | errors |")
-	p("|---|--:|--:|--:|--:|---|")
+	p("RSS held is the peak VmRSS while every client was connected and idle; RSS peak also covers the")
+	p("connect and disconnect storms. KiB per connection is (RSS − RSS before) / connections.")
+	p("")
+	p("| broker | connections | RSS before KiB | RSS held KiB | RSS peak KiB | KiB per idle connection | KiB per connection at peak | errors |")
+	p("|---|--:|--:|--:|--:|--:|--:|---|")
 	for _, r := range results {
 		if r.Workload.Idle == 0 {
 			continue
 		}
 		if r.Err != "" {
-			p("| %s | %d | | | | %s |", r.Broker, r.Workload.Idle, mdEscape(r.Err))
+			p("| %s | %d | | | | | | %s |", r.Broker, r.Workload.Idle, mdEscape(r.Err))
 			continue
 		}
-		p("| %s | %d/%d | %d | %d | %.2f | %s |", r.Broker, r.Summary.Clients.Connected, r.Workload.Idle,
-			r.BaseRSSKiB, r.BrokerRSSKiB, r.kibPerConn(), mdEscape(errorsLine(r.Summary.Errors)))
+		p("| %s | %d/%d | %d | %d | %d | %.2f | %.2f | %s |", r.Broker, r.Summary.Clients.Connected, r.Workload.Idle,
+			r.BaseRSSKiB, r.HeldRSSKiB, r.BrokerRSSKiB, r.kibPerConn(r.HeldRSSKiB), r.kibPerConn(r.BrokerRSSKiB),
+			mdEscape(errorsLine(r.Summary.Errors)))
 	}
 	p("")
 	p("### Commands")

@@ -75,6 +75,7 @@ func Run(ctx context.Context, cfg Config, live io.Writer) (*Summary, error) {
 	r.connectAll(ctx, r.subs)
 	r.connectAll(ctx, r.idle)
 	r.connectAll(ctx, r.pubs)
+	r.phase(live, "connected")
 	if cfg.onReady != nil {
 		cfg.onReady()
 	}
@@ -87,10 +88,18 @@ func Run(ctx context.Context, cfg Config, live io.Writer) (*Summary, error) {
 			r.drain(ctx)
 		}
 	}
+	r.phase(live, "closing")
 	r.close()
 	stopBG()
 	bg.Wait()
 	return r.summary(time.Since(start), cpuTime().sub(cpu0)), nil
+}
+
+// phase marks a step of the run for a harness reading the live output.
+func (r *runner) phase(live io.Writer, name string) {
+	if r.cfg.Phases && live != nil {
+		fmt.Fprintf(live, "phase: %s\n", name)
+	}
 }
 
 // connectAll starts handshakes cfg.ConnInterval apart, at most
