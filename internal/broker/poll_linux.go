@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -15,7 +16,9 @@ import (
 // at once, so no readiness is lost between a read and the re-arming.
 type poller struct {
 	epfd  int
-	wake  [2]int // a pipe: a byte on wake[1] stops the loop
+	file  *os.File        // epfd, for the runtime poller
+	raw   syscall.RawConn // file's
+	wake  [2]int          // a pipe: a byte on wake[1] stops the loop
 	done  chan struct{}
 	mu    sync.Mutex
 	conns map[int32]*conn // by descriptor
@@ -40,29 +43,58 @@ const parkEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
 
 // newPoller starts a poller whose readers run on at most maxActive
 // goroutines before the stall check lifts the bound.
+//
+// The epoll descriptor is itself waited on through the runtime's network
+// poller (an epoll set is readable while it has events), so the loop
+// goroutine is woken by the scheduler like any reader, rather than holding
+// a thread blocked in epoll_wait that needs a P back before it can run.
 func newPoller(maxActive int) (*poller, error) {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
 	p := &poller{epfd: epfd, done: make(chan struct{}), conns: make(map[int32]*conn), maxActive: maxActive}
-	if err := syscall.Pipe2(p.wake[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
-		syscall.Close(epfd)
-		return nil, fmt.Errorf("pipe2: %w", err)
-	}
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(p.wake[0])}
-	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, p.wake[0], &ev); err != nil {
+	if err := p.init(); err != nil {
 		p.closeFDs()
-		return nil, fmt.Errorf("epoll_ctl: %w", err)
+		return nil, err
 	}
 	go p.run()
 	return p, nil
 }
 
+func (p *poller) init() error {
+	if err := syscall.SetNonblock(p.epfd, true); err != nil {
+		return fmt.Errorf("epoll: nonblocking: %w", err)
+	}
+	p.file = os.NewFile(uintptr(p.epfd), "epoll")
+	if err := p.file.SetReadDeadline(time.Time{}); err != nil {
+		return fmt.Errorf("epoll: not pollable: %w", err)
+	}
+	raw, err := p.file.SyscallConn()
+	if err != nil {
+		return err
+	}
+	p.raw = raw
+	if err := syscall.Pipe2(p.wake[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
+		return fmt.Errorf("pipe2: %w", err)
+	}
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(p.wake[0])}
+	if err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, p.wake[0], &ev); err != nil {
+		return fmt.Errorf("epoll_ctl: %w", err)
+	}
+	return nil
+}
+
 func (p *poller) closeFDs() {
-	syscall.Close(p.wake[0])
-	syscall.Close(p.wake[1])
-	syscall.Close(p.epfd)
+	if p.wake != [2]int{} {
+		syscall.Close(p.wake[0])
+		syscall.Close(p.wake[1])
+	}
+	if p.file != nil {
+		p.file.Close()
+	} else {
+		syscall.Close(p.epfd)
+	}
 }
 
 // stop ends the loop and waits for it.
@@ -80,36 +112,42 @@ func (p *poller) run() {
 	evs := make([]syscall.EpollEvent, 256)
 	ready := make([]*conn, 0, len(evs))
 	var lastServed uint64
-	for {
-		timeout := -1
+	stop := false
+	for !stop {
+		var deadline time.Time
 		if p.stalled(&lastServed) {
-			timeout = int(stallCheck / time.Millisecond)
+			deadline = time.Now().Add(stallCheck)
 		}
-		n, err := syscall.EpollWait(p.epfd, evs, timeout)
-		if errors.Is(err, syscall.EINTR) {
-			continue
-		}
-		if err != nil {
-			panic(fmt.Sprintf("broker: epoll_wait: %v", err))
-		}
-		stop := false
-		p.mu.Lock()
-		for _, ev := range evs[:n] {
-			if ev.Fd == int32(p.wake[0]) {
-				stop = true
-			} else if c := p.conns[ev.Fd]; c != nil && c.gen == uint32(ev.Pad) {
-				ready = append(ready, c)
+		p.file.SetReadDeadline(deadline)
+		var werr error
+		err := p.raw.Read(func(uintptr) bool {
+			n, err := syscall.EpollWait(p.epfd, evs, 0)
+			if err != nil && err != syscall.EINTR {
+				werr = err
+				return true
 			}
+			if n <= 0 {
+				return false // nothing yet: wait
+			}
+			p.mu.Lock()
+			for _, ev := range evs[:n] {
+				if ev.Fd == int32(p.wake[0]) {
+					stop = true
+				} else if c := p.conns[ev.Fd]; c != nil && c.gen == uint32(ev.Pad) {
+					ready = append(ready, c)
+				}
+			}
+			p.mu.Unlock()
+			return true
+		})
+		if werr != nil || (err != nil && !errors.Is(err, os.ErrDeadlineExceeded)) {
+			panic(fmt.Sprintf("broker: epoll: %v %v", werr, err))
 		}
-		p.mu.Unlock()
 		for _, c := range ready {
 			c.wakeup()
 		}
 		clear(ready)
 		ready = ready[:0]
-		if stop {
-			return
-		}
 	}
 }
 
