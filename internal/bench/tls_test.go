@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/culexmq/culex/internal/brokertest"
 	"github.com/culexmq/culex/internal/testcert"
 )
 
@@ -23,7 +24,7 @@ func TestRunTLS(t *testing.T) {
 	ca := testcert.NewCA(t, "culex bench test CA")
 	caFile := ca.WriteFile(t, dir, "ca.pem")
 	cert, key := testcert.WriteFiles(t, dir, "server", ca.Server(t, "127.0.0.1"))
-	sslPort, wssPort := freePort(t), freePort(t)
+	sslPort, wssPort := brokertest.FreePort(t), brokertest.FreePort(t)
 	startMosquitto(t, fmt.Sprintf("listener %d 127.0.0.1\ncertfile %s\nkeyfile %s\n"+
 		"listener %d 127.0.0.1\nprotocol websockets\ncertfile %s\nkeyfile %s\n",
 		sslPort, cert, key, wssPort, cert, key), sslPort, wssPort)

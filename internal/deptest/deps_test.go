@@ -14,9 +14,10 @@ const module = "github.com/culexmq/culex/"
 
 // allowed lists, for each package, the packages of ours it may import.
 // A package missing here may import nothing of ours. Only test files import
-// the test-support packages (testcert): no package lists them.
+// the test-support packages (testcert, brokertest): no package lists them.
 var allowed = map[string][]string{
 	"internal/testcert":    {},
+	"internal/brokertest":  {"internal/broker", "internal/listener"},
 	"internal/mqtt/packet": {},
 	"internal/config":      {},
 	"internal/store":       {},
