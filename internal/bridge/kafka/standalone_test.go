@@ -2,7 +2,6 @@ package kafka
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -23,14 +22,7 @@ const childEnv = "CULEX_TEST_BRIDGE_CHILD"
 // TestStandaloneChild is the standalone bridge process of
 // TestStandaloneKillRestart; it runs only when the parent sets childEnv.
 func TestStandaloneChild(t *testing.T) {
-	raw := os.Getenv(childEnv)
-	if raw == "" {
-		t.Skip("child process only")
-	}
-	var cfg config.Kafka
-	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
-		t.Fatal(err)
-	}
+	cfg := childConfig(t, childEnv)
 	b, err := New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -47,11 +39,7 @@ func TestStandaloneChild(t *testing.T) {
 // until it has subscribed.
 func startBridgeChild(t *testing.T, cfg config.Kafka) *exec.Cmd {
 	t.Helper()
-	raw, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd, _ := startChild(t, "TestStandaloneChild", childEnv+"="+string(raw), "kafka bridge: subscribed")
+	cmd, _ := startConfigChild(t, "TestStandaloneChild", childEnv, cfg, "kafka bridge: subscribed")
 	return cmd
 }
 
