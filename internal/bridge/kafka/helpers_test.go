@@ -149,15 +149,23 @@ func kcatRead(t *testing.T, brokers, topic string, n int) []kcatRecord {
 	return recs
 }
 
-// readAll consumes topic from the start with franz-go until n records or
-// the deadline, returning records in per-partition offset order.
-func readAll(t *testing.T, brokers, topic string, n int, deadline time.Duration) []*kgo.Record {
+// readFromStart is a client that reads topic from its first record; the caller
+// closes it.
+func readFromStart(t *testing.T, brokers, topic string) *kgo.Client {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cl
+}
+
+// readAll consumes topic from the start with franz-go until n records or
+// the deadline, returning records in per-partition offset order.
+func readAll(t *testing.T, brokers, topic string, n int, deadline time.Duration) []*kgo.Record {
+	t.Helper()
+	cl := readFromStart(t, brokers, topic)
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
