@@ -118,11 +118,7 @@ func TestFaultKafkaProcessKilled(t *testing.T) {
 	proc, brokers := startKfakeProc(t, 0, dir)
 	_, portS, _ := net.SplitHostPort(brokers)
 	port, _ := strconv.Atoi(portS)
-	cfg := kafkaConfig(brokers, config.KafkaRoute{Filter: "devices/+/telemetry", Topic: "telemetry"})
-	cfg.ProduceTimeout = 2 * time.Second
-	b := newBridge(t, cfg)
-	s := &stream{addr: startBroker(t, b.Interceptor()), devices: 8, n: 200}
-	wait := startStream(t, s, 2*time.Minute+*outage)
+	_, s, wait := startFaultStream(t, brokers, 200)
 	waitAcked(t, s, int64(s.devices*s.n/3))
 	if err := proc.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
