@@ -21,12 +21,7 @@ func TestStandaloneFromMosquitto(t *testing.T) {
 	kc := startKafka(t, kfake.SeedTopics(2, "telemetry"))
 	brokers := kc.ListenAddrs()[0]
 	b := newBridge(t, kafkaConfig(brokers, config.KafkaRoute{Filter: "devices/+/telemetry", Topic: "telemetry"}))
-	src := config.Default().Kafka.Source
-	src.URL = "tcp://" + addr
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = b.RunStandalone(ctx, src) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runStandalone(t, b, addr, "")
 	waitFor(t, "bridge subscribed", b.sourceReady.Load)
 
 	pub, err := dialV5(t, addr, "publisher")
@@ -36,7 +31,7 @@ func TestStandaloneFromMosquitto(t *testing.T) {
 	const devices, per = 4, 100
 	for i := range per {
 		for d := range devices {
-			if code, _, err := publish(ctx, pub, fmt.Sprintf("devices/dev-%d/telemetry", d), []byte(strconv.Itoa(i))); err != nil || code >= 0x80 {
+			if code, _, err := publish(context.Background(), pub, fmt.Sprintf("devices/dev-%d/telemetry", d), []byte(strconv.Itoa(i))); err != nil || code >= 0x80 {
 				t.Fatalf("publish: %v 0x%02x", err, code)
 			}
 		}
