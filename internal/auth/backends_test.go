@@ -11,7 +11,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"math/big"
@@ -22,6 +21,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/culexmq/culex/internal/testcert"
 )
 
 func TestWebhook(t *testing.T) {
@@ -212,36 +213,11 @@ func TestLoadPublicKey(t *testing.T) {
 	}
 }
 
-// testCA makes a CA and a client certificate it signed.
-func testCA(t testing.TB, cn string) (caPEM []byte, client *x509.Certificate, key *ecdsa.PrivateKey) {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test ca"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: cn},
-		DNSNames: []string{cn + ".devices.example"}, NotBefore: time.Now().Add(-time.Hour),
-		NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, _ = x509.ParseCertificate(der)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), client, key
-}
-
 func TestCert(t *testing.T) {
-	caPEM, client, _ := testCA(t, "dev-7")
-	otherPEM, stranger, _ := testCA(t, "dev-8")
-	_ = otherPEM
-	path := filepath.Join(t.TempDir(), "ca.pem")
-	os.WriteFile(path, caPEM, 0o600)
+	ca := testcert.NewCA(t, "test ca")
+	client := ca.Client(t, "dev-7", "dev-7.devices.example").Leaf
+	stranger := testcert.NewCA(t, "test ca").Client(t, "dev-8", "dev-8.devices.example").Leaf
+	path := ca.WriteFile(t, t.TempDir(), "ca.pem")
 	c, err := NewCert(path, "cn")
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package auth
 
 import (
 	"bufio"
-	"context"
 	"log/slog"
 	"net"
 	"os"
@@ -11,8 +10,8 @@ import (
 	"time"
 
 	"github.com/culexmq/culex/internal/broker"
+	"github.com/culexmq/culex/internal/brokertest"
 	"github.com/culexmq/culex/internal/config"
-	"github.com/culexmq/culex/internal/listener"
 	"github.com/culexmq/culex/internal/mqtt/packet"
 )
 
@@ -29,39 +28,9 @@ func startBroker(t testing.TB, svc *Service, mods ...func(*broker.Options)) stri
 		m(&opts)
 	}
 	svc.Apply(&opts)
-	b, err := broker.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go b.Handle(nc, listener.ConnInfo{Listener: "tcp://test", Scheme: "tcp", Remote: nc.RemoteAddr(), Local: nc.LocalAddr()})
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-		ctx, cancel := context.WithTimeout(context.Background(), waitTime)
-		defer cancel()
-		if err := b.Shutdown(ctx); err != nil {
-			t.Errorf("broker shutdown: %v", err)
-		}
-		svc.Close()
-	})
-	return ln.Addr().String()
+	t.Cleanup(func() { svc.Close() }) // after the broker's shutdown
+	addr, _ := brokertest.Serve(t, opts)
+	return addr
 }
 
 // testService writes a users file and an ACL file and builds a Service.

@@ -13,8 +13,8 @@ import (
 
 	"github.com/culexmq/culex/internal/auth"
 	"github.com/culexmq/culex/internal/broker"
+	"github.com/culexmq/culex/internal/brokertest"
 	"github.com/culexmq/culex/internal/config"
-	"github.com/culexmq/culex/internal/listener"
 	"github.com/eclipse/paho.golang/paho"
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"golang.org/x/crypto/bcrypt"
@@ -72,37 +72,9 @@ func startDirect(t *testing.T) *device {
 	}
 	opts := broker.Options{Config: config.Default().MQTT}
 	svc.Apply(&opts)
-	b, err := broker.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go b.Handle(nc, listener.ConnInfo{Listener: "tcp://e2e", Scheme: "tcp", Remote: nc.RemoteAddr(), Local: nc.LocalAddr()})
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-		ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
-		defer cancel()
-		b.Shutdown(ctx)
-		svc.Close()
-	})
-	return &device{addr: ln.Addr().String(), users: cfg.UsersFile,
+	t.Cleanup(func() { svc.Close() }) // after the broker's shutdown
+	addr, b := brokertest.Serve(t, opts)
+	return &device{addr: addr, users: cfg.UsersFile,
 		subscriptions: func() int64 { return b.Stats().Subscriptions }}
 }
 

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/culexmq/culex/internal/brokertest"
 	"github.com/culexmq/culex/internal/config"
 	"github.com/culexmq/culex/internal/server"
 )
@@ -17,7 +18,7 @@ type brokerURLs struct{ tcp, ws string }
 // in the test, each as a subtest.
 func forBrokers(t *testing.T, test func(t *testing.T, url brokerURLs)) {
 	t.Run("broker=mosquitto", func(t *testing.T) {
-		wsPort := freePort(t)
+		wsPort := brokertest.FreePort(t)
 		port := startMosquitto(t, fmt.Sprintf("listener %d 127.0.0.1\nprotocol websockets\n", wsPort), wsPort)
 		test(t, brokerURLs{fmt.Sprintf("tcp://127.0.0.1:%d", port), fmt.Sprintf("ws://127.0.0.1:%d", wsPort)})
 	})

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/culexmq/culex/internal/brokertest"
 	"github.com/culexmq/culex/internal/mqtt/packet"
 )
 
@@ -122,7 +123,7 @@ func TestConnackRefused(t *testing.T) {
 }
 
 func TestConnectionRefused(t *testing.T) {
-	cfg := testConfig(t, "conn", fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t)))
+	cfg := testConfig(t, "conn", fmt.Sprintf("tcp://127.0.0.1:%d", brokertest.FreePort(t)))
 	cfg.Clients, cfg.Duration = 2, time.Millisecond
 	s := runT(t, cfg)
 	if s.Clients.Failed != 2 || s.Errors["connect: connection refused"] != 2 {

@@ -15,6 +15,8 @@ const module = "github.com/culexmq/culex/"
 // allowed lists, for each package, the packages of ours it may import.
 // A package missing here may import nothing of ours.
 var allowed = map[string][]string{
+	"internal/testcert":    {},
+	"internal/brokertest":  {"internal/broker", "internal/listener"},
 	"internal/mqtt/packet": {},
 	"internal/config":      {},
 	"internal/store":       {},
@@ -28,6 +30,9 @@ var allowed = map[string][]string{
 	"internal/server": {"internal/auth", "internal/bridge/kafka", "internal/broker", "internal/config", "internal/listener", "internal/store",
 		"internal/mqtt/packet", "internal/mqtt/topic"},
 }
+
+// testOnly are the test-support packages: only test files import them.
+var testOnly = []string{"internal/testcert", "internal/brokertest"}
 
 type pkg struct {
 	ImportPath string
@@ -46,6 +51,11 @@ func TestDependencyDirection(t *testing.T) {
 			t.Fatal(err)
 		}
 		name := strings.TrimPrefix(p.ImportPath, module)
+		for _, imp := range p.Imports {
+			if dep := strings.TrimPrefix(imp, module); contains(testOnly, dep) {
+				t.Errorf("%s imports %s, which is for tests only", name, dep)
+			}
+		}
 		ok, listed := allowed[name]
 		if !listed {
 			continue // commands, tests and packages without a rule yet

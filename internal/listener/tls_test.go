@@ -1,14 +1,8 @@
 package listener
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,95 +11,29 @@ import (
 	"time"
 
 	"github.com/culexmq/culex/internal/config"
+	"github.com/culexmq/culex/internal/testcert"
 )
 
 // testPKI is a CA, a server certificate for 127.0.0.1 and a client
 // certificate, all generated for the test.
 type testPKI struct {
-	dir              string
-	caFile           string
-	certFile         string
-	keyFile          string
-	roots            *x509.CertPool
-	client           tls.Certificate // CN device-42, signed by the CA
-	stranger         tls.Certificate // CN stranger, self-signed
-	serverCertConfig config.TLS
+	dir      string
+	caFile   string
+	certFile string
+	keyFile  string
+	roots    *x509.CertPool
+	client   tls.Certificate // CN device-42, signed by the CA
+	stranger tls.Certificate // CN stranger, self-signed
 }
 
 func newPKI(t *testing.T) *testPKI {
 	t.Helper()
-	p := &testPKI{dir: t.TempDir(), roots: x509.NewCertPool()}
-	caKey, caDER := issue(t, &x509.Certificate{
-		Subject:               pkix.Name{CommonName: "culex test CA"},
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}, nil, nil)
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.roots.AddCert(ca)
-	p.caFile = writePEM(t, p.dir, "ca.pem", "CERTIFICATE", caDER)
-
-	srvKey, srvDER := issue(t, &x509.Certificate{
-		Subject:     pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}, ca, caKey)
-	p.certFile = writePEM(t, p.dir, "server.pem", "CERTIFICATE", srvDER)
-	der, err := x509.MarshalECPrivateKey(srvKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.keyFile = writePEM(t, p.dir, "server-key.pem", "EC PRIVATE KEY", der)
-
-	cliKey, cliDER := issue(t, &x509.Certificate{
-		Subject:     pkix.Name{CommonName: "device-42"},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}, ca, caKey)
-	p.client = tls.Certificate{Certificate: [][]byte{cliDER}, PrivateKey: cliKey}
-	strKey, strDER := issue(t, &x509.Certificate{
-		Subject:     pkix.Name{CommonName: "stranger"},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}, nil, nil)
-	p.stranger = tls.Certificate{Certificate: [][]byte{strDER}, PrivateKey: strKey}
+	ca := testcert.NewCA(t, "culex test CA")
+	p := &testPKI{dir: t.TempDir(), roots: ca.Pool(),
+		client: ca.Client(t, "device-42"), stranger: testcert.SelfSignedClient(t, "stranger")}
+	p.caFile = ca.WriteFile(t, p.dir, "ca.pem")
+	p.certFile, p.keyFile = testcert.WriteFiles(t, p.dir, "server", ca.Server(t, "127.0.0.1"))
 	return p
-}
-
-// issue creates a key and a certificate for tmpl signed by parent (self-signed
-// when parent is nil).
-func issue(t *testing.T, tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*ecdsa.PrivateKey, []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl.SerialNumber = serial
-	tmpl.NotBefore = time.Now().Add(-time.Hour)
-	tmpl.NotAfter = time.Now().Add(time.Hour)
-	tmpl.KeyUsage |= x509.KeyUsageDigitalSignature
-	if parent == nil {
-		parent, parentKey = tmpl, key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key, der
-}
-
-func writePEM(t *testing.T, dir, name, typ string, der []byte) string {
-	t.Helper()
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 // tlsConfig is the listener TLS config with the given client policy.
@@ -239,8 +167,10 @@ func TestTLSClientCertRequest(t *testing.T) {
 
 func TestTLSConfigErrors(t *testing.T) {
 	p := newPKI(t)
-	garbage := writePEM(t, p.dir, "garbage.pem", "NOTHING", []byte("x"))
-	os.WriteFile(garbage, []byte("not pem"), 0o600)
+	garbage := filepath.Join(p.dir, "garbage.pem")
+	if err := os.WriteFile(garbage, []byte("not pem"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	h := func(c net.Conn, _ ConnInfo) { c.Close() }
 	for name, tc := range map[string]config.TLS{
 		"require without CA": p.tlsConfig("require", false),

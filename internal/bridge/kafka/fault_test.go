@@ -123,6 +123,17 @@ func startStream(t *testing.T, s *stream, limit time.Duration) (wait func()) {
 	return func() { <-done; cancel() }
 }
 
+// startFaultStream serves a broker with a bridge to brokers (produce timeout
+// 2 s) and starts a stream of n messages from each of 8 devices through it.
+func startFaultStream(t *testing.T, brokers string, n int) (b *Bridge, s *stream, wait func()) {
+	t.Helper()
+	cfg := kafkaConfig(brokers, config.KafkaRoute{Filter: "devices/+/telemetry", Topic: "telemetry"})
+	cfg.ProduceTimeout = 2 * time.Second
+	b = newBridge(t, cfg)
+	s = &stream{addr: startBroker(t, b.Interceptor()), devices: 8, n: n}
+	return b, s, startStream(t, s, 2*time.Minute+*outage)
+}
+
 func waitAcked(t *testing.T, s *stream, n int64) {
 	t.Helper()
 	deadline := time.Now().Add(waitTimeout)
@@ -146,11 +157,7 @@ func TestFaultKafkaStopped(t *testing.T) {
 	brokers := kc.ListenAddrs()[0]
 	_, port, _ := net.SplitHostPort(brokers)
 	p, _ := strconv.Atoi(port)
-	cfg := kafkaConfig(brokers, config.KafkaRoute{Filter: "devices/+/telemetry", Topic: "telemetry"})
-	cfg.ProduceTimeout = 2 * time.Second
-	b := newBridge(t, cfg)
-	s := &stream{addr: startBroker(t, b.Interceptor()), devices: 8, n: 300}
-	wait := startStream(t, s, 2*time.Minute+*outage)
+	b, s, wait := startFaultStream(t, brokers, 300)
 
 	waitAcked(t, s, int64(s.devices*s.n/3))
 	kc.Close()
@@ -233,11 +240,7 @@ func TestFaultKafkaHung(t *testing.T) {
 	}))
 	t.Cleanup(hl.resume) // before kc.Close (cleanups run last-in first-out)
 	brokers := kc.ListenAddrs()[0]
-	cfg := kafkaConfig(brokers, config.KafkaRoute{Filter: "devices/+/telemetry", Topic: "telemetry"})
-	cfg.ProduceTimeout = 2 * time.Second
-	b := newBridge(t, cfg)
-	s := &stream{addr: startBroker(t, b.Interceptor()), devices: 8, n: 300}
-	wait := startStream(t, s, 2*time.Minute+*outage)
+	b, s, wait := startFaultStream(t, brokers, 300)
 
 	waitAcked(t, s, int64(s.devices*s.n/3))
 	hl.hang()

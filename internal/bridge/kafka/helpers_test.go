@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,8 +18,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/culexmq/culex/internal/broker"
+	"github.com/culexmq/culex/internal/brokertest"
 	"github.com/culexmq/culex/internal/config"
-	"github.com/culexmq/culex/internal/listener"
 )
 
 const waitTimeout = 20 * time.Second
@@ -73,39 +72,7 @@ func startBroker(t *testing.T, ics ...broker.Interceptor) string {
 // startBrokerB is startBroker returning the broker too.
 func startBrokerB(t testing.TB, ics ...broker.Interceptor) (string, *broker.Broker) {
 	t.Helper()
-	br, err := broker.New(broker.Options{Config: config.Default().MQTT, AllowAnonymous: true, Interceptors: ics})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := br.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go br.Handle(c, listener.ConnInfo{Listener: "tcp://test", Scheme: "tcp", Remote: c.RemoteAddr(), Local: c.LocalAddr()})
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-		defer cancel()
-		if err := br.Shutdown(ctx); err != nil {
-			t.Errorf("broker shutdown: %v", err)
-		}
-	})
-	return ln.Addr().String(), br
+	return brokertest.Serve(t, broker.Options{Config: config.Default().MQTT, AllowAnonymous: true, Interceptors: ics})
 }
 
 // dialV5 connects an MQTT 5 client.
@@ -182,15 +149,23 @@ func kcatRead(t *testing.T, brokers, topic string, n int) []kcatRecord {
 	return recs
 }
 
-// readAll consumes topic from the start with franz-go until n records or
-// the deadline, returning records in per-partition offset order.
-func readAll(t *testing.T, brokers, topic string, n int, deadline time.Duration) []*kgo.Record {
+// readFromStart is a client that reads topic from its first record; the caller
+// closes it.
+func readFromStart(t *testing.T, brokers, topic string) *kgo.Client {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cl
+}
+
+// readAll consumes topic from the start with franz-go until n records or
+// the deadline, returning records in per-partition offset order.
+func readAll(t *testing.T, brokers, topic string, n int, deadline time.Duration) []*kgo.Record {
+	t.Helper()
+	cl := readFromStart(t, brokers, topic)
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -42,6 +43,32 @@ func TestKfakeChild(t *testing.T) {
 func startKfakeProc(t *testing.T, port int, dir string) (*exec.Cmd, string) {
 	t.Helper()
 	return startChild(t, "TestKfakeChild", fmt.Sprintf("%s=%d %s", kfakeChildEnv, port, dir), "KFAKE ")
+}
+
+// startConfigChild runs test in a child like startChild, with cfg as JSON
+// in the environment variable env; childConfig reads it back.
+func startConfigChild(t *testing.T, test, env string, cfg config.Kafka, ready string) (*exec.Cmd, string) {
+	t.Helper()
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startChild(t, test, env+"="+string(raw), ready)
+}
+
+// childConfig is the config that startConfigChild put in env; outside such
+// a child it skips the test.
+func childConfig(t *testing.T, env string) config.Kafka {
+	t.Helper()
+	raw := os.Getenv(env)
+	if raw == "" {
+		t.Skip("child process only")
+	}
+	var cfg config.Kafka
+	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
 
 // startChild re-runs this test binary as a child running only test, with
@@ -91,11 +118,7 @@ func TestFaultKafkaProcessKilled(t *testing.T) {
 	proc, brokers := startKfakeProc(t, 0, dir)
 	_, portS, _ := net.SplitHostPort(brokers)
 	port, _ := strconv.Atoi(portS)
-	cfg := kafkaConfig(brokers, config.KafkaRoute{Filter: "devices/+/telemetry", Topic: "telemetry"})
-	cfg.ProduceTimeout = 2 * time.Second
-	b := newBridge(t, cfg)
-	s := &stream{addr: startBroker(t, b.Interceptor()), devices: 8, n: 200}
-	wait := startStream(t, s, 2*time.Minute+*outage)
+	_, s, wait := startFaultStream(t, brokers, 200)
 	waitAcked(t, s, int64(s.devices*s.n/3))
 	if err := proc.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)

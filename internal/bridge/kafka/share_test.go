@@ -5,13 +5,26 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/culexmq/culex/internal/config"
 )
+
+// runStandalone runs b as a standalone bridge reading from the broker at
+// addr as clientID (the default when empty) until the test ends.
+func runStandalone(t *testing.T, b *Bridge, addr, clientID string) {
+	src := config.Default().Kafka.Source
+	src.URL = "tcp://" + addr
+	if clientID != "" {
+		src.ClientID = clientID
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = b.RunStandalone(ctx, src) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
 
 // Two standalone bridges in one share group split the load: each produces
 // a share, together every message exactly once (no failure, no duplicate).
@@ -20,19 +33,13 @@ func TestStandaloneSharedSplit(t *testing.T) {
 	brokers := kc.ListenAddrs()[0]
 	addr := startBroker(t)
 	cfg := kafkaConfig(brokers, config.KafkaRoute{Filter: "devices/+/telemetry", Topic: "telemetry"})
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
 	var bridges []*Bridge
 	for i := range 2 {
 		b := newBridge(t, cfg)
 		b.log = newStderrLogger()
 		bridges = append(bridges, b)
-		src := config.Default().Kafka.Source
-		src.URL, src.ClientID = "tcp://"+addr, fmt.Sprintf("bridge-%d", i)
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = b.RunStandalone(ctx, src) }()
+		runStandalone(t, b, addr, fmt.Sprintf("bridge-%d", i))
 	}
-	t.Cleanup(func() { cancel(); wg.Wait() })
 	pub, err := dialV5(t, addr, "publisher")
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +49,7 @@ func TestStandaloneSharedSplit(t *testing.T) {
 		return bridges[0].sourceReady.Load() && bridges[1].sourceReady.Load()
 	})
 	for i := range n {
-		if code, _, err := publish(ctx, pub, fmt.Sprintf("devices/dev-%d/telemetry", i%10), []byte(strconv.Itoa(i))); err != nil || code != 0 {
+		if code, _, err := publish(context.Background(), pub, fmt.Sprintf("devices/dev-%d/telemetry", i%10), []byte(strconv.Itoa(i))); err != nil || code != 0 {
 			t.Fatalf("publish: %v 0x%02x", err, code)
 		}
 	}
@@ -70,12 +77,7 @@ func TestStandaloneCommands(t *testing.T) {
 	cfg := kafkaConfig(brokers)
 	cfg.Commands = []config.KafkaCommand{{Name: "cmd", Topics: "cmds", MQTTTopic: "devices/${key}/commands", QoS: 1}}
 	b := newBridge(t, cfg)
-	src := config.Default().Kafka.Source
-	src.URL = "tcp://" + addr
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = b.RunStandalone(ctx, src) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runStandalone(t, b, addr, "")
 	waitFor(t, "commands delivered", func() bool { return distinct(col.snapshot()) == devices*per })
 	waitFor(t, "offsets committed", func() bool { return b.CommandStats()[0].Committed > 0 })
 	next := map[string]int{}

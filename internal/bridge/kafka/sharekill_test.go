@@ -1,15 +1,11 @@
 package kafka
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"strconv"
 	"sync/atomic"
 	"syscall"
 	"testing"
-
-	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/culexmq/culex/internal/config"
 )
@@ -26,13 +22,7 @@ func TestStandaloneSharedKillOne(t *testing.T) {
 	if os.Getenv(childEnv) != "" {
 		t.Skip("in child")
 	}
-	kc := startKafka(t, kfake.SeedTopics(4, "telemetry"))
-	brokers := kc.ListenAddrs()[0]
-	addr := startBroker(t)
-	cfg := kafkaConfig(brokers, config.KafkaRoute{Filter: "devices/+/telemetry", Topic: "telemetry"})
-	cfg.Source = config.Default().Kafka.Source
-	cfg.Source.URL = "tcp://" + addr
-	cfg.Source.ReceiveMaximum = 100
+	brokers, addr, cfg := standaloneSetup(t)
 	var (
 		children []*os.Process
 		cfgs     []config.Kafka
@@ -50,20 +40,7 @@ func TestStandaloneSharedKillOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	var acked atomic.Int64
-	done := make(chan error, 1)
-	go func() {
-		ctx := context.Background()
-		for i := range per {
-			for d := range devices {
-				if code, _, err := publish(ctx, pub, fmt.Sprintf("devices/dev-%d/telemetry", d), []byte(strconv.Itoa(i))); err != nil || code != 0 {
-					done <- fmt.Errorf("publish: %v 0x%02x", err, code)
-					return
-				}
-				acked.Add(1)
-			}
-		}
-		done <- nil
-	}()
+	done := publishSequence(pub, devices, per, &acked)
 	waitFor(t, "a third published", func() bool { return acked.Load() >= devices*per/3 })
 	if err := children[0].Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)

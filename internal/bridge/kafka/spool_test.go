@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -169,15 +168,7 @@ const spoolChildEnv = "CULEX_TEST_SPOOL_CHILD"
 // TestSpoolChild is the culex process of TestSpoolKill9: a broker with the
 // bridge in spool mode, killed by the parent.
 func TestSpoolChild(t *testing.T) {
-	raw := os.Getenv(spoolChildEnv)
-	if raw == "" {
-		t.Skip("child process only")
-	}
-	var cfg config.Kafka
-	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
-		t.Fatal(err)
-	}
-	b, err := New(cfg, nil)
+	b, err := New(childConfig(t, spoolChildEnv), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,8 +180,7 @@ func TestSpoolChild(t *testing.T) {
 
 func startSpoolChild(t *testing.T, cfg config.Kafka) (*exec.Cmd, string) {
 	t.Helper()
-	raw, _ := json.Marshal(cfg)
-	return startChild(t, "TestSpoolChild", spoolChildEnv+"="+string(raw), "SPOOLCHILD ")
+	return startConfigChild(t, "TestSpoolChild", spoolChildEnv, cfg, "SPOOLCHILD ")
 }
 
 // culex killed with -9 in spool mode while Kafka is down and the spool

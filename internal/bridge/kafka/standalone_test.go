@@ -2,7 +2,6 @@ package kafka
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -23,14 +23,7 @@ const childEnv = "CULEX_TEST_BRIDGE_CHILD"
 // TestStandaloneChild is the standalone bridge process of
 // TestStandaloneKillRestart; it runs only when the parent sets childEnv.
 func TestStandaloneChild(t *testing.T) {
-	raw := os.Getenv(childEnv)
-	if raw == "" {
-		t.Skip("child process only")
-	}
-	var cfg config.Kafka
-	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
-		t.Fatal(err)
-	}
+	cfg := childConfig(t, childEnv)
 	b, err := New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -47,11 +40,7 @@ func TestStandaloneChild(t *testing.T) {
 // until it has subscribed.
 func startBridgeChild(t *testing.T, cfg config.Kafka) *exec.Cmd {
 	t.Helper()
-	raw, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd, _ := startChild(t, "TestStandaloneChild", childEnv+"="+string(raw), "kafka bridge: subscribed")
+	cmd, _ := startConfigChild(t, "TestStandaloneChild", childEnv, cfg, "kafka bridge: subscribed")
 	return cmd
 }
 
@@ -63,13 +52,7 @@ func TestStandaloneKillRestart(t *testing.T) {
 	if os.Getenv(childEnv) != "" {
 		t.Skip("in child")
 	}
-	kc := startKafka(t, kfake.SeedTopics(4, "telemetry"))
-	brokers := kc.ListenAddrs()[0]
-	addr := startBroker(t) // any MQTT 5 broker; here Culex without the bridge
-	cfg := kafkaConfig(brokers, config.KafkaRoute{Filter: "devices/+/telemetry", Topic: "telemetry"})
-	cfg.Source = config.Default().Kafka.Source
-	cfg.Source.URL = "tcp://" + addr
-	cfg.Source.ReceiveMaximum = 100
+	brokers, addr, cfg := standaloneSetup(t)
 	child := startBridgeChild(t, cfg)
 
 	const devices, per = 4, 1500
@@ -78,20 +61,7 @@ func TestStandaloneKillRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	var sent atomic.Int64
-	done := make(chan error, 1)
-	go func() {
-		ctx := context.Background()
-		for i := range per {
-			for d := range devices {
-				if code, _, err := publish(ctx, pub, fmt.Sprintf("devices/dev-%d/telemetry", d), []byte(strconv.Itoa(i))); err != nil || code != 0 {
-					done <- fmt.Errorf("publish: %v 0x%02x", err, code)
-					return
-				}
-				sent.Add(1)
-			}
-		}
-		done <- nil
-	}()
+	done := publishSequence(pub, devices, per, &sent)
 	waitFor(t, "a third published", func() bool { return sent.Load() >= devices*per/3 })
 	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -126,16 +96,49 @@ func TestStandaloneKillRestart(t *testing.T) {
 	}
 }
 
+// standaloneSetup starts Kafka with a four-partition telemetry topic and a
+// broker (any MQTT 5 broker; here Culex without the bridge), and returns a
+// standalone bridge config from that broker's devices/+/telemetry to Kafka,
+// with Receive Maximum 100.
+func standaloneSetup(t *testing.T) (brokers, addr string, cfg config.Kafka) {
+	t.Helper()
+	kc := startKafka(t, kfake.SeedTopics(4, "telemetry"))
+	brokers = kc.ListenAddrs()[0]
+	addr = startBroker(t)
+	cfg = kafkaConfig(brokers, config.KafkaRoute{Filter: "devices/+/telemetry", Topic: "telemetry"})
+	cfg.Source = config.Default().Kafka.Source
+	cfg.Source.URL = "tcp://" + addr
+	cfg.Source.ReceiveMaximum = 100
+	return brokers, addr, cfg
+}
+
+// publishSequence publishes 0 to per-1 at QoS 1 to each of devices topics
+// devices/dev-N/telemetry from a goroutine, counting acknowledged publishes
+// in acked. The channel gets the first failure, or nil at the end.
+func publishSequence(pub *paho.Client, devices, per int, acked *atomic.Int64) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		ctx := context.Background()
+		for i := range per {
+			for d := range devices {
+				if code, _, err := publish(ctx, pub, fmt.Sprintf("devices/dev-%d/telemetry", d), []byte(strconv.Itoa(i))); err != nil || code != 0 {
+					done <- fmt.Errorf("publish: %v 0x%02x", err, code)
+					return
+				}
+				acked.Add(1)
+			}
+		}
+		done <- nil
+	}()
+	return done
+}
+
 // readDistinct consumes topic until want distinct (key, value) pairs were
 // seen or the deadline passes, then reads what is left; it returns the
 // values per key in partition order and the record count.
 func readDistinct(t *testing.T, brokers, topic string, want int) (map[string][]int, int) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := readFromStart(t, brokers, topic)
 	defer cl.Close()
 	perKey := map[string][]int{}
 	seen := map[string]bool{}

@@ -2,15 +2,7 @@ package kafka
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,68 +13,20 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/culexmq/culex/internal/config"
+	"github.com/culexmq/culex/internal/testcert"
 )
-
-// testCA is a throwaway certificate authority.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newTestCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// serverCert issues a certificate for the loopback address.
-func (ca *testCA) serverCert(t *testing.T) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "kafka"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
 
 // The bridge talks to a TLS listener with a CA file: Check passes, kafka-
 // and spool-mode publishes reach Kafka and are read back over TLS. A CA
 // file of another authority fails Check naming the TLS handshake, the
 // unknown authority and the CA file; a CA file without a certificate fails New.
 func TestTLSWithCAFile(t *testing.T) {
-	ca := newTestCA(t, "culex test CA")
-	kc := startKafka(t, kfake.TLS(&tls.Config{Certificates: []tls.Certificate{ca.serverCert(t)}, MinVersion: tls.VersionTLS12}),
+	ca := testcert.NewCA(t, "culex test CA")
+	kc := startKafka(t, kfake.TLS(&tls.Config{Certificates: []tls.Certificate{ca.Server(t, "kafka")}, MinVersion: tls.VersionTLS12}),
 		kfake.SeedTopics(1, "t", "s"))
 	brokers := kc.ListenAddrs()[0]
 	dir := t.TempDir()
-	write := func(name string, b []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	caFile := write("ca.pem", ca.pem)
+	caFile := ca.WriteFile(t, dir, "ca.pem")
 	tlsCfg := func(file string) config.Kafka {
 		cfg := kafkaConfig(brokers, config.KafkaRoute{Filter: "k/+", Topic: "t"},
 			config.KafkaRoute{Filter: "s/+", Topic: "s", Ack: "spool"})
@@ -102,9 +46,7 @@ func TestTLSWithCAFile(t *testing.T) {
 			t.Fatalf("%s: %v 0x%02x %s", topic, err, code, reason)
 		}
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.cert)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.DialTLSConfig(&tls.Config{RootCAs: pool}),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.DialTLSConfig(&tls.Config{RootCAs: ca.Pool()}),
 		kgo.ConsumeTopics("t", "s"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +63,7 @@ func TestTLSWithCAFile(t *testing.T) {
 		t.Fatalf("read back over TLS: %v", got)
 	}
 
-	wrong := write("wrong-ca.pem", newTestCA(t, "another CA").pem)
+	wrong := testcert.NewCA(t, "another CA").WriteFile(t, dir, "wrong-ca.pem")
 	bad, err := New(tlsCfg(wrong), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -139,7 +81,11 @@ func TestTLSWithCAFile(t *testing.T) {
 	}
 	t.Logf("wrong CA: %v", err)
 
-	if _, err := New(tlsCfg(write("empty.pem", []byte("not a certificate"))), nil); err == nil || !strings.Contains(err.Error(), "holds no PEM certificate") {
+	empty := filepath.Join(dir, "empty.pem")
+	if err := os.WriteFile(empty, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(tlsCfg(empty), nil); err == nil || !strings.Contains(err.Error(), "holds no PEM certificate") {
 		t.Fatalf("CA file without a certificate: %v", err)
 	}
 }
