@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"sync"
@@ -30,8 +31,9 @@ const (
 type conn struct {
 	b    *Broker
 	nc   net.Conn
-	raw  syscall.RawConn // nil when nc is not a syscall.Conn (TLS, WebSocket)
+	raw  syscall.RawConn // the TCP socket's; nil when there is none (WebSocket)
 	fd   int32           // raw's descriptor for peekFD; -1 without raw
+	tlsc *tls.Conn       // nc when it is TLS: raw is its socket's, and it may hold read-ahead
 	poll *poller         // parks the idle reader; nil: a goroutine blocks in Read
 	info *ClientInfo
 	sess *session // set once connected; never changes
@@ -40,6 +42,8 @@ type conn struct {
 	version   packet.Version
 	problem   bool          // v5 Request Problem Information: reason strings allowed
 	added     bool          // registered with poll
+	tlsMore   bool          // tlsc may hold records read ahead of the last Read
+	draining  bool          // reading only what tlsc holds: a timeout means nothing
 	keepAlive time.Duration // read deadline after each read; 0: none
 	maxPacket uint32        // client's Maximum Packet Size; 0: none
 	recvMax   uint16        // client's Receive Maximum
@@ -90,13 +94,13 @@ type conn struct {
 	throttled atomic.Bool
 }
 
-// Handle serves one connection and closes conn. A plain TCP connection is
+// Handle serves one connection and closes conn. A TCP or TLS connection is
 // parked with the broker's poller and Handle returns at once: no goroutine
 // waits for an idle connection, one runs only while there is something to
 // read (see park.go and docs/broker.md, idle connections). Other
-// connections (TLS, WebSocket, or no poller on this platform) are served
-// on the caller's goroutine, blocked in Read, until they end. Either way
-// Shutdown waits for the reader.
+// connections (WebSocket, or no poller on this platform) are served on the
+// caller's goroutine, blocked in Read, until they end. Either way Shutdown
+// waits for the reader.
 func (b *Broker) Handle(nc net.Conn, info listener.ConnInfo) {
 	c := b.newConn(nc, &info)
 	if c == nil {
@@ -116,7 +120,13 @@ func (b *Broker) newConn(nc net.Conn, info *listener.ConnInfo) *conn {
 	c := &conn{b: b, nc: nc, recvMax: 65535, problem: true}
 	c.info = &ClientInfo{Remote: info.Remote, Listener: info.Listener, TLS: info.TLS}
 	c.fd = -1
-	if sc, ok := nc.(syscall.Conn); ok && canPeek {
+	sc, _ := nc.(syscall.Conn)
+	if tc, ok := nc.(*tls.Conn); ok {
+		// The handshake may have read the CONNECT ahead already.
+		c.tlsc, c.tlsMore = tc, true
+		sc, _ = tc.NetConn().(syscall.Conn)
+	}
+	if sc != nil && canPeek {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw = raw
 			raw.Control(func(fd uintptr) { c.fd = int32(fd) })
@@ -253,6 +263,9 @@ func (c *conn) readErr(err error) error {
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
+		if c.draining {
+			return errDrained
+		}
 		return c.timedOut()
 	}
 	return err
@@ -350,6 +363,7 @@ var (
 	errNotConnect     = &connError{"first packet is not CONNECT"}
 	errConnectTimeout = &connError{"no CONNECT within the connect timeout"}
 	errShutdown       = packet.ErrServerShuttingDown
+	errDrained        = &connError{"nothing read ahead"} // never ends a connection
 )
 
 // fail ends the connection for a protocol violation: a v5 client is told why

@@ -2,7 +2,7 @@ package broker
 
 import "time"
 
-// Parked readers. A plain TCP connection has no goroutine while it is idle:
+// Parked readers. A TCP or TLS connection has no goroutine while it is idle:
 // its descriptor is registered with the broker's poller (one epoll instance
 // and one goroutine for every connection, poll_linux.go), and a goroutine is
 // started to read only when the socket is readable, the read deadline has
@@ -67,19 +67,27 @@ func (c *conn) loop() {
 }
 
 // pollStep does what the socket, the deadline and kick ask for without ever
-// blocking: it reads and handles what the socket holds (read reports that
-// it did), or fails the connection.
+// blocking for an idle client: it reads and handles what the socket (or
+// TLS's read-ahead) holds, reporting that it read, or fails the connection.
 func (c *conn) pollStep() (read bool, err error) {
 	if c.kicked.Load() {
 		return false, *c.kickCode.Load()
 	}
-	if !peekFD(c.fd) {
+	switch {
+	case peekFD(c.fd):
+		err = c.readOnce()
+		c.tlsMore = c.tlsc != nil
+	case c.tlsMore:
+		if err = c.drainTLS(); err == errDrained {
+			c.tlsMore = false
+			return false, nil
+		}
+	default:
 		if d := c.deadline.Load(); d != 0 && monoNow() >= d {
 			return false, c.timedOut()
 		}
 		return false, nil
 	}
-	err = c.readOnce()
 	if err == nil && c.keepAlive > 0 {
 		c.deadline.Store(monoNow() + int64(c.keepAlive))
 	}
@@ -87,6 +95,19 @@ func (c *conn) pollStep() (read bool, err error) {
 		err = *c.kickCode.Load()
 	}
 	return true, err
+}
+
+// drainTLS reads the records crypto/tls read ahead of the last Read, which
+// a peek at the socket cannot see: a Read under an expired deadline returns
+// them, or times out (errDrained) without touching the socket. A timeout
+// leaves crypto/tls's read state intact, partial records included.
+func (c *conn) drainTLS() error {
+	c.nc.SetReadDeadline(time.Unix(1, 0))
+	c.draining = true
+	err := c.readOnce()
+	c.draining = false
+	c.nc.SetReadDeadline(time.Time{})
+	return err
 }
 
 // park arms the descriptor and gives up ownership; it reports false when a

@@ -2,13 +2,17 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
+	"net"
 	"runtime"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/culexmq/culex/internal/listener"
 	"github.com/culexmq/culex/internal/mqtt/packet"
+	"github.com/culexmq/culex/internal/testcert"
 )
 
 // TestIdleConnsHoldNoGoroutine: a connected, subscribed, idle plain TCP
@@ -152,4 +156,119 @@ func errString(err error) string {
 		return "wrong packet"
 	}
 	return err.Error()
+}
+
+// startTLS serves tb's broker over TLS on a second loopback listener, the
+// way the listener package does: the handshake first, then Handle.
+func startTLS(tb *testBroker) (addr string, conf *tls.Config) {
+	t := tb.t
+	ca := testcert.NewCA(t, "park-ca")
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{ca.Server(t, "127.0.0.1")}, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				tc := nc.(*tls.Conn)
+				if tc.Handshake() != nil {
+					tc.Close()
+					return
+				}
+				tb.Handle(tc, listener.ConnInfo{Listener: "ssl://test", Scheme: "ssl", Remote: nc.RemoteAddr(), Local: nc.LocalAddr()})
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return ln.Addr().String(), &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1"}
+}
+
+// batchConn holds what is written to it while batching and sends it in
+// one write on flush: several TLS records in one TCP segment.
+type batchConn struct {
+	net.Conn
+	batching bool
+	buf      []byte
+}
+
+func (c *batchConn) Write(b []byte) (int, error) {
+	if c.batching {
+		c.buf = append(c.buf, b...)
+		return len(b), nil
+	}
+	return c.Conn.Write(b)
+}
+
+func (c *batchConn) flush() error {
+	c.batching = false
+	_, err := c.Conn.Write(c.buf)
+	return err
+}
+
+// TestTLSParked: idle TLS connections hold no goroutine either, and
+// records that crypto/tls read ahead (several in one segment, which a peek
+// at the socket cannot see) are handled without waiting for more bytes.
+func TestTLSParked(t *testing.T) {
+	if !canPeek || runtime.GOOS != "linux" {
+		t.Skip("connections are parked on Linux only")
+	}
+	tb := startBroker(t, Options{AllowAnonymous: true})
+	addr, conf := startTLS(tb)
+	dial := func() (*client, *batchConn) {
+		raw, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bc := &batchConn{Conn: raw}
+		tc := tls.Client(bc, conf)
+		if err := tc.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tc.Close() })
+		return &client{t: t, nc: tc, v: packet.V5}, bc
+	}
+
+	// CONNECT, SUBSCRIBE, PUBLISH and PINGREQ as four records in one write.
+	c, bc := dial()
+	bc.batching = true
+	c.send(&packet.Connect{Version: packet.V5, CleanStart: true, KeepAlive: 60, ClientID: "batched"})
+	c.send(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: "tls/#", QoS: 1}}})
+	c.publish("tls/x", "ahead", 1, false, 2)
+	c.send(&packet.Pingreq{})
+	if err := bc.flush(); err != nil {
+		t.Fatal(err)
+	}
+	c.expect(packet.CONNACK)
+	c.expect(packet.SUBACK)
+	var gotAck, gotPub bool
+	for !gotAck || !gotPub {
+		switch p := c.expectAny().(type) {
+		case *packet.Ack:
+			gotAck = p.Kind == packet.PUBACK && p.PacketID == 2
+		case *packet.Publish:
+			gotPub = p.Topic == "tls/x" && string(p.Payload) == "ahead"
+			c.send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
+		}
+	}
+	c.expect(packet.PINGRESP)
+
+	const n = 50
+	base := runtime.NumGoroutine()
+	idle := make([]*client, n)
+	for i := range idle {
+		idle[i], _ = dial()
+		idle[i].connect("tls-" + strconv.Itoa(i))
+		idle[i].subscribe(1, "tls/"+strconv.Itoa(i), 0)
+	}
+	eventually(t, "idle TLS readers to park", func() bool { return runtime.NumGoroutine()-base < n/10 })
+	for i := 0; i < n; i += 7 {
+		c.publish("tls/"+strconv.Itoa(i), "x", 0, false, 0)
+		idle[i].expectPublish("tls/"+strconv.Itoa(i), "x")
+	}
 }

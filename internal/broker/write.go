@@ -126,7 +126,7 @@ func (c *conn) writeAll(q [][]byte, wt time.Duration) error {
 // writeBuffers writes bufs in as few system calls (and, on WebSocket, as
 // few frames) as the connection allows, consuming what was written.
 func (c *conn) writeBuffers(bufs *net.Buffers) (int64, error) {
-	if c.raw != nil && hasWritev {
+	if c.raw != nil && c.tlsc == nil && hasWritev {
 		return writev(c.raw, bufs)
 	}
 	if bw, ok := c.nc.(listener.BuffersWriter); ok {
