@@ -3,7 +3,9 @@ package broker
 import (
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -42,6 +44,7 @@ type conn struct {
 	version   packet.Version
 	problem   bool          // v5 Request Problem Information: reason strings allowed
 	added     bool          // registered with poll
+	nonblock  bool          // parked plain TCP: reads never wait (errEmpty)
 	tlsMore   bool          // tlsc may hold records read ahead of the last Read
 	draining  bool          // reading only what tlsc holds: a timeout means nothing
 	keepAlive time.Duration // read deadline after each read; 0: none
@@ -140,6 +143,8 @@ func (b *Broker) newConn(nc net.Conn, info *listener.ConnInfo) *conn {
 	}
 	if c.fd >= 0 {
 		c.poll = b.pollerLocked()
+		_, tcp := nc.(*net.TCPConn)
+		c.nonblock = c.poll != nil && tcp
 	}
 	b.conns[c] = struct{}{}
 	b.wg.Add(1)
@@ -199,7 +204,7 @@ func (c *conn) readOnce() error {
 // readBody continues a packet too large for what the last read returned,
 // reading straight into its exact-size body.
 func (c *conn) readBody() error {
-	n, err := c.nc.Read(c.body[c.have:])
+	n, err := c.read(c.body[c.have:])
 	c.b.stats.bytesIn.Add(uint64(n))
 	c.have += n
 	if c.have == len(c.body) {
@@ -221,7 +226,7 @@ func (c *conn) readBody() error {
 func (c *conn) readPackets(buf []byte) (full bool, err error) {
 	n := copy(buf, c.hdr[:c.nhdr])
 	c.nhdr = 0
-	m, rerr := c.nc.Read(buf[n:])
+	m, rerr := c.read(buf[n:])
 	full = n+m == len(buf)
 	c.b.stats.bytesIn.Add(uint64(m))
 	data := buf[:n+m]
@@ -250,10 +255,42 @@ func (c *conn) readPackets(buf []byte) (full bool, err error) {
 			return false, err
 		}
 	}
+	if rerr == errEmpty {
+		return false, rerr
+	}
 	if rerr != nil {
 		return false, c.readErr(rerr)
 	}
 	return full, nil
+}
+
+// read reads from the connection; a nonblock one never waits and returns
+// errEmpty when the socket holds nothing.
+func (c *conn) read(b []byte) (int, error) {
+	if !c.nonblock {
+		return c.nc.Read(b)
+	}
+	var n int
+	var err error
+	if rerr := c.raw.Read(func(fd uintptr) bool {
+		for {
+			n, err = syscall.Read(int(fd), b)
+			if err != syscall.EINTR {
+				return true
+			}
+		}
+	}); rerr != nil {
+		return 0, rerr
+	}
+	switch {
+	case err == syscall.EAGAIN:
+		return 0, errEmpty
+	case err != nil:
+		return 0, &net.OpError{Op: "read", Net: "tcp", Addr: c.nc.RemoteAddr(), Err: os.NewSyscallError("read", err)}
+	case n == 0 && len(b) > 0:
+		return 0, io.EOF
+	}
+	return n, nil
 }
 
 // readErr turns a read deadline into the keep-alive or connect timeout.
@@ -364,6 +401,7 @@ var (
 	errConnectTimeout = &connError{"no CONNECT within the connect timeout"}
 	errShutdown       = packet.ErrServerShuttingDown
 	errDrained        = &connError{"nothing read ahead"} // never ends a connection
+	errEmpty          = &connError{"nothing to read"}    // never ends a connection
 )
 
 // fail ends the connection for a protocol violation: a v5 client is told why

@@ -17,12 +17,14 @@ import "time"
 //	stParked   nobody: the descriptor is armed in the poller
 //	stDead     the reader has ended
 //
-// Only the owner arms the descriptor (EPOLLONESHOT) and only the owner moves
-// out of stRunning, by parking: it arms first and then swaps stRunning for
+// The descriptor is registered once, edge-triggered: every arrival of bytes
+// (or the peer's close) is an event. Only the owner moves out of stRunning,
+// by parking after a peek found the socket empty: it swaps stRunning for
 // stParked. A wakeup (poller event, deadline timer, kick) either takes a
 // parked conn (stParked -> stRunning, starting a goroutine) or leaves a note
-// for the owner (stRunning -> stPending), which then fails to park and looks
-// again. So every event is seen, and by one goroutine at a time.
+// for the owner (stRunning -> stPending), whose swap then fails and who looks
+// again. Bytes that arrive after the owner's last peek raise an event that
+// meets one of the two, so every event is seen, by one goroutine at a time.
 // maxActive bounds the goroutines serving ready connections, so that a
 // storm (every device disconnecting or publishing at once) costs a bounded
 // number of stacks rather than one per connection.
@@ -74,6 +76,11 @@ func (c *conn) pollStep() (read bool, err error) {
 		return false, *c.kickCode.Load()
 	}
 	switch {
+	case c.nonblock:
+		// A read that finds nothing returns errEmpty: no peek needed.
+		if err = c.readOnce(); err == errEmpty {
+			return false, c.checkDeadline()
+		}
 	case peekFD(c.fd):
 		err = c.readOnce()
 		c.tlsMore = c.tlsc != nil
@@ -83,10 +90,7 @@ func (c *conn) pollStep() (read bool, err error) {
 			return false, nil
 		}
 	default:
-		if d := c.deadline.Load(); d != 0 && monoNow() >= d {
-			return false, c.timedOut()
-		}
-		return false, nil
+		return false, c.checkDeadline()
 	}
 	if err == nil && c.keepAlive > 0 {
 		c.deadline.Store(monoNow() + int64(c.keepAlive))
@@ -95,6 +99,14 @@ func (c *conn) pollStep() (read bool, err error) {
 		err = *c.kickCode.Load()
 	}
 	return true, err
+}
+
+// checkDeadline fails a connection whose read deadline has passed.
+func (c *conn) checkDeadline() error {
+	if d := c.deadline.Load(); d != 0 && monoNow() >= d {
+		return c.timedOut()
+	}
+	return nil
 }
 
 // drainTLS reads the records crypto/tls read ahead of the last Read, which
@@ -110,14 +122,16 @@ func (c *conn) drainTLS() error {
 	return err
 }
 
-// park arms the descriptor and gives up ownership; it reports false when a
-// wakeup came meanwhile, and the caller looks again.
+// park gives up ownership (registering the descriptor the first time); it
+// reports false when a wakeup came meanwhile, and the caller looks again.
 func (c *conn) park() (bool, error) {
-	if err := c.poll.arm(c); err != nil {
-		if c.kicked.Load() { // the socket was closed by a failed write
-			return false, *c.kickCode.Load()
+	if !c.added {
+		if err := c.poll.register(c); err != nil {
+			if c.kicked.Load() { // the socket was closed by a failed write
+				return false, *c.kickCode.Load()
+			}
+			return false, err
 		}
-		return false, err
 	}
 	return c.rs.CompareAndSwap(stRunning, stParked), nil
 }

@@ -10,10 +10,8 @@ import (
 )
 
 // poller is one epoll instance and the goroutine that waits on it for every
-// parked connection of a broker (park.go). Descriptors are registered
-// level-triggered with EPOLLONESHOT: an event disarms the descriptor until
-// its owner parks it again, and a readable socket that is re-armed reports
-// at once, so no readiness is lost between a read and the re-arming.
+// parked connection of a broker (park.go). Descriptors are registered once,
+// edge-triggered, so parking costs no system call.
 type poller struct {
 	epfd  int
 	file  *os.File        // epfd, for the runtime poller
@@ -39,7 +37,9 @@ type poller struct {
 // throttled publisher) must not stop the others.
 const stallCheck = 10 * time.Millisecond
 
-const parkEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
+// parkEvents: readable or peer closed, edge-triggered (EPOLLET, 1<<31,
+// which package syscall spells as a negative int).
+const parkEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | 1<<31
 
 // newPoller starts a poller whose readers run on at most maxActive
 // goroutines before the stall check lifts the bound.
@@ -215,23 +215,18 @@ func (p *poller) stalled(last *uint64) bool {
 	return true
 }
 
-// arm registers c's descriptor the first time, and re-arms it after that.
-// It fails once the socket is closed.
-func (p *poller) arm(c *conn) error {
+// register adds c's descriptor to the epoll set, once.
+func (p *poller) register(c *conn) error {
 	var err error
 	cerr := c.raw.Control(func(fd uintptr) {
-		op := syscall.EPOLL_CTL_MOD
-		if !c.added {
-			op = syscall.EPOLL_CTL_ADD
-			p.mu.Lock()
-			p.gen++
-			c.gen = p.gen
-			p.conns[int32(fd)] = c
-			p.mu.Unlock()
-			c.added = true
-		}
+		p.mu.Lock()
+		p.gen++
+		c.gen = p.gen
+		p.conns[int32(fd)] = c
+		p.mu.Unlock()
+		c.added = true
 		ev := syscall.EpollEvent{Events: parkEvents, Fd: int32(fd), Pad: int32(c.gen)}
-		if e := syscall.EpollCtl(p.epfd, op, int(fd), &ev); e != nil {
+		if e := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev); e != nil {
 			err = fmt.Errorf("epoll_ctl: %w", e)
 		}
 	})
