@@ -78,6 +78,7 @@ type Broker struct {
 	// retMu orders retained index updates with their store writes.
 	retMu sync.Mutex
 	// poller parks idle TCP connections (park.go); made by the first one.
+	flushers   *workers[*conn] // run conn.flush
 	poller     *poller
 	noPoller   bool // making it failed: connections block in Read
 	maxReaders int  // the poller's bound on reader goroutines; tests lower it
@@ -126,6 +127,7 @@ func New(opts Options) (*Broker, error) {
 		timers:   make(map[*time.Timer]struct{}),
 		sysStop:  make(chan struct{}),
 	}
+	b.flushers = newWorkers((*conn).flush)
 	if b.log == nil {
 		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -271,6 +273,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	go func() { b.wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		b.flushers.stop()
 	case <-ctx.Done():
 		return fmt.Errorf("broker: shutdown: %w", ctx.Err())
 	}

@@ -45,6 +45,8 @@ type conn struct {
 	problem   bool          // v5 Request Problem Information: reason strings allowed
 	added     bool          // registered with poll
 	nonblock  bool          // parked plain TCP: reads never wait (errEmpty)
+	drained   bool          // the last pollStep left the socket empty
+	short     bool          // the last nonblock read returned less than asked: the socket was empty
 	tlsMore   bool          // tlsc may hold records read ahead of the last Read
 	draining  bool          // reading only what tlsc holds: a timeout means nothing
 	keepAlive time.Duration // read deadline after each read; 0: none
@@ -83,8 +85,14 @@ type conn struct {
 	wbytes     int
 	flushing   bool
 	wclosed    bool
-	outBlocked bool           // a QoS 1/2 message waited for the outbound bound
-	wver       packet.Version // version for server-initiated packets from other goroutines
+	outBlocked bool // a QoS 1/2 message waited for the outbound bound
+	stepping   bool // the reader writes the queue at the end of its step (endStep)
+	// carry is what endStep's write left, for the flusher it starts; the
+	// flushing owner holds it. carryQ and carryQP are its queue, to recycle.
+	carry   [][]byte
+	carryQ  [][]byte
+	carryQP *[][]byte
+	wver    packet.Version // version for server-initiated packets from other goroutines
 
 	// pmu guards the inbound PUBLISH pipeline (see inbound.go).
 	pmu      sync.Mutex
@@ -290,6 +298,7 @@ func (c *conn) read(b []byte) (int, error) {
 	case n == 0 && len(b) > 0:
 		return 0, io.EOF
 	}
+	c.short = n < len(b)
 	return n, nil
 }
 

@@ -199,7 +199,13 @@ func (c *conn) throttle() {
 		// on its queue must not wait for it (backpressure.go).
 		c.throttled.Store(true)
 		c.sess.releaseHolds()
+		if c.nonblock { // nothing queued may wait for the end of this step
+			c.endStep()
+		}
 		<-ch
+		if c.nonblock {
+			c.beginStep()
+		}
 		c.throttled.Store(false)
 		c.pmu.Lock()
 	}

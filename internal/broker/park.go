@@ -50,7 +50,7 @@ func (c *conn) loop() {
 	for {
 		c.rs.Store(stRunning)
 		read, err := c.pollStep()
-		if err == nil && !read {
+		if err == nil && (!read || c.drained) {
 			var parked bool
 			if parked, err = c.park(); parked {
 				return
@@ -72,15 +72,23 @@ func (c *conn) loop() {
 // blocking for an idle client: it reads and handles what the socket (or
 // TLS's read-ahead) holds, reporting that it read, or fails the connection.
 func (c *conn) pollStep() (read bool, err error) {
+	c.drained = false
 	if c.kicked.Load() {
 		return false, *c.kickCode.Load()
 	}
 	switch {
 	case c.nonblock:
-		// A read that finds nothing returns errEmpty: no peek needed.
-		if err = c.readOnce(); err == errEmpty {
+		// A read that finds nothing returns errEmpty: no peek needed. A
+		// read that returned less than it asked for emptied the socket, so
+		// the connection may park without another read: bytes that arrive
+		// after it raise an edge (see the run states above).
+		c.beginStep()
+		err = c.readOnce()
+		c.endStep()
+		if err == errEmpty {
 			return false, c.checkDeadline()
 		}
+		c.drained = c.short
 	case peekFD(c.fd):
 		err = c.readOnce()
 		c.tlsMore = c.tlsc != nil

@@ -30,6 +30,7 @@ type poller struct {
 	served    uint64 // readers finished, for the progress check
 	backlog   []*conn
 	head      int
+	readers   *workers[*conn]
 }
 
 // stallCheck is how long a backlog may make no progress before the bound
@@ -54,6 +55,7 @@ func newPoller(maxActive int) (*poller, error) {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
 	p := &poller{epfd: epfd, done: make(chan struct{}), conns: make(map[int32]*conn), maxActive: maxActive}
+	p.readers = newWorkers(p.serve)
 	if err := p.init(); err != nil {
 		p.closeFDs()
 		return nil, err
@@ -99,6 +101,7 @@ func (p *poller) closeFDs() {
 
 // stop ends the loop and waits for it.
 func (p *poller) stop() {
+	p.readers.stop()
 	syscall.Write(p.wake[1], []byte{0})
 	<-p.done
 }
@@ -151,8 +154,8 @@ func (p *poller) run() {
 	}
 }
 
-// spawn serves c, taken from the parked state, on a goroutine, or queues
-// it while maxActive goroutines serve others.
+// spawn serves c, taken from the parked state, on a reader goroutine, or
+// queues it while maxActive goroutines serve others.
 func (p *poller) spawn(c *conn) {
 	p.qmu.Lock()
 	if p.active >= p.maxActive {
@@ -162,7 +165,7 @@ func (p *poller) spawn(c *conn) {
 	}
 	p.active++
 	p.qmu.Unlock()
-	go p.serve(c)
+	p.readers.start(c)
 }
 
 // serve runs c's reader and then whatever waits in the backlog.
@@ -210,7 +213,7 @@ func (p *poller) stalled(last *uint64) bool {
 	*last = p.served
 	p.qmu.Unlock()
 	for _, c := range extra {
-		go p.serve(c)
+		p.readers.start(c)
 	}
 	return true
 }

@@ -37,7 +37,7 @@ var _ syscall.Conn = (*chunkConn)(nil)
 // TestReaderSegmentation drives the zero-buffer reader with packets split
 // at random points and packets larger than the pooled read buffer.
 func TestReaderSegmentation(t *testing.T) {
-	for _, max := range []int{1, 3, 7, 5000} {
+	for _, max := range []int{0, 1, 3, 7, 5000} { // 0: the plain *net.TCPConn (non-blocking reads)
 		t.Run("chunk="+strconv.Itoa(max), func(t *testing.T) {
 			tb := startBroker(t, Options{AllowAnonymous: true})
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -49,6 +49,10 @@ func TestReaderSegmentation(t *testing.T) {
 				defer close(done)
 				nc, err := ln.Accept()
 				if err != nil {
+					return
+				}
+				if max == 0 {
+					tb.Handle(nc, listener.ConnInfo{Remote: nc.RemoteAddr()})
 					return
 				}
 				cc := &chunkConn{TCPConn: nc.(*net.TCPConn), rnd: rand.New(rand.NewPCG(uint64(max), 1)), max: max}

@@ -29,12 +29,12 @@ func (c *conn) enqueue(hdr, payload []byte, bounded bool) bool {
 		c.wq = append(c.wq, payload)
 	}
 	c.wbytes += len(hdr) + len(payload)
-	if !c.flushing {
+	if !c.flushing && !c.stepping {
 		c.flushing = true
 		// The reader holds a count in b.wg until closeWrite has set
 		// wclosed, so adding here never races with Wait at zero.
 		c.b.wg.Add(1)
-		go c.flush()
+		c.b.flushers.start(c)
 	}
 	c.wmu.Unlock()
 	return true
@@ -65,6 +65,55 @@ func (c *conn) overBound() bool {
 	return over
 }
 
+// beginStep makes the reader of a parked plain TCP connection write what
+// its step queues (acknowledgements, and deliveries that come meanwhile)
+// itself at the end of the step, instead of starting a flusher per packet.
+func (c *conn) beginStep() {
+	c.wmu.Lock()
+	c.stepping = true
+	c.wmu.Unlock()
+}
+
+// endStep writes what the step queued without waiting for the socket;
+// what the socket does not take goes to a flusher.
+func (c *conn) endStep() {
+	c.wmu.Lock()
+	c.stepping = false
+	if c.flushing || len(c.wq) == 0 {
+		c.wmu.Unlock()
+		return
+	}
+	c.flushing = true
+	c.b.wg.Add(1) // the reader holds a count, so never from zero
+	q, qp := c.wq, c.wqp
+	c.wq, c.wqp, c.wbytes = nil, nil, 0
+	c.wmu.Unlock()
+	bufs := net.Buffers(q)
+	n, err := writev(c.raw, &bufs, false)
+	c.b.stats.bytesOut.Add(uint64(n))
+	if len(bufs) > 0 { // the socket is full, or an old deadline expired, or an error
+		var ne net.Error
+		if err != nil && (!errors.As(err, &ne) || !ne.Timeout()) {
+			recycle(q, qp)
+			c.writeFailed()
+			c.b.wg.Done()
+			return
+		}
+		c.carry, c.carryQ, c.carryQP = [][]byte(bufs), q, qp
+		c.b.flushers.start(c)
+		return
+	}
+	recycle(q, qp)
+	c.wmu.Lock()
+	more := len(c.wq) > 0
+	c.wmu.Unlock()
+	if more {
+		c.b.flushers.start(c)
+		return
+	}
+	c.flush() // finds the queue empty: ends flushing, closes or pumps
+}
+
 // queues recycles the outbound queue slices, so that an idle connection
 // holds none and a busy one allocates none.
 var queues = sync.Pool{New: func() any { q := make([][]byte, 0, 8); return &q }}
@@ -74,6 +123,17 @@ var queues = sync.Pool{New: func() any { q := make([][]byte, 0, 8); return &q }}
 func (c *conn) flush() {
 	defer c.b.wg.Done()
 	wt := c.b.cfg.WriteTimeout
+	if c.carry != nil { // what a reader's inline write left (endStep)
+		q, qp := c.carry, c.carryQP
+		c.carry, c.carryQP = nil, nil
+		err := c.writeAll(q, wt)
+		recycle(c.carryQ, qp)
+		c.carryQ = nil
+		if err != nil {
+			c.writeFailed()
+			return
+		}
+	}
 	for {
 		c.wmu.Lock()
 		q, qp := c.wq, c.wqp
@@ -107,6 +167,22 @@ func (c *conn) flush() {
 // closed anyway (kicked), when one more timeout ends it.
 func (c *conn) writeAll(q [][]byte, wt time.Duration) error {
 	bufs := net.Buffers(q)
+	var early int64 // bytes the first attempt wrote: progress for the first deadline
+	if c.plainTCP() {
+		// Most batches fit the socket buffer: try without a deadline first.
+		// An expired deadline of an earlier batch fails the attempt at once;
+		// the loop then sets a new one.
+		n, err := writev(c.raw, &bufs, false)
+		c.b.stats.bytesOut.Add(uint64(n))
+		if len(bufs) == 0 {
+			return nil
+		}
+		var ne net.Error
+		if err != nil && (!errors.As(err, &ne) || !ne.Timeout()) {
+			return err
+		}
+		early = n
+	}
 	for {
 		if wt > 0 {
 			c.nc.SetWriteDeadline(time.Now().Add(wt))
@@ -116,6 +192,7 @@ func (c *conn) writeAll(q [][]byte, wt time.Duration) error {
 		if err == nil || len(bufs) == 0 {
 			return nil
 		}
+		n, early = n+early, 0
 		var ne net.Error
 		if n == 0 || c.kicked.Load() || !errors.As(err, &ne) || !ne.Timeout() {
 			return err
@@ -123,11 +200,14 @@ func (c *conn) writeAll(q [][]byte, wt time.Duration) error {
 	}
 }
 
+// plainTCP says the broker's own writev serves this connection.
+func (c *conn) plainTCP() bool { return c.raw != nil && c.tlsc == nil && hasWritev }
+
 // writeBuffers writes bufs in as few system calls (and, on WebSocket, as
 // few frames) as the connection allows, consuming what was written.
 func (c *conn) writeBuffers(bufs *net.Buffers) (int64, error) {
-	if c.raw != nil && c.tlsc == nil && hasWritev {
-		return writev(c.raw, bufs)
+	if c.plainTCP() {
+		return writev(c.raw, bufs, true)
 	}
 	if bw, ok := c.nc.(listener.BuffersWriter); ok {
 		n, err := bw.WriteBuffers(*bufs)

@@ -17,10 +17,10 @@ const hasWritev = true
 // (up to 16 KiB after a large batch) for as long as it lives, idle or not.
 var iovecs = sync.Pool{New: func() any { v := make([]syscall.Iovec, 0, 64); return &v }}
 
-// writev writes bufs to the socket behind raw with writev, waiting in the
-// runtime poller (and so under the write deadline) while the socket is
-// full, and consumes what was written from bufs.
-func writev(raw syscall.RawConn, bufs *net.Buffers) (int64, error) {
+// writev writes bufs to the socket behind raw with writev and consumes what
+// was written from bufs. While the socket is full it waits in the runtime
+// poller (and so under the write deadline), or with wait unset returns.
+func writev(raw syscall.RawConn, bufs *net.Buffers, wait bool) (int64, error) {
 	vp := iovecs.Get().(*[]syscall.Iovec)
 	var total int64
 	var werr error
@@ -49,7 +49,7 @@ func writev(raw syscall.RawConn, bufs *net.Buffers) (int64, error) {
 				consume(bufs, int64(n))
 			case syscall.EINTR:
 			case syscall.EAGAIN:
-				return false // wait until writable
+				return !wait // wait until writable, or stop
 			default:
 				werr = e
 				return true

@@ -3,6 +3,7 @@ package broker
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -56,7 +57,7 @@ func TestWritev(t *testing.T) {
 		}
 		got <- all
 	}()
-	n, err := writev(raw, &bufs)
+	n, err := writev(raw, &bufs, true)
 	if err != nil || n != int64(len(want)) || len(bufs) != 0 {
 		t.Fatalf("writev: %d of %d bytes, %d slices left, %v", n, len(want), len(bufs), err)
 	}
@@ -67,9 +68,46 @@ func TestWritev(t *testing.T) {
 	// Nobody reads now: the deadline ends the write.
 	big := net.Buffers{make([]byte, 64<<20)}
 	nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-	n, err = writev(raw, &big)
+	n, err = writev(raw, &big, true)
 	var ne net.Error
 	if err == nil || !errors.As(err, &ne) || !ne.Timeout() || n == 0 || n == 64<<20 {
 		t.Fatalf("stalled writev: %d bytes, %v", n, err)
+	}
+}
+
+// TestWriteAllAfterExpiredDeadline: a write deadline left over from an
+// earlier slow batch has expired; the next batch's first, deadline-free
+// attempt fails with it, and writeAll goes on under a fresh deadline.
+func TestWriteAllAfterExpiredDeadline(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	peer, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	br, err := New(Options{Config: testConfig()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer br.store.Close()
+	c := &conn{b: br, nc: nc}
+	c.raw, _ = nc.(*net.TCPConn).SyscallConn()
+	nc.SetWriteDeadline(time.Unix(1, 0))
+	if err := c.writeAll([][]byte{[]byte("hello "), []byte("world")}, time.Second); err != nil {
+		t.Fatalf("writeAll: %v", err)
+	}
+	buf := make([]byte, 11)
+	peer.SetReadDeadline(time.Now().Add(waitTime))
+	if _, err := io.ReadFull(peer, buf); err != nil || string(buf) != "hello world" {
+		t.Fatalf("read %q, %v", buf, err)
 	}
 }

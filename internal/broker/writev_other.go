@@ -9,7 +9,7 @@ import (
 
 // writev writes bufs to the connection behind raw; on this platform through
 // net.Buffers on the net.Conn (see writeBuffers).
-func writev(raw syscall.RawConn, bufs *net.Buffers) (int64, error) { return 0, errNoWritev }
+func writev(raw syscall.RawConn, bufs *net.Buffers, wait bool) (int64, error) { return 0, errNoWritev }
 
 var errNoWritev = &connError{"writev: not on this platform"}
 
