@@ -14,17 +14,18 @@ import "time"
 //
 //	stRunning  a goroutine owns it (at first, the one calling Handle)
 //	stPending  a goroutine owns it and was asked to look again
-//	stParked   nobody: the descriptor is armed in the poller
+//	stParked   nobody: the poller wakes it
 //	stDead     the reader has ended
 //
 // The descriptor is registered once, edge-triggered: every arrival of bytes
 // (or the peer's close) is an event. Only the owner moves out of stRunning,
-// by parking after a peek found the socket empty: it swaps stRunning for
-// stParked. A wakeup (poller event, deadline timer, kick) either takes a
+// by parking after a read (on TLS, a peek) found the socket empty: it swaps
+// stRunning for stParked. A wakeup (poller event, deadline timer, kick) either takes a
 // parked conn (stParked -> stRunning, starting a goroutine) or leaves a note
 // for the owner (stRunning -> stPending), whose swap then fails and who looks
-// again. Bytes that arrive after the owner's last peek raise an event that
+// again. Bytes that arrive after the owner's last look raise an event that
 // meets one of the two, so every event is seen, by one goroutine at a time.
+
 // maxActive bounds the goroutines serving ready connections, so that a
 // storm (every device disconnecting or publishing at once) costs a bounded
 // number of stacks rather than one per connection.

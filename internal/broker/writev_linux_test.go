@@ -9,27 +9,34 @@ import (
 	"time"
 )
 
-// TestWritev writes more slices than one writev takes and more bytes than
-// the socket buffers hold, to a reader that takes its time, and checks the
-// stream and the consumed buffers; then a write deadline on a reader that
-// stopped ends the write with a timeout.
-func TestWritev(t *testing.T) {
+// tcpPair returns both ends of a loopback TCP connection, closed at the
+// end of the test.
+func tcpPair(t *testing.T) (nc *net.TCPConn, peer net.Conn) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	nc, err := net.Dial("tcp", ln.Addr().String())
+	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
-	peer, err := ln.Accept()
+	t.Cleanup(func() { c.Close() })
+	peer, err = ln.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer peer.Close()
-	raw, err := nc.(*net.TCPConn).SyscallConn()
+	t.Cleanup(func() { peer.Close() })
+	return c.(*net.TCPConn), peer
+}
+
+// TestWritev writes more slices than one writev takes and more bytes than
+// the socket buffers hold, to a reader that takes its time, and checks the
+// stream and the consumed buffers; then a write deadline on a reader that
+// stopped ends the write with a timeout.
+func TestWritev(t *testing.T) {
+	nc, peer := tcpPair(t)
+	raw, err := nc.SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,28 +86,14 @@ func TestWritev(t *testing.T) {
 // earlier slow batch has expired; the next batch's first, deadline-free
 // attempt fails with it, and writeAll goes on under a fresh deadline.
 func TestWriteAllAfterExpiredDeadline(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	nc, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	peer, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
+	nc, peer := tcpPair(t)
 	br, err := New(Options{Config: testConfig()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer br.store.Close()
 	c := &conn{b: br, nc: nc}
-	c.raw, _ = nc.(*net.TCPConn).SyscallConn()
+	c.raw, _ = nc.SyscallConn()
 	nc.SetWriteDeadline(time.Unix(1, 0))
 	if err := c.writeAll([][]byte{[]byte("hello "), []byte("world")}, time.Second); err != nil {
 		t.Fatalf("writeAll: %v", err)
