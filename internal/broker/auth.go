@@ -32,6 +32,7 @@ func (c *conn) startAuth(st *authState) error {
 func (c *conn) authStep(ea EnhancedAuthenticator, data []byte, reauth bool) error {
 	st := c.auth
 	ctx, cancel := context.WithTimeout(context.Background(), c.connectTimeout())
+	c.mayBlock()
 	resp, more, err := ea.AuthExchange(ctx, c.info, st.method, data)
 	cancel()
 	if err != nil {

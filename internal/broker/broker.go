@@ -78,20 +78,21 @@ type Broker struct {
 	// retMu orders retained index updates with their store writes.
 	retMu sync.Mutex
 	// poller parks idle TCP connections (park.go); made by the first one.
-	flushers   *workers[*conn] // run conn.flush
-	poller     *poller
-	noPoller   bool // making it failed: connections block in Read
-	maxReaders int  // the poller's bound on reader goroutines; tests lower it
+	flushers *workers[*conn] // run conn.flush
+	fq       flushQueue      // plain TCP writes that do not wait
+	poller   *poller
+	noPoller bool         // making it failed: connections block in Read
+	readers  readerBounds // the poller's; tests change them
 }
 
 // pollerLocked returns the broker's poller, making it on first use, or nil
 // when this platform has none. b.mu is held.
 func (b *Broker) pollerLocked() *poller {
 	if b.poller == nil && !b.noPoller {
-		if b.maxReaders == 0 {
-			b.maxReaders = maxActive
+		if b.readers == (readerBounds{}) {
+			b.readers = readerBounds{all: maxActive, fast: fastReaders(), stall: stallCheck}
 		}
-		p, err := newPoller(b.maxReaders)
+		p, err := newPoller(b.readers)
 		if err != nil {
 			b.noPoller = true
 			b.log.Debug("idle connections keep a reader goroutine", "err", err)
@@ -128,6 +129,7 @@ func New(opts Options) (*Broker, error) {
 		sysStop:  make(chan struct{}),
 	}
 	b.flushers = newWorkers((*conn).flush)
+	b.fq.max = flushTurners()
 	if b.log == nil {
 		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}

@@ -37,6 +37,7 @@ type conn struct {
 	fd   int32           // raw's descriptor for peekFD; -1 without raw
 	tlsc *tls.Conn       // nc when it is TLS: raw is its socket's, and it may hold read-ahead
 	poll *poller         // parks the idle reader; nil: a goroutine blocks in Read
+	slot *bool           // the poller reader's fast slot (mayBlock); nil elsewhere
 	info *ClientInfo
 	sess *session // set once connected; never changes
 

@@ -95,6 +95,7 @@ func (c *conn) checkWill(p *packet.Connect) error {
 func (c *conn) finishAuth(st *authState) error {
 	if a := c.b.opts.Authenticator; a != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), c.connectTimeout())
+		c.mayBlock() // a webhook, a password hash
 		err := a.Authenticate(ctx, c.info, st.connect)
 		cancel()
 		if err != nil {

@@ -202,6 +202,7 @@ func (c *conn) throttle() {
 		if c.nonblock { // nothing queued may wait for the end of this step
 			c.endStep()
 		}
+		c.mayBlock()
 		<-ch
 		if c.nonblock {
 			c.beginStep()

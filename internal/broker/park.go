@@ -1,6 +1,9 @@
 package broker
 
-import "time"
+import (
+	"runtime"
+	"time"
+)
 
 // Parked readers. A TCP or TLS connection has no goroutine while it is idle:
 // its descriptor is registered with the broker's poller (one epoll instance
@@ -31,6 +34,25 @@ import "time"
 // number of stacks rather than one per connection.
 const maxActive = 256
 
+// fastReaders is the bound on readers holding a fast slot: one per core,
+// and at least two. Readers that only read and route (the common case)
+// then run like an event loop per core, taking ready connections in order,
+// instead of one goroutine per ready connection that the scheduler spreads
+// over every core at once (docs/broker.md, "Latency at a fixed rate").
+func fastReaders() int { return max(2, runtime.GOMAXPROCS(0)) }
+
+// readerBounds are a poller's bounds on reader goroutines: all of them, and
+// those holding a fast slot; stall is the stall check's period.
+type readerBounds struct {
+	all, fast int
+	stall     time.Duration
+}
+
+// stallCheck is how long a backlog may make no progress before the bound
+// is lifted for it: readers that block (an authentication webhook, a
+// throttled publisher) must not stop the others.
+const stallCheck = 10 * time.Millisecond
+
 const (
 	stRunning uint32 = iota
 	stPending
@@ -52,10 +74,14 @@ func (c *conn) loop() {
 		c.rs.Store(stRunning)
 		read, err := c.pollStep()
 		if err == nil && (!read || c.drained) {
+			// Once parked, c belongs to whoever the poller wakes.
+			slot := c.slot
+			c.slot = nil
 			var parked bool
 			if parked, err = c.park(); parked {
 				return
 			}
+			c.slot = slot
 		}
 		if err != nil {
 			c.err = err
@@ -63,6 +89,7 @@ func (c *conn) loop() {
 		}
 	}
 	c.teardown(c.err)
+	c.slot = nil
 	c.poll.remove(c)
 	c.setDeadline(0)
 	c.rs.Store(stDead)
@@ -91,6 +118,9 @@ func (c *conn) pollStep() (read bool, err error) {
 		}
 		c.drained = c.short
 	case peekFD(c.fd):
+		if c.tlsc != nil {
+			c.mayBlock() // the rest of a record may still be on its way
+		}
 		err = c.readOnce()
 		c.tlsMore = c.tlsc != nil
 	case c.tlsMore:
@@ -108,6 +138,17 @@ func (c *conn) pollStep() (read bool, err error) {
 		err = *c.kickCode.Load()
 	}
 	return true, err
+}
+
+// mayBlock gives up the reader's fast slot before a call that may wait (an
+// authenticator, a throttled publisher, a TLS record still arriving), so
+// that ready connections do not wait behind it; the reader still counts
+// against the bound on all readers.
+func (c *conn) mayBlock() {
+	if c.slot != nil && *c.slot {
+		*c.slot = false
+		c.poll.release()
+	}
 }
 
 // checkDeadline fails a connection whose read deadline has passed.

@@ -56,13 +56,24 @@ func TestKeepAliveExtendedByTraffic(t *testing.T) {
 	}
 }
 
-// TestReaderBacklog: with the reader goroutines bounded to two, many
-// clients that are ready at once are served from the backlog, and readers
-// that block (here in an authenticator) do not stop the others.
+// TestReaderBacklog: with few reader goroutines, many clients that are
+// ready at once are served from the backlog, and readers that block (here
+// in an authenticator) do not stop the others: with every reader bounded
+// to two, the stall check lifts the bound; with one fast slot and no stall
+// check, a reader gives its slot up before it calls the authenticator.
 func TestReaderBacklog(t *testing.T) {
 	if !canPeek || runtime.GOOS != "linux" {
 		t.Skip("connections are parked on Linux only")
 	}
+	t.Run("stall check", func(t *testing.T) {
+		readerBacklog(t, readerBounds{all: 2, fast: 2, stall: stallCheck})
+	})
+	t.Run("fast slot given up", func(t *testing.T) {
+		readerBacklog(t, readerBounds{all: maxActive, fast: 1, stall: time.Hour})
+	})
+}
+
+func readerBacklog(t *testing.T, bounds readerBounds) {
 	release := make(chan struct{})
 	defer func() {
 		select {
@@ -79,7 +90,7 @@ func TestReaderBacklog(t *testing.T) {
 	})
 	tb := startBroker(t, Options{AllowAnonymous: true, Authenticator: auth})
 	tb.mu.Lock()
-	tb.maxReaders = 2
+	tb.readers = bounds
 	tb.mu.Unlock()
 
 	// Three readers block; the others must still connect and talk.

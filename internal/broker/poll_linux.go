@@ -22,39 +22,39 @@ type poller struct {
 	conns map[int32]*conn // by descriptor
 	gen   uint32
 
-	// Readers run on at most maxActive goroutines; more ready connections
-	// wait in backlog for one of them (see spawn).
-	qmu       sync.Mutex
-	maxActive int
-	active    int
-	served    uint64 // readers finished, for the progress check
-	backlog   []*conn
-	head      int
-	readers   *workers[*conn]
+	// Readers run on at most maxFast goroutines that hold a fast slot, and
+	// on at most maxActive goroutines in all (those whose reader gave up
+	// its slot before a call that may wait, mayBlock); more ready
+	// connections wait in backlog, in order, for one of them (see spawn).
+	qmu        sync.Mutex
+	maxActive  int
+	maxFast    int
+	stallEvery time.Duration
+	active     int
+	fast       int
+	served     uint64 // readers finished, for the progress check
+	backlog    []*conn
+	head       int
+	readers    *workers[*conn]
 }
-
-// stallCheck is how long a backlog may make no progress before the bound
-// is lifted for it: readers that block (an authentication webhook, a
-// throttled publisher) must not stop the others.
-const stallCheck = 10 * time.Millisecond
 
 // parkEvents: readable or peer closed, edge-triggered (EPOLLET, 1<<31,
 // which package syscall spells as a negative int).
 const parkEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | 1<<31
 
-// newPoller starts a poller whose readers run on at most maxActive
-// goroutines before the stall check lifts the bound.
+// newPoller starts a poller whose readers run within bounds.
 //
 // The epoll descriptor is itself waited on through the runtime's network
 // poller (an epoll set is readable while it has events), so the loop
 // goroutine is woken by the scheduler like any reader, rather than holding
 // a thread blocked in epoll_wait that needs a P back before it can run.
-func newPoller(maxActive int) (*poller, error) {
+func newPoller(bounds readerBounds) (*poller, error) {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
-	p := &poller{epfd: epfd, done: make(chan struct{}), conns: make(map[int32]*conn), maxActive: maxActive}
+	p := &poller{epfd: epfd, done: make(chan struct{}), conns: make(map[int32]*conn),
+		maxActive: bounds.all, maxFast: min(bounds.all, bounds.fast), stallEvery: bounds.stall}
 	p.readers = newWorkers(p.serve)
 	if err := p.init(); err != nil {
 		p.closeFDs()
@@ -119,7 +119,7 @@ func (p *poller) run() {
 	for !stop {
 		var deadline time.Time
 		if p.stalled(&lastServed) {
-			deadline = time.Now().Add(stallCheck)
+			deadline = time.Now().Add(p.stallEvery)
 		}
 		p.file.SetReadDeadline(deadline)
 		var werr error
@@ -155,46 +155,79 @@ func (p *poller) run() {
 }
 
 // spawn serves c, taken from the parked state, on a reader goroutine, or
-// queues it while maxActive goroutines serve others.
+// queues it while the bounds are reached.
 func (p *poller) spawn(c *conn) {
 	p.qmu.Lock()
-	if p.active >= p.maxActive {
+	if p.fast >= p.maxFast || p.active >= p.maxActive {
 		p.backlog = append(p.backlog, c)
 		p.qmu.Unlock()
 		return
 	}
 	p.active++
+	p.fast++
 	p.qmu.Unlock()
 	p.readers.start(c)
 }
 
 // serve runs c's reader and then whatever waits in the backlog.
 func (p *poller) serve(c *conn) {
+	held := true // a fast slot
 	for c != nil {
+		c.slot = &held
 		c.loop()
-		c = p.next()
+		c = p.next(&held)
 	}
 }
 
-// next takes the oldest waiting connection, or retires the caller.
-func (p *poller) next() *conn {
+// next takes the oldest waiting connection if a fast slot is free (the
+// caller's own, if it still holds it), or retires the caller.
+func (p *poller) next(held *bool) *conn {
 	p.qmu.Lock()
 	defer p.qmu.Unlock()
 	p.served++
-	if p.head == len(p.backlog) {
+	if *held {
+		p.fast--
+	}
+	if p.head == len(p.backlog) || p.fast >= p.maxFast {
+		*held = false
 		p.active--
-		p.backlog, p.head = p.backlog[:0], 0
+		if p.head == len(p.backlog) {
+			p.backlog, p.head = p.backlog[:0], 0
+		}
 		return nil
 	}
+	p.fast++
+	*held = true
+	return p.take()
+}
+
+// take pops the backlog's oldest connection. p.qmu is held.
+func (p *poller) take() *conn {
 	c := p.backlog[p.head]
 	p.backlog[p.head] = nil
 	p.head++
 	return c
 }
 
+// release gives up a reader's fast slot (mayBlock) and hands it to the
+// oldest waiting connection, if the bound on all readers allows.
+func (p *poller) release() {
+	p.qmu.Lock()
+	p.fast--
+	if p.head == len(p.backlog) || p.active >= p.maxActive {
+		p.qmu.Unlock()
+		return
+	}
+	p.active++
+	p.fast++
+	c := p.take()
+	p.qmu.Unlock()
+	p.readers.start(c)
+}
+
 // stalled reports whether a backlog waits. If no reader finished since the
 // last check, it starts goroutines for up to maxActive more waiting
-// connections beyond the bound.
+// connections beyond the bounds.
 func (p *poller) stalled(last *uint64) bool {
 	p.qmu.Lock()
 	waiting := p.backlog[p.head:]
@@ -209,6 +242,7 @@ func (p *poller) stalled(last *uint64) bool {
 		clear(waiting[:n])
 		p.head += n
 		p.active += n
+		p.fast += n
 	}
 	*last = p.served
 	p.qmu.Unlock()

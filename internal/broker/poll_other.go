@@ -8,9 +8,10 @@ import "errors"
 // connection has a reader goroutine blocked in Read.
 type poller struct{}
 
-func newPoller(int) (*poller, error) { return nil, errors.New("no poller on this platform") }
+func newPoller(readerBounds) (*poller, error) { return nil, errors.New("no poller on this platform") }
 
 func (p *poller) stop()                  {}
 func (p *poller) register(c *conn) error { return errors.New("no poller") }
 func (p *poller) remove(c *conn)         {}
 func (p *poller) spawn(c *conn)          {}
+func (p *poller) release()               {}

@@ -34,7 +34,11 @@ func (c *conn) enqueue(hdr, payload []byte, bounded bool) bool {
 		// The reader holds a count in b.wg until closeWrite has set
 		// wclosed, so adding here never races with Wait at zero.
 		c.b.wg.Add(1)
-		c.b.flushers.start(c)
+		if c.plainTCP() {
+			c.b.fq.push(c)
+		} else {
+			c.b.flushers.start(c)
+		}
 	}
 	c.wmu.Unlock()
 	return true
@@ -85,30 +89,22 @@ func (c *conn) endStep() {
 	}
 	c.flushing = true
 	c.b.wg.Add(1) // the reader holds a count, so never from zero
+	if c.b.fq.busy() {
+		c.wmu.Unlock()
+		c.b.fq.push(c)
+		return
+	}
 	q, qp := c.wq, c.wqp
 	c.wq, c.wqp, c.wbytes = nil, nil, 0
 	c.wmu.Unlock()
-	bufs := net.Buffers(q)
-	n, err := writev(c.raw, &bufs, false)
-	c.b.stats.bytesOut.Add(uint64(n))
-	if len(bufs) > 0 { // the socket is full, or an old deadline expired, or an error
-		var ne net.Error
-		if err != nil && (!errors.As(err, &ne) || !ne.Timeout()) {
-			recycle(q, qp)
-			c.writeFailed()
-			c.b.wg.Done()
-			return
-		}
-		c.carry, c.carryQ, c.carryQP = [][]byte(bufs), q, qp
-		c.b.flushers.start(c)
+	if !c.writeNow(q, qp) {
 		return
 	}
-	recycle(q, qp)
 	c.wmu.Lock()
 	more := len(c.wq) > 0
 	c.wmu.Unlock()
 	if more {
-		c.b.flushers.start(c)
+		c.b.fq.push(c)
 		return
 	}
 	c.flush() // finds the queue empty: ends flushing, closes or pumps
@@ -167,7 +163,6 @@ func (c *conn) flush() {
 // closed anyway (kicked), when one more timeout ends it.
 func (c *conn) writeAll(q [][]byte, wt time.Duration) error {
 	bufs := net.Buffers(q)
-	var early int64 // bytes the first attempt wrote: progress for the first deadline
 	if c.plainTCP() {
 		// Most batches fit the socket buffer: try without a deadline first.
 		// An expired deadline of an earlier batch fails the attempt at once;
@@ -181,20 +176,34 @@ func (c *conn) writeAll(q [][]byte, wt time.Duration) error {
 		if err != nil && (!errors.As(err, &ne) || !ne.Timeout()) {
 			return err
 		}
-		early = n
 	}
 	for {
 		if wt > 0 {
 			c.nc.SetWriteDeadline(time.Now().Add(wt))
+		}
+		before := -1 // bytes the peer has yet to acknowledge
+		if c.plainTCP() {
+			before = unacked(c.raw)
 		}
 		n, err := c.writeBuffers(&bufs)
 		c.b.stats.bytesOut.Add(uint64(n))
 		if err == nil || len(bufs) == 0 {
 			return nil
 		}
-		n, early = n+early, 0
 		var ne net.Error
-		if n == 0 || c.kicked.Load() || !errors.As(err, &ne) || !ne.Timeout() {
+		if c.kicked.Load() || !errors.As(err, &ne) || !ne.Timeout() {
+			return err
+		}
+		if n == 0 && c.plainTCP() && before >= 0 {
+			// The socket took nothing, but its peer may still be reading:
+			// the kernel frees send buffer space (and reports the socket
+			// writable) only in large steps, which a client on a slow link
+			// that keeps reading may take longer than wt to free.
+			if after := unacked(c.raw); after >= 0 && after < before {
+				continue
+			}
+		}
+		if n == 0 {
 			return err
 		}
 	}

@@ -80,3 +80,16 @@ func consume(bufs *net.Buffers, n int64) {
 		*bufs = (*bufs)[1:]
 	}
 }
+
+// unacked is how many bytes the socket behind raw holds that its peer has
+// not acknowledged yet (SIOCOUTQ), or -1.
+func unacked(raw syscall.RawConn) int {
+	n := -1
+	raw.Control(func(fd uintptr) {
+		var v int32
+		if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCOUTQ, uintptr(unsafe.Pointer(&v))); e == 0 {
+			n = int(v)
+		}
+	})
+	return n
+}

@@ -14,3 +14,5 @@ func writev(raw syscall.RawConn, bufs *net.Buffers, wait bool) (int64, error) { 
 var errNoWritev = &connError{"writev: not on this platform"}
 
 const hasWritev = false
+
+func unacked(syscall.RawConn) int { return -1 }

@@ -1,0 +1,127 @@
+package broker
+
+import (
+	"errors"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// flushQueue holds the plain TCP connections that have packets to write,
+// in the order they got them, for at most max goroutines that never wait on
+// a socket: each takes a connection, writes its whole queue with one writev
+// that does not wait, and takes the next. A connection whose socket is full
+// goes to a flush goroutine of its own (conn.flush), which may wait.
+//
+// A message for 1,000 subscribers is then 1,000 writes on a few goroutines
+// in delivery order, as an event loop would do them, rather than 1,000
+// goroutine wakeups that the scheduler spreads over every core at once.
+type flushQueue struct {
+	mu      sync.Mutex
+	q       []*conn
+	head    int
+	running int
+	max     int
+	queued  atomic.Int32 // len(q) - head, read without mu
+}
+
+// flushTurners bounds the goroutines of the flush queue: one per core, and
+// at least two so that a write to a socket that is being torn down never
+// holds up every other.
+func flushTurners() int { return max(2, runtime.GOMAXPROCS(0)) }
+
+// push queues c, whose flushing token the caller hands over, and starts a
+// goroutine if fewer than max serve the queue.
+func (f *flushQueue) push(c *conn) {
+	f.mu.Lock()
+	f.q = append(f.q, c)
+	f.queued.Add(1)
+	if f.running >= f.max {
+		f.mu.Unlock()
+		return
+	}
+	f.running++
+	f.mu.Unlock()
+	go f.serve()
+}
+
+func (f *flushQueue) serve() {
+	for {
+		f.mu.Lock()
+		if f.head == len(f.q) {
+			f.running--
+			f.q, f.head = f.q[:0], 0
+			f.mu.Unlock()
+			return
+		}
+		c := f.q[f.head]
+		f.q[f.head] = nil
+		f.head++
+		f.queued.Add(-1)
+		f.mu.Unlock()
+		c.writeTurn()
+	}
+}
+
+// writeTurn is one turn of c in the flush queue. It holds the flushing
+// token and a count in b.wg, and passes both on: back to the queue when
+// more was queued meanwhile, to a flush goroutine when the socket is full,
+// a close is due or the session waits to be pumped, or it ends them.
+func (c *conn) writeTurn() {
+	c.wmu.Lock()
+	q, qp := c.wq, c.wqp
+	if len(q) == 0 || c.outBlocked {
+		c.wmu.Unlock()
+		c.b.flushers.start(c) // flush: closes or pumps the session
+		return
+	}
+	c.wq, c.wqp, c.wbytes = nil, nil, 0
+	c.wmu.Unlock()
+	if !c.writeNow(q, qp) {
+		return
+	}
+	c.wmu.Lock()
+	switch {
+	case len(c.wq) > 0:
+		c.wmu.Unlock()
+		c.b.fq.push(c)
+	case c.wclosed || c.outBlocked:
+		c.wmu.Unlock()
+		c.b.flushers.start(c)
+	default:
+		c.flushing = false
+		c.wmu.Unlock()
+		c.b.wg.Done()
+	}
+}
+
+// writeNow writes q with one writev that does not wait and recycles it. If
+// the socket did not take it all, it passes the flushing token and the
+// b.wg count on (the rest to a flush goroutine, or a failed write ends the
+// connection) and reports false.
+func (c *conn) writeNow(q [][]byte, qp *[][]byte) bool {
+	bufs := net.Buffers(q)
+	n, err := writev(c.raw, &bufs, false)
+	c.b.stats.bytesOut.Add(uint64(n))
+	if len(bufs) == 0 {
+		recycle(q, qp)
+		return true
+	}
+	// The socket is full, or an old deadline expired, or an error.
+	var ne net.Error
+	if err != nil && (!errors.As(err, &ne) || !ne.Timeout()) {
+		recycle(q, qp)
+		c.writeFailed()
+		c.b.wg.Done()
+		return false
+	}
+	c.carry, c.carryQ, c.carryQP = [][]byte(bufs), q, qp
+	c.b.flushers.start(c)
+	return false
+}
+
+// busy reports whether connections wait in the queue: a reader then queues
+// its step's replies behind them instead of writing them itself, so that a
+// burst of deliveries goes out first, in order.
+func (f *flushQueue) busy() bool { return f.queued.Load() > 0 }
