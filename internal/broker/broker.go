@@ -79,7 +79,7 @@ type Broker struct {
 	retMu sync.Mutex
 	// poller parks idle TCP connections (park.go); made by the first one.
 	flushers *workers[*conn] // run conn.flush
-	fq       flushQueue      // plain TCP writes that do not wait
+	fq       *flushQueue     // plain TCP writes that do not wait
 	poller   *poller
 	noPoller bool         // making it failed: connections block in Read
 	readers  readerBounds // the poller's; tests change them
@@ -129,7 +129,7 @@ func New(opts Options) (*Broker, error) {
 		sysStop:  make(chan struct{}),
 	}
 	b.flushers = newWorkers((*conn).flush)
-	b.fq.max = flushTurners()
+	b.fq = newFlushQueue()
 	if b.log == nil {
 		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -276,6 +276,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 		b.flushers.stop()
+		b.fq.turners.stop()
 	case <-ctx.Done():
 		return fmt.Errorf("broker: shutdown: %w", ctx.Err())
 	}

@@ -24,6 +24,13 @@ type flushQueue struct {
 	running int
 	max     int
 	queued  atomic.Int32 // len(q) - head, read without mu
+	turners *workers[struct{}]
+}
+
+func newFlushQueue() *flushQueue {
+	f := &flushQueue{max: flushTurners()}
+	f.turners = newWorkers(func(struct{}) { f.serve() })
+	return f
 }
 
 // flushTurners bounds the goroutines of the flush queue: one per core, and
@@ -43,7 +50,7 @@ func (f *flushQueue) push(c *conn) {
 	}
 	f.running++
 	f.mu.Unlock()
-	go f.serve()
+	f.turners.start(struct{}{})
 }
 
 func (f *flushQueue) serve() {

@@ -114,14 +114,16 @@ func (p *poller) run() {
 	defer p.closeFDs()
 	evs := make([]syscall.EpollEvent, 256)
 	ready := make([]*conn, 0, len(evs))
-	var lastServed uint64
+	var w stallWatch
+	var armed time.Time // the wait's deadline: the next stall check
 	stop := false
 	for !stop {
-		var deadline time.Time
-		if p.stalled(&lastServed) {
-			deadline = time.Now().Add(p.stallEvery)
+		// Re-arm only when the check is due or its need changed: events
+		// come far more often than stall checks.
+		if next := p.stalled(&w); next.IsZero() != armed.IsZero() || (!armed.IsZero() && !time.Now().Before(armed)) {
+			armed = next
+			p.file.SetReadDeadline(armed)
 		}
-		p.file.SetReadDeadline(deadline)
 		var werr error
 		err := p.raw.Read(func(uintptr) bool {
 			n, err := syscall.EpollWait(p.epfd, evs, 0)
@@ -225,31 +227,42 @@ func (p *poller) release() {
 	p.readers.start(c)
 }
 
-// stalled reports whether a backlog waits. If no reader finished since the
-// last check, it starts goroutines for up to maxActive more waiting
-// connections beyond the bounds.
-func (p *poller) stalled(last *uint64) bool {
+// stallWatch is the poller loop's view of the backlog's progress.
+type stallWatch struct {
+	served uint64    // p.served when it last moved
+	since  time.Time // when that was seen; zero while no backlog waits
+}
+
+// stalled returns when to check the backlog next, or zero while none
+// waits. If no reader finished for stallEvery while connections waited,
+// it starts goroutines for up to maxActive more of them, beyond the bounds.
+func (p *poller) stalled(w *stallWatch) time.Time {
 	p.qmu.Lock()
 	waiting := p.backlog[p.head:]
 	if len(waiting) == 0 {
 		p.qmu.Unlock()
-		return false
+		w.since = time.Time{}
+		return time.Time{}
 	}
+	now := time.Now()
 	var extra []*conn
-	if p.served == *last {
+	switch {
+	case w.since.IsZero() || p.served != w.served:
+		w.served, w.since = p.served, now
+	case now.Sub(w.since) >= p.stallEvery:
 		n := min(len(waiting), p.maxActive)
 		extra = append(extra, waiting[:n]...)
 		clear(waiting[:n])
 		p.head += n
 		p.active += n
 		p.fast += n
+		w.since = now
 	}
-	*last = p.served
 	p.qmu.Unlock()
 	for _, c := range extra {
 		p.readers.start(c)
 	}
-	return true
+	return w.since.Add(p.stallEvery)
 }
 
 // register adds c's descriptor to the epoll set, once.
