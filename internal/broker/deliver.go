@@ -104,7 +104,7 @@ func (c *conn) writePublish(om *outMsg, dup bool, sc *scratch, now int64) bool {
 	if newAlias {
 		c.commitAlias(m.Topic, alias)
 	}
-	if !c.enqueue(hdr, m.Payload, om.qos == 0) {
+	if !c.enqueueIn(hdr, m.Payload, om.qos == 0, sc) {
 		if om.qos == 0 && !c.isClosed() {
 			c.b.drop(c.info.ClientID, m, DropOutboundFull)
 			return false

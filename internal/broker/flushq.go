@@ -53,6 +53,20 @@ func (f *flushQueue) push(c *conn) {
 	f.turners.start(struct{}{})
 }
 
+// pushAll queues cs, like push, with one lock, starting as many goroutines
+// as they need within max.
+func (f *flushQueue) pushAll(cs []*conn) {
+	f.mu.Lock()
+	f.q = append(f.q, cs...)
+	f.queued.Add(int32(len(cs)))
+	n := min(len(cs), f.max-f.running)
+	f.running += max(n, 0)
+	f.mu.Unlock()
+	for range n {
+		f.turners.start(struct{}{})
+	}
+}
+
 func (f *flushQueue) serve() {
 	for {
 		f.mu.Lock()

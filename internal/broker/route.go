@@ -40,6 +40,23 @@ type scratch struct {
 	// shared is encoded.
 	arenaHint int
 	now       int64
+	// flush is connections this pass hands to the flush queue, pushed
+	// flushBatch at a time and at the end of the pass: one lock and one
+	// wakeup for many, and the routing goroutine is not held up by the
+	// queue's goroutines at every delivery of a large fan-out.
+	flush []*conn
+}
+
+// flushBatch is how many connections a routing pass hands to the flush
+// queue at once: small enough that the first writes start while it routes.
+const flushBatch = 32
+
+func (sc *scratch) pushFlush() {
+	if len(sc.flush) > 0 {
+		sc.flush[0].b.fq.pushAll(sc.flush)
+		clear(sc.flush)
+		sc.flush = sc.flush[:0]
+	}
 }
 
 type remoteTarget struct {
@@ -50,6 +67,7 @@ type remoteTarget struct {
 var scratches = sync.Pool{New: func() any { return &scratch{idx: make(map[*session]int)} }}
 
 func (sc *scratch) reset() {
+	sc.pushFlush()
 	clear(sc.targets)
 	sc.targets = sc.targets[:0]
 	clear(sc.idx)

@@ -15,6 +15,12 @@ import (
 // refuses (returning false) when the queue is over the outbound byte bound.
 // It never blocks on the socket.
 func (c *conn) enqueue(hdr, payload []byte, bounded bool) bool {
+	return c.enqueueIn(hdr, payload, bounded, nil)
+}
+
+// enqueueIn is enqueue within a routing pass (sc not nil), which hands the
+// connections it gives to the flush queue over in batches (scratch.flush).
+func (c *conn) enqueueIn(hdr, payload []byte, bounded bool, sc *scratch) bool {
 	c.wmu.Lock()
 	if c.wclosed || (bounded && c.wbytes >= c.b.outMax) {
 		c.wmu.Unlock()
@@ -34,13 +40,19 @@ func (c *conn) enqueue(hdr, payload []byte, bounded bool) bool {
 		// The reader holds a count in b.wg until closeWrite has set
 		// wclosed, so adding here never races with Wait at zero.
 		c.b.wg.Add(1)
-		if c.plainTCP() {
-			c.b.fq.push(c)
-		} else {
+		switch {
+		case !c.plainTCP():
 			c.b.flushers.start(c)
+		case sc != nil:
+			sc.flush = append(sc.flush, c)
+		default:
+			c.b.fq.push(c)
 		}
 	}
 	c.wmu.Unlock()
+	if sc != nil && len(sc.flush) >= flushBatch {
+		sc.pushFlush()
+	}
 	return true
 }
 
