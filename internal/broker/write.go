@@ -170,9 +170,10 @@ func (c *conn) flush() {
 }
 
 // writeAll writes q with writev. WriteTimeout bounds how long the socket
-// may accept no bytes at all: a slow reader that keeps taking bytes is not
-// cut off however long the batch takes, unless the connection is being
-// closed anyway (kicked), when one more timeout ends it.
+// may accept no bytes while its peer acknowledges none: a slow reader that
+// keeps taking bytes is not cut off however long the batch takes, unless
+// the connection is being closed anyway (kicked), when one more timeout
+// ends it.
 func (c *conn) writeAll(q [][]byte, wt time.Duration) error {
 	bufs := net.Buffers(q)
 	if c.plainTCP() {

@@ -97,7 +97,8 @@ type MQTT struct {
 	SharedSubscriptions bool `yaml:"shared_subscriptions"`
 	// SubscriptionIdentifiers enables subscription identifiers.
 	SubscriptionIdentifiers bool `yaml:"subscription_identifiers"`
-	// WriteTimeout disconnects a client whose socket accepts no bytes for this long.
+	// WriteTimeout disconnects a client whose socket accepts no bytes, and
+	// that acknowledges none already sent, for this long.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 }
 

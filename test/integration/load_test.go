@@ -166,8 +166,9 @@ func TestWriteTimeoutDisconnectsStuckSubscriber(t *testing.T) {
 }
 
 // TestWriteTimeoutSparesSteadyReader proves WriteTimeout only disconnects a
-// client whose socket accepts no bytes for that long (config.MQTT.WriteTimeout:
-// "disconnects a client whose socket accepts no bytes for this long"): a
+// client whose socket takes nothing for that long (config.MQTT.WriteTimeout:
+// "disconnects a client whose socket accepts no bytes, and that acknowledges
+// none already sent, for this long"): a
 // subscriber that keeps reading, at 1 MiB/s, a 6 MiB burst must stay
 // connected and get all of it although the burst takes longer than the
 // timeout to drain.
