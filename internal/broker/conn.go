@@ -77,7 +77,7 @@ type conn struct {
 
 	// outAlias is the Topic Aliases we assigned; guarded by the session's mu
 	// like every other delivery state.
-	outAlias map[string]uint16
+	outAlias outAliases
 
 	// wmu guards the outbound queue. A flush goroutine runs while flushing.
 	wmu        sync.Mutex

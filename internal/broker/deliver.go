@@ -101,15 +101,15 @@ func (c *conn) writePublish(om *outMsg, dup bool, sc *scratch, now int64) bool {
 		c.b.drop(c.info.ClientID, m, DropPacketTooLarge) // [MQTT-3.1.2-25]
 		return false
 	}
-	if newAlias {
-		c.commitAlias(m.Topic, alias)
-	}
 	if !c.enqueueIn(hdr, m.Payload, om.qos == 0, sc) {
 		if om.qos == 0 && !c.isClosed() {
 			c.b.drop(c.info.ClientID, m, DropOutboundFull)
 			return false
 		}
 		return true
+	}
+	if newAlias { // only once the client is sure to see the mapping
+		c.commitAlias(m.Topic, alias)
 	}
 	c.b.stats.publishesOut.Add(1)
 	return true
@@ -121,31 +121,97 @@ func (c *conn) isClosed() bool {
 	return c.wclosed
 }
 
-// outboundAlias picks the Topic Alias for p: a topic already aliased on this
-// connection is sent as the alias alone; new topics get the next alias while
-// the client's Topic Alias Maximum allows (first come, first aliased; aliases
-// never change within a connection). c.outAlias is guarded by the session's mu.
+// outboundAlias picks the Topic Alias for p: a topic aliased on this
+// connection is sent as the alias alone; a new topic gets the next alias
+// while the client's Topic Alias Maximum allows, and then the least recently
+// used one, sent with the topic name, which remaps it for the client
+// [MQTT-3.3.2-12]. The caller commits a new alias (commitAlias) only once
+// the packet is sure to be queued. c.outAlias is guarded by the session's mu.
 func (c *conn) outboundAlias(p *packet.Publish) (alias uint16, isNew bool) {
-	if a, ok := c.outAlias[p.Topic]; ok {
+	if a, ok := c.outAlias.lookup(p.Topic); ok {
 		p.Props.TopicAlias = a
 		p.Props.Set(packet.PropTopicAlias)
 		p.Topic = ""
 		return a, false
 	}
-	if len(c.outAlias) >= int(c.aliasMax) {
-		return 0, false
-	}
-	a := uint16(len(c.outAlias) + 1)
+	a := c.outAlias.pick(c.aliasMax)
 	p.Props.TopicAlias = a
 	p.Props.Set(packet.PropTopicAlias)
 	return a, true
 }
 
-func (c *conn) commitAlias(topic string, a uint16) {
-	if c.outAlias == nil {
-		c.outAlias = make(map[string]uint16)
+func (c *conn) commitAlias(topic string, a uint16) { c.outAlias.commit(topic, a) }
+
+// outAliases are the Topic Aliases assigned on one connection, in an LRU
+// list: head is the most recently used, tail the one a new topic replaces.
+// Aliases are 1-based; 0 ends the list.
+type outAliases struct {
+	byTopic    map[string]uint16
+	topic      []string // by alias-1
+	prev, next []uint16 // by alias-1
+	head, tail uint16
+}
+
+// lookup returns topic's alias, marking it the most recently used.
+func (l *outAliases) lookup(topic string) (uint16, bool) {
+	a, ok := l.byTopic[topic]
+	if ok {
+		l.unlink(a)
+		l.pushFront(a)
 	}
-	c.outAlias[topic] = a
+	return a, ok
+}
+
+// pick returns the alias a new topic gets: the next one while fewer than
+// max are taken, else the least recently used.
+func (l *outAliases) pick(max uint16) uint16 {
+	if len(l.topic) < int(max) {
+		return uint16(len(l.topic) + 1)
+	}
+	return l.tail
+}
+
+// commit binds alias a (from pick) to topic.
+func (l *outAliases) commit(topic string, a uint16) {
+	if l.byTopic == nil {
+		l.byTopic = make(map[string]uint16)
+	}
+	if int(a) > len(l.topic) {
+		l.topic = append(l.topic, topic)
+		l.prev = append(l.prev, 0)
+		l.next = append(l.next, 0)
+	} else {
+		delete(l.byTopic, l.topic[a-1])
+		l.topic[a-1] = topic
+		l.unlink(a)
+	}
+	l.byTopic[topic] = a
+	l.pushFront(a)
+}
+
+func (l *outAliases) unlink(a uint16) {
+	p, n := l.prev[a-1], l.next[a-1]
+	if p != 0 {
+		l.next[p-1] = n
+	} else {
+		l.head = n
+	}
+	if n != 0 {
+		l.prev[n-1] = p
+	} else {
+		l.tail = p
+	}
+	l.prev[a-1], l.next[a-1] = 0, 0
+}
+
+func (l *outAliases) pushFront(a uint16) {
+	l.prev[a-1], l.next[a-1] = 0, l.head
+	if l.head != 0 {
+		l.prev[l.head-1] = a
+	} else {
+		l.tail = a
+	}
+	l.head = a
 }
 
 // sendAck queues PUBACK, PUBREC, PUBREL or PUBCOMP; code is sent to v5
