@@ -3,7 +3,6 @@ package broker
 import (
 	"errors"
 	"net"
-	"runtime"
 	"sync"
 	"sync/atomic"
 )
@@ -19,8 +18,7 @@ import (
 // goroutine wakeups that the scheduler spreads over every core at once.
 type flushQueue struct {
 	mu      sync.Mutex
-	q       []*conn
-	head    int
+	q       connFIFO
 	running int
 	max     int
 	queued  atomic.Int32 // len(q) - head, read without mu
@@ -28,21 +26,16 @@ type flushQueue struct {
 }
 
 func newFlushQueue() *flushQueue {
-	f := &flushQueue{max: flushTurners()}
+	f := &flushQueue{max: perCore()}
 	f.turners = newWorkers(func(struct{}) { f.serve() })
 	return f
 }
-
-// flushTurners bounds the goroutines of the flush queue: one per core, and
-// at least two so that a write to a socket that is being torn down never
-// holds up every other.
-func flushTurners() int { return max(2, runtime.GOMAXPROCS(0)) }
 
 // push queues c, whose flushing token the caller hands over, and starts a
 // goroutine if fewer than max serve the queue.
 func (f *flushQueue) push(c *conn) {
 	f.mu.Lock()
-	f.q = append(f.q, c)
+	f.q.push(c)
 	f.queued.Add(1)
 	if f.running >= f.max {
 		f.mu.Unlock()
@@ -57,7 +50,9 @@ func (f *flushQueue) push(c *conn) {
 // as they need within max.
 func (f *flushQueue) pushAll(cs []*conn) {
 	f.mu.Lock()
-	f.q = append(f.q, cs...)
+	for _, c := range cs {
+		f.q.push(c)
+	}
 	f.queued.Add(int32(len(cs)))
 	n := min(len(cs), f.max-f.running)
 	f.running += max(n, 0)
@@ -70,15 +65,12 @@ func (f *flushQueue) pushAll(cs []*conn) {
 func (f *flushQueue) serve() {
 	for {
 		f.mu.Lock()
-		if f.head == len(f.q) {
+		if f.q.len() == 0 {
 			f.running--
-			f.q, f.head = f.q[:0], 0
 			f.mu.Unlock()
 			return
 		}
-		c := f.q[f.head]
-		f.q[f.head] = nil
-		f.head++
+		c := f.q.pop()
 		f.queued.Add(-1)
 		f.mu.Unlock()
 		c.writeTurn()

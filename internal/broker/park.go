@@ -34,12 +34,33 @@ import (
 // number of stacks rather than one per connection.
 const maxActive = 256
 
-// fastReaders is the bound on readers holding a fast slot: one per core,
-// and at least two. Readers that only read and route (the common case)
-// then run like an event loop per core, taking ready connections in order,
-// instead of one goroutine per ready connection that the scheduler spreads
-// over every core at once (docs/broker.md, "Latency at a fixed rate").
-func fastReaders() int { return max(2, runtime.GOMAXPROCS(0)) }
+// perCore bounds the goroutines that serve ready connections holding a
+// fast slot, and those of the flush queue: one per core, and at least two
+// (so one long routing pass or torn-down socket never holds up the rest).
+// They then work like an event loop per core, taking connections in order,
+// instead of one goroutine per connection that the scheduler spreads over
+// every core at once (docs/broker.md, "Latency at a fixed rate").
+func perCore() int { return max(2, runtime.GOMAXPROCS(0)) }
+
+// connFIFO is a queue of connections in arrival order.
+type connFIFO struct {
+	q    []*conn
+	head int
+}
+
+func (f *connFIFO) len() int     { return len(f.q) - f.head }
+func (f *connFIFO) push(c *conn) { f.q = append(f.q, c) }
+
+// pop takes the oldest connection; the queue must not be empty.
+func (f *connFIFO) pop() *conn {
+	c := f.q[f.head]
+	f.q[f.head] = nil
+	f.head++
+	if f.head == len(f.q) {
+		f.q, f.head = f.q[:0], 0
+	}
+	return c
+}
 
 // readerBounds are a poller's bounds on reader goroutines: all of them, and
 // those holding a fast slot; stall is the stall check's period.

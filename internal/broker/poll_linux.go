@@ -33,8 +33,7 @@ type poller struct {
 	active     int
 	fast       int
 	served     uint64 // readers finished, for the progress check
-	backlog    []*conn
-	head       int
+	backlog    connFIFO
 	readers    *workers[*conn]
 }
 
@@ -161,7 +160,7 @@ func (p *poller) run() {
 func (p *poller) spawn(c *conn) {
 	p.qmu.Lock()
 	if p.fast >= p.maxFast || p.active >= p.maxActive {
-		p.backlog = append(p.backlog, c)
+		p.backlog.push(c)
 		p.qmu.Unlock()
 		return
 	}
@@ -190,25 +189,14 @@ func (p *poller) next(held *bool) *conn {
 	if *held {
 		p.fast--
 	}
-	if p.head == len(p.backlog) || p.fast >= p.maxFast {
+	if p.backlog.len() == 0 || p.fast >= p.maxFast {
 		*held = false
 		p.active--
-		if p.head == len(p.backlog) {
-			p.backlog, p.head = p.backlog[:0], 0
-		}
 		return nil
 	}
 	p.fast++
 	*held = true
-	return p.take()
-}
-
-// take pops the backlog's oldest connection. p.qmu is held.
-func (p *poller) take() *conn {
-	c := p.backlog[p.head]
-	p.backlog[p.head] = nil
-	p.head++
-	return c
+	return p.backlog.pop()
 }
 
 // release gives up a reader's fast slot (mayBlock) and hands it to the
@@ -216,13 +204,13 @@ func (p *poller) take() *conn {
 func (p *poller) release() {
 	p.qmu.Lock()
 	p.fast--
-	if p.head == len(p.backlog) || p.active >= p.maxActive {
+	if p.backlog.len() == 0 || p.active >= p.maxActive {
 		p.qmu.Unlock()
 		return
 	}
 	p.active++
 	p.fast++
-	c := p.take()
+	c := p.backlog.pop()
 	p.qmu.Unlock()
 	p.readers.start(c)
 }
@@ -238,8 +226,8 @@ type stallWatch struct {
 // it starts goroutines for up to maxActive more of them, beyond the bounds.
 func (p *poller) stalled(w *stallWatch) time.Time {
 	p.qmu.Lock()
-	waiting := p.backlog[p.head:]
-	if len(waiting) == 0 {
+	waiting := p.backlog.len()
+	if waiting == 0 {
 		p.qmu.Unlock()
 		w.since = time.Time{}
 		return time.Time{}
@@ -250,12 +238,11 @@ func (p *poller) stalled(w *stallWatch) time.Time {
 	case w.since.IsZero() || p.served != w.served:
 		w.served, w.since = p.served, now
 	case now.Sub(w.since) >= p.stallEvery:
-		n := min(len(waiting), p.maxActive)
-		extra = append(extra, waiting[:n]...)
-		clear(waiting[:n])
-		p.head += n
-		p.active += n
-		p.fast += n
+		for range min(waiting, p.maxActive) {
+			extra = append(extra, p.backlog.pop())
+		}
+		p.active += len(extra)
+		p.fast += len(extra)
 		w.since = now
 	}
 	p.qmu.Unlock()
