@@ -33,7 +33,7 @@ const (
 type conn struct {
 	b    *Broker
 	nc   net.Conn
-	raw  syscall.RawConn // the TCP socket's; nil when there is none (WebSocket)
+	raw  syscall.RawConn // the TCP socket's; nil when there is none (WSS, other platforms)
 	fd   int32           // raw's descriptor for peekFD; -1 without raw
 	tlsc *tls.Conn       // nc when it is TLS: raw is its socket's, and it may hold read-ahead
 	poll *poller         // parks the idle reader; nil: a goroutine blocks in Read
@@ -45,7 +45,8 @@ type conn struct {
 	version   packet.Version
 	problem   bool          // v5 Request Problem Information: reason strings allowed
 	added     bool          // registered with poll
-	nonblock  bool          // parked plain TCP: reads never wait (errEmpty)
+	nonblock  bool          // parked plain TCP or WebSocket: reads never wait (errEmpty)
+	framed    bool          // nonblock WebSocket: nc reads the frames, readSocket the socket
 	drained   bool          // the last pollStep left the socket empty
 	short     bool          // the last nonblock read returned less than asked: the socket was empty
 	tlsMore   bool          // tlsc may hold records read ahead of the last Read
@@ -106,13 +107,13 @@ type conn struct {
 	throttled atomic.Bool
 }
 
-// Handle serves one connection and closes conn. A TCP or TLS connection is
-// parked with the broker's poller and Handle returns at once: no goroutine
-// waits for an idle connection, one runs only while there is something to
-// read (see park.go and docs/broker.md, idle connections). Other
-// connections (WebSocket, or no poller on this platform) are served on the
-// caller's goroutine, blocked in Read, until they end. Either way Shutdown
-// waits for the reader.
+// Handle serves one connection and closes conn. A TCP, TLS or WebSocket
+// (over TCP) connection is parked with the broker's poller and Handle
+// returns at once: no goroutine waits for an idle connection, one runs only
+// while there is something to read (see park.go and docs/broker.md, idle
+// connections). Other connections (WebSocket over TLS, or no poller on
+// this platform) are served on the caller's goroutine, blocked in Read,
+// until they end. Either way Shutdown waits for the reader.
 func (b *Broker) Handle(nc net.Conn, info listener.ConnInfo) {
 	c := b.newConn(nc, &info)
 	if c == nil {
@@ -138,6 +139,15 @@ func (b *Broker) newConn(nc net.Conn, info *listener.ConnInfo) *conn {
 		c.tlsc, c.tlsMore = tc, true
 		sc, _ = tc.NetConn().(syscall.Conn)
 	}
+	// WebSocket over plain TCP is parked like TCP: its frames are read
+	// through nc, which reads the socket with readSocket (never waiting).
+	ws, _ := nc.(listener.Framed)
+	if ws != nil {
+		sc = nil
+		if tcp, ok := ws.NetConn().(*net.TCPConn); ok {
+			sc = tcp
+		}
+	}
 	if sc != nil && canPeek {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw = raw
@@ -153,7 +163,11 @@ func (b *Broker) newConn(nc net.Conn, info *listener.ConnInfo) *conn {
 	if c.fd >= 0 {
 		c.poll = b.pollerLocked()
 		_, tcp := nc.(*net.TCPConn)
-		c.nonblock = c.poll != nil && tcp
+		c.nonblock = c.poll != nil && (tcp || ws != nil)
+		if c.nonblock && ws != nil {
+			c.framed = true
+			ws.SetSource(c.readSocket)
+		}
 	}
 	b.conns[c] = struct{}{}
 	b.wg.Add(1)
@@ -276,9 +290,21 @@ func (c *conn) readPackets(buf []byte) (full bool, err error) {
 // read reads from the connection; a nonblock one never waits and returns
 // errEmpty when the socket holds nothing.
 func (c *conn) read(b []byte) (int, error) {
-	if !c.nonblock {
+	switch {
+	case !c.nonblock:
 		return c.nc.Read(b)
+	case c.framed:
+		// A read that ends with a frame says nothing about the socket.
+		n, err := c.nc.Read(b)
+		c.short = false
+		return n, err
 	}
+	return c.readSocket(b)
+}
+
+// readSocket reads the socket of a nonblock connection without waiting:
+// errEmpty when it holds nothing.
+func (c *conn) readSocket(b []byte) (int, error) {
 	var n int
 	var err error
 	if rerr := c.raw.Read(func(fd uintptr) bool {

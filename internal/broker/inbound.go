@@ -199,12 +199,12 @@ func (c *conn) throttle() {
 		// on its queue must not wait for it (backpressure.go).
 		c.throttled.Store(true)
 		c.sess.releaseHolds()
-		if c.nonblock { // nothing queued may wait for the end of this step
+		if c.stepWrites() { // nothing queued may wait for the end of this step
 			c.endStep()
 		}
 		c.mayBlock()
 		<-ch
-		if c.nonblock {
+		if c.stepWrites() {
 			c.beginStep()
 		}
 		c.throttled.Store(false)

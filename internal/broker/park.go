@@ -131,9 +131,14 @@ func (c *conn) pollStep() (read bool, err error) {
 		// read that returned less than it asked for emptied the socket, so
 		// the connection may park without another read: bytes that arrive
 		// after it raise an edge (see the run states above).
-		c.beginStep()
+		step := c.stepWrites()
+		if step {
+			c.beginStep()
+		}
 		err = c.readOnce()
-		c.endStep()
+		if step {
+			c.endStep()
+		}
 		if err == errEmpty {
 			return false, c.checkDeadline()
 		}

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"crypto/tls"
+	"io"
 	"net"
 	"runtime"
 	"strconv"
@@ -10,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
+	"github.com/culexmq/culex/internal/config"
 	"github.com/culexmq/culex/internal/listener"
 	"github.com/culexmq/culex/internal/mqtt/packet"
 	"github.com/culexmq/culex/internal/testcert"
@@ -269,17 +273,131 @@ func TestTLSParked(t *testing.T) {
 	}
 	c.expect(packet.PINGRESP)
 
+	expectParked(t, "tls", func() *client { c, _ := dial(); return c }, c)
+}
+
+// expectParked connects clients from dial, each subscribed to prefix/i,
+// checks that their readers park (no goroutine each) and that they still
+// get what pub publishes, and returns them.
+func expectParked(t *testing.T, prefix string, dial func() *client, pub *client) []*client {
+	t.Helper()
 	const n = 50
 	base := runtime.NumGoroutine()
 	idle := make([]*client, n)
 	for i := range idle {
-		idle[i], _ = dial()
-		idle[i].connect("tls-" + strconv.Itoa(i))
-		idle[i].subscribe(1, "tls/"+strconv.Itoa(i), 0)
+		idle[i] = dial()
+		idle[i].connect(prefix + "-" + strconv.Itoa(i))
+		idle[i].subscribe(1, prefix+"/"+strconv.Itoa(i), 0)
 	}
-	eventually(t, "idle TLS readers to park", func() bool { return runtime.NumGoroutine()-base < n/10 })
+	eventually(t, "idle "+prefix+" readers to park", func() bool { return runtime.NumGoroutine()-base < n/10 })
 	for i := 0; i < n; i += 7 {
-		c.publish("tls/"+strconv.Itoa(i), "x", 0, false, 0)
-		idle[i].expectPublish("tls/"+strconv.Itoa(i), "x")
+		pub.publish(prefix+"/"+strconv.Itoa(i), "x", 0, false, 0)
+		idle[i].expectPublish(prefix+"/"+strconv.Itoa(i), "x")
 	}
+	return idle
+}
+
+// TestWebSocketParked: idle WebSocket connections hold no goroutine either;
+// a parked one still answers a WebSocket ping, and an MQTT packet split
+// across frames, with a ping between them, reaches the broker whole.
+func TestWebSocketParked(t *testing.T) {
+	if !canPeek || runtime.GOOS != "linux" {
+		t.Skip("connections are parked on Linux only")
+	}
+	tb := startBroker(t, Options{AllowAnonymous: true})
+	l, err := listener.New(config.Listener{URL: "ws://127.0.0.1:0/mqtt"}, tb.Handle, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go l.Serve()
+	t.Cleanup(func() { l.Close() })
+	dial := func() (*client, *wsClientConn) {
+		ws, _, err := websocket.DefaultDialer.Dial(l.URL(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ws.Close() })
+		wc := &wsClientConn{Conn: ws}
+		return &client{t: t, nc: wc, v: packet.V5}, wc
+	}
+
+	pub, pubWS := dial()
+	pub.connect("ws-pub")
+	// gorilla has no goroutine per connection: it reads on the caller's.
+	idle := expectParked(t, "ws", func() *client { c, _ := dial(); return c }, pub)
+
+	// A ping to a parked connection is answered.
+	pong := make(chan string, 1)
+	pubWS.SetPongHandler(func(s string) error { pong <- s; return nil })
+	if err := pubWS.WriteControl(websocket.PingMessage, []byte("there?"), time.Now().Add(5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	// gorilla runs the pong handler from within a read: a PINGREQ's
+	// PINGRESP gives it one.
+	pub.send(&packet.Pingreq{})
+	pub.expect(packet.PINGRESP)
+	select {
+	case s := <-pong:
+		if s != "there?" {
+			t.Fatalf("pong %q", s)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no pong")
+	}
+
+	// A PUBLISH in two frames with a ping between them.
+	b, err := (&packet.Publish{Topic: "ws/0", Payload: []byte("split")}).Encode(nil, packet.V5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pubWS.WriteMessage(websocket.BinaryMessage, b[:3]); err != nil {
+		t.Fatal(err)
+	}
+	if err := pubWS.WriteControl(websocket.PingMessage, nil, time.Now().Add(5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := pubWS.WriteMessage(websocket.BinaryMessage, b[3:]); err != nil {
+		t.Fatal(err)
+	}
+	idle[0].expectPublish("ws/0", "split")
+}
+
+// wsClientConn is a gorilla WebSocket client as a net.Conn: one binary
+// message per Write, messages read as one stream.
+type wsClientConn struct {
+	*websocket.Conn
+	r io.Reader
+}
+
+func (c *wsClientConn) Read(p []byte) (int, error) {
+	for {
+		if c.r != nil {
+			n, err := c.r.Read(p)
+			if err == io.EOF {
+				c.r = nil
+				if n == 0 {
+					continue
+				}
+				err = nil
+			}
+			return n, err
+		}
+		_, r, err := c.NextReader()
+		if err != nil {
+			return 0, err
+		}
+		c.r = r
+	}
+}
+
+func (c *wsClientConn) Write(p []byte) (int, error) {
+	if err := c.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (c *wsClientConn) SetDeadline(t time.Time) error {
+	c.SetReadDeadline(t)
+	return c.SetWriteDeadline(t)
 }

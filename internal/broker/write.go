@@ -223,7 +223,11 @@ func (c *conn) writeAll(q [][]byte, wt time.Duration) error {
 }
 
 // plainTCP says the broker's own writev serves this connection.
-func (c *conn) plainTCP() bool { return c.raw != nil && c.tlsc == nil && hasWritev }
+func (c *conn) plainTCP() bool { return c.raw != nil && c.tlsc == nil && !c.framed && hasWritev }
+
+// stepWrites says the reader writes what its step queued itself (beginStep):
+// a parked plain TCP connection.
+func (c *conn) stepWrites() bool { return c.nonblock && c.plainTCP() }
 
 // writeBuffers writes bufs in as few system calls (and, on WebSocket, as
 // few frames) as the connection allows, consuming what was written.

@@ -15,7 +15,11 @@ import (
 // Read returns the unmasked payload of binary frames as one byte stream: an
 // MQTT packet may span frames and a frame may hold several packets. Control
 // frames are answered inline. Between frames an idle conn holds no buffer,
-// only the few bytes of a partly read frame header.
+// only the few bytes of a partly read frame header or control frame.
+//
+// A read of the socket that fails keeps its place: Read may be called again
+// after a deadline, or after a source (SetSource) that never waits found
+// nothing, and goes on where it stopped.
 
 const (
 	opContinuation = 0x0
@@ -60,6 +64,14 @@ type wsConn struct {
 	remaining  uint64 // payload bytes left in the current data frame
 	rerr       error  // sticky: close received or protocol error
 
+	// The control frame being read: its opcode (0: none), length and the
+	// payload read so far.
+	ctlOp  byte
+	ctlLen uint8
+	ctlN   uint8
+	ctl    [125]byte
+	src    func([]byte) (int, error) // reads conn, if set (SetSource)
+
 	// wmu serialises frames written by Write, by Read's answers to control
 	// frames and by Close.
 	wmu     sync.Mutex
@@ -69,7 +81,25 @@ type wsConn struct {
 var (
 	_ net.Conn      = (*wsConn)(nil)
 	_ BuffersWriter = (*wsConn)(nil)
+	_ Framed        = (*wsConn)(nil)
 )
+
+// Framed is a connection whose byte stream is framed over another one
+// (WebSocket over TCP). A reader that must never wait (the broker's, for a
+// parked connection) reads the socket beneath itself: it hands the conn
+// the function to read it with, and Read returns that function's errors
+// (such as "nothing there yet") as they are, keeping its place in the
+// frame for the next call.
+type Framed interface {
+	net.Conn
+	// NetConn returns the connection the frames travel on.
+	NetConn() net.Conn
+	// SetSource makes Read read NetConn with read from then on.
+	SetSource(read func([]byte) (int, error))
+}
+
+// SetSource makes Read read the socket with read; see Framed.
+func (c *wsConn) SetSource(read func([]byte) (int, error)) { c.src = read }
 
 // read reads from the bytes left over from the handshake, then from conn.
 func (c *wsConn) read(p []byte) (int, error) {
@@ -80,6 +110,9 @@ func (c *wsConn) read(p []byte) (int, error) {
 			c.pre = nil
 		}
 		return n, nil
+	}
+	if c.src != nil {
+		return c.src(p)
 	}
 	return c.conn.Read(p)
 }
@@ -152,9 +185,12 @@ func (c *wsConn) unmask(p []byte) {
 }
 
 // nextFrame reads one frame header, handles control frames whole, and sets up
-// the payload of a data frame for Read. A header read that fails (a deadline,
-// say) keeps its progress for the next call.
+// the payload of a data frame for Read. A read that fails (a deadline, say)
+// keeps its progress, in the header or in a control frame, for the next call.
 func (c *wsConn) nextFrame() error {
+	if c.ctlOp != 0 {
+		return c.control()
+	}
 	for need := c.headerLen(); int(c.hdrN) < need; need = c.headerLen() {
 		n, err := c.read(c.hdr[c.hdrN:need])
 		c.hdrN += uint8(n)
@@ -200,24 +236,27 @@ func (c *wsConn) nextFrame() error {
 		if !fin || length > 125 {
 			return c.fail(closeProtocol, "fragmented or long control frame")
 		}
-		return c.control(op, int(length))
+		c.ctlOp, c.ctlLen, c.ctlN = op, uint8(length), 0
+		return c.control()
 	default:
 		return c.fail(closeProtocol, fmt.Sprintf("opcode %#x", op))
 	}
 }
 
-// control reads and answers a control frame of n payload bytes.
-func (c *wsConn) control(op byte, n int) error {
-	var payload [125]byte
-	p := payload[:n]
-	for got := 0; got < n; {
-		m, err := c.read(p[got:])
-		got += m
-		if err != nil && got < n {
-			c.rerr = fmt.Errorf("read control frame: %w", err)
-			return c.rerr
+// control reads the rest of the control frame being read and answers it.
+func (c *wsConn) control() error {
+	for c.ctlN < c.ctlLen {
+		m, err := c.read(c.ctl[c.ctlN:c.ctlLen])
+		c.ctlN += uint8(m)
+		if err != nil && c.ctlN < c.ctlLen {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF // the peer vanished mid-frame
+			}
+			return err
 		}
 	}
+	op, p := c.ctlOp, c.ctl[:c.ctlLen]
+	c.ctlOp = 0
 	c.unmask(p)
 	switch op {
 	case opPing:
@@ -227,9 +266,9 @@ func (c *wsConn) control(op byte, n int) error {
 	case opClose:
 		code := uint16(closeNormal)
 		switch {
-		case n == 1:
+		case len(p) == 1:
 			return c.fail(closeProtocol, "one-byte close payload")
-		case n >= 2:
+		case len(p) >= 2:
 			code = binary.BigEndian.Uint16(p)
 		}
 		var reply [2]byte

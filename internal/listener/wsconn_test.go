@@ -2,7 +2,9 @@ package listener
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"testing"
 )
@@ -30,6 +32,59 @@ func TestUnmaskSplits(t *testing.T) {
 		}
 		if !bytes.Equal(got, want) {
 			t.Fatalf("key %x, %d bytes: got %x, want %x", key, len(data), got, want)
+		}
+	}
+}
+
+// TestWebSocketSourceResumes: with a source that finds nothing between any
+// two bytes (a parked reader's non-blocking socket read), Read returns that
+// error as it is and goes on where it stopped: in a frame header, an
+// extended length, a payload or a control frame.
+func TestWebSocketSourceResumes(t *testing.T) {
+	errNothing := errors.New("nothing yet")
+	long := bytes.Repeat([]byte("0123456789"), 30) // a 16-bit extended length
+	var stream []byte
+	stream = append(stream, clientFrame(0x82, []byte("hello"), true)...)
+	stream = append(stream, clientFrame(0x89, []byte("are you there"), true)...) // ping
+	stream = append(stream, clientFrame(0x02, []byte("wor"), true)...)           // fragmented
+	stream = append(stream, clientFrame(0x80, []byte("ld"), true)...)
+	stream = append(stream, clientFrame(0x82, long, true)...)
+	stream = append(stream, clientFrame(0x88, []byte{0x03, 0xe8}, true)...) // close 1000
+	want := append([]byte("helloworld"), long...)
+
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 50 {
+		fc := &fakeConn{}
+		c := &wsConn{conn: fc}
+		src := bytes.NewReader(stream)
+		empty := false
+		c.SetSource(func(p []byte) (int, error) {
+			if empty = !empty; empty {
+				return 0, errNothing
+			}
+			return src.Read(p[:min(len(p), 1+r.IntN(3))])
+		})
+		var got []byte
+		buf := make([]byte, 8)
+		for {
+			n, err := c.Read(buf[:1+r.IntN(len(buf))])
+			got = append(got, buf[:n]...)
+			if err == io.EOF {
+				break
+			}
+			if err != nil && err != errNothing {
+				t.Fatalf("after %q: %v", got, err)
+			}
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("read %q, want %q", got, want)
+		}
+		op, payload := readServerFrame(t, &fc.w)
+		if op != opPong || string(payload) != "are you there" {
+			t.Fatalf("answer to ping: opcode %#x %q", op, payload)
+		}
+		if op, payload = readServerFrame(t, &fc.w); op != opClose || !bytes.Equal(payload, []byte{0x03, 0xe8}) {
+			t.Fatalf("answer to close: opcode %#x %x", op, payload)
 		}
 	}
 }
