@@ -35,7 +35,7 @@ type conn struct {
 	nc   net.Conn
 	raw  syscall.RawConn // the TCP socket's; nil when there is none (WSS, other platforms)
 	fd   int32           // raw's descriptor for peekFD; -1 without raw
-	tlsc *tls.Conn       // nc when it is TLS: raw is its socket's, and it may hold read-ahead
+	tlsc *tls.Conn       // nc, or the conn beneath nc's WebSocket, when it is TLS: raw is its socket's, and it may hold read-ahead
 	poll *poller         // parks the idle reader; nil: a goroutine blocks in Read
 	slot *bool           // the poller reader's fast slot (mayBlock); nil elsewhere
 	info *ClientInfo
@@ -108,12 +108,12 @@ type conn struct {
 }
 
 // Handle serves one connection and closes conn. A TCP, TLS or WebSocket
-// (over TCP) connection is parked with the broker's poller and Handle
-// returns at once: no goroutine waits for an idle connection, one runs only
-// while there is something to read (see park.go and docs/broker.md, idle
-// connections). Other connections (WebSocket over TLS, or no poller on
-// this platform) are served on the caller's goroutine, blocked in Read,
-// until they end. Either way Shutdown waits for the reader.
+// (over TCP or TLS) connection is parked with the broker's poller and
+// Handle returns at once: no goroutine waits for an idle connection, one
+// runs only while there is something to read (see park.go and
+// docs/broker.md, idle connections). Other connections (no poller on this
+// platform) are served on the caller's goroutine, blocked in Read, until
+// they end. Either way Shutdown waits for the reader.
 func (b *Broker) Handle(nc net.Conn, info listener.ConnInfo) {
 	c := b.newConn(nc, &info)
 	if c == nil {
@@ -141,11 +141,16 @@ func (b *Broker) newConn(nc net.Conn, info *listener.ConnInfo) *conn {
 	}
 	// WebSocket over plain TCP is parked like TCP: its frames are read
 	// through nc, which reads the socket with readSocket (never waiting).
+	// WebSocket over TLS is parked like TLS, on the TLS conn's socket.
 	ws, _ := nc.(listener.Framed)
 	if ws != nil {
 		sc = nil
-		if tcp, ok := ws.NetConn().(*net.TCPConn); ok {
-			sc = tcp
+		switch under := ws.NetConn().(type) {
+		case *net.TCPConn:
+			sc = under
+		case *tls.Conn:
+			c.tlsc, c.tlsMore = under, true
+			sc, _ = under.NetConn().(syscall.Conn)
 		}
 	}
 	if sc != nil && canPeek {
@@ -163,7 +168,7 @@ func (b *Broker) newConn(nc net.Conn, info *listener.ConnInfo) *conn {
 	if c.fd >= 0 {
 		c.poll = b.pollerLocked()
 		_, tcp := nc.(*net.TCPConn)
-		c.nonblock = c.poll != nil && (tcp || ws != nil)
+		c.nonblock = c.poll != nil && (tcp || ws != nil && c.tlsc == nil)
 		if c.nonblock && ws != nil {
 			c.framed = true
 			ws.SetSource(c.readSocket)

@@ -146,6 +146,7 @@ func (c *conn) pollStep() (read bool, err error) {
 	case peekFD(c.fd):
 		if c.tlsc != nil {
 			c.mayBlock() // the rest of a record may still be on its way
+			c.boundRead()
 		}
 		err = c.readOnce()
 		c.tlsMore = c.tlsc != nil
@@ -175,6 +176,18 @@ func (c *conn) mayBlock() {
 		*c.slot = false
 		c.poll.release()
 	}
+}
+
+// boundRead makes a read that may wait (for the rest of a TLS record that
+// a client may never send) end at the connection's deadline, which the
+// timer enforces only between reads; readErr turns it into the keep-alive
+// or CONNECT timeout.
+func (c *conn) boundRead() {
+	var t time.Time
+	if d := c.deadline.Load(); d != 0 {
+		t = epoch.Add(time.Duration(d))
+	}
+	c.nc.SetReadDeadline(t)
 }
 
 // checkDeadline fails a connection whose read deadline has passed.

@@ -297,22 +297,37 @@ func expectParked(t *testing.T, prefix string, dial func() *client, pub *client)
 	return idle
 }
 
-// TestWebSocketParked: idle WebSocket connections hold no goroutine either;
-// a parked one still answers a WebSocket ping, and an MQTT packet split
-// across frames, with a ping between them, reaches the broker whole.
+// TestWebSocketParked: idle WebSocket connections, over TCP and over TLS,
+// hold no goroutine either; a parked one still answers a WebSocket ping,
+// an MQTT packet split across frames, with a ping between them, reaches the
+// broker whole, and a client that stops inside a frame is disconnected at
+// its keep-alive.
 func TestWebSocketParked(t *testing.T) {
 	if !canPeek || runtime.GOOS != "linux" {
 		t.Skip("connections are parked on Linux only")
 	}
+	for _, scheme := range []string{"ws", "wss"} {
+		t.Run(scheme, func(t *testing.T) { webSocketParked(t, scheme) })
+	}
+}
+
+func webSocketParked(t *testing.T, scheme string) {
 	tb := startBroker(t, Options{AllowAnonymous: true})
-	l, err := listener.New(config.Listener{URL: "ws://127.0.0.1:0/mqtt"}, tb.Handle, nil)
+	lc := config.Listener{URL: scheme + "://127.0.0.1:0/mqtt"}
+	dialer := &websocket.Dialer{HandshakeTimeout: waitTime}
+	if scheme == "wss" {
+		ca := testcert.NewCA(t, "ws-ca")
+		lc.TLS.CertFile, lc.TLS.KeyFile = testcert.WriteFiles(t, t.TempDir(), "ws", ca.Server(t, "127.0.0.1"))
+		dialer.TLSClientConfig = &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1"}
+	}
+	l, err := listener.New(lc, tb.Handle, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	go l.Serve()
 	t.Cleanup(func() { l.Close() })
 	dial := func() (*client, *wsClientConn) {
-		ws, _, err := websocket.DefaultDialer.Dial(l.URL(), nil)
+		ws, _, err := dialer.Dial(l.URL(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -322,9 +337,9 @@ func TestWebSocketParked(t *testing.T) {
 	}
 
 	pub, pubWS := dial()
-	pub.connect("ws-pub")
+	pub.connect(scheme + "-pub")
 	// gorilla has no goroutine per connection: it reads on the caller's.
-	idle := expectParked(t, "ws", func() *client { c, _ := dial(); return c }, pub)
+	idle := expectParked(t, scheme, func() *client { c, _ := dial(); return c }, pub)
 
 	// A ping to a parked connection is answered.
 	pong := make(chan string, 1)
@@ -346,7 +361,7 @@ func TestWebSocketParked(t *testing.T) {
 	}
 
 	// A PUBLISH in two frames with a ping between them.
-	b, err := (&packet.Publish{Topic: "ws/0", Payload: []byte("split")}).Encode(nil, packet.V5)
+	b, err := (&packet.Publish{Topic: scheme + "/0", Payload: []byte("split")}).Encode(nil, packet.V5)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,7 +374,20 @@ func TestWebSocketParked(t *testing.T) {
 	if err := pubWS.WriteMessage(websocket.BinaryMessage, b[3:]); err != nil {
 		t.Fatal(err)
 	}
-	idle[0].expectPublish("ws/0", "split")
+	idle[0].expectPublish(scheme+"/0", "split")
+
+	// The first byte of a frame header (over TLS, in a record of its own),
+	// then nothing.
+	stalled, stalledWS := dial()
+	stalled.connect(scheme+"-stalled", func(p *packet.Connect) { p.KeepAlive = 1 })
+	if _, err := stalledWS.UnderlyingConn().Write([]byte{0x82}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	stalled.expectClosed()
+	if d := time.Since(start); d < time.Second {
+		t.Fatalf("closed after %v, before the keep-alive of 1 s (x1.5) ran out", d)
+	}
 }
 
 // wsClientConn is a gorilla WebSocket client as a net.Conn: one binary
@@ -400,4 +428,32 @@ func (c *wsClientConn) Write(p []byte) (int, error) {
 func (c *wsClientConn) SetDeadline(t time.Time) error {
 	c.SetReadDeadline(t)
 	return c.SetWriteDeadline(t)
+}
+
+// TestTLSStalledRecordTimesOut: a TLS client that sends part of a record
+// and then nothing is disconnected at its keep-alive, although its reader
+// waits inside crypto/tls for the rest of the record.
+func TestTLSStalledRecordTimesOut(t *testing.T) {
+	if !canPeek || runtime.GOOS != "linux" {
+		t.Skip("connections are parked on Linux only")
+	}
+	tb := startBroker(t, Options{AllowAnonymous: true})
+	addr, conf := startTLS(tb)
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := tls.Client(raw, conf)
+	t.Cleanup(func() { tc.Close() })
+	c := &client{t: t, nc: tc, v: packet.V5}
+	c.connect("stalled", func(p *packet.Connect) { p.KeepAlive = 1 })
+	// The first bytes of an application data record header, no more.
+	if _, err := raw.Write([]byte{0x17, 0x03}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	c.expectClosed()
+	if d := time.Since(start); d < time.Second {
+		t.Fatalf("closed after %v, before the keep-alive of 1 s (x1.5) ran out", d)
+	}
 }

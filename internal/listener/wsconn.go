@@ -126,9 +126,15 @@ func (c *wsConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	for c.remaining == 0 {
+	if c.remaining == 0 {
 		if err := c.nextFrame(); err != nil {
 			return 0, err
+		}
+		if c.remaining == 0 {
+			// A control frame, answered, or an empty data frame: return
+			// rather than wait for the next frame, so that a reader that
+			// must not wait for an idle client can park it.
+			return 0, nil
 		}
 	}
 	if uint64(len(p)) > c.remaining {
