@@ -15,11 +15,6 @@ import (
 	"time"
 )
 
-// ipBindAddressNoPort (IP_BIND_ADDRESS_NO_PORT, Linux) delays the choice of
-// the source port to connect time, so a bound source address can reuse a
-// port for different destinations and holds the full ephemeral range.
-const ipBindAddressNoPort = 24
-
 // Target is where and how to connect: the parsed --url or --host/--port and
 // the transport options.
 type Target struct {
@@ -118,9 +113,7 @@ func (t *Target) Dial(ctx context.Context) (net.Conn, error) {
 		ip := t.locals[(t.next.Add(1)-1)%uint64(len(t.locals))]
 		d.LocalAddr = &net.TCPAddr{IP: ip}
 		d.Control = func(_, _ string, rc syscall.RawConn) error {
-			rc.Control(func(fd uintptr) {
-				syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, ipBindAddressNoPort, 1)
-			})
+			rc.Control(bindNoPort)
 			return nil
 		}
 	}

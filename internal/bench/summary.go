@@ -6,7 +6,6 @@ import (
 	"io"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -64,12 +63,6 @@ type CPUSummary struct {
 type cpuSample struct {
 	user, sys time.Duration
 	maxRSS    int64
-}
-
-func cpuTime() cpuSample {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return cpuSample{time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano()), ru.Maxrss}
 }
 
 func (a cpuSample) sub(b cpuSample) cpuSample {

@@ -313,17 +313,13 @@ func (c *conn) readSocket(b []byte) (int, error) {
 	var n int
 	var err error
 	if rerr := c.raw.Read(func(fd uintptr) bool {
-		for {
-			n, err = syscall.Read(int(fd), b)
-			if err != syscall.EINTR {
-				return true
-			}
-		}
+		n, err = readFD(fd, b)
+		return true
 	}); rerr != nil {
 		return 0, rerr
 	}
 	switch {
-	case err == syscall.EAGAIN:
+	case err == errAgain:
 		return 0, errEmpty
 	case err != nil:
 		return 0, &net.OpError{Op: "read", Net: "tcp", Addr: c.nc.RemoteAddr(), Err: os.NewSyscallError("read", err)}
