@@ -98,3 +98,53 @@ func FuzzWebSocketRead(f *testing.F) {
 		}
 	})
 }
+
+// FuzzWebSocketSource: reading through a source that finds nothing at
+// arbitrary points (a parked reader's socket) yields the same payload, the
+// same answers and the same end as reading the stream straight.
+func FuzzWebSocketSource(f *testing.F) {
+	f.Add(clientFrame(0x82, []byte("\x10\x00"), true), uint64(1))
+	f.Add(append(clientFrame(0x89, []byte("ping"), true), clientFrame(0x82, make([]byte, 300), true)...), uint64(0xdeadbeef))
+	f.Add(append(clientFrame(0x02, []byte("ab"), true), clientFrame(0x80, []byte("cd"), true)...), uint64(7))
+	f.Add(clientFrame(0x88, []byte{0x03, 0xe8}, true), uint64(3))
+	f.Fuzz(func(t *testing.T, in []byte, pattern uint64) {
+		read := func(c *wsConn) (payload []byte, end error) {
+			buf := make([]byte, 16)
+			for i := 0; ; i++ {
+				if i > 4*len(in)+130 {
+					t.Fatal("Read keeps returning without an end")
+				}
+				n, err := c.Read(buf)
+				payload = append(payload, buf[:n]...)
+				if err != nil && err != errNothing {
+					return payload, err
+				}
+			}
+		}
+		straight := &fakeConn{r: bytes.NewReader(in)}
+		want, wantEnd := read(&wsConn{conn: straight})
+
+		parked := &fakeConn{}
+		c := &wsConn{conn: parked}
+		src, bits, empty := bytes.NewReader(in), pattern, false
+		c.SetSource(func(p []byte) (int, error) {
+			bits = bits>>1 | bits<<63
+			if empty = bits&1 != 0 && !empty; empty { // never twice in a row
+				return 0, errNothing
+			}
+			return src.Read(p[:min(len(p), 1+int(bits>>1&7))])
+		})
+		got, gotEnd := read(c)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("payload %x, straight %x", got, want)
+		}
+		if !bytes.Equal(parked.w.Bytes(), straight.w.Bytes()) {
+			t.Fatalf("answers % x, straight % x", parked.w.Bytes(), straight.w.Bytes())
+		}
+		if gotEnd.Error() != wantEnd.Error() {
+			t.Fatalf("ended with %v, straight with %v", gotEnd, wantEnd)
+		}
+	})
+}
+
+var errNothing = errors.New("nothing yet")

@@ -2,7 +2,6 @@ package listener
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -41,7 +40,6 @@ func TestUnmaskSplits(t *testing.T) {
 // error as it is and goes on where it stopped: in a frame header, an
 // extended length, a payload or a control frame.
 func TestWebSocketSourceResumes(t *testing.T) {
-	errNothing := errors.New("nothing yet")
 	long := bytes.Repeat([]byte("0123456789"), 30) // a 16-bit extended length
 	var stream []byte
 	stream = append(stream, clientFrame(0x82, []byte("hello"), true)...)
