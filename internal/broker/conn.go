@@ -49,6 +49,7 @@ type conn struct {
 	framed    bool          // nonblock WebSocket: nc reads the frames, readSocket the socket
 	drained   bool          // the last pollStep left the socket empty
 	short     bool          // the last nonblock read returned less than asked: the socket was empty
+	got       bool          // the last readOnce read MQTT bytes (a WebSocket ping alone is none)
 	tlsMore   bool          // tlsc may hold records read ahead of the last Read
 	draining  bool          // reading only what tlsc holds: a timeout means nothing
 	keepAlive time.Duration // read deadline after each read; 0: none
@@ -185,7 +186,7 @@ func (c *conn) serve() {
 	c.setReadTimeout(c.connectTimeout())
 	for c.err == nil {
 		err := c.readOnce()
-		if err == nil && c.keepAlive > 0 {
+		if err == nil && c.got && c.keepAlive > 0 {
 			c.nc.SetReadDeadline(time.Now().Add(c.keepAlive))
 		}
 		// kick stores the flag before expiring the deadline; checking it
@@ -214,6 +215,7 @@ func (c *conn) setReadTimeout(d time.Duration) {
 
 // readOnce reads what the socket holds and handles it.
 func (c *conn) readOnce() error {
+	c.got = false
 	if c.body != nil {
 		return c.readBody()
 	}
@@ -233,6 +235,7 @@ func (c *conn) readOnce() error {
 // reading straight into its exact-size body.
 func (c *conn) readBody() error {
 	n, err := c.read(c.body[c.have:])
+	c.got = c.got || n > 0
 	c.b.stats.bytesIn.Add(uint64(n))
 	c.have += n
 	if c.have == len(c.body) {
@@ -255,6 +258,7 @@ func (c *conn) readPackets(buf []byte) (full bool, err error) {
 	n := copy(buf, c.hdr[:c.nhdr])
 	c.nhdr = 0
 	m, rerr := c.read(buf[n:])
+	c.got = c.got || m > 0
 	full = n+m == len(buf)
 	c.b.stats.bytesIn.Add(uint64(m))
 	data := buf[:n+m]

@@ -158,7 +158,8 @@ func (c *conn) pollStep() (read bool, err error) {
 	default:
 		return false, c.checkDeadline()
 	}
-	if err == nil && c.keepAlive > 0 {
+	// Only MQTT bytes count as traffic for the keep-alive [MQTT-3.1.2-24].
+	if err == nil && c.got && c.keepAlive > 0 {
 		c.deadline.Store(monoNow() + int64(c.keepAlive))
 	}
 	if c.kicked.Load() {

@@ -3,6 +3,8 @@ package broker
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"runtime"
@@ -312,7 +314,11 @@ func TestWebSocketParked(t *testing.T) {
 }
 
 func webSocketParked(t *testing.T, scheme string) {
-	tb := startBroker(t, Options{AllowAnonymous: true})
+	// A short write timeout: a pong written long after the last batch's
+	// deadline passed must not fail for it.
+	cfg := testConfig()
+	cfg.WriteTimeout = 200 * time.Millisecond
+	tb := startBroker(t, Options{AllowAnonymous: true, Config: cfg})
 	lc := config.Listener{URL: scheme + "://127.0.0.1:0/mqtt"}
 	dialer := &websocket.Dialer{HandshakeTimeout: waitTime}
 	if scheme == "wss" {
@@ -376,17 +382,57 @@ func webSocketParked(t *testing.T, scheme string) {
 	}
 	idle[0].expectPublish(scheme+"/0", "split")
 
-	// The first byte of a frame header (over TLS, in a record of its own),
-	// then nothing.
+	// Keep-alive: the first byte of a frame header (over TLS, in a record
+	// of its own), then nothing; and WebSocket pings alone, which are not
+	// MQTT packets [MQTT-3.1.2-24].
+	ka := func(p *packet.Connect) { p.KeepAlive = 1 }
 	stalled, stalledWS := dial()
-	stalled.connect(scheme+"-stalled", func(p *packet.Connect) { p.KeepAlive = 1 })
+	stalled.connect(scheme+"-stalled", ka)
+	pinger, pingerWS := dial()
+	pinger.connect(scheme+"-pinger", ka)
+	start := time.Now()
 	if _, err := stalledWS.UnderlyingConn().Write([]byte{0x82}); err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
-	stalled.expectClosed()
-	if d := time.Since(start); d < time.Second {
-		t.Fatalf("closed after %v, before the keep-alive of 1 s (x1.5) ran out", d)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				if pingerWS.WriteControl(websocket.PingMessage, nil, time.Now().Add(time.Second)) != nil {
+					return
+				}
+			}
+		}
+	}()
+	closed := make(chan error, 2)
+	for _, c := range []*client{stalled, pinger} {
+		go func() {
+			for {
+				if _, err := c.read(waitTime); err != nil {
+					var ne net.Error
+					if errors.As(err, &ne) && ne.Timeout() {
+						err = fmt.Errorf("%v later, connection still open", waitTime)
+					} else if d := time.Since(start); d < time.Second {
+						err = fmt.Errorf("closed after %v, before the keep-alive of 1 s (x1.5) ran out", d)
+					} else {
+						err = nil
+					}
+					closed <- err
+					return
+				}
+			}
+		}()
+	}
+	for range 2 {
+		if err := <-closed; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -39,6 +40,11 @@ const (
 
 // wsCloseTimeout bounds the close frame Close tries to send.
 const wsCloseTimeout = 100 * time.Millisecond
+
+// wsControlTimeout bounds the write of a pong, or of the close frame that
+// answers the peer's close or a protocol error: the reader writes them, and
+// a peer that takes nothing for this long is cut off.
+const wsControlTimeout = 5 * time.Second
 
 // wsCoalesceMax is the largest frame Write copies into one pooled buffer (one
 // write, one TLS record); larger frames go out as a vectored write.
@@ -75,7 +81,8 @@ type wsConn struct {
 	// wmu serialises frames written by Write, by Read's answers to control
 	// frames and by Close.
 	wmu     sync.Mutex
-	wclosed bool // a close frame was sent; no more frames follow it
+	wclosed bool         // a close frame was sent; no more frames follow it
+	wdl     atomic.Int64 // the write deadline for data frames (UnixNano; 0: none)
 }
 
 var (
@@ -299,10 +306,13 @@ func (c *wsConn) fail(code uint16, reason string) error {
 func (c *wsConn) writeControl(op byte, payload []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	return c.writeControlLocked(op, payload)
+	return c.writeControlLocked(op, payload, wsControlTimeout)
 }
 
-func (c *wsConn) writeControlLocked(op byte, payload []byte) error {
+// writeControlLocked writes a control frame within timeout, whatever the
+// write deadline of data frames (which may have passed long ago: it is set
+// for each batch of data), and then puts that deadline back.
+func (c *wsConn) writeControlLocked(op byte, payload []byte, timeout time.Duration) error {
 	if c.wclosed {
 		return net.ErrClosed
 	}
@@ -310,7 +320,13 @@ func (c *wsConn) writeControlLocked(op byte, payload []byte) error {
 	frame[0], frame[1] = 0x80|op, byte(len(payload))
 	n := 2 + copy(frame[2:], payload)
 	c.wclosed = op == opClose
+	c.conn.SetWriteDeadline(time.Now().Add(timeout))
 	_, err := c.conn.Write(frame[:n])
+	var dl time.Time
+	if ns := c.wdl.Load(); ns != 0 {
+		dl = time.Unix(0, ns)
+	}
+	c.conn.SetWriteDeadline(dl)
 	return err
 }
 
@@ -380,10 +396,9 @@ func frameHeader(b []byte, op byte, n int) []byte {
 func (c *wsConn) Close() error {
 	if c.wmu.TryLock() {
 		if !c.wclosed {
-			c.conn.SetWriteDeadline(time.Now().Add(wsCloseTimeout))
 			var p [2]byte
 			binary.BigEndian.PutUint16(p[:], closeNormal)
-			c.writeControlLocked(opClose, p[:])
+			c.writeControlLocked(opClose, p[:], wsCloseTimeout)
 		}
 		c.wclosed = true
 		c.wmu.Unlock()
@@ -402,10 +417,21 @@ func (c *wsConn) LocalAddr() net.Addr { return c.conn.LocalAddr() }
 func (c *wsConn) RemoteAddr() net.Addr { return c.conn.RemoteAddr() }
 
 // SetDeadline sets the underlying connection's deadlines.
-func (c *wsConn) SetDeadline(t time.Time) error { return c.conn.SetDeadline(t) }
+func (c *wsConn) SetDeadline(t time.Time) error {
+	c.SetReadDeadline(t)
+	return c.SetWriteDeadline(t)
+}
 
 // SetReadDeadline sets the underlying connection's read deadline.
 func (c *wsConn) SetReadDeadline(t time.Time) error { return c.conn.SetReadDeadline(t) }
 
-// SetWriteDeadline sets the underlying connection's write deadline.
-func (c *wsConn) SetWriteDeadline(t time.Time) error { return c.conn.SetWriteDeadline(t) }
+// SetWriteDeadline sets the write deadline of data frames (control frames
+// have their own; see writeControlLocked).
+func (c *wsConn) SetWriteDeadline(t time.Time) error {
+	var ns int64
+	if !t.IsZero() {
+		ns = t.UnixNano()
+	}
+	c.wdl.Store(ns)
+	return c.conn.SetWriteDeadline(t)
+}
