@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime"
 	"sync"
+	"time"
 	"weak"
 
 	"github.com/culexmq/culex/internal/broker"
@@ -134,7 +135,21 @@ func (a *Adapter) AuthExchange(ctx context.Context, c *broker.ClientInfo, method
 func (a *Adapter) OnConnect(c *broker.ClientInfo, _ bool) {
 	if id, ok := a.idents.load(c); ok {
 		a.s.track(id)
+		a.expireAt(c, id)
 	}
+}
+
+// expireAt disconnects c when id's credential expires (a JWT's exp), unless
+// c has disconnected or re-authenticated as someone else by then.
+func (a *Adapter) expireAt(c *broker.ClientInfo, id *Identity) {
+	if id.Expires.IsZero() {
+		return
+	}
+	id.expiry.Store(time.AfterFunc(time.Until(id.Expires), func() {
+		if cur, ok := a.idents.load(c); ok && cur == id {
+			a.s.expire(c, id)
+		}
+	}))
 }
 
 // OnDisconnect implements broker.DisconnectHook.

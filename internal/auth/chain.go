@@ -33,6 +33,7 @@ type Stats struct {
 	NewBans       atomic.Int64
 	Denied        atomic.Int64 // ACL denials
 	Revoked       atomic.Int64 // clients disconnected by a reload
+	Expired       atomic.Int64 // clients disconnected when their credential expired
 }
 
 // NewChain returns a chain over backends. limiter, log and stats may be nil.
@@ -108,7 +109,7 @@ func (c *Chain) fail(r *Request, addr, backend string, code error) error {
 
 func (c *Chain) identity(r *Request, backend string, res *Result) *Identity {
 	id := &Identity{ClientID: r.ClientID, Username: res.Username, CertCN: res.CertCN, Remote: r.Remote,
-		Superuser: res.Superuser, ACL: res.ACL, Backend: backend, credential: res.credential}
+		Superuser: res.Superuser, ACL: res.ACL, Backend: backend, Expires: res.Expires, credential: res.credential}
 	if id.Username == "" {
 		id.Username = r.Username
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"net"
 	"sync/atomic"
+	"time"
 )
 
 // Action is what a client does with a topic.
@@ -44,12 +45,18 @@ type Identity struct {
 	ACL []Rule
 	// Backend names the backend that authenticated the client.
 	Backend string
+	// Expires is when the credential stops being valid (a JWT's exp, plus
+	// the leeway); zero for none. A client still connected then is
+	// disconnected (0xA0, maximum connect time).
+	Expires time.Time
 	// credential identifies the secret the client proved (the users-file
 	// hash), so that a reload can tell whether it was revoked.
 	credential string
 	// revoked is set by a reload that removed or changed the credential:
 	// every check of a revoked identity fails.
 	revoked atomic.Bool
+	// expiry disconnects the client at Expires (Adapter.OnConnect).
+	expiry atomic.Pointer[time.Timer]
 }
 
 // Revoked reports whether a reload revoked the identity's credentials.
@@ -91,6 +98,7 @@ type Result struct {
 	// Code is the reason for a Deny (a packet.Code); nil means bad user
 	// name or password.
 	Code       error
+	Expires    time.Time // see Identity.Expires
 	credential string
 }
 

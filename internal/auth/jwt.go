@@ -102,7 +102,9 @@ func (j *JWT) Authenticate(ctx context.Context, r *Request) (Result, error) {
 	if err != nil {
 		return Result{Verdict: Deny}, nil
 	}
-	return Result{Verdict: Allow, Username: name, Superuser: c.Superuser, ACL: rules}, nil
+	exp, _ := c.Exp.Float64() // checkClaims parsed it
+	return Result{Verdict: Allow, Username: name, Superuser: c.Superuser, ACL: rules,
+		Expires: time.Unix(int64(exp), 0).Add(j.Leeway)}, nil
 }
 
 func (j *JWT) checkClaims(c *jwtClaims) error {

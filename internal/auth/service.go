@@ -13,7 +13,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/culexmq/culex/internal/broker"
 	"github.com/culexmq/culex/internal/config"
+	"github.com/culexmq/culex/internal/mqtt/packet"
 )
 
 // Service is device security for one node: the authentication chain, the
@@ -31,6 +33,7 @@ type Service struct {
 	acl        atomic.Pointer[ACL]
 	fakeKey    []byte
 	disconnect atomic.Pointer[func(clientID string)]
+	endConn    atomic.Pointer[func(c *broker.ClientInfo, code packet.Code)]
 	adOnce     sync.Once
 	ad         *Adapter
 
@@ -187,8 +190,14 @@ func (s *Service) Limiter() *Limiter { return s.limiter }
 // installed a revoked client stays connected but may do nothing.
 func (s *Service) SetDisconnect(fn func(clientID string)) { s.disconnect.Store(&fn) }
 
+// SetDisconnectClient installs the function that ends one connection,
+// called for a client whose credential expires while it is connected.
+func (s *Service) SetDisconnectClient(fn func(c *broker.ClientInfo, code packet.Code)) {
+	s.endConn.Store(&fn)
+}
+
 // track registers a connected identity for revocation checks; untrack
-// forgets it.
+// forgets it (and stops its expiry).
 func (s *Service) track(id *Identity) {
 	s.mu.Lock()
 	s.live[id] = struct{}{}
@@ -199,6 +208,21 @@ func (s *Service) untrack(id *Identity) {
 	s.mu.Lock()
 	delete(s.live, id)
 	s.mu.Unlock()
+	if t := id.expiry.Load(); t != nil {
+		t.Stop()
+	}
+}
+
+// expire disconnects c, whose credential (id's) has expired, with 0xA0
+// (maximum connect time) for a v5 client.
+func (s *Service) expire(c *broker.ClientInfo, id *Identity) {
+	fn := s.endConn.Load()
+	if fn == nil {
+		return
+	}
+	s.stats.Expired.Add(1)
+	s.log.Info("auth: credential expired, disconnecting", "client_id", c.ClientID, "username", id.Username, "backend", id.Backend)
+	(*fn)(c, packet.ErrMaximumConnectTime)
 }
 
 // Close stops watching the files and waits for the service's goroutines.

@@ -91,6 +91,7 @@ func (s *Server) open() error {
 	}
 	s.broker = b
 	a.SetDisconnect(func(clientID string) { b.Disconnect(clientID, packet.ErrNotAuthorized) })
+	a.SetDisconnectClient(func(c *broker.ClientInfo, code packet.Code) { b.DisconnectClient(c, code) })
 	for i, lc := range cfg.Listeners {
 		l, err := listener.New(lc, b.Handle, s.log)
 		if err != nil {
