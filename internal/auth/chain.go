@@ -86,6 +86,13 @@ func (c *Chain) Authenticate(ctx context.Context, r *Request) (*Identity, error)
 		c.stats.Failure.Add(1)
 		return nil, packet.ErrNotAuthorized
 	}
+	if r.HasPassword {
+		for _, b := range c.backends {
+			if ua, ok := b.(*UserAuth); ok {
+				ua.decoy(ctx, r.Password)
+			}
+		}
+	}
 	return nil, c.fail(r, addr, "", packet.ErrBadUsernameOrPassword)
 }
 

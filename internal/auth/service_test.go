@@ -132,3 +132,35 @@ func TestChainOrder(t *testing.T) {
 		t.Errorf("jwt ignores a plain password: %+v %v", id, err)
 	}
 }
+
+// TestUnknownUserCostsAHash: a login that no backend knows is refused only
+// after the hash check a known user's wrong password costs, so that timing
+// does not tell which usernames exist; a login another backend accepts
+// does not pay for it.
+func TestUnknownUserCostsAHash(t *testing.T) {
+	secret := []byte(strings.Repeat("k", 32))
+	users := NewUserAuth(testUsers(t, "dev-1", "s1"), 0, 0)
+	chain := NewChain([]Authenticator{users, &JWT{Secret: secret}}, false, nil, nil, nil)
+	ctx := context.Background()
+	hashes := func() int64 { h, _ := users.Stats(); return h }
+
+	if _, err := chain.Authenticate(ctx, login("dev-1", "wrong")); err == nil {
+		t.Fatal("wrong password accepted")
+	}
+	if h := hashes(); h != 1 {
+		t.Fatalf("known user, wrong password: %d hashes, want 1", h)
+	}
+	if _, err := chain.Authenticate(ctx, login("nobody", "guess")); err == nil {
+		t.Fatal("unknown user accepted")
+	}
+	if h := hashes(); h != 2 {
+		t.Fatalf("unknown user: %d hashes in all, want 2 (one decoy)", h)
+	}
+	tok := signJWT(t, "HS256", "", secret, map[string]any{"sub": "dev-2", "exp": time.Now().Unix() + 60})
+	if id, err := chain.Authenticate(ctx, login("dev-2", tok)); err != nil || id.Backend != "jwt" {
+		t.Fatalf("JWT login: %+v %v", id, err)
+	}
+	if h := hashes(); h != 2 {
+		t.Fatalf("a JWT login cost %d hashes, want none", h-2)
+	}
+}

@@ -59,6 +59,14 @@ func (u *Users) List() []*User {
 	return out
 }
 
+// first returns the first user in file order, if any.
+func (u *Users) first() (*User, bool) {
+	if len(u.order) == 0 {
+		return nil, false
+	}
+	return u.byName[u.order[0]], true
+}
+
 // Len is the number of users.
 func (u *Users) Len() int { return len(u.order) }
 
