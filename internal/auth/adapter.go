@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"encoding/json"
 	"runtime"
 	"sync"
 	"time"
@@ -83,6 +84,7 @@ func (a *Adapter) Authenticate(ctx context.Context, c *broker.ClientInfo, p *pac
 		return packet.ErrNotAuthorized
 	}
 	a.idents.store(c, id)
+	c.AuthState = id.state()
 	return nil
 }
 
@@ -128,6 +130,25 @@ func (a *Adapter) AuthExchange(ctx context.Context, c *broker.ClientInfo, method
 		s.track(id)
 	}
 	return resp, false, nil
+}
+
+// restoreIdentity rebuilds the identity of a session restored from the
+// store (see state); without a usable state, its client id and stored
+// username are all it has.
+func restoreIdentity(c *broker.ClientInfo) *Identity {
+	id := &Identity{ClientID: c.ClientID, Username: c.Username, Remote: c.Remote}
+	var s savedIdentity
+	if len(c.AuthState) == 0 || json.Unmarshal(c.AuthState, &s) != nil {
+		return id
+	}
+	raw, _ := json.Marshal(s.ACL)
+	rules, err := parseJSONRules(raw)
+	if err != nil {
+		return id
+	}
+	id.Username, id.CertCN, id.Superuser, id.Anonymous, id.Backend, id.ACL =
+		s.Username, s.CertCN, s.Superuser, s.Anonymous, s.Backend, rules
+	return id
 }
 
 // OnConnect implements broker.ConnectHook: connected identities are
@@ -203,10 +224,12 @@ func (a *Adapter) CanSubscribe(c *broker.ClientInfo, filter string, _ byte) erro
 func (a *Adapter) CanReceive(c *broker.ClientInfo, m *broker.Message) error {
 	id, ok := a.idents.load(c)
 	if !ok {
+		// A session restored after a restart, its client not yet back.
 		if c.ClientID == "" {
 			return a.denied()
 		}
-		id = &Identity{ClientID: c.ClientID, Username: c.Username}
+		id = restoreIdentity(c)
+		a.idents.store(c, id)
 	}
 	if id.revoked.Load() || !a.s.acl.Load().Check(id, Subscribe, m.Topic) {
 		return a.denied()

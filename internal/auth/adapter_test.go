@@ -3,6 +3,7 @@ package auth
 import (
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -364,38 +365,52 @@ func BenchmarkCanReceive(b *testing.B) {
 	}
 }
 
-// A persistent session restored after a restart has no identity until its
-// device reconnects; messages for it must still be queued, within its ACL.
+// A persistent session restored after a restart gets its messages, within
+// its ACL, before its device reconnects: by its username's rules, and by
+// what it was when it connected (here a superuser, whom the username rules
+// alone would not allow the topic).
 func TestRestoredSessionKeepsQueueing(t *testing.T) {
+	t.Run("username rules", func(t *testing.T) {
+		restoredSessionGets(t, "dev-a", "devices/dev-a/commands", "devices/dev-a/commands")
+	})
+	t.Run("superuser", func(t *testing.T) { restoredSessionGets(t, "!mon", "fleet/#", "fleet/x") })
+}
+
+// restoredSessionGets subscribes user (password "pw"; a leading ! makes a
+// superuser) to filter with a persistent session, restarts the broker on
+// the same store, publishes to topic as a superuser and expects user to
+// get it on reconnecting.
+func restoredSessionGets(t *testing.T, user, filter, topic string) {
 	const acl = "allow both devices/${username}/#\n"
+	name := strings.TrimPrefix(user, "!")
 	st := store.NewMemory()
 	defer st.Close()
 	withStore := func(o *broker.Options) { o.Store = st }
 	persistent := func(p *packet.Connect) { p.CleanStart = false }
 	t.Run("before restart", func(t *testing.T) {
-		svc, _ := testService(t, acl, nil, "dev-a", "pa")
+		svc, _ := testService(t, acl, nil, user, "pw")
 		c := dial(t, startBroker(t, svc, withStore), packet.V311)
-		c.connect("dev-a", "dev-a", "pa", persistent)
-		if rc := c.subscribe("devices/dev-a/commands"); rc != 1 {
+		c.connect(name, name, "pw", persistent)
+		if rc := c.subscribe(filter); rc != 1 {
 			t.Fatalf("SUBACK %#x", rc)
 		}
 		c.send(&packet.Disconnect{})
 	})
-	svc, _ := testService(t, acl, nil, "dev-a", "pa", "!ops", "po")
+	svc, _ := testService(t, acl, nil, user, "pw", "!ops", "po")
 	addr := startBroker(t, svc, withStore)
 	ops := dial(t, addr, packet.V311)
 	ops.connect("ops", "ops", "po")
-	if rc := ops.publish("devices/dev-a/commands", false); rc != 0 {
+	if rc := ops.publish(topic, false); rc != 0 {
 		t.Fatalf("PUBACK %#x", rc)
 	}
 	c := dial(t, addr, packet.V311)
-	if ack := c.connect("dev-a", "dev-a", "pa", persistent); !ack.SessionPresent {
+	if ack := c.connect(name, name, "pw", persistent); !ack.SessionPresent {
 		t.Fatal("session not restored")
 	}
 	if len(c.pubs) == 0 {
 		c.pubs = append(c.pubs, c.next().(*packet.Publish))
 	}
-	if got := c.pubs[0].Topic; got != "devices/dev-a/commands" {
+	if got := c.pubs[0].Topic; got != topic {
 		t.Fatalf("got %q", got)
 	}
 }

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"net"
 	"sync/atomic"
 	"time"
@@ -57,6 +58,32 @@ type Identity struct {
 	revoked atomic.Bool
 	// expiry disconnects the client at Expires (Adapter.OnConnect).
 	expiry atomic.Pointer[time.Timer]
+}
+
+// savedIdentity is what Identity.state keeps of an identity: what the ACL
+// needs to judge deliveries to its session while the client is away.
+type savedIdentity struct {
+	Username  string     `json:"u,omitempty"`
+	CertCN    string     `json:"cn,omitempty"`
+	Superuser bool       `json:"su,omitempty"`
+	Anonymous bool       `json:"an,omitempty"`
+	Backend   string     `json:"b,omitempty"`
+	ACL       []jsonRule `json:"acl,omitempty"`
+}
+
+// state encodes id for broker.ClientInfo.AuthState.
+func (id *Identity) state() []byte {
+	s := savedIdentity{Username: id.Username, CertCN: id.CertCN, Superuser: id.Superuser,
+		Anonymous: id.Anonymous, Backend: id.Backend}
+	for _, r := range id.ACL {
+		p := "deny"
+		if r.Allow {
+			p = "allow"
+		}
+		s.ACL = append(s.ACL, jsonRule{Permission: p, Action: r.Action.String(), Topic: r.Filter})
+	}
+	b, _ := json.Marshal(&s)
+	return b
 }
 
 // Revoked reports whether a reload revoked the identity's credentials.

@@ -18,6 +18,12 @@ type ClientInfo struct {
 	Remote   net.Addr
 	Listener string
 	TLS      *tls.ConnectionState
+	// AuthState is what the Authenticator keeps about the client to judge
+	// its deliveries while it is not connected: it is stored with a
+	// persistent session and restored with it after a restart, so that an
+	// Authorizer's CanReceive can decide before the client authenticates
+	// again. Authenticate may set it on CONNECT; nil for none.
+	AuthState []byte
 }
 
 // Interceptor sees every inbound PUBLISH after validation and authorization

@@ -22,8 +22,9 @@ const (
 
 var errRecord = errors.New("broker: corrupt store record")
 
-// saveLocked writes the session record: version, expiry, disconnect time and
-// subscriptions.
+// saveLocked writes the session record: version, expiry, disconnect time,
+// username, subscriptions and the authenticator's state (ClientInfo).
+// Records written before the state was added end after the subscriptions.
 func (s *session) saveLocked() {
 	if s.gone {
 		return // a late packet of a taken-over connection must not revive it
@@ -39,6 +40,8 @@ func (s *session) saveLocked() {
 		b = append(b, packOpts(o))
 		b = binary.AppendUvarint(b, uint64(o.ID))
 	}
+	b = binary.AppendUvarint(b, uint64(len(s.info.AuthState)))
+	b = append(b, s.info.AuthState...)
 	s.b.apply([]store.Op{{Kind: store.Put, Bucket: store.Sessions, Key: s.id, Value: b}}, nil)
 }
 
@@ -323,6 +326,11 @@ func (b *Broker) decodeSession(id string, v []byte) (*session, error) {
 			s.subs = make(map[string]subOpts)
 		}
 		s.subs[f] = o
+	}
+	if r.err == nil && len(r.b) > 0 {
+		if st := r.string(); st != "" {
+			s.info.AuthState = []byte(st)
+		}
 	}
 	return s, r.err
 }

@@ -232,3 +232,33 @@ func TestStoreClosedUnderBroker(t *testing.T) {
 	s.send(&packet.Pingreq{})
 	s.expect(packet.PINGRESP)
 }
+
+// TestSessionRecordAuthState: the authenticator's state round-trips with a
+// session record, and a record written before the state existed (ending
+// after the subscriptions) still decodes, without one.
+func TestSessionRecordAuthState(t *testing.T) {
+	b := &Broker{}
+	s := newSession(b, "dev-1")
+	s.version = packet.V5
+	s.subs = map[string]subOpts{"devices/dev-1/#": {QoS: 1, ID: 7}}
+	s.info = &ClientInfo{ClientID: "dev-1", Username: "dev-1", AuthState: []byte(`{"su":true}`)}
+	st := store.NewMemory()
+	defer st.Close()
+	b.store = st
+	s.saveLocked()
+	if err := st.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	var rec []byte
+	st.Scan(store.Sessions, "", func(_ string, v []byte) error { rec = v; return nil })
+	got, err := b.decodeSession("dev-1", rec)
+	if err != nil || string(got.info.AuthState) != `{"su":true}` || got.info.Username != "dev-1" || got.subs["devices/dev-1/#"] != s.subs["devices/dev-1/#"] {
+		t.Fatalf("round trip: %+v %+v %v", got.info, got.subs, err)
+	}
+	// The old form: the same record without the trailing state.
+	old := rec[:len(rec)-1-len(`{"su":true}`)]
+	got, err = b.decodeSession("dev-1", old)
+	if err != nil || got.info.AuthState != nil || len(got.subs) != 1 {
+		t.Fatalf("old record: %+v %+v %v", got.info, got.subs, err)
+	}
+}
