@@ -84,7 +84,9 @@ func (a *Adapter) Authenticate(ctx context.Context, c *broker.ClientInfo, p *pac
 		return packet.ErrNotAuthorized
 	}
 	a.idents.store(c, id)
-	c.AuthState = id.state()
+	if p.Version == packet.V5 && p.Props.SessionExpiry > 0 || p.Version != packet.V5 && !p.CleanStart {
+		c.AuthState = id.state() // only a persistent session stores it
+	}
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 )
 
 // The server side of the WebSocket opening handshake (RFC 6455 section 4.2),
@@ -16,6 +17,11 @@ import (
 
 // maxUpgradeRequest bounds the HTTP upgrade request, headers included.
 const maxUpgradeRequest = 4096
+
+// upgradeBufs recycles the request buffers of upgrades, so that a storm of
+// WebSocket connections does not leave one behind per connection as garbage
+// (heap the process holds on to).
+var upgradeBufs = sync.Pool{New: func() any { return new([maxUpgradeRequest]byte) }}
 
 // wsGUID is the key suffix of Sec-WebSocket-Accept (RFC 6455 section 1.3).
 const wsGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -39,7 +45,9 @@ func (e *httpError) Error() string {
 // WebSocket conn, or answers with an error status and returns the error. The
 // caller bounds it with a deadline.
 func upgrade(conn net.Conn, path string) (*wsConn, error) {
-	buf := make([]byte, maxUpgradeRequest)
+	bp := upgradeBufs.Get().(*[maxUpgradeRequest]byte)
+	defer upgradeBufs.Put(bp)
+	buf := bp[:]
 	n, end := 0, -1
 	for end < 0 {
 		if n == len(buf) {
