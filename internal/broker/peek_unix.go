@@ -7,19 +7,6 @@ import "syscall"
 // canPeek says peekFD works on this platform.
 const canPeek = true
 
-// errAgain is what readFD returns when the socket is empty.
-const errAgain = syscall.EAGAIN
-
-// readFD reads a non-blocking descriptor once (retrying an interrupted call).
-func readFD(fd uintptr, b []byte) (int, error) {
-	for {
-		n, err := syscall.Read(int(fd), b)
-		if err != syscall.EINTR {
-			return n, err
-		}
-	}
-}
-
 // peekFD reports whether fd has bytes (or EOF, or an error) to read now,
 // without waiting and without a buffer: a one-byte MSG_PEEK|MSG_DONTWAIT
 // recvfrom into a stack array. A descriptor closed and reused meanwhile

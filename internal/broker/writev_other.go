@@ -3,6 +3,7 @@
 package broker
 
 import (
+	"errors"
 	"net"
 	"syscall"
 )
@@ -16,3 +17,9 @@ var errNoWritev = &connError{"writev: not on this platform"}
 const hasWritev = false
 
 func unacked(syscall.RawConn) int { return -1 }
+
+// errAgain and readFD serve parked connections, which this platform has
+// none of (there is no poller).
+var errAgain = errors.ErrUnsupported
+
+func readFD(uintptr, []byte) (int, error) { return 0, errors.ErrUnsupported }
