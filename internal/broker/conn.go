@@ -33,7 +33,7 @@ const (
 type conn struct {
 	b    *Broker
 	nc   net.Conn
-	raw  syscall.RawConn // the TCP socket's (beneath TLS or WebSocket too); nil where there is no poller
+	raw  syscall.RawConn // the TCP socket's (beneath TLS or WebSocket too); nil where canPeek is false
 	fd   int32           // raw's descriptor for peekFD; -1 without raw
 	tlsc *tls.Conn       // nc, or the conn beneath nc's WebSocket, when it is TLS: raw is its socket's, and it may hold read-ahead
 	poll *poller         // parks the idle reader; nil: a goroutine blocks in Read
