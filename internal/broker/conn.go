@@ -37,7 +37,7 @@ type conn struct {
 	fd   int32           // raw's descriptor for peekFD; -1 without raw
 	tlsc *tls.Conn       // nc, or the conn beneath nc's WebSocket, when it is TLS: raw is its socket's, and it may hold read-ahead
 	poll *poller         // parks the idle reader; nil: a goroutine blocks in Read
-	slot *bool           // the poller reader's fast slot (mayBlock); nil elsewhere
+	fast bool            // the owning poller reader holds a fast slot (mayBlock)
 	info *ClientInfo
 	sess *session // set once connected; never changes
 
@@ -280,8 +280,11 @@ func (c *conn) readPackets(buf []byte) (full bool, err error) {
 			c.have = copy(c.body, data[hl:])
 			break
 		}
-		body := make([]byte, fh.Remaining)
-		copy(body, data[hl:end])
+		body := data[hl:end:end]
+		if !isAck(fh.Type) {
+			body = make([]byte, fh.Remaining)
+			copy(body, data[hl:end])
+		}
 		data = data[end:]
 		if err := c.handle(fh, body); err != nil {
 			return false, err
@@ -311,15 +314,36 @@ func (c *conn) read(b []byte) (int, error) {
 	return c.readSocket(b)
 }
 
+// readOp is the state of one read through a RawConn, pooled with the func
+// the RawConn calls, so that a read allocates nothing (see writevOp).
+type readOp struct {
+	fn  func(fd uintptr) bool // op.read
+	b   []byte
+	n   int
+	err error
+}
+
+var readOps = sync.Pool{New: func() any {
+	op := new(readOp)
+	op.fn = op.read
+	return op
+}}
+
+func (op *readOp) read(fd uintptr) bool {
+	op.n, op.err = readFD(fd, op.b)
+	return true
+}
+
 // readSocket reads the socket of a nonblock connection without waiting:
 // errEmpty when it holds nothing.
 func (c *conn) readSocket(b []byte) (int, error) {
-	var n int
-	var err error
-	if rerr := c.raw.Read(func(fd uintptr) bool {
-		n, err = readFD(fd, b)
-		return true
-	}); rerr != nil {
+	op := readOps.Get().(*readOp)
+	op.b = b
+	rerr := c.raw.Read(op.fn)
+	n, err := op.n, op.err
+	op.b, op.n, op.err = nil, 0, nil
+	readOps.Put(op)
+	if rerr != nil {
 		return 0, rerr
 	}
 	switch {
@@ -372,8 +396,15 @@ func (c *conn) handle(fh packet.FixedHeader, body []byte) error {
 	if fh.Type == packet.CONNECT && c.state != stateNew {
 		return c.fail(packet.ErrProtocolError) // [MQTT-3.1.0-2]
 	}
-	if fh.Type == packet.PUBLISH {
+	switch {
+	case fh.Type == packet.PUBLISH:
 		return c.handlePublish(fh, body)
+	case isAck(fh.Type):
+		var a packet.Ack
+		if err := a.Decode(fh, body, c.version); err != nil {
+			return c.fail(decodeCode(err))
+		}
+		return c.onAck(&a)
 	}
 	p, err := packet.Decode(fh, body, c.version)
 	if err != nil {
@@ -414,6 +445,13 @@ func (c *conn) handlePublish(fh packet.FixedHeader, body []byte) error {
 	}
 	c.b.stats.publishesIn.Add(1)
 	return c.onPublish(p)
+}
+
+// isAck says t is PUBACK, PUBREC, PUBREL or PUBCOMP: packets that are
+// decoded on the stack and whose handling keeps nothing of the body, which
+// may then alias the read buffer (readPackets).
+func isAck(t packet.Type) bool {
+	return t == packet.PUBACK || t == packet.PUBREC || t == packet.PUBREL || t == packet.PUBCOMP
 }
 
 var pingresp = []byte{byte(packet.PINGRESP) << 4, 0}

@@ -224,7 +224,7 @@ func (c *conn) sendAck(kind packet.Type, pid uint16, code packet.Code) {
 			c.reasonString(&a.Props, code)
 		}
 	}
-	b, err := a.Encode(nil, c.version)
+	b, err := a.Encode(make([]byte, 0, 4), c.version) // the common size
 	if err != nil {
 		c.b.log.Error("encode ack", "err", err)
 		return

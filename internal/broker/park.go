@@ -89,20 +89,20 @@ func (c *conn) start() {
 }
 
 // loop reads while the socket has bytes, then parks the connection, or
-// tears it down when the reader ends.
-func (c *conn) loop() {
+// tears it down when the reader ends. It reports whether the calling
+// goroutine still holds the fast slot it came with (c.fast).
+func (c *conn) loop() (fast bool) {
 	for {
 		c.rs.Store(stRunning)
 		read, err := c.pollStep()
 		if err == nil && (!read || c.drained) {
 			// Once parked, c belongs to whoever the poller wakes.
-			slot := c.slot
-			c.slot = nil
+			fast, c.fast = c.fast, false
 			var parked bool
 			if parked, err = c.park(); parked {
-				return
+				return fast
 			}
-			c.slot = slot
+			c.fast = fast
 		}
 		if err != nil {
 			c.err = err
@@ -110,11 +110,12 @@ func (c *conn) loop() {
 		}
 	}
 	c.teardown(c.err)
-	c.slot = nil
+	fast, c.fast = c.fast, false
 	c.poll.remove(c)
 	c.setDeadline(0)
 	c.rs.Store(stDead)
 	c.b.wg.Done()
+	return fast
 }
 
 // pollStep does what the socket, the deadline and kick ask for without ever
@@ -173,8 +174,8 @@ func (c *conn) pollStep() (read bool, err error) {
 // that ready connections do not wait behind it; the reader still counts
 // against the bound on all readers.
 func (c *conn) mayBlock() {
-	if c.slot != nil && *c.slot {
-		*c.slot = false
+	if c.fast {
+		c.fast = false
 		c.poll.release()
 	}
 }

@@ -116,6 +116,29 @@ func (p *poller) run() {
 	var w stallWatch
 	var armed time.Time // the wait's deadline: the next stall check
 	stop := false
+	var werr error
+	// harvest is made once: a closure made at each wait would be
+	// allocated at each wait.
+	harvest := func(uintptr) bool {
+		n, err := epollNow(p.epfd, evs)
+		if err != nil && err != syscall.EINTR {
+			werr = err
+			return true
+		}
+		if n <= 0 {
+			return false // nothing yet: wait
+		}
+		p.mu.Lock()
+		for _, ev := range evs[:n] {
+			if ev.Fd == int32(p.wake[0]) {
+				stop = true
+			} else if c := p.conns[ev.Fd]; c != nil && c.gen == uint32(ev.Pad) {
+				ready = append(ready, c)
+			}
+		}
+		p.mu.Unlock()
+		return true
+	}
 	for !stop {
 		// Re-arm only when the check is due or its need changed: events
 		// come far more often than stall checks.
@@ -123,27 +146,7 @@ func (p *poller) run() {
 			armed = next
 			p.file.SetReadDeadline(armed)
 		}
-		var werr error
-		err := p.raw.Read(func(uintptr) bool {
-			n, err := epollNow(p.epfd, evs)
-			if err != nil && err != syscall.EINTR {
-				werr = err
-				return true
-			}
-			if n <= 0 {
-				return false // nothing yet: wait
-			}
-			p.mu.Lock()
-			for _, ev := range evs[:n] {
-				if ev.Fd == int32(p.wake[0]) {
-					stop = true
-				} else if c := p.conns[ev.Fd]; c != nil && c.gen == uint32(ev.Pad) {
-					ready = append(ready, c)
-				}
-			}
-			p.mu.Unlock()
-			return true
-		})
+		err := p.raw.Read(harvest)
 		if werr != nil || (err != nil && !errors.Is(err, os.ErrDeadlineExceeded)) {
 			panic(fmt.Sprintf("broker: epoll: %v %v", werr, err))
 		}
@@ -174,8 +177,8 @@ func (p *poller) spawn(c *conn) {
 func (p *poller) serve(c *conn) {
 	held := true // a fast slot
 	for c != nil {
-		c.slot = &held
-		c.loop()
+		c.fast = held
+		held = c.loop()
 		c = p.next(&held)
 	}
 }

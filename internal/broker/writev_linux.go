@@ -23,60 +23,80 @@ const hasWritev = true
 // 64 B payloads below Mosquitto's (docs/broker.md, "Latency at a fixed
 // rate").
 
-// iovecs recycles writev's descriptor arrays. net.Buffers would write with
-// the connection's own cached array instead, which the connection keeps
-// (up to 16 KiB after a large batch) for as long as it lives, idle or not.
-var iovecs = sync.Pool{New: func() any { v := make([]syscall.Iovec, 0, 64); return &v }}
+// writevOp is the state of one writev through a RawConn, pooled with the
+// func the RawConn calls: a closure capturing the call's results would be
+// allocated at every call. Its iovec array is reused too; net.Buffers
+// would write with the connection's own cached array instead, which the
+// connection keeps (up to 16 KiB after a large batch) for as long as it
+// lives, idle or not.
+type writevOp struct {
+	fn    func(fd uintptr) bool // op.write
+	iov   []syscall.Iovec
+	bufs  net.Buffers
+	wait  bool
+	total int64
+	err   error
+}
+
+var writevOps = sync.Pool{New: func() any {
+	op := &writevOp{iov: make([]syscall.Iovec, 0, 64)}
+	op.fn = op.write
+	return op
+}}
 
 // writev writes bufs to the socket behind raw with writev and consumes what
 // was written from bufs. While the socket is full it waits in the runtime
 // poller (and so under the write deadline), or with wait unset returns.
 func writev(raw syscall.RawConn, bufs *net.Buffers, wait bool) (int64, error) {
-	vp := iovecs.Get().(*[]syscall.Iovec)
-	var total int64
-	var werr error
-	err := raw.Write(func(fd uintptr) bool {
-		for len(*bufs) > 0 {
-			iov := (*vp)[:0]
-			for _, b := range *bufs {
-				if len(b) == 0 {
-					continue
-				}
-				iov = append(iov, syscall.Iovec{Base: &b[0]})
-				iov[len(iov)-1].SetLen(len(b))
-				if len(iov) == maxIovecs {
-					break
-				}
-			}
-			*vp = iov
-			if len(iov) == 0 {
-				*bufs = nil
-				break
-			}
-			n, _, e := syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
-			switch e {
-			case 0:
-				total += int64(n)
-				consume(bufs, int64(n))
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return !wait // wait until writable, or stop
-			default:
-				werr = e
-				return true
-			}
-		}
-		return true
-	})
-	clear(*vp)
-	if cap(*vp) <= maxIovecs {
-		*vp = (*vp)[:0]
-		iovecs.Put(vp)
+	op := writevOps.Get().(*writevOp)
+	op.bufs, op.wait = *bufs, wait
+	err := raw.Write(op.fn)
+	*bufs = op.bufs
+	total, werr := op.total, op.err
+	clear(op.iov)
+	op.bufs, op.total, op.err = nil, 0, nil
+	if cap(op.iov) <= maxIovecs {
+		op.iov = op.iov[:0]
+		writevOps.Put(op)
 	}
 	if werr != nil {
 		return total, &net.OpError{Op: "writev", Net: "tcp", Err: werr}
 	}
 	return total, err
+}
+
+func (op *writevOp) write(fd uintptr) bool {
+	for len(op.bufs) > 0 {
+		iov := op.iov[:0]
+		for _, b := range op.bufs {
+			if len(b) == 0 {
+				continue
+			}
+			iov = append(iov, syscall.Iovec{Base: &b[0]})
+			iov[len(iov)-1].SetLen(len(b))
+			if len(iov) == maxIovecs {
+				break
+			}
+		}
+		op.iov = iov
+		if len(iov) == 0 {
+			op.bufs = nil
+			break
+		}
+		n, _, e := syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+		switch e {
+		case 0:
+			op.total += int64(n)
+			consume(&op.bufs, int64(n))
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return !op.wait // wait until writable, or stop
+		default:
+			op.err = e
+			return true
+		}
+	}
+	return true
 }
 
 // errAgain is what readFD returns when the socket is empty.
