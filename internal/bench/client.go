@@ -110,6 +110,7 @@ func (c *client) handshake(ctx context.Context) (err error) {
 	if err != nil {
 		return c.r.fail("connect", err)
 	}
+	nc = fast(nc)
 	c.nc = nc
 	nc.SetDeadline(time.Now().Add(cfg.Timeout))
 	conn := packet.Connect{
@@ -369,8 +370,7 @@ func (c *client) writeQueueLocked() {
 		c.wbuf = c.spare[:0]
 		c.wcond.Broadcast()
 		c.wmu.Unlock()
-		c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
-		_, err := c.nc.Write(buf)
+		err := c.write(buf)
 		c.lastWrite.Store(time.Now().UnixNano())
 		c.wmu.Lock()
 		c.spare = buf[:0]
@@ -383,6 +383,22 @@ func (c *client) writeQueueLocked() {
 	}
 	c.flushing = false
 	c.wcond.Broadcast()
+}
+
+// write writes b whole, within writeTimeout.
+func (c *client) write(b []byte) error {
+	if t, ok := c.nc.(timedWriter); ok {
+		return t.writeTimed(b, writeTimeout)
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_, err := c.nc.Write(b)
+	return err
+}
+
+// timedWriter writes under a timeout without a deadline per write
+// (fastConn).
+type timedWriter interface {
+	writeTimed(b []byte, timeout time.Duration) error
 }
 
 // publish queues one message. The publisher writes the queue itself (no
