@@ -15,12 +15,17 @@ import (
 // Adapter plugs a Service into the broker's seams: it is the broker's
 // Authenticator (with SCRAM-SHA-256 enhanced authentication), Authorizer
 // and connect/disconnect hook. Each client's Identity is attached to its
-// broker.ClientInfo for as long as the broker keeps that ClientInfo
-// (including an offline session's), without keeping it alive.
+// broker.ClientInfo (ClientInfo.Attach) for as long as the broker keeps
+// that ClientInfo, including an offline session's.
 type Adapter struct {
-	s      *Service
-	idents infoMap[*Identity]
-	scram  infoMap[*SCRAMServer]
+	s     *Service
+	scram infoMap[*SCRAMServer]
+}
+
+// ident returns the identity attached to c.
+func ident(c *broker.ClientInfo) (*Identity, bool) {
+	id, ok := c.Attached().(*Identity)
+	return id, ok
 }
 
 var (
@@ -49,7 +54,7 @@ func (s *Service) Apply(o *broker.Options) {
 }
 
 // Identity returns the identity attached to a client, if any.
-func (a *Adapter) Identity(c *broker.ClientInfo) (*Identity, bool) { return a.idents.load(c) }
+func (a *Adapter) Identity(c *broker.ClientInfo) (*Identity, bool) { return ident(c) }
 
 func request(c *broker.ClientInfo, p *packet.Connect) *Request {
 	return &Request{ClientID: c.ClientID, Username: p.Username, Password: p.Password,
@@ -83,7 +88,7 @@ func (a *Adapter) Authenticate(ctx context.Context, c *broker.ClientInfo, p *pac
 		a.s.log.Info("auth: will topic denied", "client_id", c.ClientID, "topic", p.WillTopic)
 		return packet.ErrNotAuthorized
 	}
-	a.idents.store(c, id)
+	c.Attach(id)
 	if p.Version == packet.V5 && p.Props.SessionExpiry > 0 || p.Version != packet.V5 && !p.CleanStart {
 		c.AuthState = id.state() // only a persistent session stores it
 	}
@@ -123,11 +128,11 @@ func (a *Adapter) AuthExchange(ctx context.Context, c *broker.ClientInfo, method
 	if !done {
 		return resp, true, nil
 	}
-	if old, connected := a.idents.load(c); connected {
+	if old, connected := ident(c); connected {
 		// Re-authentication: the new exchange's user replaces the old.
 		a.scram.delete(c)
 		id := a.scramIdentity(c, srv.User())
-		a.idents.store(c, id)
+		c.Attach(id)
 		s.untrack(old)
 		s.track(id)
 	}
@@ -156,7 +161,7 @@ func restoreIdentity(c *broker.ClientInfo) *Identity {
 // OnConnect implements broker.ConnectHook: connected identities are
 // checked again when the users file changes.
 func (a *Adapter) OnConnect(c *broker.ClientInfo, _ bool) {
-	if id, ok := a.idents.load(c); ok {
+	if id, ok := ident(c); ok {
 		a.s.track(id)
 		a.expireAt(c, id)
 	}
@@ -169,7 +174,7 @@ func (a *Adapter) expireAt(c *broker.ClientInfo, id *Identity) {
 		return
 	}
 	id.expiry.Store(time.AfterFunc(time.Until(id.Expires), func() {
-		if cur, ok := a.idents.load(c); ok && cur == id {
+		if cur, ok := ident(c); ok && cur == id {
 			a.s.expire(c, id)
 		}
 	}))
@@ -177,7 +182,7 @@ func (a *Adapter) expireAt(c *broker.ClientInfo, id *Identity) {
 
 // OnDisconnect implements broker.DisconnectHook.
 func (a *Adapter) OnDisconnect(c *broker.ClientInfo, _ error) {
-	if id, ok := a.idents.load(c); ok {
+	if id, ok := ident(c); ok {
 		a.s.untrack(id)
 	}
 }
@@ -193,7 +198,7 @@ func (a *Adapter) denied() error {
 // auth.v3_denied_publish: disconnect the client is also disconnected
 // (through SetDisconnect).
 func (a *Adapter) CanPublish(c *broker.ClientInfo, topic string, _ byte, _ bool) error {
-	id, ok := a.idents.load(c)
+	id, ok := ident(c)
 	if !ok {
 		return nil
 	}
@@ -209,7 +214,7 @@ func (a *Adapter) CanPublish(c *broker.ClientInfo, topic string, _ byte, _ bool)
 // CanSubscribe implements broker.Authorizer; a shared subscription is
 // checked by its inner filter.
 func (a *Adapter) CanSubscribe(c *broker.ClientInfo, filter string, _ byte) error {
-	id, ok := a.idents.load(c)
+	id, ok := ident(c)
 	if !ok || id.revoked.Load() || !a.s.acl.Load().CheckFilter(id, filter) {
 		return a.denied()
 	}
@@ -224,14 +229,14 @@ func (a *Adapter) CanSubscribe(c *broker.ClientInfo, filter string, _ byte) erro
 // without rules a JWT or webhook gave it), so that its queue keeps filling
 // while the device is away.
 func (a *Adapter) CanReceive(c *broker.ClientInfo, m *broker.Message) error {
-	id, ok := a.idents.load(c)
+	id, ok := ident(c)
 	if !ok {
 		// A session restored after a restart, its client not yet back.
 		if c.ClientID == "" {
 			return a.denied()
 		}
 		id = restoreIdentity(c)
-		a.idents.store(c, id)
+		c.Attach(id)
 	}
 	if id.revoked.Load() || !a.s.acl.Load().Check(id, Subscribe, m.Topic) {
 		return a.denied()
@@ -240,7 +245,9 @@ func (a *Adapter) CanReceive(c *broker.ClientInfo, m *broker.Message) error {
 }
 
 // infoMap attaches values to ClientInfos by weak pointer: an entry goes
-// when the broker drops its ClientInfo.
+// when the broker drops its ClientInfo. It serves what is attached only
+// during an exchange (SCRAM's state); an identity is read far more often
+// and is kept in the ClientInfo itself.
 type infoMap[V any] struct{ m sync.Map }
 
 func (im *infoMap[V]) load(c *broker.ClientInfo) (V, bool) {

@@ -355,7 +355,7 @@ func BenchmarkCanReceive(b *testing.B) {
 	svc, _ := testService(b, deviceRules, nil, "dev-a", "sa")
 	a := svc.Adapter()
 	c := &broker.ClientInfo{ClientID: "dev-a", Username: "dev-a"}
-	a.idents.store(c, &Identity{ClientID: "dev-a", Username: "dev-a"})
+	c.Attach(&Identity{ClientID: "dev-a", Username: "dev-a"})
 	m := &broker.Message{Topic: "devices/dev-a/commands"}
 	b.ReportAllocs()
 	for b.Loop() {

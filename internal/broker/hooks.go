@@ -4,13 +4,14 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
+	"sync/atomic"
 
 	"github.com/culexmq/culex/internal/mqtt/packet"
 )
 
 // ClientInfo describes a connected (or, for offline sessions, formerly
 // connected) client to the seams. It is immutable once the client is
-// connected; seams must not modify it.
+// connected; seams must not modify it, except through Attach.
 type ClientInfo struct {
 	ClientID string
 	Username string
@@ -24,6 +25,25 @@ type ClientInfo struct {
 	// Authorizer's CanReceive can decide before the client authenticates
 	// again. Authenticate may set it on CONNECT; nil for none.
 	AuthState []byte
+
+	attached atomic.Pointer[attachment]
+}
+
+type attachment struct{ v any }
+
+// Attach keeps v with the client for as long as the ClientInfo lives: the
+// Authenticator's state for the Authorizer (an identity, say), which
+// CanReceive reads at every delivery and a field gives at the cost of one
+// load, where a map keyed by the client costs a lookup. It is the one
+// part of a ClientInfo a seam may change, and safe for concurrent use.
+func (c *ClientInfo) Attach(v any) { c.attached.Store(&attachment{v}) }
+
+// Attached returns what Attach kept, or nil.
+func (c *ClientInfo) Attached() any {
+	if a := c.attached.Load(); a != nil {
+		return a.v
+	}
+	return nil
 }
 
 // Interceptor sees every inbound PUBLISH after validation and authorization
