@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -329,3 +331,61 @@ func TestSlowSubscriber(t *testing.T) {
 // confirmation must not revive or corrupt the new session.
 
 // while that many of its publishes are held the broker stops reading it.
+
+// Acknowledgements are decoded from the read buffer in place (isAck). A v5
+// subscriber's PUBRECs and PUBCOMPs with a reason string and user
+// properties, all in one write and with a PUBREC failure among them, each
+// move their own flow: PUBREL for the successes, none for the failure
+// [MQTT-4.3.3-4], and the window they free lets the next messages out.
+func TestAcksInOneWrite(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxInflight = 3
+	tb := startBroker(t, Options{Config: cfg, AllowAnonymous: true})
+	sub := tb.connect("sub", packet.V5)
+	sub.subscribe(1, "acks", 2)
+	pub := tb.connect("pub", packet.V311)
+	for i := range 3 {
+		pub.publish("acks", strconv.Itoa(i), 2, false, uint16(i+1))
+		pub.expect(packet.PUBREC)
+	}
+	var ids []uint16
+	for i := range 3 {
+		ids = append(ids, sub.expectPublish("acks", strconv.Itoa(i)).PacketID)
+	}
+	withProps := func(kind packet.Type, id uint16, code byte) packet.Packet {
+		a := &packet.Ack{Kind: kind, PacketID: id, ReasonCode: code}
+		a.Props.ReasonString = "from the test"
+		a.Props.Set(packet.PropReasonString)
+		a.Props.User = []packet.UserProperty{{Key: "k", Value: strings.Repeat("v", 300)}}
+		a.Props.Set(packet.PropUser)
+		return a
+	}
+	var b []byte
+	for i, id := range ids {
+		code := byte(0)
+		if i == 1 {
+			code = 0x80 // unspecified error: the flow ends here
+		}
+		b, _ = withProps(packet.PUBREC, id, code).Encode(b, packet.V5)
+	}
+	sub.write(b)
+	got := map[uint16]bool{}
+	for range 2 {
+		got[sub.expect(packet.PUBREL).(*packet.Ack).PacketID] = true
+	}
+	if !got[ids[0]] || !got[ids[2]] || got[ids[1]] {
+		t.Fatalf("PUBREL for %v, want for %d and %d only", got, ids[0], ids[2])
+	}
+	b = b[:0]
+	b, _ = withProps(packet.PUBCOMP, ids[0], 0).Encode(b, packet.V5)
+	b, _ = withProps(packet.PUBCOMP, ids[2], 0).Encode(b, packet.V5)
+	sub.write(b)
+	// Every slot of the window is free again: three more go out at once.
+	for i := 3; i < 6; i++ {
+		pub.publish("acks", strconv.Itoa(i), 2, false, uint16(i+1))
+		pub.expect(packet.PUBREC)
+	}
+	for i := 3; i < 6; i++ {
+		sub.expectPublish("acks", strconv.Itoa(i))
+	}
+}
