@@ -2,7 +2,6 @@ package broker
 
 import (
 	"errors"
-	"io"
 	"net"
 	"sync"
 	"time"
@@ -244,46 +243,9 @@ func (c *conn) writeBuffers(bufs *net.Buffers) (int64, error) {
 		return int64(n), err
 	}
 	if c.tlsc != nil {
-		return writeGathered(c.nc, bufs)
+		return listener.WriteGathered(c.nc, bufs)
 	}
 	return bufs.WriteTo(c.nc)
-}
-
-// tlsChunk is the most plaintext one TLS record carries.
-const tlsChunk = 16 << 10
-
-var gathers = sync.Pool{New: func() any { b := make([]byte, 0, tlsChunk); return &b }}
-
-// writeGathered writes bufs to w in writes of up to tlsChunk bytes, each
-// gathered into one buffer, and consumes what it wrote. A TLS connection
-// makes a record and a system call of every Write: written slice by slice,
-// a PUBLISH's header and payload would be two of each.
-func writeGathered(w io.Writer, bufs *net.Buffers) (int64, error) {
-	bp := gathers.Get().(*[]byte)
-	defer gathers.Put(bp)
-	var total int64
-	for len(*bufs) > 0 {
-		b := (*bp)[:0]
-		for len(*bufs) > 0 && len(b) < tlsChunk {
-			p := (*bufs)[0]
-			if room := tlsChunk - len(b); len(p) > room {
-				b = append(b, p[:room]...)
-				(*bufs)[0] = p[room:]
-				break
-			}
-			b = append(b, p...)
-			*bufs = (*bufs)[1:]
-		}
-		*bp = b[:0]
-		n, err := w.Write(b)
-		total += int64(n)
-		if err != nil {
-			// What b held beyond n is lost with the connection: a TLS
-			// connection cannot write again after a failed write.
-			return total, err
-		}
-	}
-	return total, nil
 }
 
 // recycle returns a written queue slice to the pool.

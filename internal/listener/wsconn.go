@@ -1,6 +1,7 @@
 package listener
 
 import (
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -365,7 +366,11 @@ func (c *wsConn) WriteBuffers(bufs [][]byte) (int, error) {
 	} else {
 		vec := make(net.Buffers, 0, 1+len(bufs))
 		vec = append(append(vec, h), bufs...)
-		n, err = vec.WriteTo(c.conn)
+		if _, isTLS := c.conn.(*tls.Conn); isTLS {
+			n, err = WriteGathered(c.conn, &vec) // a record per slice otherwise
+		} else {
+			n, err = vec.WriteTo(c.conn) // writev
+		}
 	}
 	if err != nil && n > 0 {
 		c.wclosed = true // a partial frame: nothing can follow it
