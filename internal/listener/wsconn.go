@@ -47,11 +47,10 @@ const wsCloseTimeout = 100 * time.Millisecond
 // a peer that takes nothing for this long is cut off.
 const wsControlTimeout = 5 * time.Second
 
-// wsCoalesceMax is the largest frame Write copies into one pooled buffer (one
-// write, one TLS record); larger frames go out as a vectored write.
-const wsCoalesceMax = 16 << 10
-
-var wsBufPool = sync.Pool{New: func() any { b := make([]byte, 0, wsCoalesceMax); return &b }}
+// wsCoalesceMax is the largest frame Write copies into one pooled buffer
+// (gathers: one write, one TLS record); larger frames go out as a vectored
+// write, or gathered into records over TLS.
+const wsCoalesceMax = TLSChunk
 
 // errWSProtocol is a frame the peer should not have sent; the conn answers it
 // with a close frame and fails every later Read.
@@ -353,7 +352,7 @@ func (c *wsConn) WriteBuffers(bufs [][]byte) (int, error) {
 	var n int64
 	var err error
 	if len(h)+total <= wsCoalesceMax {
-		bp := wsBufPool.Get().(*[]byte)
+		bp := gathers.Get().(*[]byte)
 		b := append((*bp)[:0], h...)
 		for _, p := range bufs {
 			b = append(b, p...)
@@ -362,7 +361,7 @@ func (c *wsConn) WriteBuffers(bufs [][]byte) (int, error) {
 		m, err = c.conn.Write(b)
 		n = int64(m)
 		*bp = b[:0]
-		wsBufPool.Put(bp)
+		gathers.Put(bp)
 	} else {
 		vec := make(net.Buffers, 0, 1+len(bufs))
 		vec = append(append(vec, h), bufs...)
