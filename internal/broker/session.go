@@ -182,6 +182,9 @@ func (s *session) pumpLocked(c *conn) {
 func (s *session) sendNewLocked(c *conn, om *outMsg, sc *scratch, now int64) bool {
 	om.pid = s.newPIDLocked()
 	om.state = outSent
+	if sc != nil {
+		sc.joinWave(c)
+	}
 	if !c.sendPublish(om, sc, now) {
 		om.pid, om.state = 0, outQueued
 		s.unstoreLocked(om)
