@@ -51,13 +51,16 @@ func (w *wave) quorum() bool {
 }
 
 // joinWave makes c's next acknowledgement part of sc's wave, if the pass
-// makes one and c is parked by the poller. It runs before the PUBLISH is
-// queued, so the answer cannot come first.
-func (sc *scratch) joinWave(c *conn) {
-	if w := sc.wave; w != nil && c.poll != nil {
-		w.sent.Add(1)
-		c.wave.Store(w)
+// makes one and c is parked by the poller, and reports whether it did. It
+// runs before the PUBLISH is queued, so the answer cannot come first.
+func (sc *scratch) joinWave(c *conn) bool {
+	w := sc.wave
+	if w == nil || c.poll == nil {
+		return false
 	}
+	w.sent.Add(1)
+	c.wave.Store(w)
+	return true
 }
 
 // startWave opens a wave for a pass to n recipients of a QoS 1/2 message.

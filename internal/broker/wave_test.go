@@ -4,6 +4,7 @@ package broker
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +16,14 @@ import (
 // (so each owes a PUBREC), with the packet id it came with.
 func waveBroker(t *testing.T, hold time.Duration, n int, topic string) (*testBroker, []*client, []uint16) {
 	t.Helper()
+	return waveBrokerSmall(t, hold, n, 0, topic)
+}
+
+// waveBrokerSmall is waveBroker where the first small subscribers allow
+// packets too small for the publish: their copies are dropped, and they
+// get no PUBLISH (their packet id is 0).
+func waveBrokerSmall(t *testing.T, hold time.Duration, n, small int, topic string) (*testBroker, []*client, []uint16) {
+	t.Helper()
 	if !canPeek {
 		t.Skip("no parked connections")
 	}
@@ -22,17 +31,26 @@ func waveBroker(t *testing.T, hold time.Duration, n int, topic string) (*testBro
 	tb.mu.Lock()
 	tb.readers = readerBounds{all: maxActive, fast: perCore(), stall: stallCheck, hold: hold}
 	tb.mu.Unlock()
+	tiny := func(p *packet.Connect) {
+		p.Props.MaximumPacketSize = 32 // the publish is 64 bytes and more
+		p.Props.Set(packet.PropMaximumPacketSize)
+	}
 	subs := make([]*client, n)
 	for i := range subs {
-		subs[i] = tb.connect("wave-"+strconv.Itoa(i), packet.V5)
+		if i < small {
+			subs[i] = tb.connect("wave-"+strconv.Itoa(i), packet.V5, tiny)
+		} else {
+			subs[i] = tb.connect("wave-"+strconv.Itoa(i), packet.V5)
+		}
 		subs[i].subscribe(1, topic, 2)
 	}
 	pub := tb.connect("pub", packet.V311)
-	pub.publish(topic, "x", 2, false, 1)
+	payload := strings.Repeat("x", 64)
+	pub.publish(topic, payload, 2, false, 1)
 	pub.expect(packet.PUBREC)
 	pids := make([]uint16, n)
-	for i, s := range subs {
-		pids[i] = s.expectPublish(topic, "x").PacketID
+	for i, s := range subs[small:] {
+		pids[small+i] = s.expectPublish(topic, payload).PacketID
 	}
 	return tb, subs, pids
 }
@@ -104,4 +122,22 @@ func TestNoWaveForSmallFanout(t *testing.T) {
 	_, subs, pids := waveBroker(t, time.Hour, waveMin-1, "wave/s")
 	subs[0].pubrec(pids[0])
 	subs[0].expectPubrel(pids[0])
+}
+
+// TestWaveWithoutDroppedCopies: copies dropped for a client's Maximum
+// Packet Size owe the wave no answer, so the quorum counts without them.
+func TestWaveWithoutDroppedCopies(t *testing.T) {
+	const n, small = 80, 10
+	sent := n - small
+	quorum := sent - sent/10
+	tb, subs, pids := waveBrokerSmall(t, time.Minute, n, small, "wave/m")
+	for i := small; i < small+quorum; i++ {
+		subs[i].pubrec(pids[i])
+	}
+	for i := small; i < small+quorum; i++ {
+		subs[i].expectPubrel(pids[i])
+	}
+	if q, _ := waveReleases(tb); q != 1 {
+		t.Fatalf("waves released on quorum %d, want 1", q)
+	}
 }
