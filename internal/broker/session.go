@@ -185,7 +185,7 @@ func (s *session) sendNewLocked(c *conn, om *outMsg, sc *scratch, now int64) boo
 	joined := sc != nil && sc.joinWave(c)
 	if !c.sendPublish(om, sc, now) {
 		if joined {
-			sc.wave.sent.Add(-1) // no answer will come
+			sc.leaveWave() // no answer will come
 		}
 		om.pid, om.state = 0, outQueued
 		s.unstoreLocked(om)

@@ -63,6 +63,9 @@ func (sc *scratch) joinWave(c *conn) bool {
 	return true
 }
 
+// leaveWave takes back a joinWave whose PUBLISH was dropped.
+func (sc *scratch) leaveWave() { sc.wave.sent.Add(-1) }
+
 // startWave opens a wave for a pass to n recipients of a QoS 1/2 message.
 func (sc *scratch) startWave(n int, qos byte) {
 	if n >= waveMin && qos > 0 {
