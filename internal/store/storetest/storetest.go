@@ -78,7 +78,8 @@ type Store struct {
 	t    testing.TB
 	path string
 
-	durable atomic.Int64 // callbacks that reported success, checked synced
+	durable     atomic.Int64 // callbacks that reported success, checked synced
+	heldDurable atomic.Bool  // the first held Apply was acknowledged, checked synced
 
 	mu   sync.Mutex
 	hold func(ops []store.Op) bool // nil: pass every Apply through
@@ -100,17 +101,19 @@ func Wrap(t testing.TB, s store.Store, path string) *Store {
 // Apply, to keep the order) once one matched Hold. done runs after the
 // check that the file is synced.
 func (s *Store) Apply(ops []store.Op, done func(error)) {
+	s.mu.Lock()
+	hold := s.hold != nil && (len(s.held) > 0 || s.hold(ops))
+	first := hold && len(s.held) == 0
 	checked := func(err error) {
-		if err == nil {
-			s.checkSynced(ops)
+		if err == nil && s.checkSynced(ops) && first {
+			s.heldDurable.Store(true)
 		}
 		if done != nil {
 			done(err)
 		}
 	}
-	s.mu.Lock()
-	if s.hold != nil && (len(s.held) > 0 || s.hold(ops)) {
-		if len(s.held) == 0 {
+	if hold {
+		if first {
 			close(s.seen)
 		}
 		s.held = append(s.held, heldApply{ops, checked})
@@ -121,22 +124,29 @@ func (s *Store) Apply(ops []store.Op, done func(error)) {
 	s.Store.Apply(ops, checked)
 }
 
-func (s *Store) checkSynced(ops []store.Op) {
+// checkSynced reports whether the file is synced, failing the test if not.
+func (s *Store) checkSynced(ops []store.Op) bool {
 	n, err := Unsynced(s.path)
 	if err != nil {
 		s.t.Errorf("storetest: %v", err)
-		return
+		return false
 	}
 	if n > 0 {
 		s.t.Errorf("store acknowledged %d ops while %d pages of %s were not on the device (no fsync before the callback)", len(ops), n, s.path)
-		return
+		return false
 	}
 	s.durable.Add(1)
+	return true
 }
 
 // Durable is how many Apply calls have been acknowledged so far, each
 // checked synced.
 func (s *Store) Durable() int64 { return s.durable.Load() }
+
+// HeldDurable reports whether the Apply that matched Hold has been
+// acknowledged, checked synced. The check runs before the caller's done, so
+// whatever the caller does on done happens after HeldDurable is true.
+func (s *Store) HeldDurable() bool { return s.heldDurable.Load() }
 
 // Hold makes Apply keep, from the first call whose ops match, every call
 // until Release. It returns a channel closed when that first call arrives.
