@@ -80,10 +80,7 @@ func startDirect(t *testing.T) *device {
 
 func (d *device) mosquitto(t *testing.T, tool string, args ...string) (string, error) {
 	t.Helper()
-	path, err := exec.LookPath(tool)
-	if err != nil {
-		t.Skipf("%s not installed", tool)
-	}
+	path := brokertest.Tool(t, tool, "mosquitto-clients")
 	host, port, _ := net.SplitHostPort(d.addr)
 	ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
 	defer cancel()
@@ -106,9 +103,7 @@ func pollFor(t *testing.T, what string, cond func() bool) {
 // topics with mosquitto_pub/mosquitto_sub, by direct topic, retained
 // message, will message, wildcard or shared subscription.
 func mosquittoIsolation(t *testing.T, d *device) {
-	if _, err := exec.LookPath("mosquitto_sub"); err != nil {
-		t.Skip("mosquitto clients not installed")
-	}
+	brokertest.Tool(t, "mosquitto_sub", "mosquitto-clients")
 	// B listens on its own subtree and stops at the first message: it must
 	// be B's own marker, not anything A sent.
 	got := make(chan string, 1)

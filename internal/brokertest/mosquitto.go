@@ -14,15 +14,15 @@ import (
 // Mosquitto runs mosquitto with a listener on a free loopback port that
 // allows anonymous clients, followed by the conf lines, and returns the
 // port once it and every one of waitPorts accept connections. The process
-// is killed when the test ends; the test is skipped where mosquitto is not
-// installed.
+// is killed when the test ends. Where mosquitto is not installed the test
+// is skipped, or fails in CI (see Tool).
 //
 // mosquitto cannot listen on port 0 and report the port, so the port is
 // one that was free a moment ago, and the start is retried if another
 // process took it first.
 func Mosquitto(t testing.TB, conf string, waitPorts ...int) int {
 	t.Helper()
-	bin := mosquittoBinary(t)
+	bin := Tool(t, "mosquitto", "mosquitto")
 	dir := t.TempDir()
 	for range 3 {
 		port := FreePort(t)
@@ -50,20 +50,6 @@ func Mosquitto(t testing.TB, conf string, waitPorts ...int) int {
 	}
 	t.Fatal("mosquitto did not start")
 	return 0
-}
-
-// mosquittoBinary finds mosquitto on PATH or where Debian installs it
-// (/usr/sbin, which is not on every user's PATH), or skips the test.
-func mosquittoBinary(t testing.TB) string {
-	t.Helper()
-	if p, err := exec.LookPath("mosquitto"); err == nil {
-		return p
-	}
-	const debian = "/usr/sbin/mosquitto"
-	if _, err := os.Stat(debian); err != nil {
-		t.Skip("mosquitto not installed")
-	}
-	return debian
 }
 
 // FreePort returns a loopback port that was free a moment ago, for servers

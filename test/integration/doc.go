@@ -10,7 +10,8 @@
 //	go test -race -shuffle=on ./test/integration/
 //
 // It needs mosquitto_pub and mosquitto_sub (Debian: mosquitto-clients) and
-// stdbuf (coreutils) on PATH; TestMain builds ./cmd/culex once. Tests that
+// stdbuf (coreutils) on PATH: a test without them skips, or fails where
+// CI=true; TestMain builds ./cmd/culex once. Tests that
 // check timing bounds (keep-alive, connect timeout) are not parallel, so
 // they run before the parallel ones on a quiet machine.
 package integration

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/culexmq/culex/internal/brokertest"
 )
 
 // mosqSub is a running mosquitto_sub whose messages arrive on msgs as
@@ -26,16 +28,19 @@ type mosqSub struct {
 const mosqFormat = "MSG|%t|%p|%q|%r"
 
 // startMosquittoSub runs mosquitto_sub -d with the given extra arguments,
-// bounded by -W and a context deadline.
+// bounded by -W and a context deadline. Without mosquitto_sub or stdbuf the
+// test is skipped, or fails in CI (brokertest.Tool).
 func startMosquittoSub(t *testing.T, addr string, args ...string) *mosqSub {
 	t.Helper()
+	stdbuf := brokertest.Tool(t, "stdbuf", "coreutils")
+	bin := brokertest.Tool(t, "mosquitto_sub", "mosquitto-clients")
 	host, port, _ := net.SplitHostPort(addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	// stdbuf -oL: mosquitto_sub's stdout is a pipe, and the SUBACK debug line
 	// must arrive when printed, not when the buffer fills.
-	all := append([]string{"-oL", "mosquitto_sub", "-h", host, "-p", port, "-d", "-W", "15", "-F", mosqFormat}, args...)
-	cmd := exec.CommandContext(ctx, "stdbuf", all...)
+	all := append([]string{"-oL", bin, "-h", host, "-p", port, "-d", "-W", "15", "-F", mosqFormat}, args...)
+	cmd := exec.CommandContext(ctx, stdbuf, all...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -93,13 +98,15 @@ func (s *mosqSub) lines(t *testing.T, n int) []string {
 }
 
 // mosquittoPub runs mosquitto_pub with the given arguments to completion.
+// Without mosquitto_pub the test is skipped, or fails in CI.
 func mosquittoPub(t *testing.T, addr string, args ...string) {
 	t.Helper()
+	bin := brokertest.Tool(t, "mosquitto_pub", "mosquitto-clients")
 	host, port, _ := net.SplitHostPort(addr)
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	all := append([]string{"-h", host, "-p", port}, args...)
-	out, err := exec.CommandContext(ctx, "mosquitto_pub", all...).CombinedOutput()
+	out, err := exec.CommandContext(ctx, bin, all...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("mosquitto_pub %v: %v\n%s", args, err, out)
 	}
@@ -110,11 +117,9 @@ func mosquittoPub(t *testing.T, addr string, args ...string) {
 // QoS 0/1/2 both ways, retained messages set with -r, and QoS 2 end to end.
 func TestMosquittoClientsInterop(t *testing.T) {
 	t.Parallel()
-	for _, tool := range []string{"mosquitto_sub", "mosquitto_pub", "stdbuf"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s not installed (Debian: mosquitto-clients, coreutils): %v", tool, err)
-		}
-	}
+	brokertest.Tool(t, "mosquitto_sub", "mosquitto-clients")
+	brokertest.Tool(t, "mosquitto_pub", "mosquitto-clients")
+	brokertest.Tool(t, "stdbuf", "coreutils")
 	srv := startBroker(t)
 	addr := tcpAddr(t, srv)
 	for _, ver := range []string{"mqttv311", "mqttv5"} {
