@@ -119,7 +119,7 @@ func TestIdleConnMemory(t *testing.T) {
 	per := float64(after-before) / idleConns
 	t.Logf("idle connections: %d; heap+stack per connection: %.0f bytes (stack %.0f, heap %.0f)", idleConns, per,
 		float64(afterStack-beforeStack)/idleConns, float64(after-afterStack-before+beforeStack)/idleConns)
-	if per > 16<<10 {
+	if per > 4<<10 {
 		t.Errorf("%.0f bytes per idle connection", per)
 	}
 	// All disconnect at once: what the teardown allocates.
