@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"github.com/culexmq/culex/internal/config"
 	"github.com/culexmq/culex/internal/mqtt/packet"
 	"github.com/eclipse/paho.golang/paho"
+	"golang.org/x/sync/errgroup"
 )
 
 // TestFanInFanOutKeepsPerPublisherOrder proves that with many publishers and
@@ -185,12 +187,15 @@ func TestWriteTimeoutSparesSteadyReader(t *testing.T) {
 	pub := connectV5(t, addr, v5Connect("pub", true, 0))
 	payload := []byte(strings.Repeat("z", size))
 	// The publisher runs while the subscriber is already reading.
+	pubErr := make(chan error, 1)
 	go func() {
-		for range n {
+		for i := range n {
 			if _, err := pub.Publish(t.Context(), &paho.Publish{Topic: "steady", QoS: 1, Payload: payload}); err != nil {
+				pubErr <- fmt.Errorf("publish %d: %w", i, err)
 				return
 			}
 		}
+		pubErr <- nil
 	}()
 	// Read raw bytes at a steady 1 MiB/s; never pause for as long as the
 	// write timeout. The PUBLISHes are not acknowledged: MaxInflight allows
@@ -204,6 +209,11 @@ func TestWriteTimeoutSparesSteadyReader(t *testing.T) {
 		k, err := slow.r.Read(buf)
 		got += k
 		if err != nil {
+			select {
+			case perr := <-pubErr:
+				err = fmt.Errorf("%w (publisher: %v)", err, perr)
+			default:
+			}
 			t.Fatalf("steady reader disconnected after %d of %d bytes in %v (read every 10ms at %d KiB/s): %v",
 				got, n*size, time.Since(start).Round(time.Millisecond), rate>>10, err)
 		}
@@ -212,6 +222,14 @@ func TestWriteTimeoutSparesSteadyReader(t *testing.T) {
 		}
 	}
 	t.Logf("steady reader got %d bytes in %v", got, time.Since(start))
+	select {
+	case err := <-pubErr:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatalf("publisher not acknowledged within %v of the subscriber receiving everything", waitTimeout)
+	}
 }
 
 // shrinkReadBuffer keeps the kernel from absorbing megabytes on behalf of a
@@ -235,23 +253,26 @@ func TestTakeoverStorm(t *testing.T) {
 	srv := startBroker(t)
 	addr := tcpAddr(t, srv)
 	for range rounds {
-		var wg sync.WaitGroup
+		var g errgroup.Group
 		for range parallel {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			// Only dialling must succeed: a loser of the storm may be
+			// closed at any point after that.
+			g.Go(func() error {
 				conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 				if err != nil {
-					return
+					return err
 				}
 				defer conn.Close()
 				b, _ := (&packet.Connect{ProtocolName: "MQTT", Version: packet.V5, ClientID: "contested", KeepAlive: 30, Props: sessionExpiry(60)}).Encode(nil, packet.V5)
 				conn.SetDeadline(time.Now().Add(5 * time.Second))
 				conn.Write(b)
 				conn.Read(make([]byte, 64)) // CONNACK, or the close of a loser
-			}()
+				return nil
+			})
 		}
-		wg.Wait()
+		if err := g.Wait(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	waitClients(t, srv, 0) // every storm connection closed itself
 	c := connectV5(t, addr, v5Connect("contested", false, 60))
@@ -280,42 +301,61 @@ func TestSubscriptionChurnDuringTraffic(t *testing.T) {
 	addr := tcpAddr(t, srv)
 	steady := connectV5(t, addr, v5Connect("steady", true, 0))
 	steady.subscribe(sub("churn/a/b", 1))
+	// A churner or the publisher that fails ends the test with its error
+	// (cancelling ctx), rather than leaving the subscriber to time out.
+	ctx, cancel := context.WithCancel(t.Context())
+	g, ctx := errgroup.WithContext(ctx)
 	stop := make(chan struct{})
-	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		g.Wait()
+	}()
 	for i := range 4 {
 		c := connectV5(t, addr, v5Connect(fmt.Sprint("churner", i), true, 0))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		g.Go(func() error {
 			filters := []string{"churn/#", "churn/+/b", "churn/a/+", "+/a/b", "$share/g/churn/a/b"}
 			for k := 0; ; k++ {
 				select {
 				case <-stop:
-					return
+					return nil
 				default:
 				}
 				f := filters[k%len(filters)]
-				ctx := t.Context()
-				if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: f, QoS: 1}}}); err != nil {
-					return
+				if sa, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: f, QoS: 1}}}); err != nil {
+					return fmt.Errorf("churner %d: subscribe %s: %w (suback %+v)", i, f, err, sa)
 				}
-				if _, err := c.Unsubscribe(ctx, &paho.Unsubscribe{Topics: []string{f}}); err != nil {
-					return
+				if ua, err := c.Unsubscribe(ctx, &paho.Unsubscribe{Topics: []string{f}}); err != nil {
+					return fmt.Errorf("churner %d: unsubscribe %s: %w (unsuback %+v)", i, f, err, ua)
 				}
 			}
-		}()
+		})
 	}
 	p := connectV5(t, addr, v5Connect("p", true, 0))
-	go func() {
+	g.Go(func() error {
 		for i := range n {
-			if _, err := p.Publish(t.Context(), &paho.Publish{Topic: "churn/a/b", QoS: 1, Payload: []byte(strconv.Itoa(i))}); err != nil {
-				return
+			if pr, err := p.Publish(ctx, &paho.Publish{Topic: "churn/a/b", QoS: 1, Payload: []byte(strconv.Itoa(i))}); err != nil {
+				return fmt.Errorf("publish %d: %w (response %+v)", i, err, pr)
 			}
 		}
-	}()
-	checkOrder(t, "steady subscriber", recvN(t, steady.msgs, n, 30*time.Second))
+		return nil
+	})
+	got := make([]msg, 0, n)
+	timeout := time.After(30 * time.Second)
+	for len(got) < n {
+		select {
+		case m := <-steady.msgs:
+			got = append(got, m)
+		case <-ctx.Done():
+			t.Fatalf("steady subscriber got %d of %d messages: %v", len(got), n, g.Wait())
+		case <-timeout:
+			t.Fatalf("steady subscriber got %d of %d messages within 30s", len(got), n)
+		}
+	}
+	checkOrder(t, "steady subscriber", got)
 	close(stop)
-	wg.Wait()
+	if err := g.Wait(); err != nil {
+		t.Error(err)
+	}
 }
 
 // TestConnectionCountersSettle proves the broker's connection and session
