@@ -172,25 +172,71 @@ func TestIndexMatchAllocs(t *testing.T) {
 	}
 }
 
-// TestIndexConcurrent is for -race: Match from many goroutines while others
-// subscribe and unsubscribe.
+// TestIndexConcurrent matches from many goroutines while they subscribe
+// and unsubscribe (for -race), each as its own subscriber, then checks the
+// final index against what each goroutine's own sequence of operations
+// leaves: the same (filter, subscriber, value) triples, and Match agreeing
+// with a naive matcher over them.
 func TestIndexConcurrent(t *testing.T) {
 	x := NewIndex[int, int]()
+	models := make([]map[string]int, concurrentWriters) // per subscriber: filter -> value
 	var wg sync.WaitGroup
-	for g := range 8 {
+	for g := range concurrentWriters {
 		wg.Go(func() {
 			r := rand.New(rand.NewSource(int64(g)))
-			for range 2000 {
+			m := map[string]int{}
+			for i := range 2000 {
 				switch r.Intn(3) {
 				case 0:
-					x.Subscribe(randFilter(r), g, 1)
+					f := randFilter(r)
+					x.Subscribe(f, g, i)
+					m[f] = i
 				case 1:
-					x.Unsubscribe(randFilter(r), g)
+					f := randFilter(r)
+					x.Unsubscribe(f, g)
+					delete(m, f)
 				default:
 					x.Match(randTopic(r), func(string, int, int) {})
 				}
 			}
+			models[g] = m
 		})
 	}
 	wg.Wait()
+
+	want := map[string]int{}
+	for g, m := range models {
+		for f, v := range m {
+			want[fmt.Sprintf("%s|%d", f, g)] = v
+		}
+	}
+	got := map[string]int{}
+	x.Range(func(f string, sub, v int) bool {
+		got[fmt.Sprintf("%s|%d", f, sub)] = v
+		return true
+	})
+	if d := stateDiff(got, want); d != "" {
+		t.Fatalf("final index differs from the subscribers' operations: %s", d)
+	}
+	if x.Len() != len(want) {
+		t.Fatalf("Len = %d, want %d", x.Len(), len(want))
+	}
+	r := rand.New(rand.NewSource(99))
+	for range 500 {
+		tp := randTopic(r)
+		var gotM, wantM []string
+		x.Match(tp, func(f string, sub, v int) { gotM = append(gotM, fmt.Sprintf("%s|%d=%d", f, sub, v)) })
+		for g, m := range models {
+			for f, v := range m {
+				if Match(f, tp) {
+					wantM = append(wantM, fmt.Sprintf("%s|%d=%d", f, g, v))
+				}
+			}
+		}
+		slices.Sort(gotM)
+		slices.Sort(wantM)
+		if !slices.Equal(gotM, wantM) {
+			t.Fatalf("Match(%q) = %q, want %q", tp, gotM, wantM)
+		}
+	}
 }

@@ -1,7 +1,9 @@
 package topic
 
 import (
+	"fmt"
 	"math/rand"
+	"slices"
 	"strings"
 )
 
@@ -35,4 +37,34 @@ func randFilter(r *rand.Rand) string {
 		}
 	}
 	return strings.Join(levels, "/")
+}
+
+// concurrentWriters is how many goroutines the concurrency tests run, each
+// with its own subscriber id (its index) and random source.
+const concurrentWriters = 8
+
+// stateDiff describes how the final state got (key to value) differs from
+// want, listing at most ten keys; "" if they are equal.
+func stateDiff(got, want map[string]int) string {
+	var diffs []string
+	for k, v := range want {
+		if g, ok := got[k]; !ok {
+			diffs = append(diffs, fmt.Sprintf("missing %s=%d", k, v))
+		} else if g != v {
+			diffs = append(diffs, fmt.Sprintf("%s=%d, want %d", k, g, v))
+		}
+	}
+	for k, v := range got {
+		if _, ok := want[k]; !ok {
+			diffs = append(diffs, fmt.Sprintf("extra %s=%d", k, v))
+		}
+	}
+	if len(diffs) == 0 {
+		return ""
+	}
+	slices.Sort(diffs)
+	if len(diffs) > 10 {
+		diffs = append(diffs[:10], fmt.Sprintf("... %d differences", len(diffs)))
+	}
+	return strings.Join(diffs, "; ")
 }

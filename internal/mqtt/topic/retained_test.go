@@ -17,6 +17,19 @@ func retainedMatches(r *Retained[int], filter string) []string {
 	return got
 }
 
+// naiveRetained is what retainedMatches must return for filter f when the
+// retained messages are model (topic -> message).
+func naiveRetained(model map[string]int, f string) []string {
+	var want []string
+	for tp, m := range model {
+		if Match(f, tp) {
+			want = append(want, fmt.Sprintf("%s|%d", tp, m))
+		}
+	}
+	slices.Sort(want)
+	return want
+}
+
 func TestRetainedMatchCases(t *testing.T) {
 	for _, tt := range matchCases {
 		t.Run(tt.name, func(t *testing.T) {
@@ -104,14 +117,7 @@ func TestRetainedRandom(t *testing.T) {
 			}
 		default:
 			f := randFilter(rnd)
-			var want []string
-			for tp, m := range model {
-				if Match(f, tp) {
-					want = append(want, fmt.Sprintf("%s|%d", tp, m))
-				}
-			}
-			slices.Sort(want)
-			if got := retainedMatches(r, f); !slices.Equal(got, want) {
+			if got, want := retainedMatches(r, f), naiveRetained(model, f); !slices.Equal(got, want) {
 				t.Fatalf("op %d: Match(%q) = %q, want %q", op, f, got, want)
 			}
 		}
@@ -127,25 +133,80 @@ func TestRetainedRandom(t *testing.T) {
 	}
 }
 
+// TestRetainedConcurrent sets, deletes, gets and matches retained
+// messages from many goroutines (for -race), on topics of their own and on
+// topics they share, then checks the final state: a topic of one goroutine
+// holds its last write; a shared topic holds the last write of one of the
+// goroutines that wrote it (or is absent if that was a delete); and Match
+// agrees with the final state.
 func TestRetainedConcurrent(t *testing.T) {
 	r := NewRetained[int]()
+	lasts := make([]map[string]int, concurrentWriters) // per goroutine: topic -> last value set, or -1 for a delete
 	var wg sync.WaitGroup
-	for g := range 8 {
+	for g := range concurrentWriters {
 		wg.Go(func() {
 			rnd := rand.New(rand.NewSource(int64(g)))
-			for range 2000 {
+			last := map[string]int{}
+			topic := func() string {
+				if rnd.Intn(2) == 0 {
+					return fmt.Sprintf("own%d/%s", g, randTopic(rnd))
+				}
+				return randTopic(rnd)
+			}
+			for i := range 2000 {
 				switch rnd.Intn(4) {
 				case 0:
-					r.Set(randTopic(rnd), g)
+					tp, v := topic(), g*10000+i
+					r.Set(tp, v)
+					last[tp] = v
 				case 1:
-					r.Delete(randTopic(rnd))
+					tp := topic()
+					r.Delete(tp)
+					last[tp] = -1
 				case 2:
 					r.Get(randTopic(rnd))
 				default:
 					r.Match(randFilter(rnd), func(string, int) {})
 				}
 			}
+			lasts[g] = last
 		})
 	}
 	wg.Wait()
+
+	got := map[string]int{}
+	r.Range(func(tp string, v int) bool {
+		got[tp] = v
+		return true
+	})
+	if r.Len() != len(got) {
+		t.Fatalf("Len = %d, Range gave %d", r.Len(), len(got))
+	}
+	outcomes := map[string][]int{} // topic -> the last op of each goroutine that wrote it
+	for _, last := range lasts {
+		for tp, v := range last {
+			outcomes[tp] = append(outcomes[tp], v)
+		}
+	}
+	for tp, vs := range outcomes {
+		v, ok := got[tp]
+		if !ok {
+			v = -1
+		}
+		if !slices.Contains(vs, v) {
+			t.Errorf("topic %q holds %d (-1: none), want one of the writers' last writes %v", tp, v, vs)
+		}
+	}
+	for tp := range got {
+		if _, ok := outcomes[tp]; !ok {
+			t.Errorf("topic %q retained but never set", tp)
+		}
+	}
+	rnd := rand.New(rand.NewSource(99))
+	for range 200 {
+		f := randFilter(rnd)
+		if m, want := retainedMatches(r, f), naiveRetained(got, f); !slices.Equal(m, want) {
+			t.Fatalf("Match(%q) = %q, want %q", f, m, want)
+		}
+	}
 }

@@ -178,18 +178,28 @@ func TestSharedIndexMatchAllocs(t *testing.T) {
 	}
 }
 
+// TestSharedIndexConcurrent runs shared subscribes, unsubscribes, Next and
+// MatchTurn from many goroutines (for -race), each as its own member of
+// one group, then checks the final index against what each goroutine's own
+// operations leave.
 func TestSharedIndexConcurrent(t *testing.T) {
 	x := NewSharedIndex[int, int]()
+	models := make([]map[string]int, concurrentWriters) // per member: filter -> value
 	var wg sync.WaitGroup
-	for g := range 8 {
+	for g := range concurrentWriters {
 		wg.Go(func() {
 			r := rand.New(rand.NewSource(int64(g)))
-			for range 2000 {
+			m := map[string]int{}
+			for i := range 2000 {
 				switch r.Intn(4) {
 				case 0:
-					x.Subscribe("g", randFilter(r), g, 1)
+					f := randFilter(r)
+					x.Subscribe("g", f, g, i)
+					m[f] = i
 				case 1:
-					x.Unsubscribe("g", randFilter(r), g)
+					f := randFilter(r)
+					x.Unsubscribe("g", f, g)
+					delete(m, f)
 				case 2:
 					x.Next("g", randFilter(r))
 				default:
@@ -198,7 +208,28 @@ func TestSharedIndexConcurrent(t *testing.T) {
 					})
 				}
 			}
+			models[g] = m
 		})
 	}
 	wg.Wait()
+
+	want := map[string]int{}
+	for g, m := range models {
+		for f, v := range m {
+			want[fmt.Sprintf("g|%s|%d", f, g)] = v
+		}
+	}
+	got := map[string]int{}
+	x.Range(func(group, f string, members []Entry[int, int]) bool {
+		for _, e := range members {
+			got[fmt.Sprintf("%s|%s|%d", group, f, e.Sub)] = e.Value
+		}
+		return true
+	})
+	if d := stateDiff(got, want); d != "" {
+		t.Fatalf("final shared index differs from the members' operations: %s", d)
+	}
+	if x.Len() != len(want) {
+		t.Fatalf("Len = %d, want %d", x.Len(), len(want))
+	}
 }
