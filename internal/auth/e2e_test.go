@@ -163,9 +163,15 @@ func pahoIsolation(t *testing.T, d *device, revokeDisconnects bool) {
 	defer v3.Disconnect(100)
 	for _, f := range []string{"devices/dev-b/commands", "devices/+/commands", "$share/g/devices/dev-b/#"} {
 		tok := v3.Subscribe(f, 1, nil)
-		tok.WaitTimeout(e2eWait)
+		if !tok.WaitTimeout(e2eWait) || tok.Error() != nil {
+			t.Fatalf("v3 subscribe %q: no SUBACK within %v (%v)", f, e2eWait, tok.Error())
+		}
 		// Paho keys a shared subscription's result by its inner filter.
-		for _, rc := range tok.(*mqtt.SubscribeToken).Result() {
+		res := tok.(*mqtt.SubscribeToken).Result()
+		if len(res) != 1 {
+			t.Errorf("v3 subscribe %q: results %v, want one", f, res)
+		}
+		for _, rc := range res {
 			if rc != 0x80 {
 				t.Errorf("v3 subscribe %q: 0x%02x, want 0x80", f, rc)
 			}
