@@ -16,9 +16,14 @@ type step struct {
 	raw    []byte
 	want   packet.Packet // compared with matchPacket
 	check  func(t testing.TB, p packet.Packet)
-	none   bool  // nothing arrives for a short while
 	closed bool  // the broker closes the connection
 	discon *byte // with closed: a v5 DISCONNECT with this code comes first
+
+	// Negative checks, each tied to a positive event (marker_test.go).
+	pubMarker string                 // publish the marker on this topic
+	marker    string                 // the marker on this topic comes next
+	alive     bool                   // a PINGREQ is answered with nothing before the PINGRESP
+	until     func(*testBroker) bool // wait until it holds (any c)
 }
 
 // pcase is one protocol scenario: send these packets, expect those.
@@ -32,7 +37,6 @@ type pcase struct {
 func dial(c int, v packet.Version) step { return step{c: c, dial: v} }
 func send(c int, p packet.Packet) step  { return step{c: c, send: p} }
 func want(c int, p packet.Packet) step  { return step{c: c, want: p} }
-func none(c int) step                   { return step{c: c, none: true} }
 func closed(c int) step                 { return step{c: c, closed: true} }
 func closedWith(c int, code packet.Code) step {
 	v := code.Value
@@ -40,6 +44,22 @@ func closedWith(c int, code packet.Code) step {
 }
 func wantCheck(c int, p packet.Packet, f func(testing.TB, packet.Packet)) step {
 	return step{c: c, want: p, check: f}
+}
+
+// markerTo has client p publish the marker on topic and expects it next
+// at client c, which subscribes to topic: nothing that p's (or c's)
+// earlier packets caused reached c before it.
+func markerTo(p, c int, topic string) []step {
+	return []step{{c: p, pubMarker: topic}, {c: c, marker: topic}}
+}
+
+// alive expects client c's connection open with nothing waiting on it.
+func alive(c int) step { return step{c: c, alive: true} }
+
+// connected waits until the broker counts n connected clients: a client
+// seen gone has had its will published or delayed.
+func connected(n int64) step {
+	return step{until: func(tb *testBroker) bool { return tb.Stats().ClientsConnected == n }}
 }
 
 // connS dials client c and connects it with clean start.
@@ -114,6 +134,10 @@ func runCase(t *testing.T, pc pcase) {
 	tb := startBroker(t, opts)
 	clients := map[int]*client{}
 	for i, s := range pc.steps {
+		if s.until != nil {
+			eventually(t, fmt.Sprintf("step %d", i), func() bool { return s.until(tb) })
+			continue
+		}
 		c := clients[s.c]
 		if s.dial != 0 {
 			clients[s.c] = tb.dial(s.dial)
@@ -138,8 +162,12 @@ func runCase(t *testing.T, pc pcase) {
 			if s.check != nil {
 				s.check(t, p)
 			}
-		case s.none:
-			c.expectNone()
+		case s.pubMarker != "":
+			c.publishMarker(s.pubMarker)
+		case s.marker != "":
+			c.expectMarker(s.marker)
+		case s.alive:
+			c.expectAlive()
 		case s.closed:
 			got := c.expectClosed()
 			if s.discon != nil {
