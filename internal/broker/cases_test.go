@@ -21,6 +21,7 @@ type step struct {
 
 	// Negative checks, each tied to a positive event (marker_test.go).
 	pubMarker string                 // publish the marker on this topic
+	markerQoS byte                   // at this QoS
 	marker    string                 // the marker on this topic comes next
 	alive     bool                   // a PINGREQ is answered with nothing before the PINGRESP
 	until     func(*testBroker) bool // wait until it holds (any c)
@@ -46,11 +47,11 @@ func wantCheck(c int, p packet.Packet, f func(testing.TB, packet.Packet)) step {
 	return step{c: c, want: p, check: f}
 }
 
-// markerTo has client p publish the marker on topic and expects it next
-// at client c, which subscribes to topic: nothing that p's (or c's)
-// earlier packets caused reached c before it.
-func markerTo(p, c int, topic string) []step {
-	return []step{{c: p, pubMarker: topic}, {c: c, marker: topic}}
+// markerTo has client p publish the marker on topic at qos and expects it
+// next at client c, which subscribes to topic: nothing that p's (or c's)
+// earlier packets caused reached c before it. p == c needs qos 0.
+func markerTo(p, c int, topic string, qos byte) []step {
+	return []step{{c: p, pubMarker: topic, markerQoS: qos}, {c: c, marker: topic}}
 }
 
 // alive expects client c's connection open with nothing waiting on it.
@@ -163,7 +164,7 @@ func runCase(t *testing.T, pc pcase) {
 				s.check(t, p)
 			}
 		case s.pubMarker != "":
-			c.publishMarker(s.pubMarker)
+			c.publishMarker(s.pubMarker, s.markerQoS)
 		case s.marker != "":
 			c.expectMarker(s.marker)
 		case s.alive:

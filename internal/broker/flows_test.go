@@ -60,7 +60,7 @@ func TestWillDelay(t *testing.T) {
 	w.close()
 	eventually(t, "w seen gone", func() bool { return tb.Stats().ClientsConnected == 1 })
 	m := tb.connect("m", packet.V5)
-	m.publishMarker("will")
+	m.publishMarker("will", 0)
 	s.expectMarker("will") // not sent at once
 	w2 := tb.dial(packet.V5)
 	w2.connect("w", persistent(60))
@@ -163,7 +163,7 @@ func TestQueueOverflow(t *testing.T) {
 			s2.send(&packet.Ack{Kind: packet.PUBACK, PacketID: m.PacketID})
 			m = s2.expectPublish("q", string(rune(first[0]+1)))
 			s2.send(&packet.Ack{Kind: packet.PUBACK, PacketID: m.PacketID})
-			p.publishMarker("q") // after whatever the resumed session had queued
+			p.publishMarker("q", 1) // after whatever the resumed session had queued
 			s2.expectMarker("q")
 			st := tb.Stats()
 			if st.Drops["queue_full"] != 1 || st.Drops["offline"] != 1 {
@@ -191,11 +191,11 @@ func TestInflightWindow(t *testing.T) {
 	}
 	m1 := s.expectPublish("w", "1")
 	s.expectPublish("w", "2")
-	p.publishMarker("w") // QoS 0 passes the window that holds 3 and 4
+	p.publishMarker("w", 0) // QoS 0 passes the window that holds 3 and 4
 	s.expectMarker("w")
 	s.send(&packet.Ack{Kind: packet.PUBACK, PacketID: m1.PacketID})
 	s.expectPublish("w", "3")
-	p.publishMarker("w")
+	p.publishMarker("w", 0)
 	s.expectMarker("w")
 }
 
@@ -231,7 +231,7 @@ func TestSys(t *testing.T) {
 	c.subscribe(1, "$SYS/broker/version", 0)
 	c.expectPublish("$SYS/broker/version", "test") // retained, then every interval
 	c.expectPublish("$SYS/broker/version", "test")
-	all.publishMarker("m") // after the $SYS messages c received [MQTT-4.7.2-1]
+	all.publishMarker("m", 0) // after the $SYS messages c received [MQTT-4.7.2-1]
 	all.expectMarker("m")
 }
 

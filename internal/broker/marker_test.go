@@ -9,17 +9,27 @@ import "github.com/culexmq/culex/internal/mqtt/packet"
 // connection's packets in the order it reads them, routes the PUBLISHes
 // of one client in that order and queues each recipient's copies, like all
 // its outbound packets, in order [MQTT-4.6.0-5]: whatever the earlier
-// packets sent c is ahead of the marker. (A copy held back by c's Receive
-// Maximum is not: the marker goes at QoS 0, which the window does not
-// hold, and must pass it.)
+// packets sent c is ahead of the marker. The order holds within one QoS: a
+// marker at QoS 0 passes a Receive Maximum window that holds QoS 1 back.
 
 // markerPayload is the payload of every marker message.
 const markerPayload = "marker"
 
-// publishMarker publishes the marker on topic at QoS 0.
-func (c *client) publishMarker(topic string) {
+// markerID is the packet id of markers at QoS 1 and 2.
+const markerID = 0xfffe
+
+// publishMarker publishes the marker on topic at qos, waiting for the
+// PUBACK or PUBREC (the broker has routed it by then). Use the QoS of what
+// must not arrive: MQTT orders messages of one QoS.
+func (c *client) publishMarker(topic string, qos byte) {
 	c.t.Helper()
-	c.publish(topic, markerPayload, 0, false, 0)
+	c.publish(topic, markerPayload, qos, false, markerID)
+	switch qos {
+	case 1:
+		c.expect(packet.PUBACK)
+	case 2:
+		c.expect(packet.PUBREC)
+	}
 }
 
 // expectMarker fails unless the next packet c receives, PINGRESP aside, is

@@ -122,7 +122,7 @@ func TestInboundQoS2SurvivesRestart(t *testing.T) {
 	if a := p2.expect(packet.PUBCOMP).(*packet.Ack); a.ReasonCode != 0 {
 		t.Fatalf("pubcomp 0x%02x", a.ReasonCode)
 	}
-	p2.publishMarker("x") // after the duplicate, which is not routed again
+	p2.publishMarker("x", 2) // after the duplicate, which is not routed again
 	s.expectMarker("x")
 }
 
@@ -210,7 +210,7 @@ func TestReleasedQoS2AcrossRestart(t *testing.T) {
 	}
 	s2.send(&packet.Ack{Kind: packet.PUBCOMP, PacketID: m.PacketID})
 	p2 := tb2.connect("p", packet.V5)
-	p2.publishMarker("q") // after whatever the resumed session had left
+	p2.publishMarker("q", 2) // after whatever the resumed session had left
 	s2.expectMarker("q")
 }
 

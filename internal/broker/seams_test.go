@@ -94,9 +94,11 @@ func TestInterceptorFail(t *testing.T) {
 	<-h.added
 	h.release(1, errors.New("kafka down"))
 	p3.expectAlive() // no PUBREC for a 3.1.1 client: it retransmits
-	p3.publishMarker("t")
+	// The marker, held like any message.
+	p3.publish("t", markerPayload, 2, false, markerID)
 	<-h.added
 	h.release(2, nil)
+	p3.expect(packet.PUBREC)
 	s.expectMarker("t")
 	// The retransmission goes through once the interceptor accepts it.
 	p3.send(&packet.Publish{Topic: "t", Payload: []byte("y"), QoS: 2, PacketID: 1, Dup: true})

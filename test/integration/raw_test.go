@@ -236,23 +236,62 @@ func (c *rawConn) publishes(n int) []*packet.Publish {
 	return out
 }
 
-// noPacket fails if any packet other than PINGRESP arrives within window.
-func (c *rawConn) noPacket(window time.Duration) {
+// publishMarker publishes the marker (helpers_test.go) on topic at qos,
+// waiting for the PUBACK, or the PUBREC and PUBCOMP.
+func (c *rawConn) publishMarker(topic string, qos byte) {
 	c.t.Helper()
-	deadline := time.Now().Add(window)
-	for {
-		p, _, err := c.readPacket(time.Until(deadline))
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				return
-			}
-			c.t.Fatalf("read: %v", err)
+	p := &packet.Publish{Topic: topic, QoS: qos, Payload: []byte(markerPayload)}
+	if qos > 0 {
+		p.PacketID = 0xfffe
+	}
+	c.send(p)
+	want := []packet.Type{packet.PUBACK}
+	if qos == 2 {
+		want = []packet.Type{packet.PUBREC, packet.PUBCOMP}
+	}
+	for i := 0; qos > 0 && i < len(want); i++ {
+		if a := expect[*packet.Ack](c); a.Kind != want[i] || a.PacketID != p.PacketID {
+			c.t.Fatalf("marker: got %v %d, want %v %d", a.Kind, a.PacketID, want[i], p.PacketID)
 		}
-		if _, ok := p.(*packet.Pingresp); !ok {
-			c.t.Fatalf("unexpected %v %+v", p.Type(), p)
+		if want[i] == packet.PUBREC {
+			c.send(&packet.Ack{Kind: packet.PUBREL, PacketID: p.PacketID})
 		}
 	}
+}
+
+// untilMarker reads packets until the marker PUBLISH on topic, which it
+// consumes (with a PUBACK, or a PUBREC whose PUBREL it leaves unread), and
+// hands every other packet but PINGRESP to fn.
+func (c *rawConn) untilMarker(topic string, fn func(packet.Packet)) {
+	c.t.Helper()
+	for {
+		p, _, err := c.readPacket(waitTimeout)
+		if err != nil {
+			c.t.Fatalf("waiting for the marker on %s: %v", topic, err)
+		}
+		if pb, ok := p.(*packet.Publish); ok && pb.Topic == topic && string(pb.Payload) == markerPayload {
+			switch pb.QoS {
+			case 1:
+				c.send(&packet.Ack{Kind: packet.PUBACK, PacketID: pb.PacketID})
+			case 2:
+				c.send(&packet.Ack{Kind: packet.PUBREC, PacketID: pb.PacketID})
+			}
+			return
+		}
+		if _, ok := p.(*packet.Pingresp); !ok {
+			fn(p)
+		}
+	}
+}
+
+// expectMarker fails unless the next packet, PINGRESP aside, is the marker
+// on topic.
+func (c *rawConn) expectMarker(topic string) {
+	c.t.Helper()
+	c.untilMarker(topic, func(p packet.Packet) {
+		c.t.Helper()
+		c.t.Fatalf("got %v %+v before the marker on %s", p.Type(), p, topic)
+	})
 }
 
 // v5props returns Properties with the given uint32-valued property set.
