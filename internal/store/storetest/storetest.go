@@ -159,7 +159,9 @@ func (s *Store) Hold(match func(ops []store.Op) bool) <-chan struct{} {
 }
 
 // Release passes the held Apply calls to the wrapped store, in order, and
-// stops holding.
+// stops holding. It holds a lock while it does, so that no Apply overtakes
+// them: the wrapped store must not call done inside Apply (Bolt does only
+// once closed).
 func (s *Store) Release() {
 	s.mu.Lock()
 	held := s.held
