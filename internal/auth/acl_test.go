@@ -80,7 +80,9 @@ func TestACLCheckFilter(t *testing.T) {
 		want   bool
 	}{
 		{dev("alice"), "devices/alice/commands", true},
-		{dev("alice"), "devices/alice/+", false}, // devices/alice/secret is denied
+		// devices/alice/secret is denied per message, not the subscription.
+		{dev("alice"), "devices/alice/+", true},
+		{dev("alice"), "devices/alice/secret", false}, // the deny covers it all
 		{dev("alice"), "devices/alice/state/#", true},
 		{dev("alice"), "devices/alice/state/+/x", true},
 		{dev("alice"), "devices/+/commands", false},
@@ -96,7 +98,8 @@ func TestACLCheckFilter(t *testing.T) {
 		{dev("alice"), "fleet/#", false},
 		{dev("alice"), "$SYS/#", false},
 		{dev("ops"), "devices/+/telemetry", true},
-		{dev("ops"), "devices/#", false}, // overlaps deny devices/+/secret
+		{dev("ops"), "devices/#", true}, // its secrets are left out at delivery
+		{dev("ops"), "#", false},
 		{dev("ops"), "devices/+/secret", false},
 		{dev("+"), "devices/+/commands", false},
 		{dev("#"), "devices/#", false},
@@ -118,8 +121,12 @@ func TestACLIssueExample(t *testing.T) {
 		t.Error("devices/+/telemetry allowed")
 	}
 	open := NewACL(mustRules(t, "deny subscribe devices/+/secret\n"), true, true)
-	if open.CheckFilter(dev("a"), "devices/#") || !open.CheckFilter(dev("a"), "devices/a/x") {
-		t.Error("default allow with a deny rule")
+	if !open.CheckFilter(dev("a"), "devices/#") || !open.CheckFilter(dev("a"), "#") ||
+		!open.CheckFilter(dev("a"), "devices/a/x") || open.CheckFilter(dev("a"), "devices/a/secret") {
+		t.Error("default allow with a narrower deny rule")
+	}
+	if open.Check(dev("a"), Subscribe, "devices/b/secret") || !open.Check(dev("a"), Subscribe, "devices/b/temp") {
+		t.Error("delivery check with a narrower deny rule")
 	}
 	if open.Check(dev("a"), Subscribe, "$SYS/x") {
 		t.Error("$SYS allowed to a non-superuser")
