@@ -57,12 +57,15 @@ func (c *Chain) Authenticate(ctx context.Context, r *Request) (*Identity, error)
 		c.log.Warn("auth: login refused, banned", "client_id", r.ClientID, "username", r.Username, "remote", addr)
 		return nil, packet.ErrBanned
 	}
+	hashed := false // whether a users backend checked the password
 	for _, b := range c.backends {
 		res, err := b.Authenticate(ctx, r)
+		hashed = hashed || res.hashed
 		if err != nil {
 			// Not the client's fault: refused, but not counted towards a ban.
 			c.stats.BackendErrors.Add(1)
 			c.log.Error("auth: backend failed", "backend", b.Name(), "client_id", r.ClientID, "err", err)
+			c.decoy(ctx, r, hashed)
 			if ctx.Err() != nil {
 				return nil, packet.ErrServerBusy
 			}
@@ -74,6 +77,7 @@ func (c *Chain) Authenticate(ctx context.Context, r *Request) (*Identity, error)
 			c.limiter.Succeed(r.Username)
 			return c.identity(r, b.Name(), &res), nil
 		case Deny:
+			c.decoy(ctx, r, hashed)
 			return nil, c.fail(r, addr, b.Name(), res.Code)
 		}
 	}
@@ -86,14 +90,25 @@ func (c *Chain) Authenticate(ctx context.Context, r *Request) (*Identity, error)
 		c.stats.Failure.Add(1)
 		return nil, packet.ErrNotAuthorized
 	}
-	if r.HasPassword {
-		for _, b := range c.backends {
-			if ua, ok := b.(*UserAuth); ok {
-				ua.decoy(ctx, r.Password)
-			}
+	c.decoy(ctx, r, hashed)
+	return nil, c.fail(r, addr, "", packet.ErrBadUsernameOrPassword)
+}
+
+// decoy makes every refused login that offered a password cost one hash
+// check, as a known user's wrong password does, unless one was already
+// done: then the refusal takes as long whether the username exists or
+// not, whichever backend refused it and in whatever order the backends
+// are. A login without a password costs no hash on any path.
+func (c *Chain) decoy(ctx context.Context, r *Request, hashed bool) {
+	if hashed || !r.HasPassword {
+		return
+	}
+	for _, b := range c.backends {
+		if ua, ok := b.(*UserAuth); ok {
+			ua.decoy(ctx, r.Password)
+			return
 		}
 	}
-	return nil, c.fail(r, addr, "", packet.ErrBadUsernameOrPassword)
 }
 
 func (c *Chain) fail(r *Request, addr, backend string, code error) error {

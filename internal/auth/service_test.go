@@ -164,3 +164,52 @@ func TestUnknownUserCostsAHash(t *testing.T) {
 		t.Fatalf("a JWT login cost %d hashes, want none", h-2)
 	}
 }
+
+// verdictBackend answers every login with one verdict, or fails.
+type verdictBackend struct {
+	v   Verdict
+	err error
+}
+
+func (b verdictBackend) Name() string { return "fixed" }
+
+func (b verdictBackend) Authenticate(context.Context, *Request) (Result, error) {
+	return Result{Verdict: b.v}, b.err
+}
+
+// TestRefusalCostsOneHashInAnyOrder: whatever order the backends are in
+// and whichever refuses, a refused login with a password costs exactly one
+// hash check, whether its username is in the users file or not, so that
+// timing cannot tell the two apart. Counted, not timed.
+func TestRefusalCostsOneHashInAnyOrder(t *testing.T) {
+	others := map[string]Authenticator{
+		"deny":  verdictBackend{v: Deny},
+		"fail":  verdictBackend{err: errors.New("webhook down")},
+		"pass":  verdictBackend{v: Ignore},
+		"jwt":   &JWT{Secret: []byte(strings.Repeat("k", 32))},
+		"allow": nil, // no second backend
+	}
+	ctx := context.Background()
+	for name, other := range others {
+		for _, usersFirst := range []bool{true, false} {
+			users := NewUserAuth(testUsers(t, "dev-1", "s1"), 0, 0)
+			backends := []Authenticator{users}
+			if other != nil {
+				backends = append(backends, other)
+				if !usersFirst {
+					backends = []Authenticator{other, users}
+				}
+			}
+			chain := NewChain(backends, false, nil, nil, nil)
+			for _, user := range []string{"dev-1", "nobody"} {
+				before, _ := users.Stats()
+				if _, err := chain.Authenticate(ctx, login(user, "wrong")); err == nil {
+					t.Fatalf("%s users-first=%v: %s with a wrong password accepted", name, usersFirst, user)
+				}
+				if after, _ := users.Stats(); after-before != 1 {
+					t.Errorf("%s users-first=%v: refusing %s cost %d hashes, want 1", name, usersFirst, user, after-before)
+				}
+			}
+		}
+	}
+}
