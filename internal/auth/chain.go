@@ -34,6 +34,10 @@ type Stats struct {
 	Denied        atomic.Int64 // ACL denials
 	Revoked       atomic.Int64 // clients disconnected by a reload
 	Expired       atomic.Int64 // clients disconnected when their credential expired
+	// ReloadFailures counts users or ACL file loads that failed (unreadable,
+	// bad syntax): each leaves the previous version in force and is logged
+	// as an error.
+	ReloadFailures atomic.Int64
 }
 
 // NewChain returns a chain over backends. limiter, log and stats may be nil.

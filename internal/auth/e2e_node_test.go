@@ -4,6 +4,8 @@
 package auth_test
 
 import (
+	"context"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -13,8 +15,25 @@ import (
 
 	"github.com/culexmq/culex/internal/auth"
 	"github.com/culexmq/culex/internal/config"
+	"github.com/eclipse/paho.golang/paho"
 	"golang.org/x/crypto/bcrypt"
 )
+
+// bcryptUsers makes name, password pairs into users; a name starting with
+// "!" is a superuser.
+func bcryptUsers(t *testing.T, pairs ...string) *auth.Users {
+	t.Helper()
+	u := auth.NewUsers()
+	for i := 0; i+1 < len(pairs); i += 2 {
+		h, err := auth.HashBcrypt(pairs[i+1], bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name, super := strings.CutPrefix(pairs[i], "!")
+		u.Put(&auth.User{Name: name, Hash: h, Superuser: super})
+	}
+	return u
+}
 
 // startNode serves a node whose users file holds users (name, password
 // pairs) and whose ACL file holds acl; mod may change the config before
@@ -28,15 +47,7 @@ func startNode(t *testing.T, acl string, mod func(*config.Config), users ...stri
 	cfg.Auth.UsersFile = filepath.Join(dir, "users")
 	cfg.Auth.ACLFile = filepath.Join(dir, "acl")
 	cfg.Auth.WatchInterval = 20 * time.Millisecond
-	u := auth.NewUsers()
-	for i := 0; i+1 < len(users); i += 2 {
-		h, err := auth.HashBcrypt(users[i+1], bcrypt.MinCost)
-		if err != nil {
-			t.Fatal(err)
-		}
-		u.Put(&auth.User{Name: users[i], Hash: h})
-	}
-	if err := auth.SaveUsers(cfg.Auth.UsersFile, u); err != nil {
+	if err := auth.SaveUsers(cfg.Auth.UsersFile, bcryptUsers(t, users...)); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(cfg.Auth.ACLFile, []byte(acl), 0o600); err != nil {
@@ -98,5 +109,71 @@ allow subscribe devices/#
 		if !strings.Contains(out, "denied") {
 			t.Errorf("mosquitto_sub %q was not denied: %q", f, out)
 		}
+	}
+}
+
+// pahoConnect connects a v5 Paho client with a clean start and fails the
+// test unless the CONNACK is a success; the channel receives the server's
+// DISCONNECT.
+func pahoConnect(t *testing.T, addr, id, user, password string) (*paho.Client, chan *paho.Disconnect) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	gone := make(chan *paho.Disconnect, 1)
+	c := paho.NewClient(paho.ClientConfig{ClientID: id, Conn: conn,
+		OnServerDisconnect: func(d *paho.Disconnect) { gone <- d }})
+	ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
+	defer cancel()
+	ack, err := c.Connect(ctx, &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30,
+		UsernameFlag: true, Username: user, PasswordFlag: true, Password: []byte(password)})
+	if err != nil || ack.ReasonCode != 0 {
+		t.Fatalf("connect %s: %v %v", id, ack, err)
+	}
+	return c, gone
+}
+
+// TestE2EDemotedSuperuserLosesRights: a users-file change that takes a
+// connected client's superuser rights away ends them at once: the client
+// is disconnected (0x87), and when it comes back it is judged by the rules.
+func TestE2EDemotedSuperuserLosesRights(t *testing.T) {
+	d := startNode(t, "allow both devices/${username}/#\n",
+		func(c *config.Config) { c.Auth.ACLDefault = "deny"; c.Auth.AllowAnonymous = false },
+		"!root", "sr", "dev-b", "sb")
+	publish := func(c *paho.Client) byte {
+		ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
+		defer cancel()
+		pr, err := c.Publish(ctx, &paho.Publish{Topic: "devices/dev-b/cmd", QoS: 1, Payload: []byte("x")})
+		if pr == nil {
+			t.Fatalf("publish: %v", err)
+		}
+		return pr.ReasonCode
+	}
+	root, gone := pahoConnect(t, d.addr, "ops-console", "root", "sr")
+	if rc := publish(root); rc != 0 {
+		t.Fatalf("superuser publish outside the rules: 0x%02x", rc)
+	}
+	u, err := auth.LoadUsers(d.users)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, _ := u.Get("root")
+	u.Put(&auth.User{Name: "root", Hash: x.Hash}) // the same password, no longer a superuser
+	if err := auth.SaveUsers(d.users, u); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case dc := <-gone:
+		if dc.ReasonCode != 0x87 {
+			t.Errorf("DISCONNECT 0x%02x, want 0x87", dc.ReasonCode)
+		}
+	case <-time.After(e2eWait):
+		t.Fatal("the demoted superuser is still connected")
+	}
+	again, _ := pahoConnect(t, d.addr, "ops-console-2", "root", "sr")
+	if rc := publish(again); rc != 0x87 {
+		t.Errorf("demoted user's publish outside its rules: 0x%02x, want 0x87", rc)
 	}
 }

@@ -1,12 +1,15 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -211,5 +214,65 @@ func TestRefusalCostsOneHashInAnyOrder(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// lockedBuffer is a log sink that goroutines may share.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestUnreadableFilesAreLoggedAndCounted: a users or ACL file the broker
+// cannot read (here: replaced by a directory, which even root cannot read
+// as a file) is an error in the log and in Stats.ReloadFailures, once per
+// change the watcher sees; the previous users and rules stay in force.
+func TestUnreadableFilesAreLoggedAndCounted(t *testing.T) {
+	base, usersFile := testService(t, "allow both a/#\n", nil, "u1", "p1")
+	var logs lockedBuffer
+	cfg := base.cfg
+	cfg.WatchInterval = 5 * time.Millisecond
+	svc, err := New(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	for i, file := range []string{usersFile, cfg.ACLFile} {
+		if err := os.Remove(file); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(file, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		poll(t, "the failure to be counted", func() bool { return svc.Stats().ReloadFailures.Load() == int64(i+1) })
+	}
+	if err := svc.Reload(); err == nil {
+		t.Error("Reload with both files unreadable succeeded")
+	}
+	if n := svc.Stats().ReloadFailures.Load(); n != 4 {
+		t.Errorf("ReloadFailures = %d, want 4 (two watched changes, two reloads)", n)
+	}
+	for _, want := range []string{"level=ERROR msg=\"auth: users file not loaded", "level=ERROR msg=\"auth: ACL file not loaded"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, logs.String())
+		}
+	}
+	if _, err := svc.Authenticate(context.Background(), login("u1", "p1")); err != nil {
+		t.Errorf("the previous users were dropped: %v", err)
+	}
+	if !svc.ACL().Check(&Identity{Username: "u1"}, Publish, "a/x") {
+		t.Error("the previous rules were dropped")
 	}
 }
