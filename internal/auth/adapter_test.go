@@ -124,7 +124,7 @@ func TestDeviceIsolationV311(t *testing.T) {
 // TestAdversarialClientIDs: names with wildcards or separators never widen
 // a ${clientid} or ${username} rule.
 func TestAdversarialClientIDs(t *testing.T) {
-	svc, _ := testService(t, "allow both devices/${clientid}/#\n", func(c *config.Auth) { c.AllowAnonymous = true }, "u", "p")
+	svc, _ := testService(t, "allow both devices/${clientid}/#\n", func(c *config.Auth) { c.AllowAnonymous, c.AllowAnonymousSet = true, true }, "u", "p")
 	addr := startBroker(t, svc)
 	for _, id := range []string{"+", "#", "a/b", "$SYS", "x/+"} {
 		c := dial(t, addr, packet.V5)

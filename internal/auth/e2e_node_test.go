@@ -5,6 +5,8 @@ package auth_test
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -175,5 +177,54 @@ func TestE2EDemotedSuperuserLosesRights(t *testing.T) {
 	again, _ := pahoConnect(t, d.addr, "ops-console-2", "root", "sr")
 	if rc := publish(again); rc != 0x87 {
 		t.Errorf("demoted user's publish outside its rules: 0x%02x, want 0x87", rc)
+	}
+}
+
+// TestE2ESafeDefaults: a config file that sets a users file and an ACL
+// file and leaves allow_anonymous and acl_default out refuses anonymous
+// clients (mosquitto_pub without credentials), and its ACL of allow rules
+// only denies everything else; the start-up log says so.
+func TestE2ESafeDefaults(t *testing.T) {
+	dir := t.TempDir()
+	usersFile, aclFile, confFile := filepath.Join(dir, "users"), filepath.Join(dir, "acl"), filepath.Join(dir, "culex.yaml")
+	if err := auth.SaveUsers(usersFile, bcryptUsers(t, "dev-a", "sa")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(aclFile, []byte("allow both devices/${username}/#\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conf := "listeners: [tcp://127.0.0.1:0]\ndata_dir: \"\"\nsys_interval: 0s\nauth:\n  users_file: " + usersFile +
+		"\n  acl_file: " + aclFile + "\n"
+	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse("serve", []string{"-c", confFile}, nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	srv := runServerLog(t, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	if want := "allow_anonymous=false allow_anonymous_from=\"default: on without an auth backend, off with one\" acl_default=deny"; !strings.Contains(logs.String(), want) {
+		t.Errorf("start-up log lacks %q:\n%s", want, logs.String())
+	}
+	if strings.Contains(logs.String(), "level=WARN msg=\"auth:") {
+		t.Errorf("start-up log warns about a safe setup:\n%s", logs.String())
+	}
+	addr, _ := url.Parse(srv.URL("tcp"))
+	d := &device{addr: addr.Host}
+	for _, v := range []string{"5", "311"} {
+		out, err := d.mosquitto(t, "mosquitto_pub", "-V", v, "-i", "anon", "-t", "devices/dev-a/cmd", "-m", "x")
+		if err == nil || !strings.Contains(strings.ToLower(out), "not authori") {
+			t.Errorf("v%s anonymous publish: err %v, output %q; want refused as not authorised", v, err, out)
+		}
+	}
+	out, _ := d.mosquitto(t, "mosquitto_sub", "-V", "5", "-u", "dev-a", "-P", "sa", "-i", "dev-a",
+		"-t", "other/#", "-C", "1", "-W", "5")
+	if !strings.Contains(out, "denied") {
+		t.Errorf("a topic no allow rule names was granted: %q", out)
+	}
+	if out, err := d.mosquitto(t, "mosquitto_pub", "-V", "5", "-u", "dev-a", "-P", "sa", "-i", "dev-a",
+		"-q", "1", "-t", "devices/dev-a/state", "-m", "ok"); err != nil {
+		t.Errorf("the allowed topic: %v %s", err, out)
 	}
 }

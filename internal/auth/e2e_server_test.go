@@ -39,7 +39,13 @@ func startServer(t *testing.T) *device {
 // runServer starts a node on cfg and shuts it down when the test ends.
 func runServer(t *testing.T, cfg config.Config) *server.Server {
 	t.Helper()
-	srv, err := server.New(cfg, slog.New(slog.DiscardHandler))
+	return runServerLog(t, cfg, slog.New(slog.DiscardHandler))
+}
+
+// runServerLog is runServer logging to log.
+func runServerLog(t *testing.T, cfg config.Config, log *slog.Logger) *server.Server {
+	t.Helper()
+	srv, err := server.New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}

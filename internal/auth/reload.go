@@ -70,7 +70,7 @@ func (s *Service) reloadACLLocked() error {
 		s.log.Error("auth: ACL file not loaded, the previous rules stay in force", "file", s.cfg.ACLFile, "err", err)
 		return fmt.Errorf("auth: %w", err)
 	}
-	s.acl.Store(NewACL(rules, s.cfg.ACLDefault == "allow", s.cfg.SysSuperuserOnly))
+	s.acl.Store(NewACL(rules, s.cfg.ACLDefaultAllow(), s.cfg.SysSuperuserOnly))
 	s.log.Info("auth: ACL loaded", "file", s.cfg.ACLFile, "rules", len(rules))
 	return nil
 }

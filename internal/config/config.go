@@ -106,8 +106,15 @@ type MQTT struct {
 // (see docs/security.md). Users and ACL rules live in their own files.
 type Auth struct {
 	// AllowAnonymous lets clients that no backend recognises connect as
-	// anonymous (an empty username for ACL placeholders).
-	AllowAnonymous bool `yaml:"allow_anonymous"`
+	// anonymous (an empty username for ACL placeholders). Left out, it is
+	// on without an authentication backend and off with one (see
+	// AnonymousAllowed); AllowAnonymousSet records that it was given.
+	AllowAnonymous bool `yaml:"allow_anonymous" given:"AllowAnonymousSet"`
+	// AllowAnonymousSet is true when allow_anonymous was given in the
+	// file, the environment or a flag (the loader sets it); code that
+	// builds a Config sets it to make AllowAnonymous true stick with a
+	// backend configured.
+	AllowAnonymousSet bool `yaml:"-"`
 	// Backends is the comma-separated chain order, from users, jwt, http,
 	// cert and scram; the first definitive answer wins.
 	Backends string `yaml:"backends"`
@@ -116,7 +123,9 @@ type Auth struct {
 	UsersFile string `yaml:"users_file"`
 	// ACLFile holds the topic rules. Empty means only ACLDefault applies.
 	ACLFile string `yaml:"acl_file"`
-	// ACLDefault is allow or deny: the answer when no rule matches.
+	// ACLDefault is allow or deny: the answer when no rule matches. Left
+	// empty, it is deny with an ACL file and allow without (see
+	// ACLDefaultAllow).
 	ACLDefault string `yaml:"acl_default"`
 	// SysSuperuserOnly keeps $SYS/# for superusers whatever the rules say.
 	SysSuperuserOnly bool `yaml:"sys_superuser_only"`
@@ -364,9 +373,8 @@ func Default() Config {
 			WriteTimeout:              30 * time.Second,
 		},
 		Auth: Auth{
-			AllowAnonymous:   true,
+			AllowAnonymous:   true, // only while no backend is configured
 			Backends:         "users",
-			ACLDefault:       "allow",
 			SysSuperuserOnly: true,
 			V3DeniedPublish:  "drop",
 			WatchInterval:    2 * time.Second,

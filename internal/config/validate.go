@@ -61,6 +61,11 @@ func (c *Config) Validate() error {
 	if m.WriteTimeout <= 0 {
 		bad("mqtt.write_timeout", "must be positive")
 	}
+	switch c.Auth.ACLDefault {
+	case "", "allow", "deny":
+	default:
+		bad("auth.acl_default", "%q is not allow or deny (or left out: deny with an acl_file, allow without)", c.Auth.ACLDefault)
+	}
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdown_timeout", "must be positive")
 	}
