@@ -62,7 +62,7 @@ func New(cfg config.Auth, log *slog.Logger) (*Service, error) {
 	}
 	rl := cfg.RateLimit
 	if rl.PerAddress > 0 || rl.PerUsername > 0 {
-		s.limiter = NewLimiter(rl.PerAddress, rl.PerUsername, rl.Window, rl.Ban)
+		s.limiter = NewLimiter(rl.PerAddress, rl.PerUsername, rl.Window, rl.Ban, rl.MaxDelay)
 	}
 	backends, err := s.backends()
 	if err != nil {

@@ -103,7 +103,7 @@ func TestWatcherReloads(t *testing.T) {
 func TestBackendOutageIsNotABan(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "down", 503) }))
 	defer srv.Close()
-	lim := NewLimiter(1, 1, time.Minute, time.Minute)
+	lim := NewLimiter(1, 1, time.Minute, time.Minute, time.Second)
 	c := NewChain([]Authenticator{&Webhook{URL: srv.URL, Timeout: time.Second}}, false, lim, nil, nil)
 	for range 3 {
 		if _, err := c.Authenticate(context.Background(), login("dev-1", "s1")); !errors.Is(err, packet.ErrServerUnavailable) {
