@@ -107,7 +107,7 @@ func (s *Server) open() error {
 // topics get, and whether that was configured or follows from the other
 // keys, and warns about every setting that leaves devices open.
 func logAuthPolicy(log *slog.Logger, a *config.Auth) {
-	anonFrom, aclFrom := "allow_anonymous", "acl_default"
+	anonFrom, aclFrom := "given", "given"
 	if !a.AllowAnonymousSet && a.AllowAnonymous {
 		anonFrom = "default: on without an auth backend, off with one"
 	}
