@@ -255,3 +255,46 @@ func TestDocsACLExample(t *testing.T) {
 		t.Error("the documented example does not do what the page says")
 	}
 }
+
+// TestDocsSubscriptionTable runs the table of docs/security.md ("ACL",
+// Subscriptions): the answer at subscribe and which topics are delivered.
+func TestDocsSubscriptionTable(t *testing.T) {
+	rows := []struct {
+		filter, rules string
+		defaultAllow  bool
+		granted       bool
+		delivered     []string
+		withheld      []string
+	}{
+		{"devices/#", "deny subscribe devices/+/secret", true, true,
+			[]string{"devices/a/temp", "devices/a/b/c"}, []string{"devices/a/secret"}},
+		{"#", "deny subscribe devices/+/secret", true, true, []string{"x", "devices/a/temp"}, []string{"devices/b/secret", "$SYS/x"}},
+		{"devices/a/secret", "deny subscribe devices/+/secret", true, false, nil, nil},
+		{"devices/#", "deny subscribe devices/+/secret\nallow subscribe devices/#", false, true,
+			[]string{"devices/a/temp"}, []string{"devices/a/secret"}},
+		{"devices/+/secret", "deny subscribe devices/+/secret\nallow subscribe devices/#", false, false, nil, nil},
+		{"devices/#", "allow subscribe devices/+/temp", false, false, nil, nil},
+		{"devices/+/temp", "allow subscribe devices/+/temp", false, true, []string{"devices/a/temp"}, nil},
+		{"devices/#", "allow subscribe devices/#\ndeny subscribe #", false, true, []string{"devices/a/secret"}, nil},
+		{"#", "allow subscribe devices/#\ndeny subscribe #", false, false, nil, nil},
+		{"devices/alice/+", "allow both devices/${username}/#", false, true, []string{"devices/alice/x"}, nil},
+		{"devices/+/telemetry", "allow both devices/${username}/#", false, false, nil, nil},
+	}
+	alice := dev("alice")
+	for _, r := range rows {
+		acl := NewACL(mustRules(t, r.rules+"\n"), r.defaultAllow, true)
+		if got := acl.CheckFilter(alice, r.filter); got != r.granted {
+			t.Errorf("%q with %q: granted %v, want %v", r.filter, r.rules, got, r.granted)
+		}
+		for _, tp := range r.delivered {
+			if !acl.Check(alice, Subscribe, tp) {
+				t.Errorf("%q with %q: %s withheld, want delivered", r.filter, r.rules, tp)
+			}
+		}
+		for _, tp := range r.withheld {
+			if acl.Check(alice, Subscribe, tp) {
+				t.Errorf("%q with %q: %s delivered, want withheld", r.filter, r.rules, tp)
+			}
+		}
+	}
+}
