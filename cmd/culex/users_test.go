@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -34,7 +35,12 @@ func TestUsersCommand(t *testing.T) {
 		{"", []string{"rm", "-file", file, "dev-2"}, true},
 		{"", []string{"frob", "-file", file}, true},
 		{"x\n", []string{"add", "-file", file, "a:b"}, true},
-		{"", []string{"list"}, true}, // no file
+		{"x\n", []string{"add", "-file", file, "#dev"}, true},   // a comment line
+		{"x\n", []string{"add", "-file", file, " dev"}, true},   // trimmed
+		{"x\n", []string{"add", "-file", file, "a\nb"}, true},   // a second line
+		{"x\n", []string{"add", "-file", file, "a\tb"}, true},   // a control character
+		{"x\n", []string{"add", "-file", file, "a\xffb"}, true}, // not UTF-8
+		{"", []string{"list"}, true},                            // no file
 	}
 	for _, s := range steps {
 		if _, err := runUsers(t, s.stdin, s.args...); (err != nil) != s.fails {
@@ -56,5 +62,19 @@ func TestUsersCommand(t *testing.T) {
 	x, _ := u.Get("dev-1")
 	if ok, _ := auth.VerifyPassword(x.Hash, []byte("s9")); !ok {
 		t.Error("passwd did not take")
+	}
+}
+
+// TestUsersAddRefusesNamesTheFileCannotHold: the error says why.
+func TestUsersAddRefusesNamesTheFileCannotHold(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "users")
+	for name, why := range map[string]string{"#dev": "comment", "a:b": "':'", "dev ": "white space", "a\nb": "control"} {
+		_, err := runUsers(t, "x\n", "add", "-file", file, "-cost", "4", name)
+		if err == nil || !strings.Contains(err.Error(), why) {
+			t.Errorf("add %q: %v, want an error saying %s", name, err, why)
+		}
+	}
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Errorf("a refused add wrote the file: %v", err)
 	}
 }

@@ -80,7 +80,9 @@ func TestACLCheckFilter(t *testing.T) {
 		want   bool
 	}{
 		{dev("alice"), "devices/alice/commands", true},
-		{dev("alice"), "devices/alice/+", false}, // devices/alice/secret is denied
+		// devices/alice/secret is denied per message, not the subscription.
+		{dev("alice"), "devices/alice/+", true},
+		{dev("alice"), "devices/alice/secret", false}, // the deny covers it all
 		{dev("alice"), "devices/alice/state/#", true},
 		{dev("alice"), "devices/alice/state/+/x", true},
 		{dev("alice"), "devices/+/commands", false},
@@ -96,7 +98,8 @@ func TestACLCheckFilter(t *testing.T) {
 		{dev("alice"), "fleet/#", false},
 		{dev("alice"), "$SYS/#", false},
 		{dev("ops"), "devices/+/telemetry", true},
-		{dev("ops"), "devices/#", false}, // overlaps deny devices/+/secret
+		{dev("ops"), "devices/#", true}, // its secrets are left out at delivery
+		{dev("ops"), "#", false},
 		{dev("ops"), "devices/+/secret", false},
 		{dev("+"), "devices/+/commands", false},
 		{dev("#"), "devices/#", false},
@@ -118,8 +121,12 @@ func TestACLIssueExample(t *testing.T) {
 		t.Error("devices/+/telemetry allowed")
 	}
 	open := NewACL(mustRules(t, "deny subscribe devices/+/secret\n"), true, true)
-	if open.CheckFilter(dev("a"), "devices/#") || !open.CheckFilter(dev("a"), "devices/a/x") {
-		t.Error("default allow with a deny rule")
+	if !open.CheckFilter(dev("a"), "devices/#") || !open.CheckFilter(dev("a"), "#") ||
+		!open.CheckFilter(dev("a"), "devices/a/x") || open.CheckFilter(dev("a"), "devices/a/secret") {
+		t.Error("default allow with a narrower deny rule")
+	}
+	if open.Check(dev("a"), Subscribe, "devices/b/secret") || !open.Check(dev("a"), Subscribe, "devices/b/temp") {
+		t.Error("delivery check with a narrower deny rule")
 	}
 	if open.Check(dev("a"), Subscribe, "$SYS/x") {
 		t.Error("$SYS allowed to a non-superuser")
@@ -246,5 +253,48 @@ func TestDocsACLExample(t *testing.T) {
 	if !acl.Check(dev("gateway-1"), Publish, "gateways/x") || acl.Check(dev("ops"), Subscribe, "devices/a/secret") ||
 		!acl.Check(dev("ops"), Subscribe, "devices/a/telemetry") || !acl.Check(dev("a"), Subscribe, "fleet/x/status") {
 		t.Error("the documented example does not do what the page says")
+	}
+}
+
+// TestDocsSubscriptionTable runs the table of docs/security.md ("ACL",
+// Subscriptions): the answer at subscribe and which topics are delivered.
+func TestDocsSubscriptionTable(t *testing.T) {
+	rows := []struct {
+		filter, rules string
+		defaultAllow  bool
+		granted       bool
+		delivered     []string
+		withheld      []string
+	}{
+		{"devices/#", "deny subscribe devices/+/secret", true, true,
+			[]string{"devices/a/temp", "devices/a/b/c"}, []string{"devices/a/secret"}},
+		{"#", "deny subscribe devices/+/secret", true, true, []string{"x", "devices/a/temp"}, []string{"devices/b/secret", "$SYS/x"}},
+		{"devices/a/secret", "deny subscribe devices/+/secret", true, false, nil, nil},
+		{"devices/#", "deny subscribe devices/+/secret\nallow subscribe devices/#", false, true,
+			[]string{"devices/a/temp"}, []string{"devices/a/secret"}},
+		{"devices/+/secret", "deny subscribe devices/+/secret\nallow subscribe devices/#", false, false, nil, nil},
+		{"devices/#", "allow subscribe devices/+/temp", false, false, nil, nil},
+		{"devices/+/temp", "allow subscribe devices/+/temp", false, true, []string{"devices/a/temp"}, nil},
+		{"devices/#", "allow subscribe devices/#\ndeny subscribe #", false, true, []string{"devices/a/secret"}, nil},
+		{"#", "allow subscribe devices/#\ndeny subscribe #", false, false, nil, nil},
+		{"devices/alice/+", "allow both devices/${username}/#", false, true, []string{"devices/alice/x"}, nil},
+		{"devices/+/telemetry", "allow both devices/${username}/#", false, false, nil, nil},
+	}
+	alice := dev("alice")
+	for _, r := range rows {
+		acl := NewACL(mustRules(t, r.rules+"\n"), r.defaultAllow, true)
+		if got := acl.CheckFilter(alice, r.filter); got != r.granted {
+			t.Errorf("%q with %q: granted %v, want %v", r.filter, r.rules, got, r.granted)
+		}
+		for _, tp := range r.delivered {
+			if !acl.Check(alice, Subscribe, tp) {
+				t.Errorf("%q with %q: %s withheld, want delivered", r.filter, r.rules, tp)
+			}
+		}
+		for _, tp := range r.withheld {
+			if acl.Check(alice, Subscribe, tp) {
+				t.Errorf("%q with %q: %s delivered, want withheld", r.filter, r.rules, tp)
+			}
+		}
 	}
 }

@@ -97,7 +97,6 @@ func (a *Adapter) Authenticate(ctx context.Context, c *broker.ClientInfo, p *pac
 
 func (a *Adapter) scramIdentity(c *broker.ClientInfo, u *User) *Identity {
 	a.s.stats.Success.Add(1)
-	a.s.limiter.Succeed(u.Name)
 	return &Identity{ClientID: c.ClientID, Username: u.Name, Remote: c.Remote, Superuser: u.Superuser,
 		Backend: SCRAMMethod, credential: u.SCRAM}
 }
@@ -110,14 +109,17 @@ func (a *Adapter) AuthExchange(ctx context.Context, c *broker.ClientInfo, method
 		return nil, false, packet.ErrBadAuthenticationMethod
 	}
 	addr := addrKey(c.Remote)
-	if s.limiter.Banned(addr, "") {
-		s.stats.Banned.Add(1)
-		return nil, false, packet.ErrBanned
-	}
 	srv, ok := a.scram.load(c)
 	if !ok || srv.state == 2 {
 		srv = NewSCRAMServer(s.users.Users().Get, s.fakeKey)
 		a.scram.store(c, srv)
+	}
+	// The address is checked at the first message, the username (known
+	// from it) before its proof is: the same limits as a password login.
+	r := &Request{ClientID: c.ClientID, Username: srv.name, Remote: c.Remote}
+	if err := s.chain.admit(ctx, r, addr); err != nil {
+		a.scram.delete(c)
+		return nil, false, err
 	}
 	resp, done, err := srv.Step(data)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 
 	"github.com/culexmq/culex/internal/mqtt/packet"
@@ -29,11 +30,16 @@ type Stats struct {
 	Anonymous     atomic.Int64
 	Failure       atomic.Int64
 	BackendErrors atomic.Int64
-	Banned        atomic.Int64 // logins refused because of a ban
-	NewBans       atomic.Int64
+	Banned        atomic.Int64 // logins refused because their address is banned
+	NewBans       atomic.Int64 // addresses banned
+	Throttled     atomic.Int64 // logins delayed because of their username's failures
 	Denied        atomic.Int64 // ACL denials
 	Revoked       atomic.Int64 // clients disconnected by a reload
 	Expired       atomic.Int64 // clients disconnected when their credential expired
+	// ReloadFailures counts users or ACL file loads that failed (unreadable,
+	// bad syntax): each leaves the previous version in force and is logged
+	// as an error.
+	ReloadFailures atomic.Int64
 }
 
 // NewChain returns a chain over backends. limiter, log and stats may be nil.
@@ -52,17 +58,18 @@ func NewChain(backends []Authenticator, anonymous bool, limiter *Limiter, log *s
 // backend's own code.
 func (c *Chain) Authenticate(ctx context.Context, r *Request) (*Identity, error) {
 	addr := addrKey(r.Remote)
-	if c.limiter.Banned(addr, r.Username) {
-		c.stats.Banned.Add(1)
-		c.log.Warn("auth: login refused, banned", "client_id", r.ClientID, "username", r.Username, "remote", addr)
-		return nil, packet.ErrBanned
+	if err := c.admit(ctx, r, addr); err != nil {
+		return nil, err
 	}
+	hashed := false // whether a users backend checked the password
 	for _, b := range c.backends {
 		res, err := b.Authenticate(ctx, r)
+		hashed = hashed || res.hashed
 		if err != nil {
 			// Not the client's fault: refused, but not counted towards a ban.
 			c.stats.BackendErrors.Add(1)
 			c.log.Error("auth: backend failed", "backend", b.Name(), "client_id", r.ClientID, "err", err)
+			c.decoy(ctx, r, hashed)
 			if ctx.Err() != nil {
 				return nil, packet.ErrServerBusy
 			}
@@ -71,9 +78,9 @@ func (c *Chain) Authenticate(ctx context.Context, r *Request) (*Identity, error)
 		switch res.Verdict {
 		case Allow:
 			c.stats.Success.Add(1)
-			c.limiter.Succeed(r.Username)
 			return c.identity(r, b.Name(), &res), nil
 		case Deny:
+			c.decoy(ctx, r, hashed)
 			return nil, c.fail(r, addr, b.Name(), res.Code)
 		}
 	}
@@ -86,14 +93,47 @@ func (c *Chain) Authenticate(ctx context.Context, r *Request) (*Identity, error)
 		c.stats.Failure.Add(1)
 		return nil, packet.ErrNotAuthorized
 	}
-	if r.HasPassword {
-		for _, b := range c.backends {
-			if ua, ok := b.(*UserAuth); ok {
-				ua.decoy(ctx, r.Password)
-			}
+	c.decoy(ctx, r, hashed)
+	return nil, c.fail(r, addr, "", packet.ErrBadUsernameOrPassword)
+}
+
+// decoy makes every refused login that offered a password cost one hash
+// check, as a known user's wrong password does, unless one was already
+// done: then the refusal takes as long whether the username exists or
+// not, whichever backend refused it and in whatever order the backends
+// are. A login without a password costs no hash on any path.
+func (c *Chain) decoy(ctx context.Context, r *Request, hashed bool) {
+	if hashed || !r.HasPassword {
+		return
+	}
+	for _, b := range c.backends {
+		if ua, ok := b.(*UserAuth); ok {
+			ua.decoy(ctx, r.Password)
+			return
 		}
 	}
-	return nil, c.fail(r, addr, "", packet.ErrBadUsernameOrPassword)
+}
+
+// admit applies the Limiter before any check: a banned address is refused
+// (0x8A), and a login for a username with recent failures waits its delay
+// (or, if the connect timeout would end first, is refused as busy, 0x89,
+// for the client to retry).
+func (c *Chain) admit(ctx context.Context, r *Request, addr string) error {
+	if c.limiter.Banned(addr) {
+		c.stats.Banned.Add(1)
+		c.log.Warn("auth: login refused, address banned", "client_id", r.ClientID, "username", r.Username, "remote", addr)
+		return packet.ErrBanned
+	}
+	waited, ok := c.limiter.Wait(ctx, r.Username)
+	if waited > 0 || !ok {
+		c.stats.Throttled.Add(1)
+		c.log.Info("auth: login slowed after failed logins for its username", "client_id", r.ClientID,
+			"username", r.Username, "remote", addr, "waited", waited, "gave_up", !ok)
+	}
+	if !ok {
+		return packet.ErrServerBusy
+	}
+	return nil
 }
 
 func (c *Chain) fail(r *Request, addr, backend string, code error) error {
@@ -103,7 +143,7 @@ func (c *Chain) fail(r *Request, addr, backend string, code error) error {
 	}
 	if c.limiter.Fail(addr, r.Username) {
 		c.stats.NewBans.Add(1)
-		c.log.Warn("auth: banned after failed logins", "username", r.Username, "remote", addr)
+		c.log.Warn("auth: address banned after failed logins", "username", r.Username, "remote", addr)
 	}
 	c.log.Info("auth: login denied", "backend", backend, "client_id", r.ClientID, "username", r.Username,
 		"remote", addr, "reason", code)
@@ -118,7 +158,9 @@ func (c *Chain) identity(r *Request, backend string, res *Result) *Identity {
 	id := &Identity{ClientID: r.ClientID, Username: res.Username, CertCN: res.CertCN, Remote: r.Remote,
 		Superuser: res.Superuser, ACL: res.ACL, Backend: backend, Expires: res.Expires, credential: res.credential}
 	if id.Username == "" {
-		id.Username = r.Username
+		// A copy: the CONNECT's username is a view of the whole packet,
+		// which the identity would otherwise keep for the connection's life.
+		id.Username = strings.Clone(r.Username)
 	}
 	if id.CertCN == "" {
 		id.CertCN = verifiedCN(r)

@@ -108,12 +108,16 @@ func (a *ACL) Check(id *Identity, action Action, name string) bool {
 	return a.defaultAllow
 }
 
-// CheckFilter reports whether id may subscribe to filter: only if every
-// topic the filter can match is allowed. It is exact for a filter that a
-// single rule covers and otherwise errs towards denying: a deny rule that
-// overlaps the filter at all denies it, and an allow rule that covers only
-// part of it does not allow it by itself. A shared subscription is checked
-// by its inner filter.
+// CheckFilter reports whether id may subscribe to filter. The first rule,
+// in Check's order, that decides the filter as a whole decides: an allow
+// rule that covers every topic the filter can match grants it, and a deny
+// rule that covers every such topic refuses it. Rules that cover only part
+// of the filter are passed over: an allow rule's part does not grant the
+// rest, and a deny rule's part is applied per message at delivery, where
+// CanReceive runs Check on each topic (so `deny subscribe devices/+/secret`
+// leaves devices/# grantable, without its secrets). With no deciding rule,
+// the default answers. A shared subscription is checked by its inner
+// filter.
 func (a *ACL) CheckFilter(id *Identity, filter string) bool {
 	if _, inner, shared, err := topic.ParseShared(filter); shared {
 		if err != nil {
@@ -133,14 +137,9 @@ func (a *ACL) CheckFilter(id *Identity, filter string) bool {
 		if r.Action&Subscribe == 0 {
 			continue
 		}
-		rl, ok := r.expand(id)
-		if !ok || !intersect(f, rl) {
-			continue
-		}
-		if !r.Allow || subset(f, rl) {
+		if rl, ok := r.expand(id); ok && subset(f, rl) {
 			return r.Allow
 		}
-		// An allow rule covering part of f leaves the rest to later rules.
 	}
 	return a.defaultAllow
 }

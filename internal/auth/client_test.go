@@ -94,7 +94,17 @@ type client struct {
 
 func dial(t testing.TB, addr string, v packet.Version) *client {
 	t.Helper()
-	nc, err := net.Dial("tcp", addr)
+	return dialFrom(t, "", addr, v)
+}
+
+// dialFrom is dial from the loopback address from ("": any).
+func dialFrom(t testing.TB, from, addr string, v packet.Version) *client {
+	t.Helper()
+	d := net.Dialer{}
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
+	nc, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -40,7 +39,13 @@ func startServer(t *testing.T) *device {
 // runServer starts a node on cfg and shuts it down when the test ends.
 func runServer(t *testing.T, cfg config.Config) *server.Server {
 	t.Helper()
-	srv, err := server.New(cfg, slog.New(slog.DiscardHandler))
+	return runServerLog(t, cfg, slog.New(slog.DiscardHandler))
+}
+
+// runServerLog is runServer logging to log.
+func runServerLog(t *testing.T, cfg config.Config, log *slog.Logger) *server.Server {
+	t.Helper()
+	srv, err := server.New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,23 +84,7 @@ func TestE2EJWTExpiryDisconnects(t *testing.T) {
 	// exp is in whole seconds: 2 s from now expires in 1 to 2 s.
 	exp := time.Now().Add(2 * time.Second).Unix()
 	dial := func(id string, exp int64) (*paho.Client, chan *paho.Disconnect) {
-		conn, err := net.Dial("tcp", u.Host)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		gone := make(chan *paho.Disconnect, 1)
-		c := paho.NewClient(paho.ClientConfig{ClientID: id, Conn: conn,
-			OnServerDisconnect: func(d *paho.Disconnect) { gone <- d }})
-		ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
-		defer cancel()
-		tok := hs256(secret, fmt.Sprintf(`{"sub":"dev-1","exp":%d}`, exp))
-		ack, err := c.Connect(ctx, &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30,
-			UsernameFlag: true, Username: "dev-1", PasswordFlag: true, Password: []byte(tok)})
-		if err != nil || ack.ReasonCode != 0 {
-			t.Fatalf("connect %s: %v %v", id, ack, err)
-		}
-		return c, gone
+		return pahoConnect(t, u.Host, id, "dev-1", hs256(secret, fmt.Sprintf(`{"sub":"dev-1","exp":%d}`, exp)))
 	}
 	start := time.Now()
 	_, gone := dial("expiring", exp)

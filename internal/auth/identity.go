@@ -127,6 +127,9 @@ type Result struct {
 	Code       error
 	Expires    time.Time // see Identity.Expires
 	credential string
+	// hashed reports that the backend checked the password against a
+	// hash (so the chain owes no decoy for this login).
+	hashed bool
 }
 
 // Authenticator is one backend of the chain. An error is a failure of the

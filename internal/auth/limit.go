@@ -1,37 +1,61 @@
 package auth
 
 import (
+	"context"
+	"crypto/sha256"
 	"net"
+	"strings"
 	"sync"
 	"time"
 )
 
-// Limiter counts failed logins per source address and per username in a
-// fixed window and bans a key that goes over its limit for a while. Its
-// memory is bounded: past maxKeys, expired entries are swept and, if that
-// is not enough, unbanned entries are forgotten.
+// Limiter slows and stops password guessing without letting a guesser
+// lock a device out:
+//
+//   - Per source address, failed logins are counted in a fixed window and
+//     an address over its limit is banned (refused before any check) for
+//     a while.
+//   - Per username, failures are never a ban: past the limit, each further
+//     login for that username waits a delay that doubles with every
+//     failure (from a second up to maxDelay) before it is checked, whoever
+//     sends it. Guesses slow down; the device's right password, from any
+//     address, gets in after at most maxDelay. The count is forgotten once
+//     a window passes without a failure.
+//
+// Its memory is bounded: each table holds at most maxKeys entries, and an
+// entry keeps a copy of an address or a hash of a username, never the
+// bytes of the login that created it (a CONNECT packet).
 type Limiter struct {
 	perAddr, perUser int
 	window, ban      time.Duration
+	baseDelay        time.Duration
+	maxDelay         time.Duration
 	maxKeys          int
 	now              func() time.Time
 
 	mu    sync.Mutex
 	addrs map[string]*failures
-	users map[string]*failures
+	users map[userKey]*failures
 }
+
+// userKey is a username's SHA-256: fixed size whatever the name's length.
+type userKey [sha256.Size]byte
 
 type failures struct {
 	n           int
-	start       time.Time
+	start, last time.Time
 	bannedUntil time.Time
 }
 
 // NewLimiter returns a limiter; a limit of 0 disables that key kind.
-func NewLimiter(perAddr, perUser int, window, ban time.Duration) *Limiter {
+// maxDelay bounds the wait of a username's login (0: one second).
+func NewLimiter(perAddr, perUser int, window, ban, maxDelay time.Duration) *Limiter {
+	if maxDelay <= 0 {
+		maxDelay = time.Second
+	}
 	return &Limiter{perAddr: perAddr, perUser: perUser, window: window, ban: ban,
-		maxKeys: 100_000, now: time.Now,
-		addrs: map[string]*failures{}, users: map[string]*failures{}}
+		baseDelay: min(time.Second, maxDelay), maxDelay: maxDelay, maxKeys: 100_000, now: time.Now,
+		addrs: map[string]*failures{}, users: map[userKey]*failures{}}
 }
 
 // addrKey is the IP of a remote address: a source's ports all count.
@@ -49,23 +73,58 @@ func addrKey(a net.Addr) string {
 	return a.String()
 }
 
-// Banned reports whether the address or the username is banned now.
-func (l *Limiter) Banned(addr, user string) bool {
-	if l == nil {
+// Banned reports whether the address is banned now.
+func (l *Limiter) Banned(addr string) bool {
+	if l == nil || addr == "" {
 		return false
 	}
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return bannedLocked(l.addrs, addr, now) || user != "" && bannedLocked(l.users, user, now)
-}
-
-func bannedLocked(m map[string]*failures, key string, now time.Time) bool {
-	f, ok := m[key]
+	f, ok := l.addrs[addr]
 	return ok && now.Before(f.bannedUntil)
 }
 
-// Fail records a failed login and reports whether it caused a new ban.
+// Delay returns how long a login for user must wait before it is checked.
+func (l *Limiter) Delay(user string) time.Duration {
+	if l == nil || user == "" || l.perUser <= 0 {
+		return 0
+	}
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f, ok := l.users[sha256.Sum256([]byte(user))]
+	if !ok || f.n <= l.perUser || now.Sub(f.last) >= l.window {
+		return 0
+	}
+	d := l.maxDelay
+	if shift := f.n - l.perUser - 1; shift < 30 {
+		d = min(l.baseDelay<<shift, l.maxDelay)
+	}
+	return max(0, f.last.Add(d).Sub(now))
+}
+
+// Wait waits out user's delay; it returns false, at once, if ctx ends
+// before the delay would (the connect timeout): the client may retry.
+func (l *Limiter) Wait(ctx context.Context, user string) (waited time.Duration, ok bool) {
+	d := l.Delay(user)
+	if d <= 0 {
+		return 0, true
+	}
+	if dl, has := ctx.Deadline(); has && time.Until(dl) < d {
+		return 0, false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return d, true
+	case <-ctx.Done():
+		return 0, false
+	}
+}
+
+// Fail records a failed login and reports whether it banned the address.
 func (l *Limiter) Fail(addr, user string) (banned bool) {
 	if l == nil {
 		return false
@@ -74,64 +133,70 @@ func (l *Limiter) Fail(addr, user string) (banned bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.perAddr > 0 && addr != "" {
-		banned = l.failLocked(l.addrs, addr, l.perAddr, now)
+		f := entryLocked(l, l.addrs, addr, strings.Clone, now)
+		if now.Sub(f.start) >= l.window {
+			f.n, f.start = 0, now
+		}
+		f.n++
+		if f.n > l.perAddr && !now.Before(f.bannedUntil) {
+			f.bannedUntil = now.Add(l.ban)
+			f.n = 0
+			banned = true
+		}
 	}
 	if l.perUser > 0 && user != "" {
-		banned = l.failLocked(l.users, user, l.perUser, now) || banned
+		f := entryLocked(l, l.users, sha256.Sum256([]byte(user)), nil, now)
+		if now.Sub(f.last) >= l.window {
+			f.n = 0
+		}
+		f.n++
+		f.last = now
 	}
 	return banned
 }
 
-func (l *Limiter) failLocked(m map[string]*failures, key string, limit int, now time.Time) bool {
-	f, ok := m[key]
-	if !ok {
-		if len(m) >= l.maxKeys {
-			l.sweepLocked(m, now)
-		}
-		f = &failures{start: now}
-		m[key] = f
+// entryLocked returns m's entry for key, adding one (with a copy of the key
+// made by clone, if any) and making room when m is full.
+func entryLocked[K comparable](l *Limiter, m map[K]*failures, key K, clone func(K) K, now time.Time) *failures {
+	if f, ok := m[key]; ok {
+		return f
 	}
-	if now.Sub(f.start) >= l.window {
-		f.n, f.start = 0, now
+	if len(m) >= l.maxKeys {
+		evictLocked(l, m, now)
 	}
-	f.n++
-	if f.n > limit && !now.Before(f.bannedUntil) {
-		f.bannedUntil = now.Add(l.ban)
-		f.n = 0
-		return true
+	if clone != nil {
+		key = clone(key)
 	}
-	return false
+	f := &failures{start: now, last: now}
+	m[key] = f
+	return f
 }
 
-func (l *Limiter) sweepLocked(m map[string]*failures, now time.Time) {
-	for k, f := range m {
-		if now.Sub(f.start) >= l.window && !now.Before(f.bannedUntil) {
-			delete(m, k)
+// evictLocked brings a full table down to seven eighths of maxKeys:
+// entries whose window has passed and that are not banned go first, then
+// unbanned ones, then any. Each pass frees an eighth of the table at
+// least, so the sweeps cost O(1) per entry added.
+func evictLocked[K comparable](l *Limiter, m map[K]*failures, now time.Time) {
+	target := l.maxKeys - l.maxKeys/8 - 1
+	passes := []func(*failures) bool{
+		func(f *failures) bool { return now.Sub(f.last) >= l.window && !now.Before(f.bannedUntil) },
+		func(f *failures) bool { return !now.Before(f.bannedUntil) },
+		func(*failures) bool { return true },
+	}
+	for _, evict := range passes {
+		for k, f := range m {
+			if len(m) <= target {
+				return
+			}
+			if evict(f) {
+				delete(m, k)
+			}
 		}
-	}
-	if len(m) < l.maxKeys {
-		return
-	}
-	for k, f := range m {
-		if !now.Before(f.bannedUntil) {
-			delete(m, k)
-		}
-	}
-}
-
-// Succeed forgets the failures of a username that logged in.
-func (l *Limiter) Succeed(user string) {
-	if l == nil || user == "" {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if f, ok := l.users[user]; ok && !l.now().Before(f.bannedUntil) {
-		delete(l.users, user)
 	}
 }
 
-// Bans returns the number of addresses and usernames banned now.
+// Bans returns the number of addresses banned now and of usernames whose
+// logins are delayed now.
 func (l *Limiter) Bans() (addrs, users int) {
 	if l == nil {
 		return 0, 0
@@ -145,7 +210,7 @@ func (l *Limiter) Bans() (addrs, users int) {
 		}
 	}
 	for _, f := range l.users {
-		if now.Before(f.bannedUntil) {
+		if f.n > l.perUser && now.Sub(f.last) < l.window {
 			users++
 		}
 	}

@@ -25,9 +25,11 @@ func (a fileStamp) same(b fileStamp) bool {
 }
 
 // Reload reads the users and ACL files again (on SIGHUP or when the
-// watcher sees a change). A file that fails to parse leaves the previous
-// version in force and is reported; connections are not dropped, except
-// those whose credentials the new users file revoked.
+// watcher sees a change). A file that cannot be read or fails to parse
+// leaves the previous version in force, is logged as an error and counted
+// (Stats.ReloadFailures); connections are not dropped, except those whose
+// credentials the new users file revoked or whose superuser rights it
+// removed.
 func (s *Service) Reload() error {
 	var kick []string
 	s.mu.Lock()
@@ -47,7 +49,8 @@ func (s *Service) reloadUsersLocked(kick *[]string) error {
 	s.usersSeen = stamp(s.cfg.UsersFile)
 	u, err := LoadUsers(s.cfg.UsersFile)
 	if err != nil {
-		s.log.Error("auth: users file not reloaded", "err", err)
+		s.stats.ReloadFailures.Add(1)
+		s.log.Error("auth: users file not loaded, the previous users stay in force", "file", s.cfg.UsersFile, "err", err)
 		return fmt.Errorf("auth: %w", err)
 	}
 	s.users.SetUsers(u)
@@ -63,33 +66,39 @@ func (s *Service) reloadACLLocked() error {
 	s.aclSeen = stamp(s.cfg.ACLFile)
 	rules, err := LoadACL(s.cfg.ACLFile)
 	if err != nil {
-		s.log.Error("auth: ACL file not reloaded", "err", err)
+		s.stats.ReloadFailures.Add(1)
+		s.log.Error("auth: ACL file not loaded, the previous rules stay in force", "file", s.cfg.ACLFile, "err", err)
 		return fmt.Errorf("auth: %w", err)
 	}
-	s.acl.Store(NewACL(rules, s.cfg.ACLDefault == "allow", s.cfg.SysSuperuserOnly))
+	s.acl.Store(NewACL(rules, s.cfg.ACLDefaultAllow(), s.cfg.SysSuperuserOnly))
 	s.log.Info("auth: ACL loaded", "file", s.cfg.ACLFile, "rules", len(rules))
 	return nil
 }
 
 // revokeLocked marks the connected identities whose users-file credential
-// is gone or changed and returns their client ids.
+// is gone or changed, or whose superuser rights are gone, and returns their
+// client ids. A demoted superuser is disconnected (0x87) like a revoked
+// one: from its mark on every check it makes fails, and it comes back
+// judged as the user it now is.
 func (s *Service) revokeLocked(u *Users) (kick []string) {
 	for id := range s.live {
-		var still bool
-		switch id.Backend {
-		case "users":
-			x, ok := u.Get(id.Username)
-			still = ok && x.Hash == id.credential
-		case SCRAMMethod:
-			x, ok := u.Get(id.Username)
-			still = ok && x.SCRAM == id.credential
-		default:
+		if id.Backend != "users" && id.Backend != SCRAMMethod {
 			continue
 		}
-		if !still && !id.revoked.Swap(true) {
+		x, ok := u.Get(id.Username)
+		why := ""
+		switch {
+		case !ok:
+			why = "user removed"
+		case id.Backend == "users" && x.Hash != id.credential, id.Backend == SCRAMMethod && x.SCRAM != id.credential:
+			why = "credentials changed"
+		case id.Superuser && !x.Superuser:
+			why = "superuser rights removed"
+		}
+		if why != "" && !id.revoked.Swap(true) {
 			s.stats.Revoked.Add(1)
 			kick = append(kick, id.ClientID)
-			s.log.Warn("auth: credentials revoked, disconnecting", "client_id", id.ClientID, "username", id.Username)
+			s.log.Warn("auth: "+why+", disconnecting", "client_id", id.ClientID, "username", id.Username)
 		}
 	}
 	return kick

@@ -62,19 +62,16 @@ func New(cfg config.Auth, log *slog.Logger) (*Service, error) {
 	}
 	rl := cfg.RateLimit
 	if rl.PerAddress > 0 || rl.PerUsername > 0 {
-		s.limiter = NewLimiter(rl.PerAddress, rl.PerUsername, rl.Window, rl.Ban)
+		s.limiter = NewLimiter(rl.PerAddress, rl.PerUsername, rl.Window, rl.Ban, rl.MaxDelay)
 	}
 	backends, err := s.backends()
 	if err != nil {
 		return nil, err
 	}
-	s.chain = NewChain(backends, cfg.AllowAnonymous, s.limiter, log, &s.stats)
-	s.acl.Store(NewACL(nil, cfg.ACLDefault == "allow", cfg.SysSuperuserOnly))
+	s.chain = NewChain(backends, cfg.AnonymousAllowed(), s.limiter, log, &s.stats)
+	s.acl.Store(NewACL(nil, cfg.ACLDefaultAllow(), cfg.SysSuperuserOnly))
 	if err := s.Reload(); err != nil {
 		return nil, err
-	}
-	if cfg.AllowAnonymous {
-		log.Warn("auth: anonymous access is on (auth.allow_anonymous)")
 	}
 	if cfg.WatchInterval > 0 && (cfg.UsersFile != "" || cfg.ACLFile != "") {
 		s.wg.Add(1)
@@ -85,7 +82,7 @@ func New(cfg config.Auth, log *slog.Logger) (*Service, error) {
 
 func validate(cfg *config.Auth) error {
 	switch {
-	case cfg.ACLDefault != "allow" && cfg.ACLDefault != "deny":
+	case cfg.ACLDefault != "" && cfg.ACLDefault != "allow" && cfg.ACLDefault != "deny":
 		return fmt.Errorf("auth.acl_default %q: want allow or deny", cfg.ACLDefault)
 	case cfg.V3DeniedPublish != "drop" && cfg.V3DeniedPublish != "disconnect":
 		return fmt.Errorf("auth.v3_denied_publish %q: want drop or disconnect", cfg.V3DeniedPublish)

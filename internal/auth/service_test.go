@@ -1,12 +1,15 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -100,7 +103,7 @@ func TestWatcherReloads(t *testing.T) {
 func TestBackendOutageIsNotABan(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "down", 503) }))
 	defer srv.Close()
-	lim := NewLimiter(1, 1, time.Minute, time.Minute)
+	lim := NewLimiter(1, 1, time.Minute, time.Minute, time.Second)
 	c := NewChain([]Authenticator{&Webhook{URL: srv.URL, Timeout: time.Second}}, false, lim, nil, nil)
 	for range 3 {
 		if _, err := c.Authenticate(context.Background(), login("dev-1", "s1")); !errors.Is(err, packet.ErrServerUnavailable) {
@@ -162,5 +165,114 @@ func TestUnknownUserCostsAHash(t *testing.T) {
 	}
 	if h := hashes(); h != 2 {
 		t.Fatalf("a JWT login cost %d hashes, want none", h-2)
+	}
+}
+
+// verdictBackend answers every login with one verdict, or fails.
+type verdictBackend struct {
+	v   Verdict
+	err error
+}
+
+func (b verdictBackend) Name() string { return "fixed" }
+
+func (b verdictBackend) Authenticate(context.Context, *Request) (Result, error) {
+	return Result{Verdict: b.v}, b.err
+}
+
+// TestRefusalCostsOneHashInAnyOrder: whatever order the backends are in
+// and whichever refuses, a refused login with a password costs exactly one
+// hash check, whether its username is in the users file or not, so that
+// timing cannot tell the two apart. Counted, not timed.
+func TestRefusalCostsOneHashInAnyOrder(t *testing.T) {
+	others := map[string]Authenticator{
+		"deny":  verdictBackend{v: Deny},
+		"fail":  verdictBackend{err: errors.New("webhook down")},
+		"pass":  verdictBackend{v: Ignore},
+		"jwt":   &JWT{Secret: []byte(strings.Repeat("k", 32))},
+		"allow": nil, // no second backend
+	}
+	ctx := context.Background()
+	for name, other := range others {
+		for _, usersFirst := range []bool{true, false} {
+			users := NewUserAuth(testUsers(t, "dev-1", "s1"), 0, 0)
+			backends := []Authenticator{users}
+			if other != nil {
+				backends = append(backends, other)
+				if !usersFirst {
+					backends = []Authenticator{other, users}
+				}
+			}
+			chain := NewChain(backends, false, nil, nil, nil)
+			for _, user := range []string{"dev-1", "nobody"} {
+				before, _ := users.Stats()
+				if _, err := chain.Authenticate(ctx, login(user, "wrong")); err == nil {
+					t.Fatalf("%s users-first=%v: %s with a wrong password accepted", name, usersFirst, user)
+				}
+				if after, _ := users.Stats(); after-before != 1 {
+					t.Errorf("%s users-first=%v: refusing %s cost %d hashes, want 1", name, usersFirst, user, after-before)
+				}
+			}
+		}
+	}
+}
+
+// lockedBuffer is a log sink that goroutines may share.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestUnreadableFilesAreLoggedAndCounted: a users or ACL file the broker
+// cannot read (here: replaced by a directory, which even root cannot read
+// as a file) is an error in the log and in Stats.ReloadFailures, once per
+// change the watcher sees; the previous users and rules stay in force.
+func TestUnreadableFilesAreLoggedAndCounted(t *testing.T) {
+	base, usersFile := testService(t, "allow both a/#\n", nil, "u1", "p1")
+	var logs lockedBuffer
+	cfg := base.cfg
+	cfg.WatchInterval = 5 * time.Millisecond
+	svc, err := New(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	for i, file := range []string{usersFile, cfg.ACLFile} {
+		if err := os.Remove(file); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(file, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		poll(t, "the failure to be counted", func() bool { return svc.Stats().ReloadFailures.Load() == int64(i+1) })
+	}
+	if err := svc.Reload(); err == nil {
+		t.Error("Reload with both files unreadable succeeded")
+	}
+	if n := svc.Stats().ReloadFailures.Load(); n != 4 {
+		t.Errorf("ReloadFailures = %d, want 4 (two watched changes, two reloads)", n)
+	}
+	for _, want := range []string{"level=ERROR msg=\"auth: users file not loaded", "level=ERROR msg=\"auth: ACL file not loaded"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, logs.String())
+		}
+	}
+	if _, err := svc.Authenticate(context.Background(), login("u1", "p1")); err != nil {
+		t.Errorf("the previous users were dropped: %v", err)
+	}
+	if !svc.ACL().Check(&Identity{Username: "u1"}, Publish, "a/x") {
+		t.Error("the previous rules were dropped")
 	}
 }

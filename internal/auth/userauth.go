@@ -104,12 +104,13 @@ func (a *UserAuth) Authenticate(ctx context.Context, r *Request) (Result, error)
 	good, err := a.verify(u.Hash, r.Password)
 	<-a.sem
 	if err != nil {
-		return Result{}, fmt.Errorf("users: user %q: %w", u.Name, err)
+		return Result{hashed: true}, fmt.Errorf("users: user %q: %w", u.Name, err)
 	}
 	if !good {
-		return Result{Verdict: Deny, Code: packet.ErrBadUsernameOrPassword}, nil
+		return Result{Verdict: Deny, Code: packet.ErrBadUsernameOrPassword, hashed: true}, nil
 	}
 	a.remember(u, mac)
+	allow.hashed = true
 	return allow, nil
 }
 
@@ -118,11 +119,12 @@ func (a *UserAuth) verify(hash string, password []byte) (bool, error) {
 	return VerifyPassword(hash, password)
 }
 
-// decoy spends on a login that no backend knows the hash check a known
-// user's login costs (against the file's first user, result ignored), so
-// that the time a refusal takes does not tell which usernames exist. The
-// chain calls it only once every backend has passed: a login that another
-// backend accepts (a JWT) never pays for it.
+// decoy spends on a refused login that this backend did not hash the
+// password of the hash check a known user's wrong password costs (against
+// the file's first user, result ignored), so that the time a refusal takes
+// does not tell which usernames exist, whatever backend refused it and
+// whatever the backends' order. The chain calls it only for refusals: a
+// login that another backend accepts (a JWT) never pays for it.
 func (a *UserAuth) decoy(ctx context.Context, password []byte) {
 	u, ok := a.users.Load().first()
 	if !ok {

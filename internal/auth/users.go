@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
@@ -75,11 +77,15 @@ func (u *Users) Put(x *User) error {
 	if err := validName(x.Name); err != nil {
 		return err
 	}
+	u.put(x)
+	return nil
+}
+
+func (u *Users) put(x *User) {
 	if _, ok := u.byName[x.Name]; !ok {
 		u.order = append(u.order, x.Name)
 	}
 	u.byName[x.Name] = x
-	return nil
 }
 
 // Delete removes a user and reports whether it existed.
@@ -92,14 +98,29 @@ func (u *Users) Delete(name string) bool {
 	return true
 }
 
+// maxNameLen is the longest MQTT username (a UTF-8 string field).
+const maxNameLen = 65535
+
+// validName refuses names the users file cannot hold or no client can
+// present: the file splits a line at the first ':', trims white space
+// around it and skips lines starting with '#'; MQTT usernames are UTF-8
+// without NUL and at most 65,535 bytes.
 func validName(name string) error {
 	switch {
 	case name == "":
 		return errors.New("user name is empty")
-	case strings.ContainsAny(name, ":\r\n\x00"):
-		return fmt.Errorf("user name %q holds ':', a line break or NUL", name)
+	case strings.ContainsRune(name, ':'):
+		return fmt.Errorf("user name %q holds ':', which ends a name in the users file", name)
+	case name[0] == '#':
+		return fmt.Errorf("user name %q starts with '#', which makes its line a comment in the users file", name)
 	case strings.TrimSpace(name) != name:
-		return fmt.Errorf("user name %q starts or ends with white space", name)
+		return fmt.Errorf("user name %q starts or ends with white space, which the users file trims", name)
+	case !utf8.ValidString(name):
+		return fmt.Errorf("user name %q is not valid UTF-8, which MQTT usernames must be", name)
+	case strings.IndexFunc(name, unicode.IsControl) >= 0:
+		return fmt.Errorf("user name %q holds a control character (line break, tab, NUL...)", name)
+	case len(name) > maxNameLen:
+		return fmt.Errorf("user name of %d bytes is longer than an MQTT username can be (%d)", len(name), maxNameLen)
 	}
 	return nil
 }
@@ -143,9 +164,13 @@ func ParseUsers(r io.Reader) (*Users, error) {
 		if _, dup := u.byName[name]; dup {
 			return nil, fmt.Errorf("users line %d: user %q listed twice", n, name)
 		}
-		if err := u.Put(x); err != nil {
-			return nil, fmt.Errorf("users line %d: %w", n, err)
+		// Only what the line itself can get wrong: a name that a hand edit
+		// left with control characters or bad UTF-8 still loads (it can
+		// never log in), rather than failing the whole file.
+		if name == "" || strings.TrimSpace(name) != name {
+			return nil, fmt.Errorf("users line %d: user %q: the name is empty or ends with white space", n, name)
 		}
+		u.put(x)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("users: %w", err)
@@ -189,8 +214,23 @@ func (u *Users) WriteTo(w io.Writer) (int64, error) {
 
 // SaveUsers writes u to path atomically: a temporary file in the same
 // directory, fsynced, then renamed over path. A running broker watching
-// the file sees either the old or the new file, never half of one.
+// the file sees either the old or the new file, never half of one. The
+// new file keeps the owner, group and mode of the one it replaces (a new
+// file is 0600, owned by the caller), so that a broker running as another
+// user can still read it; if the owner cannot be kept (not root, not the
+// owner), nothing is written and the error says so. A symbolic link is
+// followed: the file it names is replaced, the link stays.
 func SaveUsers(path string, u *Users) (err error) {
+	if p, lerr := filepath.EvalSymlinks(path); lerr == nil {
+		path = p
+	}
+	mode, uid, gid, keepOwner := os.FileMode(0o600), 0, 0, false
+	if fi, serr := os.Stat(path); serr == nil {
+		mode = fi.Mode().Perm()
+		uid, gid, keepOwner = fileOwner(fi)
+	} else if !errors.Is(serr, os.ErrNotExist) {
+		return serr
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err
@@ -201,7 +241,12 @@ func SaveUsers(path string, u *Users) (err error) {
 			os.Remove(tmp.Name())
 		}
 	}()
-	if err = tmp.Chmod(0o600); err != nil {
+	if keepOwner && (uid != os.Geteuid() || gid != os.Getegid()) {
+		if err = tmp.Chown(uid, gid); err != nil {
+			return fmt.Errorf("%s: keeping its owner %d:%d: %w (run as root or as the file's owner)", path, uid, gid, err)
+		}
+	}
+	if err = tmp.Chmod(mode); err != nil {
 		return err
 	}
 	if _, err = u.WriteTo(tmp); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -171,56 +172,66 @@ func TestUserAuthBoundedConcurrency(t *testing.T) {
 	wg.Wait()
 }
 
-func TestLimiterBans(t *testing.T) {
-	l := NewLimiter(3, 2, time.Minute, 5*time.Minute)
+func TestLimiterBansAddressesAndSlowsUsernames(t *testing.T) {
+	l := NewLimiter(3, 2, time.Minute, 5*time.Minute, 8*time.Second)
 	now := time.Unix(1000, 0)
 	l.now = func() time.Time { return now }
-	if l.Fail("ip", "u") || l.Fail("ip", "u") {
-		t.Fatal("banned too early")
+	if l.Fail("ip", "u") || l.Fail("ip", "u") || l.Delay("u") != 0 {
+		t.Fatal("slowed or banned too early")
 	}
-	if !l.Fail("ip", "u") || !l.Banned("other", "u") {
-		t.Fatal("username not banned after 3 failures over a limit of 2")
+	// Over the username's limit: a delay that doubles, from any address,
+	// never a ban.
+	for i, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 8 * time.Second} {
+		l.Fail("ip"+string(rune('a'+i)), "u")
+		if d := l.Delay("u"); d != want {
+			t.Fatalf("after %d failures: delay %v, want %v", 3+i, d, want)
+		}
 	}
-	if l.Banned("ip2", "v") {
-		t.Fatal("unrelated key banned")
+	now = now.Add(3 * time.Second)
+	if d := l.Delay("u"); d != 5*time.Second {
+		t.Errorf("3s after the last failure: delay %v, want 5s", d)
 	}
+	if l.Banned("other") || l.Delay("v") != 0 {
+		t.Fatal("unrelated key limited")
+	}
+	// The address: banned over its limit.
 	l.Fail("ip", "v")
-	if !l.Banned("ip", "w") {
+	if !l.Fail("ip", "v") || !l.Banned("ip") {
 		t.Fatal("address not banned after 4 failures over a limit of 3")
 	}
 	if a, u := l.Bans(); a != 1 || u != 1 {
 		t.Errorf("Bans() = %d, %d", a, u)
 	}
 	now = now.Add(5 * time.Minute)
-	if l.Banned("ip", "u") {
-		t.Fatal("ban outlived its duration")
+	if l.Banned("ip") || l.Delay("u") != 0 {
+		t.Fatal("ban or delay outlived its duration")
 	}
 	// Failures spread over windows do not add up.
 	for range 10 {
-		if l.Fail("slow", "") {
-			t.Fatal("slow failures banned")
+		if l.Fail("slow", "slow") || l.Delay("slow") != 0 {
+			t.Fatal("slow failures limited")
 		}
-		now = now.Add(30 * time.Second)
+		now = now.Add(61 * time.Second)
 	}
 }
 
 func TestLimiterBounded(t *testing.T) {
-	l := NewLimiter(1, 0, time.Minute, time.Minute)
+	l := NewLimiter(1, 1, time.Minute, time.Minute, time.Second)
 	l.maxKeys = 100
 	for i := range 1000 {
-		l.Fail(net.IPv4(10, 0, byte(i>>8), byte(i)).String(), "")
+		l.Fail(net.IPv4(10, 0, byte(i>>8), byte(i)).String(), fmt.Sprint("user-", i))
 	}
 	l.mu.Lock()
-	n := len(l.addrs)
+	a, u := len(l.addrs), len(l.users)
 	l.mu.Unlock()
-	if n > 101 {
-		t.Errorf("%d entries kept, bound 100", n)
+	if a > 100 || u > 100 {
+		t.Errorf("%d addresses and %d usernames kept, bound 100", a, u)
 	}
 }
 
 func TestChain(t *testing.T) {
 	users := NewUserAuth(testUsers(t, "dev-1", "s1"), 0, 0)
-	lim := NewLimiter(0, 3, time.Minute, time.Minute)
+	lim := NewLimiter(0, 3, time.Minute, time.Minute, time.Second)
 	stats := new(Stats)
 	c := NewChain([]Authenticator{users}, false, lim, nil, stats)
 	ctx := context.Background()
@@ -241,14 +252,19 @@ func TestChain(t *testing.T) {
 	if _, err := anon.Authenticate(ctx, login("dev-9", "x")); err == nil {
 		t.Error("unknown credentials became anonymous")
 	}
-	// Brute force: the username is banned, even with the right password.
+	// Brute force: the username's logins are slowed, not refused: the right
+	// password still gets in, after the delay.
+	lim.baseDelay, lim.maxDelay = 300*time.Millisecond, 300*time.Millisecond
 	for range 4 {
 		c.Authenticate(ctx, login("dev-1", "guess"))
 	}
-	if _, err := c.Authenticate(ctx, login("dev-1", "s1")); !errors.Is(err, packet.ErrBanned) {
+	if _, err := c.Authenticate(ctx, login("dev-1", "s1")); err != nil {
 		t.Errorf("after brute force: %v", err)
 	}
-	if stats.NewBans.Load() != 1 || stats.Banned.Load() != 1 {
-		t.Errorf("stats: bans %d, banned logins %d", stats.NewBans.Load(), stats.Banned.Load())
+	if stats.Throttled.Load() != 1 {
+		t.Errorf("%d logins slowed, want 1", stats.Throttled.Load())
+	}
+	if stats.NewBans.Load() != 0 || stats.Banned.Load() != 0 {
+		t.Errorf("stats: bans %d, banned logins %d, want none", stats.NewBans.Load(), stats.Banned.Load())
 	}
 }

@@ -106,8 +106,15 @@ type MQTT struct {
 // (see docs/security.md). Users and ACL rules live in their own files.
 type Auth struct {
 	// AllowAnonymous lets clients that no backend recognises connect as
-	// anonymous (an empty username for ACL placeholders).
-	AllowAnonymous bool `yaml:"allow_anonymous"`
+	// anonymous (an empty username for ACL placeholders). Left out, it is
+	// on without an authentication backend and off with one (see
+	// AnonymousAllowed); AllowAnonymousSet records that it was given.
+	AllowAnonymous bool `yaml:"allow_anonymous" given:"AllowAnonymousSet"`
+	// AllowAnonymousSet is true when allow_anonymous was given in the
+	// file, the environment or a flag (the loader sets it); code that
+	// builds a Config sets it to make AllowAnonymous true stick with a
+	// backend configured.
+	AllowAnonymousSet bool `yaml:"-"`
 	// Backends is the comma-separated chain order, from users, jwt, http,
 	// cert and scram; the first definitive answer wins.
 	Backends string `yaml:"backends"`
@@ -116,7 +123,9 @@ type Auth struct {
 	UsersFile string `yaml:"users_file"`
 	// ACLFile holds the topic rules. Empty means only ACLDefault applies.
 	ACLFile string `yaml:"acl_file"`
-	// ACLDefault is allow or deny: the answer when no rule matches.
+	// ACLDefault is allow or deny: the answer when no rule matches. Left
+	// empty, it is deny with an ACL file and allow without (see
+	// ACLDefaultAllow).
 	ACLDefault string `yaml:"acl_default"`
 	// SysSuperuserOnly keeps $SYS/# for superusers whatever the rules say.
 	SysSuperuserOnly bool `yaml:"sys_superuser_only"`
@@ -141,16 +150,24 @@ type Auth struct {
 	Cert AuthCert `yaml:"cert"`
 }
 
-// AuthRateLimit bans after too many failed logins within a window.
+// AuthRateLimit limits failed logins: a source address over its limit is
+// banned; a username over its limit is slowed, never banned.
 type AuthRateLimit struct {
-	// PerAddress is the failures allowed per source IP per window (0: off).
+	// PerAddress is the failures allowed per source IP per window before
+	// the address is banned (0: off).
 	PerAddress int `yaml:"per_address"`
-	// PerUsername is the failures allowed per username per window (0: off).
+	// PerUsername is the failures allowed per username before each further
+	// login for it waits a delay that doubles per failure (0: off).
 	PerUsername int `yaml:"per_username"`
-	// Window is the period failures are counted over.
+	// Window is the period failures are counted over; a username's count
+	// is forgotten once a window passes without a failure.
 	Window time.Duration `yaml:"window"`
-	// Ban is how long a source or username is refused once over its limit.
+	// Ban is how long an address is refused once over its limit.
 	Ban time.Duration `yaml:"ban"`
+	// MaxDelay bounds a username's delay: the right password gets in after
+	// at most this long, whoever is guessing. Keep it below
+	// mqtt.connect_timeout.
+	MaxDelay time.Duration `yaml:"max_delay"`
 }
 
 // AuthHTTP is the webhook backend: a JSON POST per login.
@@ -364,17 +381,17 @@ func Default() Config {
 			WriteTimeout:              30 * time.Second,
 		},
 		Auth: Auth{
-			AllowAnonymous:   true,
+			AllowAnonymous:   true, // only while no backend is configured
 			Backends:         "users",
-			ACLDefault:       "allow",
 			SysSuperuserOnly: true,
 			V3DeniedPublish:  "drop",
 			WatchInterval:    2 * time.Second,
 			CacheTTL:         time.Hour,
-			RateLimit:        AuthRateLimit{PerAddress: 20, PerUsername: 10, Window: time.Minute, Ban: 5 * time.Minute},
-			HTTP:             AuthHTTP{Timeout: 2 * time.Second, OnError: "deny", CacheTTL: 30 * time.Second},
-			JWT:              AuthJWT{JWKSRefresh: 10 * time.Minute, UsernameClaim: "username", Leeway: 30 * time.Second},
-			Cert:             AuthCert{UsernameFrom: "cn"},
+			RateLimit: AuthRateLimit{PerAddress: 20, PerUsername: 10, Window: time.Minute, Ban: 5 * time.Minute,
+				MaxDelay: 5 * time.Second},
+			HTTP: AuthHTTP{Timeout: 2 * time.Second, OnError: "deny", CacheTTL: 30 * time.Second},
+			JWT:  AuthJWT{JWKSRefresh: 10 * time.Minute, UsernameClaim: "username", Leeway: 30 * time.Second},
+			Cert: AuthCert{UsernameFrom: "cn"},
 		},
 		Store:           Store{MaxBatchDelay: 2 * time.Millisecond},
 		SysInterval:     10 * time.Second,

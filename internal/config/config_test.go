@@ -164,3 +164,66 @@ func TestDistance(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthDependentDefaults: allow_anonymous left out is on without an
+// auth backend and off with one, however the backend is configured;
+// given in the file, the environment or a flag, it is what it says.
+// acl_default left out is deny with an ACL file and allow without.
+func TestAuthDependentDefaults(t *testing.T) {
+	cases := []struct {
+		name      string
+		yaml      string
+		args, env []string
+		anonymous bool
+		aclAllow  bool
+		exposures int
+	}{
+		{name: "nothing configured", anonymous: true, aclAllow: true, exposures: 1},
+		{name: "users file", yaml: "auth:\n  users_file: u\n", anonymous: false, aclAllow: true, exposures: 1},
+		{name: "users and acl files", yaml: "auth:\n  users_file: u\n  acl_file: a\n", anonymous: false, aclAllow: false},
+		{name: "jwt key by flag", args: []string{"--auth.jwt.secret-file", "s"}, anonymous: false, aclAllow: true, exposures: 1},
+		{name: "webhook by env", env: []string{"CULEX_AUTH_HTTP_URL=http://x"}, anonymous: false, aclAllow: true, exposures: 1},
+		{name: "client ca", yaml: "auth:\n  cert:\n    ca_file: ca.pem\n  acl_file: a\n", anonymous: false},
+		{name: "anonymous given in file", yaml: "auth:\n  users_file: u\n  acl_file: a\n  allow_anonymous: true\n",
+			anonymous: true, exposures: 1},
+		{name: "anonymous given by env", yaml: "auth:\n  users_file: u\n  acl_file: a\n",
+			env: []string{"CULEX_AUTH_ALLOW_ANONYMOUS=true"}, anonymous: true, exposures: 1},
+		{name: "anonymous given by flag", yaml: "auth:\n  users_file: u\n  acl_file: a\n",
+			args: []string{"--auth.allow-anonymous=true"}, anonymous: true, exposures: 1},
+		{name: "anonymous off without backend", yaml: "auth:\n  allow_anonymous: false\n", aclAllow: true},
+		{name: "acl default allow given", yaml: "auth:\n  users_file: u\n  acl_file: a\n  acl_default: allow\n",
+			aclAllow: true, exposures: 1},
+		{name: "acl default deny without file", yaml: "auth:\n  users_file: u\n  acl_default: deny\n"},
+	}
+	for _, tc := range cases {
+		args := tc.args
+		if tc.yaml != "" {
+			file := filepath.Join(t.TempDir(), "culex.yaml")
+			writeFile(t, file, tc.yaml)
+			args = append([]string{"-c", file}, args...)
+		}
+		c, err := Parse("serve", args, tc.env, io.Discard)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		a := &c.Auth
+		if a.AnonymousAllowed() != tc.anonymous || a.ACLDefaultAllow() != tc.aclAllow || len(a.Exposures()) != tc.exposures {
+			t.Errorf("%s: anonymous %v, acl default allow %v, exposures %q; want %v, %v, %d", tc.name,
+				a.AnonymousAllowed(), a.ACLDefaultAllow(), a.Exposures(), tc.anonymous, tc.aclAllow, tc.exposures)
+		}
+	}
+	// Code that builds a Config says what it means.
+	c := Default()
+	c.Auth.UsersFile = "u"
+	if c.Auth.AnonymousAllowed() {
+		t.Error("Default() with a users file allows anonymous clients")
+	}
+	c.Auth.AllowAnonymousSet = true
+	if !c.Auth.AnonymousAllowed() {
+		t.Error("AllowAnonymousSet did not make allow_anonymous stick")
+	}
+	if _, err := Parse("serve", []string{"--auth.acl-default", "maybe"}, nil, io.Discard); err == nil ||
+		!strings.Contains(err.Error(), "auth.acl_default") {
+		t.Errorf("acl_default maybe: %v, want an error naming the key", err)
+	}
+}

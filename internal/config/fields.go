@@ -14,6 +14,19 @@ import (
 type field struct {
 	path string
 	v    reflect.Value
+	// given, when valid, is the bool that set marks true: the field named
+	// by a `given:"Name"` tag, for keys whose default depends on whether
+	// they were given at all.
+	given reflect.Value
+}
+
+// leaf returns the field i of struct v as a settable leaf at path.
+func leaf(v reflect.Value, i int, path string) field {
+	f := field{path: path, v: v.Field(i)}
+	if g := v.Type().Field(i).Tag.Get("given"); g != "" {
+		f.given = v.FieldByName(g)
+	}
+	return f
 }
 
 var durationType = reflect.TypeOf(time.Duration(0))
@@ -44,7 +57,7 @@ func walk(v reflect.Value, prefix string, out *[]field) {
 		case fv.Kind() == reflect.Struct:
 			walk(fv, path, out)
 		default:
-			*out = append(*out, field{path: path, v: fv})
+			*out = append(*out, leaf(v, i, path))
 		}
 	}
 }
@@ -111,6 +124,9 @@ func (f field) set(s string) error {
 		v.SetUint(n)
 	default:
 		return fmt.Errorf("%s: unsupported type %s", f.path, v.Type())
+	}
+	if f.given.IsValid() {
+		f.given.SetBool(true)
 	}
 	return nil
 }

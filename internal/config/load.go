@@ -35,7 +35,11 @@ func Parse(name string, args, environ []string, out io.Writer) (Config, error) {
 	var set []setting
 	for _, f := range fields(&c) {
 		path := f.path
-		fs.Func(flagName(path), fmt.Sprintf("config key %s (default %v)", path, f.v.Interface()),
+		def := fmt.Sprint(f.v.Interface())
+		if d, ok := dependentDefaults[path]; ok {
+			def = d
+		}
+		fs.Func(flagName(path), fmt.Sprintf("config key %s (default %s)", path, def),
 			func(s string) error { set = append(set, setting{path, s}); return nil })
 	}
 	if err := fs.Parse(args); err != nil {
@@ -70,6 +74,13 @@ func Parse(name string, args, environ []string, out io.Writer) (Config, error) {
 		c.Listeners = ls
 	}
 	return c, c.Validate()
+}
+
+// dependentDefaults describes, for -h, the defaults that depend on other
+// keys (auth.go).
+var dependentDefaults = map[string]string{
+	"auth.allow_anonymous": "true without an auth backend, false with one",
+	"auth.acl_default":     "deny with an acl_file, allow without",
 }
 
 func fieldMap(c *Config) map[string]field {
@@ -204,7 +215,7 @@ func decodeStruct(n *yaml.Node, v reflect.Value, prefix string) error {
 		if prefix != "" {
 			path = prefix + "." + k.Value
 		}
-		fv, ok := fieldByTag(v, k.Value)
+		i, ok := fieldByTag(v, k.Value)
 		if !ok {
 			msg := fmt.Sprintf("line %d: unknown key %q", k.Line, path)
 			if s := suggest(path, known); s != "" {
@@ -212,14 +223,15 @@ func decodeStruct(n *yaml.Node, v reflect.Value, prefix string) error {
 			}
 			return errors.New(msg)
 		}
-		if err := decodeValue(val, fv, path); err != nil {
+		if err := decodeValue(val, leaf(v, i, path)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func decodeValue(n *yaml.Node, fv reflect.Value, path string) error {
+func decodeValue(n *yaml.Node, f field) error {
+	fv, path := f.v, f.path
 	switch {
 	case fv.Kind() == reflect.Struct && fv.Type() != durationType:
 		return decodeStruct(n, fv, path)
@@ -238,7 +250,7 @@ func decodeValue(n *yaml.Node, fv reflect.Value, path string) error {
 				s.Index(i).Set(reflect.ValueOf(l))
 				continue
 			}
-			if err := decodeValue(item, s.Index(i), ipath); err != nil {
+			if err := decodeValue(item, field{path: ipath, v: s.Index(i)}); err != nil {
 				return err
 			}
 		}
@@ -247,20 +259,21 @@ func decodeValue(n *yaml.Node, fv reflect.Value, path string) error {
 	case n.Kind != yaml.ScalarNode:
 		return fmt.Errorf("line %d: %s must be a single value", n.Line, path)
 	}
-	if err := (field{path: path, v: fv}).set(n.Value); err != nil {
+	if err := f.set(n.Value); err != nil {
 		return fmt.Errorf("line %d: %w", n.Line, err)
 	}
 	return nil
 }
 
-func fieldByTag(v reflect.Value, name string) (reflect.Value, bool) {
+// fieldByTag returns the index of v's field whose yaml tag is name.
+func fieldByTag(v reflect.Value, name string) (int, bool) {
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
 		if t.Field(i).Tag.Get("yaml") == name {
-			return v.Field(i), true
+			return i, true
 		}
 	}
-	return reflect.Value{}, false
+	return 0, false
 }
 
 func orTop(prefix string) string {

@@ -61,6 +61,14 @@ func (c *Config) Validate() error {
 	if m.WriteTimeout <= 0 {
 		bad("mqtt.write_timeout", "must be positive")
 	}
+	if rl := c.Auth.RateLimit; rl.PerUsername > 0 && rl.MaxDelay >= m.ConnectTimeout {
+		bad("auth.rate_limit.max_delay", "%v must be shorter than mqtt.connect_timeout (%v), or a slowed login always times out", rl.MaxDelay, m.ConnectTimeout)
+	}
+	switch c.Auth.ACLDefault {
+	case "", "allow", "deny":
+	default:
+		bad("auth.acl_default", "%q is not allow or deny (or left out: deny with an acl_file, allow without)", c.Auth.ACLDefault)
+	}
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdown_timeout", "must be positive")
 	}

@@ -66,6 +66,7 @@ func (s *Server) open() error {
 		}
 		s.store = st
 	}
+	logAuthPolicy(s.log, &cfg.Auth)
 	a, err := auth.New(cfg.Auth, s.log)
 	if err != nil {
 		return err
@@ -73,7 +74,7 @@ func (s *Server) open() error {
 	s.auth = a
 	opts := broker.Options{
 		Config:         cfg.MQTT,
-		AllowAnonymous: cfg.Auth.AllowAnonymous,
+		AllowAnonymous: cfg.Auth.AnonymousAllowed(),
 		SysInterval:    cfg.SysInterval,
 		Store:          s.store,
 		Logger:         s.log,
