@@ -89,6 +89,7 @@ func (a *Adapter) Authenticate(ctx context.Context, c *broker.ClientInfo, p *pac
 		return packet.ErrNotAuthorized
 	}
 	c.Attach(id)
+	c.Owner, c.Superuser = id.Owner(), id.Superuser
 	if p.Version == packet.V5 && p.Props.SessionExpiry > 0 || p.Version != packet.V5 && !p.CleanStart {
 		c.AuthState = id.state() // only a persistent session stores it
 	}

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -152,7 +153,9 @@ func (c *conn) resolveAlias(p *packet.Publish) error {
 	if c.inAlias == nil {
 		c.inAlias = make(map[uint16]string)
 	}
-	c.inAlias[a] = p.Topic
+	// A copy: p.Topic aliases the packet's body, which the alias would
+	// otherwise keep (payload and all) for the life of the connection.
+	c.inAlias[a] = strings.Clone(p.Topic)
 	return nil
 }
 

@@ -78,6 +78,9 @@ func (s *Server) open() error {
 		Store:          s.store,
 		Logger:         s.log,
 		Version:        Version,
+
+		SuperuserTakeover: cfg.Auth.SuperuserTakeover,
+		ClientIDBinding:   cfg.Auth.ClientIDBinding,
 	}
 	a.Apply(&opts)
 	if cfg.Kafka.Brokers != "" {
