@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"fmt"
 	"runtime"
 	"strings"
@@ -153,4 +154,37 @@ func TestSubscriptionsDoNotPinPackets(t *testing.T) {
 		t.Fatalf("heap grew %d MiB for %d subscriptions of %d KiB packets", grew>>20, bigPackets, bigSize>>10)
 	}
 	runtime.KeepAlive(c)
+}
+
+// ownerAuth authenticates everyone as the owner their username names.
+type ownerAuth struct{}
+
+func (ownerAuth) Authenticate(_ context.Context, c *ClientInfo, p *packet.Connect) error {
+	c.Owner = p.Username
+	return nil
+}
+
+// TestOwnerSurvivesRestart: the owner is stored with the session, so after
+// a restart another identity is still refused (0x87) and the owner resumes.
+func TestOwnerSurvivesRestart(t *testing.T) {
+	st := memStore(t)
+	as := func(user string) func(*packet.Connect) {
+		return func(p *packet.Connect) { p.UsernameFlag, p.Username = true, user }
+	}
+	tb := startBroker(t, Options{Store: st, AllowAnonymous: true, Authenticator: ownerAuth{}})
+	b := tb.connect("dev-b", packet.V5, persistent(3600), as("b"))
+	b.send(&packet.Disconnect{})
+	b.expectClosed()
+	tb.stop()
+
+	tb = startBroker(t, Options{Store: st, AllowAnonymous: true, Authenticator: ownerAuth{}})
+	if ack := tb.dial(packet.V5).connect("dev-b", persistent(3600), as("a")); ack.ReasonCode != packet.ErrNotAuthorized.Value {
+		t.Fatalf("another identity after a restart: CONNACK 0x%02x, want 0x87", ack.ReasonCode)
+	}
+	if ack := tb.dial(packet.V5).connect("dev-b", persistent(3600), as("b")); ack.ReasonCode != 0 || !ack.SessionPresent {
+		t.Fatal("the owner after a restart: no session present")
+	}
+	if st := tb.Stats(); st.TakeoverRefused != 1 || st.PersistentSessions != 1 {
+		t.Fatalf("TakeoverRefused %d PersistentSessions %d, want 1 and 1", st.TakeoverRefused, st.PersistentSessions)
+	}
 }
