@@ -328,3 +328,49 @@ func TestWillReauthorizedWhenFired(t *testing.T) {
 		t.Errorf("watcher got %s %q before the marker: the will fired without the right", p.Topic, p.Payload)
 	}
 }
+
+// TestRestoredWillReauthorized: a delayed will that survives a restart is
+// checked, when it fires, against the rights its client has then (its
+// stored identity under the reloaded ACL): denied, it is dropped.
+func TestRestoredWillReauthorized(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	usersFile, aclFile := ownedFiles(t, dir)
+	start := func() *server.Server {
+		return startBroker(t, func(c *config.Config) {
+			c.DataDir = filepath.Join(dir, "data")
+			c.Auth.AllowAnonymous = false
+			c.Auth.UsersFile, c.Auth.ACLFile, c.Auth.ACLDefault = usersFile, aclFile, "deny"
+			c.Auth.WatchInterval = 0
+		})
+	}
+	srv := start()
+	cp := login(packet.V5, "dev-a", "dev-a", 3600)
+	cp.WillFlag, cp.WillTopic, cp.WillPayload = true, "devices/dev-a/status", []byte("gone")
+	cp.WillProps.WillDelay = 2
+	cp.WillProps.Set(packet.PropWillDelay)
+	a, rc := connectAs(t, tcpAddr(t, srv), packet.V5, cp)
+	if rc != 0 {
+		t.Fatalf("A connect with a will: 0x%02x", rc)
+	}
+	a.Close() // the will waits for its delay
+	waitClients(t, srv, 0)
+	if err := srv.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(aclFile, []byte("allow subscribe devices/${username}/#\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv = start()
+	addr := tcpAddr(t, srv)
+	watch, _ := connectAs(t, addr, packet.V5, login(packet.V5, "ops-watch", "ops", 0))
+	watch.subscribe(1, packet.Properties{}, rawSub("devices/#", 0))
+	waitFor(t, waitTimeout, "the restored will to be refused", func() bool {
+		return srv.Broker().Stats().Drops["not_authorized"] == 1
+	})
+	ops, _ := connectAs(t, addr, packet.V5, login(packet.V5, "ops", "ops", 0))
+	ops.send(&packet.Publish{Topic: "devices/marker", Payload: []byte("marker")})
+	if p := watch.publishes(1)[0]; p.Topic != "devices/marker" {
+		t.Errorf("watcher got %s %q before the marker: the restored will fired without the right", p.Topic, p.Payload)
+	}
+}
