@@ -188,3 +188,27 @@ func TestOwnerSurvivesRestart(t *testing.T) {
 		t.Fatalf("TakeoverRefused %d PersistentSessions %d, want 1 and 1", st.TakeoverRefused, st.PersistentSessions)
 	}
 }
+
+// TestTopicAliasBytesBounded: the topics of one connection's aliases hold
+// at most MaxPacketSize bytes; replacing an alias frees its topic's bytes,
+// and going over gets DISCONNECT 0x97.
+func TestTopicAliasBytesBounded(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxPacketSize = 1024
+	tb := startBroker(t, Options{Config: cfg, AllowAnonymous: true})
+	c := tb.connect("aliases", packet.V5)
+	for i, a := range []struct {
+		alias uint16
+		len   int
+	}{{1, 600}, {1, 600}, {2, 400}, {3, 100}} {
+		p := &packet.Publish{Topic: strings.Repeat(fmt.Sprint(i), a.len)}
+		p.Props.TopicAlias = a.alias
+		p.Props.Set(packet.PropTopicAlias)
+		c.send(p)
+		if i < 3 {
+			c.send(&packet.Pingreq{})
+			c.expect(packet.PINGRESP)
+		}
+	}
+	c.expectDisconnect(packet.ErrQuotaExceeded.Value)
+}

@@ -153,6 +153,13 @@ func (c *conn) resolveAlias(p *packet.Publish) error {
 	if c.inAlias == nil {
 		c.inAlias = make(map[uint16]string)
 	}
+	// The topics of one connection's aliases hold at most MaxPacketSize
+	// bytes, whatever MaxTopicAlias allows.
+	n := c.aliasLen - len(c.inAlias[a]) + len(p.Topic)
+	if max := int(c.b.cfg.MaxPacketSize); max > 0 && n > max {
+		return c.fail(packet.ErrQuotaExceeded)
+	}
+	c.aliasLen = n
 	// A copy: p.Topic aliases the packet's body, which the alias would
 	// otherwise keep (payload and all) for the life of the connection.
 	c.inAlias[a] = strings.Clone(p.Topic)

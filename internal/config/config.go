@@ -97,6 +97,8 @@ type MQTT struct {
 	// MaxClientIDLength bounds client identifiers (bytes).
 	MaxClientIDLength int `yaml:"max_client_id_length"`
 	// MaxTopicAlias is the Topic Alias Maximum we offer v5 clients (0: none).
+	// The topics of one connection's aliases hold at most MaxPacketSize
+	// bytes; a client that goes over gets DISCONNECT 0x97.
 	MaxTopicAlias uint16 `yaml:"max_topic_alias"`
 	// MaxSessionExpiry caps the Session Expiry Interval a client may ask for.
 	MaxSessionExpiry time.Duration `yaml:"max_session_expiry"`
@@ -380,7 +382,7 @@ func Default() Config {
 			MaxSubscriptionsPerClient: 1000,
 			MaxTopicLevels:            32,
 			MaxClientIDLength:         256,
-			MaxTopicAlias:             65535,
+			MaxTopicAlias:             1024,
 			MaxSessionExpiry:          7 * 24 * time.Hour,
 			MaxMessageExpiry:          0,
 			MaxQoS:                    2,
