@@ -71,7 +71,10 @@ type Interceptor interface {
 
 // Authenticator decides whether a client may connect. Returning a
 // packet.Code chooses the CONNACK reason (mapped to a 3.1.1 return code for
-// older clients); any other error refuses with 0x87 / 0x05.
+// older clients); any other error refuses with 0x87 / 0x05. Accepting, it
+// sets c.Owner (and c.Superuser) to who the client is: sessions belong to
+// their owners, and an Authenticator that leaves Owner empty makes every
+// client anonymous, free to take any session over.
 type Authenticator interface {
 	Authenticate(ctx context.Context, c *ClientInfo, p *packet.Connect) error
 }
