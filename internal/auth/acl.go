@@ -305,3 +305,23 @@ func intersect(f, r []string) bool {
 		}
 	}
 }
+
+// UsesClientID reports whether a rule trusts the client id: a ${clientid}
+// (%c) placeholder or a `client NAME` section. Such rules grant rights to
+// whoever presents the id unless auth.client_id_binding ties ids to
+// identities (docs/security.md, "Ownership of client ids and sessions").
+func (a *ACL) UsesClientID() bool {
+	for _, r := range a.rules {
+		if r.Scope.Kind == ScopeClient {
+			return true
+		}
+		for _, lv := range r.levels {
+			for _, p := range lv.parts {
+				if p.ph == phClientID {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}

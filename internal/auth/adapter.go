@@ -89,6 +89,7 @@ func (a *Adapter) Authenticate(ctx context.Context, c *broker.ClientInfo, p *pac
 		return packet.ErrNotAuthorized
 	}
 	c.Attach(id)
+	c.Owner, c.Superuser = id.Owner(), id.Superuser
 	if p.Version == packet.V5 && p.Props.SessionExpiry > 0 || p.Version != packet.V5 && !p.CleanStart {
 		c.AuthState = id.state() // only a persistent session stores it
 	}
@@ -160,6 +161,21 @@ func restoreIdentity(c *broker.ClientInfo) *Identity {
 	return id
 }
 
+// identOrStored returns the identity attached to c or, for a session
+// restored after a restart whose client is not yet back, the identity its
+// record kept (attached from then on).
+func identOrStored(c *broker.ClientInfo) (*Identity, bool) {
+	if id, ok := ident(c); ok {
+		return id, true
+	}
+	if c.ClientID == "" {
+		return nil, false
+	}
+	id := restoreIdentity(c)
+	c.Attach(id)
+	return id, true
+}
+
 // OnConnect implements broker.ConnectHook: connected identities are
 // checked again when the users file changes.
 func (a *Adapter) OnConnect(c *broker.ClientInfo, _ bool) {
@@ -195,14 +211,15 @@ func (a *Adapter) denied() error {
 }
 
 // CanPublish implements broker.Authorizer. A client without an identity
-// is one whose CONNECT is being checked: its will is checked again by
-// Authenticate. A denied 3.1.1 publish is dropped by the broker, and with
+// is a session restored after a restart whose delayed will fires before
+// the client is back: it is judged as its stored identity (see
+// CanReceive). A denied 3.1.1 publish is dropped by the broker, and with
 // auth.v3_denied_publish: disconnect the client is also disconnected
 // (through SetDisconnect).
 func (a *Adapter) CanPublish(c *broker.ClientInfo, topic string, _ byte, _ bool) error {
-	id, ok := ident(c)
+	id, ok := identOrStored(c)
 	if !ok {
-		return nil
+		return a.denied()
 	}
 	if id.revoked.Load() || !a.s.acl.Load().Check(id, Publish, topic) {
 		if c.Version != packet.V5 && a.s.cfg.V3DeniedPublish == "disconnect" {
@@ -231,14 +248,9 @@ func (a *Adapter) CanSubscribe(c *broker.ClientInfo, filter string, _ byte) erro
 // without rules a JWT or webhook gave it), so that its queue keeps filling
 // while the device is away.
 func (a *Adapter) CanReceive(c *broker.ClientInfo, m *broker.Message) error {
-	id, ok := ident(c)
+	id, ok := identOrStored(c)
 	if !ok {
-		// A session restored after a restart, its client not yet back.
-		if c.ClientID == "" {
-			return a.denied()
-		}
-		id = restoreIdentity(c)
-		c.Attach(id)
+		return a.denied()
 	}
 	if id.revoked.Load() || !a.s.acl.Load().Check(id, Subscribe, m.Topic) {
 		return a.denied()

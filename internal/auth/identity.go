@@ -86,6 +86,17 @@ func (id *Identity) state() []byte {
 	return b
 }
 
+// Owner is the identity's name as the owner of the sessions it creates
+// (broker.ClientInfo.Owner): the authenticated username, which is the
+// certificate's name or the JWT's subject for those backends; empty for an
+// anonymous client.
+func (id *Identity) Owner() string {
+	if id.Anonymous {
+		return ""
+	}
+	return id.Username
+}
+
 // Revoked reports whether a reload revoked the identity's credentials.
 func (id *Identity) Revoked() bool { return id.revoked.Load() }
 

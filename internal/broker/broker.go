@@ -37,6 +37,13 @@ type Options struct {
 	// over it QoS 0 is dropped and QoS 1/2 wait in the session queue.
 	// 0 means 1 MiB or twice Config.MaxPacketSize, whichever is larger.
 	MaxOutboundBytes int
+	// SuperuserTakeover lets a client whose ClientInfo.Superuser is set take
+	// over a session of another owner (auth.superuser_takeover).
+	SuperuserTakeover bool
+	// ClientIDBinding binds client ids to owners (auth.client_id_binding):
+	// "" or none, equal (the client id is the owner or the verified
+	// certificate's CN) or prefix (it starts with one of them).
+	ClientIDBinding string
 }
 
 // Broker is one node's MQTT broker core.
@@ -73,10 +80,11 @@ type Broker struct {
 	running  bool                     // Start was called
 	stopping bool                     // Shutdown began: new connections are refused
 	closing  bool                     // connections are gone: new goroutines are refused
-	// connectMu serialises the session takeover step of CONNECT.
-	connectMu sync.Mutex
+	// ids serialises the session takeover step of CONNECT per client id.
+	ids keyLocks
 	// retMu orders retained index updates with their store writes.
-	retMu sync.Mutex
+	retMu  sync.Mutex
+	retUse retainedUse
 	// poller parks idle TCP connections (park.go); made by the first one.
 	flushers *workers[*conn] // run conn.flush
 	fq       *flushQueue     // plain TCP writes that do not wait
@@ -113,6 +121,11 @@ func New(opts Options) (*Broker, error) {
 	case "", "drop_new", "drop_oldest":
 	default:
 		return nil, fmt.Errorf("broker: queue overflow policy %q: want drop_new or drop_oldest", cfg.QueueOverflow)
+	}
+	switch opts.ClientIDBinding {
+	case "", BindNone, BindEqual, BindPrefix:
+	default:
+		return nil, fmt.Errorf("broker: client id binding %q: want none, equal or prefix", opts.ClientIDBinding)
 	}
 	b := &Broker{
 		opts:     opts,

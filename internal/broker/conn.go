@@ -62,6 +62,7 @@ type conn struct {
 	hdr       [5]byte
 	nhdr      uint8
 	inAlias   map[uint16]string // client's topic aliases, lazily made
+	aliasLen  int               // bytes of the inAlias topics, at most MaxPacketSize
 	auth      *authState        // v5 enhanced authentication exchange
 	normal    bool              // DISCONNECT 0x00 received: no will
 	err       error             // why the reader stops

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/culexmq/culex/internal/mqtt/packet"
@@ -11,6 +12,9 @@ import (
 
 // onConnect validates CONNECT, authenticates the client and accepts it.
 func (c *conn) onConnect(p *packet.Connect) error {
+	// What the connection keeps of the CONNECT is copied out of its body,
+	// which may be as large as the packet size allows.
+	p.ClientID, p.Username = strings.Clone(p.ClientID), strings.Clone(p.Username)
 	c.version = p.Version
 	c.info.Version = p.Version
 	c.info.Username = p.Username
@@ -100,6 +104,9 @@ func (c *conn) finishAuth(st *authState) error {
 		cancel()
 		if err != nil {
 			return c.refuse(codeOf(err, packet.ErrNotAuthorized), nil)
+		}
+		if err := c.checkBinding(st.assigned); err != nil {
+			return err
 		}
 	}
 	// The will is authorized once the client is authenticated.
@@ -219,12 +226,24 @@ func (c *conn) accept(st *authState) error {
 		return c.refuse(packet.ErrQuotaExceeded, nil)
 	}
 
-	b.connectMu.Lock()
+	unlock := b.ids.lock(c.info.ClientID)
+	owner, err := c.takeoverOwner()
+	reserved := false
+	if err == nil && expiry > 0 {
+		reserved, err = b.reserveSession(c.info.ClientID)
+	}
+	if err != nil {
+		unlock()
+		b.stats.connected.Add(-1)
+		return c.refuse(codeOf(err, packet.ErrNotAuthorized), nil)
+	}
 	s, present := b.takeSession(c.info.ClientID, p.CleanStart, p.Version)
 	s.mu.Lock()
 	wasPersistent := s.persistent
 	s.conn, s.info, s.version = c, c.info, p.Version
+	s.owner, s.ownerKnown = owner, true
 	s.expiry, s.persistent = expiry, expiry > 0
+	b.countPersistent(wasPersistent, s.persistent, reserved)
 	s.cancelTimersLocked(wasPersistent)
 	s.connWill = w
 	s.online.Store(true)
@@ -240,9 +259,12 @@ func (c *conn) accept(st *authState) error {
 	} else if wasPersistent {
 		b.unstoreSession(s.id)
 	}
+	if present {
+		s.recheckLocked(c.info)
+	}
 	s.resumeLocked(c)
 	s.mu.Unlock()
-	b.connectMu.Unlock()
+	unlock()
 
 	c.setReadTimeout(c.keepAlive)
 	b.stats.connects.Add(1)
@@ -315,7 +337,7 @@ func (c *conn) connackProps(pr *packet.Properties, st *authState, expiry uint32,
 
 // takeSession finds or makes the session for id. A live connection on it is
 // taken over [MQTT-3.1.4-3]; clean start discards the old session
-// [MQTT-3.1.2-4], otherwise it resumes [MQTT-3.1.2-5]. b.connectMu is held.
+// [MQTT-3.1.2-4], otherwise it resumes [MQTT-3.1.2-5]. The lock of id is held.
 func (b *Broker) takeSession(id string, clean bool, v packet.Version) (*session, bool) {
 	b.mu.Lock()
 	old := b.sessions[id]

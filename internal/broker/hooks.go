@@ -25,6 +25,16 @@ type ClientInfo struct {
 	// Authorizer's CanReceive can decide before the client authenticates
 	// again. Authenticate may set it on CONNECT; nil for none.
 	AuthState []byte
+	// Owner is the authenticated identity the client's session belongs to
+	// (a users-file username, a certificate's name, a JWT's subject); empty
+	// for an anonymous client. The Authenticator sets it on CONNECT. A
+	// session is created by its owner, and a client of another identity
+	// presenting its client id is refused (docs/security.md, "Ownership of
+	// client ids and sessions").
+	Owner string
+	// Superuser, set by the Authenticator, lets the client take over a
+	// session of another owner when Options.SuperuserTakeover is on.
+	Superuser bool
 
 	attached atomic.Pointer[attachment]
 }
@@ -61,7 +71,10 @@ type Interceptor interface {
 
 // Authenticator decides whether a client may connect. Returning a
 // packet.Code chooses the CONNACK reason (mapped to a 3.1.1 return code for
-// older clients); any other error refuses with 0x87 / 0x05.
+// older clients); any other error refuses with 0x87 / 0x05. Accepting, it
+// sets c.Owner (and c.Superuser) to who the client is: sessions belong to
+// their owners, and an Authenticator that leaves Owner empty makes every
+// client anonymous, free to take any session over.
 type Authenticator interface {
 	Authenticate(ctx context.Context, c *ClientInfo, p *packet.Connect) error
 }

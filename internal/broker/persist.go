@@ -23,8 +23,9 @@ const (
 var errRecord = errors.New("broker: corrupt store record")
 
 // saveLocked writes the session record: version, expiry, disconnect time,
-// username, subscriptions and the authenticator's state (ClientInfo).
-// Records written before the state was added end after the subscriptions.
+// username, subscriptions, the authenticator's state (ClientInfo) and the
+// owner. Records written before the state was added end after the
+// subscriptions; those written before ownership end after the state.
 func (s *session) saveLocked() {
 	if s.gone {
 		return // a late packet of a taken-over connection must not revive it
@@ -42,6 +43,10 @@ func (s *session) saveLocked() {
 	}
 	b = binary.AppendUvarint(b, uint64(len(s.info.AuthState)))
 	b = append(b, s.info.AuthState...)
+	if s.ownerKnown {
+		b = append(b, 1)
+		b = appendString(b, s.owner)
+	}
 	s.b.apply([]store.Op{{Kind: store.Put, Bucket: store.Sessions, Key: s.id, Value: b}}, nil)
 }
 
@@ -268,6 +273,7 @@ func (b *Broker) load() error {
 		b.mu.Lock()
 		b.sessions[s.id] = s
 		b.mu.Unlock()
+		b.stats.persistent.Add(1)
 		for f, o := range s.subs {
 			b.indexSubscribe(s, f, o)
 		}
@@ -301,7 +307,11 @@ func (b *Broker) loadRetained() error {
 			b.apply([]store.Op{{Kind: store.Delete, Bucket: store.Retained, Key: key}}, nil)
 			return nil
 		}
+		b.retMu.Lock()
+		old, had := b.retained.Get(m.Topic)
 		b.retained.Set(m.Topic, m)
+		b.retUse.addLocked(m, old, had)
+		b.retMu.Unlock()
 		return nil
 	})
 }
@@ -331,6 +341,10 @@ func (b *Broker) decodeSession(id string, v []byte) (*session, error) {
 		if st := r.string(); st != "" {
 			s.info.AuthState = []byte(st)
 		}
+	}
+	if r.err == nil && len(r.b) > 0 && r.byte() == 1 {
+		s.owner, s.ownerKnown = r.string(), true
+		s.info.Owner = s.owner
 	}
 	return s, r.err
 }
@@ -374,6 +388,7 @@ func (b *Broker) loadMessages(sessions map[string]*session) error {
 		if om.state == outQueued || om.pid == 0 {
 			om.state = outQueued
 			s.queue = append(s.queue, om)
+			s.qbytes += om.size()
 			return nil
 		}
 		if s.inflight == nil {
@@ -401,6 +416,7 @@ func (b *Broker) loadWills(sessions map[string]*session) error {
 		}
 		d := time.Duration(w.deadline - time.Now().UnixNano())
 		s.mu.Lock()
+		w.info = s.info
 		s.pendingWill = w
 		s.willTimer = b.afterFunc(max(d, 0), func() { b.willDue(s, w) })
 		s.mu.Unlock()

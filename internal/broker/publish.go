@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -152,7 +153,16 @@ func (c *conn) resolveAlias(p *packet.Publish) error {
 	if c.inAlias == nil {
 		c.inAlias = make(map[uint16]string)
 	}
-	c.inAlias[a] = p.Topic
+	// The topics of one connection's aliases hold at most MaxPacketSize
+	// bytes, whatever MaxTopicAlias allows.
+	n := c.aliasLen - len(c.inAlias[a]) + len(p.Topic)
+	if max := int(c.b.cfg.MaxPacketSize); max > 0 && n > max {
+		return c.fail(packet.ErrQuotaExceeded)
+	}
+	c.aliasLen = n
+	// A copy: p.Topic aliases the packet's body, which the alias would
+	// otherwise keep (payload and all) for the life of the connection.
+	c.inAlias[a] = strings.Clone(p.Topic)
 	return nil
 }
 

@@ -58,6 +58,9 @@ type session struct {
 	expiry      uint32 // Session Expiry Interval, seconds
 	persistent  bool   // expiry > 0: the store keeps it
 	gone        bool   // ended; deliveries are dropped
+	owner       string // the identity the session belongs to ("" anonymous)
+	ownerKnown  bool   // false for a record older than ownership: the next client claims it
+	qbytes      int    // bytes of the queued messages' topics and payloads
 	subs        map[string]subOpts
 	inflight    map[uint16]*outMsg
 	queue       []*outMsg
@@ -105,18 +108,16 @@ func (s *session) newPIDLocked() uint16 {
 	}
 }
 
-// enqueueLocked queues om, applying the overflow policy.
+// enqueueLocked queues om, applying the overflow policy at
+// MaxQueuedMessages or MaxQueuedBytes.
 func (s *session) enqueueLocked(om *outMsg, w *storeWait) {
-	if max := s.b.cfg.MaxQueuedMessages; max > 0 && s.qlenLocked() >= max {
+	n := om.size()
+	for s.qlenLocked() > 0 && s.queueFullLocked(n) {
 		if s.b.cfg.QueueOverflow != "drop_oldest" {
 			s.b.drop(s.id, om.msg, DropQueueFull)
 			return
 		}
-		old := s.queue[s.qhead]
-		s.queue[s.qhead] = nil
-		s.qhead++
-		s.b.drop(s.id, old.msg, DropQueueFull)
-		s.unstoreLocked(old)
+		s.dropLocked(s.popLocked(), DropQueueFull)
 	}
 	if s.persistent && om.qos > 0 {
 		s.storeLocked(om, w)
@@ -127,6 +128,25 @@ func (s *session) enqueueLocked(om *outMsg, w *storeWait) {
 		s.queue, s.qhead = s.queue[:n], 0
 	}
 	s.queue = append(s.queue, om)
+	s.qbytes += n
+}
+
+// queueFullLocked says whether a message of n bytes does not fit the queue.
+func (s *session) queueFullLocked(n int) bool {
+	cfg := &s.b.cfg
+	return cfg.MaxQueuedMessages > 0 && s.qlenLocked() >= cfg.MaxQueuedMessages ||
+		cfg.MaxQueuedBytes > 0 && s.qbytes+n > cfg.MaxQueuedBytes
+}
+
+// size is what a queued message counts towards MaxQueuedBytes: its topic
+// and payload (shared with other sessions, but each queue may be the last
+// to hold them).
+func (om *outMsg) size() int { return len(om.msg.Topic) + len(om.msg.Payload) }
+
+// dropLocked counts a copy that will not be delivered and deletes its record.
+func (s *session) dropLocked(om *outMsg, r DropReason) {
+	s.b.drop(s.id, om.msg, r)
+	s.unstoreLocked(om)
 }
 
 // popLocked removes the oldest queued message.
@@ -134,8 +154,9 @@ func (s *session) popLocked() *outMsg {
 	om := s.queue[s.qhead]
 	s.queue[s.qhead] = nil
 	s.qhead++
+	s.qbytes -= om.size()
 	if s.qhead == len(s.queue) {
-		s.queue, s.qhead = nil, 0
+		s.queue, s.qhead, s.qbytes = nil, 0, 0
 	}
 	return om
 }

@@ -43,6 +43,19 @@ type Stats struct {
 	Subscriptions    int64
 	Retained         int64
 	Drops            map[string]uint64 // by DropReason name
+	// PersistentSessions are the sessions the store keeps (expiry > 0),
+	// counted against mqtt.max_sessions.
+	PersistentSessions int64
+	// TakeoverRefused counts CONNECTs refused because the client id's
+	// session belongs to another identity (docs/security.md).
+	TakeoverRefused uint64
+	// BindingRefused counts CONNECTs refused by auth.client_id_binding.
+	BindingRefused uint64
+	// SessionsRefused counts CONNECTs refused at mqtt.max_sessions.
+	SessionsRefused uint64
+	// RetainedRefused counts retained messages not stored at
+	// mqtt.max_retained_messages or mqtt.max_retained_bytes.
+	RetainedRefused uint64
 }
 
 // counters are the broker's live counters.
@@ -52,6 +65,11 @@ type counters struct {
 	publishesIn, publishesOut atomic.Uint64
 	bytesIn, bytesOut         atomic.Uint64
 	drops                     [numDropReasons]atomic.Uint64
+	persistent                atomic.Int64 // sessions with persistent set and not gone
+	takeoverRefused           atomic.Uint64
+	bindingRefused            atomic.Uint64
+	sessionsRefused           atomic.Uint64
+	retainedRefused           atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -67,6 +85,12 @@ func (b *Broker) Stats() Stats {
 		Subscriptions:    int64(b.subs.Len() + b.shared.Len()),
 		Retained:         int64(b.retained.Len()),
 		Drops:            make(map[string]uint64, numDropReasons),
+
+		PersistentSessions: b.stats.persistent.Load(),
+		TakeoverRefused:    b.stats.takeoverRefused.Load(),
+		BindingRefused:     b.stats.bindingRefused.Load(),
+		SessionsRefused:    b.stats.sessionsRefused.Load(),
+		RetainedRefused:    b.stats.retainedRefused.Load(),
 	}
 	b.mu.Lock()
 	s.Sessions = int64(len(b.sessions))

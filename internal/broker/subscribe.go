@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"strings"
 	"time"
 
 	"github.com/culexmq/culex/internal/mqtt/packet"
@@ -59,6 +60,9 @@ func (c *conn) subscribeOne(sub *packet.Subscription, id uint32) (code byte, sen
 		}
 		return code.Value, false, nil
 	}
+	// The filter outlives the SUBSCRIBE in the session and the indexes: a
+	// copy, so that it does not keep the packet's body.
+	sub.Filter = strings.Clone(sub.Filter)
 	group, inner, shared, err := topic.ParseShared(sub.Filter)
 	if err != nil {
 		return refuse(packet.ErrTopicFilterInvalid)

@@ -41,6 +41,11 @@ func (b *Broker) publishSys() {
 		{"bytes/sent", u(st.BytesOut)},
 		{"subscriptions/count", i(st.Subscriptions)},
 		{"retained messages/count", i(st.Retained)},
+		{"retained messages/refused", u(st.RetainedRefused)},
+		{"clients/persistent", i(st.PersistentSessions)},
+		{"clients/takeover_refused", u(st.TakeoverRefused)},
+		{"clients/binding_refused", u(st.BindingRefused)},
+		{"clients/sessions_refused", u(st.SessionsRefused)},
 	} {
 		b.publishSysValue(kv[0], kv[1])
 	}

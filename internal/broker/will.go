@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"bytes"
+	"strings"
 	"time"
 
 	"github.com/culexmq/culex/internal/mqtt/packet"
@@ -14,6 +16,9 @@ type will struct {
 	expiry   uint32   // Message Expiry Interval, seconds, when hasExp
 	hasExp   bool
 	deadline int64 // Unix nanoseconds when a pending will is due
+	// info is the client's, whose rights are checked again when the will
+	// fires; a will restored after a restart has its session's.
+	info *ClientInfo
 }
 
 // newWill builds the will of CONNECT p, or nil.
@@ -21,8 +26,10 @@ func (c *conn) newWill(p *packet.Connect) *will {
 	if !p.WillFlag {
 		return nil
 	}
-	m := &Message{Topic: p.WillTopic, Payload: p.WillPayload, QoS: p.WillQoS, Retain: p.WillRetain, Origin: c.info.ClientID}
-	w := &will{msg: m}
+	// Copies: the will outlives the CONNECT's body.
+	m := &Message{Topic: strings.Clone(p.WillTopic), Payload: bytes.Clone(p.WillPayload), QoS: p.WillQoS,
+		Retain: p.WillRetain, Origin: c.info.ClientID}
+	w := &will{msg: m, info: c.info}
 	if p.Version == packet.V5 {
 		m.Props = p.WillProps
 		w.delay = p.WillProps.WillDelay
@@ -32,8 +39,17 @@ func (c *conn) newWill(p *packet.Connect) *will {
 	return w
 }
 
-// publishWill routes a will now, as a message of its client [MQTT-3.1.2-8].
+// publishWill routes a will now, as a message of its client [MQTT-3.1.2-8],
+// if the client may still publish it: a right removed since CONNECT (an
+// ACL reload, revoked credentials) stops it, counted as not authorized.
 func (b *Broker) publishWill(w *will) {
+	if az := b.opts.Authorizer; az != nil && w.info != nil {
+		if err := az.CanPublish(w.info, w.msg.Topic, w.msg.QoS, w.msg.Retain); err != nil {
+			b.drop(w.info.ClientID, w.msg, DropNotAuthorized)
+			b.log.Info("will not published: not authorized", "client_id", w.info.ClientID, "topic", w.msg.Topic)
+			return
+		}
+	}
 	m := *w.msg
 	if w.hasExp {
 		m.Expiry = time.Now().Add(time.Duration(w.expiry) * time.Second).UnixNano()
@@ -167,7 +183,7 @@ func (b *Broker) endSession(s *session, pw *will) {
 		msgs = append(msgs, om)
 	}
 	msgs = append(msgs, s.queue[s.qhead:]...)
-	s.subs, s.inflight, s.queue, s.qhead, s.inQoS2 = nil, nil, nil, 0, nil
+	s.subs, s.inflight, s.queue, s.qhead, s.qbytes, s.inQoS2 = nil, nil, nil, 0, 0, nil
 	if pw == nil {
 		pw = s.pendingWill
 	}
@@ -187,6 +203,7 @@ func (b *Broker) endSession(s *session, pw *will) {
 		b.indexUnsubscribe(s, f)
 	}
 	if persistent {
+		b.stats.persistent.Add(-1)
 		b.unstoreSession(s.id)
 		b.unstoreWill(s.id)
 	}

@@ -71,17 +71,34 @@ type MQTT struct {
 	// MaxQueuedMessages bounds each session's queue of messages waiting for
 	// delivery (offline, or beyond the in-flight window).
 	MaxQueuedMessages int `yaml:"max_queued_messages"`
+	// MaxQueuedBytes bounds the topic and payload bytes of each session's
+	// queue (0: unlimited); over it QueueOverflow applies as for
+	// MaxQueuedMessages. At least MaxPacketSize when set.
+	MaxQueuedBytes int `yaml:"max_queued_bytes"`
 	// QueueOverflow is what happens when a queue is full: drop_new (the new
 	// message is dropped) or drop_oldest (the oldest queued message is dropped).
 	// Every drop is counted with its reason.
 	QueueOverflow string `yaml:"queue_overflow"`
 	// MaxSubscriptionsPerClient bounds a session's subscriptions (0: unlimited).
 	MaxSubscriptionsPerClient int `yaml:"max_subscriptions_per_client"`
+	// MaxSessions bounds the persistent sessions (session expiry > 0) the
+	// node keeps, connected or not (0: unlimited). A CONNECT that would
+	// create one more is refused with 0x97 (3.1.1: return code 3).
+	MaxSessions int `yaml:"max_sessions"`
+	// MaxRetainedMessages bounds the retained messages (0: unlimited). A
+	// retained message for a new topic beyond it is routed but not stored;
+	// replacing or clearing an existing one always works.
+	MaxRetainedMessages int `yaml:"max_retained_messages"`
+	// MaxRetainedBytes bounds the topic and payload bytes of the retained
+	// messages (0: unlimited), with the same overflow as MaxRetainedMessages.
+	MaxRetainedBytes int64 `yaml:"max_retained_bytes"`
 	// MaxTopicLevels bounds the levels of topic names and filters.
 	MaxTopicLevels int `yaml:"max_topic_levels"`
 	// MaxClientIDLength bounds client identifiers (bytes).
 	MaxClientIDLength int `yaml:"max_client_id_length"`
 	// MaxTopicAlias is the Topic Alias Maximum we offer v5 clients (0: none).
+	// The topics of one connection's aliases hold at most MaxPacketSize
+	// bytes; a client that goes over gets DISCONNECT 0x97.
 	MaxTopicAlias uint16 `yaml:"max_topic_alias"`
 	// MaxSessionExpiry caps the Session Expiry Interval a client may ask for.
 	MaxSessionExpiry time.Duration `yaml:"max_session_expiry"`
@@ -127,6 +144,14 @@ type Auth struct {
 	// empty, it is deny with an ACL file and allow without (see
 	// ACLDefaultAllow).
 	ACLDefault string `yaml:"acl_default"`
+	// SuperuserTakeover lets a superuser take over the session of any
+	// client id; otherwise a client id's session belongs to the identity
+	// that created it (docs/security.md).
+	SuperuserTakeover bool `yaml:"superuser_takeover"`
+	// ClientIDBinding is none, equal (the client id must equal the
+	// authenticated username or the verified certificate's CN) or prefix
+	// (it must start with one of them); others get 0x85 (3.1.1: 2).
+	ClientIDBinding string `yaml:"client_id_binding"`
 	// SysSuperuserOnly keeps $SYS/# for superusers whatever the rules say.
 	SysSuperuserOnly bool `yaml:"sys_superuser_only"`
 	// V3DeniedPublish is what a denied 3.1.1 PUBLISH gets: drop or disconnect.
@@ -366,11 +391,15 @@ func Default() Config {
 			ReceiveMaximum:            1024,
 			MaxInflight:               1024,
 			MaxQueuedMessages:         10000,
+			MaxQueuedBytes:            64 << 20,
+			MaxSessions:               1000000,
+			MaxRetainedMessages:       1000000,
+			MaxRetainedBytes:          1 << 30,
 			QueueOverflow:             "drop_new",
 			MaxSubscriptionsPerClient: 1000,
 			MaxTopicLevels:            32,
 			MaxClientIDLength:         256,
-			MaxTopicAlias:             65535,
+			MaxTopicAlias:             1024,
 			MaxSessionExpiry:          7 * 24 * time.Hour,
 			MaxMessageExpiry:          0,
 			MaxQoS:                    2,
@@ -384,6 +413,7 @@ func Default() Config {
 			AllowAnonymous:   true, // only while no backend is configured
 			Backends:         "users",
 			SysSuperuserOnly: true,
+			ClientIDBinding:  "none",
 			V3DeniedPublish:  "drop",
 			WatchInterval:    2 * time.Second,
 			CacheTTL:         time.Hour,

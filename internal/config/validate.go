@@ -49,6 +49,17 @@ func (c *Config) Validate() error {
 	default:
 		bad("mqtt.queue_overflow", "%q is not one of drop_new, drop_oldest", m.QueueOverflow)
 	}
+	if m.MaxQueuedBytes > 0 && m.MaxQueuedBytes < int(m.MaxPacketSize) {
+		bad("mqtt.max_queued_bytes", "%d is below mqtt.max_packet_size (%d): a queue must hold one message", m.MaxQueuedBytes, m.MaxPacketSize)
+	}
+	if m.MaxRetainedBytes > 0 && m.MaxRetainedBytes < int64(m.MaxPacketSize) {
+		bad("mqtt.max_retained_bytes", "%d is below mqtt.max_packet_size (%d)", m.MaxRetainedBytes, m.MaxPacketSize)
+	}
+	switch c.Auth.ClientIDBinding {
+	case "none", "equal", "prefix":
+	default:
+		bad("auth.client_id_binding", "%q is not one of none, equal, prefix", c.Auth.ClientIDBinding)
+	}
 	if m.MaxTopicLevels < 1 {
 		bad("mqtt.max_topic_levels", "must be at least 1")
 	}

@@ -72,6 +72,7 @@ func (s *Server) open() error {
 		return err
 	}
 	s.auth = a
+	s.warnClientIDRules()
 	opts := broker.Options{
 		Config:         cfg.MQTT,
 		AllowAnonymous: cfg.Auth.AnonymousAllowed(),
@@ -79,6 +80,9 @@ func (s *Server) open() error {
 		Store:          s.store,
 		Logger:         s.log,
 		Version:        Version,
+
+		SuperuserTakeover: cfg.Auth.SuperuserTakeover,
+		ClientIDBinding:   cfg.Auth.ClientIDBinding,
 	}
 	a.Apply(&opts)
 	if cfg.Kafka.Brokers != "" {
@@ -164,7 +168,24 @@ func (s *Server) URL(scheme string) string {
 
 // Reload re-reads the users and ACL files (SIGHUP); on error the previous
 // ones stay in force.
-func (s *Server) Reload() error { return s.auth.Reload() }
+func (s *Server) Reload() error {
+	if err := s.auth.Reload(); err != nil {
+		return err
+	}
+	s.warnClientIDRules()
+	return nil
+}
+
+// warnClientIDRules warns when ACL rules trust client ids (${clientid},
+// `client NAME`) while ids are not bound to identities: any client may
+// present any id, and with it those rights.
+func (s *Server) warnClientIDRules() {
+	if s.cfg.Auth.ClientIDBinding == "none" && s.auth.ACL().UsesClientID() {
+		s.log.Warn("ACL rules use ${clientid} or client sections, but client ids are not bound to identities: "+
+			"any client presenting a client id gets its rights; set auth.client_id_binding (equal or prefix)",
+			"acl_file", s.cfg.Auth.ACLFile)
+	}
+}
 
 // Auth returns the node's authentication and ACL service.
 func (s *Server) Auth() *auth.Service { return s.auth }

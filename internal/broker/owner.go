@@ -1,0 +1,223 @@
+package broker
+
+import (
+	"strings"
+	"sync"
+
+	"github.com/culexmq/culex/internal/mqtt/packet"
+)
+
+// Client id binding modes (Options.ClientIDBinding).
+const (
+	BindNone   = "none"
+	BindEqual  = "equal"
+	BindPrefix = "prefix"
+)
+
+// keyLocks is a mutex per key, made when first locked and dropped when its
+// last holder or waiter unlocks: the takeover step of CONNECT is exclusive
+// per client id, and CONNECTs of different ids proceed in parallel. Keys
+// cost nothing once unlocked.
+type keyLocks struct {
+	mu sync.Mutex
+	m  map[string]*keyLock
+}
+
+type keyLock struct {
+	mu   sync.Mutex
+	refs int // holders and waiters; guarded by keyLocks.mu
+}
+
+// lock locks key and returns the function that unlocks it.
+func (k *keyLocks) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	l := k.m[key]
+	if l == nil {
+		if k.m == nil {
+			k.m = make(map[string]*keyLock)
+		}
+		l = new(keyLock)
+		k.m[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		k.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
+}
+
+// len is the number of keys locked or waited for.
+func (k *keyLocks) len() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.m)
+}
+
+// owns says whether sessions belong to their owners here: an Authenticator
+// sets ClientInfo.Owner; without one every client is anonymous.
+func (b *Broker) owns() bool { return b.opts.Authenticator != nil }
+
+// checkBinding applies Options.ClientIDBinding to an authenticated client:
+// its client id must equal (or, with prefix, start with) its owner or the
+// CN of its verified certificate. An anonymous client has neither and may
+// only use an id the server assigns [MQTT-3.1.3-6].
+func (c *conn) checkBinding(assigned bool) error {
+	mode := c.b.opts.ClientIDBinding
+	if mode == "" || mode == BindNone || assigned {
+		return nil
+	}
+	id := c.info.ClientID
+	for _, name := range [2]string{c.info.Owner, verifiedCN(c.info)} {
+		if name != "" && (id == name || mode == BindPrefix && strings.HasPrefix(id, name)) {
+			return nil
+		}
+	}
+	c.b.stats.bindingRefused.Add(1)
+	c.b.log.Warn("client id refused: not bound to the client's identity", "client_id", id,
+		"identity", ownerName(c.info.Owner), "binding", mode, "remote", addrOf(c.info))
+	return c.refuse(packet.ErrClientIdentifierNotValid, nil)
+}
+
+// verifiedCN is the common name of the client's certificate when the TLS
+// stack verified it; an unverified certificate's name is the client's say-so.
+func verifiedCN(info *ClientInfo) string {
+	if info.TLS == nil || len(info.TLS.VerifiedChains) == 0 || len(info.TLS.VerifiedChains[0]) == 0 {
+		return ""
+	}
+	return info.TLS.VerifiedChains[0][0].Subject.CommonName
+}
+
+// takeoverOwner decides whether the connecting client may attach to the
+// session of its client id, if there is one; the id's lock is held. It
+// returns the owner the session keeps: the client's identity for a new
+// session or one whose owner is its own, the old owner when a superuser
+// takes it over (so that the device can reclaim it), or the client's for
+// a session restored from a record older than ownership, which the first
+// client to resume claims. Another identity is refused, and the session
+// and its live connection are left untouched.
+func (c *conn) takeoverOwner() (string, error) {
+	b := c.b
+	me := c.info.Owner
+	b.mu.Lock()
+	s := b.sessions[c.info.ClientID]
+	b.mu.Unlock()
+	if s == nil || !b.owns() {
+		return me, nil
+	}
+	s.mu.Lock()
+	owner, known, gone := s.owner, s.ownerKnown, s.gone
+	s.mu.Unlock()
+	switch {
+	case gone || !known || owner == me:
+		return me, nil
+	case b.opts.SuperuserTakeover && c.info.Superuser:
+		b.log.Info("session taken over by a superuser", "client_id", c.info.ClientID,
+			"identity", me, "owner", ownerName(owner), "remote", addrOf(c.info))
+		return owner, nil
+	}
+	b.stats.takeoverRefused.Add(1)
+	b.log.Warn("session takeover refused: the client id belongs to another identity",
+		"client_id", c.info.ClientID, "identity", ownerName(me), "owner", ownerName(owner),
+		"remote", addrOf(c.info))
+	return "", packet.ErrNotAuthorized
+}
+
+// ownerName is an owner for logs.
+func ownerName(owner string) string {
+	if owner == "" {
+		return "(anonymous)"
+	}
+	return owner
+}
+
+func addrOf(info *ClientInfo) string {
+	if info.Remote == nil {
+		return ""
+	}
+	return info.Remote.String()
+}
+
+// recheckLocked drops the queued and in-flight messages of a resumed
+// session that its client may no longer receive (a right removed while it
+// was away): they are counted as not authorized and never sent. Released
+// QoS 2 messages (PUBREL sent) were received already and stay.
+func (s *session) recheckLocked(info *ClientInfo) {
+	az := s.b.opts.Authorizer
+	if az == nil {
+		return
+	}
+	for pid, om := range s.inflight {
+		if om.state != outReleased && az.CanReceive(info, om.msg) != nil {
+			delete(s.inflight, pid)
+			s.dropLocked(om, DropNotAuthorized)
+		}
+	}
+	kept := s.queue[:s.qhead]
+	for _, om := range s.queue[s.qhead:] {
+		if az.CanReceive(info, om.msg) != nil {
+			s.qbytes -= om.size()
+			s.dropLocked(om, DropNotAuthorized)
+			continue
+		}
+		kept = append(kept, om)
+	}
+	clear(s.queue[len(kept):])
+	s.queue = kept
+	if s.qhead == len(s.queue) {
+		s.queue, s.qhead, s.qbytes = nil, 0, 0
+	}
+}
+
+// reserveSession takes a slot of mqtt.max_sessions for a new persistent
+// session of id; a session id already has needs none. It reports whether it
+// took one (countPersistent accounts for it). At the cap the CONNECT is
+// refused with 0x97 (3.1.1: return code 3, server unavailable).
+func (b *Broker) reserveSession(id string) (bool, error) {
+	max := b.cfg.MaxSessions
+	if max <= 0 {
+		return false, nil
+	}
+	b.mu.Lock()
+	s := b.sessions[id]
+	b.mu.Unlock()
+	if s != nil {
+		s.mu.Lock()
+		had := s.persistent && !s.gone
+		s.mu.Unlock()
+		if had {
+			return false, nil
+		}
+	}
+	if b.stats.persistent.Add(1) > int64(max) {
+		b.stats.persistent.Add(-1)
+		b.stats.sessionsRefused.Add(1)
+		b.log.Warn("persistent session refused: mqtt.max_sessions reached", "client_id", id, "max_sessions", max)
+		return false, packet.ErrQuotaExceeded
+	}
+	return true, nil
+}
+
+// countPersistent keeps the count of persistent sessions when a session's
+// persistent flag goes from was to is; reserved is a slot reserveSession
+// took for it.
+func (b *Broker) countPersistent(was, is, reserved bool) {
+	var d int64
+	if is {
+		d++
+	}
+	if was {
+		d--
+	}
+	if reserved {
+		d--
+	}
+	if d != 0 {
+		b.stats.persistent.Add(d)
+	}
+}

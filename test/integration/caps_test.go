@@ -1,0 +1,153 @@
+package integration
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/culexmq/culex/internal/config"
+	"github.com/culexmq/culex/internal/mqtt/packet"
+)
+
+// TestMaxSessions: at mqtt.max_sessions persistent sessions a CONNECT that
+// would create one more is refused (v5 0x97, 3.1.1 return code 3,
+// mosquitto "broker unavailable"); clean sessions and resuming an existing
+// session still work, and a session that ends frees its slot.
+func TestMaxSessions(t *testing.T) {
+	t.Parallel()
+	srv := startBroker(t, func(c *config.Config) { c.MQTT.MaxSessions = 2 })
+	addr := tcpAddr(t, srv)
+	persistent := func(v packet.Version, id string) *packet.Connect {
+		cp := rawConnect(id, false)
+		if v == packet.V5 {
+			cp.Props = sessionExpiry(300)
+		}
+		return cp
+	}
+	p1 := dialRaw(t, addr, packet.V5)
+	p1.mustConnect(persistent(packet.V5, "p1"))
+	dialRaw(t, addr, packet.V311).mustConnect(persistent(packet.V311, "p2"))
+	if ca := dialRaw(t, addr, packet.V5).connect(persistent(packet.V5, "p3")); ca.ReasonCode != packet.ErrQuotaExceeded.Value {
+		t.Errorf("v5 third persistent session: CONNACK 0x%02x, want 0x97", ca.ReasonCode)
+	}
+	if ca := dialRaw(t, addr, packet.V311).connect(persistent(packet.V311, "p4")); ca.ReasonCode != 3 {
+		t.Errorf("3.1.1 third persistent session: return code %d, want 3", ca.ReasonCode)
+	}
+	out, err := mosquittoRun(t, addr, "mosquitto_sub", "-V", "311", "-c", "-i", "p5", "-t", "x", "-C", "1", "-W", "5")
+	if err == nil || !strings.Contains(strings.ToLower(out), "unavailable") {
+		t.Errorf("mosquitto_sub -c at the cap: %v %q, want broker unavailable", err, out)
+	}
+	dialRaw(t, addr, packet.V5).mustConnect(rawConnect("clean", true))
+	p1.send(&packet.Disconnect{})
+	p1.mayClose(waitTimeout)
+	if ca := dialRaw(t, addr, packet.V5).mustConnect(persistent(packet.V5, "p1")); !ca.SessionPresent {
+		t.Error("resuming p1 at the cap: no session present")
+	}
+	// p2 comes back with a clean session: its persistent one ends.
+	dialRaw(t, addr, packet.V311).mustConnect(rawConnect("p2", true))
+	dialRaw(t, addr, packet.V5).mustConnect(persistent(packet.V5, "p3"))
+	st := srv.Broker().Stats()
+	if st.SessionsRefused != 3 || st.PersistentSessions != 2 {
+		t.Errorf("SessionsRefused %d PersistentSessions %d, want 3 and 2", st.SessionsRefused, st.PersistentSessions)
+	}
+}
+
+// TestMaxRetained: beyond mqtt.max_retained_messages (or _bytes) a
+// retained message for a new topic is delivered to live subscribers but
+// not stored; replacing a stored one works; refusals are counted.
+func TestMaxRetained(t *testing.T) {
+	t.Parallel()
+	srv := startBroker(t, func(c *config.Config) {
+		c.MQTT.MaxRetainedMessages = 2
+		c.MQTT.MaxPacketSize = 1200
+		c.MQTT.MaxRetainedBytes = 2048
+	})
+	addr := tcpAddr(t, srv)
+	live := dialRaw(t, addr, packet.V5)
+	live.mustConnect(rawConnect("live", true))
+	live.subscribe(1, packet.Properties{}, rawSub("r/#", 0))
+	pub := dialRaw(t, addr, packet.V5)
+	pub.mustConnect(rawConnect("pub", true))
+	for _, tp := range []string{"r/a", "r/b", "r/c", "r/a"} {
+		pub.send(&packet.Publish{Topic: tp, Retain: true, Payload: []byte("v-" + tp)})
+		if got := live.publishes(1)[0]; got.Topic != tp {
+			t.Fatalf("live subscriber got %s, want %s", got.Topic, tp)
+		}
+	}
+	// Each SUBSCRIBE's retained messages come before the next SUBACK.
+	late := dialRaw(t, addr, packet.V5)
+	late.mustConnect(rawConnect("late", true))
+	late.send(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{rawSub("r/c", 0)}})
+	late.send(&packet.Subscribe{PacketID: 2, Subscriptions: []packet.Subscription{rawSub("r/a", 0)}})
+	for {
+		p, _, err := late.readPacket(waitTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pp, ok := p.(*packet.Publish); ok {
+			if pp.Topic == "r/c" {
+				t.Errorf("r/c was stored beyond max_retained_messages")
+			}
+			if pp.Topic == "r/a" {
+				break
+			}
+		}
+	}
+	if st := srv.Broker().Stats(); st.Retained != 2 || st.RetainedRefused != 1 {
+		t.Errorf("Retained %d RetainedRefused %d, want 2 and 1", st.Retained, st.RetainedRefused)
+	}
+	// Bytes: r/b grows to 1000 bytes, then r/a cannot (over 2048 in all).
+	big := strings.Repeat("x", 1000)
+	pub.send(&packet.Publish{Topic: "r/b", Retain: true, Payload: []byte(big)})
+	pub.send(&packet.Publish{Topic: "r/a", Retain: true, Payload: []byte(big + big[:100])})
+	live.publishes(2)
+	if st := srv.Broker().Stats(); st.RetainedRefused != 2 {
+		t.Errorf("RetainedRefused %d after going over max_retained_bytes, want 2", st.RetainedRefused)
+	}
+}
+
+// TestMaxQueuedBytes: a session's queue holds at most mqtt.max_queued_bytes
+// of topics and payloads; over it queue_overflow applies and each drop is
+// counted under queue_full.
+func TestMaxQueuedBytes(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		policy string
+		want   []string
+	}{
+		{"drop_new", []string{"q/0", "q/1"}},
+		{"drop_oldest", []string{"q/1", "q/2"}},
+	} {
+		t.Run(tc.policy, func(t *testing.T) {
+			t.Parallel()
+			srv := startBroker(t, func(c *config.Config) {
+				c.MQTT.MaxPacketSize = 4096
+				c.MQTT.MaxQueuedBytes = 4096
+				c.MQTT.QueueOverflow = tc.policy
+			})
+			addr := tcpAddr(t, srv)
+			c := connectV5(t, addr, v5Connect("q", false, 300))
+			c.subscribe(sub("q/#", 1), sub("marker", 0))
+			c.disconnect(0, nil)
+			waitClients(t, srv, 0)
+			p := connectV5(t, addr, v5Connect("p", true, 0))
+			payload := strings.Repeat("x", 1500) // two fit in 4096, three do not
+			for i := range 3 {
+				p.publish(fmt.Sprintf("q/%d", i), 1, payload)
+			}
+			c = connectV5(t, addr, v5Connect("q", false, 300))
+			p.publish("marker", 0, "m")
+			var got []string
+			for _, m := range recvUntil(t, c.msgs, "marker") {
+				got = append(got, m.Topic)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("%s: delivered %v, want %v", tc.policy, got, tc.want)
+			}
+			if d := srv.Broker().Stats().Drops["queue_full"]; d != 1 {
+				t.Errorf("%s: queue_full drops = %d, want 1", tc.policy, d)
+			}
+		})
+	}
+}
