@@ -90,7 +90,7 @@ type Broker struct {
 func (b *Broker) pollerLocked() *poller {
 	if b.poller == nil && !b.noPoller {
 		if b.readers == (readerBounds{}) {
-			b.readers = readerBounds{all: maxActive, fast: perCore(), stall: stallCheck, hold: waveHold}
+			b.readers = readerBounds{all: maxActive, fast: perCore(), stall: stallCheck}
 		}
 		p, err := newPoller(b.readers)
 		if err != nil {

@@ -72,10 +72,6 @@ type conn struct {
 	gen      uint32 // tells this conn's poller events from a reused descriptor's; guarded by poll.mu
 	deadline atomic.Int64
 	timer    *time.Timer
-	// wave is the open fan-out whose acknowledgement this connection owes
-	// (wave.go); held says the poller holds it there (poller-owned).
-	wave atomic.Pointer[wave]
-	held bool
 
 	// kick sets these from any goroutine.
 	kicked   atomic.Bool

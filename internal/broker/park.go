@@ -67,7 +67,6 @@ func (f *connFIFO) pop() *conn {
 type readerBounds struct {
 	all, fast int
 	stall     time.Duration
-	hold      time.Duration // the longest a wave holds a connection (wave.go)
 }
 
 // stallCheck is how long a backlog may make no progress before the bound

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -31,16 +30,11 @@ type poller struct {
 	maxActive  int
 	maxFast    int
 	stallEvery time.Duration
-	holdFor    time.Duration // the longest a wave holds a connection
 	active     int
 	fast       int
 	served     uint64 // readers finished, for the progress check
 	backlog    connFIFO
 	readers    *workers[*conn]
-
-	waves []*wave // open waves with held connections; loop-owned
-	// Waves released on their quorum and at their deadline.
-	quorums, dues atomic.Uint64
 }
 
 // parkEvents: readable or peer closed, edge-triggered (EPOLLET, 1<<31,
@@ -59,7 +53,7 @@ func newPoller(bounds readerBounds) (*poller, error) {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
 	p := &poller{epfd: epfd, done: make(chan struct{}), conns: make(map[int32]*conn),
-		maxActive: bounds.all, maxFast: min(bounds.all, bounds.fast), stallEvery: bounds.stall, holdFor: bounds.hold}
+		maxActive: bounds.all, maxFast: min(bounds.all, bounds.fast), stallEvery: bounds.stall}
 	p.readers = newWorkers(p.serve)
 	if err := p.init(); err != nil {
 		p.closeFDs()
@@ -146,14 +140,9 @@ func (p *poller) run() {
 		return true
 	}
 	for !stop {
-		// Re-arm only when a check or a wave is due sooner, or the need
-		// changed: events come far more often than either.
+		// Re-arm only when a check is due sooner, or the need changed:
+		// events come far more often than either.
 		next := p.stalled(&w)
-		for _, wv := range p.waves {
-			if next.IsZero() || wv.deadline.Before(next) {
-				next = wv.deadline
-			}
-		}
 		if next.IsZero() != armed.IsZero() || (!armed.IsZero() && (next.Before(armed) || !time.Now().Before(armed))) {
 			armed = next
 			p.file.SetReadDeadline(armed)
@@ -163,68 +152,11 @@ func (p *poller) run() {
 			panic(fmt.Sprintf("broker: epoll: %v %v", werr, err))
 		}
 		for _, c := range ready {
-			if !p.hold(c) {
-				c.wakeup()
-			}
+			c.wakeup()
 		}
 		clear(ready)
 		ready = ready[:0]
-		p.releaseWaves(stop)
 	}
-}
-
-// hold keeps c, ready to read, with its open wave (wave.go), and reports
-// whether it did.
-func (p *poller) hold(c *conn) bool {
-	wv := c.wave.Load()
-	switch {
-	case wv == nil:
-		return false
-	case c.held:
-		return true // woken with its wave
-	case wv.closed:
-		c.wave.CompareAndSwap(wv, nil)
-		return false
-	}
-	c.held = true
-	wv.held = append(wv.held, c)
-	if !wv.listed {
-		wv.listed = true
-		wv.deadline = time.Now().Add(p.holdFor)
-		p.waves = append(p.waves, wv)
-	}
-	return true
-}
-
-// releaseWaves wakes the connections of every wave that has its quorum or
-// is due, and of all of them when the loop stops.
-func (p *poller) releaseWaves(all bool) {
-	if len(p.waves) == 0 {
-		return
-	}
-	now := time.Now()
-	open := p.waves[:0]
-	for _, wv := range p.waves {
-		switch {
-		case all:
-		case wv.quorum():
-			p.quorums.Add(1)
-		case now.Before(wv.deadline):
-			open = append(open, wv)
-			continue
-		default:
-			p.dues.Add(1)
-		}
-		wv.closed = true
-		for _, c := range wv.held {
-			c.held = false
-			c.wave.CompareAndSwap(wv, nil)
-			c.wakeup()
-		}
-		wv.held = nil
-	}
-	clear(p.waves[len(open):])
-	p.waves = open
 }
 
 // spawn serves c, taken from the parked state, on a reader goroutine, or

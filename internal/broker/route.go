@@ -45,8 +45,6 @@ type scratch struct {
 	// wakeup for many, and the routing goroutine is not held up by the
 	// queue's goroutines at every delivery of a large fan-out.
 	flush []*conn
-	// wave collects the acknowledgements a large QoS 1/2 pass asks for.
-	wave *wave
 }
 
 // flushBatch is how many connections a routing pass hands to the flush
@@ -70,7 +68,6 @@ var scratches = sync.Pool{New: func() any { return &scratch{idx: make(map[*sessi
 
 func (sc *scratch) reset() {
 	sc.pushFlush()
-	sc.endWave()
 	clear(sc.targets)
 	sc.targets = sc.targets[:0]
 	clear(sc.idx)
@@ -155,7 +152,6 @@ func (b *Broker) route(m *Message, w *storeWait) {
 	if n := len(sc.targets); n > 1 {
 		sc.arenaHint = min(n*(len(m.Topic)+24), 16<<10)
 	}
-	sc.startWave(len(sc.targets), m.QoS)
 	for i := range sc.targets {
 		b.deliverTarget(&sc.targets[i], m, sc, w)
 	}
