@@ -42,14 +42,28 @@ const maxActive = 256
 // every core at once (docs/broker.md, "Latency at a fixed rate").
 func perCore() int { return max(2, runtime.GOMAXPROCS(0)) }
 
-// connFIFO is a queue of connections in arrival order.
+// connFIFO is a queue of connections in arrival order. Its backing array
+// stays within about twice the most connections it held at once, even when
+// it never empties: a push into a full array first moves the live part to
+// the front when at least half of the array is popped slots.
 type connFIFO struct {
 	q    []*conn
 	head int
 }
 
-func (f *connFIFO) len() int     { return len(f.q) - f.head }
-func (f *connFIFO) push(c *conn) { f.q = append(f.q, c) }
+func (f *connFIFO) len() int { return len(f.q) - f.head }
+
+func (f *connFIFO) push(c *conn) {
+	if len(f.q) == cap(f.q) && f.head > 0 && f.head >= len(f.q)/2 {
+		n := copy(f.q, f.q[f.head:])
+		clear(f.q[n:])
+		f.q, f.head = f.q[:n], 0
+	}
+	f.q = append(f.q, c)
+}
+
+// fifoKeep is the largest backing array an emptied connFIFO keeps.
+const fifoKeep = 1024
 
 // pop takes the oldest connection; the queue must not be empty.
 func (f *connFIFO) pop() *conn {
@@ -58,6 +72,9 @@ func (f *connFIFO) pop() *conn {
 	f.head++
 	if f.head == len(f.q) {
 		f.q, f.head = f.q[:0], 0
+		if cap(f.q) > fifoKeep {
+			f.q = nil // a burst's array is not kept for good
+		}
 	}
 	return c
 }
