@@ -83,6 +83,15 @@ type Broker struct {
 	poller   *poller
 	noPoller bool         // making it failed: connections block in Read
 	readers  readerBounds // the poller's; tests change them
+	// pollFault fails the poller's waits with what it returns (tests).
+	pollFault func() error
+}
+
+// pollFailed logs and counts a failed wait of the poller, which recovers
+// from it on a new epoll set.
+func (b *Broker) pollFailed(err error) {
+	b.stats.pollErrors.Add(1)
+	b.log.Error("poller: wait failed; recovering on a new epoll set", "err", err)
 }
 
 // pollerLocked returns the broker's poller, making it on first use, or nil
@@ -92,7 +101,7 @@ func (b *Broker) pollerLocked() *poller {
 		if b.readers == (readerBounds{}) {
 			b.readers = readerBounds{all: maxActive, fast: perCore(), stall: stallCheck}
 		}
-		p, err := newPoller(b.readers)
+		p, err := newPoller(b.readers, b.pollFailed, b.pollFault)
 		if err != nil {
 			b.noPoller = true
 			b.log.Debug("idle connections keep a reader goroutine", "err", err)

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -13,12 +14,18 @@ import (
 // parked connection of a broker (park.go). Descriptors are registered once,
 // edge-triggered, so parking costs no system call.
 type poller struct {
-	epfd  int
-	file  *os.File        // epfd, for the runtime poller
-	raw   syscall.RawConn // file's
-	wake  [2]int          // a pipe: a byte on wake[1] stops the loop
-	done  chan struct{}
+	wake [2]int // a pipe: a byte on wake[1] stops the loop
+	quit chan struct{}
+	done chan struct{}
+	// onErr is told of every failed wait, before the poller retries it on
+	// a new epoll set (recover).
+	onErr func(error)
+	// fault, when set, fails a wait with what it returns (tests).
+	fault func() error
+
+	// mu guards the epoll set (which recover replaces) and the registry.
 	mu    sync.Mutex
+	set   epollSet
 	conns map[int32]*conn // by descriptor
 	gen   uint32
 
@@ -37,72 +44,136 @@ type poller struct {
 	readers    *workers[*conn]
 }
 
+// epollSet is one epoll descriptor and its handle in the runtime poller.
+type epollSet struct {
+	epfd int
+	file *os.File        // epfd, for the runtime poller
+	raw  syscall.RawConn // file's
+}
+
 // parkEvents: readable or peer closed, edge-triggered (EPOLLET, 1<<31,
 // which package syscall spells as a negative int).
 const parkEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | 1<<31
 
-// newPoller starts a poller whose readers run within bounds.
+// newPoller starts a poller whose readers run within bounds; onErr hears
+// of every wait that failed (the poller recovers from it, see recover).
 //
 // The epoll descriptor is itself waited on through the runtime's network
 // poller (an epoll set is readable while it has events), so the loop
 // goroutine is woken by the scheduler like any reader, rather than holding
 // a thread blocked in epoll_wait that needs a P back before it can run.
-func newPoller(bounds readerBounds) (*poller, error) {
-	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
-	if err != nil {
-		return nil, fmt.Errorf("epoll_create1: %w", err)
-	}
-	p := &poller{epfd: epfd, done: make(chan struct{}), conns: make(map[int32]*conn),
+func newPoller(bounds readerBounds, onErr func(error), fault func() error) (*poller, error) {
+	p := &poller{quit: make(chan struct{}), done: make(chan struct{}), conns: make(map[int32]*conn),
+		onErr: onErr, fault: fault,
 		maxActive: bounds.all, maxFast: min(bounds.all, bounds.fast), stallEvery: bounds.stall}
 	p.readers = newWorkers(p.serve)
-	if err := p.init(); err != nil {
+	if err := syscall.Pipe2(p.wake[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
+		return nil, fmt.Errorf("pipe2: %w", err)
+	}
+	set, err := p.newSet()
+	if err != nil {
 		p.closeFDs()
 		return nil, err
 	}
+	p.set = set
 	go p.run()
 	return p, nil
 }
 
-func (p *poller) init() error {
-	if err := syscall.SetNonblock(p.epfd, true); err != nil {
+// newSet makes an epoll set that holds the wake pipe.
+func (p *poller) newSet() (epollSet, error) {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return epollSet{}, fmt.Errorf("epoll_create1: %w", err)
+	}
+	s := epollSet{epfd: epfd}
+	if err := s.init(p.wake[0]); err != nil {
+		s.close()
+		return epollSet{}, err
+	}
+	return s, nil
+}
+
+func (s *epollSet) init(wake int) error {
+	if err := syscall.SetNonblock(s.epfd, true); err != nil {
 		return fmt.Errorf("epoll: nonblocking: %w", err)
 	}
-	p.file = os.NewFile(uintptr(p.epfd), "epoll")
-	if err := p.file.SetReadDeadline(time.Time{}); err != nil {
+	s.file = os.NewFile(uintptr(s.epfd), "epoll")
+	if err := s.file.SetReadDeadline(time.Time{}); err != nil {
 		return fmt.Errorf("epoll: not pollable: %w", err)
 	}
-	raw, err := p.file.SyscallConn()
+	raw, err := s.file.SyscallConn()
 	if err != nil {
 		return err
 	}
-	p.raw = raw
-	if err := syscall.Pipe2(p.wake[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
-		return fmt.Errorf("pipe2: %w", err)
-	}
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(p.wake[0])}
-	if err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, p.wake[0], &ev); err != nil {
+	s.raw = raw
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(wake)}
+	if err := syscall.EpollCtl(s.epfd, syscall.EPOLL_CTL_ADD, wake, &ev); err != nil {
 		return fmt.Errorf("epoll_ctl: %w", err)
 	}
 	return nil
 }
 
+func (s *epollSet) close() {
+	if s.file != nil {
+		s.file.Close()
+	} else if s.epfd > 0 {
+		syscall.Close(s.epfd)
+	}
+}
+
 func (p *poller) closeFDs() {
-	if p.wake != [2]int{} {
-		syscall.Close(p.wake[0])
-		syscall.Close(p.wake[1])
-	}
-	if p.file != nil {
-		p.file.Close()
-	} else {
-		syscall.Close(p.epfd)
-	}
+	syscall.Close(p.wake[0])
+	syscall.Close(p.wake[1])
+	p.set.close()
 }
 
 // stop ends the loop and waits for it.
 func (p *poller) stop() {
 	p.readers.stop()
+	close(p.quit)
 	syscall.Write(p.wake[1], []byte{0})
 	<-p.done
+}
+
+// Backoff between failed waits.
+const (
+	pollRetryMin = time.Millisecond
+	pollRetryMax = time.Second
+)
+
+// recover answers a failed wait: it reports err, waits (longer after each
+// failure in a row) and replaces the epoll set with a new one holding
+// every registered descriptor. A descriptor that is readable when it joins
+// the new set raises an event there at once, so no arrival is lost. It
+// returns the next backoff, or false when the poller is stopping.
+func (p *poller) recover(err error, backoff time.Duration) (time.Duration, bool) {
+	p.onErr(err)
+	t := time.NewTimer(backoff)
+	defer t.Stop()
+	select {
+	case <-p.quit:
+		return 0, false
+	case <-t.C:
+	}
+	next := min(2*backoff, pollRetryMax)
+	set, nerr := p.newSet()
+	if nerr != nil {
+		p.onErr(fmt.Errorf("epoll: recreate: %w", nerr))
+		return next, true
+	}
+	p.mu.Lock()
+	old := p.set
+	p.set = set
+	for fd, c := range p.conns {
+		ev := syscall.EpollEvent{Events: parkEvents, Fd: fd, Pad: int32(c.gen)}
+		c.raw.Control(func(ufd uintptr) { // a closed one is forgotten soon
+			syscall.EpollCtl(set.epfd, syscall.EPOLL_CTL_ADD, int(ufd), &ev)
+		})
+	}
+	p.mu.Unlock()
+	old.close()
+	return next, true
 }
 
 // run waits for events and wakes their connections. The generation in each
@@ -120,7 +191,12 @@ func (p *poller) run() {
 	// harvest is made once: a closure made at each wait would be
 	// allocated at each wait.
 	harvest := func(uintptr) bool {
-		n, err := epollNow(p.epfd, evs)
+		if p.fault != nil {
+			if werr = p.fault(); werr != nil {
+				return true
+			}
+		}
+		n, err := epollNow(p.set.epfd, evs)
 		if err != nil && err != syscall.EINTR {
 			werr = err
 			return true
@@ -139,18 +215,29 @@ func (p *poller) run() {
 		p.mu.Unlock()
 		return true
 	}
+	backoff := pollRetryMin
 	for !stop {
 		// Re-arm only when a check is due sooner, or the need changed:
 		// events come far more often than either.
 		next := p.stalled(&w)
 		if next.IsZero() != armed.IsZero() || (!armed.IsZero() && (next.Before(armed) || !time.Now().Before(armed))) {
 			armed = next
-			p.file.SetReadDeadline(armed)
+			p.set.file.SetReadDeadline(armed)
 		}
-		err := p.raw.Read(harvest)
-		if werr != nil || (err != nil && !errors.Is(err, os.ErrDeadlineExceeded)) {
-			panic(fmt.Sprintf("broker: epoll: %v %v", werr, err))
+		err := p.set.raw.Read(harvest)
+		if werr == nil && errors.Is(err, os.ErrDeadlineExceeded) {
+			err = nil
 		}
+		if werr != nil || err != nil {
+			var ok bool
+			if backoff, ok = p.recover(cmp.Or(werr, err), backoff); !ok {
+				return
+			}
+			werr, armed = nil, time.Time{}
+			p.set.file.SetReadDeadline(armed)
+			continue
+		}
+		backoff = pollRetryMin
 		for _, c := range ready {
 			c.wakeup()
 		}
@@ -259,15 +346,15 @@ func (p *poller) stalled(w *stallWatch) time.Time {
 // register adds c's descriptor to the epoll set, once.
 func (p *poller) register(c *conn) error {
 	var err error
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	cerr := c.raw.Control(func(fd uintptr) {
-		p.mu.Lock()
 		p.gen++
 		c.gen = p.gen
 		p.conns[int32(fd)] = c
-		p.mu.Unlock()
 		c.added = true
 		ev := syscall.EpollEvent{Events: parkEvents, Fd: int32(fd), Pad: int32(c.gen)}
-		if e := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev); e != nil {
+		if e := syscall.EpollCtl(p.set.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev); e != nil {
 			err = fmt.Errorf("epoll_ctl: %w", e)
 		}
 	})
@@ -283,10 +370,10 @@ func (p *poller) remove(c *conn) {
 	if !c.added {
 		return
 	}
-	c.raw.Control(func(fd uintptr) {
-		syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
-	})
 	p.mu.Lock()
+	c.raw.Control(func(fd uintptr) {
+		syscall.EpollCtl(p.set.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
+	})
 	if p.conns[c.fd] == c {
 		delete(p.conns, c.fd)
 	}

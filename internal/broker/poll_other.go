@@ -8,7 +8,9 @@ import "errors"
 // connection has a reader goroutine blocked in Read.
 type poller struct{}
 
-func newPoller(readerBounds) (*poller, error) { return nil, errors.New("no poller on this platform") }
+func newPoller(readerBounds, func(error), func() error) (*poller, error) {
+	return nil, errors.New("no poller on this platform")
+}
 
 func (p *poller) stop()                  {}
 func (p *poller) register(c *conn) error { return errors.New("no poller") }

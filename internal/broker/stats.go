@@ -43,6 +43,7 @@ type Stats struct {
 	Subscriptions    int64
 	Retained         int64
 	Drops            map[string]uint64 // by DropReason name
+	PollErrors       uint64            // failed waits of the poller, each recovered from
 }
 
 // counters are the broker's live counters.
@@ -52,6 +53,7 @@ type counters struct {
 	publishesIn, publishesOut atomic.Uint64
 	bytesIn, bytesOut         atomic.Uint64
 	drops                     [numDropReasons]atomic.Uint64
+	pollErrors                atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -67,6 +69,7 @@ func (b *Broker) Stats() Stats {
 		Subscriptions:    int64(b.subs.Len() + b.shared.Len()),
 		Retained:         int64(b.retained.Len()),
 		Drops:            make(map[string]uint64, numDropReasons),
+		PollErrors:       b.stats.pollErrors.Load(),
 	}
 	b.mu.Lock()
 	s.Sessions = int64(len(b.sessions))

@@ -41,6 +41,7 @@ func (b *Broker) publishSys() {
 		{"bytes/sent", u(st.BytesOut)},
 		{"subscriptions/count", i(st.Subscriptions)},
 		{"retained messages/count", i(st.Retained)},
+		{"poll/errors", u(st.PollErrors)},
 	} {
 		b.publishSysValue(kv[0], kv[1])
 	}
