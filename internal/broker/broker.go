@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,10 +70,11 @@ type Broker struct {
 	mu       sync.Mutex
 	sessions map[string]*session
 	conns    map[*conn]struct{}
-	timers   map[*time.Timer]struct{} // session expiry and will delay timers
-	running  bool                     // Start was called
-	stopping bool                     // Shutdown began: new connections are refused
-	closing  bool                     // connections are gone: new goroutines are refused
+	timers   map[*time.Timer]struct{}  // session expiry and will delay timers
+	lingers  map[*net.TCPConn]struct{} // sockets draining before their close (linger)
+	running  bool                      // Start was called
+	stopping bool                      // Shutdown began: new connections are refused
+	closing  bool                      // connections are gone: new goroutines are refused
 	// connectMu serialises the session takeover step of CONNECT.
 	connectMu sync.Mutex
 	// retMu orders retained index updates with their store writes.
@@ -270,6 +272,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	}
 	b.mu.Lock()
 	b.closing = true
+	b.cutLingersLocked()
 	if b.poller != nil {
 		b.poller.stop()
 		b.poller = nil

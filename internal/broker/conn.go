@@ -76,6 +76,9 @@ type conn struct {
 	// kick sets these from any goroutine.
 	kicked   atomic.Bool
 	kickCode atomic.Pointer[packet.Code]
+	// sentDisconnect says the broker queued a DISCONNECT: the socket
+	// closes gracefully (closeSocket).
+	sentDisconnect atomic.Bool
 
 	// outAlias is the Topic Aliases we assigned; guarded by the session's mu
 	// like every other delivery state.

@@ -153,7 +153,7 @@ func (c *conn) flush() {
 			c.wmu.Unlock()
 			recycle(q, qp)
 			if closed {
-				c.nc.Close()
+				c.closeSocket()
 			} else if pump && c.sess != nil {
 				c.sess.pump(c)
 			}
@@ -291,8 +291,95 @@ func (c *conn) closeWrite() {
 	flushing := c.flushing
 	c.wmu.Unlock()
 	if !flushing {
-		c.nc.Close()
+		c.closeSocket()
 	}
+}
+
+// Bounds on draining a client's input before the close (linger); a
+// shutting down broker waits lingerShutdown at most.
+const (
+	lingerTime     = 2 * time.Second
+	lingerShutdown = 100 * time.Millisecond
+	lingerBytes    = 1 << 20
+)
+
+// cutLingersLocked shortens every linger to lingerShutdown. b.mu is held.
+func (b *Broker) cutLingersLocked() {
+	t := time.Now().Add(lingerShutdown)
+	for tcp := range b.lingers {
+		tcp.SetReadDeadline(t)
+	}
+}
+
+// closeSocket closes the socket once everything queued is written. After
+// a DISCONNECT from the broker it closes gracefully (linger): closing a
+// socket with unread input makes the kernel reset the connection and
+// discard what it had not sent yet, the DISCONNECT among it, whenever the
+// client reads slower than it writes.
+func (c *conn) closeSocket() {
+	tcp := tcpOf(c.nc)
+	if !c.sentDisconnect.Load() || tcp == nil {
+		c.nc.Close()
+		return
+	}
+	c.b.wg.Add(1) // the caller holds a count: never from zero
+	go c.linger(tcp)
+}
+
+// linger shuts down the writing side (a FIN follows the DISCONNECT, and a
+// TLS close_notify before it), then reads and discards what the client
+// sends until it closes too, at most lingerBytes or for lingerTime, and
+// closes the socket.
+func (c *conn) linger(tcp *net.TCPConn) {
+	defer c.b.wg.Done()
+	defer c.nc.Close()
+	if c.tlsc != nil {
+		c.tlsc.CloseWrite()
+	}
+	if tcp.CloseWrite() != nil {
+		return
+	}
+	b := c.b
+	b.mu.Lock()
+	d := lingerTime
+	if b.closing {
+		d = lingerShutdown
+	}
+	tcp.SetReadDeadline(time.Now().Add(d))
+	if b.lingers == nil {
+		b.lingers = make(map[*net.TCPConn]struct{})
+	}
+	b.lingers[tcp] = struct{}{}
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		delete(b.lingers, tcp)
+		b.mu.Unlock()
+	}()
+	var buf [512]byte
+	for n := 0; n < lingerBytes; {
+		m, err := tcp.Read(buf[:])
+		if err != nil {
+			return
+		}
+		n += m
+	}
+}
+
+// tcpOf finds the TCP socket beneath nc (TLS, WebSocket, PROXY protocol),
+// or nil.
+func tcpOf(nc net.Conn) *net.TCPConn {
+	for range 4 {
+		switch c := nc.(type) {
+		case *net.TCPConn:
+			return c
+		case interface{ NetConn() net.Conn }:
+			nc = c.NetConn()
+		default:
+			return nil
+		}
+	}
+	return nil
 }
 
 // sendDisconnect queues a v5 DISCONNECT with code [MQTT-4.13.2-1].
@@ -301,6 +388,7 @@ func (c *conn) sendDisconnect(code packet.Code) {
 	c.reasonString(&d.Props, code)
 	b, err := d.Encode(nil, packet.V5)
 	if err == nil {
+		c.sentDisconnect.Store(true)
 		c.send(b)
 	}
 }
