@@ -76,9 +76,9 @@ type conn struct {
 	// kick sets these from any goroutine.
 	kicked   atomic.Bool
 	kickCode atomic.Pointer[packet.Code]
-	// sentDisconnect says the broker queued a DISCONNECT: the socket
-	// closes gracefully (closeSocket).
-	sentDisconnect atomic.Bool
+	// graceful says the broker queued a DISCONNECT (or refused a CONNECT
+	// it did not read): the socket closes gracefully (closeSocket).
+	graceful atomic.Bool
 
 	// outAlias is the Topic Aliases we assigned; guarded by the session's mu
 	// like every other delivery state.
@@ -235,13 +235,19 @@ func (c *conn) readOnce() error {
 }
 
 // readBody continues a packet too large for what the last read returned,
-// reading straight into its exact-size body.
+// reading straight into its body: an exact-size one once connected, and
+// before that one that grows with the bytes that came (partialBody).
 func (c *conn) readBody() error {
+	if c.have == len(c.body) {
+		body := make([]byte, min(2*len(c.body), c.fh.Remaining))
+		copy(body, c.body)
+		c.body = body
+	}
 	n, err := c.read(c.body[c.have:])
 	c.got = c.got || n > 0
 	c.b.stats.bytesIn.Add(uint64(n))
 	c.have += n
-	if c.have == len(c.body) {
+	if c.have == c.fh.Remaining {
 		body := c.body
 		c.body, c.have = nil, 0
 		if herr := c.handle(c.fh, body); herr != nil {
@@ -274,12 +280,15 @@ func (c *conn) readPackets(buf []byte) (full bool, err error) {
 		if err != nil {
 			return false, c.fail(codeOf(err, packet.ErrMalformedPacket))
 		}
-		if max := c.b.cfg.MaxPacketSize; max > 0 && hl+fh.Remaining > int(max) {
+		if max := c.maxPacketIn(); max > 0 && hl+fh.Remaining > max {
+			if c.state == stateNew {
+				return false, c.connectTooLarge(data[hl:])
+			}
 			return false, c.fail(packet.ErrPacketTooLarge)
 		}
 		end := hl + fh.Remaining
 		if len(data) < end {
-			c.fh, c.body = fh, make([]byte, fh.Remaining)
+			c.fh, c.body = fh, c.partialBody(fh.Remaining, len(data)-hl)
 			c.have = copy(c.body, data[hl:])
 			break
 		}
@@ -300,6 +309,42 @@ func (c *conn) readPackets(buf []byte) (full bool, err error) {
 		return false, c.readErr(rerr)
 	}
 	return full, nil
+}
+
+// maxPacketIn is the largest packet the client may send now: before
+// CONNACK, CONNECT and AUTH are capped far below the largest packet
+// (MaxConnectPacketSize), since they come before authentication.
+func (c *conn) maxPacketIn() int {
+	max := int(c.b.cfg.MaxPacketSize)
+	if cm := int(c.b.cfg.MaxConnectPacketSize); c.state != stateConnected && cm > 0 && (max == 0 || cm < max) {
+		max = cm
+	}
+	return max
+}
+
+// partialBody is the body buffer of a packet of size bytes of which got
+// came: exact once connected; before, only twice what came (at least 1
+// KiB), grown by readBody as more comes, so that a client that declares a
+// large CONNECT and sends little pins little.
+func (c *conn) partialBody(size, got int) []byte {
+	if c.state == stateConnected {
+		return make([]byte, size)
+	}
+	return make([]byte, min(size, max(2*got, 1<<10)))
+}
+
+// connectTooLarge refuses a CONNECT over maxPacketIn, from its first bytes
+// vh: with CONNACK 0x95 if they say MQTT 5, else by closing. The socket
+// closes gracefully: the client is still sending the packet.
+func (c *conn) connectTooLarge(vh []byte) error {
+	c.graceful.Store(true)
+	if len(vh) >= 2 {
+		if n := int(vh[0])<<8 | int(vh[1]); len(vh) > 2+n && vh[2+n] == 5 {
+			c.version = packet.V5
+			return c.refuse(packet.ErrPacketTooLarge, nil)
+		}
+	}
+	return packet.ErrPacketTooLarge
 }
 
 // read reads from the connection; a nonblock one never waits and returns

@@ -318,7 +318,7 @@ func (b *Broker) cutLingersLocked() {
 // client reads slower than it writes.
 func (c *conn) closeSocket() {
 	tcp := tcpOf(c.nc)
-	if !c.sentDisconnect.Load() || tcp == nil {
+	if !c.graceful.Load() || tcp == nil {
 		c.nc.Close()
 		return
 	}
@@ -388,7 +388,7 @@ func (c *conn) sendDisconnect(code packet.Code) {
 	c.reasonString(&d.Props, code)
 	b, err := d.Encode(nil, packet.V5)
 	if err == nil {
-		c.sentDisconnect.Store(true)
+		c.graceful.Store(true)
 		c.send(b)
 	}
 }
