@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/culexmq/culex/internal/mqtt/packet"
+	"github.com/culexmq/culex/internal/netpoll"
 )
 
 // logBuffer is a log destination safe for the broker's goroutines.
@@ -36,7 +37,7 @@ func (l *logBuffer) String() string {
 // a connection parked before the failures and one parked during them are
 // both served afterwards.
 func TestPollerRecoversFromWaitErrors(t *testing.T) {
-	if !canPeek {
+	if !netpoll.CanPeek {
 		t.Skip("no parked connections")
 	}
 	const failures = 3

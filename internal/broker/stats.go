@@ -51,7 +51,6 @@ type counters struct {
 	connects, disconnects     atomic.Uint64
 	connected                 atomic.Int64
 	publishesIn, publishesOut atomic.Uint64
-	bytesIn, bytesOut         atomic.Uint64
 	drops                     [numDropReasons]atomic.Uint64
 	pollErrors                atomic.Uint64
 }
@@ -64,8 +63,6 @@ func (b *Broker) Stats() Stats {
 		ClientsConnected: b.stats.connected.Load(),
 		PublishesIn:      b.stats.publishesIn.Load(),
 		PublishesOut:     b.stats.publishesOut.Load(),
-		BytesIn:          b.stats.bytesIn.Load(),
-		BytesOut:         b.stats.bytesOut.Load(),
 		Subscriptions:    int64(b.subs.Len() + b.shared.Len()),
 		Retained:         int64(b.retained.Len()),
 		Drops:            make(map[string]uint64, numDropReasons),
@@ -73,6 +70,9 @@ func (b *Broker) Stats() Stats {
 	}
 	b.mu.Lock()
 	s.Sessions = int64(len(b.sessions))
+	if e := b.engine; e != nil {
+		s.BytesIn, s.BytesOut = e.BytesIn(), e.BytesOut()
+	}
 	b.mu.Unlock()
 	for i := range b.stats.drops {
 		s.Drops[DropReason(i).String()] = b.stats.drops[i].Load()

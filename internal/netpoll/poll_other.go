@@ -1,6 +1,6 @@
 //go:build !linux
 
-package broker
+package netpoll
 
 import "errors"
 
@@ -8,12 +8,12 @@ import "errors"
 // connection has a reader goroutine blocked in Read.
 type poller struct{}
 
-func newPoller(readerBounds, func(error), func() error) (*poller, error) {
+func newPoller(Bounds, func(error), func() error) (*poller, error) {
 	return nil, errors.New("no poller on this platform")
 }
 
 func (p *poller) stop()                  {}
-func (p *poller) register(c *conn) error { return errors.New("no poller") }
-func (p *poller) remove(c *conn)         {}
-func (p *poller) spawn(c *conn)          {}
+func (p *poller) register(c *Conn) error { return errors.New("no poller") }
+func (p *poller) remove(c *Conn)         {}
+func (p *poller) spawn(c *Conn)          {}
 func (p *poller) release()               {}

@@ -1,4 +1,4 @@
-package broker
+package netpoll
 
 import (
 	"cmp"
@@ -8,6 +8,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // poller is one epoll instance and the goroutine that waits on it for every
@@ -26,7 +28,7 @@ type poller struct {
 	// mu guards the epoll set (which recover replaces) and the registry.
 	mu    sync.Mutex
 	set   epollSet
-	conns map[int32]*conn // by descriptor
+	conns map[int32]*Conn // by descriptor
 	gen   uint32
 
 	// Readers run on at most maxFast goroutines that hold a fast slot, and
@@ -41,7 +43,7 @@ type poller struct {
 	fast       int
 	served     uint64 // readers finished, for the progress check
 	backlog    connFIFO
-	readers    *workers[*conn]
+	readers    *workers[*Conn]
 }
 
 // epollSet is one epoll descriptor and its handle in the runtime poller.
@@ -51,9 +53,8 @@ type epollSet struct {
 	raw  syscall.RawConn // file's
 }
 
-// parkEvents: readable or peer closed, edge-triggered (EPOLLET, 1<<31,
-// which package syscall spells as a negative int).
-const parkEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | 1<<31
+// parkEvents: readable or peer closed, edge-triggered.
+const parkEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET
 
 // newPoller starts a poller whose readers run within bounds; onErr hears
 // of every wait that failed (the poller recovers from it, see recover).
@@ -62,12 +63,12 @@ const parkEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | 1<<31
 // poller (an epoll set is readable while it has events), so the loop
 // goroutine is woken by the scheduler like any reader, rather than holding
 // a thread blocked in epoll_wait that needs a P back before it can run.
-func newPoller(bounds readerBounds, onErr func(error), fault func() error) (*poller, error) {
-	p := &poller{quit: make(chan struct{}), done: make(chan struct{}), conns: make(map[int32]*conn),
+func newPoller(bounds Bounds, onErr func(error), fault func() error) (*poller, error) {
+	p := &poller{quit: make(chan struct{}), done: make(chan struct{}), conns: make(map[int32]*Conn),
 		onErr: onErr, fault: fault,
-		maxActive: bounds.all, maxFast: min(bounds.all, bounds.fast), stallEvery: bounds.stall}
+		maxActive: bounds.All, maxFast: min(bounds.All, bounds.Fast), stallEvery: bounds.Stall}
 	p.readers = newWorkers(p.serve)
-	if err := syscall.Pipe2(p.wake[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
+	if err := unix.Pipe2(p.wake[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
 		return nil, fmt.Errorf("pipe2: %w", err)
 	}
 	set, err := p.newSet()
@@ -82,7 +83,7 @@ func newPoller(bounds readerBounds, onErr func(error), fault func() error) (*pol
 
 // newSet makes an epoll set that holds the wake pipe.
 func (p *poller) newSet() (epollSet, error) {
-	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return epollSet{}, fmt.Errorf("epoll_create1: %w", err)
 	}
@@ -95,7 +96,7 @@ func (p *poller) newSet() (epollSet, error) {
 }
 
 func (s *epollSet) init(wake int) error {
-	if err := syscall.SetNonblock(s.epfd, true); err != nil {
+	if err := unix.SetNonblock(s.epfd, true); err != nil {
 		return fmt.Errorf("epoll: nonblocking: %w", err)
 	}
 	s.file = os.NewFile(uintptr(s.epfd), "epoll")
@@ -107,8 +108,8 @@ func (s *epollSet) init(wake int) error {
 		return err
 	}
 	s.raw = raw
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(wake)}
-	if err := syscall.EpollCtl(s.epfd, syscall.EPOLL_CTL_ADD, wake, &ev); err != nil {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}
+	if err := unix.EpollCtl(s.epfd, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
 		return fmt.Errorf("epoll_ctl: %w", err)
 	}
 	return nil
@@ -118,13 +119,13 @@ func (s *epollSet) close() {
 	if s.file != nil {
 		s.file.Close()
 	} else if s.epfd > 0 {
-		syscall.Close(s.epfd)
+		unix.Close(s.epfd)
 	}
 }
 
 func (p *poller) closeFDs() {
-	syscall.Close(p.wake[0])
-	syscall.Close(p.wake[1])
+	unix.Close(p.wake[0])
+	unix.Close(p.wake[1])
 	p.set.close()
 }
 
@@ -132,7 +133,7 @@ func (p *poller) closeFDs() {
 func (p *poller) stop() {
 	p.readers.stop()
 	close(p.quit)
-	syscall.Write(p.wake[1], []byte{0})
+	unix.Write(p.wake[1], []byte{0})
 	<-p.done
 }
 
@@ -166,9 +167,9 @@ func (p *poller) recover(err error, backoff time.Duration) (time.Duration, bool)
 	old := p.set
 	p.set = set
 	for fd, c := range p.conns {
-		ev := syscall.EpollEvent{Events: parkEvents, Fd: fd, Pad: int32(c.gen)}
+		ev := unix.EpollEvent{Events: parkEvents, Fd: fd, Pad: int32(c.gen)}
 		c.raw.Control(func(ufd uintptr) { // a closed one is forgotten soon
-			syscall.EpollCtl(set.epfd, syscall.EPOLL_CTL_ADD, int(ufd), &ev)
+			unix.EpollCtl(set.epfd, unix.EPOLL_CTL_ADD, int(ufd), &ev)
 		})
 	}
 	p.mu.Unlock()
@@ -182,8 +183,8 @@ func (p *poller) recover(err error, backoff time.Duration) (time.Duration, bool)
 func (p *poller) run() {
 	defer close(p.done)
 	defer p.closeFDs()
-	evs := make([]syscall.EpollEvent, 256)
-	ready := make([]*conn, 0, len(evs))
+	evs := make([]unix.EpollEvent, 256)
+	ready := make([]*Conn, 0, len(evs))
 	var w stallWatch
 	var armed time.Time // the wait's deadline: the next stall check
 	stop := false
@@ -197,7 +198,7 @@ func (p *poller) run() {
 			}
 		}
 		n, err := epollNow(p.set.epfd, evs)
-		if err != nil && err != syscall.EINTR {
+		if err != nil && err != unix.EINTR {
 			werr = err
 			return true
 		}
@@ -248,7 +249,7 @@ func (p *poller) run() {
 
 // spawn serves c, taken from the parked state, on a reader goroutine, or
 // queues it while the bounds are reached.
-func (p *poller) spawn(c *conn) {
+func (p *poller) spawn(c *Conn) {
 	p.qmu.Lock()
 	if p.fast >= p.maxFast || p.active >= p.maxActive {
 		p.backlog.push(c)
@@ -262,7 +263,7 @@ func (p *poller) spawn(c *conn) {
 }
 
 // serve runs c's reader and then whatever waits in the backlog.
-func (p *poller) serve(c *conn) {
+func (p *poller) serve(c *Conn) {
 	held := true // a fast slot
 	for c != nil {
 		c.fast = held
@@ -273,7 +274,7 @@ func (p *poller) serve(c *conn) {
 
 // next takes the oldest waiting connection if a fast slot is free (the
 // caller's own, if it still holds it), or retires the caller.
-func (p *poller) next(held *bool) *conn {
+func (p *poller) next(held *bool) *Conn {
 	p.qmu.Lock()
 	defer p.qmu.Unlock()
 	p.served++
@@ -324,7 +325,7 @@ func (p *poller) stalled(w *stallWatch) time.Time {
 		return time.Time{}
 	}
 	now := time.Now()
-	var extra []*conn
+	var extra []*Conn
 	switch {
 	case w.since.IsZero() || p.served != w.served:
 		w.served, w.since = p.served, now
@@ -344,7 +345,7 @@ func (p *poller) stalled(w *stallWatch) time.Time {
 }
 
 // register adds c's descriptor to the epoll set, once.
-func (p *poller) register(c *conn) error {
+func (p *poller) register(c *Conn) error {
 	var err error
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -353,8 +354,8 @@ func (p *poller) register(c *conn) error {
 		c.gen = p.gen
 		p.conns[int32(fd)] = c
 		c.added = true
-		ev := syscall.EpollEvent{Events: parkEvents, Fd: int32(fd), Pad: int32(c.gen)}
-		if e := syscall.EpollCtl(p.set.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev); e != nil {
+		ev := unix.EpollEvent{Events: parkEvents, Fd: int32(fd), Pad: int32(c.gen)}
+		if e := unix.EpollCtl(p.set.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev); e != nil {
 			err = fmt.Errorf("epoll_ctl: %w", e)
 		}
 	})
@@ -366,13 +367,13 @@ func (p *poller) register(c *conn) error {
 
 // remove forgets c; a descriptor still open is deregistered (a closed one
 // left the epoll set when it closed).
-func (p *poller) remove(c *conn) {
+func (p *poller) remove(c *Conn) {
 	if !c.added {
 		return
 	}
 	p.mu.Lock()
 	c.raw.Control(func(fd uintptr) {
-		syscall.EpollCtl(p.set.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
+		unix.EpollCtl(p.set.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
 	})
 	if p.conns[c.fd] == c {
 		delete(p.conns, c.fd)

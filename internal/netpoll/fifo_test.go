@@ -1,4 +1,4 @@
-package broker
+package netpoll
 
 import "testing"
 
@@ -7,7 +7,7 @@ import "testing"
 // emptied one gives a burst's array back.
 func TestConnFIFOBounded(t *testing.T) {
 	var f connFIFO
-	a, b := new(conn), new(conn)
+	a, b := new(Conn), new(Conn)
 	f.push(a)
 	f.push(b)
 	for range 1 << 20 {
