@@ -12,7 +12,6 @@ package netpoll
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -71,9 +70,8 @@ func New(cfg Config) *Engine {
 func (e *Engine) pollerLocked() *poller {
 	if e.poller == nil && !e.noPoller {
 		p, err := newPoller(e.cfg.Bounds, e.cfg.OnPollError, e.cfg.PollFault)
-		if err != nil {
+		if err != nil { // no poller here: idle connections keep a reader goroutine
 			e.noPoller = true
-			e.cfg.OnPollError(fmt.Errorf("no poller: idle connections keep a reader goroutine: %w", err))
 			return nil
 		}
 		e.poller = p
