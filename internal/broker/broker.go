@@ -1,7 +1,7 @@
 // Package broker is the MQTT 3.1, 3.1.1 and 5.0 session state machine and
-// router of one Culex node: connections, sessions, QoS flows, retained
-// messages, wills, keep-alive and $SYS. See docs/broker.md for the design,
-// the lock order and the overflow policy.
+// router of one Culex node: sessions, QoS flows, retained messages, wills,
+// keep-alive and $SYS. Its sockets are run by internal/netpoll. See
+// docs/broker.md for the behaviour, the lock order and the overflow policy.
 package broker
 
 import (

@@ -6,12 +6,12 @@ import (
 )
 
 // Parked readers. A TCP or TLS connection has no goroutine while it is idle:
-// its descriptor is registered with the broker's poller (one epoll instance
+// its descriptor is registered with the engine's poller (one epoll instance
 // and one goroutine for every connection, poll_linux.go), and a goroutine is
 // started to read only when the socket is readable, the read deadline has
 // passed or the connection is kicked. That goroutine owns the reader state
 // until it parks the connection again, so an idle connection holds no stack
-// and no buffer: only its conn, session and socket.
+// and no buffer: only its Conn, its handler's state and the socket.
 //
 // The run state rs says who owns the reader:
 //
@@ -39,7 +39,7 @@ const MaxActive = 256
 // (so one long routing pass or torn-down socket never holds up the rest).
 // They then work like an event loop per core, taking connections in order,
 // instead of one goroutine per connection that the scheduler spreads over
-// every core at once (docs/broker.md, "Latency at a fixed rate").
+// every core at once (docs/perf-log.md, "Latency at a fixed rate").
 func PerCore() int { return max(2, runtime.GOMAXPROCS(0)) }
 
 // connFIFO is a queue of connections in arrival order. Its backing array

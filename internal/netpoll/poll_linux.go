@@ -13,7 +13,7 @@ import (
 )
 
 // poller is one epoll instance and the goroutine that waits on it for every
-// parked connection of a broker (park.go). Descriptors are registered once,
+// parked connection of an engine (park.go). Descriptors are registered once,
 // edge-triggered, so parking costs no system call.
 type poller struct {
 	wake [2]int // a pipe: a byte on wake[1] stops the loop

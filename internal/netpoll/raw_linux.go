@@ -22,8 +22,8 @@ const hasWritev = true
 // receiving side inside it). Each such handoff wakes a thread and keeps
 // sysmon polling at its shortest interval. At fan-out 1:1000 QoS 2 this
 // cut the broker's context switches to a third and brought its p99 with
-// 64 B payloads below Mosquitto's (docs/broker.md, "Latency at a fixed
-// rate", in docs/perf-log.md).
+// 64 B payloads below Mosquitto's (docs/perf-log.md, "Latency at a
+// fixed rate").
 
 // writevOp is the state of one writev through a RawConn, pooled with the
 // func the RawConn calls: a closure capturing the call's results would be

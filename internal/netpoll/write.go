@@ -304,7 +304,7 @@ func (c *Conn) Close() {
 
 // Linger makes the close graceful (closeSocket): call it when the last
 // packet queued is one the client must read although it may still be
-// writing (a DISCONNECT, a refusing CONNACK).
+// writing (in MQTT, a DISCONNECT or a CONNACK that refuses).
 func (c *Conn) Linger() { c.graceful.Store(true) }
 
 // Bounds on draining a client's input before the close (linger); a
