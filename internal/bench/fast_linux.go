@@ -7,7 +7,8 @@ import (
 	"os"
 	"syscall"
 	"time"
-	"unsafe"
+
+	"github.com/culexmq/culex/internal/netpoll"
 )
 
 // fastConn reads and writes a plain TCP connection with raw system calls.
@@ -16,7 +17,8 @@ import (
 // of TCP inside the call) has its processor handed to another thread,
 // which has to be woken. The load generator is most of the work on the
 // fan-out 1:1000 rows, so its own wakeups are part of what they measure.
-// The broker makes the same calls the same way (broker/writev_linux.go).
+// The calls are the socket engine's (internal/netpoll), which the broker
+// makes the same way; the bench still works against any broker.
 //
 // Reads come from the one reader goroutine, writes from whichever
 // goroutine holds the client's flushing token, so each side's state is
@@ -70,24 +72,16 @@ func (f *fastConn) Read(b []byte) (int, error) {
 
 // read reads once, or waits in the runtime poller while the socket is empty.
 func (f *fastConn) read(fd uintptr) bool {
-	var p unsafe.Pointer
-	if len(f.rb) > 0 {
-		p = unsafe.Pointer(&f.rb[0])
+	n, err := netpoll.ReadFD(fd, f.rb)
+	switch {
+	case err == nil:
+		f.rn = n
+	case err == netpoll.ErrAgain:
+		return false
+	default:
+		f.rerr = err
 	}
-	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(p), uintptr(len(f.rb)))
-		switch e {
-		case 0:
-			f.rn = int(n)
-			return true
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return false
-		default:
-			f.rerr = e
-			return true
-		}
-	}
+	return true
 }
 
 // Write writes all of b, waiting while the socket is full (under the write
@@ -128,16 +122,15 @@ func (f *fastConn) writeRaw(b []byte, wait bool) (int, error) {
 // while the socket is full.
 func (f *fastConn) write(fd uintptr) bool {
 	for len(f.wb) > 0 {
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&f.wb[0])), uintptr(len(f.wb)))
-		switch e {
-		case 0:
-			f.wn += int(n)
+		n, err := netpoll.WriteFD(fd, f.wb)
+		switch {
+		case err == nil:
+			f.wn += n
 			f.wb = f.wb[n:]
-		case syscall.EINTR:
-		case syscall.EAGAIN:
+		case err == netpoll.ErrAgain:
 			return !f.wwait
 		default:
-			f.werr = e
+			f.werr = err
 			return true
 		}
 	}

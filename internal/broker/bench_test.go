@@ -29,7 +29,10 @@ func (discardConn) Read(b []byte) (int, error)       { select {} }
 
 // fakeSession attaches a connected session writing to a discardConn.
 func fakeSession(b *Broker, id string, v packet.Version) (*session, *conn) {
-	c := &conn{b: b, nc: discardConn{}, recvMax: 65535, problem: true, version: v, state: stateConnected}
+	c := &conn{b: b, recvMax: 65535, problem: true, version: v, state: stateConnected}
+	b.mu.Lock()
+	c.sock = b.engineLocked().Open(discardConn{}, c)
+	b.mu.Unlock()
 	c.info = &ClientInfo{ClientID: id, Version: v}
 	s := newSession(b, id)
 	s.conn, s.info, s.version = c, c.info, v

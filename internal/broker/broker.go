@@ -1,7 +1,7 @@
 // Package broker is the MQTT 3.1, 3.1.1 and 5.0 session state machine and
-// router of one Culex node: connections, sessions, QoS flows, retained
-// messages, wills, keep-alive and $SYS. See docs/broker.md for the design,
-// the lock order and the overflow policy.
+// router of one Culex node: sessions, QoS flows, retained messages, wills,
+// keep-alive and $SYS. Its sockets are run by internal/netpoll. See
+// docs/broker.md for the behaviour, the lock order and the overflow policy.
 package broker
 
 import (
@@ -16,6 +16,7 @@ import (
 
 	"github.com/culexmq/culex/internal/config"
 	"github.com/culexmq/culex/internal/mqtt/topic"
+	"github.com/culexmq/culex/internal/netpoll"
 	"github.com/culexmq/culex/internal/store"
 )
 
@@ -71,7 +72,7 @@ type Broker struct {
 	started time.Time
 	idSeq   atomic.Uint64
 	sysStop chan struct{}
-	wg      sync.WaitGroup // connections, flushers, timer callbacks, $SYS
+	wg      sync.WaitGroup // timer callbacks, $SYS (the engine waits for its own)
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -85,30 +86,34 @@ type Broker struct {
 	// retMu orders retained index updates with their store writes.
 	retMu  sync.Mutex
 	retUse retainedUse
-	// poller parks idle TCP connections (park.go); made by the first one.
-	flushers *workers[*conn] // run conn.flush
-	fq       *flushQueue     // plain TCP writes that do not wait
-	poller   *poller
-	noPoller bool         // making it failed: connections block in Read
-	readers  readerBounds // the poller's; tests change them
+	// engine runs the sockets (internal/netpoll); made by the first
+	// connection.
+	engine  *netpoll.Engine
+	readers netpoll.Bounds // the engine's; tests change them
+	// pollFault fails the poller's waits with what it returns (tests).
+	pollFault func() error
 }
 
-// pollerLocked returns the broker's poller, making it on first use, or nil
-// when this platform has none. b.mu is held.
-func (b *Broker) pollerLocked() *poller {
-	if b.poller == nil && !b.noPoller {
-		if b.readers == (readerBounds{}) {
-			b.readers = readerBounds{all: maxActive, fast: perCore(), stall: stallCheck, hold: waveHold}
-		}
-		p, err := newPoller(b.readers)
-		if err != nil {
-			b.noPoller = true
-			b.log.Debug("idle connections keep a reader goroutine", "err", err)
-			return nil
-		}
-		b.poller = p
+// engineLocked returns the broker's socket engine, making it on first use.
+// b.mu is held.
+func (b *Broker) engineLocked() *netpoll.Engine {
+	if b.engine == nil {
+		b.engine = netpoll.New(netpoll.Config{
+			WriteTimeout: b.cfg.WriteTimeout,
+			MaxQueued:    b.outMax,
+			Bounds:       b.readers,
+			OnPollError:  b.pollFailed,
+			PollFault:    b.pollFault,
+		})
 	}
-	return b.poller
+	return b.engine
+}
+
+// pollFailed logs and counts a failed wait of the poller, which recovers
+// from it on a new epoll set.
+func (b *Broker) pollFailed(err error) {
+	b.stats.pollErrors.Add(1)
+	b.log.Error("poller: wait failed; recovering on a new epoll set", "err", err)
 }
 
 // New returns a broker; Start loads its state and starts its timers.
@@ -141,8 +146,6 @@ func New(opts Options) (*Broker, error) {
 		timers:   make(map[*time.Timer]struct{}),
 		sysStop:  make(chan struct{}),
 	}
-	b.flushers = newWorkers((*conn).flush)
-	b.fq = newFlushQueue()
 	if b.log == nil {
 		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -274,9 +277,9 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	}
 	b.mu.Lock()
 	b.closing = true
-	if b.poller != nil {
-		b.poller.stop()
-		b.poller = nil
+	e := b.engine
+	if e != nil {
+		e.Stop()
 	}
 	for t := range b.timers {
 		t.Stop()
@@ -284,12 +287,15 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	clear(b.timers)
 	b.mu.Unlock()
 	close(b.sysStop)
+	if e != nil {
+		if err := e.Wait(ctx); err != nil {
+			return fmt.Errorf("broker: shutdown: %w", err)
+		}
+	}
 	done := make(chan struct{})
 	go func() { b.wg.Wait(); close(done) }()
 	select {
 	case <-done:
-		b.flushers.stop()
-		b.fq.turners.stop()
 	case <-ctx.Done():
 		return fmt.Errorf("broker: shutdown: %w", ctx.Err())
 	}

@@ -1,18 +1,15 @@
 package broker
 
 import (
-	"crypto/tls"
 	"errors"
-	"io"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/culexmq/culex/internal/listener"
 	"github.com/culexmq/culex/internal/mqtt/packet"
+	"github.com/culexmq/culex/internal/netpoll"
 )
 
 // readBufSize is the size of the pooled read buffers. A packet that does not
@@ -28,36 +25,25 @@ const (
 	stateConnected              // CONNACK sent
 )
 
-// conn is one client connection. Whoever runs its reader (see park.go)
-// owns every field above wmu; the rest say who guards them.
+// conn is the protocol side of one client connection; sock is its socket
+// (internal/netpoll), which runs its reader: whoever runs the reader owns
+// every field above wmu; the rest say who guards them.
 type conn struct {
 	b    *Broker
-	nc   net.Conn
-	raw  syscall.RawConn // the TCP socket's (beneath TLS or WebSocket too); nil where canPeek is false
-	fd   int32           // raw's descriptor for peekFD; -1 without raw
-	tlsc *tls.Conn       // nc, or the conn beneath nc's WebSocket, when it is TLS: raw is its socket's, and it may hold read-ahead
-	poll *poller         // parks the idle reader; nil: a goroutine blocks in Read
-	fast bool            // the owning poller reader holds a fast slot (mayBlock)
+	sock *netpoll.Conn
 	info *ClientInfo
 	sess *session // set once connected; never changes
 
 	state     uint8
 	version   packet.Version
 	problem   bool          // v5 Request Problem Information: reason strings allowed
-	added     bool          // registered with poll
-	nonblock  bool          // parked plain TCP or WebSocket: reads never wait (errEmpty)
-	framed    bool          // nonblock WebSocket: nc reads the frames, readSocket the socket
-	drained   bool          // the last pollStep left the socket empty
-	short     bool          // the last nonblock read returned less than asked: the socket was empty
 	got       bool          // the last readOnce read MQTT bytes (a WebSocket ping alone is none)
-	tlsMore   bool          // tlsc may hold records read ahead of the last Read
-	draining  bool          // reading only what tlsc holds: a timeout means nothing
 	keepAlive time.Duration // read deadline after each read; 0: none
 	maxPacket uint32        // client's Maximum Packet Size; 0: none
 	recvMax   uint16        // client's Receive Maximum
 	aliasMax  uint16        // client's Topic Alias Maximum
 	fh        packet.FixedHeader
-	body      []byte // partial packet body, exact size
+	body      []byte // partial packet body
 	have      int    // bytes of body read so far
 	hdr       [5]byte
 	nhdr      uint8
@@ -65,42 +51,15 @@ type conn struct {
 	aliasLen  int               // bytes of the inAlias topics, at most MaxPacketSize
 	auth      *authState        // v5 enhanced authentication exchange
 	normal    bool              // DISCONNECT 0x00 received: no will
-	err       error             // why the reader stops
-
-	// Parked readers (poll != nil): the run state (park.go), the read
-	// deadline as a monoNow value (0: none) and the timer that enforces it.
-	rs       atomic.Uint32
-	gen      uint32 // tells this conn's poller events from a reused descriptor's; guarded by poll.mu
-	deadline atomic.Int64
-	timer    *time.Timer
-	// wave is the open fan-out whose acknowledgement this connection owes
-	// (wave.go); held says the poller holds it there (poller-owned).
-	wave atomic.Pointer[wave]
-	held bool
-
-	// kick sets these from any goroutine.
-	kicked   atomic.Bool
-	kickCode atomic.Pointer[packet.Code]
 
 	// outAlias is the Topic Aliases we assigned; guarded by the session's mu
 	// like every other delivery state.
 	outAlias outAliases
 
-	// wmu guards the outbound queue. A flush goroutine runs while flushing.
-	wmu        sync.Mutex
-	wq         [][]byte
-	wqp        *[][]byte // the pooled holder of wq
-	wbytes     int
-	flushing   bool
-	wclosed    bool
-	outBlocked bool // a QoS 1/2 message waited for the outbound bound
-	stepping   bool // the reader writes the queue at the end of its step (endStep)
-	// carry is what endStep's write left, for the flusher it starts; the
-	// flushing owner holds it. carryQ and carryQP are its queue, to recycle.
-	carry   [][]byte
-	carryQ  [][]byte
-	carryQP *[][]byte
-	wver    packet.Version // version for server-initiated packets from other goroutines
+	// wmu guards wver, the version for server-initiated packets from other
+	// goroutines.
+	wmu  sync.Mutex
+	wver packet.Version
 
 	// pmu guards the inbound PUBLISH pipeline (see inbound.go).
 	pmu      sync.Mutex
@@ -113,110 +72,71 @@ type conn struct {
 	throttled atomic.Bool
 }
 
+var _ netpoll.Handler = (*conn)(nil)
+
 // Handle serves one connection and closes conn. A TCP, TLS or WebSocket
-// (over TCP or TLS) connection is parked with the broker's poller and
-// Handle returns at once: no goroutine waits for an idle connection, one
-// runs only while there is something to read (see park.go and
-// docs/broker.md, idle connections). Other connections (no poller on this
-// platform) are served on the caller's goroutine, blocked in Read, until
-// they end. Either way Shutdown waits for the reader.
+// (over TCP or TLS) connection is parked in the engine's poller and Handle
+// returns at once: no goroutine waits for an idle connection, one runs
+// only while there is something to read (internal/netpoll). Other
+// connections (no poller on this platform) are served on the caller's
+// goroutine, blocked in Read, until they end. Either way Shutdown waits
+// for the reader.
 func (b *Broker) Handle(nc net.Conn, info listener.ConnInfo) {
 	c := b.newConn(nc, &info)
 	if c == nil {
 		return
 	}
-	if c.poll != nil {
-		c.start()
-		return
-	}
-	c.serve()
-	c.b.wg.Done()
+	c.sock.Start(c.connectTimeout())
 }
 
 // newConn registers a connection, or closes it and returns nil when the
 // broker is stopping.
 func (b *Broker) newConn(nc net.Conn, info *listener.ConnInfo) *conn {
-	c := &conn{b: b, nc: nc, recvMax: 65535, problem: true}
+	c := &conn{b: b, recvMax: 65535, problem: true}
 	c.info = &ClientInfo{Remote: info.Remote, Listener: info.Listener, TLS: info.TLS}
-	c.fd = -1
-	sc, _ := nc.(syscall.Conn)
-	if tc, ok := nc.(*tls.Conn); ok {
-		// The handshake may have read the CONNECT ahead already.
-		c.tlsc, c.tlsMore = tc, true
-		sc, _ = tc.NetConn().(syscall.Conn)
-	}
-	// WebSocket over plain TCP is parked like TCP: its frames are read
-	// through nc, which reads the socket with readSocket (never waiting).
-	// WebSocket over TLS is parked like TLS, on the TLS conn's socket.
-	ws, _ := nc.(listener.Framed)
-	if ws != nil {
-		sc = nil
-		switch under := ws.NetConn().(type) {
-		case *net.TCPConn:
-			sc = under
-		case *tls.Conn:
-			c.tlsc, c.tlsMore = under, true
-			sc, _ = under.NetConn().(syscall.Conn)
-		}
-	}
-	if sc != nil && canPeek {
-		if raw, err := sc.SyscallConn(); err == nil {
-			c.raw = raw
-			raw.Control(func(fd uintptr) { c.fd = int32(fd) })
-		}
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closing || b.stopping {
 		nc.Close()
 		return nil
 	}
-	if c.fd >= 0 {
-		c.poll = b.pollerLocked()
-		_, tcp := nc.(*net.TCPConn)
-		c.nonblock = c.poll != nil && (tcp || ws != nil && c.tlsc == nil)
-		if c.nonblock && ws != nil {
-			c.framed = true
-			ws.SetSource(c.readSocket)
-		}
+	if c.sock = b.engineLocked().Open(nc, c); c.sock == nil {
+		return nil
 	}
 	b.conns[c] = struct{}{}
-	b.wg.Add(1)
 	return c
 }
 
-// serve is the blocking reader loop of a connection that is not parked: it
-// blocks in Read with a pooled buffer and handles packets inline.
-func (c *conn) serve() {
-	c.setReadTimeout(c.connectTimeout())
-	for c.err == nil {
-		err := c.readOnce()
-		if err == nil && c.got && c.keepAlive > 0 {
-			c.nc.SetReadDeadline(time.Now().Add(c.keepAlive))
-		}
-		// kick stores the flag before expiring the deadline; checking it
-		// after extending the deadline means one of the two sees the other.
-		if c.kicked.Load() {
-			err = *c.kickCode.Load()
-		}
-		c.err = err
+// Step reads what the socket holds and handles it (netpoll.Handler); only
+// MQTT bytes count as traffic for the keep-alive [MQTT-3.1.2-24].
+func (c *conn) Step() error {
+	err := c.readOnce()
+	if err == nil && c.got && c.keepAlive > 0 {
+		c.sock.Touch(c.keepAlive)
 	}
-	c.teardown(c.err)
+	return err
+}
+
+// Expired is the error for a client that sent nothing in time
+// (netpoll.Handler).
+func (c *conn) Expired() error { return c.timedOut() }
+
+// Drained pumps the session once the socket took what the outbound bound
+// held back (netpoll.Handler).
+func (c *conn) Drained() {
+	if c.sess != nil {
+		c.sess.pump(c)
+	}
 }
 
 // setReadTimeout sets how long the client may send nothing: the CONNECT
 // timeout, then 1.5 times its keep-alive; 0 means forever.
-func (c *conn) setReadTimeout(d time.Duration) {
-	if c.poll != nil {
-		c.setDeadline(d)
-		return
-	}
-	var t time.Time
-	if d > 0 {
-		t = time.Now().Add(d)
-	}
-	c.nc.SetReadDeadline(t)
-}
+func (c *conn) setReadTimeout(d time.Duration) { c.sock.SetReadTimeout(d) }
+
+// mayBlock gives up the reader's fast slot before a call that may wait (an
+// authenticator, a throttled publisher), so that ready connections do not
+// wait behind it.
+func (c *conn) mayBlock() { c.sock.MayBlock() }
 
 // readOnce reads what the socket holds and handles it.
 func (c *conn) readOnce() error {
@@ -230,30 +150,32 @@ func (c *conn) readOnce() error {
 		full, err := c.readPackets(*bp)
 		// A busy connection filled the buffer: go on while more is
 		// already there, without a round trip through the reader.
-		if err != nil || !full || c.body != nil || c.fd < 0 || !peekFD(c.fd) {
+		if err != nil || !full || c.body != nil || !c.sock.More() {
 			return err
 		}
 	}
 }
 
 // readBody continues a packet too large for what the last read returned,
-// reading straight into its exact-size body.
+// reading straight into its body: an exact-size one once connected, and
+// before that one that grows with the bytes that came (partialBody).
 func (c *conn) readBody() error {
-	n, err := c.read(c.body[c.have:])
-	c.got = c.got || n > 0
-	c.b.stats.bytesIn.Add(uint64(n))
-	c.have += n
 	if c.have == len(c.body) {
+		body := make([]byte, min(2*len(c.body), c.fh.Remaining))
+		copy(body, c.body)
+		c.body = body
+	}
+	n, err := c.sock.Read(c.body[c.have:])
+	c.got = c.got || n > 0
+	c.have += n
+	if c.have == c.fh.Remaining {
 		body := c.body
 		c.body, c.have = nil, 0
 		if herr := c.handle(c.fh, body); herr != nil {
 			return herr
 		}
 	}
-	if err != nil {
-		return c.readErr(err)
-	}
-	return nil
+	return err
 }
 
 // readPackets reads into the pooled buf and handles every complete packet,
@@ -262,10 +184,9 @@ func (c *conn) readBody() error {
 func (c *conn) readPackets(buf []byte) (full bool, err error) {
 	n := copy(buf, c.hdr[:c.nhdr])
 	c.nhdr = 0
-	m, rerr := c.read(buf[n:])
+	m, rerr := c.sock.Read(buf[n:])
 	c.got = c.got || m > 0
 	full = n+m == len(buf)
-	c.b.stats.bytesIn.Add(uint64(m))
 	data := buf[:n+m]
 	for len(data) > 0 {
 		fh, hl, err := packet.ParseFixedHeader(data)
@@ -276,12 +197,15 @@ func (c *conn) readPackets(buf []byte) (full bool, err error) {
 		if err != nil {
 			return false, c.fail(codeOf(err, packet.ErrMalformedPacket))
 		}
-		if max := c.b.cfg.MaxPacketSize; max > 0 && hl+fh.Remaining > int(max) {
+		if max := c.maxPacketIn(); max > 0 && hl+fh.Remaining > max {
+			if c.state == stateNew {
+				return false, c.connectTooLarge(data[hl:])
+			}
 			return false, c.fail(packet.ErrPacketTooLarge)
 		}
 		end := hl + fh.Remaining
 		if len(data) < end {
-			c.fh, c.body = fh, make([]byte, fh.Remaining)
+			c.fh, c.body = fh, c.partialBody(fh.Remaining, len(data)-hl)
 			c.have = copy(c.body, data[hl:])
 			break
 		}
@@ -295,87 +219,46 @@ func (c *conn) readPackets(buf []byte) (full bool, err error) {
 			return false, err
 		}
 	}
-	if rerr == errEmpty {
-		return false, rerr
-	}
 	if rerr != nil {
-		return false, c.readErr(rerr)
+		return false, rerr
 	}
 	return full, nil
 }
 
-// read reads from the connection; a nonblock one never waits and returns
-// errEmpty when the socket holds nothing.
-func (c *conn) read(b []byte) (int, error) {
-	switch {
-	case !c.nonblock:
-		return c.nc.Read(b)
-	case c.framed:
-		// A read that ends with a frame says nothing about the socket.
-		n, err := c.nc.Read(b)
-		c.short = false
-		return n, err
+// maxPacketIn is the largest packet the client may send now: before
+// CONNACK, CONNECT and AUTH are capped far below the largest packet
+// (MaxConnectPacketSize), since they come before authentication.
+func (c *conn) maxPacketIn() int {
+	max := int(c.b.cfg.MaxPacketSize)
+	if cm := int(c.b.cfg.MaxConnectPacketSize); c.state != stateConnected && cm > 0 && (max == 0 || cm < max) {
+		max = cm
 	}
-	return c.readSocket(b)
+	return max
 }
 
-// readOp is the state of one read through a RawConn, pooled with the func
-// the RawConn calls, so that a read allocates nothing (see writevOp).
-type readOp struct {
-	fn  func(fd uintptr) bool // op.read
-	b   []byte
-	n   int
-	err error
+// partialBody is the body buffer of a packet of size bytes of which got
+// came: exact once connected; before, only twice what came (at least 1
+// KiB), grown by readBody as more comes, so that a client that declares a
+// large CONNECT and sends little pins little.
+func (c *conn) partialBody(size, got int) []byte {
+	if c.state == stateConnected {
+		return make([]byte, size)
+	}
+	return make([]byte, min(size, max(2*got, 1<<10)))
 }
 
-var readOps = sync.Pool{New: func() any {
-	op := new(readOp)
-	op.fn = op.read
-	return op
-}}
-
-func (op *readOp) read(fd uintptr) bool {
-	op.n, op.err = readFD(fd, op.b)
-	return true
-}
-
-// readSocket reads the socket of a nonblock connection without waiting:
-// errEmpty when it holds nothing.
-func (c *conn) readSocket(b []byte) (int, error) {
-	op := readOps.Get().(*readOp)
-	op.b = b
-	rerr := c.raw.Read(op.fn)
-	n, err := op.n, op.err
-	op.b, op.n, op.err = nil, 0, nil
-	readOps.Put(op)
-	if rerr != nil {
-		return 0, rerr
-	}
-	switch {
-	case err == errAgain:
-		return 0, errEmpty
-	case err != nil:
-		return 0, &net.OpError{Op: "read", Net: "tcp", Addr: c.nc.RemoteAddr(), Err: os.NewSyscallError("read", err)}
-	case n == 0 && len(b) > 0:
-		return 0, io.EOF
-	}
-	c.short = n < len(b)
-	return n, nil
-}
-
-// readErr turns a read deadline into the keep-alive or connect timeout.
-func (c *conn) readErr(err error) error {
-	if c.kicked.Load() {
-		return *c.kickCode.Load()
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		if c.draining {
-			return errDrained
+// connectTooLarge refuses a CONNECT over maxPacketIn, from its first bytes
+// vh: with CONNACK 0x95 if they say MQTT 5, else by closing. The socket
+// closes gracefully: the client is still sending the packet.
+func (c *conn) connectTooLarge(vh []byte) error {
+	c.sock.Linger()
+	if len(vh) >= 2 {
+		if n := int(vh[0])<<8 | int(vh[1]); len(vh) > 2+n && vh[2+n] == 5 {
+			c.version = packet.V5
+			return c.refuse(packet.ErrPacketTooLarge, nil)
 		}
-		return c.timedOut()
 	}
-	return err
+	return packet.ErrPacketTooLarge
 }
 
 // timedOut is the error for a client that sent nothing in time.
@@ -484,8 +367,6 @@ var (
 	errNotConnect     = &connError{"first packet is not CONNECT"}
 	errConnectTimeout = &connError{"no CONNECT within the connect timeout"}
 	errShutdown       = packet.ErrServerShuttingDown
-	errDrained        = &connError{"nothing read ahead"} // never ends a connection
-	errEmpty          = &connError{"nothing to read"}    // never ends a connection
 )
 
 // fail ends the connection for a protocol violation: a v5 client is told why
@@ -499,11 +380,9 @@ func (c *conn) fail(code packet.Code) error {
 
 // kick ends the connection from another goroutine (takeover, shutdown,
 // administrative action): a v5 client gets DISCONNECT with code, and the
-// reader is woken: a parked one by wakeup, a blocked one by an expired read
-// deadline.
+// reader is woken.
 func (c *conn) kick(code packet.Code) {
-	if c.kickCode.CompareAndSwap(nil, &code) {
-		c.kicked.Store(true)
+	if c.sock.Kick(code) {
 		c.pmu.Lock()
 		c.wakeLocked()
 		c.pmu.Unlock()
@@ -514,27 +393,19 @@ func (c *conn) kick(code packet.Code) {
 			c.sendDisconnect(code)
 		}
 	}
-	c.wakeReader()
+	c.sock.Wake()
 }
 
-// wakeReader makes the reader look at kicked now.
-func (c *conn) wakeReader() {
-	if c.poll != nil {
-		c.wakeup()
-		return
-	}
-	c.nc.SetReadDeadline(time.Unix(1, 0))
-}
-
-// teardown runs once when the reader stops: it releases the session, then
-// closes the socket once the queued bytes are written. Detaching first means
-// no message is handed to a connection the client already saw close.
-func (c *conn) teardown(err error) {
+// Closed runs once when the reader stops (netpoll.Handler): it releases
+// the session, then closes the socket once the queued bytes are written.
+// Detaching first means no message is handed to a connection the client
+// already saw close.
+func (c *conn) Closed(err error) {
 	c.body = nil
 	if c.state == stateConnected {
 		c.b.disconnected(c, err)
 	}
-	c.closeWrite()
+	c.sock.Close()
 	c.b.mu.Lock()
 	delete(c.b.conns, c)
 	c.b.mu.Unlock()

@@ -141,6 +141,9 @@ var v3Codes = map[byte]byte{
 // refuse sends a failed CONNACK and returns code to close the connection
 // [MQTT-3.2.2-7].
 func (c *conn) refuse(code packet.Code, props *packet.Properties) error {
+	// The client may still be sending (a will, a pipelined SUBSCRIBE): close
+	// gracefully so that a reset does not discard the CONNACK.
+	c.sock.Linger()
 	ack := &packet.Connack{ReasonCode: code.Value}
 	if c.version == packet.V5 {
 		if props != nil {

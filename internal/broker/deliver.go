@@ -116,9 +116,7 @@ func (c *conn) writePublish(om *outMsg, dup bool, sc *scratch, now int64) bool {
 }
 
 func (c *conn) isClosed() bool {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	return c.wclosed
+	return c.sock.Closing()
 }
 
 // outboundAlias picks the Topic Alias for p: a topic aliased on this

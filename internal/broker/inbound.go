@@ -191,7 +191,7 @@ func (c *conn) throttle() {
 		return
 	}
 	c.pmu.Lock()
-	for len(c.pend) >= max && !c.kicked.Load() {
+	for len(c.pend) >= max && !c.sock.Kicked() {
 		ch := make(chan struct{})
 		c.pwait = ch
 		c.pmu.Unlock()
@@ -199,14 +199,7 @@ func (c *conn) throttle() {
 		// on its queue must not wait for it (backpressure.go).
 		c.throttled.Store(true)
 		c.sess.releaseHolds()
-		if c.stepWrites() { // nothing queued may wait for the end of this step
-			c.endStep()
-		}
-		c.mayBlock()
-		<-ch
-		if c.stepWrites() {
-			c.beginStep()
-		}
+		c.sock.Block(func() { <-ch })
 		c.throttled.Store(false)
 		c.pmu.Lock()
 	}

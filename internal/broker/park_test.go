@@ -18,13 +18,14 @@ import (
 	"github.com/culexmq/culex/internal/config"
 	"github.com/culexmq/culex/internal/listener"
 	"github.com/culexmq/culex/internal/mqtt/packet"
+	"github.com/culexmq/culex/internal/netpoll"
 	"github.com/culexmq/culex/internal/testcert"
 )
 
 // TestIdleConnsHoldNoGoroutine: a connected, subscribed, idle plain TCP
 // client has no goroutine in the broker; it still gets its messages.
 func TestIdleConnsHoldNoGoroutine(t *testing.T) {
-	if !canPeek || runtime.GOOS != "linux" {
+	if !netpoll.CanPeek || runtime.GOOS != "linux" {
 		t.Skip("connections are parked on Linux only")
 	}
 	const n = 200
@@ -68,18 +69,18 @@ func TestKeepAliveExtendedByTraffic(t *testing.T) {
 // to two, the stall check lifts the bound; with one fast slot and no stall
 // check, a reader gives its slot up before it calls the authenticator.
 func TestReaderBacklog(t *testing.T) {
-	if !canPeek || runtime.GOOS != "linux" {
+	if !netpoll.CanPeek || runtime.GOOS != "linux" {
 		t.Skip("connections are parked on Linux only")
 	}
 	t.Run("stall check", func(t *testing.T) {
-		readerBacklog(t, readerBounds{all: 2, fast: 2, stall: stallCheck})
+		readerBacklog(t, netpoll.Bounds{All: 2, Fast: 2, Stall: netpoll.StallCheck})
 	})
 	t.Run("fast slot given up", func(t *testing.T) {
-		readerBacklog(t, readerBounds{all: maxActive, fast: 1, stall: time.Hour})
+		readerBacklog(t, netpoll.Bounds{All: netpoll.MaxActive, Fast: 1, Stall: time.Hour})
 	})
 }
 
-func readerBacklog(t *testing.T, bounds readerBounds) {
+func readerBacklog(t *testing.T, bounds netpoll.Bounds) {
 	release := make(chan struct{})
 	defer func() {
 		select {
@@ -109,7 +110,7 @@ func readerBacklog(t *testing.T, bounds readerBounds) {
 		defer tb.mu.Unlock()
 		parked := 0
 		for c := range tb.conns {
-			if c.rs.Load() == stParked {
+			if c.sock.Parked() {
 				parked++
 			}
 		}
@@ -232,7 +233,7 @@ func (c *batchConn) flush() error {
 // records that crypto/tls read ahead (several in one segment, which a peek
 // at the socket cannot see) are handled without waiting for more bytes.
 func TestTLSParked(t *testing.T) {
-	if !canPeek || runtime.GOOS != "linux" {
+	if !netpoll.CanPeek || runtime.GOOS != "linux" {
 		t.Skip("connections are parked on Linux only")
 	}
 	tb := startBroker(t, Options{AllowAnonymous: true})
@@ -305,7 +306,7 @@ func expectParked(t *testing.T, prefix string, dial func() *client, pub *client)
 // broker whole, and a client that stops inside a frame is disconnected at
 // its keep-alive.
 func TestWebSocketParked(t *testing.T) {
-	if !canPeek || runtime.GOOS != "linux" {
+	if !netpoll.CanPeek || runtime.GOOS != "linux" {
 		t.Skip("connections are parked on Linux only")
 	}
 	for _, scheme := range []string{"ws", "wss"} {
@@ -480,7 +481,7 @@ func (c *wsClientConn) SetDeadline(t time.Time) error {
 // and then nothing is disconnected at its keep-alive, although its reader
 // waits inside crypto/tls for the rest of the record.
 func TestTLSStalledRecordTimesOut(t *testing.T) {
-	if !canPeek || runtime.GOOS != "linux" {
+	if !netpoll.CanPeek || runtime.GOOS != "linux" {
 		t.Skip("connections are parked on Linux only")
 	}
 	tb := startBroker(t, Options{AllowAnonymous: true})

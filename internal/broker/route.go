@@ -7,6 +7,7 @@ import (
 
 	"github.com/culexmq/culex/internal/mqtt/packet"
 	"github.com/culexmq/culex/internal/mqtt/topic"
+	"github.com/culexmq/culex/internal/netpoll"
 )
 
 // target is one session a message goes to in a routing pass, with the
@@ -40,26 +41,12 @@ type scratch struct {
 	// shared is encoded.
 	arenaHint int
 	now       int64
-	// flush is connections this pass hands to the flush queue, pushed
-	// flushBatch at a time and at the end of the pass: one lock and one
-	// wakeup for many, and the routing goroutine is not held up by the
-	// queue's goroutines at every delivery of a large fan-out.
-	flush []*conn
-	// wave collects the acknowledgements a large QoS 1/2 pass asks for.
-	wave *wave
+	// flush is connections this pass hands to the flush queue, in
+	// batches (netpoll.Batch).
+	flush netpoll.Batch
 }
 
-// flushBatch is how many connections a routing pass hands to the flush
-// queue at once: small enough that the first writes start while it routes.
-const flushBatch = 32
-
-func (sc *scratch) pushFlush() {
-	if len(sc.flush) > 0 {
-		sc.flush[0].b.fq.pushAll(sc.flush)
-		clear(sc.flush)
-		sc.flush = sc.flush[:0]
-	}
-}
+func (sc *scratch) pushFlush() { sc.flush.Push() }
 
 type remoteTarget struct {
 	r   RemoteRoute
@@ -70,7 +57,6 @@ var scratches = sync.Pool{New: func() any { return &scratch{idx: make(map[*sessi
 
 func (sc *scratch) reset() {
 	sc.pushFlush()
-	sc.endWave()
 	clear(sc.targets)
 	sc.targets = sc.targets[:0]
 	clear(sc.idx)
@@ -155,7 +141,6 @@ func (b *Broker) route(m *Message, w *storeWait) {
 	if n := len(sc.targets); n > 1 {
 		sc.arenaHint = min(n*(len(m.Topic)+24), 16<<10)
 	}
-	sc.startWave(len(sc.targets), m.QoS)
 	for i := range sc.targets {
 		b.deliverTarget(&sc.targets[i], m, sc, w)
 	}

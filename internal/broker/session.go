@@ -203,11 +203,7 @@ func (s *session) pumpLocked(c *conn) {
 func (s *session) sendNewLocked(c *conn, om *outMsg, sc *scratch, now int64) bool {
 	om.pid = s.newPIDLocked()
 	om.state = outSent
-	joined := sc != nil && sc.joinWave(c)
 	if !c.sendPublish(om, sc, now) {
-		if joined {
-			sc.leaveWave() // no answer will come
-		}
 		om.pid, om.state = 0, outQueued
 		s.unstoreLocked(om)
 		return false

@@ -56,6 +56,7 @@ type Stats struct {
 	// RetainedRefused counts retained messages not stored at
 	// mqtt.max_retained_messages or mqtt.max_retained_bytes.
 	RetainedRefused uint64
+	PollErrors      uint64 // failed waits of the poller, each recovered from
 }
 
 // counters are the broker's live counters.
@@ -63,13 +64,13 @@ type counters struct {
 	connects, disconnects     atomic.Uint64
 	connected                 atomic.Int64
 	publishesIn, publishesOut atomic.Uint64
-	bytesIn, bytesOut         atomic.Uint64
 	drops                     [numDropReasons]atomic.Uint64
 	persistent                atomic.Int64 // sessions with persistent set and not gone
 	takeoverRefused           atomic.Uint64
 	bindingRefused            atomic.Uint64
 	sessionsRefused           atomic.Uint64
 	retainedRefused           atomic.Uint64
+	pollErrors                atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -80,8 +81,6 @@ func (b *Broker) Stats() Stats {
 		ClientsConnected: b.stats.connected.Load(),
 		PublishesIn:      b.stats.publishesIn.Load(),
 		PublishesOut:     b.stats.publishesOut.Load(),
-		BytesIn:          b.stats.bytesIn.Load(),
-		BytesOut:         b.stats.bytesOut.Load(),
 		Subscriptions:    int64(b.subs.Len() + b.shared.Len()),
 		Retained:         int64(b.retained.Len()),
 		Drops:            make(map[string]uint64, numDropReasons),
@@ -91,9 +90,13 @@ func (b *Broker) Stats() Stats {
 		BindingRefused:     b.stats.bindingRefused.Load(),
 		SessionsRefused:    b.stats.sessionsRefused.Load(),
 		RetainedRefused:    b.stats.retainedRefused.Load(),
+		PollErrors:         b.stats.pollErrors.Load(),
 	}
 	b.mu.Lock()
 	s.Sessions = int64(len(b.sessions))
+	if e := b.engine; e != nil {
+		s.BytesIn, s.BytesOut = e.BytesIn(), e.BytesOut()
+	}
 	b.mu.Unlock()
 	for i := range b.stats.drops {
 		s.Drops[DropReason(i).String()] = b.stats.drops[i].Load()

@@ -46,6 +46,7 @@ func (b *Broker) publishSys() {
 		{"clients/takeover_refused", u(st.TakeoverRefused)},
 		{"clients/binding_refused", u(st.BindingRefused)},
 		{"clients/sessions_refused", u(st.SessionsRefused)},
+		{"poll/errors", u(st.PollErrors)},
 	} {
 		b.publishSysValue(kv[0], kv[1])
 	}

@@ -62,6 +62,13 @@ type MQTT struct {
 	MaxKeepAlive uint16 `yaml:"max_keepalive"`
 	// MaxPacketSize is the largest packet accepted (bytes).
 	MaxPacketSize uint32 `yaml:"max_packet_size"`
+	// MaxConnectPacketSize caps CONNECT and the AUTH packets before CONNACK
+	// (bytes), which come before the client is authenticated (bigger ones
+	// get CONNACK 0x95 from v5, a close otherwise); max_packet_size caps it
+	// too. The default holds a will payload of the largest size a CONNECT
+	// carries (65,535 bytes) beside a client id, username, password, will
+	// topic and properties of 16 KiB each.
+	MaxConnectPacketSize uint32 `yaml:"max_connect_packet_size"`
 	// ReceiveMaximum is how many unacknowledged QoS 1/2 publishes a client
 	// may send us at once; a v5 client that exceeds it gets DISCONNECT 0x93.
 	ReceiveMaximum uint16 `yaml:"receive_maximum"`
@@ -388,6 +395,7 @@ func Default() Config {
 			ConnectTimeout:            10 * time.Second,
 			MaxKeepAlive:              0,
 			MaxPacketSize:             1 << 20,
+			MaxConnectPacketSize:      128 << 10,
 			ReceiveMaximum:            1024,
 			MaxInflight:               1024,
 			MaxQueuedMessages:         10000,

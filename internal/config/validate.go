@@ -35,6 +35,9 @@ func (c *Config) Validate() error {
 	if m.MaxPacketSize < 64 || m.MaxPacketSize > 268435455 {
 		bad("mqtt.max_packet_size", "%d is outside 64..268435455 bytes", m.MaxPacketSize)
 	}
+	if m.MaxConnectPacketSize < 64 || m.MaxConnectPacketSize > 268435455 {
+		bad("mqtt.max_connect_packet_size", "%d is outside 64..268435455 bytes", m.MaxConnectPacketSize)
+	}
 	if m.ReceiveMaximum == 0 {
 		bad("mqtt.receive_maximum", "must be at least 1 [MQTT-3.2.2-17]")
 	}

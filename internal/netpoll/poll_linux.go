@@ -1,26 +1,34 @@
-package broker
+package netpoll
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // poller is one epoll instance and the goroutine that waits on it for every
-// parked connection of a broker (park.go). Descriptors are registered once,
+// parked connection of an engine (park.go). Descriptors are registered once,
 // edge-triggered, so parking costs no system call.
 type poller struct {
-	epfd  int
-	file  *os.File        // epfd, for the runtime poller
-	raw   syscall.RawConn // file's
-	wake  [2]int          // a pipe: a byte on wake[1] stops the loop
-	done  chan struct{}
+	wake [2]int // a pipe: a byte on wake[1] stops the loop
+	quit chan struct{}
+	done chan struct{}
+	// onErr is told of every failed wait, before the poller retries it on
+	// a new epoll set (recover).
+	onErr func(error)
+	// fault, when set, fails a wait with what it returns (tests).
+	fault func() error
+
+	// mu guards the epoll set (which recover replaces) and the registry.
 	mu    sync.Mutex
-	conns map[int32]*conn // by descriptor
+	set   epollSet
+	conns map[int32]*Conn // by descriptor
 	gen   uint32
 
 	// Readers run on at most maxFast goroutines that hold a fast slot, and
@@ -31,84 +39,142 @@ type poller struct {
 	maxActive  int
 	maxFast    int
 	stallEvery time.Duration
-	holdFor    time.Duration // the longest a wave holds a connection
 	active     int
 	fast       int
 	served     uint64 // readers finished, for the progress check
 	backlog    connFIFO
-	readers    *workers[*conn]
-
-	waves []*wave // open waves with held connections; loop-owned
-	// Waves released on their quorum and at their deadline.
-	quorums, dues atomic.Uint64
+	readers    *workers[*Conn]
 }
 
-// parkEvents: readable or peer closed, edge-triggered (EPOLLET, 1<<31,
-// which package syscall spells as a negative int).
-const parkEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | 1<<31
+// epollSet is one epoll descriptor and its handle in the runtime poller.
+type epollSet struct {
+	epfd int
+	file *os.File        // epfd, for the runtime poller
+	raw  syscall.RawConn // file's
+}
 
-// newPoller starts a poller whose readers run within bounds.
+// parkEvents: readable or peer closed, edge-triggered.
+const parkEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET
+
+// newPoller starts a poller whose readers run within bounds; onErr hears
+// of every wait that failed (the poller recovers from it, see recover).
 //
 // The epoll descriptor is itself waited on through the runtime's network
 // poller (an epoll set is readable while it has events), so the loop
 // goroutine is woken by the scheduler like any reader, rather than holding
 // a thread blocked in epoll_wait that needs a P back before it can run.
-func newPoller(bounds readerBounds) (*poller, error) {
-	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
-	if err != nil {
-		return nil, fmt.Errorf("epoll_create1: %w", err)
-	}
-	p := &poller{epfd: epfd, done: make(chan struct{}), conns: make(map[int32]*conn),
-		maxActive: bounds.all, maxFast: min(bounds.all, bounds.fast), stallEvery: bounds.stall, holdFor: bounds.hold}
+func newPoller(bounds Bounds, onErr func(error), fault func() error) (*poller, error) {
+	p := &poller{quit: make(chan struct{}), done: make(chan struct{}), conns: make(map[int32]*Conn),
+		onErr: onErr, fault: fault,
+		maxActive: bounds.All, maxFast: min(bounds.All, bounds.Fast), stallEvery: bounds.Stall}
 	p.readers = newWorkers(p.serve)
-	if err := p.init(); err != nil {
+	if err := unix.Pipe2(p.wake[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		return nil, fmt.Errorf("pipe2: %w", err)
+	}
+	set, err := p.newSet()
+	if err != nil {
 		p.closeFDs()
 		return nil, err
 	}
+	p.set = set
 	go p.run()
 	return p, nil
 }
 
-func (p *poller) init() error {
-	if err := syscall.SetNonblock(p.epfd, true); err != nil {
+// newSet makes an epoll set that holds the wake pipe.
+func (p *poller) newSet() (epollSet, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return epollSet{}, fmt.Errorf("epoll_create1: %w", err)
+	}
+	s := epollSet{epfd: epfd}
+	if err := s.init(p.wake[0]); err != nil {
+		s.close()
+		return epollSet{}, err
+	}
+	return s, nil
+}
+
+func (s *epollSet) init(wake int) error {
+	if err := unix.SetNonblock(s.epfd, true); err != nil {
 		return fmt.Errorf("epoll: nonblocking: %w", err)
 	}
-	p.file = os.NewFile(uintptr(p.epfd), "epoll")
-	if err := p.file.SetReadDeadline(time.Time{}); err != nil {
+	s.file = os.NewFile(uintptr(s.epfd), "epoll")
+	if err := s.file.SetReadDeadline(time.Time{}); err != nil {
 		return fmt.Errorf("epoll: not pollable: %w", err)
 	}
-	raw, err := p.file.SyscallConn()
+	raw, err := s.file.SyscallConn()
 	if err != nil {
 		return err
 	}
-	p.raw = raw
-	if err := syscall.Pipe2(p.wake[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
-		return fmt.Errorf("pipe2: %w", err)
-	}
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(p.wake[0])}
-	if err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, p.wake[0], &ev); err != nil {
+	s.raw = raw
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}
+	if err := unix.EpollCtl(s.epfd, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
 		return fmt.Errorf("epoll_ctl: %w", err)
 	}
 	return nil
 }
 
+func (s *epollSet) close() {
+	if s.file != nil {
+		s.file.Close()
+	} else if s.epfd > 0 {
+		unix.Close(s.epfd)
+	}
+}
+
 func (p *poller) closeFDs() {
-	if p.wake != [2]int{} {
-		syscall.Close(p.wake[0])
-		syscall.Close(p.wake[1])
-	}
-	if p.file != nil {
-		p.file.Close()
-	} else {
-		syscall.Close(p.epfd)
-	}
+	unix.Close(p.wake[0])
+	unix.Close(p.wake[1])
+	p.set.close()
 }
 
 // stop ends the loop and waits for it.
 func (p *poller) stop() {
 	p.readers.stop()
-	syscall.Write(p.wake[1], []byte{0})
+	close(p.quit)
+	unix.Write(p.wake[1], []byte{0})
 	<-p.done
+}
+
+// Backoff between failed waits.
+const (
+	pollRetryMin = time.Millisecond
+	pollRetryMax = time.Second
+)
+
+// recover answers a failed wait: it reports err, waits (longer after each
+// failure in a row) and replaces the epoll set with a new one holding
+// every registered descriptor. A descriptor that is readable when it joins
+// the new set raises an event there at once, so no arrival is lost. It
+// returns the next backoff, or false when the poller is stopping.
+func (p *poller) recover(err error, backoff time.Duration) (time.Duration, bool) {
+	p.onErr(err)
+	t := time.NewTimer(backoff)
+	defer t.Stop()
+	select {
+	case <-p.quit:
+		return 0, false
+	case <-t.C:
+	}
+	next := min(2*backoff, pollRetryMax)
+	set, nerr := p.newSet()
+	if nerr != nil {
+		p.onErr(fmt.Errorf("epoll: recreate: %w", nerr))
+		return next, true
+	}
+	p.mu.Lock()
+	old := p.set
+	p.set = set
+	for fd, c := range p.conns {
+		ev := unix.EpollEvent{Events: parkEvents, Fd: fd, Pad: int32(c.gen)}
+		c.raw.Control(func(ufd uintptr) { // a closed one is forgotten soon
+			unix.EpollCtl(set.epfd, unix.EPOLL_CTL_ADD, int(ufd), &ev)
+		})
+	}
+	p.mu.Unlock()
+	old.close()
+	return next, true
 }
 
 // run waits for events and wakes their connections. The generation in each
@@ -117,8 +183,8 @@ func (p *poller) stop() {
 func (p *poller) run() {
 	defer close(p.done)
 	defer p.closeFDs()
-	evs := make([]syscall.EpollEvent, 256)
-	ready := make([]*conn, 0, len(evs))
+	evs := make([]unix.EpollEvent, 256)
+	ready := make([]*Conn, 0, len(evs))
 	var w stallWatch
 	var armed time.Time // the wait's deadline: the next stall check
 	stop := false
@@ -126,8 +192,13 @@ func (p *poller) run() {
 	// harvest is made once: a closure made at each wait would be
 	// allocated at each wait.
 	harvest := func(uintptr) bool {
-		n, err := epollNow(p.epfd, evs)
-		if err != nil && err != syscall.EINTR {
+		if p.fault != nil {
+			if werr = p.fault(); werr != nil {
+				return true
+			}
+		}
+		n, err := epollNow(p.set.epfd, evs)
+		if err != nil && err != unix.EINTR {
 			werr = err
 			return true
 		}
@@ -145,91 +216,40 @@ func (p *poller) run() {
 		p.mu.Unlock()
 		return true
 	}
+	backoff := pollRetryMin
 	for !stop {
-		// Re-arm only when a check or a wave is due sooner, or the need
-		// changed: events come far more often than either.
+		// Re-arm only when a check is due sooner, or the need changed:
+		// events come far more often than either.
 		next := p.stalled(&w)
-		for _, wv := range p.waves {
-			if next.IsZero() || wv.deadline.Before(next) {
-				next = wv.deadline
-			}
-		}
 		if next.IsZero() != armed.IsZero() || (!armed.IsZero() && (next.Before(armed) || !time.Now().Before(armed))) {
 			armed = next
-			p.file.SetReadDeadline(armed)
+			p.set.file.SetReadDeadline(armed)
 		}
-		err := p.raw.Read(harvest)
-		if werr != nil || (err != nil && !errors.Is(err, os.ErrDeadlineExceeded)) {
-			panic(fmt.Sprintf("broker: epoll: %v %v", werr, err))
+		err := p.set.raw.Read(harvest)
+		if werr == nil && errors.Is(err, os.ErrDeadlineExceeded) {
+			err = nil
 		}
-		for _, c := range ready {
-			if !p.hold(c) {
-				c.wakeup()
+		if werr != nil || err != nil {
+			var ok bool
+			if backoff, ok = p.recover(cmp.Or(werr, err), backoff); !ok {
+				return
 			}
+			werr, armed = nil, time.Time{}
+			p.set.file.SetReadDeadline(armed)
+			continue
+		}
+		backoff = pollRetryMin
+		for _, c := range ready {
+			c.wakeup()
 		}
 		clear(ready)
 		ready = ready[:0]
-		p.releaseWaves(stop)
 	}
-}
-
-// hold keeps c, ready to read, with its open wave (wave.go), and reports
-// whether it did.
-func (p *poller) hold(c *conn) bool {
-	wv := c.wave.Load()
-	switch {
-	case wv == nil:
-		return false
-	case c.held:
-		return true // woken with its wave
-	case wv.closed:
-		c.wave.CompareAndSwap(wv, nil)
-		return false
-	}
-	c.held = true
-	wv.held = append(wv.held, c)
-	if !wv.listed {
-		wv.listed = true
-		wv.deadline = time.Now().Add(p.holdFor)
-		p.waves = append(p.waves, wv)
-	}
-	return true
-}
-
-// releaseWaves wakes the connections of every wave that has its quorum or
-// is due, and of all of them when the loop stops.
-func (p *poller) releaseWaves(all bool) {
-	if len(p.waves) == 0 {
-		return
-	}
-	now := time.Now()
-	open := p.waves[:0]
-	for _, wv := range p.waves {
-		switch {
-		case all:
-		case wv.quorum():
-			p.quorums.Add(1)
-		case now.Before(wv.deadline):
-			open = append(open, wv)
-			continue
-		default:
-			p.dues.Add(1)
-		}
-		wv.closed = true
-		for _, c := range wv.held {
-			c.held = false
-			c.wave.CompareAndSwap(wv, nil)
-			c.wakeup()
-		}
-		wv.held = nil
-	}
-	clear(p.waves[len(open):])
-	p.waves = open
 }
 
 // spawn serves c, taken from the parked state, on a reader goroutine, or
 // queues it while the bounds are reached.
-func (p *poller) spawn(c *conn) {
+func (p *poller) spawn(c *Conn) {
 	p.qmu.Lock()
 	if p.fast >= p.maxFast || p.active >= p.maxActive {
 		p.backlog.push(c)
@@ -243,7 +263,7 @@ func (p *poller) spawn(c *conn) {
 }
 
 // serve runs c's reader and then whatever waits in the backlog.
-func (p *poller) serve(c *conn) {
+func (p *poller) serve(c *Conn) {
 	held := true // a fast slot
 	for c != nil {
 		c.fast = held
@@ -254,7 +274,7 @@ func (p *poller) serve(c *conn) {
 
 // next takes the oldest waiting connection if a fast slot is free (the
 // caller's own, if it still holds it), or retires the caller.
-func (p *poller) next(held *bool) *conn {
+func (p *poller) next(held *bool) *Conn {
 	p.qmu.Lock()
 	defer p.qmu.Unlock()
 	p.served++
@@ -305,7 +325,7 @@ func (p *poller) stalled(w *stallWatch) time.Time {
 		return time.Time{}
 	}
 	now := time.Now()
-	var extra []*conn
+	var extra []*Conn
 	switch {
 	case w.since.IsZero() || p.served != w.served:
 		w.served, w.since = p.served, now
@@ -325,17 +345,17 @@ func (p *poller) stalled(w *stallWatch) time.Time {
 }
 
 // register adds c's descriptor to the epoll set, once.
-func (p *poller) register(c *conn) error {
+func (p *poller) register(c *Conn) error {
 	var err error
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	cerr := c.raw.Control(func(fd uintptr) {
-		p.mu.Lock()
 		p.gen++
 		c.gen = p.gen
 		p.conns[int32(fd)] = c
-		p.mu.Unlock()
 		c.added = true
-		ev := syscall.EpollEvent{Events: parkEvents, Fd: int32(fd), Pad: int32(c.gen)}
-		if e := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev); e != nil {
+		ev := unix.EpollEvent{Events: parkEvents, Fd: int32(fd), Pad: int32(c.gen)}
+		if e := unix.EpollCtl(p.set.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev); e != nil {
 			err = fmt.Errorf("epoll_ctl: %w", e)
 		}
 	})
@@ -347,14 +367,14 @@ func (p *poller) register(c *conn) error {
 
 // remove forgets c; a descriptor still open is deregistered (a closed one
 // left the epoll set when it closed).
-func (p *poller) remove(c *conn) {
+func (p *poller) remove(c *Conn) {
 	if !c.added {
 		return
 	}
-	c.raw.Control(func(fd uintptr) {
-		syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
-	})
 	p.mu.Lock()
+	c.raw.Control(func(fd uintptr) {
+		unix.EpollCtl(p.set.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
+	})
 	if p.conns[c.fd] == c {
 		delete(p.conns, c.fd)
 	}

@@ -1,8 +1,8 @@
 //go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
 
-package broker
+package netpoll
 
-import "syscall"
+import "golang.org/x/sys/unix"
 
 // canPeek says peekFD works on this platform.
 const canPeek = true
@@ -13,6 +13,6 @@ const canPeek = true
 // costs at most one Read that fails.
 func peekFD(fd int32) bool {
 	var b [1]byte
-	_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-	return err != syscall.EAGAIN && err != syscall.EWOULDBLOCK
+	_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	return err != unix.EAGAIN && err != unix.EWOULDBLOCK
 }

@@ -1,4 +1,4 @@
-package broker
+package netpoll
 
 import (
 	"errors"
@@ -26,14 +26,14 @@ type flushQueue struct {
 }
 
 func newFlushQueue() *flushQueue {
-	f := &flushQueue{max: perCore()}
+	f := &flushQueue{max: PerCore()}
 	f.turners = newWorkers(func(struct{}) { f.serve() })
 	return f
 }
 
 // push queues c, whose flushing token the caller hands over, and starts a
 // goroutine if fewer than max serve the queue.
-func (f *flushQueue) push(c *conn) {
+func (f *flushQueue) push(c *Conn) {
 	f.mu.Lock()
 	f.q.push(c)
 	f.queued.Add(1)
@@ -48,7 +48,7 @@ func (f *flushQueue) push(c *conn) {
 
 // pushAll queues cs, like push, with one lock, starting as many goroutines
 // as they need within max.
-func (f *flushQueue) pushAll(cs []*conn) {
+func (f *flushQueue) pushAll(cs []*Conn) {
 	f.mu.Lock()
 	for _, c := range cs {
 		f.q.push(c)
@@ -78,15 +78,15 @@ func (f *flushQueue) serve() {
 }
 
 // writeTurn is one turn of c in the flush queue. It holds the flushing
-// token and a count in b.wg, and passes both on: back to the queue when
+// token and a count in e.wg, and passes both on: back to the queue when
 // more was queued meanwhile, to a flush goroutine when the socket is full,
-// a close is due or the session waits to be pumped, or it ends them.
-func (c *conn) writeTurn() {
+// a close is due or the handler waits for the drain, or it ends them.
+func (c *Conn) writeTurn() {
 	c.wmu.Lock()
 	q, qp := c.wq, c.wqp
 	if len(q) == 0 || c.outBlocked {
 		c.wmu.Unlock()
-		c.b.flushers.start(c) // flush: closes or pumps the session
+		c.e.flushers.start(c) // flush: closes, or tells the handler it drained
 		return
 	}
 	c.wq, c.wqp, c.wbytes = nil, nil, 0
@@ -98,25 +98,25 @@ func (c *conn) writeTurn() {
 	switch {
 	case len(c.wq) > 0:
 		c.wmu.Unlock()
-		c.b.fq.push(c)
+		c.e.fq.push(c)
 	case c.wclosed || c.outBlocked:
 		c.wmu.Unlock()
-		c.b.flushers.start(c)
+		c.e.flushers.start(c)
 	default:
 		c.flushing = false
 		c.wmu.Unlock()
-		c.b.wg.Done()
+		c.e.wg.Done()
 	}
 }
 
 // writeNow writes q with one writev that does not wait and recycles it. If
 // the socket did not take it all, it passes the flushing token and the
-// b.wg count on (the rest to a flush goroutine, or a failed write ends the
+// e.wg count on (the rest to a flush goroutine, or a failed write ends the
 // connection) and reports false.
-func (c *conn) writeNow(q [][]byte, qp *[][]byte) bool {
+func (c *Conn) writeNow(q [][]byte, qp *[][]byte) bool {
 	bufs := net.Buffers(q)
-	n, err := writev(c.raw, &bufs, false)
-	c.b.stats.bytesOut.Add(uint64(n))
+	n, err := Writev(c.raw, &bufs, false)
+	c.e.bytesOut.Add(uint64(n))
 	if len(bufs) == 0 {
 		recycle(q, qp)
 		return true
@@ -126,11 +126,11 @@ func (c *conn) writeNow(q [][]byte, qp *[][]byte) bool {
 	if err != nil && (!errors.As(err, &ne) || !ne.Timeout()) {
 		recycle(q, qp)
 		c.writeFailed()
-		c.b.wg.Done()
+		c.e.wg.Done()
 		return false
 	}
 	c.carry, c.carryQ, c.carryQP = [][]byte(bufs), q, qp
-	c.b.flushers.start(c)
+	c.e.flushers.start(c)
 	return false
 }
 

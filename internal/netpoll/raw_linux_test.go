@@ -1,4 +1,4 @@
-package broker
+package netpoll
 
 import (
 	"bytes"
@@ -64,7 +64,7 @@ func TestWritev(t *testing.T) {
 		}
 		got <- all
 	}()
-	n, err := writev(raw, &bufs, true)
+	n, err := Writev(raw, &bufs, true)
 	if err != nil || n != int64(len(want)) || len(bufs) != 0 {
 		t.Fatalf("writev: %d of %d bytes, %d slices left, %v", n, len(want), len(bufs), err)
 	}
@@ -75,7 +75,7 @@ func TestWritev(t *testing.T) {
 	// Nobody reads now: the deadline ends the write.
 	big := net.Buffers{make([]byte, 64<<20)}
 	nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-	n, err = writev(raw, &big, true)
+	n, err = Writev(raw, &big, true)
 	var ne net.Error
 	if err == nil || !errors.As(err, &ne) || !ne.Timeout() || n == 0 || n == 64<<20 {
 		t.Fatalf("stalled writev: %d bytes, %v", n, err)
@@ -87,12 +87,7 @@ func TestWritev(t *testing.T) {
 // attempt fails with it, and writeAll goes on under a fresh deadline.
 func TestWriteAllAfterExpiredDeadline(t *testing.T) {
 	nc, peer := tcpPair(t)
-	br, err := New(Options{Config: testConfig()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer br.store.Close()
-	c := &conn{b: br, nc: nc}
+	c := &Conn{e: New(Config{}), nc: nc}
 	c.raw, _ = nc.SyscallConn()
 	nc.SetWriteDeadline(time.Unix(1, 0))
 	if err := c.writeAll([][]byte{[]byte("hello "), []byte("world")}, time.Second); err != nil {

@@ -1,10 +1,12 @@
-package broker
+package netpoll
 
 import (
 	"net"
 	"sync"
 	"syscall"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // maxIovecs is the most slices one writev takes (the kernel's IOV_MAX).
@@ -12,7 +14,7 @@ const maxIovecs = 1024
 
 const hasWritev = true
 
-// The broker's own socket calls never block (the descriptors are
+// The engine's own socket calls never block (the descriptors are
 // non-blocking), so they are made as raw system calls. A system call made
 // the usual way tells the scheduler it may block: the goroutine's processor
 // is handed to another thread when the call takes longer than sysmon's
@@ -20,8 +22,8 @@ const hasWritev = true
 // receiving side inside it). Each such handoff wakes a thread and keeps
 // sysmon polling at its shortest interval. At fan-out 1:1000 QoS 2 this
 // cut the broker's context switches to a third and brought its p99 with
-// 64 B payloads below Mosquitto's (docs/broker.md, "Latency at a fixed
-// rate").
+// 64 B payloads below Mosquitto's (docs/perf-log.md, "Latency at a
+// fixed rate").
 
 // writevOp is the state of one writev through a RawConn, pooled with the
 // func the RawConn calls: a closure capturing the call's results would be
@@ -31,7 +33,7 @@ const hasWritev = true
 // lives, idle or not.
 type writevOp struct {
 	fn    func(fd uintptr) bool // op.write
-	iov   []syscall.Iovec
+	iov   []unix.Iovec
 	bufs  net.Buffers
 	wait  bool
 	total int64
@@ -39,15 +41,15 @@ type writevOp struct {
 }
 
 var writevOps = sync.Pool{New: func() any {
-	op := &writevOp{iov: make([]syscall.Iovec, 0, 64)}
+	op := &writevOp{iov: make([]unix.Iovec, 0, 64)}
 	op.fn = op.write
 	return op
 }}
 
-// writev writes bufs to the socket behind raw with writev and consumes what
+// Writev writes bufs to the socket behind raw with writev and consumes what
 // was written from bufs. While the socket is full it waits in the runtime
 // poller (and so under the write deadline), or with wait unset returns.
-func writev(raw syscall.RawConn, bufs *net.Buffers, wait bool) (int64, error) {
+func Writev(raw syscall.RawConn, bufs *net.Buffers, wait bool) (int64, error) {
 	op := writevOps.Get().(*writevOp)
 	op.bufs, op.wait = *bufs, wait
 	err := raw.Write(op.fn)
@@ -72,7 +74,7 @@ func (op *writevOp) write(fd uintptr) bool {
 			if len(b) == 0 {
 				continue
 			}
-			iov = append(iov, syscall.Iovec{Base: &b[0]})
+			iov = append(iov, unix.Iovec{Base: &b[0]})
 			iov[len(iov)-1].SetLen(len(b))
 			if len(iov) == maxIovecs {
 				break
@@ -83,13 +85,13 @@ func (op *writevOp) write(fd uintptr) bool {
 			op.bufs = nil
 			break
 		}
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+		n, _, e := unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
 		switch e {
 		case 0:
 			op.total += int64(n)
 			consume(&op.bufs, int64(n))
-		case syscall.EINTR:
-		case syscall.EAGAIN:
+		case unix.EINTR:
+		case unix.EAGAIN:
 			return !op.wait // wait until writable, or stop
 		default:
 			op.err = e
@@ -99,22 +101,33 @@ func (op *writevOp) write(fd uintptr) bool {
 	return true
 }
 
-// errAgain is what readFD returns when the socket is empty.
-const errAgain = syscall.EAGAIN
+// ErrAgain is what ReadFD and WriteFD return when the socket is empty or
+// full.
+const ErrAgain = unix.EAGAIN
 
-// readFD reads a non-blocking descriptor once (retrying an interrupted
+// ReadFD reads a non-blocking descriptor once (retrying an interrupted
 // call), as a raw system call (see above).
-func readFD(fd uintptr, b []byte) (int, error) {
+func ReadFD(fd uintptr, b []byte) (int, error) {
+	return rawIO(unix.SYS_READ, fd, b)
+}
+
+// WriteFD writes to a non-blocking descriptor once (retrying an
+// interrupted call), as a raw system call (see above).
+func WriteFD(fd uintptr, b []byte) (int, error) {
+	return rawIO(unix.SYS_WRITE, fd, b)
+}
+
+func rawIO(call, fd uintptr, b []byte) (int, error) {
 	var p unsafe.Pointer
 	if len(b) > 0 {
 		p = unsafe.Pointer(&b[0])
 	}
 	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(p), uintptr(len(b)))
+		n, _, e := unix.RawSyscall(call, fd, uintptr(p), uintptr(len(b)))
 		switch e {
 		case 0:
 			return int(n), nil
-		case syscall.EINTR:
+		case unix.EINTR:
 		default:
 			return 0, e
 		}
@@ -123,8 +136,8 @@ func readFD(fd uintptr, b []byte) (int, error) {
 
 // epollNow returns the events epfd holds, without waiting, as a raw
 // system call (see above).
-func epollNow(epfd int, evs []syscall.EpollEvent) (int, error) {
-	n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&evs[0])), uintptr(len(evs)), 0, 0, 0)
+func epollNow(epfd int, evs []unix.EpollEvent) (int, error) {
+	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&evs[0])), uintptr(len(evs)), 0, 0, 0)
 	if e != 0 {
 		return 0, e
 	}
@@ -149,9 +162,8 @@ func consume(bufs *net.Buffers, n int64) {
 func unacked(raw syscall.RawConn) int {
 	n := -1
 	raw.Control(func(fd uintptr) {
-		var v int32
-		if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCOUTQ, uintptr(unsafe.Pointer(&v))); e == 0 {
-			n = int(v)
+		if v, err := unix.IoctlGetInt(int(fd), unix.TIOCOUTQ); err == nil {
+			n = v
 		}
 	})
 	return n

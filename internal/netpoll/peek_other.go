@@ -1,6 +1,6 @@
 //go:build !(linux || darwin || freebsd || netbsd || openbsd || dragonfly)
 
-package broker
+package netpoll
 
 // canPeek says peekFD works on this platform; here it does not, and the
 // reader blocks in Read with a pooled buffer.

@@ -1,4 +1,4 @@
-package broker
+package netpoll
 
 import (
 	"runtime"
@@ -6,12 +6,12 @@ import (
 )
 
 // Parked readers. A TCP or TLS connection has no goroutine while it is idle:
-// its descriptor is registered with the broker's poller (one epoll instance
+// its descriptor is registered with the engine's poller (one epoll instance
 // and one goroutine for every connection, poll_linux.go), and a goroutine is
 // started to read only when the socket is readable, the read deadline has
 // passed or the connection is kicked. That goroutine owns the reader state
 // until it parks the connection again, so an idle connection holds no stack
-// and no buffer: only its conn, session and socket.
+// and no buffer: only its Conn, its handler's state and the socket.
 //
 // The run state rs says who owns the reader:
 //
@@ -29,51 +29,76 @@ import (
 // again. Bytes that arrive after the owner's last look raise an event that
 // meets one of the two, so every event is seen, by one goroutine at a time.
 
-// maxActive bounds the goroutines serving ready connections, so that a
+// MaxActive bounds the goroutines serving ready connections, so that a
 // storm (every device disconnecting or publishing at once) costs a bounded
 // number of stacks rather than one per connection.
-const maxActive = 256
+const MaxActive = 256
 
-// perCore bounds the goroutines that serve ready connections holding a
+// PerCore bounds the goroutines that serve ready connections holding a
 // fast slot, and those of the flush queue: one per core, and at least two
 // (so one long routing pass or torn-down socket never holds up the rest).
 // They then work like an event loop per core, taking connections in order,
 // instead of one goroutine per connection that the scheduler spreads over
-// every core at once (docs/broker.md, "Latency at a fixed rate").
-func perCore() int { return max(2, runtime.GOMAXPROCS(0)) }
+// every core at once (docs/perf-log.md, "Latency at a fixed rate").
+func PerCore() int { return max(2, runtime.GOMAXPROCS(0)) }
 
-// connFIFO is a queue of connections in arrival order.
+// connFIFO is a queue of connections in arrival order. Its backing array
+// stays within about twice the most connections it held at once, even when
+// it never empties: a push into a full array first moves the live part to
+// the front when at least half of the array is popped slots.
 type connFIFO struct {
-	q    []*conn
+	q    []*Conn
 	head int
 }
 
-func (f *connFIFO) len() int     { return len(f.q) - f.head }
-func (f *connFIFO) push(c *conn) { f.q = append(f.q, c) }
+func (f *connFIFO) len() int { return len(f.q) - f.head }
+
+func (f *connFIFO) push(c *Conn) {
+	if len(f.q) == cap(f.q) && f.head > 0 && f.head >= len(f.q)/2 {
+		n := copy(f.q, f.q[f.head:])
+		clear(f.q[n:])
+		f.q, f.head = f.q[:n], 0
+	}
+	f.q = append(f.q, c)
+}
+
+// fifoKeep is the largest backing array an emptied connFIFO keeps.
+const fifoKeep = 1024
 
 // pop takes the oldest connection; the queue must not be empty.
-func (f *connFIFO) pop() *conn {
+func (f *connFIFO) pop() *Conn {
 	c := f.q[f.head]
 	f.q[f.head] = nil
 	f.head++
 	if f.head == len(f.q) {
 		f.q, f.head = f.q[:0], 0
+		if cap(f.q) > fifoKeep {
+			f.q = nil // a burst's array is not kept for good
+		}
 	}
 	return c
 }
 
-// readerBounds are a poller's bounds on reader goroutines: all of them, and
-// those holding a fast slot; stall is the stall check's period.
-type readerBounds struct {
-	all, fast int
-	stall     time.Duration
-	hold      time.Duration // the longest a wave holds a connection (wave.go)
+// Bounds are a poller's bounds on reader goroutines: All of them, and
+// those holding a fast slot; Stall is the stall check's period. The zero
+// value means the defaults: MaxActive, one per core (at least two) and
+// StallCheck.
+type Bounds struct {
+	All, Fast int
+	Stall     time.Duration
 }
 
-// stallCheck is how long a backlog may make no progress before the bound
+func (b Bounds) orDefaults() Bounds {
+	if b == (Bounds{}) {
+		return Bounds{All: MaxActive, Fast: PerCore(), Stall: StallCheck}
+	}
+	return b
+}
+
+// StallCheck is how long a backlog may make no progress before the bound
 // is lifted for it: readers that block (an authentication webhook, a
 // throttled publisher) must not stop the others.
-const stallCheck = 10 * time.Millisecond
+const StallCheck = 10 * time.Millisecond
 
 const (
 	stRunning uint32 = iota
@@ -82,20 +107,15 @@ const (
 	stDead
 )
 
-// start serves a new connection the parked way; the caller (Handle) owns it
-// until it parks.
-func (c *conn) start() {
-	c.setDeadline(c.connectTimeout())
-	c.loop()
-}
-
 // loop reads while the socket has bytes, then parks the connection, or
-// tears it down when the reader ends. It reports whether the calling
-// goroutine still holds the fast slot it came with (c.fast).
-func (c *conn) loop() (fast bool) {
+// ends it when the reader ends. It reports whether the calling goroutine
+// still holds the fast slot it came with (c.fast).
+func (c *Conn) loop() (fast bool) {
+	var err error
 	for {
 		c.rs.Store(stRunning)
-		read, err := c.pollStep()
+		var read bool
+		read, err = c.step()
 		if err == nil && (!read || c.drained) {
 			// Once parked, c belongs to whoever the poller wakes.
 			fast, c.fast = c.fast, false
@@ -106,30 +126,30 @@ func (c *conn) loop() (fast bool) {
 			c.fast = fast
 		}
 		if err != nil {
-			c.err = err
 			break
 		}
 	}
-	c.teardown(c.err)
+	c.h.Closed(err)
 	fast, c.fast = c.fast, false
 	c.poll.remove(c)
 	c.setDeadline(0)
 	c.rs.Store(stDead)
-	c.b.wg.Done()
+	c.e.wg.Done()
 	return fast
 }
 
-// pollStep does what the socket, the deadline and kick ask for without ever
-// blocking for an idle client: it reads and handles what the socket (or
-// TLS's read-ahead) holds, reporting that it read, or fails the connection.
-func (c *conn) pollStep() (read bool, err error) {
+// step does what the socket, the deadline and Kick ask for without ever
+// blocking for an idle client: the handler reads and handles what the
+// socket (or TLS's read-ahead) holds, and step reports that it read, or
+// fails the connection.
+func (c *Conn) step() (read bool, err error) {
 	c.drained = false
 	if c.kicked.Load() {
-		return false, *c.kickCode.Load()
+		return false, c.KickErr()
 	}
 	switch {
 	case c.nonblock:
-		// A read that finds nothing returns errEmpty: no peek needed. A
+		// A read that finds nothing returns ErrEmpty: no peek needed. A
 		// read that returned less than it asked for emptied the socket, so
 		// the connection may park without another read: bytes that arrive
 		// after it raise an edge (see the run states above).
@@ -137,55 +157,67 @@ func (c *conn) pollStep() (read bool, err error) {
 		if step {
 			c.beginStep()
 		}
-		err = c.readOnce()
+		err = c.h.Step()
 		if step {
 			c.endStep()
 		}
-		if err == errEmpty {
+		if err == ErrEmpty {
 			return false, c.checkDeadline()
 		}
 		c.drained = c.short
 	case peekFD(c.fd):
 		if c.tlsc != nil {
-			c.mayBlock() // the rest of a record may still be on its way
+			c.MayBlock() // the rest of a record may still be on its way
 			c.boundRead()
 		}
-		err = c.readOnce()
+		err = c.h.Step()
 		c.tlsMore = c.tlsc != nil
 	case c.tlsMore:
-		if err = c.drainTLS(); err == errDrained {
+		if err = c.drainTLS(); err == ErrDrained {
 			c.tlsMore = false
 			return false, nil
 		}
 	default:
 		return false, c.checkDeadline()
 	}
-	// Only MQTT bytes count as traffic for the keep-alive [MQTT-3.1.2-24].
-	if err == nil && c.got && c.keepAlive > 0 {
-		c.deadline.Store(monoNow() + int64(c.keepAlive))
-	}
 	if c.kicked.Load() {
-		err = *c.kickCode.Load()
+		err = c.KickErr()
 	}
 	return true, err
 }
 
-// mayBlock gives up the reader's fast slot before a call that may wait (an
+// MayBlock gives up the reader's fast slot before a call that may wait (an
 // authenticator, a throttled publisher, a TLS record still arriving), so
 // that ready connections do not wait behind it; the reader still counts
-// against the bound on all readers.
-func (c *conn) mayBlock() {
+// against the bound on all readers. Only the reader calls it.
+func (c *Conn) MayBlock() {
 	if c.fast {
 		c.fast = false
 		c.poll.release()
 	}
 }
 
+// Block runs wait, a call that blocks the reader (a throttled publisher
+// waiting for its pipeline): what the step queued is written first, as
+// nothing queued may wait for the end of the step, and the reader gives up
+// its fast slot (MayBlock). Only the reader calls it.
+func (c *Conn) Block(wait func()) {
+	step := c.stepWrites()
+	if step {
+		c.endStep()
+	}
+	c.MayBlock()
+	wait()
+	if step {
+		c.beginStep()
+	}
+}
+
 // boundRead makes a read that may wait (for the rest of a TLS record that
 // a client may never send) end at the connection's deadline, which the
-// timer enforces only between reads; readErr turns it into the keep-alive
-// or CONNECT timeout.
-func (c *conn) boundRead() {
+// timer enforces only between reads; Read turns it into the handler's
+// Expired error.
+func (c *Conn) boundRead() {
 	var t time.Time
 	if d := c.deadline.Load(); d != 0 {
 		t = epoch.Add(time.Duration(d))
@@ -194,21 +226,21 @@ func (c *conn) boundRead() {
 }
 
 // checkDeadline fails a connection whose read deadline has passed.
-func (c *conn) checkDeadline() error {
+func (c *Conn) checkDeadline() error {
 	if d := c.deadline.Load(); d != 0 && monoNow() >= d {
-		return c.timedOut()
+		return c.h.Expired()
 	}
 	return nil
 }
 
 // drainTLS reads the records crypto/tls read ahead of the last Read, which
 // a peek at the socket cannot see: a Read under an expired deadline returns
-// them, or times out (errDrained) without touching the socket. A timeout
+// them, or times out (ErrDrained) without touching the socket. A timeout
 // leaves crypto/tls's read state intact, partial records included.
-func (c *conn) drainTLS() error {
+func (c *Conn) drainTLS() error {
 	c.nc.SetReadDeadline(time.Unix(1, 0))
 	c.draining = true
-	err := c.readOnce()
+	err := c.h.Step()
 	c.draining = false
 	c.nc.SetReadDeadline(time.Time{})
 	return err
@@ -216,11 +248,11 @@ func (c *conn) drainTLS() error {
 
 // park gives up ownership (registering the descriptor the first time); it
 // reports false when a wakeup came meanwhile, and the caller looks again.
-func (c *conn) park() (bool, error) {
+func (c *Conn) park() (bool, error) {
 	if !c.added {
 		if err := c.poll.register(c); err != nil {
 			if c.kicked.Load() { // the socket was closed by a failed write
-				return false, *c.kickCode.Load()
+				return false, c.KickErr()
 			}
 			return false, err
 		}
@@ -230,7 +262,7 @@ func (c *conn) park() (bool, error) {
 
 // wakeup asks for the reader to look at the connection: it starts a
 // goroutine for a parked connection or notes the request for the owner.
-func (c *conn) wakeup() {
+func (c *Conn) wakeup() {
 	for {
 		switch c.rs.Load() {
 		case stParked:
@@ -252,7 +284,7 @@ func (c *conn) wakeup() {
 // removes it. A per-connection timer enforces it; extending the deadline
 // only stores the new value, and the timer, when it fires early, re-arms
 // itself for the rest.
-func (c *conn) setDeadline(d time.Duration) {
+func (c *Conn) setDeadline(d time.Duration) {
 	if d <= 0 {
 		c.deadline.Store(0)
 		if c.timer != nil {
@@ -268,7 +300,7 @@ func (c *conn) setDeadline(d time.Duration) {
 	c.timer.Reset(d)
 }
 
-func (c *conn) onDeadline() {
+func (c *Conn) onDeadline() {
 	d := c.deadline.Load()
 	if d == 0 {
 		return
