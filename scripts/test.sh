@@ -6,9 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests drive: mosquitto (the comparison broker),
-# mosquitto_pub/mosquitto_sub (real clients) and kcat (a Kafka client we did
-# not write).
-pkgs=(mosquitto mosquitto-clients kcat)
+# mosquitto_pub/mosquitto_sub (real clients), kcat (a Kafka client we did
+# not write) and haproxy (a load balancer sending PROXY headers).
+pkgs=(mosquitto mosquitto-clients kcat haproxy)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

@@ -22,7 +22,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/culexmq/culex/internal/config"
@@ -75,6 +77,11 @@ type Listener struct {
 	ln      net.Listener
 	timeout time.Duration // handshakeTimeout; shorter in tests
 
+	// trusted are the peers allowed to send a PROXY header (trusted_proxies).
+	trusted   []netip.Prefix
+	untrusted atomic.Uint64 // connections refused for coming from elsewhere
+	refusals  rateLog
+
 	done chan struct{} // closed by Close
 	wg   sync.WaitGroup
 
@@ -107,6 +114,14 @@ func New(cfg config.Listener, h Handler, logger *slog.Logger) (*Listener, error)
 		timeout: handshakeTimeout,
 		done:    make(chan struct{}),
 		pending: make(map[net.Conn]struct{}),
+	}
+	if cfg.ProxyProtocol {
+		if l.trusted, err = cfg.TrustedPrefixes(); err != nil {
+			return nil, fmt.Errorf("listener %s: %w", cfg.URL, err)
+		}
+		if len(l.trusted) == 0 {
+			return nil, fmt.Errorf("listener %s: trusted_proxies: required with proxy_protocol", cfg.URL)
+		}
 	}
 	if scheme == SchemeSSL || scheme == SchemeWSS {
 		if l.tlsConf, err = loadTLS(cfg.TLS); err != nil {
@@ -244,6 +259,10 @@ func (l *Listener) handshake(raw net.Conn) (net.Conn, ConnInfo, error) {
 	}
 	if !l.cfg.ProxyProtocol && l.scheme == SchemeTCP {
 		return raw, info, nil
+	}
+	if l.cfg.ProxyProtocol && !l.trustedPeer(raw.RemoteAddr()) {
+		l.refuseUntrusted(raw.RemoteAddr())
+		return nil, info, errUntrustedPeer
 	}
 	if err := raw.SetDeadline(time.Now().Add(l.timeout)); err != nil {
 		return nil, info, fmt.Errorf("set handshake deadline: %w", err)
