@@ -136,6 +136,13 @@ func (s *Server) openKafka(opts *broker.Options) error {
 		return err
 	}
 	s.kafka = k
+	// Records carry the identity auth decided, not CONNECT's username field.
+	k.UseIdentity(func(c *broker.ClientInfo) string {
+		if id, ok := s.auth.Adapter().Identity(c); ok && !id.Anonymous {
+			return id.Username
+		}
+		return ""
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), kafkaCheckTimeout)
 	defer cancel()
 	if err := k.Check(ctx); err != nil {
