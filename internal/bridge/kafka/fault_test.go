@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/culexmq/culex/internal/config"
@@ -26,12 +27,18 @@ var outage = flag.Duration("kafka.outage", 3*time.Second, "Kafka outage in fault
 // time; a failed publish (v5 reason code, or a lost connection) is retried
 // with the same seq, as a device does with an unacknowledged message.
 type stream struct {
-	addr    string
+	addr    atomic.Pointer[string] // the broker's host:port; retarget moves it
 	devices int
 	n       int
 	acked   atomic.Int64
 	failed  atomic.Int64
 }
+
+// retarget points the devices' next connections at addr (a restarted
+// broker's new port).
+func (s *stream) retarget(addr string) { s.addr.Store(&addr) }
+
+func (s *stream) target() string { return *s.addr.Load() }
 
 func (s *stream) run(t *testing.T, ctx context.Context) {
 	var wg sync.WaitGroup
@@ -40,17 +47,19 @@ func (s *stream) run(t *testing.T, ctx context.Context) {
 		go func() {
 			defer wg.Done()
 			id := fmt.Sprintf("dev-%d", d)
-			c, err := dialV5(t, s.addr, id)
+			c, err := dialV5(t, s.target(), id)
 			for seq := 0; seq < s.n; {
 				if ctx.Err() != nil {
-					t.Errorf("%s: stream deadline at seq %d", id, seq)
+					t.Errorf("%s: stream deadline at seq %d: %v", id, seq, err)
 					return
 				}
 				if err != nil {
-					c, err = dialV5(t, s.addr, id)
+					if c, err = dialV5(t, s.target(), id); err != nil {
+						time.Sleep(10 * time.Millisecond) // a device's reconnect backoff while the broker is down
+					}
 					continue
 				}
-				code, _, perr := publish(ctx, c, "devices/"+id+"/telemetry", []byte(strconv.Itoa(seq)))
+				code, _, perr := publishUntilLost(ctx, c, "devices/"+id+"/telemetry", []byte(strconv.Itoa(seq)))
 				switch {
 				case perr != nil:
 					s.failed.Add(1)
@@ -65,6 +74,21 @@ func (s *stream) run(t *testing.T, ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+}
+
+// publishUntilLost is publish that gives up when the connection is lost
+// (the broker killed), where paho would wait for its packet timeout.
+func publishUntilLost(ctx context.Context, c *paho.Client, topic string, payload []byte) (byte, string, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return publish(ctx, c, topic, payload)
 }
 
 // verify reads the topic back and checks, per key: every seq is present (no
@@ -132,7 +156,8 @@ func startFaultStream(t *testing.T, brokers string, n int, extra ...config.Kafka
 	cfg := kafkaConfig(brokers, append([]config.KafkaRoute{{Filter: "devices/+/telemetry", Topic: "telemetry"}}, extra...)...)
 	cfg.ProduceTimeout = 2 * time.Second
 	b = newBridge(t, cfg)
-	s = &stream{addr: startBroker(t, b.Interceptor()), devices: 8, n: n}
+	s = &stream{devices: 8, n: n}
+	s.retarget(startBroker(t, b.Interceptor()))
 	return b, s, startStream(t, s, 2*time.Minute+*outage)
 }
 
@@ -255,7 +280,7 @@ func TestFaultKafkaHung(t *testing.T) {
 	t.Cleanup(hl.resume) // before kc.Close (cleanups run last-in first-out)
 	brokers := kc.ListenAddrs()[0]
 	b, s, wait := startFaultStream(t, brokers, 300, config.KafkaRoute{Filter: "probe/+", Topic: "probe"})
-	pr := dialProbe(t, s.addr)
+	pr := dialProbe(t, s.target())
 
 	waitAcked(t, s, int64(s.devices*s.n/3))
 	hl.hang()
