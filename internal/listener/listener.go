@@ -1,6 +1,8 @@
 // Package listener accepts MQTT connections over TCP, TLS, WebSocket and
 // secure WebSocket, optionally behind a PROXY protocol v1/v2 header, and hands
 // each connection to the broker as a net.Conn carrying a plain MQTT byte stream.
+// A PROXY protocol listener serves only the peers in its trusted_proxies
+// and refuses every other connection before reading from it.
 //
 // A plain TCP connection is handed over as the raw *net.TCPConn (even behind a
 // PROXY header, which is consumed byte-exactly), so the broker can wait for
