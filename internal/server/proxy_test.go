@@ -180,13 +180,14 @@ func TestProxyProtocolUntrustedPeer(t *testing.T) {
 }
 
 // TestStartupNoteWithoutProxyProtocol: a listener on all interfaces
-// without PROXY protocol gets the one-line note about shared addresses; a
-// loopback-only node does not.
+// without PROXY protocol gets the one-line note about shared addresses, a
+// warning under Kubernetes; a loopback-only node gets none.
 func TestStartupNoteWithoutProxyProtocol(t *testing.T) {
 	for _, tc := range []struct {
-		url  string
-		note bool
-	}{{"tcp://127.0.0.1:0", false}, {"tcp://:0", true}} {
+		url, k8s, level string
+		note            bool
+	}{{"tcp://127.0.0.1:0", "", "", false}, {"tcp://:0", "", "INFO", true}, {"tcp://:0", "10.96.0.1", "WARN", true}} {
+		t.Setenv("KUBERNETES_SERVICE_HOST", tc.k8s)
 		cfg := testConfig(t)
 		cfg.Listeners = []config.Listener{{URL: tc.url}, {URL: "ws://127.0.0.1:0/mqtt"}}
 		logs := &logBuffer{}
@@ -195,8 +196,9 @@ func TestStartupNoteWithoutProxyProtocol(t *testing.T) {
 			t.Fatal(err)
 		}
 		srv.Shutdown(context.Background())
-		if n := strings.Count(logs.String(), "behind a load balancer"); n != map[bool]int{true: 1}[tc.note] {
-			t.Errorf("%s: %d notes, want note=%v:\n%s", tc.url, n, tc.note, logs)
+		if n := strings.Count(logs.String(), "behind a load balancer"); n != map[bool]int{true: 1}[tc.note] ||
+			tc.note && !strings.Contains(logs.String(), "level="+tc.level+" msg=\"listener without proxy_protocol") {
+			t.Errorf("%s (k8s %q): %d notes, want note=%v at %s:\n%s", tc.url, tc.k8s, n, tc.note, tc.level, logs)
 		}
 	}
 }
