@@ -228,9 +228,11 @@ func (c *conn) onPubrel(pid uint16) {
 			}
 		})
 		s.mu.Unlock()
-		if !sync {
-			return
+		if sync {
+			// The store failed inside Apply (closed): then never runs.
+			c.sendAck(packet.PUBCOMP, pid, packet.Success)
 		}
+		return
 	}
 	s.mu.Unlock()
 	c.sendAck(packet.PUBCOMP, pid, packet.Success)

@@ -37,6 +37,11 @@ type Listener struct {
 	// ProxyProtocol expects a PROXY protocol v1 or v2 header on every
 	// connection (HAProxy send-proxy / send-proxy-v2).
 	ProxyProtocol bool `yaml:"proxy_protocol"`
+	// TrustedProxies are the addresses (192.0.2.10, 2001:db8::1) and
+	// networks (10.0.0.0/8) of the load balancers allowed to send a PROXY
+	// header; connections from anywhere else are refused. Required with
+	// ProxyProtocol: there is no implicit trust.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 	// TLS applies to ssl:// and wss:// listeners.
 	TLS TLS `yaml:"tls"`
 }

@@ -58,29 +58,36 @@ func TestPrecedence(t *testing.T) {
 
 func TestListenFlagsAndEnv(t *testing.T) {
 	c, err := Parse("serve", []string{"--listen", "tcp://127.0.0.1:1883", "--listen",
-		"ssl://:8883?cert_file=c.pem&key_file=k.pem&proxy_protocol=true&client_auth=request"}, nil, io.Discard)
+		"ssl://:8883?cert_file=c.pem&key_file=k.pem&proxy_protocol=true&client_auth=request&trusted_proxies=10.0.0.0/8+192.0.2.7&trusted_proxies=::1"}, nil, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []Listener{{URL: "tcp://127.0.0.1:1883"},
-		{URL: "ssl://:8883", ProxyProtocol: true, TLS: TLS{CertFile: "c.pem", KeyFile: "k.pem", ClientAuth: "request"}}}
+		{URL: "ssl://:8883", ProxyProtocol: true, TrustedProxies: []string{"10.0.0.0/8", "192.0.2.7", "::1"},
+			TLS: TLS{CertFile: "c.pem", KeyFile: "k.pem", ClientAuth: "request"}}}
 	if !reflect.DeepEqual(c.Listeners, want) {
 		t.Errorf("listeners %+v, want %+v", c.Listeners, want)
 	}
-	c, err = Parse("serve", nil, []string{"CULEX_LISTEN=tcp://:1,ws://:2/mqtt"}, io.Discard)
-	if err != nil || len(c.Listeners) != 2 || c.Listeners[1].URL != "ws://:2/mqtt" {
+	c, err = Parse("serve", nil, []string{"CULEX_LISTEN=tcp://:1,ws://:2/mqtt?proxy_protocol=true&trusted_proxies=127.0.0.1&trusted_proxies=10.1.0.0/16"}, io.Discard)
+	if err != nil || len(c.Listeners) != 2 || c.Listeners[1].URL != "ws://:2/mqtt" ||
+		!reflect.DeepEqual(c.Listeners[1].TrustedProxies, []string{"127.0.0.1", "10.1.0.0/16"}) {
 		t.Errorf("CULEX_LISTEN: %+v %v", c.Listeners, err)
 	}
 }
 
 func TestListenerMappingAndScalarForms(t *testing.T) {
 	c := Default()
-	err := loadYAML([]byte("listeners:\n  - tcp://:1\n  - url: ssl://:2\n    tls: {cert_file: a, key_file: b}\n"), &c)
+	err := loadYAML([]byte("listeners:\n  - tcp://:1\n  - url: ssl://:2\n    tls: {cert_file: a, key_file: b}\n"+
+		"    proxy_protocol: true\n    trusted_proxies: [10.0.0.0/8, \"::ffff:192.0.2.1\"]\n"), &c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(c.Listeners) != 2 || c.Listeners[1].TLS.KeyFile != "b" {
 		t.Errorf("listeners %+v", c.Listeners)
+	}
+	ps, err := c.Listeners[1].TrustedPrefixes()
+	if err != nil || fmt.Sprint(ps) != "[10.0.0.0/8 192.0.2.1/32]" {
+		t.Errorf("trusted prefixes %v %v", ps, err)
 	}
 }
 
@@ -108,6 +115,9 @@ func TestErrors(t *testing.T) {
 		{name: "tls options on tcp", args: []string{"--listen", "tcp://:1?cert_file=x"}},
 		{name: "require without ca", args: []string{"--listen", "ssl://:1?cert_file=a&key_file=b&client_auth=require"}},
 		{name: "unknown query key", args: []string{"--listen", "tcp://:1?nodelay=1"}},
+		{name: "proxy protocol without trusted proxies", yaml: "listeners:\n  - url: tcp://:1\n    proxy_protocol: true\n"},
+		{name: "bad trusted proxy", args: []string{"--listen", "tcp://:1?proxy_protocol=true&trusted_proxies=10.0.0.0/33"}},
+		{name: "trusted proxies without proxy protocol", env: []string{"CULEX_LISTEN=tcp://:1?trusted_proxies=10.0.0.1"}},
 		{name: "several bad values", args: []string{"--mqtt.max-qos", "3", "--mqtt.queue-overflow", "block", "--mqtt.receive-maximum", "0"}},
 		{name: "bad flag value", args: []string{"--mqtt.write-timeout", "soon"}},
 		{name: "unknown env", env: []string{"CULEX_MQTT_MAXCONN=5"}},

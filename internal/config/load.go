@@ -25,7 +25,7 @@ func Parse(name string, args, environ []string, out io.Writer) (Config, error) {
 	var listens []string
 	fs.StringVar(&file, "c", "", "YAML config `file`")
 	fs.StringVar(&file, "config", "", "YAML config `file`")
-	fs.Func("listen", "listener `URL`, repeatable: tcp://127.0.0.1:1883, ssl://:8883?cert_file=c.pem&key_file=k.pem, ws://:8083/mqtt, wss://...; query keys are the listener's config keys (proxy_protocol, cert_file, key_file, client_ca_file, client_auth)",
+	fs.Func("listen", "listener `URL`, repeatable: tcp://127.0.0.1:1883, ssl://:8883?cert_file=c.pem&key_file=k.pem, ws://:8083/mqtt, wss://...; query keys are the listener's config keys ("+listenerQueryKeys+"; trusted_proxies repeats or takes addresses separated by +)",
 		func(s string) error { listens = append(listens, s); return nil })
 	// Every scalar key is also a flag. They are applied after the file and
 	// the environment, so they are recorded here and set below.
@@ -146,6 +146,9 @@ func listenersFromURLs(urls []string) ([]Listener, error) {
 	return out, nil
 }
 
+// listenerQueryKeys are the keys a listener URL's query may set.
+const listenerQueryKeys = "proxy_protocol, trusted_proxies, cert_file, key_file, client_ca_file, client_auth"
+
 func listenerFromURL(raw string) (Listener, error) {
 	base, query, _ := strings.Cut(raw, "?")
 	l := Listener{URL: base}
@@ -164,9 +167,17 @@ func listenerFromURL(raw string) (Listener, error) {
 		byPath[strings.TrimPrefix(f.path, "tls.")] = f
 	}
 	for k, vs := range q {
+		if k == "trusted_proxies" {
+			// Repeated (trusted_proxies=a&trusted_proxies=b) or separated by
+			// spaces ("+" in a URL): CULEX_LISTEN separates URLs by commas.
+			for _, v := range vs {
+				l.TrustedProxies = append(l.TrustedProxies, strings.Fields(v)...)
+			}
+			continue
+		}
 		f, ok := byPath[k]
 		if !ok || f.path == "url" {
-			return l, fmt.Errorf("%s: unknown listener key %q (known: proxy_protocol, cert_file, key_file, client_ca_file, client_auth)", raw, k)
+			return l, fmt.Errorf("%s: unknown listener key %q (known: %s)", raw, k, listenerQueryKeys)
 		}
 		if err := f.set(vs[len(vs)-1]); err != nil {
 			return l, fmt.Errorf("%s: %w", raw, err)

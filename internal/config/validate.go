@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"strings"
 )
@@ -75,7 +76,7 @@ func (c *Config) Validate() error {
 	if m.WriteTimeout <= 0 {
 		bad("mqtt.write_timeout", "must be positive")
 	}
-	if rl := c.Auth.RateLimit; rl.PerUsername > 0 && rl.MaxDelay >= m.ConnectTimeout {
+	if rl := c.Auth.RateLimit; c.Auth.HasBackend() && rl.PerUsername > 0 && rl.MaxDelay >= m.ConnectTimeout {
 		bad("auth.rate_limit.max_delay", "%v must be shorter than mqtt.connect_timeout (%v), or a slowed login always times out", rl.MaxDelay, m.ConnectTimeout)
 	}
 	switch c.Auth.ACLDefault {
@@ -115,6 +116,15 @@ func (l *Listener) validate() error {
 	case !secure && (l.TLS.CertFile != "" || l.TLS.ClientCAFile != ""):
 		return fmt.Errorf("tls: %s is not a TLS listener (use ssl:// or wss://)", l.URL)
 	}
+	if _, err := l.TrustedPrefixes(); err != nil {
+		return err
+	}
+	switch {
+	case l.ProxyProtocol && len(l.TrustedProxies) == 0:
+		return errors.New("trusted_proxies: required with proxy_protocol: list the load balancers' addresses or networks (10.0.0.0/8); a PROXY header from any other peer is refused")
+	case !l.ProxyProtocol && len(l.TrustedProxies) > 0:
+		return errors.New("trusted_proxies: set without proxy_protocol: true, so no PROXY header is read")
+	}
 	switch l.TLS.ClientAuth {
 	case "", "none", "request":
 	case "require":
@@ -125,4 +135,38 @@ func (l *Listener) validate() error {
 		return fmt.Errorf("tls.client_auth: %q is not one of none, request, require", l.TLS.ClientAuth)
 	}
 	return nil
+}
+
+// TrustedPrefixes parses TrustedProxies: each is an address (a network of
+// one) or a network in CIDR form. IPv4-mapped IPv6 forms are unmapped, as
+// peer addresses are before they are matched.
+func (l *Listener) TrustedPrefixes() ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(l.TrustedProxies))
+	for i, s := range l.TrustedProxies {
+		p, err := parsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			return nil, fmt.Errorf("trusted_proxies[%d]: %q is not an IP address or a network like 10.0.0.0/8", i, s)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return netip.Prefix{}, errors.New("bad address")
+		}
+		a = a.Unmap()
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	return p.Masked(), nil
 }

@@ -1,6 +1,8 @@
 // Package listener accepts MQTT connections over TCP, TLS, WebSocket and
 // secure WebSocket, optionally behind a PROXY protocol v1/v2 header, and hands
 // each connection to the broker as a net.Conn carrying a plain MQTT byte stream.
+// A PROXY protocol listener serves only the peers in its trusted_proxies
+// and refuses every other connection before reading from it.
 //
 // A plain TCP connection is handed over as the raw *net.TCPConn (even behind a
 // PROXY header, which is consumed byte-exactly), so the broker can wait for
@@ -22,7 +24,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/culexmq/culex/internal/config"
@@ -75,6 +79,11 @@ type Listener struct {
 	ln      net.Listener
 	timeout time.Duration // handshakeTimeout; shorter in tests
 
+	// trusted are the peers allowed to send a PROXY header (trusted_proxies).
+	trusted   []netip.Prefix
+	untrusted atomic.Uint64 // connections refused for coming from elsewhere
+	refusals  rateLog
+
 	done chan struct{} // closed by Close
 	wg   sync.WaitGroup
 
@@ -107,6 +116,14 @@ func New(cfg config.Listener, h Handler, logger *slog.Logger) (*Listener, error)
 		timeout: handshakeTimeout,
 		done:    make(chan struct{}),
 		pending: make(map[net.Conn]struct{}),
+	}
+	if cfg.ProxyProtocol {
+		if l.trusted, err = cfg.TrustedPrefixes(); err != nil {
+			return nil, fmt.Errorf("listener %s: %w", cfg.URL, err)
+		}
+		if len(l.trusted) == 0 {
+			return nil, fmt.Errorf("listener %s: trusted_proxies: required with proxy_protocol", cfg.URL)
+		}
 	}
 	if scheme == SchemeSSL || scheme == SchemeWSS {
 		if l.tlsConf, err = loadTLS(cfg.TLS); err != nil {
@@ -244,6 +261,10 @@ func (l *Listener) handshake(raw net.Conn) (net.Conn, ConnInfo, error) {
 	}
 	if !l.cfg.ProxyProtocol && l.scheme == SchemeTCP {
 		return raw, info, nil
+	}
+	if l.cfg.ProxyProtocol && !l.trustedPeer(raw.RemoteAddr()) {
+		l.refuseUntrusted(raw.RemoteAddr())
+		return nil, info, errUntrustedPeer
 	}
 	if err := raw.SetDeadline(time.Now().Add(l.timeout)); err != nil {
 		return nil, info, fmt.Errorf("set handshake deadline: %w", err)

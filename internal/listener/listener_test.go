@@ -360,7 +360,7 @@ func TestCloseKeepsHandedOffConns(t *testing.T) {
 // TestCloseAbortsHandshakes: a connection still in its handshake when the
 // listener closes is closed, and Serve does not wait for its deadline.
 func TestCloseAbortsHandshakes(t *testing.T) {
-	s := startServer(t, config.Listener{URL: "tcp://127.0.0.1:0", ProxyProtocol: true}, nil)
+	s := startServer(t, config.Listener{URL: "tcp://127.0.0.1:0", ProxyProtocol: true, TrustedProxies: loopback}, nil)
 	c := dial(t, s.l)
 	io.WriteString(c, "PROXY ") // and stall
 	// Wait until the listener has the conn in its handshake.
@@ -384,7 +384,7 @@ func TestCloseAbortsHandshakes(t *testing.T) {
 
 func TestHandshakeTimeout(t *testing.T) {
 	for _, url := range []string{"tcp://127.0.0.1:0", "ws://127.0.0.1:0"} {
-		s := startServer(t, config.Listener{URL: url, ProxyProtocol: true}, func(l *Listener) { l.timeout = 50 * time.Millisecond })
+		s := startServer(t, config.Listener{URL: url, ProxyProtocol: true, TrustedProxies: loopback}, func(l *Listener) { l.timeout = 50 * time.Millisecond })
 		c := dial(t, s.l)
 		if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Fatalf("%s: read = %v, want the silent connection closed", url, err)

@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 )
 
 // PROXY protocol, as HAProxy's send-proxy and send-proxy-v2 write it
@@ -39,6 +41,73 @@ type proxyHeader struct {
 }
 
 var errProxy = errors.New("invalid PROXY protocol header")
+
+// errUntrustedPeer refuses a connection to a PROXY protocol listener from a
+// peer outside trusted_proxies: whatever it would send, its header would
+// be a claim anyone can make.
+var errUntrustedPeer = errors.New("peer not in trusted_proxies")
+
+// untrustedLogEvery is the least time between two warnings about refused
+// untrusted peers on one listener; the refusals between are counted into
+// the next warning.
+const untrustedLogEvery = 10 * time.Second
+
+// Stats are a listener's counters.
+type Stats struct {
+	// UntrustedPeers counts connections to a PROXY protocol listener refused
+	// because the peer is not in trusted_proxies.
+	UntrustedPeers uint64
+}
+
+// Stats returns the listener's counters.
+func (l *Listener) Stats() Stats { return Stats{UntrustedPeers: l.untrusted.Load()} }
+
+// trustedPeer reports whether addr may send a PROXY header.
+func (l *Listener) trustedPeer(addr net.Addr) bool {
+	ta, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return false
+	}
+	a := ta.AddrPort().Addr().Unmap()
+	for _, p := range l.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// refuseUntrusted counts a refused untrusted peer and warns about it, at
+// most once per untrustedLogEvery.
+func (l *Listener) refuseUntrusted(addr net.Addr) {
+	l.untrusted.Add(1)
+	if n, ok := l.refusals.allow(time.Now(), untrustedLogEvery); ok {
+		l.log.Warn("listener: connection refused: PROXY protocol from a peer not in trusted_proxies",
+			"remote", addr, "refused_since_last_warning", n)
+	}
+}
+
+// rateLog lets one log line through per period and counts the others.
+type rateLog struct {
+	// mu guards the fields below it.
+	mu      sync.Mutex
+	last    time.Time
+	dropped uint64
+}
+
+// allow reports whether a line may be logged at now and how many were
+// held back since the last one, this one included.
+func (r *rateLog) allow(now time.Time, every time.Duration) (uint64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.dropped++
+	if !r.last.IsZero() && now.Sub(r.last) < every {
+		return 0, false
+	}
+	n := r.dropped
+	r.last, r.dropped = now, 0
+	return n, true
+}
 
 // readProxyHeader reads a PROXY protocol v1 or v2 header from r, consuming
 // exactly its bytes. Twelve bytes are enough to tell the versions apart and

@@ -7,10 +7,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/gorilla/websocket"
@@ -140,7 +142,7 @@ func TestReadProxyHeaderRejects(t *testing.T) {
 // TestProxyProtocolTCP: behind a PROXY header a TCP client is still handed
 // over as the raw *net.TCPConn, with the header's addresses.
 func TestProxyProtocolTCP(t *testing.T) {
-	s := startServer(t, config.Listener{URL: "tcp://127.0.0.1:0", ProxyProtocol: true}, nil)
+	s := startServer(t, config.Listener{URL: "tcp://127.0.0.1:0", ProxyProtocol: true, TrustedProxies: loopback}, nil)
 	for _, tc := range proxyCases {
 		c := dial(t, s.l)
 		// Header and first packet in one write: the header must be consumed
@@ -171,7 +173,7 @@ func TestProxyProtocolTCP(t *testing.T) {
 // TestProxyProtocolRejects: a connection without a valid header is closed
 // before the handler sees it.
 func TestProxyProtocolRejects(t *testing.T) {
-	s := startServer(t, config.Listener{URL: "tcp://127.0.0.1:0", ProxyProtocol: true}, nil)
+	s := startServer(t, config.Listener{URL: "tcp://127.0.0.1:0", ProxyProtocol: true, TrustedProxies: loopback}, nil)
 	for _, in := range []string{
 		"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00",
 		"PROXY TCP4 nonsense\r\n",
@@ -192,7 +194,7 @@ func TestProxyProtocolRejects(t *testing.T) {
 
 // TestProxyProtocolWebSocket: the header comes before the HTTP upgrade.
 func TestProxyProtocolWebSocket(t *testing.T) {
-	s := startServer(t, config.Listener{URL: "ws://127.0.0.1:0/mqtt", ProxyProtocol: true}, nil)
+	s := startServer(t, config.Listener{URL: "ws://127.0.0.1:0/mqtt", ProxyProtocol: true, TrustedProxies: loopback}, nil)
 	for _, tc := range proxyCases {
 		d := &websocket.Dialer{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
@@ -225,7 +227,7 @@ func TestProxyProtocolWebSocket(t *testing.T) {
 // TestProxyProtocolTLS: the header comes before the TLS handshake.
 func TestProxyProtocolTLS(t *testing.T) {
 	p := newPKI(t)
-	s := startServer(t, config.Listener{URL: "ssl://127.0.0.1:0", ProxyProtocol: true, TLS: p.tlsConfig("require", true)}, nil)
+	s := startServer(t, config.Listener{URL: "ssl://127.0.0.1:0", ProxyProtocol: true, TrustedProxies: loopback, TLS: p.tlsConfig("require", true)}, nil)
 	raw := dial(t, s.l)
 	raw.Write(proxyCases[1].header)
 	c := tls.Client(raw, p.clientConfig(p.client))
@@ -237,4 +239,109 @@ func TestProxyProtocolTLS(t *testing.T) {
 	}
 	c.Close()
 	s.end(t)
+}
+
+// loopback trusts the tests' own clients to send PROXY headers.
+var loopback = []string{"127.0.0.1", "::1"}
+
+// syncBuffer is a log destination safe for the listener's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestProxyProtocolUntrustedPeer: a PROXY header (v1 or v2) from a peer
+// outside trusted_proxies is refused: the connection is closed before the
+// handler sees it, counted, and warned about with the peer's address once
+// per period however many come.
+func TestProxyProtocolUntrustedPeer(t *testing.T) {
+	var logs syncBuffer
+	s := startServer(t, config.Listener{URL: "tcp://127.0.0.1:0", ProxyProtocol: true, TrustedProxies: []string{"192.0.2.0/24", "::1"}},
+		func(l *Listener) { l.log = slog.New(slog.NewTextHandler(&logs, nil)) })
+	for _, tc := range []struct {
+		name   string
+		header []byte
+	}{
+		{"v1", []byte("PROXY TCP4 192.0.2.1 198.51.100.7 56324 1883\r\n")},
+		{"v2", proxyV2(1, src4, dst4, nil)},
+	} {
+		c := dial(t, s.l)
+		c.Write(append(append([]byte{}, tc.header...), "\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00"...))
+		if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("%s: read %v, want the connection closed", tc.name, err)
+		}
+	}
+	select {
+	case a := <-s.accepted:
+		t.Errorf("handler got a connection from an untrusted peer: %+v", a.info)
+	default:
+	}
+	if n := s.l.Stats().UntrustedPeers; n != 2 {
+		t.Errorf("UntrustedPeers = %d, want 2", n)
+	}
+	out := logs.String()
+	if n := strings.Count(out, "not in trusted_proxies"); n != 1 || !strings.Contains(out, "level=WARN") ||
+		!strings.Contains(out, "remote=127.0.0.1:") {
+		t.Errorf("want one WARN naming the peer for two refusals within %s, got:\n%s", untrustedLogEvery, out)
+	}
+}
+
+// TestProxyProtocolTrustedForms: trusted_proxies entries are addresses or
+// networks, IPv4-mapped forms included; a loopback client is served by
+// exactly those that contain 127.0.0.1.
+func TestProxyProtocolTrustedForms(t *testing.T) {
+	for _, tc := range []struct {
+		trusted []string
+		served  bool
+	}{
+		{[]string{"127.0.0.1"}, true},
+		{[]string{"10.0.0.0/8", "127.0.0.0/8"}, true},
+		{[]string{"::ffff:127.0.0.1"}, true},
+		{[]string{"::ffff:127.0.0.0/104"}, true},
+		{[]string{"127.0.0.2"}, false},
+		{[]string{"::1"}, false},
+		{[]string{"192.0.2.0/24"}, false},
+	} {
+		s := startServer(t, config.Listener{URL: "tcp://127.0.0.1:0", ProxyProtocol: true, TrustedProxies: tc.trusted}, nil)
+		c := dial(t, s.l)
+		c.Write([]byte("PROXY TCP4 192.0.2.1 198.51.100.7 56324 1883\r\nhi"))
+		got := make([]byte, 2)
+		_, err := io.ReadFull(c, got)
+		if served := err == nil && string(got) == "hi"; served != tc.served {
+			t.Errorf("trusted %v: served %v (%q, %v), want %v", tc.trusted, served, got, err, tc.served)
+		}
+		if tc.served {
+			c.Close()
+			s.end(t)
+		}
+	}
+}
+
+// TestProxyProtocolNeedsTrustedProxies: a PROXY protocol listener trusts
+// no one implicitly.
+func TestProxyProtocolNeedsTrustedProxies(t *testing.T) {
+	h := func(c net.Conn, _ ConnInfo) { c.Close() }
+	for _, cfg := range []config.Listener{
+		{URL: "tcp://127.0.0.1:0", ProxyProtocol: true},
+		{URL: "tcp://127.0.0.1:0", ProxyProtocol: true, TrustedProxies: []string{"10.0.0.300"}},
+	} {
+		if l, err := New(cfg, h, nil); err == nil || !strings.Contains(err.Error(), "trusted_proxies") {
+			if l != nil {
+				l.Close()
+			}
+			t.Errorf("New(%+v): %v, want an error naming trusted_proxies", cfg, err)
+		}
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -104,7 +106,29 @@ func (s *Server) open() error {
 		}
 		s.listeners = append(s.listeners, l)
 	}
+	s.noteSharedAddress()
 	return nil
+}
+
+// noteSharedAddress says in one line, at start-up, what a load balancer in
+// front of a listener without PROXY protocol does: every device arrives
+// from its address, so a ban by address shuts them all out. A warning
+// where a load balancer is likely (Kubernetes), a note elsewhere; nothing
+// when every such listener is on loopback.
+func (s *Server) noteSharedAddress() {
+	for i, l := range s.listeners {
+		a, ok := l.Addr().(*net.TCPAddr)
+		if s.cfg.Listeners[i].ProxyProtocol || ok && a.IP.IsLoopback() {
+			continue
+		}
+		level := slog.LevelInfo
+		if os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
+			level = slog.LevelWarn
+		}
+		s.log.Log(context.Background(), level, "listener without proxy_protocol: behind a load balancer every device shares its address, "+
+			"and a failed-login ban by address shuts them all out (set proxy_protocol and trusted_proxies)", "url", l.URL())
+		return
+	}
 }
 
 // openKafka builds the Kafka bridge and checks its topics. Unknown topics,
@@ -117,6 +141,13 @@ func (s *Server) openKafka(opts *broker.Options) error {
 		return err
 	}
 	s.kafka = k
+	// Records carry the identity auth decided, not CONNECT's username field.
+	k.UseIdentity(func(c *broker.ClientInfo) string {
+		if id, ok := s.auth.Adapter().Identity(c); ok && !id.Anonymous {
+			return id.Username
+		}
+		return ""
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), kafkaCheckTimeout)
 	defer cancel()
 	if err := k.Check(ctx); err != nil {

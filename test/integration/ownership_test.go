@@ -181,7 +181,7 @@ func TestClientIDBinding(t *testing.T) {
 		t.Run(tc.mode, func(t *testing.T) {
 			srv, addr, _ := startOwned(t, func(c *config.Config) {
 				c.Auth.ClientIDBinding = tc.mode
-				c.Auth.AllowAnonymous = true
+				c.Auth.AllowAnonymous, c.Auth.AllowAnonymousSet = true, true
 			})
 			for _, id := range tc.ok {
 				if _, rc := connectAs(t, addr, packet.V5, login(packet.V5, id, "dev-a", 0)); rc != 0 {

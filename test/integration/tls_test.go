@@ -105,7 +105,7 @@ func TestTLSAndSecureWebSocket(t *testing.T) {
 func TestProxyProtocolListener(t *testing.T) {
 	t.Parallel()
 	srv := startBroker(t, func(c *config.Config) {
-		c.Listeners = []config.Listener{{URL: "tcp://127.0.0.1:0", ProxyProtocol: true}}
+		c.Listeners = []config.Listener{{URL: "tcp://127.0.0.1:0", ProxyProtocol: true, TrustedProxies: []string{"127.0.0.1"}}}
 	})
 	addr := tcpAddr(t, srv)
 

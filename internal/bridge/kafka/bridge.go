@@ -36,6 +36,9 @@ type Bridge struct {
 	spool    *spool      // nil unless a route uses ack: spool
 	topics   *topicCache // spool-mode topic existence; nil without spool
 
+	// identity names a client's authenticated identity (UseIdentity).
+	identity func(*broker.ClientInfo) string
+
 	// sourceReady: the standalone MQTT session is subscribed.
 	sourceReady atomic.Bool
 	// source publishes Kafka -> MQTT commands in standalone mode.
@@ -175,6 +178,24 @@ func tlsConfig(c config.KafkaTLS) (*tls.Config, error) {
 	return tc, nil
 }
 
+// UseIdentity sets how the bridge learns a client's authenticated
+// identity, the username its records carry (the mqtt.username header, the
+// envelope's username, ${username} in topics and keys): what the
+// authentication layer decided, such as a certificate's name, never the
+// CONNECT packet's username field, which a client authenticated by other
+// means may fill with anything. id returns "" for an anonymous client.
+// Without it records carry no username. Call it before the interceptor
+// serves.
+func (b *Bridge) UseIdentity(id func(c *broker.ClientInfo) string) { b.identity = id }
+
+// username is c's authenticated identity for its records.
+func (b *Bridge) username(c *broker.ClientInfo) string {
+	if b.identity == nil {
+		return ""
+	}
+	return b.identity(c)
+}
+
 // Interceptor returns the broker.Interceptor that produces matching
 // messages; add it to broker.Options.Interceptors.
 func (b *Bridge) Interceptor() broker.Interceptor { return interceptor{b} }
@@ -251,12 +272,13 @@ func (i interceptor) Intercept(_ context.Context, c *broker.ClientInfo, m *broke
 		return
 	}
 	received := time.Now()
+	user := b.username(c)
 	w := &wait{n: 1, done: done}
 	var held []*route
 	for _, r := range rs {
 		r.stats.Matched.Add(1)
 		hold := r.ack == AckKafka && m.QoS > 0
-		rec, err := r.record(c, m, received)
+		rec, err := r.record(c, user, m, received)
 		if err != nil {
 			r.stats.Failed.Add(1)
 			b.log.Warn("kafka: cannot map message", "route", r.name, "topic", m.Topic, "client", c.ClientID, "err", err)

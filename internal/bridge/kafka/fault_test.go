@@ -11,9 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/culexmq/culex/internal/config"
+	"github.com/culexmq/culex/internal/mqtt/packet"
 )
 
 // outage is how long Kafka stays stopped or hung in the fault tests. The
@@ -25,12 +27,18 @@ var outage = flag.Duration("kafka.outage", 3*time.Second, "Kafka outage in fault
 // time; a failed publish (v5 reason code, or a lost connection) is retried
 // with the same seq, as a device does with an unacknowledged message.
 type stream struct {
-	addr    string
+	addr    atomic.Pointer[string] // the broker's host:port; retarget moves it
 	devices int
 	n       int
 	acked   atomic.Int64
 	failed  atomic.Int64
 }
+
+// retarget points the devices' next connections at addr (a restarted
+// broker's new port).
+func (s *stream) retarget(addr string) { s.addr.Store(&addr) }
+
+func (s *stream) target() string { return *s.addr.Load() }
 
 func (s *stream) run(t *testing.T, ctx context.Context) {
 	var wg sync.WaitGroup
@@ -39,17 +47,19 @@ func (s *stream) run(t *testing.T, ctx context.Context) {
 		go func() {
 			defer wg.Done()
 			id := fmt.Sprintf("dev-%d", d)
-			c, err := dialV5(t, s.addr, id)
+			c, err := dialV5(t, s.target(), id)
 			for seq := 0; seq < s.n; {
 				if ctx.Err() != nil {
-					t.Errorf("%s: stream deadline at seq %d", id, seq)
+					t.Errorf("%s: stream deadline at seq %d: %v", id, seq, err)
 					return
 				}
 				if err != nil {
-					c, err = dialV5(t, s.addr, id)
+					if c, err = dialV5(t, s.target(), id); err != nil {
+						time.Sleep(10 * time.Millisecond) // a device's reconnect backoff while the broker is down
+					}
 					continue
 				}
-				code, _, perr := publish(ctx, c, "devices/"+id+"/telemetry", []byte(strconv.Itoa(seq)))
+				code, _, perr := publishUntilLost(ctx, c, "devices/"+id+"/telemetry", []byte(strconv.Itoa(seq)))
 				switch {
 				case perr != nil:
 					s.failed.Add(1)
@@ -64,6 +74,21 @@ func (s *stream) run(t *testing.T, ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+}
+
+// publishUntilLost is publish that gives up when the connection is lost
+// (the broker killed), where paho would wait for its packet timeout.
+func publishUntilLost(ctx context.Context, c *paho.Client, topic string, payload []byte) (byte, string, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return publish(ctx, c, topic, payload)
 }
 
 // verify reads the topic back and checks, per key: every seq is present (no
@@ -125,12 +150,14 @@ func startStream(t *testing.T, s *stream, limit time.Duration) (wait func()) {
 
 // startFaultStream serves a broker with a bridge to brokers (produce timeout
 // 2 s) and starts a stream of n messages from each of 8 devices through it.
-func startFaultStream(t *testing.T, brokers string, n int) (b *Bridge, s *stream, wait func()) {
+// extra routes are added after the stream's.
+func startFaultStream(t *testing.T, brokers string, n int, extra ...config.KafkaRoute) (b *Bridge, s *stream, wait func()) {
 	t.Helper()
-	cfg := kafkaConfig(brokers, config.KafkaRoute{Filter: "devices/+/telemetry", Topic: "telemetry"})
+	cfg := kafkaConfig(brokers, append([]config.KafkaRoute{{Filter: "devices/+/telemetry", Topic: "telemetry"}}, extra...)...)
 	cfg.ProduceTimeout = 2 * time.Second
 	b = newBridge(t, cfg)
-	s = &stream{addr: startBroker(t, b.Interceptor()), devices: 8, n: n}
+	s = &stream{devices: 8, n: n}
+	s.retarget(startBroker(t, b.Interceptor()))
 	return b, s, startStream(t, s, 2*time.Minute+*outage)
 }
 
@@ -218,36 +245,153 @@ type hangConn struct {
 	l *hangListener
 }
 
+// Read waits out a hang before reading and again after: bytes that arrive
+// while hung (even into a read that began before) are not seen until the
+// resume, so nothing sent after hang returns reaches Kafka before resume.
 func (c *hangConn) Read(p []byte) (int, error) {
-	c.l.mu.Lock()
-	h := c.l.hung
-	c.l.mu.Unlock()
+	c.l.wait()
+	n, err := c.Conn.Read(p)
+	c.l.wait()
+	return n, err
+}
+
+func (l *hangListener) wait() {
+	l.mu.Lock()
+	h := l.hung
+	l.mu.Unlock()
 	if h != nil {
 		<-h
 	}
-	return c.Conn.Read(p)
 }
 
 // Kafka hung mid-stream (connections accepted, no answers): publishers wait
-// or fail and retry; when it answers again everything drains, nothing
-// acknowledged is lost, per-key first deliveries stay in order.
+// (no PUBACK while Kafka cannot hold their records) or fail and retry; when
+// it answers again everything drains, nothing acknowledged is lost,
+// per-key first deliveries stay in order. A probe client proves the wait:
+// the PINGREQ it sends after its PUBLISH is answered first, no successful
+// PUBACK comes during the hang, and one comes after the resume.
 func TestFaultKafkaHung(t *testing.T) {
 	hl := &hangListener{}
-	kc := startKafka(t, kfake.SeedTopics(4, "telemetry"), kfake.ListenFn(func(network, address string) (net.Listener, error) {
+	kc := startKafka(t, kfake.SeedTopics(4, "telemetry", "probe"), kfake.ListenFn(func(network, address string) (net.Listener, error) {
 		ln, err := net.Listen(network, address)
 		hl.Listener = ln
 		return hl, err
 	}))
 	t.Cleanup(hl.resume) // before kc.Close (cleanups run last-in first-out)
 	brokers := kc.ListenAddrs()[0]
-	b, s, wait := startFaultStream(t, brokers, 300)
+	b, s, wait := startFaultStream(t, brokers, 300, config.KafkaRoute{Filter: "probe/+", Topic: "probe"})
+	pr := dialProbe(t, s.target())
 
 	waitAcked(t, s, int64(s.devices*s.n/3))
 	hl.hang()
-	<-time.After(*outage) // the fault's duration
+	ackedAtHang := s.acked.Load()
+	pr.publish(t)
+	// The broker answers PINGREQ at once: a PUBACK before it was released
+	// without Kafka holding the record.
+	if p := pr.next(t); p.Type() != packet.PINGRESP {
+		t.Errorf("probe got %v before PINGRESP: its publish was acknowledged while Kafka hangs", p)
+	}
+	outageEnd := time.After(*outage) // the fault's duration
+	var ackedInHang, expired int
+	for hung := true; hung; {
+		select {
+		case p := <-pr.packets:
+			switch a, ok := p.(*packet.Ack); {
+			case !ok || a.Kind != packet.PUBACK:
+			case a.ReasonCode < 0x80:
+				ackedInHang++
+			default:
+				expired++ // the produce timeout: the device is told it failed
+			}
+		case <-outageEnd:
+			hung = false
+		}
+	}
+	ackedDuringOutage := s.acked.Load() - ackedAtHang
 	hl.resume()
+	if ackedInHang > 0 {
+		t.Errorf("probe: %d successful PUBACKs while Kafka hung", ackedInHang)
+	}
+	// At most the publishes whose records Kafka read just before the hang.
+	if ackedDuringOutage > int64(s.devices) {
+		t.Errorf("%d stream publishes acknowledged while Kafka hung", ackedDuringOutage)
+	}
+	if expired > 0 {
+		pr.publish(t) // retried as a device does after 0x80
+	}
+	for {
+		if a, ok := pr.next(t).(*packet.Ack); ok && a.Kind == packet.PUBACK {
+			if a.ReasonCode >= 0x80 {
+				t.Fatalf("probe after the resume: PUBACK 0x%02x", a.ReasonCode)
+			}
+			break
+		}
+	}
 	wait()
 	dups := s.verify(t, brokers, "telemetry")
-	t.Logf("hang %s: %d acked, %d failed publishes (retried), %d duplicates; stats %+v",
-		*outage, s.acked.Load(), s.failed.Load(), dups, b.Stats()[0])
+	t.Logf("hang %s: %d acked (%d during the hang), %d failed publishes (retried), %d duplicates; probe expired %d; stats %+v",
+		*outage, s.acked.Load(), ackedDuringOutage, s.failed.Load(), dups, expired, b.Stats()[0])
+}
+
+// probe is a raw MQTT 5 client that tells a withheld PUBACK from a prompt
+// one: every PUBLISH is followed by a PINGREQ, which the broker answers at
+// once, so a PUBACK that comes after the PINGRESP was held.
+type probe struct {
+	conn    net.Conn
+	id      uint16
+	packets chan packet.Packet // read by a goroutine until the connection ends
+}
+
+func dialProbe(t *testing.T, addr string) *probe {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	p := &probe{conn: conn, packets: make(chan packet.Packet, 16)}
+	b, _ := (&packet.Connect{ProtocolName: "MQTT", Version: packet.V5, CleanStart: true, ClientID: "probe", KeepAlive: 0}).Encode(nil, packet.V5)
+	if _, err := conn.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(p.packets)
+		for {
+			pk, err := packet.ReadPacket(conn, packet.V5, 0)
+			if err != nil {
+				return
+			}
+			p.packets <- pk
+		}
+	}()
+	if ca, ok := p.next(t).(*packet.Connack); !ok || ca.ReasonCode != 0 {
+		t.Fatalf("probe: %v, want CONNACK 0", ca)
+	}
+	return p
+}
+
+// publish sends a QoS 1 PUBLISH on probe/1 and a PINGREQ in one write.
+func (p *probe) publish(t *testing.T) {
+	t.Helper()
+	p.id++
+	b, _ := (&packet.Publish{QoS: 1, PacketID: p.id, Topic: "probe/1", Payload: []byte("probe")}).Encode(nil, packet.V5)
+	b, _ = (&packet.Pingreq{}).Encode(b, packet.V5)
+	if _, err := p.conn.Write(b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// next is the next packet from the broker.
+func (p *probe) next(t *testing.T) packet.Packet {
+	t.Helper()
+	select {
+	case pk, ok := <-p.packets:
+		if !ok {
+			t.Fatal("probe: connection closed")
+		}
+		return pk
+	case <-time.After(waitTimeout):
+		t.Fatal("probe: no packet")
+		return nil
+	}
 }

@@ -109,6 +109,15 @@ func publish(ctx context.Context, c *paho.Client, topic string, payload []byte) 
 	return 0, "", err
 }
 
+// needTool returns the path of a program a test drives. A missing one
+// skips the test, except in CI (CI=true), where scripts/test.sh installs
+// every tool and a missing one fails the test rather than letting it pass
+// unseen. It returns "" when tb did not stop the test (a stub TB).
+func needTool(tb testing.TB, name string) string {
+	tb.Helper()
+	return brokertest.Tool(tb, name, name)
+}
+
 // kcatRecord is one record as read back by kcat.
 type kcatRecord struct {
 	Key, Value, Headers string
@@ -119,13 +128,14 @@ type kcatRecord struct {
 // write, and returns them in partition then offset order.
 func kcatRead(t *testing.T, brokers, topic string, n int) []kcatRecord {
 	t.Helper()
-	if _, err := exec.LookPath("kcat"); err != nil {
-		t.Skip("kcat not installed")
+	kcat := needTool(t, "kcat")
+	if kcat == "" {
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	// \x1f separates fields and \x1e records: payloads here are text.
-	cmd := exec.CommandContext(ctx, "kcat", "-C", "-b", brokers, "-t", topic, "-o", "beginning",
+	cmd := exec.CommandContext(ctx, kcat, "-C", "-b", brokers, "-t", topic, "-o", "beginning",
 		"-c", fmt.Sprint(n), "-e", "-q", "-f", "%p\x1f%k\x1f%s\x1f%h\x1e")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -186,3 +196,29 @@ func readAll(t *testing.T, brokers, topic string, n int, deadline time.Duration)
 }
 
 func newStderrLogger() *slog.Logger { return slog.New(slog.NewTextHandler(os.Stderr, nil)) }
+
+// stubTB records how needTool stopped a test, without stopping this one.
+type stubTB struct {
+	testing.TB
+	fatal, skip string
+}
+
+func (s *stubTB) Helper()                      {}
+func (s *stubTB) Fatalf(f string, args ...any) { s.fatal = fmt.Sprintf(f, args...) }
+func (s *stubTB) Skipf(f string, args ...any)  { s.skip = fmt.Sprintf(f, args...) }
+
+// TestNeedToolFailsInCI: a missing kcat skips a test on a workstation and
+// fails it in CI.
+func TestNeedToolFailsInCI(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	for _, ci := range []string{"", "true"} {
+		t.Setenv("CI", ci)
+		s := &stubTB{TB: t}
+		if p := needTool(s, "kcat"); p != "" {
+			t.Fatalf("found kcat at %s on an empty PATH", p)
+		}
+		if failed := s.fatal != ""; failed != (ci == "true") || (s.skip != "") == failed {
+			t.Errorf("CI=%q: fatal %q, skip %q", ci, s.fatal, s.skip)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -14,8 +15,12 @@ import (
 )
 
 // Header names of the MQTT metadata on a record. User properties follow
-// under their own names, in order, after these.
+// under their own names, in order, after these, except those whose name
+// starts with ReservedPrefix: the prefix is the broker's, so that a
+// consumer can trust every mqtt.* header, and a device's property there is
+// dropped (and counted in RouteStats.ReservedDropped).
 const (
+	ReservedPrefix        = "mqtt."
 	HeaderTopic           = "mqtt.topic"
 	HeaderClientID        = "mqtt.client_id"
 	HeaderUsername        = "mqtt.username"
@@ -44,10 +49,11 @@ type envelope struct {
 	Payload  string `json:"payload"`
 }
 
-// record maps one MQTT message to the route's Kafka record. received is
-// when the broker got the message (the record timestamp).
-func (r *route) record(c *broker.ClientInfo, m *broker.Message, received time.Time) (*kgo.Record, error) {
-	v := vars{topic: m.Topic, clientID: c.ClientID, username: c.Username}
+// record maps one MQTT message to the route's Kafka record. user is the
+// client's authenticated identity (Bridge.username); received is when the
+// broker got the message (the record timestamp).
+func (r *route) record(c *broker.ClientInfo, user string, m *broker.Message, received time.Time) (*kgo.Record, error) {
+	v := vars{topic: m.Topic, clientID: c.ClientID, username: user}
 	t, err := r.topic.render(&v)
 	if err != nil {
 		return nil, err
@@ -67,7 +73,7 @@ func (r *route) record(c *broker.ClientInfo, m *broker.Message, received time.Ti
 		rec.Key = []byte(key)
 	}
 	if r.json {
-		rec.Value, err = json.Marshal(newEnvelope(c, m, received))
+		rec.Value, err = json.Marshal(newEnvelope(c, user, m, received))
 		if err != nil {
 			return nil, err
 		}
@@ -75,24 +81,35 @@ func (r *route) record(c *broker.ClientInfo, m *broker.Message, received time.Ti
 		rec.Value = m.Payload
 	}
 	if r.headers {
-		rec.Headers = headers(c, m)
+		var dropped int64
+		rec.Headers, dropped = headers(c, user, m)
+		if dropped > 0 {
+			r.stats.ReservedDropped.Add(dropped)
+		}
 	}
 	return rec, nil
 }
 
 func has(p *packet.Properties, id packet.PropID) bool { return p.Present&(1<<id) != 0 }
 
-// headers are the MQTT metadata as record headers.
-func headers(c *broker.ClientInfo, m *broker.Message) []kgo.RecordHeader {
+// reserved reports whether a user property's name is in the broker's
+// header namespace; case is ignored, for consumers that ignore it.
+func reserved(name string) bool {
+	return len(name) >= len(ReservedPrefix) && strings.EqualFold(name[:len(ReservedPrefix)], ReservedPrefix)
+}
+
+// headers are the MQTT metadata as record headers, and how many user
+// properties were dropped for a reserved name.
+func headers(c *broker.ClientInfo, user string, m *broker.Message) (hs []kgo.RecordHeader, dropped int64) {
 	p := &m.Props
-	hs := make([]kgo.RecordHeader, 0, 5+len(p.User))
+	hs = make([]kgo.RecordHeader, 0, 5+len(p.User))
 	add := func(k string, v []byte) { hs = append(hs, kgo.RecordHeader{Key: k, Value: v}) }
 	add(HeaderTopic, []byte(m.Topic))
 	if c.ClientID != "" {
 		add(HeaderClientID, []byte(c.ClientID))
 	}
-	if c.Username != "" {
-		add(HeaderUsername, []byte(c.Username))
+	if user != "" {
+		add(HeaderUsername, []byte(user))
 	}
 	add(HeaderQoS, []byte{'0' + m.QoS})
 	add(HeaderRetain, []byte(strconv.FormatBool(m.Retain)))
@@ -109,15 +126,19 @@ func headers(c *broker.ClientInfo, m *broker.Message) []kgo.RecordHeader {
 		add(HeaderCorrelationData, p.CorrelationData)
 	}
 	for _, u := range p.User {
+		if reserved(u.Key) {
+			dropped++
+			continue
+		}
 		add(u.Key, []byte(u.Value))
 	}
-	return hs
+	return hs, dropped
 }
 
-func newEnvelope(c *broker.ClientInfo, m *broker.Message, received time.Time) *envelope {
+func newEnvelope(c *broker.ClientInfo, user string, m *broker.Message, received time.Time) *envelope {
 	p := &m.Props
 	e := &envelope{
-		Topic: m.Topic, ClientID: c.ClientID, Username: c.Username,
+		Topic: m.Topic, ClientID: c.ClientID, Username: user,
 		QoS: m.QoS, Retain: m.Retain, TimestampMs: received.UnixMilli(),
 	}
 	if has(p, packet.PropContentType) {

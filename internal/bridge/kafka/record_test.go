@@ -28,7 +28,10 @@ func TestRecordMappingGolden(t *testing.T) {
 	full.Props.ContentType = "application/json"
 	full.Props.ResponseTopic = "devices/dev-1/replies"
 	full.Props.CorrelationData = []byte{0x01, 0x02}
-	full.Props.User = []packet.UserProperty{{Key: "site", Value: "lyon"}, {Key: "site", Value: "paris"}}
+	// Properties named like the broker's headers are a device's say-so: left
+	// out of the headers, kept in the envelope's user_properties.
+	full.Props.User = []packet.UserProperty{{Key: "site", Value: "lyon"}, {Key: "mqtt.username", Value: "admin"},
+		{Key: "MQTT.topic", Value: "devices/other/telemetry"}, {Key: "site", Value: "paris"}}
 	binary := &broker.Message{Topic: "devices/dev-1/blob", Payload: []byte{0xff, 0x00, 0xfe}, QoS: 0}
 
 	cases := []struct {
@@ -47,7 +50,7 @@ func TestRecordMappingGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rec, err := r.record(c, tc.msg, received)
+			rec, err := r.record(c, c.Username, tc.msg, received)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -90,7 +93,7 @@ func TestRecordInvalidRenderedTopic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = r.record(&broker.ClientInfo{ClientID: "c"}, &broker.Message{Topic: "a/b"}, time.Now())
+	_, err = r.record(&broker.ClientInfo{ClientID: "c"}, "", &broker.Message{Topic: "a/b"}, time.Now())
 	if err == nil {
 		t.Fatal("topic a/b rendered into a Kafka topic")
 	}

@@ -33,6 +33,9 @@ type RouteStats struct {
 	// AckedNotInKafka is messages acknowledged to the device whose record
 	// Kafka has not acked yet: zero by construction in ack mode kafka.
 	AckedNotInKafka atomic.Int64
+	// ReservedDropped counts MQTT user properties left out of records'
+	// headers because their name is in the broker's mqtt.* namespace.
+	ReservedDropped atomic.Int64
 	// SpoolBytes is the route's bytes in the disk spool (ack: spool) not
 	// yet in Kafka; its spooled entry count is AckedNotInKafka.
 	SpoolBytes atomic.Int64
@@ -57,6 +60,8 @@ type RouteSnapshot struct {
 	// are zero for routes without ack: spool.
 	SpoolBytes int64
 	SpoolAge   time.Duration
+	// ReservedDropped: see RouteStats.ReservedDropped.
+	ReservedDropped int64
 	// LatencyBounds and Latency are the histogram: Latency[i] counts acks
 	// at or under LatencyBounds[i]; the last entry counts the rest.
 	LatencyBounds []time.Duration
@@ -67,7 +72,7 @@ func (s *RouteStats) snapshot() RouteSnapshot {
 	r := RouteSnapshot{
 		Name: s.Name, Matched: s.Matched.Load(), Produced: s.Produced.Load(),
 		Failed: s.Failed.Load(), Expired: s.Expired.Load(), SpoolBytes: s.SpoolBytes.Load(), InFlight: s.InFlight.Load(), AckedNotInKafka: s.AckedNotInKafka.Load(),
-		LatencyBounds: latencyBounds[:],
+		LatencyBounds: latencyBounds[:], ReservedDropped: s.ReservedDropped.Load(),
 	}
 	for i := range s.Latency {
 		r.Latency = append(r.Latency, s.Latency[i].Load())
