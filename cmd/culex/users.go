@@ -44,6 +44,15 @@ func usersCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return errors.New("users: missing command")
 	}
 	cmd := args[0]
+	switch cmd {
+	case "add", "passwd", "rm", "list":
+	case "-h", "-help", "--help", "help":
+		fs.Usage()
+		return nil
+	default:
+		fs.Usage()
+		return fmt.Errorf("users: unknown command %q", cmd)
+	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -98,9 +107,6 @@ func usersCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		if !u.Delete(name) {
 			return fmt.Errorf("users rm: no user %q", name)
 		}
-	default:
-		fs.Usage()
-		return fmt.Errorf("users: unknown command %q", cmd)
 	}
 	return auth.SaveUsers(*file, u)
 }

@@ -41,6 +41,8 @@ func TestUsersCommand(t *testing.T) {
 		{"x\n", []string{"add", "-file", file, "a\tb"}, true},   // a control character
 		{"x\n", []string{"add", "-file", file, "a\xffb"}, true}, // not UTF-8
 		{"", []string{"list"}, true},                            // no file
+		{"", []string{"-h"}, false},                             // usage, whatever the file
+		{"", []string{"frob"}, true},                            // named before the file is missing
 	}
 	for _, s := range steps {
 		if _, err := runUsers(t, s.stdin, s.args...); (err != nil) != s.fails {
