@@ -594,3 +594,36 @@ func TestParallelGuessesAreSerialised(t *testing.T) {
 		t.Errorf("the right password after the burst: CONNACK 0x%02x", rc)
 	}
 }
+
+// TestSCRAMReauthenticationAsAnotherUser: a connection authenticated as
+// dev-a cannot re-authenticate as dev-b, even with dev-b's right password:
+// its session and rights belong to dev-a. The re-authentication fails with
+// DISCONNECT 0x87 and the connection ends.
+func TestSCRAMReauthenticationAsAnotherUser(t *testing.T) {
+	svc, addr, _ := deviceService(t, nil)
+	c := dial(t, addr, packet.V5)
+	if ack, _ := scramConnect(t, c, "dev-a", "sa"); ack.ReasonCode != 0 {
+		t.Fatalf("CONNACK 0x%02x", ack.ReasonCode)
+	}
+	failures := svc.Stats().Failure.Load()
+	other := &scramClient{user: "dev-b", password: "sb", cnonce: "xyz"}
+	scramStep(c, 0x19, other.first())
+	p := c.next()
+	if a, ok := p.(*packet.Auth); ok && a.ReasonCode == 0x18 {
+		final, err := other.final(a.Props.AuthData)
+		if err != nil {
+			t.Fatal(err)
+		}
+		scramStep(c, 0x18, final)
+		p = c.next()
+	}
+	if d, ok := p.(*packet.Disconnect); !ok || d.ReasonCode != 0x87 {
+		t.Fatalf("re-authentication as dev-b: %T %+v, want DISCONNECT 0x87", p, p)
+	}
+	if !c.closed() {
+		t.Error("connection open after a re-authentication as another user")
+	}
+	if svc.Stats().Failure.Load() != failures+1 {
+		t.Error("the refused re-authentication was not counted as a failure")
+	}
+}
