@@ -558,12 +558,12 @@ func TestParallelGuessesAreSerialised(t *testing.T) {
 			t.Fatalf("a guess: CONNACK 0x%02x, want 0x86", rc)
 		}
 	}
+	checked := svc.Stats().Failure.Load()
+	start := time.Now() // right after the last failure, which starts the first delay
 	conns := make([]*client, logins)
 	for i := range conns {
 		conns[i] = dial(t, addr, packet.V5)
 	}
-	checked := svc.Stats().Failure.Load()
-	start := time.Now()
 	codes := make([]byte, logins)
 	var wg sync.WaitGroup
 	for i, c := range conns {
