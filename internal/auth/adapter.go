@@ -103,7 +103,9 @@ func (a *Adapter) scramIdentity(c *broker.ClientInfo, u *User) *Identity {
 }
 
 // AuthExchange implements broker.EnhancedAuthenticator with SCRAM-SHA-256
-// over the users file, for CONNECT and for re-authentication.
+// over the users file, for CONNECT and for re-authentication. A
+// re-authentication must name the connection's owner: another user is
+// refused with 0x87 (the broker then disconnects the client).
 func (a *Adapter) AuthExchange(ctx context.Context, c *broker.ClientInfo, method string, data []byte) ([]byte, bool, error) {
 	s := a.s
 	if method != SCRAMMethod || !s.scram {
@@ -128,11 +130,23 @@ func (a *Adapter) AuthExchange(ctx context.Context, c *broker.ClientInfo, method
 		s.chain.fail(&Request{ClientID: c.ClientID, Username: srv.name, Remote: c.Remote}, addr, SCRAMMethod, nil)
 		return nil, false, packet.ErrNotAuthorized
 	}
+	old, connected := ident(c)
+	if connected && srv.name != c.Owner {
+		// Re-authentication as someone else: the connection's session and
+		// rights belong to its owner, so the exchange fails (and the
+		// broker ends the connection) as soon as the name is known.
+		a.scram.delete(c)
+		s.stats.Failure.Add(1)
+		s.log.Warn("auth: re-authentication as another user refused", "client_id", c.ClientID,
+			"owner", c.Owner, "username", srv.name, "remote", addr)
+		return nil, false, packet.ErrNotAuthorized
+	}
 	if !done {
 		return resp, true, nil
 	}
-	if old, connected := ident(c); connected {
-		// Re-authentication: the new exchange's user replaces the old.
+	if connected {
+		// Re-authentication as the same user: the new exchange's identity
+		// (the user's current record) replaces the old.
 		a.scram.delete(c)
 		id := a.scramIdentity(c, srv.User())
 		c.Attach(id)

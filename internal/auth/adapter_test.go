@@ -540,3 +540,90 @@ func TestRefusedLoginsDoNotPinPackets(t *testing.T) {
 		t.Errorf("heap grew by %d MiB after %d refused 60 KiB logins: the tables keep the packets", grown>>20, logins)
 	}
 }
+
+// TestParallelGuessesAreSerialised: 20 wrong-password logins for a slowed
+// username, sent at once from one host, are not 20 guesses after one delay:
+// logins for the username are checked one per delay step, one waits its
+// turn and the others are refused at once with 0x89 server busy. The
+// guesses are counted at the backend (failed checks), against the time
+// the burst took.
+func TestParallelGuessesAreSerialised(t *testing.T) {
+	const step, logins = 500 * time.Millisecond, 20
+	svc, addr, _ := deviceService(t, func(c *config.Auth) {
+		c.RateLimit.PerUsername, c.RateLimit.PerAddress = 1, 0
+		c.RateLimit.MaxDelay = step // every delay is one step: 500ms
+	})
+	for range 2 { // over the limit of 1: the username is slowed
+		if rc := dial(t, addr, packet.V5).connect("x", "dev-a", "guess").ReasonCode; rc != 0x86 {
+			t.Fatalf("a guess: CONNACK 0x%02x, want 0x86", rc)
+		}
+	}
+	checked := svc.Stats().Failure.Load()
+	start := time.Now() // right after the last failure, which starts the first delay
+	conns := make([]*client, logins)
+	for i := range conns {
+		conns[i] = dial(t, addr, packet.V5)
+	}
+	codes := make([]byte, logins)
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		wg.Go(func() { codes[i] = c.connect("x", "dev-a", "guess").ReasonCode })
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	guesses := svc.Stats().Failure.Load() - checked
+	busy := 0
+	for _, rc := range codes {
+		switch rc {
+		case 0x89:
+			busy++
+		case 0x86:
+		default:
+			t.Errorf("a parallel guess: CONNACK 0x%02x, want 0x86 or 0x89", rc)
+		}
+	}
+	t.Logf("%d logins in %v: %d checked, %d refused busy", logins, elapsed, guesses, busy)
+	if allowed := 1 + int64(elapsed/step); guesses > allowed {
+		t.Errorf("%d guesses checked in %v, want at most %d (one per %v)", guesses, elapsed, allowed, step)
+	}
+	if int64(busy) != logins-guesses {
+		t.Errorf("%d logins refused busy, want the %d not checked", busy, logins-guesses)
+	}
+	// The device's right password still gets in after the delay.
+	if rc := dial(t, addr, packet.V5).connect("dev-a", "dev-a", "sa").ReasonCode; rc != 0 {
+		t.Errorf("the right password after the burst: CONNACK 0x%02x", rc)
+	}
+}
+
+// TestSCRAMReauthenticationAsAnotherUser: a connection authenticated as
+// dev-a cannot re-authenticate as dev-b, even with dev-b's right password:
+// its session and rights belong to dev-a. The re-authentication fails with
+// DISCONNECT 0x87 and the connection ends.
+func TestSCRAMReauthenticationAsAnotherUser(t *testing.T) {
+	svc, addr, _ := deviceService(t, nil)
+	c := dial(t, addr, packet.V5)
+	if ack, _ := scramConnect(t, c, "dev-a", "sa"); ack.ReasonCode != 0 {
+		t.Fatalf("CONNACK 0x%02x", ack.ReasonCode)
+	}
+	failures := svc.Stats().Failure.Load()
+	other := &scramClient{user: "dev-b", password: "sb", cnonce: "xyz"}
+	scramStep(c, 0x19, other.first())
+	p := c.next()
+	if a, ok := p.(*packet.Auth); ok && a.ReasonCode == 0x18 {
+		final, err := other.final(a.Props.AuthData)
+		if err != nil {
+			t.Fatal(err)
+		}
+		scramStep(c, 0x18, final)
+		p = c.next()
+	}
+	if d, ok := p.(*packet.Disconnect); !ok || d.ReasonCode != 0x87 {
+		t.Fatalf("re-authentication as dev-b: %T %+v, want DISCONNECT 0x87", p, p)
+	}
+	if !c.closed() {
+		t.Error("connection open after a re-authentication as another user")
+	}
+	if svc.Stats().Failure.Load() != failures+1 {
+		t.Error("the refused re-authentication was not counted as a failure")
+	}
+}

@@ -115,22 +115,26 @@ func (c *Chain) decoy(ctx context.Context, r *Request, hashed bool) {
 }
 
 // admit applies the Limiter before any check: a banned address is refused
-// (0x8A), and a login for a username with recent failures waits its delay
-// (or, if the connect timeout would end first, is refused as busy, 0x89,
-// for the client to retry).
+// (0x8A), and a login for a username with recent failures waits its turn
+// (logins for that username are checked one per delay step); if another
+// login already waits for the username, or the connect timeout would end
+// first, it is refused as busy (0x89) for the client to retry.
 func (c *Chain) admit(ctx context.Context, r *Request, addr string) error {
 	if c.limiter.Banned(addr) {
 		c.stats.Banned.Add(1)
 		c.log.Warn("auth: login refused, address banned", "client_id", r.ClientID, "username", r.Username, "remote", addr)
 		return packet.ErrBanned
 	}
-	waited, ok := c.limiter.Wait(ctx, r.Username)
-	if waited > 0 || !ok {
+	waited, err := c.limiter.Wait(ctx, r.Username)
+	if waited > 0 || err != nil {
 		c.stats.Throttled.Add(1)
-		c.log.Info("auth: login slowed after failed logins for its username", "client_id", r.ClientID,
-			"username", r.Username, "remote", addr, "waited", waited, "gave_up", !ok)
+		args := []any{"client_id", r.ClientID, "username", r.Username, "remote", addr, "waited", waited}
+		if err != nil {
+			args = append(args, "refused", err.Error())
+		}
+		c.log.Info("auth: login slowed after failed logins for its username", args...)
 	}
-	if !ok {
+	if err != nil {
 		return packet.ErrServerBusy
 	}
 	return nil

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"net"
 	"strings"
 	"sync"
@@ -14,11 +15,16 @@ import (
 //
 //   - Per source address, failed logins are counted in a fixed window and
 //     an address over its limit is banned (refused before any check) for
-//     a while.
-//   - Per username, failures are never a ban: past the limit, each further
-//     login for that username waits a delay that doubles with every
-//     failure (from a second up to maxDelay) before it is checked, whoever
-//     sends it. Guesses slow down; the device's right password, from any
+//     a while. An IPv6 address counts as its /64: one host's prefix is one
+//     address.
+//   - Per username, failures are never a ban: past the limit, the logins
+//     for that username, whoever sends them, are checked one at a time, a
+//     delay apart that doubles with every failure (from a second up to
+//     maxDelay). Each login let through pushes the username's next allowed
+//     time one delay forward; one login at a time may wait for that time,
+//     and a login that finds one already waiting is refused at once (the
+//     client may retry). Guesses slow down to one per delay however many
+//     connections make them; the device's right password, from any
 //     address, gets in after at most maxDelay. The count is forgotten once
 //     a window passes without a failure.
 //
@@ -45,7 +51,22 @@ type failures struct {
 	n           int
 	start, last time.Time
 	bannedUntil time.Time
+	// A slowed username: when its next login may be checked, and how many
+	// logins wait for that.
+	next    time.Time
+	waiting int
 }
+
+// maxWaiters is how many logins may wait for a slowed username's turn; one
+// more is refused at once, so that waiting logins (each a connection and
+// its CONNECT) stay bounded per username.
+const maxWaiters = 1
+
+// Why Wait refused a login; both are answered 0x89 server busy.
+var (
+	errLoginQueued  = errors.New("another login for the username is waiting")
+	errLoginTimeout = errors.New("the connect timeout ends before the login's turn")
+)
 
 // NewLimiter returns a limiter; a limit of 0 disables that key kind.
 // maxDelay bounds the wait of a username's login (0: one second).
@@ -58,19 +79,38 @@ func NewLimiter(perAddr, perUser int, window, ban, maxDelay time.Duration) *Limi
 		addrs: map[string]*failures{}, users: map[userKey]*failures{}}
 }
 
-// addrKey is the IP of a remote address: a source's ports all count.
+// addrKey is the IP of a remote address: a source's ports all count, and
+// an IPv6 address counts as its /64 prefix (a host usually has a whole
+// /64 to pick addresses from).
 func addrKey(a net.Addr) string {
-	if a == nil {
-		return ""
-	}
+	var ip net.IP
 	switch x := a.(type) {
+	case nil:
+		return ""
 	case *net.TCPAddr:
-		return x.IP.String()
+		if x == nil {
+			return ""
+		}
+		ip = x.IP
 	}
-	if host, _, err := net.SplitHostPort(a.String()); err == nil {
-		return host
+	if ip == nil {
+		host, _, err := net.SplitHostPort(a.String())
+		if err != nil {
+			host = a.String()
+		}
+		if ip = net.ParseIP(host); ip == nil {
+			return host
+		}
 	}
-	return a.String()
+	return ipKey(ip)
+}
+
+// ipKey is an IPv4 address, or an IPv6 address's /64 prefix.
+func ipKey(ip net.IP) string {
+	if ip4 := ip.To4(); ip4 != nil {
+		return ip4.String()
+	}
+	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }
 
 // Banned reports whether the address is banned now.
@@ -85,7 +125,8 @@ func (l *Limiter) Banned(addr string) bool {
 	return ok && now.Before(f.bannedUntil)
 }
 
-// Delay returns how long a login for user must wait before it is checked.
+// Delay returns how long a login for user arriving now would wait before
+// it is checked (if it is not refused because another one waits).
 func (l *Limiter) Delay(user string) time.Duration {
 	if l == nil || user == "" || l.perUser <= 0 {
 		return 0
@@ -94,33 +135,82 @@ func (l *Limiter) Delay(user string) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	f, ok := l.users[sha256.Sum256([]byte(user))]
-	if !ok || f.n <= l.perUser || now.Sub(f.last) >= l.window {
+	if !ok {
 		return 0
 	}
-	d := l.maxDelay
-	if shift := f.n - l.perUser - 1; shift < 30 {
-		d = min(l.baseDelay<<shift, l.maxDelay)
+	at, step := l.turnLocked(f, now)
+	if step == 0 {
+		return 0
 	}
-	return max(0, f.last.Add(d).Sub(now))
+	return max(0, at.Sub(now))
 }
 
-// Wait waits out user's delay; it returns false, at once, if ctx ends
-// before the delay would (the connect timeout): the client may retry.
-func (l *Limiter) Wait(ctx context.Context, user string) (waited time.Duration, ok bool) {
-	d := l.Delay(user)
-	if d <= 0 {
-		return 0, true
+// turnLocked returns the delay step between the checked logins of f's
+// username (0: it is not slowed) and the time its next login may be
+// checked: a step after the last failure, and after the last login let
+// through.
+func (l *Limiter) turnLocked(f *failures, now time.Time) (at time.Time, step time.Duration) {
+	if f.n <= l.perUser || now.Sub(f.last) >= l.window {
+		return time.Time{}, 0
 	}
-	if dl, has := ctx.Deadline(); has && time.Until(dl) < d {
-		return 0, false
+	step = l.maxDelay
+	if shift := f.n - l.perUser - 1; shift < 30 {
+		step = min(l.baseDelay<<shift, l.maxDelay)
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return d, true
-	case <-ctx.Done():
-		return 0, false
+	at = f.last.Add(step)
+	if f.next.After(at) {
+		at = f.next
+	}
+	return at, step
+}
+
+// Wait waits for the turn of a login for user, if the username is slowed,
+// and takes it: the next login is then due a delay step later. It refuses
+// the login at once (errLoginQueued) when another login for user already
+// waits, and (errLoginTimeout) when ctx would end first (the connect
+// timeout): the client may retry.
+func (l *Limiter) Wait(ctx context.Context, user string) (waited time.Duration, err error) {
+	if l == nil || user == "" || l.perUser <= 0 {
+		return 0, nil
+	}
+	start := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f, ok := l.users[sha256.Sum256([]byte(user))]
+	if !ok {
+		return 0, nil
+	}
+	if _, step := l.turnLocked(f, start); step == 0 {
+		return 0, nil
+	}
+	if f.waiting >= maxWaiters {
+		return 0, errLoginQueued
+	}
+	f.waiting++
+	defer func() { f.waiting-- }()
+	for {
+		now := l.now()
+		at, step := l.turnLocked(f, now)
+		if step == 0 || !at.After(now) {
+			if step > 0 {
+				f.next = now.Add(step)
+			}
+			return now.Sub(start), nil
+		}
+		if dl, has := ctx.Deadline(); has && time.Until(dl) < at.Sub(now) {
+			return 0, errLoginTimeout
+		}
+		l.mu.Unlock()
+		t := time.NewTimer(at.Sub(now))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		l.mu.Lock()
+		if ctx.Err() != nil {
+			return 0, errLoginTimeout
+		}
 	}
 }
 
@@ -174,13 +264,16 @@ func entryLocked[K comparable](l *Limiter, m map[K]*failures, key K, clone func(
 
 // evictLocked brings a full table down to seven eighths of maxKeys:
 // entries whose window has passed and that are not banned go first, then
-// unbanned ones, then any. Each pass frees an eighth of the table at
-// least, so the sweeps cost O(1) per entry added.
+// unbanned ones, then any; an entry a login waits on goes only in the last
+// pass. Each pass frees an eighth of the table at least, so the sweeps
+// cost O(1) per entry added.
 func evictLocked[K comparable](l *Limiter, m map[K]*failures, now time.Time) {
 	target := l.maxKeys - l.maxKeys/8 - 1
 	passes := []func(*failures) bool{
-		func(f *failures) bool { return now.Sub(f.last) >= l.window && !now.Before(f.bannedUntil) },
-		func(f *failures) bool { return !now.Before(f.bannedUntil) },
+		func(f *failures) bool {
+			return now.Sub(f.last) >= l.window && !now.Before(f.bannedUntil) && f.waiting == 0
+		},
+		func(f *failures) bool { return !now.Before(f.bannedUntil) && f.waiting == 0 },
 		func(*failures) bool { return true },
 	}
 	for _, evict := range passes {

@@ -3,6 +3,7 @@ package auth
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -212,6 +213,92 @@ func TestLimiterBansAddressesAndSlowsUsernames(t *testing.T) {
 			t.Fatal("slow failures limited")
 		}
 		now = now.Add(61 * time.Second)
+	}
+}
+
+// TestLimiterSerialisesLogins: a slowed username's logins take turns a
+// delay step apart (a login let through pushes the next turn), one login
+// may wait for the turn, and a second is refused at once.
+func TestLimiterSerialisesLogins(t *testing.T) {
+	l := NewLimiter(0, 1, time.Minute, time.Minute, 4*time.Second)
+	now := time.Unix(1000, 0)
+	var mu sync.Mutex
+	l.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	l.Fail("", "u")
+	l.Fail("", "u") // over the limit of 1: one second between checks
+	mu.Lock()
+	now = now.Add(time.Second)
+	mu.Unlock()
+	if w, err := l.Wait(context.Background(), "u"); w != 0 || err != nil {
+		t.Fatalf("the login whose turn it is: waited %v, %v", w, err)
+	}
+	if d := l.Delay("u"); d != time.Second {
+		t.Fatalf("right after a login was let through: delay %v, want 1s", d)
+	}
+	short, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if _, err := l.Wait(short, "u"); !errors.Is(err, errLoginTimeout) {
+		t.Errorf("a login whose connect timeout ends before its turn: %v", err)
+	}
+	// The clock stands still: a waiting login waits until cancelled.
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := l.Wait(ctx, "u"); done <- err }()
+	waiting := func() int {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.users[sha256.Sum256([]byte("u"))].waiting
+	}
+	for deadline := time.Now().Add(5 * time.Second); waiting() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first login does not wait")
+		}
+	}
+	if _, err := l.Wait(context.Background(), "u"); !errors.Is(err, errLoginQueued) {
+		t.Errorf("a second login while one waits: %v, want refused at once", err)
+	}
+	if l.Wait(context.Background(), "other"); waiting() != 1 {
+		t.Error("another username's login touched the queue")
+	}
+	stop()
+	if err := <-done; !errors.Is(err, errLoginTimeout) {
+		t.Errorf("the cancelled waiting login: %v", err)
+	}
+	if n := waiting(); n != 0 {
+		t.Errorf("%d logins still counted as waiting", n)
+	}
+}
+
+// TestAddrKeyIPv6Prefix: the addresses of one IPv6 /64 are one address for
+// bans; IPv4 (mapped or not) keeps its own address.
+func TestAddrKeyIPv6Prefix(t *testing.T) {
+	tcp := func(s string) net.Addr { return &net.TCPAddr{IP: net.ParseIP(s), Port: 1883} }
+	for _, tt := range []struct {
+		addr net.Addr
+		want string
+	}{
+		{tcp("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64"},
+		{tcp("2001:db8:1:2:ffff:1:2:3"), "2001:db8:1:2::/64"},
+		{&net.TCPAddr{IP: net.ParseIP("fe80::1:2"), Zone: "eth0"}, "fe80::/64"},
+		{tcp("192.0.2.7"), "192.0.2.7"},
+		{tcp("::ffff:192.0.2.7"), "192.0.2.7"},
+		{&net.UDPAddr{IP: net.ParseIP("2001:db8:1:3::9"), Port: 9}, "2001:db8:1:3::/64"},
+		{(*net.TCPAddr)(nil), ""},
+		{nil, ""},
+	} {
+		if got := addrKey(tt.addr); got != tt.want {
+			t.Errorf("addrKey(%v) = %q, want %q", tt.addr, got, tt.want)
+		}
+	}
+	l := NewLimiter(2, 0, time.Minute, time.Minute, time.Second)
+	for i := range 3 {
+		l.Fail(addrKey(tcp(fmt.Sprintf("2001:db8:1:2::%x", i+1))), "")
+	}
+	if !l.Banned(addrKey(tcp("2001:db8:1:2:abcd::1"))) {
+		t.Error("three addresses of one /64 over a limit of 2: the prefix is not banned")
+	}
+	if l.Banned(addrKey(tcp("2001:db8:1:3::1"))) {
+		t.Error("the next /64 is banned too")
 	}
 }
 

@@ -14,7 +14,9 @@ import (
 )
 
 // Webhook asks an HTTP endpoint: it POSTs a JSON webhookRequest and reads
-// {"result": "allow"|"deny"|"ignore", "superuser": bool, "acl": [...]}.
+// {"result": "allow"|"deny"|"ignore", "username": "...", "superuser": bool,
+// "acl": [...]}. An allow's username, when given, is the client's identity
+// (its ACL ${username} and its session's owner) instead of the CONNECT's.
 // Timeouts, transport errors, non-2xx statuses and unreadable answers are
 // failures, answered as OnError says. Answers (not failures) are cached
 // for CacheTTL by a digest of the credentials.
@@ -48,6 +50,7 @@ type webhookRequest struct {
 
 type webhookAnswer struct {
 	Result    string          `json:"result"`
+	Username  string          `json:"username"`
 	Superuser bool            `json:"superuser"`
 	ACL       json.RawMessage `json:"acl"`
 }
@@ -114,7 +117,10 @@ func (w *Webhook) ask(ctx context.Context, body *webhookRequest) (Result, error)
 		if err != nil {
 			return Result{}, fmt.Errorf("webhook answer: %w", err)
 		}
-		return Result{Verdict: Allow, Superuser: ans.Superuser, ACL: rules}, nil
+		if len(ans.Username) > maxNameLen {
+			return Result{}, fmt.Errorf("webhook answer: username longer than %d bytes", maxNameLen)
+		}
+		return Result{Verdict: Allow, Username: ans.Username, Superuser: ans.Superuser, ACL: rules}, nil
 	case "deny":
 		return Result{Verdict: Deny}, nil
 	case "ignore":
