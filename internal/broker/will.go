@@ -31,7 +31,7 @@ func (c *conn) newWill(p *packet.Connect) *will {
 		Retain: p.WillRetain, Origin: c.info.ClientID}
 	w := &will{msg: m, info: c.info}
 	if p.Version == packet.V5 {
-		m.Props = p.WillProps
+		m.Props = p.WillProps.Clone()
 		w.delay = p.WillProps.WillDelay
 		w.expiry, w.hasExp = p.WillProps.MessageExpiry, p.WillProps.Has(packet.PropMessageExpiry)
 		cleanProps(&m.Props)
