@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"strings"
 
 	"github.com/culexmq/culex/internal/mqtt/packet"
 )
@@ -22,7 +23,9 @@ func (c *conn) startAuth(st *authState) error {
 	if !ok {
 		return c.refuse(packet.ErrBadAuthenticationMethod, nil)
 	}
-	st.method = st.connect.Props.AuthMethod
+	// A copy: the method is kept for re-authentication, the CONNECT's body
+	// is not.
+	st.method = strings.Clone(st.connect.Props.AuthMethod)
 	c.auth = st
 	return c.authStep(ea, st.connect.Props.AuthData, false)
 }

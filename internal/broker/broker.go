@@ -92,6 +92,14 @@ type Broker struct {
 	readers netpoll.Bounds // the engine's; tests change them
 	// pollFault fails the poller's waits with what it returns (tests).
 	pollFault func() error
+	// seams, when set, runs tests' code between steps that race.
+	seams atomic.Pointer[seams]
+}
+
+// seams are the points where tests run the other side of a race.
+type seams struct {
+	tookSession func(*session) // accept, after takeSession
+	ending      func(*session) // disconnected, before it ends a session without expiry
 }
 
 // engineLocked returns the broker's socket engine, making it on first use.

@@ -241,7 +241,17 @@ func (c *conn) accept(st *authState) error {
 		return c.refuse(codeOf(err, packet.ErrNotAuthorized), nil)
 	}
 	s, present := b.takeSession(c.info.ClientID, p.CleanStart, p.Version)
+	if sm := b.seams.Load(); sm != nil && sm.tookSession != nil {
+		sm.tookSession(s)
+	}
 	s.mu.Lock()
+	for s.gone {
+		// It ended after takeSession looked (an expiry timer that had
+		// fired, a close of a session without expiry): start anew.
+		s.mu.Unlock()
+		s, present = b.takeSession(c.info.ClientID, p.CleanStart, p.Version)
+		s.mu.Lock()
+	}
 	wasPersistent := s.persistent
 	s.conn, s.info, s.version = c, c.info, p.Version
 	s.owner, s.ownerKnown = owner, true
@@ -347,6 +357,12 @@ func (b *Broker) takeSession(id string, clean bool, v packet.Version) (*session,
 	b.mu.Unlock()
 	if old != nil {
 		old.mu.Lock()
+	}
+	if old != nil && old.gone { // ending: its end deletes it from b.sessions
+		old.mu.Unlock()
+		old = nil
+	}
+	if old != nil {
 		oc, ow, pw := old.conn, old.connWill, old.pendingWill
 		old.conn, old.connWill, old.pendingWill = nil, nil, nil
 		wt, et := old.willTimer, old.expTimer

@@ -218,6 +218,49 @@ func TestSharedRedispatch(t *testing.T) {
 	m2.send(&packet.Ack{Kind: packet.PUBACK, PacketID: m.PacketID})
 }
 
+// denySecret denies client a every topic ending in /secret at delivery,
+// as a deny rule narrower than a granted wildcard subscription does, and
+// everyone x/all/secret.
+type denySecret struct{ denyTopics }
+
+func (denySecret) CanReceive(c *ClientInfo, m *Message) error {
+	if c.ClientID == "a" && strings.HasSuffix(m.Topic, "/secret") || m.Topic == "x/all/secret" {
+		return packet.ErrNotAuthorized
+	}
+	return nil
+}
+
+// TestSharedSkipsDeniedMember: a shared subscription's message goes to a
+// member that may receive it, whoever's turn it is; none is dropped while
+// one member may receive it, and one no member may receive is dropped once.
+func TestSharedSkipsDeniedMember(t *testing.T) {
+	tb := startBroker(t, Options{AllowAnonymous: true, Authorizer: denySecret{}})
+	a := tb.connect("a", packet.V5)
+	a.subscribe(1, "$share/g/x/#", 0)
+	a.subscribe(2, "m/a", 0)
+	b := tb.connect("b", packet.V5)
+	b.subscribe(1, "$share/g/x/#", 0)
+	b.subscribe(2, "m/b", 0)
+	p := tb.connect("p", packet.V5)
+	for i := range 4 {
+		p.publish("x/secret", strconv.Itoa(i), 0, false, 0)
+	}
+	for i := range 4 {
+		b.expectPublish("x/secret", strconv.Itoa(i))
+	}
+	p.publishMarker("m/a", 0)
+	a.expectMarker("m/a")
+	if n := tb.Stats().Drops["not_authorized"]; n != 0 {
+		t.Fatalf("%d messages dropped as not authorized, want 0", n)
+	}
+	p.publish("x/all/secret", "none", 0, false, 0)
+	p.publishMarker("m/b", 0)
+	b.expectMarker("m/b")
+	if n := tb.Stats().Drops["not_authorized"]; n != 1 {
+		t.Fatalf("%d messages dropped as not authorized, want 1", n)
+	}
+}
+
 // not messages marked Local, and nothing after it is removed.
 
 // TestSys publishes $SYS topics, matched only by filters starting with $.

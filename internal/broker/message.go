@@ -2,6 +2,7 @@ package broker
 
 import (
 	"time"
+	"unsafe"
 
 	"github.com/culexmq/culex/internal/mqtt/packet"
 )
@@ -26,6 +27,23 @@ type Message struct {
 	Expiry int64
 	// Local keeps the message on this node: remote routes do not see it.
 	Local bool
+}
+
+// userPropSize is what each user property costs besides its strings.
+const userPropSize = int(unsafe.Sizeof(packet.UserProperty{}))
+
+// size is the bytes m keeps: its topic, payload and the strings of its
+// properties, and each user property's slot. A message from a client's
+// PUBLISH aliases the packet's body, which holds exactly these (plus a few
+// bytes of lengths and per-hop properties), so size is also what it pins.
+// The retained and queued caps count it.
+func (m *Message) size() int {
+	p := &m.Props
+	n := len(m.Topic) + len(m.Payload) + len(p.ContentType) + len(p.ResponseTopic) + len(p.CorrelationData)
+	for _, u := range p.User {
+		n += len(u.Key) + len(u.Value) + userPropSize
+	}
+	return n
 }
 
 // expired reports whether m's expiry has passed at now (Unix nanoseconds).

@@ -99,8 +99,11 @@ func verifiedCN(info *ClientInfo) string {
 // session or one whose owner is its own, the old owner when a superuser
 // takes it over (so that the device can reclaim it), or the client's for
 // a session restored from a record older than ownership, which the first
-// client to resume claims. Another identity is refused, and the session
-// and its live connection are left untouched.
+// client to resume claims. A session made by an anonymous client goes to
+// the first identity that claims it: any anonymous client could take it,
+// and a node that gains an auth backend keeps its devices' sessions.
+// Another identity is refused, and the session and its live connection
+// are left untouched.
 func (c *conn) takeoverOwner() (string, error) {
 	b := c.b
 	me := c.info.Owner
@@ -115,6 +118,10 @@ func (c *conn) takeoverOwner() (string, error) {
 	s.mu.Unlock()
 	switch {
 	case gone || !known || owner == me:
+		return me, nil
+	case owner == "":
+		b.log.Info("anonymous session claimed by an identity", "client_id", c.info.ClientID,
+			"identity", me, "remote", addrOf(c.info))
 		return me, nil
 	case b.opts.SuperuserTakeover && c.info.Superuser:
 		b.log.Info("session taken over by a superuser", "client_id", c.info.ClientID,

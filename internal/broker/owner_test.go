@@ -156,6 +156,50 @@ func TestSubscriptionsDoNotPinPackets(t *testing.T) {
 	runtime.KeepAlive(c)
 }
 
+// TestConnectionsDoNotPinConnects: what a connection keeps of its CONNECT
+// (the will's properties, the authentication method kept for
+// re-authentication) is copied out of the body, here made large by the
+// CONNECT's own User Properties.
+func TestConnectionsDoNotPinConnects(t *testing.T) {
+	pad := make([]packet.UserProperty, 4) // a value holds at most 64 KiB
+	for i := range pad {
+		pad[i] = packet.UserProperty{Key: "pad", Value: strings.Repeat("u", bigSize/4-16)}
+	}
+	for _, tc := range []struct {
+		name string
+		opt  func(*packet.Connect)
+	}{
+		{"will", func(p *packet.Connect) {
+			p.WillFlag, p.WillTopic, p.WillPayload = true, "will", []byte("gone")
+			p.WillProps.ContentType = "text/plain"
+			p.WillProps.User = []packet.UserProperty{{Key: "k", Value: "v"}}
+			p.WillProps.Set(packet.PropUser)
+		}},
+		{"auth method", func(p *packet.Connect) {
+			p.Props.AuthMethod, p.Props.AuthData = "TEST", []byte("response")
+			p.Props.Set(packet.PropAuthData)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.MaxConnectPacketSize = 2 * bigSize
+			tb := startBroker(t, Options{Config: cfg, AllowAnonymous: true, Authenticator: scramAuth{}})
+			before := heapAfterGC()
+			cs := make([]*client, bigPackets)
+			for i := range cs {
+				cs[i] = tb.connect(fmt.Sprintf("c%d", i), packet.V5, tc.opt, func(p *packet.Connect) {
+					p.Props.User = pad
+					p.Props.Set(packet.PropUser)
+				})
+			}
+			if grew := int64(heapAfterGC()) - int64(before); grew > heapSlack {
+				t.Fatalf("heap grew %d MiB for %d connections with %d KiB CONNECTs", grew>>20, bigPackets, bigSize>>10)
+			}
+			runtime.KeepAlive(cs)
+		})
+	}
+}
+
 // ownerAuth authenticates everyone as the owner their username names.
 type ownerAuth struct{}
 

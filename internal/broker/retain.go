@@ -14,7 +14,7 @@ type retainedUse struct {
 }
 
 // retainedSize is what a retained message counts towards MaxRetainedBytes.
-func retainedSize(m *Message) int64 { return int64(len(m.Topic) + len(m.Payload)) }
+func retainedSize(m *Message) int64 { return int64(m.size()) }
 
 // addLocked counts m in, replacing old if had.
 func (u *retainedUse) addLocked(m, old *Message, had bool) {

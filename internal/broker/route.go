@@ -20,6 +20,10 @@ type target struct {
 	id0    uint32 // the first subscription identifier, kept without allocating
 	group  string // shared subscription, when delivered through one
 	filter string
+	// alt and nalt are the members of the shared subscription in the
+	// order they are tried (scratch.alts), when an Authorizer may deny
+	// one of them the message; nalt is 0 otherwise.
+	alt, nalt int
 }
 
 // cachedHeader is a PUBLISH header shared by every subscriber of a pass that
@@ -34,6 +38,7 @@ type cachedHeader struct {
 type scratch struct {
 	targets []target
 	idx     map[*session]int
+	alts    []topic.Entry[*session, subOpts]
 	remotes []remoteTarget
 	hdrs    []cachedHeader
 	arena   []byte // headers of this pass; never reused, as queues alias it
@@ -60,6 +65,8 @@ func (sc *scratch) reset() {
 	clear(sc.targets)
 	sc.targets = sc.targets[:0]
 	clear(sc.idx)
+	clear(sc.alts)
+	sc.alts = sc.alts[:0]
 	clear(sc.remotes)
 	sc.remotes = sc.remotes[:0]
 	clear(sc.hdrs)
@@ -125,7 +132,16 @@ func (b *Broker) route(m *Message, w *storeWait) {
 	})
 	b.shared.MatchTurn(m.Topic, func(group, filter string, members []topic.Entry[*session, subOpts], turn uint64) {
 		e := pickMember(members, turn)
-		sc.targets = append(sc.targets, target{s: e.Sub, qos: e.Value.QoS, id0: e.Value.ID, group: group, filter: filter})
+		t := target{s: e.Sub, qos: e.Value.QoS, id0: e.Value.ID, group: group, filter: filter}
+		if b.opts.Authorizer != nil && len(members) > 1 {
+			// The member may be denied this message (a deny rule narrower
+			// than the group's filter); the others are tried after the
+			// index's lock is released, as checking takes session.mu.
+			t.alt = len(sc.alts)
+			sc.alts = appendMembers(sc.alts, members, turn)
+			t.nalt = len(sc.alts) - t.alt
+		}
+		sc.targets = append(sc.targets, t)
 	})
 	if !m.Local {
 		b.remote.Match(m.Topic, func(_ string, r RemoteRoute, qos byte) {
@@ -142,7 +158,11 @@ func (b *Broker) route(m *Message, w *storeWait) {
 		sc.arenaHint = min(n*(len(m.Topic)+24), 16<<10)
 	}
 	for i := range sc.targets {
-		b.deliverTarget(&sc.targets[i], m, sc, w)
+		if t := &sc.targets[i]; t.nalt > 0 {
+			b.deliverShared(t, m, sc, w)
+		} else {
+			b.deliverTarget(t, m, sc, w)
+		}
 	}
 	for _, rt := range sc.remotes {
 		rt.r.Deliver(m, min(m.QoS, rt.qos))
@@ -164,10 +184,46 @@ func pickMember(members []topic.Entry[*session, subOpts], turn uint64) topic.Ent
 	return members[turn%n]
 }
 
-// deliverTarget delivers one copy of m to t's session: delivered QoS is the
-// lower of the message's and the subscription's [MQTT-3.8.4-8]; the RETAIN
-// flag is kept only for retain-as-published subscriptions [MQTT-3.3.1-12,13].
+// appendMembers appends members in the order pickMember prefers them: the
+// online ones from turn on, then the offline ones.
+func appendMembers(dst, members []topic.Entry[*session, subOpts], turn uint64) []topic.Entry[*session, subOpts] {
+	n := uint64(len(members))
+	for _, online := range [2]bool{true, false} {
+		for k := uint64(0); k < n; k++ {
+			if e := members[(turn+k)%n]; e.Sub.online.Load() == online {
+				dst = append(dst, e)
+			}
+		}
+	}
+	return dst
+}
+
+// deliverShared delivers m to the first member of t's shared subscription
+// that may receive it; only when none may is it dropped as not authorized.
+func (b *Broker) deliverShared(t *target, m *Message, sc *scratch, w *storeWait) {
+	for _, e := range sc.alts[t.alt : t.alt+t.nalt] {
+		t.s, t.qos, t.id0 = e.Sub, e.Value.QoS, e.Value.ID
+		if b.tryDeliver(t, m, sc, w) {
+			return
+		}
+	}
+	b.drop(sc.alts[t.alt].Sub.id, m, DropNotAuthorized)
+}
+
+// deliverTarget delivers one copy of m to t's session, or drops it as not
+// authorized when the session's client may not receive it.
 func (b *Broker) deliverTarget(t *target, m *Message, sc *scratch, w *storeWait) {
+	if !b.tryDeliver(t, m, sc, w) {
+		b.drop(t.s.id, m, DropNotAuthorized)
+	}
+}
+
+// tryDeliver delivers one copy of m to t's session unless the Authorizer
+// denies its client the message, and reports whether it did: delivered QoS
+// is the lower of the message's and the subscription's [MQTT-3.8.4-8]; the
+// RETAIN flag is kept only for retain-as-published subscriptions
+// [MQTT-3.3.1-12,13].
+func (b *Broker) tryDeliver(t *target, m *Message, sc *scratch, w *storeWait) bool {
 	om := outMsg{msg: m, qos: min(m.QoS, t.qos), retain: m.Retain && t.rap, group: t.group, filter: t.filter}
 	if t.ids != nil {
 		om.subIDs = t.ids
@@ -176,15 +232,13 @@ func (b *Broker) deliverTarget(t *target, m *Message, sc *scratch, w *storeWait)
 	}
 	s := t.s
 	s.mu.Lock()
-	if az := b.opts.Authorizer; az != nil && s.info != nil {
-		if err := az.CanReceive(s.info, m); err != nil {
-			s.mu.Unlock()
-			b.drop(s.id, m, DropNotAuthorized)
-			return
-		}
+	if az := b.opts.Authorizer; az != nil && s.info != nil && az.CanReceive(s.info, m) != nil {
+		s.mu.Unlock()
+		return false
 	}
 	s.deliverLocked(om, sc, w, sc.now)
 	s.mu.Unlock()
+	return true
 }
 
 // SubscribeRemote adds a remote subscription: messages matching filter are

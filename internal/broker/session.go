@@ -138,10 +138,10 @@ func (s *session) queueFullLocked(n int) bool {
 		cfg.MaxQueuedBytes > 0 && s.qbytes+n > cfg.MaxQueuedBytes
 }
 
-// size is what a queued message counts towards MaxQueuedBytes: its topic
-// and payload (shared with other sessions, but each queue may be the last
-// to hold them).
-func (om *outMsg) size() int { return len(om.msg.Topic) + len(om.msg.Payload) }
+// size is what a queued message counts towards MaxQueuedBytes: the
+// message's size (shared with other sessions, but each queue may be the
+// last to hold it).
+func (om *outMsg) size() int { return om.msg.size() }
 
 // dropLocked counts a copy that will not be delivered and deletes its record.
 func (s *session) dropLocked(om *outMsg, r DropReason) {

@@ -31,7 +31,7 @@ func (c *conn) newWill(p *packet.Connect) *will {
 		Retain: p.WillRetain, Origin: c.info.ClientID}
 	w := &will{msg: m, info: c.info}
 	if p.Version == packet.V5 {
-		m.Props = p.WillProps
+		m.Props = p.WillProps.Clone()
 		w.delay = p.WillProps.WillDelay
 		w.expiry, w.hasExp = p.WillProps.MessageExpiry, p.WillProps.Has(packet.PropMessageExpiry)
 		cleanProps(&m.Props)
@@ -130,6 +130,12 @@ func (b *Broker) disconnected(c *conn, err error) {
 		if w != nil {
 			b.publishWill(w)
 		}
+		if sm := b.seams.Load(); sm != nil && sm.ending != nil {
+			sm.ending(s)
+		}
+		// Without the client id's lock: a CONNECT may resume the session
+		// first (endSession leaves it to it) or find it ended (accept
+		// starts anew).
 		b.endSession(s, nil)
 		return
 	}
@@ -153,10 +159,16 @@ func (b *Broker) scheduleExpiry(s *session, d time.Duration) {
 	s.expTimer = b.afterFunc(d, func() { b.expire(s) })
 }
 
-// expire ends a session whose expiry interval has passed.
+// expire ends a session whose expiry interval has passed. It holds the
+// client id's lock, as CONNECT's takeover does: a timer that fired as a
+// CONNECT resumed the session finds it online, or (resumed and left again)
+// not due yet; a CONNECT that comes while it runs finds the session ended
+// and its records deleted, and starts a new one.
 func (b *Broker) expire(s *session) {
+	unlock := b.ids.lock(s.id)
+	defer unlock()
 	s.mu.Lock()
-	if s.conn != nil || s.gone {
+	if s.conn != nil || s.gone || time.Now().Unix() < s.discAt+int64(s.expiry) {
 		s.mu.Unlock()
 		return
 	}
@@ -168,10 +180,12 @@ func (b *Broker) expire(s *session) {
 // endSession discards a session: subscriptions, queue and stored state go,
 // a pending will is published (at the latest when the session ends
 // [MQTT-3.1.3-9]), and QoS 1/2 messages it got through a shared subscription
-// but did not complete are dispatched to another member of the group.
+// but did not complete are dispatched to another member of the group. A
+// session a connection was attached to since its caller looked (an expiry
+// or a close racing a CONNECT) is left to that connection.
 func (b *Broker) endSession(s *session, pw *will) {
 	s.mu.Lock()
-	if s.gone {
+	if s.gone || s.conn != nil {
 		s.mu.Unlock()
 		return
 	}

@@ -87,7 +87,7 @@ func (e *Engine) Stop() {
 	e.stopped = true
 	t := time.Now().Add(lingerStop)
 	for tcp := range e.lingers {
-		tcp.SetReadDeadline(t)
+		tcp.SetDeadline(t)
 	}
 	if e.poller != nil {
 		e.poller.stop()

@@ -333,17 +333,12 @@ func (c *Conn) closeSocket() {
 // linger shuts down the writing side (a FIN follows the last packet, and a
 // TLS close_notify before it), then reads and discards what the client
 // sends until it closes too, at most lingerBytes or for lingerTime, and
-// closes the socket.
+// closes the socket. It registers the socket first, so that Stop cuts
+// every step short.
 func (c *Conn) linger(tcp *net.TCPConn) {
 	e := c.e
 	defer e.wg.Done()
 	defer c.nc.Close()
-	if c.tlsc != nil {
-		c.tlsc.CloseWrite()
-	}
-	if tcp.CloseWrite() != nil {
-		return
-	}
 	e.mu.Lock()
 	d := lingerTime
 	if e.stopped {
@@ -360,6 +355,17 @@ func (c *Conn) linger(tcp *net.TCPConn) {
 		delete(e.lingers, tcp)
 		e.mu.Unlock()
 	}()
+	if c.tlsc != nil {
+		// The close_notify waits for room in the socket's buffer, which a
+		// client that stopped reading never makes; tls gives the write 5
+		// s whatever the deadline, so a timer cuts it to lingerStop.
+		t := time.AfterFunc(lingerStop, func() { tcp.SetWriteDeadline(time.Now()) })
+		c.tlsc.CloseWrite()
+		t.Stop()
+	}
+	if tcp.CloseWrite() != nil {
+		return
+	}
 	var buf [512]byte
 	for n := 0; n < lingerBytes; {
 		m, err := tcp.Read(buf[:])

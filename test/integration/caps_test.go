@@ -108,8 +108,8 @@ func TestMaxRetained(t *testing.T) {
 }
 
 // TestMaxQueuedBytes: a session's queue holds at most mqtt.max_queued_bytes
-// of topics and payloads; over it queue_overflow applies and each drop is
-// counted under queue_full.
+// of messages (topics, payloads, properties); over it queue_overflow
+// applies and each drop is counted under queue_full.
 func TestMaxQueuedBytes(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -149,5 +149,50 @@ func TestMaxQueuedBytes(t *testing.T) {
 				t.Errorf("%s: queue_full drops = %d, want 1", tc.policy, d)
 			}
 		})
+	}
+}
+
+// bigProps are PUBLISH properties of about n bytes: user properties, a
+// content type and correlation data.
+func bigProps(n int) packet.Properties {
+	p := packet.Properties{ContentType: "text/plain", CorrelationData: []byte("corr")}
+	p.User = []packet.UserProperty{{Key: "pad", Value: strings.Repeat("u", n)}}
+	p.Set(packet.PropUser)
+	return p
+}
+
+// TestCapsCountProperties: mqtt.max_retained_bytes and max_queued_bytes
+// count a message's properties, not only its topic and payload: small
+// messages with large user properties go over them.
+func TestCapsCountProperties(t *testing.T) {
+	t.Parallel()
+	srv := startBroker(t, func(c *config.Config) {
+		c.MQTT.MaxPacketSize = 1000
+		c.MQTT.MaxRetainedBytes = 1000
+		c.MQTT.MaxQueuedBytes = 1000
+	})
+	addr := tcpAddr(t, srv)
+	q := dialRaw(t, addr, packet.V5)
+	q.mustConnect(login(packet.V5, "q", "", 300))
+	q.subscribe(1, packet.Properties{}, rawSub("q/#", 1))
+	q.send(&packet.Disconnect{})
+	q.mayClose(waitTimeout)
+	waitClients(t, srv, 0)
+
+	pub := dialRaw(t, addr, packet.V5)
+	pub.mustConnect(rawConnect("pub", true))
+	// About 450 bytes each (5 of topic and payload): two fit in 1000.
+	for i := range 3 {
+		pub.send(&packet.Publish{Topic: fmt.Sprintf("r/%d", i), Retain: true, Payload: []byte("v"), Props: bigProps(400)})
+	}
+	for i := range 3 {
+		pub.send(&packet.Publish{Topic: fmt.Sprintf("q/%d", i), QoS: 1, PacketID: uint16(i + 1), Payload: []byte("v"), Props: bigProps(400)})
+		expect[*packet.Ack](pub)
+	}
+	if st := srv.Broker().Stats(); st.Retained != 2 || st.RetainedRefused != 1 {
+		t.Errorf("Retained %d RetainedRefused %d, want 2 and 1", st.Retained, st.RetainedRefused)
+	}
+	if d := srv.Broker().Stats().Drops["queue_full"]; d != 1 {
+		t.Errorf("queue_full drops = %d, want 1", d)
 	}
 }

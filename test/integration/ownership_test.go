@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/culexmq/culex/internal/auth"
@@ -373,4 +374,53 @@ func TestRestoredWillReauthorized(t *testing.T) {
 	if p := watch.publishes(1)[0]; p.Topic != "devices/marker" {
 		t.Errorf("watcher got %s %q before the marker: the restored will fired without the right", p.Topic, p.Payload)
 	}
+}
+
+// TestEnablingAuthKeepsAnonymousSessions: a persistent session a device
+// made while `culex serve` ran without auth backends (owned by anonymous)
+// is claimed by the device when it logs in after a users file is added:
+// accepted, session present, the commands queued while it was away
+// delivered.
+func TestEnablingAuthKeepsAnonymousSessions(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	p := startCulex(t, data)
+	b, rc := connectAs(t, p.addr, packet.V5, login(packet.V5, "dev-b", "", 3600))
+	if rc != 0 {
+		t.Fatalf("anonymous dev-b connect: 0x%02x", rc)
+	}
+	if codes := b.subscribe(1, packet.Properties{}, rawSub("devices/dev-b/commands", 1)); codes[0] != 1 {
+		t.Fatalf("dev-b subscribe: %x", codes)
+	}
+	b.send(&packet.Disconnect{})
+	b.mayClose(waitTimeout)
+	ops, rc := connectAs(t, p.addr, packet.V5, login(packet.V5, "ops", "", 0))
+	if rc != 0 {
+		t.Fatalf("anonymous ops connect: 0x%02x", rc)
+	}
+	for i, cmd := range []string{"open", "close"} {
+		ops.send(&packet.Publish{Topic: "devices/dev-b/commands", QoS: 1, PacketID: uint16(i + 1), Payload: []byte(cmd)})
+		if ack := expect[*packet.Ack](ops); ack.ReasonCode != 0 {
+			t.Fatalf("ops publish: 0x%02x", ack.ReasonCode)
+		}
+	}
+	ops.Close()
+	p.stop(syscall.SIGTERM)
+
+	usersFile, aclFile := ownedFiles(t, dir)
+	p = startCulex(t, data, "--auth.users-file", usersFile, "--auth.acl-file", aclFile, "--auth.watch-interval", "0s")
+	b2 := dialRaw(t, p.addr, packet.V5)
+	ack := b2.connect(login(packet.V5, "dev-b", "dev-b", 3600))
+	if ack.ReasonCode != 0 || !ack.SessionPresent {
+		t.Fatalf("dev-b with its username: CONNACK 0x%02x, session present %v; want 0x00 and true", ack.ReasonCode, ack.SessionPresent)
+	}
+	for i, pub := range b2.publishes(2) {
+		if want := []string{"open", "close"}[i]; string(pub.Payload) != want {
+			t.Errorf("dev-b's command %d: %q, want %q", i, pub.Payload, want)
+		}
+	}
+	waitFor(t, waitTimeout, "the claim logged", func() bool {
+		return strings.Contains(p.stderr.String(), "anonymous session claimed by an identity")
+	})
 }

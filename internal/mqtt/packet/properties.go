@@ -1,5 +1,11 @@
 package packet
 
+import (
+	"bytes"
+	"slices"
+	"strings"
+)
+
 // PropID is an MQTT 5 property identifier [MQTT-2.2.2.2].
 type PropID byte
 
@@ -84,3 +90,23 @@ func (p *Properties) Set(id PropID) { p.Present |= 1 << id }
 
 // Clear marks property id absent.
 func (p *Properties) Clear(id PropID) { p.Present &^= 1 << id }
+
+// Clone returns a deep copy of p: decoded properties alias the packet's
+// body, which a copy lets go of.
+func (p *Properties) Clone() Properties {
+	q := *p
+	for _, s := range []*string{&q.ContentType, &q.ResponseTopic, &q.AssignedClientID, &q.AuthMethod,
+		&q.ResponseInfo, &q.ServerReference, &q.ReasonString} {
+		*s = strings.Clone(*s)
+	}
+	q.CorrelationData = bytes.Clone(p.CorrelationData)
+	q.AuthData = bytes.Clone(p.AuthData)
+	q.SubscriptionIDs = slices.Clone(p.SubscriptionIDs)
+	if p.User != nil {
+		q.User = make([]UserProperty, len(p.User))
+		for i, u := range p.User {
+			q.User[i] = UserProperty{strings.Clone(u.Key), strings.Clone(u.Value)}
+		}
+	}
+	return q
+}
