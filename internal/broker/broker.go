@@ -83,6 +83,8 @@ type Broker struct {
 	closing  bool                     // connections are gone: new goroutines are refused
 	// ids serialises the session takeover step of CONNECT per client id.
 	ids keyLocks
+	// owned counts each identity's persistent sessions.
+	owned ownedSessions
 	// retMu orders retained index updates with their store writes.
 	retMu  sync.Mutex
 	retUse retainedUse

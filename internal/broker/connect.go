@@ -231,9 +231,9 @@ func (c *conn) accept(st *authState) error {
 
 	unlock := b.ids.lock(c.info.ClientID)
 	owner, err := c.takeoverOwner()
-	reserved := false
+	var reserved reservation
 	if err == nil && expiry > 0 {
-		reserved, err = b.reserveSession(c.info.ClientID)
+		reserved, err = b.reserveSession(c.info.ClientID, owner)
 	}
 	if err != nil {
 		unlock()
@@ -252,11 +252,11 @@ func (c *conn) accept(st *authState) error {
 		s, present = b.takeSession(c.info.ClientID, p.CleanStart, p.Version)
 		s.mu.Lock()
 	}
-	wasPersistent := s.persistent
+	wasPersistent, wasOwner := s.persistent, s.owner
 	s.conn, s.info, s.version = c, c.info, p.Version
 	s.owner, s.ownerKnown = owner, true
 	s.expiry, s.persistent = expiry, expiry > 0
-	b.countPersistent(wasPersistent, s.persistent, reserved)
+	b.countPersistent(wasPersistent, s.persistent, wasOwner, owner, reserved)
 	s.cancelTimersLocked(wasPersistent)
 	s.connWill = w
 	s.online.Store(true)

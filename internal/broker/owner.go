@@ -181,50 +181,107 @@ func (s *session) recheckLocked(info *ClientInfo) {
 	}
 }
 
-// reserveSession takes a slot of mqtt.max_sessions for a new persistent
-// session of id; a session id already has needs none. It reports whether it
-// took one (countPersistent accounts for it). At the cap the CONNECT is
-// refused with 0x97 (3.1.1: return code 3, server unavailable).
-func (b *Broker) reserveSession(id string) (bool, error) {
-	max := b.cfg.MaxSessions
-	if max <= 0 {
-		return false, nil
-	}
+// reservation is what reserveSession took for a new persistent session: a
+// slot of mqtt.max_sessions, and one of its owner's
+// mqtt.max_sessions_per_identity.
+type reservation struct{ global, owned bool }
+
+// reserveSession takes the slots a persistent session of id owned by owner
+// needs: none for a session id already has (of that owner, for the
+// per-identity count). countPersistent accounts for them. At either cap the
+// CONNECT is refused with 0x97 (3.1.1: return code 3, server unavailable).
+func (b *Broker) reserveSession(id, owner string) (reservation, error) {
+	var r reservation
 	b.mu.Lock()
 	s := b.sessions[id]
 	b.mu.Unlock()
+	had, hadOwner := false, ""
 	if s != nil {
 		s.mu.Lock()
-		had := s.persistent && !s.gone
+		had, hadOwner = s.persistent && !s.gone, s.owner
 		s.mu.Unlock()
-		if had {
-			return false, nil
+	}
+	if max := b.cfg.MaxSessions; max > 0 && !had {
+		if b.stats.persistent.Add(1) > int64(max) {
+			b.stats.persistent.Add(-1)
+			b.stats.sessionsRefused.Add(1)
+			b.log.Warn("persistent session refused: mqtt.max_sessions reached", "client_id", id, "max_sessions", max)
+			return r, packet.ErrQuotaExceeded
 		}
+		r.global = true
 	}
-	if b.stats.persistent.Add(1) > int64(max) {
-		b.stats.persistent.Add(-1)
-		b.stats.sessionsRefused.Add(1)
-		b.log.Warn("persistent session refused: mqtt.max_sessions reached", "client_id", id, "max_sessions", max)
-		return false, packet.ErrQuotaExceeded
+	if max := b.cfg.MaxSessionsPerIdentity; max > 0 && owner != "" && !(had && hadOwner == owner) {
+		if !b.owned.reserve(owner, max) {
+			if r.global {
+				b.stats.persistent.Add(-1)
+			}
+			b.stats.sessionsRefused.Add(1)
+			b.log.Warn("persistent session refused: mqtt.max_sessions_per_identity reached", "client_id", id,
+				"identity", owner, "max_sessions_per_identity", max)
+			return reservation{}, packet.ErrQuotaExceeded
+		}
+		r.owned = true
 	}
-	return true, nil
+	return r, nil
 }
 
-// countPersistent keeps the count of persistent sessions when a session's
-// persistent flag goes from was to is; reserved is a slot reserveSession
-// took for it.
-func (b *Broker) countPersistent(was, is, reserved bool) {
+// countPersistent keeps the counts of persistent sessions when a session's
+// persistent flag goes from was (owned by from) to is (owned by to); r is
+// what reserveSession took for it.
+func (b *Broker) countPersistent(was, is bool, from, to string, r reservation) {
 	var d int64
 	if is {
 		d++
+		b.owned.add(to, 1)
 	}
 	if was {
 		d--
+		b.owned.add(from, -1)
 	}
-	if reserved {
+	if r.global {
 		d--
+	}
+	if r.owned {
+		b.owned.add(to, -1)
 	}
 	if d != 0 {
 		b.stats.persistent.Add(d)
+	}
+}
+
+// ownedSessions counts the persistent sessions of each authenticated
+// identity, for mqtt.max_sessions_per_identity; anonymous ("") is not
+// counted. An identity with none has no entry.
+type ownedSessions struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// reserve counts one more session of owner unless it has max already.
+func (o *ownedSessions) reserve(owner string, max int) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.n[owner] >= max {
+		return false
+	}
+	o.addLocked(owner, 1)
+	return true
+}
+
+func (o *ownedSessions) add(owner string, d int) {
+	if owner == "" {
+		return
+	}
+	o.mu.Lock()
+	o.addLocked(owner, d)
+	o.mu.Unlock()
+}
+
+func (o *ownedSessions) addLocked(owner string, d int) {
+	if o.n == nil {
+		o.n = make(map[string]int)
+	}
+	if o.n[owner] += d; o.n[owner] <= 0 {
+		delete(o.n, owner)
 	}
 }

@@ -274,6 +274,7 @@ func (b *Broker) load() error {
 		b.sessions[s.id] = s
 		b.mu.Unlock()
 		b.stats.persistent.Add(1)
+		b.owned.add(s.owner, 1)
 		for f, o := range s.subs {
 			b.indexSubscribe(s, f, o)
 		}

@@ -204,7 +204,7 @@ func (b *Broker) endSession(s *session, pw *will) {
 	s.pendingWill = nil
 	wt, et := s.willTimer, s.expTimer
 	s.willTimer, s.expTimer = nil, nil
-	persistent := s.persistent
+	persistent, owner := s.persistent, s.owner
 	s.unlock()
 	b.stopTimer(wt)
 	b.stopTimer(et)
@@ -218,6 +218,7 @@ func (b *Broker) endSession(s *session, pw *will) {
 	}
 	if persistent {
 		b.stats.persistent.Add(-1)
+		b.owned.add(owner, -1)
 		b.unstoreSession(s.id)
 		b.unstoreWill(s.id)
 	}

@@ -97,6 +97,11 @@ type MQTT struct {
 	// node keeps, connected or not (0: unlimited). A CONNECT that would
 	// create one more is refused with 0x97 (3.1.1: return code 3).
 	MaxSessions int `yaml:"max_sessions"`
+	// MaxSessionsPerIdentity bounds the persistent sessions one
+	// authenticated identity owns (0: unlimited), so that one device's
+	// credentials cannot fill MaxSessions; anonymous sessions count only
+	// against MaxSessions. Refused like MaxSessions.
+	MaxSessionsPerIdentity int `yaml:"max_sessions_per_identity"`
 	// MaxRetainedMessages bounds the retained messages (0: unlimited). A
 	// retained message for a new topic beyond it is routed but not stored;
 	// replacing or clearing an existing one always works.
@@ -406,6 +411,7 @@ func Default() Config {
 			MaxQueuedMessages:         10000,
 			MaxQueuedBytes:            64 << 20,
 			MaxSessions:               1000000,
+			MaxSessionsPerIdentity:    1000,
 			MaxRetainedMessages:       1000000,
 			MaxRetainedBytes:          1 << 30,
 			QueueOverflow:             "drop_new",

@@ -59,6 +59,11 @@ func (c *Config) Validate() error {
 	if m.MaxRetainedBytes > 0 && m.MaxRetainedBytes < int64(m.MaxPacketSize) {
 		bad("mqtt.max_retained_bytes", "%d is below mqtt.max_packet_size (%d)", m.MaxRetainedBytes, m.MaxPacketSize)
 	}
+	for key, n := range map[string]int{"mqtt.max_sessions": m.MaxSessions, "mqtt.max_sessions_per_identity": m.MaxSessionsPerIdentity} {
+		if n < 0 {
+			bad(key, "%d is negative (0: unlimited)", n)
+		}
+	}
 	switch c.Auth.ClientIDBinding {
 	case "none", "equal", "prefix":
 	default:

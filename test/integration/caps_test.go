@@ -2,8 +2,10 @@ package integration
 
 import (
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/culexmq/culex/internal/config"
@@ -195,4 +197,61 @@ func TestCapsCountProperties(t *testing.T) {
 	if d := srv.Broker().Stats().Drops["queue_full"]; d != 1 {
 		t.Errorf("queue_full drops = %d, want 1", d)
 	}
+}
+
+// TestMaxSessionsPerIdentity: one identity owns at most
+// mqtt.max_sessions_per_identity persistent sessions, counted again from
+// the store after a restart; resuming its own sessions, clean sessions and
+// other identities are not refused, and ending a session frees its slot.
+func TestMaxSessionsPerIdentity(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	usersFile, aclFile := ownedFiles(t, dir)
+	args := []string{"--auth.users-file", usersFile, "--auth.acl-file", aclFile,
+		"--auth.watch-interval", "0s", "--mqtt.max-sessions-per-identity", "2"}
+	p := startCulex(t, data, args...)
+	for _, id := range []string{"dev-a/1", "dev-a/2"} {
+		c, rc := connectAs(t, p.addr, packet.V5, login(packet.V5, id, "dev-a", 3600))
+		if rc != 0 {
+			t.Fatalf("dev-a as %s: CONNACK 0x%02x", id, rc)
+		}
+		c.Close()
+	}
+	p.stop(syscall.SIGTERM)
+	p = startCulex(t, data, args...)
+
+	if _, rc := connectAs(t, p.addr, packet.V5, login(packet.V5, "dev-a/3", "dev-a", 3600)); rc != packet.ErrQuotaExceeded.Value {
+		t.Errorf("dev-a's third persistent session after a restart: CONNACK 0x%02x, want 0x97", rc)
+	}
+	if _, rc := connectAs(t, p.addr, packet.V311, login(packet.V311, "dev-a/3", "dev-a", 1)); rc != 3 {
+		t.Errorf("3.1.1 dev-a's third persistent session: return code %d, want 3", rc)
+	}
+	out, err := mosquittoRun(t, p.addr, "mosquitto_sub", "-V", "311", "-c", "-i", "dev-a/4",
+		"-u", "dev-a", "-P", "secret-dev-a", "-t", "devices/dev-a/x", "-C", "1", "-W", "5")
+	if err == nil || !strings.Contains(strings.ToLower(out), "unavailable") {
+		t.Errorf("mosquitto_sub -c over the identity's cap: %v %q, want broker unavailable", err, out)
+	}
+	if c, rc := connectAs(t, p.addr, packet.V5, login(packet.V5, "dev-a/1", "dev-a", 3600)); rc != 0 {
+		t.Errorf("dev-a resuming its own session at the cap: CONNACK 0x%02x", rc)
+	} else {
+		c.Close()
+	}
+	if _, rc := connectAs(t, p.addr, packet.V5, login(packet.V5, "dev-a/5", "dev-a", 0)); rc != 0 {
+		t.Errorf("dev-a clean session at the cap: CONNACK 0x%02x", rc)
+	}
+	if _, rc := connectAs(t, p.addr, packet.V5, login(packet.V5, "dev-b/1", "dev-b", 3600)); rc != 0 {
+		t.Errorf("dev-b's first persistent session: CONNACK 0x%02x", rc)
+	}
+	// dev-a/2 comes back with a clean session: its persistent one ends and
+	// frees the slot.
+	if _, rc := connectAs(t, p.addr, packet.V5, login(packet.V5, "dev-a/2", "dev-a", 0)); rc != 0 {
+		t.Fatalf("dev-a/2 clean: CONNACK 0x%02x", rc)
+	}
+	if _, rc := connectAs(t, p.addr, packet.V5, login(packet.V5, "dev-a/3", "dev-a", 3600)); rc != 0 {
+		t.Errorf("dev-a/3 once dev-a/2 ended: CONNACK 0x%02x, want 0", rc)
+	}
+	waitFor(t, waitTimeout, "the refusal logged", func() bool {
+		return strings.Contains(p.stderr.String(), "mqtt.max_sessions_per_identity reached")
+	})
 }
