@@ -228,8 +228,9 @@ func (a *Adapter) denied() error {
 // is a session restored after a restart whose delayed will fires before
 // the client is back: it is judged as its stored identity (see
 // CanReceive). A denied 3.1.1 publish is dropped by the broker, and with
-// auth.v3_denied_publish: disconnect the client is also disconnected
-// (through SetDisconnect).
+// auth.v3_denied_publish: disconnect that connection is also closed
+// (through SetDisconnectClient): that one only, so that a will denied as
+// it fires never closes the connection that took its client id over.
 func (a *Adapter) CanPublish(c *broker.ClientInfo, topic string, _ byte, _ bool) error {
 	id, ok := identOrStored(c)
 	if !ok {
@@ -237,7 +238,7 @@ func (a *Adapter) CanPublish(c *broker.ClientInfo, topic string, _ byte, _ bool)
 	}
 	if id.revoked.Load() || !a.s.acl.Load().Check(id, Publish, topic) {
 		if c.Version != packet.V5 && a.s.cfg.V3DeniedPublish == "disconnect" {
-			a.s.kickAsync(c.ClientID)
+			a.s.endAsync(c, packet.ErrNotAuthorized)
 		}
 		return a.denied()
 	}

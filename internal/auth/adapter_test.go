@@ -305,26 +305,48 @@ func TestSCRAMOverMQTT(t *testing.T) {
 	_ = svc
 }
 
+// TestV3DeniedPublishDisconnectPolicy: with auth.v3_denied_publish:
+// disconnect, a 3.1.1 client's denied publish closes that connection (by
+// its ClientInfo, never another that holds its client id); a v5 client
+// gets 0x87 and stays.
 func TestV3DeniedPublishDisconnectPolicy(t *testing.T) {
 	svc, addr, _ := deviceService(t, func(c *config.Auth) { c.V3DeniedPublish = "disconnect" })
-	kicked := make(chan string, 4)
-	svc.SetDisconnect(func(id string) { kicked <- id })
+	kicked := make(chan *broker.ClientInfo, 4)
+	next := func() *broker.ClientInfo {
+		t.Helper()
+		select {
+		case c := <-kicked:
+			return c
+		case <-time.After(10 * time.Second):
+			t.Fatal("no connection closed for a denied 3.1.1 publish")
+			return nil
+		}
+	}
+	svc.SetDisconnectClient(func(c *broker.ClientInfo, code packet.Code) {
+		if code != packet.ErrNotAuthorized {
+			t.Errorf("disconnected with %v, want not authorized", code)
+		}
+		kicked <- c
+	})
 	a := dial(t, addr, packet.V311)
 	a.connect("dev-a", "dev-a", "sa")
 	a.publish("devices/dev-a/ok", false)
 	a.publish("devices/dev-b/commands", false)
-	if id := <-kicked; id != "dev-a" {
-		t.Errorf("disconnected %q, want dev-a", id)
+	if c := next(); c.ClientID != "dev-a" || c.Version != packet.V311 {
+		t.Errorf("disconnected %q (%v), want dev-a's 3.1.1 connection", c.ClientID, c.Version)
 	}
 	v5 := dial(t, addr, packet.V5)
 	v5.connect("dev-a-5", "dev-a", "sa")
 	if rc := v5.publish("devices/dev-b/commands", false); rc != 0x87 {
 		t.Errorf("v5: 0x%02x", rc)
 	}
-	select {
-	case id := <-kicked:
-		t.Errorf("v5 client %q disconnected for a denied publish", id)
-	default:
+	// A later 3.1.1 denial is the marker: a kick of the v5 client would
+	// have been started before it.
+	m := dial(t, addr, packet.V311)
+	m.connect("dev-a-marker", "dev-a", "sa")
+	m.publish("devices/dev-b/commands", false)
+	for c := next(); c.ClientID != "dev-a-marker"; c = next() {
+		t.Errorf("disconnected %q, want only the 3.1.1 marker client", c.ClientID)
 	}
 }
 

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/culexmq/culex/internal/broker"
+	"github.com/culexmq/culex/internal/mqtt/packet"
 )
 
 // fileStamp is what the watcher compares to notice a changed file: a
@@ -116,10 +119,12 @@ func (s *Service) kick(clientIDs []string) {
 	}
 }
 
-// kickAsync disconnects a client from a goroutine of the service's: it
-// is called on the broker's own goroutines, which may hold its locks.
-func (s *Service) kickAsync(clientID string) {
-	if s.disconnect.Load() == nil {
+// endAsync ends the connection c describes from a goroutine of the
+// service's: it is called on the broker's own goroutines, which may hold
+// its locks.
+func (s *Service) endAsync(c *broker.ClientInfo, code packet.Code) {
+	fn := s.endConn.Load()
+	if fn == nil {
 		return
 	}
 	s.mu.Lock()
@@ -130,7 +135,7 @@ func (s *Service) kickAsync(clientID string) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.kick([]string{clientID})
+		(*fn)(c, code)
 	}()
 }
 
