@@ -291,6 +291,20 @@ type Kafka struct {
 	Spool KafkaSpool `yaml:"spool"`
 	// Source is the MQTT broker `culex bridge` (standalone mode) reads from.
 	Source KafkaSource `yaml:"source"`
+	// GroupSessionTimeout is how long Kafka waits for a silent command
+	// consumer before it gives the consumer's partitions to another member
+	// (Kafka's session.timeout.ms, within the cluster's
+	// group.min/max.session.timeout.ms).
+	GroupSessionTimeout time.Duration `yaml:"group_session_timeout"`
+	// GroupInstanceID makes every command consumer a static group member
+	// (KIP-345) so that a restarted node takes its partitions back at once
+	// instead of waiting GroupSessionTimeout. It must be unique per node.
+	// Empty: the host name plus data_dir (or the first listener), or in
+	// `culex bridge` the host name plus source.client_id; "none": dynamic
+	// membership.
+	GroupInstanceID string `yaml:"group_instance_id" given:"GroupInstanceIDSet"`
+	// GroupInstanceIDSet is true when group_instance_id was given.
+	GroupInstanceIDSet bool `yaml:"-"`
 }
 
 // KafkaSpool is the local disk spool: a publish on an ack: spool route is
@@ -455,6 +469,7 @@ func Default() Config {
 			Spool:              KafkaSpool{MaxBytes: 1 << 30, SegmentBytes: 64 << 20},
 			Source: KafkaSource{ClientID: "culex-bridge", ShareGroup: "culex-bridge",
 				SessionExpiry: time.Hour, ReceiveMaximum: 1024},
+			GroupSessionTimeout: 45 * time.Second,
 		},
 	}
 }

@@ -123,6 +123,8 @@ func TestErrors(t *testing.T) {
 		{name: "unknown env", env: []string{"CULEX_MQTT_MAXCONN=5"}},
 		{name: "bad env value", env: []string{"CULEX_MQTT_MAX_CONNECTIONS=-1"}},
 		{name: "stray argument", args: []string{"serve"}},
+		{name: "kafka group session timeout", yaml: "kafka:\n  group_session_timeout: 100ms\n"},
+		{name: "kafka group instance id", yaml: "kafka:\n  group_instance_id: node/1\n"},
 	}
 	var out strings.Builder
 	for _, tc := range cases {

@@ -73,14 +73,16 @@ func Parse(name string, args, environ []string, out io.Writer) (Config, error) {
 		}
 		c.Listeners = ls
 	}
+	c.Kafka.resolveGroupInstanceID(c.DataDir, c.Listeners)
 	return c, c.Validate()
 }
 
 // dependentDefaults describes, for -h, the defaults that depend on other
 // keys (auth.go).
 var dependentDefaults = map[string]string{
-	"auth.allow_anonymous": "true without an auth backend, false with one",
-	"auth.acl_default":     "deny with an acl_file, allow without",
+	"auth.allow_anonymous":    "true without an auth backend, false with one",
+	"auth.acl_default":        "deny with an acl_file, allow without",
+	"kafka.group_instance_id": "host name + data_dir or first listener; culex bridge: host name + kafka.source.client_id",
 }
 
 func fieldMap(c *Config) map[string]field {

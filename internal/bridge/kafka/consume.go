@@ -137,6 +137,9 @@ func (b *Bridge) Start(ctx context.Context, pub Publisher) error {
 	if b.cons != nil {
 		return errors.New("kafka: already started")
 	}
+	if err := checkGroups(b.cfg, b.commands); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	cons := &consumer{cancel: cancel}
 	for _, cmd := range b.commands {
@@ -145,7 +148,8 @@ func (b *Bridge) Start(ctx context.Context, pub Publisher) error {
 			cancel()
 			return err
 		}
-		opts = append(opts, kgo.ConsumerGroup(cmd.group), kgo.ConsumeTopics(cmd.topics...),
+		opts = append(opts, groupOpts(b.cfg, cmd)...)
+		opts = append(opts, kgo.ConsumeTopics(cmd.topics...),
 			kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll(),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 		cl, err := kgo.NewClient(opts...)

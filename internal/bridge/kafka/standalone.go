@@ -31,6 +31,10 @@ func (b *Bridge) RunStandalone(ctx context.Context, src config.KafkaSource) erro
 		return fmt.Errorf("kafka source url %q: want tcp://host:port", src.URL)
 	}
 	if len(b.commands) > 0 {
+		if !b.cfg.GroupInstanceIDSet {
+			// Bridges on one host share data_dir and listeners, not client ids.
+			b.cfg.GroupInstanceID = config.DefaultGroupInstanceID(src.ClientID)
+		}
 		if err := b.Start(ctx, &b.source); err != nil {
 			return err
 		}
