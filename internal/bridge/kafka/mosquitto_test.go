@@ -4,8 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
 	"strconv"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
@@ -52,4 +56,100 @@ func TestStandaloneFromMosquitto(t *testing.T) {
 			t.Errorf("%s: %d records", key, len(got))
 		}
 	}
+}
+
+// The standalone bridge (a child process) reading from Mosquitto, which
+// sends more unacknowledged messages than the bridge's Receive Maximum
+// when it has a backlog [MQTT-3.3.4-9], is killed with -9 while draining
+// 20,000 queued messages and restarted: every message reaches Kafka and
+// duplicates stay within receive_maximum, because the excess Mosquitto
+// sends waits in the bridge unproduced.
+func TestStandaloneFromMosquittoKillBound(t *testing.T) {
+	if os.Getenv(childEnv) != "" {
+		t.Skip("in child")
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(brokertest.Mosquitto(t, "max_queued_messages 1000000\n")))
+	kc := startKafka(t, kfake.SeedTopics(4, "telemetry"))
+	brokers := kc.ListenAddrs()[0]
+	cfg := kafkaConfig(brokers, config.KafkaRoute{Filter: "devices/+/telemetry", Topic: "telemetry"})
+	cfg.Source = config.Default().Kafka.Source
+	cfg.Source.URL = "tcp://" + addr
+	cfg.Source.ReceiveMaximum = 100
+	kill := func(c *exec.Cmd) {
+		if err := c.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.Wait()
+	}
+	kill(startBridgeChild(t, cfg)) // the session now exists and queues
+
+	const devices, per = 4, 5000
+	errs := make(chan error, devices)
+	for d := range devices {
+		pub, err := dialV5(t, addr, fmt.Sprintf("publisher-%d", d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			for i := range per {
+				if code, _, err := publish(context.Background(), pub, fmt.Sprintf("devices/dev-%d/telemetry", d), []byte(strconv.Itoa(i))); err != nil || code != 0 {
+					errs <- fmt.Errorf("publish: %v 0x%02x", err, code)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range devices {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	child := startBridgeChild(t, cfg)
+	waitRecords(t, brokers, "telemetry", devices*per/4)
+	kill(child)
+	startBridgeChild(t, cfg)
+
+	perKey := readWithinWindow(t, brokers, devices*per, cfg.Source.ReceiveMaximum)
+	for d := range devices {
+		key := fmt.Sprintf("devices/dev-%d/telemetry", d)
+		seen := map[int]bool{}
+		for _, v := range perKey[key] {
+			seen[v] = true
+		}
+		if len(seen) != per {
+			t.Errorf("%s: %d of %d delivered", key, len(seen), per)
+		}
+	}
+}
+
+// waitRecords returns once topic holds at least n records.
+func waitRecords(t *testing.T, brokers, topic string, n int) {
+	t.Helper()
+	cl := readFromStart(t, brokers, topic)
+	defer cl.Close()
+	got := 0
+	deadline := time.Now().Add(waitTimeout)
+	for got < n && time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		got += cl.PollFetches(ctx).NumRecords()
+		cancel()
+	}
+	if got < n {
+		t.Fatalf("%d records in %s, want %d", got, topic, n)
+	}
+}
+
+// readWithinWindow reads the telemetry topic until it holds the msgs
+// distinct messages and checks that the duplicates stay within the
+// in-flight window (receive_maximum); it returns the values per key.
+func readWithinWindow(t *testing.T, brokers string, msgs int, window uint16) map[string][]int {
+	t.Helper()
+	perKey, total := readDistinct(t, brokers, "telemetry", msgs)
+	dups := total - msgs
+	t.Logf("%d records for %d messages: %d duplicates", total, msgs, dups)
+	if dups > int(window) {
+		t.Errorf("%d duplicates, over the in-flight window (receive_maximum) %d", dups, window)
+	}
+	return perKey
 }

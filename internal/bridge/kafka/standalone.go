@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/eclipse/paho.golang/paho/session/state"
 
 	"github.com/culexmq/culex/internal/broker"
 	"github.com/culexmq/culex/internal/config"
@@ -72,15 +73,25 @@ func (b *Bridge) sourceSession(ctx context.Context, addr string, src config.Kafk
 	}
 	var c *paho.Client
 	ic := interceptor{b}
+	stop := make(chan struct{})
+	defer close(stop)
+	gate := newInflightGate(src.ReceiveMaximum, stop)
 	c = paho.NewClient(paho.ClientConfig{
 		ClientID:                   src.ClientID,
 		Conn:                       conn,
+		Session:                    gateSession{state.NewInMemory(), gate},
 		EnableManualAcknowledgment: true,
 		SendAcksInterval:           time.Millisecond,
 		OnClientError:              fail,
 		OnServerDisconnect:         func(d *paho.Disconnect) { fail(fmt.Errorf("server disconnect 0x%02x", d.ReasonCode)) },
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 			p := pr.Packet
+			if p.QoS > 0 && !gate.acquire(ctx, p.PacketID, func() {
+				b.log.Warn("kafka bridge: the source broker sends more unacknowledged messages than kafka.source.receive_maximum allows [MQTT-3.3.4-9]; the excess waits in the bridge, not produced, until acknowledgements free room",
+					"broker", addr, "receive_maximum", src.ReceiveMaximum)
+			}) {
+				return true, nil // session ending: not acked, redelivered
+			}
 			ic.Intercept(ctx, &broker.ClientInfo{}, sourceMessage(p), func(err error) {
 				if err != nil {
 					fail(fmt.Errorf("topic %s: %w", p.Topic, err)) // not acked: redelivered
