@@ -69,6 +69,9 @@ type Broker struct {
 	remote   *topic.Index[RemoteRoute, byte]
 	retained *topic.Retained[*Message]
 
+	// bridges are mqtt.bridge_clients: sessions with the bridge queue limits.
+	bridges map[string]bool
+
 	started time.Time
 	idSeq   atomic.Uint64
 	sysStop chan struct{}
@@ -169,6 +172,7 @@ func New(opts Options) (*Broker, error) {
 	for _, h := range opts.Hooks {
 		b.addHook(h)
 	}
+	b.bridges = bridgeClients(cfg.BridgeClients)
 	return b, nil
 }
 

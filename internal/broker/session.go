@@ -2,6 +2,7 @@ package broker
 
 import (
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -133,9 +134,30 @@ func (s *session) enqueueLocked(om *outMsg, w *storeWait) {
 
 // queueFullLocked says whether a message of n bytes does not fit the queue.
 func (s *session) queueFullLocked(n int) bool {
+	msgs, bytes := s.queueLimitsLocked()
+	return msgs > 0 && s.qlenLocked() >= msgs || bytes > 0 && s.qbytes+n > bytes
+}
+
+// queueLimitsLocked are the queue's message and byte limits: the bridge
+// limits for a session of mqtt.bridge_clients (by client id or owner), so
+// that a `culex bridge` restarting under load finds what arrived meanwhile.
+func (s *session) queueLimitsLocked() (msgs, bytes int) {
 	cfg := &s.b.cfg
-	return cfg.MaxQueuedMessages > 0 && s.qlenLocked() >= cfg.MaxQueuedMessages ||
-		cfg.MaxQueuedBytes > 0 && s.qbytes+n > cfg.MaxQueuedBytes
+	if len(s.b.bridges) > 0 && (s.b.bridges[s.id] || s.owner != "" && s.b.bridges[s.owner]) {
+		return cfg.BridgeMaxQueuedMessages, cfg.BridgeMaxQueuedBytes
+	}
+	return cfg.MaxQueuedMessages, cfg.MaxQueuedBytes
+}
+
+// bridgeClients is the set of mqtt.bridge_clients.
+func bridgeClients(list string) map[string]bool {
+	m := map[string]bool{}
+	for _, c := range strings.Split(list, ",") {
+		if c = strings.TrimSpace(c); c != "" {
+			m[c] = true
+		}
+	}
+	return m
 }
 
 // size is what a queued message counts towards MaxQueuedBytes: the

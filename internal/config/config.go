@@ -91,6 +91,16 @@ type MQTT struct {
 	// message is dropped) or drop_oldest (the oldest queued message is dropped).
 	// Every drop is counted with its reason.
 	QueueOverflow string `yaml:"queue_overflow"`
+	// BridgeClients names the sessions (comma-separated client ids or
+	// authenticated identities) whose queues are bounded by
+	// BridgeMaxQueuedMessages and BridgeMaxQueuedBytes instead: the
+	// sessions of `culex bridge` instances reading from this node, which
+	// must hold what arrives while a bridge restarts.
+	BridgeClients string `yaml:"bridge_clients"`
+	// BridgeMaxQueuedMessages bounds the queue of a BridgeClients session.
+	BridgeMaxQueuedMessages int `yaml:"bridge_max_queued_messages"`
+	// BridgeMaxQueuedBytes bounds its bytes (0: unlimited).
+	BridgeMaxQueuedBytes int `yaml:"bridge_max_queued_bytes"`
 	// MaxSubscriptionsPerClient bounds a session's subscriptions (0: unlimited).
 	MaxSubscriptionsPerClient int `yaml:"max_subscriptions_per_client"`
 	// MaxSessions bounds the persistent sessions (session expiry > 0) the
@@ -429,6 +439,8 @@ func Default() Config {
 			MaxRetainedMessages:       1000000,
 			MaxRetainedBytes:          1 << 30,
 			QueueOverflow:             "drop_new",
+			BridgeMaxQueuedMessages:   1000000,
+			BridgeMaxQueuedBytes:      1 << 30,
 			MaxSubscriptionsPerClient: 1000,
 			MaxTopicLevels:            32,
 			MaxClientIDLength:         256,

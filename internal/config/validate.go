@@ -56,6 +56,12 @@ func (c *Config) Validate() error {
 	if m.MaxQueuedBytes > 0 && m.MaxQueuedBytes < int(m.MaxPacketSize) {
 		bad("mqtt.max_queued_bytes", "%d is below mqtt.max_packet_size (%d): a queue must hold one message", m.MaxQueuedBytes, m.MaxPacketSize)
 	}
+	if m.BridgeMaxQueuedMessages < 1 {
+		bad("mqtt.bridge_max_queued_messages", "must be at least 1")
+	}
+	if m.BridgeMaxQueuedBytes > 0 && m.BridgeMaxQueuedBytes < int(m.MaxPacketSize) {
+		bad("mqtt.bridge_max_queued_bytes", "%d is below mqtt.max_packet_size (%d): a queue must hold one message", m.BridgeMaxQueuedBytes, m.MaxPacketSize)
+	}
 	if m.MaxRetainedBytes > 0 && m.MaxRetainedBytes < int64(m.MaxPacketSize) {
 		bad("mqtt.max_retained_bytes", "%d is below mqtt.max_packet_size (%d)", m.MaxRetainedBytes, m.MaxPacketSize)
 	}

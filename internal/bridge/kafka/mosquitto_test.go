@@ -110,17 +110,7 @@ func TestStandaloneFromMosquittoKillBound(t *testing.T) {
 	kill(child)
 	startBridgeChild(t, cfg)
 
-	perKey := readWithinWindow(t, brokers, devices*per, cfg.Source.ReceiveMaximum)
-	for d := range devices {
-		key := fmt.Sprintf("devices/dev-%d/telemetry", d)
-		seen := map[int]bool{}
-		for _, v := range perKey[key] {
-			seen[v] = true
-		}
-		if len(seen) != per {
-			t.Errorf("%s: %d of %d delivered", key, len(seen), per)
-		}
-	}
+	allDelivered(t, readWithinWindow(t, brokers, devices*per, cfg.Source.ReceiveMaximum), devices, per)
 }
 
 // waitRecords returns once topic holds at least n records.
@@ -152,4 +142,20 @@ func readWithinWindow(t *testing.T, brokers string, msgs int, window uint16) map
 		t.Errorf("%d duplicates, over the in-flight window (receive_maximum) %d", dups, window)
 	}
 	return perKey
+}
+
+// allDelivered checks that each of devices topics devices/dev-N/telemetry
+// got every value 0 to per-1 at least once.
+func allDelivered(t *testing.T, perKey map[string][]int, devices, per int) {
+	t.Helper()
+	for d := range devices {
+		key := fmt.Sprintf("devices/dev-%d/telemetry", d)
+		seen := map[int]bool{}
+		for _, v := range perKey[key] {
+			seen[v] = true
+		}
+		if len(seen) != per {
+			t.Errorf("%s: %d of %d delivered", key, len(seen), per)
+		}
+	}
 }
