@@ -266,6 +266,9 @@ func (c *conn) accept(st *authState) error {
 	c.wver = c.version
 	c.wmu.Unlock()
 	ack.SessionPresent = present // [MQTT-3.2.2-2,3]
+	if p.Version == packet.V5 {
+		s.limitsPropsLocked(&p.Props, &ack.Props)
+	}
 	c.sendPacket(ack)
 	if s.persistent {
 		s.saveLocked()

@@ -1,7 +1,9 @@
 package broker
 
 import (
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -143,10 +145,35 @@ func (s *session) queueFullLocked(n int) bool {
 // that a `culex bridge` restarting under load finds what arrived meanwhile.
 func (s *session) queueLimitsLocked() (msgs, bytes int) {
 	cfg := &s.b.cfg
-	if len(s.b.bridges) > 0 && (s.b.bridges[s.id] || s.owner != "" && s.b.bridges[s.owner]) {
+	if s.isBridgeLocked() {
 		return cfg.BridgeMaxQueuedMessages, cfg.BridgeMaxQueuedBytes
 	}
 	return cfg.MaxQueuedMessages, cfg.MaxQueuedBytes
+}
+
+// isBridgeLocked says whether s is named in mqtt.bridge_clients.
+func (s *session) isBridgeLocked() bool {
+	return len(s.b.bridges) > 0 && (s.b.bridges[s.id] || s.owner != "" && s.b.bridges[s.owner])
+}
+
+// LimitsRequest is the CONNECT user property (any value) with which a
+// client asks for its session's queue limits: CONNACK then carries
+// culex.max_queued_messages, culex.max_queued_bytes and culex.bridge_client
+// (true for a session of mqtt.bridge_clients). `culex bridge` asks, to
+// warn when its source would drop what arrives during a restart.
+const LimitsRequest = "culex.limits"
+
+// limitsPropsLocked answers a LimitsRequest in CONNACK's properties.
+func (s *session) limitsPropsLocked(connect, connack *packet.Properties) {
+	if !slices.ContainsFunc(connect.User, func(u packet.UserProperty) bool { return u.Key == LimitsRequest }) {
+		return
+	}
+	msgs, bytes := s.queueLimitsLocked()
+	connack.User = append(connack.User,
+		packet.UserProperty{Key: "culex.max_queued_messages", Value: strconv.Itoa(msgs)},
+		packet.UserProperty{Key: "culex.max_queued_bytes", Value: strconv.Itoa(bytes)},
+		packet.UserProperty{Key: "culex.bridge_client", Value: strconv.FormatBool(s.isBridgeLocked())})
+	connack.Set(packet.PropUser)
 }
 
 // bridgeClients is the set of mqtt.bridge_clients.

@@ -1,14 +1,20 @@
 package kafka
 
 import (
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/culexmq/culex/internal/broker"
+	"github.com/culexmq/culex/internal/brokertest"
 	"github.com/culexmq/culex/internal/config"
 )
 
@@ -56,4 +62,50 @@ mqtt:
 	}
 	startBridgeChild(t, cfg)
 	allDelivered(t, readWithinWindow(t, brokers, devices*per, cfg.Source.ReceiveMaximum), devices, per)
+}
+
+// logBuffer is a log destination safe for concurrent writes.
+type logBuffer struct{ lockedLog }
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.add(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
+
+// culex bridge asks a Culex source for its session's queue limits: it
+// warns when it has only a device's limit, and logs the bridge limit at
+// info when mqtt.bridge_clients names it. Mosquitto does not answer: no
+// line at all.
+func TestStandaloneLogsSourceQueueLimit(t *testing.T) {
+	kc := startKafka(t, kfake.SeedTopics(1, "telemetry"))
+	mosquitto := net.JoinHostPort("127.0.0.1", strconv.Itoa(brokertest.Mosquitto(t, "")))
+	for _, tc := range []struct {
+		name, bridges, mosquitto, want string
+	}{
+		{name: "device limit", want: `level=WARN msg="kafka bridge: the source keeps at most a device's queue`},
+		{name: "bridge client", bridges: "culex-bridge", want: `level=INFO msg="kafka bridge: the source's queue for this bridge`},
+		{name: "mosquitto", mosquitto: mosquitto},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := tc.mosquitto
+			if addr == "" {
+				mc := config.Default().MQTT
+				mc.BridgeClients = tc.bridges
+				addr, _ = brokertest.Serve(t, broker.Options{Config: mc, AllowAnonymous: true})
+			}
+			b := newBridge(t, kafkaConfig(kc.ListenAddrs()[0], config.KafkaRoute{Filter: "devices/+/telemetry", Topic: "telemetry"}))
+			var logs logBuffer
+			b.log = slog.New(slog.NewTextHandler(&logs, nil))
+			runStandalone(t, b, addr, "")
+			waitFor(t, "bridge subscribed", b.sourceReady.Load)
+			got := logs.String()
+			if !strings.Contains(got, "kafka bridge: subscribed") {
+				t.Fatalf("no subscribed line in\n%s", got)
+			}
+			limits := strings.Contains(got, "max_queued_messages=")
+			if tc.want == "" && limits || tc.want != "" && !strings.Contains(got, tc.want) {
+				t.Errorf("log:\n%s\nwant %q", got, tc.want)
+			}
+		})
+	}
 }

@@ -40,8 +40,9 @@ func (b *Bridge) RunStandalone(ctx context.Context, src config.KafkaSource) erro
 			return err
 		}
 	}
+	var limitsLogged bool
 	for ctx.Err() == nil {
-		err := b.sourceSession(ctx, u.Host, src)
+		err := b.sourceSession(ctx, u.Host, src, &limitsLogged)
 		if ctx.Err() != nil {
 			break
 		}
@@ -55,7 +56,7 @@ func (b *Bridge) RunStandalone(ctx context.Context, src config.KafkaSource) erro
 }
 
 // sourceSession runs one MQTT connection until it fails or ctx ends.
-func (b *Bridge) sourceSession(ctx context.Context, addr string, src config.KafkaSource) error {
+func (b *Bridge) sourceSession(ctx context.Context, addr string, src config.KafkaSource, limitsLogged *bool) error {
 	var d net.Dialer
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	conn, err := d.DialContext(dctx, "tcp", addr)
@@ -105,7 +106,8 @@ func (b *Bridge) sourceSession(ctx context.Context, addr string, src config.Kafk
 	exp := uint32(src.SessionExpiry / time.Second)
 	rm := src.ReceiveMaximum
 	cp := &paho.Connect{ClientID: src.ClientID, KeepAlive: 30, CleanStart: false,
-		Properties: &paho.ConnectProperties{SessionExpiryInterval: &exp, ReceiveMaximum: &rm}}
+		Properties: &paho.ConnectProperties{SessionExpiryInterval: &exp, ReceiveMaximum: &rm,
+			User: paho.UserProperties{{Key: broker.LimitsRequest, Value: "1"}}}}
 	if src.Username != "" {
 		cp.Username, cp.UsernameFlag = src.Username, true
 	}
@@ -117,6 +119,9 @@ func (b *Bridge) sourceSession(ctx context.Context, addr string, src config.Kafk
 	ca, err := c.Connect(cctx, cp)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
+	}
+	if !*limitsLogged && ca.Properties != nil {
+		*limitsLogged = b.logSourceLimits(addr, ca.Properties.User)
 	}
 	var subs []paho.SubscribeOptions
 	for _, r := range b.routes.list {
@@ -152,6 +157,24 @@ func (b *Bridge) sourceSession(ctx context.Context, addr string, src config.Kafk
 	case err := <-failed:
 		return err
 	}
+}
+
+// logSourceLimits logs the queue limit a Culex source applies to the
+// bridge's session (its answer to broker.LimitsRequest): a WARN when the
+// bridge has only a device's limit, so that what arrives during a restart
+// beyond it is dropped. False: the source did not say (not Culex).
+func (b *Bridge) logSourceLimits(addr string, props paho.UserProperties) bool {
+	msgs := props.Get("culex.max_queued_messages")
+	if msgs == "" {
+		return false
+	}
+	args := []any{"broker", addr, "max_queued_messages", msgs, "max_queued_bytes", props.Get("culex.max_queued_bytes")}
+	if props.Get("culex.bridge_client") != "true" {
+		b.log.Warn("kafka bridge: the source keeps at most a device's queue for this bridge while it is away; what arrives during a restart beyond it is dropped: name the bridge in the source's mqtt.bridge_clients", args...)
+	} else {
+		b.log.Info("kafka bridge: the source's queue for this bridge while it is away (it must hold message rate x restart time)", args...)
+	}
+	return true
 }
 
 // mqttPublisher is the Publisher of Kafka -> MQTT commands in standalone
