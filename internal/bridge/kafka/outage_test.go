@@ -1,0 +1,225 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+)
+
+// summaryRE matches the bridge's per-route failure summary in serve's log.
+var summaryRE = regexp.MustCompile(`msg="kafka: publishes failed" route=(\S+) failed=(\d+) expired=(\d+)`)
+
+// summed adds up the failure summaries of route in log: failed, expired.
+func summed(log, route string) (failed, expired int) {
+	for _, m := range summaryRE.FindAllStringSubmatch(log, -1) {
+		if m[1] != route {
+			continue
+		}
+		f, _ := strconv.Atoi(m[2])
+		e, _ := strconv.Atoi(m[3])
+		failed, expired = failed+f, expired+e
+	}
+	return failed, expired
+}
+
+// waitLog waits until serve's log satisfies cond.
+func (p *culexProc) waitLog(t *testing.T, what string, cond func(log string) bool) {
+	t.Helper()
+	waitFor(t, what, func() bool { return cond(p.log.String()) })
+}
+
+// dialV311 connects an MQTT 3.1.1 client that never reconnects (so never
+// retransmits) to addr.
+func dialV311(t *testing.T, addr, id string) mqtt.Client {
+	t.Helper()
+	opts := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetProtocolVersion(4).
+		SetAutoReconnect(false).SetCleanSession(true).
+		SetCustomOpenConnectionFn(func(u *url.URL, _ mqtt.ClientOptions) (net.Conn, error) {
+			return net.DialTimeout("tcp", u.Host, 5*time.Second)
+		})
+	c := mqtt.NewClient(opts)
+	if tok := c.Connect(); !tok.WaitTimeout(waitTimeout) || tok.Error() != nil {
+		t.Fatal("connect", tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(0) })
+	return c
+}
+
+// kcatUntil reads topic with kcat until it holds want records (or the
+// deadline) and returns what it read last.
+func kcatUntil(t *testing.T, brokers, topic string, want int) []kcatRecord {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		recs := kcatRead(t, brokers, topic, want+1000) // -e: stops at the end
+		if len(recs) >= want || time.Now().After(deadline) {
+			return recs
+		}
+		time.Sleep(100 * time.Millisecond) // poll
+	}
+}
+
+// Issue 18 item 2, and item 5 for a stopped Kafka. A real `culex serve`
+// with produce_timeout 1s, Kafka (kfake) in its own process. Kafka
+// killed, a marker publish gets 0x80 and serve logs Kafka unreachable;
+// then 20 QoS 1 publishes of a v5 device get PUBACK 0x80 and 20 of a
+// 3.1.1 device get no PUBACK; serve logs Kafka unreachable and, per route,
+// the expired publishes (21 and 20). Kafka restarted on its port with its
+// data: every one of the 41 records reaches Kafka, once (read with kcat), serve
+// logs Kafka reachable again, and the 3.1.1 publishes are still
+// unacknowledged (their device was told nothing; it would retransmit).
+func TestExpiredPublishesReachKafka(t *testing.T) {
+	if os.Getenv(kfakeChildEnv) != "" {
+		t.Skip("in child")
+	}
+	needTool(t, "kcat")
+	kdir := t.TempDir()
+	proc, brokers := startKfakeProc(t, 0, kdir)
+	_, portS, _ := net.SplitHostPort(brokers)
+	port, _ := strconv.Atoi(portS)
+	cfgFile := filepath.Join(t.TempDir(), "culex.yaml")
+	cfg := fmt.Sprintf(`data_dir: ""
+listeners: [tcp://127.0.0.1:0]
+auth: {allow_anonymous: true}
+kafka:
+  brokers: %q
+  produce_timeout: 1s
+  routes:
+    - {name: v5, filter: v5/+, topic: telemetry}
+    - {name: v311, filter: v311/+, topic: telemetry}
+`, brokers)
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	node := startCulex(t, cfgFile)
+	c5, err := dialV5(t, node.addr, "dev5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c3 := dialV311(t, node.addr, "dev3")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*waitTimeout)
+	defer cancel()
+	// Kafka up: both devices' first publishes are acknowledged after Kafka.
+	if code, reason, err := publish(ctx, c5, "v5/x", []byte("v5-first")); err != nil || code != 0 {
+		t.Fatalf("first v5 publish: %v 0x%02x %s", err, code, reason)
+	}
+	if tok := c3.Publish("v311/x", 1, false, "v311-first"); !tok.WaitTimeout(waitTimeout) || tok.Error() != nil {
+		t.Fatalf("first 3.1.1 publish: %v", tok.Error())
+	}
+
+	if err := proc.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = proc.Wait()
+	// A marker publish finds Kafka gone (the producer's connection breaks);
+	// the 40 publishes below then wait in the producer with Kafka refusing
+	// connections, never sent. The marker's device (its record key) is on
+	// a partition of its own: the producer cannot give up on a partition
+	// whose record it sent without an answer, which would hide the loss.
+	mc, err := dialV5(t, node.addr, markerID("dev5", "dev3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, reason, err := publish(ctx, mc, "v5/x", []byte("v5-marker")); err != nil || code != 0x80 {
+		t.Fatalf("v5 marker publish with Kafka down: %v 0x%02x %s, want 0x80", err, code, reason)
+	}
+	node.waitLog(t, "kafka: unreachable", func(log string) bool {
+		return strings.Contains(log, `level=WARN msg="kafka: unreachable" broker=`+brokers)
+	})
+
+	const n = 20
+	var wg sync.WaitGroup
+	codes := make([]string, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, reason, err := publish(ctx, c5, "v5/x", []byte(fmt.Sprintf("v5-%d", i)))
+			codes[i] = fmt.Sprintf("0x%02x %s %v", code, reason, err)
+		}()
+	}
+	var toks []mqtt.Token
+	for i := range n {
+		toks = append(toks, c3.Publish("v311/x", 1, false, fmt.Sprintf("v311-%d", i)))
+	}
+	wg.Wait()
+	for i, c := range codes {
+		if !strings.HasPrefix(c, "0x80 kafka: no ack within 1s") {
+			t.Errorf("v5 publish %d with Kafka down: %s, want 0x80 kafka: no ack within 1s", i, c)
+		}
+	}
+	node.waitLog(t, "20 expired publishes per route in the log summary", func(log string) bool {
+		_, e5 := summed(log, "v5")
+		_, e3 := summed(log, "v311")
+		return e5 == n+1 && e3 == n
+	})
+	for i, tok := range toks {
+		if tok.WaitTimeout(0) {
+			t.Errorf("3.1.1 publish %d acknowledged with Kafka down (err %v)", i, tok.Error())
+		}
+	}
+
+	startKfakeProc(t, port, kdir)
+	recs := kcatUntil(t, brokers, "telemetry", 3+2*n)
+	seen := map[string]int{}
+	for _, r := range recs {
+		seen[r.Value]++
+	}
+	for _, v := range []string{"v5-first", "v311-first", "v5-marker"} {
+		if seen[v] != 1 {
+			t.Errorf("record %s read %d times, want 1", v, seen[v])
+		}
+	}
+	for _, dev := range []string{"v5", "v311"} {
+		missing := 0
+		for i := range n {
+			switch seen[fmt.Sprintf("%s-%d", dev, i)] {
+			case 0:
+				missing++
+			case 1:
+			default:
+				t.Errorf("record %s-%d read %d times", dev, i, seen[fmt.Sprintf("%s-%d", dev, i)])
+			}
+		}
+		if missing > 0 {
+			t.Errorf("%d of %d expired %s publishes never reached Kafka", missing, n, dev)
+		}
+	}
+	if len(recs) != 3+2*n {
+		t.Errorf("kcat read %d records, want %d", len(recs), 3+2*n)
+	}
+	node.waitLog(t, "kafka: reachable again", func(log string) bool {
+		return strings.Contains(log, `level=INFO msg="kafka: reachable again" broker=`+brokers)
+	})
+	// Every record is in Kafka: the 3.1.1 device, told nothing, still waits.
+	for i, tok := range toks {
+		if tok.WaitTimeout(0) {
+			t.Errorf("3.1.1 publish %d acknowledged after it expired (err %v)", i, tok.Error())
+		}
+	}
+}
+
+// markerID is a client id whose records (keyed by client id) go to another
+// of the 4 partitions than those of ids.
+func markerID(ids ...string) string {
+	part := func(id string) int32 { return (javaMurmur2([]byte(id)) & 0x7fffffff) % 4 }
+	for i := 0; ; i++ {
+		m := fmt.Sprintf("marker-%d", i)
+		if !slices.ContainsFunc(ids, func(id string) bool { return part(id) == part(m) }) {
+			return m
+		}
+	}
+}
