@@ -16,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/twmb/franz-go/pkg/kfake"
 )
 
 // summaryRE matches the bridge's per-route failure summary in serve's log.
@@ -222,4 +224,125 @@ func markerID(ids ...string) string {
 			return m
 		}
 	}
+}
+
+// writeServeConfig writes a `culex serve` config with one anonymous TCP
+// listener, produce_timeout 1s and a route of v5/+ to telemetry.
+func writeServeConfig(t *testing.T, brokers string) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "culex.yaml")
+	cfg := fmt.Sprintf(`data_dir: ""
+listeners: [tcp://127.0.0.1:0]
+auth: {allow_anonymous: true}
+kafka:
+  brokers: %q
+  produce_timeout: 1s
+  routes:
+    - {name: v5, filter: v5/+, topic: telemetry}
+`, brokers)
+	if err := os.WriteFile(f, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// Issue 18 item 5, Kafka hung: it accepts connections and never answers.
+// A real `culex serve`: its publishes get 0x80 and it logs, at WARN, Kafka
+// unreachable (no answer in time) and the expired publishes; when Kafka
+// answers again it logs reachable again at INFO, once, and the records
+// arrive.
+func TestOutageLoggedKafkaHung(t *testing.T) {
+	hl := &hangListener{}
+	kc := startKafka(t, kfake.SeedTopics(4, "telemetry"), kfake.ListenFn(func(network, address string) (net.Listener, error) {
+		ln, err := net.Listen(network, address)
+		hl.Listener = ln
+		return hl, err
+	}))
+	t.Cleanup(hl.resume) // before kc.Close (cleanups run last-in first-out)
+	brokers := kc.ListenAddrs()[0]
+	node := startCulex(t, writeServeConfig(t, brokers))
+	c, err := dialV5(t, node.addr, "dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*waitTimeout)
+	defer cancel()
+	if code, reason, err := publish(ctx, c, "v5/x", []byte("first")); err != nil || code != 0 {
+		t.Fatalf("publish with Kafka up: %v 0x%02x %s", err, code, reason)
+	}
+	if log := node.log.String(); strings.Contains(log, "kafka: unreachable") {
+		t.Fatalf("Kafka up, yet the log says unreachable:\n%s", log)
+	}
+
+	hl.hang()
+	const n = 5
+	for i := range n {
+		if code, reason, err := publish(ctx, c, "v5/x", []byte(fmt.Sprint(i))); err != nil || code != 0x80 {
+			t.Fatalf("publish %d with Kafka hung: %v 0x%02x %s, want 0x80", i, err, code, reason)
+		}
+	}
+	unreachable := `level=WARN msg="kafka: unreachable" broker=` + brokers
+	node.waitLog(t, "kafka: unreachable and the expired publishes", func(log string) bool {
+		_, e := summed(log, "v5")
+		return strings.Contains(log, unreachable) && e == n
+	})
+	hl.resume()
+	if recs := readAll(t, brokers, "telemetry", n+1, waitTimeout); len(recs) != n+1 {
+		t.Errorf("%d records after the hang, want %d", len(recs), n+1)
+	}
+	again := `level=INFO msg="kafka: reachable again" broker=` + brokers
+	node.waitLog(t, "kafka: reachable again", func(log string) bool { return strings.Contains(log, again) })
+	// One more answered request after the recovery: still one line each.
+	if code, reason, err := publish(ctx, c, "v5/x", []byte("last")); err != nil || code != 0 {
+		t.Fatalf("publish after the hang: %v 0x%02x %s", err, code, reason)
+	}
+	log := node.log.String()
+	if u, a := strings.Count(log, unreachable), strings.Count(log, again); u != 1 || a != 1 {
+		t.Errorf("%d unreachable and %d reachable-again lines for one outage, want 1 and 1", u, a)
+	}
+}
+
+// Issue 18 item 5: a Kafka host name that does not resolve (on Kubernetes,
+// a Service not created yet) is an outage, not a start-up error: `culex
+// serve` starts, serves MQTT (a publish outside the routes is
+// acknowledged, a subscriber gets it), logs Kafka unreachable naming the
+// host, and route publishes expire with 0x80, summarised in the log.
+func TestServeWithUnresolvableKafka(t *testing.T) {
+	node := startCulex(t, writeServeConfig(t, "kafka.invalid:9092"))
+	sub, err := dialV5(t, node.addr, "sub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 1)
+	sub.AddOnPublishReceived(func(pr paho.PublishReceived) (bool, error) {
+		got <- string(pr.Packet.Payload)
+		return true, nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if _, err := sub.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "plain/#", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := dialV5(t, node.addr, "dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, reason, err := publish(ctx, c, "plain/x", []byte("hello")); err != nil || code != 0 {
+		t.Fatalf("publish outside the routes: %v 0x%02x %s", err, code, reason)
+	}
+	select {
+	case p := <-got:
+		if p != "hello" {
+			t.Errorf("subscriber got %q", p)
+		}
+	case <-ctx.Done():
+		t.Fatal("subscriber got nothing")
+	}
+	if code, _, err := publish(ctx, c, "v5/x", []byte("x")); err != nil || code != 0x80 {
+		t.Fatalf("route publish without Kafka: %v 0x%02x, want 0x80", err, code)
+	}
+	node.waitLog(t, "kafka: unreachable naming the host, and the expired publish", func(log string) bool {
+		_, e := summed(log, "v5")
+		return strings.Contains(log, `level=WARN msg="kafka: unreachable" broker=kafka.invalid:9092`) && e == 1
+	})
 }
