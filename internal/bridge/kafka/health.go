@@ -93,15 +93,21 @@ func (b *Bridge) summarize(ctx context.Context, period time.Duration) {
 			return
 		case <-t.C:
 		}
-		for i, r := range b.routes.list {
-			now := [2]int64{r.stats.Failed.Load(), r.stats.Expired.Load()}
-			failed, expired := now[0]-last[i][0], now[1]-last[i][1]
-			last[i] = now
-			if failed == 0 && expired == 0 {
-				continue
-			}
-			b.log.Warn("kafka: publishes failed", "route", r.name, "failed", failed, "expired", expired,
-				"period", period, "last_err", r.stats.lastError())
+		b.summary(last, period)
+	}
+}
+
+// summary logs each route's failed and expired publishes since last (the
+// counters at the previous summary), which it updates.
+func (b *Bridge) summary(last [][2]int64, period time.Duration) {
+	for i, r := range b.routes.list {
+		now := [2]int64{r.stats.Failed.Load(), r.stats.Expired.Load()}
+		failed, expired := now[0]-last[i][0], now[1]-last[i][1]
+		last[i] = now
+		if failed == 0 && expired == 0 {
+			continue
 		}
+		b.log.Warn("kafka: publishes failed", "route", r.name, "failed", failed, "expired", expired,
+			"period", period, "last_err", r.stats.lastError())
 	}
 }

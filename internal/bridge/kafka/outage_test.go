@@ -2,7 +2,9 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -19,6 +21,8 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/culexmq/culex/internal/config"
 )
 
 // summaryRE matches the bridge's per-route failure summary in serve's log.
@@ -360,4 +364,33 @@ func TestServeWithUnresolvableKafka(t *testing.T) {
 		_, e := summed(log, "v5")
 		return strings.Contains(log, `level=WARN msg="kafka: unreachable" broker=kafka.invalid:9092`) && e == 1
 	})
+}
+
+// The failure summary: one line per route with failures in the period,
+// with the period's counts and the last cause; none for a quiet route or
+// a quiet period.
+func TestFailureSummary(t *testing.T) {
+	var buf strings.Builder
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	b, err := New(kafkaConfig("127.0.0.1:1", config.KafkaRoute{Name: "a", Filter: "a/#", Topic: "t"},
+		config.KafkaRoute{Name: "b", Filter: "b/#", Topic: "t"}), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	a := b.routes.list[0].stats
+	last := make([][2]int64, 2)
+	a.fail(errors.New("record too large"))
+	a.expire(errors.New("kafka: no ack within 5s"))
+	a.expire(errors.New("kafka: no ack within 5s"))
+	b.summary(last, summaryEvery)
+	a.fail(errors.New("unknown topic"))
+	b.summary(last, summaryEvery)
+	b.summary(last, summaryEvery) // quiet period
+	want := `level=WARN msg="kafka: publishes failed" route=a failed=1 expired=2 period=10s last_err="kafka: no ack within 5s"` + "\n" +
+		`level=WARN msg="kafka: publishes failed" route=a failed=1 expired=0 period=10s last_err="unknown topic"` + "\n"
+	got := regexp.MustCompile(`(?m)^time=\S+ `).ReplaceAllString(buf.String(), "")
+	if got != want {
+		t.Errorf("summary lines:\n%s\nwant:\n%s", got, want)
+	}
 }
