@@ -275,9 +275,10 @@ type Kafka struct {
 	Brokers string `yaml:"brokers"`
 	// ClientID identifies the bridge to Kafka (quotas, logs).
 	ClientID string `yaml:"client_id"`
-	// ProduceTimeout bounds how long a record may wait for Kafka's ack;
-	// past it a kafka-mode publish fails (v5: PUBACK 0x80) and the device
-	// retransmits.
+	// ProduceTimeout bounds how long a kafka-mode publish waits for
+	// Kafka's ack; past it the publish fails (v5: PUBACK 0x80, 3.1.1: no
+	// ack) and the device retransmits, while the record stays in the
+	// producer until Kafka takes it.
 	ProduceTimeout time.Duration `yaml:"produce_timeout"`
 	// MaxBufferedRecords bounds the records the producer holds waiting for
 	// Kafka; over it a kafka-mode publish fails with 0x97 (quota exceeded).

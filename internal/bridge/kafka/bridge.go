@@ -50,6 +50,13 @@ type Bridge struct {
 	// purged: when the producer last forgot a topic (forgetStaleTopic).
 	purged map[string]time.Time
 
+	// health logs Kafka becoming unreachable and reachable again.
+	health *health
+	// stopSummary ends the failure summary (summarize); summaryWG waits
+	// for it.
+	stopSummary context.CancelFunc
+	summaryWG   sync.WaitGroup
+
 	closeOnce sync.Once
 }
 
@@ -78,14 +85,15 @@ func New(cfg config.Kafka, log *slog.Logger) (*Bridge, error) {
 	if err != nil {
 		return nil, err
 	}
-	cl, err := kgo.NewClient(opts...)
+	h := newHealth(log)
+	cl, err := kgo.NewClient(append(opts, kgo.WithHooks(h))...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: %w", err)
 	}
-	b := &Bridge{cfg: cfg, log: log, routes: rs, cl: cl, commands: cmds}
+	b := &Bridge{cfg: cfg, log: log, routes: rs, cl: cl, commands: cmds, health: h}
 	for _, r := range rs.list {
 		if r.ack == AckSpool {
-			if b.spool, err = openSpool(cfg.Spool, cfg, rs.list, log); err != nil {
+			if b.spool, err = openSpool(cfg.Spool, cfg, rs.list, log, h); err != nil {
 				cl.Close()
 				return nil, err
 			}
@@ -93,11 +101,16 @@ func New(cfg config.Kafka, log *slog.Logger) (*Bridge, error) {
 			break
 		}
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.stopSummary = cancel
+	b.summaryWG.Add(1)
+	go func() { defer b.summaryWG.Done(); b.summarize(ctx, summaryEvery) }()
 	return b, nil
 }
 
 // clientOpts are the producer's options: idempotent, acks=all, murmur2 key
-// partitioning like the Java client, bounded buffer and delivery time.
+// partitioning like the Java client, a bounded buffer, and no record
+// delivery timeout (records are retried until Kafka acks them).
 func clientOpts(cfg config.Kafka) ([]kgo.Opt, error) {
 	var seeds []string
 	for _, s := range strings.Split(cfg.Brokers, ",") {
@@ -116,11 +129,12 @@ func clientOpts(cfg config.Kafka) ([]kgo.Opt, error) {
 	}
 	if cfg.ProduceTimeout > 0 {
 		// A hung broker (accepts, never answers) is noticed within the
-		// produce timeout: the request times out, the connection is cut, and
-		// records past their delivery timeout fail back to the publisher.
+		// produce timeout: the request times out, the connection is cut and
+		// the record is sent again. No record delivery timeout: the
+		// publish's own timer (Intercept) answers the device, and the
+		// record stays buffered, retried until Kafka takes it.
 		rt := min(max(cfg.ProduceTimeout/2, time.Second), 10*time.Second)
-		opts = append(opts, kgo.RecordDeliveryTimeout(cfg.ProduceTimeout),
-			kgo.ProduceRequestTimeout(rt), kgo.RequestTimeoutOverhead(rt))
+		opts = append(opts, kgo.ProduceRequestTimeout(rt), kgo.RequestTimeoutOverhead(rt))
 	}
 	if cfg.MaxBufferedRecords > 0 {
 		opts = append(opts, kgo.MaxBufferedRecords(cfg.MaxBufferedRecords))
@@ -242,9 +256,12 @@ func (b *Bridge) Close() {
 		cons.wg.Wait()
 	}
 	b.closeOnce.Do(func() {
+		b.stopSummary()
+		b.summaryWG.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = b.cl.Flush(ctx) // best effort: give acked-soon records their chance
+		b.health.close()
 		if b.topics != nil {
 			b.topics.close()
 		}
@@ -280,7 +297,7 @@ func (i interceptor) Intercept(_ context.Context, c *broker.ClientInfo, m *broke
 		hold := r.ack == AckKafka && m.QoS > 0
 		rec, err := r.record(c, user, m, received)
 		if err != nil {
-			r.stats.Failed.Add(1)
+			r.stats.fail(err)
 			b.log.Warn("kafka: cannot map message", "route", r.name, "topic", m.Topic, "client", c.ClientID, "err", err)
 			if hold {
 				w.fail(packet.Code{Value: packet.ErrTopicNameInvalid.Value, Reason: "kafka route " + r.name + ": " + err.Error()})
@@ -304,7 +321,7 @@ func (i interceptor) Intercept(_ context.Context, c *broker.ClientInfo, m *broke
 				r.stats.AckedNotInKafka.Add(-1)
 			}
 			if err != nil {
-				r.stats.Failed.Add(1)
+				r.stats.fail(err)
 				b.forgetStaleTopic(rec.Topic, err)
 				if hold {
 					w.finish(produceCode(r.name, err))
@@ -321,17 +338,18 @@ func (i interceptor) Intercept(_ context.Context, c *broker.ClientInfo, m *broke
 		})
 	}
 	if len(held) > 0 && b.cfg.ProduceTimeout > 0 {
-		// The producer keeps a record it may already have sent until Kafka
-		// answers (idempotence forbids failing it early), so the publish
-		// gets its own deadline: past it the device hears 0x80 and
-		// retransmits; the record still drains (a counted duplicate).
+		// The producer keeps every record until Kafka takes it (no delivery
+		// timeout), so the publish gets its own deadline: past it the
+		// device hears 0x80 (3.1.1: no ack) and retransmits; the record
+		// still drains (a counted duplicate).
 		t := time.AfterFunc(b.cfg.ProduceTimeout, func() {
-			if !w.expire(packet.Code{Value: packet.ErrUnspecified.Value,
-				Reason: fmt.Sprintf("kafka: no ack within %s", b.cfg.ProduceTimeout)}) {
+			code := packet.Code{Value: packet.ErrUnspecified.Value,
+				Reason: fmt.Sprintf("kafka: no ack within %s", b.cfg.ProduceTimeout)}
+			if !w.expire(code) {
 				return
 			}
 			for _, r := range held {
-				r.stats.Expired.Add(1)
+				r.stats.expire(code)
 			}
 		})
 		w.mu.Lock()
@@ -353,7 +371,7 @@ func (b *Bridge) spoolAppend(r *route, hold bool, rec *kgo.Record, w *wait) {
 	}
 	b.topics.get(rec.Topic, func(st topicState) {
 		if st == topicMissing {
-			r.stats.Failed.Add(1)
+			r.stats.fail(fmt.Errorf("topic %q does not exist", rec.Topic))
 			b.log.Warn("kafka: spool publish refused: topic does not exist", "route", r.name, "topic", rec.Topic)
 			if hold {
 				w.finish(packet.Code{Value: packet.ErrUnspecified.Value,
@@ -368,7 +386,7 @@ func (b *Bridge) spoolAppend(r *route, hold bool, rec *kgo.Record, w *wait) {
 func (b *Bridge) spoolAppendNow(r *route, hold bool, rec *kgo.Record, w *wait) {
 	b.spool.append(r.idx, rec, func(_ int64, err error) {
 		if err != nil {
-			r.stats.Failed.Add(1)
+			r.stats.fail(err)
 		}
 		if hold {
 			w.finish(err)

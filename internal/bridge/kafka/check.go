@@ -104,6 +104,8 @@ func (b *Bridge) connError(err error) error {
 		hint = "no answer in time (TLS is enabled: is the listener TLS?)"
 	case errors.Is(err, context.DeadlineExceeded):
 		hint = "no answer in time"
+	case errors.As(err, new(*net.DNSError)):
+		hint = "cannot resolve the brokers' host name"
 	default:
 		hint = "cannot reach brokers"
 	}
@@ -111,14 +113,19 @@ func (b *Bridge) connError(err error) error {
 }
 
 // Unreachable reports whether err from Check means only that no Kafka broker
-// answered (refused, reset or timed out), as opposed to a misconfiguration
-// (unknown topics, SASL or TLS failures) that waiting will not cure.
+// answered (refused, reset, timed out, or a host name that does not
+// resolve: on Kubernetes the Kafka Service may appear after Culex starts),
+// as opposed to a misconfiguration (unknown topics, SASL or TLS failures)
+// that waiting will not cure.
 func Unreachable(err error) bool {
 	if err == nil || isTLSError(err) || errors.Is(err, kerr.SaslAuthenticationFailed) ||
 		errors.Is(err, kerr.IllegalSaslState) || errors.Is(err, kerr.UnsupportedSaslMechanism) {
 		return false
 	}
-	var ne net.Error
+	var (
+		ne  net.Error
+		dns *net.DNSError
+	)
 	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, context.DeadlineExceeded) ||
-		(errors.As(err, &ne) && ne.Timeout())
+		errors.As(err, &dns) || (errors.As(err, &ne) && ne.Timeout())
 }

@@ -84,7 +84,7 @@ type pendingAppend struct {
 
 // openSpool recovers dir (truncating a torn tail) and starts the
 // committer and the drainer.
-func openSpool(cfg config.KafkaSpool, kcfg config.Kafka, routes []*route, log *slog.Logger) (*spool, error) {
+func openSpool(cfg config.KafkaSpool, kcfg config.Kafka, routes []*route, log *slog.Logger, hooks ...kgo.Hook) (*spool, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("kafka: a route uses ack: spool but kafka.spool.dir is empty")
 	}
@@ -102,7 +102,7 @@ func openSpool(cfg config.KafkaSpool, kcfg config.Kafka, routes []*route, log *s
 	if err != nil {
 		return nil, err
 	}
-	opts = append(opts, kgo.MaxBufferedRecords(maxDrainInflight+1))
+	opts = append(opts, kgo.MaxBufferedRecords(maxDrainInflight+1), kgo.WithHooks(hooks...))
 	if s.cl, err = kgo.NewClient(opts...); err != nil {
 		return nil, fmt.Errorf("kafka spool: %w", err)
 	}

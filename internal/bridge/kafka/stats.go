@@ -42,6 +42,31 @@ type RouteStats struct {
 	// Latency counts acked records by MQTT-receive-to-Kafka-ack latency,
 	// bucketed by latencyBounds (one extra bucket for the rest).
 	Latency [len(latencyBounds) + 1]atomic.Int64
+
+	// lastErr is the cause of the latest failed or expired publish, for
+	// the periodic failure summary.
+	lastErr atomic.Pointer[string]
+}
+
+// fail counts a failed record and keeps its cause.
+func (s *RouteStats) fail(err error) {
+	s.Failed.Add(1)
+	msg := err.Error()
+	s.lastErr.Store(&msg)
+}
+
+// expire counts a publish failed back to its device for time.
+func (s *RouteStats) expire(err error) {
+	s.Expired.Add(1)
+	msg := err.Error()
+	s.lastErr.Store(&msg)
+}
+
+func (s *RouteStats) lastError() string {
+	if p := s.lastErr.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 func (s *RouteStats) observe(d time.Duration) {
