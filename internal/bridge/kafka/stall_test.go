@@ -13,7 +13,12 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/culexmq/culex/internal/broker"
+	"github.com/culexmq/culex/internal/brokertest"
+	"github.com/culexmq/culex/internal/config"
 )
 
 // device is an MQTT 5 client whose session outlives its connections; it
@@ -28,6 +33,17 @@ type device struct {
 // and subscribes it to devices/<id>/commands at QoS 1.
 func connectDevice(t *testing.T, addr, id string, clean bool) *device {
 	t.Helper()
+	filter := ""
+	if clean {
+		filter = "devices/" + id + "/commands"
+	}
+	return connectSession(t, addr, id, filter, 3600, clean)
+}
+
+// connectSession connects id with the given session expiry (seconds) and,
+// unless filter is empty, subscribes it to filter at QoS 1.
+func connectSession(t *testing.T, addr, id, filter string, exp uint32, clean bool) *device {
+	t.Helper()
 	d := &device{id: id, col: &collector{}}
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
@@ -40,15 +56,14 @@ func connectDevice(t *testing.T, addr, id string, clean bool) *device {
 		}}})
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	exp := uint32(3600)
 	ca, err := d.c.Connect(ctx, &paho.Connect{ClientID: id, CleanStart: clean, KeepAlive: 60,
 		Properties: &paho.ConnectProperties{SessionExpiryInterval: &exp}})
 	if err != nil || ca.ReasonCode != 0 {
 		t.Fatalf("%s: connect: %v %v", id, ca, err)
 	}
-	if clean {
+	if filter != "" {
 		if _, err := d.c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
-			{Topic: "devices/" + id + "/commands", QoS: 1}}}); err != nil {
+			{Topic: filter, QoS: 1}}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -179,4 +194,86 @@ kafka:
 		return len(got) > 0 && got[len(got)-1] == "500"
 	})
 	inOrder(t, "dev-0", dev0.col.snapshot(), 501)
+}
+
+// TestCommandsBackpressureSessions: three sessions match partition 0's
+// commands and one of them (offline, queue limit 10) fills up: the
+// partition stalls with nothing routed for the refused record, so when
+// the full session drains all three get every command once, in order.
+// On partition 1 an offline session with a 2 s expiry fills up and
+// expires: its stalled record is committed and counted Undeliverable, the
+// rest of the partition flows.
+func TestCommandsBackpressureSessions(t *testing.T) {
+	kc := startKafka(t, kfake.SeedTopics(2, "cmds"))
+	brokers := kc.ListenAddrs()[0]
+	mcfg := config.Default().MQTT
+	mcfg.MaxQueuedMessages = 10
+	addr, br := brokertest.Serve(t, broker.Options{Config: mcfg, AllowAnonymous: true})
+
+	a := connectSession(t, addr, "a", "devices/all/commands", 3600, true)
+	b := connectSession(t, addr, "b", "devices/all/commands", 3600, true)
+	connectSession(t, addr, "c", "devices/all/commands", 3600, true).close()
+	connectSession(t, addr, "d", "devices/x/commands", 2, true).close()
+
+	prod, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	ctx := context.Background()
+	produce := func(key string, part int32, from, to int) {
+		t.Helper()
+		var recs []*kgo.Record
+		for i := from; i < to; i++ {
+			recs = append(recs, &kgo.Record{Topic: "cmds", Partition: part, Key: []byte(key), Value: []byte(strconv.Itoa(i))})
+		}
+		if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	produce("all", 0, 0, 30)
+	produce("x", 1, 0, 15)
+
+	cfg := kafkaConfig(brokers)
+	cfg.Commands = []config.KafkaCommand{{Name: "cmd", Topics: "cmds", Group: "g", MQTTTopic: "devices/${key}/commands", QoS: 1}}
+	bridge := newBridge(t, cfg)
+	if err := bridge.Start(ctx, br); err != nil {
+		t.Fatal(err)
+	}
+	ka := kadm.NewClient(prod)
+	committed := func(part int32) int64 {
+		os, err := ka.FetchOffsets(ctx, "g")
+		if err != nil {
+			return -1
+		}
+		o, ok := os.Lookup("cmds", part)
+		if !ok {
+			return -1
+		}
+		return o.At
+	}
+	waitFor(t, "partition 0 stalled on c at 10", func() bool {
+		st := bridge.CommandStats()[0]
+		return committed(0) == 10 && st.Stalled >= 1 && len(a.col.snapshot()) == 10 && len(b.col.snapshot()) == 10
+	})
+	waitFor(t, "d expired: partition 1 committed to the end", func() bool {
+		st := bridge.CommandStats()[0]
+		return committed(1) == 15 && st.Undeliverable == 1 && st.Stalled == 1
+	})
+	c := connectSession(t, addr, "c", "", 3600, false)
+	waitFor(t, "partition 0 committed to the end", func() bool {
+		return committed(0) == 30 && bridge.CommandStats()[0].Stalled == 0
+	})
+	produce("all", 0, 30, 31) // a marker after which nothing can come
+	for _, d := range []*device{a, b, c} {
+		waitFor(t, d.id+" gets the marker", func() bool {
+			got := d.col.snapshot()
+			return len(got) > 0 && got[len(got)-1] == "30"
+		})
+		inOrder(t, d.id, d.col.snapshot(), 31)
+	}
+	st := bridge.CommandStats()[0]
+	if st.Stalls < 2 || st.Published != 31+10+5 {
+		t.Errorf("stats %+v: want at least 2 stalls, 46 published", st)
+	}
 }
