@@ -180,6 +180,7 @@ func (b *Bridge) Start(ctx context.Context, pub Publisher) error {
 // records held by stalled partitions).
 func (b *Bridge) consume(ctx context.Context, cl *kgo.Client, st *consumeState, pub Publisher) {
 	cmd := st.cmd
+	defer func() { cmd.stats.Stalled.Add(-int64(len(st.stalls))) }() // the next consumer stalls again
 	for ctx.Err() == nil {
 		pctx, cancel := ctx, context.CancelFunc(func() {})
 		if d := st.pollWait(); d > 0 {
