@@ -42,6 +42,7 @@ type stall struct {
 	client string        // the session whose queue was full ("" for another failure)
 	since  time.Time
 	logged time.Time
+	next   time.Time // the next retry
 }
 
 // consumeState is one command consumer's partitions: the stalled ones and
@@ -90,13 +91,17 @@ func (b *Bridge) forgetRevoked(cl *kgo.Client, st *consumeState) {
 	}
 }
 
-// pollWait is how long the next poll may wait: for ever (ctx) unless a
-// stalled partition is due for a retry.
+// pollWait is how long the next poll may wait: for ever (0: until ctx
+// ends) unless a stalled partition is due for a retry by then.
 func (st *consumeState) pollWait() time.Duration {
 	if len(st.stalls) == 0 {
 		return 0
 	}
-	return stallRetry
+	d := stallRetry
+	for _, s := range st.stalls {
+		d = min(d, time.Until(s.next))
+	}
+	return max(d, time.Millisecond)
 }
 
 // result is one record's publish outcome.
@@ -106,17 +111,20 @@ type result struct {
 	bad error       // the record cannot be mapped to an MQTT message
 }
 
-// deliverAll publishes the stalled records again and the new ones, in
-// order per partition, waits until each is durably queued or refused,
+// deliverAll publishes the records of the stalled partitions due for a
+// retry again, and the new ones, in order per partition, waits until each is durably queued or refused,
 // commits every partition up to its first record not delivered and stalls
 // the partition on that record. It returns false when stopping.
 func (b *Bridge) deliverAll(ctx context.Context, cl *kgo.Client, st *consumeState, pub Publisher, recs []*kgo.Record) bool {
 	cmd := st.cmd
 	var order []topicPart
 	lists := map[topicPart][]*kgo.Record{}
+	now := time.Now()
 	for tp, s := range st.stalls {
-		order = append(order, tp)
-		lists[tp] = append([]*kgo.Record(nil), s.recs...)
+		if !now.Before(s.next) { // due for a retry
+			order = append(order, tp)
+			lists[tp] = append([]*kgo.Record(nil), s.recs...)
+		}
 	}
 	for _, r := range recs {
 		tp := topicPart{r.Topic, r.Partition}
@@ -125,6 +133,10 @@ func (b *Bridge) deliverAll(ctx context.Context, cl *kgo.Client, st *consumeStat
 		}
 		st.seen[tp] = r.Offset
 		cmd.stats.Consumed.Add(1)
+		if s := st.stalls[tp]; s != nil && lists[tp] == nil {
+			s.recs = append(s.recs, r) // waits for the stall's retry
+			continue
+		}
 		if _, ok := lists[tp]; !ok {
 			order = append(order, tp)
 		}
@@ -225,7 +237,7 @@ func (b *Bridge) updateStall(cl *kgo.Client, st *consumeState, pub Publisher, tp
 		cmd.stats.Stalls.Add(1)
 		cl.PauseFetchPartitions(map[string][]int32{tp.topic: {tp.part}})
 	}
-	s.recs, s.client = list[n:], client
+	s.recs, s.client, s.next = list[n:], client, now.Add(stallRetry)
 	if now.Sub(s.logged) >= stallLogEvery {
 		s.logged = now
 		b.log.Warn("kafka command: partition stalled, record not committed", "route", cmd.name,
