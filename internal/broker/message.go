@@ -27,6 +27,11 @@ type Message struct {
 	Expiry int64
 	// Local keeps the message on this node: remote routes do not see it.
 	Local bool
+	// AllOrNothing (Publish only) refuses the message when a matching
+	// session's queue is full instead of dropping that copy: nothing is
+	// routed and done gets a *QueueFullError (ErrQueueFull) before
+	// Publish returns. See Publish.
+	AllOrNothing bool
 }
 
 // userPropSize is what each user property costs besides its strings.

@@ -263,6 +263,13 @@ func (b *Broker) UnsubscribeRemote(filter string, r RemoteRoute) bool {
 // published it. done, if not nil, is called once the message is routed and
 // durably queued for every matching persistent session (and stored, when
 // retained).
+//
+// A message with AllOrNothing set is first checked against every matching
+// session's queue limits (fullSession); if one has no room, nothing is
+// routed (not retained, not sent to remote routes) and done gets a
+// *QueueFullError naming that session, before Publish returns, so the
+// caller can retry the same message later without any session getting it
+// twice. Once routed, its copies are never dropped for a full queue.
 func (b *Broker) Publish(ctx context.Context, m *Message, done func(error)) {
 	if err := ctx.Err(); err != nil {
 		callDone(done, err)
@@ -279,6 +286,12 @@ func (b *Broker) Publish(ctx context.Context, m *Message, done func(error)) {
 	if m.Retain && !b.cfg.RetainAvailable {
 		callDone(done, packet.ErrRetainNotSupported)
 		return
+	}
+	if m.AllOrNothing {
+		if id := b.fullSession(m); id != "" {
+			callDone(done, &QueueFullError{ClientID: id})
+			return
+		}
 	}
 	w := newStoreWait(done)
 	b.route(m, w)

@@ -115,7 +115,7 @@ func (s *session) newPIDLocked() uint16 {
 // MaxQueuedMessages or MaxQueuedBytes.
 func (s *session) enqueueLocked(om *outMsg, w *storeWait) {
 	n := om.size()
-	for s.qlenLocked() > 0 && s.queueFullLocked(n) {
+	for s.qlenLocked() > 0 && s.queueFullLocked(n) && !om.msg.AllOrNothing { // Publish checked it fits (fullSession)
 		if s.b.cfg.QueueOverflow != "drop_oldest" {
 			s.b.drop(s.id, om.msg, DropQueueFull)
 			return

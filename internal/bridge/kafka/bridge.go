@@ -233,6 +233,7 @@ func (b *Bridge) CommandStats() []CommandSnapshot {
 		s := c.stats
 		out[i] = CommandSnapshot{Name: s.Name, Consumed: s.Consumed.Load(), Published: s.Published.Load(),
 			Invalid: s.Invalid.Load(), Committed: s.Committed.Load()}
+		out[i].Stalled, out[i].Stalls, out[i].Undeliverable = s.Stalled.Load(), s.Stalls.Load(), s.Undeliverable.Load()
 	}
 	return out
 }
@@ -241,6 +242,7 @@ func (b *Bridge) CommandStats() []CommandSnapshot {
 type CommandSnapshot struct {
 	Name                                    string
 	Consumed, Published, Invalid, Committed int64
+	Stalled, Stalls, Undeliverable          int64 // see CommandStats
 }
 
 // Close stops the consumers (uncommitted batches are redelivered by the

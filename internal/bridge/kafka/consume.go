@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -49,6 +48,11 @@ type CommandStats struct {
 	// (skipped and committed: retrying cannot fix them); Committed the
 	// offsets commits that succeeded.
 	Consumed, Published, Invalid, Committed atomic.Int64
+	// Stalled is the partitions stopped now on a record a session's full
+	// queue refused (or another failure); Stalls counts stalls begun;
+	// Undeliverable counts stalled records committed because the session
+	// that refused them expired (stall.go).
+	Stalled, Stalls, Undeliverable atomic.Int64
 }
 
 func commandVar(name string) bool {
@@ -152,6 +156,10 @@ func (b *Bridge) Start(ctx context.Context, pub Publisher) error {
 		opts = append(opts, kgo.ConsumeTopics(cmd.topics...),
 			kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll(),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		st := newConsumeState(cmd)
+		opts = append(opts, st.groupOpts()...)
+		// Outages seen by a consumer are logged like the producer's.
+		opts = append(opts, kgo.WithHooks(b.health))
 		cl, err := kgo.NewClient(opts...)
 		if err != nil {
 			cancel()
@@ -162,75 +170,40 @@ func (b *Bridge) Start(ctx context.Context, pub Publisher) error {
 		go func() {
 			defer cons.wg.Done()
 			defer cl.Close()
-			b.consume(ctx, cl, cmd, pub)
+			b.consume(ctx, cl, st, pub)
 		}()
 	}
 	b.cons = cons
 	return nil
 }
 
-// consume polls batches, publishes every record, waits until each is
-// routed and durably queued, then commits the batch. Nothing is committed
+// consume polls records, publishes them in order per partition, waits
+// until each is routed and durably queued, then commits each partition up
+// to its first record not delivered. A partition whose record a full
+// session queue refused stalls on it (stall.go). Nothing is committed
 // that was not delivered; a stop or crash before the commit redelivers
-// the batch (at most maxPoll records per consumer).
-func (b *Bridge) consume(ctx context.Context, cl *kgo.Client, cmd *command, pub Publisher) {
+// what was polled (at most maxPoll records per consumer, plus the
+// records held by stalled partitions).
+func (b *Bridge) consume(ctx context.Context, cl *kgo.Client, st *consumeState, pub Publisher) {
+	cmd := st.cmd
+	defer func() { cmd.stats.Stalled.Add(-int64(len(st.stalls))) }() // the next consumer stalls again
 	for ctx.Err() == nil {
-		fs := cl.PollRecords(ctx, maxPoll)
+		pctx, cancel := ctx, context.CancelFunc(func() {})
+		if d := st.pollWait(); d > 0 {
+			pctx, cancel = context.WithTimeout(ctx, d)
+		}
+		fs := cl.PollRecords(pctx, maxPoll)
+		cancel()
 		for _, e := range fs.Errors() {
-			if !errors.Is(e.Err, context.Canceled) {
+			if !errors.Is(e.Err, context.Canceled) && !errors.Is(e.Err, context.DeadlineExceeded) {
 				b.log.Warn("kafka command: fetch", "route", cmd.name, "topic", e.Topic, "partition", e.Partition, "err", e.Err)
 			}
 		}
-		recs := fs.Records()
-		if len(recs) > 0 {
-			// A failed publish retries the whole batch, in order, until it
-			// succeeds or we stop: nothing is committed undelivered.
-			for !b.deliver(ctx, cmd, pub, recs) {
-				if ctx.Err() != nil {
-					cl.AllowRebalance()
-					return
-				}
-				select {
-				case <-ctx.Done():
-				case <-time.After(time.Second):
-				}
-			}
-			if err := cl.CommitRecords(ctx, recs...); err != nil {
-				b.log.Warn("kafka command: commit", "route", cmd.name, "err", err)
-			} else {
-				cmd.stats.Committed.Add(1)
-			}
+		b.forgetRevoked(cl, st)
+		if !b.deliverAll(ctx, cl, st, pub, fs.Records()) {
+			cl.AllowRebalance()
+			return
 		}
 		cl.AllowRebalance()
 	}
-}
-
-// deliver publishes recs in order and waits for all of them; false means
-// the batch must not be committed (stopping, or a publish failed).
-func (b *Bridge) deliver(ctx context.Context, cmd *command, pub Publisher, recs []*kgo.Record) bool {
-	cmd.stats.Consumed.Add(int64(len(recs)))
-	var (
-		wg     sync.WaitGroup
-		failed atomic.Bool
-	)
-	for _, r := range recs {
-		m, err := cmd.message(r)
-		if err != nil {
-			cmd.stats.Invalid.Add(1)
-			b.log.Warn("kafka command: record skipped", "route", cmd.name, "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
-			continue
-		}
-		wg.Add(1)
-		pub.Publish(ctx, m, func(err error) {
-			defer wg.Done()
-			if err != nil {
-				failed.Store(true)
-				b.log.Warn("kafka command: publish", "route", cmd.name, "offset", r.Offset, "err", err)
-				return
-			}
-			cmd.stats.Published.Add(1)
-		})
-	}
-	wg.Wait()
-	return !failed.Load() && ctx.Err() == nil
 }

@@ -1,0 +1,74 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/culexmq/culex/internal/mqtt/packet"
+)
+
+// TestPublishAllOrNothing: an AllOrNothing message that an offline
+// session's full queue cannot take is routed to nobody (the online
+// subscriber does not get it either) and done gets a QueueFullError naming
+// that session before Publish returns; once the session drained, the same
+// message goes to both, once each.
+func TestPublishAllOrNothing(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxQueuedMessages = 2
+	tb := startBroker(t, Options{Config: cfg, AllowAnonymous: true})
+	on := tb.connect("on", packet.V5)
+	on.subscribe(1, "q", 1)
+	off := tb.connect("off", packet.V5, persistent(3600))
+	off.subscribe(1, "q", 1)
+	off.close()
+	eventually(t, "off is offline", func() bool {
+		tb.mu.Lock()
+		defer tb.mu.Unlock()
+		return !tb.sessions["off"].online.Load()
+	})
+	publish := func(payload string) (err error, sync bool) {
+		t.Helper()
+		called := make(chan error, 1)
+		tb.Publish(context.Background(), &Message{Topic: "q", Payload: []byte(payload), QoS: 1, AllOrNothing: true},
+			func(err error) { called <- err })
+		select {
+		case err := <-called:
+			return err, true
+		default:
+		}
+		return <-called, false
+	}
+	ack := func(c *client, payload string) {
+		t.Helper()
+		p := c.expectPublish("q", payload)
+		c.send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
+	}
+	for _, p := range []string{"1", "2"} {
+		if err, _ := publish(p); err != nil {
+			t.Fatalf("publish %s: %v", p, err)
+		}
+		ack(on, p)
+	}
+	err, sync := publish("3")
+	var qf *QueueFullError
+	if !errors.As(err, &qf) || qf.ClientID != "off" || !errors.Is(err, ErrQueueFull) || !sync {
+		t.Fatalf("publish 3: %v (before Publish returned: %v), want a QueueFullError for off, at once", err, sync)
+	}
+	// A marker (no AllOrNothing; off drops it) reaches on next: 3 did not.
+	tb.Publish(context.Background(), &Message{Topic: "q", Payload: []byte("m"), QoS: 1}, nil)
+	ack(on, "m")
+
+	off = tb.dial(packet.V5)
+	off.connect("off", persistent(3600))
+	ack(off, "1")
+	ack(off, "2")
+	if err, _ := publish("3"); err != nil {
+		t.Fatalf("publish 3 again: %v", err)
+	}
+	ack(on, "3")
+	ack(off, "3")
+	if !tb.HasSession("off") || tb.HasSession("nobody") {
+		t.Fatal("HasSession")
+	}
+}
