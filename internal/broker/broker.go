@@ -45,6 +45,10 @@ type Options struct {
 	// "" or none, equal (the client id is the owner or the verified
 	// certificate's CN) or prefix (it starts with one of them).
 	ClientIDBinding string
+	// BridgeClientIDs makes mqtt.bridge_clients match client ids, where
+	// clients do not authenticate (no auth backend). Otherwise, with an
+	// Authenticator, it matches only sessions' owners.
+	BridgeClientIDs bool
 }
 
 // Broker is one node's MQTT broker core.

@@ -141,8 +141,8 @@ func (s *session) queueFullLocked(n int) bool {
 }
 
 // queueLimitsLocked are the queue's message and byte limits: the bridge
-// limits for a session of mqtt.bridge_clients (by client id or owner), so
-// that a `culex bridge` restarting under load finds what arrived meanwhile.
+// limits for a session of mqtt.bridge_clients (see isBridgeLocked), so that
+// a `culex bridge` restarting under load finds what arrived meanwhile.
 func (s *session) queueLimitsLocked() (msgs, bytes int) {
 	cfg := &s.b.cfg
 	if s.isBridgeLocked() {
@@ -151,9 +151,18 @@ func (s *session) queueLimitsLocked() (msgs, bytes int) {
 	return cfg.MaxQueuedMessages, cfg.MaxQueuedBytes
 }
 
-// isBridgeLocked says whether s is named in mqtt.bridge_clients.
+// isBridgeLocked says whether s is named in mqtt.bridge_clients: where
+// sessions have owners (an Authenticator, without BridgeClientIDs), by its
+// owner only, so that an anonymous client or another identity that takes a
+// bridge's client id gets a device's queue; otherwise by client id.
 func (s *session) isBridgeLocked() bool {
-	return len(s.b.bridges) > 0 && (s.b.bridges[s.id] || s.owner != "" && s.b.bridges[s.owner])
+	if len(s.b.bridges) == 0 {
+		return false
+	}
+	if s.b.owns() && !s.b.opts.BridgeClientIDs {
+		return s.owner != "" && s.b.bridges[s.owner]
+	}
+	return s.b.bridges[s.id]
 }
 
 // LimitsRequest is the CONNECT user property (any value) with which a

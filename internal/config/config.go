@@ -91,8 +91,8 @@ type MQTT struct {
 	// message is dropped) or drop_oldest (the oldest queued message is dropped).
 	// Every drop is counted with its reason.
 	QueueOverflow string `yaml:"queue_overflow"`
-	// BridgeClients names the sessions (comma-separated client ids or
-	// authenticated identities) whose queues are bounded by
+	// BridgeClients names the sessions (comma-separated authenticated
+	// identities; client ids without an auth backend) whose queues are bounded by
 	// BridgeMaxQueuedMessages and BridgeMaxQueuedBytes instead: the
 	// sessions of `culex bridge` instances reading from this node, which
 	// must hold what arrives while a bridge restarts.

@@ -68,3 +68,23 @@ func TestWarnClientIDRulesWithoutBinding(t *testing.T) {
 		srv.Shutdown(context.Background())
 	}
 }
+
+// TestWarnBridgeClientsAnonymous: mqtt.bridge_clients without
+// authentication, anonymous access allowed, is warned about at start-up;
+// without bridge_clients it is not.
+func TestWarnBridgeClientsAnonymous(t *testing.T) {
+	const warning = "mqtt.bridge_clients names client ids"
+	for _, list := range []string{"culex-bridge", ""} {
+		cfg := testConfig(t)
+		cfg.MQTT.BridgeClients = list
+		logs := &syncBuffer{}
+		srv, err := New(cfg, slog.New(slog.NewTextHandler(logs, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(logs.String(), warning); got != (list != "") {
+			t.Errorf("bridge_clients %q: warned %v", list, got)
+		}
+		srv.Shutdown(context.Background())
+	}
+}

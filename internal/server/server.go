@@ -85,8 +85,13 @@ func (s *Server) open() error {
 
 		SuperuserTakeover: cfg.Auth.SuperuserTakeover,
 		ClientIDBinding:   cfg.Auth.ClientIDBinding,
+		BridgeClientIDs:   !cfg.Auth.HasBackend(),
 	}
 	a.Apply(&opts)
+	if cfg.MQTT.BridgeClients != "" && !cfg.Auth.HasBackend() && cfg.Auth.AnonymousAllowed() {
+		s.log.Warn("mqtt.bridge_clients names client ids that any anonymous client can take, with the bridge's larger queue: "+
+			"configure authentication and name the bridge's identity", "bridge_clients", cfg.MQTT.BridgeClients)
+	}
 	if cfg.Kafka.Brokers != "" {
 		if err := s.openKafka(&opts); err != nil {
 			return err
