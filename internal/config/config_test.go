@@ -124,6 +124,7 @@ func TestErrors(t *testing.T) {
 		{name: "bad env value", env: []string{"CULEX_MQTT_MAX_CONNECTIONS=-1"}},
 		{name: "stray argument", args: []string{"serve"}},
 		{name: "kafka group session timeout", yaml: "kafka:\n  group_session_timeout: 100ms\n"},
+		{name: "kafka group session timeout below Kafka's minimum", yaml: "kafka:\n  group_session_timeout: 5s\n"},
 		{name: "kafka group instance id", yaml: "kafka:\n  group_instance_id: node/1\n"},
 		{name: "bridge queue limits", yaml: "mqtt:\n  bridge_max_queued_messages: 0\n  bridge_max_queued_bytes: 10\n"},
 	}

@@ -10,6 +10,11 @@ import (
 // GroupInstanceIDNone turns static group membership off.
 const GroupInstanceIDNone = "none"
 
+// minGroupSession is Kafka's default group.min.session.timeout.ms: a
+// shorter session timeout makes every join fail. Clusters configured
+// lower are rare; 6 s is also the floor Culex accepts.
+const minGroupSession = 6 * time.Second
+
 // maxGroupInstanceID is Kafka's limit on group.instance.id.
 const maxGroupInstanceID = 249
 
@@ -58,8 +63,8 @@ func validInstanceRune(r rune) bool {
 
 // validateGroup checks the consumer group keys.
 func (k *Kafka) validateGroup(bad func(key, format string, args ...any)) {
-	if t := k.GroupSessionTimeout; t < time.Second || t > 30*time.Minute {
-		bad("kafka.group_session_timeout", "%v is outside 1s..30m (Kafka also bounds it by group.min.session.timeout.ms, 6s by default, and group.max.session.timeout.ms)", t)
+	if t := k.GroupSessionTimeout; t < minGroupSession || t > 30*time.Minute {
+		bad("kafka.group_session_timeout", "%v is outside 6s..30m (below 6s, Kafka's default group.min.session.timeout.ms, every join of the group fails)", t)
 	}
 	id := k.GroupInstanceID
 	if len(id) > maxGroupInstanceID {
