@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -25,6 +27,9 @@ func bridge(args []string) error {
 		return err
 	}
 	log := newLogger(cfg.LogLevel)
+	if err := bridgeGroupInstanceID(&cfg.Kafka, log); err != nil {
+		return err
+	}
 	b, err := kafka.New(cfg.Kafka, log)
 	if err != nil {
 		return err
@@ -42,4 +47,25 @@ func bridge(args []string) error {
 	err = b.RunStandalone(ctx, cfg.Kafka.Source)
 	log.Info("culex bridge stopping")
 	return err
+}
+
+// bridgeGroupInstanceID resolves the static group instance id of the
+// bridge's command routes when it was not given: a random one stored in
+// kafka.spool.dir (one spool dir per bridge), without one the host name
+// plus source.client_id (unique per bridge on a host, but not across a
+// host name change).
+func bridgeGroupInstanceID(k *config.Kafka, log *slog.Logger) error {
+	if len(k.Commands) == 0 || k.GroupInstanceIDSet {
+		return nil
+	}
+	if k.Spool.Dir != "" {
+		if _, err := k.ResolveGroupInstanceID(k.Spool.Dir); err != nil {
+			return fmt.Errorf("kafka.group_instance_id: %w", err)
+		}
+	} else {
+		k.GroupInstanceID = config.DefaultGroupInstanceID(k.Source.ClientID)
+	}
+	k.GroupInstanceIDSet = true // resolved: RunStandalone keeps it
+	log.Info("kafka commands: static group membership", "group_instance_id", k.GroupInstanceID)
+	return nil
 }

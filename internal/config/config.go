@@ -310,8 +310,9 @@ type Kafka struct {
 	// GroupInstanceID makes every command consumer a static group member
 	// (KIP-345) so that a restarted node takes its partitions back at once
 	// instead of waiting GroupSessionTimeout. It must be unique per node.
-	// Empty: the host name plus data_dir (or the first listener), or in
-	// `culex bridge` the host name plus source.client_id; "none": dynamic
+	// Empty: a random id generated once and stored in data_dir (none
+	// without data_dir: dynamic membership), or in `culex bridge` stored in
+	// spool.dir, else the host name plus source.client_id; "none": dynamic
 	// membership.
 	GroupInstanceID string `yaml:"group_instance_id" given:"GroupInstanceIDSet"`
 	// GroupInstanceIDSet is true when group_instance_id was given.

@@ -1,8 +1,12 @@
 package config
 
 import (
-	"net/url"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -18,23 +22,48 @@ const minGroupSession = 6 * time.Second
 // maxGroupInstanceID is Kafka's limit on group.instance.id.
 const maxGroupInstanceID = 249
 
-// resolveGroupInstanceID fills GroupInstanceID when it was not given:
-// the host name plus the data dir, or without one the first listener's
-// address, so that two nodes on one host differ.
-func (k *Kafka) resolveGroupInstanceID(dataDir string, ls []Listener) {
-	if k.GroupInstanceIDSet || k.GroupInstanceID != "" {
-		return
+// GroupInstanceIDFile is the file in data_dir (`culex bridge`: in
+// kafka.spool.dir) that keeps the generated group instance id.
+const GroupInstanceIDFile = "kafka-group-instance-id"
+
+// ResolveGroupInstanceID fills GroupInstanceID when it was not given: the
+// id stored in dir's GroupInstanceIDFile, generated at random and stored
+// the first time, so that it survives restarts (whatever the host name)
+// and differs between hosts. Without dir (a memory-only node) it stays
+// empty: dynamic membership. It returns the id in effect ("" or "none":
+// dynamic).
+func (k *Kafka) ResolveGroupInstanceID(dir string) (string, error) {
+	if k.GroupInstanceIDSet || k.GroupInstanceID != "" || dir == "" {
+		return k.GroupInstanceID, nil
 	}
-	where := dataDir
-	if where == "" && len(ls) > 0 {
-		if u, err := url.Parse(ls[0].URL); err == nil {
-			where = u.Host
+	path := filepath.Join(dir, GroupInstanceIDFile)
+	if b, err := os.ReadFile(path); err == nil {
+		id := strings.TrimSpace(string(b))
+		if id == "" || len(id) > maxGroupInstanceID || strings.IndexFunc(id, func(r rune) bool { return !validInstanceRune(r) }) >= 0 {
+			return "", fmt.Errorf("%s: %q is not a group instance id; delete the file for a new one", path, id)
 		}
+		k.GroupInstanceID = id
+		return id, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", err
 	}
-	k.GroupInstanceID = DefaultGroupInstanceID(where)
+	id := "culex-" + rand.Text()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", err
+	}
+	k.GroupInstanceID = id
+	return id, nil
 }
 
-// DefaultGroupInstanceID is the host name and where, with every character
+// DefaultGroupInstanceID is the host name and where (`culex bridge`
+// without a spool dir: its source.client_id), with every character
 // Kafka refuses in a group.instance.id replaced by '-'.
 func DefaultGroupInstanceID(where string) string {
 	host, err := os.Hostname()

@@ -73,7 +73,6 @@ func Parse(name string, args, environ []string, out io.Writer) (Config, error) {
 		}
 		c.Listeners = ls
 	}
-	c.Kafka.resolveGroupInstanceID(c.DataDir, c.Listeners)
 	return c, c.Validate()
 }
 
@@ -82,7 +81,7 @@ func Parse(name string, args, environ []string, out io.Writer) (Config, error) {
 var dependentDefaults = map[string]string{
 	"auth.allow_anonymous":    "true without an auth backend, false with one",
 	"auth.acl_default":        "deny with an acl_file, allow without",
-	"kafka.group_instance_id": "host name + data_dir or first listener; culex bridge: host name + kafka.source.client_id",
+	"kafka.group_instance_id": "a random id stored in data_dir (none without one); culex bridge: stored in kafka.spool.dir, else host name + kafka.source.client_id",
 }
 
 func fieldMap(c *Config) map[string]field {

@@ -141,6 +141,13 @@ func (s *Server) noteSharedAddress() {
 // the node serves MQTT and QoS 1/2 publishes on Kafka routes wait for it
 // (or fill the spool), as during any later outage.
 func (s *Server) openKafka(opts *broker.Options) error {
+	if len(s.cfg.Kafka.Commands) > 0 {
+		id, err := s.cfg.Kafka.ResolveGroupInstanceID(s.cfg.DataDir)
+		if err != nil {
+			return fmt.Errorf("kafka.group_instance_id: %w", err)
+		}
+		logGroupMembership(s.log, id)
+	}
 	k, err := kafka.New(s.cfg.Kafka, s.log)
 	if err != nil {
 		return err
@@ -163,6 +170,16 @@ func (s *Server) openKafka(opts *broker.Options) error {
 	}
 	opts.Interceptors = append(opts.Interceptors, k.Interceptor())
 	return nil
+}
+
+// logGroupMembership says at start which consumer group membership the
+// command routes use.
+func logGroupMembership(log *slog.Logger, id string) {
+	if id == "" || id == config.GroupInstanceIDNone {
+		log.Info("kafka commands: dynamic group membership (no group_instance_id)")
+		return
+	}
+	log.Info("kafka commands: static group membership", "group_instance_id", id)
 }
 
 // kafkaCheckTimeout bounds the start-up topic check.

@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/culexmq/culex/internal/config"
 )
 
 // groupSession is the session timeout of TestCommandsResumeAfterKill9: a
@@ -19,7 +22,8 @@ const groupSession = 30 * time.Second
 // TestCommandsResumeAfterKill9: a real `culex serve` consuming a command
 // topic from Kafka in its own process is killed with -9 and restarted
 // with the same configuration. Its consumer is a static group member
-// (kafka.group_instance_id), so the restarted node takes its partitions
+// (kafka.group_instance_id, by default generated and kept in data_dir),
+// so the restarted node takes its partitions
 // back at once: a command produced after the restart reaches the device
 // well within the group session timeout (30 s here), where a dynamic
 // member waits for its dead predecessor's session to expire.
@@ -78,10 +82,25 @@ kafka:
 		return 0
 	}
 
+	// The default instance id is generated on the first start, stored in
+	// data_dir and logged; the restart logs the same one.
+	idFile := filepath.Join(dir, "data", config.GroupInstanceIDFile)
+	loggedID := func(node *culexProc) {
+		t.Helper()
+		id, err := os.ReadFile(idFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "group_instance_id=" + strings.TrimSpace(string(id)); !strings.Contains(node.log.String(), want) {
+			t.Fatalf("start-up log lacks %s", want)
+		}
+	}
 	node := startCulex(t, cfgFile)
+	loggedID(node)
 	t.Logf("first command delivered after %s", command(node, "a"))
 	node.kill()
 	node = startCulex(t, cfgFile)
+	loggedID(node)
 	d := command(node, "b")
 	t.Logf("command after kill -9 and restart delivered after %s", d)
 	if d > groupSession/3 {
