@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/culexmq/culex/internal/broker"
+	"github.com/culexmq/culex/internal/mqtt/packet"
 )
 
 // Backpressure of Kafka -> MQTT. Every command is published with
@@ -162,7 +163,7 @@ func (b *Bridge) deliverAll(ctx context.Context, cl *kgo.Client, st *consumeStat
 				x.fin.Store(true)
 				wg.Done()
 			})
-			if x.fin.Load() && x.err != nil {
+			if x.fin.Load() && x.err != nil && !permanent(x.err) {
 				break // refused at once: nothing after it may overtake it
 			}
 		}
@@ -174,6 +175,11 @@ func (b *Bridge) deliverAll(ctx context.Context, cl *kgo.Client, st *consumeStat
 	var commit []*kgo.Record
 	for _, tp := range order {
 		list, res := lists[tp], results[tp]
+		for i := range res {
+			if res[i].fin.Load() && permanent(res[i].err) {
+				res[i].bad, res[i].err = res[i].err, nil // skipped like an invalid record
+			}
+		}
 		n := 0 // delivered prefix
 		for n < len(list) && res[n].err == nil && (res[n].fin.Load() || res[n].bad != nil) {
 			if res[n].bad != nil {
@@ -198,6 +204,16 @@ func (b *Bridge) deliverAll(ctx context.Context, cl *kgo.Client, st *consumeStat
 		}
 	}
 	return true
+}
+
+// permanent says whether the broker refused a record for good (a topic
+// it does not accept, such as one past max_topic_levels; retain where
+// retain_available is false): retrying cannot change the answer, so the
+// record is skipped and committed like one whose topic cannot be
+// rendered. A full queue (broker.ErrQueueFull) or a store error stalls.
+func permanent(err error) bool {
+	var c packet.Code
+	return err != nil && !errors.Is(err, broker.ErrQueueFull) && errors.As(err, &c)
 }
 
 // updateStall records that tp's list was delivered up to n: a partition

@@ -277,3 +277,103 @@ func TestCommandsBackpressureSessions(t *testing.T) {
 		t.Errorf("stats %+v: want at least 2 stalls, 46 published", st)
 	}
 }
+
+// cmdKafka is a one-partition command topic "cmds" with a producer and a
+// reader of group "g"'s committed offset.
+type cmdKafka struct {
+	t       *testing.T
+	brokers string
+	prod    *kgo.Client
+}
+
+func newCmdKafka(t *testing.T) *cmdKafka {
+	kc := startKafka(t, kfake.SeedTopics(1, "cmds"))
+	k := &cmdKafka{t: t, brokers: kc.ListenAddrs()[0]}
+	prod, err := kgo.NewClient(kgo.SeedBrokers(k.brokers), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(prod.Close)
+	k.prod = prod
+	return k
+}
+
+// produce writes one record per value, keyed key, to partition 0.
+func (k *cmdKafka) produce(key string, values ...string) {
+	k.t.Helper()
+	var recs []*kgo.Record
+	for _, v := range values {
+		recs = append(recs, &kgo.Record{Topic: "cmds", Key: []byte(key), Value: []byte(v)})
+	}
+	if err := k.prod.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		k.t.Fatal(err)
+	}
+}
+
+// committed is group g's committed offset of partition 0, or -1.
+func (k *cmdKafka) committed() int64 {
+	os, err := kadm.NewClient(k.prod).FetchOffsets(context.Background(), "g")
+	if err != nil {
+		return -1
+	}
+	o, ok := os.Lookup("cmds", 0)
+	if !ok {
+		return -1
+	}
+	return o.At
+}
+
+// A record the broker refuses for good (a topic past max_topic_levels,
+// retain where retain_available is false) is counted Invalid and
+// committed past: it does not stall its partition.
+func TestCommandsPermanentRefusal(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		retain bool
+		bad    string // key of the record refused
+	}{
+		{"levels", false, "x/y/z"},
+		{"retain", true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := newCmdKafka(t)
+			mcfg := config.Default().MQTT
+			mcfg.MaxTopicLevels = 3
+			mcfg.RetainAvailable = !tc.retain
+			addr, br := brokertest.Serve(t, broker.Options{Config: mcfg, AllowAnonymous: true})
+			x := connectSession(t, addr, "x", "devices/x/commands", 3600, true)
+			cfg := kafkaConfig(k.brokers)
+			cfg.Commands = []config.KafkaCommand{{Name: "cmd", Topics: "cmds", Group: "g",
+				MQTTTopic: "devices/${key}/commands", QoS: 1, Retain: tc.retain}}
+			bridge := newBridge(t, cfg)
+			if err := bridge.Start(context.Background(), br); err != nil {
+				t.Fatal(err)
+			}
+			k.produce("x", "0")
+			if tc.bad != "" {
+				k.produce(tc.bad, "bad")
+				k.produce("x", "1")
+			}
+			want := int64(3)
+			if tc.retain {
+				want = 1 // every record is refused
+			}
+			waitFor(t, "committed past the refused records", func() bool {
+				st := bridge.CommandStats()[0]
+				return k.committed() == want && st.Stalled == 0
+			})
+			st := bridge.CommandStats()[0]
+			if tc.retain {
+				if st.Invalid != 1 || st.Stalls != 0 {
+					t.Errorf("stats %+v: want 1 invalid, no stall", st)
+				}
+				return
+			}
+			waitFor(t, "x gets both", func() bool { return len(x.col.snapshot()) == 2 })
+			inOrder(t, "x", x.col.snapshot(), 2)
+			if st.Invalid != 1 || st.Stalls != 0 || st.Published != 2 {
+				t.Errorf("stats %+v: want 1 invalid, 2 published, no stall", st)
+			}
+		})
+	}
+}
