@@ -377,3 +377,43 @@ func TestCommandsPermanentRefusal(t *testing.T) {
 		})
 	}
 }
+
+// A session that never takes its commands (here offline with a full
+// queue) stalls its partition for max_stall at most: then the records it
+// refuses go to the other sessions without its copy (a queue_full drop),
+// are counted Undeliverable and committed, and the partition goes on.
+func TestCommandsMaxStall(t *testing.T) {
+	k := newCmdKafka(t)
+	mcfg := config.Default().MQTT
+	mcfg.MaxQueuedMessages = 5
+	addr, br := brokertest.Serve(t, broker.Options{Config: mcfg, AllowAnonymous: true})
+	connectSession(t, addr, "dead", "devices/dead/commands", 3600, true).close()
+	ok := connectSession(t, addr, "ok", "devices/ok/commands", 3600, true)
+	k.produce("dead", "0", "1", "2", "3", "4", "5", "6", "7")
+	k.produce("ok", "0", "1", "2", "3")
+	maxStall := time.Second
+	cfg := kafkaConfig(k.brokers)
+	cfg.Commands = []config.KafkaCommand{{Name: "cmd", Topics: "cmds", Group: "g",
+		MQTTTopic: "devices/${key}/commands", QoS: 1, MaxStall: &maxStall}}
+	bridge := newBridge(t, cfg)
+	start := time.Now()
+	if err := bridge.Start(context.Background(), br); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "stalled at 5", func() bool { return k.committed() == 5 && bridge.CommandStats()[0].Stalled == 1 })
+	waitFor(t, "committed to the end past max_stall", func() bool {
+		return k.committed() == 12 && bridge.CommandStats()[0].Stalled == 0
+	})
+	if d := time.Since(start); d < maxStall {
+		t.Errorf("went on after %v, before max_stall", d)
+	}
+	waitFor(t, "ok gets its commands", func() bool { return len(ok.col.snapshot()) == 4 })
+	inOrder(t, "ok", ok.col.snapshot(), 4)
+	st := bridge.CommandStats()[0]
+	if st.Undeliverable != 3 || st.Published != 12 {
+		t.Errorf("stats %+v: want 3 undeliverable, 12 published", st)
+	}
+	if d := br.Stats().Drops["queue_full"]; d != 3 {
+		t.Errorf("queue_full drops %d, want 3", d)
+	}
+}
