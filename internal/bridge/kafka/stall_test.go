@@ -44,12 +44,19 @@ func connectDevice(t *testing.T, addr, id string, clean bool) *device {
 // unless filter is empty, subscribes it to filter at QoS 1.
 func connectSession(t *testing.T, addr, id, filter string, exp uint32, clean bool) *device {
 	t.Helper()
+	return connectSessionAck(t, addr, id, filter, exp, clean, true)
+}
+
+// connectSessionAck is connectSession whose client, unless ack, never
+// acknowledges what it receives.
+func connectSessionAck(t *testing.T, addr, id, filter string, exp uint32, clean, ack bool) *device {
+	t.Helper()
 	d := &device{id: id, col: &collector{}}
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.c = paho.NewClient(paho.ClientConfig{ClientID: id, Conn: conn, PacketTimeout: time.Minute,
+	d.c = paho.NewClient(paho.ClientConfig{ClientID: id, Conn: conn, PacketTimeout: time.Minute, EnableManualAcknowledgment: !ack,
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 			d.col.add(string(pr.Packet.Payload))
 			return true, nil
@@ -378,20 +385,22 @@ func TestCommandsPermanentRefusal(t *testing.T) {
 	}
 }
 
-// A session that never takes its commands (here offline with a full
-// queue) stalls its partition for max_stall at most: then the records it
+// A device connected that never acknowledges its commands stalls its
+// partition for max_stall at most: then the records its full session
 // refuses go to the other sessions without its copy (a queue_full drop),
 // are counted Undeliverable and committed, and the partition goes on.
+// Its next refusals within max_stall are given up at once.
 func TestCommandsMaxStall(t *testing.T) {
 	k := newCmdKafka(t)
 	mcfg := config.Default().MQTT
-	mcfg.MaxQueuedMessages = 5
+	mcfg.MaxQueuedMessages = 3
+	mcfg.MaxInflight = 2 // dead holds 2 in flight, 3 queued
 	addr, br := brokertest.Serve(t, broker.Options{Config: mcfg, AllowAnonymous: true})
-	connectSession(t, addr, "dead", "devices/dead/commands", 3600, true).close()
+	connectSessionAck(t, addr, "dead", "devices/dead/commands", 3600, true, false)
 	ok := connectSession(t, addr, "ok", "devices/ok/commands", 3600, true)
 	k.produce("dead", "0", "1", "2", "3", "4", "5", "6", "7")
 	k.produce("ok", "0", "1", "2", "3")
-	maxStall := time.Second
+	maxStall := 2 * time.Second
 	cfg := kafkaConfig(k.brokers)
 	cfg.Commands = []config.KafkaCommand{{Name: "cmd", Topics: "cmds", Group: "g",
 		MQTTTopic: "devices/${key}/commands", QoS: 1, MaxStall: &maxStall}}
@@ -415,5 +424,13 @@ func TestCommandsMaxStall(t *testing.T) {
 	}
 	if d := br.Stats().Drops["queue_full"]; d != 3 {
 		t.Errorf("queue_full drops %d, want 3", d)
+	}
+	k.produce("dead", "8")
+	k.produce("ok", "4") // a marker
+	waitFor(t, "dead's next command given up at once", func() bool {
+		return k.committed() == 14 && len(ok.col.snapshot()) == 5
+	})
+	if st := bridge.CommandStats()[0]; st.Undeliverable != 4 || st.Stalls != 1 {
+		t.Errorf("stats %+v: want 4 undeliverable, still 1 stall", st)
 	}
 }
