@@ -76,15 +76,7 @@ func TestDropOldestKeepsCommands(t *testing.T) {
 	cfg.QueueOverflow = "drop_oldest"
 	tb := startBroker(t, Options{Config: cfg, AllowAnonymous: true})
 	offlineSubscriber(t, tb, "off", "q")
-	publish := func(payload string, all, keep bool) {
-		t.Helper()
-		called := make(chan error, 1)
-		tb.Publish(context.Background(), &Message{Topic: "q", Payload: []byte(payload), QoS: 1, AllOrNothing: all, Keep: keep},
-			func(err error) { called <- err })
-		if err := <-called; err != nil {
-			t.Fatalf("publish %s: %v", payload, err)
-		}
-	}
+	publish := func(payload string, all, keep bool) { t.Helper(); publishWait(t, tb, payload, all, keep) }
 	publish("c1", true, false)
 	publish("o1", false, false)
 	publish("c2", true, false)
@@ -118,4 +110,39 @@ func offlineSubscriber(t *testing.T, tb *testBroker, id, filter string) {
 		defer tb.mu.Unlock()
 		return !tb.sessions[id].online.Load()
 	})
+}
+
+// publishWait publishes payload on q at QoS 1 and waits for done.
+func publishWait(t *testing.T, tb *testBroker, payload string, all, keep bool) {
+	t.Helper()
+	called := make(chan error, 1)
+	tb.Publish(context.Background(), &Message{Topic: "q", Payload: []byte(payload), QoS: 1, AllOrNothing: all, Keep: keep},
+		func(err error) { called <- err })
+	if err := <-called; err != nil {
+		t.Fatalf("publish %s: %v", payload, err)
+	}
+}
+
+// TestDropOldestKeepsCommandsAcrossRestart: the mark that protects a
+// queued command from drop_oldest is stored with it.
+func TestDropOldestKeepsCommandsAcrossRestart(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxQueuedMessages = 3
+	cfg.QueueOverflow = "drop_oldest"
+	st := memStore(t)
+	tb := startBroker(t, Options{Config: cfg, Store: st, AllowAnonymous: true})
+	offlineSubscriber(t, tb, "off", "q")
+	publishWait(t, tb, "c1", true, false)
+	publishWait(t, tb, "o1", false, false)
+	publishWait(t, tb, "c2", true, false)
+	tb.stop()
+	tb2 := startBroker(t, Options{Config: cfg, Store: st, AllowAnonymous: true})
+	publishWait(t, tb2, "o2", false, false) // evicts o1, not c1
+	publishWait(t, tb2, "o3", false, false) // evicts o2
+	off := tb2.dial(packet.V5)
+	off.connect("off", persistent(3600))
+	for _, p := range []string{"c1", "c2", "o3"} {
+		m := off.expectPublish("q", p)
+		off.send(&packet.Ack{Kind: packet.PUBACK, PacketID: m.PacketID})
+	}
 }
