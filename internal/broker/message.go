@@ -32,6 +32,11 @@ type Message struct {
 	// routed and done gets a *QueueFullError (ErrQueueFull) before
 	// Publish returns. See Publish.
 	AllOrNothing bool
+	// Keep (Publish only) marks the queued copies of m, like those of an
+	// AllOrNothing message, as never evicted by queue_overflow:
+	// drop_oldest; unlike AllOrNothing, a session whose queue is full
+	// (of kept copies) drops its copy, counted queue_full.
+	Keep bool
 }
 
 // userPropSize is what each user property costs besides its strings.

@@ -87,6 +87,9 @@ func encodeOut(om *outMsg) []byte {
 	if om.retain {
 		flags |= 4
 	}
+	if om.keep {
+		flags |= 8
+	}
 	b = append(b, recOut, om.state, flags)
 	b = binary.BigEndian.AppendUint16(b, om.pid)
 	b = binary.AppendUvarint(b, uint64(len(om.subIDs)))
@@ -206,7 +209,7 @@ func decodeOut(v []byte) (*outMsg, error) {
 	}
 	om := &outMsg{state: r.byte()}
 	flags := r.byte()
-	om.qos, om.retain = flags&3, flags&4 != 0
+	om.qos, om.retain, om.keep = flags&3, flags&4 != 0, flags&8 != 0
 	om.pid = uint16(r.uint(2))
 	if n := r.uvarint(); n > 0 && n < 1<<16 {
 		om.subIDs = make([]uint32, n)

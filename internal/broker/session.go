@@ -39,6 +39,7 @@ type outMsg struct {
 	retain  bool
 	state   uint8
 	stored  bool // has a Messages record
+	keep    bool // a copy of an AllOrNothing or Keep message: drop_oldest never evicts it
 	waiting bool // its PUBLISH or PUBREL waits for the record to be durable
 	pid     uint16
 	seq     uint64   // session order; the Messages key when stored
@@ -115,12 +116,20 @@ func (s *session) newPIDLocked() uint16 {
 // MaxQueuedMessages or MaxQueuedBytes.
 func (s *session) enqueueLocked(om *outMsg, w *storeWait) {
 	n := om.size()
+	om.keep = om.keep || om.msg.AllOrNothing || om.msg.Keep
 	for s.qlenLocked() > 0 && s.queueFullLocked(n) && !om.msg.AllOrNothing { // Publish checked it fits (fullSession)
-		if s.b.cfg.QueueOverflow != "drop_oldest" {
+		// drop_oldest evicts the oldest copy that may go: a kept one (a
+		// command committed in Kafka) never does. With only kept ones
+		// queued, the new message is dropped as with drop_new.
+		i := -1
+		if s.b.cfg.QueueOverflow == "drop_oldest" {
+			i = slices.IndexFunc(s.queue[s.qhead:], func(q *outMsg) bool { return !q.keep })
+		}
+		if i < 0 {
 			s.b.drop(s.id, om.msg, DropQueueFull)
 			return
 		}
-		s.dropLocked(s.popLocked(), DropQueueFull)
+		s.dropLocked(s.removeLocked(s.qhead+i), DropQueueFull)
 	}
 	if s.persistent && om.qos > 0 {
 		s.storeLocked(om, w)
@@ -208,8 +217,12 @@ func (s *session) dropLocked(om *outMsg, r DropReason) {
 }
 
 // popLocked removes the oldest queued message.
-func (s *session) popLocked() *outMsg {
-	om := s.queue[s.qhead]
+func (s *session) popLocked() *outMsg { return s.removeLocked(s.qhead) }
+
+// removeLocked removes the queued message at index i of s.queue.
+func (s *session) removeLocked(i int) *outMsg {
+	om := s.queue[i]
+	copy(s.queue[s.qhead+1:i+1], s.queue[s.qhead:i])
 	s.queue[s.qhead] = nil
 	s.qhead++
 	s.qbytes -= om.size()

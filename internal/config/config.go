@@ -369,6 +369,9 @@ type KafkaCommand struct {
 	QoS byte `yaml:"qos"`
 	// Retain publishes the messages as retained.
 	Retain bool `yaml:"retain"`
+	// MaxStall bounds how long a session's full queue may stall a
+	// partition on one record (nil: DefaultMaxStall; 0: without limit).
+	MaxStall *time.Duration `yaml:"max_stall"`
 }
 
 // KafkaSASL is SASL authentication to Kafka.

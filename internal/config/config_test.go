@@ -127,6 +127,7 @@ func TestErrors(t *testing.T) {
 		{name: "kafka group session timeout below Kafka's minimum", yaml: "kafka:\n  group_session_timeout: 5s\n"},
 		{name: "kafka group instance id", yaml: "kafka:\n  group_instance_id: node/1\n"},
 		{name: "bridge queue limits", yaml: "mqtt:\n  bridge_max_queued_messages: 0\n  bridge_max_queued_bytes: 10\n"},
+		{name: "kafka command max_stall", yaml: "kafka:\n  commands:\n    - topics: t\n      mqtt_topic: x\n      max_stall: -1s\n"},
 	}
 	var out strings.Builder
 	for _, tc := range cases {

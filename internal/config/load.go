@@ -244,6 +244,15 @@ func decodeStruct(n *yaml.Node, v reflect.Value, prefix string) error {
 
 func decodeValue(n *yaml.Node, f field) error {
 	fv, path := f.v, f.path
+	if fv.Kind() == reflect.Pointer { // an optional key: nil when left out
+		p := reflect.New(fv.Type().Elem())
+		f.v = p.Elem()
+		if err := decodeValue(n, f); err != nil {
+			return err
+		}
+		fv.Set(p)
+		return nil
+	}
 	switch {
 	case fv.Kind() == reflect.Struct && fv.Type() != durationType:
 		return decodeStruct(n, fv, path)

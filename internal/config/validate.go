@@ -96,6 +96,7 @@ func (c *Config) Validate() error {
 		bad("auth.acl_default", "%q is not allow or deny (or left out: deny with an acl_file, allow without)", c.Auth.ACLDefault)
 	}
 	c.Kafka.validateGroup(bad)
+	c.Kafka.validateCommands(bad)
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdown_timeout", "must be positive")
 	}

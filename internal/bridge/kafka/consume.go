@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -37,7 +38,10 @@ type command struct {
 	topic  template
 	qos    byte
 	retain bool
-	stats  *CommandStats
+	// maxStall: a partition stalled that long by one session's full
+	// queue goes on without that session's copies (0: never).
+	maxStall time.Duration
+	stats    *CommandStats
 }
 
 // CommandStats are one Kafka -> MQTT route's counters.
@@ -51,7 +55,8 @@ type CommandStats struct {
 	// Stalled is the partitions stopped now on a record a session's full
 	// queue refused (or another failure); Stalls counts stalls begun;
 	// Undeliverable counts stalled records committed because the session
-	// that refused them expired (stall.go).
+	// that refused them expired, or without its copy once max_stall passed
+	// (stall.go).
 	Stalled, Stalls, Undeliverable atomic.Int64
 }
 
@@ -65,7 +70,7 @@ func compileCommand(c config.KafkaCommand) (*command, error) {
 		name = c.Topics
 	}
 	fail := func(err error) (*command, error) { return nil, fmt.Errorf("kafka command %q: %w", name, err) }
-	cmd := &command{name: name, group: c.Group, qos: c.QoS, retain: c.Retain, stats: &CommandStats{Name: name}}
+	cmd := &command{name: name, group: c.Group, qos: c.QoS, retain: c.Retain, maxStall: c.StallLimit(), stats: &CommandStats{Name: name}}
 	for _, t := range strings.Split(c.Topics, ",") {
 		if t = strings.TrimSpace(t); t != "" {
 			if err := validKafkaTopic(t); err != nil {

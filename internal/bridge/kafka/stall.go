@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/culexmq/culex/internal/broker"
+	"github.com/culexmq/culex/internal/mqtt/packet"
 )
 
 // Backpressure of Kafka -> MQTT. Every command is published with
@@ -23,7 +24,11 @@ import (
 // the session has room (its device drained the queue) or no longer
 // matches (it expired: the record is then routed to whoever else
 // matches, committed, and counted Undeliverable). Since a refusal routes
-// nothing, a retry never gives a session a copy twice.
+// nothing, a retry never gives a session a copy twice. Once the same
+// session has stalled the partition for the command's max_stall, the
+// records it refuses are published without AllOrNothing (with Keep): the
+// full session loses its copy (the broker counts a queue_full drop), the
+// record is counted Undeliverable and committed, and the partition goes on.
 
 // stallRetry is how often a stalled partition's record is tried again.
 const stallRetry = 200 * time.Millisecond
@@ -40,7 +45,7 @@ type topicPart struct {
 type stall struct {
 	recs   []*kgo.Record // the refused record first, then those polled after it
 	client string        // the session whose queue was full ("" for another failure)
-	since  time.Time
+	since  time.Time     // since when client stalls the partition
 	logged time.Time
 	next   time.Time // the next retry
 }
@@ -51,13 +56,23 @@ type consumeState struct {
 	cmd    *command
 	stalls map[topicPart]*stall
 	seen   map[topicPart]int64
+	// over is, per partition, the session whose copies were last given up
+	// past max_stall, and until when its next refusal is given up at once
+	// (max_stall after that): a dead device costs one max_stall, not one
+	// per poll.
+	over map[topicPart]overMark
 
 	mu      sync.Mutex
 	revoked []topicPart // by the group, since the last poll
 }
 
 func newConsumeState(cmd *command) *consumeState {
-	return &consumeState{cmd: cmd, stalls: map[topicPart]*stall{}, seen: map[topicPart]int64{}}
+	return &consumeState{cmd: cmd, stalls: map[topicPart]*stall{}, seen: map[topicPart]int64{}, over: map[topicPart]overMark{}}
+}
+
+type overMark struct {
+	client string
+	until  time.Time
 }
 
 // groupOpts tell st about partitions the group takes away.
@@ -83,6 +98,7 @@ func (b *Bridge) forgetRevoked(cl *kgo.Client, st *consumeState) {
 	st.mu.Unlock()
 	for _, tp := range rev {
 		delete(st.seen, tp)
+		delete(st.over, tp)
 		if st.stalls[tp] != nil {
 			delete(st.stalls, tp)
 			st.cmd.stats.Stalled.Add(-1)
@@ -106,9 +122,10 @@ func (st *consumeState) pollWait() time.Duration {
 
 // result is one record's publish outcome.
 type result struct {
-	err error
-	fin atomic.Bool // err is set
-	bad error       // the record cannot be mapped to an MQTT message
+	err    error
+	fin    atomic.Bool // err is set
+	bad    error       // the record cannot be mapped to an MQTT message
+	forced bool        // published without the copy of the session past max_stall
 }
 
 // deliverAll publishes the records of the stalled partitions due for a
@@ -148,6 +165,7 @@ func (b *Bridge) deliverAll(ctx context.Context, cl *kgo.Client, st *consumeStat
 		list := lists[tp]
 		res := make([]result, len(list))
 		results[tp] = res
+		over := st.pastMaxStall(tp, now)
 		for i, r := range list {
 			m, err := cmd.message(r)
 			if err != nil {
@@ -156,13 +174,24 @@ func (b *Bridge) deliverAll(ctx context.Context, cl *kgo.Client, st *consumeStat
 			}
 			m.AllOrNothing = true
 			x := &res[i]
-			wg.Add(1)
-			pub.Publish(ctx, m, func(err error) {
-				x.err = err
-				x.fin.Store(true)
-				wg.Done()
-			})
-			if x.fin.Load() && x.err != nil {
+			publish := func() {
+				wg.Add(1)
+				pub.Publish(ctx, m, func(err error) {
+					x.err = err
+					x.fin.Store(true)
+					wg.Done()
+				})
+			}
+			publish()
+			var qf *broker.QueueFullError
+			if over != "" && x.fin.Load() && errors.As(x.err, &qf) && qf.ClientID == over {
+				// Past max_stall: over loses its copy, the others get theirs.
+				*m = broker.Message{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, Keep: true}
+				x.err, x.forced = nil, true
+				x.fin.Store(false)
+				publish()
+			}
+			if x.fin.Load() && x.err != nil && !permanent(x.err) {
 				break // refused at once: nothing after it may overtake it
 			}
 		}
@@ -174,7 +203,12 @@ func (b *Bridge) deliverAll(ctx context.Context, cl *kgo.Client, st *consumeStat
 	var commit []*kgo.Record
 	for _, tp := range order {
 		list, res := lists[tp], results[tp]
-		n := 0 // delivered prefix
+		for i := range res {
+			if res[i].fin.Load() && permanent(res[i].err) {
+				res[i].bad, res[i].err = res[i].err, nil // skipped like an invalid record
+			}
+		}
+		n, forced := 0, 0 // delivered prefix, of which published past max_stall
 		for n < len(list) && res[n].err == nil && (res[n].fin.Load() || res[n].bad != nil) {
 			if res[n].bad != nil {
 				cmd.stats.Invalid.Add(1)
@@ -183,7 +217,18 @@ func (b *Bridge) deliverAll(ctx context.Context, cl *kgo.Client, st *consumeStat
 			} else {
 				cmd.stats.Published.Add(1)
 			}
+			if res[n].forced {
+				forced++
+				cmd.stats.Undeliverable.Add(1)
+			}
 			n++
+		}
+		if forced > 0 {
+			over := st.pastMaxStall(tp, now)
+			st.over[tp] = overMark{client: over, until: time.Now().Add(cmd.maxStall)}
+			b.log.Warn("kafka command: max_stall passed, commands committed without the copies of a full session",
+				"route", cmd.name, "topic", tp.topic, "partition", tp.part, "client", over,
+				"commands", forced, "max_stall", cmd.maxStall)
 		}
 		if n > 0 {
 			commit = append(commit, list[n-1])
@@ -198,6 +243,32 @@ func (b *Bridge) deliverAll(ctx context.Context, cl *kgo.Client, st *consumeStat
 		}
 	}
 	return true
+}
+
+// pastMaxStall is the session that has stalled tp for its command's
+// max_stall by now, or "".
+func (st *consumeState) pastMaxStall(tp topicPart, now time.Time) string {
+	if st.cmd.maxStall <= 0 {
+		return ""
+	}
+	if s := st.stalls[tp]; s != nil && s.client != "" && now.Sub(s.since) >= st.cmd.maxStall {
+		return s.client
+	}
+	if o, ok := st.over[tp]; ok && now.Before(o.until) {
+		return o.client
+	}
+	delete(st.over, tp)
+	return ""
+}
+
+// permanent says whether the broker refused a record for good (a topic
+// it does not accept, such as one past max_topic_levels; retain where
+// retain_available is false): retrying cannot change the answer, so the
+// record is skipped and committed like one whose topic cannot be
+// rendered. A full queue (broker.ErrQueueFull) or a store error stalls.
+func permanent(err error) bool {
+	var c packet.Code
+	return err != nil && !errors.Is(err, broker.ErrQueueFull) && errors.As(err, &c)
 }
 
 // updateStall records that tp's list was delivered up to n: a partition
@@ -236,6 +307,9 @@ func (b *Bridge) updateStall(cl *kgo.Client, st *consumeState, pub Publisher, tp
 		cmd.stats.Stalled.Add(1)
 		cmd.stats.Stalls.Add(1)
 		cl.PauseFetchPartitions(map[string][]int32{tp.topic: {tp.part}})
+	}
+	if client != s.client {
+		s.since = now // another session stalls it now
 	}
 	s.recs, s.client, s.next = list[n:], client, now.Add(stallRetry)
 	if now.Sub(s.logged) >= stallLogEvery {

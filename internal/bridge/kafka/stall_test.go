@@ -44,12 +44,19 @@ func connectDevice(t *testing.T, addr, id string, clean bool) *device {
 // unless filter is empty, subscribes it to filter at QoS 1.
 func connectSession(t *testing.T, addr, id, filter string, exp uint32, clean bool) *device {
 	t.Helper()
+	return connectSessionAck(t, addr, id, filter, exp, clean, true)
+}
+
+// connectSessionAck is connectSession whose client, unless ack, never
+// acknowledges what it receives.
+func connectSessionAck(t *testing.T, addr, id, filter string, exp uint32, clean, ack bool) *device {
+	t.Helper()
 	d := &device{id: id, col: &collector{}}
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.c = paho.NewClient(paho.ClientConfig{ClientID: id, Conn: conn, PacketTimeout: time.Minute,
+	d.c = paho.NewClient(paho.ClientConfig{ClientID: id, Conn: conn, PacketTimeout: time.Minute, EnableManualAcknowledgment: !ack,
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 			d.col.add(string(pr.Packet.Payload))
 			return true, nil
@@ -275,5 +282,155 @@ func TestCommandsBackpressureSessions(t *testing.T) {
 	st := bridge.CommandStats()[0]
 	if st.Stalls < 2 || st.Published != 31+10+5 {
 		t.Errorf("stats %+v: want at least 2 stalls, 46 published", st)
+	}
+}
+
+// cmdKafka is a one-partition command topic "cmds" with a producer and a
+// reader of group "g"'s committed offset.
+type cmdKafka struct {
+	t       *testing.T
+	brokers string
+	prod    *kgo.Client
+}
+
+func newCmdKafka(t *testing.T) *cmdKafka {
+	kc := startKafka(t, kfake.SeedTopics(1, "cmds"))
+	k := &cmdKafka{t: t, brokers: kc.ListenAddrs()[0]}
+	prod, err := kgo.NewClient(kgo.SeedBrokers(k.brokers), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(prod.Close)
+	k.prod = prod
+	return k
+}
+
+// produce writes one record per value, keyed key, to partition 0.
+func (k *cmdKafka) produce(key string, values ...string) {
+	k.t.Helper()
+	var recs []*kgo.Record
+	for _, v := range values {
+		recs = append(recs, &kgo.Record{Topic: "cmds", Key: []byte(key), Value: []byte(v)})
+	}
+	if err := k.prod.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		k.t.Fatal(err)
+	}
+}
+
+// committed is group g's committed offset of partition 0, or -1.
+func (k *cmdKafka) committed() int64 {
+	os, err := kadm.NewClient(k.prod).FetchOffsets(context.Background(), "g")
+	if err != nil {
+		return -1
+	}
+	o, ok := os.Lookup("cmds", 0)
+	if !ok {
+		return -1
+	}
+	return o.At
+}
+
+// A record the broker refuses for good (a topic past max_topic_levels,
+// retain where retain_available is false) is counted Invalid and
+// committed past: it does not stall its partition.
+func TestCommandsPermanentRefusal(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		retain bool
+		bad    string // key of the record refused
+	}{
+		{"levels", false, "x/y/z"},
+		{"retain", true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := newCmdKafka(t)
+			mcfg := config.Default().MQTT
+			mcfg.MaxTopicLevels = 3
+			mcfg.RetainAvailable = !tc.retain
+			addr, br := brokertest.Serve(t, broker.Options{Config: mcfg, AllowAnonymous: true})
+			x := connectSession(t, addr, "x", "devices/x/commands", 3600, true)
+			cfg := kafkaConfig(k.brokers)
+			cfg.Commands = []config.KafkaCommand{{Name: "cmd", Topics: "cmds", Group: "g",
+				MQTTTopic: "devices/${key}/commands", QoS: 1, Retain: tc.retain}}
+			bridge := newBridge(t, cfg)
+			if err := bridge.Start(context.Background(), br); err != nil {
+				t.Fatal(err)
+			}
+			k.produce("x", "0")
+			if tc.bad != "" {
+				k.produce(tc.bad, "bad")
+				k.produce("x", "1")
+			}
+			want := int64(3)
+			if tc.retain {
+				want = 1 // every record is refused
+			}
+			waitFor(t, "committed past the refused records", func() bool {
+				st := bridge.CommandStats()[0]
+				return k.committed() == want && st.Stalled == 0
+			})
+			st := bridge.CommandStats()[0]
+			if tc.retain {
+				if st.Invalid != 1 || st.Stalls != 0 {
+					t.Errorf("stats %+v: want 1 invalid, no stall", st)
+				}
+				return
+			}
+			waitFor(t, "x gets both", func() bool { return len(x.col.snapshot()) == 2 })
+			inOrder(t, "x", x.col.snapshot(), 2)
+			if st.Invalid != 1 || st.Stalls != 0 || st.Published != 2 {
+				t.Errorf("stats %+v: want 1 invalid, 2 published, no stall", st)
+			}
+		})
+	}
+}
+
+// A device connected that never acknowledges its commands stalls its
+// partition for max_stall at most: then the records its full session
+// refuses go to the other sessions without its copy (a queue_full drop),
+// are counted Undeliverable and committed, and the partition goes on.
+// Its next refusals within max_stall are given up at once.
+func TestCommandsMaxStall(t *testing.T) {
+	k := newCmdKafka(t)
+	mcfg := config.Default().MQTT
+	mcfg.MaxQueuedMessages = 3
+	mcfg.MaxInflight = 2 // dead holds 2 in flight, 3 queued
+	addr, br := brokertest.Serve(t, broker.Options{Config: mcfg, AllowAnonymous: true})
+	connectSessionAck(t, addr, "dead", "devices/dead/commands", 3600, true, false)
+	ok := connectSession(t, addr, "ok", "devices/ok/commands", 3600, true)
+	k.produce("dead", "0", "1", "2", "3", "4", "5", "6", "7")
+	k.produce("ok", "0", "1", "2", "3")
+	maxStall := 2 * time.Second
+	cfg := kafkaConfig(k.brokers)
+	cfg.Commands = []config.KafkaCommand{{Name: "cmd", Topics: "cmds", Group: "g",
+		MQTTTopic: "devices/${key}/commands", QoS: 1, MaxStall: &maxStall}}
+	bridge := newBridge(t, cfg)
+	start := time.Now()
+	if err := bridge.Start(context.Background(), br); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "stalled at 5", func() bool { return k.committed() == 5 && bridge.CommandStats()[0].Stalled == 1 })
+	waitFor(t, "committed to the end past max_stall", func() bool {
+		return k.committed() == 12 && bridge.CommandStats()[0].Stalled == 0
+	})
+	if d := time.Since(start); d < maxStall {
+		t.Errorf("went on after %v, before max_stall", d)
+	}
+	waitFor(t, "ok gets its commands", func() bool { return len(ok.col.snapshot()) == 4 })
+	inOrder(t, "ok", ok.col.snapshot(), 4)
+	st := bridge.CommandStats()[0]
+	if st.Undeliverable != 3 || st.Published != 12 {
+		t.Errorf("stats %+v: want 3 undeliverable, 12 published", st)
+	}
+	if d := br.Stats().Drops["queue_full"]; d != 3 {
+		t.Errorf("queue_full drops %d, want 3", d)
+	}
+	k.produce("dead", "8")
+	k.produce("ok", "4") // a marker
+	waitFor(t, "dead's next command given up at once", func() bool {
+		return k.committed() == 14 && len(ok.col.snapshot()) == 5
+	})
+	if st := bridge.CommandStats()[0]; st.Undeliverable != 4 || st.Stalls != 1 {
+		t.Errorf("stats %+v: want 4 undeliverable, still 1 stall", st)
 	}
 }
