@@ -86,14 +86,14 @@ func New(cfg config.Kafka, log *slog.Logger) (*Bridge, error) {
 		return nil, err
 	}
 	h := newHealth(log)
-	cl, err := kgo.NewClient(append(opts, kgo.WithHooks(h))...)
+	cl, err := kgo.NewClient(append(opts, kgo.WithHooks(h.role("producer")))...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: %w", err)
 	}
 	b := &Bridge{cfg: cfg, log: log, routes: rs, cl: cl, commands: cmds, health: h}
 	for _, r := range rs.list {
 		if r.ack == AckSpool {
-			if b.spool, err = openSpool(cfg.Spool, cfg, rs.list, log, h); err != nil {
+			if b.spool, err = openSpool(cfg.Spool, cfg, rs.list, log, h.role("spool drainer")); err != nil {
 				cl.Close()
 				return nil, err
 			}
