@@ -213,8 +213,9 @@ func TestFaultKafkaStopped(t *testing.T) {
 // accepts and never answers.
 type hangListener struct {
 	net.Listener
-	mu   sync.Mutex
-	hung chan struct{} // non-nil while hung; closed to resume
+	accepts atomic.Int64 // connections accepted
+	mu      sync.Mutex
+	hung    chan struct{} // non-nil while hung; closed to resume
 }
 
 func (l *hangListener) Accept() (net.Conn, error) {
@@ -222,6 +223,7 @@ func (l *hangListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	l.accepts.Add(1)
 	return &hangConn{Conn: c, l: l}, nil
 }
 

@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -151,4 +152,62 @@ func readDistinct(t *testing.T, brokers, topic string, want int) (map[string][]i
 		})
 	}
 	return perKey, total
+}
+
+// Kafka hung for several produce_timeouts, then back: the standalone
+// bridge keeps its source session (the publishes wait for Kafka rather
+// than expire), so the source resends nothing and each message reaches
+// Kafka once; duplicates stay within receive_maximum, not multiplied by
+// the number of timeouts the outage lasted.
+func TestStandaloneOutageNoDuplicates(t *testing.T) {
+	hl := &hangListener{}
+	kc := startKafka(t, kfake.SeedTopics(1, "telemetry"), kfake.ListenFn(func(network, address string) (net.Listener, error) {
+		ln, err := net.Listen(network, address)
+		hl.Listener = ln
+		return hl, err
+	}))
+	t.Cleanup(hl.resume) // before kc.Close
+	brokers := kc.ListenAddrs()[0]
+	addr := startBroker(t)
+	cfg := kafkaConfig(brokers, config.KafkaRoute{Filter: "devices/+/telemetry", Topic: "telemetry"})
+	cfg.ProduceTimeout = time.Second
+	b := newBridge(t, cfg)
+	src := config.Default().Kafka.Source
+	src.URL = "tcp://" + addr
+	src.ReceiveMaximum = 100
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = b.RunStandalone(ctx, src) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, "bridge subscribed", b.sourceReady.Load)
+
+	pub, err := dialV5(t, addr, "publisher")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hl.hang()
+	const msgs = 400
+	var acked atomic.Int64
+	if err := <-publishSequence(pub, 1, msgs, &acked); err != nil {
+		t.Fatal(err)
+	}
+	// The producer's requests time out and it redials (its request timeout
+	// is 1 s): five dials are several produce_timeouts.
+	a0 := hl.accepts.Load()
+	waitFor(t, "five producer redials while hung", func() bool { return hl.accepts.Load() >= a0+5 })
+	hl.resume()
+	pctx, pcancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer pcancel()
+	if code, _, err := publish(pctx, pub, "devices/dev-0/telemetry", []byte(strconv.Itoa(msgs))); err != nil || code != 0 {
+		t.Fatalf("marker publish: %v 0x%02x", err, code)
+	}
+	perKey := readWithinWindow(t, brokers, msgs+1, src.ReceiveMaximum)
+	allDelivered(t, map[string][]int{"devices/dev-0/telemetry": perKey["devices/dev-0/telemetry"]}, 1, msgs+1)
+	// Everything the bridge produced is in: the marker came after every
+	// message (and every resend) in the source's order, and nothing is in
+	// flight. The producer's count is the number of records in Kafka.
+	waitFor(t, "nothing in flight", func() bool { return b.Stats()[0].InFlight == 0 })
+	if p := b.Stats()[0].Produced; p-(msgs+1) > int64(src.ReceiveMaximum) {
+		t.Errorf("%d records produced for %d messages: %d duplicates, over receive_maximum %d", p, msgs+1, p-(msgs+1), src.ReceiveMaximum)
+	}
 }
