@@ -256,13 +256,7 @@ kafka:
 // answers again it logs reachable again at INFO, once, and the records
 // arrive.
 func TestOutageLoggedKafkaHung(t *testing.T) {
-	hl := &hangListener{}
-	kc := startKafka(t, kfake.SeedTopics(4, "telemetry"), kfake.ListenFn(func(network, address string) (net.Listener, error) {
-		ln, err := net.Listen(network, address)
-		hl.Listener = ln
-		return hl, err
-	}))
-	t.Cleanup(hl.resume) // before kc.Close (cleanups run last-in first-out)
+	hl, kc := startHungKafka(t, kfake.SeedTopics(4, "telemetry"))
 	brokers := kc.ListenAddrs()[0]
 	node := startCulex(t, writeServeConfig(t, brokers))
 	c, err := dialV5(t, node.addr, "dev")

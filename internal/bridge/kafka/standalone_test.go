@@ -3,7 +3,6 @@ package kafka
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -160,13 +159,7 @@ func readDistinct(t *testing.T, brokers, topic string, want int) (map[string][]i
 // Kafka once; duplicates stay within receive_maximum, not multiplied by
 // the number of timeouts the outage lasted.
 func TestStandaloneOutageNoDuplicates(t *testing.T) {
-	hl := &hangListener{}
-	kc := startKafka(t, kfake.SeedTopics(1, "telemetry"), kfake.ListenFn(func(network, address string) (net.Listener, error) {
-		ln, err := net.Listen(network, address)
-		hl.Listener = ln
-		return hl, err
-	}))
-	t.Cleanup(hl.resume) // before kc.Close
+	hl, kc := startHungKafka(t, kfake.SeedTopics(1, "telemetry"))
 	brokers := kc.ListenAddrs()[0]
 	addr := startBroker(t)
 	cfg := kafkaConfig(brokers, config.KafkaRoute{Filter: "devices/+/telemetry", Topic: "telemetry"})
