@@ -86,14 +86,14 @@ func New(cfg config.Kafka, log *slog.Logger) (*Bridge, error) {
 		return nil, err
 	}
 	h := newHealth(log)
-	cl, err := kgo.NewClient(append(opts, kgo.WithHooks(h))...)
+	cl, err := kgo.NewClient(append(opts, kgo.WithHooks(h.role("producer")))...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: %w", err)
 	}
 	b := &Bridge{cfg: cfg, log: log, routes: rs, cl: cl, commands: cmds, health: h}
 	for _, r := range rs.list {
 		if r.ack == AckSpool {
-			if b.spool, err = openSpool(cfg.Spool, cfg, rs.list, log, h); err != nil {
+			if b.spool, err = openSpool(cfg.Spool, cfg, rs.list, log, h.role("spool drainer")); err != nil {
 				cl.Close()
 				return nil, err
 			}
@@ -212,7 +212,7 @@ func (b *Bridge) username(c *broker.ClientInfo) string {
 
 // Interceptor returns the broker.Interceptor that produces matching
 // messages; add it to broker.Options.Interceptors.
-func (b *Bridge) Interceptor() broker.Interceptor { return interceptor{b} }
+func (b *Bridge) Interceptor() broker.Interceptor { return interceptor{b: b} }
 
 // Stats returns a copy of every route's counters, in config order.
 func (b *Bridge) Stats() []RouteSnapshot {
@@ -274,7 +274,14 @@ func (b *Bridge) Close() {
 	})
 }
 
-type interceptor struct{ b *Bridge }
+// interceptor produces for a Bridge. keep (standalone mode) gives the
+// publish no deadline of its own: done waits for Kafka's answer however
+// long that takes, so the source's message stays unacknowledged and is not
+// redelivered and produced again while its record waits in the producer.
+type interceptor struct {
+	b    *Bridge
+	keep bool
+}
 
 var _ broker.Interceptor = interceptor{}
 
@@ -339,7 +346,7 @@ func (i interceptor) Intercept(_ context.Context, c *broker.ClientInfo, m *broke
 			}
 		})
 	}
-	if len(held) > 0 && b.cfg.ProduceTimeout > 0 {
+	if len(held) > 0 && b.cfg.ProduceTimeout > 0 && !i.keep {
 		// The producer keeps every record until Kafka takes it (no delivery
 		// timeout), so the publish gets its own deadline: past it the
 		// device hears 0x80 (3.1.1: no ack) and retransmits; the record

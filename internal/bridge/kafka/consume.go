@@ -164,7 +164,7 @@ func (b *Bridge) Start(ctx context.Context, pub Publisher) error {
 		st := newConsumeState(cmd)
 		opts = append(opts, st.groupOpts()...)
 		// Outages seen by a consumer are logged like the producer's.
-		opts = append(opts, kgo.WithHooks(b.health))
+		opts = append(opts, kgo.WithHooks(b.health.role("command "+cmd.name)))
 		cl, err := kgo.NewClient(opts...)
 		if err != nil {
 			cancel()

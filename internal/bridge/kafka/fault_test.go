@@ -209,12 +209,26 @@ func TestFaultKafkaStopped(t *testing.T) {
 	}
 }
 
+// startHungKafka starts Kafka behind a hangListener, resumed at cleanup
+// before Kafka closes.
+func startHungKafka(t *testing.T, opts ...kfake.Opt) (*hangListener, *kfake.Cluster) {
+	hl := &hangListener{}
+	kc := startKafka(t, append(opts, kfake.ListenFn(func(network, address string) (net.Listener, error) {
+		ln, err := net.Listen(network, address)
+		hl.Listener = ln
+		return hl, err
+	}))...)
+	t.Cleanup(hl.resume) // before kc.Close (cleanups run last-in first-out)
+	return hl, kc
+}
+
 // hangListener accepts connections whose reads block while hung: Kafka
 // accepts and never answers.
 type hangListener struct {
 	net.Listener
-	mu   sync.Mutex
-	hung chan struct{} // non-nil while hung; closed to resume
+	accepts atomic.Int64 // connections accepted
+	mu      sync.Mutex
+	hung    chan struct{} // non-nil while hung; closed to resume
 }
 
 func (l *hangListener) Accept() (net.Conn, error) {
@@ -222,6 +236,7 @@ func (l *hangListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	l.accepts.Add(1)
 	return &hangConn{Conn: c, l: l}, nil
 }
 
@@ -271,13 +286,7 @@ func (l *hangListener) wait() {
 // the PINGREQ it sends after its PUBLISH is answered first, no successful
 // PUBACK comes during the hang, and one comes after the resume.
 func TestFaultKafkaHung(t *testing.T) {
-	hl := &hangListener{}
-	kc := startKafka(t, kfake.SeedTopics(4, "telemetry", "probe"), kfake.ListenFn(func(network, address string) (net.Listener, error) {
-		ln, err := net.Listen(network, address)
-		hl.Listener = ln
-		return hl, err
-	}))
-	t.Cleanup(hl.resume) // before kc.Close (cleanups run last-in first-out)
+	hl, kc := startHungKafka(t, kfake.SeedTopics(4, "telemetry", "probe"))
 	brokers := kc.ListenAddrs()[0]
 	b, s, wait := startFaultStream(t, brokers, 300, config.KafkaRoute{Filter: "probe/+", Topic: "probe"})
 	pr := dialProbe(t, s.target())

@@ -13,60 +13,77 @@ import (
 )
 
 // health logs Kafka becoming unreachable (WARN) and reachable again (INFO),
-// once per transition per broker address, from what the franz-go clients
-// see: a failed connection (refused, a host name that does not resolve,
-// TLS or SASL failure) or a request with no answer in time (a hung broker)
-// makes an address unreachable; a connection set up, or any request
-// answered, makes it reachable. A broker answering with a Kafka error code
-// is reachable: that error is the record's, counted by the route.
+// once per transition per client role (the producer, the spool drainer,
+// each command consumer) and broker address, from what that role's
+// franz-go client sees: a failed connection (refused, a host name that does
+// not resolve, TLS or SASL failure) or a request with no answer in time (a
+// hung broker) makes the address unreachable for that role; a connection
+// set up, or any request answered, makes it reachable. Roles do not mix: a
+// broker whose produce path hangs while fetches answer is unreachable for
+// the producer alone, logged once, not flapping. A broker answering with a
+// Kafka error code is reachable: that error is the record's, counted by the
+// route. A role that sends nothing logs nothing.
 type health struct {
 	log *slog.Logger
 
 	// mu guards down and closed.
 	mu sync.Mutex
-	// down: addresses whose last outcome was a failure, and since when.
-	down   map[string]time.Time
+	// down: the (role, address) pairs whose last outcome was a failure,
+	// and since when.
+	down   map[healthKey]time.Time
 	closed bool
 }
 
+type healthKey struct{ role, addr string }
+
+// roleHealth is the kgo hook of one client role.
+type roleHealth struct {
+	h    *health
+	role string
+}
+
 var (
-	_ kgo.HookBrokerConnect = (*health)(nil)
-	_ kgo.HookBrokerE2E     = (*health)(nil)
+	_ kgo.HookBrokerConnect = roleHealth{}
+	_ kgo.HookBrokerE2E     = roleHealth{}
 )
 
 func newHealth(log *slog.Logger) *health {
-	return &health{log: log, down: map[string]time.Time{}}
+	return &health{log: log, down: map[healthKey]time.Time{}}
 }
+
+// role is the hook a client of that role (such as "producer", "spool
+// drainer" or "command <name>") passes to kgo.WithHooks.
+func (h *health) role(name string) kgo.Hook { return roleHealth{h, name} }
 
 // OnBrokerConnect sees every dial, including its TLS, ApiVersions and SASL
 // steps.
-func (h *health) OnBrokerConnect(m kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
-	h.outcome(m, err)
+func (r roleHealth) OnBrokerConnect(m kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
+	r.h.outcome(r.role, m, err)
 }
 
 // OnBrokerE2E sees every request on an established connection.
-func (h *health) OnBrokerE2E(m kgo.BrokerMetadata, _ int16, e kgo.BrokerE2E) {
-	h.outcome(m, e.Err())
+func (r roleHealth) OnBrokerE2E(m kgo.BrokerMetadata, _ int16, e kgo.BrokerE2E) {
+	r.h.outcome(r.role, m, e.Err())
 }
 
-func (h *health) outcome(m kgo.BrokerMetadata, err error) {
+func (h *health) outcome(role string, m kgo.BrokerMetadata, err error) {
 	if errors.Is(err, context.Canceled) || errors.Is(err, kgo.ErrClientClosed) {
 		return // our own doing, not Kafka's
 	}
-	addr := net.JoinHostPort(m.Host, strconv.Itoa(int(m.Port)))
+	k := healthKey{role, net.JoinHostPort(m.Host, strconv.Itoa(int(m.Port)))}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		return
 	}
-	since, isDown := h.down[addr]
+	since, isDown := h.down[k]
 	switch {
 	case err != nil && !isDown:
-		h.down[addr] = time.Now()
-		h.log.Warn("kafka: unreachable", "broker", addr, "err", err)
+		h.down[k] = time.Now()
+		h.log.Warn("kafka: unreachable", "role", k.role, "broker", k.addr, "err", err)
 	case err == nil && isDown:
-		delete(h.down, addr)
-		h.log.Info("kafka: reachable again", "broker", addr, "down_for", time.Since(since).Round(time.Millisecond))
+		delete(h.down, k)
+		h.log.Info("kafka: reachable again", "role", k.role, "broker", k.addr, "down_for", time.Since(since).Round(time.Millisecond))
 	}
 }
 

@@ -143,7 +143,7 @@ kafka:
 		t.Fatalf("v5 marker publish with Kafka down: %v 0x%02x %s, want 0x80", err, code, reason)
 	}
 	node.waitLog(t, "kafka: unreachable", func(log string) bool {
-		return strings.Contains(log, `level=WARN msg="kafka: unreachable" broker=`+brokers)
+		return strings.Contains(log, `level=WARN msg="kafka: unreachable" role=producer broker=`+brokers)
 	})
 
 	const n = 20
@@ -208,7 +208,7 @@ kafka:
 		t.Errorf("kcat read %d records, want %d", len(recs), 3+2*n)
 	}
 	node.waitLog(t, "kafka: reachable again", func(log string) bool {
-		return strings.Contains(log, `level=INFO msg="kafka: reachable again" broker=`+brokers)
+		return strings.Contains(log, `level=INFO msg="kafka: reachable again" role=producer broker=`+brokers)
 	})
 	// Every record is in Kafka: the 3.1.1 device, told nothing, still waits.
 	for i, tok := range toks {
@@ -256,13 +256,7 @@ kafka:
 // answers again it logs reachable again at INFO, once, and the records
 // arrive.
 func TestOutageLoggedKafkaHung(t *testing.T) {
-	hl := &hangListener{}
-	kc := startKafka(t, kfake.SeedTopics(4, "telemetry"), kfake.ListenFn(func(network, address string) (net.Listener, error) {
-		ln, err := net.Listen(network, address)
-		hl.Listener = ln
-		return hl, err
-	}))
-	t.Cleanup(hl.resume) // before kc.Close (cleanups run last-in first-out)
+	hl, kc := startHungKafka(t, kfake.SeedTopics(4, "telemetry"))
 	brokers := kc.ListenAddrs()[0]
 	node := startCulex(t, writeServeConfig(t, brokers))
 	c, err := dialV5(t, node.addr, "dev")
@@ -285,7 +279,7 @@ func TestOutageLoggedKafkaHung(t *testing.T) {
 			t.Fatalf("publish %d with Kafka hung: %v 0x%02x %s, want 0x80", i, err, code, reason)
 		}
 	}
-	unreachable := `level=WARN msg="kafka: unreachable" broker=` + brokers
+	unreachable := `level=WARN msg="kafka: unreachable" role=producer broker=` + brokers
 	node.waitLog(t, "kafka: unreachable and the expired publishes", func(log string) bool {
 		_, e := summed(log, "v5")
 		return strings.Contains(log, unreachable) && e == n
@@ -294,7 +288,7 @@ func TestOutageLoggedKafkaHung(t *testing.T) {
 	if recs := readAll(t, brokers, "telemetry", n+1, waitTimeout); len(recs) != n+1 {
 		t.Errorf("%d records after the hang, want %d", len(recs), n+1)
 	}
-	again := `level=INFO msg="kafka: reachable again" broker=` + brokers
+	again := `level=INFO msg="kafka: reachable again" role=producer broker=` + brokers
 	node.waitLog(t, "kafka: reachable again", func(log string) bool { return strings.Contains(log, again) })
 	// One more answered request after the recovery: still one line each.
 	if code, reason, err := publish(ctx, c, "v5/x", []byte("last")); err != nil || code != 0 {
@@ -362,7 +356,7 @@ func TestServeWithUnresolvableKafka(t *testing.T) {
 	}
 	node.waitLog(t, "kafka: unreachable naming the host, and the expired publish", func(log string) bool {
 		_, e := summed(log, "v5")
-		return strings.Contains(log, `level=WARN msg="kafka: unreachable" broker=kafka.invalid:9092`) && e == 1
+		return strings.Contains(log, `level=WARN msg="kafka: unreachable" role=producer broker=kafka.invalid:9092`) && e == 1
 	})
 }
 

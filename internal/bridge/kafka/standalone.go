@@ -23,7 +23,9 @@ import (
 // persistent session, and acknowledges each QoS 1/2 message only once its
 // kafka-mode records are acked (PUBACKs leave in the order received
 // [MQTT-4.6.0-2]). A failed record closes the connection without
-// acknowledging: the broker redelivers on reconnect. It reconnects until
+// acknowledging: the broker redelivers on reconnect; a record that Kafka
+// has not taken yet (an outage) just waits, with no produce_timeout, so the
+// session is kept and nothing is resent. It reconnects until
 // ctx ends. Command routes (Kafka -> MQTT) publish through the same
 // session, each batch committed once the broker acknowledged all of it.
 func (b *Bridge) RunStandalone(ctx context.Context, src config.KafkaSource) error {
@@ -73,7 +75,11 @@ func (b *Bridge) sourceSession(ctx context.Context, addr string, src config.Kafk
 		}
 	}
 	var c *paho.Client
-	ic := interceptor{b}
+	// keep: a publish waits for Kafka however long it is away (no
+	// produce_timeout). Expiring it would end the session, and the source
+	// would resend what the producer still holds: one more copy in Kafka
+	// per timeout during an outage. Only a record Kafka refuses ends it.
+	ic := interceptor{b: b, keep: true}
 	stop := make(chan struct{})
 	defer close(stop)
 	gate := newInflightGate(src.ReceiveMaximum, stop)

@@ -152,3 +152,66 @@ func readDistinct(t *testing.T, brokers, topic string, want int) (map[string][]i
 	}
 	return perKey, total
 }
+
+// Kafka hung for several produce_timeouts, then back: the standalone
+// bridge keeps its source session (the publishes wait for Kafka rather
+// than expire), so the source resends nothing and each message reaches
+// Kafka once; duplicates stay within receive_maximum, not multiplied by
+// the number of timeouts the outage lasted.
+func TestStandaloneOutageNoDuplicates(t *testing.T) {
+	hl, kc := startHungKafka(t, kfake.SeedTopics(1, "telemetry"))
+	outageNoDuplicates(t, hl, kc.ListenAddrs()[0], startBroker(t), 2000)
+}
+
+// outageNoDuplicates runs a standalone bridge (receive_maximum 100,
+// produce_timeout 1 s) from the broker at addr, subscribes it, stops it,
+// queues msgs messages at the broker, hangs Kafka and starts the bridge
+// again; after ten producer redials (several produce_timeouts) Kafka
+// resumes: every message is in Kafka, with duplicates within
+// receive_maximum.
+func outageNoDuplicates(t *testing.T, hl *hangListener, brokers, addr string, msgs int) {
+	cfg := kafkaConfig(brokers, config.KafkaRoute{Filter: "devices/+/telemetry", Topic: "telemetry"})
+	cfg.ProduceTimeout = time.Second
+	b := newBridge(t, cfg)
+	src := config.Default().Kafka.Source
+	src.URL = "tcp://" + addr
+	src.ReceiveMaximum = 100
+	run := func() func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = b.RunStandalone(ctx, src) }()
+		waitFor(t, "bridge subscribed", b.sourceReady.Load)
+		return func() { cancel(); <-done }
+	}
+	run()() // the session now exists at the broker and queues
+
+	pub, err := dialV5(t, addr, "publisher")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var acked atomic.Int64
+	if err := <-publishSequence(pub, 1, msgs, &acked); err != nil {
+		t.Fatal(err)
+	}
+	hl.hang()
+	t.Cleanup(run())
+	// The producer's requests time out and it redials (its request timeout
+	// is 1 s): ten dials are several produce_timeouts and keepalives.
+	a0 := hl.accepts.Load()
+	waitFor(t, "ten producer redials while hung", func() bool { return hl.accepts.Load() >= a0+10 })
+	hl.resume()
+	pctx, pcancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer pcancel()
+	if code, _, err := publish(pctx, pub, "devices/dev-0/telemetry", []byte(strconv.Itoa(msgs))); err != nil || code != 0 {
+		t.Fatalf("marker publish: %v 0x%02x", err, code)
+	}
+	perKey := readWithinWindow(t, brokers, msgs+1, src.ReceiveMaximum)
+	allDelivered(t, map[string][]int{"devices/dev-0/telemetry": perKey["devices/dev-0/telemetry"]}, 1, msgs+1)
+	// Everything the bridge produced is in: the marker came after every
+	// message (and every resend) in the source's order, and nothing is in
+	// flight. The producer's count is the number of records in Kafka.
+	waitFor(t, "nothing in flight", func() bool { return b.Stats()[0].InFlight == 0 })
+	if p := int(b.Stats()[0].Produced); p-(msgs+1) > int(src.ReceiveMaximum) {
+		t.Errorf("%d records produced for %d messages: %d duplicates, over receive_maximum %d", p, msgs+1, p-(msgs+1), src.ReceiveMaximum)
+	}
+}
