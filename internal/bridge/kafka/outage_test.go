@@ -96,21 +96,7 @@ func TestExpiredPublishesReachKafka(t *testing.T) {
 	proc, brokers := startKfakeProc(t, 0, kdir)
 	_, portS, _ := net.SplitHostPort(brokers)
 	port, _ := strconv.Atoi(portS)
-	cfgFile := filepath.Join(t.TempDir(), "culex.yaml")
-	cfg := fmt.Sprintf(`data_dir: ""
-listeners: [tcp://127.0.0.1:0]
-auth: {allow_anonymous: true}
-kafka:
-  brokers: %q
-  produce_timeout: 1s
-  routes:
-    - {name: v5, filter: v5/+, topic: telemetry}
-    - {name: v311, filter: v311/+, topic: telemetry}
-`, brokers)
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	node := startCulex(t, cfgFile)
+	node := startCulex(t, writeServeConfig(t, brokers, "    - {name: v311, filter: v311/+, topic: telemetry}\n"))
 	c5, err := dialV5(t, node.addr, "dev5")
 	if err != nil {
 		t.Fatal(err)
@@ -231,8 +217,9 @@ func markerID(ids ...string) string {
 }
 
 // writeServeConfig writes a `culex serve` config with one anonymous TCP
-// listener, produce_timeout 1s and a route of v5/+ to telemetry.
-func writeServeConfig(t *testing.T, brokers string) string {
+// listener, produce_timeout 1s and a route of v5/+ to telemetry, followed
+// by the route lines in more.
+func writeServeConfig(t *testing.T, brokers string, more ...string) string {
 	t.Helper()
 	f := filepath.Join(t.TempDir(), "culex.yaml")
 	cfg := fmt.Sprintf(`data_dir: ""
@@ -243,7 +230,7 @@ kafka:
   produce_timeout: 1s
   routes:
     - {name: v5, filter: v5/+, topic: telemetry}
-`, brokers)
+`, brokers) + strings.Join(more, "")
 	if err := os.WriteFile(f, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
