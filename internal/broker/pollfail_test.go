@@ -1,36 +1,17 @@
 package broker
 
 import (
-	"bytes"
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 
 	"github.com/culexmq/culex/internal/mqtt/packet"
 	"github.com/culexmq/culex/internal/netpoll"
+	"github.com/culexmq/culex/internal/testlog"
 )
-
-// logBuffer is a log destination safe for the broker's goroutines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestPollerRecoversFromWaitErrors: waits of the poller that fail (here
 // EBADF, three in a row) are logged and counted, and the node goes on:
@@ -42,7 +23,7 @@ func TestPollerRecoversFromWaitErrors(t *testing.T) {
 	}
 	const failures = 3
 	var left atomic.Int32
-	logs := new(logBuffer)
+	logs := new(testlog.Buffer)
 	tb := startBroker(t, Options{AllowAnonymous: true, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	tb.mu.Lock()
 	tb.pollFault = func() error {

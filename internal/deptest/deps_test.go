@@ -16,6 +16,7 @@ const module = "github.com/culexmq/culex/"
 // A package missing here may import nothing of ours.
 var allowed = map[string][]string{
 	"internal/testcert":    {},
+	"internal/testlog":     {},
 	"internal/brokertest":  {"internal/broker", "internal/listener"},
 	"internal/mqtt/packet": {},
 	"internal/config":      {},
@@ -33,7 +34,7 @@ var allowed = map[string][]string{
 }
 
 // testOnly are the test-support packages: only test files import them.
-var testOnly = []string{"internal/testcert", "internal/brokertest"}
+var testOnly = []string{"internal/testcert", "internal/testlog", "internal/brokertest"}
 
 type pkg struct {
 	ImportPath string

@@ -12,12 +12,12 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/gorilla/websocket"
 
 	"github.com/culexmq/culex/internal/config"
+	"github.com/culexmq/culex/internal/testlog"
 )
 
 // proxyV2 builds a v2 header: cmd is 0 (LOCAL) or 1 (PROXY); src and dst
@@ -244,30 +244,12 @@ func TestProxyProtocolTLS(t *testing.T) {
 // loopback trusts the tests' own clients to send PROXY headers.
 var loopback = []string{"127.0.0.1", "::1"}
 
-// syncBuffer is a log destination safe for the listener's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestProxyProtocolUntrustedPeer: a PROXY header (v1 or v2) from a peer
 // outside trusted_proxies is refused: the connection is closed before the
 // handler sees it, counted, and warned about with the peer's address once
 // per period however many come.
 func TestProxyProtocolUntrustedPeer(t *testing.T) {
-	var logs syncBuffer
+	var logs testlog.Buffer
 	s := startServer(t, config.Listener{URL: "tcp://127.0.0.1:0", ProxyProtocol: true, TrustedProxies: []string{"192.0.2.0/24", "::1"}},
 		func(l *Listener) { l.log = slog.New(slog.NewTextHandler(&logs, nil)) })
 	for _, tc := range []struct {

@@ -1,33 +1,15 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/culexmq/culex/internal/testlog"
 )
-
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestWarnClientIDRulesWithoutBinding: ACL rules that trust the client id
 // (${clientid}, %c, a client section) are warned about at start-up and on
@@ -51,7 +33,7 @@ func TestWarnClientIDRulesWithoutBinding(t *testing.T) {
 		if err := os.WriteFile(cfg.Auth.ACLFile, []byte(tc.acl), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		logs := &syncBuffer{}
+		logs := &testlog.Buffer{}
 		srv, err := New(cfg, slog.New(slog.NewTextHandler(logs, nil)))
 		if err != nil {
 			t.Fatal(err)
@@ -77,7 +59,7 @@ func TestWarnBridgeClientsAnonymous(t *testing.T) {
 	for _, list := range []string{"culex-bridge", ""} {
 		cfg := testConfig(t)
 		cfg.MQTT.BridgeClients = list
-		logs := &syncBuffer{}
+		logs := &testlog.Buffer{}
 		srv, err := New(cfg, slog.New(slog.NewTextHandler(logs, nil)))
 		if err != nil {
 			t.Fatal(err)

@@ -17,13 +17,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/culexmq/culex/internal/brokertest"
 	"github.com/culexmq/culex/internal/config"
 	"github.com/culexmq/culex/internal/mqtt/packet"
+	"github.com/culexmq/culex/internal/testlog"
 )
 
 // peerHook is an auth webhook that allows every login and reports the peer
@@ -42,34 +42,16 @@ func peerHook(t *testing.T) (url string, peers <-chan string) {
 	return ts.URL, ch
 }
 
-// logBuffer collects a node's log for assertions.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // proxyNode starts a node whose one listener expects PROXY headers from
 // trusted, with the webhook at hook as its only auth backend.
-func proxyNode(t *testing.T, hook string, trusted ...string) (*Server, *logBuffer) {
+func proxyNode(t *testing.T, hook string, trusted ...string) (*Server, *testlog.Buffer) {
 	t.Helper()
 	cfg := testConfig(t)
 	cfg.Listeners = []config.Listener{{URL: "tcp://127.0.0.1:0", ProxyProtocol: true, TrustedProxies: trusted}}
 	cfg.Auth.Backends = "http"
 	cfg.Auth.HTTP.URL = hook
 	cfg.Auth.HTTP.CacheTTL = 0
-	logs := &logBuffer{}
+	logs := &testlog.Buffer{}
 	srv, err := New(cfg, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -191,7 +173,7 @@ func TestStartupNoteWithoutProxyProtocol(t *testing.T) {
 		t.Setenv("KUBERNETES_SERVICE_HOST", tc.k8s)
 		cfg := testConfig(t)
 		cfg.Listeners = []config.Listener{{URL: tc.url}, {URL: "ws://127.0.0.1:0/mqtt"}}
-		logs := &logBuffer{}
+		logs := &testlog.Buffer{}
 		srv, err := New(cfg, slog.New(slog.NewTextHandler(logs, nil)))
 		if err != nil {
 			t.Fatal(err)
@@ -240,7 +222,7 @@ backend culex
 	}
 	cmd := exec.Command(haproxy, "-db", "-f", cfgFile)
 	cmd.ExtraFiles = []*os.File{f} // fd 3: HAProxy's listening socket, bound before it starts
-	out := &logBuffer{}
+	out := &testlog.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
