@@ -58,7 +58,10 @@ kafka:
 	}
 	defer conn.Close()
 	c := paho.NewClient(paho.ClientConfig{ClientID: "dev-1", Conn: conn, PacketTimeout: time.Minute})
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	// Longer than the node's produce_timeout (30 s by default), so that a
+	// produce request Kafka was slow to answer, which the client times out
+	// (10 s) and sends again, still ends in the PUBACK this test is about.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if ca, err := c.Connect(ctx, &paho.Connect{ClientID: "dev-1", CleanStart: true, KeepAlive: 60,
 		Username: "admin", UsernameFlag: true}); err != nil || ca.ReasonCode != 0 {
