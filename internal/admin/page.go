@@ -18,7 +18,7 @@ type meta struct {
 }
 
 type page[T any] struct {
-	Data []T `json:"data"`
+	Data []T  `json:"data"`
 	Meta meta `json:"meta"`
 }
 
