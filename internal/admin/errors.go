@@ -60,6 +60,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	return enc.Encode(v)
 }
 
+// noContent answers 204.
+func noContent(w http.ResponseWriter) error {
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
 // writeError answers err as JSON: an *Error as it is, anything else as 500
 // (logged, not shown).
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
