@@ -101,6 +101,9 @@ func TestMalformedRequests(t *testing.T) {
 	if got := serve(h, key, "GET", "/api/v1/nothing", "", ""); got.Code != http.StatusNotFound {
 		t.Errorf("unknown route: %d", got.Code)
 	}
+	if got := serve(h, key, "PATCH", "/api/v1/users/x", "", ""); got.Code != http.StatusMethodNotAllowed || got.Header().Get("Allow") != "PUT, DELETE" {
+		t.Errorf("PATCH /users/x: %d %q", got.Code, got.Header().Get("Allow"))
+	}
 }
 
 func trunc(s string) string {

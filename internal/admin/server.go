@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -185,7 +186,7 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle(rt.method+" "+rt.path, s.wrap(rt))
 	}
 	mux.Handle("/api/", s.wrap(route{access: public, h: func(w http.ResponseWriter, r *http.Request) error {
-		return notFound("no API route %s %s (GET /api/v1/openapi.json lists them)", r.Method, r.URL.Path)
+		return noRoute(mux, w, r)
 	}}))
 	for path, h := range map[string]http.Handler{"/metrics": s.opts.Metrics, "/healthz": s.opts.Healthz, "/readyz": s.opts.Readyz} {
 		if h != nil {
@@ -196,6 +197,24 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("/", s.opts.Dashboard)
 	}
 	return securityHeaders(mux)
+}
+
+// noRoute answers a request no API route took: 405 with Allow when the
+// path is a route's with other methods, else 404.
+func noRoute(mux *http.ServeMux, w http.ResponseWriter, r *http.Request) error {
+	var allow []string
+	for _, m := range []string{"GET", "POST", "PUT", "DELETE"} {
+		r2 := r.Clone(r.Context())
+		r2.Method = m
+		if _, pattern := mux.Handler(r2); pattern != "/api/" && pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		return errorf(http.StatusMethodNotAllowed, "method_not_allowed", "%s %s: allowed: %s", r.Method, r.URL.Path, strings.Join(allow, ", "))
+	}
+	return notFound("no API route %s %s (GET /api/v1/openapi.json lists them)", r.Method, r.URL.Path)
 }
 
 // securityHeaders are sent with every answer: no framing, no sniffing.
