@@ -147,10 +147,19 @@ func (s *Server) Accounts() *account.Store { return s.accounts }
 // Handlers are the handlers mounted beside the API (see Options).
 type Handlers struct{ Metrics, Healthz, Readyz, Dashboard http.Handler }
 
-// Mount sets the handlers of /metrics, /healthz, /readyz and / (nil ones
-// stay unmounted); call it before Start.
+// Mount sets the handlers of /metrics, /healthz, /readyz and / that h
+// holds; its nil ones leave what was mounted before (so the server may
+// mount the metrics and health handlers, and cmd/culex the dashboard).
+// Call it before Start.
 func (s *Server) Mount(h Handlers) {
-	s.opts.Metrics, s.opts.Healthz, s.opts.Readyz, s.opts.Dashboard = h.Metrics, h.Healthz, h.Readyz, h.Dashboard
+	for _, x := range []struct {
+		dst *http.Handler
+		h   http.Handler
+	}{{&s.opts.Metrics, h.Metrics}, {&s.opts.Healthz, h.Healthz}, {&s.opts.Readyz, h.Readyz}, {&s.opts.Dashboard, h.Dashboard}} {
+		if x.h != nil {
+			*x.dst = x.h
+		}
+	}
 }
 
 // Start serves the listener.
