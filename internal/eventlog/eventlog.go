@@ -173,7 +173,7 @@ func (l *Logger) summarise(period time.Duration) {
 	for key, k := range l.kinds {
 		switch {
 		case k.n > PerPeriod:
-			lines = append(lines, line{k.msg + " (summary)", append([]any{"count", k.n, "period", period, "logged", PerPeriod, "latest"}, slog.Group("", k.last...)), false})
+			lines = append(lines, line{k.msg + " (summary)", append([]any{"count", k.n, "period", period, "logged", PerPeriod}, slog.Group("latest", k.last...)), false})
 		case k.n == 0 && !k.quiet:
 			lines = append(lines, line{k.msg + ": none in the last period", []any{"period", period}, true})
 		case k.n == 0:

@@ -127,3 +127,24 @@ func portOf(t *testing.T, hostport string) int {
 	}
 	return n
 }
+
+// TestHandshakeFailureLogged: a client that speaks plain MQTT to an ssl://
+// listener fails the TLS handshake; the node logs it at WARN naming the
+// listener and the peer (internal/listener logs it at debug only).
+func TestHandshakeFailureLogged(t *testing.T) {
+	pki := newPKI(t)
+	srv, logs := startBrokerLogs(t, func(c *config.Config) {
+		c.LogLevel = "info"
+		c.Listeners = []config.Listener{{URL: "ssl://127.0.0.1:0", TLS: config.TLS{CertFile: pki.serverCert, KeyFile: pki.serverKey}}}
+	})
+	conn, err := net.Dial("tcp", hostPort(t, srv.URL("ssl")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Write([]byte{0x10, 0x0c, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 60, 0, 0}) // a plain CONNECT
+	io.Copy(io.Discard, conn)                                                 // until the node closes it
+	conn.Close()
+	waitFor(t, waitTimeout, "the handshake failure log line", func() bool {
+		return strings.Contains(logs.String(), `level=WARN msg="TLS handshake failed" listener=ssl://127.0.0.1:0 remote=127.0.0.1:`)
+	})
+}
