@@ -142,7 +142,7 @@ func TestHandshakeFailureLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn.Write([]byte{0x10, 0x0c, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 60, 0, 0}) // a plain CONNECT
-	io.Copy(io.Discard, conn)                                                 // until the node closes it
+	io.Copy(io.Discard, conn)                                                   // until the node closes it
 	conn.Close()
 	waitFor(t, waitTimeout, "the handshake failure log line", func() bool {
 		return strings.Contains(logs.String(), `level=WARN msg="TLS handshake failed" listener=ssl://127.0.0.1:0 remote=127.0.0.1:`)
