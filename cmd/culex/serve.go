@@ -17,7 +17,7 @@ import (
 // serve runs a broker node until SIGTERM or SIGINT, then shuts it down
 // gracefully within shutdown_timeout.
 func serve(args []string) error {
-	cfg, err := config.Parse("culex serve", args, os.Environ(), os.Stderr)
+	cfg, err := config.Parse("culex serve", args, os.Environ(), os.Stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
