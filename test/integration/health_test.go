@@ -2,10 +2,15 @@ package integration
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +18,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/culexmq/culex/internal/brokertest"
 	"github.com/culexmq/culex/internal/config"
 	"github.com/culexmq/culex/internal/health"
 	"github.com/culexmq/culex/internal/server"
@@ -147,4 +153,65 @@ func TestHandshakeFailureLogged(t *testing.T) {
 	waitFor(t, waitTimeout, "the handshake failure log line", func() bool {
 		return strings.Contains(logs.String(), `level=WARN msg="TLS handshake failed" listener=ssl://127.0.0.1:0 remote=127.0.0.1:`)
 	})
+}
+
+// TestHAProxyHealthCheck: a real HAProxy checking the node with `option
+// httpchk GET /readyz` (as docs/operations.md shows) marks it UP, and DOWN
+// once its MQTT listener stops accepting.
+func TestHAProxyHealthCheck(t *testing.T) {
+	haproxy := brokertest.Tool(t, "haproxy", "haproxy")
+	srv := startBroker(t)
+	hc, _ := url.Parse(healthServer(t, srv))
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "haproxy.sock")
+	cfg := fmt.Sprintf(`global
+	stats socket %s mode 600 level admin
+defaults
+	mode tcp
+	timeout connect 2s
+	timeout client 30s
+	timeout server 30s
+backend culex
+	option httpchk GET /readyz
+	http-check expect status 200
+	server node1 %s check port %s inter 100ms fall 1 rise 1
+`, sock, tcpAddr(t, srv), hc.Port())
+	cfgFile := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(haproxy, "-db", "-f", cfgFile)
+	var out lockedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("haproxy output:\n%s", out.String())
+		}
+	})
+	status := func() string {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			return ""
+		}
+		defer c.Close()
+		io.WriteString(c, "show stat\n")
+		b, _ := io.ReadAll(c)
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Split(line, ","); len(f) > 17 && f[0] == "culex" && f[1] == "node1" {
+				return f[17]
+			}
+		}
+		return ""
+	}
+	var st string
+	waitFor(t, 30*time.Second, "HAProxy to mark the node UP", func() bool { st = status(); return st == "UP" })
+	if err := srv.Listeners()[0].Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "HAProxy to mark the node DOWN", func() bool { st = status(); return strings.HasPrefix(st, "DOWN") })
 }
