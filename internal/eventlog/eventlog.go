@@ -10,6 +10,8 @@ package eventlog
 
 import (
 	"context"
+	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"sort"
@@ -96,7 +98,10 @@ func (l *Logger) OnConnect(c *broker.ClientInfo, sessionPresent bool) {
 // (broker.DisconnectHook).
 func (l *Logger) OnDisconnect(c *broker.ClientInfo, err error) {
 	reason := "client sent DISCONNECT"
-	if err != nil {
+	switch {
+	case errors.Is(err, io.EOF):
+		reason = "connection closed by the client without DISCONNECT"
+	case err != nil:
 		reason = err.Error()
 	}
 	l.log.Info("client disconnected", append(clientAttrs(c), "reason", reason)...)

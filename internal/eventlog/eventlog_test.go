@@ -2,7 +2,9 @@ package eventlog
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -73,6 +75,18 @@ func TestConnectAndDisconnectLogged(t *testing.T) {
 	c.Disconnect(1000)
 	waitLog(t, logs, `msg="client disconnected" client_id=dev-1 username=alice`)
 	waitLog(t, logs, `reason="client sent DISCONNECT"`)
+
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.Write([]byte{0x10, 0x0f, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 60, 0, 3, 'r', 'a', 'w'}) // CONNECT, client id "raw"
+	if _, err := io.ReadFull(raw, make([]byte, 4)); err != nil {                              // CONNACK
+		t.Fatal(err)
+	}
+	raw.Close()
+	waitLog(t, logs, `msg="client disconnected" client_id=raw`)
+	waitLog(t, logs, `reason="connection closed by the client without DISCONNECT"`)
 }
 
 // TestRefusalsSummarised: CONNECTs refused at mqtt.max_connections are
