@@ -33,7 +33,10 @@ var allowed = map[string][]string{
 	"internal/eventlog":     {"internal/broker", "internal/mqtt/packet"},
 	"internal/metrics":      {"internal/auth", "internal/bridge/kafka", "internal/broker", "internal/listener", "internal/store"},
 	"internal/server": {"internal/auth", "internal/bridge/kafka", "internal/broker", "internal/config", "internal/listener", "internal/store",
-		"internal/mqtt/packet", "internal/mqtt/topic", "internal/metrics", "internal/health", "internal/eventlog"},
+		"internal/mqtt/packet", "internal/mqtt/topic", "internal/admin", "internal/metrics", "internal/health", "internal/eventlog"},
+	"internal/admin/account": {},
+	"internal/admin": {"internal/admin/account", "internal/auth", "internal/bridge/kafka", "internal/broker", "internal/config",
+		"internal/mqtt/packet", "internal/mqtt/topic"},
 }
 
 // testOnly are the test-support packages: only test files import them.
