@@ -45,7 +45,7 @@ func TestHelpExitsZero(t *testing.T) {
 		{"-h"}, {"help"}, {"serve", "-h"}, {"serve", "--help"}, {"bridge", "-h"},
 		{"bench", "-h"}, {"bench", "conn", "-h"}, {"bench", "pub", "-h"}, {"bench", "sub", "-h"}, {"bench", "run", "-h"},
 		{"users", "-h"}, {"users", "add", "-h"}, {"users", "passwd", "-h"}, {"users", "rm", "-h"}, {"users", "list", "-h"},
-		{"version", "-h"},
+		{"version", "-h"}, {"ctl", "-h"}, {"ctl", "clients", "list", "-h"},
 	} {
 		out, errText, code := runCulex(t, args...)
 		if code != 0 || strings.Contains(errText, "culex:") || strings.Contains(errText, "help requested") {

@@ -215,3 +215,22 @@ backend culex
 	}
 	waitFor(t, 30*time.Second, "HAProxy to mark the node DOWN", func() bool { st = status(); return strings.HasPrefix(st, "DOWN") })
 }
+
+// TestHealthOnAdminListener: culex serve answers /healthz and /readyz on
+// its admin listener, without a login, and /metrics there counts a real
+// client.
+func TestHealthOnAdminListener(t *testing.T) {
+	node := startCulex(t, t.TempDir(), "--admin.listen", "127.0.0.1:0", "--admin.default-password", "health-admin-pw")
+	base := node.adminURL()
+	if code, body := get(t, base+"/healthz"); code != http.StatusOK || body != "ok\n" {
+		t.Errorf("/healthz: %d %q", code, body)
+	}
+	if code, body := get(t, base+"/readyz"); code != http.StatusOK || !strings.Contains(body, "[+]listeners ok") || !strings.Contains(body, "[+]store ok") {
+		t.Errorf("/readyz: %d\n%s", code, body)
+	}
+	connectV5(t, node.addr, v5Connect("admin-metrics", true, 0))
+	waitFor(t, waitTimeout, "culex_clients_connected 1 on the admin listener", func() bool {
+		_, body := get(t, base+"/metrics")
+		return strings.Contains(body, "\nculex_clients_connected 1\n")
+	})
+}
