@@ -9,8 +9,8 @@ import {h, icon} from "./ui.js";
 export const pages = [
 	{path: "overview", title: "Overview", icon: "overview"},
 	{path: "clients", title: "Clients", icon: "clients"},
-	{path: "subscriptions", title: "Subscriptions & Topics", icon: "subscriptions"},
-	{path: "retained", title: "Retained Messages", icon: "retained"},
+	{path: "subscriptions", title: "Subscriptions & Topics", nav: "Subscriptions", icon: "subscriptions"},
+	{path: "retained", title: "Retained Messages", nav: "Retained", icon: "retained"},
 	{path: "kafka", title: "Kafka Bridge", icon: "kafka"},
 	{path: "security", title: "Security", icon: "security"},
 	{path: "cluster", title: "Cluster", icon: "cluster"},
@@ -31,6 +31,7 @@ class Page {
 		this.canWrite = user.role === "admin";
 		this.alive = true;
 		this.timers = [];
+		this.firstRuns = [];
 		this.titleEl = title;
 	}
 
@@ -46,7 +47,7 @@ class Page {
 				if (this.alive) this.error(e);
 			}
 		};
-		run();
+		this.firstRuns.push(run());
 		this.timers.push(setInterval(run, ms));
 	}
 
@@ -76,7 +77,7 @@ class Page {
 
 function shell() {
 	const nav = h("ul", {class: "nav"}, pages.map((p) =>
-		h("li", null, h("a", {href: "#/" + p.path, "data-page": p.path, title: p.title}, icon(p.icon), h("span", null, p.title)))));
+		h("li", null, h("a", {href: "#/" + p.path, "data-page": p.path, title: p.title}, icon(p.icon), h("span", null, p.nav || p.title)))));
 	const title = h("h1", {id: "page-title"});
 	const layout = h("div", {class: "layout"},
 		h("aside", {class: "side"},
@@ -112,9 +113,12 @@ async function route() {
 	try {
 		const mod = await import(`./pages/${page.path}.js`);
 		if (ctx.alive) await mod.default(ctx);
+		await Promise.all(ctx.firstRuns);
 	} catch (e) {
 		ctx.error(e);
 	}
+	// data-loaded: the page has rendered its first data (or its error).
+	content.dataset.loaded = "true";
 }
 
 async function logout() {

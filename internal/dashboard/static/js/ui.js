@@ -89,6 +89,7 @@ export function time(v) {
 
 // Page chrome.
 export function card(title, ...body) {
+	// title is a string or the nodes of the head (a heading and buttons).
 	return h("section", {class: "card"}, title ? h("div", {class: "card-head"}, typeof title === "string" ? h("h2", null, title) : title) : null, ...body);
 }
 

@@ -46,7 +46,7 @@ function kickButton(ctx, c, after) {
 function detail(ctx, id) {
 	ctx.titleEl.textContent = "Client " + id;
 	const box = h("div", {id: "client-detail"});
-	ctx.root.append(h("p", null, h("a", {href: "#/clients"}, "← All clients")), box);
+	ctx.root.append(h("p", {class: "back"}, h("a", {href: "#/clients"}, "← All clients")), box);
 	const load = async () => {
 		let c;
 		try {
@@ -59,7 +59,7 @@ function detail(ctx, id) {
 		const row = (k, v) => [h("dt", null, k), h("dd", null, v)];
 		box.replaceChildren(
 			h("div", {class: "grid two"},
-				card(h("div", {class: "card-head"}, h("h2", null, "Connection"), kickButton(ctx, c, load)), h("dl", {class: "props"},
+				card([h("h2", null, "Connection"), kickButton(ctx, c, load)], h("dl", {class: "props"},
 					row("Client ID", h("span", {class: "mono"}, c.client_id)),
 					row("State", stateBadge(c)),
 					row("Username", c.username || "–"),

@@ -41,8 +41,7 @@ export default function render(ctx) {
 			stat("Messages out", rate(r.out), `${num(s.publishes_out)} total`),
 			stat("Subscriptions", num(s.subscriptions)),
 			stat("Retained", num(s.retained)),
-			stat("Dropped", num(dropTotal), r.drops ? rate(r.drops) : "none lately"),
-			stat("Uptime", duration(s.uptime_seconds), s.node));
+			stat("Dropped", num(dropTotal), r.drops ? rate(r.drops) : "none lately"));
 		nodes.replaceChildren(nodeTable(ns));
 		drops.replaceChildren(table([
 			{title: "Reason", value: (d) => d[0]},
