@@ -27,6 +27,8 @@ type Config struct {
 	// Kafka is the MQTT <-> Kafka bridge (docs/kafka.md); off while
 	// Brokers is empty.
 	Kafka Kafka `yaml:"kafka"`
+	// Admin is the admin HTTP listener (admin.go).
+	Admin Admin `yaml:"admin"`
 }
 
 // Listener is one MQTT endpoint.
@@ -488,5 +490,6 @@ func Default() Config {
 				SessionExpiry: time.Hour, ReceiveMaximum: 1024},
 			GroupSessionTimeout: 45 * time.Second,
 		},
+		Admin: DefaultAdmin(),
 	}
 }

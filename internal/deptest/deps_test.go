@@ -31,6 +31,9 @@ var allowed = map[string][]string{
 	"internal/bridge/kafka": {"internal/broker", "internal/config", "internal/mqtt/packet", "internal/mqtt/topic"},
 	"internal/auth":         {"internal/broker", "internal/config", "internal/mqtt/packet", "internal/mqtt/topic"},
 	"internal/server": {"internal/auth", "internal/bridge/kafka", "internal/broker", "internal/config", "internal/listener", "internal/store",
+		"internal/mqtt/packet", "internal/mqtt/topic", "internal/admin"},
+	"internal/admin/account": {},
+	"internal/admin": {"internal/admin/account", "internal/auth", "internal/bridge/kafka", "internal/broker", "internal/config",
 		"internal/mqtt/packet", "internal/mqtt/topic"},
 }
 

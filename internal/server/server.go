@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/culexmq/culex/internal/admin"
 	"github.com/culexmq/culex/internal/auth"
 	"github.com/culexmq/culex/internal/bridge/kafka"
 	"github.com/culexmq/culex/internal/broker"
@@ -34,6 +35,7 @@ type Server struct {
 	broker    *broker.Broker
 	listeners []*listener.Listener
 	serving   sync.WaitGroup // one per listener's accept loop
+	admin     *admin.Server  // nil with admin.listen empty
 
 	mu   sync.Mutex
 	done bool // Shutdown has run
@@ -112,7 +114,7 @@ func (s *Server) open() error {
 		s.listeners = append(s.listeners, l)
 	}
 	s.noteSharedAddress()
-	return nil
+	return s.openAdmin()
 }
 
 // noteSharedAddress says in one line, at start-up, what a load balancer in
@@ -205,6 +207,9 @@ func (s *Server) Start() error {
 		}()
 		s.log.Info("listening", "url", l.URL())
 	}
+	if s.admin != nil {
+		s.admin.Start()
+	}
 	return nil
 }
 
@@ -260,6 +265,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.done = true
 	s.mu.Unlock()
 	var errs []error
+	if s.admin != nil {
+		errs = append(errs, s.admin.Shutdown(ctx))
+	}
 	for _, l := range s.listeners {
 		errs = append(errs, l.Close())
 	}
@@ -275,6 +283,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // closeAll releases what open managed to create before it failed.
 func (s *Server) closeAll() {
+	if s.admin != nil {
+		s.admin.Shutdown(context.Background())
+	}
 	for _, l := range s.listeners {
 		l.Close()
 	}
