@@ -96,7 +96,8 @@ function shell() {
 async function route() {
 	if (!user) return;
 	if (!document.getElementById("content")) shell();
-	const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+	const hash = location.hash.replace(/^#\/?/, "");
+	const parts = hash.split("/").map(decodeURIComponent);
 	const page = pages.find((p) => p.path === parts[0]);
 	if (!page) {
 		location.replace("#/overview");
@@ -107,7 +108,7 @@ async function route() {
 	const title = document.getElementById("page-title");
 	title.textContent = page.title;
 	document.title = page.title + " · Culex";
-	const content = h("main", {class: "content", id: "content", "data-page": page.path});
+	const content = h("main", {class: "content", id: "content", "data-page": page.path, "data-route": hash});
 	document.getElementById("content").replaceWith(content);
 	const ctx = current = new Page(content, parts.slice(1), title);
 	try {

@@ -16,12 +16,14 @@ const input = (name, type = "text", extra) => h("input", {name, type, ...extra})
 
 function users(ctx, body) {
 	const list = h("div", {id: "users-table"});
+	const addButton = ctx.canWrite ? h("button", {class: "btn primary", id: "user-add", onclick: () => add()}, "Add user") : null;
 	const load = async () => {
 		let us;
 		try {
 			us = await api.get("/users");
 		} catch (e) {
 			if (e.code !== "not_configured") throw e;
+			addButton?.classList.add("hidden");
 			list.replaceChildren(h("div", {class: "alert info"}, e.message || "No users file is configured (auth.users_file)."));
 			return;
 		}
@@ -55,7 +57,7 @@ function users(ctx, body) {
 		if (v) run(() => api.post("/users", v), {done: `${v.username} added`, after: load});
 	};
 	body.append(h("div", {class: "toolbar"}, h("span", {class: "grow muted"}, "Devices log in with these users (auth.users_file)."),
-		ctx.canWrite ? h("button", {class: "btn primary", id: "user-add", onclick: add}, "Add user") : null), list);
+		addButton), list);
 	ctx.every(10000, load);
 }
 
