@@ -21,6 +21,9 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/twmb/franz-go/pkg/kfake"
+
 	"github.com/culexmq/culex/internal/brokertest"
 )
 
@@ -44,10 +47,12 @@ var adminURLRE = regexp.MustCompile(`msg="admin listening" url=(http://\S+)`)
 func TestDashboardInBrowser(t *testing.T) {
 	chromium := brokertest.Tool(t, "chromium", "chromium")
 	dir := t.TempDir()
-	usersFile, aclFile := ownedFiles(t, dir)
-	p := startCulex(t, filepath.Join(dir, "data"), "--auth.allow-anonymous", "false",
-		"--auth.users-file", usersFile, "--auth.acl-file", aclFile, "--auth.acl-default", "deny",
-		"--auth.watch-interval", "0s", "--admin.listen", "127.0.0.1:0")
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(0), kfake.SeedTopics(1, "telemetry", "device-commands"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kc.Close)
+	p := startCulex(t, filepath.Join(dir, "data"), "--config", dashboardConfig(t, dir, kc.ListenAddrs()[0]))
 	base := adminURL(t, p) + "/"
 
 	kicked := startHeldSub(t, p.addr, "dash-dev-a", "dev-a")
@@ -56,28 +61,36 @@ func TestDashboardInBrowser(t *testing.T) {
 		"-t", "devices/dev-a/status", "-m", `{"online":true}`, "-r", "-q", "1"); err != nil {
 		t.Fatalf("mosquitto_pub retained: %v\n%s", err, out)
 	}
+	if *screenshots != "" {
+		dashboardTraffic(t, p.addr)
+	}
 
 	b := newBrowser(t, chromium)
 	b.do("the login page", chromedp.Navigate(base), chromedp.WaitVisible(chromedp.CSS("#login-form")))
 	b.shot("login")
-	b.do("logging in with admin/public",
-		chromedp.SendKeys(chromedp.CSS("#login-username"), "admin"),
-		chromedp.SendKeys(chromedp.CSS("#login-password"), "public"),
-		chromedp.Click(chromedp.CSS("#login-submit")),
-		chromedp.WaitVisible(chromedp.CSS("#pw-form")))
+	b.login("admin", "public")
+	b.do("the forced password change", chromedp.WaitVisible(chromedp.CSS("#pw-form")))
 	b.shot("password-change")
 	const newPassword = "dashboard-pw-1"
-	b.do("the forced password change",
+	b.do("changing the password",
 		chromedp.SendKeys(chromedp.CSS("#pw-new"), newPassword),
 		chromedp.SendKeys(chromedp.CSS("#pw-confirm"), newPassword),
 		chromedp.Click(chromedp.CSS("#pw-submit")),
 		b.loaded("overview"))
-	b.loggedIn()
+	b.signedIn()
 	if got := apiLogin(t, base, "admin", "public"); got != http.StatusUnauthorized {
 		t.Errorf("login with admin/public after the change: HTTP %d, want 401", got)
 	}
 	if got := apiLogin(t, base, "admin", newPassword); got != http.StatusOK {
 		t.Errorf("login with the new password: HTTP %d, want 200", got)
+	}
+	// The charts draw once two samples of the counters gave a rate.
+	b.do("the overview's charts", chromedp.WaitVisible(chromedp.CSS(".chart path.series")))
+	if *screenshots != "" { // some history makes a better picture
+		b.doFor("charts with history", 2*time.Minute, chromedp.Poll[chromedp.Void](
+			`(document.querySelector(".chart path.series")?.getAttribute("d") || "").split("L").length > 15`,
+			chromedp.WithPollingInterval(time.Second), chromedp.WithPollingTimeout(0)))
+		b.shot("overview")
 	}
 
 	// Find the client mosquitto_sub holds, and kick it.
@@ -107,7 +120,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		{"subscriptions", "devices/dev-b/#"},
 		{"subscriptions/topics", "devices/dev-b/#"},
 		{"retained", "devices/dev-a/status"},
-		{"kafka", "not configured"},
+		{"kafka", "devices/+/telemetry"},
 		{"security", "dev-b"},
 		{"security/acl", "devices/${username}/#"},
 		{"security/bans", "Nobody is banned"},
@@ -118,13 +131,99 @@ func TestDashboardInBrowser(t *testing.T) {
 		{"settings/config", "users_file"},
 	} {
 		b.do("page "+pg.route, chromedp.Navigate(base+"#/"+pg.route), b.loaded(pg.route), b.shows(pg.route, pg.want))
-		b.shot(strings.ReplaceAll(pg.route, "/", "-"))
+		if *screenshots != "" && pg.route != "overview" {
+			// Rates need two samples; toasts fade.
+			b.do("page "+pg.route+" settling", chromedp.WaitNotPresent(chromedp.CSS(".toast")),
+				chromedp.Poll[chromedp.Void](`!document.querySelector(".chart") || document.querySelector(".chart path.series")`,
+					chromedp.WithPollingInterval(100*time.Millisecond)))
+			b.shot(strings.ReplaceAll(pg.route, "/", "-"))
+		}
 	}
+
+	// An admin adds a viewer; the viewer sees the clients but no kick
+	// button, and no account or API key settings.
+	b.do("adding a viewer", chromedp.Navigate(base+"#/settings"), b.loaded("settings"),
+		chromedp.Click(chromedp.CSS("#account-add")),
+		chromedp.SendKeys(chromedp.CSS(`dialog[open] input[name="username"]`), "watcher"),
+		chromedp.SendKeys(chromedp.CSS(`dialog[open] input[name="password"]`), "watcher-pw-1"),
+		chromedp.SetValue(chromedp.CSS(`dialog[open] select[name="role"]`), "viewer"),
+		chromedp.Click(chromedp.CSS(`dialog[open] button[value="ok"]`)),
+		b.shows("settings", "watcher"))
+	b.do("logging out", chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#login-form")))
+	b.login("watcher", "watcher-pw-1")
+	// The login returns to the page shown before (settings).
+	b.do("the viewer's settings", b.loaded("settings"), b.shows("settings", "Change password"),
+		chromedp.WaitNotPresent(chromedp.CSS("#tab-accounts")))
+	b.do("the viewer's clients page", chromedp.Navigate(base+"#/clients"), b.loaded("clients"), b.shows("clients", "dash-dev-b"))
+	if n, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll("button.kick").length`)); err != nil || n != 0 {
+		t.Errorf("a viewer's clients page has %d kick buttons (%v), want none", n, err)
+	}
+
 	select {
 	case err := <-stays.done:
 		t.Errorf("dash-dev-b, never kicked, exited: %v\n%s", err, stays.out.String())
 	default:
 	}
+}
+
+// dashboardConfig writes the node's config: devices dev-a, dev-b and ops
+// (superuser) from a users file with the ACL of ownedFiles, the admin
+// listener on a free loopback port, and a Kafka route and command route.
+func dashboardConfig(t *testing.T, dir, brokers string) string {
+	t.Helper()
+	usersFile, aclFile := ownedFiles(t, dir)
+	f := filepath.Join(dir, "culex.yaml")
+	cfg := fmt.Sprintf(`auth:
+  allow_anonymous: false
+  users_file: %q
+  acl_file: %q
+  acl_default: deny
+  watch_interval: 0s
+admin:
+  listen: 127.0.0.1:0
+kafka:
+  brokers: %q
+  produce_timeout: 5s
+  routes:
+    - {name: telemetry, filter: devices/+/telemetry, topic: telemetry, ack: kafka}
+  commands:
+    - {name: commands, topics: device-commands, mqtt_topic: "devices/${key}/commands", qos: 1}
+`, usersFile, aclFile, brokers)
+	if err := os.WriteFile(f, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// dashboardTraffic, for the screenshots, connects a few devices and
+// publishes telemetry until the test ends.
+func dashboardTraffic(t *testing.T, addr string) {
+	t.Helper()
+	ops := func(o *mqtt.ClientOptions) { o.SetUsername("ops").SetPassword("secret-ops") }
+	for i := range 4 {
+		c := connectV3(t, "tcp://"+addr, fmt.Sprintf("sensor-%02d", i+1), true, ops)
+		c.subscribe(fmt.Sprintf("devices/sensor-%02d/#", i+1), 1)
+	}
+	pub := connectV3(t, "tcp://"+addr, "gateway-01", true, ops)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		close(stop)
+		<-done
+	})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				pub.Publish(fmt.Sprintf("devices/sensor-%02d/telemetry", i%4+1), 1, false, fmt.Sprintf(`{"t":%d}`, i))
+			}
+		}
+	}()
 }
 
 // adminURL waits for serve's admin listener line and returns its URL.
@@ -193,7 +292,7 @@ type browser struct {
 	mu       sync.Mutex
 	problems []string
 	methods  map[network.RequestID]string
-	signedIn bool // from then on a 401 is a failure too
+	afterLogin bool // from then on a 401 is a failure too
 }
 
 func newBrowser(t *testing.T, chromium string) *browser {
@@ -246,7 +345,7 @@ func (b *browser) record(ev any) {
 		r := ev.Response
 		// Before the login, the dashboard asks GET /api/v1/me whether a
 		// session exists: 401 is the answer it expects then.
-		expected := !b.signedIn && r.Status == 401 && strings.HasSuffix(r.URL, "/api/v1/me") && b.methods[ev.RequestID] == "GET"
+		expected := !b.afterLogin && r.Status == 401 && strings.HasSuffix(r.URL, "/api/v1/me") && b.methods[ev.RequestID] == "GET"
 		if r.Status >= 400 && !expected {
 			b.problems = append(b.problems, fmt.Sprintf("HTTP %d for %s %s", r.Status, b.methods[ev.RequestID], r.URL))
 		}
@@ -257,17 +356,33 @@ func (b *browser) record(ev any) {
 	}
 }
 
-func (b *browser) loggedIn() {
+func (b *browser) signedIn() {
 	b.mu.Lock()
-	b.signedIn = true
+	b.afterLogin = true
 	b.mu.Unlock()
+}
+
+// login fills the login form and submits it.
+func (b *browser) login(user, password string) {
+	b.t.Helper()
+	b.do("logging in as "+user,
+		chromedp.WaitVisible(chromedp.CSS("#login-form")),
+		chromedp.SendKeys(chromedp.CSS("#login-username"), user),
+		chromedp.SendKeys(chromedp.CSS("#login-password"), password),
+		chromedp.Click(chromedp.CSS("#login-submit")))
 }
 
 // do runs the steps with a deadline, then fails the test on a step error or
 // on anything recorded as a problem so far.
 func (b *browser) do(what string, steps ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 2*waitTimeout)
+	b.doFor(what, 2*waitTimeout, steps...)
+}
+
+// doFor is do with the deadline d.
+func (b *browser) doFor(what string, d time.Duration, steps ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, d)
 	defer cancel()
 	err := chromedp.Do(ctx, steps...)
 	b.mu.Lock()

@@ -1,5 +1,6 @@
-// A small SVG line chart for live rates: a fixed time window sliding to the
-// right, one line per series, a y axis with round ticks. No library: the
+// A small SVG line chart for live rates: a time window sliding to the right
+// (it grows from one minute to windowSec as samples arrive, so a fresh page
+// uses the whole width), one line per series, a y axis with round ticks. No library: the
 // dashboard draws a handful of lines a few times a minute.
 import {h, svg, rate} from "./ui.js";
 
@@ -27,22 +28,26 @@ export class LineChart {
 
 	draw() {
 		const now = this.points.length ? this.points[this.points.length - 1].t : Date.now();
-		const t0 = now - this.windowSec * 1000;
+		const first = this.points.length ? this.points[0].t : now;
+		const span = Math.min(this.windowSec, Math.max(60, Math.ceil((now - first) / 60000) * 60));
+		const t0 = now - span * 1000;
 		let max = 0;
 		for (const p of this.points) for (const v of p.v) if (Number.isFinite(v)) max = Math.max(max, v);
 		const step = niceStep(max / 4 || 1);
 		const top = Math.max(step * 4, step * Math.ceil(max / step));
-		const x = (t) => PAD.l + (t - t0) / (this.windowSec * 1000) * (W - PAD.l - PAD.r);
+		const x = (t) => PAD.l + (t - t0) / (span * 1000) * (W - PAD.l - PAD.r);
 		const y = (v) => H - PAD.b - v / top * (H - PAD.t - PAD.b);
 		const nodes = [];
 		for (let v = 0; v <= top + step / 2; v += step) {
 			nodes.push(svg("line", {class: "grid-line", x1: PAD.l, x2: W - PAD.r, y1: y(v), y2: y(v)}));
 			nodes.push(svg("text", {class: "axis", x: PAD.l - 6, y: y(v) + 4, "text-anchor": "end"}, this.format(v)));
 		}
-		for (let m = 0; m <= this.windowSec; m += this.windowSec / 5) {
-			const label = m === this.windowSec ? "now" : `-${Math.round((this.windowSec - m) / 60 * 10) / 10}m`;
-			nodes.push(svg("text", {class: "axis", x: PAD.l + m / this.windowSec * (W - PAD.l - PAD.r), y: H - 5,
-				"text-anchor": m === 0 ? "start" : m === this.windowSec ? "end" : "middle"}, label));
+		const ticks = span / 60 <= 2 ? span / 15 : span / 60;
+		for (let i = 0; i <= ticks; i++) {
+			const ago = span - i * span / ticks;
+			const label = ago === 0 ? "now" : ago < 60 || ago % 60 ? `-${Math.round(ago)}s` : `-${ago / 60}m`;
+			nodes.push(svg("text", {class: "axis", x: PAD.l + i / ticks * (W - PAD.l - PAD.r), y: H - 5,
+				"text-anchor": i === 0 ? "start" : i === ticks ? "end" : "middle"}, label));
 		}
 		this.series.forEach((s, i) => {
 			const pts = this.points.filter((p) => Number.isFinite(p.v[i]));

@@ -70,6 +70,14 @@ export function bytes(n) {
 	return (i === 0 ? n : n.toFixed(n < 10 ? 1 : 0)) + " " + units[i];
 }
 
+// siBytes is a rate axis label: decimal units, so round ticks stay round.
+export function siBytes(n) {
+	const units = ["B", "kB", "MB", "GB", "TB"];
+	let i = 0;
+	while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
+	return `${Math.round(n * 10) / 10} ${units[i]}`;
+}
+
 export function duration(sec) {
 	if (sec == null || !Number.isFinite(sec)) return "–";
 	sec = Math.max(0, Math.round(sec));
@@ -103,7 +111,8 @@ export function badge(text, kind) {
 
 // table renders rows with columns [{title, value(row) -> node|string, class}].
 export function table(columns, rows, empty = "Nothing here.") {
-	const head = h("tr", null, columns.map((c) => h("th", {class: c.class}, c.title)));
+	// Headings take only the alignment of their column.
+	const head = h("tr", null, columns.map((c) => h("th", {class: /\bnum\b/.test(c.class) ? "num" : null}, c.title)));
 	const body = rows.length
 		? rows.map((r) => h("tr", null, columns.map((c) => h("td", {class: c.class}, c.value(r)))))
 		: h("tr", null, h("td", {class: "empty", colspan: columns.length}, empty));

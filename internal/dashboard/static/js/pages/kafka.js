@@ -19,9 +19,10 @@ export default async function render(ctx) {
 	const stats = h("div", {class: "grid stats"});
 	const routes = h("div", {id: "kafka-routes"});
 	const commands = h("div", {id: "kafka-commands"});
+	const spool = h("div", {id: "kafka-spool"});
 	const held = card("Held records");
-	ctx.root.append(stats, h("div", {class: "grid two"}, card("Records per second (all routes)", chart.el), card("Command routes (Kafka → MQTT)", commands)),
-		card("Routes (MQTT → Kafka)", routes), held);
+	ctx.root.append(stats, h("div", {class: "grid two"}, card("Records per second (all routes)", chart.el), card("Spool", spool)),
+		card("Routes (MQTT → Kafka)", routes), card("Command routes (Kafka → MQTT)", commands), held);
 
 	const total = new RateTracker();
 	const perRoute = new Map(); // route name -> RateTracker
@@ -37,9 +38,18 @@ export default async function render(ctx) {
 			stat("Produced", rate(r.produced), `${num(sum("produced"))} total`),
 			stat("Failed", num(sum("failed")), r.failed ? rate(r.failed) : "none lately"),
 			stat("In flight", num(sum("in_flight"))),
-			stat("Acknowledged, not in Kafka", num(sum("acked_not_in_kafka"))),
+			stat("Acked, not in Kafka", num(sum("acked_not_in_kafka"))),
 			stat("Spool", bytes(sp.bytes || 0), sp.entries ? `${num(sp.entries)} records, oldest ${duration(sp.oldest_age_seconds)}` : "empty"),
 			stat("Held", num(sp.held || 0), sp.held ? `for ${duration(sp.held_age_seconds)}` : "none"));
+		spool.replaceChildren(h("dl", {class: "props"},
+			h("dt", null, "Brokers"), h("dd", {class: "mono"}, k.brokers),
+			h("dt", null, "Records waiting"), h("dd", null, num(sp.entries || 0)),
+			h("dt", null, "Bytes waiting"), h("dd", null, bytes(sp.bytes || 0)),
+			h("dt", null, "Oldest waiting"), h("dd", null, sp.entries ? duration(sp.oldest_age_seconds) : "–"),
+			h("dt", null, "Held records"), h("dd", null, sp.held ? badge(`${num(sp.held)} for ${duration(sp.held_age_seconds)}`, "bad") : badge("none", "ok")),
+			h("dt", null, "Held topics"), h("dd", {class: "mono"}, (sp.held_topics || []).join(", ") || "–")),
+		h("p", {class: "muted"}, "Routes with ack: spool acknowledge a publish once its record is on disk here; the spool drains to Kafka in order. ",
+			"Records Kafka refuses are held and retried with backoff."));
 		const rates = rs.map((x) => {
 			if (!perRoute.has(x.name)) perRoute.set(x.name, new RateTracker());
 			return perRoute.get(x.name).sample({produced: x.produced, failed: x.failed}, now);

@@ -3,13 +3,13 @@
 // the nodes, drops by reason, authentication outcomes and Kafka health.
 import * as api from "../api.js";
 import {LineChart, RateTracker} from "../chart.js";
-import {h, card, stat, table, badge, num, rate, bytes, duration} from "../ui.js";
+import {h, card, stat, table, badge, num, rate, bytes, siBytes, duration} from "../ui.js";
 
 const pollMs = 3000;
 
 export default function render(ctx) {
 	const msgChart = new LineChart([{name: "Messages in", color: "#0f9f73"}, {name: "Messages out", color: "#3b6fd8"}]);
-	const byteChart = new LineChart([{name: "Bytes in", color: "#0f9f73"}, {name: "Bytes out", color: "#3b6fd8"}], 300, (v) => bytes(v) + "/s");
+	const byteChart = new LineChart([{name: "Bytes in", color: "#0f9f73"}, {name: "Bytes out", color: "#3b6fd8"}], 300, (v) => siBytes(v) + "/s");
 	const connChart = new LineChart([{name: "Connected clients", color: "#8a5cd6"}], 300, num);
 	const stats = h("div", {class: "grid stats", id: "overview-stats"});
 	const nodes = h("div");
