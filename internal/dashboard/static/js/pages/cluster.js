@@ -17,7 +17,7 @@ export default function render(ctx) {
 			stat("Sessions", num(sum("sessions"))),
 			stat("Subscriptions", num(sum("subscriptions"))));
 		list.replaceChildren(nodeTable(ns),
-			h("p", {class: "muted"}, ns.length > 1 ? "Each node's admin API answers for the whole cluster."
-				: "A single node. Nodes joined in a cluster (cluster section of the configuration) appear here."));
+			h("p", {class: "muted"}, ns.length > 1 ? "Every member of the cluster, as this node sees it."
+				: "A single node. The members of a cluster appear here."));
 	});
 }
