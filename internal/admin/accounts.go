@@ -69,8 +69,7 @@ func (s *Server) deleteAccount(w http.ResponseWriter, r *http.Request) error {
 		return accountError(err)
 	}
 	s.log.Info("admin: account removed", "user", name, "by", caller(r).name)
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return noContent(w)
 }
 
 type keyJSON struct {
@@ -127,6 +126,5 @@ func (s *Server) deleteKey(w http.ResponseWriter, r *http.Request) error {
 		return accountError(err)
 	}
 	s.log.Info("admin: API key revoked", "id", id, "by", caller(r).name)
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return noContent(w)
 }

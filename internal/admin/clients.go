@@ -113,8 +113,7 @@ func (s *Server) kickClient(w http.ResponseWriter, r *http.Request) error {
 		return notFound("client %q is not connected", id)
 	}
 	s.log.Info("admin: client kicked", "client_id", id, "by", caller(r).name)
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return noContent(w)
 }
 
 func (s *Server) listSubscriptions(w http.ResponseWriter, r *http.Request) error {

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,6 +60,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	return enc.Encode(v)
 }
 
+// noContent answers 204.
+func noContent(w http.ResponseWriter) error {
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
 // writeError answers err as JSON: an *Error as it is, anything else as 500
 // (logged, not shown).
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
@@ -81,17 +88,24 @@ func decode(r *http.Request, v any) error {
 			return errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send application/json")
 		}
 	}
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody+1))
+	data, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	switch t := bytes.TrimSpace(data); {
+	case err != nil || len(data) > maxBody:
+		return errorf(http.StatusRequestEntityTooLarge, "too_large", "the body is over %d bytes", maxBody)
+	case len(t) == 0:
+		return badRequest("the request needs a JSON body")
+	case t[0] != '{':
+		return badRequest("the body must be a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var me *json.UnmarshalTypeError
 		switch {
-		case errors.Is(err, io.EOF):
-			return badRequest("the request needs a JSON body")
 		case errors.As(err, &me) && me.Field != "":
 			return badRequest("field %q: want %s", me.Field, me.Type.Kind())
 		case errors.Is(err, io.ErrUnexpectedEOF):
-			return badRequest("the JSON body is cut short or over %d bytes", maxBody)
+			return badRequest("the JSON body is cut short")
 		}
 		return badRequest("bad JSON body: %s", jsonMessage(err))
 	}

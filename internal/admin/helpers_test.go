@@ -17,7 +17,7 @@ import (
 
 // startNode runs a node with a loopback MQTT listener and admin listener
 // on port 0, its data in a temporary directory.
-func startNode(t *testing.T, mutate func(*config.Config)) *server.Server {
+func startNode(t testing.TB, mutate func(*config.Config)) *server.Server {
 	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()

@@ -115,8 +115,7 @@ func (s *Server) retryHeld(w http.ResponseWriter, r *http.Request) error {
 		return notFound("no held records for Kafka topic %q", t)
 	}
 	s.log.Info("admin: held Kafka records retried", "topic", t, "by", caller(r).name)
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return noContent(w)
 }
 
 func (s *Server) dropHeld(w http.ResponseWriter, r *http.Request) error {

@@ -69,6 +69,5 @@ func (s *Server) deleteRetained(w http.ResponseWriter, r *http.Request) error {
 		return notFound("no retained message on %q", t)
 	}
 	s.log.Info("admin: retained message deleted", "topic", t, "by", caller(r).name)
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return noContent(w)
 }

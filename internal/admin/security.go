@@ -103,8 +103,7 @@ func (s *Server) deleteBan(w http.ResponseWriter, r *http.Request) error {
 		return notFound("no ban of %s %q", kind, value)
 	}
 	s.log.Info("admin: ban lifted", "kind", kind, "value", value, "by", caller(r).name)
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return noContent(w)
 }
 
 type userJSON struct {
@@ -263,8 +262,7 @@ func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.log.Info("admin: device user removed", "username", name, "by", caller(r).name)
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return noContent(w)
 }
 
 type aclRuleJSON struct {

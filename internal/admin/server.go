@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -146,10 +147,19 @@ func (s *Server) Accounts() *account.Store { return s.accounts }
 // Handlers are the handlers mounted beside the API (see Options).
 type Handlers struct{ Metrics, Healthz, Readyz, Dashboard http.Handler }
 
-// Mount sets the handlers of /metrics, /healthz, /readyz and / (nil ones
-// stay unmounted); call it before Start.
+// Mount sets the handlers of /metrics, /healthz, /readyz and / that h
+// holds; its nil ones leave what was mounted before (so the server may
+// mount the metrics and health handlers, and cmd/culex the dashboard).
+// Call it before Start.
 func (s *Server) Mount(h Handlers) {
-	s.opts.Metrics, s.opts.Healthz, s.opts.Readyz, s.opts.Dashboard = h.Metrics, h.Healthz, h.Readyz, h.Dashboard
+	for _, x := range []struct {
+		dst *http.Handler
+		h   http.Handler
+	}{{&s.opts.Metrics, h.Metrics}, {&s.opts.Healthz, h.Healthz}, {&s.opts.Readyz, h.Readyz}, {&s.opts.Dashboard, h.Dashboard}} {
+		if x.h != nil {
+			*x.dst = x.h
+		}
+	}
 }
 
 // Start serves the listener.
@@ -185,7 +195,7 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle(rt.method+" "+rt.path, s.wrap(rt))
 	}
 	mux.Handle("/api/", s.wrap(route{access: public, h: func(w http.ResponseWriter, r *http.Request) error {
-		return notFound("no API route %s %s (GET /api/v1/openapi.json lists them)", r.Method, r.URL.Path)
+		return noRoute(mux, w, r)
 	}}))
 	for path, h := range map[string]http.Handler{"/metrics": s.opts.Metrics, "/healthz": s.opts.Healthz, "/readyz": s.opts.Readyz} {
 		if h != nil {
@@ -196,6 +206,24 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("/", s.opts.Dashboard)
 	}
 	return securityHeaders(mux)
+}
+
+// noRoute answers a request no API route took: 405 with Allow when the
+// path is a route's with other methods, else 404.
+func noRoute(mux *http.ServeMux, w http.ResponseWriter, r *http.Request) error {
+	var allow []string
+	for _, m := range []string{"GET", "POST", "PUT", "DELETE"} {
+		r2 := r.Clone(r.Context())
+		r2.Method = m
+		if _, pattern := mux.Handler(r2); pattern != "/api/" && pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		return errorf(http.StatusMethodNotAllowed, "method_not_allowed", "%s %s: allowed: %s", r.Method, r.URL.Path, strings.Join(allow, ", "))
+	}
+	return notFound("no API route %s %s (GET /api/v1/openapi.json lists them)", r.Method, r.URL.Path)
 }
 
 // securityHeaders are sent with every answer: no framing, no sniffing.
