@@ -293,9 +293,9 @@ type browser struct {
 	t   *testing.T
 	ctx context.Context
 
-	mu       sync.Mutex
-	problems []string
-	methods  map[network.RequestID]string
+	mu         sync.Mutex
+	problems   []string
+	methods    map[network.RequestID]string
 	afterLogin bool // from then on a 401 is a failure too
 }
 
