@@ -20,6 +20,7 @@ var allowed = map[string][]string{
 	"internal/brokertest":  {"internal/broker", "internal/listener"},
 	"internal/mqtt/packet": {},
 	"internal/config":      {},
+	"internal/dashboard":   {},
 	"internal/store":       {},
 	"internal/mqtt/topic":  {"internal/mqtt/packet"},
 	"internal/listener":    {"internal/config"},
