@@ -279,6 +279,7 @@ type aclRuleJSON struct {
 
 type aclJSON struct {
 	File             string        `json:"file"`
+	UsersFile        string        `json:"users_file"`
 	Default          string        `json:"default"`
 	SysSuperuserOnly bool          `json:"sys_superuser_only"`
 	Rules            []aclRuleJSON `json:"rules"`
@@ -286,7 +287,7 @@ type aclJSON struct {
 
 func (s *Server) aclOut() aclJSON {
 	a := s.opts.Auth.ACL()
-	j := aclJSON{File: s.opts.Auth.ACLFile(), Default: "deny", SysSuperuserOnly: a.SysSuperuserOnly(), Rules: []aclRuleJSON{}}
+	j := aclJSON{File: s.opts.Auth.ACLFile(), UsersFile: s.opts.Config.Auth.UsersFile, Default: "deny", SysSuperuserOnly: a.SysSuperuserOnly(), Rules: []aclRuleJSON{}}
 	if a.DefaultAllow() {
 		j.Default = "allow"
 	}
