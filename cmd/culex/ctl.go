@@ -84,11 +84,15 @@ func ctlCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs.Usage = func() { fmt.Fprint(stderr, ctlUsage); fs.PrintDefaults() }
 	var words []string
 	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil
-			}
-			return err
+		fs.SetOutput(io.Discard) // an unknown flag is one line, below
+		err := fs.Parse(args)
+		fs.SetOutput(stderr)
+		if errors.Is(err, flag.ErrHelp) {
+			fs.Usage()
+			return nil
+		}
+		if err != nil {
+			return ctlFlagError(err, fs)
 		}
 		if fs.NArg() == 0 {
 			break
@@ -104,6 +108,31 @@ func ctlCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	c := &ctlClient{o: o, out: stdout, hc: &http.Client{Timeout: o.timeout}}
 	return c.run(words, stdin)
+}
+
+// ctlFlagError says in one line which flag is unknown, and the known one
+// sharing its longest prefix.
+func ctlFlagError(err error, fs *flag.FlagSet) error {
+	name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: ")
+	if !ok {
+		return fmt.Errorf("ctl: %w", err)
+	}
+	name = strings.TrimLeft(name, "-")
+	best, bestN := "", 2
+	fs.VisitAll(func(f *flag.Flag) {
+		n := 0
+		for n < len(name) && n < len(f.Name) && name[n] == f.Name[n] {
+			n++
+		}
+		if n > bestN {
+			best, bestN = f.Name, n
+		}
+	})
+	hint := ""
+	if best != "" {
+		hint = fmt.Sprintf(" (did you mean --%s?)", best)
+	}
+	return fmt.Errorf("ctl: unknown flag --%s%s; culex ctl -h lists the flags", name, hint)
 }
 
 func envOr(name, def string) string {

@@ -72,6 +72,7 @@ func TestCtlGolden(t *testing.T) {
 		{"retained", "show", "missing"},
 		{"--api-key", "wrong", "bans"},
 		{"clients", "frobnicate"},
+		{"clients", "list", "--client-idd", "x"},
 	} {
 		fmt.Fprintf(&out, "$ culex ctl %s\n", strings.Join(args, " "))
 		full := append([]string{"--url", ts.URL, "--api-key", "kid:secret"}, args...)
