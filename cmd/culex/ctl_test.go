@@ -2,12 +2,14 @@ package main
 
 import (
 	"bytes"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -99,5 +101,23 @@ func golden(t *testing.T, path, got string) {
 	}
 	if got != string(want) {
 		t.Errorf("output differs from %s (run with -update and review the diff):\n%s", path, got)
+	}
+}
+
+// TestCtlCAFile: --ca-file trusts an https admin listener's private CA;
+// without it the certificate is refused.
+func TestCtlCAFile(t *testing.T) {
+	ts := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `[]`)
+	}))
+	defer ts.Close()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw}), 0o600)
+	var out bytes.Buffer
+	if err := ctlCmd([]string{"--url", ts.URL, "--api-key", "k:s", "--ca-file", ca, "bans"}, nil, &out, io.Discard); err != nil || !strings.HasPrefix(out.String(), "KIND") {
+		t.Fatalf("with --ca-file: %v %q", err, out.String())
+	}
+	if err := ctlCmd([]string{"--url", ts.URL, "--api-key", "k:s", "bans"}, nil, &out, io.Discard); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("without --ca-file: %v", err)
 	}
 }
