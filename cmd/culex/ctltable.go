@@ -277,6 +277,7 @@ func (c *ctlClient) routes() error {
 		Routes  []struct {
 			Name, Filter, Topic, Ack  string
 			Produced, Failed, Expired int64
+			ProducedRate              float64 `json:"produced_per_second"`
 			InFlight                  int64   `json:"in_flight"`
 			AckedNotInKafka           int64   `json:"acked_not_in_kafka"`
 			SpoolBytes                int64   `json:"spool_bytes"`
@@ -303,9 +304,10 @@ func (c *ctlClient) routes() error {
 	}
 	var rows [][]any
 	for _, r := range k.Routes {
-		rows = append(rows, []any{r.Name, r.Filter, r.Topic, r.Ack, r.Produced, r.Failed, r.Expired, r.InFlight, r.AckedNotInKafka, r.SpoolBytes})
+		rows = append(rows, []any{r.Name, r.Filter, r.Topic, r.Ack, fmt.Sprintf("%.1f", r.ProducedRate), r.Produced, r.Failed, r.Expired,
+			r.InFlight, r.AckedNotInKafka, r.SpoolBytes})
 	}
-	if err := c.table("ROUTE\tFILTER\tKAFKA TOPIC\tACK\tPRODUCED\tFAILED\tEXPIRED\tIN FLIGHT\tACKED NOT IN KAFKA\tSPOOL BYTES", rows, nil); err != nil {
+	if err := c.table("ROUTE\tFILTER\tKAFKA TOPIC\tACK\tRECORDS/S\tPRODUCED\tFAILED\tEXPIRED\tIN FLIGHT\tACKED NOT IN KAFKA\tSPOOL BYTES", rows, nil); err != nil {
 		return err
 	}
 	if len(k.Commands) > 0 {
