@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"maps"
@@ -234,9 +233,9 @@ func (c *ctlClient) users(w []string, sub string, stdin io.Reader) error {
 		if err := want(w, 3, "users "+sub+" NAME (password on stdin)"); err != nil {
 			return err
 		}
-		pw, err := bufio.NewReader(stdin).ReadString('\n')
-		if pw = strings.TrimRight(pw, "\r\n"); pw == "" {
-			return fmt.Errorf("ctl: users %s: no password on stdin (%v)", sub, err)
+		pw, err := readPassword(stdin, c.errOut) // a prompt without echo on a terminal
+		if err != nil {
+			return fmt.Errorf("ctl: %w", err)
 		}
 		if sub == "add" {
 			body := map[string]any{"username": w[2], "password": pw, "superuser": c.o.superuser}
