@@ -146,8 +146,8 @@ func serverOptions(cfg config.Cluster, node string, role Role, dataDir string) (
 		Host:          "127.0.0.1",
 		Port:          server.RANDOM_PORT,
 		Authorization: localToken,
-		NoSigs:     true,
-		MaxPayload: 64 << 20,
+		NoSigs:        true,
+		MaxPayload:    64 << 20,
 		Cluster: server.ClusterOpts{
 			Name:           cfg.Name,
 			Host:           host,

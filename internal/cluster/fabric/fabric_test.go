@@ -119,4 +119,3 @@ func TestRouteNeedsSecret(t *testing.T) {
 func jetstreamKV(name string) jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{Bucket: name, Replicas: 3}
 }
-
