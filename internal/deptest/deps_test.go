@@ -30,7 +30,11 @@ var allowed = map[string][]string{
 	"internal/bridge/kafka": {"internal/broker", "internal/config", "internal/mqtt/packet", "internal/mqtt/topic"},
 	"internal/auth":         {"internal/broker", "internal/config", "internal/mqtt/packet", "internal/mqtt/topic"},
 	"internal/server": {"internal/auth", "internal/bridge/kafka", "internal/broker", "internal/config", "internal/listener", "internal/store",
-		"internal/mqtt/packet", "internal/mqtt/topic"},
+		"internal/mqtt/packet", "internal/mqtt/topic", "internal/cluster", "internal/cluster/fabric"},
+	"internal/cluster/fabric":  {"internal/config"},
+	"internal/cluster/subject": {},
+	"internal/cluster":         {"internal/broker", "internal/cluster/fabric", "internal/mqtt/packet"},
+	"internal/clustertest":     {},
 }
 
 // testOnly are the test-support packages: only test files import them.
