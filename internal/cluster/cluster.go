@@ -265,7 +265,7 @@ func (r *Router) tickLoop() {
 	defer r.wg.Done()
 	t := time.NewTicker(r.heartbeatEvery())
 	defer t.Stop()
-	lastResync := time.Now()
+	lastResync, lastSys := time.Now(), time.Time{}
 	r.heartbeat()
 	for {
 		select {
@@ -279,7 +279,22 @@ func (r *Router) tickLoop() {
 			lastResync = time.Now()
 		}
 		r.expire()
+		if time.Since(lastSys) >= SysInterval {
+			r.publishSys()
+			lastSys = time.Now()
+		}
 	}
+}
+
+// SysInterval is how often a node publishes $SYS/brokers/<node>/status.
+var SysInterval = 10 * time.Second
+
+// publishSys publishes the node's Status as JSON on
+// $SYS/brokers/<node>/status, retained on this node and forwarded to the
+// subscribers of every node.
+func (r *Router) publishSys() {
+	data, _ := json.Marshal(r.Status())
+	r.b.Publish(context.Background(), &broker.Message{Topic: "$SYS/brokers/" + r.node + "/status", Payload: data, Retain: true}, nil)
 }
 
 // expire forgets nodes silent for longer than node_timeout and fails

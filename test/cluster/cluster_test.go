@@ -114,7 +114,7 @@ func (c *v3) sub(t *testing.T, filter string, qos byte) {
 func mosquittoSub(t *testing.T, addr, filter string) chan msg {
 	t.Helper()
 	host, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command("mosquitto_sub", "-h", host, "-p", port, "-t", filter, "-q", "1", "-v", "-i", "mosq-"+port)
+	cmd := exec.Command("stdbuf", "-oL", "mosquitto_sub", "-h", host, "-p", port, "-t", filter, "-q", "1", "-v", "-i", "mosq-"+port)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -201,7 +201,8 @@ func primed(t *testing.T, pub *v5, topic string, chans map[string]chan msg) {
 }
 
 func TestCluster(t *testing.T) {
-	c := clustertest.Start(t, clustertest.Options{Cores: 3, Replicants: 2, ClusterExtra: "node_timeout: 3s"})
+	c := clustertest.Start(t, clustertest.Options{Cores: 3, Replicants: 2, ClusterExtra: "node_timeout: 3s",
+		Extra: "auth:\n  sys_superuser_only: false\n"})
 	c0, c1, c2, r3, r4 := c.Nodes[0], c.Nodes[1], c.Nodes[2], c.Nodes[3], c.Nodes[4]
 
 	pub := dialV5(t, c0.MQTT(), "pub")
@@ -212,6 +213,37 @@ func TestCluster(t *testing.T) {
 	mq := mosquittoSub(t, r4.MQTT(), "x/#")
 	chans := map[string]chan msg{"v5@" + r3.Name: s5.msgs, "v3@" + c1.Name: s3.msgs, "mosquitto@" + r4.Name: mq}
 	primed(t, pub, "x/p", chans)
+
+	t.Run("status", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, clustertest.Binary(t), "cluster", "status", "-c", r4.ConfigFile()).CombinedOutput()
+		if err != nil {
+			t.Fatalf("culex cluster status: %v\n%s", err, out)
+		}
+		for _, n := range c.Nodes {
+			if !strings.Contains(string(out), n.Name+" ") || !strings.Contains(string(out), n.ClusterAddr) {
+				t.Errorf("status does not list %s at %s:\n%s", n.Name, n.ClusterAddr, out)
+			}
+		}
+		if !strings.Contains(string(out), "leader: c") {
+			t.Errorf("status names no leader among the cores:\n%s", out)
+		}
+		t.Logf("culex cluster status:\n%s", out)
+		// Every node's $SYS status reaches a subscriber on another node.
+		sys := dialV5(t, c1.MQTT(), "sys")
+		sys.sub("$SYS/brokers/+/status", 0, 0, false)
+		seen := map[string]bool{}
+		deadline := time.After(waitTimeout)
+		for len(seen) < len(c.Nodes) {
+			select {
+			case m := <-sys.msgs:
+				seen[strings.Split(m.Topic, "/")[2]] = true
+			case <-deadline:
+				t.Fatalf("$SYS/brokers/<node>/status seen from %v of %d nodes", seen, len(c.Nodes))
+			}
+		}
+	})
 
 	t.Run("properties", func(t *testing.T) {
 		pf := byte(1)
