@@ -61,6 +61,7 @@ type Router struct {
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	closed    atomic.Bool
+	dirty     atomic.Bool // a subscription may have gone: resync
 	started   atomic.Bool
 	startedAt time.Time
 
@@ -201,6 +202,13 @@ func (r *Router) OnSubscribe(_ *broker.ClientInfo, filter string, qos byte) {
 	r.mu.Unlock()
 }
 
+// OnUnsubscribe, OnDisconnect and OnSessionExpired mark the announced
+// filters stale: a filter may have lost its last subscriber, which the
+// next resynchronisation (within a second) announces.
+func (r *Router) OnUnsubscribe(*broker.ClientInfo, string) { r.dirty.Store(true) }
+func (r *Router) OnDisconnect(*broker.ClientInfo, error)   { r.dirty.Store(true) }
+func (r *Router) OnSessionExpired(string)                  { r.dirty.Store(true) }
+
 func sharedInner(f string) string {
 	rest := f[7:]
 	for i := 0; i < len(rest); i++ {
@@ -274,7 +282,10 @@ func (r *Router) tickLoop() {
 		case <-t.C:
 		}
 		r.heartbeat()
-		if time.Since(lastResync) >= time.Second {
+		// Walking every subscription costs, so only after a removal (or
+		// every 30 s, in case a removal went unseen).
+		if since := time.Since(lastResync); since >= time.Second && r.dirty.Load() || since >= 30*time.Second {
+			r.dirty.Store(false)
 			r.resync()
 			lastResync = time.Now()
 		}
