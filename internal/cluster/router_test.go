@@ -11,6 +11,7 @@ import (
 	"github.com/culexmq/culex/internal/broker"
 	"github.com/culexmq/culex/internal/brokertest"
 	"github.com/culexmq/culex/internal/cluster/fabric"
+	"github.com/culexmq/culex/internal/clustertest"
 	"github.com/culexmq/culex/internal/config"
 	"github.com/culexmq/culex/internal/mqtt/packet"
 	"github.com/eclipse/paho.golang/paho"
@@ -52,15 +53,7 @@ type node struct {
 // startNodes starts n replicants (no JetStream) routed to each other, each
 // with a broker and a router, in this process.
 func startNodes(t *testing.T, n int) []*node {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-		l.Close()
-	}
+	ports := clustertest.FreePorts(t, n)
 	var out []*node
 	for i := range n {
 		c := config.Default().Cluster
