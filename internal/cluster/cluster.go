@@ -65,6 +65,9 @@ type Router struct {
 	started   atomic.Bool
 	startedAt time.Time
 
+	watchMu  sync.Mutex
+	watchers []func(node string, up bool)
+
 	forwarded atomic.Uint64
 	received  atomic.Uint64
 }
@@ -145,6 +148,25 @@ func (r *Router) Start(b *broker.Broker) error {
 	go r.tickLoop()
 	r.resync()
 	return nil
+}
+
+// Watch calls fn whenever another node joins (up, also after a restart)
+// or is gone (no heartbeat for cluster.node_timeout), on a goroutine of the
+// router: fn must not block. The client-id registry and wills use it to
+// release what a dead node held.
+func (r *Router) Watch(fn func(node string, up bool)) {
+	r.watchMu.Lock()
+	r.watchers = append(r.watchers, fn)
+	r.watchMu.Unlock()
+}
+
+func (r *Router) notify(node string, up bool) {
+	r.watchMu.Lock()
+	ws := r.watchers
+	r.watchMu.Unlock()
+	for _, fn := range ws {
+		fn(node, up)
+	}
 }
 
 // heartbeatEvery is the heartbeat period: a fifth of node_timeout.
@@ -328,6 +350,7 @@ func (r *Router) expire() {
 	for _, p := range gone {
 		r.log.Warn("cluster: node gone", "node", p.name, "silent_for", r.nodeTO)
 		r.dropPeer(p)
+		r.notify(p.name, false)
 	}
 	for _, rt := range routes {
 		rt.timeout(now.Add(-r.ackTO).UnixNano())
@@ -356,6 +379,7 @@ func (r *Router) onAnnounce(msg *nats.Msg) {
 		old, p = p, nil
 		delete(r.peers, a.Node)
 	}
+	joined := p == nil
 	if p == nil {
 		p = &peer{name: a.Node, epoch: a.Epoch, filters: make(map[string]byte)}
 		p.route = newNodeRoute(r, a.Node)
@@ -380,6 +404,10 @@ func (r *Router) onAnnounce(msg *nats.Msg) {
 	if old != nil {
 		r.log.Info("cluster: node restarted", "node", a.Node)
 		r.dropPeer(old)
+		r.notify(a.Node, false)
+	}
+	if joined {
+		r.notify(a.Node, true)
 	}
 	if needSync {
 		go r.requestSync(a.Node, a.Epoch)

@@ -137,3 +137,34 @@ func TestInterestFollowsSubscriptions(t *testing.T) {
 	c.Disconnect(&paho.Disconnect{})
 	eventually(t, "n0 to forget the disconnected session's filters", func() bool { return len(a.peerFilters("n1")) == 0 })
 }
+
+// TestWatchNodeGone: a node that stops is reported gone within
+// node_timeout and a heartbeat, and its filters are dropped.
+func TestWatchNodeGone(t *testing.T) {
+	ns := startNodes(t, 2)
+	a, b := ns[0], ns[1]
+	eventually(t, "n0 to know n1", func() bool { return len(a.r.Nodes()) == 1 })
+	gone := make(chan string, 4)
+	a.r.Watch(func(node string, up bool) {
+		if !up {
+			gone <- node
+		}
+	})
+	start := time.Now()
+	b.r.Close()
+	b.f.Close()
+	select {
+	case n := <-gone:
+		if n != "n1" {
+			t.Fatalf("gone: %s", n)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("reported gone after %v (node_timeout 1s)", d)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("n1 never reported gone")
+	}
+	if len(a.r.Nodes()) != 0 {
+		t.Errorf("nodes %v after n1 left", a.r.Nodes())
+	}
+}
