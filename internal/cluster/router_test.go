@@ -168,3 +168,50 @@ func TestWatchNodeGone(t *testing.T) {
 		t.Errorf("nodes %v after n1 left", a.r.Nodes())
 	}
 }
+
+// TestAckTimeoutFailsPublish: a node that stays alive (heartbeats) but
+// does not accept a message makes the QoS 1 publish fail with 0x80 after
+// ack_timeout, never succeed.
+func TestAckTimeoutFailsPublish(t *testing.T) {
+	ns := startNodes(t, 2)
+	a, b := ns[0], ns[1]
+	sub := dialPaho(t, b.addr, "sub")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := sub.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "q", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "n0 to learn q", func() bool { _, ok := a.peerFilters("n1")["q"]; return ok })
+	// n1 stops taking forwarded messages, and keeps its heartbeats.
+	for _, s := range b.r.subs {
+		if s.Subject == b.r.prefix+"msg.n1" {
+			s.Unsubscribe()
+		}
+	}
+	b.r.nc.Flush()
+	pub := dialPaho(t, a.addr, "pub")
+	start := time.Now()
+	pr, err := pub.Publish(ctx, &paho.Publish{Topic: "q", QoS: 1, Payload: []byte("x")})
+	if pr == nil || pr.ReasonCode != packet.ErrUnspecified.Value {
+		t.Fatalf("publish: %+v %v, want PUBACK 0x80", pr, err)
+	}
+	if d := time.Since(start); d < 4*time.Second {
+		t.Errorf("failed after %v, before ack_timeout (5s)", d)
+	}
+}
+
+func dialPaho(t *testing.T, addr, id string) *paho.Client {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := paho.NewClient(paho.ClientConfig{ClientID: id, Conn: conn, PacketTimeout: 30 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Connect(ctx, &paho.Connect{ClientID: id, CleanStart: true}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Disconnect(&paho.Disconnect{}); conn.Close() })
+	return c
+}
