@@ -7,6 +7,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -57,6 +58,7 @@ type Router struct {
 	synced   bool // the first announcement was made
 
 	acks      chan ackItem
+	flushq    chan *nodeRoute // routes with frames to publish
 	subs      []*nats.Subscription
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -114,7 +116,7 @@ func New(f *fabric.Fabric, log *slog.Logger) *Router {
 		prefix: subjPrefix + f.ClusterName() + ".",
 		ackTO:  cfg.AckTimeout, nodeTO: cfg.NodeTimeout,
 		peers: make(map[string]*peer), local: make(map[string]byte),
-		acks: make(chan ackItem, 4096), stop: make(chan struct{}),
+		acks: make(chan ackItem, 4096), flushq: make(chan *nodeRoute, 1024), stop: make(chan struct{}),
 	}
 }
 
@@ -144,7 +146,8 @@ func (r *Router) Start(b *broker.Broker) error {
 	}
 	r.startedAt = time.Now()
 	r.started.Store(true)
-	r.wg.Add(2)
+	r.wg.Add(3)
+	go r.flushLoop()
 	go r.ackLoop()
 	go r.tickLoop()
 	r.resync()
@@ -538,7 +541,21 @@ func (r *Router) Nodes() []string {
 // persistent sessions).
 func (r *Router) onMessage(msg *nats.Msg) {
 	now := time.Now().UnixNano()
-	m, seq, sender, err := decodeMsg(msg.Data, now)
+	for b := msg.Data; len(b) > 0; {
+		if len(b) < 4 || uint64(len(b)-4) < uint64(binary.LittleEndian.Uint32(b)) {
+			r.log.Warn("cluster: malformed batch dropped")
+			return
+		}
+		l := 4 + int(binary.LittleEndian.Uint32(b))
+		// A copy of its own: a queued message must not pin the batch.
+		r.inject(bytes.Clone(b[4:l]), now)
+		b = b[l:]
+	}
+}
+
+// inject routes one forwarded message.
+func (r *Router) inject(frame []byte, now int64) {
+	m, seq, sender, err := decodeMsg(frame, now)
 	if err != nil {
 		r.log.Warn("cluster: malformed message dropped", "err", err)
 		return
@@ -559,6 +576,20 @@ func (r *Router) onMessage(msg *nats.Msg) {
 		}
 		r.acks <- ackItem{to: sender, seq: seq, code: code}
 	})
+}
+
+// flushLoop publishes the batches of the routes that have frames, one
+// route at a time, in the order they got their first frame.
+func (r *Router) flushLoop() {
+	defer r.wg.Done()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case n := <-r.flushq:
+			n.flush()
+		}
+	}
 }
 
 type ackItem struct {
