@@ -88,7 +88,8 @@ var (
 	buildErr  error
 )
 
-// Binary builds ./cmd/culex once per test process and returns its path.
+// Binary builds ./cmd/culex once per test process and returns its path;
+// with CULEX_CLUSTERTEST_RACE=1 it is built with the race detector.
 func Binary(t testing.TB) string {
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "culex-clustertest-")
@@ -105,7 +106,11 @@ func Binary(t testing.TB) string {
 		}
 		root := filepath.Dir(strings.TrimSpace(string(out)))
 		binPath = filepath.Join(dir, "culex")
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", binPath, "./cmd/culex")
+		args := []string{"build", "-o", binPath}
+		if os.Getenv("CULEX_CLUSTERTEST_RACE") == "1" {
+			args = append(args, "-race")
+		}
+		cmd := exec.CommandContext(ctx, "go", append(args, "./cmd/culex")...)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build ./cmd/culex: %w\n%s", err, out)

@@ -2,7 +2,9 @@ package fabric
 
 import (
 	"context"
+	"errors"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -131,5 +133,33 @@ func TestExternalNATS(t *testing.T) {
 	defer cancel()
 	if err := f.WaitReady(ctx, time.Hour); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPeersFromDNS: one name resolving to every core gives one route per
+// address; a name that does not resolve is kept for NATS to retry.
+func TestPeersFromDNS(t *testing.T) {
+	old := lookupHost
+	defer func() { lookupHost = old }()
+	lookupHost = func(_ context.Context, host string) ([]string, error) {
+		if host == "cores.culex" {
+			return []string{"10.0.0.1", "10.0.0.2", "fd00::3"}, nil
+		}
+		return nil, errors.New("no such host")
+	}
+	us, err := resolvePeers([]string{"cores.culex:4248", "later.culex:4248", "10.0.0.1:4248"}, "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, u := range us {
+		got = append(got, u.Host)
+		if p, _ := u.User.Password(); u.User.Username() != routeUser || p != "s" {
+			t.Errorf("%s: credentials %v", u, u.User)
+		}
+	}
+	want := []string{"10.0.0.1:4248", "10.0.0.2:4248", "[fd00::3]:4248", "later.culex:4248"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("routes %v, want %v", got, want)
 	}
 }
