@@ -456,9 +456,12 @@ func (r *Router) requestSync(node string, epoch uint64) {
 		}
 		r.mu.Lock()
 		p := r.peers[node]
-		if p == nil || p.epoch != a.Epoch {
+		if p == nil || p.epoch != a.Epoch || a.Seq < p.seq {
+			if p != nil && p.epoch == epoch {
+				p.syncing = false
+			}
 			r.mu.Unlock()
-			return // gone or restarted meanwhile: its next heartbeat starts over
+			return // gone, restarted or moved on meanwhile: its next heartbeat starts over
 		}
 		var remove []string
 		for f := range p.filters {
@@ -574,7 +577,10 @@ func (r *Router) inject(frame []byte, now int64) {
 				code = c.Value
 			}
 		}
-		r.acks <- ackItem{to: sender, seq: seq, code: code}
+		select {
+		case r.acks <- ackItem{to: sender, seq: seq, code: code}:
+		case <-r.stop: // closed: the sender stops waiting when it sees this node gone
+		}
 	})
 }
 

@@ -75,7 +75,10 @@ func (n *nodeRoute) send(m *broker.Message, qos byte, seq uint64) {
 	n.bmu.Unlock()
 	n.r.forwarded.Add(1)
 	if wake {
-		n.r.flushq <- n
+		select {
+		case n.r.flushq <- n:
+		case <-n.r.stop:
+		}
 	}
 }
 
