@@ -19,6 +19,7 @@ Usage:
   culex bench CMD [flags] load-test any MQTT broker (conn, pub, sub)
   culex users CMD [flags] manage the users file (add, passwd, rm, list)
   culex ctl CMD [flags]   operate a running node over its admin API (culex ctl help)
+  culex cluster status    print the nodes of the cluster (culex cluster -h)
   culex bridge [flags]    standalone MQTT -> Kafka / Kafka -> MQTT bridge for any broker
   culex version           print the version
 `
@@ -41,6 +42,8 @@ func main() {
 		err = bridge(args)
 	case "ctl":
 		err = ctl(args)
+	case "cluster":
+		err = clusterCmd(args)
 	case "version", "--version", "-v":
 		fmt.Println(versionLine())
 	case "help", "-h", "--help":

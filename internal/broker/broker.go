@@ -75,6 +75,7 @@ type Broker struct {
 	shared   *topic.SharedIndex[*session, subOpts]
 	remote   *topic.Index[RemoteRoute, byte]
 	retained *topic.Retained[*Message]
+	sharedRT SharedRouter // the cluster's shared subscriptions (route.go); nil alone
 
 	// bridges are mqtt.bridge_clients: sessions with the bridge queue limits.
 	bridges map[string]bool

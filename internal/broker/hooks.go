@@ -113,6 +113,45 @@ type RemoteRoute interface {
 	Deliver(m *Message, qos byte)
 }
 
+// AckRemoteRoute is a RemoteRoute whose QoS 1/2 copies are accepted
+// later, on another node: the cluster's route to a node. For a QoS 1/2
+// message whose acknowledgement waits (a client's PUBLISH, Broker.Publish)
+// the broker calls DeliverAck instead of Deliver, and holds the PUBACK or
+// PUBREC (or Publish's done) until ack.Done has been called; an error
+// fails it as a failed store write does (v5: the reason code; 3.1.1: no
+// acknowledgement, the client sends it again). DeliverAck runs on the
+// publisher's goroutine, must not block, and must call ack.Done exactly
+// once, on any goroutine.
+type AckRemoteRoute interface {
+	RemoteRoute
+	DeliverAck(m *Message, qos byte, ack Acker)
+}
+
+// SharedRouter spreads shared subscriptions over the nodes of a cluster:
+// for each message, one member in the whole cluster. Set with
+// Broker.SetSharedRouter before Start.
+type SharedRouter interface {
+	// SharedTurn says whose turn it is for a message matching the shared
+	// subscription (group, filter): nil for this node (local says whether
+	// it has members), or the route to the node to forward it to. It runs
+	// on the routing path, under the shared index's lock: fast, no
+	// blocking, no calls into the broker.
+	SharedTurn(group, filter string, local bool) SharedRoute
+	// MatchShared calls fn for each shared subscription of other nodes
+	// whose filter matches topic.
+	MatchShared(topic string, fn func(group, filter string))
+}
+
+// SharedRoute forwards a message for a shared subscription to the node
+// whose turn it is. ack, when not nil, is completed once that node has
+// accepted it (as AckRemoteRoute.DeliverAck).
+type SharedRoute interface {
+	DeliverShared(m *Message, share Share, ack Acker)
+}
+
+// Acker completes one deferred acknowledgement.
+type Acker interface{ Done(err error) }
+
 // Router is where the cluster adds and removes remote subscribers.
 type Router interface {
 	SubscribeRemote(filter string, qos byte, r RemoteRoute) error

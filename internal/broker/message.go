@@ -37,7 +37,19 @@ type Message struct {
 	// drop_oldest; unlike AllOrNothing, a session whose queue is full
 	// (of kept copies) drops its copy, counted queue_full.
 	Keep bool
+	// Forwarded marks a message another node routed and the cluster
+	// injected here (with Local): Retain then only sets RETAIN for
+	// retain-as-published subscriptions; the message is not stored as
+	// retained, as retained messages replicate on their own.
+	Forwarded bool
+	// Share, on a Forwarded message, names the shared subscription of
+	// this node it is for: it goes to one member of it and to nobody
+	// else (the publisher's node picked this node's turn).
+	Share *Share
 }
+
+// Share names a shared subscription: $share/Group/Filter.
+type Share struct{ Group, Filter string }
 
 // userPropSize is what each user property costs besides its strings.
 const userPropSize = int(unsafe.Sizeof(packet.UserProperty{}))

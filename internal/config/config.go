@@ -32,6 +32,9 @@ type Config struct {
 	Kafka Kafka `yaml:"kafka"`
 	// Admin is the admin HTTP listener (admin.go).
 	Admin Admin `yaml:"admin"`
+	// Cluster joins the node to a cluster (docs/cluster.md); off while
+	// cluster.listen and cluster.nats_url are empty.
+	Cluster Cluster `yaml:"cluster"`
 }
 
 // Listener is one MQTT endpoint.
@@ -494,6 +497,7 @@ func Default() Config {
 				SessionExpiry: time.Hour, ReceiveMaximum: 1024},
 			GroupSessionTimeout: 45 * time.Second,
 		},
-		Admin: DefaultAdmin(),
+		Admin:   DefaultAdmin(),
+		Cluster: defaultCluster(),
 	}
 }

@@ -78,6 +78,9 @@ func (s *Server) useOps() {
 	})
 	h.Add("listeners", s.listenersReady)
 	h.Add("store", s.storeReady)
+	if s.router != nil {
+		h.Add("cluster", s.Ready)
+	}
 	if s.kafka != nil && s.kafka.NeedsKafka() {
 		h.Add("kafka", s.kafka.Ping)
 	}

@@ -16,6 +16,8 @@ import (
 	"github.com/culexmq/culex/internal/auth"
 	"github.com/culexmq/culex/internal/bridge/kafka"
 	"github.com/culexmq/culex/internal/broker"
+	"github.com/culexmq/culex/internal/cluster"
+	"github.com/culexmq/culex/internal/cluster/fabric"
 	"github.com/culexmq/culex/internal/config"
 	"github.com/culexmq/culex/internal/listener"
 	"github.com/culexmq/culex/internal/mqtt/packet"
@@ -31,7 +33,9 @@ type Server struct {
 	log       *slog.Logger
 	store     store.Store
 	auth      *auth.Service
-	kafka     *kafka.Bridge // nil without kafka.brokers
+	kafka     *kafka.Bridge   // nil without kafka.brokers
+	fabric    *fabric.Fabric  // nil without a cluster
+	router    *cluster.Router // nil without a cluster
 	broker    *broker.Broker
 	listeners []*listener.Listener
 	serving   sync.WaitGroup // one per listener's accept loop
@@ -101,11 +105,17 @@ func (s *Server) open() error {
 			return err
 		}
 	}
+	if err := s.openCluster(&opts); err != nil {
+		return err
+	}
 	b, err := broker.New(opts)
 	if err != nil {
 		return err
 	}
 	s.broker = b
+	if s.router != nil {
+		b.SetSharedRouter(s.router)
+	}
 	a.SetDisconnect(func(clientID string) { b.Disconnect(clientID, packet.ErrNotAuthorized) })
 	a.SetDisconnectClient(func(c *broker.ClientInfo, code packet.Code) { b.DisconnectClient(c, code) })
 	for i, lc := range cfg.Listeners {
@@ -199,6 +209,9 @@ func (s *Server) Start() error {
 	if err := s.broker.Start(); err != nil {
 		return err
 	}
+	if err := s.startCluster(); err != nil {
+		return err
+	}
 	if s.kafka != nil {
 		if err := s.kafka.Start(context.Background(), s.broker); err != nil {
 			return err
@@ -287,6 +300,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.kafka.Close() // first: unacknowledged publishes fail, devices retransmit
 	}
 	errs = append(errs, s.broker.Shutdown(ctx))
+	s.closeCluster()
 	errs = append(errs, s.auth.Close())
 	errs = append(errs, s.store.Close())
 	return errors.Join(errs...)
@@ -306,6 +320,7 @@ func (s *Server) closeAll() {
 	if s.broker != nil {
 		s.broker.Shutdown(context.Background())
 	}
+	s.closeCluster()
 	if s.auth != nil {
 		s.auth.Close()
 	}
