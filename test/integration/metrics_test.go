@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
+
 	"github.com/culexmq/culex/internal/brokertest"
 	"github.com/culexmq/culex/internal/config"
 	"github.com/culexmq/culex/internal/server"
@@ -178,4 +180,45 @@ func TestPrometheusScrapesNode(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestMetricsLoginsByBackend: logins are counted by the backend that
+// decided them: a users-file user's right and wrong passwords under
+// backend="users", an unknown user (no backend answered) under "none".
+func TestMetricsLoginsByBackend(t *testing.T) {
+	_, usersFile := writeUsers(t, t.TempDir(), "dev1")
+	srv := startBroker(t, func(c *config.Config) {
+		c.Auth.AllowAnonymous = false
+		c.Auth.UsersFile = usersFile
+	})
+	base := metricsServer(t, srv)
+	addr := tcpAddr(t, srv)
+	connectV5(t, addr, passwordLogin("dev1", "dev1", "secret-dev1"))
+	for _, l := range []*paho.Connect{passwordLogin("bad", "dev1", "wrong"), passwordLogin("who", "nobody", "x")} {
+		if _, ca, err := dialV5(t, addr, l, nil); err == nil {
+			t.Fatalf("%s logged in: %+v", l.Username, ca)
+		}
+	}
+	out := scrape(t, base+"/metrics")
+	for _, want := range []string{
+		`culex_auth_logins_total{backend="users",result="success"} 1`,
+		`culex_auth_logins_total{backend="users",result="failure"} 1`,
+		`culex_auth_logins_total{backend="none",result="failure"} 1`,
+		`culex_connects_refused_total{reason="bad_user_name_or_password"} 2`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("/metrics:\n%s", out)
+	}
+}
+
+// passwordLogin is a clean-start v5 CONNECT with a username and password.
+func passwordLogin(id, user, pass string) *paho.Connect {
+	cp := v5Connect(id, true, 0)
+	cp.Username, cp.UsernameFlag = user, true
+	cp.Password, cp.PasswordFlag = []byte(pass), true
+	return cp
 }
