@@ -28,6 +28,9 @@ const readyEvery = 5 * time.Second
 // event log (docs/operations.md).
 type ops struct {
 	metrics *metrics.Collector
+	// registry serves metrics with the Go and process collectors, and
+	// those RegisterMetrics adds.
+	registry *prometheus.Registry
 	events  *eventlog.Logger
 	health  *health.Checker
 	// serving[i] is true while listener i's accept loop runs.
@@ -43,6 +46,7 @@ type ops struct {
 // initOps makes the hooks the broker needs before it is created.
 func (s *Server) initOps(opts *broker.Options) {
 	s.ops.metrics = metrics.New()
+	s.ops.registry = metrics.Registry(s.ops.metrics)
 	s.ops.events = eventlog.New(s.log)
 	s.ops.health = health.New(s.log)
 	s.ops.state.Store("starting")
@@ -160,10 +164,19 @@ func (s *Server) storeReady(ctx context.Context) error {
 	}
 }
 
-// MetricsHandler serves the node's Prometheus metrics (mount it at
-// /metrics); extra collectors (the cluster's) are served with them.
-func (s *Server) MetricsHandler(extra ...prometheus.Collector) http.Handler {
-	return metrics.Handler(s.ops.metrics, extra...)
+// MetricsHandler serves the node's Prometheus metrics (the admin
+// listener's /metrics).
+func (s *Server) MetricsHandler() http.Handler { return metrics.Handler(s.ops.registry) }
+
+// RegisterMetrics adds collectors (the cluster's) to what MetricsHandler
+// serves, at any time.
+func (s *Server) RegisterMetrics(cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := s.ops.registry.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Health is the node's readiness: mount Health().Readyz() at /readyz and

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/culexmq/culex/internal/brokertest"
 	"github.com/culexmq/culex/internal/config"
@@ -50,10 +51,16 @@ func metricsServer(t *testing.T, srv *server.Server) string {
 // TestMetricsPromtool: the node's /metrics output passes `promtool check
 // metrics` (Prometheus' own linter: names, units, _total, help text) and
 // carries the connection count of clients a real client library holds,
-// their messages by QoS, and a CONNECT refused at max_connections.
+// their messages by QoS, a CONNECT refused at max_connections, and what
+// another part registered with RegisterMetrics.
 func TestMetricsPromtool(t *testing.T) {
 	promtool := brokertest.Tool(t, "promtool", "prometheus")
 	srv := startBroker(t, func(c *config.Config) { c.MQTT.MaxConnections = 1 })
+	extra := prometheus.NewCounter(prometheus.CounterOpts{Name: "culex_cluster_test_total", Help: "A collector of another part."})
+	extra.Add(3)
+	if err := srv.RegisterMetrics(extra); err != nil {
+		t.Fatal(err)
+	}
 	base := metricsServer(t, srv)
 	c := connectV5(t, tcpAddr(t, srv), v5Connect("metrics-a", true, 0))
 	c.subscribe(sub("m/#", 1))
@@ -77,6 +84,7 @@ func TestMetricsPromtool(t *testing.T) {
 		`culex_connects_refused_total{reason="quota_exceeded"} 1`,
 		`culex_messages_dropped_total{reason="queue_full"} 0`,
 		"culex_build_info{",
+		"culex_cluster_test_total 3",
 		"go_goroutines ",
 		"process_open_fds ",
 	} {
