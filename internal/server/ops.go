@@ -31,8 +31,8 @@ type ops struct {
 	// registry serves metrics with the Go and process collectors, and
 	// those RegisterMetrics adds.
 	registry *prometheus.Registry
-	events  *eventlog.Logger
-	health  *health.Checker
+	events   *eventlog.Logger
+	health   *health.Checker
 	// serving[i] is true while listener i's accept loop runs.
 	serving []atomic.Bool
 	// state is what the node check reports: starting, ready, stopping.
