@@ -88,7 +88,8 @@ func (s *Server) useOps() {
 }
 
 // mountOps serves /metrics, /healthz and /readyz on the admin listener
-// (when there is one). The dashboard's handler joins them here.
+// (when there is one); the dashboard is mounted beside them with its own
+// Mount (Mount keeps what an earlier one set).
 func (s *Server) mountOps() {
 	if s.admin == nil {
 		return
