@@ -8,10 +8,11 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests drive: mosquitto (the comparison broker),
 # mosquitto_pub/mosquitto_sub (real clients), kcat (a Kafka client we did
 # not write), haproxy (a load balancer sending PROXY headers), stdbuf
-# (coreutils, to line-buffer mosquitto_sub) and prometheus (the server and
-# promtool, which scrape and lint /metrics). A test whose tool is missing
-# skips, but fails where CI=true.
-pkgs=(mosquitto mosquitto-clients kcat haproxy coreutils prometheus)
+# (coreutils, to line-buffer mosquitto_sub), prometheus (the server and
+# promtool, which scrape and lint /metrics) and chromium (headless, drives
+# the dashboard in its browser test). A test whose tool is missing skips,
+# but fails where CI=true.
+pkgs=(mosquitto mosquitto-clients kcat haproxy coreutils prometheus chromium)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

@@ -1,11 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
-	"sort"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -21,10 +21,7 @@ func (c *ctlClient) table(header string, rows [][]any, meta *ctlMeta) error {
 	for _, r := range rows {
 		s := make([]string, len(r))
 		for i, v := range r {
-			s[i] = fmt.Sprint(v)
-			if s[i] == "" {
-				s[i] = "-"
-			}
+			s[i] = cell(v)
 		}
 		fmt.Fprintln(tw, strings.Join(s, "\t"))
 	}
@@ -35,6 +32,14 @@ func (c *ctlClient) table(header string, rows [][]any, meta *ctlMeta) error {
 		fmt.Fprintf(c.out, "(%d of %d; page %d, --page and --limit for more)\n", len(rows), meta.Count, meta.Page)
 	}
 	return nil
+}
+
+// cell is a table value: "-" for an empty one.
+func cell(v any) string {
+	if s := fmt.Sprint(v); s != "" {
+		return s
+	}
+	return "-"
 }
 
 type ctlMeta struct{ Page, Limit, Count int }
@@ -107,7 +112,7 @@ func (c *ctlClient) client(id string) error {
 		{"persistent", x.Persistent}, {"session expiry", time.Duration(x.Expiry) * time.Second}, {"disconnected at", disc},
 		{"inflight", fmt.Sprintf("%d of %d", x.Inflight, x.InflightMax)},
 		{"queued", fmt.Sprintf("%d of %d (%d of %d bytes)", x.Queued, x.QueueMax, x.QueuedBytes, x.QueueMaxBytes)}} {
-		fmt.Fprintf(tw, "%v:\t%v\n", kv[0], kv[1])
+		fmt.Fprintf(tw, "%v:\t%s\n", kv[0], cell(kv[1]))
 	}
 	tw.Flush()
 	fmt.Fprintln(c.out)
@@ -228,9 +233,9 @@ func (c *ctlClient) users(w []string, sub string, stdin io.Reader) error {
 		if err := want(w, 3, "users "+sub+" NAME (password on stdin)"); err != nil {
 			return err
 		}
-		pw, err := bufio.NewReader(stdin).ReadString('\n')
-		if pw = strings.TrimRight(pw, "\r\n"); pw == "" {
-			return fmt.Errorf("ctl: users %s: no password on stdin (%v)", sub, err)
+		pw, err := readPassword(stdin, c.errOut) // a prompt without echo on a terminal
+		if err != nil {
+			return fmt.Errorf("ctl: %w", err)
 		}
 		if sub == "add" {
 			body := map[string]any{"username": w[2], "password": pw, "superuser": c.o.superuser}
@@ -272,6 +277,7 @@ func (c *ctlClient) routes() error {
 		Routes  []struct {
 			Name, Filter, Topic, Ack  string
 			Produced, Failed, Expired int64
+			ProducedRate              float64 `json:"produced_per_second"`
 			InFlight                  int64   `json:"in_flight"`
 			AckedNotInKafka           int64   `json:"acked_not_in_kafka"`
 			SpoolBytes                int64   `json:"spool_bytes"`
@@ -298,9 +304,10 @@ func (c *ctlClient) routes() error {
 	}
 	var rows [][]any
 	for _, r := range k.Routes {
-		rows = append(rows, []any{r.Name, r.Filter, r.Topic, r.Ack, r.Produced, r.Failed, r.Expired, r.InFlight, r.AckedNotInKafka, r.SpoolBytes})
+		rows = append(rows, []any{r.Name, r.Filter, r.Topic, r.Ack, fmt.Sprintf("%.1f", r.ProducedRate), r.Produced, r.Failed, r.Expired,
+			r.InFlight, r.AckedNotInKafka, r.SpoolBytes})
 	}
-	if err := c.table("ROUTE\tFILTER\tKAFKA TOPIC\tACK\tPRODUCED\tFAILED\tEXPIRED\tIN FLIGHT\tACKED NOT IN KAFKA\tSPOOL BYTES", rows, nil); err != nil {
+	if err := c.table("ROUTE\tFILTER\tKAFKA TOPIC\tACK\tRECORDS/S\tPRODUCED\tFAILED\tEXPIRED\tIN FLIGHT\tACKED NOT IN KAFKA\tSPOOL BYTES", rows, nil); err != nil {
 		return err
 	}
 	if len(k.Commands) > 0 {
@@ -313,7 +320,11 @@ func (c *ctlClient) routes() error {
 			return err
 		}
 	}
-	fmt.Fprintf(c.out, "\nspool: %d entries, %d bytes; held: %d %v\n", k.Spool.Entries, k.Spool.Bytes, k.Spool.Held, k.Spool.HeldTopics)
+	fmt.Fprintf(c.out, "\nspool: %d entries, %d bytes; held: %d", k.Spool.Entries, k.Spool.Bytes, k.Spool.Held)
+	if len(k.Spool.HeldTopics) > 0 {
+		fmt.Fprintf(c.out, " (Kafka topics %s)", strings.Join(k.Spool.HeldTopics, ", "))
+	}
+	fmt.Fprintln(c.out)
 	return nil
 }
 
@@ -341,17 +352,8 @@ func (c *ctlClient) stats() error {
 		return err
 	}
 	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		fmt.Fprintf(tw, "%s:\t%v\n", k, m[k])
 	}
 	return tw.Flush()
-}
-
-func sortedKeys(m map[string]any) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

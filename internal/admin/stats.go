@@ -37,6 +37,11 @@ type statsJSON struct {
 	SessionsRefused    uint64            `json:"sessions_refused"`
 	RetainedRefused    uint64            `json:"retained_refused"`
 	Auth               authStatsJSON     `json:"auth"`
+	// Rates per second over the last rateEvery.
+	PublishesInRate  float64 `json:"publishes_in_per_second"`
+	PublishesOutRate float64 `json:"publishes_out_per_second"`
+	BytesInRate      float64 `json:"bytes_in_per_second"`
+	BytesOutRate     float64 `json:"bytes_out_per_second"`
 }
 
 func (s *Server) getStats(w http.ResponseWriter, r *http.Request) error {
@@ -47,11 +52,13 @@ func (s *Server) getStats(w http.ResponseWriter, r *http.Request) error {
 		Node: s.node, Uptime: int64(time.Since(b.Started()) / time.Second),
 		Connects: st.Connects, Disconnects: st.Disconnects, ClientsConnected: st.ClientsConnected,
 		Sessions: st.Sessions, PersistentSessions: st.PersistentSessions, PublishesIn: st.PublishesIn, PublishesOut: st.PublishesOut,
-		BytesIn: st.BytesIn, BytesOut: st.BytesOut, Subscriptions: st.Subscriptions, Retained: st.Retained, Drops: st.Drops,
+		BytesIn: st.BytesIn, BytesOut: st.BytesOut, Subscriptions: st.Subscriptions, Retained: int64(b.RetainedCount()), Drops: st.Drops,
 		TakeoverRefused: st.TakeoverRefused, BindingRefused: st.BindingRefused, SessionsRefused: st.SessionsRefused,
 		RetainedRefused: st.RetainedRefused,
 		Auth: authStatsJSON{Success: as.Success.Load(), Anonymous: as.Anonymous.Load(), Failure: as.Failure.Load(),
 			Banned: as.Banned.Load(), Denied: as.Denied.Load()},
+		PublishesInRate: s.rates.get("publishes_in"), PublishesOutRate: s.rates.get("publishes_out"),
+		BytesInRate: s.rates.get("bytes_in"), BytesOutRate: s.rates.get("bytes_out"),
 	})
 }
 

@@ -21,6 +21,7 @@ var allowed = map[string][]string{
 	"internal/mqtt/packet": {},
 	"internal/cliflag":     {},
 	"internal/config":      {"internal/cliflag"},
+	"internal/dashboard":   {},
 	"internal/store":       {},
 	"internal/mqtt/topic":  {"internal/mqtt/packet"},
 	"internal/listener":    {"internal/config"},
