@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/culexmq/culex/internal/auth"
+	"github.com/culexmq/culex/internal/cliflag"
 	"golang.org/x/term"
 )
 
@@ -32,7 +33,7 @@ func users(args []string) error {
 
 func usersCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("culex users", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(stderr) // for the usage printed below; cliflag.Parse keeps its errors to one line
 	file := fs.String("file", os.Getenv("CULEX_AUTH_USERS_FILE"), "users `file` (default $CULEX_AUTH_USERS_FILE)")
 	super := fs.Bool("superuser", false, "add/passwd: the user bypasses ACLs")
 	scram := fs.Bool("scram", false, "add/passwd: also store SCRAM-SHA-256 credentials for MQTT 5 enhanced authentication")
@@ -53,7 +54,7 @@ func usersCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return fmt.Errorf("users: unknown command %q", cmd)
 	}
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := cliflag.Parse(fs, args[1:], stderr, func() { fmt.Fprint(stderr, usersUsage); fs.PrintDefaults() }); err != nil {
 		return err
 	}
 	if *file == "" {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/culexmq/culex/internal/cliflag"
 	"github.com/culexmq/culex/internal/mqtt/packet"
 )
 
@@ -67,7 +68,6 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // ParseFlags builds the Config of mode from command-line flags.
 func ParseFlags(mode string, args []string, stderr io.Writer) (cfg *Config, asJSON bool, err error) {
 	fs := flag.NewFlagSet("culex bench "+mode, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	cfg = &Config{Mode: mode}
 	var (
 		url, host                   = "tcp://127.0.0.1:1883", ""
@@ -125,7 +125,7 @@ func ParseFlags(mode string, args []string, stderr io.Writer) (cfg *Config, asJS
 	fs.BoolVar(&asJSON, "json", false, "print the summary as JSON")
 	fs.BoolVar(&quiet, "quiet", false, "no live line every second")
 	fs.BoolVar(&cfg.Phases, "phases", false, `print "phase: connected" once every client is connected and "phase: closing" before they close, on stderr`)
-	if err := fs.Parse(args); err != nil {
+	if err := cliflag.Parse(fs, args, stderr, nil); err != nil {
 		return nil, false, err
 	}
 	if fs.NArg() > 0 {

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/culexmq/culex/internal/cliflag"
 )
 
 // DefaultCulexCmd starts the Culex side; {self} is this binary, {port} a
@@ -121,7 +123,6 @@ func Compare(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 func parseCompare(args []string, stderr io.Writer) (*compareOpts, error) {
 	fs := flag.NewFlagSet("culex bench compare", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	o := &compareOpts{}
 	var quick bool
 	var brokers, only string
@@ -139,7 +140,7 @@ func parseCompare(args []string, stderr io.Writer) (*compareOpts, error) {
 	fs.StringVar(&only, "only", "", "run only workloads whose name matches this regexp")
 	fs.IntVar(&o.idle, "idle", 19000, "idle connections in the last workload (0: skip)")
 	fs.StringVar(&o.locals, "local-addrs", "127.0.0.2-127.0.0.9", "source addresses for big connection counts")
-	if err := fs.Parse(args); err != nil {
+	if err := cliflag.Parse(fs, args, stderr, nil); err != nil {
 		return nil, err
 	}
 	if quick {

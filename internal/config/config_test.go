@@ -172,17 +172,6 @@ func writeFile(t *testing.T, path, s string) {
 	}
 }
 
-func TestDistance(t *testing.T) {
-	for _, tc := range []struct {
-		a, b string
-		d    int
-	}{{"", "", 0}, {"a", "", 1}, {"kitten", "sitting", 3}, {"max_conections", "max_connections", 1}} {
-		if d := distance(tc.a, tc.b); d != tc.d {
-			t.Errorf("distance(%q,%q)=%d want %d", tc.a, tc.b, d, tc.d)
-		}
-	}
-}
-
 // TestAuthDependentDefaults: allow_anonymous left out is on without an
 // auth backend and off with one, however the backend is configured;
 // given in the file, the environment or a flag, it is what it says.

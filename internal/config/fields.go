@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"reflect"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -140,36 +139,3 @@ func envName(path string) string {
 // flagName is the command-line flag of a key: the path with underscores as
 // dashes (--mqtt.max-connections).
 func flagName(path string) string { return strings.ReplaceAll(path, "_", "-") }
-
-// suggest returns the known key closest to an unknown one, or "".
-func suggest(unknown string, known []string) string {
-	best, bestD := "", len(unknown)/2+2
-	sort.Strings(known)
-	for _, k := range known {
-		if d := distance(unknown, k); d < bestD {
-			best, bestD = k, d
-		}
-	}
-	return best
-}
-
-// distance is the Levenshtein distance between a and b.
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
-}

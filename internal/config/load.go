@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/culexmq/culex/internal/cliflag"
 )
 
 // Parse builds the configuration of `culex serve`: defaults, then the YAML
@@ -20,8 +22,6 @@ import (
 func Parse(name string, args, environ []string, out io.Writer) (Config, error) {
 	c := Default()
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // errors are returned as one line; -h prints usage
-	fs.Usage = func() {}     // printed below for -h only, not for a bad flag
 	var file string
 	var listens []string
 	fs.StringVar(&file, "c", "", "YAML config `file`")
@@ -40,12 +40,8 @@ func Parse(name string, args, environ []string, out io.Writer) (Config, error) {
 		path := f.path
 		fs.Func(flagName(path), "config key "+path, func(s string) error { set = append(set, setting{path, s}); return nil })
 	}
-	if err := fs.Parse(normalizeFlags(args, fs)); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			usage(out, name, &c)
-			return c, err
-		}
-		return c, flagError(err, fs)
+	if err := cliflag.Parse(fs, normalizeFlags(args, fs), out, func() { usage(out, name, &c) }); err != nil {
+		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q (flags start with --)", fs.Arg(0))
@@ -242,7 +238,7 @@ func decodeStruct(n *yaml.Node, v reflect.Value, prefix string) error {
 		i, ok := fieldByTag(v, k.Value)
 		if !ok {
 			msg := fmt.Sprintf("line %d: unknown key %q", k.Line, path)
-			if s := suggest(path, known); s != "" {
+			if s := cliflag.Closest(path, known); s != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
 			}
 			return errors.New(msg)

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -129,25 +128,6 @@ func wrap(text string, indent int) string {
 	}
 	b.WriteString("\n")
 	return b.String()
-}
-
-const undefinedPrefix = "flag provided but not defined: "
-
-// flagError turns the flag package's error for an unknown flag into one
-// line with the closest known flag.
-func flagError(err error, fs *flag.FlagSet) error {
-	msg := err.Error()
-	if !strings.HasPrefix(msg, undefinedPrefix) {
-		return err
-	}
-	name := strings.TrimLeft(strings.TrimPrefix(msg, undefinedPrefix), "-")
-	var known []string
-	fs.VisitAll(func(f *flag.Flag) { known = append(known, f.Name) })
-	hint := ""
-	if s := suggest(name, known); s != "" {
-		hint = fmt.Sprintf(" (did you mean --%s?)", s)
-	}
-	return errors.New("unknown flag --" + name + hint + "; -h lists the flags")
 }
 
 // normalizeFlags turns underscores into dashes in the names of flags

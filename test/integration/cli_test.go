@@ -125,14 +125,27 @@ func TestServeHelpDescribesEveryFlag(t *testing.T) {
 }
 
 // TestUnknownFlagSuggests: a misspelt flag gets one line naming the
-// closest flag, in either spelling (dashes or the key's underscores), and
-// the key's own spelling works.
+// closest flag, in either spelling (dashes or the key's underscores), on
+// serve, bench and users; the key's own spelling works.
 func TestUnknownFlagSuggests(t *testing.T) {
 	for _, bad := range []string{"--mqtt.max-conections=5", "--mqtt.max_conections", "-mqtt.max-connection"} {
 		out, errText, code := runCulex(t, "serve", bad, "5")
 		lines := strings.Split(strings.TrimSpace(errText), "\n")
 		if code == 0 || len(lines) != 1 || !strings.Contains(lines[0], "did you mean --mqtt.max-connections?") || out != "" {
 			t.Errorf("serve %s: exit %d, stdout %q, stderr:\n%s", bad, code, out, errText)
+		}
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bench", "pub", "--client", "3"}, "unknown flag --client (did you mean --clients?)"},
+		{[]string{"users", "add", "-fle", "x", "u"}, "unknown flag --fle (did you mean --file?)"},
+	} {
+		out, errText, code := runCulex(t, c.args...)
+		lines := strings.Split(strings.TrimSpace(errText), "\n")
+		if code == 0 || len(lines) != 1 || !strings.Contains(lines[0], c.want) || out != "" {
+			t.Errorf("culex %s: exit %d, stdout %q, stderr:\n%s", strings.Join(c.args, " "), code, out, errText)
 		}
 	}
 	_, errText, code := runCulex(t, "serve", "--mqtt.max_connections", "-1")
