@@ -1,0 +1,443 @@
+// Package registry is the cluster's shared state of sessions on NATS
+// JetStream: which node holds each client id (one live session per client
+// id, cluster-wide), the wills of every node's clients (published once,
+// by a survivor when their node dies), node liveness, and the retained
+// messages every node serves. It implements broker.Registry and
+// broker.RetainedReplica; docs/cluster.md describes the behaviour.
+package registry
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/culexmq/culex/internal/broker"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Config configures a Registry.
+type Config struct {
+	// Conn is the node's connection to the NATS fabric.
+	Conn *nats.Conn
+	// Node is this node's name, unique in the cluster.
+	Node string
+	// Prefix names the buckets (<prefix>_ids, _wills, _nodes, _retained)
+	// and subjects (<prefix>.takeover.*); default "culex".
+	Prefix string
+	// Replicas of each bucket: the number of core nodes, at most 5;
+	// default 1.
+	Replicas int
+	// Heartbeat is how often the node says it is alive; default 1 s.
+	Heartbeat time.Duration
+	// DeadAfter is how long a node unheard of counts as dead: its client
+	// ids are free and a survivor publishes its clients' wills; default
+	// 3 Heartbeats.
+	DeadAfter time.Duration
+	// Timeout bounds each request to JetStream or to another node that a
+	// caller waits for; default 5 s (a takeover's request to the node
+	// that held the id: 2 s at most).
+	Timeout time.Duration
+	Logger  *slog.Logger
+}
+
+// Node is what the Registry calls on its node's broker (*broker.Broker).
+type Node interface {
+	Supersede(clientID string, token uint64, clean bool) bool
+	FireWill(data []byte) error
+	ApplyRetained(m *broker.Message)
+	PruneRetained(keep func(topic string) bool)
+}
+
+// Registry is one node's view of the cluster's session state.
+type Registry struct {
+	cfg    Config
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	inc    string // this incarnation of the node: a restart is another node
+	ids    jetstream.KeyValue
+	wills  jetstream.KeyValue
+	nodes  jetstream.KeyValue
+	ret    jetstream.KeyValue
+	retPre string // subject prefix of the retained bucket's keys
+	log    *slog.Logger
+	b      Node
+
+	ctx    context.Context // ends at Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	watchAt  time.Time            // when the nodes watch started
+	seen     map[string]nodeSeen  // node name -> its incarnation last heard of
+	deadIncs map[string]time.Time // node+"."+incarnation of the dead, for their wills
+	hashed   map[string]string    // retained key -> topic, for keys that are digests
+	fires    map[string]*time.Timer
+	closed   bool
+	onKick   func()     // tests: runs when a takeover request arrives
+	onElect  func(bool) // tests: runs after each will election, with its outcome
+}
+
+type nodeSeen struct {
+	inc  string
+	at   time.Time
+	dead bool
+}
+
+// idRecord is the value of a client id's key.
+type idRecord struct {
+	Node  string `json:"n"`
+	Inc   string `json:"i"`
+	Owner string `json:"o,omitempty"`
+}
+
+// willRecord is the value of a will's key: <node>.<incarnation>.<client id>.
+type willRecord struct {
+	ClientID string        `json:"c"`
+	Delay    time.Duration `json:"d"`
+	Deadline int64         `json:"t,omitempty"`
+	Data     []byte        `json:"x"`
+	// Firer is the survivor elected to publish the will of a dead node's
+	// client, and its incarnation.
+	Firer    string `json:"f,omitempty"`
+	FirerInc string `json:"fi,omitempty"`
+}
+
+// kick asks a node to end the session it held under Token.
+type kick struct {
+	ClientID string `json:"c"`
+	Token    uint64 `json:"t"`
+	Clean    bool   `json:"k,omitempty"`
+}
+
+// New connects the Registry to the cluster's buckets, making them if they
+// do not exist. It waits (up to ctx) for JetStream to be usable.
+func New(ctx context.Context, cfg Config) (*Registry, error) {
+	if cfg.Conn == nil || cfg.Node == "" {
+		return nil, errors.New("registry: a NATS connection and a node name are required")
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = "culex"
+	}
+	cfg.Replicas = max(cfg.Replicas, 1)
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = time.Second
+	}
+	if cfg.DeadAfter <= 0 {
+		cfg.DeadAfter = 3 * cfg.Heartbeat
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	r := &Registry{cfg: cfg, nc: cfg.Conn, log: cfg.Logger, seen: map[string]nodeSeen{},
+		deadIncs: map[string]time.Time{}, hashed: map[string]string{}, fires: map[string]*time.Timer{}}
+	if r.log == nil {
+		r.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	var inc [8]byte
+	rand.Read(inc[:])
+	r.inc = hex.EncodeToString(inc[:])
+	js, err := jetstream.New(cfg.Conn, jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
+		r.log.Warn("cluster: retained message not written to the cluster", "subject", m.Subject, "err", err)
+	}))
+	if err != nil {
+		return nil, err
+	}
+	r.js = js
+	buckets := []struct {
+		kv  *jetstream.KeyValue
+		cfg jetstream.KeyValueConfig
+	}{
+		{&r.ids, jetstream.KeyValueConfig{Bucket: cfg.Prefix + "_ids"}},
+		{&r.wills, jetstream.KeyValueConfig{Bucket: cfg.Prefix + "_wills"}},
+		{&r.nodes, jetstream.KeyValueConfig{Bucket: cfg.Prefix + "_nodes", TTL: 10 * cfg.DeadAfter}},
+		{&r.ret, jetstream.KeyValueConfig{Bucket: cfg.Prefix + "_retained"}},
+	}
+	for _, bk := range buckets {
+		bk.cfg.Replicas = cfg.Replicas
+		bk.cfg.Storage = jetstream.FileStorage
+		kv, err := r.bucket(ctx, bk.cfg)
+		if err != nil {
+			return nil, fmt.Errorf("registry: bucket %s: %w", bk.cfg.Bucket, err)
+		}
+		*bk.kv = kv
+	}
+	r.retPre = "$KV." + cfg.Prefix + "_retained."
+	return r, nil
+}
+
+// bucket makes or opens a bucket, retrying while JetStream elects its
+// leaders.
+func (r *Registry) bucket(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	for {
+		c, cancel := context.WithTimeout(ctx, 2*time.Second)
+		kv, err := r.js.CreateOrUpdateKeyValue(c, cfg)
+		cancel()
+		if err == nil {
+			return kv, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Start attaches the broker and starts the node's heartbeat, the watches of
+// nodes and retained messages, and the takeover requests' subscription. It
+// returns once the retained messages are loaded and the node is known
+// alive (readiness), or with ctx's error.
+func (r *Registry) Start(ctx context.Context, b Node) error {
+	r.b = b
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	if _, err := r.nodes.Put(ctx, enc(r.cfg.Node), r.nodeValue()); err != nil {
+		return fmt.Errorf("registry: heartbeat: %w", err)
+	}
+	sub, err := r.nc.Subscribe(r.kickSubject(r.cfg.Node, r.inc), r.onKickMsg)
+	if err != nil {
+		return err
+	}
+	nw, err := r.nodes.WatchAll(ctx)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.watchAt = time.Now()
+	r.mu.Unlock()
+	rw, err := r.ret.WatchAll(ctx)
+	if err != nil {
+		return err
+	}
+	loaded := make(chan struct{})
+	r.goWatch(func() { r.watchNodes(nw) })
+	r.goWatch(func() { r.watchRetained(rw, loaded) })
+	r.goWatch(func() { r.heartbeat(); sub.Unsubscribe() })
+	select {
+	case <-loaded:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (r *Registry) goWatch(fn func()) {
+	r.wg.Add(1)
+	go func() { defer r.wg.Done(); fn() }()
+}
+
+// Close stops the heartbeat and the watches; the node's ids and wills stay
+// until its claims are released or it is seen dead.
+func (r *Registry) Close() {
+	if r.cancel != nil {
+		r.cancel()
+	}
+	r.mu.Lock()
+	r.closed = true
+	for k, t := range r.fires {
+		t.Stop()
+		delete(r.fires, k)
+	}
+	r.mu.Unlock()
+	r.wg.Wait()
+}
+
+func (r *Registry) nodeValue() []byte { return []byte(r.inc) }
+
+func (r *Registry) kickSubject(node, inc string) string {
+	return r.cfg.Prefix + ".takeover." + enc(node) + "." + inc
+}
+
+// enc makes a string a KV key or subject token: base64url, or a digest
+// ("=" and hex SHA-256) for long ones, so that keys stay small.
+func enc(s string) string {
+	e := base64.RawURLEncoding.EncodeToString([]byte(s))
+	if len(e) <= 256 {
+		return e
+	}
+	sum := sha256.Sum256([]byte(s))
+	return "=" + hex.EncodeToString(sum[:])
+}
+
+// opCtx bounds one operation a caller waits for.
+func (r *Registry) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	return context.WithTimeout(ctx, r.cfg.Timeout)
+}
+
+// Claim implements broker.Registry: compare-and-set on the client id's
+// key (Create when absent, Update with the revision read otherwise), then
+// a takeover request to the node whose claim it replaced.
+func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
+	key := enc(c.ClientID)
+	ctx, cancel := r.opCtx(ctx)
+	defer cancel()
+	for range 16 {
+		e, err := r.ids.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			v, _ := json.Marshal(idRecord{Node: r.cfg.Node, Inc: r.inc, Owner: c.Owner})
+			rev, err := r.ids.Create(ctx, key, v)
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				continue // claimed meanwhile: read it
+			}
+			if err != nil {
+				return err
+			}
+			c.Token = rev
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var prev idRecord
+		if json.Unmarshal(e.Value(), &prev) != nil {
+			prev = idRecord{} // unreadable: free
+		}
+		other := prev.Node != "" && (prev.Node != r.cfg.Node || prev.Inc != r.inc)
+		live := other && r.alive(prev.Node, prev.Inc)
+		owner := c.Owner
+		if live {
+			if owner, err = c.Decide(prev.Owner); err != nil {
+				return err
+			}
+		}
+		v, _ := json.Marshal(idRecord{Node: r.cfg.Node, Inc: r.inc, Owner: owner})
+		rev, err := r.ids.Update(ctx, key, v, e.Revision())
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		c.Token, c.Owner = rev, owner
+		switch {
+		case live:
+			r.supersede(ctx, prev, c.ClientID, e.Revision(), c.Clean)
+		case other && !c.Clean:
+			// The node that held it is dead: the client came back within
+			// its will's delay, which cancels it [MQTT-3.1.3-9].
+			_ = r.wills.Delete(ctx, willKey(prev.Node, prev.Inc, c.ClientID))
+		}
+		return nil
+	}
+	return errors.New("registry: client id claim kept changing")
+}
+
+// supersede asks the node of prev to end the session it held under
+// token, and waits for its answer (bounded: a node that does not answer is
+// dying, and its connection goes with it).
+func (r *Registry) supersede(ctx context.Context, prev idRecord, id string, token uint64, clean bool) {
+	v, _ := json.Marshal(kick{ClientID: id, Token: token, Clean: clean})
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := r.nc.RequestWithContext(ctx, r.kickSubject(prev.Node, prev.Inc), v); err != nil {
+		r.log.Warn("cluster: the node that held the client id did not confirm the takeover",
+			"client_id", id, "node", prev.Node, "err", err)
+	}
+}
+
+// onKickMsg ends a session another node took over.
+func (r *Registry) onKickMsg(m *nats.Msg) {
+	var k kick
+	if json.Unmarshal(m.Data, &k) != nil {
+		return
+	}
+	if f := r.onKick; f != nil {
+		f()
+	}
+	// Off the subscription's goroutine: Supersede waits for the client
+	// id's lock, which a CONNECT here may hold while it claims.
+	go func() {
+		r.b.Supersede(k.ClientID, k.Token, k.Clean)
+		_ = m.Respond([]byte{1})
+	}()
+}
+
+// Release implements broker.Registry.
+func (r *Registry) Release(clientID string, token uint64) {
+	r.async(func(ctx context.Context) {
+		_ = r.ids.Delete(ctx, enc(clientID), jetstream.LastRevision(token))
+	})
+}
+
+// async runs fn on its own goroutine with an operation's deadline; Close
+// waits for it.
+func (r *Registry) async(fn func(ctx context.Context)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		ctx, cancel := r.opCtx(context.Background())
+		defer cancel()
+		fn(ctx)
+	}()
+}
+
+func willKey(node, inc, id string) string { return enc(node) + "." + inc + "." + enc(id) }
+
+// PutWill implements broker.Registry.
+func (r *Registry) PutWill(w *broker.ClusterWill) uint64 {
+	v, _ := json.Marshal(willRecord{ClientID: w.ClientID, Delay: w.Delay, Deadline: w.Deadline, Data: w.Data})
+	ctx, cancel := r.opCtx(nil)
+	defer cancel()
+	rev, err := r.wills.Put(ctx, willKey(r.cfg.Node, r.inc, w.ClientID), v)
+	if err != nil {
+		r.log.Warn("cluster: will not stored in the cluster: it is lost if this node dies",
+			"client_id", w.ClientID, "err", err)
+		return 0
+	}
+	return rev
+}
+
+// TakeWill implements broker.Registry: a compare-and-set delete. When the
+// cluster cannot be reached the node does not publish the will: the
+// cluster decides who does, so that it is published once.
+func (r *Registry) TakeWill(clientID string, token uint64) bool {
+	ctx, cancel := r.opCtx(nil)
+	defer cancel()
+	err := r.wills.Delete(ctx, willKey(r.cfg.Node, r.inc, clientID), jetstream.LastRevision(token))
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return false
+	}
+	if err != nil {
+		// Not published here: the will stays in the cluster, and a
+		// survivor publishes it if this node is seen dead.
+		r.log.Warn("cluster: will not published: the cluster is unreachable", "client_id", clientID, "err", err)
+		return false
+	}
+	return true
+}
+
+// DropWill implements broker.Registry.
+func (r *Registry) DropWill(clientID string, token uint64) {
+	r.async(func(ctx context.Context) {
+		_ = r.wills.Delete(ctx, willKey(r.cfg.Node, r.inc, clientID), jetstream.LastRevision(token))
+	})
+}
+
+// NodeName is this node's name.
+func (r *Registry) NodeName() string { return r.cfg.Node }
+
+// decKey reverses enc for keys that are not digests.
+func decKey(k string) (string, bool) {
+	if k == "" || k[0] == '=' {
+		return "", false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(k)
+	return string(b), err == nil
+}
