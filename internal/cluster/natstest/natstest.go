@@ -5,6 +5,7 @@ package natstest
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/url"
 	"testing"
 	"time"
@@ -24,7 +25,12 @@ type Cluster struct {
 func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
 	c := &Cluster{}
-	var seed *url.URL
+	// Every server routes to every other: JetStream's meta group needs its
+	// peers from the start.
+	ports := make([]int, n)
+	for i := range ports {
+		ports[i] = freePort(t)
+	}
 	for i := range n {
 		o := &server.Options{
 			ServerName: fmt.Sprintf("n%d", i),
@@ -36,9 +42,11 @@ func Start(t testing.TB, n int) *Cluster {
 			NoSigs:     true,
 		}
 		if n > 1 {
-			o.Cluster = server.ClusterOpts{Name: "test", Host: "127.0.0.1", Port: -1}
-			if seed != nil {
-				o.Routes = []*url.URL{seed}
+			o.Cluster = server.ClusterOpts{Name: "test", Host: "127.0.0.1", Port: ports[i]}
+			for j, p := range ports {
+				if j != i {
+					o.Routes = append(o.Routes, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", p)})
+				}
 			}
 		}
 		s, err := server.NewServer(o)
@@ -46,14 +54,13 @@ func Start(t testing.TB, n int) *Cluster {
 			t.Fatal(err)
 		}
 		go s.Start()
+		t.Cleanup(s.Shutdown)
+		c.Servers = append(c.Servers, s)
+	}
+	for i, s := range c.Servers {
 		if !s.ReadyForConnections(10 * time.Second) {
 			t.Fatalf("nats server %d not ready", i)
 		}
-		t.Cleanup(s.Shutdown)
-		if seed == nil && n > 1 {
-			seed = &url.URL{Scheme: "nats", Host: s.ClusterAddr().String()}
-		}
-		c.Servers = append(c.Servers, s)
 	}
 	c.waitJetStream(t)
 	return c
@@ -95,4 +102,16 @@ func (c *Cluster) waitJetStream(t testing.TB) {
 		}
 		time.Sleep(50 * time.Millisecond) // polling the meta leader's election
 	}
+}
+
+// freePort is a loopback port free a moment ago (a route must be known
+// before the server that listens on it starts).
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }

@@ -1,0 +1,129 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/culexmq/culex/internal/broker"
+	"github.com/culexmq/culex/internal/cluster/natstest"
+)
+
+// fakeNode stands for a broker: it holds the claims it made, as live
+// sessions, and ends one when Supersede names it. lock is the client id's
+// lock that the broker's CONNECT holds while it claims.
+type fakeNode struct {
+	mu    sync.Mutex
+	live  map[string]uint64
+	locks sync.Map // client id -> *sync.Mutex
+}
+
+func (f *fakeNode) lock(id string) func() {
+	m, _ := f.locks.LoadOrStore(id, new(sync.Mutex))
+	m.(*sync.Mutex).Lock()
+	return m.(*sync.Mutex).Unlock
+}
+
+func (f *fakeNode) Supersede(id string, token uint64, clean bool) bool {
+	defer f.lock(id)()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.live[id] != token {
+		return false
+	}
+	delete(f.live, id)
+	return true
+}
+
+func (f *fakeNode) FireWill([]byte) error                 { return nil }
+func (f *fakeNode) ApplyRetained(*broker.Message)         {}
+func (f *fakeNode) PruneRetained(func(topic string) bool) {}
+
+// claim is a CONNECT of id on this node.
+func (f *fakeNode) claim(t *testing.T, r *Registry, id string) {
+	defer f.lock(id)()
+	c := &broker.Claim{ClientID: id, Decide: func(o string) (string, error) { return o, nil }}
+	if err := r.Claim(context.Background(), c); err != nil {
+		t.Errorf("claim %s: %v", id, err)
+		return
+	}
+	f.mu.Lock()
+	f.live[id] = c.Token
+	f.mu.Unlock()
+}
+
+func (f *fakeNode) has(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.live[id]
+	return ok
+}
+
+type testNode struct {
+	r    *Registry
+	fake *fakeNode
+}
+
+// startNodes starts one Registry per server of nc, named a, b, c...
+func startNodes(t *testing.T, nc *natstest.Cluster, n int, cfg Config) []testNode {
+	t.Helper()
+	var out []testNode
+	for i := range n {
+		c := cfg
+		c.Conn = nc.Conn(t, i%len(nc.Servers))
+		c.Node = string(rune('a' + i))
+		c.Replicas = len(nc.Servers)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		r, err := New(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := &fakeNode{live: map[string]uint64{}}
+		if err := r.Start(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		t.Cleanup(r.Close)
+		out = append(out, testNode{r, f})
+	}
+	return out
+}
+
+// TestClaimRaceOneWins claims the same client id on two nodes at once, a
+// hundred times (every other time over a claim a third node holds): each
+// time exactly one of them holds it afterwards, and the record names it.
+func TestClaimRaceOneWins(t *testing.T) {
+	nc := natstest.Start(t, 3)
+	nodes := startNodes(t, nc, 3, Config{})
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	for i := range 100 {
+		id := fmt.Sprintf("race-%d", i)
+		if i%2 == 1 {
+			c.fake.claim(t, c.r, id)
+		}
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for _, n := range []testNode{a, b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				n.fake.claim(t, n.r, id)
+			}()
+		}
+		close(start)
+		wg.Wait()
+		holders := 0
+		for _, n := range nodes {
+			if n.fake.has(id) {
+				holders++
+			}
+		}
+		if holders != 1 {
+			t.Fatalf("%s: %d nodes hold the client id, want 1 (a %v, b %v, c %v)", id, holders,
+				a.fake.has(id), b.fake.has(id), c.fake.has(id))
+		}
+	}
+}
