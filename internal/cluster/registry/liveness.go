@@ -154,7 +154,7 @@ func (r *Registry) elect(ctx context.Context, key string) {
 	if w.Deadline == 0 {
 		due = w.Delay // from the death's discovery: never early
 	}
-	r.log.Info("cluster: publishing the will of a client of a dead node", "client_id", w.ClientID,
+	r.log.Info("cluster: publishing the will of a client of a dead node", "client_id", w.ClientID, "key", key, "rev", rev, "prev", e.Revision(),
 		"in", max(due, 0))
 	won = true
 	r.mu.Lock()

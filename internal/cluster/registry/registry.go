@@ -7,6 +7,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -69,6 +70,8 @@ type Registry struct {
 	nodes  jetstream.KeyValue
 	ret    jetstream.KeyValue
 	retPre string // subject prefix of the retained bucket's keys
+	idPre  string // and of the client ids'
+	idGet  string // the ids' stream's message-get API, answered by its leader
 	log    *slog.Logger
 	b      Node
 
@@ -172,6 +175,8 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 		*bk.kv = kv
 	}
 	r.retPre = "$KV." + cfg.Prefix + "_retained."
+	r.idPre = "$KV." + cfg.Prefix + "_ids."
+	r.idGet = "$JS.API.STREAM.MSG.GET.KV_" + cfg.Prefix + "_ids"
 	return r, nil
 }
 
@@ -207,14 +212,15 @@ func (r *Registry) Start(ctx context.Context, b Node) error {
 	if err != nil {
 		return err
 	}
-	nw, err := r.nodes.WatchAll(ctx)
+	// The watches last as long as the Registry, not as Start's ctx.
+	nw, err := r.nodes.WatchAll(r.ctx)
 	if err != nil {
 		return err
 	}
 	r.mu.Lock()
 	r.watchAt = time.Now()
 	r.mu.Unlock()
-	rw, err := r.ret.WatchAll(ctx)
+	rw, err := r.ret.WatchAll(r.ctx)
 	if err != nil {
 		return err
 	}
@@ -284,8 +290,11 @@ func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
 	ctx, cancel := r.opCtx(ctx)
 	defer cancel()
 	for range 16 {
-		e, err := r.ids.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
+		rev, val, err := r.readID(ctx, key)
+		if err != nil {
+			return err
+		}
+		if rev == 0 {
 			v, _ := json.Marshal(idRecord{Node: r.cfg.Node, Inc: r.inc, Owner: c.Owner})
 			rev, err := r.ids.Create(ctx, key, v)
 			if errors.Is(err, jetstream.ErrKeyExists) {
@@ -297,11 +306,8 @@ func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
 			c.Token = rev
 			return nil
 		}
-		if err != nil {
-			return err
-		}
 		var prev idRecord
-		if json.Unmarshal(e.Value(), &prev) != nil {
+		if val != nil && json.Unmarshal(val, &prev) != nil {
 			prev = idRecord{} // unreadable: free
 		}
 		other := prev.Node != "" && (prev.Node != r.cfg.Node || prev.Inc != r.inc)
@@ -313,17 +319,17 @@ func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
 			}
 		}
 		v, _ := json.Marshal(idRecord{Node: r.cfg.Node, Inc: r.inc, Owner: owner})
-		rev, err := r.ids.Update(ctx, key, v, e.Revision())
+		next, err := r.ids.Update(ctx, key, v, rev)
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		c.Token, c.Owner = rev, owner
+		c.Token, c.Owner = next, owner
 		switch {
 		case live:
-			r.supersede(ctx, prev, c.ClientID, e.Revision(), c.Clean)
+			r.supersede(ctx, prev, c.ClientID, rev, c.Clean)
 		case other && !c.Clean:
 			// The node that held it is dead: the client came back within
 			// its will's delay, which cancels it [MQTT-3.1.3-9].
@@ -332,6 +338,44 @@ func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
 		return nil
 	}
 	return errors.New("registry: client id claim kept changing")
+}
+
+// readID reads a client id's record from the bucket's leader (a KV Get may
+// answer from a replica that lags, and a compare-and-set on what it read
+// fails until it catches up): its revision (0 when the key never existed)
+// and value (nil when deleted).
+func (r *Registry) readID(ctx context.Context, key string) (uint64, []byte, error) {
+	req, _ := json.Marshal(map[string]string{"last_by_subj": r.idPre + key})
+	resp, err := r.nc.RequestWithContext(ctx, r.idGet, req)
+	if err != nil {
+		return 0, nil, err
+	}
+	var out struct {
+		Message *struct {
+			Seq  uint64 `json:"seq"`
+			Hdrs []byte `json:"hdrs"`
+			Data []byte `json:"data"`
+		} `json:"message"`
+		Error *struct {
+			Code    int    `json:"err_code"`
+			Message string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(resp.Data, &out); err != nil {
+		return 0, nil, err
+	}
+	switch {
+	case out.Error != nil && out.Error.Code == int(jetstream.JSErrCodeMessageNotFound):
+		return 0, nil, nil
+	case out.Error != nil:
+		return 0, nil, fmt.Errorf("registry: read client id: %s", out.Error.Message)
+	case out.Message == nil:
+		return 0, nil, errors.New("registry: read client id: empty answer")
+	}
+	if bytes.Contains(out.Message.Hdrs, []byte("KV-Operation")) {
+		return out.Message.Seq, nil, nil // deleted or purged
+	}
+	return out.Message.Seq, out.Message.Data, nil
 }
 
 // supersede asks the node of prev to end the session it held under
