@@ -127,3 +127,19 @@ func TestClaimRaceOneWins(t *testing.T) {
 		}
 	}
 }
+
+// TestOneCoreOneReplica: with JetStream not clustered (one core), the
+// buckets are made with one replica instead of failing.
+func TestOneCoreOneReplica(t *testing.T) {
+	nc := natstest.Start(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := New(ctx, Config{Conn: nc.Conn(t, 0), Node: "a", Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if r.cfg.Replicas != 1 {
+		t.Fatalf("replicas %d, want 1", r.cfg.Replicas)
+	}
+}

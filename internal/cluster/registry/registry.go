@@ -166,9 +166,15 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 		{&r.ret, jetstream.KeyValueConfig{Bucket: cfg.Prefix + "_retained"}},
 	}
 	for _, bk := range buckets {
-		bk.cfg.Replicas = cfg.Replicas
+		bk.cfg.Replicas = r.cfg.Replicas
 		bk.cfg.Storage = jetstream.FileStorage
 		kv, err := r.bucket(ctx, bk.cfg)
+		if replicasNotSupported(err) {
+			// One core (JetStream not clustered): one replica is all there is.
+			r.log.Warn("cluster: JetStream is not clustered: the cluster's state has one replica", "bucket", bk.cfg.Bucket)
+			r.cfg.Replicas, bk.cfg.Replicas = 1, 1
+			kv, err = r.bucket(ctx, bk.cfg)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("registry: bucket %s: %w", bk.cfg.Bucket, err)
 		}
@@ -187,8 +193,8 @@ func (r *Registry) bucket(ctx context.Context, cfg jetstream.KeyValueConfig) (je
 		c, cancel := context.WithTimeout(ctx, 2*time.Second)
 		kv, err := r.js.CreateOrUpdateKeyValue(c, cfg)
 		cancel()
-		if err == nil {
-			return kv, nil
+		if err == nil || replicasNotSupported(err) {
+			return kv, err
 		}
 		select {
 		case <-ctx.Done():
@@ -484,4 +490,11 @@ func decKey(k string) (string, bool) {
 	}
 	b, err := base64.RawURLEncoding.DecodeString(k)
 	return string(b), err == nil
+}
+
+// replicasNotSupported says whether err is JetStream's "replicas > 1 not
+// supported in non-clustered mode" (10074).
+func replicasNotSupported(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.ErrorCode == 10074
 }
