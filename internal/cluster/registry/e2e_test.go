@@ -55,7 +55,7 @@ func startBrokers(t *testing.T, nc *natstest.Cluster, n int, cfg Config) []*node
 		c.Replicas = len(nc.Servers)
 		c.Logger = slog.New(slog.NewTextHandler(t.Output(), nil)).With("node", c.Node)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		r, err := New(ctx, c)
+		r, err := New(c)
 		if err != nil {
 			t.Fatal(err)
 		}

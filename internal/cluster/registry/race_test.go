@@ -76,7 +76,7 @@ func startNodes(t *testing.T, nc *natstest.Cluster, n int, cfg Config) []testNod
 		c.Node = string(rune('a' + i))
 		c.Replicas = len(nc.Servers)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		r, err := New(ctx, c)
+		r, err := New(c)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -134,11 +134,14 @@ func TestOneCoreOneReplica(t *testing.T) {
 	nc := natstest.Start(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	r, err := New(ctx, Config{Conn: nc.Conn(t, 0), Node: "a", Replicas: 3})
+	r, err := New(Config{Conn: nc.Conn(t, 0), Node: "a", Replicas: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
+	if err := r.Start(ctx, &fakeNode{live: map[string]uint64{}}); err != nil {
+		t.Fatal(err)
+	}
 	if r.cfg.Replicas != 1 {
 		t.Fatalf("replicas %d, want 1", r.cfg.Replicas)
 	}

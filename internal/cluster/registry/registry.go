@@ -19,6 +19,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/culexmq/culex/internal/broker"
@@ -86,8 +87,9 @@ type Registry struct {
 	hashed   map[string]string    // retained key -> topic, for keys that are digests
 	fires    map[string]*time.Timer
 	closed   bool
-	onKick   func()     // tests: runs when a takeover request arrives
-	onElect  func(bool) // tests: runs after each will election, with its outcome
+	ready    atomic.Bool // Start finished: the buckets are set
+	onKick   func()      // tests: runs when a takeover request arrives
+	onElect  func(bool)  // tests: runs after each will election, with its outcome
 }
 
 type nodeSeen struct {
@@ -122,9 +124,8 @@ type kick struct {
 	Clean    bool   `json:"k,omitempty"`
 }
 
-// New connects the Registry to the cluster's buckets, making them if they
-// do not exist. It waits (up to ctx) for JetStream to be usable.
-func New(ctx context.Context, cfg Config) (*Registry, error) {
+// New makes the Registry of a node; Start connects it to the cluster.
+func New(cfg Config) (*Registry, error) {
 	if cfg.Conn == nil || cfg.Node == "" {
 		return nil, errors.New("registry: a NATS connection and a node name are required")
 	}
@@ -156,33 +157,7 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 		return nil, err
 	}
 	r.js = js
-	buckets := []struct {
-		kv  *jetstream.KeyValue
-		cfg jetstream.KeyValueConfig
-	}{
-		{&r.ids, jetstream.KeyValueConfig{Bucket: cfg.Prefix + "_ids"}},
-		{&r.wills, jetstream.KeyValueConfig{Bucket: cfg.Prefix + "_wills"}},
-		{&r.nodes, jetstream.KeyValueConfig{Bucket: cfg.Prefix + "_nodes", TTL: 10 * cfg.DeadAfter}},
-		{&r.ret, jetstream.KeyValueConfig{Bucket: cfg.Prefix + "_retained"}},
-	}
-	for _, bk := range buckets {
-		bk.cfg.Replicas = r.cfg.Replicas
-		bk.cfg.Storage = jetstream.FileStorage
-		kv, err := r.bucket(ctx, bk.cfg)
-		if replicasNotSupported(err) {
-			// One core (JetStream not clustered): one replica is all there is.
-			r.log.Warn("cluster: JetStream is not clustered: the cluster's state has one replica", "bucket", bk.cfg.Bucket)
-			r.cfg.Replicas, bk.cfg.Replicas = 1, 1
-			kv, err = r.bucket(ctx, bk.cfg)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("registry: bucket %s: %w", bk.cfg.Bucket, err)
-		}
-		*bk.kv = kv
-	}
-	r.retPre = "$KV." + cfg.Prefix + "_retained."
-	r.idPre = "$KV." + cfg.Prefix + "_ids."
-	r.idGet = "$JS.API.STREAM.MSG.GET.KV_" + cfg.Prefix + "_ids"
+	r.ctx, r.cancel = context.WithCancel(context.Background())
 	return r, nil
 }
 
@@ -204,13 +179,40 @@ func (r *Registry) bucket(ctx context.Context, cfg jetstream.KeyValueConfig) (je
 	}
 }
 
-// Start attaches the broker and starts the node's heartbeat, the watches of
-// nodes and retained messages, and the takeover requests' subscription. It
-// returns once the retained messages are loaded and the node is known
-// alive (readiness), or with ctx's error.
+// Start attaches the broker, makes or opens the buckets (waiting while
+// JetStream elects its leaders), and starts the node's heartbeat, the
+// watches of nodes and retained messages, and the takeover requests'
+// subscription. It returns once the retained messages are loaded
+// (readiness: Ready), or with ctx's error.
 func (r *Registry) Start(ctx context.Context, b Node) error {
 	r.b = b
-	r.ctx, r.cancel = context.WithCancel(context.Background())
+	buckets := []struct {
+		kv  *jetstream.KeyValue
+		cfg jetstream.KeyValueConfig
+	}{
+		{&r.ids, jetstream.KeyValueConfig{Bucket: r.cfg.Prefix + "_ids"}},
+		{&r.wills, jetstream.KeyValueConfig{Bucket: r.cfg.Prefix + "_wills"}},
+		{&r.nodes, jetstream.KeyValueConfig{Bucket: r.cfg.Prefix + "_nodes", TTL: 10 * r.cfg.DeadAfter}},
+		{&r.ret, jetstream.KeyValueConfig{Bucket: r.cfg.Prefix + "_retained"}},
+	}
+	for _, bk := range buckets {
+		bk.cfg.Replicas = r.cfg.Replicas
+		bk.cfg.Storage = jetstream.FileStorage
+		kv, err := r.bucket(ctx, bk.cfg)
+		if replicasNotSupported(err) {
+			// One core (JetStream not clustered): one replica is all there is.
+			r.log.Warn("cluster: JetStream is not clustered: the cluster's state has one replica", "bucket", bk.cfg.Bucket)
+			r.cfg.Replicas, bk.cfg.Replicas = 1, 1
+			kv, err = r.bucket(ctx, bk.cfg)
+		}
+		if err != nil {
+			return fmt.Errorf("registry: bucket %s: %w", bk.cfg.Bucket, err)
+		}
+		*bk.kv = kv
+	}
+	r.retPre = "$KV." + r.cfg.Prefix + "_retained."
+	r.idPre = "$KV." + r.cfg.Prefix + "_ids."
+	r.idGet = "$JS.API.STREAM.MSG.GET.KV_" + r.cfg.Prefix + "_ids"
 	if _, err := r.nodes.Put(ctx, enc(r.cfg.Node), r.nodeValue()); err != nil {
 		return fmt.Errorf("registry: heartbeat: %w", err)
 	}
@@ -236,10 +238,24 @@ func (r *Registry) Start(ctx context.Context, b Node) error {
 	r.goWatch(func() { r.heartbeat(); sub.Unsubscribe() })
 	select {
 	case <-loaded:
+		r.ready.Store(true)
+		r.log.Info("cluster: session registry ready", "node", r.cfg.Node, "replicas", r.cfg.Replicas)
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// errNotReady refuses a claim before Start has connected the Registry.
+var errNotReady = errors.New("registry: not connected to the cluster yet")
+
+// Ready says whether the Registry is connected to the cluster and has
+// loaded its retained messages: until then CONNECTs are refused (0x88).
+func (r *Registry) Ready() error {
+	if !r.ready.Load() {
+		return errNotReady
+	}
+	return nil
 }
 
 func (r *Registry) goWatch(fn func()) {
@@ -250,9 +266,7 @@ func (r *Registry) goWatch(fn func()) {
 // Close stops the heartbeat and the watches; the node's ids and wills stay
 // until its claims are released or it is seen dead.
 func (r *Registry) Close() {
-	if r.cancel != nil {
-		r.cancel()
-	}
+	r.cancel()
 	r.mu.Lock()
 	r.closed = true
 	for k, t := range r.fires {
@@ -292,6 +306,9 @@ func (r *Registry) opCtx(ctx context.Context) (context.Context, context.CancelFu
 // key (Create when absent, Update with the revision read otherwise), then
 // a takeover request to the node whose claim it replaced.
 func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
+	if !r.ready.Load() {
+		return errNotReady
+	}
 	key := enc(c.ClientID)
 	ctx, cancel := r.opCtx(ctx)
 	defer cancel()
@@ -416,6 +433,9 @@ func (r *Registry) onKickMsg(m *nats.Msg) {
 
 // Release implements broker.Registry.
 func (r *Registry) Release(clientID string, token uint64) {
+	if !r.ready.Load() {
+		return
+	}
 	r.async(func(ctx context.Context) {
 		_ = r.ids.Delete(ctx, enc(clientID), jetstream.LastRevision(token))
 	})
@@ -442,6 +462,9 @@ func willKey(node, inc, id string) string { return enc(node) + "." + inc + "." +
 
 // PutWill implements broker.Registry.
 func (r *Registry) PutWill(w *broker.ClusterWill) uint64 {
+	if !r.ready.Load() {
+		return 0
+	}
 	v, _ := json.Marshal(willRecord{ClientID: w.ClientID, Delay: w.Delay, Deadline: w.Deadline, Data: w.Data})
 	ctx, cancel := r.opCtx(nil)
 	defer cancel()
@@ -458,6 +481,9 @@ func (r *Registry) PutWill(w *broker.ClusterWill) uint64 {
 // cluster cannot be reached the node does not publish the will: the
 // cluster decides who does, so that it is published once.
 func (r *Registry) TakeWill(clientID string, token uint64) bool {
+	if !r.ready.Load() {
+		return true // never stored
+	}
 	ctx, cancel := r.opCtx(nil)
 	defer cancel()
 	err := r.wills.Delete(ctx, willKey(r.cfg.Node, r.inc, clientID), jetstream.LastRevision(token))
@@ -475,6 +501,9 @@ func (r *Registry) TakeWill(clientID string, token uint64) bool {
 
 // DropWill implements broker.Registry.
 func (r *Registry) DropWill(clientID string, token uint64) {
+	if !r.ready.Load() {
+		return
+	}
 	r.async(func(ctx context.Context) {
 		_ = r.wills.Delete(ctx, willKey(r.cfg.Node, r.inc, clientID), jetstream.LastRevision(token))
 	})

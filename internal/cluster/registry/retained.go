@@ -9,6 +9,10 @@ import (
 // SetRetained implements broker.RetainedReplica: an asynchronous KV put, in
 // the order of the node's writes.
 func (r *Registry) SetRetained(m *broker.Message) {
+	if !r.ready.Load() {
+		r.log.Warn("cluster: retained message kept on this node only: not connected to the cluster yet", "topic", m.Topic)
+		return
+	}
 	key := enc(m.Topic)
 	if _, err := r.js.PublishAsync(r.retPre+key, broker.EncodeMessage(m)); err != nil {
 		r.log.Warn("cluster: retained message not written to the cluster", "topic", m.Topic, "err", err)
@@ -18,6 +22,9 @@ func (r *Registry) SetRetained(m *broker.Message) {
 // DeleteRetained implements broker.RetainedReplica: an asynchronous KV
 // delete.
 func (r *Registry) DeleteRetained(topic string) {
+	if !r.ready.Load() {
+		return
+	}
 	msg := nats.NewMsg(r.retPre + enc(topic))
 	msg.Header.Set("KV-Operation", "DEL")
 	if _, err := r.js.PublishMsgAsync(msg); err != nil {
