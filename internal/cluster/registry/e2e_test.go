@@ -17,6 +17,7 @@ import (
 	"github.com/culexmq/culex/internal/config"
 	"github.com/culexmq/culex/internal/mqtt/packet"
 	"github.com/eclipse/paho.golang/paho"
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -235,7 +236,7 @@ func TestTakeoverAcrossNodes(t *testing.T) {
 }
 
 // TestTakeoverAcrossNodesKeepsOwnership: a client id alice holds on node
-// a is refused to bob on node b (CONNACK 0x87), and alice stays
+// a is refused to bob on node b (CONNACK 0x87; 3.1.1: 5), and alice stays
 // connected; root, a superuser, takes it over (alice gets 0x8E) and the
 // session stays alice's: bob is still refused, alice takes it back.
 func TestTakeoverAcrossNodesKeepsOwnership(t *testing.T) {
@@ -245,6 +246,16 @@ func TestTakeoverAcrossNodesKeepsOwnership(t *testing.T) {
 	alice, _ := dial(t, a.addr, "dev-1", dialOpts{user: "alice", clean: true})
 	if _, ack := dial(t, b.addr, "dev-1", dialOpts{user: "bob", clean: true}); ack.ReasonCode != packet.ErrNotAuthorized.Value {
 		t.Fatalf("bob on node b: CONNACK %#x, want 0x87", ack.ReasonCode)
+	}
+	// A 3.1.1 client of another identity gets return code 5.
+	v3 := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + b.addr).SetClientID("dev-1").
+		SetUsername("bob").SetAutoReconnect(false).SetConnectTimeout(e2eWait))
+	tok := v3.Connect()
+	if !tok.WaitTimeout(e2eWait) {
+		t.Fatal("3.1.1 bob: no CONNACK")
+	}
+	if rc := tok.(*mqtt.ConnectToken).ReturnCode(); rc != 5 {
+		t.Fatalf("3.1.1 bob on node b: return code %d, want 5", rc)
 	}
 	// alice is still connected: the superuser's takeover disconnects her.
 	root, ack := dial(t, b.addr, "dev-1", dialOpts{user: "root", clean: true})
@@ -373,6 +384,22 @@ func TestWillOnceWhenNodeDies(t *testing.T) {
 		s.sub(t, "mark")
 	}
 	dial(t, a.addr, "dev-1", dialOpts{clean: true, will: &paho.WillMessage{Topic: "will/dev-1", QoS: 1, Payload: []byte("gone")}, delay: 1})
+	// Both survivors read the will before either writes: the election is
+	// decided by the compare-and-set alone.
+	var arrived sync.WaitGroup
+	arrived.Add(2)
+	both := make(chan struct{})
+	go func() { arrived.Wait(); close(both) }()
+	for _, n := range []*node{b, c} {
+		var once sync.Once
+		n.r.beforeElect = func() {
+			once.Do(arrived.Done)
+			select {
+			case <-both:
+			case <-time.After(e2eWait):
+			}
+		}
+	}
 	a.kill()
 	killed := time.Now()
 	deadline := time.After(e2eWait)

@@ -144,6 +144,9 @@ func (r *Registry) elect(ctx context.Context, key string) {
 	if w.Firer != "" && r.alive(w.Firer, w.FirerInc) {
 		return // a live node has it
 	}
+	if f := r.beforeElect; f != nil {
+		f()
+	}
 	w.Firer, w.FirerInc = r.cfg.Node, r.inc
 	v, _ := json.Marshal(w)
 	rev, err := r.wills.Update(ctx, key, v, e.Revision())

@@ -90,6 +90,9 @@ type Registry struct {
 	ready    atomic.Bool // Start finished: the buckets are set
 	onKick   func()      // tests: runs when a takeover request arrives
 	onElect  func(bool)  // tests: runs after each will election, with its outcome
+	// beforeElect (tests) runs between reading a will and the
+	// compare-and-set that elects this node.
+	beforeElect func()
 }
 
 type nodeSeen struct {
