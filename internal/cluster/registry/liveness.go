@@ -33,6 +33,19 @@ func (r *Registry) heartbeat() {
 
 // watchNodes follows the heartbeats of every node.
 func (r *Registry) watchNodes(w jetstream.KeyWatcher) {
+	r.follow(w, func(e jetstream.KeyValueEntry) {
+		if e == nil || e.Operation() != jetstream.KeyValuePut {
+			return
+		}
+		if name, err := base64.RawURLEncoding.DecodeString(e.Key()); err == nil {
+			r.heard(string(name), string(e.Value()))
+		}
+	})
+}
+
+// follow hands each update of w to fn (nil: the initial values are all
+// delivered) until the Registry closes.
+func (r *Registry) follow(w jetstream.KeyWatcher, fn func(jetstream.KeyValueEntry)) {
 	defer w.Stop()
 	for {
 		select {
@@ -42,14 +55,7 @@ func (r *Registry) watchNodes(w jetstream.KeyWatcher) {
 			if !ok {
 				return
 			}
-			if e == nil || e.Operation() != jetstream.KeyValuePut {
-				continue
-			}
-			name, err := base64.RawURLEncoding.DecodeString(e.Key())
-			if err != nil {
-				continue
-			}
-			r.heard(string(name), string(e.Value()))
+			fn(e)
 		}
 	}
 }

@@ -36,28 +36,18 @@ func (r *Registry) DeleteRetained(topic string) {
 // the first pass loads them (and clears those the node restored from its
 // store that the cluster no longer has), then every change follows.
 func (r *Registry) watchRetained(w jetstream.KeyWatcher, loaded chan<- struct{}) {
-	defer w.Stop()
 	initial := map[string]bool{}
-	for {
-		select {
-		case <-r.ctx.Done():
-			return
-		case e, ok := <-w.Updates():
-			if !ok {
-				return
-			}
-			if e == nil {
-				if initial != nil {
-					keep := initial
-					r.b.PruneRetained(func(t string) bool { return keep[t] })
-					initial = nil
-					close(loaded)
-				}
-				continue
-			}
+	r.follow(w, func(e jetstream.KeyValueEntry) {
+		switch {
+		case e != nil:
 			r.applyRetained(e, initial)
+		case initial != nil:
+			keep := initial
+			r.b.PruneRetained(func(t string) bool { return keep[t] })
+			initial = nil
+			close(loaded)
 		}
-	}
+	})
 }
 
 // applyRetained applies one change of the bucket; initial, during the first
