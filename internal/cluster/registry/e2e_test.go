@@ -231,8 +231,8 @@ func TestTakeoverAcrossNodes(t *testing.T) {
 		prev = cur
 	}
 	slices.Sort(lat)
-	t.Logf("cross-node takeover (CONNECT to the old connection's DISCONNECT 0x8E), %d takeovers: p50 %v, p99 %v, max %v",
-		len(lat), lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1])
+	t.Logf("cross-node takeover (CONNECT to the old connection's DISCONNECT 0x8E), %d takeovers: p50 %v, p99 %v, slowest %v",
+		len(lat), lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-5:])
 }
 
 // TestTakeoverAcrossNodesKeepsOwnership: a client id alice holds on node
