@@ -1,0 +1,170 @@
+package integration
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/culexmq/culex/internal/brokertest"
+	"github.com/eclipse/paho.golang/paho"
+)
+
+// sessionNodeTimeout is cluster.node_timeout in these tests: how long a
+// killed node holds its client ids and wills.
+const sessionNodeTimeout = time.Second
+
+// sessionCluster starts n `culex serve` cores on loopback, each routed to
+// the others, with users alice, bob and probe (password "secret-<name>"),
+// and waits until every node accepts a CONNECT (its session registry is
+// ready).
+func sessionCluster(t *testing.T, n int) []*culexProc {
+	t.Helper()
+	dir := t.TempDir()
+	_, users := writeUsers(t, dir, "alice", "bob", "probe")
+	ports := make([]int, n)
+	for i := range ports {
+		ports[i] = brokertest.FreePort(t)
+	}
+	var nodes []*culexProc
+	for i := range n {
+		var peers []string
+		for j, p := range ports {
+			if j != i {
+				peers = append(peers, fmt.Sprintf("127.0.0.1:%d", p))
+			}
+		}
+		nodes = append(nodes, startCulex(t, filepath.Join(dir, fmt.Sprintf("n%d", i)),
+			"--auth.backends", "users", "--auth.users-file", users,
+			"--cluster.listen", fmt.Sprintf("127.0.0.1:%d", ports[i]),
+			"--cluster.peers", strings.Join(peers, ","),
+			"--cluster.secret", "test-cluster-secret",
+			"--cluster.node-name", fmt.Sprintf("n%d", i),
+			"--cluster.node-timeout", sessionNodeTimeout.String(),
+			"--cluster.sync", "10ms"))
+	}
+	for i, p := range nodes {
+		waitFor(t, 60*time.Second, fmt.Sprintf("node n%d to accept CONNECTs", i), func() bool {
+			c, _, err := dialV5(t, p.addr, userConnect(fmt.Sprintf("probe-%d", i), "probe"), nil)
+			if err != nil {
+				return false
+			}
+			c.disconnect(0, nil)
+			return true
+		})
+	}
+	return nodes
+}
+
+// userConnect is a clean-start CONNECT of user with its password.
+func userConnect(id, user string) *paho.Connect {
+	cp := v5Connect(id, true, 0)
+	cp.UsernameFlag, cp.Username = true, user
+	cp.PasswordFlag, cp.Password = true, []byte("secret-"+user)
+	return cp
+}
+
+// TestClusterTakeoverAcrossNodes: a client id connected on one node and
+// then on another: the first connection gets DISCONNECT 0x8E. A client of
+// another identity (users file) presenting the id is refused with 0x87
+// on any node, and the owner stays connected.
+func TestClusterTakeoverAcrossNodes(t *testing.T) {
+	nodes := sessionCluster(t, 3)
+	first := connectV5(t, nodes[0].addr, userConnect("dev-1", "alice"))
+	if _, ca, err := dialV5(t, nodes[1].addr, userConnect("dev-1", "bob"), nil); err == nil || ca == nil || ca.ReasonCode != 0x87 {
+		t.Fatalf("bob presenting alice's client id on another node: %v (connack %+v), want 0x87", err, ca)
+	}
+	connectV5(t, nodes[2].addr, userConnect("dev-1", "alice"))
+	select {
+	case d := <-first.disc:
+		if d.ReasonCode != 0x8E {
+			t.Fatalf("taken-over connection: DISCONNECT %#x, want 0x8E", d.ReasonCode)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("taken-over connection got no DISCONNECT")
+	}
+}
+
+// TestClusterKilledNodeReleasesIDs: alice's client id on a node that is
+// SIGKILLed is refused to bob on another node while the node lives, and
+// free within node_timeout plus a heartbeat (and some slack for a loaded
+// machine) after the kill.
+func TestClusterKilledNodeReleasesIDs(t *testing.T) {
+	nodes := sessionCluster(t, 3)
+	connectV5(t, nodes[0].addr, userConnect("dev-1", "alice"))
+	if _, ca, err := dialV5(t, nodes[1].addr, userConnect("dev-1", "bob"), nil); err == nil || ca == nil || ca.ReasonCode != 0x87 {
+		t.Fatalf("bob while alice's node lives: %v (connack %+v), want 0x87", err, ca)
+	}
+	nodes[0].stop(syscall.SIGKILL)
+	killed := time.Now()
+	waitFor(t, 20*time.Second, "the killed node's client id to be free", func() bool {
+		_, _, err := dialV5(t, nodes[1].addr, userConnect("dev-1", "bob"), nil)
+		return err == nil
+	})
+	took := time.Since(killed)
+	t.Logf("client id free %v after SIGKILL (node_timeout %v)", took, sessionNodeTimeout)
+	if limit := sessionNodeTimeout + sessionNodeTimeout/5 + 2*time.Second; took > limit {
+		t.Errorf("client id free after %v, documented bound node_timeout + heartbeat (%v) plus 2 s slack", took, sessionNodeTimeout+sessionNodeTimeout/5)
+	}
+}
+
+// TestClusterRetainedAcrossNodes: a retained message set on one node is
+// delivered on subscribe at another.
+func TestClusterRetainedAcrossNodes(t *testing.T) {
+	nodes := sessionCluster(t, 3)
+	pub := connectV5(t, nodes[0].addr, userConnect("pub", "alice"))
+	pub.publish("r/1", 1, "one", retained)
+	waitFor(t, waitTimeout, "the retained message on node n1", func() bool {
+		s := connectV5(t, nodes[1].addr, userConnect("sub", "bob"))
+		s.subscribe(sub("r/#", 1))
+		select {
+		case m := <-s.msgs:
+			return m.Topic == "r/1" && string(m.Payload) == "one" && m.Retain
+		case <-time.After(200 * time.Millisecond):
+			s.disconnect(0, nil)
+			return false
+		}
+	})
+}
+
+// TestClusterWillOfKilledNode: the will of a client on a node that is
+// SIGKILLed is published by one survivor, once: each subscriber, on
+// either surviving node, gets it once (a marker published after it comes
+// next).
+func TestClusterWillOfKilledNode(t *testing.T) {
+	nodes := sessionCluster(t, 3)
+	var subs []*v5Client
+	for i, n := range nodes[1:] {
+		s := connectV5(t, n.addr, userConnect(fmt.Sprintf("sub-%d", i), "bob"))
+		s.subscribe(sub("will/#", 1), sub("mark", 1))
+		subs = append(subs, s)
+	}
+	cp := userConnect("dev-1", "alice")
+	cp.WillMessage = &paho.WillMessage{Topic: "will/dev-1", QoS: 1, Payload: []byte("gone")}
+	cp.WillProperties = &paho.WillProperties{WillDelayInterval: paho.Uint32(1)}
+	connectV5(t, nodes[0].addr, cp)
+	nodes[0].stop(syscall.SIGKILL)
+	killed := time.Now()
+	for i, s := range subs {
+		m := recvN(t, s.msgs, 1, 30*time.Second)[0]
+		if m.Topic != "will/dev-1" || string(m.Payload) != "gone" {
+			t.Fatalf("subscriber %d: %v, want the will", i, m)
+		}
+		if i == 0 {
+			took := time.Since(killed)
+			t.Logf("will published %v after SIGKILL (node_timeout %v, will delay 1 s)", took, sessionNodeTimeout)
+			if took < time.Second {
+				t.Errorf("will published %v after its node died, before its delay of 1 s", took)
+			}
+		}
+	}
+	marker := connectV5(t, nodes[1].addr, userConnect("marker", "bob"))
+	marker.publish("mark", 1, "m")
+	for i, s := range subs {
+		if extra := recvUntil(t, s.msgs, "mark"); len(extra) != 0 {
+			t.Fatalf("subscriber %d got more after the will: %v", i, summarize(extra))
+		}
+	}
+}
