@@ -32,7 +32,11 @@ var allowed = map[string][]string{
 	"internal/cluster/natstest": {},
 	"internal/cluster/registry": {"internal/broker"},
 	"internal/server": {"internal/auth", "internal/bridge/kafka", "internal/broker", "internal/config", "internal/listener", "internal/store",
-		"internal/mqtt/packet", "internal/mqtt/topic"},
+		"internal/mqtt/packet", "internal/mqtt/topic", "internal/cluster", "internal/cluster/fabric"},
+	"internal/cluster/fabric":  {"internal/config"},
+	"internal/cluster/subject": {},
+	"internal/cluster":         {"internal/broker", "internal/cluster/fabric", "internal/mqtt/packet"},
+	"internal/clustertest":     {},
 }
 
 // testOnly are the test-support packages: only test files import them.
