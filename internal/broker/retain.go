@@ -39,12 +39,9 @@ func (b *Broker) setRetained(m *Message, w *storeWait) {
 		}
 		return
 	}
-	// A message another node forwarded (Local) was written to the
-	// cluster by that node.
+	// Messages another node forwarded (Forwarded) do not come here: the
+	// node their client published to wrote them to the cluster.
 	rep := b.opts.RetainedReplica
-	if m.Local {
-		rep = nil
-	}
 	if len(m.Payload) == 0 {
 		b.storeRetainedLocked(m, w)
 		if rep != nil {

@@ -32,7 +32,7 @@ var allowed = map[string][]string{
 	"internal/cluster/natstest": {},
 	"internal/cluster/registry": {"internal/broker"},
 	"internal/server": {"internal/auth", "internal/bridge/kafka", "internal/broker", "internal/config", "internal/listener", "internal/store",
-		"internal/mqtt/packet", "internal/mqtt/topic", "internal/cluster", "internal/cluster/fabric"},
+		"internal/mqtt/packet", "internal/mqtt/topic", "internal/cluster", "internal/cluster/fabric", "internal/cluster/registry"},
 	"internal/cluster/fabric":  {"internal/config"},
 	"internal/cluster/subject": {},
 	"internal/cluster":         {"internal/broker", "internal/cluster/fabric", "internal/mqtt/packet"},

@@ -345,13 +345,13 @@ func subscribeUntil(t *testing.T, addr, filter, marker string) []string {
 }
 
 // TestForwardedRetainedNotStored: a retained message the cluster forwarded
-// to a node (Message.Local) is not written to the cluster by it.
+// to a node (Message.Forwarded) is not written to the cluster by it.
 func TestForwardedRetainedNotStored(t *testing.T) {
 	nc := natstest.Start(t, 3)
 	nodes := startBrokers(t, nc, 1, Config{})
 	a := nodes[0]
 	ctx := context.Background()
-	a.b.Publish(ctx, &broker.Message{Topic: "f/local", Payload: []byte("x"), Retain: true, Local: true}, nil)
+	a.b.Publish(ctx, &broker.Message{Topic: "f/local", Payload: []byte("x"), Retain: true, Local: true, Forwarded: true}, nil)
 	a.b.Publish(ctx, &broker.Message{Topic: "f/marker", Payload: []byte("x"), Retain: true}, nil)
 	deadline := time.Now().Add(e2eWait)
 	for {
