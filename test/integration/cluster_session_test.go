@@ -89,8 +89,7 @@ func TestClusterTakeoverAcrossNodes(t *testing.T) {
 
 // TestClusterKilledNodeReleasesIDs: alice's client id on a node that is
 // SIGKILLed is refused to bob on another node while the node lives, and
-// free within node_timeout plus a heartbeat (and some slack for a loaded
-// machine) after the kill.
+// free within the documented bound after the kill.
 func TestClusterKilledNodeReleasesIDs(t *testing.T) {
 	nodes := sessionCluster(t, 3)
 	connectV5(t, nodes[0].addr, userConnect("dev-1", "alice"))
@@ -105,8 +104,12 @@ func TestClusterKilledNodeReleasesIDs(t *testing.T) {
 	})
 	took := time.Since(killed)
 	t.Logf("client id free %v after SIGKILL (node_timeout %v)", took, sessionNodeTimeout)
-	if limit := sessionNodeTimeout + sessionNodeTimeout/5 + 2*time.Second; took > limit {
-		t.Errorf("client id free after %v, documented bound node_timeout + heartbeat (%v) plus 2 s slack", took, sessionNodeTimeout+sessionNodeTimeout/5)
+	// The documented bound: node_timeout and a heartbeat, or, when the
+	// killed core led the client ids' bucket, JetStream's election of a
+	// new leader (4 to 9 s in nats-server), whichever is longer; plus 2 s
+	// for a loaded machine.
+	if limit := sessionNodeTimeout + sessionNodeTimeout/5 + 9*time.Second + 2*time.Second; took > limit {
+		t.Errorf("client id free after %v, documented bound %v", took, limit)
 	}
 }
 
@@ -144,6 +147,7 @@ func TestClusterWillOfKilledNode(t *testing.T) {
 	cp := userConnect("dev-1", "alice")
 	cp.WillMessage = &paho.WillMessage{Topic: "will/dev-1", QoS: 1, Payload: []byte("gone")}
 	cp.WillProperties = &paho.WillProperties{WillDelayInterval: paho.Uint32(1)}
+	cp.Properties.SessionExpiryInterval = paho.Uint32(60) // or the delay is 0 [MQTT-3.1.3-9]
 	connectV5(t, nodes[0].addr, cp)
 	nodes[0].stop(syscall.SIGKILL)
 	killed := time.Now()
@@ -160,7 +164,14 @@ func TestClusterWillOfKilledNode(t *testing.T) {
 			}
 		}
 	}
-	marker := connectV5(t, nodes[1].addr, userConnect("marker", "bob"))
+	// A CONNECT is refused (0x88) while JetStream moves the client ids'
+	// leader off the killed core.
+	var marker *v5Client
+	waitFor(t, 30*time.Second, "a CONNECT accepted after the kill", func() bool {
+		c, _, err := dialV5(t, nodes[1].addr, userConnect("marker", "bob"), nil)
+		marker = c
+		return err == nil
+	})
 	marker.publish("mark", 1, "m")
 	for i, s := range subs {
 		if extra := recvUntil(t, s.msgs, "mark"); len(extra) != 0 {

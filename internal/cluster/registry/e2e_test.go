@@ -81,6 +81,28 @@ func startBrokers(t *testing.T, nc *natstest.Cluster, n int, cfg Config) []*node
 	return out
 }
 
+// knownBy waits until every other node has heard n's heartbeat.
+func (n *node) knownBy(t *testing.T, others ...*node) {
+	t.Helper()
+	deadline := time.Now().Add(e2eWait)
+	for _, o := range others {
+		for !o.r.alive(n.name, n.r.inc) || !o.r.heardOf(n.name) {
+			if time.Now().After(deadline) {
+				t.Fatalf("node %s never heard of node %s", o.name, n.name)
+			}
+			time.Sleep(10 * time.Millisecond) // polling the heartbeats
+		}
+	}
+}
+
+// heardOf says whether node's heartbeat ever reached this one.
+func (r *Registry) heardOf(node string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.seen[node]
+	return ok
+}
+
 // kill makes the node silent, as if its process died: no heartbeat, no
 // answer to takeovers, no access to the cluster. Its broker still holds
 // its clients, and publishes nothing the cluster does not let it.
@@ -286,6 +308,7 @@ func TestIDsReleasedWhenNodeDies(t *testing.T) {
 	if _, ack := dial(t, b.addr, "dev-1", dialOpts{user: "bob", clean: true}); ack.ReasonCode != packet.ErrNotAuthorized.Value {
 		t.Fatalf("bob while node a lives: CONNACK %#x, want 0x87", ack.ReasonCode)
 	}
+	a.knownBy(t, b)
 	a.kill()
 	killed := time.Now()
 	for {
@@ -400,6 +423,7 @@ func TestWillOnceWhenNodeDies(t *testing.T) {
 			}
 		}
 	}
+	a.knownBy(t, b, c)
 	a.kill()
 	killed := time.Now()
 	deadline := time.After(e2eWait)

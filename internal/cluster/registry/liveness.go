@@ -2,45 +2,50 @@ package registry
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// heartbeat writes the node's key every Heartbeat and, on the same tick,
+// heartbeat says the node is alive every Heartbeat and, on the same tick,
 // looks for nodes unheard of for DeadAfter.
 func (r *Registry) heartbeat() {
 	t := time.NewTicker(r.cfg.Heartbeat)
 	defer t.Stop()
-	key := enc(r.cfg.Node)
 	for {
 		select {
 		case <-r.ctx.Done():
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Heartbeat)
-		if _, err := r.nodes.Put(ctx, key, r.nodeValue()); err != nil && r.ctx.Err() == nil {
-			r.log.Warn("cluster: heartbeat not written", "err", err)
-		}
-		cancel()
+		r.sayAlive()
 		r.sweep()
 	}
 }
 
-// watchNodes follows the heartbeats of every node.
-func (r *Registry) watchNodes(w jetstream.KeyWatcher) {
-	r.follow(w, func(e jetstream.KeyValueEntry) {
-		if e == nil || e.Operation() != jetstream.KeyValuePut {
-			return
-		}
-		if name, err := base64.RawURLEncoding.DecodeString(e.Key()); err == nil {
-			r.heard(string(name), string(e.Value()))
-		}
-	})
+// aliveMsg is a heartbeat.
+type aliveMsg struct {
+	Node string `json:"n"`
+	Inc  string `json:"i"`
+}
+
+func (r *Registry) sayAlive() {
+	v, _ := json.Marshal(aliveMsg{r.cfg.Node, r.inc})
+	if err := r.nc.Publish(r.cfg.Prefix+".alive", v); err != nil && r.ctx.Err() == nil {
+		r.log.Warn("cluster: heartbeat not sent", "err", err)
+	}
+}
+
+// onAlive records another node's heartbeat.
+func (r *Registry) onAlive(m *nats.Msg) {
+	var a aliveMsg
+	if json.Unmarshal(m.Data, &a) == nil && a.Node != "" {
+		r.heard(a.Node, a.Inc)
+	}
 }
 
 // follow hands each update of w to fn (nil: the initial values are all
@@ -68,6 +73,9 @@ func (r *Registry) heard(node, inc string) {
 	r.seen[node] = nodeSeen{inc: inc, at: time.Now()}
 	restarted := had && prev.inc != inc && !prev.dead
 	r.mu.Unlock()
+	if !had || prev.inc != inc {
+		r.sayAlive() // a newcomer learns of this node at once
+	}
 	if restarted && node != r.cfg.Node {
 		r.died(node, prev.inc)
 	}
@@ -119,45 +127,99 @@ func (r *Registry) died(node, inc string) {
 		prefixes = append(prefixes, p+".>")
 	}
 	r.mu.Unlock()
-	r.async(func(ctx context.Context) {
-		l, err := r.wills.ListKeysFiltered(ctx, prefixes...)
-		if err != nil {
-			r.log.Warn("cluster: wills of a dead node not listed", "node", node, "err", err)
-			return
-		}
-		for k := range l.Keys() {
-			r.elect(ctx, k)
+	r.async(func(context.Context) {
+		// The cluster may be electing the wills' leader (the dead node
+		// was a core): try again until the wills are dealt with.
+		for keys := r.willKeys(prefixes); len(keys) > 0; {
+			var again []string
+			for _, k := range keys {
+				if !r.elect(k) {
+					again = append(again, k)
+				}
+			}
+			if keys = again; len(keys) > 0 && !r.pause() {
+				return
+			}
 		}
 	})
+}
+
+// willKeys lists the wills under prefixes, trying again while JetStream
+// does not answer; nil once the Registry closes.
+func (r *Registry) willKeys(prefixes []string) []string {
+	for {
+		ctx, cancel := r.opCtx(r.ctx)
+		// A copy: the client library rewrites the filters it is given.
+		l, err := r.wills.ListKeysFiltered(ctx, slices.Clone(prefixes)...)
+		var keys []string
+		if err == nil {
+			for k := range l.Keys() {
+				keys = append(keys, k)
+			}
+		}
+		cancel()
+		if err == nil {
+			return keys
+		}
+		r.log.Warn("cluster: wills of a dead node not listed yet", "err", err, "filters", prefixes)
+		if !r.pause() {
+			return nil
+		}
+	}
+}
+
+// pause waits a heartbeat before an operation is tried again; false when
+// the Registry closes.
+func (r *Registry) pause() bool {
+	select {
+	case <-r.ctx.Done():
+		return false
+	case <-time.After(r.cfg.Heartbeat):
+		return true
+	}
 }
 
 // elect tries to become the node that publishes the will under key: a
 // compare-and-set that names this node as its firer. The winner publishes
 // it when due, unless the key changed since (its client came back).
-func (r *Registry) elect(ctx context.Context, key string) {
+func (r *Registry) elect(key string) (done bool) {
 	won := false
-	if f := r.onElect; f != nil {
-		defer func() { f(won) }()
-	}
+	defer func() {
+		if f := r.onElect; f != nil && done {
+			f(won)
+		}
+	}()
+	ctx, cancel := r.opCtx(r.ctx)
+	defer cancel()
 	e, err := r.wills.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return true // published, or cancelled
+	}
 	if err != nil {
-		return
+		return r.ctx.Err() != nil
 	}
 	var w willRecord
 	if json.Unmarshal(e.Value(), &w) != nil {
-		return
+		return true
 	}
-	if w.Firer != "" && r.alive(w.Firer, w.FirerInc) {
-		return // a live node has it
+	mine := w.Firer == r.cfg.Node && w.FirerInc == r.inc
+	if w.Firer != "" && !mine && r.alive(w.Firer, w.FirerInc) {
+		return true // a live node has it
 	}
 	if f := r.beforeElect; f != nil {
 		f()
 	}
 	w.Firer, w.FirerInc = r.cfg.Node, r.inc
 	v, _ := json.Marshal(w)
-	rev, err := r.wills.Update(ctx, key, v, e.Revision())
+	rev := e.Revision() // already won: an answer lost on the way
+	if !mine {
+		rev, err = r.wills.Update(ctx, key, v, e.Revision())
+	}
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return true // another node won, or the client came back
+	}
 	if err != nil {
-		return // another node won, or the client came back
+		return r.ctx.Err() != nil
 	}
 	due := time.Until(time.Unix(0, w.Deadline))
 	if w.Deadline == 0 {
@@ -168,28 +230,35 @@ func (r *Registry) elect(ctx context.Context, key string) {
 	won = true
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.ctx.Err() != nil {
-		return
+	if _, ok := r.fires[key]; !ok && r.ctx.Err() == nil {
+		r.fires[key] = time.AfterFunc(max(due, 0), func() { r.fire(key, rev, w.Data) })
 	}
-	r.fires[key] = time.AfterFunc(max(due, 0), func() { r.fire(key, rev, w.Data) })
+	return true
 }
 
 // fire publishes an elected will if its key still holds what the election
 // wrote.
 func (r *Registry) fire(key string, rev uint64, data []byte) {
-	r.mu.Lock()
-	delete(r.fires, key)
-	r.mu.Unlock()
-	ctx, cancel := r.opCtx(r.ctx)
-	defer cancel()
-	err := r.wills.Delete(ctx, key, jetstream.LastRevision(rev))
-	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return // cancelled: the client came back
-	}
-	if err != nil {
-		r.log.Warn("cluster: will of a dead node's client not published: the cluster is unreachable",
+	defer func() {
+		r.mu.Lock()
+		delete(r.fires, key)
+		r.mu.Unlock()
+	}()
+	for {
+		ctx, cancel := r.opCtx(r.ctx)
+		err := r.wills.Delete(ctx, key, jetstream.LastRevision(rev))
+		cancel()
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return // cancelled: the client came back
+		}
+		if err == nil {
+			break
+		}
+		r.log.Warn("cluster: will of a dead node's client not published yet: the cluster does not answer",
 			"key", key, "err", err)
-		return
+		if !r.pause() {
+			return
+		}
 	}
 	if err := r.b.FireWill(data); err != nil {
 		r.log.Warn("cluster: unreadable will of a dead node's client", "key", key, "err", err)

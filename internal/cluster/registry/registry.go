@@ -33,8 +33,8 @@ type Config struct {
 	Conn *nats.Conn
 	// Node is this node's name, unique in the cluster.
 	Node string
-	// Prefix names the buckets (<prefix>_ids, _wills, _nodes, _retained)
-	// and subjects (<prefix>.takeover.*); default "culex".
+	// Prefix names the buckets (<prefix>_ids, _wills, _retained) and
+	// subjects (<prefix>.takeover.*, <prefix>.alive); default "culex".
 	Prefix string
 	// Replicas of each bucket: the number of core nodes, at most 5;
 	// default 1.
@@ -68,7 +68,6 @@ type Registry struct {
 	inc    string // this incarnation of the node: a restart is another node
 	ids    jetstream.KeyValue
 	wills  jetstream.KeyValue
-	nodes  jetstream.KeyValue
 	ret    jetstream.KeyValue
 	retPre string // subject prefix of the retained bucket's keys
 	idPre  string // and of the client ids'
@@ -81,7 +80,7 @@ type Registry struct {
 	wg     sync.WaitGroup
 
 	mu       sync.Mutex
-	watchAt  time.Time            // when the nodes watch started
+	watchAt  time.Time            // when the heartbeats' subscription started
 	seen     map[string]nodeSeen  // node name -> its incarnation last heard of
 	deadIncs map[string]time.Time // node+"."+incarnation of the dead, for their wills
 	hashed   map[string]string    // retained key -> topic, for keys that are digests
@@ -195,7 +194,6 @@ func (r *Registry) Start(ctx context.Context, b Node) error {
 	}{
 		{&r.ids, jetstream.KeyValueConfig{Bucket: r.cfg.Prefix + "_ids"}},
 		{&r.wills, jetstream.KeyValueConfig{Bucket: r.cfg.Prefix + "_wills"}},
-		{&r.nodes, jetstream.KeyValueConfig{Bucket: r.cfg.Prefix + "_nodes", TTL: 10 * r.cfg.DeadAfter}},
 		{&r.ret, jetstream.KeyValueConfig{Bucket: r.cfg.Prefix + "_retained"}},
 	}
 	for _, bk := range buckets {
@@ -216,29 +214,29 @@ func (r *Registry) Start(ctx context.Context, b Node) error {
 	r.retPre = "$KV." + r.cfg.Prefix + "_retained."
 	r.idPre = "$KV." + r.cfg.Prefix + "_ids."
 	r.idGet = "$JS.API.STREAM.MSG.GET.KV_" + r.cfg.Prefix + "_ids"
-	if _, err := r.nodes.Put(ctx, enc(r.cfg.Node), r.nodeValue()); err != nil {
-		return fmt.Errorf("registry: heartbeat: %w", err)
-	}
-	sub, err := r.nc.Subscribe(r.kickSubject(r.cfg.Node, r.inc), r.onKickMsg)
+	kicks, err := r.nc.Subscribe(r.kickSubject(r.cfg.Node, r.inc), r.onKickMsg)
 	if err != nil {
 		return err
 	}
-	// The watches last as long as the Registry, not as Start's ctx.
-	nw, err := r.nodes.WatchAll(r.ctx)
+	// Heartbeats travel on plain NATS, not JetStream: a stream's leader
+	// election (a core lost) must not make live nodes look dead.
+	alive, err := r.nc.Subscribe(r.cfg.Prefix+".alive", r.onAlive)
 	if err != nil {
+		kicks.Unsubscribe()
 		return err
 	}
 	r.mu.Lock()
 	r.watchAt = time.Now()
 	r.mu.Unlock()
+	r.sayAlive()
+	// The watch lasts as long as the Registry, not as Start's ctx.
 	rw, err := r.ret.WatchAll(r.ctx)
 	if err != nil {
 		return err
 	}
 	loaded := make(chan struct{})
-	r.goWatch(func() { r.watchNodes(nw) })
 	r.goWatch(func() { r.watchRetained(rw, loaded) })
-	r.goWatch(func() { r.heartbeat(); sub.Unsubscribe() })
+	r.goWatch(func() { r.heartbeat(); kicks.Unsubscribe(); alive.Unsubscribe() })
 	select {
 	case <-loaded:
 		r.ready.Store(true)
@@ -279,8 +277,6 @@ func (r *Registry) Close() {
 	r.mu.Unlock()
 	r.wg.Wait()
 }
-
-func (r *Registry) nodeValue() []byte { return []byte(r.inc) }
 
 func (r *Registry) kickSubject(node, inc string) string {
 	return r.cfg.Prefix + ".takeover." + enc(node) + "." + inc
