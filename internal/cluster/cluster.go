@@ -56,12 +56,17 @@ type Router struct {
 	localSeq uint64
 	synced   bool // the first announcement was made
 
-	acks    chan ackItem
-	subs    []*nats.Subscription
-	stop    chan struct{}
-	wg      sync.WaitGroup
-	closed  atomic.Bool
-	started atomic.Bool
+	acks      chan ackItem
+	subs      []*nats.Subscription
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closed    atomic.Bool
+	dirty     atomic.Bool // a subscription may have gone: resync
+	started   atomic.Bool
+	startedAt time.Time
+
+	watchMu  sync.Mutex
+	watchers []func(node string, up bool)
 
 	forwarded atomic.Uint64
 	received  atomic.Uint64
@@ -136,6 +141,7 @@ func (r *Router) Start(b *broker.Broker) error {
 		r.Close()
 		return fmt.Errorf("cluster: %w", err)
 	}
+	r.startedAt = time.Now()
 	r.started.Store(true)
 	r.wg.Add(2)
 	go r.ackLoop()
@@ -143,6 +149,28 @@ func (r *Router) Start(b *broker.Broker) error {
 	r.resync()
 	return nil
 }
+
+// Watch calls fn whenever another node joins (up, also after a restart)
+// or is gone (no heartbeat for cluster.node_timeout), on a goroutine of the
+// router: fn must not block. The client-id registry and wills use it to
+// release what a dead node held.
+func (r *Router) Watch(fn func(node string, up bool)) {
+	r.watchMu.Lock()
+	r.watchers = append(r.watchers, fn)
+	r.watchMu.Unlock()
+}
+
+func (r *Router) notify(node string, up bool) {
+	r.watchMu.Lock()
+	ws := r.watchers
+	r.watchMu.Unlock()
+	for _, fn := range ws {
+		fn(node, up)
+	}
+}
+
+// heartbeatEvery is the heartbeat period: a fifth of node_timeout.
+func (r *Router) heartbeatEvery() time.Duration { return max(r.nodeTO/5, 20*time.Millisecond) }
 
 // Done is closed when the router is closed.
 func (r *Router) Done() <-chan struct{} { return r.stop }
@@ -195,6 +223,13 @@ func (r *Router) OnSubscribe(_ *broker.ClientInfo, filter string, qos byte) {
 	r.publishLocked(a)
 	r.mu.Unlock()
 }
+
+// OnUnsubscribe, OnDisconnect and OnSessionExpired mark the announced
+// filters stale: a filter may have lost its last subscriber, which the
+// next resynchronisation (within a second) announces.
+func (r *Router) OnUnsubscribe(*broker.ClientInfo, string) { r.dirty.Store(true) }
+func (r *Router) OnDisconnect(*broker.ClientInfo, error)   { r.dirty.Store(true) }
+func (r *Router) OnSessionExpired(string)                  { r.dirty.Store(true) }
 
 func sharedInner(f string) string {
 	rest := f[7:]
@@ -258,10 +293,9 @@ func (r *Router) heartbeat() {
 
 func (r *Router) tickLoop() {
 	defer r.wg.Done()
-	hb := max(r.nodeTO/5, 20*time.Millisecond)
-	t := time.NewTicker(hb)
+	t := time.NewTicker(r.heartbeatEvery())
 	defer t.Stop()
-	lastResync := time.Now()
+	lastResync, lastSys := time.Now(), time.Time{}
 	r.heartbeat()
 	for {
 		select {
@@ -270,12 +304,30 @@ func (r *Router) tickLoop() {
 		case <-t.C:
 		}
 		r.heartbeat()
-		if time.Since(lastResync) >= time.Second {
+		// Walking every subscription costs, so only after a removal (or
+		// every 30 s, in case a removal went unseen).
+		if since := time.Since(lastResync); since >= time.Second && r.dirty.Load() || since >= 30*time.Second {
+			r.dirty.Store(false)
 			r.resync()
 			lastResync = time.Now()
 		}
 		r.expire()
+		if time.Since(lastSys) >= SysInterval {
+			r.publishSys()
+			lastSys = time.Now()
+		}
 	}
+}
+
+// SysInterval is how often a node publishes $SYS/brokers/<node>/status.
+var SysInterval = 10 * time.Second
+
+// publishSys publishes the node's Status as JSON on
+// $SYS/brokers/<node>/status, retained on this node and forwarded to the
+// subscribers of every node.
+func (r *Router) publishSys() {
+	data, _ := json.Marshal(r.Status())
+	r.b.Publish(context.Background(), &broker.Message{Topic: "$SYS/brokers/" + r.node + "/status", Payload: data, Retain: true}, nil)
 }
 
 // expire forgets nodes silent for longer than node_timeout and fails
@@ -298,6 +350,7 @@ func (r *Router) expire() {
 	for _, p := range gone {
 		r.log.Warn("cluster: node gone", "node", p.name, "silent_for", r.nodeTO)
 		r.dropPeer(p)
+		r.notify(p.name, false)
 	}
 	for _, rt := range routes {
 		rt.timeout(now.Add(-r.ackTO).UnixNano())
@@ -326,6 +379,7 @@ func (r *Router) onAnnounce(msg *nats.Msg) {
 		old, p = p, nil
 		delete(r.peers, a.Node)
 	}
+	joined := p == nil
 	if p == nil {
 		p = &peer{name: a.Node, epoch: a.Epoch, filters: make(map[string]byte)}
 		p.route = newNodeRoute(r, a.Node)
@@ -350,6 +404,10 @@ func (r *Router) onAnnounce(msg *nats.Msg) {
 	if old != nil {
 		r.log.Info("cluster: node restarted", "node", a.Node)
 		r.dropPeer(old)
+		r.notify(a.Node, false)
+	}
+	if joined {
+		r.notify(a.Node, true)
 	}
 	if needSync {
 		go r.requestSync(a.Node, a.Epoch)
@@ -423,6 +481,11 @@ func (r *Router) onSync(msg *nats.Msg) {
 // Synced reports whether every node this one has heard of has sent its
 // whole interest.
 func (r *Router) Synced() error {
+	if wait := time.Until(r.startedAt.Add(2 * r.heartbeatEvery())); wait > 0 {
+		// Every live node heartbeats within one interval: after two, this
+		// node has heard of each of them.
+		return fmt.Errorf("cluster: listening for the other nodes' heartbeats (%v more)", wait.Round(time.Millisecond))
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var waiting []string

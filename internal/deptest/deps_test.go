@@ -40,7 +40,7 @@ var allowed = map[string][]string{
 }
 
 // testOnly are the test-support packages: only test files import them.
-var testOnly = []string{"internal/testcert", "internal/testlog", "internal/brokertest", "internal/cluster/natstest"}
+var testOnly = []string{"internal/testcert", "internal/testlog", "internal/brokertest", "internal/clustertest", "internal/cluster/natstest"}
 
 type pkg struct {
 	ImportPath string
