@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"slices"
@@ -485,5 +486,58 @@ func TestDelayedWillCancelledByReconnectElsewhere(t *testing.T) {
 	}
 	if n := sa.count("will/dev-1"); n != 0 {
 		t.Fatalf("will published %d times after the client came back within its delay", n)
+	}
+}
+
+// TestConcurrentConnectsLeaveOne: two clients with one client id CONNECT
+// at once, one on each node, thirty times: both are accepted (a takeover),
+// and exactly one of them is then disconnected with 0x8E; the other
+// stays connected (it completes a QoS 1 publish afterwards).
+func TestConcurrentConnectsLeaveOne(t *testing.T) {
+	nc := natstest.Start(t, 3)
+	nodes := startBrokers(t, nc, 2, Config{})
+	for i := range 30 {
+		id := fmt.Sprintf("dup-%d", i)
+		var clients [2]*client
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for k := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				c, ack := dial(t, nodes[k].addr, id, dialOpts{user: "alice", clean: true})
+				if ack.ReasonCode != 0 {
+					t.Errorf("%s on node %d: CONNACK %#x", id, k, ack.ReasonCode)
+				}
+				clients[k] = c
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if t.Failed() {
+			return
+		}
+		var survivor *client
+		select {
+		case d := <-clients[0].gone:
+			survivor = clients[1]
+			if d.ReasonCode != packet.ErrSessionTakenOver.Value {
+				t.Fatalf("%s: DISCONNECT %#x", id, d.ReasonCode)
+			}
+		case d := <-clients[1].gone:
+			survivor = clients[0]
+			if d.ReasonCode != packet.ErrSessionTakenOver.Value {
+				t.Fatalf("%s: DISCONNECT %#x", id, d.ReasonCode)
+			}
+		case <-time.After(e2eWait):
+			t.Fatalf("%s: both connections stayed", id)
+		}
+		survivor.pub(t, "alive/"+id, "x", false)
+		select {
+		case <-survivor.gone:
+			t.Fatalf("%s: both connections were disconnected", id)
+		default:
+		}
 	}
 }
