@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -142,6 +143,23 @@ func (r *Registry) died(node, inc string) {
 			}
 		}
 	})
+}
+
+// previousRuns treats the wills this node's earlier runs left (it was
+// killed, or restarted) as those of a dead node: they are published once,
+// by this node or another, even when no other node saw the restart (a
+// cluster of one node, or of nodes that all restarted).
+func (r *Registry) previousRuns() {
+	incs := map[string]bool{}
+	for _, k := range r.willKeys([]string{enc(r.cfg.Node) + ".>"}) {
+		parts := strings.SplitN(k, ".", 3)
+		if len(parts) == 3 && parts[1] != r.inc {
+			incs[parts[1]] = true
+		}
+	}
+	for inc := range incs {
+		r.died(r.cfg.Node, inc)
+	}
 }
 
 // willKeys lists the wills under prefixes, trying again while JetStream

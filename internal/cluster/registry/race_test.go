@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/culexmq/culex/internal/broker"
 	"github.com/culexmq/culex/internal/cluster/natstest"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // fakeNode stands for a broker: it holds the claims it made, as live
@@ -144,5 +146,56 @@ func TestOneCoreOneReplica(t *testing.T) {
 	}
 	if r.cfg.Replicas != 1 {
 		t.Fatalf("replicas %d, want 1", r.cfg.Replicas)
+	}
+}
+
+// willNode is a fakeNode that counts the wills it publishes.
+type willNode struct {
+	fakeNode
+	fired chan []byte
+}
+
+func (w *willNode) FireWill(data []byte) error { w.fired <- data; return nil }
+
+// TestWillOfPreviousRun: a node that stops with a client's will stored
+// (killed, or restarted) and starts again, alone in the cluster: its new
+// run publishes the will of its previous run, once, after the delay.
+func TestWillOfPreviousRun(t *testing.T) {
+	nc := natstest.Start(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := Config{Conn: nc.Conn(t, 0), Node: "a", Heartbeat: 100 * time.Millisecond}
+	first, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Start(ctx, &fakeNode{live: map[string]uint64{}}); err != nil {
+		t.Fatal(err)
+	}
+	if first.PutWill(&broker.ClusterWill{ClientID: "dev-1", Delay: 200 * time.Millisecond, Data: []byte("will")}) == 0 {
+		t.Fatal("will not stored")
+	}
+	first.Close()
+	second, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	n := &willNode{fakeNode: fakeNode{live: map[string]uint64{}}, fired: make(chan []byte, 2)}
+	start := time.Now()
+	if err := second.Start(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-n.fired:
+		if string(d) != "will" || time.Since(start) < 200*time.Millisecond {
+			t.Fatalf("fired %q after %v", d, time.Since(start))
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the previous run's will was not published")
+	}
+	// Once: the record is gone, so a later election finds nothing.
+	if _, err := second.wills.Get(ctx, willKey("a", first.inc, "dev-1")); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("will record still there: %v", err)
 	}
 }

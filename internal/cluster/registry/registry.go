@@ -241,6 +241,7 @@ func (r *Registry) Start(ctx context.Context, b Node) error {
 	case <-loaded:
 		r.ready.Store(true)
 		r.log.Info("cluster: session registry ready", "node", r.cfg.Node, "replicas", r.cfg.Replicas)
+		r.async(func(context.Context) { r.previousRuns() })
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
