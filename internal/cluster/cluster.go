@@ -62,6 +62,7 @@ type Router struct {
 	wg        sync.WaitGroup
 	closed    atomic.Bool
 	dirty     atomic.Bool // a subscription may have gone: resync
+	sysBusy   atomic.Bool // a $SYS status is being published
 	started   atomic.Bool
 	startedAt time.Time
 
@@ -312,9 +313,16 @@ func (r *Router) tickLoop() {
 			lastResync = time.Now()
 		}
 		r.expire()
-		if time.Since(lastSys) >= SysInterval {
-			r.publishSys()
+		if time.Since(lastSys) >= SysInterval && r.sysBusy.CompareAndSwap(false, true) {
+			// Status asks JetStream, which may be slow: not on the
+			// heartbeat's goroutine.
 			lastSys = time.Now()
+			r.wg.Add(1)
+			go func() {
+				defer r.wg.Done()
+				defer r.sysBusy.Store(false)
+				r.publishSys()
+			}()
 		}
 	}
 }

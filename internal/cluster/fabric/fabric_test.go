@@ -8,6 +8,7 @@ import (
 
 	"github.com/culexmq/culex/internal/clustertest"
 	"github.com/culexmq/culex/internal/config"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -101,4 +102,34 @@ func TestRouteNeedsSecret(t *testing.T) {
 
 func jetstreamKV(name string) jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{Bucket: name, Replicas: 3}
+}
+
+// TestExternalNATS: with cluster.nats_url the node embeds nothing and
+// uses the external NATS's JetStream.
+func TestExternalNATS(t *testing.T) {
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoSigs: true,
+		JetStream: true, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	defer s.Shutdown()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	c := config.Default().Cluster
+	c.NodeName, c.NATSURL = "ext", s.ClientURL()
+	f, err := Start(c, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if f.Server() != nil {
+		t.Fatal("an embedded server runs with nats_url")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := f.WaitReady(ctx, time.Hour); err != nil {
+		t.Fatal(err)
+	}
 }
