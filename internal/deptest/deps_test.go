@@ -29,7 +29,6 @@ var allowed = map[string][]string{
 	"internal/bench":            {"internal/mqtt/packet", "internal/netpoll"},
 	"internal/bridge/kafka":     {"internal/broker", "internal/config", "internal/mqtt/packet", "internal/mqtt/topic"},
 	"internal/auth":             {"internal/broker", "internal/config", "internal/mqtt/packet", "internal/mqtt/topic"},
-	"internal/cluster/natstest": {},
 	"internal/cluster/registry": {"internal/broker"},
 	"internal/server": {"internal/auth", "internal/bridge/kafka", "internal/broker", "internal/config", "internal/listener", "internal/store",
 		"internal/mqtt/packet", "internal/mqtt/topic", "internal/cluster", "internal/cluster/fabric", "internal/cluster/registry"},
@@ -40,7 +39,7 @@ var allowed = map[string][]string{
 }
 
 // testOnly are the test-support packages: only test files import them.
-var testOnly = []string{"internal/testcert", "internal/testlog", "internal/brokertest", "internal/clustertest", "internal/cluster/natstest"}
+var testOnly = []string{"internal/testcert", "internal/testlog", "internal/brokertest", "internal/clustertest"}
 
 type pkg struct {
 	ImportPath string

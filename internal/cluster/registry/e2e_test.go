@@ -14,7 +14,6 @@ import (
 
 	"github.com/culexmq/culex/internal/broker"
 	"github.com/culexmq/culex/internal/brokertest"
-	"github.com/culexmq/culex/internal/cluster/natstest"
 	"github.com/culexmq/culex/internal/config"
 	"github.com/culexmq/culex/internal/mqtt/packet"
 	"github.com/eclipse/paho.golang/paho"
@@ -47,7 +46,7 @@ type node struct {
 }
 
 // startBrokers starts n brokers, node i on NATS server i mod the servers.
-func startBrokers(t *testing.T, nc *natstest.Cluster, n int, cfg Config) []*node {
+func startBrokers(t *testing.T, nc *natsCluster, n int, cfg Config) []*node {
 	t.Helper()
 	var out []*node
 	for i := range n {
@@ -236,7 +235,7 @@ func waitGone(t *testing.T, c *client, what string) *paho.Disconnect {
 // DISCONNECT 0x8E. It logs the takeover latency (CONNECT sent on one node
 // to DISCONNECT received on the other).
 func TestTakeoverAcrossNodes(t *testing.T) {
-	nc := natstest.Start(t, 3)
+	nc := startNATS(t, 3)
 	nodes := startBrokers(t, nc, 2, Config{})
 	prev, _ := dial(t, nodes[0].addr, "dev-1", dialOpts{user: "alice", clean: true})
 	var lat []time.Duration
@@ -263,7 +262,7 @@ func TestTakeoverAcrossNodes(t *testing.T) {
 // connected; root, a superuser, takes it over (alice gets 0x8E) and the
 // session stays alice's: bob is still refused, alice takes it back.
 func TestTakeoverAcrossNodesKeepsOwnership(t *testing.T) {
-	nc := natstest.Start(t, 3)
+	nc := startNATS(t, 3)
 	nodes := startBrokers(t, nc, 2, Config{})
 	a, b := nodes[0], nodes[1]
 	alice, _ := dial(t, a.addr, "dev-1", dialOpts{user: "alice", clean: true})
@@ -301,7 +300,7 @@ func TestTakeoverAcrossNodesKeepsOwnership(t *testing.T) {
 // gives it up within DeadAfter (plus a heartbeat): bob, refused while the
 // node lived, is then accepted on another node.
 func TestIDsReleasedWhenNodeDies(t *testing.T) {
-	nc := natstest.Start(t, 3)
+	nc := startNATS(t, 3)
 	cfg := Config{Heartbeat: 200 * time.Millisecond, DeadAfter: time.Second}
 	nodes := startBrokers(t, nc, 2, cfg)
 	a, b := nodes[0], nodes[1]
@@ -332,7 +331,7 @@ func TestIDsReleasedWhenNodeDies(t *testing.T) {
 // TestRetainedAcrossNodes: a retained message set on node a is delivered
 // on subscribe at node b; cleared on a, it is no longer.
 func TestRetainedAcrossNodes(t *testing.T) {
-	nc := natstest.Start(t, 3)
+	nc := startNATS(t, 3)
 	nodes := startBrokers(t, nc, 2, Config{})
 	a, b := nodes[0], nodes[1]
 	pa, _ := dial(t, a.addr, "pub", dialOpts{clean: true})
@@ -371,7 +370,7 @@ func subscribeUntil(t *testing.T, addr, filter, marker string) []string {
 // TestForwardedRetainedNotStored: a retained message the cluster forwarded
 // to a node (Message.Forwarded) is not written to the cluster by it.
 func TestForwardedRetainedNotStored(t *testing.T) {
-	nc := natstest.Start(t, 3)
+	nc := startNATS(t, 3)
 	nodes := startBrokers(t, nc, 1, Config{})
 	a := nodes[0]
 	ctx := context.Background()
@@ -397,7 +396,7 @@ func TestForwardedRetainedNotStored(t *testing.T) {
 // Nodes b and c both compete for the will; exactly one wins and publishes
 // it, after the will delay.
 func TestWillOnceWhenNodeDies(t *testing.T) {
-	nc := natstest.Start(t, 3)
+	nc := startNATS(t, 3)
 	cfg := Config{Heartbeat: 200 * time.Millisecond, DeadAfter: time.Second}
 	nodes := startBrokers(t, nc, 3, cfg)
 	a, b, c := nodes[0], nodes[1], nodes[2]
@@ -466,7 +465,7 @@ func TestWillOnceWhenNodeDies(t *testing.T) {
 // it and does not come back has its will published: by then the first
 // one's delay has passed.
 func TestDelayedWillCancelledByReconnectElsewhere(t *testing.T) {
-	nc := natstest.Start(t, 3)
+	nc := startNATS(t, 3)
 	nodes := startBrokers(t, nc, 2, Config{})
 	a, b := nodes[0], nodes[1]
 	sa, _ := dial(t, a.addr, "sub-a", dialOpts{clean: true})
@@ -494,7 +493,7 @@ func TestDelayedWillCancelledByReconnectElsewhere(t *testing.T) {
 // and exactly one of them is then disconnected with 0x8E; the other
 // stays connected (it completes a QoS 1 publish afterwards).
 func TestConcurrentConnectsLeaveOne(t *testing.T) {
-	nc := natstest.Start(t, 3)
+	nc := startNATS(t, 3)
 	nodes := startBrokers(t, nc, 2, Config{})
 	for i := range 30 {
 		id := fmt.Sprintf("dup-%d", i)

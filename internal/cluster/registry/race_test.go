@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/culexmq/culex/internal/broker"
-	"github.com/culexmq/culex/internal/cluster/natstest"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -69,7 +68,7 @@ type testNode struct {
 }
 
 // startNodes starts one Registry per server of nc, named a, b, c...
-func startNodes(t *testing.T, nc *natstest.Cluster, n int, cfg Config) []testNode {
+func startNodes(t *testing.T, nc *natsCluster, n int, cfg Config) []testNode {
 	t.Helper()
 	var out []testNode
 	for i := range n {
@@ -97,7 +96,7 @@ func startNodes(t *testing.T, nc *natstest.Cluster, n int, cfg Config) []testNod
 // hundred times (every other time over a claim a third node holds): each
 // time exactly one of them holds it afterwards, and the record names it.
 func TestClaimRaceOneWins(t *testing.T) {
-	nc := natstest.Start(t, 3)
+	nc := startNATS(t, 3)
 	nodes := startNodes(t, nc, 3, Config{})
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	for i := range 100 {
@@ -133,7 +132,7 @@ func TestClaimRaceOneWins(t *testing.T) {
 // TestOneCoreOneReplica: with JetStream not clustered (one core), the
 // buckets are made with one replica instead of failing.
 func TestOneCoreOneReplica(t *testing.T) {
-	nc := natstest.Start(t, 1)
+	nc := startNATS(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	r, err := New(Config{Conn: nc.Conn(t, 0), Node: "a", Replicas: 3})
@@ -161,7 +160,7 @@ func (w *willNode) FireWill(data []byte) error { w.fired <- data; return nil }
 // (killed, or restarted) and starts again, alone in the cluster: its new
 // run publishes the will of its previous run, once, after the delay.
 func TestWillOfPreviousRun(t *testing.T) {
-	nc := natstest.Start(t, 1)
+	nc := startNATS(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cfg := Config{Conn: nc.Conn(t, 0), Node: "a", Heartbeat: 100 * time.Millisecond}

@@ -1,35 +1,36 @@
-// Package natstest starts clustered NATS servers with JetStream in the test
-// process, on free loopback ports, for the cluster packages' tests.
-package natstest
+package registry
+
+// The tests' NATS: clustered servers with JetStream in the test process,
+// on free loopback ports.
 
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/url"
 	"testing"
 	"time"
 
+	"github.com/culexmq/culex/internal/brokertest"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Cluster is n routed NATS servers with JetStream.
-type Cluster struct {
+// natsCluster is n routed NATS servers with JetStream.
+type natsCluster struct {
 	Servers []*server.Server
 }
 
-// Start starts n clustered servers (n >= 1) and waits until JetStream is
+// startNATS starts n clustered servers (n >= 1) and waits until JetStream is
 // usable; the test's cleanup shuts them down.
-func Start(t testing.TB, n int) *Cluster {
+func startNATS(t testing.TB, n int) *natsCluster {
 	t.Helper()
-	c := &Cluster{}
+	c := &natsCluster{}
 	// Every server routes to every other: JetStream's meta group needs its
 	// peers from the start.
 	ports := make([]int, n)
 	for i := range ports {
-		ports[i] = freePort(t)
+		ports[i] = brokertest.FreePort(t)
 	}
 	for i := range n {
 		o := &server.Options{
@@ -67,7 +68,7 @@ func Start(t testing.TB, n int) *Cluster {
 }
 
 // Conn connects to server i; the test's cleanup closes it.
-func (c *Cluster) Conn(t testing.TB, i int) *nats.Conn {
+func (c *natsCluster) Conn(t testing.TB, i int) *nats.Conn {
 	t.Helper()
 	nc, err := nats.Connect(c.Servers[i].ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
@@ -79,7 +80,7 @@ func (c *Cluster) Conn(t testing.TB, i int) *nats.Conn {
 
 // waitJetStream waits until a replicated stream can be made (the meta
 // leader is elected and every server is a peer).
-func (c *Cluster) waitJetStream(t testing.TB) {
+func (c *natsCluster) waitJetStream(t testing.TB) {
 	t.Helper()
 	nc := c.Conn(t, 0)
 	js, err := jetstream.New(nc)
@@ -102,16 +103,4 @@ func (c *Cluster) waitJetStream(t testing.TB) {
 		}
 		time.Sleep(50 * time.Millisecond) // polling the meta leader's election
 	}
-}
-
-// freePort is a loopback port free a moment ago (a route must be known
-// before the server that listens on it starts).
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
