@@ -530,7 +530,16 @@ func TestConcurrentConnectsLeaveOne(t *testing.T) {
 				t.Fatalf("%s: DISCONNECT %#x", id, d.ReasonCode)
 			}
 		case <-time.After(e2eWait):
-			t.Fatalf("%s: both connections stayed", id)
+			var state [2]string
+			for k, c := range clients {
+				select {
+				case <-c.Done():
+					state[k] = "closed without DISCONNECT"
+				default:
+					state[k] = "connected"
+				}
+			}
+			t.Fatalf("%s: no DISCONNECT 0x8E (node a: %s, node b: %s)", id, state[0], state[1])
 		}
 		survivor.pub(t, "alive/"+id, "x", false)
 		select {

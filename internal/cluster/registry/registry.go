@@ -312,7 +312,10 @@ func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
 	key := enc(c.ClientID)
 	ctx, cancel := r.opCtx(ctx)
 	defer cancel()
-	for range 16 {
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 && !backoff(ctx, attempt) {
+			return fmt.Errorf("registry: client id claim kept changing: %w", ctx.Err())
+		}
 		rev, val, err := r.readID(ctx, key)
 		if err != nil {
 			return err
@@ -353,14 +356,30 @@ func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
 		switch {
 		case live:
 			r.supersede(ctx, prev, c.ClientID, rev, c.Clean)
-		case other && !c.Clean:
-			// The node that held it is dead: the client came back within
-			// its will's delay, which cancels it [MQTT-3.1.3-9].
-			_ = r.wills.Delete(ctx, willKey(prev.Node, prev.Inc, c.ClientID))
+		case other:
+			r.log.Info("cluster: client id taken from a node seen dead", "client_id", c.ClientID, "node", prev.Node)
+			if !c.Clean {
+				// The client came back within its will's delay, which
+				// cancels it [MQTT-3.1.3-9].
+				_ = r.wills.Delete(ctx, willKey(prev.Node, prev.Inc, c.ClientID))
+			}
 		}
 		return nil
 	}
-	return errors.New("registry: client id claim kept changing")
+}
+
+// backoff waits a little longer at each attempt of a compare-and-set that
+// lost (1 ms, 2 ms... up to 20 ms): JetStream refuses one while another
+// write of the key is in flight. False when ctx ends first.
+func backoff(ctx context.Context, attempt int) bool {
+	t := time.NewTimer(time.Duration(min(attempt, 20)) * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // readID reads a client id's record from the bucket's leader (a KV Get may
