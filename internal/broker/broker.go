@@ -49,6 +49,14 @@ type Options struct {
 	// clients do not authenticate (no auth backend). Otherwise, with an
 	// Authenticator, it matches only sessions' owners.
 	BridgeClientIDs bool
+	// Registry, when set (a cluster), records which node holds each
+	// client id and the wills of connected clients; nil keeps CONNECT
+	// local.
+	Registry Registry
+	// RetainedReplica, when set (a cluster), receives the retained
+	// messages this node's clients set; other nodes' arrive through
+	// ApplyRetained.
+	RetainedReplica RetainedReplica
 }
 
 // Broker is one node's MQTT broker core.

@@ -236,12 +236,23 @@ func (c *conn) accept(st *authState) error {
 	if err == nil && expiry > 0 {
 		reserved, err = b.reserveSession(c.info.ClientID, owner)
 	}
+	var cl *Claim
+	if err == nil && b.opts.Registry != nil {
+		if cl, err = c.claim(owner, p.CleanStart); err != nil {
+			b.countPersistent(false, false, "", owner, reserved) // gives the slots back
+		} else {
+			owner = cl.Owner
+		}
+	}
 	if err != nil {
 		unlock()
 		b.stats.connected.Add(-1)
 		return c.refuse(codeOf(err, packet.ErrNotAuthorized), nil)
 	}
 	s, present := b.takeSession(c.info.ClientID, p.CleanStart, p.Version)
+	if w != nil && cl != nil {
+		b.putClusterWill(w, expiry, 0)
+	}
 	if sm := b.seams.Load(); sm != nil && sm.tookSession != nil {
 		sm.tookSession(s)
 	}
@@ -256,6 +267,9 @@ func (c *conn) accept(st *authState) error {
 	wasPersistent, wasOwner := s.persistent, s.owner
 	s.conn, s.info, s.version = c, c.info, p.Version
 	s.owner, s.ownerKnown = owner, true
+	if cl != nil {
+		s.claim = cl.Token
+	}
 	s.expiry, s.persistent = expiry, expiry > 0
 	b.countPersistent(wasPersistent, s.persistent, wasOwner, owner, reserved)
 	s.cancelTimersLocked(wasPersistent)
@@ -371,6 +385,7 @@ func (b *Broker) takeSession(id string, clean bool, v packet.Version) (*session,
 		old.conn, old.connWill, old.pendingWill = nil, nil, nil
 		wt, et := old.willTimer, old.expTimer
 		old.willTimer, old.expTimer = nil, nil
+		old.claim = 0 // the connecting client claimed the id anew
 		old.online.Store(false)
 		persistent := old.persistent
 		old.mu.Unlock()
@@ -383,12 +398,17 @@ func (b *Broker) takeSession(id string, clean bool, v packet.Version) (*session,
 		// will is delayed [MQTT-3.1.3-9].
 		if ow != nil && (clean || ow.delay == 0) {
 			b.publishWill(ow)
+		} else {
+			b.dropClusterWill(ow)
 		}
 		if clean {
 			b.endSession(old, pw)
 			old = nil
-		} else if pw != nil && persistent {
-			b.unstoreWill(id) // reconnected within the will delay [MQTT-3.1.3-9]
+		} else if pw != nil {
+			b.dropClusterWill(pw)
+			if persistent {
+				b.unstoreWill(id) // reconnected within the will delay [MQTT-3.1.3-9]
+			}
 		}
 	}
 	if old != nil {

@@ -116,8 +116,20 @@ func (c *conn) takeoverOwner() (string, error) {
 	s.mu.Lock()
 	owner, known, gone := s.owner, s.ownerKnown, s.gone
 	s.mu.Unlock()
+	if gone || !known {
+		return me, nil
+	}
+	return c.keepOwner(owner)
+}
+
+// keepOwner applies the ownership rules to a session that belongs to
+// owner (on this node, or on another: Claim.Decide): the owner the session
+// keeps, or ErrNotAuthorized for another identity.
+func (c *conn) keepOwner(owner string) (string, error) {
+	b := c.b
+	me := c.info.Owner
 	switch {
-	case gone || !known || owner == me:
+	case !b.owns() || owner == me:
 		return me, nil
 	case owner == "":
 		b.log.Info("anonymous session claimed by an identity", "client_id", c.info.ClientID,

@@ -406,6 +406,12 @@ func (b *Broker) loadMessages(sessions map[string]*session) error {
 func (b *Broker) loadWills(sessions map[string]*session) error {
 	var orphans []*will
 	err := b.store.Scan(store.Wills, "", func(key string, v []byte) error {
+		if b.opts.Registry != nil {
+			// In a cluster the Registry holds the wills of the node's
+			// previous run and has them published once, by one node.
+			b.unstoreWill(key)
+			return nil
+		}
 		w, err := decodeWill(v)
 		if err != nil {
 			b.log.Warn("dropping corrupt will record", "client", key, "err", err)

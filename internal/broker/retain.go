@@ -1,9 +1,6 @@
 package broker
 
-import (
-	"github.com/culexmq/culex/internal/mqtt/topic"
-	"github.com/culexmq/culex/internal/store"
-)
+import "github.com/culexmq/culex/internal/mqtt/topic"
 
 // retainedUse is what the retained messages hold, against
 // MaxRetainedMessages and MaxRetainedBytes; $SYS values are the broker's
@@ -34,26 +31,31 @@ func (u *retainedUse) addLocked(m, old *Message, had bool) {
 func (b *Broker) setRetained(m *Message, w *storeWait) {
 	b.retMu.Lock()
 	defer b.retMu.Unlock()
-	sys := topic.IsSys(m.Topic)
-	old, had := b.retained.Get(m.Topic)
-	if len(m.Payload) == 0 {
-		if b.retained.Delete(m.Topic) && !sys {
-			b.retUse.n--
-			b.retUse.bytes -= retainedSize(old)
-			b.apply([]store.Op{{Kind: store.Delete, Bucket: store.Retained, Key: m.Topic}}, w)
+	if topic.IsSys(m.Topic) {
+		if len(m.Payload) == 0 {
+			b.retained.Delete(m.Topic)
+		} else {
+			b.retained.Set(m.Topic, m) // $SYS values are regenerated, never restored
 		}
 		return
 	}
-	if sys {
-		b.retained.Set(m.Topic, m)
-		return // $SYS values are regenerated, never restored
-	}
-	if b.retainedFullLocked(m, old, had) {
+	// Messages another node forwarded (Forwarded) do not come here: the
+	// node their client published to wrote them to the cluster.
+	rep := b.opts.RetainedReplica
+	if len(m.Payload) == 0 {
+		b.storeRetainedLocked(m, w)
+		if rep != nil {
+			rep.DeleteRetained(m.Topic)
+		}
 		return
 	}
-	b.retained.Set(m.Topic, m)
-	b.retUse.addLocked(m, old, had)
-	b.apply([]store.Op{{Kind: store.Put, Bucket: store.Retained, Key: m.Topic, Value: encodeMessage(m)}}, w)
+	if old, had := b.retained.Get(m.Topic); b.retainedFullLocked(m, old, had) {
+		return
+	}
+	b.storeRetainedLocked(m, w)
+	if rep != nil {
+		rep.SetRetained(m)
+	}
 }
 
 // retainedFullLocked says whether storing m (replacing old if had) would

@@ -77,6 +77,9 @@ type session struct {
 	pendingWill *will // a delayed will waiting after a disconnect
 	willTimer   *time.Timer
 	expTimer    *time.Timer
+	// claim names this node's claim on the client id in the cluster's
+	// Registry (Claim.Token); 0 without one.
+	claim uint64
 	// held are routing passes whose publisher's acknowledgement waits for
 	// the queue to drain (backpressure.go); holdTimer bounds the wait, and
 	// stalled stops new holds until the queue drains.

@@ -19,6 +19,9 @@ type will struct {
 	// info is the client's, whose rights are checked again when the will
 	// fires; a will restored after a restart has its session's.
 	info *ClientInfo
+	// crev names the will in the cluster's Registry (PutWill); 0 when it
+	// is not stored there.
+	crev uint64
 }
 
 // newWill builds the will of CONNECT p, or nil.
@@ -43,6 +46,10 @@ func (c *conn) newWill(p *packet.Connect) *will {
 // if the client may still publish it: a right removed since CONNECT (an
 // ACL reload, revoked credentials) stops it, counted as not authorized.
 func (b *Broker) publishWill(w *will) {
+	if w.crev != 0 && !b.opts.Registry.TakeWill(w.msg.Origin, w.crev) {
+		b.log.Info("will not published here: another node took it", "client_id", w.msg.Origin)
+		return
+	}
 	if az := b.opts.Authorizer; az != nil && w.info != nil {
 		if err := az.CanPublish(w.info, w.msg.Topic, w.msg.QoS, w.msg.Retain); err != nil {
 			b.drop(w.info.ClientID, w.msg, DropNotAuthorized)
@@ -67,6 +74,7 @@ func (b *Broker) delayWill(s *session, w *will) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.conn != nil || s.gone {
+		b.dropClusterWill(w)
 		return
 	}
 	if s.expiry != expiryNever {
@@ -118,6 +126,7 @@ func (b *Broker) disconnected(c *conn, err error) {
 	w := s.connWill
 	s.connWill = nil
 	if c.normal {
+		b.dropClusterWill(w)
 		w = nil // [MQTT-3.1.2-10]
 	}
 	s.discAt = time.Now().Unix()
@@ -143,6 +152,11 @@ func (b *Broker) disconnected(c *conn, err error) {
 		if w.delay == 0 {
 			b.publishWill(w)
 		} else {
+			if w.crev != 0 {
+				// Due after its delay, wherever it is published.
+				d := min(time.Duration(w.delay), time.Duration(expiry)) * time.Second
+				b.putClusterWill(w, expiry, time.Now().Add(d).UnixNano())
+			}
 			b.delayWill(s, w)
 		}
 	}
@@ -204,8 +218,12 @@ func (b *Broker) endSession(s *session, pw *will) {
 	s.pendingWill = nil
 	wt, et := s.willTimer, s.expTimer
 	s.willTimer, s.expTimer = nil, nil
-	persistent, owner := s.persistent, s.owner
+	persistent, owner, claim := s.persistent, s.owner, s.claim
+	s.claim = 0
 	s.unlock()
+	if claim != 0 {
+		b.opts.Registry.Release(s.id, claim)
+	}
 	b.stopTimer(wt)
 	b.stopTimer(et)
 	b.mu.Lock()
@@ -265,6 +283,7 @@ func (s *session) cancelTimersLocked(persistent bool) {
 	s.b.stopTimer(s.expTimer)
 	s.expTimer = nil
 	if s.pendingWill != nil {
+		s.b.dropClusterWill(s.pendingWill)
 		s.b.stopTimer(s.willTimer)
 		s.pendingWill, s.willTimer = nil, nil
 		if persistent {

@@ -36,14 +36,15 @@ var allowed = map[string][]string{
 	"internal/metrics":      {"internal/auth", "internal/bridge/kafka", "internal/broker", "internal/listener", "internal/store"},
 	"internal/server": {"internal/auth", "internal/bridge/kafka", "internal/broker", "internal/config", "internal/listener", "internal/store",
 		"internal/mqtt/packet", "internal/mqtt/topic", "internal/admin", "internal/metrics", "internal/health", "internal/eventlog",
-		"internal/cluster", "internal/cluster/fabric"},
+		"internal/cluster", "internal/cluster/fabric", "internal/cluster/registry"},
 	"internal/admin/account": {},
 	"internal/admin": {"internal/admin/account", "internal/auth", "internal/bridge/kafka", "internal/broker", "internal/config",
 		"internal/mqtt/packet", "internal/mqtt/topic"},
-	"internal/cluster/fabric":  {"internal/config"},
-	"internal/cluster/subject": {},
-	"internal/cluster":         {"internal/broker", "internal/cluster/fabric", "internal/mqtt/packet", "internal/mqtt/topic"},
-	"internal/clustertest":     {},
+	"internal/cluster/registry": {"internal/broker"},
+	"internal/cluster/fabric":   {"internal/config"},
+	"internal/cluster/subject":  {},
+	"internal/cluster":          {"internal/broker", "internal/cluster/fabric", "internal/mqtt/packet", "internal/mqtt/topic"},
+	"internal/clustertest":      {},
 }
 
 // testOnly are the test-support packages: only test files import them.

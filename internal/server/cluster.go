@@ -27,6 +27,9 @@ func (s *Server) openCluster(opts *broker.Options) error {
 	s.fabric = f
 	s.router = cluster.New(f, s.log)
 	opts.Hooks = append(opts.Hooks, s.router)
+	if s.state, err = openClusterState(f.Conn(), f.NodeName(), cc, s.log, opts); err != nil {
+		return err
+	}
 	s.log.Info("cluster fabric started", "cluster", cc.Name, "node", f.NodeName(), "role", f.Role(), "listen", cc.Listen, "nats_url", cc.NATSURL)
 	return nil
 }
@@ -40,6 +43,7 @@ func (s *Server) startCluster() error {
 	if err := s.router.Start(s.broker); err != nil {
 		return err
 	}
+	s.state.start(s.broker, s.log)
 	go func() {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
@@ -66,6 +70,9 @@ func (s *Server) Ready(ctx context.Context) error {
 	if s.router == nil {
 		return nil
 	}
+	if err := s.state.ready(); err != nil {
+		return err
+	}
 	return s.router.Ready(ctx)
 }
 
@@ -80,6 +87,9 @@ func (s *Server) Fabric() *fabric.Fabric { return s.fabric }
 func (s *Server) closeCluster() {
 	if s.router != nil {
 		s.router.Close()
+	}
+	if s.state != nil {
+		s.state.close() // after the broker: its releases and wills went through it
 	}
 	if s.fabric != nil {
 		s.fabric.Close()

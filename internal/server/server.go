@@ -36,6 +36,7 @@ type Server struct {
 	kafka     *kafka.Bridge   // nil without kafka.brokers
 	fabric    *fabric.Fabric  // nil without a cluster
 	router    *cluster.Router // nil without a cluster
+	state     *clusterState   // the cluster's session registry; nil without a cluster
 	broker    *broker.Broker
 	listeners []*listener.Listener
 	serving   sync.WaitGroup // one per listener's accept loop

@@ -1,0 +1,200 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/culexmq/culex/internal/broker"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// fakeNode stands for a broker: it holds the claims it made, as live
+// sessions, and ends one when Supersede names it. lock is the client id's
+// lock that the broker's CONNECT holds while it claims.
+type fakeNode struct {
+	mu    sync.Mutex
+	live  map[string]uint64
+	locks sync.Map // client id -> *sync.Mutex
+}
+
+func (f *fakeNode) lock(id string) func() {
+	m, _ := f.locks.LoadOrStore(id, new(sync.Mutex))
+	m.(*sync.Mutex).Lock()
+	return m.(*sync.Mutex).Unlock
+}
+
+func (f *fakeNode) Supersede(id string, token uint64, clean bool) bool {
+	defer f.lock(id)()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.live[id] != token {
+		return false
+	}
+	delete(f.live, id)
+	return true
+}
+
+func (f *fakeNode) FireWill([]byte) error                 { return nil }
+func (f *fakeNode) ApplyRetained(*broker.Message)         {}
+func (f *fakeNode) PruneRetained(func(topic string) bool) {}
+
+// claim is a CONNECT of id on this node.
+func (f *fakeNode) claim(t *testing.T, r *Registry, id string) {
+	defer f.lock(id)()
+	c := &broker.Claim{ClientID: id, Decide: func(o string) (string, error) { return o, nil }}
+	if err := r.Claim(context.Background(), c); err != nil {
+		t.Errorf("claim %s: %v", id, err)
+		return
+	}
+	f.mu.Lock()
+	f.live[id] = c.Token
+	f.mu.Unlock()
+}
+
+func (f *fakeNode) has(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.live[id]
+	return ok
+}
+
+type testNode struct {
+	r    *Registry
+	fake *fakeNode
+}
+
+// startNodes starts one Registry per server of nc, named a, b, c...
+func startNodes(t *testing.T, nc *natsCluster, n int, cfg Config) []testNode {
+	t.Helper()
+	var out []testNode
+	for i := range n {
+		c := cfg
+		c.Conn = nc.Conn(t, i%len(nc.Servers))
+		c.Node = string(rune('a' + i))
+		c.Replicas = len(nc.Servers)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		r, err := New(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := &fakeNode{live: map[string]uint64{}}
+		if err := r.Start(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		t.Cleanup(r.Close)
+		out = append(out, testNode{r, f})
+	}
+	return out
+}
+
+// TestClaimRaceOneWins claims the same client id on two nodes at once, a
+// hundred times (every other time over a claim a third node holds): each
+// time exactly one of them holds it afterwards, and the record names it.
+func TestClaimRaceOneWins(t *testing.T) {
+	nc := startNATS(t, 3)
+	nodes := startNodes(t, nc, 3, Config{})
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	for i := range 100 {
+		id := fmt.Sprintf("race-%d", i)
+		if i%2 == 1 {
+			c.fake.claim(t, c.r, id)
+		}
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for _, n := range []testNode{a, b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				n.fake.claim(t, n.r, id)
+			}()
+		}
+		close(start)
+		wg.Wait()
+		holders := 0
+		for _, n := range nodes {
+			if n.fake.has(id) {
+				holders++
+			}
+		}
+		if holders != 1 {
+			t.Fatalf("%s: %d nodes hold the client id, want 1 (a %v, b %v, c %v)", id, holders,
+				a.fake.has(id), b.fake.has(id), c.fake.has(id))
+		}
+	}
+}
+
+// TestOneCoreOneReplica: with JetStream not clustered (one core), the
+// buckets are made with one replica instead of failing.
+func TestOneCoreOneReplica(t *testing.T) {
+	nc := startNATS(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := New(Config{Conn: nc.Conn(t, 0), Node: "a", Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := r.Start(ctx, &fakeNode{live: map[string]uint64{}}); err != nil {
+		t.Fatal(err)
+	}
+	if r.cfg.Replicas != 1 {
+		t.Fatalf("replicas %d, want 1", r.cfg.Replicas)
+	}
+}
+
+// willNode is a fakeNode that counts the wills it publishes.
+type willNode struct {
+	fakeNode
+	fired chan []byte
+}
+
+func (w *willNode) FireWill(data []byte) error { w.fired <- data; return nil }
+
+// TestWillOfPreviousRun: a node that stops with a client's will stored
+// (killed, or restarted) and starts again, alone in the cluster: its new
+// run publishes the will of its previous run, once, after the delay.
+func TestWillOfPreviousRun(t *testing.T) {
+	nc := startNATS(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := Config{Conn: nc.Conn(t, 0), Node: "a", Heartbeat: 100 * time.Millisecond}
+	first, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Start(ctx, &fakeNode{live: map[string]uint64{}}); err != nil {
+		t.Fatal(err)
+	}
+	if first.PutWill(&broker.ClusterWill{ClientID: "dev-1", Delay: 200 * time.Millisecond, Data: []byte("will")}) == 0 {
+		t.Fatal("will not stored")
+	}
+	first.Close()
+	second, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	n := &willNode{fakeNode: fakeNode{live: map[string]uint64{}}, fired: make(chan []byte, 2)}
+	start := time.Now()
+	if err := second.Start(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-n.fired:
+		if string(d) != "will" || time.Since(start) < 200*time.Millisecond {
+			t.Fatalf("fired %q after %v", d, time.Since(start))
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the previous run's will was not published")
+	}
+	// Once: the record is gone, so a later election finds nothing.
+	if _, err := second.wills.Get(ctx, willKey("a", first.inc, "dev-1")); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("will record still there: %v", err)
+	}
+}

@@ -1,0 +1,548 @@
+// Package registry is the cluster's shared state of sessions on NATS
+// JetStream: which node holds each client id (one live session per client
+// id, cluster-wide), the wills of every node's clients (published once,
+// by a survivor when their node dies), node liveness, and the retained
+// messages every node serves. It implements broker.Registry and
+// broker.RetainedReplica; docs/cluster.md describes the behaviour.
+package registry
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/culexmq/culex/internal/broker"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Config configures a Registry.
+type Config struct {
+	// Conn is the node's connection to the NATS fabric.
+	Conn *nats.Conn
+	// Node is this node's name, unique in the cluster.
+	Node string
+	// Prefix names the buckets (<prefix>_ids, _wills, _retained) and
+	// subjects (<prefix>.takeover.*, <prefix>.alive); default "culex".
+	Prefix string
+	// Replicas of each bucket: the number of core nodes, at most 5;
+	// default 1.
+	Replicas int
+	// Heartbeat is how often the node says it is alive; default 1 s.
+	Heartbeat time.Duration
+	// DeadAfter is how long a node unheard of counts as dead: its client
+	// ids are free and a survivor publishes its clients' wills; default
+	// 3 Heartbeats.
+	DeadAfter time.Duration
+	// Timeout bounds each request to JetStream or to another node that a
+	// caller waits for; default 5 s (a takeover's request to the node
+	// that held the id: 2 s at most).
+	Timeout time.Duration
+	Logger  *slog.Logger
+}
+
+// Node is what the Registry calls on its node's broker (*broker.Broker).
+type Node interface {
+	Supersede(clientID string, token uint64, clean bool) bool
+	FireWill(data []byte) error
+	ApplyRetained(m *broker.Message)
+	PruneRetained(keep func(topic string) bool)
+}
+
+// Registry is one node's view of the cluster's session state.
+type Registry struct {
+	cfg    Config
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	inc    string // this incarnation of the node: a restart is another node
+	ids    jetstream.KeyValue
+	wills  jetstream.KeyValue
+	ret    jetstream.KeyValue
+	retPre string // subject prefix of the retained bucket's keys
+	idPre  string // and of the client ids'
+	idGet  string // the ids' stream's message-get API, answered by its leader
+	log    *slog.Logger
+	b      Node
+
+	ctx    context.Context // ends at Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	watchAt  time.Time            // when the heartbeats' subscription started
+	seen     map[string]nodeSeen  // node name -> its incarnation last heard of
+	deadIncs map[string]time.Time // node+"."+incarnation of the dead, for their wills
+	hashed   map[string]string    // retained key -> topic, for keys that are digests
+	fires    map[string]*time.Timer
+	closed   bool
+	ready    atomic.Bool // Start finished: the buckets are set
+	onKick   func()      // tests: runs when a takeover request arrives
+	onElect  func(bool)  // tests: runs after each will election, with its outcome
+	// beforeElect (tests) runs between reading a will and the
+	// compare-and-set that elects this node.
+	beforeElect func()
+}
+
+type nodeSeen struct {
+	inc  string
+	at   time.Time
+	dead bool
+}
+
+// idRecord is the value of a client id's key.
+type idRecord struct {
+	Node  string `json:"n"`
+	Inc   string `json:"i"`
+	Owner string `json:"o,omitempty"`
+}
+
+// willRecord is the value of a will's key: <node>.<incarnation>.<client id>.
+type willRecord struct {
+	ClientID string        `json:"c"`
+	Delay    time.Duration `json:"d"`
+	Deadline int64         `json:"t,omitempty"`
+	Data     []byte        `json:"x"`
+	// Firer is the survivor elected to publish the will of a dead node's
+	// client, and its incarnation.
+	Firer    string `json:"f,omitempty"`
+	FirerInc string `json:"fi,omitempty"`
+}
+
+// kick asks a node to end the session it held under Token.
+type kick struct {
+	ClientID string `json:"c"`
+	Token    uint64 `json:"t"`
+	Clean    bool   `json:"k,omitempty"`
+}
+
+// New makes the Registry of a node; Start connects it to the cluster.
+func New(cfg Config) (*Registry, error) {
+	if cfg.Conn == nil || cfg.Node == "" {
+		return nil, errors.New("registry: a NATS connection and a node name are required")
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = "culex"
+	}
+	cfg.Replicas = max(cfg.Replicas, 1)
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = time.Second
+	}
+	if cfg.DeadAfter <= 0 {
+		cfg.DeadAfter = 3 * cfg.Heartbeat
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	r := &Registry{cfg: cfg, nc: cfg.Conn, log: cfg.Logger, seen: map[string]nodeSeen{},
+		deadIncs: map[string]time.Time{}, hashed: map[string]string{}, fires: map[string]*time.Timer{}}
+	if r.log == nil {
+		r.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	var inc [8]byte
+	rand.Read(inc[:])
+	r.inc = hex.EncodeToString(inc[:])
+	js, err := jetstream.New(cfg.Conn, jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
+		r.log.Warn("cluster: retained message not written to the cluster", "subject", m.Subject, "err", err)
+	}))
+	if err != nil {
+		return nil, err
+	}
+	r.js = js
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	return r, nil
+}
+
+// bucket makes or opens a bucket, retrying while JetStream elects its
+// leaders.
+func (r *Registry) bucket(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	for {
+		c, cancel := context.WithTimeout(ctx, 2*time.Second)
+		kv, err := r.js.CreateOrUpdateKeyValue(c, cfg)
+		cancel()
+		if err == nil || replicasNotSupported(err) {
+			return kv, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Start attaches the broker, makes or opens the buckets (waiting while
+// JetStream elects its leaders), and starts the node's heartbeat, the
+// watches of nodes and retained messages, and the takeover requests'
+// subscription. It returns once the retained messages are loaded
+// (readiness: Ready), or with ctx's error.
+func (r *Registry) Start(ctx context.Context, b Node) error {
+	r.b = b
+	buckets := []struct {
+		kv  *jetstream.KeyValue
+		cfg jetstream.KeyValueConfig
+	}{
+		{&r.ids, jetstream.KeyValueConfig{Bucket: r.cfg.Prefix + "_ids"}},
+		{&r.wills, jetstream.KeyValueConfig{Bucket: r.cfg.Prefix + "_wills"}},
+		{&r.ret, jetstream.KeyValueConfig{Bucket: r.cfg.Prefix + "_retained"}},
+	}
+	for _, bk := range buckets {
+		bk.cfg.Replicas = r.cfg.Replicas
+		bk.cfg.Storage = jetstream.FileStorage
+		kv, err := r.bucket(ctx, bk.cfg)
+		if replicasNotSupported(err) {
+			// One core (JetStream not clustered): one replica is all there is.
+			r.log.Warn("cluster: JetStream is not clustered: the cluster's state has one replica", "bucket", bk.cfg.Bucket)
+			r.cfg.Replicas, bk.cfg.Replicas = 1, 1
+			kv, err = r.bucket(ctx, bk.cfg)
+		}
+		if err != nil {
+			return fmt.Errorf("registry: bucket %s: %w", bk.cfg.Bucket, err)
+		}
+		*bk.kv = kv
+	}
+	r.retPre = "$KV." + r.cfg.Prefix + "_retained."
+	r.idPre = "$KV." + r.cfg.Prefix + "_ids."
+	r.idGet = "$JS.API.STREAM.MSG.GET.KV_" + r.cfg.Prefix + "_ids"
+	kicks, err := r.nc.Subscribe(r.kickSubject(r.cfg.Node, r.inc), r.onKickMsg)
+	if err != nil {
+		return err
+	}
+	// Heartbeats travel on plain NATS, not JetStream: a stream's leader
+	// election (a core lost) must not make live nodes look dead.
+	alive, err := r.nc.Subscribe(r.cfg.Prefix+".alive", r.onAlive)
+	if err != nil {
+		kicks.Unsubscribe()
+		return err
+	}
+	r.mu.Lock()
+	r.watchAt = time.Now()
+	r.mu.Unlock()
+	r.sayAlive()
+	// The watch lasts as long as the Registry, not as Start's ctx.
+	rw, err := r.ret.WatchAll(r.ctx)
+	if err != nil {
+		return err
+	}
+	loaded := make(chan struct{})
+	r.goWatch(func() { r.watchRetained(rw, loaded) })
+	r.goWatch(func() { r.heartbeat(); kicks.Unsubscribe(); alive.Unsubscribe() })
+	select {
+	case <-loaded:
+		r.ready.Store(true)
+		r.log.Info("cluster: session registry ready", "node", r.cfg.Node, "replicas", r.cfg.Replicas)
+		r.async(func(context.Context) { r.previousRuns() })
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// errNotReady refuses a claim before Start has connected the Registry.
+var errNotReady = errors.New("registry: not connected to the cluster yet")
+
+// Ready says whether the Registry is connected to the cluster and has
+// loaded its retained messages: until then CONNECTs are refused (0x88).
+func (r *Registry) Ready() error {
+	if !r.ready.Load() {
+		return errNotReady
+	}
+	return nil
+}
+
+func (r *Registry) goWatch(fn func()) {
+	r.wg.Add(1)
+	go func() { defer r.wg.Done(); fn() }()
+}
+
+// Close stops the heartbeat and the watches; the node's ids and wills stay
+// until its claims are released or it is seen dead.
+func (r *Registry) Close() {
+	r.cancel()
+	r.mu.Lock()
+	r.closed = true
+	for k, t := range r.fires {
+		t.Stop()
+		delete(r.fires, k)
+	}
+	r.mu.Unlock()
+	r.wg.Wait()
+}
+
+func (r *Registry) kickSubject(node, inc string) string {
+	return r.cfg.Prefix + ".takeover." + enc(node) + "." + inc
+}
+
+// enc makes a string a KV key or subject token: base64url, or a digest
+// ("=" and hex SHA-256) for long ones, so that keys stay small.
+func enc(s string) string {
+	e := base64.RawURLEncoding.EncodeToString([]byte(s))
+	if len(e) <= 256 {
+		return e
+	}
+	sum := sha256.Sum256([]byte(s))
+	return "=" + hex.EncodeToString(sum[:])
+}
+
+// opCtx bounds one operation a caller waits for.
+func (r *Registry) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	return context.WithTimeout(ctx, r.cfg.Timeout)
+}
+
+// Claim implements broker.Registry: compare-and-set on the client id's
+// key (Create when absent, Update with the revision read otherwise), then
+// a takeover request to the node whose claim it replaced.
+func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
+	if !r.ready.Load() {
+		return errNotReady
+	}
+	key := enc(c.ClientID)
+	ctx, cancel := r.opCtx(ctx)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 && !backoff(ctx, attempt) {
+			return fmt.Errorf("registry: client id claim kept changing: %w", ctx.Err())
+		}
+		rev, val, err := r.readID(ctx, key)
+		if err != nil {
+			return err
+		}
+		if rev == 0 {
+			v, _ := json.Marshal(idRecord{Node: r.cfg.Node, Inc: r.inc, Owner: c.Owner})
+			rev, err := r.ids.Create(ctx, key, v)
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				continue // claimed meanwhile: read it
+			}
+			if err != nil {
+				return err
+			}
+			c.Token = rev
+			return nil
+		}
+		var prev idRecord
+		if val != nil && json.Unmarshal(val, &prev) != nil {
+			prev = idRecord{} // unreadable: free
+		}
+		other := prev.Node != "" && (prev.Node != r.cfg.Node || prev.Inc != r.inc)
+		live := other && r.alive(prev.Node, prev.Inc)
+		owner := c.Owner
+		if live {
+			if owner, err = c.Decide(prev.Owner); err != nil {
+				return err
+			}
+		}
+		v, _ := json.Marshal(idRecord{Node: r.cfg.Node, Inc: r.inc, Owner: owner})
+		next, err := r.ids.Update(ctx, key, v, rev)
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		c.Token, c.Owner = next, owner
+		switch {
+		case live:
+			r.supersede(ctx, prev, c.ClientID, rev, c.Clean)
+		case other:
+			r.log.Info("cluster: client id taken from a node seen dead", "client_id", c.ClientID, "node", prev.Node)
+			if !c.Clean {
+				// The client came back within its will's delay, which
+				// cancels it [MQTT-3.1.3-9].
+				_ = r.wills.Delete(ctx, willKey(prev.Node, prev.Inc, c.ClientID))
+			}
+		}
+		return nil
+	}
+}
+
+// backoff waits a little longer at each attempt of a compare-and-set that
+// lost (1 ms, 2 ms... up to 20 ms): JetStream refuses one while another
+// write of the key is in flight. False when ctx ends first.
+func backoff(ctx context.Context, attempt int) bool {
+	t := time.NewTimer(time.Duration(min(attempt, 20)) * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// readID reads a client id's record from the bucket's leader (a KV Get may
+// answer from a replica that lags, and a compare-and-set on what it read
+// fails until it catches up): its revision (0 when the key never existed)
+// and value (nil when deleted).
+func (r *Registry) readID(ctx context.Context, key string) (uint64, []byte, error) {
+	req, _ := json.Marshal(map[string]string{"last_by_subj": r.idPre + key})
+	resp, err := r.nc.RequestWithContext(ctx, r.idGet, req)
+	if err != nil {
+		return 0, nil, err
+	}
+	var out struct {
+		Message *struct {
+			Seq  uint64 `json:"seq"`
+			Hdrs []byte `json:"hdrs"`
+			Data []byte `json:"data"`
+		} `json:"message"`
+		Error *struct {
+			Code    int    `json:"err_code"`
+			Message string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(resp.Data, &out); err != nil {
+		return 0, nil, err
+	}
+	switch {
+	case out.Error != nil && out.Error.Code == int(jetstream.JSErrCodeMessageNotFound):
+		return 0, nil, nil
+	case out.Error != nil:
+		return 0, nil, fmt.Errorf("registry: read client id: %s", out.Error.Message)
+	case out.Message == nil:
+		return 0, nil, errors.New("registry: read client id: empty answer")
+	}
+	if bytes.Contains(out.Message.Hdrs, []byte("KV-Operation")) {
+		return out.Message.Seq, nil, nil // deleted or purged
+	}
+	return out.Message.Seq, out.Message.Data, nil
+}
+
+// supersede asks the node of prev to end the session it held under
+// token, and waits for its answer (bounded: a node that does not answer is
+// dying, and its connection goes with it).
+func (r *Registry) supersede(ctx context.Context, prev idRecord, id string, token uint64, clean bool) {
+	v, _ := json.Marshal(kick{ClientID: id, Token: token, Clean: clean})
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := r.nc.RequestWithContext(ctx, r.kickSubject(prev.Node, prev.Inc), v); err != nil {
+		r.log.Warn("cluster: the node that held the client id did not confirm the takeover",
+			"client_id", id, "node", prev.Node, "err", err)
+	}
+}
+
+// onKickMsg ends a session another node took over.
+func (r *Registry) onKickMsg(m *nats.Msg) {
+	var k kick
+	if json.Unmarshal(m.Data, &k) != nil {
+		return
+	}
+	if f := r.onKick; f != nil {
+		f()
+	}
+	// Off the subscription's goroutine: Supersede waits for the client
+	// id's lock, which a CONNECT here may hold while it claims.
+	go func() {
+		r.b.Supersede(k.ClientID, k.Token, k.Clean)
+		_ = m.Respond([]byte{1})
+	}()
+}
+
+// Release implements broker.Registry.
+func (r *Registry) Release(clientID string, token uint64) {
+	if !r.ready.Load() {
+		return
+	}
+	r.async(func(ctx context.Context) {
+		_ = r.ids.Delete(ctx, enc(clientID), jetstream.LastRevision(token))
+	})
+}
+
+// async runs fn on its own goroutine with an operation's deadline; Close
+// waits for it.
+func (r *Registry) async(fn func(ctx context.Context)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		ctx, cancel := r.opCtx(context.Background())
+		defer cancel()
+		fn(ctx)
+	}()
+}
+
+func willKey(node, inc, id string) string { return enc(node) + "." + inc + "." + enc(id) }
+
+// PutWill implements broker.Registry.
+func (r *Registry) PutWill(w *broker.ClusterWill) uint64 {
+	if !r.ready.Load() {
+		return 0
+	}
+	v, _ := json.Marshal(willRecord{ClientID: w.ClientID, Delay: w.Delay, Deadline: w.Deadline, Data: w.Data})
+	ctx, cancel := r.opCtx(nil)
+	defer cancel()
+	rev, err := r.wills.Put(ctx, willKey(r.cfg.Node, r.inc, w.ClientID), v)
+	if err != nil {
+		r.log.Warn("cluster: will not stored in the cluster: it is lost if this node dies",
+			"client_id", w.ClientID, "err", err)
+		return 0
+	}
+	return rev
+}
+
+// TakeWill implements broker.Registry: a compare-and-set delete. When the
+// cluster cannot be reached the node does not publish the will: the
+// cluster decides who does, so that it is published once.
+func (r *Registry) TakeWill(clientID string, token uint64) bool {
+	if !r.ready.Load() {
+		return true // never stored
+	}
+	ctx, cancel := r.opCtx(nil)
+	defer cancel()
+	err := r.wills.Delete(ctx, willKey(r.cfg.Node, r.inc, clientID), jetstream.LastRevision(token))
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return false
+	}
+	if err != nil {
+		// Not published here: the will stays in the cluster, and a
+		// survivor publishes it if this node is seen dead.
+		r.log.Warn("cluster: will not published: the cluster is unreachable", "client_id", clientID, "err", err)
+		return false
+	}
+	return true
+}
+
+// DropWill implements broker.Registry.
+func (r *Registry) DropWill(clientID string, token uint64) {
+	if !r.ready.Load() {
+		return
+	}
+	r.async(func(ctx context.Context) {
+		_ = r.wills.Delete(ctx, willKey(r.cfg.Node, r.inc, clientID), jetstream.LastRevision(token))
+	})
+}
+
+// NodeName is this node's name.
+func (r *Registry) NodeName() string { return r.cfg.Node }
+
+// decKey reverses enc for keys that are not digests.
+func decKey(k string) (string, bool) {
+	if k == "" || k[0] == '=' {
+		return "", false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(k)
+	return string(b), err == nil
+}
+
+// replicasNotSupported says whether err is JetStream's "replicas > 1 not
+// supported in non-clustered mode" (10074).
+func replicasNotSupported(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.ErrorCode == 10074
+}
