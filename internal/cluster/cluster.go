@@ -196,7 +196,7 @@ func (r *Router) WaitReady(ctx context.Context, logEvery time.Duration) error {
 	for {
 		err := r.Synced()
 		if err == nil {
-			r.log.Info("cluster ready", "node", r.node, "nodes", r.Nodes())
+			r.log.Info("cluster subscriptions synced", "node", r.node, "nodes", r.Nodes())
 			return nil
 		}
 		if time.Since(last) >= logEvery {

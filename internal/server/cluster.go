@@ -58,7 +58,21 @@ func (s *Server) startCluster() error {
 		if every <= 0 {
 			every = 30 * time.Second
 		}
-		s.router.WaitReady(ctx, every)
+		if s.router.WaitReady(ctx, every) != nil {
+			return
+		}
+		// The registry (client ids, wills, retained messages) may still be
+		// loading; CONNECTs get 0x88 until it is done.
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for s.state.ready() != nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+		s.log.Info("cluster ready", "node", s.fabric.NodeName(), "nodes", s.router.Nodes())
 	}()
 	return nil
 }
