@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,7 +23,9 @@ import (
 	"github.com/chromedp/chromedp"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/culexmq/culex/internal/brokertest"
 )
@@ -47,7 +50,7 @@ var adminURLRE = regexp.MustCompile(`msg="admin listening" url=(http://\S+)`)
 func TestDashboardInBrowser(t *testing.T) {
 	chromium := brokertest.Tool(t, "chromium", "chromium")
 	dir := t.TempDir()
-	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(0), kfake.SeedTopics(1, "telemetry", "device-commands"))
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(0), kfake.SeedTopics(1, "telemetry", "events", "device-commands"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,6 +67,26 @@ func TestDashboardInBrowser(t *testing.T) {
 	if *screenshots != "" {
 		dashboardTraffic(t, p.addr)
 	}
+	// Records Kafka refuses after the spool acknowledged them are held: the
+	// topic of route events is deleted after its first record went through.
+	// (The producer takes a while to give up on them: the browser part
+	// runs meanwhile.)
+	spoolEvent := func(payload string) {
+		t.Helper()
+		if out, err := mosquittoRun(t, p.addr, "mosquitto_pub", "-u", "ops", "-P", "secret-ops", "-i", "dash-events",
+			"-t", "devices/gw-1/events", "-m", payload, "-q", "1"); err != nil {
+			t.Fatalf("mosquitto_pub event: %v\n%s", err, out)
+		}
+	}
+	spoolEvent("first")
+	kafkaRecords(t, kc, "events", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if res, err := kadm.NewClient(kfakeClient(t, kc)).DeleteTopics(ctx, "events"); err != nil || res.Error() != nil {
+		t.Fatalf("delete topic events: %v %v", err, res.Error())
+	}
+	spoolEvent("held-1")
+	spoolEvent("held-2")
 
 	b := newBrowser(t, chromium)
 	b.do("the login page", chromedp.Navigate(base), chromedp.WaitVisible(chromedp.CSS("#login-form")))
@@ -124,7 +147,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		{"subscriptions", "devices/dev-b/#", true},
 		{"subscriptions/topics", "devices/dev-b/#", false},
 		{"retained", "devices/dev-a/status", true},
-		{"kafka", "devices/+/telemetry", true},
+		{"kafka", "devices/+/events", true},
 		{"security", "dev-b", true},
 		{"security/acl", "devices/${username}/#", true},
 		{"security/bans", "Nobody is banned", false},
@@ -142,6 +165,28 @@ func TestDashboardInBrowser(t *testing.T) {
 					chromedp.WithPollingInterval(100*time.Millisecond)))
 			b.shot(strings.ReplaceAll(pg.route, "/", "-"))
 		}
+	}
+
+	// The operator drops the held records; the route counts them failed.
+	drop := chromedp.CSS(`button.drop-held[data-topic="events"]`)
+	b.doFor("the held records of events", 2*time.Minute, chromedp.Navigate(base+"#/kafka"), b.loaded("kafka"), chromedp.WaitVisible(drop))
+	b.do("dropping them", chromedp.Click(drop),
+		chromedp.WaitVisible(chromedp.CSS(`dialog[open] button[value="yes"]`)),
+		chromedp.Click(chromedp.CSS(`dialog[open] button[value="yes"]`)),
+		chromedp.WaitVisible(chromedp.Search(`//div[@class="toast"][starts-with(text(), "Dropped ")]`)))
+	// A record the spool is retrying at that moment stays (it is held
+	// again if Kafka refuses it again); those dropped count as failed.
+	dropped, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](
+		`[...document.querySelectorAll(".toast")].map((t) => t.textContent).find((s) => s.startsWith("Dropped ")) || ""`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	if _, err := fmt.Sscanf(dropped, "Dropped %d held records of events", &n); err != nil || n < 1 {
+		t.Fatalf("toast %q: want Dropped N (N >= 1) held records of events", dropped)
+	}
+	if r := apiSession(t, base, "admin", newPassword).kafkaRoute("events"); r.Failed < n {
+		t.Errorf("route events after dropping %d: %+v, want that many failed", n, r)
 	}
 
 	// An admin adds a viewer; the viewer sees the clients but no kick
@@ -190,9 +235,12 @@ kafka:
   produce_timeout: 5s
   routes:
     - {name: telemetry, filter: devices/+/telemetry, topic: telemetry, ack: kafka}
+    - {name: events, filter: devices/+/events, topic: events, ack: spool}
+  spool:
+    dir: %q
   commands:
     - {name: commands, topics: device-commands, mqtt_topic: "devices/${key}/commands", qos: 1}
-`, usersFile, aclFile, brokers)
+`, usersFile, aclFile, brokers, filepath.Join(dir, "spool"))
 	if err := os.WriteFile(f, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -253,6 +301,80 @@ func apiLogin(t *testing.T, base, user, password string) int {
 	}
 	res.Body.Close()
 	return res.StatusCode
+}
+
+// adminAPI is an HTTP client logged in to the admin API.
+type adminAPI struct {
+	t    *testing.T
+	base string
+	c    *http.Client
+}
+
+func apiSession(t *testing.T, base, user, password string) *adminAPI {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	a := &adminAPI{t: t, base: base, c: &http.Client{Jar: jar, Timeout: waitTimeout}}
+	body, _ := json.Marshal(map[string]string{"username": user, "password": password})
+	res, err := a.c.Post(base+"api/v1/login", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("API login as %s: HTTP %d", user, res.StatusCode)
+	}
+	return a
+}
+
+// kafkaRoute returns the counters of one route of GET /api/v1/kafka.
+func (a *adminAPI) kafkaRoute(name string) (r struct{ Produced, Failed int64 }) {
+	a.t.Helper()
+	res, err := a.c.Get(a.base + "api/v1/kafka")
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var k struct {
+		Routes []struct {
+			Name             string
+			Produced, Failed int64
+		}
+	}
+	if err := json.NewDecoder(res.Body).Decode(&k); err != nil {
+		a.t.Fatalf("GET /api/v1/kafka: HTTP %d: %v", res.StatusCode, err)
+	}
+	for _, x := range k.Routes {
+		if x.Name == name {
+			r.Produced, r.Failed = x.Produced, x.Failed
+		}
+	}
+	return r
+}
+
+// kafkaRecords waits until topic holds n records.
+func kafkaRecords(t *testing.T, kc *kfake.Cluster, topic string, n int) {
+	t.Helper()
+	c := kfakeClient(t, kc, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	for got := 0; got < n; {
+		fs := c.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("%d of %d records in Kafka topic %s within %v", got, n, topic, waitTimeout)
+		}
+		got += fs.NumRecords()
+	}
+}
+
+// kfakeClient is a Kafka client of the in-process cluster.
+func kfakeClient(t *testing.T, kc *kfake.Cluster, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	c, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(kc.ListenAddrs()...)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
 }
 
 // heldSub is a mosquitto_sub (MQTT 5) that stays connected until the broker
