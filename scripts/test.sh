@@ -8,10 +8,10 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests drive: mosquitto (the comparison broker),
 # mosquitto_pub/mosquitto_sub (real clients), kcat (a Kafka client we did
 # not write), haproxy (a load balancer sending PROXY headers) and stdbuf
-# (coreutils, to line-buffer mosquitto_sub), chromium (headless, drives the
-# dashboard in its browser test). A test whose tool is missing
+# (coreutils, to line-buffer mosquitto_sub), chromium and firefox-esr
+# (headless, for the dashboard's browser tests). A test whose tool is missing
 # skips, but fails where CI=true.
-pkgs=(mosquitto mosquitto-clients kcat haproxy coreutils chromium)
+pkgs=(mosquitto mosquitto-clients kcat haproxy coreutils chromium firefox-esr)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

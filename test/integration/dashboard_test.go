@@ -49,21 +49,8 @@ var adminURLRE = regexp.MustCompile(`msg="admin listening" url=(http://\S+)`)
 // error and no failed request.
 func TestDashboardInBrowser(t *testing.T) {
 	chromium := brokertest.Tool(t, "chromium", "chromium")
-	dir := t.TempDir()
-	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(0), kfake.SeedTopics(1, "telemetry", "events", "device-commands"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(kc.Close)
-	p := startCulex(t, filepath.Join(dir, "data"), "--config", dashboardConfig(t, dir, kc.ListenAddrs()[0]))
-	base := adminURL(t, p) + "/"
-
+	p, base, kc, stays := startDashboardNode(t)
 	kicked := startHeldSub(t, p.addr, "dash-dev-a", "dev-a")
-	stays := startHeldSub(t, p.addr, "dash-dev-b", "dev-b")
-	if out, err := mosquittoRun(t, p.addr, "mosquitto_pub", "-u", "dev-a", "-P", "secret-dev-a", "-i", "dash-pub",
-		"-t", "devices/dev-a/status", "-m", `{"online":true}`, "-r", "-q", "1"); err != nil {
-		t.Fatalf("mosquitto_pub retained: %v\n%s", err, out)
-	}
 	if *screenshots != "" {
 		dashboardTraffic(t, p.addr)
 	}
@@ -137,26 +124,7 @@ func TestDashboardInBrowser(t *testing.T) {
 
 	// Every page and tab, each with something it must show; docs/img has
 	// a screenshot of the main ones.
-	for _, pg := range []struct {
-		route, want string
-		shot        bool
-	}{
-		{"overview", "Messages per second", false}, // shot above, with history
-		{"clients", "dash-dev-b", true},
-		{"clients/dash-dev-b", "devices/dev-b/#", true},
-		{"subscriptions", "devices/dev-b/#", true},
-		{"subscriptions/topics", "devices/dev-b/#", false},
-		{"retained", "devices/dev-a/status", true},
-		{"kafka", "devices/+/events", true},
-		{"security", "dev-b", true},
-		{"security/acl", "devices/${username}/#", true},
-		{"security/bans", "Nobody is banned", false},
-		{"cluster", "running", true},
-		{"settings", "admin", true},
-		{"settings/api-keys", "No API keys yet", false},
-		{"settings/password", "Change password", false},
-		{"settings/config", "users_file", false},
-	} {
+	for _, pg := range dashboardPages {
 		b.do("page "+pg.route, chromedp.Navigate(base+"#/"+pg.route), b.loaded(pg.route), b.shows(pg.route, pg.want))
 		if *screenshots != "" && pg.shot {
 			// Rates need two samples; toasts fade.
@@ -213,6 +181,51 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("dash-dev-b, never kicked, exited: %v\n%s", err, stays.out.String())
 	default:
 	}
+}
+
+// dashboardPages are the dashboard's pages and tabs with something each must
+// show in the tests' setup (dashboardConfig, a mosquitto_sub dash-dev-b, a
+// retained devices/dev-a/status); shot marks the main ones docs/img shows.
+var dashboardPages = []struct {
+	route, want string
+	shot        bool
+}{
+	{"overview", "Messages per second", false}, // shot above, with history
+	{"clients", "dash-dev-b", true},
+	{"clients/dash-dev-b", "devices/dev-b/#", true},
+	{"subscriptions", "devices/dev-b/#", true},
+	{"subscriptions/topics", "devices/dev-b/#", false},
+	{"retained", "devices/dev-a/status", true},
+	{"kafka", "devices/+/events", true},
+	{"security", "dev-b", true},
+	{"security/acl", "devices/${username}/#", true},
+	{"security/bans", "Nobody is banned", false},
+	{"cluster", "running", true},
+	{"settings", "admin", true},
+	{"settings/api-keys", "No API keys yet", false},
+	{"settings/password", "Change password", false},
+	{"settings/config", "users_file", false},
+}
+
+// startDashboardNode starts an in-process Kafka and a `culex serve` with
+// dashboardConfig and the extra flags, the mosquitto_sub dash-dev-b and a
+// retained message on devices/dev-a/status; it returns the node, the admin
+// listener's URL (ending in "/"), the Kafka cluster and the subscriber.
+func startDashboardNode(t *testing.T, flags ...string) (*culexProc, string, *kfake.Cluster, *heldSub) {
+	t.Helper()
+	dir := t.TempDir()
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(0), kfake.SeedTopics(1, "telemetry", "events", "device-commands"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kc.Close)
+	p := startCulex(t, filepath.Join(dir, "data"), append([]string{"--config", dashboardConfig(t, dir, kc.ListenAddrs()[0])}, flags...)...)
+	sub := startHeldSub(t, p.addr, "dash-dev-b", "dev-b")
+	if out, err := mosquittoRun(t, p.addr, "mosquitto_pub", "-u", "dev-a", "-P", "secret-dev-a", "-i", "dash-pub",
+		"-t", "devices/dev-a/status", "-m", `{"online":true}`, "-r", "-q", "1"); err != nil {
+		t.Fatalf("mosquitto_pub retained: %v\n%s", err, out)
+	}
+	return p, adminURL(t, p) + "/", kc, sub
 }
 
 // dashboardConfig writes the node's config: devices dev-a, dev-b and ops
