@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -52,7 +54,7 @@ func ctl(args []string) error { return ctlCmd(args, os.Stdin, os.Stdout, os.Stde
 // ctlOpts are ctl's flags; they may come before, between or after the
 // command's words.
 type ctlOpts struct {
-	url, key             string
+	url, key, caFile     string
 	json                 bool
 	timeout              time.Duration
 	clientID, user, addr string
@@ -69,6 +71,7 @@ func ctlCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.url, "url", envOr("CULEX_ADMIN_URL", "http://127.0.0.1:18083"), "admin listener `URL` (default $CULEX_ADMIN_URL or http://127.0.0.1:18083)")
 	fs.StringVar(&o.key, "api-key", os.Getenv("CULEX_API_KEY"), "API `key` ID:SECRET (default $CULEX_API_KEY)")
+	fs.StringVar(&o.caFile, "ca-file", "", "PEM `file` of the CA that signs an https admin listener's certificate (default: the system's)")
 	fs.BoolVar(&o.json, "json", false, "print the API's JSON instead of a table")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "request `timeout`")
 	fs.StringVar(&o.clientID, "client-id", "", "clients, sessions, subscriptions: client ids containing `TEXT` (subscriptions: exact)")
@@ -84,11 +87,15 @@ func ctlCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs.Usage = func() { fmt.Fprint(stderr, ctlUsage); fs.PrintDefaults() }
 	var words []string
 	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil
-			}
-			return err
+		fs.SetOutput(io.Discard) // an unknown flag is one line, below
+		err := fs.Parse(args)
+		fs.SetOutput(stderr)
+		if errors.Is(err, flag.ErrHelp) {
+			fs.Usage()
+			return nil
+		}
+		if err != nil {
+			return ctlFlagError(err, fs)
 		}
 		if fs.NArg() == 0 {
 			break
@@ -102,8 +109,45 @@ func ctlCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 		return nil
 	}
-	c := &ctlClient{o: o, out: stdout, hc: &http.Client{Timeout: o.timeout}}
+	hc := &http.Client{Timeout: o.timeout}
+	if o.caFile != "" {
+		pem, err := os.ReadFile(o.caFile)
+		if err != nil {
+			return fmt.Errorf("ctl: --ca-file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("ctl: --ca-file %s: no PEM certificate", o.caFile)
+		}
+		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	}
+	c := &ctlClient{o: o, out: stdout, hc: hc}
 	return c.run(words, stdin)
+}
+
+// ctlFlagError says in one line which flag is unknown, and the known one
+// sharing its longest prefix.
+func ctlFlagError(err error, fs *flag.FlagSet) error {
+	name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: ")
+	if !ok {
+		return fmt.Errorf("ctl: %w", err)
+	}
+	name = strings.TrimLeft(name, "-")
+	best, bestN := "", 2
+	fs.VisitAll(func(f *flag.Flag) {
+		n := 0
+		for n < len(name) && n < len(f.Name) && name[n] == f.Name[n] {
+			n++
+		}
+		if n > bestN {
+			best, bestN = f.Name, n
+		}
+	})
+	hint := ""
+	if best != "" {
+		hint = fmt.Sprintf(" (did you mean --%s?)", best)
+	}
+	return fmt.Errorf("ctl: unknown flag --%s%s; culex ctl -h lists the flags", name, hint)
 }
 
 func envOr(name, def string) string {

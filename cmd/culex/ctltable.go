@@ -21,10 +21,7 @@ func (c *ctlClient) table(header string, rows [][]any, meta *ctlMeta) error {
 	for _, r := range rows {
 		s := make([]string, len(r))
 		for i, v := range r {
-			s[i] = fmt.Sprint(v)
-			if s[i] == "" {
-				s[i] = "-"
-			}
+			s[i] = cell(v)
 		}
 		fmt.Fprintln(tw, strings.Join(s, "\t"))
 	}
@@ -35,6 +32,14 @@ func (c *ctlClient) table(header string, rows [][]any, meta *ctlMeta) error {
 		fmt.Fprintf(c.out, "(%d of %d; page %d, --page and --limit for more)\n", len(rows), meta.Count, meta.Page)
 	}
 	return nil
+}
+
+// cell is a table value: "-" for an empty one.
+func cell(v any) string {
+	if s := fmt.Sprint(v); s != "" {
+		return s
+	}
+	return "-"
 }
 
 type ctlMeta struct{ Page, Limit, Count int }
@@ -107,7 +112,7 @@ func (c *ctlClient) client(id string) error {
 		{"persistent", x.Persistent}, {"session expiry", time.Duration(x.Expiry) * time.Second}, {"disconnected at", disc},
 		{"inflight", fmt.Sprintf("%d of %d", x.Inflight, x.InflightMax)},
 		{"queued", fmt.Sprintf("%d of %d (%d of %d bytes)", x.Queued, x.QueueMax, x.QueuedBytes, x.QueueMaxBytes)}} {
-		fmt.Fprintf(tw, "%v:\t%v\n", kv[0], kv[1])
+		fmt.Fprintf(tw, "%v:\t%s\n", kv[0], cell(kv[1]))
 	}
 	tw.Flush()
 	fmt.Fprintln(c.out)
@@ -313,7 +318,11 @@ func (c *ctlClient) routes() error {
 			return err
 		}
 	}
-	fmt.Fprintf(c.out, "\nspool: %d entries, %d bytes; held: %d %v\n", k.Spool.Entries, k.Spool.Bytes, k.Spool.Held, k.Spool.HeldTopics)
+	fmt.Fprintf(c.out, "\nspool: %d entries, %d bytes; held: %d", k.Spool.Entries, k.Spool.Bytes, k.Spool.Held)
+	if len(k.Spool.HeldTopics) > 0 {
+		fmt.Fprintf(c.out, " (Kafka topics %s)", strings.Join(k.Spool.HeldTopics, ", "))
+	}
+	fmt.Fprintln(c.out)
 	return nil
 }
 

@@ -2,11 +2,14 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
+// version is set at build time with -ldflags "-X main.version=..."; left
+// as is, the module version from the build info is used (versionInfo).
 var version = "dev"
 
 const usage = `culex: an MQTT broker cluster that carries device traffic into Kafka and back.
@@ -39,12 +42,15 @@ func main() {
 	case "ctl":
 		err = ctl(args)
 	case "version", "--version", "-v":
-		fmt.Println("culex", version)
+		fmt.Println(versionLine())
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 	default:
 		fmt.Fprintf(os.Stderr, "culex: unknown command %q\n\n%s", cmd, usage)
 		os.Exit(2)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return // -h asked for the usage, which was printed
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "culex:", err)

@@ -195,6 +195,21 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 	return noContent(w)
 }
 
+// session answers whether the request carries a live session or key,
+// never 401: the dashboard's probe on a fresh page.
+func (s *Server) session(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.authenticate(r)
+	if err != nil {
+		return writeJSON(w, http.StatusOK, sessionJSON{})
+	}
+	return writeJSON(w, http.StatusOK, sessionJSON{Authenticated: true, meJSON: p.json()})
+}
+
+type sessionJSON struct {
+	Authenticated bool `json:"authenticated"`
+	meJSON
+}
+
 func (s *Server) me(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, caller(r).json())
 }

@@ -16,7 +16,19 @@ func TestFirstLoginMustChangePassword(t *testing.T) {
 	c := newClient(t, srv.AdminURL())
 	c.wantError(http.StatusUnauthorized, "unauthorized", "GET", "/api/v1/clients", nil)
 	c.wantError(http.StatusUnauthorized, "unauthorized", "POST", "/api/v1/login", map[string]string{"username": "admin", "password": "wrong"})
+	var probe struct {
+		Authenticated bool `json:"authenticated"`
+		MustChange    bool `json:"must_change_password"`
+	}
+	c.want(http.StatusOK, "GET", "/api/v1/session", nil, &probe)
+	if probe.Authenticated {
+		t.Fatalf("session probe before login: %+v", probe)
+	}
 	m := c.login("admin", "public")
+	c.want(http.StatusOK, "GET", "/api/v1/session", nil, &probe)
+	if !probe.Authenticated || !probe.MustChange {
+		t.Fatalf("session probe after login: %+v", probe)
+	}
 	if !m.MustChange || m.Role != "admin" || m.CSRF == "" {
 		t.Fatalf("first login: %+v", m)
 	}

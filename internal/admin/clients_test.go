@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/culexmq/culex/internal/brokertest"
+	"github.com/culexmq/culex/internal/config"
 	"github.com/culexmq/culex/internal/server"
 )
 
@@ -115,4 +116,39 @@ func TestKickMosquittoSub(t *testing.T) {
 	}
 	c.wantError(http.StatusNotFound, "not_found", "POST", "/api/v1/clients/"+url.PathEscape("dev/kick-1")+"/kick", nil)
 	t.Logf("mosquitto_sub: %q", out)
+}
+
+// TestTopicsAndSharedSubscriptions: two real subscribers of one shared
+// subscription and one plain one: topics counts each filter's
+// subscribers, subscriptions names the share group.
+func TestTopicsAndSharedSubscriptions(t *testing.T) {
+	srv := startNode(t, func(c *config.Config) { c.Admin.DefaultPassword = "admin-pw-1" })
+	a := adminClient(t, srv, "admin-pw-1")
+	mosquittoSub(t, srv, "-V", "5", "-i", "w1", "-t", "$share/workers/jobs/+")
+	mosquittoSub(t, srv, "-V", "5", "-i", "w2", "-t", "$share/workers/jobs/+")
+	mosquittoSub(t, srv, "-V", "5", "-i", "mon", "-t", "jobs/+")
+	var topics struct {
+		Data []struct {
+			Topic       string `json:"topic"`
+			Subscribers int    `json:"subscribers"`
+		} `json:"data"`
+	}
+	poll(t, "three subscriptions", func() bool {
+		a.want(http.StatusOK, "GET", "/api/v1/topics?topic=jobs", nil, &topics)
+		return len(topics.Data) == 2 && topics.Data[0].Subscribers+topics.Data[1].Subscribers == 3
+	})
+	if topics.Data[0].Topic != "$share/workers/jobs/+" || topics.Data[0].Subscribers != 2 || topics.Data[1].Topic != "jobs/+" {
+		t.Fatalf("topics %+v", topics)
+	}
+	var subs struct {
+		Data []struct {
+			ClientID string `json:"client_id"`
+			Topic    string `json:"topic"`
+			Group    string `json:"share_group"`
+		} `json:"data"`
+	}
+	a.want(http.StatusOK, "GET", "/api/v1/subscriptions?share_group=workers", nil, &subs)
+	if len(subs.Data) != 2 || subs.Data[0].ClientID != "w1" || subs.Data[0].Topic != "jobs/+" || subs.Data[1].Group != "workers" {
+		t.Fatalf("subscriptions %+v", subs)
+	}
 }

@@ -38,7 +38,7 @@ func (s *Server) Local() Node {
 	started := s.opts.Broker.Started()
 	n := Node{Name: s.node, Version: s.opts.Version, Status: "running", StartedAt: started.UTC(),
 		UptimeSeconds: int64(time.Since(started) / time.Second), Connections: st.ClientsConnected,
-		Sessions: st.Sessions, Subscriptions: st.Subscriptions, Retained: st.Retained, Listeners: []string{}, AdminURL: s.url}
+		Sessions: st.Sessions, Subscriptions: st.Subscriptions, Retained: int64(s.opts.Broker.RetainedCount()), Listeners: []string{}, AdminURL: s.url}
 	if s.opts.Listeners != nil {
 		n.Listeners = append(n.Listeners, s.opts.Listeners()...)
 	}

@@ -16,6 +16,7 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/openapi.json", public, s.openapi},
 		{"POST", "/api/v1/login", public, s.login},
 		{"POST", "/api/v1/logout", self, s.logout},
+		{"GET", "/api/v1/session", public, s.session},
 		{"GET", "/api/v1/me", self, s.me},
 		{"POST", "/api/v1/me/password", self, s.changePassword},
 		{"GET", "/api/v1/accounts", write, s.listAccounts},

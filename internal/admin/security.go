@@ -171,9 +171,13 @@ func (s *Server) editUsers(fn func(*auth.Users) error) error {
 	return err
 }
 
+// userHashCost is the bcrypt cost of device passwords set through the API
+// (0: bcrypt's default, as culex users); tests lower it.
+var userHashCost = 0
+
 // hashUser sets x's hash (and SCRAM credentials when scram) for pw.
 func hashUser(x *auth.User, pw string, scram bool) error {
-	h, err := auth.HashBcrypt(pw, 0)
+	h, err := auth.HashBcrypt(pw, userHashCost)
 	if err != nil {
 		return err
 	}
@@ -275,6 +279,7 @@ type aclRuleJSON struct {
 
 type aclJSON struct {
 	File             string        `json:"file"`
+	UsersFile        string        `json:"users_file"`
 	Default          string        `json:"default"`
 	SysSuperuserOnly bool          `json:"sys_superuser_only"`
 	Rules            []aclRuleJSON `json:"rules"`
@@ -282,7 +287,7 @@ type aclJSON struct {
 
 func (s *Server) aclOut() aclJSON {
 	a := s.opts.Auth.ACL()
-	j := aclJSON{File: s.opts.Auth.ACLFile(), Default: "deny", SysSuperuserOnly: a.SysSuperuserOnly(), Rules: []aclRuleJSON{}}
+	j := aclJSON{File: s.opts.Auth.ACLFile(), UsersFile: s.opts.Config.Auth.UsersFile, Default: "deny", SysSuperuserOnly: a.SysSuperuserOnly(), Rules: []aclRuleJSON{}}
 	if a.DefaultAllow() {
 		j.Default = "allow"
 	}

@@ -102,12 +102,13 @@ func TestACLShowAndReload(t *testing.T) {
 	})
 	a := adminClient(t, srv, "admin-pw-1")
 	var got struct {
+		Users   string `json:"users_file"`
 		File    string `json:"file"`
 		Default string `json:"default"`
 		Rules   []struct{ Permission, Action, Topic, Scope, Name string }
 	}
 	a.want(http.StatusOK, "GET", "/api/v1/acl", nil, &got)
-	if got.File != acl || got.Default != "deny" || len(got.Rules) != 2 || got.Rules[1].Scope != "user" || got.Rules[1].Name != "ops" ||
+	if got.File != acl || got.Users != "" || got.Default != "deny" || len(got.Rules) != 2 || got.Rules[1].Scope != "user" || got.Rules[1].Name != "ops" ||
 		got.Rules[0].Topic != "devices/${username}/#" || got.Rules[0].Action != "publish" || got.Rules[1].Permission != "deny" {
 		t.Fatalf("acl: %+v", got)
 	}
@@ -180,6 +181,11 @@ func TestRetained(t *testing.T) {
 	a.want(http.StatusOK, "GET", "/api/v1/retained?topic="+url.QueryEscape("r/#"), nil, &page)
 	if page.Meta.Count != 2 || page.Data[0].Topic != "r//b" || page.Data[1].PayloadSize != 5 {
 		t.Fatalf("retained: %+v", page)
+	}
+	var stats struct{ Retained int }
+	a.want(http.StatusOK, "GET", "/api/v1/stats", nil, &stats)
+	if stats.Retained != 2 {
+		t.Fatalf("stats: %d retained, want the 2 clients published ($SYS values left out)", stats.Retained)
 	}
 	a.want(http.StatusOK, "GET", "/api/v1/retained?topic=r/%23&limit=1&page=2", nil, &page)
 	if len(page.Data) != 1 || page.Data[0].Topic != "r/a" {

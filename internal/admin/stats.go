@@ -47,7 +47,7 @@ func (s *Server) getStats(w http.ResponseWriter, r *http.Request) error {
 		Node: s.node, Uptime: int64(time.Since(b.Started()) / time.Second),
 		Connects: st.Connects, Disconnects: st.Disconnects, ClientsConnected: st.ClientsConnected,
 		Sessions: st.Sessions, PersistentSessions: st.PersistentSessions, PublishesIn: st.PublishesIn, PublishesOut: st.PublishesOut,
-		BytesIn: st.BytesIn, BytesOut: st.BytesOut, Subscriptions: st.Subscriptions, Retained: st.Retained, Drops: st.Drops,
+		BytesIn: st.BytesIn, BytesOut: st.BytesOut, Subscriptions: st.Subscriptions, Retained: int64(b.RetainedCount()), Drops: st.Drops,
 		TakeoverRefused: st.TakeoverRefused, BindingRefused: st.BindingRefused, SessionsRefused: st.SessionsRefused,
 		RetainedRefused: st.RetainedRefused,
 		Auth: authStatsJSON{Success: as.Success.Load(), Anonymous: as.Anonymous.Load(), Failure: as.Failure.Load(),

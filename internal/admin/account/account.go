@@ -82,6 +82,9 @@ type Store struct {
 	ttl  time.Duration
 	cost int
 
+	decoyOnce sync.Once
+	decoyHash []byte
+
 	// mu guards the maps.
 	mu       sync.Mutex
 	accounts map[string]*Account
@@ -98,7 +101,7 @@ type Options struct {
 	DefaultPassword string
 	// SessionTTL is a login's lifetime.
 	SessionTTL time.Duration
-	// BcryptCost is the cost of new hashes (0: bcrypt's default).
+	// BcryptCost is the cost of new hashes (0: Cost).
 	BcryptCost int
 }
 
@@ -108,7 +111,7 @@ func Open(o Options) (*Store, bool, error) {
 	s := &Store{path: o.Path, ttl: o.SessionTTL, cost: o.BcryptCost, accounts: map[string]*Account{},
 		keys: map[string]*Key{}, sessions: map[[32]byte]*Session{}}
 	if s.cost == 0 {
-		s.cost = bcrypt.DefaultCost
+		s.cost = Cost
 	}
 	if s.ttl <= 0 {
 		s.ttl = 8 * time.Hour
@@ -206,8 +209,16 @@ func (s *Store) hash(pw string) (string, error) {
 	return string(h), err
 }
 
-// decoyHash makes a login for an unknown name cost what a known one does.
-var decoyHash, _ = bcrypt.GenerateFromPassword([]byte("decoy password"), bcrypt.DefaultCost)
+// Cost is the bcrypt cost of new password hashes; tests lower it.
+var Cost = bcrypt.DefaultCost
+
+// decoy returns a hash at the store's cost that no password matches, made
+// once: a login for an unknown name checks it, costing what a known one
+// does.
+func (s *Store) decoy() []byte {
+	s.decoyOnce.Do(func() { s.decoyHash, _ = bcrypt.GenerateFromPassword([]byte(token(16)), s.cost) })
+	return s.decoyHash
+}
 
 // Invalid is a refused value (name, password, role).
 type Invalid string
@@ -257,7 +268,7 @@ func (s *Store) Login(name, pw string) (Account, error) {
 	}
 	s.mu.Unlock()
 	if !ok {
-		bcrypt.CompareHashAndPassword(decoyHash, []byte(pw))
+		bcrypt.CompareHashAndPassword(s.decoy(), []byte(pw))
 		return Account{}, ErrBadLogin
 	}
 	if bcrypt.CompareHashAndPassword(hash, []byte(pw)) != nil {
