@@ -134,6 +134,39 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 	}
 
+	// The admin's other actions, each through its dialog, each seen done.
+	yes := chromedp.CSS(`dialog[open] button[value="yes"]`)
+	ok := chromedp.CSS(`dialog[open] button[value="ok"]`)
+	field := func(name string) chromedp.CSS { return chromedp.CSS(fmt.Sprintf(`dialog[open] [name=%q]`, name)) }
+	b.do("clearing the retained message", chromedp.Navigate(base+"#/retained"), b.loaded("retained"),
+		chromedp.Click(chromedp.CSS("#retained button.danger")), chromedp.WaitVisible(yes), chromedp.Click(yes),
+		chromedp.WaitVisible(chromedp.CSS("#retained td.empty")))
+	b.do("adding and removing a device user", chromedp.Navigate(base+"#/security/users"), b.loaded("security/users"),
+		chromedp.Click(chromedp.CSS("#user-add")),
+		chromedp.SendKeys(field("username"), "dev-new"), chromedp.SendKeys(field("password"), "secret-dev-new"),
+		chromedp.Click(ok), b.shows("security/users", "dev-new"),
+		chromedp.Click(chromedp.Search(`//*[@id="users-table"]//tr[td/strong[text()="dev-new"]]//button[text()="Remove"]`)),
+		chromedp.WaitVisible(yes), chromedp.Click(yes),
+		chromedp.WaitNotPresent(chromedp.Search(`//*[@id="users-table"]//strong[text()="dev-new"]`)))
+	b.do("reloading the ACL", chromedp.Navigate(base+"#/security/acl"), b.loaded("security/acl"),
+		chromedp.Click(chromedp.CSS("#acl-reload")),
+		chromedp.WaitVisible(chromedp.Search(`//div[@class="toast"][text()="Users and ACL files reloaded"]`)))
+	b.do("banning and lifting", chromedp.Navigate(base+"#/security/bans"), b.loaded("security/bans"),
+		chromedp.Click(chromedp.CSS("#ban-add")),
+		chromedp.SetValue(field("kind"), "username"), chromedp.SendKeys(field("value"), "dev-x"), chromedp.SendKeys(field("reason"), "testing"),
+		chromedp.Click(ok), b.shows("security/bans", "testing"),
+		chromedp.Click(chromedp.CSS("#bans-table td.actions button")), b.shows("security/bans", "Nobody is banned"))
+	b.do("creating and revoking an API key", chromedp.Navigate(base+"#/settings/api-keys"), b.loaded("settings/api-keys"),
+		chromedp.Click(chromedp.CSS("#api-key-add")), chromedp.SendKeys(field("name"), "nightly-job"), chromedp.Click(ok),
+		chromedp.WaitVisible(chromedp.CSS("#api-key-secret")))
+	key, err := chromedp.Run(b.ctx, chromedp.Text(chromedp.CSS("#api-key-secret")))
+	if err != nil || !strings.Contains(key, ":") {
+		t.Fatalf("created API key %q (%v), want ID:SECRET", key, err)
+	}
+	b.do("the new key in the list", chromedp.Click(chromedp.CSS(`dialog[open] button[type="button"]`)), b.shows("settings/api-keys", "nightly-job"),
+		chromedp.Click(chromedp.CSS("#api-keys-table td.actions button")), chromedp.WaitVisible(yes), chromedp.Click(yes),
+		b.shows("settings/api-keys", "No API keys yet"))
+
 	// The operator drops the held records; the route counts them failed.
 	drop := chromedp.CSS(`button.drop-held[data-topic="events"]`)
 	b.doFor("the held records of events", 2*time.Minute, chromedp.Navigate(base+"#/kafka"), b.loaded("kafka"), chromedp.WaitVisible(drop))

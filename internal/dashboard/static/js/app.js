@@ -91,6 +91,10 @@ function shell() {
 					h("button", {class: "btn small", id: "logout", onclick: logout}, "Log out"))),
 			h("main", {class: "content", id: "content"})));
 	root.replaceChildren(layout);
+	// The node this dashboard is served by, and its version.
+	api.get("/stats").then((st) => api.get("/nodes/" + api.seg(st.node))).then((n) => {
+		document.getElementById("node-name").replaceChildren(h("div", null, n.name), h("div", {class: "muted"}, "Culex " + n.version));
+	}, () => { /* the footer stays empty; pages show errors */ });
 }
 
 async function route() {
