@@ -170,7 +170,12 @@ func TestDashboardInBrowser(t *testing.T) {
 	// The operator drops the held records; the route counts them failed.
 	drop := chromedp.CSS(`button.drop-held[data-topic="events"]`)
 	b.doFor("the held records of events", 2*time.Minute, chromedp.Navigate(base+"#/kafka"), b.loaded("kafka"), chromedp.WaitVisible(drop))
-	b.do("dropping them", chromedp.Click(drop),
+	// The held table redraws whenever a record's state changes (waiting,
+	// retrying), moving rows under a pointer: press the button itself.
+	b.do("dropping them", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := chromedp.Evaluate[bool](`(document.querySelector('button.drop-held[data-topic="events"]').click(), true)`)(ctx, tg)
+		return err
+	}),
 		chromedp.WaitVisible(chromedp.CSS(`dialog[open] button[value="yes"]`)),
 		chromedp.Click(chromedp.CSS(`dialog[open] button[value="yes"]`)),
 		chromedp.WaitVisible(chromedp.Search(`//div[@class="toast"][starts-with(text(), "Dropped ")]`)))
