@@ -54,9 +54,6 @@ class Page {
 	// go navigates to another page (path such as "clients/abc").
 	go(path) { location.hash = "#/" + path; }
 
-	// refresh renders the page again.
-	refresh() { route(); }
-
 	error(e) {
 		if (e instanceof api.ApiError && e.status === 401) return; // the login screen takes over
 		let box = this.root.querySelector(":scope > .alert.page-error");
