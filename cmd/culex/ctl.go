@@ -35,8 +35,8 @@ Commands:
   bans add KIND VALUE      ban a client_id, username or address (--duration, --reason)
   bans delete KIND VALUE   lift a ban
   users                    device users of the users file
-  users add NAME           add one (password from stdin; --superuser)
-  users passwd NAME        change its password (from stdin)
+  users add NAME           add one (password prompted, or a line on stdin; --superuser)
+  users passwd NAME        change its password (prompted, or a line on stdin)
   users delete NAME        remove one
   acl                      the ACL rules;  acl reload: re-read the users and ACL files
   routes                   Kafka routes, command routes and spool
@@ -121,7 +121,7 @@ func ctlCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
 	}
-	c := &ctlClient{o: o, out: stdout, hc: hc}
+	c := &ctlClient{o: o, out: stdout, errOut: stderr, hc: hc}
 	return c.run(words, stdin)
 }
 
@@ -159,9 +159,10 @@ func envOr(name, def string) string {
 
 // ctlClient calls the API.
 type ctlClient struct {
-	o   ctlOpts
-	out io.Writer
-	hc  *http.Client
+	o      ctlOpts
+	out    io.Writer
+	errOut io.Writer // prompts
+	hc     *http.Client
 }
 
 // apiError is the API's error body.

@@ -26,7 +26,7 @@ var ctlAnswers = map[string]string{
 	"GET /api/v1/retained?limit=100&page=1&topic=a%2F%23": `{"data":[{"topic":"a/b","qos":1,"payload_size":5,"from_client_id":"p"}],"meta":{"page":1,"limit":100,"count":1}}`,
 	"GET /api/v1/bans":                                    `[{"kind":"address","value":"192.0.2.7","source":"failed_logins","reason":"failed logins","until":"2026-01-02T03:04:05Z"},{"kind":"client_id","value":"rogue","source":"manual","reason":"","until":null}]`,
 	"GET /api/v1/nodes":                                   `[{"name":"n1","version":"v1.2.3","status":"running","uptime_seconds":3725,"connections":2,"sessions":5,"subscriptions":1,"listeners":["tcp://0.0.0.0:1883"]}]`,
-	"GET /api/v1/kafka": `{"enabled":true,"routes":[{"name":"telemetry","filter":"devices/+/telemetry","topic":"telemetry","ack":"spool","produced":10,"failed":1,"expired":0,"in_flight":2,"acked_not_in_kafka":3,"spool_bytes":300}],
+	"GET /api/v1/kafka": `{"enabled":true,"routes":[{"name":"telemetry","filter":"devices/+/telemetry","topic":"telemetry","ack":"spool","produced":10,"produced_per_second":2.5,"failed":1,"expired":0,"in_flight":2,"acked_not_in_kafka":3,"spool_bytes":300}],
 		"commands":[],"spool":{"entries":3,"bytes":300,"held":0,"held_topics":[]}}`,
 	"POST /api/v1/users": ``,
 }

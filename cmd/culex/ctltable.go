@@ -1,11 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
-	"sort"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -233,9 +233,9 @@ func (c *ctlClient) users(w []string, sub string, stdin io.Reader) error {
 		if err := want(w, 3, "users "+sub+" NAME (password on stdin)"); err != nil {
 			return err
 		}
-		pw, err := bufio.NewReader(stdin).ReadString('\n')
-		if pw = strings.TrimRight(pw, "\r\n"); pw == "" {
-			return fmt.Errorf("ctl: users %s: no password on stdin (%v)", sub, err)
+		pw, err := readPassword(stdin, c.errOut) // a prompt without echo on a terminal
+		if err != nil {
+			return fmt.Errorf("ctl: %w", err)
 		}
 		if sub == "add" {
 			body := map[string]any{"username": w[2], "password": pw, "superuser": c.o.superuser}
@@ -277,6 +277,7 @@ func (c *ctlClient) routes() error {
 		Routes  []struct {
 			Name, Filter, Topic, Ack  string
 			Produced, Failed, Expired int64
+			ProducedRate              float64 `json:"produced_per_second"`
 			InFlight                  int64   `json:"in_flight"`
 			AckedNotInKafka           int64   `json:"acked_not_in_kafka"`
 			SpoolBytes                int64   `json:"spool_bytes"`
@@ -303,9 +304,10 @@ func (c *ctlClient) routes() error {
 	}
 	var rows [][]any
 	for _, r := range k.Routes {
-		rows = append(rows, []any{r.Name, r.Filter, r.Topic, r.Ack, r.Produced, r.Failed, r.Expired, r.InFlight, r.AckedNotInKafka, r.SpoolBytes})
+		rows = append(rows, []any{r.Name, r.Filter, r.Topic, r.Ack, fmt.Sprintf("%.1f", r.ProducedRate), r.Produced, r.Failed, r.Expired,
+			r.InFlight, r.AckedNotInKafka, r.SpoolBytes})
 	}
-	if err := c.table("ROUTE\tFILTER\tKAFKA TOPIC\tACK\tPRODUCED\tFAILED\tEXPIRED\tIN FLIGHT\tACKED NOT IN KAFKA\tSPOOL BYTES", rows, nil); err != nil {
+	if err := c.table("ROUTE\tFILTER\tKAFKA TOPIC\tACK\tRECORDS/S\tPRODUCED\tFAILED\tEXPIRED\tIN FLIGHT\tACKED NOT IN KAFKA\tSPOOL BYTES", rows, nil); err != nil {
 		return err
 	}
 	if len(k.Commands) > 0 {
@@ -350,17 +352,8 @@ func (c *ctlClient) stats() error {
 		return err
 	}
 	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		fmt.Fprintf(tw, "%s:\t%v\n", k, m[k])
 	}
 	return tw.Flush()
-}
-
-func sortedKeys(m map[string]any) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

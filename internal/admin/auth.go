@@ -202,12 +202,13 @@ func (s *Server) session(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return writeJSON(w, http.StatusOK, sessionJSON{})
 	}
-	return writeJSON(w, http.StatusOK, sessionJSON{Authenticated: true, meJSON: p.json()})
+	m := p.json()
+	return writeJSON(w, http.StatusOK, sessionJSON{Authenticated: true, meJSON: &m})
 }
 
 type sessionJSON struct {
 	Authenticated bool `json:"authenticated"`
-	meJSON
+	*meJSON
 }
 
 func (s *Server) me(w http.ResponseWriter, r *http.Request) error {

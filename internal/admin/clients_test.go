@@ -152,3 +152,38 @@ func TestTopicsAndSharedSubscriptions(t *testing.T) {
 		t.Fatalf("subscriptions %+v", subs)
 	}
 }
+
+// TestOfflineSessionQueue: messages for an offline persistent session of a
+// real mosquitto_sub -c show as its queue in the client's detail and in
+// the offline sessions list.
+func TestOfflineSessionQueue(t *testing.T) {
+	srv := startNode(t, func(c *config.Config) { c.Admin.DefaultPassword = "admin-pw-1" })
+	a := adminClient(t, srv, "admin-pw-1")
+	cmd, _ := mosquittoSub(t, srv, "-V", "5", "-c", "-x", "3600", "-i", "away", "-q", "1", "-t", "cmd/away")
+	var subs struct{ Data []any }
+	poll(t, "away subscribed", func() bool {
+		a.want(http.StatusOK, "GET", "/api/v1/subscriptions?client_id=away", nil, &subs)
+		return len(subs.Data) == 1
+	})
+	cmd.Process.Kill() // gone without DISCONNECT; the session stays
+	var page clientPage
+	poll(t, "away offline", func() bool {
+		a.want(http.StatusOK, "GET", "/api/v1/sessions?connected=false", nil, &page)
+		return len(page.Data) == 1
+	})
+	for range 3 {
+		if out, err := mosquittoPub(t, srv, "-q", "1", "-t", "cmd/away", "-m", "reboot"); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
+	}
+	var d struct {
+		Connected      bool    `json:"connected"`
+		Queued         int     `json:"queued"`
+		QueuedBytes    int     `json:"queued_bytes"`
+		DisconnectedAt *string `json:"disconnected_at"`
+	}
+	a.want(http.StatusOK, "GET", "/api/v1/clients/away", nil, &d)
+	if d.Connected || d.Queued != 3 || d.QueuedBytes == 0 || d.DisconnectedAt == nil {
+		t.Fatalf("offline session %+v", d)
+	}
+}

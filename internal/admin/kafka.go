@@ -20,6 +20,8 @@ type kafkaRouteJSON struct {
 	AckedNotInKafka int64   `json:"acked_not_in_kafka"`
 	SpoolBytes      int64   `json:"spool_bytes"`
 	SpoolAge        float64 `json:"spool_oldest_age_seconds"`
+	ProducedRate    float64 `json:"produced_per_second"`
+	FailedRate      float64 `json:"failed_per_second"`
 }
 
 type kafkaCommandJSON struct {
@@ -60,7 +62,8 @@ func (s *Server) getKafka(w http.ResponseWriter, r *http.Request) error {
 	j.Brokers = cfg.Brokers
 	for i, x := range k.Stats() {
 		rj := kafkaRouteJSON{Name: x.Name, Matched: x.Matched, Produced: x.Produced, Failed: x.Failed, Expired: x.Expired,
-			InFlight: x.InFlight, AckedNotInKafka: x.AckedNotInKafka, SpoolBytes: x.SpoolBytes, SpoolAge: x.SpoolAge.Seconds()}
+			InFlight: x.InFlight, AckedNotInKafka: x.AckedNotInKafka, SpoolBytes: x.SpoolBytes, SpoolAge: x.SpoolAge.Seconds(),
+			ProducedRate: s.rates.get(routeKey(i) + "produced"), FailedRate: s.rates.get(routeKey(i) + "failed")}
 		if i < len(cfg.Routes) {
 			c := cfg.Routes[i]
 			rj.Filter, rj.Topic, rj.Ack = c.Filter, c.Topic, c.Ack

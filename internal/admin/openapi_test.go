@@ -2,7 +2,8 @@ package admin
 
 import (
 	"encoding/json"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -33,23 +34,14 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	for _, rt := range (&Server{}).routes() {
 		served[rt.method+" "+rt.path] = true
 	}
-	for _, k := range keys(served) {
+	for _, k := range slices.Sorted(maps.Keys(served)) {
 		if !documented[k] {
 			t.Errorf("route %s is not in openapi.json", k)
 		}
 	}
-	for _, k := range keys(documented) {
+	for _, k := range slices.Sorted(maps.Keys(documented)) {
 		if !served[k] {
 			t.Errorf("openapi.json documents %s, which is not a route", k)
 		}
 	}
-}
-
-func keys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

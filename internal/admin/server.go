@@ -65,6 +65,8 @@ type Server struct {
 	secure   bool
 	node     string
 	nodes    Nodes
+	rates    rates
+	stop     context.CancelFunc // ends measure; nil before Start
 	done     sync.WaitGroup
 }
 
@@ -165,7 +167,13 @@ func (s *Server) Mount(h Handlers) {
 // Start serves the listener.
 func (s *Server) Start() {
 	s.srv.Handler = s.Handler()
-	s.done.Add(1)
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stop = cancel
+	s.done.Add(2)
+	go func() {
+		defer s.done.Done()
+		s.measure(ctx)
+	}()
 	go func() {
 		defer s.done.Done()
 		if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -178,6 +186,9 @@ func (s *Server) Start() {
 // Shutdown stops accepting, lets requests in progress finish within ctx,
 // and closes the listener.
 func (s *Server) Shutdown(ctx context.Context) error {
+	if s.stop != nil {
+		s.stop()
+	}
 	err := s.srv.Shutdown(ctx)
 	if errors.Is(err, context.DeadlineExceeded) {
 		err = s.srv.Close()

@@ -37,6 +37,11 @@ type statsJSON struct {
 	SessionsRefused    uint64            `json:"sessions_refused"`
 	RetainedRefused    uint64            `json:"retained_refused"`
 	Auth               authStatsJSON     `json:"auth"`
+	// Rates per second over the last rateEvery.
+	PublishesInRate  float64 `json:"publishes_in_per_second"`
+	PublishesOutRate float64 `json:"publishes_out_per_second"`
+	BytesInRate      float64 `json:"bytes_in_per_second"`
+	BytesOutRate     float64 `json:"bytes_out_per_second"`
 }
 
 func (s *Server) getStats(w http.ResponseWriter, r *http.Request) error {
@@ -52,6 +57,8 @@ func (s *Server) getStats(w http.ResponseWriter, r *http.Request) error {
 		RetainedRefused: st.RetainedRefused,
 		Auth: authStatsJSON{Success: as.Success.Load(), Anonymous: as.Anonymous.Load(), Failure: as.Failure.Load(),
 			Banned: as.Banned.Load(), Denied: as.Denied.Load()},
+		PublishesInRate: s.rates.get("publishes_in"), PublishesOutRate: s.rates.get("publishes_out"),
+		BytesInRate: s.rates.get("bytes_in"), BytesOutRate: s.rates.get("bytes_out"),
 	})
 }
 

@@ -175,3 +175,41 @@ func TestCtlAgainstServe(t *testing.T) {
 		t.Fatalf("after the kick: %v %q", err, out)
 	}
 }
+
+// TestServeDefaultAdminListener: `culex serve` without admin keys serves
+// the admin API on 127.0.0.1:18083, where admin/public logs in and must
+// change its password; when another process holds that port (a parallel
+// test, a second node) it starts anyway and says why there is no admin
+// listener.
+func TestServeDefaultAdminListener(t *testing.T) {
+	t.Parallel()
+	p := startCulex(t, t.TempDir())
+	var line string
+	waitFor(t, waitTimeout, "the admin listener's line", func() bool {
+		for _, l := range strings.Split(p.stderr.String(), "\n") {
+			if strings.Contains(l, `msg="admin listening"`) || strings.Contains(l, "default admin.listen address is taken") {
+				line = l
+			}
+		}
+		return line != ""
+	})
+	if strings.Contains(line, "taken") {
+		t.Logf("127.0.0.1:18083 is taken here: %s", line)
+		return
+	}
+	if !strings.Contains(line, "url=http://127.0.0.1:18083") {
+		t.Fatalf("admin line %q", line)
+	}
+	resp, err := http.Post("http://127.0.0.1:18083/api/v1/login", "application/json",
+		strings.NewReader(`{"username":"admin","password":"public"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var me struct {
+		MustChange bool `json:"must_change_password"`
+	}
+	if json.NewDecoder(resp.Body).Decode(&me); resp.StatusCode != 200 || !me.MustChange {
+		t.Fatalf("admin/public on the default listener: %s %+v", resp.Status, me)
+	}
+}
