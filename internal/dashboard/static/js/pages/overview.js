@@ -8,8 +8,8 @@ import {h, card, stat, table, badge, num, plural, rate, bytes, siBytes, duration
 const pollMs = 3000;
 
 export default function render(ctx) {
-	const msgChart = new LineChart([{name: "Messages in", color: "#0f9f73"}, {name: "Messages out", color: "#3b6fd8"}]);
-	const byteChart = new LineChart([{name: "Bytes in", color: "#0f9f73"}, {name: "Bytes out", color: "#3b6fd8"}], 300, (v) => siBytes(v) + "/s");
+	const msgChart = new LineChart([{name: "Messages in", color: "#0f9f73"}, {name: "Messages out", color: "#3b6fd8", dash: true}]);
+	const byteChart = new LineChart([{name: "Bytes in", color: "#0f9f73"}, {name: "Bytes out", color: "#3b6fd8", dash: true}], 300, (v) => siBytes(v) + "/s");
 	const connChart = new LineChart([{name: "Connected clients", color: "#8a5cd6"}], 300, num);
 	const stats = h("div", {class: "grid stats", id: "overview-stats"});
 	const nodes = h("div");
