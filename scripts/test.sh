@@ -9,10 +9,10 @@ cd "$(dirname "$0")/.."
 # mosquitto_pub/mosquitto_sub (real clients), kcat (a Kafka client we did
 # not write), haproxy (a load balancer sending PROXY headers), stdbuf
 # (coreutils, to line-buffer mosquitto_sub), prometheus (the server and
-# promtool, which scrape and lint /metrics) and chromium (headless, drives
-# the dashboard in its browser test). A test whose tool is missing skips,
-# but fails where CI=true.
-pkgs=(mosquitto mosquitto-clients kcat haproxy coreutils prometheus chromium)
+# promtool, which scrape and lint /metrics), chromium and firefox-esr
+# (headless, for the dashboard's browser tests). A test whose tool is
+# missing skips, but fails where CI=true.
+pkgs=(mosquitto mosquitto-clients kcat haproxy coreutils prometheus chromium firefox-esr)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

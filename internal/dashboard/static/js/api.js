@@ -34,7 +34,7 @@ export async function request(method, path, body) {
 	if (!res.ok) {
 		const err = data && (data.error || data);
 		const e = new ApiError(res.status, err && err.code, err && err.message);
-		if (res.status === 401 && !path.startsWith("/auth/login")) listeners.unauthorized.forEach((f) => f(e));
+		if (res.status === 401 && path !== "/login") listeners.unauthorized.forEach((f) => f(e));
 		if (res.status === 403 && e.code === "password_change_required") listeners.passwordChange.forEach((f) => f(e));
 		throw e;
 	}

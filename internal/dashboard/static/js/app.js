@@ -54,9 +54,6 @@ class Page {
 	// go navigates to another page (path such as "clients/abc").
 	go(path) { location.hash = "#/" + path; }
 
-	// refresh renders the page again.
-	refresh() { route(); }
-
 	error(e) {
 		if (e instanceof api.ApiError && e.status === 401) return; // the login screen takes over
 		let box = this.root.querySelector(":scope > .alert.page-error");
@@ -91,6 +88,10 @@ function shell() {
 					h("button", {class: "btn small", id: "logout", onclick: logout}, "Log out"))),
 			h("main", {class: "content", id: "content"})));
 	root.replaceChildren(layout);
+	// The node this dashboard is served by, and its version.
+	api.get("/stats").then((st) => api.get("/nodes/" + api.seg(st.node))).then((n) => {
+		document.getElementById("node-name").replaceChildren(h("div", null, n.name), h("div", {class: "muted"}, "Culex " + n.version));
+	}, () => { /* the footer stays empty; pages show errors */ });
 }
 
 async function route() {

@@ -1,5 +1,6 @@
 // Login, the forced password change of a new account (the first start's
-// admin/public) and logout, over /api/v1/login, /me, /me/password, /logout.
+// admin/public) and logout, over /api/v1/login, /session, /me/password and
+// /logout.
 import * as api from "./api.js";
 import {h, field} from "./ui.js";
 
@@ -9,14 +10,12 @@ function user(me) {
 	return {username: me.username, role: me.role, mustChangePassword: !!me.must_change_password};
 }
 
-// restore returns the user of an existing session, or null.
+// restore returns the user of an existing session, or null. GET /session
+// answers without a session too (never 401), so a fresh page logs no
+// failed request.
 export async function restore() {
-	try {
-		return user(await api.get("/me"));
-	} catch (e) {
-		if (e.status === 401) return null;
-		throw e;
-	}
+	const s = await api.get("/session");
+	return s.authenticated ? user(s) : null;
 }
 
 export async function logout() {

@@ -7,7 +7,8 @@ import {h, svg, rate} from "./ui.js";
 const W = 600, H = 220, PAD = {l: 52, r: 10, t: 10, b: 22};
 
 export class LineChart {
-	// series: [{name, color}]; windowSec: seconds shown; format: y label formatter.
+	// series: [{name, color, dash}] (dash: a dashed line, for a series that
+	// often equals another); windowSec: seconds shown; format: y label formatter.
 	constructor(series, windowSec = 300, format = rate) {
 		this.series = series;
 		this.windowSec = windowSec;
@@ -53,7 +54,7 @@ export class LineChart {
 			const pts = this.points.filter((p) => Number.isFinite(p.v[i]));
 			if (pts.length < 2) return;
 			const d = pts.map((p, j) => `${j ? "L" : "M"}${x(p.t).toFixed(1)},${y(p.v[i]).toFixed(1)}`).join("");
-			nodes.push(svg("path", {class: "series", d, stroke: s.color, "vector-effect": "non-scaling-stroke"}));
+			nodes.push(svg("path", {class: "series", d, stroke: s.color, "stroke-dasharray": s.dash ? "6 4" : null}));
 		});
 		this.svg.replaceChildren(...nodes);
 	}

@@ -56,6 +56,9 @@ export function icon(name) {
 const nf = new Intl.NumberFormat("en-US");
 export const num = (n) => (n == null || Number.isNaN(n) ? "–" : nf.format(n));
 
+// plural is "1 session", "2 sessions".
+export const plural = (n, word) => `${num(n)} ${word}${n === 1 ? "" : "s"}`;
+
 export function rate(n) {
 	if (n == null || !Number.isFinite(n)) return "–";
 	if (n >= 100) return nf.format(Math.round(n)) + "/s";

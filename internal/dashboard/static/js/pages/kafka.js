@@ -3,7 +3,7 @@
 // the spool, the command routes and the held records with retry and drop.
 import * as api from "../api.js";
 import {LineChart, RateTracker} from "../chart.js";
-import {h, card, stat, table, badge, num, rate, bytes, duration, time, run} from "../ui.js";
+import {h, card, stat, table, badge, num, rate, bytes, duration, time, run, toast, plural} from "../ui.js";
 import {searchList} from "../list.js";
 
 const pollMs = 3000;
@@ -39,7 +39,7 @@ export default async function render(ctx) {
 			stat("Failed", num(sum("failed")), r.failed ? rate(r.failed) : "none lately"),
 			stat("In flight", num(sum("in_flight"))),
 			stat("Acked, not in Kafka", num(sum("acked_not_in_kafka"))),
-			stat("Spool", bytes(sp.bytes || 0), sp.entries ? `${num(sp.entries)} records, oldest ${duration(sp.oldest_age_seconds)}` : "empty"),
+			stat("Spool", bytes(sp.bytes || 0), sp.entries ? `${plural(sp.entries, "record")}, oldest ${duration(sp.oldest_age_seconds)}` : "empty"),
 			stat("Held", num(sp.held || 0), sp.held ? `for ${duration(sp.held_age_seconds)}` : "none"));
 		spool.replaceChildren(h("dl", {class: "props"},
 			h("dt", null, "Brokers"), h("dd", {class: "mono"}, k.brokers),
@@ -91,11 +91,15 @@ export default async function render(ctx) {
 			{title: "Held since", value: (x) => time(x.held_since)},
 			{title: "State", value: (x) => (x.retrying ? badge("retrying", "warn") : badge("waiting"))},
 			{title: "", class: "actions", value: (x) => (ctx.canWrite ? [
-				h("button", {class: "btn small", onclick: () => run(() => api.post(`/kafka/held/${api.seg(x.topic)}/retry`),
+				h("button", {class: "btn small retry-held", "data-topic": x.topic, onclick: () => run(() => api.post(`/kafka/held/${api.seg(x.topic)}/retry`),
 					{done: `Retrying the held records of ${x.topic}`, after: () => load(true)})}, "Retry topic"),
-				h("button", {class: "btn small danger", onclick: () => run(() => api.del(`/kafka/held/${api.seg(x.topic)}`), {
-					question: ["Drop held records", `Drop every held record of Kafka topic ${x.topic}? They were acknowledged to devices: they are lost.`, "Drop"],
-					done: `Held records of ${x.topic} dropped`, after: () => load(true)})}, "Drop topic"),
+				h("button", {class: "btn small danger drop-held", "data-topic": x.topic, onclick: () => run(async () => {
+					const r = await api.del(`/kafka/held/${api.seg(x.topic)}`);
+					toast(`Dropped ${plural(r?.dropped ?? 0, "held record")} of ${x.topic}`);
+				}, {
+					question: ["Drop held records", `Drop every held record of Kafka topic ${x.topic}? They were acknowledged to devices: they are lost. ` +
+						"A record being retried at this moment stays, and is held again if Kafka refuses it again.", "Drop"],
+					after: () => load(true)})}, "Drop topic"),
 			] : null)},
 		],
 	});

@@ -3,13 +3,13 @@
 // the nodes, drops by reason, authentication outcomes and Kafka health.
 import * as api from "../api.js";
 import {LineChart, RateTracker} from "../chart.js";
-import {h, card, stat, table, badge, num, rate, bytes, siBytes, duration} from "../ui.js";
+import {h, card, stat, table, badge, num, plural, rate, bytes, siBytes, duration} from "../ui.js";
 
 const pollMs = 3000;
 
 export default function render(ctx) {
-	const msgChart = new LineChart([{name: "Messages in", color: "#0f9f73"}, {name: "Messages out", color: "#3b6fd8"}]);
-	const byteChart = new LineChart([{name: "Bytes in", color: "#0f9f73"}, {name: "Bytes out", color: "#3b6fd8"}], 300, (v) => siBytes(v) + "/s");
+	const msgChart = new LineChart([{name: "Messages in", color: "#0f9f73"}, {name: "Messages out", color: "#3b6fd8", dash: true}]);
+	const byteChart = new LineChart([{name: "Bytes in", color: "#0f9f73"}, {name: "Bytes out", color: "#3b6fd8", dash: true}], 300, (v) => siBytes(v) + "/s");
 	const connChart = new LineChart([{name: "Connected clients", color: "#8a5cd6"}], 300, num);
 	const stats = h("div", {class: "grid stats", id: "overview-stats"});
 	const nodes = h("div");
@@ -36,7 +36,7 @@ export default function render(ctx) {
 		byteChart.push(now, [r.bin, r.bout]);
 		connChart.push(now, [s.clients_connected]);
 		stats.replaceChildren(
-			stat("Connected clients", num(s.clients_connected), `${num(s.sessions)} sessions, ${num(s.persistent_sessions)} persistent`, {"data-stat": "connections"}),
+			stat("Connected clients", num(s.clients_connected), `${plural(s.sessions, "session")}, ${num(s.persistent_sessions)} persistent`, {"data-stat": "connections"}),
 			stat("Messages in", rate(r.in), `${num(s.publishes_in)} total`),
 			stat("Messages out", rate(r.out), `${num(s.publishes_out)} total`),
 			stat("Subscriptions", num(s.subscriptions)),
@@ -82,10 +82,10 @@ function kafkaHealth(k) {
 	return h("div", null,
 		h("dl", {class: "props"},
 			h("dt", null, "Brokers"), h("dd", {class: "mono"}, k.brokers),
-			h("dt", null, "Routes"), h("dd", null, `${routes.length} (${(k.commands || []).length} command routes)`),
+			h("dt", null, "Routes"), h("dd", null, `${routes.length} (${plural((k.commands || []).length, "command route")})`),
 			h("dt", null, "Failed produces"), h("dd", null, failed ? badge(num(failed), "bad") : badge("0", "ok")),
 			h("dt", null, "Acknowledged, not yet in Kafka"), h("dd", null, pending ? badge(num(pending), "warn") : badge("0", "ok")),
-			h("dt", null, "Spool"), h("dd", null, `${bytes(sp.bytes || 0)} in ${num(sp.entries || 0)} records` + (sp.entries ? `, oldest ${duration(sp.oldest_age_seconds)}` : "")),
+			h("dt", null, "Spool"), h("dd", null, `${bytes(sp.bytes || 0)} in ${plural(sp.entries || 0, "record")}` + (sp.entries ? `, oldest ${duration(sp.oldest_age_seconds)}` : "")),
 			h("dt", null, "Held records"), h("dd", null, sp.held ? badge(num(sp.held), "bad") : badge("0", "ok"))),
 		h("p", null, h("a", {href: "#/kafka"}, "Kafka bridge details →")));
 }

@@ -18,15 +18,14 @@ function users(ctx, body) {
 	const list = h("div", {id: "users-table"});
 	const addButton = ctx.canWrite ? h("button", {class: "btn primary", id: "user-add", onclick: () => add()}, "Add user") : null;
 	const load = async () => {
-		let us;
-		try {
-			us = await api.get("/users");
-		} catch (e) {
-			if (e.code !== "not_configured") throw e;
-			addButton?.classList.add("hidden");
-			list.replaceChildren(h("div", {class: "alert info"}, e.message || "No users file is configured (auth.users_file)."));
+		// Without a users file the /users routes answer 409: ask first.
+		const {users_file: file} = await api.get("/acl");
+		addButton?.classList.toggle("hidden", !file);
+		if (!file) {
+			list.replaceChildren(h("div", {class: "alert info"}, "No users file is configured (auth.users_file): devices are not checked against one."));
 			return;
 		}
+		const us = await api.get("/users");
 		list.replaceChildren(table([
 			{title: "Username", value: (u) => h("strong", null, u.username)},
 			{title: "Superuser", value: (u) => (u.superuser ? badge("superuser", "warn") : "no")},
