@@ -1,6 +1,7 @@
 package listener
 
 import (
+	"bytes"
 	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
@@ -221,12 +222,12 @@ type secrets struct {
 
 func (s *secrets) Write(line []byte) (int, error) {
 	// "LABEL <client random hex> <secret hex>\n"
-	var label, random, secret string
-	if _, err := fmt.Sscan(string(line), &label, &random, &secret); err != nil {
+	f := bytes.Fields(line)
+	if len(f) != 3 {
 		return len(line), nil
 	}
 	var dst *[]byte
-	switch label {
+	switch string(f[0]) {
 	case "CLIENT_TRAFFIC_SECRET_0":
 		dst = &s.client
 	case "SERVER_TRAFFIC_SECRET_0":
@@ -234,8 +235,8 @@ func (s *secrets) Write(line []byte) (int, error) {
 	default:
 		return len(line), nil
 	}
-	b, err := hex.DecodeString(secret)
-	if err != nil {
+	b := make([]byte, hex.DecodedLen(len(f[2])))
+	if _, err := hex.Decode(b, f[2]); err != nil {
 		return 0, err
 	}
 	*dst = b

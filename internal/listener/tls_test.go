@@ -26,7 +26,7 @@ type testPKI struct {
 	stranger tls.Certificate // CN stranger, self-signed
 }
 
-func newPKI(t *testing.T) *testPKI {
+func newPKI(t testing.TB) *testPKI {
 	t.Helper()
 	ca := testcert.NewCA(t, "culex test CA")
 	p := &testPKI{dir: t.TempDir(), roots: ca.Pool(),
