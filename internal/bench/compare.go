@@ -30,9 +30,12 @@ type Result struct {
 	BrokerRSSKiB int64   // peak VmRSS sampled during the run
 	HeldRSSKiB   int64   // idle workloads: peak VmRSS while every client was connected and idle
 	BaseRSSKiB   int64   // VmRSS before the bench connected
-	Command      string  // the bench command line
-	Prep         string  // a bench command line run before it (the storm's sessions)
-	WallS        float64
+	// ConnectPeakKiB is the peak VmRSS before the clients began to close:
+	// the connect storm's, without the disconnect storm's.
+	ConnectPeakKiB int64
+	Command        string // the bench command line
+	Prep           string // a bench command line run before it (the storm's sessions)
+	WallS          float64
 }
 
 // compareOpts are the flags of `culex bench compare`.
@@ -230,6 +233,9 @@ func (o *compareOpts) runOne(ctx context.Context, spec brokerSpec, w Workload) R
 				return res
 			}
 			res.Prep = "culex bench " + shellJoin(prep)
+			// The storm starts from a broker at rest: what the first
+			// run left (its garbage, its disconnects) settles first.
+			settleRSS(ctx, pid)
 		}
 	}
 	res.BaseRSSKiB, _ = procRSS(pid)
@@ -248,7 +254,7 @@ func (o *compareOpts) runOne(ctx context.Context, spec brokerSpec, w Workload) R
 	start := time.Now()
 	stopSample := make(chan struct{})
 	var wg sync.WaitGroup
-	var peak, held int64
+	var peak, held, early int64
 	var since time.Time // when the clients were first seen all connected
 	wg.Add(1)
 	go func() { // sample RSS until the run ends
@@ -262,8 +268,12 @@ func (o *compareOpts) runOne(ctx context.Context, spec brokerSpec, w Workload) R
 			if connected && since.IsZero() {
 				since = time.Now()
 			}
+			closing := ph.phase() == "closing"
 			if rss, err := procRSS(pid); err == nil {
 				peak = max(peak, rss)
+				if !closing {
+					early = max(early, rss)
+				}
 				if connected && ph.phase() == "connected" && time.Since(since) >= settle {
 					held = max(held, rss)
 				}
@@ -282,7 +292,7 @@ func (o *compareOpts) runOne(ctx context.Context, spec brokerSpec, w Workload) R
 	wg.Wait()
 
 	res.WallS = wall.Seconds()
-	res.BrokerRSSKiB, res.HeldRSSKiB = peak, held
+	res.BrokerRSSKiB, res.HeldRSSKiB, res.ConnectPeakKiB = peak, held, early
 	res.BrokerCPUPct = round(float64(cpu1-cpu0)/clkTck/wall.Seconds()*100, 1)
 	if runErr != nil {
 		res.Err = fmt.Sprintf("%v: %.300s", runErr, errb.String())
@@ -302,6 +312,22 @@ func (o *compareOpts) runOne(ctx context.Context, spec brokerSpec, w Workload) R
 // connect storm (RSS peak covers that).
 const settle = 2 * time.Second
 
+// settleRSS waits until the broker's RSS has not gone down for 2 s, at
+// least 3 s and at most 20 s.
+func settleRSS(ctx context.Context, pid int) {
+	start := time.Now()
+	low, lowAt := int64(1<<62), start
+	for time.Since(start) < 20*time.Second && ctx.Err() == nil {
+		if rss, err := procRSS(pid); err == nil && rss < low {
+			low, lowAt = rss, time.Now()
+		}
+		if time.Since(start) >= 3*time.Second && time.Since(lowAt) >= 2*time.Second {
+			return
+		}
+		time.Sleep(250 * time.Millisecond) // sampling interval
+	}
+}
+
 // line is the progress line of one result.
 func (r Result) line() string {
 	if r.Err != "" {
@@ -309,9 +335,9 @@ func (r Result) line() string {
 	}
 	s := r.Summary
 	if t := r.Workload.TLS; t != nil && t.Kind != "idle" {
-		return fmt.Sprintf("%-40s %-9s %d/%d ready in %.2fs (%.0f/s), dial to CONNACK p99 %s, broker rss %d -> %d KiB held, %d peak",
+		return fmt.Sprintf("%-40s %-9s %d/%d ready in %.2fs (%.0f/s), dial to CONNACK p99 %s, broker rss %d -> %d KiB held, %d peak connecting, %d peak",
 			r.Workload.Name, r.Broker, s.Clients.Connected, s.Clients.Target, s.ConnectS, s.ConnectRate,
-			fmtUS(s.ConnectLatency.P99US), r.BaseRSSKiB, r.HeldRSSKiB, r.BrokerRSSKiB)
+			fmtUS(s.ConnectLatency.P99US), r.BaseRSSKiB, r.HeldRSSKiB, r.ConnectPeakKiB, r.BrokerRSSKiB)
 	}
 	if r.Workload.Idle > 0 {
 		return fmt.Sprintf("%-34s %-9s %d connected, broker rss %d -> %d KiB held (%.2f KiB/conn)",

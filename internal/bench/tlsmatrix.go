@@ -303,15 +303,16 @@ func writeTLSReport(w io.Writer, o *compareOpts, args []string, results []Result
 	p("Every device has a persistent session (MQTT 3.1.1, clean session off) with one QoS 1 subscription, made")
 	p("by a first run; then all of them reconnect, %d handshakes in flight at once, and subscribe again.", tlsStormConcurrency)
 	p("All connected is the time from the first dial to the last SUBACK. Steady RSS is RSS held as above;")
-	p("peak over steady is the storm's peak VmRSS over it.")
+	p("RSS peak is the peak VmRSS from the first dial until the clients begin to close (the connect storm), over")
+	p("the broker's RSS at rest before it (after the first run's clients left and its RSS settled).")
 	p("")
-	p("| workload | broker | connected | all connected s | dial to CONNACK p50 | p99 | RSS steady KiB | RSS peak KiB | peak / steady | broker CPU %% | errors |")
-	p("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|")
-	eachTLS(p, results, "storm", 11, func(r Result) {
+	p("| workload | broker | connected | all connected s | dial to CONNACK p50 | p99 | RSS at rest KiB | RSS steady KiB | RSS peak KiB | peak / steady | broker CPU %% | errors |")
+	p("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
+	eachTLS(p, results, "storm", 12, func(r Result) {
 		s := r.Summary
-		p("| %s | %s | %d/%d | %.2f | %s | %s | %d | %d | %s | %.0f | %s |", r.Workload.Name, r.Broker,
+		p("| %s | %s | %d/%d | %.2f | %s | %s | %d | %d | %d | %s | %.0f | %s |", r.Workload.Name, r.Broker,
 			s.Clients.Subscribed, s.Clients.Target, s.ConnectS, fmtUS(s.ConnectLatency.P50US), fmtUS(s.ConnectLatency.P99US),
-			r.HeldRSSKiB, r.BrokerRSSKiB, ratio(float64(r.BrokerRSSKiB), float64(r.HeldRSSKiB)), r.BrokerCPUPct,
+			r.BaseRSSKiB, r.HeldRSSKiB, r.ConnectPeakKiB, ratio(float64(r.ConnectPeakKiB), float64(r.HeldRSSKiB)), r.BrokerCPUPct,
 			mdEscape(errorsLine(s.Errors)))
 	})
 	writeCommands(p, results, "; the certificate paths are the harness's")

@@ -275,7 +275,7 @@ func (l *Listener) spawn() {
 			return
 		}
 		if l.running.CompareAndSwap(n, n+1) {
-			storm.workers.Add(1)
+			stormWorkerStarted()
 			go l.work()
 			return
 		}
