@@ -96,7 +96,10 @@ type Listener struct {
 	running  atomic.Int32 // worker goroutines
 	overflow atomic.Uint64
 	expired  atomic.Uint64
+	served   atomic.Uint64 // handshakes run
 	full     rateLog
+	// summed are the counts at the last summary (summarize).
+	summed struct{ served, overflow, expired uint64 }
 
 	// trusted are the peers allowed to send a PROXY header (trusted_proxies).
 	trusted   []netip.Prefix
@@ -263,6 +266,20 @@ func (l *Listener) refuseFull(c net.Conn) {
 	}
 }
 
+// summarize logs, when the last handshake worker ends, what the burst
+// since the last such line came to, if it refused anyone.
+func (l *Listener) summarize() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := struct{ served, overflow, expired uint64 }{l.served.Load(), l.overflow.Load(), l.expired.Load()}
+	served, full, expired := now.served-l.summed.served, now.overflow-l.summed.overflow, now.expired-l.summed.expired
+	l.summed = now
+	if full > 0 || expired > 0 {
+		l.log.Warn("handshake storm over", "handshakes", served, "refused_queue_full", full,
+			"expired_in_queue", expired, "max_pending_handshakes", cap(l.queue), "handshake_workers", l.workers)
+	}
+}
+
 // Refused counts the connections closed unserved: the handshake queue was
 // full, or they waited longer than the handshake timeout.
 func (l *Listener) Refused() (full, expired uint64) { return l.overflow.Load(), l.expired.Load() }
@@ -303,10 +320,13 @@ func (l *Listener) work() {
 			} else {
 				l.serveConn(p.c, p.at)
 				storm.handshakes.Add(1)
+				l.served.Add(1)
 			}
 			t.Reset(workerIdle)
 		case <-t.C:
-			l.running.Add(-1)
+			if l.running.Add(-1) == 0 {
+				l.summarize()
+			}
 			stormWorkerDone()
 			// A connection queued after the timer fired and before the
 			// count went down found this worker still counted.

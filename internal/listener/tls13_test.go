@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"io"
+	"log/slog"
 	"net"
 	"os/exec"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/culexmq/culex/internal/config"
+	"github.com/culexmq/culex/internal/testlog"
 )
 
 // TestTLS13LargeAndFragmented: after the handshake the listener's record
@@ -133,7 +135,10 @@ func TestHandshakeQueueFull(t *testing.T) {
 	p := newPKI(t)
 	cfg := p.tlsConfig("", false)
 	cfg.HandshakeWorkers, cfg.MaxPendingHandshakes = 1, 1
-	s := startServer(t, config.Listener{URL: "ssl://127.0.0.1:0", TLS: cfg}, nil)
+	var logs testlog.Buffer
+	s := startServer(t, config.Listener{URL: "ssl://127.0.0.1:0", TLS: cfg}, func(l *Listener) {
+		l.log = slog.New(slog.NewTextHandler(&logs, nil))
+	})
 	waitQueue := func(n int) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
@@ -164,8 +169,16 @@ func TestHandshakeQueueFull(t *testing.T) {
 	if full, _ := s.l.Refused(); full != 1 {
 		t.Errorf("Refused() full = %d, want 1", full)
 	}
+	if !strings.Contains(logs.String(), "handshake queue full") {
+		t.Errorf("no line about the refusal in the log:\n%s", logs.String())
+	}
+	s.l.summarize()
+	if !strings.Contains(logs.String(), "handshake storm over") || !strings.Contains(logs.String(), "refused_queue_full=1") {
+		t.Errorf("no summary of the refusals in the log:\n%s", logs.String())
+	}
 	busy.Close()
 	queued.Close()
+	waitQueue(0)
 	c, err := dialTLS(t, s.l, p.clientConfig())
 	if err != nil {
 		t.Fatalf("after the storm: %v", err)
