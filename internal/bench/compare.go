@@ -312,16 +312,17 @@ func (o *compareOpts) runOne(ctx context.Context, spec brokerSpec, w Workload) R
 // connect storm (RSS peak covers that).
 const settle = 2 * time.Second
 
-// settleRSS waits until the broker's RSS has not gone down for 2 s, at
-// least 3 s and at most 20 s.
+// settleRSS waits until the broker's RSS has not gone down for 6 s (Culex
+// returns a storm's memory within 5 s of the previous return), at most
+// 30 s.
 func settleRSS(ctx context.Context, pid int) {
 	start := time.Now()
 	low, lowAt := int64(1<<62), start
-	for time.Since(start) < 20*time.Second && ctx.Err() == nil {
+	for time.Since(start) < 30*time.Second && ctx.Err() == nil {
 		if rss, err := procRSS(pid); err == nil && rss < low {
 			low, lowAt = rss, time.Now()
 		}
-		if time.Since(start) >= 3*time.Second && time.Since(lowAt) >= 2*time.Second {
+		if time.Since(lowAt) >= 6*time.Second {
 			return
 		}
 		time.Sleep(250 * time.Millisecond) // sampling interval

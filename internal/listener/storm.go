@@ -36,9 +36,9 @@ var storm struct {
 	mu         sync.Mutex
 	last       time.Time
 	timer      *time.Timer
-	frees      atomic.Int64 // for tests
-	lowered    bool         // GOGC is stormGOGC; guarded by mu
-	gogc       int          // the GOGC to go back to; guarded by mu
+	again      bool // free again after the planned free; guarded by mu
+	lowered    bool // GOGC is stormGOGC; guarded by mu
+	gogc       int  // the GOGC to go back to; guarded by mu
 }
 
 // userGOGC says GOGC is set in the environment: the storm leaves it.
@@ -67,11 +67,9 @@ func stormWorkerDone() {
 		debug.SetGCPercent(storm.gogc)
 		storm.lowered = false
 	}
-	if storm.handshakes.Load() < stormHandshakes || storm.timer != nil {
-		return // a free is due already
+	if storm.handshakes.Load() >= stormHandshakes {
+		planFreeLocked()
 	}
-	wait := freeEvery - time.Since(storm.last)
-	storm.timer = time.AfterFunc(max(wait, 0), freeAfterStorm)
 }
 
 // The same goes for a storm of disconnects (every device dropping at
@@ -105,9 +103,18 @@ func closesQuiet() {
 	closes.armed.Store(false)
 	storm.mu.Lock()
 	defer storm.mu.Unlock()
-	if storm.timer == nil {
-		storm.timer = time.AfterFunc(max(freeEvery-time.Since(storm.last), 0), freeAfterStorm)
+	planFreeLocked()
+}
+
+// planFreeLocked plans a free freeEvery after the last one (at once if
+// that has passed). One already planned is done again after it: what it
+// returns may not include the storm that asked now.
+func planFreeLocked() {
+	if storm.timer != nil {
+		storm.again = true
+		return
 	}
+	storm.timer = time.AfterFunc(max(freeEvery-time.Since(storm.last), 0), freeAfterStorm)
 }
 
 func freeAfterStorm() {
@@ -115,6 +122,9 @@ func freeAfterStorm() {
 	debug.FreeOSMemory()
 	storm.mu.Lock()
 	storm.last, storm.timer = time.Now(), nil
+	if storm.again {
+		storm.again = false
+		planFreeLocked()
+	}
 	storm.mu.Unlock()
-	storm.frees.Add(1)
 }
