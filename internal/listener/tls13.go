@@ -217,6 +217,9 @@ func (c *tls13Conn) Read(p []byte) (int, error) {
 		if len(c.plain) > 0 {
 			n := copy(p, c.plain)
 			c.plain = c.plain[n:]
+			if len(c.plain) == 0 && c.src == nil && c.roff == len(*c.rbuf) {
+				c.release() // the next read may wait: not with the buffer
+			}
 			return n, nil
 		}
 		if c.rerr != nil {
@@ -225,6 +228,22 @@ func (c *tls13Conn) Read(p []byte) (int, error) {
 		}
 		if len(p) == 0 {
 			return 0, nil
+		}
+		if c.rbuf == nil && c.src == nil && len(c.part) == 0 {
+			// A read that may wait (no engine beneath, or before it takes
+			// over) waits without a buffer: its first bytes go to part.
+			var hb [recordHeaderLen]byte
+			n, err := c.conn.Read(hb[:])
+			if n > 0 {
+				c.part = append([]byte(nil), hb[:n]...)
+			}
+			if err != nil {
+				if err == io.EOF && n > 0 {
+					err = io.ErrUnexpectedEOF
+				}
+				return 0, err
+			}
+			continue
 		}
 		if c.rbuf == nil {
 			c.rbuf = readBufs.Get().(*[]byte)
