@@ -88,6 +88,7 @@ type tlsState struct {
 	log      *slog.Logger
 	secret   []byte
 	rotation time.Duration
+	now      func() time.Time // the ticket keys' clock; time.Now but in tests
 
 	conf atomic.Pointer[tls.Config]
 
@@ -126,7 +127,7 @@ func (s *tlsState) stat() [3]fileID {
 }
 
 func newTLSState(c config.TLS, log *slog.Logger) (*tlsState, error) {
-	s := &tlsState{cfg: c, log: log, rotation: c.TicketRotation}
+	s := &tlsState{cfg: c, log: log, rotation: c.TicketRotation, now: time.Now}
 	if s.rotation <= 0 {
 		s.rotation = DefaultTicketRotation
 	}
@@ -201,7 +202,7 @@ func (s *tlsState) reload() {
 		return
 	}
 	s.files, s.bad = ids, [3]fileID{}
-	s.epoch = time.Now().UnixNano() / int64(s.rotation)
+	s.epoch = s.now().UnixNano() / int64(s.rotation)
 	conf.SetSessionTicketKeys(ticketKeys(s.secret, s.epoch))
 	s.conf.Store(conf)
 	leaf := conf.Certificates[0].Leaf
@@ -248,7 +249,7 @@ func (s *secrets) Write(line []byte) (int, error) {
 // Conn; TLS 1.2 keeps the *tls.Conn.
 func (s *tlsState) handshakeTLS(raw net.Conn) (net.Conn, *tls.ConnectionState, error) {
 	var sec secrets
-	conf := s.config(time.Now()).Clone()
+	conf := s.config(s.now()).Clone()
 	conf.KeyLogWriter = &sec
 	conf.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
 		sec.tickets++ // each NewSessionTicket is one record

@@ -217,8 +217,11 @@ func (c *tls13Conn) Read(p []byte) (int, error) {
 		if len(c.plain) > 0 {
 			n := copy(p, c.plain)
 			c.plain = c.plain[n:]
-			if len(c.plain) == 0 && c.src == nil && c.roff == len(*c.rbuf) {
-				c.release() // the next read may wait: not with the buffer
+			if len(c.plain) == 0 {
+				c.plain = nil // it points into the read buffer
+				if c.src == nil && c.roff == len(*c.rbuf) {
+					c.release() // the next read may wait: not with the buffer
+				}
 			}
 			return n, nil
 		}

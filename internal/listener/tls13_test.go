@@ -10,6 +10,7 @@ import (
 	"net"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -184,4 +185,42 @@ func TestHandshakeQueueFull(t *testing.T) {
 		t.Fatalf("after the storm: %v", err)
 	}
 	c.Close()
+}
+
+// TestTicketKeyRotation: a session ticket resumes in the rotation period
+// it was issued in and the next one, not after that.
+func TestTicketKeyRotation(t *testing.T) {
+	p := newPKI(t)
+	cfg := p.tlsConfig("", false)
+	cfg.TicketSecret, cfg.TicketRotation = "rotation test", time.Hour
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	s := startServer(t, config.Listener{URL: "ssl://127.0.0.1:0", TLS: cfg}, func(l *Listener) {
+		l.tls.now = func() time.Time { return time.Unix(0, clock.Load()) }
+	})
+	resumed := func(cache tls.ClientSessionCache) bool {
+		t.Helper()
+		conf := p.clientConfig()
+		conf.ClientSessionCache = cache
+		c, err := dialTLS(t, s.l, conf) // the echo has read the ticket
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().DidResume
+	}
+	cache := tls.NewLRUClientSessionCache(4)
+	if resumed(cache) {
+		t.Fatal("the first connection resumed")
+	}
+	clock.Add(int64(time.Hour)) // the next period: the previous key still decrypts
+	if !resumed(cache) {
+		t.Error("a ticket of the previous period did not resume")
+	}
+	old := tls.NewLRUClientSessionCache(4)
+	resumed(old) // a ticket of this period
+	clock.Add(int64(2 * time.Hour))
+	if resumed(old) {
+		t.Error("a ticket two periods old resumed")
+	}
 }

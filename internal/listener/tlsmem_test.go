@@ -51,6 +51,7 @@ func TestIdleTLSMemory(t *testing.T) {
 	go l.Serve()
 	defer l.Close()
 	kept = make([]any, 0, 2*n)
+	goroutines := runtime.NumGoroutine() + 2 // the accept loop, the certificate watch
 	before := heapAndStack()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestIdleTLSClients$")
 	cmd.Env = append(os.Environ(), "CULEX_TLSMEM_CHILD="+l.Addr().String(), "CULEX_TLSMEM_N="+strconv.Itoa(n), "CULEX_TLSMEM_CA="+p.caFile)
@@ -68,13 +69,24 @@ func TestIdleTLSMemory(t *testing.T) {
 			t.Fatal("clients did not all connect within 60s")
 		}
 	}
-	// The handshake workers end after workerIdle; their stacks go with them.
-	for wait := time.Now().Add(10 * time.Second); l.running.Load() > 0 && time.Now().Before(wait); {
+	// The handshake workers end after workerIdle, the handlers once they
+	// have kept their conn; their stacks go with them.
+	for wait := time.Now().Add(20 * time.Second); (l.running.Load() > 0 || runtime.NumGoroutine() > goroutines) && time.Now().Before(wait); {
 		time.Sleep(10 * time.Millisecond) // polling interval
 	}
 	after := heapAndStack()
 	per := float64(after-before) / n
-	t.Logf("idle TLS 1.3 connections: %d; heap+stack per connection: %.0f bytes", n, per)
+	// Nothing of an idle conn may point into a pooled read buffer.
+	for _, k := range kept {
+		if c, ok := k.(*tls13Conn); ok && (c.rbuf != nil || c.part != nil || c.plain != nil || c.hs != nil) {
+			t.Fatalf("an idle conn holds read state: rbuf %v, part %d, plain %d (cap %d), hs %d",
+				c.rbuf != nil, len(c.part), len(c.plain), cap(c.plain), len(c.hs))
+		}
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	t.Logf("idle TLS 1.3 connections: %d; heap+stack per connection: %.0f bytes (stack in use %d KiB, %d goroutines)",
+		n, per, ms.StackInuse>>10, runtime.NumGoroutine())
 	if per > 1536 {
 		t.Errorf("%.0f bytes per idle TLS connection, want at most 1536", per)
 	}
