@@ -4,6 +4,7 @@
 #
 #   bench/compare.sh                  # full matrix, 10 s per workload (~30 min)
 #   bench/compare.sh --quick          # smoke test (~1 min)
+#   bench/compare.sh --tls            # TLS: handshakes/s, idle TLS/WSS memory, reconnect storm (~9 min)
 #   bench/compare.sh --culex-cmd mosquitto --quick   # check the harness without Culex
 #   bench/compare.sh --only 'fan-out 1:10 ' --brokers culex
 #

@@ -121,6 +121,8 @@ func ParseFlags(mode string, args []string, stderr io.Writer) (cfg *Config, asJS
 	fs.StringVar(&topt.KeyFile, "key", "", "TLS: client key (PEM)")
 	fs.StringVar(&topt.ServerName, "servername", "", "TLS: server name to verify (default: the host)")
 	fs.BoolVar(&topt.Insecure, "insecure", false, "TLS: do not verify the server certificate")
+	fs.StringVar(&topt.Groups, "tls-groups", "", "TLS: key exchange groups to offer, comma-separated (x25519, p256, p384, p521, x25519mlkem768); default Go's")
+	resume := fs.Bool("tls-resume", true, "TLS: resume sessions with the tickets of earlier connections (false: every handshake is a full one)")
 	fs.StringVar(&locals, "local-addrs", "", "source addresses, comma-separated or ranges (127.0.0.2-127.0.0.9), used round-robin")
 	fs.BoolVar(&asJSON, "json", false, "print the summary as JSON")
 	fs.BoolVar(&quiet, "quiet", false, "no live line every second")
@@ -151,6 +153,7 @@ func ParseFlags(mode string, args []string, stderr io.Writer) (cfg *Config, asJS
 	if err != nil {
 		return nil, false, err
 	}
+	topt.NoResume = !*resume
 	if host != "" || port != 0 {
 		url = overrideHostPort(url, host, port)
 	}

@@ -106,6 +106,7 @@ func (c *client) handshake(ctx context.Context) (err error) {
 			c.nc.Close()
 		}
 	}()
+	start := time.Now()
 	nc, err := c.r.target.Dial(ctx)
 	if err != nil {
 		return c.r.fail("connect", err)
@@ -142,6 +143,7 @@ func (c *client) handshake(ctx context.Context) (err error) {
 	if ack.ReasonCode != 0 {
 		return c.r.fail("connack", reasonError(cfg.Version, ack.ReasonCode))
 	}
+	c.r.connLat.record(c.idx, time.Since(start))
 	window := cfg.Inflight
 	if ack.Props.Has(packet.PropReceiveMaximum) && int(ack.Props.ReceiveMaximum) < window {
 		window = int(ack.Props.ReceiveMaximum)

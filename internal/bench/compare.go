@@ -32,8 +32,12 @@ type Result struct {
 	BrokerRSSKiB int64   // peak VmRSS sampled during the run
 	HeldRSSKiB   int64   // idle workloads: peak VmRSS while every client was connected and idle
 	BaseRSSKiB   int64   // VmRSS before the bench connected
-	Command      string  // the bench command line
-	WallS        float64
+	// ConnectPeakKiB is the peak VmRSS before the clients began to close:
+	// the connect storm's, without the disconnect storm's.
+	ConnectPeakKiB int64
+	Command        string // the bench command line
+	Prep           string // a bench command line run before it (the storm's sessions)
+	WallS          float64
 }
 
 // compareOpts are the flags of `culex bench compare`.
@@ -51,6 +55,8 @@ type compareOpts struct {
 	idle      int
 	locals    string
 	loadStart string
+	tls       bool
+	tlsFiles  *tlsFiles
 }
 
 // Compare runs the matrix against Culex and Mosquitto, alternating which
@@ -64,6 +70,13 @@ func Compare(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	ws, err := Matrix(o.matrix, o.idle)
 	if err != nil {
 		return err
+	}
+	if o.tls {
+		ws = TLSMatrix(o.idle)
+		if o.tlsFiles, err = makeTLSFiles(); err != nil {
+			return fmt.Errorf("compare --tls: certificates: %w", err)
+		}
+		defer os.RemoveAll(o.tlsFiles.dir)
 	}
 	if o.only != nil {
 		var keep []Workload
@@ -96,6 +109,9 @@ func Compare(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			if ctx.Err() != nil {
 				break
 			}
+			if w.TLS != nil && w.TLS.WS && name == "mosquitto" {
+				continue // mosquitto 2.0's websockets listener does not start with TLS here
+			}
 			res := o.runOne(ctx, specs[name], w)
 			fmt.Fprintln(stderr, res.line())
 			results = append(results, res)
@@ -105,14 +121,24 @@ func Compare(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return ctx.Err()
 	}
 	var buf bytes.Buffer
-	writeReport(&buf, o, args, results, started)
+	if o.tls {
+		writeTLSReport(&buf, o, args, results, started)
+	} else {
+		writeReport(&buf, o, args, results, started)
+	}
 	if o.out == "-" {
 		_, err = stdout.Write(buf.Bytes())
 		return err
 	}
 	report := buf.Bytes()
+	begin, end := reportBegin, reportEnd
+	if o.tls {
+		begin, end = tlsReportBegin, tlsReportEnd
+	}
 	if old, err := os.ReadFile(o.out); err == nil {
-		report = splice(old, report)
+		report = splice(old, report, begin, end)
+	} else {
+		report = splice(nil, report, begin, end)
 	}
 	if err := os.WriteFile(o.out, report, 0o644); err != nil {
 		return err
@@ -140,6 +166,7 @@ func parseCompare(args []string, stderr io.Writer) (*compareOpts, error) {
 	fs.StringVar(&only, "only", "", "run only workloads whose name matches this regexp")
 	fs.IntVar(&o.idle, "idle", 19000, "idle connections in the last workload (0: skip)")
 	fs.StringVar(&o.locals, "local-addrs", "127.0.0.2-127.0.0.9", "source addresses for big connection counts")
+	fs.BoolVar(&o.tls, "tls", false, "run the TLS workloads instead (handshakes/s, idle TLS and WSS memory, reconnect storm) into their own section of --out")
 	if err := cliflag.Parse(fs, args, stderr, nil); err != nil {
 		return nil, err
 	}
@@ -183,6 +210,9 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 // the broker.
 func (o *compareOpts) runOne(ctx context.Context, spec brokerSpec, w Workload) Result {
 	res := Result{Workload: w, Broker: spec.name}
+	if w.TLS != nil {
+		spec = o.tlsFiles.spec(spec, w)
+	}
 	b, err := spec.start(ctx)
 	if err != nil {
 		res.Err = err.Error()
@@ -191,8 +221,25 @@ func (o *compareOpts) runOne(ctx context.Context, spec brokerSpec, w Workload) R
 	defer b.cleanup()
 	defer b.stop()
 	pid := b.cmd.Process.Pid
-	res.BaseRSSKiB, _ = procRSS(pid)
 	args := w.benchArgs(b.port, o.duration.String(), o.drain.String(), o.locals)
+	if w.TLS != nil {
+		var prep []string
+		args, prep = o.tlsFiles.tlsArgs(w, b.port, o.duration.String(), o.locals)
+		if prep != nil {
+			pctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+			out, err := exec.CommandContext(pctx, o.benchBin, append([]string{"bench"}, prep...)...).CombinedOutput()
+			cancel()
+			if err != nil {
+				res.Err = fmt.Sprintf("prep %s: %v: %.300s", shellJoin(prep), err, out)
+				return res
+			}
+			res.Prep = "culex bench " + shellJoin(prep)
+			// The storm starts from a broker at rest: what the first
+			// run left (its garbage, its disconnects) settles first.
+			settleRSS(ctx, pid)
+		}
+	}
+	res.BaseRSSKiB, _ = procRSS(pid)
 	res.Command = "culex bench " + shellJoin(args)
 
 	// The run is bounded: duration + drain + connect and close time.
@@ -208,7 +255,8 @@ func (o *compareOpts) runOne(ctx context.Context, spec brokerSpec, w Workload) R
 	start := time.Now()
 	stopSample := make(chan struct{})
 	var wg sync.WaitGroup
-	var peak, held int64
+	var peak, held, early int64
+	var since time.Time // when the clients were first seen all connected
 	wg.Add(1)
 	go func() { // sample RSS until the run ends
 		defer wg.Done()
@@ -218,9 +266,16 @@ func (o *compareOpts) runOne(ctx context.Context, spec brokerSpec, w Workload) R
 			// The phase is read before the sample: a sample taken as the
 			// clients begin to close does not count as held.
 			connected := ph.phase() == "connected"
+			if connected && since.IsZero() {
+				since = time.Now()
+			}
+			closing := ph.phase() == "closing"
 			if rss, err := procRSS(pid); err == nil {
 				peak = max(peak, rss)
-				if connected && ph.phase() == "connected" {
+				if !closing {
+					early = max(early, rss)
+				}
+				if connected && ph.phase() == "connected" && time.Since(since) >= settle {
 					held = max(held, rss)
 				}
 			}
@@ -238,7 +293,7 @@ func (o *compareOpts) runOne(ctx context.Context, spec brokerSpec, w Workload) R
 	wg.Wait()
 
 	res.WallS = wall.Seconds()
-	res.BrokerRSSKiB, res.HeldRSSKiB = peak, held
+	res.BrokerRSSKiB, res.HeldRSSKiB, res.ConnectPeakKiB = peak, held, early
 	res.BrokerCPUPct = round(float64(cpu1-cpu0)/clkTck/wall.Seconds()*100, 1)
 	if runErr != nil {
 		res.Err = fmt.Sprintf("%v: %.300s", runErr, errb.String())
@@ -253,12 +308,39 @@ func (o *compareOpts) runOne(ctx context.Context, spec brokerSpec, w Workload) R
 	return res
 }
 
+// settle is how long after every client connected the held RSS is
+// first sampled: what is held is the steady state, not the tail of the
+// connect storm (RSS peak covers that).
+const settle = 2 * time.Second
+
+// settleRSS waits until the broker's RSS has not gone down for 6 s (Culex
+// returns a storm's memory within 5 s of the previous return), at most
+// 30 s.
+func settleRSS(ctx context.Context, pid int) {
+	start := time.Now()
+	low, lowAt := int64(1<<62), start
+	for time.Since(start) < 30*time.Second && ctx.Err() == nil {
+		if rss, err := procRSS(pid); err == nil && rss < low {
+			low, lowAt = rss, time.Now()
+		}
+		if time.Since(lowAt) >= 6*time.Second {
+			return
+		}
+		time.Sleep(250 * time.Millisecond) // sampling interval
+	}
+}
+
 // line is the progress line of one result.
 func (r Result) line() string {
 	if r.Err != "" {
 		return fmt.Sprintf("%-34s %-9s ERROR %s", r.Workload.Name, r.Broker, r.Err)
 	}
 	s := r.Summary
+	if t := r.Workload.TLS; t != nil && t.Kind != "idle" {
+		return fmt.Sprintf("%-40s %-9s %d/%d ready in %.2fs (%.0f/s), dial to CONNACK p99 %s, broker rss %d -> %d KiB held, %d peak connecting, %d peak",
+			r.Workload.Name, r.Broker, s.Clients.Connected, s.Clients.Target, s.ConnectS, s.ConnectRate,
+			fmtUS(s.ConnectLatency.P99US), r.BaseRSSKiB, r.HeldRSSKiB, r.ConnectPeakKiB, r.BrokerRSSKiB)
+	}
 	if r.Workload.Idle > 0 {
 		return fmt.Sprintf("%-34s %-9s %d connected, broker rss %d -> %d KiB held (%.2f KiB/conn)",
 			r.Workload.Name, r.Broker, s.Clients.Connected, r.BaseRSSKiB, r.HeldRSSKiB, r.kibPerConn(r.HeldRSSKiB))
@@ -325,18 +407,33 @@ func shellJoin(args []string) string {
 const (
 	reportBegin = "<!-- begin: generated by culex bench compare -->\n"
 	reportEnd   = "<!-- end: generated by culex bench compare -->\n"
+
+	tlsReportBegin = "<!-- begin: generated by culex bench compare --tls -->\n"
+	tlsReportEnd   = "<!-- end: generated by culex bench compare --tls -->\n"
 )
 
-// splice puts report between the markers in old, or returns the report
-// alone, within markers, when old has none.
-func splice(old, report []byte) []byte {
-	wrapped := append(append([]byte(reportBegin), report...), reportEnd...)
-	i := bytes.Index(old, []byte(reportBegin))
-	j := bytes.Index(old, []byte(reportEnd))
+// splice puts report between the markers begin and end in old, or
+// appends it, within markers, when old has none.
+func splice(old, report []byte, begin, end string) []byte {
+	wrapped := append(append([]byte(begin), report...), end...)
+	i := bytes.Index(old, []byte(begin))
+	j := bytes.Index(old, []byte(end))
 	if i < 0 || j < i {
-		return wrapped
+		// A new section goes after the main one, or at the end.
+		k := bytes.Index(old, []byte(reportEnd))
+		if len(old) == 0 || k < 0 && begin == reportBegin {
+			return wrapped
+		}
+		if k < 0 {
+			k = len(old)
+		} else {
+			k += len(reportEnd)
+		}
+		out := append([]byte{}, old[:k]...)
+		out = append(append(out, '\n'), wrapped...)
+		return append(out, old[k:]...)
 	}
 	out := append([]byte{}, old[:i]...)
 	out = append(out, wrapped...)
-	return append(out, old[j+len(reportEnd):]...)
+	return append(out, old[j+len(end):]...)
 }

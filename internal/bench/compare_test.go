@@ -57,10 +57,18 @@ func TestProcStats(t *testing.T) {
 }
 
 func TestSpliceKeepsHandWrittenSections(t *testing.T) {
-	first := splice(nil, []byte("table v1\n"))
+	first := splice(nil, []byte("table v1\n"), reportBegin, reportEnd)
 	doc := append(append([]byte("# Intro\n"), first...), "## Other benchmarks\n"...)
-	got := string(splice(doc, []byte("table v2\n")))
+	got := string(splice(doc, []byte("table v2\n"), reportBegin, reportEnd))
 	want := "# Intro\n" + reportBegin + "table v2\n" + reportEnd + "## Other benchmarks\n"
+	if got != want {
+		t.Errorf("got %q\nwant %q", got, want)
+	}
+	// The TLS section goes after the main one the first time, and is
+	// replaced in place after that.
+	got = string(splice([]byte(got), []byte("tls v1\n"), tlsReportBegin, tlsReportEnd))
+	got = string(splice([]byte(got), []byte("tls v2\n"), tlsReportBegin, tlsReportEnd))
+	want = "# Intro\n" + reportBegin + "table v2\n" + reportEnd + "\n" + tlsReportBegin + "tls v2\n" + tlsReportEnd + "## Other benchmarks\n"
 	if got != want {
 		t.Errorf("got %q\nwant %q", got, want)
 	}

@@ -22,6 +22,7 @@ type Target struct {
 	Addr    string // host:port
 	Path    string // WebSocket path
 	TLS     *tls.Config
+	Resumed atomic.Int64  // TLS handshakes that resumed a session
 	Timeout time.Duration // dial + TLS + WebSocket handshake
 
 	locals []net.IP // source addresses, used round-robin
@@ -32,6 +33,14 @@ type Target struct {
 type TLSOptions struct {
 	CAFile, CertFile, KeyFile, ServerName string
 	Insecure                              bool
+	NoResume                              bool   // no session cache: every handshake is a full one
+	Groups                                string // key exchange groups offered, comma-separated; empty: Go's default
+}
+
+// tlsGroups are the names --tls-groups takes.
+var tlsGroups = map[string]tls.CurveID{
+	"x25519": tls.X25519, "p256": tls.CurveP256, "p384": tls.CurveP384, "p521": tls.CurveP521,
+	"x25519mlkem768": tls.X25519MLKEM768,
 }
 
 // ParseTarget resolves a broker URL (tcp://, mqtt://, ssl://, tls://,
@@ -78,7 +87,19 @@ func ParseTarget(raw string, topt TLSOptions, locals []net.IP) (*Target, error) 
 }
 
 func (o TLSOptions) config(host string) (*tls.Config, error) {
-	c := &tls.Config{ServerName: host, InsecureSkipVerify: o.Insecure, ClientSessionCache: tls.NewLRUClientSessionCache(1024)}
+	c := &tls.Config{ServerName: host, InsecureSkipVerify: o.Insecure}
+	if !o.NoResume {
+		c.ClientSessionCache = tls.NewLRUClientSessionCache(1024)
+	}
+	if o.Groups != "" {
+		for _, g := range strings.Split(o.Groups, ",") {
+			id, ok := tlsGroups[strings.ToLower(strings.TrimSpace(g))]
+			if !ok {
+				return nil, fmt.Errorf("--tls-groups: unknown group %q (x25519, p256, p384, p521, x25519mlkem768)", g)
+			}
+			c.CurvePreferences = append(c.CurvePreferences, id)
+		}
+	}
 	if o.ServerName != "" {
 		c.ServerName = o.ServerName
 	}
@@ -131,6 +152,9 @@ func (t *Target) Dial(ctx context.Context) (net.Conn, error) {
 		if err := tc.HandshakeContext(ctx); err != nil {
 			nc.Close()
 			return nil, fmt.Errorf("tls handshake: %w", err)
+		}
+		if tc.ConnectionState().DidResume {
+			t.Resumed.Add(1)
 		}
 		nc = tc
 	}

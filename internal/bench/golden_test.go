@@ -36,6 +36,8 @@ func normalize(s *Summary) {
 	s.Broker = "tcp://127.0.0.1:PORT"
 	s.ElapsedS, s.PublishS, s.PubRate, s.RecvRate = 0, 0, 0, 0
 	s.Latency = LatencySummary{Count: s.Latency.Count}
+	s.ConnectS, s.ConnectRate = 0, 0
+	s.ConnectLatency = LatencySummary{Count: s.ConnectLatency.Count}
 	s.CPU = CPUSummary{}
 }
 

@@ -12,8 +12,9 @@ type Workload struct {
 	SubTopic string
 	QoS      int
 	Size     int
-	Rate     float64 // total publish msg/s; 0: maximum
-	Idle     int     // idle connections (conn mode) instead of traffic
+	Rate     float64  // total publish msg/s; 0: maximum
+	Idle     int      // idle connections (conn mode) instead of traffic
+	TLS      *tlsCase // a TLS workload (TLSMatrix)
 }
 
 type topology struct {

@@ -20,6 +20,10 @@ type runner struct {
 	cfg    *Config
 	target *Target
 	lat    *latencies
+	// connLat is each client's dial to CONNACK; connStart and connEnd
+	// bound the connecting of every client.
+	connLat            *latencies
+	connStart, connEnd time.Time
 
 	subs, idle, pubs []*client
 
@@ -43,7 +47,7 @@ func Run(ctx context.Context, cfg Config, live io.Writer) (*Summary, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	r := &runner{cfg: &cfg, target: cfg.Target, lat: newLatencies(), errs: map[string]int64{}}
+	r := &runner{cfg: &cfg, target: cfg.Target, lat: newLatencies(), connLat: newLatencies(), errs: map[string]int64{}}
 	r.target.Timeout = cfg.Timeout
 	mk := func(ro role, n int) []*client {
 		cs := make([]*client, n)
@@ -72,9 +76,11 @@ func Run(ctx context.Context, cfg Config, live io.Writer) (*Summary, error) {
 	go func() { defer bg.Done(); r.keepalive(bgCtx) }()
 	go func() { defer bg.Done(); r.report(bgCtx, live, start) }()
 
+	r.connStart = time.Now()
 	r.connectAll(ctx, r.subs)
 	r.connectAll(ctx, r.idle)
 	r.connectAll(ctx, r.pubs)
+	r.connEnd = time.Now()
 	r.phase(live, "connected")
 	if cfg.onReady != nil {
 		cfg.onReady()

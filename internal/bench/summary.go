@@ -32,6 +32,14 @@ type Summary struct {
 
 	Latency LatencySummary `json:"latency"`
 
+	// ConnectS is the time from the first dial to the last client ready
+	// (CONNACK, and SUBACK for subscribers); ConnectRate is connected
+	// clients over it; ConnectLatency is each client's dial to CONNACK.
+	ConnectS       float64        `json:"connect_s"`
+	ConnectRate    float64        `json:"connect_per_s"`
+	ConnectLatency LatencySummary `json:"connect_latency"`
+	TLSResumed     int64          `json:"tls_resumed"` // handshakes that resumed a session
+
 	Streams    int64 `json:"streams"` // (publisher, subscriber) pairs seen
 	Lost       int64 `json:"lost"`
 	Duplicates int64 `json:"duplicates"`
@@ -98,6 +106,12 @@ func (r *runner) summary(elapsed time.Duration, cpu cpuSample) *Summary {
 	}
 	s.RecvRate = round(r.recvRate(s.Received), 1)
 	s.Latency = summarizeHist(r.lat.merged())
+	if d := r.connEnd.Sub(r.connStart); d > 0 {
+		s.ConnectS = round(d.Seconds(), 3)
+		s.ConnectRate = round(float64(s.Clients.Connected)/d.Seconds(), 1)
+	}
+	s.ConnectLatency = summarizeHist(r.connLat.merged())
+	s.TLSResumed = r.target.Resumed.Load()
 	var seq SeqStats
 	r.sequence(&seq)
 	s.Streams, s.Lost, s.Duplicates, s.Reordered = seq.Streams, seq.Lost, seq.Dups, seq.Reordered
@@ -177,6 +191,10 @@ func (s *Summary) WriteText(w io.Writer) {
 	p("culex bench %s  %s  mqtt %s  qos %d  payload %d B", s.Mode, s.Broker, s.Protocol, s.QoS, s.PayloadBytes)
 	p("  clients     %d/%d connected, %d failed, %d subscribed", s.Clients.Connected, s.Clients.Target, s.Clients.Failed, s.Clients.Subscribed)
 	p("  elapsed     %.2fs (publishing %.2fs)", s.ElapsedS, s.PublishS)
+	if l := s.ConnectLatency; l.Count > 0 {
+		p("  connecting  %.2fs (%.0f/s), dial to CONNACK p50 %s  p99 %s, %d TLS sessions resumed",
+			s.ConnectS, s.ConnectRate, fmtUS(l.P50US), fmtUS(l.P99US), s.TLSResumed)
+	}
 	if s.Published > 0 || s.Mode == "pub" || s.Mode == "run" {
 		p("  published   %d (%.0f/s), acked %d", s.Published, s.PubRate, s.Acked)
 	}

@@ -62,6 +62,26 @@ type TLS struct {
 	ClientCAFile string `yaml:"client_ca_file"`
 	// ClientAuth is none, request or require.
 	ClientAuth string `yaml:"client_auth"`
+	// TicketSecret derives the session ticket keys (HKDF with the time
+	// epoch): nodes that share it resume each other's TLS sessions. Empty:
+	// a random secret of this process.
+	TicketSecret string `yaml:"ticket_secret"`
+	// TicketRotation is how long one ticket key encrypts new tickets; a
+	// ticket is accepted for up to twice this (0: 12h).
+	TicketRotation time.Duration `yaml:"ticket_rotation"`
+	// ReloadInterval is how often the certificate, key and client CA files
+	// are checked for a change (0: 10s).
+	ReloadInterval time.Duration `yaml:"reload_interval"`
+	// MaxPendingHandshakes bounds the accepted connections waiting for or
+	// in their handshake (0: 4096); more are closed at once, before any TLS
+	// work. It applies to every listener with a handshake (TLS, WebSocket,
+	// PROXY protocol).
+	MaxPendingHandshakes int `yaml:"max_pending_handshakes"`
+	// HandshakeWorkers is how many handshakes run at once (0: 64 per core).
+	HandshakeWorkers int `yaml:"handshake_workers"`
+	// HandshakeTimeout bounds the time from accept to a completed
+	// handshake, waiting in the queue included (0: 10s).
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
 }
 
 // MQTT holds protocol limits. Every limit has a safe default.

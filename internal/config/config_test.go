@@ -118,6 +118,8 @@ func TestErrors(t *testing.T) {
 		{name: "tls options on tcp", args: []string{"--listen", "tcp://:1?cert_file=x"}},
 		{name: "require without ca", args: []string{"--listen", "ssl://:1?cert_file=a&key_file=b&client_auth=require"}},
 		{name: "unknown query key", args: []string{"--listen", "tcp://:1?nodelay=1"}},
+		{name: "negative handshake queue", yaml: "listeners:\n  - url: ssl://:8883\n    tls: {cert_file: a, key_file: b, max_pending_handshakes: -1}\n"},
+		{name: "negative ticket rotation", args: []string{"--listen", "ssl://:1?cert_file=a&key_file=b&ticket_rotation=-1h"}},
 		{name: "proxy protocol without trusted proxies", yaml: "listeners:\n  - url: tcp://:1\n    proxy_protocol: true\n"},
 		{name: "bad trusted proxy", args: []string{"--listen", "tcp://:1?proxy_protocol=true&trusted_proxies=10.0.0.0/33"}},
 		{name: "trusted proxies without proxy protocol", env: []string{"CULEX_LISTEN=tcp://:1?trusted_proxies=10.0.0.1"}},

@@ -156,7 +156,7 @@ func listenersFromURLs(urls []string) ([]Listener, error) {
 }
 
 // listenerQueryKeys are the keys a listener URL's query may set.
-const listenerQueryKeys = "proxy_protocol, trusted_proxies, cert_file, key_file, client_ca_file, client_auth"
+const listenerQueryKeys = "proxy_protocol, trusted_proxies, cert_file, key_file, client_ca_file, client_auth, ticket_secret, ticket_rotation, reload_interval, max_pending_handshakes, handshake_workers, handshake_timeout"
 
 func listenerFromURL(raw string) (Listener, error) {
 	base, query, _ := strings.Cut(raw, "?")

@@ -148,6 +148,18 @@ func (l *Listener) validate() error {
 	case !l.ProxyProtocol && len(l.TrustedProxies) > 0:
 		return errors.New("trusted_proxies: set without proxy_protocol: true, so no PROXY header is read")
 	}
+	switch t := l.TLS; {
+	case t.TicketRotation < 0:
+		return errors.New("tls.ticket_rotation: must not be negative")
+	case t.ReloadInterval < 0:
+		return errors.New("tls.reload_interval: must not be negative")
+	case t.MaxPendingHandshakes < 0:
+		return errors.New("tls.max_pending_handshakes: must not be negative")
+	case t.HandshakeWorkers < 0:
+		return errors.New("tls.handshake_workers: must not be negative")
+	case t.HandshakeTimeout < 0:
+		return errors.New("tls.handshake_timeout: must not be negative")
+	}
 	switch l.TLS.ClientAuth {
 	case "", "none", "request":
 	case "require":

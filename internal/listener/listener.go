@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,20 +65,41 @@ const (
 )
 
 // handshakeTimeout bounds everything between accept and handing the
-// connection to the handler: PROXY header, TLS handshake, WebSocket upgrade.
+// connection to the handler: waiting for a handshake worker, PROXY header,
+// TLS handshake, WebSocket upgrade (tls.handshake_timeout).
 const handshakeTimeout = 10 * time.Second
+
+// DefaultMaxPendingHandshakes is tls.max_pending_handshakes' default.
+const DefaultMaxPendingHandshakes = 4096
+
+// pending is an accepted connection waiting for its handshake.
+type pending struct {
+	c  net.Conn
+	at time.Time
+}
 
 // Listener is one bound MQTT endpoint. New binds it, Serve accepts on it and
 // Close stops it.
 type Listener struct {
 	cfg     config.Listener
 	scheme  string
-	path    string // WebSocket path; empty for tcp and ssl
-	tlsConf *tls.Config
+	path    string    // WebSocket path; empty for tcp and ssl
+	tls     *tlsState // ssl and wss
 	h       Handler
 	log     *slog.Logger
 	ln      net.Listener
 	timeout time.Duration // handshakeTimeout; shorter in tests
+
+	// The handshake queue: accepted connections waiting for a worker.
+	queue    chan pending
+	workers  int          // the most handshakes at once
+	running  atomic.Int32 // worker goroutines
+	overflow atomic.Uint64
+	expired  atomic.Uint64
+	served   atomic.Uint64 // handshakes run
+	full     rateLog
+	// summed are the counts at the last summary (summarize).
+	summed struct{ served, overflow, expired uint64 }
 
 	// trusted are the peers allowed to send a PROXY header (trusted_proxies).
 	trusted   []netip.Prefix
@@ -114,6 +136,7 @@ func New(cfg config.Listener, h Handler, logger *slog.Logger) (*Listener, error)
 		h:       h,
 		log:     logger.With("listener", cfg.URL),
 		timeout: handshakeTimeout,
+		workers: cfg.TLS.HandshakeWorkers,
 		done:    make(chan struct{}),
 		pending: make(map[net.Conn]struct{}),
 	}
@@ -125,8 +148,19 @@ func New(cfg config.Listener, h Handler, logger *slog.Logger) (*Listener, error)
 			return nil, fmt.Errorf("listener %s: trusted_proxies: required with proxy_protocol", cfg.URL)
 		}
 	}
+	if cfg.TLS.HandshakeTimeout > 0 {
+		l.timeout = cfg.TLS.HandshakeTimeout
+	}
+	if l.workers <= 0 {
+		l.workers = 64 * runtime.GOMAXPROCS(0)
+	}
+	maxPending := cfg.TLS.MaxPendingHandshakes
+	if maxPending <= 0 {
+		maxPending = DefaultMaxPendingHandshakes
+	}
+	l.queue = make(chan pending, maxPending)
 	if scheme == SchemeSSL || scheme == SchemeWSS {
-		if l.tlsConf, err = loadTLS(cfg.TLS); err != nil {
+		if l.tls, err = newTLSState(cfg.TLS, l.log); err != nil {
 			return nil, fmt.Errorf("listener %s: %w", cfg.URL, err)
 		}
 	}
@@ -152,6 +186,10 @@ func (l *Listener) URL() string {
 // logged and retried with backoff.
 func (l *Listener) Serve() error {
 	defer l.wg.Wait()
+	if l.tls != nil {
+		l.wg.Add(1)
+		go l.watchCerts()
+	}
 	var backoff time.Duration
 	for {
 		c, err := l.ln.Accept()
@@ -174,12 +212,141 @@ func (l *Listener) Serve() error {
 			continue
 		}
 		backoff = 0
+		if !l.cfg.ProxyProtocol && l.scheme == SchemeTCP {
+			go l.h(c, l.info(c))
+			continue
+		}
 		if !l.track(c) {
 			c.Close()
 			return nil
 		}
 		l.wg.Add(1)
-		go l.serveConn(c)
+		select {
+		case l.queue <- pending{c, time.Now()}:
+			l.spawn()
+		default:
+			l.refuseFull(c)
+		}
+	}
+}
+
+// watchCerts reloads the certificate files when they change, every
+// tls.reload_interval, until Close.
+func (l *Listener) watchCerts() {
+	defer l.wg.Done()
+	d := l.cfg.TLS.ReloadInterval
+	if d <= 0 {
+		d = DefaultReloadInterval
+	}
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			l.tls.reload()
+		case <-l.done:
+			return
+		}
+	}
+}
+
+// refuseFull closes a connection the handshake queue has no room for,
+// before reading a byte of it.
+func (l *Listener) refuseFull(c net.Conn) {
+	l.untrack(c)
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0) // a reset: nothing to send, no TIME_WAIT
+	}
+	c.Close()
+	l.wg.Done()
+	l.overflow.Add(1)
+	if n, ok := l.full.allow(time.Now(), 10*time.Second); ok {
+		l.log.Warn("handshake queue full: connections refused before their handshake",
+			"refused", n, "max_pending_handshakes", cap(l.queue))
+	}
+}
+
+// summarize logs, when the last handshake worker ends, what the burst
+// since the last such line came to, if it refused anyone.
+func (l *Listener) summarize() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := struct{ served, overflow, expired uint64 }{l.served.Load(), l.overflow.Load(), l.expired.Load()}
+	served, full, expired := now.served-l.summed.served, now.overflow-l.summed.overflow, now.expired-l.summed.expired
+	l.summed = now
+	if full > 0 || expired > 0 {
+		l.log.Warn("handshake storm over", "handshakes", served, "refused_queue_full", full,
+			"expired_in_queue", expired, "max_pending_handshakes", cap(l.queue), "handshake_workers", l.workers)
+	}
+}
+
+// Refused counts the connections closed unserved: the handshake queue was
+// full, or they waited longer than the handshake timeout.
+func (l *Listener) Refused() (full, expired uint64) { return l.overflow.Load(), l.expired.Load() }
+
+// spawn starts a handshake worker unless enough run.
+func (l *Listener) spawn() {
+	for {
+		n := l.running.Load()
+		if int(n) >= l.workers || int(n) >= len(l.queue) && n > 0 {
+			return
+		}
+		if l.running.CompareAndSwap(n, n+1) {
+			stormWorkerStarted()
+			go l.work()
+			return
+		}
+	}
+}
+
+// workerIdle is how long a handshake worker waits for the next connection
+// before it ends: the grown stacks of a storm's workers go soon after it.
+const workerIdle = 200 * time.Millisecond
+
+// work runs handshakes from the queue, oldest first, until it has been
+// idle for workerIdle.
+func (l *Listener) work() {
+	t := time.NewTimer(workerIdle)
+	defer t.Stop()
+	for {
+		select {
+		case p := <-l.queue:
+			if time.Since(p.at) >= l.timeout {
+				// The client has given up by now, or is about to.
+				l.untrack(p.c)
+				p.c.Close()
+				l.wg.Done()
+				l.expired.Add(1)
+			} else {
+				l.serveConn(p.c, p.at)
+				storm.handshakes.Add(1)
+				l.served.Add(1)
+			}
+			t.Reset(workerIdle)
+		case <-t.C:
+			if l.running.Add(-1) == 0 {
+				l.summarize()
+			}
+			stormWorkerDone()
+			// A connection queued after the timer fired and before the
+			// count went down found this worker still counted.
+			if len(l.queue) > 0 {
+				l.spawn()
+			}
+			return
+		case <-l.done:
+			l.running.Add(-1)
+			stormWorkerDone()
+			for {
+				select {
+				case p := <-l.queue:
+					p.c.Close()
+					l.wg.Done()
+				default:
+					return
+				}
+			}
+		}
 	}
 }
 
@@ -229,8 +396,8 @@ func (l *Listener) untrack(c net.Conn) bool {
 
 // serveConn runs the handshakes for raw and then hands the connection over.
 // It is owned by Serve until the handover, and by the handler after it.
-func (l *Listener) serveConn(raw net.Conn) {
-	conn, info, err := l.handshake(raw)
+func (l *Listener) serveConn(raw net.Conn, accepted time.Time) {
+	conn, info, err := l.handshake(raw, accepted)
 	ok := l.untrack(raw)
 	if err != nil || !ok {
 		if err != nil {
@@ -241,32 +408,29 @@ func (l *Listener) serveConn(raw net.Conn) {
 		return
 	}
 	l.wg.Done()
-	if conn == raw {
-		l.h(conn, info)
-		return
-	}
 	// The handshakes grew this goroutine's stack, and Go keeps a grown stack
 	// long after: the handler gets a fresh, small one for the connection's life.
 	go l.h(conn, info)
 }
 
-// handshake turns an accepted socket into the conn and ConnInfo for the
-// handler, all within l.timeout.
-func (l *Listener) handshake(raw net.Conn) (net.Conn, ConnInfo, error) {
-	info := ConnInfo{
+func (l *Listener) info(raw net.Conn) ConnInfo {
+	return ConnInfo{
 		Listener: l.cfg.URL,
 		Scheme:   l.scheme,
 		Remote:   raw.RemoteAddr(),
 		Local:    raw.LocalAddr(),
 	}
-	if !l.cfg.ProxyProtocol && l.scheme == SchemeTCP {
-		return raw, info, nil
-	}
+}
+
+// handshake turns an accepted socket into the conn and ConnInfo for the
+// handler, all within l.timeout.
+func (l *Listener) handshake(raw net.Conn, accepted time.Time) (net.Conn, ConnInfo, error) {
+	info := l.info(raw)
 	if l.cfg.ProxyProtocol && !l.trustedPeer(raw.RemoteAddr()) {
 		l.refuseUntrusted(raw.RemoteAddr())
 		return nil, info, errUntrustedPeer
 	}
-	if err := raw.SetDeadline(time.Now().Add(l.timeout)); err != nil {
+	if err := raw.SetDeadline(accepted.Add(l.timeout)); err != nil {
 		return nil, info, fmt.Errorf("set handshake deadline: %w", err)
 	}
 	if l.cfg.ProxyProtocol {
@@ -279,13 +443,12 @@ func (l *Listener) handshake(raw net.Conn) (net.Conn, ConnInfo, error) {
 		}
 	}
 	conn := raw
-	if l.tlsConf != nil {
-		tc := tls.Server(raw, l.tlsConf)
-		if err := tc.Handshake(); err != nil {
+	if l.tls != nil {
+		tc, st, err := l.tls.handshakeTLS(raw)
+		if err != nil {
 			return nil, info, fmt.Errorf("tls handshake: %w", err)
 		}
-		st := tc.ConnectionState()
-		info.TLS = &st
+		info.TLS = st
 		conn = tc
 	}
 	if l.scheme == SchemeWS || l.scheme == SchemeWSS {

@@ -26,7 +26,7 @@ type testPKI struct {
 	stranger tls.Certificate // CN stranger, self-signed
 }
 
-func newPKI(t *testing.T) *testPKI {
+func newPKI(t testing.TB) *testPKI {
 	t.Helper()
 	ca := testcert.NewCA(t, "culex test CA")
 	p := &testPKI{dir: t.TempDir(), roots: ca.Pool(),
@@ -88,14 +88,36 @@ func TestTLSEcho(t *testing.T) {
 	}
 	roundTrip(t, c, "\xc0\x00")
 	a := s.next(t)
-	if _, ok := a.conn.(*tls.Conn); !ok {
-		t.Errorf("conn is %T, want *tls.Conn", a.conn)
+	if _, ok := a.conn.(*tls13Conn); !ok {
+		t.Errorf("conn is %T, want *tls13Conn (TLS 1.3 on the listener's record layer)", a.conn)
 	}
 	if a.info.Scheme != SchemeSSL || a.info.TLS == nil || !a.info.TLS.HandshakeComplete {
 		t.Fatalf("info = %+v, want ssl with a completed TLS state", a.info)
 	}
 	if len(a.info.TLS.PeerCertificates) != 0 {
 		t.Errorf("peer certificates without client auth: %d", len(a.info.TLS.PeerCertificates))
+	}
+	c.Close()
+	s.end(t)
+}
+
+// TestTLS12Echo: a TLS 1.2 client is served by crypto/tls's Conn.
+func TestTLS12Echo(t *testing.T) {
+	p := newPKI(t)
+	s := startServer(t, config.Listener{URL: "ssl://127.0.0.1:0", TLS: p.tlsConfig("", false)}, nil)
+	conf := p.clientConfig()
+	conf.MaxVersion = tls.VersionTLS12
+	c, err := dialTLS(t, s.l, conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roundTrip(t, c, "\xc0\x00")
+	a := s.next(t)
+	if _, ok := a.conn.(*tls.Conn); !ok {
+		t.Errorf("conn is %T, want *tls.Conn", a.conn)
+	}
+	if a.info.TLS == nil || a.info.TLS.Version != tls.VersionTLS12 {
+		t.Errorf("info.TLS = %+v, want TLS 1.2", a.info.TLS)
 	}
 	c.Close()
 	s.end(t)

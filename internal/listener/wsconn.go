@@ -365,7 +365,11 @@ func (c *wsConn) WriteBuffers(bufs [][]byte) (int, error) {
 	} else {
 		vec := make(net.Buffers, 0, 1+len(bufs))
 		vec = append(append(vec, h), bufs...)
-		if _, isTLS := c.conn.(*tls.Conn); isTLS {
+		if bw, ok := c.conn.(BuffersWriter); ok { // TLS 1.3 records
+			var m int
+			m, err = bw.WriteBuffers(vec)
+			n = int64(m)
+		} else if _, isTLS := c.conn.(*tls.Conn); isTLS {
 			n, err = WriteGathered(c.conn, &vec) // a record per slice otherwise
 		} else {
 			n, err = vec.WriteTo(c.conn) // writev

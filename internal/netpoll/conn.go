@@ -109,7 +109,11 @@ func (e *Engine) Open(nc net.Conn, h Handler) *Conn {
 	// WebSocket over plain TCP is parked like TCP: its frames are read
 	// through nc, which reads the socket with readSocket (never waiting).
 	// WebSocket over TLS is parked like TLS, on the TLS conn's socket.
+	// A TLS 1.3 connection carried on by the listener's record layer is
+	// framed over TCP too, and WebSocket over it parks the same way: the
+	// record layer reads the socket, the WebSocket conn the records.
 	ws, _ := nc.(listener.Framed)
+	src := ws // reads the socket
 	if ws != nil {
 		sc = nil
 		switch under := ws.NetConn().(type) {
@@ -118,6 +122,10 @@ func (e *Engine) Open(nc net.Conn, h Handler) *Conn {
 		case *tls.Conn:
 			c.tlsc, c.tlsMore = under, true
 			sc, _ = under.NetConn().(syscall.Conn)
+		case listener.Framed:
+			if tcp, ok := under.NetConn().(*net.TCPConn); ok {
+				sc, src = tcp, under
+			}
 		}
 	}
 	if sc != nil && canPeek {
@@ -138,7 +146,7 @@ func (e *Engine) Open(nc net.Conn, h Handler) *Conn {
 		c.nonblock = c.poll != nil && (tcp || ws != nil && c.tlsc == nil)
 		if c.nonblock && ws != nil {
 			c.framed = true
-			ws.SetSource(c.readSocket)
+			src.SetSource(c.readSocket)
 		}
 	}
 	e.wg.Add(1)

@@ -3,6 +3,8 @@ package netpoll
 import (
 	"runtime"
 	"time"
+
+	"github.com/culexmq/culex/internal/listener"
 )
 
 // Parked readers. A TCP or TLS connection has no goroutine while it is idle:
@@ -130,6 +132,7 @@ func (c *Conn) loop() (fast bool) {
 		}
 	}
 	c.h.Closed(err)
+	listener.NoteClosed()
 	fast, c.fast = c.fast, false
 	c.poll.remove(c)
 	c.setDeadline(0)

@@ -355,12 +355,18 @@ func (c *Conn) linger(tcp *net.TCPConn) {
 		delete(e.lingers, tcp)
 		e.mu.Unlock()
 	}()
+	var notify interface{ CloseWrite() error } // TLS: close_notify
 	if c.tlsc != nil {
+		notify = c.tlsc
+	} else if cw, ok := c.nc.(interface{ CloseWrite() error }); ok && c.nc != net.Conn(tcp) {
+		notify = cw // the TLS 1.3 record layer (listener)
+	}
+	if notify != nil {
 		// The close_notify waits for room in the socket's buffer, which a
 		// client that stopped reading never makes; tls gives the write 5
 		// s whatever the deadline, so a timer cuts it to lingerStop.
 		t := time.AfterFunc(lingerStop, func() { tcp.SetWriteDeadline(time.Now()) })
-		c.tlsc.CloseWrite()
+		notify.CloseWrite()
 		t.Stop()
 	}
 	if tcp.CloseWrite() != nil {

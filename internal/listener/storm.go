@@ -1,0 +1,130 @@
+package listener
+
+import (
+	"os"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// After a storm of handshakes the Go heap has grown to about twice what
+// the connections keep (the garbage of every handshake), and the runtime
+// gives the difference back to the OS only slowly: the broker's RSS would
+// stay at the storm's peak. So once every handshake worker of every
+// listener has ended (no handshake for workerIdle) after at least
+// stormHandshakes handshakes, the listener returns the freed memory at
+// once (debug.FreeOSMemory: a collection, then every free page), at most
+// once per freeEvery.
+//
+// While a storm lasts (at least stormWorkers handshake workers running at
+// once), the collector runs at GOGC stormGOGC instead of the default 100,
+// so that the heap grows to about 1.5 times what is live rather than
+// twice: the storm's peak memory stays well below twice the steady state,
+// for a little more collector work. A GOGC set in the environment is left
+// alone.
+const (
+	stormHandshakes = 256
+	freeEvery       = 5 * time.Second
+	stormWorkers    = 16
+	stormGOGC       = 50
+)
+
+var storm struct {
+	workers    atomic.Int64 // handshake workers running, every listener
+	handshakes atomic.Int64 // since the last free
+	mu         sync.Mutex
+	last       time.Time
+	timer      *time.Timer
+	again      bool // free again after the planned free; guarded by mu
+	lowered    bool // GOGC is stormGOGC; guarded by mu
+	gogc       int  // the GOGC to go back to; guarded by mu
+}
+
+// userGOGC says GOGC is set in the environment: the storm leaves it.
+var userGOGC = os.Getenv("GOGC") != ""
+
+// stormWorkerStarted runs when a handshake worker starts.
+func stormWorkerStarted() {
+	if storm.workers.Add(1) < stormWorkers || userGOGC {
+		return
+	}
+	storm.mu.Lock()
+	defer storm.mu.Unlock()
+	if !storm.lowered {
+		storm.gogc, storm.lowered = debug.SetGCPercent(stormGOGC), true
+	}
+}
+
+// stormWorkerDone runs when a handshake worker ends.
+func stormWorkerDone() {
+	if storm.workers.Add(-1) > 0 {
+		return
+	}
+	storm.mu.Lock()
+	defer storm.mu.Unlock()
+	if storm.lowered && storm.workers.Load() == 0 {
+		debug.SetGCPercent(storm.gogc)
+		storm.lowered = false
+	}
+	if storm.handshakes.Load() >= stormHandshakes {
+		planFreeLocked()
+	}
+}
+
+// The same goes for a storm of disconnects (every device dropping at
+// once, before they reconnect): the engine calls NoteClosed as each
+// connection ends, and once closeQuiet passes without one after at least
+// stormHandshakes of them, the memory of their teardown is returned.
+const closeQuiet = 200 * time.Millisecond
+
+var closes struct {
+	n     atomic.Int64 // since the last free
+	last  atomic.Int64 // monoNow of the last one
+	armed atomic.Bool
+}
+
+var monoBase = time.Now()
+
+// NoteClosed counts a connection that ended.
+func NoteClosed() {
+	closes.last.Store(int64(time.Since(monoBase)))
+	if closes.n.Add(1) >= stormHandshakes && closes.armed.CompareAndSwap(false, true) {
+		time.AfterFunc(closeQuiet, closesQuiet)
+	}
+}
+
+func closesQuiet() {
+	if rest := closeQuiet - (time.Since(monoBase) - time.Duration(closes.last.Load())); rest > 0 {
+		time.AfterFunc(rest, closesQuiet)
+		return
+	}
+	closes.n.Store(0)
+	closes.armed.Store(false)
+	storm.mu.Lock()
+	defer storm.mu.Unlock()
+	planFreeLocked()
+}
+
+// planFreeLocked plans a free freeEvery after the last one (at once if
+// that has passed). One already planned is done again after it: what it
+// returns may not include the storm that asked now.
+func planFreeLocked() {
+	if storm.timer != nil {
+		storm.again = true
+		return
+	}
+	storm.timer = time.AfterFunc(max(freeEvery-time.Since(storm.last), 0), freeAfterStorm)
+}
+
+func freeAfterStorm() {
+	storm.handshakes.Store(0)
+	debug.FreeOSMemory()
+	storm.mu.Lock()
+	storm.last, storm.timer = time.Now(), nil
+	if storm.again {
+		storm.again = false
+		planFreeLocked()
+	}
+	storm.mu.Unlock()
+}
