@@ -16,6 +16,8 @@ Usage:
   culex bench CMD [flags] load-test any MQTT broker (conn, pub, sub)
   culex users CMD [flags] manage the users file (add, passwd, rm, list)
   culex bridge [flags]    standalone MQTT -> Kafka / Kafka -> MQTT bridge for any broker
+  culex config check FILE validate a config file as culex serve would load it
+  culex probe URL         exit 0 when GET URL answers 2xx (container health checks)
   culex version           print the version
 `
 
@@ -35,6 +37,10 @@ func main() {
 		err = users(args)
 	case "bridge":
 		err = bridge(args)
+	case "config":
+		err = configCmd(args)
+	case "probe":
+		err = probe(args)
 	case "version", "--version", "-v":
 		fmt.Println("culex", version)
 	case "help", "-h", "--help":
