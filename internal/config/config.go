@@ -27,6 +27,9 @@ type Config struct {
 	// Kafka is the MQTT <-> Kafka bridge (docs/kafka.md); off while
 	// Brokers is empty.
 	Kafka Kafka `yaml:"kafka"`
+	// Cluster joins the node to a cluster (docs/cluster.md); off while
+	// cluster.listen and cluster.nats_url are empty.
+	Cluster Cluster `yaml:"cluster"`
 }
 
 // Listener is one MQTT endpoint.
@@ -488,5 +491,6 @@ func Default() Config {
 				SessionExpiry: time.Hour, ReceiveMaximum: 1024},
 			GroupSessionTimeout: 45 * time.Second,
 		},
+		Cluster: defaultCluster(),
 	}
 }

@@ -27,6 +27,9 @@ func Parse(name string, args, environ []string, out io.Writer) (Config, error) {
 	fs.StringVar(&file, "config", "", "YAML config `file`")
 	fs.Func("listen", "listener `URL`, repeatable: tcp://127.0.0.1:1883, ssl://:8883?cert_file=c.pem&key_file=k.pem, ws://:8083/mqtt, wss://...; query keys are the listener's config keys ("+listenerQueryKeys+"; trusted_proxies repeats or takes addresses separated by +)",
 		func(s string) error { listens = append(listens, s); return nil })
+	var peers []string
+	fs.Func("cluster.peers", "config key cluster.peers: a core's cluster port `host:port`, repeatable or comma-separated (or one DNS name resolving to every core)",
+		func(s string) error { peers = append(peers, splitList(s)...); return nil })
 	// Every scalar key is also a flag. They are applied after the file and
 	// the environment, so they are recorded here and set below.
 	type setting struct {
@@ -73,6 +76,9 @@ func Parse(name string, args, environ []string, out io.Writer) (Config, error) {
 		}
 		c.Listeners = ls
 	}
+	if peers != nil {
+		c.Cluster.Peers = peers
+	}
 	return c, c.Validate()
 }
 
@@ -81,6 +87,7 @@ func Parse(name string, args, environ []string, out io.Writer) (Config, error) {
 var dependentDefaults = map[string]string{
 	"auth.allow_anonymous":    "true without an auth backend, false with one",
 	"auth.acl_default":        "deny with an acl_file, allow without",
+	"cluster.node_name":       "the host name",
 	"kafka.group_instance_id": "a random id stored in data_dir (none without one); culex bridge: stored in kafka.spool.dir, else host name + kafka.source.client_id",
 }
 
@@ -121,6 +128,8 @@ func applyEnv(c *Config, env map[string]string) error {
 				return fmt.Errorf("environment %s: %w", k, err)
 			}
 			c.Listeners = ls
+		case k == "CULEX_CLUSTER_PEERS":
+			c.Cluster.Peers = splitList(v)
 		case k == "CULEX_CONFIG":
 		default:
 			return fmt.Errorf("environment %s: unknown setting (keys map to CULEX_ + the key path in capitals, e.g. CULEX_MQTT_MAX_CONNECTIONS)", k)

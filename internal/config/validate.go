@@ -97,6 +97,7 @@ func (c *Config) Validate() error {
 	}
 	c.Kafka.validateGroup(bad)
 	c.Kafka.validateCommands(bad)
+	c.Cluster.validate(bad)
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdown_timeout", "must be positive")
 	}
