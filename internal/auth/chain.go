@@ -21,6 +21,7 @@ type Chain struct {
 	limiter   *Limiter
 	log       *slog.Logger
 	stats     *Stats
+	bans      *bans // the operator's (bans.go); nil for none
 }
 
 // Stats counts authentication and authorization outcomes; read it with
@@ -120,7 +121,7 @@ func (c *Chain) decoy(ctx context.Context, r *Request, hashed bool) {
 // login already waits for the username, or the connect timeout would end
 // first, it is refused as busy (0x89) for the client to retry.
 func (c *Chain) admit(ctx context.Context, r *Request, addr string) error {
-	if c.limiter.Banned(addr) {
+	if c.limiter.Banned(addr) || c.bans != nil && c.bans.match(r, addr) {
 		c.stats.Banned.Add(1)
 		c.log.Warn("auth: login refused, address banned", "client_id", r.ClientID, "username", r.Username, "remote", addr)
 		return packet.ErrBanned

@@ -36,6 +36,8 @@ type Service struct {
 	endConn    atomic.Pointer[func(c *broker.ClientInfo, code packet.Code)]
 	adOnce     sync.Once
 	ad         *Adapter
+	bans       bans       // the operator's (bans.go)
+	editMu     sync.Mutex // serialises EditUsers
 
 	// mu guards the fields below it and serialises reloads.
 	mu        sync.Mutex
@@ -69,6 +71,7 @@ func New(cfg config.Auth, log *slog.Logger) (*Service, error) {
 		return nil, err
 	}
 	s.chain = NewChain(backends, cfg.AnonymousAllowed(), s.limiter, log, &s.stats)
+	s.chain.bans = &s.bans
 	s.acl.Store(NewACL(nil, cfg.ACLDefaultAllow(), cfg.SysSuperuserOnly))
 	if err := s.Reload(); err != nil {
 		return nil, err

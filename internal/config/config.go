@@ -30,6 +30,8 @@ type Config struct {
 	// Cluster joins the node to a cluster (docs/cluster.md); off while
 	// cluster.listen and cluster.nats_url are empty.
 	Cluster Cluster `yaml:"cluster"`
+	// Admin is the admin HTTP listener (admin.go).
+	Admin Admin `yaml:"admin"`
 }
 
 // Listener is one MQTT endpoint.
@@ -492,5 +494,6 @@ func Default() Config {
 			GroupSessionTimeout: 45 * time.Second,
 		},
 		Cluster: defaultCluster(),
+		Admin: DefaultAdmin(),
 	}
 }

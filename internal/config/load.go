@@ -130,7 +130,11 @@ func applyEnv(c *Config, env map[string]string) error {
 			c.Listeners = ls
 		case k == "CULEX_CLUSTER_PEERS":
 			c.Cluster.Peers = splitList(v)
-		case k == "CULEX_CONFIG":
+		case k == "CULEX_CONFIG", ctlEnv[k]:
+		case k == adminPasswordEnv:
+			if _, long := env[envName("admin.default_password")]; !long {
+				c.Admin.DefaultPassword = v
+			}
 		default:
 			return fmt.Errorf("environment %s: unknown setting (keys map to CULEX_ + the key path in capitals, e.g. CULEX_MQTT_MAX_CONNECTIONS)", k)
 		}

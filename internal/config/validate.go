@@ -101,6 +101,7 @@ func (c *Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdown_timeout", "must be positive")
 	}
+	c.Admin.validate(bad)
 	return errors.Join(errs...)
 }
 

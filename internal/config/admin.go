@@ -1,0 +1,63 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"time"
+)
+
+// Admin is the admin HTTP listener: the REST API, /metrics, /healthz,
+// /readyz and the dashboard (docs/admin.md).
+type Admin struct {
+	// Listen is the host:port of the admin listener; empty turns it off.
+	// The default binds loopback only: put it behind TLS (TLS) or a
+	// reverse proxy before opening it to a network.
+	Listen string `yaml:"listen"`
+	// TLS serves the listener over HTTPS (both files or neither); session
+	// cookies are then marked Secure.
+	TLS AdminTLS `yaml:"tls"`
+	// DefaultPassword is the password of the admin account the first start
+	// creates; empty creates admin/public, which must change its password
+	// before it can do anything else. CULEX_ADMIN_PASSWORD sets it too.
+	// Only the first start (no accounts stored yet) reads it.
+	DefaultPassword string `yaml:"default_password"`
+	// SessionTTL is how long a dashboard login lasts.
+	SessionTTL time.Duration `yaml:"session_ttl"`
+}
+
+// AdminTLS is the admin listener's certificate.
+type AdminTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// DefaultAdmin is the admin section's defaults: loopback, port 18083 as
+// EMQX's dashboard.
+func DefaultAdmin() Admin {
+	return Admin{Listen: "127.0.0.1:18083", SessionTTL: 8 * time.Hour}
+}
+
+// adminPasswordEnv is the short name of CULEX_ADMIN_DEFAULT_PASSWORD that
+// automated installs use.
+const adminPasswordEnv = "CULEX_ADMIN_PASSWORD"
+
+// ctlEnv are the variables of `culex ctl`, which `culex serve` ignores so
+// that one shell can hold both.
+var ctlEnv = map[string]bool{"CULEX_ADMIN_URL": true, "CULEX_API_KEY": true}
+
+func (a *Admin) validate(bad func(key, format string, args ...any)) {
+	if a.Listen != "" {
+		if _, port, err := net.SplitHostPort(a.Listen); err != nil || port == "" {
+			bad("admin.listen", "%q is not host:port (127.0.0.1:18083, :18083; empty turns the listener off)", a.Listen)
+		}
+	}
+	if (a.TLS.CertFile == "") != (a.TLS.KeyFile == "") {
+		bad("admin.tls", "cert_file and key_file go together")
+	}
+	if a.SessionTTL < time.Minute {
+		bad("admin.session_ttl", "%v is under a minute", a.SessionTTL)
+	}
+	if n := len(a.DefaultPassword); n > 0 && (n < 8 || n > 72) {
+		bad("admin.default_password", "%s", fmt.Sprintf("must be 8 to 72 bytes long, not %d", n))
+	}
+}
