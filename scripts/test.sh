@@ -7,10 +7,11 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests drive: mosquitto (the comparison broker),
 # mosquitto_pub/mosquitto_sub (real clients), kcat (a Kafka client we did
-# not write), haproxy (a load balancer sending PROXY headers) and stdbuf
-# (coreutils, to line-buffer mosquitto_sub). A test whose tool is missing
+# not write), haproxy (a load balancer sending PROXY headers), stdbuf
+# (coreutils, to line-buffer mosquitto_sub) and prometheus (the server and
+# promtool, which scrape and lint /metrics). A test whose tool is missing
 # skips, but fails where CI=true.
-pkgs=(mosquitto mosquitto-clients kcat haproxy coreutils)
+pkgs=(mosquitto mosquitto-clients kcat haproxy coreutils prometheus)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
@@ -22,10 +23,13 @@ if ((${#missing[@]})); then
 	$sudo apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# The Debian package enables a system mosquitto on 1883; tests start their own.
-if command -v systemctl >/dev/null && systemctl is-active --quiet mosquitto 2>/dev/null; then
-	systemctl stop mosquitto || true
-fi
+# The Debian packages enable a system mosquitto on 1883 and a system
+# prometheus on 9090; tests start their own.
+for svc in mosquitto prometheus; do
+	if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
+		systemctl stop "$svc" || true
+	fi
+done
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 

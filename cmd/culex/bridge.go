@@ -26,7 +26,7 @@ func bridge(args []string) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg.LogLevel)
+	log := newLogger(cfg.LogLevel, cfg.LogFormat)
 	if err := bridgeGroupInstanceID(&cfg.Kafka, log); err != nil {
 		return err
 	}

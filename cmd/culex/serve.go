@@ -24,7 +24,7 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg.LogLevel)
+	log := newLogger(cfg.LogLevel, cfg.LogFormat)
 	server.Version = version
 	srv, err := server.New(cfg, log)
 	if err != nil {
@@ -67,8 +67,14 @@ func serve(args []string) error {
 	return nil
 }
 
-func newLogger(level string) *slog.Logger {
+// newLogger logs to stderr at level, as text or json (log_format; both
+// validated by config).
+func newLogger(level, format string) *slog.Logger {
 	var l slog.Level
-	l.UnmarshalText([]byte(level)) // validated by config
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+	l.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }

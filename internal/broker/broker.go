@@ -67,6 +67,9 @@ type Broker struct {
 	subHooks   []SubscribeHook
 	unsubHooks []UnsubscribeHook
 	expHooks   []SessionExpiredHook
+	// refuseHooks and refusedBy: refused CONNECTs (refuse.go).
+	refuseHooks []RefuseHook
+	refusedBy   refusals
 
 	subs     *topic.Index[*session, subOpts]
 	shared   *topic.SharedIndex[*session, subOpts]
@@ -195,6 +198,9 @@ func (b *Broker) addHook(h Hook) {
 	}
 	if x, ok := h.(UnsubscribeHook); ok {
 		b.unsubHooks = append(b.unsubHooks, x)
+	}
+	if x, ok := h.(RefuseHook); ok {
+		b.refuseHooks = append(b.refuseHooks, x)
 	}
 	if x, ok := h.(SessionExpiredHook); ok {
 		b.expHooks = append(b.expHooks, x)

@@ -331,7 +331,7 @@ func (c *conn) handlePublish(fh packet.FixedHeader, body []byte) error {
 	if err := p.Decode(fh, body, c.version); err != nil {
 		return c.fail(decodeCode(err))
 	}
-	c.b.stats.publishesIn.Add(1)
+	c.b.stats.publishesIn[p.QoS&3].Add(1)
 	return c.onPublish(p)
 }
 

@@ -144,6 +144,7 @@ func (c *conn) refuse(code packet.Code, props *packet.Properties) error {
 	// The client may still be sending (a will, a pipelined SUBSCRIBE): close
 	// gracefully so that a reset does not discard the CONNACK.
 	c.sock.Linger()
+	c.b.refused(c.info, code)
 	ack := &packet.Connack{ReasonCode: code.Value}
 	if c.version == packet.V5 {
 		if props != nil {

@@ -111,7 +111,7 @@ func (c *conn) writePublish(om *outMsg, dup bool, sc *scratch, now int64) bool {
 	if newAlias { // only once the client is sure to see the mapping
 		c.commitAlias(m.Topic, alias)
 	}
-	c.b.stats.publishesOut.Add(1)
+	c.b.stats.publishesOut[om.qos&3].Add(1)
 	return true
 }
 

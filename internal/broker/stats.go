@@ -38,11 +38,13 @@ type Stats struct {
 	Sessions         int64  // sessions held, connected or not
 	PublishesIn      uint64 // PUBLISH packets received
 	PublishesOut     uint64 // PUBLISH packets sent
-	BytesIn          uint64
-	BytesOut         uint64
-	Subscriptions    int64
-	Retained         int64
-	Drops            map[string]uint64 // by DropReason name
+	// PublishesInQoS and PublishesOutQoS split them by QoS (0, 1, 2).
+	PublishesInQoS, PublishesOutQoS [3]uint64
+	BytesIn                         uint64
+	BytesOut                        uint64
+	Subscriptions                   int64
+	Retained                        int64
+	Drops                           map[string]uint64 // by DropReason name
 	// PersistentSessions are the sessions the store keeps (expiry > 0),
 	// counted against mqtt.max_sessions.
 	PersistentSessions int64
@@ -63,7 +65,7 @@ type Stats struct {
 type counters struct {
 	connects, disconnects     atomic.Uint64
 	connected                 atomic.Int64
-	publishesIn, publishesOut atomic.Uint64
+	publishesIn, publishesOut [4]atomic.Uint64 // by QoS; 3 stays 0
 	drops                     [numDropReasons]atomic.Uint64
 	persistent                atomic.Int64 // sessions with persistent set and not gone
 	takeoverRefused           atomic.Uint64
@@ -79,8 +81,6 @@ func (b *Broker) Stats() Stats {
 		Connects:         b.stats.connects.Load(),
 		Disconnects:      b.stats.disconnects.Load(),
 		ClientsConnected: b.stats.connected.Load(),
-		PublishesIn:      b.stats.publishesIn.Load(),
-		PublishesOut:     b.stats.publishesOut.Load(),
 		Subscriptions:    int64(b.subs.Len() + b.shared.Len()),
 		Retained:         int64(b.retained.Len()),
 		Drops:            make(map[string]uint64, numDropReasons),
@@ -98,6 +98,12 @@ func (b *Broker) Stats() Stats {
 		s.BytesIn, s.BytesOut = e.BytesIn(), e.BytesOut()
 	}
 	b.mu.Unlock()
+	for q := range s.PublishesInQoS {
+		s.PublishesInQoS[q] = b.stats.publishesIn[q].Load()
+		s.PublishesOutQoS[q] = b.stats.publishesOut[q].Load()
+		s.PublishesIn += s.PublishesInQoS[q]
+		s.PublishesOut += s.PublishesOutQoS[q]
+	}
 	for i := range b.stats.drops {
 		s.Drops[DropReason(i).String()] = b.stats.drops[i].Load()
 	}

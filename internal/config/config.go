@@ -9,6 +9,9 @@ import "time"
 type Config struct {
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
+	// LogFormat is text (logfmt-style key=value lines) or json (one JSON
+	// object per line, for log shippers).
+	LogFormat string `yaml:"log_format"`
 	// DataDir holds durable state (sessions, retained messages, wills).
 	// Empty keeps state in memory only.
 	DataDir string `yaml:"data_dir"`
@@ -428,8 +431,9 @@ type KafkaRoute struct {
 // Default returns the configuration `culex serve` runs with when given nothing.
 func Default() Config {
 	return Config{
-		LogLevel: "info",
-		DataDir:  "./data",
+		LogLevel:  "info",
+		LogFormat: "text",
+		DataDir:   "./data",
 		Listeners: []Listener{
 			{URL: "tcp://0.0.0.0:1883"},
 			{URL: "ws://0.0.0.0:8083/mqtt"},

@@ -29,8 +29,11 @@ var allowed = map[string][]string{
 	"internal/bench":        {"internal/mqtt/packet", "internal/netpoll"},
 	"internal/bridge/kafka": {"internal/broker", "internal/config", "internal/mqtt/packet", "internal/mqtt/topic"},
 	"internal/auth":         {"internal/broker", "internal/config", "internal/mqtt/packet", "internal/mqtt/topic"},
+	"internal/health":       {},
+	"internal/eventlog":     {"internal/broker", "internal/mqtt/packet"},
+	"internal/metrics":      {"internal/auth", "internal/bridge/kafka", "internal/broker", "internal/listener", "internal/store"},
 	"internal/server": {"internal/auth", "internal/bridge/kafka", "internal/broker", "internal/config", "internal/listener", "internal/store",
-		"internal/mqtt/packet", "internal/mqtt/topic"},
+		"internal/mqtt/packet", "internal/mqtt/topic", "internal/metrics", "internal/health", "internal/eventlog"},
 }
 
 // testOnly are the test-support packages: only test files import them.

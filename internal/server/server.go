@@ -34,6 +34,7 @@ type Server struct {
 	broker    *broker.Broker
 	listeners []*listener.Listener
 	serving   sync.WaitGroup // one per listener's accept loop
+	ops       ops            // metrics, readiness, event log (ops.go)
 
 	mu   sync.Mutex
 	done bool // Shutdown has run
@@ -88,6 +89,7 @@ func (s *Server) open() error {
 		BridgeClientIDs:   !cfg.Auth.HasBackend(),
 	}
 	a.Apply(&opts)
+	s.initOps(&opts)
 	if cfg.MQTT.BridgeClients != "" && !cfg.Auth.HasBackend() && cfg.Auth.AnonymousAllowed() {
 		s.log.Warn("mqtt.bridge_clients names client ids that any anonymous client can take, with the bridge's larger queue: "+
 			"configure authentication and name the bridge's identity", "bridge_clients", cfg.MQTT.BridgeClients)
@@ -105,13 +107,14 @@ func (s *Server) open() error {
 	a.SetDisconnect(func(clientID string) { b.Disconnect(clientID, packet.ErrNotAuthorized) })
 	a.SetDisconnectClient(func(c *broker.ClientInfo, code packet.Code) { b.DisconnectClient(c, code) })
 	for i, lc := range cfg.Listeners {
-		l, err := listener.New(lc, b.Handle, s.log)
+		l, err := listener.New(lc, b.Handle, s.ops.events.ListenerLogger(s.log, lc.URL))
 		if err != nil {
 			return fmt.Errorf("listeners[%d]: %w", i, err)
 		}
 		s.listeners = append(s.listeners, l)
 	}
 	s.noteSharedAddress()
+	s.useOps()
 	return nil
 }
 
@@ -195,16 +198,19 @@ func (s *Server) Start() error {
 			return err
 		}
 	}
-	for _, l := range s.listeners {
+	for i, l := range s.listeners {
 		s.serving.Add(1)
+		s.ops.serving[i].Store(true)
 		go func() {
 			defer s.serving.Done()
+			defer s.ops.serving[i].Store(false)
 			if err := l.Serve(); err != nil {
 				s.log.Error("listener stopped", "url", l.URL(), "err", err)
 			}
 		}()
 		s.log.Info("listening", "url", l.URL())
 	}
+	s.startOps()
 	return nil
 }
 
@@ -259,6 +265,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.done = true
 	s.mu.Unlock()
+	s.stopOps()
 	var errs []error
 	for _, l := range s.listeners {
 		errs = append(errs, l.Close())

@@ -42,6 +42,8 @@ type RouteStats struct {
 	// Latency counts acked records by MQTT-receive-to-Kafka-ack latency,
 	// bucketed by latencyBounds (one extra bucket for the rest).
 	Latency [len(latencyBounds) + 1]atomic.Int64
+	// LatencySum is the total latency of the acked records (nanoseconds).
+	LatencySum atomic.Int64
 
 	// lastErr is the cause of the latest failed or expired publish, for
 	// the periodic failure summary.
@@ -75,6 +77,7 @@ func (s *RouteStats) observe(d time.Duration) {
 		i++
 	}
 	s.Latency[i].Add(1)
+	s.LatencySum.Add(int64(d))
 }
 
 // RouteSnapshot is a copy of one route's counters.
@@ -91,6 +94,8 @@ type RouteSnapshot struct {
 	// at or under LatencyBounds[i]; the last entry counts the rest.
 	LatencyBounds []time.Duration
 	Latency       []int64
+	// LatencySum is the total latency of the records in Latency.
+	LatencySum time.Duration
 }
 
 func (s *RouteStats) snapshot() RouteSnapshot {
@@ -98,6 +103,7 @@ func (s *RouteStats) snapshot() RouteSnapshot {
 		Name: s.Name, Matched: s.Matched.Load(), Produced: s.Produced.Load(),
 		Failed: s.Failed.Load(), Expired: s.Expired.Load(), SpoolBytes: s.SpoolBytes.Load(), InFlight: s.InFlight.Load(), AckedNotInKafka: s.AckedNotInKafka.Load(),
 		LatencyBounds: latencyBounds[:], ReservedDropped: s.ReservedDropped.Load(),
+		LatencySum: time.Duration(s.LatencySum.Load()),
 	}
 	for i := range s.Latency {
 		r.Latency = append(r.Latency, s.Latency[i].Load())
