@@ -77,12 +77,13 @@ func (h *loginHook) last(t *testing.T, id string) nodeLogin {
 type haproxyNode struct {
 	proc      *culexProc
 	mqtt      string // host:port of its PROXY-protocol listener
-	adminPort int    // 0 without an admin listener
+	adminPort int    // its admin listener's port, 0 when it serves none
 }
 
 // startHAProxyNode starts node i with a PROXY-protocol listener trusting
-// loopback and the nodeLogin webhook as its only auth backend.
-func startHAProxyNode(t *testing.T, i int, hook *loginHook, admin bool) haproxyNode {
+// loopback, the login webhook as its only auth backend, and an admin
+// listener when this culex has one.
+func startHAProxyNode(t *testing.T, i int, hook *loginHook) haproxyNode {
 	flags := []string{
 		// 127.0.0.2 tells this listener's log line from startCulex's own.
 		"--listen", "tcp://127.0.0.2:0?proxy_protocol=true&trusted_proxies=127.0.0.0/8",
@@ -90,19 +91,29 @@ func startHAProxyNode(t *testing.T, i int, hook *loginHook, admin bool) haproxyN
 		"--auth.http.cache-ttl", "0s",
 	}
 	n := haproxyNode{}
-	if admin {
+	if culexHasAdmin(t) {
 		n.adminPort = freePort(t)
 		flags = append(flags, "--admin.listen", fmt.Sprintf("127.0.0.1:%d", n.adminPort))
 	}
 	n.proc = startCulex(t, t.TempDir(), flags...)
 	re := regexp.MustCompile(`msg="?listening"?.*\burl="?tcp://(127\.0\.0\.2:\d+)`)
-	waitFor(t, waitTimeout, "the PROXY listener's log line", func() bool {
-		m := re.FindStringSubmatch(n.proc.stderr.String())
+	waitFor(t, waitTimeout, "the PROXY listener's log line and culex started", func() bool {
+		out := n.proc.stderr.String()
+		m := re.FindStringSubmatch(out)
 		if m != nil {
 			n.mqtt = m[1]
 		}
-		return m != nil
+		return m != nil && strings.Contains(out, "culex started")
 	})
+	if n.adminPort != 0 {
+		// Every listener is bound before "culex started" is logged.
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", n.adminPort), 5*time.Second)
+		if err != nil {
+			n.adminPort = 0 // the key exists, the server does not yet
+		} else {
+			c.Close()
+		}
+	}
 	return n
 }
 
@@ -117,8 +128,7 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// culexHasAdmin reports whether the culex under test has the admin
-// listener (admin.listen, serving /readyz).
+// culexHasAdmin reports whether the culex under test knows admin.listen.
 func culexHasAdmin(t *testing.T) bool {
 	out, _ := exec.Command(culexBin, "serve", "-h").CombinedOutput()
 	return strings.Contains(string(out), "-admin.listen")
@@ -293,15 +303,15 @@ func dialFrom(t *testing.T, local, addr, id string) *rawConn {
 // connected. Session resume across nodes needs the cluster (issue 13):
 // here the devices reconnect with clean start.
 func TestHAProxyShippedConfig(t *testing.T) {
-	httpCheck := culexHasAdmin(t)
-	if !httpCheck {
-		t.Log("FALLBACK: this culex has no admin listener (admin.listen), so there is no /readyz: " +
-			"the test replaces the shipped HTTP checks by TCP checks. The HTTP checks run once the admin listener is merged.")
-	}
 	hook := newLoginHook(t)
 	nodes := make([]haproxyNode, 3)
 	for i := range nodes {
-		nodes[i] = startHAProxyNode(t, i+1, hook, httpCheck)
+		nodes[i] = startHAProxyNode(t, i+1, hook)
+	}
+	httpCheck := nodes[0].adminPort != 0
+	if !httpCheck {
+		t.Log("FALLBACK: this culex serves no admin listener (admin.listen), so there is no /readyz: " +
+			"the test replaces the shipped HTTP checks by TCP checks. The HTTP checks run once the admin server is merged.")
 	}
 	hp := startShippedHAProxy(t, nodes, httpCheck)
 	waitFor(t, waitTimeout, "all three servers UP in HAProxy", func() bool {
