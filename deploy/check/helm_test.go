@@ -45,10 +45,10 @@ func valueSets(t *testing.T) map[string]map[string]any {
 	return map[string]map[string]any{
 		"defaults": {},
 		"tls": {
-			"tls":           map[string]any{"enabled": true, "cert": "-----BEGIN CERTIFICATE-----\n...\n", "key": "-----BEGIN PRIVATE KEY-----\n...\n"},
-			"cluster":       map[string]any{"tls": map[string]any{"enabled": true, "existingSecret": "culex-cluster-tls"}},
-			"proxyProtocol": map[string]any{"enabled": true, "trustedProxies": []any{"10.0.0.0/8"}},
-			"admin":         map[string]any{"password": "s3cret-pass"},
+			"tls":            map[string]any{"enabled": true, "cert": "-----BEGIN CERTIFICATE-----\n...\n", "key": "-----BEGIN PRIVATE KEY-----\n...\n"},
+			"cluster":        map[string]any{"tls": map[string]any{"enabled": true, "existingSecret": "culex-cluster-tls"}},
+			"proxyProtocol":  map[string]any{"enabled": true, "trustedProxies": []any{"10.0.0.0/8"}},
+			"admin":          map[string]any{"password": "s3cret-pass"},
 			"serviceMonitor": map[string]any{"enabled": true},
 		},
 		"3+20": {
