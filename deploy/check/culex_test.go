@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -17,13 +18,18 @@ import (
 // repoRoot is the Culex repository this module sits in.
 const repoRoot = "../.."
 
-// culexBin is the culex binary built from the repository by TestMain, so
+// culexBin is the linux binary of this machine's architecture that
+// scripts/release.sh built in TestMain (releaseDir holds the release), so
 // that the deployment files are checked against the config loader and
-// flags of the very code they deploy.
+// flags of the very binary they deploy.
 var (
-	culexBin string
-	buildErr error
+	culexBin   string
+	releaseDir string
+	buildErr   error
 )
+
+// releaseVersion is the VERSION TestMain gives scripts/release.sh.
+const releaseVersion = "v0.0.0-check"
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "culex-deploy-check-")
@@ -31,21 +37,27 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	culexBin, buildErr = buildCulex(dir)
+	releaseDir = dir
+	culexBin, buildErr = runRelease(dir)
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
-func buildCulex(dir string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+// runRelease runs scripts/release.sh into dir and returns the binary for this
+// machine.
+func runRelease(dir string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	bin := filepath.Join(dir, "culex")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/culex")
+	cmd := exec.CommandContext(ctx, "./scripts/release.sh")
 	cmd.Dir = repoRoot
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd.Env = append(os.Environ(), "DIST="+dir, "VERSION="+releaseVersion, "COMMIT=test")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/culex: %w\n%s", err, out)
+		return "", fmt.Errorf("scripts/release.sh: %w\n%s", err, out)
+	}
+	bin := filepath.Join(dir, fmt.Sprintf("culex-%s-linux-%s", releaseVersion, runtime.GOARCH))
+	if _, err := os.Stat(bin); err != nil {
+		return "", fmt.Errorf("scripts/release.sh built no binary for this machine: %w", err)
 	}
 	return bin, nil
 }

@@ -133,4 +133,3 @@ func TestDockerfile(t *testing.T) {
 		t.Errorf("HEALTHCHECK %v, want the culex binary probing /readyz on the admin port %d", img.health, portOf(t, admin))
 	}
 }
-
