@@ -11,7 +11,10 @@ cd "$(dirname "$0")/.."
 # (coreutils, to line-buffer mosquitto_sub) and prometheus (the server and
 # promtool, which scrape and lint /metrics). A test whose tool is missing
 # skips, but fails where CI=true.
-pkgs=(mosquitto mosquitto-clients kcat haproxy coreutils prometheus)
+# For the deployment checks: systemd (systemd-analyze verifies the unit),
+# podman and runc (build and run the container image where base images can
+# be pulled).
+pkgs=(mosquitto mosquitto-clients kcat haproxy coreutils prometheus systemd podman runc)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
@@ -43,3 +46,9 @@ if ! go test -run '^$' -bench . -benchtime 1x -timeout 10m ./... >"$log" 2>&1; t
 	exit 1
 fi
 echo "benchmarks: each ran once (-benchtime 1x)"
+
+# The deployment files (deploy/): their checks are a Go module of their own
+# so that the Helm SDK, the Kubernetes API types, compose-go and BuildKit
+# never enter the broker's go.mod. They run no goroutines of ours, so no
+# -race (it would only rebuild the Helm SDK instrumented).
+(cd deploy/check && go vet ./... && go test -shuffle=on -timeout 15m ./...)
