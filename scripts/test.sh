@@ -13,8 +13,8 @@ cd "$(dirname "$0")/.."
 # skips, but fails where CI=true.
 # For the deployment checks: systemd (systemd-analyze verifies the unit),
 # podman and runc (build and run the container image where base images can
-# be pulled).
-pkgs=(mosquitto mosquitto-clients kcat haproxy coreutils prometheus systemd podman runc)
+# be pulled; busybox-static: the stand-in build image where none can).
+pkgs=(mosquitto mosquitto-clients kcat haproxy coreutils prometheus systemd podman runc busybox-static)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
