@@ -15,6 +15,7 @@ Usage:
   culex serve [flags]     run a broker node (culex serve -h for flags)
   culex bench CMD [flags] load-test any MQTT broker (conn, pub, sub)
   culex users CMD [flags] manage the users file (add, passwd, rm, list)
+  culex cluster status    print the nodes of the cluster (culex cluster -h)
   culex bridge [flags]    standalone MQTT -> Kafka / Kafka -> MQTT bridge for any broker
   culex config check FILE validate a config file as culex serve would load it
   culex probe URL         exit 0 when GET URL answers 2xx (container health checks)
@@ -41,6 +42,8 @@ func main() {
 		err = configCmd(args)
 	case "probe":
 		err = probe(args)
+	case "cluster":
+		err = clusterCmd(args)
 	case "version", "--version", "-v":
 		fmt.Println("culex", version)
 	case "help", "-h", "--help":

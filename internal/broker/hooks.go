@@ -113,6 +113,23 @@ type RemoteRoute interface {
 	Deliver(m *Message, qos byte)
 }
 
+// AckRemoteRoute is a RemoteRoute whose QoS 1/2 copies are accepted
+// later, on another node: the cluster's route to a node. For a QoS 1/2
+// message whose acknowledgement waits (a client's PUBLISH, Broker.Publish)
+// the broker calls DeliverAck instead of Deliver, and holds the PUBACK or
+// PUBREC (or Publish's done) until ack.Done has been called; an error
+// fails it as a failed store write does (v5: the reason code; 3.1.1: no
+// acknowledgement, the client sends it again). DeliverAck runs on the
+// publisher's goroutine, must not block, and must call ack.Done exactly
+// once, on any goroutine.
+type AckRemoteRoute interface {
+	RemoteRoute
+	DeliverAck(m *Message, qos byte, ack Acker)
+}
+
+// Acker completes one deferred acknowledgement.
+type Acker interface{ Done(err error) }
+
 // Router is where the cluster adds and removes remote subscribers.
 type Router interface {
 	SubscribeRemote(filter string, qos byte, r RemoteRoute) error

@@ -37,6 +37,11 @@ type Message struct {
 	// drop_oldest; unlike AllOrNothing, a session whose queue is full
 	// (of kept copies) drops its copy, counted queue_full.
 	Keep bool
+	// Forwarded marks a message another node routed and the cluster
+	// injected here (with Local): Retain then only sets RETAIN for
+	// retain-as-published subscriptions; the message is not stored as
+	// retained, as retained messages replicate on their own.
+	Forwarded bool
 }
 
 // userPropSize is what each user property costs besides its strings.

@@ -119,7 +119,7 @@ func (b *Broker) route(m *Message, w *storeWait) {
 		b.drop("", m, DropExpired)
 		return
 	}
-	if m.Retain {
+	if m.Retain && !m.Forwarded {
 		b.setRetained(m, w)
 	}
 	sc := scratches.Get().(*scratch)
@@ -165,7 +165,13 @@ func (b *Broker) route(m *Message, w *storeWait) {
 		}
 	}
 	for _, rt := range sc.remotes {
-		rt.r.Deliver(m, min(m.QoS, rt.qos))
+		q := min(m.QoS, rt.qos)
+		if ar, ok := rt.r.(AckRemoteRoute); ok && q > 0 && w != nil {
+			w.n.Add(1)
+			ar.DeliverAck(m, q, w)
+			continue
+		}
+		rt.r.Deliver(m, q)
 	}
 	sc.reset()
 	scratches.Put(sc)
@@ -252,6 +258,36 @@ func (b *Broker) SubscribeRemote(filter string, qos byte, r RemoteRoute) error {
 	}
 	b.remote.Subscribe(filter, r, min(qos, 2))
 	return nil
+}
+
+// Done releases the count an AckRemoteRoute was given: *storeWait is the
+// Acker of DeliverAck.
+func (w *storeWait) Done(err error) { w.done(err) }
+
+// LocalFilters calls fn once for every filter this node's sessions
+// subscribe to, with the highest QoS granted on it: plain filters, and the
+// filters inside shared subscriptions. The cluster announces them to the
+// other nodes. It walks the whole index: call it for a resynchronisation,
+// not per subscription.
+func (b *Broker) LocalFilters(fn func(filter string, qos byte)) {
+	seen := make(map[string]byte)
+	b.subs.Range(func(filter string, _ *session, o subOpts) bool {
+		if q, ok := seen[filter]; !ok || o.QoS > q {
+			seen[filter] = o.QoS
+		}
+		return true
+	})
+	b.shared.Range(func(_, filter string, members []topic.Entry[*session, subOpts]) bool {
+		for _, e := range members {
+			if q, ok := seen[filter]; !ok || e.Value.QoS > q {
+				seen[filter] = e.Value.QoS
+			}
+		}
+		return true
+	})
+	for f, q := range seen {
+		fn(f, q)
+	}
 }
 
 // UnsubscribeRemote removes a remote subscription added by SubscribeRemote.

@@ -498,6 +498,6 @@ func Default() Config {
 			GroupSessionTimeout: 45 * time.Second,
 		},
 		Cluster: defaultCluster(),
-		Admin: DefaultAdmin(),
+		Admin:   DefaultAdmin(),
 	}
 }

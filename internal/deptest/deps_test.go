@@ -33,11 +33,15 @@ var allowed = map[string][]string{
 	"internal/eventlog":     {"internal/broker", "internal/mqtt/packet"},
 	"internal/metrics":      {"internal/auth", "internal/bridge/kafka", "internal/broker", "internal/listener", "internal/store"},
 	"internal/server": {"internal/auth", "internal/bridge/kafka", "internal/broker", "internal/config", "internal/listener", "internal/store",
-		"internal/mqtt/packet", "internal/mqtt/topic", "internal/metrics", "internal/health", "internal/eventlog"},
+		"internal/mqtt/packet", "internal/mqtt/topic", "internal/metrics", "internal/health", "internal/eventlog", "internal/cluster", "internal/cluster/fabric"},
+	"internal/cluster/fabric":  {"internal/config"},
+	"internal/cluster/subject": {},
+	"internal/cluster":         {"internal/broker", "internal/cluster/fabric", "internal/mqtt/packet"},
+	"internal/clustertest":     {},
 }
 
 // testOnly are the test-support packages: only test files import them.
-var testOnly = []string{"internal/testcert", "internal/testlog", "internal/brokertest"}
+var testOnly = []string{"internal/testcert", "internal/testlog", "internal/brokertest", "internal/clustertest"}
 
 type pkg struct {
 	ImportPath string

@@ -15,6 +15,8 @@ import (
 	"github.com/culexmq/culex/internal/auth"
 	"github.com/culexmq/culex/internal/bridge/kafka"
 	"github.com/culexmq/culex/internal/broker"
+	"github.com/culexmq/culex/internal/cluster"
+	"github.com/culexmq/culex/internal/cluster/fabric"
 	"github.com/culexmq/culex/internal/config"
 	"github.com/culexmq/culex/internal/listener"
 	"github.com/culexmq/culex/internal/mqtt/packet"
@@ -30,7 +32,9 @@ type Server struct {
 	log       *slog.Logger
 	store     store.Store
 	auth      *auth.Service
-	kafka     *kafka.Bridge // nil without kafka.brokers
+	kafka     *kafka.Bridge   // nil without kafka.brokers
+	fabric    *fabric.Fabric  // nil without a cluster
+	router    *cluster.Router // nil without a cluster
 	broker    *broker.Broker
 	listeners []*listener.Listener
 	serving   sync.WaitGroup // one per listener's accept loop
@@ -98,6 +102,9 @@ func (s *Server) open() error {
 		if err := s.openKafka(&opts); err != nil {
 			return err
 		}
+	}
+	if err := s.openCluster(&opts); err != nil {
+		return err
 	}
 	b, err := broker.New(opts)
 	if err != nil {
@@ -193,6 +200,9 @@ func (s *Server) Start() error {
 	if err := s.broker.Start(); err != nil {
 		return err
 	}
+	if err := s.startCluster(); err != nil {
+		return err
+	}
 	if s.kafka != nil {
 		if err := s.kafka.Start(context.Background(), s.broker); err != nil {
 			return err
@@ -275,6 +285,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.kafka.Close() // first: unacknowledged publishes fail, devices retransmit
 	}
 	errs = append(errs, s.broker.Shutdown(ctx))
+	s.closeCluster()
 	errs = append(errs, s.auth.Close())
 	errs = append(errs, s.store.Close())
 	return errors.Join(errs...)
@@ -291,6 +302,7 @@ func (s *Server) closeAll() {
 	if s.broker != nil {
 		s.broker.Shutdown(context.Background())
 	}
+	s.closeCluster()
 	if s.auth != nil {
 		s.auth.Close()
 	}

@@ -1,0 +1,160 @@
+package cluster
+
+import (
+	"encoding/binary"
+	"errors"
+	"time"
+
+	"github.com/culexmq/culex/internal/broker"
+	"github.com/culexmq/culex/internal/mqtt/packet"
+)
+
+// The body of a forwarded message (subject <prefix>msg.<node>):
+//
+//	version  byte (1)
+//	flags    byte: QoS (bits 0-1), retain (2), expiry (3), props (4)
+//	seq      uvarint: the sender's sequence for this receiver (0 for QoS 0)
+//	sender   string (uvarint length, bytes): the sending node
+//	expiry   uvarint, nanoseconds left (flag 3): counted down across the hop
+//	origin   string: the publishing client's id
+//	topic    string
+//	props    (flag 4): present bits uvarint, payload format byte,
+//	         content type, response topic, correlation data, user count
+//	         and key/value pairs, all strings
+//	payload  the rest
+const wireVersion = 1
+
+const (
+	flagRetain = 1 << 2
+	flagExpiry = 1 << 3
+	flagProps  = 1 << 4
+)
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// encodeMsg appends m's wire form, sent at QoS qos, to b.
+func encodeMsg(b []byte, m *broker.Message, qos byte, seq uint64, sender string, now int64) []byte {
+	flags := qos & 3
+	if m.Retain {
+		flags |= flagRetain
+	}
+	if m.Expiry != 0 {
+		flags |= flagExpiry
+	}
+	p := &m.Props
+	if p.Present != 0 {
+		flags |= flagProps
+	}
+	b = append(b, wireVersion, flags)
+	b = binary.AppendUvarint(b, seq)
+	b = appendString(b, sender)
+	if m.Expiry != 0 {
+		b = binary.AppendUvarint(b, uint64(max(m.Expiry-now, 1)))
+	}
+	b = appendString(b, m.Origin)
+	b = appendString(b, m.Topic)
+	if p.Present != 0 {
+		b = binary.AppendUvarint(b, p.Present)
+		b = append(b, p.PayloadFormat)
+		b = appendString(b, p.ContentType)
+		b = appendString(b, p.ResponseTopic)
+		b = binary.AppendUvarint(b, uint64(len(p.CorrelationData)))
+		b = append(b, p.CorrelationData...)
+		b = binary.AppendUvarint(b, uint64(len(p.User)))
+		for _, u := range p.User {
+			b = appendString(b, u.Key)
+			b = appendString(b, u.Value)
+		}
+	}
+	return append(b, m.Payload...)
+}
+
+var errWire = errors.New("cluster: malformed forwarded message")
+
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err, r.b = errWire, nil
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) bytes() []byte {
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.err, r.b = errWire, nil
+		return nil
+	}
+	v := r.b[:n:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) string() string { return string(r.bytes()) }
+
+func (r *reader) byte() byte {
+	if len(r.b) == 0 {
+		r.err = errWire
+		return 0
+	}
+	v := r.b[0]
+	r.b = r.b[1:]
+	return v
+}
+
+// decodeMsg parses a forwarded message; the payload aliases b.
+func decodeMsg(b []byte, now int64) (m *broker.Message, seq uint64, sender string, err error) {
+	r := &reader{b: b}
+	if r.byte() != wireVersion {
+		return nil, 0, "", errWire
+	}
+	flags := r.byte()
+	m = &broker.Message{QoS: flags & 3, Retain: flags&flagRetain != 0, Local: true, Forwarded: true}
+	seq = r.uvarint()
+	sender = r.string()
+	if flags&flagExpiry != 0 {
+		m.Expiry = now + int64(min(r.uvarint(), uint64(100*365*24*time.Hour)))
+	}
+	m.Origin = r.string()
+	m.Topic = r.string()
+	if flags&flagProps != 0 {
+		p := &m.Props
+		p.Present = r.uvarint()
+		p.PayloadFormat = r.byte()
+		p.ContentType = r.string()
+		p.ResponseTopic = r.string()
+		if cd := r.bytes(); len(cd) > 0 || p.Has(packet.PropCorrelationData) {
+			p.CorrelationData = cd
+		}
+		n := r.uvarint()
+		if n > uint64(len(r.b)) {
+			return nil, 0, "", errWire
+		}
+		for range n {
+			p.User = append(p.User, packet.UserProperty{Key: r.string(), Value: r.string()})
+		}
+	}
+	if r.err != nil || m.QoS > 2 {
+		return nil, 0, "", errWire
+	}
+	m.Payload = r.b
+	return m, seq, sender, nil
+}
+
+// The body of an acknowledgement batch (subject <prefix>ack.<sender>):
+// the acknowledging node's name, then pairs of seq uvarint and a reason
+// byte (0: accepted; otherwise the packet reason code it failed with).
+func appendAck(b []byte, seq uint64, code byte) []byte {
+	b = binary.AppendUvarint(b, seq)
+	return append(b, code)
+}
