@@ -8,13 +8,14 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests drive: mosquitto (the comparison broker),
 # mosquitto_pub/mosquitto_sub (real clients), kcat (a Kafka client we did
 # not write), haproxy (a load balancer sending PROXY headers), stdbuf
-# (coreutils, to line-buffer mosquitto_sub) and prometheus (the server and
-# promtool, which scrape and lint /metrics). A test whose tool is missing
-# skips, but fails where CI=true.
+# (coreutils, to line-buffer mosquitto_sub), prometheus (the server and
+# promtool, which scrape and lint /metrics) and chromium (headless, drives
+# the dashboard in its browser test). A test whose tool is missing skips,
+# but fails where CI=true.
 # For the deployment checks: systemd (systemd-analyze verifies the unit),
 # podman and runc (build and run the container image where base images can
 # be pulled; busybox-static: the stand-in build image where none can).
-pkgs=(mosquitto mosquitto-clients kcat haproxy coreutils prometheus systemd podman runc busybox-static)
+pkgs=(mosquitto mosquitto-clients kcat haproxy coreutils prometheus chromium systemd podman runc busybox-static)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

@@ -19,7 +19,7 @@ import (
 // connector for any MQTT 5 broker (docs/kafka.md), until SIGTERM or SIGINT.
 // It reads the same configuration as serve; only kafka matters here.
 func bridge(args []string) error {
-	cfg, err := config.Parse("culex bridge", args, os.Environ(), os.Stderr)
+	cfg, err := config.Parse("culex bridge", args, os.Environ(), os.Stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}

@@ -2,11 +2,14 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
+// version is set at build time with -ldflags "-X main.version=..."; left
+// as is, the module version from the build info is used (versionInfo).
 var version = "dev"
 
 const usage = `culex: an MQTT broker cluster that carries device traffic into Kafka and back.
@@ -16,6 +19,7 @@ Usage:
   culex bench CMD [flags] load-test any MQTT broker (conn, pub, sub)
   culex users CMD [flags] manage the users file (add, passwd, rm, list)
   culex cluster status    print the nodes of the cluster (culex cluster -h)
+  culex ctl CMD [flags]   operate a running node over its admin API (culex ctl help)
   culex bridge [flags]    standalone MQTT -> Kafka / Kafka -> MQTT bridge for any broker
   culex config check FILE validate a config file as culex serve would load it
   culex probe URL         exit 0 when GET URL answers 2xx (container health checks)
@@ -44,13 +48,18 @@ func main() {
 		err = probe(args)
 	case "cluster":
 		err = clusterCmd(args)
+	case "ctl":
+		err = ctl(args)
 	case "version", "--version", "-v":
-		fmt.Println("culex", version)
+		fmt.Println(versionLine())
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 	default:
 		fmt.Fprintf(os.Stderr, "culex: unknown command %q\n\n%s", cmd, usage)
 		os.Exit(2)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return // -h asked for the usage, which was printed
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "culex:", err)

@@ -10,14 +10,16 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/culexmq/culex/internal/admin"
 	"github.com/culexmq/culex/internal/config"
+	"github.com/culexmq/culex/internal/dashboard"
 	"github.com/culexmq/culex/internal/server"
 )
 
 // serve runs a broker node until SIGTERM or SIGINT, then shuts it down
 // gracefully within shutdown_timeout.
 func serve(args []string) error {
-	cfg, err := config.Parse("culex serve", args, os.Environ(), os.Stderr)
+	cfg, err := config.Parse("culex serve", args, os.Environ(), os.Stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
@@ -29,6 +31,9 @@ func serve(args []string) error {
 	srv, err := server.New(cfg, log)
 	if err != nil {
 		return err
+	}
+	if a := srv.Admin(); a != nil { // the dashboard at / of the admin listener
+		a.Mount(admin.Handlers{Dashboard: dashboard.Handler()})
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)

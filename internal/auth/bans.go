@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -185,6 +184,3 @@ func (l *Limiter) unban(addr string) bool {
 	delete(l.addrs, addr)
 	return now.Before(f.bannedUntil)
 }
-
-// errNoUsersFile: the users backend is not configured.
-var errNoUsersFile = errors.New("no users file (auth.users_file)")

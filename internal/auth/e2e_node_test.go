@@ -17,6 +17,7 @@ import (
 
 	"github.com/culexmq/culex/internal/auth"
 	"github.com/culexmq/culex/internal/config"
+	"github.com/culexmq/culex/internal/testlog"
 	"github.com/eclipse/paho.golang/paho"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -202,7 +203,7 @@ func TestE2ESafeDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs strings.Builder
+	var logs testlog.Buffer // the node's goroutines log on while the test reads
 	srv := runServerLog(t, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	if want := "allow_anonymous=false allow_anonymous_from=\"default: on without an auth backend, off with one\" acl_default=deny"; !strings.Contains(logs.String(), want) {
 		t.Errorf("start-up log lacks %q:\n%s", want, logs.String())

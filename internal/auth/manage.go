@@ -1,11 +1,14 @@
 package auth
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
 
 // What the admin API manages: the users file, and a view of the ACL.
 
 // ErrNoUsersFile is EditUsers' error when auth.users_file is not set.
-var ErrNoUsersFile = errNoUsersFile
+var ErrNoUsersFile = errors.New("no users file (auth.users_file)")
 
 // Users returns the users file as last loaded (nil without one).
 func (s *Service) Users() *Users {

@@ -46,10 +46,14 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		if asJSON {
-			return s.WriteJSON(stdout)
+			err = s.WriteJSON(stdout)
+		} else {
+			s.WriteText(stdout)
 		}
-		s.WriteText(stdout)
-		return nil
+		if err == nil {
+			err = s.noneConnected()
+		}
+		return err
 	case "compare":
 		return Compare(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":

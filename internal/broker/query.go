@@ -206,3 +206,11 @@ func (b *Broker) DeleteRetained(t string) bool {
 	b.setRetained(&Message{Topic: t}, nil)
 	return true
 }
+
+// RetainedCount is the number of retained messages that clients
+// published: the $SYS values are left out (Stats.Retained counts them).
+func (b *Broker) RetainedCount() int {
+	b.retMu.Lock()
+	defer b.retMu.Unlock()
+	return b.retUse.n
+}

@@ -11,8 +11,11 @@ import (
 type Admin struct {
 	// Listen is the host:port of the admin listener; empty turns it off.
 	// The default binds loopback only: put it behind TLS (TLS) or a
-	// reverse proxy before opening it to a network.
-	Listen string `yaml:"listen"`
+	// reverse proxy before opening it to a network. A default address
+	// that cannot be bound (another node on the host has it) is a warning;
+	// an address given (ListenSet) that cannot be bound stops the start.
+	Listen    string `yaml:"listen" given:"ListenSet"`
+	ListenSet bool   `yaml:"-"`
 	// TLS serves the listener over HTTPS (both files or neither); session
 	// cookies are then marked Secure.
 	TLS AdminTLS `yaml:"tls"`

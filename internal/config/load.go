@@ -20,13 +20,13 @@ import (
 func Parse(name string, args, environ []string, out io.Writer) (Config, error) {
 	c := Default()
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(out)
+	fs.SetOutput(io.Discard) // errors are returned as one line; -h prints usage
+	fs.Usage = func() {}     // printed below for -h only, not for a bad flag
 	var file string
 	var listens []string
 	fs.StringVar(&file, "c", "", "YAML config `file`")
 	fs.StringVar(&file, "config", "", "YAML config `file`")
-	fs.Func("listen", "listener `URL`, repeatable: tcp://127.0.0.1:1883, ssl://:8883?cert_file=c.pem&key_file=k.pem, ws://:8083/mqtt, wss://...; query keys are the listener's config keys ("+listenerQueryKeys+"; trusted_proxies repeats or takes addresses separated by +)",
-		func(s string) error { listens = append(listens, s); return nil })
+	fs.Func("listen", "listener `URL`, repeatable", func(s string) error { listens = append(listens, s); return nil })
 	var peers []string
 	fs.Func("cluster.peers", "config key cluster.peers: a core's cluster port `host:port`, repeatable or comma-separated (or one DNS name resolving to every core)",
 		func(s string) error { peers = append(peers, splitList(s)...); return nil })
@@ -38,15 +38,14 @@ func Parse(name string, args, environ []string, out io.Writer) (Config, error) {
 	var set []setting
 	for _, f := range fields(&c) {
 		path := f.path
-		def := fmt.Sprint(f.v.Interface())
-		if d, ok := dependentDefaults[path]; ok {
-			def = d
-		}
-		fs.Func(flagName(path), fmt.Sprintf("config key %s (default %s)", path, def),
-			func(s string) error { set = append(set, setting{path, s}); return nil })
+		fs.Func(flagName(path), "config key "+path, func(s string) error { set = append(set, setting{path, s}); return nil })
 	}
-	if err := fs.Parse(args); err != nil {
-		return c, err
+	if err := fs.Parse(normalizeFlags(args, fs)); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage(out, name, &c)
+			return c, err
+		}
+		return c, flagError(err, fs)
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q (flags start with --)", fs.Arg(0))

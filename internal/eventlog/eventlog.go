@@ -10,6 +10,8 @@ package eventlog
 
 import (
 	"context"
+	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"sort"
@@ -96,7 +98,10 @@ func (l *Logger) OnConnect(c *broker.ClientInfo, sessionPresent bool) {
 // (broker.DisconnectHook).
 func (l *Logger) OnDisconnect(c *broker.ClientInfo, err error) {
 	reason := "client sent DISCONNECT"
-	if err != nil {
+	switch {
+	case errors.Is(err, io.EOF):
+		reason = "connection closed by the client without DISCONNECT"
+	case err != nil:
 		reason = err.Error()
 	}
 	l.log.Info("client disconnected", append(clientAttrs(c), "reason", reason)...)
@@ -173,7 +178,7 @@ func (l *Logger) summarise(period time.Duration) {
 	for key, k := range l.kinds {
 		switch {
 		case k.n > PerPeriod:
-			lines = append(lines, line{k.msg + " (summary)", append([]any{"count", k.n, "period", period, "logged", PerPeriod, "latest"}, slog.Group("", k.last...)), false})
+			lines = append(lines, line{k.msg + " (summary)", append([]any{"count", k.n, "period", period, "logged", PerPeriod}, slog.Group("latest", k.last...)), false})
 		case k.n == 0 && !k.quiet:
 			lines = append(lines, line{k.msg + ": none in the last period", []any{"period", period}, true})
 		case k.n == 0:

@@ -8,6 +8,7 @@ package health
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -27,7 +28,7 @@ type Failure struct {
 }
 
 // Timeout bounds one readiness evaluation; a check still running then
-// fails with "timed out".
+// fails with "no answer in time".
 const Timeout = 5 * time.Second
 
 // Checker runs the named readiness checks.
@@ -101,7 +102,7 @@ func run(ctx context.Context, fn Check) error {
 	case err := <-done:
 		return err
 	case <-ctx.Done():
-		return fmt.Errorf("timed out after %s", Timeout)
+		return errors.New("no answer in time")
 	}
 }
 

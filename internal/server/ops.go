@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/culexmq/culex/internal/admin"
 	"github.com/culexmq/culex/internal/broker"
 	"github.com/culexmq/culex/internal/eventlog"
 	"github.com/culexmq/culex/internal/health"
@@ -80,6 +81,15 @@ func (s *Server) useOps() {
 	if s.kafka != nil && s.kafka.NeedsKafka() {
 		h.Add("kafka", s.kafka.Ping)
 	}
+}
+
+// mountOps serves /metrics, /healthz and /readyz on the admin listener
+// (when there is one). The dashboard's handler joins them here.
+func (s *Server) mountOps() {
+	if s.admin == nil {
+		return
+	}
+	s.admin.Mount(admin.Handlers{Metrics: s.MetricsHandler(), Healthz: health.Healthz(), Readyz: s.ops.health.Readyz()})
 }
 
 // startOps starts the summaries and the readiness log; stopOps ends them.

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/culexmq/culex/internal/admin"
 	"github.com/culexmq/culex/internal/auth"
 	"github.com/culexmq/culex/internal/bridge/kafka"
 	"github.com/culexmq/culex/internal/broker"
@@ -38,6 +39,7 @@ type Server struct {
 	broker    *broker.Broker
 	listeners []*listener.Listener
 	serving   sync.WaitGroup // one per listener's accept loop
+	admin     *admin.Server  // nil with admin.listen empty
 	ops       ops            // metrics, readiness, event log (ops.go)
 
 	mu   sync.Mutex
@@ -122,6 +124,10 @@ func (s *Server) open() error {
 	}
 	s.noteSharedAddress()
 	s.useOps()
+	if err := s.openAdmin(); err != nil {
+		return err
+	}
+	s.mountOps()
 	return nil
 }
 
@@ -221,6 +227,9 @@ func (s *Server) Start() error {
 		s.log.Info("listening", "url", l.URL())
 	}
 	s.startOps()
+	if s.admin != nil {
+		s.admin.Start()
+	}
 	return nil
 }
 
@@ -277,6 +286,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	s.stopOps()
 	var errs []error
+	if s.admin != nil {
+		errs = append(errs, s.admin.Shutdown(ctx))
+	}
 	for _, l := range s.listeners {
 		errs = append(errs, l.Close())
 	}
@@ -293,6 +305,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // closeAll releases what open managed to create before it failed.
 func (s *Server) closeAll() {
+	if s.admin != nil {
+		s.admin.Shutdown(context.Background())
+	}
 	for _, l := range s.listeners {
 		l.Close()
 	}

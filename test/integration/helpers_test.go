@@ -69,6 +69,13 @@ func (b *lockedBuffer) String() string {
 // loopback port 0 and shuts it down when the test ends. mods adjust the config.
 func startBroker(t *testing.T, mods ...func(*config.Config)) *server.Server {
 	t.Helper()
+	srv, _ := startBrokerLogs(t, mods...)
+	return srv
+}
+
+// startBrokerLogs is startBroker that also returns the broker's log.
+func startBrokerLogs(t *testing.T, mods ...func(*config.Config)) (*server.Server, *lockedBuffer) {
+	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = ""
 	cfg.LogLevel = "debug"
@@ -97,7 +104,7 @@ func startBroker(t *testing.T, mods ...func(*config.Config)) *server.Server {
 			t.Logf("broker log:\n%s", tail(logs.String(), 200))
 		}
 	})
-	return srv
+	return srv, logs
 }
 
 // waitClients waits until the broker counts n connected clients: the way to

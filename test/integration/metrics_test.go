@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/culexmq/culex/internal/brokertest"
+	"github.com/culexmq/culex/internal/config"
 	"github.com/culexmq/culex/internal/server"
 )
 
@@ -46,15 +47,19 @@ func metricsServer(t *testing.T, srv *server.Server) string {
 
 // TestMetricsPromtool: the node's /metrics output passes `promtool check
 // metrics` (Prometheus' own linter: names, units, _total, help text) and
-// carries the connection count of clients a real client library holds.
+// carries the connection count of clients a real client library holds,
+// their messages by QoS, and a CONNECT refused at max_connections.
 func TestMetricsPromtool(t *testing.T) {
 	promtool := brokertest.Tool(t, "promtool", "prometheus")
-	srv := startBroker(t)
+	srv := startBroker(t, func(c *config.Config) { c.MQTT.MaxConnections = 1 })
 	base := metricsServer(t, srv)
 	c := connectV5(t, tcpAddr(t, srv), v5Connect("metrics-a", true, 0))
 	c.subscribe(sub("m/#", 1))
 	c.publish("m/x", 1, "hello")
 	waitClients(t, srv, 1)
+	if _, ack, err := dialV5(t, tcpAddr(t, srv), v5Connect("metrics-b", true, 0), nil); err == nil {
+		t.Fatalf("a second client connected past max_connections 1: %+v", ack)
+	}
 	out := scrape(t, base+"/metrics")
 	cmd := exec.Command(promtool, "check", "metrics")
 	cmd.Stdin = strings.NewReader(out)
@@ -66,6 +71,8 @@ func TestMetricsPromtool(t *testing.T) {
 		`culex_connections{listener="tcp://127.0.0.1:0",protocol="5.0"} 1`,
 		`culex_connects_total{listener="tcp://127.0.0.1:0",protocol="5.0"} 1`,
 		`culex_messages_received_total{qos="1"} 1`,
+		`culex_messages_sent_total{qos="1"} 1`,
+		`culex_connects_refused_total{reason="quota_exceeded"} 1`,
 		`culex_messages_dropped_total{reason="queue_full"} 0`,
 		"culex_build_info{",
 		"go_goroutines ",
@@ -81,16 +88,17 @@ func TestMetricsPromtool(t *testing.T) {
 }
 
 // TestPrometheusScrapesNode: a real Prometheus server (Debian's
-// prometheus) scrapes the node, and a PromQL query through its HTTP API
-// returns the number of clients connected.
+// prometheus) scrapes a running `culex serve` at its admin listener's
+// /metrics, and a PromQL query through Prometheus's HTTP API returns the
+// number of clients connected; every query of the example Grafana
+// dashboard is valid PromQL there.
 func TestPrometheusScrapesNode(t *testing.T) {
 	prom := brokertest.Tool(t, "prometheus", "prometheus")
-	srv := startBroker(t)
-	target, _ := url.Parse(metricsServer(t, srv))
+	node := startCulex(t, t.TempDir(), "--admin.listen", "127.0.0.1:0", "--admin.default-password", "prom-admin-pw")
+	target, _ := url.Parse(node.adminURL())
 	for i := range 3 {
-		connectV5(t, tcpAddr(t, srv), v5Connect(fmt.Sprintf("prom-%d", i), true, 0))
+		connectV5(t, node.addr, v5Connect(fmt.Sprintf("prom-%d", i), true, 0))
 	}
-	waitClients(t, srv, 3)
 
 	dir := t.TempDir()
 	cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: culex\n    static_configs:\n      - targets: ['%s']\n", target.Host)
@@ -144,5 +152,30 @@ func TestPrometheusScrapesNode(t *testing.T) {
 	})
 	if v, _ := query(`culex_clients_connected`); v != "3" {
 		t.Errorf("culex_clients_connected = %q, want 3", v)
+	}
+	// Every query of the example Grafana dashboard is valid PromQL.
+	dash, err := os.ReadFile("../../deploy/grafana/culex.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Panels []struct{ Targets []struct{ Expr string } }
+	}
+	if err := json.Unmarshal(dash, &d); err != nil {
+		t.Fatalf("deploy/grafana/culex.json: %v", err)
+	}
+	for _, p := range d.Panels {
+		for _, tg := range p.Targets {
+			expr := strings.NewReplacer("$instance", ".*", "$job", ".*").Replace(tg.Expr)
+			resp, err := http.Get("http://" + api + "/api/v1/query?query=" + url.QueryEscape(expr))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("dashboard query %s: %s %s", tg.Expr, resp.Status, body)
+			}
+		}
 	}
 }

@@ -1,0 +1,144 @@
+package admin
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/culexmq/culex/internal/broker"
+	"github.com/culexmq/culex/internal/mqtt/packet"
+)
+
+type clientJSON struct {
+	ClientID       string     `json:"client_id"`
+	Username       string     `json:"username"`
+	Node           string     `json:"node"`
+	Connected      bool       `json:"connected"`
+	Address        string     `json:"address"`
+	Listener       string     `json:"listener"`
+	ProtoVersion   byte       `json:"proto_version"`
+	Persistent     bool       `json:"persistent"`
+	Expiry         uint32     `json:"session_expiry_seconds"`
+	DisconnectedAt *time.Time `json:"disconnected_at"`
+	Subscriptions  int        `json:"subscriptions"`
+	Inflight       int        `json:"inflight"`
+	Queued         int        `json:"queued"`
+}
+
+type clientDetailJSON struct {
+	clientJSON
+	Owner         string             `json:"owner"`
+	InflightMax   int                `json:"inflight_max"`
+	QueuedBytes   int                `json:"queued_bytes"`
+	QueueMax      int                `json:"queue_max"`
+	QueueMaxBytes int                `json:"queue_max_bytes"`
+	Subs          []subscriptionJSON `json:"subscription_list"`
+}
+
+type subscriptionJSON struct {
+	ClientID string `json:"client_id"`
+	Node     string `json:"node"`
+	Topic    string `json:"topic"`
+	Group    string `json:"share_group,omitempty"`
+	QoS      byte   `json:"qos"`
+	NoLocal  bool   `json:"no_local"`
+	RAP      bool   `json:"retain_as_published"`
+	RH       byte   `json:"retain_handling"`
+	ID       uint32 `json:"subscription_id,omitempty"`
+}
+
+func (s *Server) clientOut(c *broker.ClientSnapshot) clientJSON {
+	j := clientJSON{ClientID: c.ClientID, Username: c.Username, Node: s.node, Connected: c.Connected, Address: c.Remote,
+		Listener: c.Listener, ProtoVersion: c.Version, Persistent: c.Persistent, Expiry: c.Expiry,
+		Subscriptions: c.Subs, Inflight: c.Inflight, Queued: c.Queued}
+	if !c.DiscAt.IsZero() {
+		t := c.DiscAt.UTC()
+		j.DisconnectedAt = &t
+	}
+	return j
+}
+
+func (s *Server) subOut(x *broker.SubscriptionSnapshot) subscriptionJSON {
+	return subscriptionJSON{ClientID: x.ClientID, Node: s.node, Topic: x.Filter, Group: x.Group, QoS: x.QoS,
+		NoLocal: x.NoLocal, RAP: x.RAP, RH: x.RH, ID: x.ID}
+}
+
+// clientFilter reads the filters of GET /clients and /sessions.
+func (s *Server) clientFilter(r *http.Request, persistentOnly bool) (func(*broker.ClientSnapshot) bool, error) {
+	q := r.URL.Query()
+	id, user, addr, node := q.Get("client_id"), q.Get("username"), q.Get("address"), q.Get("node")
+	conn, connSet, err := boolParam(r, "connected")
+	if err != nil {
+		return nil, err
+	}
+	return func(c *broker.ClientSnapshot) bool {
+		return (!persistentOnly || c.Persistent) && strings.Contains(c.ClientID, id) && strings.Contains(c.Username, user) &&
+			strings.Contains(c.Remote, addr) && (node == "" || node == s.node) && (!connSet || c.Connected == conn)
+	}, nil
+}
+
+func (s *Server) listClients(w http.ResponseWriter, r *http.Request) error {
+	return s.clients(w, r, false)
+}
+
+func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) error {
+	return s.clients(w, r, true)
+}
+
+func (s *Server) clients(w http.ResponseWriter, r *http.Request, persistentOnly bool) error {
+	keep, err := s.clientFilter(r, persistentOnly)
+	if err != nil {
+		return err
+	}
+	return writePage(w, r, s.opts.Broker.Clients(keep), s.clientOut)
+}
+
+func (s *Server) getClient(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("client_id")
+	c, ok := s.opts.Broker.Client(id)
+	if !ok {
+		return notFound("no client %q", id)
+	}
+	j := clientDetailJSON{clientJSON: s.clientOut(&c), Owner: c.Owner, InflightMax: c.InflightMax, QueuedBytes: c.QueuedBytes,
+		QueueMax: c.QueueMax, QueueMaxBytes: c.QueueMaxBytes, Subs: []subscriptionJSON{}}
+	for i := range c.Subscriptions {
+		j.Subs = append(j.Subs, s.subOut(&c.Subscriptions[i]))
+	}
+	return writeJSON(w, http.StatusOK, j)
+}
+
+func (s *Server) kickClient(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("client_id")
+	if !s.opts.Broker.Disconnect(id, packet.ErrAdministrativeAction) {
+		return notFound("client %q is not connected", id)
+	}
+	s.log.Info("admin: client kicked", "client_id", id, "by", caller(r).name)
+	return noContent(w)
+}
+
+func (s *Server) listSubscriptions(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	id, f, group := q.Get("client_id"), q.Get("topic"), q.Get("share_group")
+	subs := s.opts.Broker.Subscriptions(func(x *broker.SubscriptionSnapshot) bool {
+		return (id == "" || x.ClientID == id) && strings.Contains(x.Filter, f) && (group == "" || x.Group == group)
+	})
+	return writePage(w, r, subs, s.subOut)
+}
+
+type topicJSON struct {
+	Topic       string `json:"topic"`
+	Subscribers int    `json:"subscribers"`
+	Node        string `json:"node"`
+}
+
+func (s *Server) listTopics(w http.ResponseWriter, r *http.Request) error {
+	f := r.URL.Query().Get("topic")
+	filters, counts := s.opts.Broker.Topics()
+	var out []topicJSON
+	for i, t := range filters {
+		if strings.Contains(t, f) {
+			out = append(out, topicJSON{Topic: t, Subscribers: counts[i], Node: s.node})
+		}
+	}
+	return writePage(w, r, out, func(t *topicJSON) topicJSON { return *t })
+}
