@@ -41,6 +41,9 @@ type Stats struct {
 	// bad syntax): each leaves the previous version in force and is logged
 	// as an error.
 	ReloadFailures atomic.Int64
+	// ByBackend counts logins by deciding backend and result
+	// (backendstats.go).
+	ByBackend BackendCounts
 }
 
 // NewChain returns a chain over backends. limiter, log and stats may be nil.
@@ -79,6 +82,7 @@ func (c *Chain) Authenticate(ctx context.Context, r *Request) (*Identity, error)
 		switch res.Verdict {
 		case Allow:
 			c.stats.Success.Add(1)
+			c.stats.ByBackend.add(b.Name(), "success")
 			return c.identity(r, b.Name(), &res), nil
 		case Deny:
 			c.decoy(ctx, r, hashed)
@@ -87,11 +91,13 @@ func (c *Chain) Authenticate(ctx context.Context, r *Request) (*Identity, error)
 	}
 	if c.anonymous && (!r.offered() || len(c.backends) == 0) {
 		c.stats.Anonymous.Add(1)
+		c.stats.ByBackend.add("anonymous", "success")
 		return &Identity{ClientID: r.ClientID, Remote: r.Remote, Anonymous: true,
 			CertCN: verifiedCN(r), Backend: "anonymous"}, nil
 	}
 	if !r.offered() {
 		c.stats.Failure.Add(1)
+		c.stats.ByBackend.add("", "failure")
 		return nil, packet.ErrNotAuthorized
 	}
 	c.decoy(ctx, r, hashed)
@@ -143,6 +149,7 @@ func (c *Chain) admit(ctx context.Context, r *Request, addr string) error {
 
 func (c *Chain) fail(r *Request, addr, backend string, code error) error {
 	c.stats.Failure.Add(1)
+	c.stats.ByBackend.add(backend, "failure")
 	if code == nil {
 		code = packet.ErrBadUsernameOrPassword
 	}

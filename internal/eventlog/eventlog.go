@@ -52,11 +52,10 @@ type Logger struct {
 
 // kind is one flood-prone event kind within the current period.
 type kind struct {
-	msg     string // the summary's message
-	n       int    // events this period
-	quiet   bool   // the previous period had none
-	last    []any  // attributes of the latest event
-	lastErr string
+	msg   string // the summary's message
+	n     int    // events this period
+	quiet bool   // the previous period had none
+	last  []any  // attributes of the latest event
 }
 
 var (
@@ -111,26 +110,23 @@ func (l *Logger) OnDisconnect(c *broker.ClientInfo, err error) {
 // reason.
 func (l *Logger) OnRefuse(c *broker.ClientInfo, code packet.Code) {
 	attrs := append(clientAttrs(c), "reason", code.Reason)
-	l.event("refused "+code.Reason, "connect refused", attrs, "")
+	l.event("refused "+code.Reason, "connect refused", attrs)
 }
 
-// Handshake logs a connection that failed before MQTT: a TLS handshake,
-// a PROXY header or a WebSocket upgrade; summarised.
-func (l *Logger) Handshake(listener string, remote net.Addr, err error) {
+// Handshake logs a connection to listener from remote that failed before
+// MQTT (a TLS handshake, a PROXY header, a WebSocket upgrade) with error
+// text errText; summarised.
+func (l *Logger) Handshake(listener, remote, errText string) {
 	what := "connection failed before MQTT"
-	if isTLS(err) {
+	if strings.HasPrefix(errText, "tls handshake") || strings.Contains(errText, "tls:") {
 		what = "TLS handshake failed"
 	}
-	l.event(what, what, []any{"listener", listener, "remote", addr(remote), "err", err.Error()}, err.Error())
-}
-
-func isTLS(err error) bool {
-	return strings.HasPrefix(err.Error(), "tls handshake") || strings.Contains(err.Error(), "tls:")
+	l.event(what, what, []any{"listener", listener, "remote", remote, "err", errText})
 }
 
 // event logs one flood-prone event: one by one up to PerPeriod per kind
 // and period, counted after that.
-func (l *Logger) event(key, msg string, attrs []any, errText string) {
+func (l *Logger) event(key, msg string, attrs []any) {
 	l.mu.Lock()
 	k := l.kinds[key]
 	if k == nil {
@@ -138,7 +134,7 @@ func (l *Logger) event(key, msg string, attrs []any, errText string) {
 		l.kinds[key] = k
 	}
 	k.n++
-	k.last, k.lastErr = attrs, errText
+	k.last = attrs
 	n := k.n
 	l.mu.Unlock()
 	if n <= PerPeriod {

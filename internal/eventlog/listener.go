@@ -2,9 +2,7 @@ package eventlog
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	"net"
 	"strings"
 )
 
@@ -53,7 +51,7 @@ func (h *listenerHandler) Handle(ctx context.Context, r slog.Record) error {
 	if strings.Contains(errText, "trusted_proxies") {
 		return nil
 	}
-	h.l.Handshake(h.listener, textAddr(remote), errors.New(errText))
+	h.l.Handshake(h.listener, remote, errText)
 	return nil
 }
 
@@ -64,11 +62,3 @@ func (h *listenerHandler) WithAttrs(as []slog.Attr) slog.Handler {
 func (h *listenerHandler) WithGroup(name string) slog.Handler {
 	return &listenerHandler{Handler: h.Handler.WithGroup(name), l: h.l, listener: h.listener}
 }
-
-// textAddr is a net.Addr that is only its text.
-type textAddr string
-
-func (a textAddr) Network() string { return "tcp" }
-func (a textAddr) String() string  { return string(a) }
-
-var _ net.Addr = textAddr("")

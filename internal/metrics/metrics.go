@@ -72,13 +72,18 @@ func (c *Collector) OnConnect(ci *broker.ClientInfo, _ bool) {
 	c.mu.Unlock()
 }
 
-// Handler serves the Collector, extra collectors (the cluster's, say) and
-// the Go runtime and process collectors in the Prometheus text format.
-func Handler(c *Collector, extra ...prometheus.Collector) http.Handler {
+// Registry returns a registry holding c and the Go runtime and process
+// collectors; the node's other parts (the cluster) register theirs in it.
+func Registry(c *Collector) *prometheus.Registry {
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(extra...)
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: nil, ErrorHandling: promhttp.ContinueOnError})
+	return reg
+}
+
+// Handler serves reg in the Prometheus text format; a collector that
+// fails leaves the others served.
+func Handler(reg *prometheus.Registry) http.Handler {
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
 
 // Describe sends every metric's description.

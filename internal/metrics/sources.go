@@ -9,7 +9,7 @@ import (
 )
 
 var (
-	logins         = desc("auth_logins_total", "Logins by result: success (a backend accepted), anonymous (accepted without credentials), failure (refused).", "result")
+	logins         = desc("auth_logins_total", "Logins by the backend that decided them (users, jwt, http, cert, scram; anonymous: let in without credentials; none: no backend answered) and result (success, failure).", "backend", "result")
 	backendErrors  = desc("auth_backend_errors_total", "Authentication backends that failed to answer (webhook down, JWKS unreachable, ...).")
 	bannedLogins   = desc("auth_banned_logins_total", "Logins refused because their address is banned.")
 	newBans        = desc("auth_bans_total", "Addresses banned after failed logins.")
@@ -52,9 +52,10 @@ var (
 
 func collectAuth(e emitter, a *auth.Service) {
 	s := a.Stats()
-	e.counter(logins, float64(s.Success.Load()), "success")
-	e.counter(logins, float64(s.Anonymous.Load()), "anonymous")
-	e.counter(logins, float64(s.Failure.Load()), "failure")
+	keys, counts := s.ByBackend.Counts()
+	for i, k := range keys {
+		e.counter(logins, float64(counts[i]), k.Backend, k.Result)
+	}
 	e.counter(backendErrors, float64(s.BackendErrors.Load()))
 	e.counter(bannedLogins, float64(s.Banned.Load()))
 	e.counter(newBans, float64(s.NewBans.Load()))

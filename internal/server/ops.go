@@ -28,8 +28,11 @@ const readyEvery = 5 * time.Second
 // event log (docs/operations.md).
 type ops struct {
 	metrics *metrics.Collector
-	events  *eventlog.Logger
-	health  *health.Checker
+	// registry serves metrics with the Go and process collectors, and
+	// those RegisterMetrics adds.
+	registry *prometheus.Registry
+	events   *eventlog.Logger
+	health   *health.Checker
 	// serving[i] is true while listener i's accept loop runs.
 	serving []atomic.Bool
 	// state is what the node check reports: starting, ready, stopping.
@@ -43,6 +46,7 @@ type ops struct {
 // initOps makes the hooks the broker needs before it is created.
 func (s *Server) initOps(opts *broker.Options) {
 	s.ops.metrics = metrics.New()
+	s.ops.registry = metrics.Registry(s.ops.metrics)
 	s.ops.events = eventlog.New(s.log)
 	s.ops.health = health.New(s.log)
 	s.ops.state.Store("starting")
@@ -84,7 +88,8 @@ func (s *Server) useOps() {
 }
 
 // mountOps serves /metrics, /healthz and /readyz on the admin listener
-// (when there is one). The dashboard's handler joins them here.
+// (when there is one); the dashboard is mounted beside them with its own
+// Mount (Mount keeps what an earlier one set).
 func (s *Server) mountOps() {
 	if s.admin == nil {
 		return
@@ -160,10 +165,19 @@ func (s *Server) storeReady(ctx context.Context) error {
 	}
 }
 
-// MetricsHandler serves the node's Prometheus metrics (mount it at
-// /metrics); extra collectors (the cluster's) are served with them.
-func (s *Server) MetricsHandler(extra ...prometheus.Collector) http.Handler {
-	return metrics.Handler(s.ops.metrics, extra...)
+// MetricsHandler serves the node's Prometheus metrics (the admin
+// listener's /metrics).
+func (s *Server) MetricsHandler() http.Handler { return metrics.Handler(s.ops.registry) }
+
+// RegisterMetrics adds collectors (the cluster's) to what MetricsHandler
+// serves, at any time.
+func (s *Server) RegisterMetrics(cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := s.ops.registry.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Health is the node's readiness: mount Health().Readyz() at /readyz and

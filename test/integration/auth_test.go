@@ -33,12 +33,7 @@ func TestUsersFileAndACLThroughClients(t *testing.T) {
 		c.Auth.ACLFile = aclFile
 	})
 	addr := tcpAddr(t, srv)
-	login := func(id, user, pass string) *paho.Connect {
-		cp := v5Connect(id, true, 0)
-		cp.Username, cp.UsernameFlag = user, true
-		cp.Password, cp.PasswordFlag = []byte(pass), true
-		return cp
-	}
+	login := passwordLogin
 
 	dev1 := connectV5(t, addr, login("dev1", "dev1", "secret-dev1"))
 	if _, ca, err := dialV5(t, addr, login("bad", "dev1", "wrong"), nil); err == nil || ca == nil || ca.ReasonCode != 0x86 {

@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/culexmq/culex/internal/brokertest"
 	"github.com/culexmq/culex/internal/config"
 	"github.com/culexmq/culex/internal/server"
@@ -48,10 +51,16 @@ func metricsServer(t *testing.T, srv *server.Server) string {
 // TestMetricsPromtool: the node's /metrics output passes `promtool check
 // metrics` (Prometheus' own linter: names, units, _total, help text) and
 // carries the connection count of clients a real client library holds,
-// their messages by QoS, and a CONNECT refused at max_connections.
+// their messages by QoS, a CONNECT refused at max_connections, and what
+// another part registered with RegisterMetrics.
 func TestMetricsPromtool(t *testing.T) {
 	promtool := brokertest.Tool(t, "promtool", "prometheus")
 	srv := startBroker(t, func(c *config.Config) { c.MQTT.MaxConnections = 1 })
+	extra := prometheus.NewCounter(prometheus.CounterOpts{Name: "culex_cluster_test_total", Help: "A collector of another part."})
+	extra.Add(3)
+	if err := srv.RegisterMetrics(extra); err != nil {
+		t.Fatal(err)
+	}
 	base := metricsServer(t, srv)
 	c := connectV5(t, tcpAddr(t, srv), v5Connect("metrics-a", true, 0))
 	c.subscribe(sub("m/#", 1))
@@ -75,6 +84,7 @@ func TestMetricsPromtool(t *testing.T) {
 		`culex_connects_refused_total{reason="quota_exceeded"} 1`,
 		`culex_messages_dropped_total{reason="queue_full"} 0`,
 		"culex_build_info{",
+		"culex_cluster_test_total 3",
 		"go_goroutines ",
 		"process_open_fds ",
 	} {
@@ -178,4 +188,45 @@ func TestPrometheusScrapesNode(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestMetricsLoginsByBackend: logins are counted by the backend that
+// decided them: a users-file user's right and wrong passwords under
+// backend="users", an unknown user (no backend answered) under "none".
+func TestMetricsLoginsByBackend(t *testing.T) {
+	_, usersFile := writeUsers(t, t.TempDir(), "dev1")
+	srv := startBroker(t, func(c *config.Config) {
+		c.Auth.AllowAnonymous = false
+		c.Auth.UsersFile = usersFile
+	})
+	base := metricsServer(t, srv)
+	addr := tcpAddr(t, srv)
+	connectV5(t, addr, passwordLogin("dev1", "dev1", "secret-dev1"))
+	for _, l := range []*paho.Connect{passwordLogin("bad", "dev1", "wrong"), passwordLogin("who", "nobody", "x")} {
+		if _, ca, err := dialV5(t, addr, l, nil); err == nil {
+			t.Fatalf("%s logged in: %+v", l.Username, ca)
+		}
+	}
+	out := scrape(t, base+"/metrics")
+	for _, want := range []string{
+		`culex_auth_logins_total{backend="users",result="success"} 1`,
+		`culex_auth_logins_total{backend="users",result="failure"} 1`,
+		`culex_auth_logins_total{backend="none",result="failure"} 1`,
+		`culex_connects_refused_total{reason="bad_user_name_or_password"} 2`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("/metrics:\n%s", out)
+	}
+}
+
+// passwordLogin is a clean-start v5 CONNECT with a username and password.
+func passwordLogin(id, user, pass string) *paho.Connect {
+	cp := v5Connect(id, true, 0)
+	cp.Username, cp.UsernameFlag = user, true
+	cp.Password, cp.PasswordFlag = []byte(pass), true
+	return cp
 }
