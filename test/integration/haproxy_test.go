@@ -92,8 +92,10 @@ func startHAProxyNode(t *testing.T, i int, hook *loginHook) haproxyNode {
 	}
 	n := haproxyNode{}
 	if culexHasAdmin(t) {
-		n.adminPort = freePort(t)
-		flags = append(flags, "--admin.listen", fmt.Sprintf("127.0.0.1:%d", n.adminPort))
+		// On the MQTT listener's address, as on a real node: HAProxy
+		// checks the server's address on the check port.
+		n.adminPort = freePort(t, "127.0.0.2")
+		flags = append(flags, "--admin.listen", fmt.Sprintf("127.0.0.2:%d", n.adminPort))
 	}
 	n.proc = startCulex(t, t.TempDir(), flags...)
 	re := regexp.MustCompile(`msg="?listening"?.*\burl="?tcp://(127\.0\.0\.2:\d+)`)
@@ -107,7 +109,7 @@ func startHAProxyNode(t *testing.T, i int, hook *loginHook) haproxyNode {
 	})
 	if n.adminPort != 0 {
 		// Every listener is bound before "culex started" is logged.
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", n.adminPort), 5*time.Second)
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.2:%d", n.adminPort), 5*time.Second)
 		if err != nil {
 			n.adminPort = 0 // the key exists, the server does not yet
 		} else {
@@ -117,10 +119,10 @@ func startHAProxyNode(t *testing.T, i int, hook *loginHook) haproxyNode {
 	return n
 }
 
-// freePort returns a loopback port that was free a moment ago, for the
+// freePort returns a port of host that was free a moment ago, for the
 // admin listener whose address HAProxy must know before it starts.
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func freePort(t *testing.T, host string) int {
+	l, err := net.Listen("tcp", host+":0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,19 +281,53 @@ func (h *haproxyRun) stat(t *testing.T, backend, col string) map[string]string {
 // id through the test's webhook.
 func dialFrom(t *testing.T, local, addr, id string) *rawConn {
 	t.Helper()
+	c, err := tryDialFrom(t, local, addr, id)
+	if err != nil {
+		t.Fatalf("%s: %v", id, err)
+	}
+	return c
+}
+
+// tryDialFrom is dialFrom returning the error that ended the attempt.
+func tryDialFrom(t *testing.T, local, addr, id string) (*rawConn, error) {
+	t.Helper()
 	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
 	conn, err := d.Dial("tcp", addr)
 	if err != nil {
-		t.Fatalf("%s: dial %s: %v", id, addr, err)
+		return nil, err
 	}
 	t.Cleanup(func() { conn.Close() })
 	c := &rawConn{Conn: conn, t: t, v: packet.V5, r: bufio.NewReader(conn)}
-	cp := rawConnect(id, true)
-	cp.KeepAlive = 0
-	cp.Username, cp.UsernameFlag = "dev", true
-	cp.Password, cp.PasswordFlag = []byte("pw"), true
-	c.mustConnect(cp)
-	return c
+	cp := &packet.Connect{ProtocolName: "MQTT", Version: packet.V5, ClientID: id, CleanStart: true,
+		Username: "dev", UsernameFlag: true, Password: []byte("pw"), PasswordFlag: true}
+	c.send(cp)
+	p, _, err := c.readPacket(waitTimeout)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("reading CONNACK: %w", err)
+	}
+	if ca, ok := p.(*packet.Connack); !ok || ca.ReasonCode != 0 {
+		t.Fatalf("%s: got %+v, want CONNACK 0", id, p)
+	}
+	return c, nil
+}
+
+// reconnect is a device reconnecting at once after losing its node, as
+// devices do, trying again whenever an attempt ends without CONNACK (the
+// dying node may still complete a TCP handshake), and returns the
+// connection and how many attempts it took.
+func reconnect(t *testing.T, local, addr, id string) (*rawConn, int) {
+	t.Helper()
+	var last error
+	for attempt := 1; attempt <= 20; attempt++ {
+		c, err := tryDialFrom(t, local, addr, id)
+		if err == nil {
+			return c, attempt
+		}
+		last = err
+	}
+	t.Fatalf("%s: no CONNACK in 20 attempts through HAProxy: %v", id, last)
+	return nil, 0
 }
 
 // TestHAProxyShippedConfig runs the shipped deploy/haproxy/haproxy.cfg in
@@ -359,13 +395,18 @@ func TestHAProxyShippedConfig(t *testing.T) {
 	for _, d := range perNode[1] {
 		conns[d].mustClose(waitTimeout)
 		id := fmt.Sprintf("dev-%d", d)
-		// The device reconnects at once, before the check has marked the
-		// node down: HAProxy's connect to the dead node fails and
-		// redispatches to another.
-		conns[d] = dialFrom(t, fmt.Sprintf("127.0.1.%d", d+1), hp.front["1883"], id)
+		// The device reconnects at once, before the check can have marked
+		// the node down (fall - 1 intervals at the earliest): HAProxy's
+		// connect to the dead node fails and redispatches to another.
+		var attempts int
+		conns[d], attempts = reconnect(t, fmt.Sprintf("127.0.1.%d", d+1), hp.front["1883"], id)
 		if l := hook.last(t, id); l.node == 1 || l.peer != conns[d].LocalAddr().String() {
 			t.Errorf("%s reconnected through node %d seen as %s, want another node seeing %s",
 				id, l.node, l.peer, conns[d].LocalAddr())
+		}
+		if took, early := time.Since(killed), hp.inter*time.Duration(hp.fall-1); took >= early {
+			t.Errorf("%s reconnected %v after the kill (%d attempts): not before the node could be marked down (%v); no redispatch?",
+				id, took, attempts, early)
 		}
 	}
 	bound := hp.inter * time.Duration(hp.fall+1)
