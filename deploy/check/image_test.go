@@ -150,6 +150,28 @@ func TestContainerImage(t *testing.T) {
 		}
 	} else {
 		t.Logf("this culex serves no admin listener yet: /readyz not probed in the container")
+		return
+	}
+
+	// The image's own HEALTHCHECK, as shipped, in a container of its own
+	// network namespace (so the fixed 18083 of the image is private to it).
+	out, err = podman(t, bin, time.Minute, append(append([]string{"run", "-d"}, podmanRun...), tag)...)
+	if err != nil {
+		t.Fatalf("podman run on its own network: %v\n%s", err, out)
+	}
+	own := strings.TrimSpace(lastLines(out, 1))
+	t.Cleanup(func() { podman(t, bin, time.Minute, "rm", "-f", own) })
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		out, err := podman(t, bin, time.Minute, "healthcheck", "run", own)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			b, _ := exec.Command(bin, "logs", own).CombinedOutput()
+			t.Fatalf("the image's HEALTHCHECK still fails after 30 s: %v\n%s\nnode log:\n%s", err, out, b)
+		}
+		time.Sleep(200 * time.Millisecond) // polling interval
 	}
 }
 
