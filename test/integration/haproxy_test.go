@@ -83,12 +83,21 @@ type haproxyNode struct {
 // startHAProxyNode starts node i with a PROXY-protocol listener trusting
 // loopback, the login webhook as its only auth backend, and an admin
 // listener when this culex has one.
-func startHAProxyNode(t *testing.T, i int, hook *loginHook) haproxyNode {
+func startHAProxyNode(t *testing.T, i int, hook *loginHook, clusterPorts []int) haproxyNode {
 	flags := []string{
+		// The three nodes are one cluster (docs/cluster.md), each naming the
+		// two others as peers.
+		"--cluster.name", "haproxy-test", "--cluster.node-name", fmt.Sprintf("culex%d", i),
+		"--cluster.listen", fmt.Sprintf("127.0.0.2:%d", clusterPorts[i-1]), "--cluster.secret", "haproxy-test-secret",
 		// 127.0.0.2 tells this listener's log line from startCulex's own.
 		"--listen", "tcp://127.0.0.2:0?proxy_protocol=true&trusted_proxies=127.0.0.0/8",
 		"--auth.backends", "http", "--auth.http.url", fmt.Sprintf("%s/node%d", hook.url, i),
 		"--auth.http.cache-ttl", "0s",
+	}
+	for j, p := range clusterPorts {
+		if j != i-1 {
+			flags = append(flags, "--cluster.peers", fmt.Sprintf("127.0.0.2:%d", p))
+		}
 	}
 	n := haproxyNode{}
 	if culexHasAdmin(t) {
@@ -331,18 +340,24 @@ func reconnect(t *testing.T, local, addr, id string) (*rawConn, int) {
 }
 
 // TestHAProxyShippedConfig runs the shipped deploy/haproxy/haproxy.cfg in
-// front of three `culex serve` processes: devices are spread evenly by
-// leastconn; each node sees each device's own address and port (PROXY
-// protocol v2); a node killed with SIGKILL is marked down by the health
-// check within inter x (fall + 1), and its devices reconnect through
-// HAProxy to the other nodes at once (redispatch), while the others' stay
-// connected. Session resume across nodes needs the cluster (issue 13):
-// here the devices reconnect with clean start.
+// front of a cluster of three `culex serve` processes: devices are spread
+// evenly by leastconn; each node sees each device's own address and port
+// (PROXY protocol v2); every device reaches a subscriber on another node;
+// a node killed with SIGKILL is marked down by the /readyz check within
+// inter x (fall + 1), and its devices reconnect through HAProxy to the
+// other nodes at once (redispatch) and reach the subscriber again, while
+// the others' stay connected. The devices reconnect with clean start:
+// resuming a persistent session on another node needs the replicated
+// session state of the cluster's second part.
 func TestHAProxyShippedConfig(t *testing.T) {
 	hook := newLoginHook(t)
 	nodes := make([]haproxyNode, 3)
+	var clusterPorts []int
+	for range nodes {
+		clusterPorts = append(clusterPorts, freePort(t, "127.0.0.2"))
+	}
 	for i := range nodes {
-		nodes[i] = startHAProxyNode(t, i+1, hook)
+		nodes[i] = startHAProxyNode(t, i+1, hook, clusterPorts)
 	}
 	httpCheck := nodes[0].adminPort != 0
 	if !httpCheck {
@@ -350,7 +365,8 @@ func TestHAProxyShippedConfig(t *testing.T) {
 			"the test replaces the shipped HTTP checks by TCP checks. The HTTP checks run once the admin server is merged.")
 	}
 	hp := startShippedHAProxy(t, nodes, httpCheck)
-	waitFor(t, waitTimeout, "all three servers UP in HAProxy", func() bool {
+	// /readyz waits for the cluster to form.
+	waitFor(t, 3*waitTimeout, "all three servers UP in HAProxy", func() bool {
 		st := hp.status(t, "culex_mqtt")
 		return st["culex1"] == "UP" && st["culex2"] == "UP" && st["culex3"] == "UP"
 	})
@@ -390,6 +406,8 @@ func TestHAProxyShippedConfig(t *testing.T) {
 		}
 	}
 
+	crossNode(t, hook, conns, perNode[3][0])
+
 	killed := time.Now()
 	nodes[0].proc.cmd.Process.Kill() // SIGKILL
 	for _, d := range perNode[1] {
@@ -419,21 +437,48 @@ func TestHAProxyShippedConfig(t *testing.T) {
 	if st := hp.status(t, "culex_mqtt"); st["culex2"] != "UP" || st["culex3"] != "UP" {
 		t.Errorf("the surviving nodes are %v, want UP", st)
 	}
-	// Every device, moved or not, is connected: each answers a ping.
-	for d, c := range conns {
-		c.send(&packet.Pingreq{})
-		if _, ok := expectPacket(c).(*packet.Pingresp); !ok {
-			t.Errorf("dev-%d: no PINGRESP after the node loss", d)
-		}
-	}
+	// Every device, moved or not, is connected and reaches a subscriber
+	// on another node through the cluster.
+	crossNode(t, hook, conns, perNode[3][0])
 }
 
-// expectPacket reads the next packet or fails.
-func expectPacket(c *rawConn) packet.Packet {
-	c.t.Helper()
-	p, _, err := c.readPacket(waitTimeout)
-	if err != nil {
-		c.t.Fatalf("read: %v", err)
+// crossNode: device sub subscribes to fleet/+ and every other device
+// publishes fleet/<its id> (QoS 0, again until it arrives: a new
+// subscription takes milliseconds to reach the other nodes) and must reach
+// it, whichever node each is on.
+func crossNode(t *testing.T, hook *loginHook, conns []*rawConn, sub int) {
+	t.Helper()
+	s := conns[sub]
+	if codes := s.subscribe(1, packet.Properties{}, rawSub("fleet/+", 0)); len(codes) != 1 || codes[0] != 0 {
+		t.Fatalf("SUBACK %v", codes)
 	}
-	return p
+	nodes := map[int]bool{}
+	for d, c := range conns {
+		if d == sub {
+			continue
+		}
+		topic := fmt.Sprintf("fleet/dev-%d", d)
+		nodes[hook.last(t, fmt.Sprintf("dev-%d", d)).node] = true
+		got := false
+		for attempt := 0; attempt < 50 && !got; attempt++ {
+			c.send(&packet.Publish{Topic: topic, Payload: []byte("hello")})
+			for {
+				p, _, err := s.readPacket(200 * time.Millisecond)
+				if err != nil {
+					break // nothing more for now: publish again
+				}
+				if pub, ok := p.(*packet.Publish); ok && pub.Topic == topic {
+					got = true
+					break
+				}
+			}
+		}
+		if !got {
+			t.Errorf("dev-%d (node %d) never reached dev-%d (node %d) on %s", d, hook.last(t, fmt.Sprintf("dev-%d", d)).node,
+				sub, hook.last(t, fmt.Sprintf("dev-%d", sub)).node, topic)
+		}
+	}
+	if len(nodes) < 2 {
+		t.Fatalf("publishers on nodes %v: the check crossed no node", nodes)
+	}
 }
