@@ -12,6 +12,8 @@ import (
 
 	"helm.sh/helm/v4/pkg/chart/common"
 	"helm.sh/helm/v4/pkg/chart/common/util"
+	"helm.sh/helm/v4/pkg/chart/v2/lint"
+	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	"helm.sh/helm/v4/pkg/engine"
 	appsv1 "k8s.io/api/apps/v1"
@@ -201,6 +203,13 @@ func object[T runtime.Object](t *testing.T, r rendered, kind, name string) T {
 func TestHelmChart(t *testing.T) {
 	for name, vals := range valueSets(t) {
 		t.Run(name, func(t *testing.T) {
+			// helm lint: chart metadata, template and YAML errors, warnings too.
+			kv := common.KubeVersion{Version: "v1.33.0", Major: "1", Minor: "33"}
+			for _, m := range lint.RunAll(chartDir, vals, namespace, lint.WithKubeVersion(&kv)).Messages {
+				if m.Severity >= support.WarningSev {
+					t.Errorf("helm lint: %v", m)
+				}
+			}
 			r := render(t, vals)
 			checkWorkloads(t, r)
 			for _, role := range []string{"core", "replicant"} {
