@@ -12,7 +12,10 @@ cd "$(dirname "$0")/.."
 # promtool, which scrape and lint /metrics), chromium and firefox-esr
 # (headless, for the dashboard's browser tests). A test whose tool is
 # missing skips, but fails where CI=true.
-pkgs=(mosquitto mosquitto-clients kcat haproxy coreutils prometheus chromium firefox-esr)
+# For the deployment checks: systemd (systemd-analyze verifies the unit),
+# podman and runc (build and run the container image where base images can
+# be pulled; busybox-static: the stand-in build image where none can).
+pkgs=(mosquitto mosquitto-clients kcat haproxy coreutils prometheus chromium firefox-esr systemd podman runc busybox-static)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
@@ -44,3 +47,9 @@ if ! go test -run '^$' -bench . -benchtime 1x -timeout 10m ./... >"$log" 2>&1; t
 	exit 1
 fi
 echo "benchmarks: each ran once (-benchtime 1x)"
+
+# The deployment files (deploy/): their checks are a Go module of their own
+# so that the Helm SDK, the Kubernetes API types, compose-go and BuildKit
+# never enter the broker's go.mod. They run no goroutines of ours, so no
+# -race (it would only rebuild the Helm SDK instrumented).
+(cd deploy/check && go vet ./... && go test -shuffle=on -timeout 15m ./...)

@@ -18,9 +18,11 @@ Usage:
   culex serve [flags]     run a broker node (culex serve -h for flags)
   culex bench CMD [flags] load-test any MQTT broker (conn, pub, sub)
   culex users CMD [flags] manage the users file (add, passwd, rm, list)
-  culex ctl CMD [flags]   operate a running node over its admin API (culex ctl help)
   culex cluster status    print the nodes of the cluster (culex cluster -h)
+  culex ctl CMD [flags]   operate a running node over its admin API (culex ctl help)
   culex bridge [flags]    standalone MQTT -> Kafka / Kafka -> MQTT bridge for any broker
+  culex config check FILE validate a config file as culex serve would load it
+  culex probe URL         exit 0 when GET URL answers 2xx (container health checks)
   culex version           print the version
 `
 
@@ -40,10 +42,14 @@ func main() {
 		err = users(args)
 	case "bridge":
 		err = bridge(args)
-	case "ctl":
-		err = ctl(args)
+	case "config":
+		err = configCmd(args)
+	case "probe":
+		err = probe(args)
 	case "cluster":
 		err = clusterCmd(args)
+	case "ctl":
+		err = ctl(args)
 	case "version", "--version", "-v":
 		fmt.Println(versionLine())
 	case "help", "-h", "--help":

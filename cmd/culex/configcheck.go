@@ -1,0 +1,87 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/culexmq/culex/internal/config"
+)
+
+const configUsage = `Usage:
+  culex config check [--print] [FILE] [serve flags]
+
+Loads the configuration exactly as culex serve would (defaults, FILE or
+CULEX_CONFIG, CULEX_* variables, flags), validates it and exits 0 when it
+is valid; otherwise prints the error naming the key and exits 1. Nothing is
+opened or started. --print writes the effective configuration as YAML, with
+passwords and secrets redacted.
+`
+
+// configCmd runs `culex config SUBCOMMAND`.
+func configCmd(args []string) error {
+	if len(args) == 0 || args[0] != "check" {
+		fmt.Fprint(os.Stderr, configUsage)
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+			return nil
+		}
+		os.Exit(2)
+	}
+	return configCheck(args[1:], os.Environ(), os.Stdout)
+}
+
+// configCheck validates the configuration given by args and environ and
+// reports it on out.
+func configCheck(args, environ []string, out io.Writer) error {
+	print := false
+	if len(args) > 0 && (args[0] == "--print" || args[0] == "-print") {
+		print, args = true, args[1:]
+	}
+	file := "(defaults and environment)"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		file = args[0]
+		args = append([]string{"-c", args[0]}, args[1:]...)
+	}
+	cfg, err := config.Parse("culex config check", args, environ, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !print {
+		fmt.Fprintf(out, "%s: valid\n", file)
+		return nil
+	}
+	var doc yaml.Node
+	if err := doc.Encode(cfg); err != nil {
+		return err
+	}
+	redact(&doc)
+	enc := yaml.NewEncoder(out)
+	enc.SetIndent(2)
+	defer enc.Close()
+	return enc.Encode(&doc)
+}
+
+// redact replaces the value of every non-empty key named like a password
+// or a secret.
+func redact(n *yaml.Node) {
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i].Value, n.Content[i+1]
+			if v.Kind == yaml.ScalarNode && v.Value != "" &&
+				(strings.Contains(k, "password") || strings.Contains(k, "secret") && !strings.HasSuffix(k, "_file")) {
+				v.Value, v.Tag, v.Style = "<redacted>", "!!str", 0
+			}
+		}
+	}
+	for _, c := range n.Content {
+		redact(c)
+	}
+}
