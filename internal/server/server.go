@@ -120,10 +120,6 @@ func (s *Server) open() error {
 	a.SetDisconnect(func(clientID string) { b.Disconnect(clientID, packet.ErrNotAuthorized) })
 	a.SetDisconnectClient(func(c *broker.ClientInfo, code packet.Code) { b.DisconnectClient(c, code) })
 	for i, lc := range cfg.Listeners {
-		if lc.TLS.TicketSecret == "" && cfg.Cluster.Secret != "" {
-			// Nodes of one cluster resume each other's TLS sessions.
-			lc.TLS.TicketSecret = cfg.Cluster.Secret
-		}
 		l, err := listener.New(lc, b.Handle, s.ops.events.ListenerLogger(s.log, lc.URL))
 		if err != nil {
 			return fmt.Errorf("listeners[%d]: %w", i, err)
