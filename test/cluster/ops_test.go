@@ -10,7 +10,9 @@ import (
 	"net/http/cookiejar"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -204,6 +206,49 @@ func TestAdminAcrossNodes(t *testing.T) {
 	for _, want := range []string{"culex_cluster_nodes_up 3", "culex_cluster_meta_leader_known 1", "culex_cluster_messages_forwarded_total"} {
 		if !bytes.Contains(metrics, []byte(want)) {
 			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+
+	partialAnswers(t, a, c.Nodes[2])
+}
+
+// partialAnswers freezes node n (SIGSTOP) and asks a's node for the
+// clients and nodes: the answers name n as missing and unreachable. A
+// request that starts after the others gave n up (cluster.node_timeout)
+// does not ask it: then n is resumed, rejoins, and is frozen again until
+// both answers were seen.
+func partialAnswers(t *testing.T, a *api, n *clustertest.Node) {
+	t.Helper()
+	clientsFlagged, nodesFlagged := false, false
+	for deadline := time.Now().Add(3 * waitTimeout); ; {
+		n.Signal(syscall.SIGSTOP)
+		var page clientsPage
+		a.do("GET", "/api/v1/clients", nil, &page)
+		var nodes []nodeJSON
+		a.do("GET", "/api/v1/nodes", nil, &nodes)
+		n.Signal(syscall.SIGCONT)
+		i := slices.IndexFunc(nodes, func(x nodeJSON) bool { return x.Name == n.Name })
+		if len(page.Meta.Missing) > 0 && !slices.Equal(page.Meta.Missing, []string{n.Name}) || i >= 0 && nodes[i].Status != "unreachable" {
+			t.Fatalf("with %s frozen: clients meta %+v, nodes %+v", n.Name, page.Meta, nodes)
+		}
+		clientsFlagged = clientsFlagged || len(page.Meta.Missing) == 1
+		nodesFlagged = nodesFlagged || i >= 0
+		if clientsFlagged && nodesFlagged {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s was never asked while frozen", n.Name)
+		}
+		for { // given up while frozen: wait until it is back
+			nodes = nil
+			a.do("GET", "/api/v1/nodes", nil, &nodes)
+			if slices.ContainsFunc(nodes, func(x nodeJSON) bool { return x.Name == n.Name && x.Status == "running" }) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not come back: %+v", n.Name, nodes)
+			}
+			time.Sleep(50 * time.Millisecond) // poll
 		}
 	}
 }
