@@ -27,6 +27,8 @@ type nodeRoute struct {
 	next uint64
 	pend map[uint64]waiter
 	gone bool
+	// timeouts counts the waits ack_timeout failed (metrics).
+	timeouts uint64
 }
 
 type waiter struct {
@@ -169,6 +171,7 @@ func (n *nodeRoute) timeout(deadline int64) {
 			delete(n.pend, seq)
 		}
 	}
+	n.timeouts += uint64(len(late))
 	n.mu.Unlock()
 	for _, w := range late {
 		w.ack.Done(ErrRemoteTimeout)
