@@ -224,3 +224,31 @@ func TestTicketKeyRotation(t *testing.T) {
 		t.Error("a ticket two periods old resumed")
 	}
 }
+
+// TestTicketEpochConcurrent: handshakes on many workers take the
+// configuration while one of them moves the ticket keys to a new period
+// (go test -race finds a racy read of the period).
+func TestTicketEpochConcurrent(t *testing.T) {
+	p := newPKI(t)
+	cfg := p.tlsConfig("", false)
+	cfg.TicketSecret, cfg.TicketRotation = "epoch test", time.Hour
+	s, err := newTLSState(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Now()
+	done := make(chan struct{})
+	for w := range 2 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range 200 {
+				s.config(base.Add(time.Duration(i%3+w) * time.Hour))
+			}
+		}()
+	}
+	<-done
+	<-done
+	if s.config(base) == nil {
+		t.Fatal("no configuration")
+	}
+}
