@@ -311,16 +311,17 @@ func (l *Listener) watchCerts() {
 // before reading a byte of it.
 func (l *Listener) refuseFull(c net.Conn) {
 	l.untrack(c)
-	if tc, ok := c.(*net.TCPConn); ok {
-		tc.SetLinger(0) // a reset: nothing to send, no TIME_WAIT
-	}
-	c.Close()
-	l.wg.Done()
+	// Counted and logged before the peer can see the reset.
 	l.overflow.Add(1)
 	if n, ok := l.full.allow(time.Now(), 10*time.Second); ok {
 		l.log.Warn("handshake queue full: connections refused before their handshake",
 			"refused", n, "max_pending_handshakes", cap(l.queue))
 	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0) // a reset: nothing to send, no TIME_WAIT
+	}
+	c.Close()
+	l.wg.Done()
 }
 
 // summarize logs, when the last handshake worker ends, what the burst
