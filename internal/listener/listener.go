@@ -185,9 +185,10 @@ func (l *Listener) URL() string {
 	return l.scheme + "://" + l.ln.Addr().String() + l.path
 }
 
-// Serve accepts connections until Close and returns nil after Close. Each
-// connection gets a goroutine of its own that reads the PROXY header and runs the
-// TLS and WebSocket handshakes; the handler then runs on a fresh goroutine.
+// Serve accepts connections until Close and returns nil after Close. A
+// connection with a handshake (PROXY header, TLS, WebSocket) waits for its
+// first bytes in the runtime's poller, then in the handshake queue for a
+// worker that runs its handshakes; the handler then runs on a fresh goroutine.
 // Temporary accept errors (such as running out of file descriptors) are
 // logged and retried with backoff.
 func (l *Listener) Serve() error {
