@@ -316,7 +316,10 @@ func (r *recordReader) ticketRecords(msgLen int) (uint64, bool) {
 		msgLen -= body
 		n++
 	}
-	return n, msgLen == 0
+	if msgLen != 0 {
+		return 0, false
+	}
+	return n, true
 }
 
 // recordReader is the socket beneath crypto/tls during the handshake. It

@@ -260,3 +260,29 @@ func TestTLSTicketOverOneRecord(t *testing.T) {
 		})
 	}
 }
+
+// TestTicketRecordsFraming: the records of a ticket are counted back from
+// the last one written; framing that does not add up to the ticket's
+// length says to keep crypto/tls's Conn.
+func TestTicketRecordsFraming(t *testing.T) {
+	rec := func(body int) int { return body + 1 + aeadOverhead }
+	for _, tc := range []struct {
+		name    string
+		written []int
+		msgLen  int
+		n       uint64
+		ok      bool
+	}{
+		{"no ticket", []int{90, 53}, 0, 0, true},
+		{"one record", []int{90, rec(300)}, 300, 1, true},
+		{"two records", []int{90, rec(maxPlaintext), rec(4000)}, maxPlaintext + 4000, 2, true},
+		{"padded record", []int{90, rec(300) + 10}, 300, 0, false},
+		{"fewer bytes than the ticket", []int{rec(100)}, 300, 0, false},
+		{"record over the limit", []int{rec(maxPlaintext + 1)}, maxPlaintext + 1, 0, false},
+	} {
+		r := &recordReader{written: tc.written}
+		if n, ok := r.ticketRecords(tc.msgLen); n != tc.n || ok != tc.ok {
+			t.Errorf("%s: ticketRecords = %d, %v; want %d, %v", tc.name, n, ok, tc.n, tc.ok)
+		}
+	}
+}
