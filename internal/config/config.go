@@ -172,6 +172,10 @@ type MQTT struct {
 	// WriteTimeout disconnects a client whose socket accepts no bytes, and
 	// that acknowledges none already sent, for this long.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// ReturnMemoryAfterStorm returns the memory freed after a storm of
+	// TLS, WebSocket or PROXY handshakes (or of disconnects) to the OS at
+	// once, at most every 30 s (docs/tls.md); off leaves it to the runtime.
+	ReturnMemoryAfterStorm bool `yaml:"return_memory_after_storm"`
 }
 
 // Auth is device security: authentication backends, ACLs and abuse limits
@@ -487,6 +491,7 @@ func Default() Config {
 			SharedSubscriptions:       true,
 			SubscriptionIdentifiers:   true,
 			WriteTimeout:              30 * time.Second,
+			ReturnMemoryAfterStorm:    true,
 		},
 		Auth: Auth{
 			AllowAnonymous:   true, // only while no backend is configured

@@ -28,6 +28,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/culexmq/culex/internal/config"
@@ -90,10 +91,15 @@ type Listener struct {
 	ln      net.Listener
 	timeout time.Duration // handshakeTimeout; shorter in tests
 
-	// The handshake queue: accepted connections waiting for a worker.
+	// The handshake queue: accepted connections whose first bytes have
+	// arrived, waiting for a worker. admitted counts those and the ones
+	// still waiting for their first bytes (await); it is at most
+	// cap(queue), so a send on queue never blocks.
 	queue    chan pending
+	admitted atomic.Int32
 	workers  int          // the most handshakes at once
 	running  atomic.Int32 // worker goroutines
+	idle     atomic.Int32 // workers waiting on the queue
 	overflow atomic.Uint64
 	expired  atomic.Uint64
 	served   atomic.Uint64 // handshakes run
@@ -179,9 +185,10 @@ func (l *Listener) URL() string {
 	return l.scheme + "://" + l.ln.Addr().String() + l.path
 }
 
-// Serve accepts connections until Close and returns nil after Close. Each
-// connection gets a goroutine of its own that reads the PROXY header and runs the
-// TLS and WebSocket handshakes; the handler then runs on a fresh goroutine.
+// Serve accepts connections until Close and returns nil after Close. A
+// connection with a handshake (PROXY header, TLS, WebSocket) waits for its
+// first bytes in the runtime's poller, then in the handshake queue for a
+// worker that runs its handshakes; the handler then runs on a fresh goroutine.
 // Temporary accept errors (such as running out of file descriptors) are
 // logged and retried with backoff.
 func (l *Listener) Serve() error {
@@ -221,13 +228,64 @@ func (l *Listener) Serve() error {
 			return nil
 		}
 		l.wg.Add(1)
-		select {
-		case l.queue <- pending{c, time.Now()}:
-			l.spawn()
-		default:
+		if int(l.admitted.Add(1)) > cap(l.queue) {
+			l.admitted.Add(-1)
 			l.refuseFull(c)
+			continue
+		}
+		p := pending{c, time.Now()}
+		if readable(c, false) || l.cfg.ProxyProtocol && !l.trustedPeer(c.RemoteAddr()) {
+			l.enqueue(p) // an untrusted peer is refused at once, not awaited
+		} else {
+			go l.await(p)
 		}
 	}
+}
+
+// enqueue hands p, admitted, to the handshake workers.
+func (l *Listener) enqueue(p pending) {
+	l.queue <- p // never blocks: admitted <= cap(queue)
+	l.spawn()
+}
+
+// await waits, without a worker, until the first bytes of p (its
+// ClientHello or PROXY header) have arrived, and queues it then. A peer
+// that sends nothing is closed when the handshake timeout passes: silent
+// connections hold a slot of the queue, never a worker.
+func (l *Listener) await(p pending) {
+	if p.c.SetReadDeadline(p.at.Add(l.timeout)) == nil && readable(p.c, true) {
+		l.enqueue(p)
+		return
+	}
+	l.admitted.Add(-1)
+	if l.untrack(p.c) {
+		l.expired.Add(1)
+	}
+	p.c.Close()
+	l.wg.Done()
+}
+
+// readable says whether c has bytes (or an end) to read. With wait it
+// waits for them in the runtime's poller, until c's read deadline; false
+// then means the deadline passed or c was closed. A conn that is not a
+// socket is taken as readable.
+func readable(c net.Conn, wait bool) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	ready := false
+	err = rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		ready = err != syscall.EAGAIN && err != syscall.EWOULDBLOCK && err != syscall.EINTR
+		return ready || !wait
+	})
+	return ready && err == nil
 }
 
 // watchCerts reloads the certificate files when they change, every
@@ -254,16 +312,17 @@ func (l *Listener) watchCerts() {
 // before reading a byte of it.
 func (l *Listener) refuseFull(c net.Conn) {
 	l.untrack(c)
-	if tc, ok := c.(*net.TCPConn); ok {
-		tc.SetLinger(0) // a reset: nothing to send, no TIME_WAIT
-	}
-	c.Close()
-	l.wg.Done()
+	// Counted and logged before the peer can see the reset.
 	l.overflow.Add(1)
 	if n, ok := l.full.allow(time.Now(), 10*time.Second); ok {
 		l.log.Warn("handshake queue full: connections refused before their handshake",
 			"refused", n, "max_pending_handshakes", cap(l.queue))
 	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0) // a reset: nothing to send, no TIME_WAIT
+	}
+	c.Close()
+	l.wg.Done()
 }
 
 // summarize logs, when the last handshake worker ends, what the burst
@@ -284,11 +343,12 @@ func (l *Listener) summarize() {
 // full, or they waited longer than the handshake timeout.
 func (l *Listener) Refused() (full, expired uint64) { return l.overflow.Load(), l.expired.Load() }
 
-// spawn starts a handshake worker unless enough run.
+// spawn starts a handshake worker unless enough run: as many as
+// handshake_workers, while fewer are idle than connections are queued.
 func (l *Listener) spawn() {
 	for {
 		n := l.running.Load()
-		if int(n) >= l.workers || int(n) >= len(l.queue) && n > 0 {
+		if int(n) >= l.workers || int(l.idle.Load()) >= len(l.queue) {
 			return
 		}
 		if l.running.CompareAndSwap(n, n+1) {
@@ -309,8 +369,11 @@ func (l *Listener) work() {
 	t := time.NewTimer(workerIdle)
 	defer t.Stop()
 	for {
+		l.idle.Add(1)
 		select {
 		case p := <-l.queue:
+			l.idle.Add(-1)
+			l.admitted.Add(-1)
 			if time.Since(p.at) >= l.timeout {
 				// The client has given up by now, or is about to.
 				l.untrack(p.c)
@@ -324,6 +387,7 @@ func (l *Listener) work() {
 			}
 			t.Reset(workerIdle)
 		case <-t.C:
+			l.idle.Add(-1)
 			if l.running.Add(-1) == 0 {
 				l.summarize()
 			}
@@ -335,6 +399,7 @@ func (l *Listener) work() {
 			}
 			return
 		case <-l.done:
+			l.idle.Add(-1)
 			l.running.Add(-1)
 			stormWorkerDone()
 			for {

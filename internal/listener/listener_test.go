@@ -423,3 +423,10 @@ func TestAcceptRetriesTemporaryErrors(t *testing.T) {
 	c.Close()
 	s.end(t)
 }
+
+// tracked is how many accepted connections are in their handshakes.
+func (l *Listener) tracked() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.pending)
+}

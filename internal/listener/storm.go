@@ -1,7 +1,6 @@
 package listener
 
 import (
-	"os"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -15,61 +14,40 @@ import (
 // listener has ended (no handshake for workerIdle) after at least
 // stormHandshakes handshakes, the listener returns the freed memory at
 // once (debug.FreeOSMemory: a collection, then every free page), at most
-// once per freeEvery.
-//
-// While a storm lasts (at least stormWorkers handshake workers running at
-// once), the collector runs at GOGC stormGOGC instead of the default 100,
-// so that the heap grows to about 1.5 times what is live rather than
-// twice: the storm's peak memory stays well below twice the steady state,
-// for a little more collector work. A GOGC set in the environment is left
-// alone.
+// once per freeEvery, and only while ReturnMemoryAfterStorm is on
+// (mqtt.return_memory_after_storm). The collector's settings (GOGC,
+// GOMEMLIMIT) are never changed: they are the operator's.
 const (
 	stormHandshakes = 256
-	freeEvery       = 5 * time.Second
-	stormWorkers    = 16
-	stormGOGC       = 50
+	freeEvery       = 30 * time.Second
 )
 
 var storm struct {
 	workers    atomic.Int64 // handshake workers running, every listener
 	handshakes atomic.Int64 // since the last free
+	off        atomic.Bool  // ReturnMemoryAfterStorm(false)
 	mu         sync.Mutex
 	last       time.Time
 	timer      *time.Timer
 	again      bool // free again after the planned free; guarded by mu
-	lowered    bool // GOGC is stormGOGC; guarded by mu
-	gogc       int  // the GOGC to go back to; guarded by mu
 }
 
-// userGOGC says GOGC is set in the environment: the storm leaves it.
-var userGOGC = os.Getenv("GOGC") != ""
+// ReturnMemoryAfterStorm turns returning memory to the OS after a storm of
+// handshakes or disconnects on or off, for the whole process (on unless
+// turned off).
+func ReturnMemoryAfterStorm(on bool) { storm.off.Store(!on) }
 
 // stormWorkerStarted runs when a handshake worker starts.
-func stormWorkerStarted() {
-	if storm.workers.Add(1) < stormWorkers || userGOGC {
-		return
-	}
-	storm.mu.Lock()
-	defer storm.mu.Unlock()
-	if !storm.lowered {
-		storm.gogc, storm.lowered = debug.SetGCPercent(stormGOGC), true
-	}
-}
+func stormWorkerStarted() { storm.workers.Add(1) }
 
 // stormWorkerDone runs when a handshake worker ends.
 func stormWorkerDone() {
-	if storm.workers.Add(-1) > 0 {
+	if storm.workers.Add(-1) > 0 || storm.handshakes.Load() < stormHandshakes {
 		return
 	}
 	storm.mu.Lock()
 	defer storm.mu.Unlock()
-	if storm.lowered && storm.workers.Load() == 0 {
-		debug.SetGCPercent(storm.gogc)
-		storm.lowered = false
-	}
-	if storm.handshakes.Load() >= stormHandshakes {
-		planFreeLocked()
-	}
+	planFreeLocked()
 }
 
 // The same goes for a storm of disconnects (every device dropping at
@@ -110,6 +88,10 @@ func closesQuiet() {
 // that has passed). One already planned is done again after it: what it
 // returns may not include the storm that asked now.
 func planFreeLocked() {
+	if storm.off.Load() {
+		storm.handshakes.Store(0)
+		return
+	}
 	if storm.timer != nil {
 		storm.again = true
 		return

@@ -90,11 +90,11 @@ type tlsState struct {
 	rotation time.Duration
 	now      func() time.Time // the ticket keys' clock; time.Now but in tests
 
-	conf atomic.Pointer[tls.Config]
+	conf  atomic.Pointer[tls.Config]
+	epoch atomic.Int64 // of the ticket keys set on conf; written with mu held
 
-	// mu guards the fields below it.
+	// mu guards the fields below it, and serialises setting ticket keys.
 	mu    sync.Mutex
-	epoch int64     // of the ticket keys set on conf
 	files [3]fileID // cert, key, client CA as last loaded
 	bad   [3]fileID // the files of a reload that failed, not to log it again
 }
@@ -148,9 +148,10 @@ func newTLSState(c config.TLS, log *slog.Logger) (*tlsState, error) {
 
 // install makes conf the configuration in use, with the ticket keys of now.
 func (s *tlsState) install(conf *tls.Config, now time.Time) {
-	s.epoch = now.UnixNano() / int64(s.rotation)
-	conf.SetSessionTicketKeys(ticketKeys(s.secret, s.epoch))
+	e := now.UnixNano() / int64(s.rotation)
+	conf.SetSessionTicketKeys(ticketKeys(s.secret, e))
 	s.conf.Store(conf)
+	s.epoch.Store(e)
 }
 
 // ticketKeys are the keys of epoch e: its own first (it encrypts new
@@ -174,11 +175,12 @@ func ticketKeys(secret []byte, e int64) [][32]byte {
 // with the ticket keys of the current epoch.
 func (s *tlsState) config(now time.Time) *tls.Config {
 	conf := s.conf.Load()
-	if now.UnixNano()/int64(s.rotation) != s.epoch {
+	if now.UnixNano()/int64(s.rotation) != s.epoch.Load() {
 		s.mu.Lock()
-		if e := now.UnixNano() / int64(s.rotation); e != s.epoch {
-			s.epoch = e
+		conf = s.conf.Load() // a reload may have replaced it
+		if e := now.UnixNano() / int64(s.rotation); e != s.epoch.Load() {
 			conf.SetSessionTicketKeys(ticketKeys(s.secret, e))
+			s.epoch.Store(e)
 		}
 		s.mu.Unlock()
 	}
@@ -202,9 +204,10 @@ func (s *tlsState) reload() {
 		return
 	}
 	s.files, s.bad = ids, [3]fileID{}
-	s.epoch = s.now().UnixNano() / int64(s.rotation)
-	conf.SetSessionTicketKeys(ticketKeys(s.secret, s.epoch))
+	e := s.now().UnixNano() / int64(s.rotation)
+	conf.SetSessionTicketKeys(ticketKeys(s.secret, e))
 	s.conf.Store(conf)
+	s.epoch.Store(e)
 	leaf := conf.Certificates[0].Leaf
 	if leaf != nil {
 		s.log.Info("tls: certificate reloaded", "cert_file", s.cfg.CertFile, "subject", leaf.Subject.String(), "not_after", leaf.NotAfter)
@@ -214,11 +217,11 @@ func (s *tlsState) reload() {
 }
 
 // secrets takes the TLS 1.3 application traffic secrets crypto/tls writes
-// to a Config's KeyLogWriter, for the record layer (tls13.go), and counts
-// the session tickets sent under the server's.
+// to a Config's KeyLogWriter, for the record layer (tls13.go), and adds up
+// the length of the NewSessionTicket messages sent under the server's.
 type secrets struct {
 	client, server []byte
-	tickets        uint64
+	ticketLen      int // bytes of NewSessionTicket messages, headers included
 }
 
 func (s *secrets) Write(line []byte) (int, error) {
@@ -252,8 +255,9 @@ func (s *tlsState) handshakeTLS(raw net.Conn) (net.Conn, *tls.ConnectionState, e
 	conf := s.config(s.now()).Clone()
 	conf.KeyLogWriter = &sec
 	conf.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
-		sec.tickets++ // each NewSessionTicket is one record
-		return conf.EncryptTicket(cs, ss)
+		t, err := conf.EncryptTicket(cs, ss)
+		sec.ticketLen += newSessionTicketLen(len(t))
+		return t, err
 	}
 	hc := &recordReader{Conn: raw}
 	tc := tls.Server(hc, conf)
@@ -267,12 +271,55 @@ func (s *tlsState) handshakeTLS(raw net.Conn) (net.Conn, *tls.ConnectionState, e
 		PeerCertificates: st.PeerCertificates, VerifiedChains: st.VerifiedChains,
 	}
 	if st.Version == tls.VersionTLS13 && sec.client != nil && sec.server != nil {
-		if c, err := newTLS13Conn(raw, st.CipherSuite, sec.client, sec.server, nil, sec.tickets); err == nil {
-			return c, kept, nil
+		if wseq, ok := hc.ticketRecords(sec.ticketLen); ok {
+			if c, err := newTLS13Conn(raw, st.CipherSuite, sec.client, sec.server, nil, wseq); err == nil {
+				return c, kept, nil
+			}
 		}
 	}
 	hc.whole = true
 	return tc, kept, nil
+}
+
+// newSessionTicketLen is the length of a TLS 1.3 NewSessionTicket message
+// (RFC 8446 section 4.6.1) with a ticket of n bytes as crypto/tls sends it:
+// the handshake header (4), ticket_lifetime (4), ticket_age_add (4), an
+// empty ticket_nonce (1), the ticket (2+n) and no extensions (2).
+func newSessionTicketLen(n int) int { return 4 + 4 + 4 + 1 + 2 + n + 2 }
+
+// aeadOverhead is the tag of every TLS 1.3 AEAD (AES-GCM, ChaCha20-Poly1305).
+const aeadOverhead = 16
+
+// ticketRecords is how many of the records crypto/tls wrote last carry the
+// msgLen bytes of session tickets: the records sent under the server's
+// application traffic secret, whose count is the record layer's first
+// sequence number. A ticket longer than a record (a client certificate
+// chain over 16 KiB) takes several.
+//
+// Counting the records written after crypto/tls logged the secret would
+// not do: without client certificates it buffers its whole flight, the
+// ticket included, and writes it at once after the log line. So the
+// records are counted back from the last one written, each holding its
+// plaintext, a content type byte and the tag and no padding, until they
+// hold the tickets exactly. If they do not add up, crypto/tls framed them
+// some other way and false says to keep its Conn.
+func (r *recordReader) ticketRecords(msgLen int) (uint64, bool) {
+	if r.whdrN != 0 || r.wleft != 0 {
+		return 0, false // a record written in part
+	}
+	var n uint64
+	for i := len(r.written) - 1; i >= 0 && msgLen > 0; i-- {
+		body := r.written[i] - 1 - aeadOverhead
+		if body <= 0 || body > maxPlaintext || body > msgLen {
+			return 0, false
+		}
+		msgLen -= body
+		n++
+	}
+	if msgLen != 0 {
+		return 0, false
+	}
+	return n, true
 }
 
 // recordReader is the socket beneath crypto/tls during the handshake. It
@@ -286,6 +333,35 @@ type recordReader struct {
 	hdrN  int
 	left  int // bytes of the current record's body still to read
 	whole bool
+
+	// The records crypto/tls wrote during the handshake, by length, for
+	// ticketRecords; whdr and wleft parse the stream as Read does.
+	written []int
+	whdr    [recordHeaderLen]byte
+	whdrN   int
+	wleft   int
+}
+
+// Write notes the length of each record in p on the way to the socket.
+func (r *recordReader) Write(p []byte) (int, error) {
+	if r.whole {
+		return r.Conn.Write(p)
+	}
+	for b := p; len(b) > 0; {
+		if r.wleft > 0 {
+			k := min(len(b), r.wleft)
+			b, r.wleft = b[k:], r.wleft-k
+			continue
+		}
+		k := copy(r.whdr[r.whdrN:], b)
+		b, r.whdrN = b[k:], r.whdrN+k
+		if r.whdrN == recordHeaderLen {
+			r.wleft = int(binary.BigEndian.Uint16(r.whdr[3:5]))
+			r.written = append(r.written, r.wleft)
+			r.whdrN = 0
+		}
+	}
+	return r.Conn.Write(p)
 }
 
 func (r *recordReader) Read(p []byte) (int, error) {

@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -49,9 +50,25 @@ const (
 
 	typeKeyUpdate = 24
 
-	alertCloseNotify  = 0
-	alertUserCanceled = 90
+	alertCloseNotify       = 0
+	alertUnexpectedMessage = 10
+	alertBadRecordMAC      = 20
+	alertRecordOverflow    = 22
+	alertIllegalParameter  = 47
+	alertDecodeError       = 50
+	alertInternalError     = 80
+	alertUserCanceled      = 90
+
+	alertLevelFatal = 2
 )
+
+// keyUpdateAfter is how many records the server seals under one traffic
+// key before it moves to the next with a KeyUpdate of its own: well below
+// the 2^24.5 full records RFC 8446 section 5.5 allows AES-GCM. A var for
+// tests, atomic since other conns read it meanwhile.
+var keyUpdateAfter atomic.Uint64
+
+func init() { keyUpdateAfter.Store(1 << 24) }
 
 // recordBufs are the buffers a read gathers records into (one ciphertext
 // record at most, plus the start of the next) and a write builds them in
@@ -144,10 +161,18 @@ func (k *trafficKeys) nonce(out *[12]byte) {
 	k.seq++
 }
 
-// errRecord is a record the peer should not have sent; the connection ends.
-type errRecord string
+// errRecord is a record the peer should not have sent; the connection
+// ends, with a fatal alert of that code to the peer.
+type errRecord struct {
+	alert byte
+	msg   string
+}
 
-func (e errRecord) Error() string { return "tls: " + string(e) }
+func (e errRecord) Error() string { return "tls: " + e.msg }
+
+func recordErr(alert byte, format string, args ...any) errRecord {
+	return errRecord{alert, fmt.Sprintf(format, args...)}
+}
 
 // tls13Conn is a server-side TLS 1.3 connection after its handshake.
 type tls13Conn struct {
@@ -163,8 +188,13 @@ type tls13Conn struct {
 	rerr  error                     // sticky
 	src   func([]byte) (int, error) // reads conn, if set (SetSource)
 
+	// kuAnswer says the peer asked for a KeyUpdate (update_requested)
+	// that is not yet answered: Read sets it when a writer holds wmu, and
+	// the next record written goes after the answer (sendPendingLocked).
+	kuAnswer atomic.Bool
+
 	// wmu serialises records written by Write, by Read's answer to a
-	// KeyUpdate and by Close.
+	// KeyUpdate and its alerts, and by Close.
 	wmu  sync.Mutex
 	wr   trafficKeys
 	werr error
@@ -257,12 +287,12 @@ func (c *tls13Conn) Read(p []byte) (int, error) {
 		if rec, ok := wholeRecord(b[c.roff:]); ok {
 			c.roff += len(rec)
 			if err := c.open(rec); err != nil {
-				c.rerr = err
+				c.fail(err)
 			}
 			continue
 		}
 		if raw := b[c.roff:]; len(raw) >= recordHeaderLen && int(binary.BigEndian.Uint16(raw[3:5])) > maxCiphertext {
-			c.rerr = errRecord("record overflow")
+			c.fail(recordErr(alertRecordOverflow, "record overflow"))
 			continue
 		}
 		// Move the start of the next record to the front and read more.
@@ -312,7 +342,7 @@ func (c *tls13Conn) release() {
 // it parses the bytes after rec.
 func (c *tls13Conn) open(rec []byte) error {
 	if rec[0] != recordTypeAppData {
-		return errRecord(fmt.Sprintf("unexpected record type %d after the handshake", rec[0]))
+		return recordErr(alertUnexpectedMessage, "unexpected record type %d after the handshake", rec[0])
 	}
 	a, err := c.rd.cipher()
 	if err != nil {
@@ -323,26 +353,28 @@ func (c *tls13Conn) open(rec []byte) error {
 	hdr, ct := rec[:recordHeaderLen], rec[recordHeaderLen:]
 	out, err := a.Open(ct[:0], nonce[:], ct, hdr)
 	if err != nil {
-		return errRecord("bad record MAC")
+		return recordErr(alertBadRecordMAC, "bad record MAC")
+	}
+	// The TLSInnerPlaintext, padding included, is at most 2^14+1 bytes
+	// (RFC 8446 section 5.4).
+	if len(out) > maxPlaintext+1 {
+		return recordErr(alertRecordOverflow, "record overflow")
 	}
 	i := len(out) - 1
 	for i >= 0 && out[i] == 0 {
 		i--
 	}
 	if i < 0 {
-		return errRecord("record without a content type")
+		return recordErr(alertUnexpectedMessage, "record without a content type")
 	}
 	typ, out := out[i], out[:i]
-	if len(out) > maxPlaintext {
-		return errRecord("record overflow")
-	}
 	switch typ {
 	case recordTypeAppData:
 		c.plain = out
 		return nil
 	case recordTypeAlert:
 		if len(out) != 2 {
-			return errRecord("bad alert")
+			return recordErr(alertDecodeError, "bad alert")
 		}
 		switch out[1] {
 		case alertCloseNotify:
@@ -350,21 +382,28 @@ func (c *tls13Conn) open(rec []byte) error {
 		case alertUserCanceled:
 			return nil
 		}
-		return errRecord(fmt.Sprintf("peer alert %d", out[1]))
+		return errRecord{msg: fmt.Sprintf("peer alert %d", out[1])} // no alert back
 	case recordTypeHandshake:
+		if len(out) == 0 {
+			return recordErr(alertUnexpectedMessage, "empty handshake record")
+		}
 		c.hs = append(c.hs, out...)
 		return c.handshakeMessages()
 	}
-	return errRecord(fmt.Sprintf("unexpected content type %d", typ))
+	return recordErr(alertUnexpectedMessage, "unexpected content type %d", typ)
 }
 
-// handshakeMessages handles the post-handshake messages in c.hs: a
-// KeyUpdate moves the read keys on, and answers with one when asked.
+// handshakeMessages handles the post-handshake messages in c.hs, the
+// bytes of the record just opened and of earlier ones: a KeyUpdate moves
+// the read keys on, and is answered with one when it asks for it.
 func (c *tls13Conn) handshakeMessages() error {
 	for len(c.hs) >= 4 {
 		n := int(c.hs[1])<<16 | int(c.hs[2])<<8 | int(c.hs[3])
-		if c.hs[0] != typeKeyUpdate || n != 1 {
-			return errRecord(fmt.Sprintf("unexpected handshake message %d after the handshake", c.hs[0]))
+		if c.hs[0] != typeKeyUpdate {
+			return recordErr(alertUnexpectedMessage, "unexpected handshake message %d after the handshake", c.hs[0])
+		}
+		if n != 1 {
+			return recordErr(alertDecodeError, "KeyUpdate of %d bytes", n)
 		}
 		if len(c.hs) < 5 {
 			return nil
@@ -372,13 +411,16 @@ func (c *tls13Conn) handshakeMessages() error {
 		request := c.hs[4]
 		c.hs = c.hs[5:]
 		if request > 1 {
-			return errRecord("bad KeyUpdate")
+			return recordErr(alertIllegalParameter, "bad KeyUpdate")
+		}
+		// A KeyUpdate ends its record: the bytes after it are under the
+		// next key (RFC 8446 section 5.1).
+		if len(c.hs) > 0 {
+			return recordErr(alertUnexpectedMessage, "data after a KeyUpdate in its record")
 		}
 		c.rd.update()
 		if request == 1 {
-			if err := c.sendKeyUpdate(); err != nil {
-				return err
-			}
+			c.answerKeyUpdate()
 		}
 	}
 	if len(c.hs) == 0 {
@@ -387,19 +429,52 @@ func (c *tls13Conn) handshakeMessages() error {
 	return nil
 }
 
-// sendKeyUpdate answers a KeyUpdate that asked for one: a KeyUpdate under
-// the current keys, then the next ones.
-func (c *tls13Conn) sendKeyUpdate() error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.werr != nil {
+// answerKeyUpdate answers a KeyUpdate that asked for one, without waiting
+// for a writer: RFC 8446 section 4.6.3 wants the answer before the next
+// application data record, not at once. When no one writes, it is sent
+// now; when a writer holds wmu (perhaps stuck on a peer that does not
+// read), the answer is left to it: it sends it before its next record,
+// and before it lets go of wmu (sendPendingLocked). A failed write is the
+// writer's error, and the reader's next Read sees the socket's.
+func (c *tls13Conn) answerKeyUpdate() {
+	c.kuAnswer.Store(true)
+	if c.wmu.TryLock() {
+		c.sendPendingLocked()
+		c.wmu.Unlock()
+	}
+}
+
+// sendPendingLocked sends what must go before the next record: the answer
+// to a KeyUpdate, or the server's own KeyUpdate when its key has sealed
+// keyUpdateAfter records. Each is a KeyUpdate under the current key, and
+// the next key after it.
+func (c *tls13Conn) sendPendingLocked() error {
+	answer := c.kuAnswer.Swap(false)
+	if c.werr != nil || !answer && c.wr.seq < keyUpdateAfter.Load() {
 		return c.werr
 	}
-	if err := c.writeRecordsLocked(recordTypeHandshake, [][]byte{{typeKeyUpdate, 0, 0, 1, 0}}); err != nil {
+	if err := c.sealLocked(recordTypeHandshake, [][]byte{{typeKeyUpdate, 0, 0, 1, 0}}); err != nil {
 		return err
 	}
 	c.wr.update()
 	return nil
+}
+
+// fail ends reading with err and, when err is a record the peer should
+// not have sent, tells the peer with a fatal alert if no writer holds the
+// socket (RFC 8446 section 6.2). Nothing is written after it.
+func (c *tls13Conn) fail(err error) {
+	c.rerr = err
+	var re errRecord
+	if !errors.As(err, &re) || re.alert == 0 || !c.wmu.TryLock() {
+		return
+	}
+	defer c.wmu.Unlock()
+	if c.werr == nil {
+		c.conn.SetWriteDeadline(time.Now().Add(closeNotifyTimeout))
+		c.sealLocked(recordTypeAlert, [][]byte{{alertLevelFatal, re.alert}})
+		c.werr = net.ErrClosed
+	}
 }
 
 // Write sends p as application data.
@@ -416,18 +491,30 @@ func (c *tls13Conn) WriteBuffers(bufs [][]byte) (int, error) {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if c.werr != nil {
-		return 0, c.werr
-	}
 	if err := c.writeRecordsLocked(recordTypeAppData, bufs); err != nil {
 		return 0, err
 	}
 	return total, nil
 }
 
-// writeRecordsLocked seals bufs into records of typ and writes them. A
-// failed write fails every later one: the peer's record stream is broken.
+// writeRecordsLocked sends what is pending (sendPendingLocked), then bufs
+// in records of typ, then what a reader left pending meanwhile.
 func (c *tls13Conn) writeRecordsLocked(typ byte, bufs [][]byte) error {
+	if err := c.sendPendingLocked(); err != nil {
+		return err
+	}
+	if err := c.sealLocked(typ, bufs); err != nil {
+		return err
+	}
+	return c.sendPendingLocked()
+}
+
+// sealLocked seals bufs into records of typ and writes them. A failed
+// write fails every later one: the peer's record stream is broken.
+func (c *tls13Conn) sealLocked(typ byte, bufs [][]byte) error {
+	if c.werr != nil {
+		return c.werr
+	}
 	a, err := c.wr.cipher()
 	if err != nil {
 		return err
@@ -482,9 +569,6 @@ func (c *tls13Conn) writeRecordsLocked(typ byte, bufs [][]byte) error {
 func (c *tls13Conn) CloseWrite() error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if c.werr != nil {
-		return c.werr
-	}
 	err := c.writeRecordsLocked(recordTypeAlert, [][]byte{{1, alertCloseNotify}})
 	c.werr = net.ErrClosed
 	return err

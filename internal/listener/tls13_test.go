@@ -129,9 +129,10 @@ func TestTLS13KeyUpdate(t *testing.T) {
 	expect("after-second-update")
 }
 
-// TestHandshakeQueueFull: with one handshake worker busy and the queue
-// full, the next connection is closed at once, before any TLS work, and
-// counted; once the queue has room a client is served again.
+// TestHandshakeQueueFull: with the queue full (one connection that has
+// sent nothing yet holds its only slot), the next connection is closed at
+// once, before any TLS work, and counted; once the queue has room a client
+// is served again.
 func TestHandshakeQueueFull(t *testing.T) {
 	p := newPKI(t)
 	cfg := p.tlsConfig("", false)
@@ -140,23 +141,18 @@ func TestHandshakeQueueFull(t *testing.T) {
 	s := startServer(t, config.Listener{URL: "ssl://127.0.0.1:0", TLS: cfg}, func(l *Listener) {
 		l.log = slog.New(slog.NewTextHandler(&logs, nil))
 	})
-	waitQueue := func(n int) {
+	waitAdmitted := func(n int32) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
-		for len(s.l.queue) != n {
+		for s.l.admitted.Load() != n {
 			if time.Now().After(deadline) {
-				t.Fatalf("queue holds %d, want %d", len(s.l.queue), n)
+				t.Fatalf("queue holds %d, want %d", s.l.admitted.Load(), n)
 			}
 			time.Sleep(time.Millisecond) // polling interval
 		}
 	}
-	busy := dial(t, s.l) // the worker waits for its ClientHello
-	waitQueue(0)
-	for s.l.running.Load() != 1 {
-		time.Sleep(time.Millisecond) // polling interval
-	}
-	queued := dial(t, s.l)
-	waitQueue(1)
+	silent := dial(t, s.l) // waits for its ClientHello, in the queue
+	waitAdmitted(1)
 	// On loopback the refusal's reset may beat connect's own check.
 	if refused, err := net.DialTimeout("tcp", s.l.Addr().String(), 5*time.Second); err == nil {
 		defer refused.Close()
@@ -177,9 +173,8 @@ func TestHandshakeQueueFull(t *testing.T) {
 	if !strings.Contains(logs.String(), "handshake storm over") || !strings.Contains(logs.String(), "refused_queue_full=1") {
 		t.Errorf("no summary of the refusals in the log:\n%s", logs.String())
 	}
-	busy.Close()
-	queued.Close()
-	waitQueue(0)
+	silent.Close()
+	waitAdmitted(0)
 	c, err := dialTLS(t, s.l, p.clientConfig())
 	if err != nil {
 		t.Fatalf("after the storm: %v", err)
@@ -222,5 +217,63 @@ func TestTicketKeyRotation(t *testing.T) {
 	clock.Add(int64(2 * time.Hour))
 	if resumed(old) {
 		t.Error("a ticket two periods old resumed")
+	}
+}
+
+// TestTicketEpochConcurrent: handshakes on many workers take the
+// configuration while one of them moves the ticket keys to a new period
+// (go test -race finds a racy read of the period).
+func TestTicketEpochConcurrent(t *testing.T) {
+	p := newPKI(t)
+	cfg := p.tlsConfig("", false)
+	cfg.TicketSecret, cfg.TicketRotation = "epoch test", time.Hour
+	s, err := newTLSState(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Now()
+	done := make(chan struct{})
+	for w := range 2 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range 200 {
+				s.config(base.Add(time.Duration(i%3+w) * time.Hour))
+			}
+		}()
+	}
+	<-done
+	<-done
+	if s.config(base) == nil {
+		t.Fatal("no configuration")
+	}
+}
+
+// TestSilentPeersTakeNoWorker: connections that send nothing hold no
+// handshake worker, so with more of them than workers a real client is
+// still served at once, long before the silent ones time out.
+func TestSilentPeersTakeNoWorker(t *testing.T) {
+	p := newPKI(t)
+	cfg := p.tlsConfig("", false)
+	cfg.HandshakeWorkers, cfg.HandshakeTimeout = 2, time.Minute
+	s := startServer(t, config.Listener{URL: "ssl://127.0.0.1:0", TLS: cfg}, nil)
+	const silent = 6
+	for range silent {
+		dial(t, s.l)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.l.tracked() != silent {
+		if time.Now().After(deadline) {
+			t.Fatalf("listener holds %d connections, want %d", s.l.tracked(), silent)
+		}
+		time.Sleep(time.Millisecond) // polling interval
+	}
+	// The client gives up after 5 s; the silent peers hold out for a minute.
+	c, err := dialTLS(t, s.l, p.clientConfig())
+	if err != nil {
+		t.Fatalf("a client behind %d silent connections: %v", silent, err)
+	}
+	roundTrip(t, c, "served")
+	if _, expired := s.l.Refused(); expired != 0 {
+		t.Errorf("%d connections expired", expired)
 	}
 }

@@ -3,6 +3,7 @@ package listener
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -210,6 +211,78 @@ func TestTLSConfigErrors(t *testing.T) {
 			} else if !strings.Contains(err.Error(), url) {
 				t.Errorf("%s: error %q does not name %s", name, err, url)
 			}
+		}
+	}
+}
+
+// TestTLSTicketOverOneRecord: with client_auth the session ticket carries
+// the client's certificate chain; a chain of about 20 KB makes the
+// NewSessionTicket message longer than one record, and the server's
+// records after it must still use the right sequence numbers.
+func TestTLSTicketOverOneRecord(t *testing.T) {
+	p := newPKI(t)
+	ca := testcert.NewCA(t, "big chain CA")
+	caFile := ca.WriteFile(t, p.dir, "big-ca.pem")
+	names := make([]string, 400)
+	for i := range names {
+		names[i] = fmt.Sprintf("device-%04d.a-rather-long-subdomain.example.com", i)
+	}
+	big := ca.Client(t, "device-big", names...)
+	if n := len(big.Certificate[0]); n < 17<<10 {
+		t.Fatalf("client certificate is %d bytes, want over 17 KiB", n)
+	}
+	for _, auth := range []string{"require", "request"} {
+		t.Run(auth, func(t *testing.T) {
+			cfg := p.tlsConfig(auth, true)
+			cfg.ClientCAFile = caFile
+			s := startServer(t, config.Listener{URL: "ssl://127.0.0.1:0", TLS: cfg}, nil)
+			conf := p.clientConfig(big)
+			conf.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+			c, err := dialTLS(t, s.l, conf) // the echo reads the ticket
+			if err != nil {
+				t.Fatal(err)
+			}
+			roundTrip(t, c, strings.Repeat("x", 40<<10))
+			a := s.next(t)
+			if _, ok := a.conn.(*tls13Conn); !ok {
+				t.Errorf("conn is %T, want *tls13Conn", a.conn)
+			}
+			c.Close()
+			// The ticket resumes, and the resumed connection works too.
+			c, err = dialTLS(t, s.l, conf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !c.ConnectionState().DidResume {
+				t.Error("the 20 KB ticket did not resume")
+			}
+			roundTrip(t, c, "after resumption")
+		})
+	}
+}
+
+// TestTicketRecordsFraming: the records of a ticket are counted back from
+// the last one written; framing that does not add up to the ticket's
+// length says to keep crypto/tls's Conn.
+func TestTicketRecordsFraming(t *testing.T) {
+	rec := func(body int) int { return body + 1 + aeadOverhead }
+	for _, tc := range []struct {
+		name    string
+		written []int
+		msgLen  int
+		n       uint64
+		ok      bool
+	}{
+		{"no ticket", []int{90, 53}, 0, 0, true},
+		{"one record", []int{90, rec(300)}, 300, 1, true},
+		{"two records", []int{90, rec(maxPlaintext), rec(4000)}, maxPlaintext + 4000, 2, true},
+		{"padded record", []int{90, rec(300) + 10}, 300, 0, false},
+		{"fewer bytes than the ticket", []int{rec(100)}, 300, 0, false},
+		{"record over the limit", []int{rec(maxPlaintext + 1)}, maxPlaintext + 1, 0, false},
+	} {
+		r := &recordReader{written: tc.written}
+		if n, ok := r.ticketRecords(tc.msgLen); n != tc.n || ok != tc.ok {
+			t.Errorf("%s: ticketRecords = %d, %v; want %d, %v", tc.name, n, ok, tc.n, tc.ok)
 		}
 	}
 }
