@@ -119,6 +119,7 @@ func (s *Server) open() error {
 	}
 	a.SetDisconnect(func(clientID string) { b.Disconnect(clientID, packet.ErrNotAuthorized) })
 	a.SetDisconnectClient(func(c *broker.ClientInfo, code packet.Code) { b.DisconnectClient(c, code) })
+	listener.ReturnMemoryAfterStorm(cfg.MQTT.ReturnMemoryAfterStorm)
 	for i, lc := range cfg.Listeners {
 		l, err := listener.New(lc, b.Handle, s.ops.events.ListenerLogger(s.log, lc.URL))
 		if err != nil {
