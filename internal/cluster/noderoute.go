@@ -112,6 +112,7 @@ func (n *nodeRoute) send(m *broker.Message, qos byte, seq uint64, share *broker.
 		n.bmu.Unlock()
 		if seq == 0 {
 			n.dropped.Add(1)
+			n.r.b.CountDrop(broker.DropRouteFull)
 		} else {
 			n.acked(seq, packet.ErrQuotaExceeded.Value)
 		}

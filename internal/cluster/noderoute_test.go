@@ -288,6 +288,8 @@ func TestSlowNodeBounded(t *testing.T) {
 	}
 	if d := slowRoute.dropped.Load(); d == 0 {
 		t.Error("no QoS 0 message counted as dropped for the slow node")
+	} else if st := a.b.Stats().Drops["route_full"]; st < d {
+		t.Errorf("broker drops route_full %d, the route dropped %d", st, d)
 	}
 	select {
 	case pr := <-first:
