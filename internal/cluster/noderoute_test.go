@@ -129,7 +129,7 @@ func TestFlushFailsOnlyUnsentBatches(t *testing.T) {
 	for i, want := range []bool{true, false, true} {
 		err := recs[i].wait(t, "message "+string(rune('a'+i)))
 		if ok := err == nil; ok != want {
-			t.Errorf("message %d (batch %d of the flush): err %v, want success %v", i, i+1, err, want)
+			t.Errorf("message %d (batch %d of the flush): err %#v, want success %v", i, i+1, err, want)
 		}
 		var c packet.Code
 		if err != nil && (!errors.As(err, &c) || c.Value != packet.ErrUnspecified.Value) {
