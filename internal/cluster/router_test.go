@@ -76,6 +76,11 @@ func startNodesWith(t *testing.T, n int, cfg func(*config.Cluster)) []*node {
 			}
 		}
 		f, err := fabric.Start(c, "", nil)
+		for try := 0; err != nil && try < 3; try++ {
+			// Its port was taken meanwhile: another (gossip completes the mesh).
+			c.Listen = "127.0.0.1:" + strconv.Itoa(clustertest.FreePorts(t, 1)[0])
+			f, err = fabric.Start(c, "", nil)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}

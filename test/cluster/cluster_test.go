@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"os/exec"
 	"strconv"
@@ -507,4 +508,87 @@ func TestThreeCores(t *testing.T) {
 	s0 := dialV5(t, c0.MQTT(), "s0")
 	s0.sub("m/#", 1, 0, false)
 	primed(t, p, "m/back", map[string]chan msg{"restarted core": s0.msgs})
+}
+
+// TestClusterFrozenNode: a node frozen with SIGSTOP while a publisher
+// sends to subscribers on it and on a healthy node. The healthy node keeps
+// receiving (QoS 0 and 1), nothing hangs, and the QoS 1 publishes that
+// waited for the frozen node fail with 0x80 once it is seen gone
+// (node_timeout 2s), before ack_timeout (10s); sent again, they reach the
+// healthy node.
+func TestClusterFrozenNode(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{Cores: 3, ClusterExtra: "max_pending_bytes: 1048576"})
+	c0, c1, c2 := c.Nodes[0], c.Nodes[1], c.Nodes[2]
+	healthy := dialV5(t, c1.MQTT(), "healthy")
+	healthy.sub("f/#", 1, 0, false)
+	frozen := dialV5(t, c2.MQTT(), "frozen")
+	frozen.sub("f/#", 1, 0, false)
+	pub := dialV5(t, c0.MQTT(), "pub")
+	primed(t, pub, "f/p", map[string]chan msg{"healthy": healthy.msgs, "frozen": frozen.msgs})
+
+	c2.Signal(syscall.SIGSTOP)
+	t.Cleanup(func() { c2.Signal(syscall.SIGCONT) })
+	const pubs, each = 5, 20
+	type result struct {
+		failed int
+		err    error
+	}
+	res := make(chan result, pubs)
+	for p := range pubs {
+		cl := dialV5(t, c0.MQTT(), "p"+strconv.Itoa(p))
+		go func() {
+			var r result
+			for i := range each {
+				for try := 0; ; try++ {
+					start := time.Now()
+					pr, err := cl.pub("f/q", 1, strconv.Itoa(p)+"-"+strconv.Itoa(i))
+					if d := time.Since(start); d > 8*time.Second {
+						r.err = fmt.Errorf("publish %d-%d completed after %v: at ack_timeout, not when the frozen node was seen gone", p, i, d)
+					}
+					if err == nil {
+						break
+					}
+					if pr == nil || pr.ReasonCode != 0x80 || try == 2 {
+						r.err = fmt.Errorf("publish %d-%d, try %d: %+v %v", p, i, try, pr, err)
+						res <- r
+						return
+					}
+					r.failed++
+				}
+			}
+			res <- r
+		}()
+	}
+	// QoS 0 meanwhile, 1 KiB each: the frozen node's share stays bounded,
+	// and the healthy node gets every one.
+	payload := strings.Repeat("z", 1024)
+	for range 500 {
+		if _, err := pub.pub("f/z", 0, payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub.pub("f/z", 0, "z-end")
+	early := recvUntil(t, "healthy", healthy.msgs, "z-end")
+	if got := only(early, "f/z"); len(got) != 500 {
+		t.Errorf("healthy node got %d of 500 QoS 0 messages while another was frozen", len(got))
+	}
+	failed := 0
+	for range pubs {
+		select {
+		case r := <-res:
+			if r.err != nil {
+				t.Error(r.err)
+			}
+			failed += r.failed
+		case <-time.After(2 * waitTimeout):
+			t.Fatal("publishers hang while a node is frozen")
+		}
+	}
+	if failed == 0 {
+		t.Error("no QoS 1 publish waiting for the frozen node failed (0x80)")
+	}
+	pub.pub("f/q", 1, "q-end")
+	if got := distinct(only(append(early, recvUntil(t, "healthy", healthy.msgs, "q-end")...), "f/q")); got != pubs*each {
+		t.Errorf("healthy node got %d of %d QoS 1 messages", got, pubs*each)
+	}
 }
