@@ -526,16 +526,21 @@ func TestClusterFrozenNode(t *testing.T) {
 	pub := dialV5(t, c0.MQTT(), "pub")
 	primed(t, pub, "f/p", map[string]chan msg{"healthy": healthy.msgs, "frozen": frozen.msgs})
 
+	const pubs, each = 5, 20
+	var cls []*v5
+	for p := range pubs {
+		// Connected first: a CONNECT needs the client-id registry, which
+		// waits for a new leader when the frozen core led it.
+		cls = append(cls, dialV5(t, c0.MQTT(), "p"+strconv.Itoa(p)))
+	}
 	c2.Signal(syscall.SIGSTOP)
 	t.Cleanup(func() { c2.Signal(syscall.SIGCONT) })
-	const pubs, each = 5, 20
 	type result struct {
 		failed int
 		err    error
 	}
 	res := make(chan result, pubs)
-	for p := range pubs {
-		cl := dialV5(t, c0.MQTT(), "p"+strconv.Itoa(p))
+	for p, cl := range cls {
 		go func() {
 			var r result
 			for i := range each {
