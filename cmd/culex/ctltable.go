@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"maps"
@@ -334,16 +335,26 @@ func (c *ctlClient) nodes() error {
 		Uptime                               int64 `json:"uptime_seconds"`
 		Connections, Sessions, Subscriptions int64
 		Listeners                            []string
+		Role, Address, Ready                 string
+		MetaLeader                           string `json:"meta_leader"`
 	}
 	if err := c.call("GET", "/api/v1/nodes", nil, &list); err != nil || c.o.json {
 		return err
 	}
 	var rows [][]any
+	leader := ""
 	for _, n := range list {
-		rows = append(rows, []any{n.Name, n.Status, n.Version, time.Duration(n.Uptime) * time.Second, n.Connections, n.Sessions,
-			n.Subscriptions, strings.Join(n.Listeners, " ")})
+		rows = append(rows, []any{n.Name, n.Status, cmp.Or(n.Role, "-"), cmp.Or(n.Ready, "-"), n.Version, time.Duration(n.Uptime) * time.Second,
+			n.Connections, n.Sessions, n.Subscriptions, cmp.Or(n.Address, "-"), strings.Join(n.Listeners, " ")})
+		leader = cmp.Or(leader, n.MetaLeader)
 	}
-	return c.table("NODE\tSTATUS\tVERSION\tUPTIME\tCONNECTIONS\tSESSIONS\tSUBSCRIPTIONS\tLISTENERS", rows, nil)
+	if err := c.table("NODE\tSTATUS\tROLE\tREADY\tVERSION\tUPTIME\tCONNECTIONS\tSESSIONS\tSUBSCRIPTIONS\tCLUSTER ADDRESS\tLISTENERS", rows, nil); err != nil {
+		return err
+	}
+	if leader != "" {
+		fmt.Fprintf(c.out, "leading core (JetStream meta leader): %s\n", leader)
+	}
+	return nil
 }
 
 func (c *ctlClient) stats() error {

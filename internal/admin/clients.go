@@ -86,34 +86,83 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) clients(w http.ResponseWriter, r *http.Request, persistentOnly bool) error {
-	keep, err := s.clientFilter(r, persistentOnly)
+	local, err := s.localClients(r, persistentOnly)
 	if err != nil {
 		return err
 	}
-	return writePage(w, r, s.opts.Broker.Clients(keep), s.clientOut)
+	all, count, missing, err := s.clusterClients(r, persistentOnly, local)
+	if err != nil {
+		return err
+	}
+	return writePageOf(w, r, all, func(c *clientJSON) clientJSON { return *c }, count, missing)
+}
+
+// localClients lists this node's clients matching r's filters.
+func (s *Server) localClients(r *http.Request, persistentOnly bool) ([]clientJSON, error) {
+	keep, err := s.clientFilter(r, persistentOnly)
+	if err != nil {
+		return nil, err
+	}
+	cs := s.opts.Broker.Clients(keep)
+	out := make([]clientJSON, len(cs))
+	for i := range cs {
+		out[i] = s.clientOut(&cs[i])
+	}
+	return out, nil
 }
 
 func (s *Server) getClient(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("client_id")
+	if j, ok := s.localClient(id); ok {
+		return writeJSON(w, http.StatusOK, j)
+	}
+	j, missing := s.remoteClient(r, id)
+	if j != nil {
+		return writeJSON(w, http.StatusOK, j)
+	}
+	return notFound("no client %q%s", id, unanswered(missing))
+}
+
+// localClient is one client of this node.
+func (s *Server) localClient(id string) (clientDetailJSON, bool) {
 	c, ok := s.opts.Broker.Client(id)
 	if !ok {
-		return notFound("no client %q", id)
+		return clientDetailJSON{}, false
 	}
 	j := clientDetailJSON{clientJSON: s.clientOut(&c), Owner: c.Owner, InflightMax: c.InflightMax, QueuedBytes: c.QueuedBytes,
 		QueueMax: c.QueueMax, QueueMaxBytes: c.QueueMaxBytes, Subs: []subscriptionJSON{}}
 	for i := range c.Subscriptions {
 		j.Subs = append(j.Subs, s.subOut(&c.Subscriptions[i]))
 	}
-	return writeJSON(w, http.StatusOK, j)
+	return j, true
 }
 
 func (s *Server) kickClient(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("client_id")
-	if !s.opts.Broker.Disconnect(id, packet.ErrAdministrativeAction) {
-		return notFound("client %q is not connected", id)
+	if s.kickLocal(id, caller(r).name) {
+		return noContent(w)
 	}
-	s.log.Info("admin: client kicked", "client_id", id, "by", caller(r).name)
+	if ok, missing := s.remoteKick(r, id); !ok {
+		return notFound("client %q is not connected%s", id, unanswered(missing))
+	}
 	return noContent(w)
+}
+
+// kickLocal disconnects a client connected to this node.
+func (s *Server) kickLocal(id, by string) bool {
+	if !s.opts.Broker.Disconnect(id, packet.ErrAdministrativeAction) {
+		return false
+	}
+	s.log.Info("admin: client kicked", "client_id", id, "by", by)
+	return true
+}
+
+// unanswered says which nodes did not answer, for an error message.
+func unanswered(nodes []string) string {
+	if len(nodes) == 0 {
+		return ""
+	}
+	return " (no answer from " + strings.Join(nodes, ", ") + ")"
 }
 
 func (s *Server) listSubscriptions(w http.ResponseWriter, r *http.Request) error {

@@ -19,6 +19,13 @@ type Node struct {
 	Retained      int64     `json:"retained"`
 	Listeners     []string  `json:"listeners"`
 	AdminURL      string    `json:"admin_url"`
+	// In a cluster: the node's role (core, replicant), cluster address,
+	// readiness ("yes" or what it waits for) and the JetStream meta leader
+	// as it sees it.
+	Role       string `json:"role,omitempty"`
+	Address    string `json:"address,omitempty"`
+	Ready      string `json:"ready,omitempty"`
+	MetaLeader string `json:"meta_leader,omitempty"`
 }
 
 // Nodes lists a cluster's nodes; the cluster implements it, and a single
@@ -41,6 +48,9 @@ func (s *Server) Local() Node {
 		Sessions: st.Sessions, Subscriptions: st.Subscriptions, Retained: int64(s.opts.Broker.RetainedCount()), Listeners: []string{}, AdminURL: s.url}
 	if s.opts.Listeners != nil {
 		n.Listeners = append(n.Listeners, s.opts.Listeners()...)
+	}
+	if s.opts.Describe != nil {
+		s.opts.Describe(&n)
 	}
 	return n
 }

@@ -15,6 +15,9 @@ type meta struct {
 	Page  int `json:"page"`
 	Limit int `json:"limit"`
 	Count int `json:"count"`
+	// Missing names the nodes of a cluster that did not answer: the page
+	// is partial.
+	Missing []string `json:"missing_nodes,omitempty"`
 }
 
 type page[T any] struct {
@@ -41,11 +44,17 @@ func paging(r *http.Request) (pg, limit int, err error) {
 
 // writePage answers one page of all, mapped by conv.
 func writePage[S, T any](w http.ResponseWriter, r *http.Request, all []S, conv func(*S) T) error {
+	return writePageOf(w, r, all, conv, len(all), nil)
+}
+
+// writePageOf answers one page of all, of count in the whole cluster,
+// missing the nodes named.
+func writePageOf[S, T any](w http.ResponseWriter, r *http.Request, all []S, conv func(*S) T, count int, missing []string) error {
 	pg, limit, err := paging(r)
 	if err != nil {
 		return err
 	}
-	out := page[T]{Data: []T{}, Meta: meta{Page: pg, Limit: limit, Count: len(all)}}
+	out := page[T]{Data: []T{}, Meta: meta{Page: pg, Limit: limit, Count: count, Missing: missing}}
 	if from := (pg - 1) * limit; from < len(all) && from >= 0 {
 		for i := from; i < len(all) && i < from+limit; i++ {
 			out.Data = append(out.Data, conv(&all[i]))

@@ -40,8 +40,15 @@ type Options struct {
 	Kafka  *kafka.Bridge
 	// NodeName names this node (default: the host name).
 	NodeName string
-	// Nodes lists the cluster's nodes; nil: this node only.
+	// Nodes lists the cluster's nodes; nil: this node and, with Peers, every
+	// other node's own description.
 	Nodes Nodes
+	// Peers reaches the other nodes of a cluster: nodes, clients and kicks
+	// then cover every node. Nil: a node alone.
+	Peers Peers
+	// Describe adds what the cluster knows to this node's description
+	// (role, cluster address, readiness, leader). Nil: nothing.
+	Describe func(*Node)
 	// Reload re-reads the users and ACL files (SIGHUP's work).
 	Reload func() error
 	// Listeners returns the MQTT listeners' URLs with their real ports.
@@ -85,7 +92,10 @@ func New(o Options) (*Server, error) {
 	if s.node == "" {
 		s.node, _ = os.Hostname()
 	}
-	if s.nodes == nil {
+	switch {
+	case s.nodes == nil && o.Peers != nil:
+		s.nodes = clusterNodes{s}
+	case s.nodes == nil:
 		s.nodes = localNode{s}
 	}
 	path := ""

@@ -32,8 +32,11 @@ type nodeRoute struct {
 	pend    []waiter // the waits of sequences first, first+1, ... (ack nil: completed)
 	head    int      // pend[head] is the wait of sequence first
 	first   uint64
+	waiting int // waits not completed
 	gone    bool
 	goneErr error // what waits get once the node is gone
+	// timeouts counts the waits ack_timeout failed (metrics).
+	timeouts uint64
 
 	dropped atomic.Uint64 // QoS 0 messages dropped: over cluster.max_pending_bytes
 }
@@ -87,6 +90,7 @@ func (n *nodeRoute) wait(ack broker.Acker) (uint64, bool) {
 		return 0, false
 	}
 	n.next++
+	n.waiting++
 	n.pend = append(n.pend, waiter{ack: ack, sent: time.Now().UnixNano()})
 	n.mu.Unlock()
 	return n.next, true
@@ -191,6 +195,9 @@ func (n *nodeRoute) acked(seq uint64, code byte) {
 	if seq >= n.first && seq-n.first < uint64(len(n.pend)-n.head) {
 		i := n.head + int(seq-n.first)
 		ack, n.pend[i].ack = n.pend[i].ack, nil
+		if ack != nil {
+			n.waiting--
+		}
 		n.trimLocked(0)
 	}
 	n.mu.Unlock()
@@ -215,6 +222,7 @@ func (n *nodeRoute) trimLocked(before int64) (late []broker.Acker) {
 				break
 			}
 			late = append(late, w.ack)
+			n.waiting--
 		}
 		*w = waiter{}
 		n.head++
@@ -236,6 +244,7 @@ func (n *nodeRoute) trimLocked(before int64) (late []broker.Acker) {
 func (n *nodeRoute) timeout(deadline int64) {
 	n.mu.Lock()
 	late := n.trimLocked(deadline)
+	n.timeouts += uint64(len(late))
 	n.mu.Unlock()
 	for _, ack := range late {
 		ack.Done(ErrRemoteTimeout)
@@ -254,7 +263,7 @@ func (n *nodeRoute) release(err error) {
 	}
 	n.gone, n.goneErr = true, err
 	pend := n.pend[n.head:]
-	n.pend, n.head, n.first = nil, 0, n.next+1
+	n.pend, n.head, n.first, n.waiting = nil, 0, n.next+1, 0
 	n.mu.Unlock()
 	for _, w := range pend {
 		if w.ack != nil {

@@ -136,6 +136,9 @@ func TestFlushFailsOnlyUnsentBatches(t *testing.T) {
 			t.Errorf("message %d failed with %v, want 0x80", i, err)
 		}
 	}
+	if st := a.r.Stats(); len(st.Peers) != 1 || st.Peers[0].Waiting != 0 {
+		t.Errorf("peers %+v, want n1 with nothing waiting", st.Peers)
+	}
 }
 
 // TestNodeGoneFailsWaits: a QoS 1 publish waiting for a node that goes

@@ -72,8 +72,17 @@ func usage(out io.Writer, name string, c *Config) {
 			}
 			fmt.Fprint(out, wrap(desc[f.path], 8))
 		}
+		for _, k := range listFlags {
+			if section(k) == s {
+				flagLine(out, "--"+flagName(k), "list", "none", desc[k])
+			}
+		}
 	}
 }
+
+// listFlags are the list keys that have a flag (repeatable, or
+// comma-separated); other lists are set in the file only.
+var listFlags = []string{"cluster.peers"}
 
 // defaultText is a key's default as -h shows it.
 func defaultText(f field) string {

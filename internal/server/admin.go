@@ -7,12 +7,13 @@ import "github.com/culexmq/culex/internal/admin"
 func (s *Server) openAdmin() error {
 	opts := admin.Options{Config: s.cfg, Broker: s.broker, Auth: s.auth, Kafka: s.kafka, Reload: s.Reload,
 		Version: Version, Log: s.log, Listeners: s.listenerURLs}
+	s.clusterAdmin(&opts)
 	a, err := admin.New(opts)
 	if err != nil {
 		return err
 	}
 	s.admin = a
-	return nil
+	return s.serveClusterAdmin()
 }
 
 func (s *Server) listenerURLs() []string {

@@ -1,0 +1,36 @@
+package cluster
+
+// Stats is what the router counts, for the metrics.
+type Stats struct {
+	Forwarded  uint64 // messages forwarded to other nodes
+	Received   uint64 // messages other nodes forwarded here
+	Routes     int    // NATS route connections
+	MetaLeader string // JetStream meta leader as this node sees it, or ""
+	Peers      []PeerStats
+}
+
+// PeerStats is one other node as the router sees it.
+type PeerStats struct {
+	Node     string
+	Waiting  int    // QoS 1/2 messages forwarded, not yet accepted
+	Timeouts uint64 // messages it did not accept within ack_timeout
+}
+
+// Stats returns the router's counters now.
+func (r *Router) Stats() Stats {
+	st := Stats{Forwarded: r.forwarded.Load(), Received: r.received.Load(), Routes: r.f.Routes(), MetaLeader: r.f.MetaLeader()}
+	r.mu.Lock()
+	routes := make([]*nodeRoute, 0, len(r.peers))
+	for _, p := range r.peers {
+		if p.route != nil {
+			routes = append(routes, p.route)
+		}
+	}
+	r.mu.Unlock()
+	for _, rt := range routes {
+		rt.mu.Lock()
+		st.Peers = append(st.Peers, PeerStats{Node: rt.name, Waiting: rt.waiting, Timeouts: rt.timeouts})
+		rt.mu.Unlock()
+	}
+	return st
+}

@@ -1,0 +1,71 @@
+package metrics
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// ClusterStats is what a cluster node's router counts (the server fills it
+// from cluster.Router.Stats; this package does not import the cluster).
+type ClusterStats struct {
+	Forwarded, Received uint64
+	Routes              int
+	MetaLeader          string
+	Peers               []ClusterPeer
+}
+
+// ClusterPeer is one other node.
+type ClusterPeer struct {
+	Node     string
+	Waiting  int
+	Timeouts uint64
+}
+
+// clusterDescs lists the cluster collector's Descs (not in all: the node's
+// Collector does not serve them).
+var clusterDescs []*prometheus.Desc
+
+func clusterDesc(name, help string, labels ...string) *prometheus.Desc {
+	d := prometheus.NewDesc("culex_cluster_"+name, help, labels, nil)
+	clusterDescs = append(clusterDescs, d)
+	return d
+}
+
+var (
+	clForwarded = clusterDesc("messages_forwarded_total", "Messages this node forwarded to other nodes (one per node with matching subscribers).")
+	clReceived  = clusterDesc("messages_received_total", "Messages other nodes forwarded to this node.")
+	clNodesUp   = clusterDesc("nodes_up", "Nodes this node hears from, itself included.")
+	clRoutes    = clusterDesc("routes", "NATS route connections of this node's embedded server.")
+	clLeader    = clusterDesc("meta_leader_known", "1 when this node knows the JetStream meta leader, else 0.")
+	clWaiting   = clusterDesc("ack_waiting_messages", "QoS 1/2 messages forwarded to the peer whose acceptance the publisher waits for.", "peer")
+	clTimeouts  = clusterDesc("ack_timeouts_total", "Forwarded QoS 1/2 messages the peer did not accept within cluster.ack_timeout (the publisher got an error).", "peer")
+)
+
+// clusterCollector serves a router's counters.
+type clusterCollector struct{ stats func() ClusterStats }
+
+// Cluster returns a collector of the cluster's metrics (culex_cluster_*)
+// read from stats at each scrape; register it with the node's registry.
+// Peer labels are node names: as many as the cluster has nodes.
+func Cluster(stats func() ClusterStats) prometheus.Collector { return clusterCollector{stats} }
+
+func (c clusterCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range clusterDescs {
+		ch <- d
+	}
+}
+
+func (c clusterCollector) Collect(ch chan<- prometheus.Metric) {
+	e := emitter{ch}
+	st := c.stats()
+	e.counter(clForwarded, float64(st.Forwarded))
+	e.counter(clReceived, float64(st.Received))
+	e.gauge(clNodesUp, float64(len(st.Peers)+1))
+	e.gauge(clRoutes, float64(st.Routes))
+	known := 0.0
+	if st.MetaLeader != "" {
+		known = 1
+	}
+	e.gauge(clLeader, known)
+	for _, p := range st.Peers {
+		e.gauge(clWaiting, float64(p.Waiting), p.Node)
+		e.counter(clTimeouts, float64(p.Timeouts), p.Node)
+	}
+}

@@ -1,0 +1,44 @@
+package server
+
+import (
+	"github.com/culexmq/culex/internal/admin"
+	"github.com/culexmq/culex/internal/cluster"
+	"github.com/culexmq/culex/internal/metrics"
+)
+
+// clusterAdmin makes the admin API cover every node of the cluster: the
+// node's name from cluster.node_name, its role, address, readiness and
+// leader in GET /nodes, and the other nodes reached through the router.
+func (s *Server) clusterAdmin(opts *admin.Options) {
+	if s.router == nil {
+		return
+	}
+	opts.NodeName = s.fabric.NodeName()
+	opts.Peers = s.router
+	opts.Describe = func(n *admin.Node) {
+		st := s.router.Status()
+		n.Role, n.Address, n.Ready, n.MetaLeader = st.Role, st.Address, st.Ready, st.MetaLeader
+	}
+}
+
+// serveClusterAdmin answers the other nodes' admin requests, and
+// registers the cluster's metrics.
+func (s *Server) serveClusterAdmin() error {
+	if s.router == nil {
+		return nil
+	}
+	if s.admin != nil {
+		if _, err := s.router.ServeAsk(s.admin.Answer); err != nil {
+			return err
+		}
+	}
+	return s.RegisterMetrics(metrics.Cluster(func() metrics.ClusterStats { return clusterStats(s.router.Stats()) }))
+}
+
+func clusterStats(st cluster.Stats) metrics.ClusterStats {
+	out := metrics.ClusterStats{Forwarded: st.Forwarded, Received: st.Received, Routes: st.Routes, MetaLeader: st.MetaLeader}
+	for _, p := range st.Peers {
+		out.Peers = append(out.Peers, metrics.ClusterPeer{Node: p.Node, Waiting: p.Waiting, Timeouts: p.Timeouts})
+	}
+	return out
+}
