@@ -16,11 +16,12 @@ const (
 	DropOffline                          // QoS 0 for a session with no connection
 	DropInvalid                          // invalid payload or topic
 	DropIntercepted                      // failed by an interceptor
+	DropRouteFull                        // QoS 0 for another node over cluster.max_pending_bytes
 	numDropReasons
 )
 
 var dropNames = [numDropReasons]string{"queue_full", "outbound_full", "packet_too_large",
-	"expired", "not_authorized", "inflight", "offline", "invalid", "intercepted"}
+	"expired", "not_authorized", "inflight", "offline", "invalid", "intercepted", "route_full"}
 
 // String is the reason's name as used in Stats.Drops and metrics labels.
 func (r DropReason) String() string {
@@ -109,6 +110,10 @@ func (b *Broker) Stats() Stats {
 	}
 	return s
 }
+
+// CountDrop counts a copy dropped outside the broker (the cluster's
+// routes to other nodes).
+func (b *Broker) CountDrop(r DropReason) { b.stats.drops[r].Add(1) }
 
 // drop counts a dropped copy of m for clientID and tells the hooks.
 func (b *Broker) drop(clientID string, m *Message, r DropReason) {

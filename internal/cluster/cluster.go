@@ -40,6 +40,11 @@ const subjPrefix = "culex."
 // subscribers did not accept within cluster.ack_timeout.
 var ErrRemoteTimeout = fmt.Errorf("%w: a node with matching subscribers did not accept the message in time", packet.ErrUnspecified)
 
+// ErrNodeGone fails a QoS 1/2 publish that waited for a node that went
+// silent for cluster.node_timeout: dead or cut off, it did not accept the
+// message, and its subscribers may still be alive behind a partition.
+var ErrNodeGone = fmt.Errorf("%w: a node with matching subscribers went silent before accepting the message", packet.ErrUnspecified)
+
 // Router is a node's part of cross-node routing.
 type Router struct {
 	f      *fabric.Fabric
@@ -52,14 +57,17 @@ type Router struct {
 	ackTO  time.Duration
 	nodeTO time.Duration
 
+	maxPending int // cluster.max_pending_bytes, per node route
+
 	mu       sync.Mutex
 	peers    map[string]*peer
 	local    map[string]byte // announced filters
 	localSeq uint64
-	synced   bool // the first announcement was made
+	subGen   uint64            // counts OnSubscribe calls
+	subAt    map[string]uint64 // filter: subGen of its last OnSubscribe not yet seen by a resync
+	synced   bool              // the first announcement was made
 
 	acks      chan ackItem
-	flushq    chan *nodeRoute // routes with frames to publish
 	subs      []*nats.Subscription
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -77,6 +85,12 @@ type Router struct {
 
 	forwarded atomic.Uint64
 	received  atomic.Uint64
+
+	// Test seams: testResync runs in resync between reading the broker's
+	// filters and taking r.mu; testPublish replaces the NATS publish of
+	// forwarded batches.
+	testResync  atomic.Pointer[func()]
+	testPublish atomic.Pointer[func(node string, batch []byte) error]
 }
 
 // peer is another node as this one knows it.
@@ -118,10 +132,10 @@ func New(f *fabric.Fabric, log *slog.Logger) *Router {
 		f: f, nc: f.Conn(), log: log, node: f.NodeName(),
 		epoch:  binary.LittleEndian.Uint64(e[:]) | 1,
 		prefix: subjPrefix + f.ClusterName() + ".",
-		ackTO:  cfg.AckTimeout, nodeTO: cfg.NodeTimeout,
-		peers: make(map[string]*peer), local: make(map[string]byte),
+		ackTO:  cfg.AckTimeout, nodeTO: cfg.NodeTimeout, maxPending: cfg.MaxPending,
+		peers: make(map[string]*peer), local: make(map[string]byte), subAt: make(map[string]uint64),
 		shIdx: topic.NewIndex[string, *shEntry](),
-		acks:  make(chan ackItem, 4096), flushq: make(chan *nodeRoute, 1024), stop: make(chan struct{}),
+		acks:  make(chan ackItem, 4096), stop: make(chan struct{}),
 	}
 }
 
@@ -151,8 +165,7 @@ func (r *Router) Start(b *broker.Broker) error {
 	}
 	r.startedAt = time.Now()
 	r.started.Store(true)
-	r.wg.Add(3)
-	go r.flushLoop()
+	r.wg.Add(2)
 	go r.ackLoop()
 	go r.tickLoop()
 	r.resync()
@@ -219,6 +232,8 @@ func (r *Router) OnSubscribe(_ *broker.ClientInfo, filter string, qos byte) {
 		return // Start announces everything
 	}
 	r.mu.Lock()
+	r.subGen++
+	r.subAt[filter] = r.subGen // a resync whose walk began earlier keeps it
 	if q, ok := r.local[filter]; ok && q >= qos {
 		r.mu.Unlock()
 		return
@@ -248,12 +263,31 @@ func (r *Router) publishLocked(a announce) {
 
 // resync compares the broker's filters with the announced ones and
 // announces the difference: removals, and anything a hook did not see
-// (sessions restored at start).
+// (sessions restored at start). A filter subscribed after the walk of the
+// broker's filters began (OnSubscribe is called after the broker indexed
+// the subscription) may be missing from the walk: it stays announced, and
+// the next resync checks it again.
 func (r *Router) resync() {
+	r.mu.Lock()
+	gen := r.subGen
+	r.mu.Unlock()
 	cur := make(map[string]byte)
 	r.b.LocalFilters(func(f string, q byte) { cur[f] = q })
+	if fn := r.testResync.Swap(nil); fn != nil {
+		(*fn)()
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	for f, g := range r.subAt {
+		if g <= gen {
+			delete(r.subAt, f) // the walk saw it
+		} else if q, ok := r.local[f]; ok {
+			if c, seen := cur[f]; !seen || q > c {
+				cur[f] = q
+				r.dirty.Store(true)
+			}
+		}
+	}
 	a := announce{Node: r.node, Epoch: r.epoch}
 	for f, q := range cur {
 		if old, ok := r.local[f]; !ok || old != q {
@@ -352,7 +386,7 @@ func (r *Router) expire() {
 	r.mu.Unlock()
 	for _, p := range gone {
 		r.log.Warn("cluster: node gone", "node", p.name, "silent_for", r.nodeTO)
-		r.dropPeer(p)
+		r.dropPeer(p, ErrNodeGone)
 		r.notify(p.name, false)
 	}
 	for _, rt := range routes {
@@ -369,13 +403,14 @@ func (r *Router) unsubscribe(rt *nodeRoute, f string) {
 	r.b.UnsubscribeRemote(f, rt)
 }
 
-// dropPeer removes a node's remote routes and stops waiting for it: its
-// subscribers are gone with it (a clean session ends with its node).
-func (r *Router) dropPeer(p *peer) {
+// dropPeer removes a node's remote routes and stops waiting for it: the
+// waits end with err, nil when the node is known dead (a new run of it
+// was heard: its clean sessions ended with the old one).
+func (r *Router) dropPeer(p *peer, err error) {
 	for f := range p.filters {
 		r.unsubscribe(p.route, f)
 	}
-	p.route.release()
+	p.route.release(err)
 }
 
 func (r *Router) onAnnounce(msg *nats.Msg) {
@@ -415,7 +450,7 @@ func (r *Router) onAnnounce(msg *nats.Msg) {
 	r.mu.Unlock()
 	if old != nil {
 		r.log.Info("cluster: node restarted", "node", a.Node)
-		r.dropPeer(old)
+		r.dropPeer(old, nil)
 		r.notify(a.Node, false)
 	}
 	if joined {
@@ -590,20 +625,6 @@ func (r *Router) inject(frame []byte, now int64) {
 	})
 }
 
-// flushLoop publishes the batches of the routes that have frames, one
-// route at a time, in the order they got their first frame.
-func (r *Router) flushLoop() {
-	defer r.wg.Done()
-	for {
-		select {
-		case <-r.stop:
-			return
-		case n := <-r.flushq:
-			n.flush()
-		}
-	}
-}
-
 type ackItem struct {
 	to   string
 	seq  uint64
@@ -682,6 +703,6 @@ func (r *Router) Close() {
 	r.peers = map[string]*peer{}
 	r.mu.Unlock()
 	for _, p := range peers {
-		r.dropPeer(p)
+		r.dropPeer(p, ErrRemoteTimeout)
 	}
 }

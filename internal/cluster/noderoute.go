@@ -3,6 +3,7 @@ package cluster
 import (
 	"encoding/binary"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/culexmq/culex/internal/broker"
@@ -11,24 +12,33 @@ import (
 
 // nodeRoute is the broker's remote route to one other node: the broker
 // calls it once per message however many of the node's filters match.
+// Each route has its own flusher goroutine, so a node whose route blocks
+// stalls only what is sent to it.
 type nodeRoute struct {
 	r    *Router
 	name string
 	subj string
 
-	bmu       sync.Mutex
-	buf       []byte   // frames waiting for the flusher
-	seqs      []uint64 // their sequences (acknowledged ones), to fail them if publishing fails
-	queued    bool     // in the flusher's queue
-	spare     []byte   // the flusher's: the previous batch's buffer, reused
-	spareSeqs []uint64
+	bmu     sync.Mutex
+	buf     []byte // frames waiting for the flusher
+	pending int    // bytes not yet taken by NATS: buf and the batch being published
+	spare   []byte // the flusher's: the previous batch's buffer, reused
+	stopped bool   // released: frames are no longer taken
+	wake    chan struct{}
+	quit    chan struct{} // closed by release
 
-	mu   sync.Mutex
-	next uint64
-	pend map[uint64]waiter
-	gone bool
+	mu      sync.Mutex
+	next    uint64   // the last sequence given
+	pend    []waiter // the waits of sequences first, first+1, ... (ack nil: completed)
+	head    int      // pend[head] is the wait of sequence first
+	first   uint64
+	waiting int // waits not completed
+	gone    bool
+	goneErr error // what waits get once the node is gone
 	// timeouts counts the waits ack_timeout failed (metrics).
 	timeouts uint64
+
+	dropped atomic.Uint64 // QoS 0 messages dropped: over cluster.max_pending_bytes
 }
 
 type waiter struct {
@@ -39,7 +49,10 @@ type waiter struct {
 var _ broker.AckRemoteRoute = (*nodeRoute)(nil)
 
 func newNodeRoute(r *Router, name string) *nodeRoute {
-	return &nodeRoute{r: r, name: name, subj: r.prefix + "msg." + name, pend: make(map[uint64]waiter)}
+	n := &nodeRoute{r: r, name: name, subj: r.prefix + "msg." + name, first: 1,
+		wake: make(chan struct{}, 1), quit: make(chan struct{})}
+	go n.flushLoop()
+	return n
 }
 
 // Deliver forwards m at QoS 0, or a QoS 1/2 message whose publisher does
@@ -67,62 +80,86 @@ func (n *nodeRoute) DeliverAck(m *broker.Message, qos byte, ack broker.Acker) {
 }
 
 // wait registers ack under a new sequence; false when the node is gone
-// (ack is then done: nobody there to wait for).
+// (ack is then done as release did it).
 func (n *nodeRoute) wait(ack broker.Acker) (uint64, bool) {
 	n.mu.Lock()
 	if n.gone {
+		err := n.goneErr
 		n.mu.Unlock()
-		ack.Done(nil)
+		ack.Done(err)
 		return 0, false
 	}
 	n.next++
-	seq := n.next
-	n.pend[seq] = waiter{ack: ack, sent: time.Now().UnixNano()}
+	n.waiting++
+	n.pend = append(n.pend, waiter{ack: ack, sent: time.Now().UnixNano()})
 	n.mu.Unlock()
-	return seq, true
+	return n.next, true
 }
 
-// send appends m's frame to the batch for the node and wakes the flusher
-// if the batch was empty. Frames leave in the order they were appended.
+// send appends m's frame to the batch for the node and wakes its flusher.
+// Frames leave in the order they were appended. Past
+// cluster.max_pending_bytes a QoS 0 frame is dropped (counted) and a
+// QoS 1/2 one fails its wait (quota exceeded; a v5 publisher gets 0x80)
+// so that the publisher sends it again.
 func (n *nodeRoute) send(m *broker.Message, qos byte, seq uint64, share *broker.Share) {
 	n.bmu.Lock()
+	if n.stopped {
+		n.bmu.Unlock()
+		return // gone: release ended the wait
+	}
 	start := len(n.buf)
 	n.buf = append(n.buf, 0, 0, 0, 0)
 	n.buf = encodeMsg(n.buf, m, qos, seq, n.r.node, time.Now().UnixNano(), share)
-	binary.LittleEndian.PutUint32(n.buf[start:], uint32(len(n.buf)-start-4))
-	n.seqs = appendSeq(n.seqs, seq)
-	wake := !n.queued
-	n.queued = true
+	size := len(n.buf) - start
+	if n.pending+size > n.r.maxPending {
+		n.buf = n.buf[:start]
+		n.bmu.Unlock()
+		if seq == 0 {
+			n.dropped.Add(1)
+			n.r.b.CountDrop(broker.DropRouteFull)
+		} else {
+			n.acked(seq, packet.ErrQuotaExceeded.Value)
+		}
+		return
+	}
+	binary.LittleEndian.PutUint32(n.buf[start:], uint32(size-4))
+	n.pending += size
 	n.bmu.Unlock()
 	n.r.forwarded.Add(1)
-	if wake {
-		select {
-		case n.r.flushq <- n:
-		case <-n.r.stop:
-		}
+	select {
+	case n.wake <- struct{}{}:
+	default: // already woken
 	}
 }
 
-func appendSeq(s []uint64, seq uint64) []uint64 {
-	if seq == 0 {
-		return s
+// flushLoop is the route's flusher: it publishes what gathered while it
+// published the previous batch.
+func (n *nodeRoute) flushLoop() {
+	for {
+		select {
+		case <-n.r.stop:
+			return
+		case <-n.quit:
+			return
+		case <-n.wake:
+			n.flush()
+		}
 	}
-	return append(s, seq)
 }
 
 // maxBatch bounds one NATS message of frames.
 const maxBatch = 1 << 20
 
 // flush publishes what the batch holds, in NATS messages of at most
-// maxBatch bytes (a bigger frame goes alone). Only the flusher calls it.
+// maxBatch bytes (a bigger frame goes alone). A NATS message that fails
+// fails the waits of its own frames only: the others went out, and their
+// node acknowledges them. Only the flusher calls it.
 func (n *nodeRoute) flush() {
 	n.bmu.Lock()
-	b, seqs := n.buf, n.seqs
-	n.buf, n.seqs = n.spare[:0], n.spareSeqs[:0]
-	n.queued = false
+	b := n.buf
+	n.buf = n.spare[:0]
 	n.bmu.Unlock()
-	var err error
-	for rest := b; len(rest) > 0 && err == nil; {
+	for rest := b; len(rest) > 0; {
 		end := 0
 		for end < len(rest) {
 			l := 4 + int(binary.LittleEndian.Uint32(rest[end:]))
@@ -131,61 +168,120 @@ func (n *nodeRoute) flush() {
 			}
 			end += l
 		}
-		err = n.r.nc.Publish(n.subj, rest[:end])
-		rest = rest[end:]
-	}
-	if err != nil {
-		for _, seq := range seqs {
-			n.acked(seq, packet.ErrUnspecified.Value)
+		if err := n.publish(rest[:end]); err != nil {
+			for f := rest[:end]; len(f) > 0; {
+				l := 4 + int(binary.LittleEndian.Uint32(f))
+				if seq := frameSeq(f[4:l]); seq != 0 {
+					n.acked(seq, packet.ErrUnspecified.Value)
+				}
+				f = f[l:]
+			}
 		}
+		n.bmu.Lock()
+		n.pending -= end
+		n.bmu.Unlock()
+		rest = rest[end:]
 	}
 	if cap(b) > 4*maxBatch {
 		b = nil // a burst's buffer is not kept
 	}
-	n.spare, n.spareSeqs = b[:0], seqs[:0]
+	n.spare = b[:0]
 }
 
 // acked completes the wait for seq.
 func (n *nodeRoute) acked(seq uint64, code byte) {
 	n.mu.Lock()
-	w, ok := n.pend[seq]
-	delete(n.pend, seq)
+	var ack broker.Acker
+	if seq >= n.first && seq-n.first < uint64(len(n.pend)-n.head) {
+		i := n.head + int(seq-n.first)
+		ack, n.pend[i].ack = n.pend[i].ack, nil
+		if ack != nil {
+			n.waiting--
+		}
+		n.trimLocked(0)
+	}
 	n.mu.Unlock()
-	if !ok {
+	if ack == nil {
 		return
 	}
 	if code != 0 {
-		w.ack.Done(packet.Code{Value: code})
+		ack.Done(packet.Code{Value: code})
 		return
 	}
-	w.ack.Done(nil)
+	ack.Done(nil)
+}
+
+// trimLocked drops the completed waits at the head of pend, and with
+// before > 0 the waits sent before it, into late; sequences are given in
+// time order, so it stops at the first later one.
+func (n *nodeRoute) trimLocked(before int64) (late []broker.Acker) {
+	for n.head < len(n.pend) {
+		w := &n.pend[n.head]
+		if w.ack != nil {
+			if w.sent >= before {
+				break
+			}
+			late = append(late, w.ack)
+			n.waiting--
+		}
+		*w = waiter{}
+		n.head++
+		n.first++
+	}
+	switch {
+	case n.head == len(n.pend) && cap(n.pend) > 4096:
+		n.pend, n.head = nil, 0 // a burst's array is not kept
+	case n.head == len(n.pend):
+		n.pend, n.head = n.pend[:0], 0
+	case n.head >= 1024 && n.head >= len(n.pend)/2:
+		n.pend = n.pend[:copy(n.pend, n.pend[n.head:])]
+		n.head = 0
+	}
+	return late
 }
 
 // timeout fails the waits of messages sent before deadline.
 func (n *nodeRoute) timeout(deadline int64) {
-	var late []waiter
 	n.mu.Lock()
-	for seq, w := range n.pend {
-		if w.sent < deadline {
-			late = append(late, w)
-			delete(n.pend, seq)
-		}
-	}
+	late := n.trimLocked(deadline)
 	n.timeouts += uint64(len(late))
 	n.mu.Unlock()
-	for _, w := range late {
-		w.ack.Done(ErrRemoteTimeout)
+	for _, ack := range late {
+		ack.Done(ErrRemoteTimeout)
 	}
 }
 
-// release ends every wait: the node is gone.
-func (n *nodeRoute) release() {
+// release ends every wait with err (nil: as accepted), and the route: the
+// node is gone.
+func (n *nodeRoute) release(err error) {
+	n.bmu.Lock()
+	n.stopped, n.buf, n.pending = true, nil, 0
+	n.bmu.Unlock()
 	n.mu.Lock()
-	n.gone = true
-	pend := n.pend
-	n.pend = make(map[uint64]waiter)
+	if !n.gone {
+		close(n.quit)
+	}
+	n.gone, n.goneErr = true, err
+	pend := n.pend[n.head:]
+	n.pend, n.head, n.first, n.waiting = nil, 0, n.next+1, 0
 	n.mu.Unlock()
 	for _, w := range pend {
-		w.ack.Done(nil)
+		if w.ack != nil {
+			w.ack.Done(err)
+		}
 	}
+}
+
+func (n *nodeRoute) publish(batch []byte) error {
+	if fn := n.r.testPublish.Load(); fn != nil {
+		return (*fn)(n.name, batch)
+	}
+	return n.r.nc.Publish(n.subj, batch)
+}
+
+// pendingBytes is what the route holds for NATS.
+func (n *nodeRoute) pendingBytes() int {
+	n.bmu.Lock()
+	defer n.bmu.Unlock()
+	return n.pending
 }

@@ -56,7 +56,10 @@ type node struct {
 
 // startNodes starts n replicants (no JetStream) routed to each other, each
 // with a broker and a router, in this process.
-func startNodes(t *testing.T, n int) []*node {
+func startNodes(t *testing.T, n int) []*node { return startNodesWith(t, n, nil) }
+
+// startNodesWith is startNodes with cfg changing each node's cluster config.
+func startNodesWith(t *testing.T, n int, cfg func(*config.Cluster)) []*node {
 	ports := clustertest.FreePorts(t, n)
 	var out []*node
 	for i := range n {
@@ -64,12 +67,20 @@ func startNodes(t *testing.T, n int) []*node {
 		c.NodeName, c.Role, c.Secret = "n"+strconv.Itoa(i), "replicant", "s"
 		c.Listen = "127.0.0.1:" + strconv.Itoa(ports[i])
 		c.NodeTimeout, c.AckTimeout = time.Second, 5*time.Second
+		if cfg != nil {
+			cfg(&c)
+		}
 		for j, p := range ports {
 			if j != i {
 				c.Peers = append(c.Peers, "127.0.0.1:"+strconv.Itoa(p))
 			}
 		}
 		f, err := fabric.Start(c, "", nil)
+		for try := 0; err != nil && try < 3; try++ {
+			// Its port was taken meanwhile: another (gossip completes the mesh).
+			c.Listen = "127.0.0.1:" + strconv.Itoa(clustertest.FreePorts(t, 1)[0])
+			f, err = fabric.Start(c, "", nil)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}

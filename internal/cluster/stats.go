@@ -29,7 +29,7 @@ func (r *Router) Stats() Stats {
 	r.mu.Unlock()
 	for _, rt := range routes {
 		rt.mu.Lock()
-		st.Peers = append(st.Peers, PeerStats{Node: rt.name, Waiting: len(rt.pend), Timeouts: rt.timeouts})
+		st.Peers = append(st.Peers, PeerStats{Node: rt.name, Waiting: rt.waiting, Timeouts: rt.timeouts})
 		rt.mu.Unlock()
 	}
 	return st

@@ -177,3 +177,16 @@ func appendAck(b []byte, seq uint64, code byte) []byte {
 	b = binary.AppendUvarint(b, seq)
 	return append(b, code)
 }
+
+// frameSeq is the sequence of a forwarded message's body (0: none, or
+// malformed).
+func frameSeq(b []byte) uint64 {
+	if len(b) < 3 {
+		return 0
+	}
+	seq, n := binary.Uvarint(b[2:])
+	if n <= 0 {
+		return 0
+	}
+	return seq
+}

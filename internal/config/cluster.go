@@ -47,6 +47,11 @@ type Cluster struct {
 	// (v5: PUBACK/PUBREC 0x80; 3.1.1: no acknowledgement, the client
 	// sends it again).
 	AckTimeout time.Duration `yaml:"ack_timeout"`
+	// MaxPending bounds the bytes of forwarded messages a node holds for
+	// one other node before NATS has taken them; past it QoS 0 messages
+	// for that node are dropped and QoS 1/2 ones fail (v5: PUBACK/PUBREC
+	// 0x80).
+	MaxPending int `yaml:"max_pending_bytes"`
 	// NodeTimeout is how long a node may stay silent (no heartbeat) before
 	// the others consider it gone: its subscriptions are dropped and
 	// publishes stop waiting for it.
@@ -75,6 +80,7 @@ func defaultCluster() Cluster {
 		Peers:        []string{},
 		Sync:         "always",
 		AckTimeout:   15 * time.Second,
+		MaxPending:   64 << 20,
 		NodeTimeout:  5 * time.Second,
 		ReadyTimeout: 30 * time.Second,
 	}
@@ -164,6 +170,9 @@ func (c *Cluster) validate(bad func(key, format string, args ...any)) {
 	}
 	if c.AckTimeout <= 0 {
 		bad("cluster.ack_timeout", "must be positive")
+	}
+	if c.MaxPending <= 0 {
+		bad("cluster.max_pending_bytes", "must be positive (default %d, 64 MiB)", 64<<20)
 	}
 	if c.NodeTimeout <= 0 {
 		bad("cluster.node_timeout", "must be positive")
