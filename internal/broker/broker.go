@@ -61,13 +61,14 @@ type Options struct {
 
 // Broker is one node's MQTT broker core.
 type Broker struct {
-	opts     Options
-	cfg      config.MQTT
-	log      *slog.Logger
-	store    store.Store
-	ownStore bool
-	outMax   int
-	stats    counters
+	failedAcks failedAcks
+	opts       Options
+	cfg        config.MQTT
+	log        *slog.Logger
+	store      store.Store
+	ownStore   bool
+	outMax     int
+	stats      counters
 
 	dropHooks  []DropHook
 	connHooks  []ConnectHook

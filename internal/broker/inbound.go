@@ -111,12 +111,12 @@ func (c *conn) routePending(pe *pending) {
 	w.done(nil)
 }
 
-// ready marks pe acknowledgeable. A store failure fails the ack: the client
-// will retransmit.
+// ready marks pe acknowledgeable. A failed write it waited for (store,
+// Kafka, another node) fails the ack: the client will retransmit.
 func (c *conn) ready(pe *pending, err error) {
 	c.pmu.Lock()
 	if err != nil && pe.code == packet.Success {
-		c.b.log.Error("store write failed; publish not acknowledged", "client", c.info.ClientID, "err", err)
+		c.b.noteFailedAck(c.info.ClientID, err)
 		pe.code, pe.silent = packet.ErrUnspecified, c.version != packet.V5
 	}
 	pe.state = pendReady
