@@ -22,7 +22,7 @@ Usage:
   culex ctl CMD [flags]   operate a running node over its admin API (culex ctl help)
   culex bridge [flags]    standalone MQTT -> Kafka / Kafka -> MQTT bridge for any broker
   culex config check FILE validate a config file as culex serve would load it
-  culex probe URL         exit 0 when GET URL answers 2xx (container health checks)
+  culex probe URL|PATH    exit 0 when GET answers 2xx; PATH asks this node's admin listener (health checks)
   culex version           print the version
 `
 

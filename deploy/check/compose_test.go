@@ -20,21 +20,94 @@ import (
 
 const composeFile = "../compose/compose.yaml"
 
+// composeEnv is the environment the Compose file requires (the .env
+// docs/deploy.md has the user write).
+var composeEnv = []string{"CULEX_CLUSTER_SECRET=compose-test-cluster-secret", "CULEX_ADMIN_PASSWORD=compose-test-pw"}
+
 // loadCompose loads the Compose file with compose-spec's own loader, as
 // `docker compose` does (interpolation, anchors, consistency checks), with
-// an empty environment so that the file's defaults apply.
+// only composeEnv in the environment so that the file's defaults apply.
 func loadCompose(t *testing.T) *types.Project {
 	t.Helper()
-	opts, err := cli.NewProjectOptions([]string{composeFile}, cli.WithEnv([]string{}), cli.WithName("culex"),
-		cli.WithConsistency(true), cli.WithResolvedPaths(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := opts.LoadProject(context.Background())
+	p, err := loadComposeEnv(t, composeEnv)
 	if err != nil {
 		t.Fatalf("compose: %v", err)
 	}
 	return p
+}
+
+// loadComposeEnv loads the Compose file with env as the environment.
+func loadComposeEnv(t *testing.T, env []string) (*types.Project, error) {
+	t.Helper()
+	opts, err := cli.NewProjectOptions([]string{composeFile}, cli.WithEnv(env), cli.WithName("culex"),
+		cli.WithConsistency(true), cli.WithResolvedPaths(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return opts.LoadProject(context.Background())
+}
+
+// TestComposeSecretsRequired: the cluster secret and the admin password
+// have no defaults (a default cluster secret is public, a default admin
+// password skips the forced change): without them in the environment or
+// .env, Compose refuses to start, naming the variable; with them, every
+// node gets them.
+func TestComposeSecretsRequired(t *testing.T) {
+	for i, name := range []string{"CULEX_CLUSTER_SECRET", "CULEX_ADMIN_PASSWORD"} {
+		env := slices.Clone(composeEnv)
+		env = slices.Delete(env, i, i+1)
+		if _, err := loadComposeEnv(t, env); err == nil || !strings.Contains(err.Error(), "set "+name) {
+			t.Errorf("compose without %s: %v, want an error naming it", name, err)
+		}
+	}
+	p := loadCompose(t)
+	for _, name := range []string{"culex1", "culex2", "culex3"} {
+		envOf := p.Services[name].Environment
+		for _, kv := range composeEnv {
+			k, v, _ := strings.Cut(kv, "=")
+			if envOf[k] == nil || *envOf[k] != v {
+				t.Errorf("%s: %s is %v, want the environment's %q", name, k, envOf[k], v)
+			}
+		}
+	}
+}
+
+// TestComposeHAProxyStats: the stats page HAProxy serves is published on
+// the host's loopback, and haproxy.cfg binds it on every interface of the
+// container (its 127.0.0.1 is the container's own, which a published port
+// never reaches).
+func TestComposeHAProxyStats(t *testing.T) {
+	p := loadCompose(t)
+	published := false
+	for _, port := range p.Services["haproxy"].Ports {
+		if port.Target == 8404 {
+			published = true
+			if port.HostIP != "127.0.0.1" {
+				t.Errorf("HAProxy's stats port is published on %q, want the host's 127.0.0.1 only", port.HostIP)
+			}
+		}
+	}
+	if !published {
+		t.Fatalf("HAProxy's stats port 8404 is not published")
+	}
+	b, err := os.ReadFile("../haproxy/haproxy.cfg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	frontend, bind := "", ""
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) < 2 || strings.HasPrefix(f[0], "#"):
+		case f[0] == "frontend":
+			frontend = f[1]
+		case f[0] == "bind" && frontend == "stats":
+			bind = f[1]
+		}
+	}
+	if host, port, _ := strings.Cut(bind, ":"); port != "8404" || host != "" && host != "0.0.0.0" && host != "[::]" {
+		t.Errorf("HAProxy's stats frontend binds %q, want :8404 (every interface of the container)", bind)
+	}
 }
 
 // TestCompose: three culex nodes built from the shipped Dockerfile whose

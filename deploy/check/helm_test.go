@@ -44,7 +44,7 @@ func valueSets(t *testing.T) map[string]map[string]any {
 	if err := yaml.UnmarshalStrict(b, &strimzi); err != nil {
 		t.Fatalf("values-strimzi.yaml: %v", err)
 	}
-	return map[string]map[string]any{
+	sets := map[string]map[string]any{
 		"defaults": {},
 		"tls": {
 			"tls":            map[string]any{"enabled": true, "cert": "-----BEGIN CERTIFICATE-----\n...\n", "key": "-----BEGIN PRIVATE KEY-----\n...\n"},
@@ -62,6 +62,28 @@ func valueSets(t *testing.T) map[string]map[string]any {
 		},
 		"strimzi": strimzi,
 	}
+	for _, vals := range sets {
+		withClusterSecret(vals)
+	}
+	return sets
+}
+
+// testClusterSecret is the cluster.secret the value sets install with:
+// the chart requires one (or cluster.existingSecret) and never makes one up.
+const testClusterSecret = "test-cluster-secret-0123456789"
+
+// withClusterSecret sets cluster.secret in vals unless they name a
+// Secret or an external NATS, and returns vals.
+func withClusterSecret(vals map[string]any) map[string]any {
+	c, _ := vals["cluster"].(map[string]any)
+	if c == nil {
+		c = map[string]any{}
+		vals["cluster"] = c
+	}
+	if c["existingSecret"] == nil && c["natsUrl"] == nil && c["secret"] == nil {
+		c["secret"] = testClusterSecret
+	}
+	return vals
 }
 
 // rendered is one rendering of the chart, decoded.
@@ -93,9 +115,10 @@ type serviceMonitor struct {
 	} `json:"spec"`
 }
 
-// render renders the chart with the Helm SDK as `helm install` would and
-// decodes every object strictly into its Kubernetes API type.
-func render(t *testing.T, vals map[string]any) rendered {
+// renderFiles renders the chart with the Helm SDK as `helm install`
+// (or `helm template`: lookup finds nothing) would, and returns the
+// rendered files and the coalesced values.
+func renderFiles(t *testing.T, vals map[string]any) (map[string]string, common.Values, error) {
 	t.Helper()
 	ch, err := loader.Load(chartDir)
 	if err != nil {
@@ -110,14 +133,22 @@ func render(t *testing.T, vals map[string]any) rendered {
 	if err != nil {
 		t.Fatal(err)
 	}
+	values, _ := top["Values"].(common.Values)
 	files, err := engine.Render(ch, top)
+	return files, values, err
+}
+
+// render renders the chart (renderFiles) and decodes every object
+// strictly into its Kubernetes API type.
+func render(t *testing.T, vals map[string]any) rendered {
+	t.Helper()
+	files, values, err := renderFiles(t, vals)
 	if err != nil {
 		t.Fatalf("render: %v", err)
 	}
 	codecs := serializer.NewCodecFactory(scheme.Scheme, serializer.EnableStrict)
 	dec := codecs.UniversalDeserializer()
-	r := rendered{objs: make(map[string]runtime.Object)}
-	r.values, _ = top["Values"].(common.Values)
+	r := rendered{objs: make(map[string]runtime.Object), values: values}
 	for _, name := range slices.Sorted(maps.Keys(files)) {
 		if path.Ext(name) != ".yaml" || strings.HasPrefix(path.Base(name), "_") {
 			continue
@@ -233,7 +264,7 @@ func TestHelmChart(t *testing.T) {
 // TestHelmSeedScenario: the default values are the seed's: 3 cores, 7
 // replicants autoscaled to 20.
 func TestHelmSeedScenario(t *testing.T) {
-	r := render(t, nil)
+	r := render(t, withClusterSecret(map[string]any{}))
 	sts := object[*appsv1.StatefulSet](t, r, "StatefulSet", release+"-core")
 	hpa := object[*autoscalingv2.HorizontalPodAutoscaler](t, r, "HorizontalPodAutoscaler", release+"-replicant")
 	if *sts.Spec.Replicas != 3 || *hpa.Spec.MinReplicas != 7 || hpa.Spec.MaxReplicas != 20 {
@@ -332,6 +363,9 @@ func checkWorkloads(t *testing.T, r rendered) {
 		if tpl == nil || !subset(pdb.Spec.Selector.MatchLabels, tpl) {
 			t.Errorf("%s selects %v: not one role's pods", key, pdb.Spec.Selector.MatchLabels)
 		}
+		if p := pdb.Spec.UnhealthyPodEvictionPolicy; p == nil || *p != policyv1.AlwaysAllow {
+			t.Errorf("%s: unhealthyPodEvictionPolicy %v, want AlwaysAllow (a crash-looping pod must not block node drains)", key, p)
+		}
 	}
 	if pdbs != 2 {
 		t.Errorf("%d PodDisruptionBudgets, want one per role", pdbs)
@@ -415,19 +449,7 @@ func checkPod(t *testing.T, r rendered, role string) {
 		t.Errorf("%s: container ports %v have no listener in the config", role, ports)
 	}
 
-	for _, p := range []struct {
-		name  string
-		probe *corev1.Probe
-		path  string
-	}{{"readiness", c.ReadinessProbe, "/readyz"}, {"liveness", c.LivenessProbe, "/healthz"}} {
-		if p.probe == nil || p.probe.HTTPGet == nil {
-			t.Errorf("%s: no HTTP %s probe", role, p.name)
-			continue
-		}
-		if p.probe.HTTPGet.Path != p.path || p.probe.HTTPGet.Port != intstr.FromString("admin") {
-			t.Errorf("%s: %s probe GET %s on %v, want %s on the admin port", role, p.name, p.probe.HTTPGet.Path, p.probe.HTTPGet.Port.String(), p.path)
-		}
-	}
+	checkProbes(t, role, c)
 
 	if !slices.Equal(c.Args, []string{"serve", "-c", "/etc/culex/culex.yaml"}) {
 		t.Errorf("%s: args %v", role, c.Args)
@@ -456,6 +478,80 @@ func checkPod(t *testing.T, r rendered, role string) {
 	need := time.Duration(pre.PreStop.Sleep.Seconds)*time.Second + shutdown
 	if grace := time.Duration(*tpl.Spec.TerminationGracePeriodSeconds) * time.Second; grace <= need {
 		t.Errorf("%s: terminationGracePeriodSeconds %v does not cover preStop + shutdown_timeout = %v", role, grace, need)
+	}
+}
+
+// readyzBound is how long one /readyz answer may take: health.Timeout in
+// the broker (internal/health), plus the answer's way back.
+const readyzBound = 5 * time.Second
+
+// minStartup is the least time the startup probe must give a node before
+// the kubelet restarts it (opening a large store, joining the cluster).
+const minStartup = 5 * time.Minute
+
+// checkProbes: readiness asks /readyz?scope=node (not the shared checks
+// that fail on every pod at once) and waits longer than a readiness
+// answer may take, failing only after more than one miss; liveness asks
+// /healthz; the startup probe allows a long start.
+func checkProbes(t *testing.T, role string, c corev1.Container) {
+	for _, p := range []struct {
+		name  string
+		probe *corev1.Probe
+		path  string
+	}{{"readiness", c.ReadinessProbe, "/readyz?scope=node"}, {"liveness", c.LivenessProbe, "/healthz"}, {"startup", c.StartupProbe, "/healthz"}} {
+		if p.probe == nil || p.probe.HTTPGet == nil {
+			t.Errorf("%s: no HTTP %s probe", role, p.name)
+			continue
+		}
+		if p.probe.HTTPGet.Path != p.path || p.probe.HTTPGet.Port != intstr.FromString("admin") {
+			t.Errorf("%s: %s probe GET %s on %v, want %s on the admin port", role, p.name, p.probe.HTTPGet.Path, p.probe.HTTPGet.Port.String(), p.path)
+		}
+	}
+	if r := c.ReadinessProbe; r != nil {
+		if timeout := time.Duration(r.TimeoutSeconds) * time.Second; timeout <= readyzBound {
+			t.Errorf("%s: readiness timeoutSeconds %d (default 1 when unset) is not above the %v a /readyz answer may take", role, r.TimeoutSeconds, readyzBound)
+		}
+		if r.FailureThreshold < 2 {
+			t.Errorf("%s: readiness failureThreshold %d: one slow answer takes the pod out", role, r.FailureThreshold)
+		}
+	}
+	if s := c.StartupProbe; s != nil {
+		if window := time.Duration(s.PeriodSeconds*s.FailureThreshold) * time.Second; window < minStartup {
+			t.Errorf("%s: the startup probe restarts a node still starting after %v, want at least %v", role, window, minStartup)
+		}
+	}
+}
+
+// TestHelmClusterSecret: the chart never makes the cluster secret up (a
+// value generated at render time changes on every `helm template` and
+// splits the cluster): without cluster.secret, cluster.existingSecret or
+// a Secret already in the release, the render fails naming the keys. The
+// pods carry a checksum of the chart's Secret, so a changed secret
+// restarts them.
+func TestHelmClusterSecret(t *testing.T) {
+	if _, _, err := renderFiles(t, map[string]any{}); err == nil || !strings.Contains(err.Error(), "cluster.secret or cluster.existingSecret is required") {
+		t.Errorf("render without a cluster secret: %v, want an error naming cluster.secret and cluster.existingSecret", err)
+	}
+	for _, vals := range []map[string]any{
+		{"cluster": map[string]any{"existingSecret": "my-cluster-secret"}},
+		{"cluster": map[string]any{"natsUrl": "nats://nats.nats.svc:4222"}},
+	} {
+		if _, _, err := renderFiles(t, vals); err != nil {
+			t.Errorf("render with %v: %v", vals, err)
+		}
+	}
+	sum := func(secret string) string {
+		r := render(t, map[string]any{"cluster": map[string]any{"secret": secret}})
+		tpl, _ := podOf(t, r, "core")
+		s := object[*corev1.Secret](t, r, "Secret", release)
+		if got := string(s.Data["cluster-secret"]); got != secret {
+			t.Errorf("Secret cluster-secret %q, want cluster.secret %q", got, secret)
+		}
+		return tpl.Annotations["checksum/secret"]
+	}
+	a, b := sum("first-secret-0123456789"), sum("second-secret-0123456789")
+	if a == "" || a == b || a != sum("first-secret-0123456789") {
+		t.Errorf("checksum/secret %q then %q: want one that exists, is stable, and changes with the secret", a, b)
 	}
 }
 
@@ -557,6 +653,9 @@ func checkServices(t *testing.T, r rendered) {
 	admin := object[*corev1.Service](t, r, "Service", release+"-admin")
 	if admin.Spec.Type != corev1.ServiceTypeClusterIP || admin.Spec.Ports[0].Port != intValue(r, "admin.port") {
 		t.Errorf("admin Service %s port %d, want ClusterIP on admin.port", admin.Spec.Type, admin.Spec.Ports[0].Port)
+	}
+	if !admin.Spec.PublishNotReadyAddresses {
+		t.Errorf("admin Service leaves out pods that are not ready: the dashboard and API would be gone during an outage")
 	}
 }
 

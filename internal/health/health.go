@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -46,6 +48,9 @@ type Checker struct {
 type named struct {
 	name string
 	fn   Check
+	// shared: the check is on something every node depends on alike
+	// (Kafka, the cluster's JetStream); /readyz?scope=node skips it.
+	shared bool
 }
 
 // New returns a Checker without checks (always ready) that logs
@@ -60,18 +65,74 @@ func New(log *slog.Logger) *Checker {
 // Add registers a check under name (listeners, store, cluster, kafka...).
 func (c *Checker) Add(name string, fn Check) {
 	c.mu.Lock()
-	c.checks = append(c.checks, named{name, fn})
+	c.checks = append(c.checks, named{name: name, fn: fn})
 	c.mu.Unlock()
+}
+
+// AddShared registers a check on a dependency that every node shares
+// (Kafka, the cluster's JetStream): when it fails, it fails on every node
+// at once. /readyz runs it; /readyz?scope=node, the form for load
+// balancers, skips it, so that an outage of Kafka does not take every
+// node out of the load balancer.
+func (c *Checker) AddShared(name string, fn Check) {
+	c.mu.Lock()
+	c.checks = append(c.checks, named{name: name, fn: fn, shared: true})
+	c.mu.Unlock()
+}
+
+// Scope is which checks one readiness evaluation skips: those named in
+// Exclude, and the shared ones when NodeOnly.
+type Scope struct {
+	NodeOnly bool
+	Exclude  []string
+}
+
+// skips reports whether s leaves ch out.
+func (s Scope) skips(ch named) bool {
+	return (s.NodeOnly && ch.shared) || slices.Contains(s.Exclude, ch.name)
+}
+
+// full is the scope that runs every check.
+func (s Scope) full() bool { return !s.NodeOnly && len(s.Exclude) == 0 }
+
+// ParseScope reads /readyz's query: scope=node (skip shared checks; "all"
+// or empty: run them) and exclude=a,b (skip the named checks; names not
+// registered are ignored, since a check such as kafka exists only on
+// nodes configured for it). Any other scope is an error naming it.
+func ParseScope(q url.Values) (Scope, error) {
+	var s Scope
+	switch v := q.Get("scope"); v {
+	case "", "all":
+	case "node":
+		s.NodeOnly = true
+	default:
+		return s, fmt.Errorf("scope=%q: want node or all", v)
+	}
+	for _, v := range q["exclude"] {
+		for _, n := range strings.Split(v, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				s.Exclude = append(s.Exclude, n)
+			}
+		}
+	}
+	return s, nil
 }
 
 // Ready runs every check at once, within Timeout, and returns the failures
 // in registration order (none: ready). A change from the previous call is
 // logged: WARN naming each failing check, INFO when ready again.
 func (c *Checker) Ready(ctx context.Context) []Failure {
+	return c.ReadyIn(ctx, Scope{})
+}
+
+// ReadyIn is Ready without the checks scope skips. Only an evaluation of
+// every check is logged: a load balancer's narrower probe does not flip
+// the logged state.
+func (c *Checker) ReadyIn(ctx context.Context, scope Scope) []Failure {
 	ctx, cancel := context.WithTimeout(ctx, Timeout)
 	defer cancel()
 	c.mu.Lock()
-	checks := c.checks
+	checks := slices.DeleteFunc(slices.Clone(c.checks), scope.skips)
 	c.mu.Unlock()
 	errs := make([]error, len(checks))
 	var wg sync.WaitGroup
@@ -89,7 +150,9 @@ func (c *Checker) Ready(ctx context.Context) []Failure {
 			fails = append(fails, Failure{checks[i].name, err.Error()})
 		}
 	}
-	c.note(fails)
+	if scope.full() {
+		c.note(fails)
+	}
 	return fails
 }
 
@@ -162,23 +225,39 @@ func Healthz() http.Handler {
 
 // Readyz answers 200 when Ready finds no failure and 503 naming each
 // failing check otherwise: text, one line per check ("[+]store ok",
-// "[-]kafka failed: ..."), or JSON with ?format=json or an Accept of
-// application/json.
+// "[-]kafka failed: ...", "[~]kafka skipped"), or JSON with ?format=json
+// or an Accept of application/json. ?scope=node skips the shared checks
+// and ?exclude=a,b the named ones (ParseScope); a bad scope is a 400.
 func (c *Checker) Readyz() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fails := c.Ready(r.Context())
+		scope, err := ParseScope(r.URL.Query())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		fails := c.ReadyIn(r.Context(), scope)
 		code := http.StatusOK
 		if len(fails) > 0 {
 			code = http.StatusServiceUnavailable
 		}
 		w.Header().Set("Cache-Control", "no-store")
+		c.mu.Lock()
+		checks := c.checks
+		c.mu.Unlock()
 		if r.URL.Query().Get("format") == "json" || strings.Contains(r.Header.Get("Accept"), "application/json") {
+			skipped := []string{}
+			for _, ch := range checks {
+				if scope.skips(ch) {
+					skipped = append(skipped, ch.name)
+				}
+			}
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(code)
 			json.NewEncoder(w).Encode(struct {
 				Ready    bool      `json:"ready"`
 				Failures []Failure `json:"failures"`
-			}{len(fails) == 0, append([]Failure{}, fails...)})
+				Skipped  []string  `json:"skipped"`
+			}{len(fails) == 0, append([]Failure{}, fails...), skipped})
 			return
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -187,11 +266,10 @@ func (c *Checker) Readyz() http.Handler {
 		for _, f := range fails {
 			failed[f.Check] = f.Error
 		}
-		c.mu.Lock()
-		checks := c.checks
-		c.mu.Unlock()
 		for _, ch := range checks {
-			if err, ok := failed[ch.name]; ok {
+			if scope.skips(ch) {
+				fmt.Fprintf(w, "[~]%s skipped\n", ch.name)
+			} else if err, ok := failed[ch.name]; ok {
 				fmt.Fprintf(w, "[-]%s failed: %s\n", ch.name, err)
 			} else {
 				fmt.Fprintf(w, "[+]%s ok\n", ch.name)

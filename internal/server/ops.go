@@ -83,10 +83,32 @@ func (s *Server) useOps() {
 	h.Add("listeners", s.listenersReady)
 	h.Add("store", s.storeReady)
 	if s.router != nil {
-		h.Add("cluster", s.Ready)
+		// "cluster" includes JetStream (its meta leader, an election
+		// fails it on every node at once): shared. "joined" is the node's
+		// own part: it has joined once, and its NATS connection is up.
+		var joined atomic.Bool
+		h.AddShared("cluster", func(ctx context.Context) error {
+			err := s.Ready(ctx)
+			if err == nil {
+				joined.Store(true)
+			}
+			return err
+		})
+		h.Add("joined", func(ctx context.Context) error {
+			if !joined.Load() {
+				if err := s.Ready(ctx); err != nil {
+					return err
+				}
+				joined.Store(true)
+			}
+			if !s.fabric.Conn().IsConnected() {
+				return errors.New("cluster: not connected to NATS")
+			}
+			return nil
+		})
 	}
 	if s.kafka != nil && s.kafka.NeedsKafka() {
-		h.Add("kafka", s.kafka.Ping)
+		h.AddShared("kafka", s.kafka.Ping) // one Kafka for every node
 	}
 }
 

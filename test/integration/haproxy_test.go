@@ -8,13 +8,17 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -78,12 +82,13 @@ type haproxyNode struct {
 	proc      *culexProc
 	mqtt      string // host:port of its PROXY-protocol listener
 	adminPort int    // its admin listener's port, 0 when it serves none
+	checkPort int    // where HAProxy checks it when not adminPort (a test's proxy), else 0
 }
 
 // startHAProxyNode starts node i with a PROXY-protocol listener trusting
 // loopback, the login webhook as its only auth backend, and an admin
 // listener when this culex has one.
-func startHAProxyNode(t *testing.T, i int, hook *loginHook, clusterPorts []int) haproxyNode {
+func startHAProxyNode(t *testing.T, i int, hook *loginHook, clusterPorts []int, extra ...string) haproxyNode {
 	flags := []string{
 		// The three nodes are one cluster (docs/cluster.md), each naming the
 		// two others as peers.
@@ -106,7 +111,7 @@ func startHAProxyNode(t *testing.T, i int, hook *loginHook, clusterPorts []int) 
 		n.adminPort = freePort(t, "127.0.0.2")
 		flags = append(flags, "--admin.listen", fmt.Sprintf("127.0.0.2:%d", n.adminPort))
 	}
-	n.proc = startCulex(t, t.TempDir(), flags...)
+	n.proc = startCulex(t, t.TempDir(), append(flags, extra...)...)
 	re := regexp.MustCompile(`msg="?listening"?.*\burl="?tcp://(127\.0\.0\.2:\d+)`)
 	waitFor(t, waitTimeout, "the PROXY listener's log line and culex started", func() bool {
 		out := n.proc.stderr.String()
@@ -204,7 +209,11 @@ func startShippedHAProxy(t *testing.T, nodes []haproxyNode, httpCheck bool) *hap
 			// drives the 1883 frontend.
 			line = s[1] + nodes[i-1].mqtt + s[4]
 			if httpCheck {
-				line += fmt.Sprintf(" port %d", nodes[i-1].adminPort)
+				port := nodes[i-1].adminPort
+				if nodes[i-1].checkPort != 0 {
+					port = nodes[i-1].checkPort
+				}
+				line += fmt.Sprintf(" port %d", port)
 			}
 		case strings.Contains(line, "stats socket"):
 			line = regexp.MustCompile(`stats socket \S+`).ReplaceAllString(line, "stats socket "+run.sock)
@@ -480,5 +489,139 @@ func crossNode(t *testing.T, hook *loginHook, conns []*rawConn, sub int) {
 	}
 	if len(nodes) < 2 {
 		t.Fatalf("publishers on nodes %v: the check crossed no node", nodes)
+	}
+}
+
+// checkProxy stands between HAProxy's health check and one node's admin
+// listener: it answers each check only after delay (a /readyz as slow as
+// a Kafka ping or a store probe may make it), records the URIs HAProxy
+// asks for, and answers 503 itself once failing is set (the node not
+// ready, as while it stops).
+type checkProxy struct {
+	port    int
+	delay   time.Duration
+	failing atomic.Bool
+	mu      sync.Mutex
+	uris    []string
+}
+
+func newCheckProxy(t *testing.T, host string, adminPort int, delay time.Duration) *checkProxy {
+	p := &checkProxy{delay: delay}
+	target, _ := url.Parse(fmt.Sprintf("http://%s:%d", host, adminPort))
+	rp := httputil.NewSingleHostReverseProxy(target)
+	l, err := net.Listen("tcp", host+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.port = l.Addr().(*net.TCPAddr).Port
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.mu.Lock()
+		p.uris = append(p.uris, r.RequestURI)
+		p.mu.Unlock()
+		select {
+		case <-time.After(p.delay): // the slow answer under test, not a wait for an event
+		case <-r.Context().Done():
+			return
+		}
+		if p.failing.Load() {
+			http.Error(w, "[-]node failed: shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return p
+}
+
+// asked returns the URIs the checks asked for so far.
+func (p *checkProxy) asked() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.uris)
+}
+
+// TestHAProxyReadinessCheck runs the shipped haproxy.cfg in front of three
+// nodes whose Kafka (a route with ack: kafka) is unreachable and whose
+// readiness answers take 3 s, longer than the check interval:
+//   - every node is marked UP: the check asks /readyz?scope=node, which
+//     leaves out the shared Kafka check that fails on all three nodes at
+//     once (the full /readyz answers 503 naming kafka), and the check's
+//     timeout (timeout check) is above the readiness bound;
+//   - a node whose readiness fails is marked DOWN and takes no new
+//     devices, but the devices it holds stay connected (no
+//     on-marked-down shutdown-sessions): a PINGREQ after the DOWN is
+//     answered.
+func TestHAProxyReadinessCheck(t *testing.T) {
+	if !culexHasAdmin(t) {
+		t.Fatal("culex has no admin listener: no /readyz to check")
+	}
+	hook := newLoginHook(t)
+	// A Kafka that does not answer: a port that was free a moment ago.
+	cfg := filepath.Join(t.TempDir(), "culex.yaml")
+	kafka := fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`kafka:
+  brokers: %s
+  routes:
+    - name: telemetry
+      filter: devices/+/telemetry
+      topic: device-telemetry
+      ack: kafka
+`, kafka)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nodes := make([]haproxyNode, 3)
+	var clusterPorts []int
+	for range nodes {
+		clusterPorts = append(clusterPorts, freePort(t, "127.0.0.2"))
+	}
+	proxies := make([]*checkProxy, len(nodes))
+	for i := range nodes {
+		nodes[i] = startHAProxyNode(t, i+1, hook, clusterPorts, "--config", cfg)
+		if nodes[i].adminPort == 0 {
+			t.Fatalf("culex%d: no admin listener", i+1)
+		}
+		proxies[i] = newCheckProxy(t, "127.0.0.2", nodes[i].adminPort, 3*time.Second)
+		nodes[i].checkPort = proxies[i].port
+	}
+	base := fmt.Sprintf("http://127.0.0.2:%d", nodes[0].adminPort)
+	waitFor(t, 3*waitTimeout, "culex1's full /readyz failing on kafka only, its scope=node one passing", func() bool {
+		code, body := get(t, base+"/readyz")
+		nodeCode, _ := get(t, base+"/readyz?scope=node")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "[-]kafka failed") && nodeCode == http.StatusOK
+	})
+	hp := startShippedHAProxy(t, nodes, true)
+	waitFor(t, 6*waitTimeout, "all three servers UP in HAProxy with Kafka down and 3 s checks", func() bool {
+		st := hp.status(t, "culex_mqtt")
+		return st["culex1"] == "UP" && st["culex2"] == "UP" && st["culex3"] == "UP"
+	})
+	for i, p := range proxies {
+		for _, u := range p.asked() {
+			if u != "/readyz?scope=node" {
+				t.Errorf("culex%d was checked with %s, want /readyz?scope=node", i+1, u)
+			}
+		}
+	}
+
+	dev := dialFrom(t, "127.0.3.1", hp.front["1883"], "held")
+	n := hook.last(t, "held").node
+	proxies[n-1].failing.Store(true)
+	victim := fmt.Sprintf("culex%d", n)
+	waitFor(t, 3*waitTimeout, victim+" DOWN in HAProxy", func() bool {
+		return hp.status(t, "culex_mqtt")[victim] == "DOWN"
+	})
+	// Held: the device's connection through HAProxy still works.
+	dev.send(&packet.Pingreq{})
+	p, _, err := dev.readPacket(waitTimeout)
+	if _, ok := p.(*packet.Pingresp); !ok {
+		t.Fatalf("the device on %s after it was marked down: got %v (%v), want PINGRESP: HAProxy cut its session", victim, p, err)
+	}
+	// New devices go elsewhere.
+	for k := range 3 {
+		id := fmt.Sprintf("new-%d", k)
+		dialFrom(t, fmt.Sprintf("127.0.3.%d", k+2), hp.front["1883"], id)
+		if got := hook.last(t, id).node; got == n {
+			t.Errorf("%s went to %s, which is marked down", id, victim)
+		}
 	}
 }

@@ -68,6 +68,9 @@ metadata:
     {{- end }}
   annotations:
     checksum/config: {{ include (print $root.Template.BasePath "/configmap.yaml") $root | sha256sum }}
+    {{- /* Restart the pods when the chart's Secret changes (the cluster
+    secret, the admin password): env from a Secret is read at start only. */}}
+    checksum/secret: {{ include (print $root.Template.BasePath "/secret.yaml") $root | sha256sum }}
     {{- with $v.podAnnotations }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -124,21 +127,18 @@ spec:
         {{- if include "culex.clusterPort" $root }}
         - {name: cluster, containerPort: {{ $v.cluster.port }}, protocol: TCP}
         {{- end }}
-      # Ready: listeners accepting, store open, cluster joined, Kafka
-      # reachable when a route needs it. Alive: the process answers.
+      # Ready: listeners accepting, store open, cluster joined; scope=node
+      # leaves out Kafka and the cluster's JetStream, shared by every pod
+      # (values.yaml, probes). Alive: the process answers.
       readinessProbe:
-        httpGet: {path: /readyz, port: admin}
-        periodSeconds: 5
-        failureThreshold: 2
+        httpGet: {path: "/readyz?scope=node", port: admin}
+        {{- toYaml $v.probes.readiness | nindent 8 }}
       livenessProbe:
         httpGet: {path: /healthz, port: admin}
-        initialDelaySeconds: 10
-        periodSeconds: 10
-        failureThreshold: 3
+        {{- toYaml $v.probes.liveness | nindent 8 }}
       startupProbe:
         httpGet: {path: /healthz, port: admin}
-        periodSeconds: 2
-        failureThreshold: 30
+        {{- toYaml $v.probes.startup | nindent 8 }}
       lifecycle:
         # Out of the Service first, then SIGTERM: culex closes its
         # listeners and disconnects its devices within shutdown_timeout,
