@@ -297,8 +297,10 @@ func TestTakeoverAcrossNodesKeepsOwnership(t *testing.T) {
 }
 
 // TestIDsReleasedWhenNodeDies: a node that dies holding alice's client id
-// gives it up within DeadAfter (plus a heartbeat): bob, refused while the
-// node lived, is then accepted on another node.
+// is seen dead within DeadAfter (plus a heartbeat); the id keeps its owner:
+// bob, refused while the node lived, is still refused once it is seen dead
+// (a node's silence must not hand the id to another identity), and alice
+// takes it on another node without waiting for the dead one.
 func TestIDsReleasedWhenNodeDies(t *testing.T) {
 	nc := startNATS(t, 3)
 	cfg := Config{Heartbeat: 200 * time.Millisecond, DeadAfter: time.Second}
@@ -311,20 +313,26 @@ func TestIDsReleasedWhenNodeDies(t *testing.T) {
 	a.knownBy(t, b)
 	a.kill()
 	killed := time.Now()
-	for {
-		_, ack := dial(t, b.addr, "dev-1", dialOpts{user: "bob", clean: true})
-		if ack.ReasonCode == 0 {
-			break
-		}
+	for b.r.alive(a.name, a.r.inc) {
 		if time.Since(killed) > 10*time.Second {
-			t.Fatalf("the dead node's client id is still held after %v", time.Since(killed))
+			t.Fatalf("the dead node is still alive for node b after %v", time.Since(killed))
 		}
-		time.Sleep(20 * time.Millisecond) // polling the release
+		time.Sleep(20 * time.Millisecond) // polling the liveness
 	}
 	took := time.Since(killed)
-	t.Logf("client id released %v after the node died (heartbeat %v, dead after %v)", took, cfg.Heartbeat, cfg.DeadAfter)
+	t.Logf("node seen dead %v after it died (heartbeat %v, dead after %v)", took, cfg.Heartbeat, cfg.DeadAfter)
 	if limit := cfg.DeadAfter + cfg.Heartbeat + 500*time.Millisecond; took > limit {
-		t.Errorf("released after %v, documented bound %v", took, limit)
+		t.Errorf("seen dead after %v, documented bound %v", took, limit)
+	}
+	if _, ack := dial(t, b.addr, "dev-1", dialOpts{user: "bob", clean: true}); ack.ReasonCode != packet.ErrNotAuthorized.Value {
+		t.Fatalf("bob once node a is seen dead: CONNACK %#x, want 0x87", ack.ReasonCode)
+	}
+	start := time.Now()
+	if _, ack := dial(t, b.addr, "dev-1", dialOpts{user: "alice", clean: true}); ack.ReasonCode != 0 {
+		t.Fatalf("alice on node b: CONNACK %#x", ack.ReasonCode)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("alice's CONNECT took %v: it waited for the dead node", d)
 	}
 }
 

@@ -339,7 +339,12 @@ func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
 		other := prev.Node != "" && (prev.Node != r.cfg.Node || prev.Inc != r.inc)
 		live := other && r.alive(prev.Node, prev.Inc)
 		owner := c.Owner
-		if live {
+		// The ownership rules apply whether or not the node that held the
+		// id lives: a session outlives its node's silence (a partition, a
+		// restart), and an intruder that took the id then would own it.
+		// Liveness only decides whether that node is asked to end it. A
+		// record of this node's own run was checked against its sessions.
+		if other && prev.Owner != "" {
 			if owner, err = c.Decide(prev.Owner); err != nil {
 				return err
 			}
