@@ -87,6 +87,33 @@ type RetainedReplica interface {
 // otherwise [MQTT-3.1.3-9], and the session ends here. It reports whether
 // it found that claim; a later claim made on this node is left alone.
 func (b *Broker) Supersede(clientID string, token uint64, clean bool) bool {
+	return b.supersede(clientID, func(claim uint64) bool { return claim == token }, clean)
+}
+
+// SupersedeBefore ends, as Supersede does, the session of clientID if it
+// holds a claim older than rev, a claim of another node: the Registry saw
+// that claim replace this node's, whether or not the takeover request
+// reached it. It does not block: the session ends on another goroutine.
+func (b *Broker) SupersedeBefore(clientID string, rev uint64, clean bool) {
+	older := func(claim uint64) bool { return claim != 0 && claim < rev }
+	b.mu.Lock()
+	s := b.sessions[clientID]
+	b.mu.Unlock()
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	claim := s.claim
+	s.mu.Unlock()
+	// A CONNECT claiming here holds the id's lock and has not set its
+	// claim yet: the locked check below sees it once it has.
+	if claim == 0 || older(claim) {
+		go b.supersede(clientID, older, clean)
+	}
+}
+
+// supersede ends the session of clientID if its claim matches.
+func (b *Broker) supersede(clientID string, match func(claim uint64) bool, clean bool) bool {
 	unlock := b.ids.lock(clientID)
 	defer unlock()
 	b.mu.Lock()
@@ -96,7 +123,7 @@ func (b *Broker) Supersede(clientID string, token uint64, clean bool) bool {
 		return false
 	}
 	s.mu.Lock()
-	if s.gone || s.claim != token {
+	if s.gone || !match(s.claim) {
 		s.mu.Unlock()
 		return false
 	}

@@ -496,6 +496,39 @@ func TestDelayedWillCancelledByReconnectElsewhere(t *testing.T) {
 	}
 }
 
+// TestDroppedTakeoverStillLeavesOne: node a drops the takeover request
+// of node b (a lost message, a timeout): alice's connection on node a
+// still gets DISCONNECT 0x8E, within a second of node b's CONNACK, since
+// node a sees the client id's record name node b.
+func TestDroppedTakeoverStillLeavesOne(t *testing.T) {
+	nc := startNATS(t, 3)
+	nodes := startBrokers(t, nc, 2, Config{})
+	a, b := nodes[0], nodes[1]
+	var dropped atomic.Int32
+	drop := func() bool { dropped.Add(1); return true }
+	a.r.onKick.Store(&drop)
+	old, _ := dial(t, a.addr, "dev-1", dialOpts{user: "alice", clean: true})
+	if _, ack := dial(t, b.addr, "dev-1", dialOpts{user: "alice", clean: true}); ack.ReasonCode != 0 {
+		t.Fatalf("alice on node b: CONNACK %#x", ack.ReasonCode)
+	}
+	acked := time.Now()
+	if dropped.Load() == 0 {
+		t.Fatal("the takeover request was not sent to node a")
+	}
+	select {
+	case d := <-old.gone:
+		if d.ReasonCode != packet.ErrSessionTakenOver.Value {
+			t.Fatalf("DISCONNECT %#x, want 0x8E", d.ReasonCode)
+		}
+		t.Logf("old connection ended %v after the new CONNACK", time.Since(acked))
+	case <-time.After(e2eWait):
+		t.Fatal("two live sessions: the old connection was never disconnected")
+	}
+	if d := time.Since(acked); d > time.Second {
+		t.Errorf("old connection ended %v after the new CONNACK, bound 1 s", d)
+	}
+}
+
 // TestConcurrentConnectsLeaveOne: two clients with one client id CONNECT
 // at once, one on each node, thirty times: both are accepted (a takeover),
 // and exactly one of them is then disconnected with 0x8E; the other

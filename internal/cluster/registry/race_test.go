@@ -38,6 +38,17 @@ func (f *fakeNode) Supersede(id string, token uint64, clean bool) bool {
 	return true
 }
 
+func (f *fakeNode) SupersedeBefore(id string, rev uint64, clean bool) {
+	go func() {
+		defer f.lock(id)()
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if t, ok := f.live[id]; ok && t < rev {
+			delete(f.live, id)
+		}
+	}()
+}
+
 func (f *fakeNode) FireWill([]byte) error                 { return nil }
 func (f *fakeNode) ApplyRetained(*broker.Message)         {}
 func (f *fakeNode) PruneRetained(func(topic string) bool) {}

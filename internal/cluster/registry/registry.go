@@ -55,6 +55,7 @@ type Config struct {
 // Node is what the Registry calls on its node's broker (*broker.Broker).
 type Node interface {
 	Supersede(clientID string, token uint64, clean bool) bool
+	SupersedeBefore(clientID string, rev uint64, clean bool)
 	FireWill(data []byte) error
 	ApplyRetained(m *broker.Message)
 	PruneRetained(keep func(topic string) bool)
@@ -84,11 +85,12 @@ type Registry struct {
 	seen     map[string]nodeSeen  // node name -> its incarnation last heard of
 	deadIncs map[string]time.Time // node+"."+incarnation of the dead, for their wills
 	hashed   map[string]string    // retained key -> topic, for keys that are digests
+	longIDs  map[string]string    // client id key -> client id, for digests this node claimed
 	fires    map[string]*time.Timer
 	closed   bool
-	ready    atomic.Bool // Start finished: the buckets are set
-	onKick   func()      // tests: runs when a takeover request arrives
-	onElect  func(bool)  // tests: runs after each will election, with its outcome
+	ready    atomic.Bool                 // Start finished: the buckets are set
+	onKick   atomic.Pointer[func() bool] // tests: runs when a takeover request arrives; true drops it
+	onElect  func(bool)                  // tests: runs after each will election, with its outcome
 	// beforeElect (tests) runs between reading a will and the
 	// compare-and-set that elects this node.
 	beforeElect func()
@@ -105,6 +107,9 @@ type idRecord struct {
 	Node  string `json:"n"`
 	Inc   string `json:"i"`
 	Owner string `json:"o,omitempty"`
+	// Clean is the claiming CONNECT's clean start, for a node that learns
+	// of the claim from the bucket rather than from a takeover request.
+	Clean bool `json:"k,omitempty"`
 }
 
 // willRecord is the value of a will's key: <node>.<incarnation>.<client id>.
@@ -145,7 +150,8 @@ func New(cfg Config) (*Registry, error) {
 		cfg.Timeout = 5 * time.Second
 	}
 	r := &Registry{cfg: cfg, nc: cfg.Conn, log: cfg.Logger, seen: map[string]nodeSeen{},
-		deadIncs: map[string]time.Time{}, hashed: map[string]string{}, fires: map[string]*time.Timer{}}
+		deadIncs: map[string]time.Time{}, hashed: map[string]string{}, longIDs: map[string]string{},
+		fires: map[string]*time.Timer{}}
 	if r.log == nil {
 		r.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -234,8 +240,14 @@ func (r *Registry) Start(ctx context.Context, b Node) error {
 	if err != nil {
 		return err
 	}
+	iw, err := r.ids.WatchAll(r.ctx, jetstream.UpdatesOnly())
+	if err != nil {
+		rw.Stop()
+		return err
+	}
 	loaded := make(chan struct{})
 	r.goWatch(func() { r.watchRetained(rw, loaded) })
+	r.goWatch(func() { r.follow(iw, r.onIDChange) })
 	r.goWatch(func() { r.heartbeat(); kicks.Unsubscribe(); alive.Unsubscribe() })
 	select {
 	case <-loaded:
@@ -310,6 +322,12 @@ func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
 		return errNotReady
 	}
 	key := enc(c.ClientID)
+	if key[0] == '=' {
+		// Before the claim: the bucket's watch may show a later one first.
+		r.mu.Lock()
+		r.longIDs[key] = c.ClientID
+		r.mu.Unlock()
+	}
 	ctx, cancel := r.opCtx(ctx)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
@@ -321,7 +339,7 @@ func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
 			return err
 		}
 		if rev == 0 {
-			v, _ := json.Marshal(idRecord{Node: r.cfg.Node, Inc: r.inc, Owner: c.Owner})
+			v, _ := json.Marshal(idRecord{Node: r.cfg.Node, Inc: r.inc, Owner: c.Owner, Clean: c.Clean})
 			rev, err := r.ids.Create(ctx, key, v)
 			if errors.Is(err, jetstream.ErrKeyExists) {
 				continue // claimed meanwhile: read it
@@ -349,7 +367,7 @@ func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
 				return err
 			}
 		}
-		v, _ := json.Marshal(idRecord{Node: r.cfg.Node, Inc: r.inc, Owner: owner})
+		v, _ := json.Marshal(idRecord{Node: r.cfg.Node, Inc: r.inc, Owner: owner, Clean: c.Clean})
 		next, err := r.ids.Update(ctx, key, v, rev)
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			continue
@@ -444,8 +462,8 @@ func (r *Registry) onKickMsg(m *nats.Msg) {
 	if json.Unmarshal(m.Data, &k) != nil {
 		return
 	}
-	if f := r.onKick; f != nil {
-		f()
+	if f := r.onKick.Load(); f != nil && (*f)() {
+		return
 	}
 	// Off the subscription's goroutine: Supersede waits for the client
 	// id's lock, which a CONNECT here may hold while it claims.
@@ -460,9 +478,40 @@ func (r *Registry) Release(clientID string, token uint64) {
 	if !r.ready.Load() {
 		return
 	}
+	key := enc(clientID)
+	if key[0] == '=' {
+		r.mu.Lock()
+		delete(r.longIDs, key)
+		r.mu.Unlock()
+	}
 	r.async(func(ctx context.Context) {
-		_ = r.ids.Delete(ctx, enc(clientID), jetstream.LastRevision(token))
+		_ = r.ids.Delete(ctx, key, jetstream.LastRevision(token))
 	})
+}
+
+// onIDChange ends the session this node holds for a client id whose
+// record now names another node, or another run of this one: the
+// takeover request of the node that claimed it may never have arrived (a
+// timeout, a link lost), and one session per client id must stay. The
+// watch is an ordered consumer: after a disconnection from NATS it
+// resumes where it stopped, so the changes missed meanwhile still come.
+func (r *Registry) onIDChange(e jetstream.KeyValueEntry) {
+	if e == nil || e.Operation() != jetstream.KeyValuePut {
+		return
+	}
+	var rec idRecord
+	if json.Unmarshal(e.Value(), &rec) != nil || rec.Node == r.cfg.Node && rec.Inc == r.inc {
+		return
+	}
+	id, ok := decKey(e.Key())
+	if !ok {
+		r.mu.Lock()
+		id, ok = r.longIDs[e.Key()]
+		r.mu.Unlock()
+	}
+	if ok {
+		r.b.SupersedeBefore(id, e.Revision(), rec.Clean)
+	}
 }
 
 // async runs fn on its own goroutine with an operation's deadline; Close
