@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -207,5 +208,60 @@ func TestWillOfPreviousRun(t *testing.T) {
 	// Once: the record is gone, so a later election finds nothing.
 	if _, err := second.wills.Get(ctx, willKey("a", first.inc, "dev-1")); !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Fatalf("will record still there: %v", err)
+	}
+}
+
+// TestCrossedTakeoversDoNotWait: node a holds a client id; a CONNECT on
+// node b claims it and, before b's takeover request leaves, a second
+// CONNECT on node a claims it back. Each node's CONNECT holds the id's lock
+// and waits for the other's answer: the takeover requests must not wait for
+// those locks (each would wait out the 2 s timeout). Both claims end well
+// within it, and one node holds the id.
+func TestCrossedTakeoversDoNotWait(t *testing.T) {
+	nc := startNATS(t, 3)
+	nodes := startNodes(t, nc, 2, Config{})
+	a, b := nodes[0], nodes[1]
+	const id = "crossed"
+	a.fake.claim(t, a.r, id)
+	aClaimed := make(chan struct{})
+	var once sync.Once
+	b.r.beforeKick = func() {
+		once.Do(func() {
+			select {
+			case <-aClaimed:
+			case <-time.After(e2eWait):
+			}
+		})
+	}
+	a.r.beforeKick = func() { close(aClaimed) }
+	start := time.Now()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); b.fake.claim(t, b.r, id) }()
+	// a claims once b's claim is in the bucket (b waits before its request).
+	deadline := time.Now().Add(e2eWait)
+	for {
+		e, err := a.r.ids.Get(context.Background(), enc(id))
+		if err == nil && strings.Contains(string(e.Value()), `"n":"b"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("node b's claim never reached the bucket")
+		}
+		time.Sleep(5 * time.Millisecond) // polling the bucket
+	}
+	a.fake.claim(t, a.r, id)
+	wg.Wait()
+	took := time.Since(start)
+	t.Logf("crossed takeovers took %v", took)
+	if took > 1500*time.Millisecond {
+		t.Errorf("crossed takeovers took %v: the takeover requests waited for the CONNECTs' locks", took)
+	}
+	deadline = time.Now().Add(e2eWait)
+	for a.fake.has(id) == b.fake.has(id) {
+		if time.Now().After(deadline) {
+			t.Fatalf("node a holds it %v, node b %v: want exactly one", a.fake.has(id), b.fake.has(id))
+		}
+		time.Sleep(5 * time.Millisecond) // polling the takeovers' ends
 	}
 }

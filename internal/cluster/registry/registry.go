@@ -94,6 +94,10 @@ type Registry struct {
 	// beforeElect (tests) runs between reading a will and the
 	// compare-and-set that elects this node.
 	beforeElect func()
+	// beforeKick (tests) runs between a claim's compare-and-set and its
+	// takeover request.
+	beforeKick func()
+	claiming   map[string]int // client id key -> CONNECTs of this node claiming it
 }
 
 type nodeSeen struct {
@@ -150,7 +154,7 @@ func New(cfg Config) (*Registry, error) {
 		cfg.Timeout = 5 * time.Second
 	}
 	r := &Registry{cfg: cfg, nc: cfg.Conn, log: cfg.Logger, seen: map[string]nodeSeen{},
-		deadIncs: map[string]time.Time{}, hashed: map[string]string{}, longIDs: map[string]string{},
+		deadIncs: map[string]time.Time{}, hashed: map[string]string{}, longIDs: map[string]string{}, claiming: map[string]int{},
 		fires: map[string]*time.Timer{}}
 	if r.log == nil {
 		r.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -322,12 +326,20 @@ func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
 		return errNotReady
 	}
 	key := enc(c.ClientID)
+	r.mu.Lock()
 	if key[0] == '=' {
 		// Before the claim: the bucket's watch may show a later one first.
-		r.mu.Lock()
 		r.longIDs[key] = c.ClientID
-		r.mu.Unlock()
 	}
+	r.claiming[key]++
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		if r.claiming[key]--; r.claiming[key] == 0 {
+			delete(r.claiming, key)
+		}
+		r.mu.Unlock()
+	}()
 	ctx, cancel := r.opCtx(ctx)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
@@ -378,6 +390,9 @@ func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
 		c.Token, c.Owner = next, owner
 		switch {
 		case live:
+			if f := r.beforeKick; f != nil {
+				f()
+			}
 			r.supersede(ctx, prev, c.ClientID, rev, c.Clean)
 		case other:
 			r.log.Info("cluster: client id taken from a node seen dead", "client_id", c.ClientID, "node", prev.Node)
@@ -465,11 +480,24 @@ func (r *Registry) onKickMsg(m *nats.Msg) {
 	if f := r.onKick.Load(); f != nil && (*f)() {
 		return
 	}
+	r.mu.Lock()
+	claiming := r.claiming[enc(k.ClientID)] > 0
+	r.mu.Unlock()
+	if claiming {
+		// A CONNECT here claims the id and holds its lock, maybe waiting
+		// for the requester's answer to a takeover request of its own:
+		// answer now, not after that lock, or both wait out their
+		// timeouts. That CONNECT takes the session over here anyway (and
+		// its claim replaces the requester's, or loses and reads it).
+		_ = m.Respond([]byte{1})
+	}
 	// Off the subscription's goroutine: Supersede waits for the client
 	// id's lock, which a CONNECT here may hold while it claims.
 	go func() {
 		r.b.Supersede(k.ClientID, k.Token, k.Clean)
-		_ = m.Respond([]byte{1})
+		if !claiming {
+			_ = m.Respond([]byte{1})
+		}
 	}()
 }
 
