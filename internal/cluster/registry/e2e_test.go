@@ -590,3 +590,87 @@ func TestConcurrentConnectsLeaveOne(t *testing.T) {
 		}
 	}
 }
+
+// TestRetainedWriteDoesNotWaitForCluster: while the cluster does not
+// answer the node's retained writes, a client's retained QoS 1 PUBLISH is
+// still acknowledged and delivered to a subscriber on its node (the write
+// waits in the node's queue, not under the broker's retained lock); once
+// the cluster answers, the message reaches the bucket.
+func TestRetainedWriteDoesNotWaitForCluster(t *testing.T) {
+	nc := startNATS(t, 3)
+	a := startBrokers(t, nc, 1, Config{})[0]
+	release := make(chan struct{})
+	slow := func() error { <-release; return nil }
+	a.r.retFault.Store(&slow)
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	p, _ := dial(t, a.addr, "pub", dialOpts{clean: true})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.pub(t, "slow/1", "one", true)
+		p.pub(t, "slow/2", "two", true)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("retained PUBLISH not acknowledged while the cluster is slow")
+	}
+	if got := subscribeUntil(t, a.addr, "slow/#", "slow/2"); !slices.Contains(got, "slow/1") {
+		t.Fatalf("node delivered %v, want slow/1 and slow/2", got)
+	}
+	close(release)
+	waitBucket(t, a.r, "slow/2")
+}
+
+// waitBucket waits until topic's retained message is in the bucket.
+func waitBucket(t *testing.T, r *Registry, topic string) {
+	t.Helper()
+	deadline := time.Now().Add(e2eWait)
+	for {
+		if _, err := r.ret.Get(context.Background(), enc(topic)); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("retained %s not in the cluster", topic)
+		}
+		time.Sleep(10 * time.Millisecond) // polling the asynchronous write
+	}
+}
+
+// TestRetainedWriteRetried: the cluster refuses the node's first retained
+// writes; they are counted and written again, in order: the bucket ends
+// with the last value of the topic.
+func TestRetainedWriteRetried(t *testing.T) {
+	nc := startNATS(t, 3)
+	a := startBrokers(t, nc, 1, Config{Heartbeat: 50 * time.Millisecond})[0]
+	var fails atomic.Int32
+	fail := func() error {
+		if fails.Add(1) <= 3 {
+			return errors.New("test: no quorum")
+		}
+		return nil
+	}
+	a.r.retFault.Store(&fail)
+	p, _ := dial(t, a.addr, "pub", dialOpts{clean: true})
+	p.pub(t, "retry/1", "first", true)
+	p.pub(t, "retry/1", "last", true)
+	p.pub(t, "retry/marker", "m", true)
+	waitBucket(t, a.r, "retry/marker")
+	e, err := a.r.ret.Get(context.Background(), enc("retry/1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := broker.DecodeMessage(e.Value())
+	if err != nil || string(m.Payload) != "last" {
+		t.Fatalf("bucket holds %q (%v), want the last value", m.Payload, err)
+	}
+	if a.r.retQ.failed.Load() == 0 {
+		t.Fatal("failed writes not counted")
+	}
+}

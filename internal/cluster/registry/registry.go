@@ -98,6 +98,11 @@ type Registry struct {
 	// takeover request.
 	beforeKick func()
 	claiming   map[string]int // client id key -> CONNECTs of this node claiming it
+
+	retQ retQueue
+	// retFault (tests) runs before each retained write is published: it
+	// may wait (a slow JetStream) or fail it.
+	retFault atomic.Pointer[func() error]
 }
 
 type nodeSeen struct {
@@ -162,13 +167,12 @@ func New(cfg Config) (*Registry, error) {
 	var inc [8]byte
 	rand.Read(inc[:])
 	r.inc = hex.EncodeToString(inc[:])
-	js, err := jetstream.New(cfg.Conn, jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
-		r.log.Warn("cluster: retained message not written to the cluster", "subject", m.Subject, "err", err)
-	}))
+	js, err := jetstream.New(cfg.Conn)
 	if err != nil {
 		return nil, err
 	}
 	r.js = js
+	r.retQ.wake = make(chan struct{}, 1)
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	return r, nil
 }
@@ -251,6 +255,7 @@ func (r *Registry) Start(ctx context.Context, b Node) error {
 	}
 	loaded := make(chan struct{})
 	r.goWatch(func() { r.watchRetained(rw, loaded) })
+	r.goWatch(r.writeRetained)
 	r.goWatch(func() { r.follow(iw, r.onIDChange) })
 	r.goWatch(func() { r.heartbeat(); kicks.Unsubscribe(); alive.Unsubscribe() })
 	select {
