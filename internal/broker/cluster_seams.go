@@ -30,13 +30,16 @@ type Registry interface {
 	Release(clientID string, token uint64)
 	// PutWill stores the will of a connected client (w.Deadline zero) or
 	// of one that left and whose will waits out its delay, so that another
-	// node publishes it if this one dies. It returns the will's token, 0
-	// when it could not be stored.
+	// node publishes it if this one dies. It returns the will's token at
+	// once (0 when it cannot be stored) and stores it in the background;
+	// TakeWill and DropWill of a client id come after its PutWills. It
+	// must not block: it is called with the client id's lock held.
 	PutWill(w *ClusterWill) uint64
-	// TakeWill removes the will named token and reports whether this node
-	// may publish it: false when another node took it (this node was
-	// thought dead) or a later will replaced it.
-	TakeWill(clientID string, token uint64) bool
+	// TakeWill removes the will named token and calls publish (on another
+	// goroutine) when this node may publish it: not when another node took
+	// it (this node was thought dead) or a later will replaced it. It
+	// must not block.
+	TakeWill(clientID string, token uint64, publish func())
 	// DropWill removes the will named token (a will that is cancelled). It
 	// must not block.
 	DropWill(clientID string, token uint64)

@@ -674,3 +674,67 @@ func TestRetainedWriteRetried(t *testing.T) {
 		t.Fatal("failed writes not counted")
 	}
 }
+
+// TestWillPutDoesNotWaitForCluster: while the cluster does not answer the
+// node's will writes, CONNECTs with a will are accepted at once, and a
+// second CONNECT of the same client id on the node takes the first over
+// (the will is written in the background, not under the client id's
+// lock); once the cluster answers, the will is there.
+func TestWillPutDoesNotWaitForCluster(t *testing.T) {
+	nc := startNATS(t, 3)
+	a := startBrokers(t, nc, 1, Config{})[0]
+	release := make(chan struct{})
+	slow := func() error { <-release; return nil }
+	a.r.willFault.Store(&slow)
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+	w := &paho.WillMessage{Topic: "will/dev-1", QoS: 1, Payload: []byte("gone")}
+	done := make(chan *client)
+	go func() {
+		first, _ := dial(t, a.addr, "dev-1", dialOpts{clean: false, will: w, delay: 60})
+		dial(t, a.addr, "dev-1", dialOpts{clean: false, will: w, delay: 60})
+		done <- first
+	}()
+	select {
+	case first := <-done:
+		waitGone(t, first, "the first connection")
+	case <-time.After(5 * time.Second):
+		t.Fatal("CONNECT with a will not accepted while the cluster is slow")
+	}
+	a.r.willFault.Store(nil)
+	close(release)
+	released = true
+	waitWill(t, a.r, "dev-1")
+}
+
+// TestWillPublishedAfterClusterUnreachable: the node cannot reach the
+// wills' bucket when its client leaves with its will: the node stays
+// alive, so no survivor publishes it; the node tries again and publishes
+// it once the bucket answers.
+func TestWillPublishedAfterClusterUnreachable(t *testing.T) {
+	nc := startNATS(t, 3)
+	a := startBrokers(t, nc, 1, Config{Heartbeat: 50 * time.Millisecond})[0]
+	sub, _ := dial(t, a.addr, "sub", dialOpts{clean: true})
+	sub.sub(t, "will/#")
+	dev, _ := dial(t, a.addr, "dev-1", dialOpts{clean: true, will: &paho.WillMessage{Topic: "will/dev-1", QoS: 1, Payload: []byte("gone")}})
+	waitWill(t, a.r, "dev-1")
+	var fails atomic.Int32
+	fail := func() error {
+		if fails.Add(1) <= 3 {
+			return errors.New("test: no quorum")
+		}
+		return nil
+	}
+	a.r.willFault.Store(&fail)
+	dev.Disconnect(&paho.Disconnect{ReasonCode: 0x04}) // with will
+	if _, ok := sub.waitFor(t, "will/dev-1", e2eWait); !ok {
+		t.Fatal("the will was not published")
+	}
+	if fails.Load() <= 3 {
+		t.Fatalf("%d will writes tried, want the failures and a retry", fails.Load())
+	}
+}

@@ -128,11 +128,21 @@ func TestClaimRaceOneWins(t *testing.T) {
 		}
 		close(start)
 		wg.Wait()
+		// A takeover request that crossed a claim of the node it asks is
+		// answered at once, and its session ends when that claim is done.
+		deadline := time.Now().Add(e2eWait)
 		holders := 0
-		for _, n := range nodes {
-			if n.fake.has(id) {
-				holders++
+		for {
+			holders = 0
+			for _, n := range nodes {
+				if n.fake.has(id) {
+					holders++
+				}
 			}
+			if holders <= 1 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(time.Millisecond) // polling the takeovers' ends
 		}
 		if holders != 1 {
 			t.Fatalf("%s: %d nodes hold the client id, want 1 (a %v, b %v, c %v)", id, holders,
@@ -186,6 +196,7 @@ func TestWillOfPreviousRun(t *testing.T) {
 	if first.PutWill(&broker.ClusterWill{ClientID: "dev-1", Delay: 200 * time.Millisecond, Data: []byte("will")}) == 0 {
 		t.Fatal("will not stored")
 	}
+	waitWill(t, first, "dev-1")
 	first.Close()
 	second, err := New(cfg)
 	if err != nil {
@@ -263,5 +274,20 @@ func TestCrossedTakeoversDoNotWait(t *testing.T) {
 			t.Fatalf("node a holds it %v, node b %v: want exactly one", a.fake.has(id), b.fake.has(id))
 		}
 		time.Sleep(5 * time.Millisecond) // polling the takeovers' ends
+	}
+}
+
+// waitWill waits until r's record of clientID's will is in the bucket.
+func waitWill(t *testing.T, r *Registry, clientID string) {
+	t.Helper()
+	deadline := time.Now().Add(e2eWait)
+	for {
+		if _, err := r.wills.Get(context.Background(), willKey(r.cfg.Node, r.inc, clientID)); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("will of %s not in the cluster", clientID)
+		}
+		time.Sleep(10 * time.Millisecond) // polling the asynchronous write
 	}
 }

@@ -97,9 +97,15 @@ type Registry struct {
 	// beforeKick (tests) runs between a claim's compare-and-set and its
 	// takeover request.
 	beforeKick func()
-	claiming   map[string]int // client id key -> CONNECTs of this node claiming it
+	kicking    map[string]int // client id key -> claims of this node waiting for a takeover answer
 
 	retQ retQueue
+	// willCh: will key -> the chain of this node's operations on it.
+	willCh  map[string]*willChain
+	willSeq atomic.Uint64
+	// willFault (tests) runs before each write of this node's clients'
+	// wills: it may wait (a slow JetStream) or fail it.
+	willFault atomic.Pointer[func() error]
 	// retFault (tests) runs before each retained write is published: it
 	// may wait (a slow JetStream) or fail it.
 	retFault atomic.Pointer[func() error]
@@ -159,8 +165,9 @@ func New(cfg Config) (*Registry, error) {
 		cfg.Timeout = 5 * time.Second
 	}
 	r := &Registry{cfg: cfg, nc: cfg.Conn, log: cfg.Logger, seen: map[string]nodeSeen{},
-		deadIncs: map[string]time.Time{}, hashed: map[string]string{}, longIDs: map[string]string{}, claiming: map[string]int{},
-		fires: map[string]*time.Timer{}}
+		deadIncs: map[string]time.Time{}, hashed: map[string]string{}, longIDs: map[string]string{}, kicking: map[string]int{},
+		willCh: map[string]*willChain{},
+		fires:  map[string]*time.Timer{}}
 	if r.log == nil {
 		r.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -331,20 +338,12 @@ func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
 		return errNotReady
 	}
 	key := enc(c.ClientID)
-	r.mu.Lock()
 	if key[0] == '=' {
 		// Before the claim: the bucket's watch may show a later one first.
-		r.longIDs[key] = c.ClientID
-	}
-	r.claiming[key]++
-	r.mu.Unlock()
-	defer func() {
 		r.mu.Lock()
-		if r.claiming[key]--; r.claiming[key] == 0 {
-			delete(r.claiming, key)
-		}
+		r.longIDs[key] = c.ClientID
 		r.mu.Unlock()
-	}()
+	}
 	ctx, cancel := r.opCtx(ctx)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
@@ -395,10 +394,7 @@ func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
 		c.Token, c.Owner = next, owner
 		switch {
 		case live:
-			if f := r.beforeKick; f != nil {
-				f()
-			}
-			r.supersede(ctx, prev, c.ClientID, rev, c.Clean)
+			r.supersede(ctx, key, prev, c.ClientID, rev, c.Clean)
 		case other:
 			r.log.Info("cluster: client id taken from a node seen dead", "client_id", c.ClientID, "node", prev.Node)
 			if !c.Clean {
@@ -466,7 +462,20 @@ func (r *Registry) readID(ctx context.Context, key string) (uint64, []byte, erro
 // supersede asks the node of prev to end the session it held under
 // token, and waits for its answer (bounded: a node that does not answer is
 // dying, and its connection goes with it).
-func (r *Registry) supersede(ctx context.Context, prev idRecord, id string, token uint64, clean bool) {
+func (r *Registry) supersede(ctx context.Context, key string, prev idRecord, id string, token uint64, clean bool) {
+	r.mu.Lock()
+	r.kicking[key]++
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		if r.kicking[key]--; r.kicking[key] == 0 {
+			delete(r.kicking, key)
+		}
+		r.mu.Unlock()
+	}()
+	if f := r.beforeKick; f != nil {
+		f()
+	}
 	v, _ := json.Marshal(kick{ClientID: id, Token: token, Clean: clean})
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -486,21 +495,21 @@ func (r *Registry) onKickMsg(m *nats.Msg) {
 		return
 	}
 	r.mu.Lock()
-	claiming := r.claiming[enc(k.ClientID)] > 0
+	kicking := r.kicking[enc(k.ClientID)] > 0
 	r.mu.Unlock()
-	if claiming {
-		// A CONNECT here claims the id and holds its lock, maybe waiting
-		// for the requester's answer to a takeover request of its own:
-		// answer now, not after that lock, or both wait out their
-		// timeouts. That CONNECT takes the session over here anyway (and
-		// its claim replaces the requester's, or loses and reads it).
+	if kicking {
+		// A CONNECT here claimed the id and, holding its lock, waits for
+		// the answer to a takeover request of its own, maybe from the
+		// requester: answer now, not after that lock, or both wait out
+		// their timeouts. That CONNECT takes the session over here anyway;
+		// the session named ends once it has, by the requester's claim.
 		_ = m.Respond([]byte{1})
 	}
 	// Off the subscription's goroutine: Supersede waits for the client
 	// id's lock, which a CONNECT here may hold while it claims.
 	go func() {
 		r.b.Supersede(k.ClientID, k.Token, k.Clean)
-		if !claiming {
+		if !kicking {
 			_ = m.Respond([]byte{1})
 		}
 	}()
@@ -562,57 +571,6 @@ func (r *Registry) async(fn func(ctx context.Context)) {
 		defer cancel()
 		fn(ctx)
 	}()
-}
-
-func willKey(node, inc, id string) string { return enc(node) + "." + inc + "." + enc(id) }
-
-// PutWill implements broker.Registry.
-func (r *Registry) PutWill(w *broker.ClusterWill) uint64 {
-	if !r.ready.Load() {
-		return 0
-	}
-	v, _ := json.Marshal(willRecord{ClientID: w.ClientID, Delay: w.Delay, Deadline: w.Deadline, Data: w.Data})
-	ctx, cancel := r.opCtx(nil)
-	defer cancel()
-	rev, err := r.wills.Put(ctx, willKey(r.cfg.Node, r.inc, w.ClientID), v)
-	if err != nil {
-		r.log.Warn("cluster: will not stored in the cluster: it is lost if this node dies",
-			"client_id", w.ClientID, "err", err)
-		return 0
-	}
-	return rev
-}
-
-// TakeWill implements broker.Registry: a compare-and-set delete. When the
-// cluster cannot be reached the node does not publish the will: the
-// cluster decides who does, so that it is published once.
-func (r *Registry) TakeWill(clientID string, token uint64) bool {
-	if !r.ready.Load() {
-		return true // never stored
-	}
-	ctx, cancel := r.opCtx(nil)
-	defer cancel()
-	err := r.wills.Delete(ctx, willKey(r.cfg.Node, r.inc, clientID), jetstream.LastRevision(token))
-	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return false
-	}
-	if err != nil {
-		// Not published here: the will stays in the cluster, and a
-		// survivor publishes it if this node is seen dead.
-		r.log.Warn("cluster: will not published: the cluster is unreachable", "client_id", clientID, "err", err)
-		return false
-	}
-	return true
-}
-
-// DropWill implements broker.Registry.
-func (r *Registry) DropWill(clientID string, token uint64) {
-	if !r.ready.Load() {
-		return
-	}
-	r.async(func(ctx context.Context) {
-		_ = r.wills.Delete(ctx, willKey(r.cfg.Node, r.inc, clientID), jetstream.LastRevision(token))
-	})
 }
 
 // NodeName is this node's name.
