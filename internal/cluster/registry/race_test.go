@@ -291,3 +291,46 @@ func waitWill(t *testing.T, r *Registry, clientID string) {
 		time.Sleep(10 * time.Millisecond) // polling the asynchronous write
 	}
 }
+
+// TestDeadNodesForgotten: a node remembers a dead node's incarnation only
+// while wills of it are left: node c dies with a client's will, which node
+// a publishes; then node b dies without any: node a forgets both.
+func TestDeadNodesForgotten(t *testing.T) {
+	nc := startNATS(t, 3)
+	nodes := startNodes(t, nc, 3, Config{Heartbeat: 50 * time.Millisecond, DeadAfter: 300 * time.Millisecond})
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	if c.r.PutWill(&broker.ClusterWill{ClientID: "dev-1", Data: []byte("will")}) == 0 {
+		t.Fatal("will not stored")
+	}
+	waitWill(t, c.r, "dev-1")
+	deadline := time.Now().Add(e2eWait)
+	for !a.r.alive("b", b.r.inc) || !a.r.alive("c", c.r.inc) || !a.r.heardOf("b") || !a.r.heardOf("c") {
+		if time.Now().After(deadline) {
+			t.Fatal("node a never heard of nodes b and c")
+		}
+		time.Sleep(10 * time.Millisecond) // polling the heartbeats
+	}
+	c.r.Close()
+	for {
+		if _, err := a.r.wills.Get(context.Background(), willKey("c", c.r.inc, "dev-1")); errors.Is(err, jetstream.ErrKeyNotFound) {
+			break // published
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("node c's will was never published")
+		}
+		time.Sleep(10 * time.Millisecond) // polling the election and the will
+	}
+	b.r.Close()
+	for {
+		a.r.mu.Lock()
+		n := len(a.r.deadIncs)
+		a.r.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node a still remembers %d dead incarnations", n)
+		}
+		time.Sleep(10 * time.Millisecond) // polling node b's death
+	}
+}
