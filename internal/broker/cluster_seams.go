@@ -31,14 +31,14 @@ type Registry interface {
 	// PutWill stores the will of a connected client (w.Deadline zero) or
 	// of one that left and whose will waits out its delay, so that another
 	// node publishes it if this one dies. It returns the will's token at
-	// once (0 when it cannot be stored) and stores it in the background;
-	// TakeWill and DropWill of a client id come after its PutWills. It
-	// must not block: it is called with the client id's lock held.
-	PutWill(w *ClusterWill) uint64
+	// once (0 when it cannot be stored) and stores it in the background:
+	// stored is closed once the attempt ended. TakeWill and DropWill of a
+	// client id come after its PutWills. It must not block.
+	PutWill(w *ClusterWill) (token uint64, stored <-chan struct{})
 	// TakeWill removes the will named token and calls publish (on another
 	// goroutine) when this node may publish it: not when another node took
-	// it (this node was thought dead) or a later will replaced it. It
-	// must not block.
+	// it (this node was thought dead). A will whose record a later will of
+	// this node replaced is published. It must not block.
 	TakeWill(clientID string, token uint64, publish func())
 	// DropWill removes the will named token (a will that is cancelled). It
 	// must not block.
@@ -175,17 +175,18 @@ func (c *conn) claim(owner string, clean bool) (*Claim, error) {
 }
 
 // putClusterWill stores w in the Registry, for a session expiring after
-// expiry seconds.
-func (b *Broker) putClusterWill(w *will, expiry uint32, deadline int64) {
+// expiry seconds, and returns when the attempt ended is signalled.
+func (b *Broker) putClusterWill(w *will, expiry uint32, deadline int64) <-chan struct{} {
 	d := time.Duration(w.delay) * time.Second
 	if expiry != expiryNever {
 		d = min(d, time.Duration(expiry)*time.Second)
 	}
-	rev := b.opts.Registry.PutWill(&ClusterWill{ClientID: w.msg.Origin, Delay: d, Deadline: deadline,
+	rev, stored := b.opts.Registry.PutWill(&ClusterWill{ClientID: w.msg.Origin, Delay: d, Deadline: deadline,
 		Data: encodeClusterWill(w)})
 	if rev != 0 {
 		w.crev = rev
 	}
+	return stored
 }
 
 // dropClusterWill removes a cancelled will from the Registry.

@@ -675,16 +675,19 @@ func TestRetainedWriteRetried(t *testing.T) {
 	}
 }
 
-// TestWillPutDoesNotWaitForCluster: while the cluster does not answer the
-// node's will writes, CONNECTs with a will are accepted at once, and a
-// second CONNECT of the same client id on the node takes the first over
-// (the will is written in the background, not under the client id's
-// lock); once the cluster answers, the will is there.
+// TestWillPutDoesNotWaitForCluster: a CONNECT with a will on node a waits
+// for the cluster to store the will, which is slow; it does not hold the
+// client id's lock meanwhile: node b takes the id over from node a's
+// earlier connection at once (node a answers the takeover request without
+// waiting for the will). Once the cluster answers, the will is stored.
 func TestWillPutDoesNotWaitForCluster(t *testing.T) {
 	nc := startNATS(t, 3)
-	a := startBrokers(t, nc, 1, Config{})[0]
+	nodes := startBrokers(t, nc, 2, Config{})
+	a, b := nodes[0], nodes[1]
+	old, _ := dial(t, a.addr, "dev-1", dialOpts{user: "alice", clean: true})
 	release := make(chan struct{})
-	slow := func() error { <-release; return nil }
+	var stalled atomic.Int32
+	slow := func() error { stalled.Add(1); <-release; return nil }
 	a.r.willFault.Store(&slow)
 	released := false
 	defer func() {
@@ -693,22 +696,39 @@ func TestWillPutDoesNotWaitForCluster(t *testing.T) {
 		}
 	}()
 	w := &paho.WillMessage{Topic: "will/dev-1", QoS: 1, Payload: []byte("gone")}
-	done := make(chan *client)
 	go func() {
-		first, _ := dial(t, a.addr, "dev-1", dialOpts{clean: false, will: w, delay: 60})
-		dial(t, a.addr, "dev-1", dialOpts{clean: false, will: w, delay: 60})
-		done <- first
+		// Stalled in the will's write; its CONNECT may fail once node b
+		// took the id (a later takeover): either way is fine here.
+		conn, err := net.Dial("tcp", a.addr)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		c := paho.NewClient(paho.ClientConfig{ClientID: "dev-1", Conn: conn})
+		ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
+		defer cancel()
+		c.Connect(ctx, &paho.Connect{ClientID: "dev-1", CleanStart: true, KeepAlive: 30, WillMessage: w,
+			UsernameFlag: true, Username: "alice"})
 	}()
-	select {
-	case first := <-done:
-		waitGone(t, first, "the first connection")
-	case <-time.After(5 * time.Second):
-		t.Fatal("CONNECT with a will not accepted while the cluster is slow")
+	deadline := time.Now().Add(e2eWait)
+	for stalled.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the will's write never started")
+		}
+		time.Sleep(5 * time.Millisecond) // polling the stalled write
+	}
+	start := time.Now()
+	if _, ack := dial(t, b.addr, "dev-1", dialOpts{user: "alice", clean: true}); ack.ReasonCode != 0 {
+		t.Fatalf("alice on node b: CONNACK %#x", ack.ReasonCode)
+	}
+	took := time.Since(start)
+	waitGone(t, old, "the connection on node a")
+	if took > 1500*time.Millisecond {
+		t.Errorf("takeover took %v while node a stored a will: it waited for the will's write", took)
 	}
 	a.r.willFault.Store(nil)
 	close(release)
 	released = true
-	waitWill(t, a.r, "dev-1")
 }
 
 // TestWillPublishedAfterClusterUnreachable: the node cannot reach the

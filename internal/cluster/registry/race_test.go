@@ -193,7 +193,7 @@ func TestWillOfPreviousRun(t *testing.T) {
 	if err := first.Start(ctx, &fakeNode{live: map[string]uint64{}}); err != nil {
 		t.Fatal(err)
 	}
-	if first.PutWill(&broker.ClusterWill{ClientID: "dev-1", Delay: 200 * time.Millisecond, Data: []byte("will")}) == 0 {
+	if tok, _ := first.PutWill(&broker.ClusterWill{ClientID: "dev-1", Delay: 200 * time.Millisecond, Data: []byte("will")}); tok == 0 {
 		t.Fatal("will not stored")
 	}
 	waitWill(t, first, "dev-1")
@@ -299,7 +299,7 @@ func TestDeadNodesForgotten(t *testing.T) {
 	nc := startNATS(t, 3)
 	nodes := startNodes(t, nc, 3, Config{Heartbeat: 50 * time.Millisecond, DeadAfter: 300 * time.Millisecond})
 	a, b, c := nodes[0], nodes[1], nodes[2]
-	if c.r.PutWill(&broker.ClusterWill{ClientID: "dev-1", Data: []byte("will")}) == 0 {
+	if tok, _ := c.r.PutWill(&broker.ClusterWill{ClientID: "dev-1", Data: []byte("will")}); tok == 0 {
 		t.Fatal("will not stored")
 	}
 	waitWill(t, c.r, "dev-1")

@@ -43,11 +43,8 @@ func (r *Registry) willOp(clientID string, fn func(ctx context.Context, key stri
 	r.mu.Unlock()
 	go func() {
 		defer r.wg.Done()
-		select {
-		case <-prev:
-			fn(r.ctx, key, ch)
-		case <-r.ctx.Done():
-		}
+		<-prev // ends soon once the Registry closes: its context is done
+		fn(r.ctx, key, ch)
 		r.mu.Lock()
 		if ch.last == done && ch.token == 0 {
 			delete(r.willCh, key) // no will, nothing queued
@@ -72,14 +69,17 @@ func (r *Registry) writeWill(ctx context.Context, op func(ctx context.Context) e
 
 // PutWill implements broker.Registry: the record is written in the
 // background, and the token returned names it for TakeWill and DropWill.
-func (r *Registry) PutWill(w *broker.ClusterWill) uint64 {
+func (r *Registry) PutWill(w *broker.ClusterWill) (uint64, <-chan struct{}) {
+	stored := make(chan struct{})
 	if !r.ready.Load() {
-		return 0
+		close(stored)
+		return 0, stored
 	}
 	v, _ := json.Marshal(willRecord{ClientID: w.ClientID, Delay: w.Delay, Deadline: w.Deadline, Data: w.Data})
 	token := r.willSeq.Add(1)
 	id := w.ClientID
 	if !r.willOp(id, func(ctx context.Context, key string, ch *willChain) {
+		defer close(stored)
 		ch.token = token
 		err := r.writeWill(ctx, func(ctx context.Context) error {
 			rev, err := r.wills.Put(ctx, key, v)
@@ -94,9 +94,10 @@ func (r *Registry) PutWill(w *broker.ClusterWill) uint64 {
 				"client_id", id, "err", err)
 		}
 	}) {
-		return 0
+		close(stored)
+		return 0, stored
 	}
-	return token
+	return token, stored
 }
 
 // TakeWill implements broker.Registry: a compare-and-set delete, in the
@@ -109,7 +110,10 @@ func (r *Registry) PutWill(w *broker.ClusterWill) uint64 {
 func (r *Registry) TakeWill(clientID string, token uint64, publish func()) {
 	r.willOp(clientID, func(ctx context.Context, key string, ch *willChain) {
 		if ch.token != token {
-			r.log.Info("will not published here: a later will replaced it", "client_id", clientID)
+			// A later will of this node overwrote its record (a CONNECT
+			// stores its will before it takes the id over): no other node
+			// can publish this one.
+			publish()
 			return
 		}
 		ch.token = 0
