@@ -30,13 +30,16 @@ type Registry interface {
 	Release(clientID string, token uint64)
 	// PutWill stores the will of a connected client (w.Deadline zero) or
 	// of one that left and whose will waits out its delay, so that another
-	// node publishes it if this one dies. It returns the will's token, 0
-	// when it could not be stored.
-	PutWill(w *ClusterWill) uint64
-	// TakeWill removes the will named token and reports whether this node
-	// may publish it: false when another node took it (this node was
-	// thought dead) or a later will replaced it.
-	TakeWill(clientID string, token uint64) bool
+	// node publishes it if this one dies. It returns the will's token at
+	// once (0 when it cannot be stored) and stores it in the background:
+	// stored is closed once the attempt ended. TakeWill and DropWill of a
+	// client id come after its PutWills. It must not block.
+	PutWill(w *ClusterWill) (token uint64, stored <-chan struct{})
+	// TakeWill removes the will named token and calls publish (on another
+	// goroutine) when this node may publish it: not when another node took
+	// it (this node was thought dead). A will whose record a later will of
+	// this node replaced is published. It must not block.
+	TakeWill(clientID string, token uint64, publish func())
 	// DropWill removes the will named token (a will that is cancelled). It
 	// must not block.
 	DropWill(clientID string, token uint64)
@@ -87,6 +90,33 @@ type RetainedReplica interface {
 // otherwise [MQTT-3.1.3-9], and the session ends here. It reports whether
 // it found that claim; a later claim made on this node is left alone.
 func (b *Broker) Supersede(clientID string, token uint64, clean bool) bool {
+	return b.supersede(clientID, func(claim uint64) bool { return claim == token }, clean)
+}
+
+// SupersedeBefore ends, as Supersede does, the session of clientID if it
+// holds a claim older than rev, a claim of another node: the Registry saw
+// that claim replace this node's, whether or not the takeover request
+// reached it. It does not block: the session ends on another goroutine.
+func (b *Broker) SupersedeBefore(clientID string, rev uint64, clean bool) {
+	older := func(claim uint64) bool { return claim != 0 && claim < rev }
+	b.mu.Lock()
+	s := b.sessions[clientID]
+	b.mu.Unlock()
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	claim := s.claim
+	s.mu.Unlock()
+	// A CONNECT claiming here holds the id's lock and has not set its
+	// claim yet: the locked check below sees it once it has.
+	if claim == 0 || older(claim) {
+		go b.supersede(clientID, older, clean)
+	}
+}
+
+// supersede ends the session of clientID if its claim matches.
+func (b *Broker) supersede(clientID string, match func(claim uint64) bool, clean bool) bool {
 	unlock := b.ids.lock(clientID)
 	defer unlock()
 	b.mu.Lock()
@@ -96,7 +126,7 @@ func (b *Broker) Supersede(clientID string, token uint64, clean bool) bool {
 		return false
 	}
 	s.mu.Lock()
-	if s.gone || s.claim != token {
+	if s.gone || !match(s.claim) {
 		s.mu.Unlock()
 		return false
 	}
@@ -145,17 +175,18 @@ func (c *conn) claim(owner string, clean bool) (*Claim, error) {
 }
 
 // putClusterWill stores w in the Registry, for a session expiring after
-// expiry seconds.
-func (b *Broker) putClusterWill(w *will, expiry uint32, deadline int64) {
+// expiry seconds, and returns when the attempt ended is signalled.
+func (b *Broker) putClusterWill(w *will, expiry uint32, deadline int64) <-chan struct{} {
 	d := time.Duration(w.delay) * time.Second
 	if expiry != expiryNever {
 		d = min(d, time.Duration(expiry)*time.Second)
 	}
-	rev := b.opts.Registry.PutWill(&ClusterWill{ClientID: w.msg.Origin, Delay: d, Deadline: deadline,
+	rev, stored := b.opts.Registry.PutWill(&ClusterWill{ClientID: w.msg.Origin, Delay: d, Deadline: deadline,
 		Data: encodeClusterWill(w)})
 	if rev != 0 {
 		w.crev = rev
 	}
+	return stored
 }
 
 // dropClusterWill removes a cancelled will from the Registry.

@@ -230,6 +230,16 @@ func (c *conn) accept(st *authState) error {
 		return c.refuse(packet.ErrQuotaExceeded, nil)
 	}
 
+	if w != nil && b.opts.Registry != nil {
+		// Stored before CONNACK, so that the cluster publishes it if this
+		// node dies, but not under the client id's lock: a takeover
+		// request for the id is not held up by JetStream.
+		c.mayBlock()
+		select {
+		case <-b.putClusterWill(w, expiry, 0):
+		case <-time.After(c.connectTimeout()):
+		}
+	}
 	unlock := b.ids.lock(c.info.ClientID)
 	owner, err := c.takeoverOwner()
 	var reserved reservation
@@ -246,13 +256,11 @@ func (c *conn) accept(st *authState) error {
 	}
 	if err != nil {
 		unlock()
+		b.dropClusterWill(w)
 		b.stats.connected.Add(-1)
 		return c.refuse(codeOf(err, packet.ErrNotAuthorized), nil)
 	}
 	s, present := b.takeSession(c.info.ClientID, p.CleanStart, p.Version)
-	if w != nil && cl != nil {
-		b.putClusterWill(w, expiry, 0)
-	}
 	if sm := b.seams.Load(); sm != nil && sm.tookSession != nil {
 		sm.tookSession(s)
 	}

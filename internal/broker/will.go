@@ -45,11 +45,18 @@ func (c *conn) newWill(p *packet.Connect) *will {
 // publishWill routes a will now, as a message of its client [MQTT-3.1.2-8],
 // if the client may still publish it: a right removed since CONNECT (an
 // ACL reload, revoked credentials) stops it, counted as not authorized.
+// A will stored in the cluster's Registry is published once the Registry
+// lets this node: in the background.
 func (b *Broker) publishWill(w *will) {
-	if w.crev != 0 && !b.opts.Registry.TakeWill(w.msg.Origin, w.crev) {
-		b.log.Info("will not published here: another node took it", "client_id", w.msg.Origin)
+	if w.crev != 0 {
+		b.opts.Registry.TakeWill(w.msg.Origin, w.crev, func() { b.routeWill(w) })
 		return
 	}
+	b.routeWill(w)
+}
+
+// routeWill publishes a will that is this node's to publish.
+func (b *Broker) routeWill(w *will) {
 	if az := b.opts.Authorizer; az != nil && w.info != nil {
 		if err := az.CanPublish(w.info, w.msg.Topic, w.msg.QoS, w.msg.Retain); err != nil {
 			b.drop(w.info.ClientID, w.msg, DropNotAuthorized)

@@ -297,8 +297,10 @@ func TestTakeoverAcrossNodesKeepsOwnership(t *testing.T) {
 }
 
 // TestIDsReleasedWhenNodeDies: a node that dies holding alice's client id
-// gives it up within DeadAfter (plus a heartbeat): bob, refused while the
-// node lived, is then accepted on another node.
+// is seen dead within DeadAfter (plus a heartbeat); the id keeps its owner:
+// bob, refused while the node lived, is still refused once it is seen dead
+// (a node's silence must not hand the id to another identity), and alice
+// takes it on another node without waiting for the dead one.
 func TestIDsReleasedWhenNodeDies(t *testing.T) {
 	nc := startNATS(t, 3)
 	cfg := Config{Heartbeat: 200 * time.Millisecond, DeadAfter: time.Second}
@@ -311,20 +313,26 @@ func TestIDsReleasedWhenNodeDies(t *testing.T) {
 	a.knownBy(t, b)
 	a.kill()
 	killed := time.Now()
-	for {
-		_, ack := dial(t, b.addr, "dev-1", dialOpts{user: "bob", clean: true})
-		if ack.ReasonCode == 0 {
-			break
-		}
+	for b.r.alive(a.name, a.r.inc) {
 		if time.Since(killed) > 10*time.Second {
-			t.Fatalf("the dead node's client id is still held after %v", time.Since(killed))
+			t.Fatalf("the dead node is still alive for node b after %v", time.Since(killed))
 		}
-		time.Sleep(20 * time.Millisecond) // polling the release
+		time.Sleep(20 * time.Millisecond) // polling the liveness
 	}
 	took := time.Since(killed)
-	t.Logf("client id released %v after the node died (heartbeat %v, dead after %v)", took, cfg.Heartbeat, cfg.DeadAfter)
+	t.Logf("node seen dead %v after it died (heartbeat %v, dead after %v)", took, cfg.Heartbeat, cfg.DeadAfter)
 	if limit := cfg.DeadAfter + cfg.Heartbeat + 500*time.Millisecond; took > limit {
-		t.Errorf("released after %v, documented bound %v", took, limit)
+		t.Errorf("seen dead after %v, documented bound %v", took, limit)
+	}
+	if _, ack := dial(t, b.addr, "dev-1", dialOpts{user: "bob", clean: true}); ack.ReasonCode != packet.ErrNotAuthorized.Value {
+		t.Fatalf("bob once node a is seen dead: CONNACK %#x, want 0x87", ack.ReasonCode)
+	}
+	start := time.Now()
+	if _, ack := dial(t, b.addr, "dev-1", dialOpts{user: "alice", clean: true}); ack.ReasonCode != 0 {
+		t.Fatalf("alice on node b: CONNACK %#x", ack.ReasonCode)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("alice's CONNECT took %v: it waited for the dead node", d)
 	}
 }
 
@@ -488,6 +496,39 @@ func TestDelayedWillCancelledByReconnectElsewhere(t *testing.T) {
 	}
 }
 
+// TestDroppedTakeoverStillLeavesOne: node a drops the takeover request
+// of node b (a lost message, a timeout): alice's connection on node a
+// still gets DISCONNECT 0x8E, within a second of node b's CONNACK, since
+// node a sees the client id's record name node b.
+func TestDroppedTakeoverStillLeavesOne(t *testing.T) {
+	nc := startNATS(t, 3)
+	nodes := startBrokers(t, nc, 2, Config{})
+	a, b := nodes[0], nodes[1]
+	var dropped atomic.Int32
+	drop := func() bool { dropped.Add(1); return true }
+	a.r.onKick.Store(&drop)
+	old, _ := dial(t, a.addr, "dev-1", dialOpts{user: "alice", clean: true})
+	if _, ack := dial(t, b.addr, "dev-1", dialOpts{user: "alice", clean: true}); ack.ReasonCode != 0 {
+		t.Fatalf("alice on node b: CONNACK %#x", ack.ReasonCode)
+	}
+	acked := time.Now()
+	if dropped.Load() == 0 {
+		t.Fatal("the takeover request was not sent to node a")
+	}
+	select {
+	case d := <-old.gone:
+		if d.ReasonCode != packet.ErrSessionTakenOver.Value {
+			t.Fatalf("DISCONNECT %#x, want 0x8E", d.ReasonCode)
+		}
+		t.Logf("old connection ended %v after the new CONNACK", time.Since(acked))
+	case <-time.After(e2eWait):
+		t.Fatal("two live sessions: the old connection was never disconnected")
+	}
+	if d := time.Since(acked); d > time.Second {
+		t.Errorf("old connection ended %v after the new CONNACK, bound 1 s", d)
+	}
+}
+
 // TestConcurrentConnectsLeaveOne: two clients with one client id CONNECT
 // at once, one on each node, thirty times: both are accepted (a takeover),
 // and exactly one of them is then disconnected with 0x8E; the other
@@ -547,5 +588,173 @@ func TestConcurrentConnectsLeaveOne(t *testing.T) {
 			t.Fatalf("%s: both connections were disconnected", id)
 		default:
 		}
+	}
+}
+
+// TestRetainedWriteDoesNotWaitForCluster: while the cluster does not
+// answer the node's retained writes, a client's retained QoS 1 PUBLISH is
+// still acknowledged and delivered to a subscriber on its node (the write
+// waits in the node's queue, not under the broker's retained lock); once
+// the cluster answers, the message reaches the bucket.
+func TestRetainedWriteDoesNotWaitForCluster(t *testing.T) {
+	nc := startNATS(t, 3)
+	a := startBrokers(t, nc, 1, Config{})[0]
+	release := make(chan struct{})
+	slow := func() error { <-release; return nil }
+	a.r.retFault.Store(&slow)
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	p, _ := dial(t, a.addr, "pub", dialOpts{clean: true})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.pub(t, "slow/1", "one", true)
+		p.pub(t, "slow/2", "two", true)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("retained PUBLISH not acknowledged while the cluster is slow")
+	}
+	if got := subscribeUntil(t, a.addr, "slow/#", "slow/2"); !slices.Contains(got, "slow/1") {
+		t.Fatalf("node delivered %v, want slow/1 and slow/2", got)
+	}
+	close(release)
+	waitBucket(t, a.r, "slow/2")
+}
+
+// waitBucket waits until topic's retained message is in the bucket.
+func waitBucket(t *testing.T, r *Registry, topic string) {
+	t.Helper()
+	deadline := time.Now().Add(e2eWait)
+	for {
+		if _, err := r.ret.Get(context.Background(), enc(topic)); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("retained %s not in the cluster", topic)
+		}
+		time.Sleep(10 * time.Millisecond) // polling the asynchronous write
+	}
+}
+
+// TestRetainedWriteRetried: the cluster refuses the node's first retained
+// writes; they are counted and written again, in order: the bucket ends
+// with the last value of the topic.
+func TestRetainedWriteRetried(t *testing.T) {
+	nc := startNATS(t, 3)
+	a := startBrokers(t, nc, 1, Config{Heartbeat: 50 * time.Millisecond})[0]
+	var fails atomic.Int32
+	fail := func() error {
+		if fails.Add(1) <= 3 {
+			return errors.New("test: no quorum")
+		}
+		return nil
+	}
+	a.r.retFault.Store(&fail)
+	p, _ := dial(t, a.addr, "pub", dialOpts{clean: true})
+	p.pub(t, "retry/1", "first", true)
+	p.pub(t, "retry/1", "last", true)
+	p.pub(t, "retry/marker", "m", true)
+	waitBucket(t, a.r, "retry/marker")
+	e, err := a.r.ret.Get(context.Background(), enc("retry/1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := broker.DecodeMessage(e.Value())
+	if err != nil || string(m.Payload) != "last" {
+		t.Fatalf("bucket holds %q (%v), want the last value", m.Payload, err)
+	}
+	if a.r.retQ.failed.Load() == 0 {
+		t.Fatal("failed writes not counted")
+	}
+}
+
+// TestWillPutDoesNotWaitForCluster: a CONNECT with a will on node a waits
+// for the cluster to store the will, which is slow; it does not hold the
+// client id's lock meanwhile: node b takes the id over from node a's
+// earlier connection at once (node a answers the takeover request without
+// waiting for the will). Once the cluster answers, the will is stored.
+func TestWillPutDoesNotWaitForCluster(t *testing.T) {
+	nc := startNATS(t, 3)
+	nodes := startBrokers(t, nc, 2, Config{})
+	a, b := nodes[0], nodes[1]
+	old, _ := dial(t, a.addr, "dev-1", dialOpts{user: "alice", clean: true})
+	release := make(chan struct{})
+	var stalled atomic.Int32
+	slow := func() error { stalled.Add(1); <-release; return nil }
+	a.r.willFault.Store(&slow)
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+	w := &paho.WillMessage{Topic: "will/dev-1", QoS: 1, Payload: []byte("gone")}
+	go func() {
+		// Stalled in the will's write; its CONNECT may fail once node b
+		// took the id (a later takeover): either way is fine here.
+		conn, err := net.Dial("tcp", a.addr)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		c := paho.NewClient(paho.ClientConfig{ClientID: "dev-1", Conn: conn})
+		ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
+		defer cancel()
+		c.Connect(ctx, &paho.Connect{ClientID: "dev-1", CleanStart: true, KeepAlive: 30, WillMessage: w,
+			UsernameFlag: true, Username: "alice"})
+	}()
+	deadline := time.Now().Add(e2eWait)
+	for stalled.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the will's write never started")
+		}
+		time.Sleep(5 * time.Millisecond) // polling the stalled write
+	}
+	start := time.Now()
+	if _, ack := dial(t, b.addr, "dev-1", dialOpts{user: "alice", clean: true}); ack.ReasonCode != 0 {
+		t.Fatalf("alice on node b: CONNACK %#x", ack.ReasonCode)
+	}
+	took := time.Since(start)
+	waitGone(t, old, "the connection on node a")
+	if took > 1500*time.Millisecond {
+		t.Errorf("takeover took %v while node a stored a will: it waited for the will's write", took)
+	}
+	a.r.willFault.Store(nil)
+	close(release)
+	released = true
+}
+
+// TestWillPublishedAfterClusterUnreachable: the node cannot reach the
+// wills' bucket when its client leaves with its will: the node stays
+// alive, so no survivor publishes it; the node tries again and publishes
+// it once the bucket answers.
+func TestWillPublishedAfterClusterUnreachable(t *testing.T) {
+	nc := startNATS(t, 3)
+	a := startBrokers(t, nc, 1, Config{Heartbeat: 50 * time.Millisecond})[0]
+	sub, _ := dial(t, a.addr, "sub", dialOpts{clean: true})
+	sub.sub(t, "will/#")
+	dev, _ := dial(t, a.addr, "dev-1", dialOpts{clean: true, will: &paho.WillMessage{Topic: "will/dev-1", QoS: 1, Payload: []byte("gone")}})
+	waitWill(t, a.r, "dev-1")
+	var fails atomic.Int32
+	fail := func() error {
+		if fails.Add(1) <= 3 {
+			return errors.New("test: no quorum")
+		}
+		return nil
+	}
+	a.r.willFault.Store(&fail)
+	dev.Disconnect(&paho.Disconnect{ReasonCode: 0x04}) // with will
+	if _, ok := sub.waitFor(t, "will/dev-1", e2eWait); !ok {
+		t.Fatal("the will was not published")
+	}
+	if fails.Load() <= 3 {
+		t.Fatalf("%d will writes tried, want the failures and a retry", fails.Load())
 	}
 }

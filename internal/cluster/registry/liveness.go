@@ -119,7 +119,7 @@ func (r *Registry) sweep() {
 // clients' wills, and for those of earlier dead nodes whose elected firer
 // is dead too.
 func (r *Registry) died(node, inc string) {
-	r.log.Warn("cluster: node is gone: its client ids are free and its clients' wills will be published",
+	r.log.Warn("cluster: node is gone: its client ids are taken without asking it and its clients' wills will be published",
 		"node", node, "dead_after", r.cfg.DeadAfter)
 	r.mu.Lock()
 	r.deadIncs[enc(node)+"."+inc] = time.Now()
@@ -131,7 +131,9 @@ func (r *Registry) died(node, inc string) {
 	r.async(func(context.Context) {
 		// The cluster may be electing the wills' leader (the dead node
 		// was a core): try again until the wills are dealt with.
-		for keys := r.willKeys(prefixes); len(keys) > 0; {
+		keys := r.willKeys(prefixes)
+		r.pruneDead(prefixes, keys)
+		for len(keys) > 0 {
 			var again []string
 			for _, k := range keys {
 				if !r.elect(k) {
@@ -143,6 +145,28 @@ func (r *Registry) died(node, inc string) {
 			}
 		}
 	})
+}
+
+// pruneDead forgets the dead incarnations among prefixes (as died lists
+// them) that have no will left in keys: published or cancelled, nothing
+// of theirs is to be competed for again.
+func (r *Registry) pruneDead(prefixes, keys []string) {
+	if keys == nil && r.ctx.Err() != nil {
+		return // not listed
+	}
+	left := map[string]bool{}
+	for _, k := range keys {
+		if i := strings.LastIndexByte(k, '.'); i > 0 {
+			left[k[:i]] = true
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range prefixes {
+		if inc := strings.TrimSuffix(p, ".>"); !left[inc] {
+			delete(r.deadIncs, inc)
+		}
+	}
 }
 
 // previousRuns treats the wills this node's earlier runs left (it was

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -36,6 +37,17 @@ func (f *fakeNode) Supersede(id string, token uint64, clean bool) bool {
 	}
 	delete(f.live, id)
 	return true
+}
+
+func (f *fakeNode) SupersedeBefore(id string, rev uint64, clean bool) {
+	go func() {
+		defer f.lock(id)()
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if t, ok := f.live[id]; ok && t < rev {
+			delete(f.live, id)
+		}
+	}()
 }
 
 func (f *fakeNode) FireWill([]byte) error                 { return nil }
@@ -116,11 +128,21 @@ func TestClaimRaceOneWins(t *testing.T) {
 		}
 		close(start)
 		wg.Wait()
+		// A takeover request that crossed a claim of the node it asks is
+		// answered at once, and its session ends when that claim is done.
+		deadline := time.Now().Add(e2eWait)
 		holders := 0
-		for _, n := range nodes {
-			if n.fake.has(id) {
-				holders++
+		for {
+			holders = 0
+			for _, n := range nodes {
+				if n.fake.has(id) {
+					holders++
+				}
 			}
+			if holders <= 1 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(time.Millisecond) // polling the takeovers' ends
 		}
 		if holders != 1 {
 			t.Fatalf("%s: %d nodes hold the client id, want 1 (a %v, b %v, c %v)", id, holders,
@@ -171,9 +193,10 @@ func TestWillOfPreviousRun(t *testing.T) {
 	if err := first.Start(ctx, &fakeNode{live: map[string]uint64{}}); err != nil {
 		t.Fatal(err)
 	}
-	if first.PutWill(&broker.ClusterWill{ClientID: "dev-1", Delay: 200 * time.Millisecond, Data: []byte("will")}) == 0 {
+	if tok, _ := first.PutWill(&broker.ClusterWill{ClientID: "dev-1", Delay: 200 * time.Millisecond, Data: []byte("will")}); tok == 0 {
 		t.Fatal("will not stored")
 	}
+	waitWill(t, first, "dev-1")
 	first.Close()
 	second, err := New(cfg)
 	if err != nil {
@@ -196,5 +219,118 @@ func TestWillOfPreviousRun(t *testing.T) {
 	// Once: the record is gone, so a later election finds nothing.
 	if _, err := second.wills.Get(ctx, willKey("a", first.inc, "dev-1")); !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Fatalf("will record still there: %v", err)
+	}
+}
+
+// TestCrossedTakeoversDoNotWait: node a holds a client id; a CONNECT on
+// node b claims it and, before b's takeover request leaves, a second
+// CONNECT on node a claims it back. Each node's CONNECT holds the id's lock
+// and waits for the other's answer: the takeover requests must not wait for
+// those locks (each would wait out the 2 s timeout). Both claims end well
+// within it, and one node holds the id.
+func TestCrossedTakeoversDoNotWait(t *testing.T) {
+	nc := startNATS(t, 3)
+	nodes := startNodes(t, nc, 2, Config{})
+	a, b := nodes[0], nodes[1]
+	const id = "crossed"
+	a.fake.claim(t, a.r, id)
+	aClaimed := make(chan struct{})
+	var once sync.Once
+	b.r.beforeKick = func() {
+		once.Do(func() {
+			select {
+			case <-aClaimed:
+			case <-time.After(e2eWait):
+			}
+		})
+	}
+	a.r.beforeKick = func() { close(aClaimed) }
+	start := time.Now()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); b.fake.claim(t, b.r, id) }()
+	// a claims once b's claim is in the bucket (b waits before its request).
+	deadline := time.Now().Add(e2eWait)
+	for {
+		e, err := a.r.ids.Get(context.Background(), enc(id))
+		if err == nil && strings.Contains(string(e.Value()), `"n":"b"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("node b's claim never reached the bucket")
+		}
+		time.Sleep(5 * time.Millisecond) // polling the bucket
+	}
+	a.fake.claim(t, a.r, id)
+	wg.Wait()
+	took := time.Since(start)
+	t.Logf("crossed takeovers took %v", took)
+	if took > 1500*time.Millisecond {
+		t.Errorf("crossed takeovers took %v: the takeover requests waited for the CONNECTs' locks", took)
+	}
+	deadline = time.Now().Add(e2eWait)
+	for a.fake.has(id) == b.fake.has(id) {
+		if time.Now().After(deadline) {
+			t.Fatalf("node a holds it %v, node b %v: want exactly one", a.fake.has(id), b.fake.has(id))
+		}
+		time.Sleep(5 * time.Millisecond) // polling the takeovers' ends
+	}
+}
+
+// waitWill waits until r's record of clientID's will is in the bucket.
+func waitWill(t *testing.T, r *Registry, clientID string) {
+	t.Helper()
+	deadline := time.Now().Add(e2eWait)
+	for {
+		if _, err := r.wills.Get(context.Background(), willKey(r.cfg.Node, r.inc, clientID)); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("will of %s not in the cluster", clientID)
+		}
+		time.Sleep(10 * time.Millisecond) // polling the asynchronous write
+	}
+}
+
+// TestDeadNodesForgotten: a node remembers a dead node's incarnation only
+// while wills of it are left: node c dies with a client's will, which node
+// a publishes; then node b dies without any: node a forgets both.
+func TestDeadNodesForgotten(t *testing.T) {
+	nc := startNATS(t, 3)
+	nodes := startNodes(t, nc, 3, Config{Heartbeat: 50 * time.Millisecond, DeadAfter: 300 * time.Millisecond})
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	if tok, _ := c.r.PutWill(&broker.ClusterWill{ClientID: "dev-1", Data: []byte("will")}); tok == 0 {
+		t.Fatal("will not stored")
+	}
+	waitWill(t, c.r, "dev-1")
+	deadline := time.Now().Add(e2eWait)
+	for !a.r.alive("b", b.r.inc) || !a.r.alive("c", c.r.inc) || !a.r.heardOf("b") || !a.r.heardOf("c") {
+		if time.Now().After(deadline) {
+			t.Fatal("node a never heard of nodes b and c")
+		}
+		time.Sleep(10 * time.Millisecond) // polling the heartbeats
+	}
+	c.r.Close()
+	for {
+		if _, err := a.r.wills.Get(context.Background(), willKey("c", c.r.inc, "dev-1")); errors.Is(err, jetstream.ErrKeyNotFound) {
+			break // published
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("node c's will was never published")
+		}
+		time.Sleep(10 * time.Millisecond) // polling the election and the will
+	}
+	b.r.Close()
+	for {
+		a.r.mu.Lock()
+		n := len(a.r.deadIncs)
+		a.r.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node a still remembers %d dead incarnations", n)
+		}
+		time.Sleep(10 * time.Millisecond) // polling node b's death
 	}
 }

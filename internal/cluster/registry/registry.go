@@ -55,6 +55,7 @@ type Config struct {
 // Node is what the Registry calls on its node's broker (*broker.Broker).
 type Node interface {
 	Supersede(clientID string, token uint64, clean bool) bool
+	SupersedeBefore(clientID string, rev uint64, clean bool)
 	FireWill(data []byte) error
 	ApplyRetained(m *broker.Message)
 	PruneRetained(keep func(topic string) bool)
@@ -84,14 +85,30 @@ type Registry struct {
 	seen     map[string]nodeSeen  // node name -> its incarnation last heard of
 	deadIncs map[string]time.Time // node+"."+incarnation of the dead, for their wills
 	hashed   map[string]string    // retained key -> topic, for keys that are digests
+	longIDs  map[string]string    // client id key -> client id, for digests this node claimed
 	fires    map[string]*time.Timer
 	closed   bool
-	ready    atomic.Bool // Start finished: the buckets are set
-	onKick   func()      // tests: runs when a takeover request arrives
-	onElect  func(bool)  // tests: runs after each will election, with its outcome
+	ready    atomic.Bool                 // Start finished: the buckets are set
+	onKick   atomic.Pointer[func() bool] // tests: runs when a takeover request arrives; true drops it
+	onElect  func(bool)                  // tests: runs after each will election, with its outcome
 	// beforeElect (tests) runs between reading a will and the
 	// compare-and-set that elects this node.
 	beforeElect func()
+	// beforeKick (tests) runs between a claim's compare-and-set and its
+	// takeover request.
+	beforeKick func()
+	kicking    map[string]int // client id key -> claims of this node waiting for a takeover answer
+
+	retQ retQueue
+	// willCh: will key -> the chain of this node's operations on it.
+	willCh  map[string]*willChain
+	willSeq atomic.Uint64
+	// willFault (tests) runs before each write of this node's clients'
+	// wills: it may wait (a slow JetStream) or fail it.
+	willFault atomic.Pointer[func() error]
+	// retFault (tests) runs before each retained write is published: it
+	// may wait (a slow JetStream) or fail it.
+	retFault atomic.Pointer[func() error]
 }
 
 type nodeSeen struct {
@@ -105,6 +122,9 @@ type idRecord struct {
 	Node  string `json:"n"`
 	Inc   string `json:"i"`
 	Owner string `json:"o,omitempty"`
+	// Clean is the claiming CONNECT's clean start, for a node that learns
+	// of the claim from the bucket rather than from a takeover request.
+	Clean bool `json:"k,omitempty"`
 }
 
 // willRecord is the value of a will's key: <node>.<incarnation>.<client id>.
@@ -145,20 +165,21 @@ func New(cfg Config) (*Registry, error) {
 		cfg.Timeout = 5 * time.Second
 	}
 	r := &Registry{cfg: cfg, nc: cfg.Conn, log: cfg.Logger, seen: map[string]nodeSeen{},
-		deadIncs: map[string]time.Time{}, hashed: map[string]string{}, fires: map[string]*time.Timer{}}
+		deadIncs: map[string]time.Time{}, hashed: map[string]string{}, longIDs: map[string]string{}, kicking: map[string]int{},
+		willCh: map[string]*willChain{},
+		fires:  map[string]*time.Timer{}}
 	if r.log == nil {
 		r.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	var inc [8]byte
 	rand.Read(inc[:])
 	r.inc = hex.EncodeToString(inc[:])
-	js, err := jetstream.New(cfg.Conn, jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
-		r.log.Warn("cluster: retained message not written to the cluster", "subject", m.Subject, "err", err)
-	}))
+	js, err := jetstream.New(cfg.Conn)
 	if err != nil {
 		return nil, err
 	}
 	r.js = js
+	r.retQ.wake = make(chan struct{}, 1)
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	return r, nil
 }
@@ -234,8 +255,15 @@ func (r *Registry) Start(ctx context.Context, b Node) error {
 	if err != nil {
 		return err
 	}
+	iw, err := r.ids.WatchAll(r.ctx, jetstream.UpdatesOnly())
+	if err != nil {
+		rw.Stop()
+		return err
+	}
 	loaded := make(chan struct{})
 	r.goWatch(func() { r.watchRetained(rw, loaded) })
+	r.goWatch(r.writeRetained)
+	r.goWatch(func() { r.follow(iw, r.onIDChange) })
 	r.goWatch(func() { r.heartbeat(); kicks.Unsubscribe(); alive.Unsubscribe() })
 	select {
 	case <-loaded:
@@ -310,6 +338,12 @@ func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
 		return errNotReady
 	}
 	key := enc(c.ClientID)
+	if key[0] == '=' {
+		// Before the claim: the bucket's watch may show a later one first.
+		r.mu.Lock()
+		r.longIDs[key] = c.ClientID
+		r.mu.Unlock()
+	}
 	ctx, cancel := r.opCtx(ctx)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
@@ -321,7 +355,7 @@ func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
 			return err
 		}
 		if rev == 0 {
-			v, _ := json.Marshal(idRecord{Node: r.cfg.Node, Inc: r.inc, Owner: c.Owner})
+			v, _ := json.Marshal(idRecord{Node: r.cfg.Node, Inc: r.inc, Owner: c.Owner, Clean: c.Clean})
 			rev, err := r.ids.Create(ctx, key, v)
 			if errors.Is(err, jetstream.ErrKeyExists) {
 				continue // claimed meanwhile: read it
@@ -339,12 +373,17 @@ func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
 		other := prev.Node != "" && (prev.Node != r.cfg.Node || prev.Inc != r.inc)
 		live := other && r.alive(prev.Node, prev.Inc)
 		owner := c.Owner
-		if live {
+		// The ownership rules apply whether or not the node that held the
+		// id lives: a session outlives its node's silence (a partition, a
+		// restart), and an intruder that took the id then would own it.
+		// Liveness only decides whether that node is asked to end it. A
+		// record of this node's own run was checked against its sessions.
+		if other && prev.Owner != "" {
 			if owner, err = c.Decide(prev.Owner); err != nil {
 				return err
 			}
 		}
-		v, _ := json.Marshal(idRecord{Node: r.cfg.Node, Inc: r.inc, Owner: owner})
+		v, _ := json.Marshal(idRecord{Node: r.cfg.Node, Inc: r.inc, Owner: owner, Clean: c.Clean})
 		next, err := r.ids.Update(ctx, key, v, rev)
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			continue
@@ -355,7 +394,7 @@ func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
 		c.Token, c.Owner = next, owner
 		switch {
 		case live:
-			r.supersede(ctx, prev, c.ClientID, rev, c.Clean)
+			r.supersede(ctx, key, prev, c.ClientID, rev, c.Clean)
 		case other:
 			r.log.Info("cluster: client id taken from a node seen dead", "client_id", c.ClientID, "node", prev.Node)
 			if !c.Clean {
@@ -423,7 +462,20 @@ func (r *Registry) readID(ctx context.Context, key string) (uint64, []byte, erro
 // supersede asks the node of prev to end the session it held under
 // token, and waits for its answer (bounded: a node that does not answer is
 // dying, and its connection goes with it).
-func (r *Registry) supersede(ctx context.Context, prev idRecord, id string, token uint64, clean bool) {
+func (r *Registry) supersede(ctx context.Context, key string, prev idRecord, id string, token uint64, clean bool) {
+	r.mu.Lock()
+	r.kicking[key]++
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		if r.kicking[key]--; r.kicking[key] == 0 {
+			delete(r.kicking, key)
+		}
+		r.mu.Unlock()
+	}()
+	if f := r.beforeKick; f != nil {
+		f()
+	}
 	v, _ := json.Marshal(kick{ClientID: id, Token: token, Clean: clean})
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -439,14 +491,27 @@ func (r *Registry) onKickMsg(m *nats.Msg) {
 	if json.Unmarshal(m.Data, &k) != nil {
 		return
 	}
-	if f := r.onKick; f != nil {
-		f()
+	if f := r.onKick.Load(); f != nil && (*f)() {
+		return
+	}
+	r.mu.Lock()
+	kicking := r.kicking[enc(k.ClientID)] > 0
+	r.mu.Unlock()
+	if kicking {
+		// A CONNECT here claimed the id and, holding its lock, waits for
+		// the answer to a takeover request of its own, maybe from the
+		// requester: answer now, not after that lock, or both wait out
+		// their timeouts. That CONNECT takes the session over here anyway;
+		// the session named ends once it has, by the requester's claim.
+		_ = m.Respond([]byte{1})
 	}
 	// Off the subscription's goroutine: Supersede waits for the client
 	// id's lock, which a CONNECT here may hold while it claims.
 	go func() {
 		r.b.Supersede(k.ClientID, k.Token, k.Clean)
-		_ = m.Respond([]byte{1})
+		if !kicking {
+			_ = m.Respond([]byte{1})
+		}
 	}()
 }
 
@@ -455,9 +520,40 @@ func (r *Registry) Release(clientID string, token uint64) {
 	if !r.ready.Load() {
 		return
 	}
+	key := enc(clientID)
+	if key[0] == '=' {
+		r.mu.Lock()
+		delete(r.longIDs, key)
+		r.mu.Unlock()
+	}
 	r.async(func(ctx context.Context) {
-		_ = r.ids.Delete(ctx, enc(clientID), jetstream.LastRevision(token))
+		_ = r.ids.Delete(ctx, key, jetstream.LastRevision(token))
 	})
+}
+
+// onIDChange ends the session this node holds for a client id whose
+// record now names another node, or another run of this one: the
+// takeover request of the node that claimed it may never have arrived (a
+// timeout, a link lost), and one session per client id must stay. The
+// watch is an ordered consumer: after a disconnection from NATS it
+// resumes where it stopped, so the changes missed meanwhile still come.
+func (r *Registry) onIDChange(e jetstream.KeyValueEntry) {
+	if e == nil || e.Operation() != jetstream.KeyValuePut {
+		return
+	}
+	var rec idRecord
+	if json.Unmarshal(e.Value(), &rec) != nil || rec.Node == r.cfg.Node && rec.Inc == r.inc {
+		return
+	}
+	id, ok := decKey(e.Key())
+	if !ok {
+		r.mu.Lock()
+		id, ok = r.longIDs[e.Key()]
+		r.mu.Unlock()
+	}
+	if ok {
+		r.b.SupersedeBefore(id, e.Revision(), rec.Clean)
+	}
 }
 
 // async runs fn on its own goroutine with an operation's deadline; Close
@@ -475,57 +571,6 @@ func (r *Registry) async(fn func(ctx context.Context)) {
 		defer cancel()
 		fn(ctx)
 	}()
-}
-
-func willKey(node, inc, id string) string { return enc(node) + "." + inc + "." + enc(id) }
-
-// PutWill implements broker.Registry.
-func (r *Registry) PutWill(w *broker.ClusterWill) uint64 {
-	if !r.ready.Load() {
-		return 0
-	}
-	v, _ := json.Marshal(willRecord{ClientID: w.ClientID, Delay: w.Delay, Deadline: w.Deadline, Data: w.Data})
-	ctx, cancel := r.opCtx(nil)
-	defer cancel()
-	rev, err := r.wills.Put(ctx, willKey(r.cfg.Node, r.inc, w.ClientID), v)
-	if err != nil {
-		r.log.Warn("cluster: will not stored in the cluster: it is lost if this node dies",
-			"client_id", w.ClientID, "err", err)
-		return 0
-	}
-	return rev
-}
-
-// TakeWill implements broker.Registry: a compare-and-set delete. When the
-// cluster cannot be reached the node does not publish the will: the
-// cluster decides who does, so that it is published once.
-func (r *Registry) TakeWill(clientID string, token uint64) bool {
-	if !r.ready.Load() {
-		return true // never stored
-	}
-	ctx, cancel := r.opCtx(nil)
-	defer cancel()
-	err := r.wills.Delete(ctx, willKey(r.cfg.Node, r.inc, clientID), jetstream.LastRevision(token))
-	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return false
-	}
-	if err != nil {
-		// Not published here: the will stays in the cluster, and a
-		// survivor publishes it if this node is seen dead.
-		r.log.Warn("cluster: will not published: the cluster is unreachable", "client_id", clientID, "err", err)
-		return false
-	}
-	return true
-}
-
-// DropWill implements broker.Registry.
-func (r *Registry) DropWill(clientID string, token uint64) {
-	if !r.ready.Load() {
-		return
-	}
-	r.async(func(ctx context.Context) {
-		_ = r.wills.Delete(ctx, willKey(r.cfg.Node, r.inc, clientID), jetstream.LastRevision(token))
-	})
 }
 
 // NodeName is this node's name.
