@@ -19,11 +19,13 @@ func TestConfigRedacted(t *testing.T) {
 		c.Kafka.SASL.Password = "sasl-secret"
 		c.Kafka.Source.Password = "source-secret"
 		c.Auth.HTTP.URL = "http://hook:hook-secret@127.0.0.1:9/auth"
+		c.Kafka.Source.URL = "tcp://bridge:source-url-secret@127.0.0.1:1883"
+		c.Listeners[0].TLS.TicketSecret = "ticket-secret-value"
 		c.MQTT.MaxInflight = 77
 	})
 	a := adminClient(t, srv, "admin-pw-secret")
 	_, body := a.call("GET", "/api/v1/config", nil)
-	for _, s := range []string{"admin-pw-secret", "sasl-secret", "source-secret", "hook-secret"} {
+	for _, s := range []string{"admin-pw-secret", "sasl-secret", "source-secret", "hook-secret", "source-url-secret", "ticket-secret-value"} {
 		if strings.Contains(string(body), s) {
 			t.Errorf("config shows %q: %s", s, body)
 		}

@@ -23,7 +23,7 @@ type Admin struct {
 	// creates; empty creates admin/public, which must change its password
 	// before it can do anything else. CULEX_ADMIN_PASSWORD sets it too.
 	// Only the first start (no accounts stored yet) reads it.
-	DefaultPassword string `yaml:"default_password"`
+	DefaultPassword string `yaml:"default_password" secret:"true"`
 	// SessionTTL is how long a dashboard login lasts.
 	SessionTTL time.Duration `yaml:"session_ttl"`
 }
