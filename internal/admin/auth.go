@@ -30,7 +30,10 @@ const sessionCookie = "culex_session"
 // principal is who calls: an account through its session cookie, or an
 // API key.
 type principal struct {
-	name       string
+	name string
+	// account is the dashboard account acting: the logged-in one, or the
+	// one that created the API key.
+	account    string
 	role       string
 	kind       string // "session" or "api_key"
 	mustChange bool
@@ -98,7 +101,7 @@ func (s *Server) authenticate(r *http.Request) (*principal, error) {
 			s.failed(addr, "", "api key", id)
 			return nil, errUnauthorized
 		}
-		return &principal{name: k.Name, role: k.Role, kind: "api_key"}, nil
+		return &principal{name: k.Name, account: k.CreatedBy, role: k.Role, kind: "api_key"}, nil
 	}
 	c, err := r.Cookie(sessionCookie)
 	if err != nil || c.Value == "" {
@@ -108,7 +111,7 @@ func (s *Server) authenticate(r *http.Request) (*principal, error) {
 	if !ok {
 		return nil, errUnauthorized
 	}
-	return &principal{name: a.Name, role: a.Role, kind: "session", mustChange: a.MustChange, token: c.Value, session: sess}, nil
+	return &principal{name: a.Name, account: a.Name, role: a.Role, kind: "session", mustChange: a.MustChange, token: c.Value, session: sess}, nil
 }
 
 // failed counts a failed login against its address and name.
@@ -181,7 +184,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: tok, Path: "/", HttpOnly: true, Secure: s.secure,
 		SameSite: http.SameSiteStrictMode, Expires: sess.Expires})
 	s.log.Info("admin: login", "user", a.Name, "role", a.Role, "remote", addr)
-	p := &principal{name: a.Name, role: a.Role, kind: "session", mustChange: a.MustChange, token: tok, session: sess}
+	p := &principal{name: a.Name, account: a.Name, role: a.Role, kind: "session", mustChange: a.MustChange, token: tok, session: sess}
 	return writeJSON(w, http.StatusOK, p.json())
 }
 
