@@ -229,6 +229,8 @@ func (c *conn) accept(st *authState) error {
 		b.stats.connected.Add(-1)
 		return c.refuse(packet.ErrQuotaExceeded, nil)
 	}
+	c.gauge = b.connGauge(c.info.Listener, p.Version)
+	c.gauge.Add(1)
 
 	unlock := b.ids.lock(c.info.ClientID)
 	owner, err := c.takeoverOwner()
@@ -246,7 +248,7 @@ func (c *conn) accept(st *authState) error {
 	}
 	if err != nil {
 		unlock()
-		b.stats.connected.Add(-1)
+		b.releaseSlot(c)
 		return c.refuse(codeOf(err, packet.ErrNotAuthorized), nil)
 	}
 	s, present := b.takeSession(c.info.ClientID, p.CleanStart, p.Version)
