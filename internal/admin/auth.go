@@ -155,6 +155,19 @@ func (p *principal) json() meJSON {
 	return m
 }
 
+// secureCookie says whether the session cookie of r is marked Secure:
+// admin.secure_cookies always, or auto with admin.tls or a reverse proxy
+// saying it got the request over HTTPS (X-Forwarded-Proto: https).
+func (s *Server) secureCookie(r *http.Request) bool {
+	switch s.opts.Config.Admin.SecureCookies {
+	case "always":
+		return true
+	case "never":
+		return false
+	}
+	return s.secure || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
+}
+
 // loginWait bounds how long a slowed login waits for its turn.
 const loginWait = 10 * time.Second
 
@@ -181,7 +194,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusUnauthorized, "unauthorized", "wrong username or password")
 	}
 	tok, sess := s.accounts.NewSession(a.Name)
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: tok, Path: "/", HttpOnly: true, Secure: s.secure,
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: tok, Path: "/", HttpOnly: true, Secure: s.secureCookie(r),
 		SameSite: http.SameSiteStrictMode, Expires: sess.Expires})
 	s.log.Info("admin: login", "user", a.Name, "role", a.Role, "remote", addr)
 	p := &principal{name: a.Name, account: a.Name, role: a.Role, kind: "session", mustChange: a.MustChange, token: tok, session: sess}
@@ -193,7 +206,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 	if p.kind == "session" {
 		s.accounts.EndSession(p.token)
 	}
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", HttpOnly: true, Secure: s.secure,
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", HttpOnly: true, Secure: s.secureCookie(r),
 		SameSite: http.SameSiteStrictMode, MaxAge: -1})
 	return noContent(w)
 }

@@ -126,18 +126,41 @@ func TestRolesAndAPIKeys(t *testing.T) {
 	s.wantError(http.StatusUnauthorized, "unauthorized", "GET", "/api/v1/stats", nil)
 }
 
-// TestLoginsRateLimited: failed logins from one address get it banned as
-// device logins do (auth.rate_limit.per_address); the right password then
-// waits for the ban too.
+// TestLoginsRateLimited: failed logins from one address get it banned by
+// admin.rate_limit.per_address, whatever the device logins'
+// auth.rate_limit allows (raised behind a proxy, or off); the right
+// password then waits for the ban too.
 func TestLoginsRateLimited(t *testing.T) {
 	srv := startNode(t, func(c *config.Config) {
 		c.Admin.DefaultPassword = "admin-pw-1"
-		c.Auth.RateLimit.PerAddress, c.Auth.RateLimit.PerUsername = 3, 0
+		c.Auth.RateLimit.PerAddress, c.Auth.RateLimit.PerUsername = 0, 0
+		c.Admin.RateLimit.PerAddress, c.Admin.RateLimit.PerUsername = 3, 0
 	})
 	c := newClient(t, srv.AdminURL())
 	for range 4 {
 		c.wantError(http.StatusUnauthorized, "unauthorized", "POST", "/api/v1/login", map[string]string{"username": "admin", "password": "guess"})
 	}
+	c.wantError(http.StatusTooManyRequests, "too_many_requests", "POST", "/api/v1/login", map[string]string{"username": "admin", "password": "admin-pw-1"})
+}
+
+// TestAdminLoginLimitOnByDefault: with the defaults, a dashboard login is
+// banned once over admin.rate_limit.per_address (10) failures even though the
+// device logins' auth.rate_limit.per_address was raised far above it, as
+// the operator behind a proxy is told to; a wrong API key counts as well.
+func TestAdminLoginLimitOnByDefault(t *testing.T) {
+	srv := startNode(t, func(c *config.Config) {
+		c.Admin.DefaultPassword = "admin-pw-1"
+		c.Auth.RateLimit.PerAddress, c.Auth.RateLimit.PerUsername = 100000, 0
+		c.Admin.RateLimit.PerUsername = 0 // no delays: count the address only
+	})
+	c := newClient(t, srv.AdminURL())
+	for range 10 {
+		c.wantError(http.StatusUnauthorized, "unauthorized", "POST", "/api/v1/login", map[string]string{"username": "admin", "password": "guess"})
+	}
+	k := newClient(t, srv.AdminURL())
+	k.key = "ck_nothing:guess"
+	k.wantError(http.StatusUnauthorized, "unauthorized", "GET", "/api/v1/stats", nil)
+	k.wantError(http.StatusTooManyRequests, "too_many_requests", "GET", "/api/v1/stats", nil)
 	c.wantError(http.StatusTooManyRequests, "too_many_requests", "POST", "/api/v1/login", map[string]string{"username": "admin", "password": "admin-pw-1"})
 }
 

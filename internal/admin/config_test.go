@@ -39,6 +39,47 @@ func TestConfigRedacted(t *testing.T) {
 	}
 }
 
+// TestSecureCookiesBehindProxy: without admin.tls the session cookie is
+// Secure when admin.secure_cookies is always, or auto and a reverse proxy
+// terminating HTTPS says so (X-Forwarded-Proto: https); not otherwise.
+func TestSecureCookiesBehindProxy(t *testing.T) {
+	login := func(srv interface{ AdminURL() string }, proto string) bool {
+		t.Helper()
+		req, _ := http.NewRequest("POST", srv.AdminURL()+"/api/v1/login", strings.NewReader(`{"username":"admin","password":"admin-pw-1"}`))
+		req.Header.Set("Content-Type", "application/json")
+		if proto != "" {
+			req.Header.Set("X-Forwarded-Proto", proto)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		cs := resp.Cookies()
+		if resp.StatusCode != 200 || len(cs) != 1 {
+			t.Fatalf("login: %s %+v", resp.Status, cs)
+		}
+		return cs[0].Secure
+	}
+	for _, c := range []struct {
+		mode, proto string
+		secure      bool
+	}{
+		{"always", "", true},
+		{"auto", "https", true},
+		{"auto", "", false},
+		{"never", "https", false},
+	} {
+		srv := startNode(t, func(cfg *config.Config) {
+			cfg.Admin.DefaultPassword = "admin-pw-1"
+			cfg.Admin.SecureCookies = c.mode
+		})
+		if got := login(srv, c.proto); got != c.secure {
+			t.Errorf("secure_cookies %s, X-Forwarded-Proto %q: Secure %v, want %v", c.mode, c.proto, got, c.secure)
+		}
+	}
+}
+
 // TestTLSSecureCookie: with admin.tls the listener speaks HTTPS and the
 // session cookie is Secure, HttpOnly and SameSite=Strict.
 func TestTLSSecureCookie(t *testing.T) {
