@@ -59,29 +59,11 @@ func configCheck(args, environ []string, out io.Writer) error {
 		return nil
 	}
 	var doc yaml.Node
-	if err := doc.Encode(cfg); err != nil {
+	if err := doc.Encode(config.Redacted(cfg)); err != nil {
 		return err
 	}
-	redact(&doc)
 	enc := yaml.NewEncoder(out)
 	enc.SetIndent(2)
 	defer enc.Close()
 	return enc.Encode(&doc)
-}
-
-// redact replaces the value of every non-empty key named like a password
-// or a secret.
-func redact(n *yaml.Node) {
-	if n.Kind == yaml.MappingNode {
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i].Value, n.Content[i+1]
-			if v.Kind == yaml.ScalarNode && v.Value != "" &&
-				(strings.Contains(k, "password") || strings.Contains(k, "secret") && !strings.HasSuffix(k, "_file")) {
-				v.Value, v.Tag, v.Style = "<redacted>", "!!str", 0
-			}
-		}
-	}
-	for _, c := range n.Content {
-		redact(c)
-	}
 }

@@ -12,11 +12,14 @@ import (
 
 // TestConfigCheck: culex config check accepts what culex serve accepts,
 // names the key of what it refuses, applies CULEX_* variables, and --print
-// redacts passwords.
+// redacts passwords, secrets and URL credentials.
 func TestConfigCheck(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")
-	os.WriteFile(good, []byte("listeners: [tcp://0.0.0.0:1883]\nkafka:\n  sasl: {mechanism: scram-sha-512, username: u, password: hunter2}\n"), 0o644)
+	os.WriteFile(good, []byte("listeners: [tcp://0.0.0.0:1883]\nkafka:\n  sasl: {mechanism: scram-sha-512, username: u, password: hunter2}\n"+
+		"  source: {url: 'tcp://bridge:src-hunter3@127.0.0.1:1883'}\n"+
+		"auth:\n  http: {url: 'https://hook:hook-hunter4@auth.example/check'}\n"+
+		"cluster:\n  secret: cluster-hunter5\n"), 0o644)
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte("mqtt:\n  max_conections: 3\n"), 0o644)
 
@@ -41,8 +44,8 @@ func TestConfigCheck(t *testing.T) {
 			t.Errorf("--print output lacks %q:\n%s", want, out.String())
 		}
 	}
-	if strings.Contains(out.String(), "hunter2") {
-		t.Errorf("--print shows the password")
+	if strings.Contains(out.String(), "hunter") {
+		t.Errorf("--print shows a password or URL credentials:\n%s", out.String())
 	}
 }
 

@@ -291,7 +291,7 @@ func (c *ctlClient) run(w []string, stdin io.Reader) error {
 			if err := want(w, 3, "retained delete TOPIC"); err != nil {
 				return err
 			}
-			return c.done(c.call("DELETE", "/api/v1/retained/"+url.PathEscape(w[2]), nil, nil), "deleted the retained message of %s", w[2])
+			return c.done(c.call("DELETE", "/api/v1/retained-message?topic="+url.QueryEscape(w[2]), nil, nil), "deleted the retained message of %s", w[2])
 		}
 	case "bans":
 		switch sub {

@@ -185,7 +185,7 @@ func (c *ctlClient) retainedList() error {
 
 func (c *ctlClient) retainedShow(t string) error {
 	var r ctlRetained
-	if err := c.call("GET", "/api/v1/retained/"+url.PathEscape(t), nil, &r); err != nil || c.o.json {
+	if err := c.call("GET", "/api/v1/retained-message?topic="+url.QueryEscape(t), nil, &r); err != nil || c.o.json {
 		return err
 	}
 	payload := fmt.Sprintf("(%d bytes of binary; --json shows them in base64)", r.PayloadSize)

@@ -110,7 +110,7 @@ func (s *Server) addKey(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	k, secret, err := s.accounts.NewKey(req.Name, req.Role, caller(r).name)
+	k, secret, err := s.accounts.NewKey(req.Name, req.Role, caller(r).account)
 	if err != nil {
 		return accountError(err)
 	}

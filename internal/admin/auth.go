@@ -30,7 +30,10 @@ const sessionCookie = "culex_session"
 // principal is who calls: an account through its session cookie, or an
 // API key.
 type principal struct {
-	name       string
+	name string
+	// account is the dashboard account acting: the logged-in one, or the
+	// one that created the API key.
+	account    string
 	role       string
 	kind       string // "session" or "api_key"
 	mustChange bool
@@ -98,7 +101,7 @@ func (s *Server) authenticate(r *http.Request) (*principal, error) {
 			s.failed(addr, "", "api key", id)
 			return nil, errUnauthorized
 		}
-		return &principal{name: k.Name, role: k.Role, kind: "api_key"}, nil
+		return &principal{name: k.Name, account: k.CreatedBy, role: k.Role, kind: "api_key"}, nil
 	}
 	c, err := r.Cookie(sessionCookie)
 	if err != nil || c.Value == "" {
@@ -108,7 +111,7 @@ func (s *Server) authenticate(r *http.Request) (*principal, error) {
 	if !ok {
 		return nil, errUnauthorized
 	}
-	return &principal{name: a.Name, role: a.Role, kind: "session", mustChange: a.MustChange, token: c.Value, session: sess}, nil
+	return &principal{name: a.Name, account: a.Name, role: a.Role, kind: "session", mustChange: a.MustChange, token: c.Value, session: sess}, nil
 }
 
 // failed counts a failed login against its address and name.
@@ -152,6 +155,19 @@ func (p *principal) json() meJSON {
 	return m
 }
 
+// secureCookie says whether the session cookie of r is marked Secure:
+// admin.secure_cookies always, or auto with admin.tls or a reverse proxy
+// saying it got the request over HTTPS (X-Forwarded-Proto: https).
+func (s *Server) secureCookie(r *http.Request) bool {
+	switch s.opts.Config.Admin.SecureCookies {
+	case "always":
+		return true
+	case "never":
+		return false
+	}
+	return s.secure || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
+}
+
 // loginWait bounds how long a slowed login waits for its turn.
 const loginWait = 10 * time.Second
 
@@ -178,10 +194,10 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusUnauthorized, "unauthorized", "wrong username or password")
 	}
 	tok, sess := s.accounts.NewSession(a.Name)
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: tok, Path: "/", HttpOnly: true, Secure: s.secure,
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: tok, Path: "/", HttpOnly: true, Secure: s.secureCookie(r),
 		SameSite: http.SameSiteStrictMode, Expires: sess.Expires})
 	s.log.Info("admin: login", "user", a.Name, "role", a.Role, "remote", addr)
-	p := &principal{name: a.Name, role: a.Role, kind: "session", mustChange: a.MustChange, token: tok, session: sess}
+	p := &principal{name: a.Name, account: a.Name, role: a.Role, kind: "session", mustChange: a.MustChange, token: tok, session: sess}
 	return writeJSON(w, http.StatusOK, p.json())
 }
 
@@ -190,7 +206,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 	if p.kind == "session" {
 		s.accounts.EndSession(p.token)
 	}
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", HttpOnly: true, Secure: s.secure,
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", HttpOnly: true, Secure: s.secureCookie(r),
 		SameSite: http.SameSiteStrictMode, MaxAge: -1})
 	return noContent(w)
 }

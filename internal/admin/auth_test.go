@@ -126,17 +126,85 @@ func TestRolesAndAPIKeys(t *testing.T) {
 	s.wantError(http.StatusUnauthorized, "unauthorized", "GET", "/api/v1/stats", nil)
 }
 
-// TestLoginsRateLimited: failed logins from one address get it banned as
-// device logins do (auth.rate_limit.per_address); the right password then
-// waits for the ban too.
+// TestLoginsRateLimited: failed logins from one address get it banned by
+// admin.rate_limit.per_address, whatever the device logins'
+// auth.rate_limit allows (raised behind a proxy, or off); the right
+// password then waits for the ban too.
 func TestLoginsRateLimited(t *testing.T) {
 	srv := startNode(t, func(c *config.Config) {
 		c.Admin.DefaultPassword = "admin-pw-1"
-		c.Auth.RateLimit.PerAddress, c.Auth.RateLimit.PerUsername = 3, 0
+		c.Auth.RateLimit.PerAddress, c.Auth.RateLimit.PerUsername = 0, 0
+		c.Admin.RateLimit.PerAddress, c.Admin.RateLimit.PerUsername = 3, 0
 	})
 	c := newClient(t, srv.AdminURL())
 	for range 4 {
 		c.wantError(http.StatusUnauthorized, "unauthorized", "POST", "/api/v1/login", map[string]string{"username": "admin", "password": "guess"})
 	}
 	c.wantError(http.StatusTooManyRequests, "too_many_requests", "POST", "/api/v1/login", map[string]string{"username": "admin", "password": "admin-pw-1"})
+}
+
+// TestAdminLoginLimitOnByDefault: with the defaults, a dashboard login is
+// banned once over admin.rate_limit.per_address (10) failures even though the
+// device logins' auth.rate_limit.per_address was raised far above it, as
+// the operator behind a proxy is told to; a wrong API key counts as well.
+func TestAdminLoginLimitOnByDefault(t *testing.T) {
+	srv := startNode(t, func(c *config.Config) {
+		c.Admin.DefaultPassword = "admin-pw-1"
+		c.Auth.RateLimit.PerAddress, c.Auth.RateLimit.PerUsername = 100000, 0
+		c.Admin.RateLimit.PerUsername = 0 // no delays: count the address only
+	})
+	c := newClient(t, srv.AdminURL())
+	for range 10 {
+		c.wantError(http.StatusUnauthorized, "unauthorized", "POST", "/api/v1/login", map[string]string{"username": "admin", "password": "guess"})
+	}
+	k := newClient(t, srv.AdminURL())
+	k.key = "ck_nothing:guess"
+	k.wantError(http.StatusUnauthorized, "unauthorized", "GET", "/api/v1/stats", nil)
+	k.wantError(http.StatusTooManyRequests, "too_many_requests", "GET", "/api/v1/stats", nil)
+	c.wantError(http.StatusTooManyRequests, "too_many_requests", "POST", "/api/v1/login", map[string]string{"username": "admin", "password": "admin-pw-1"})
+}
+
+// TestAPIKeysFollowTheirAccount: an API key never has more rights than
+// the account that created it has now (keys made by a key belong to the
+// same account): demoting the account makes its admin keys read-only,
+// deleting it revokes them, even once an account of the same name exists
+// again.
+func TestAPIKeysFollowTheirAccount(t *testing.T) {
+	srv := startNode(t, func(c *config.Config) { c.Admin.DefaultPassword = "admin-pw-1" })
+	a := adminClient(t, srv, "admin-pw-1")
+	a.want(http.StatusCreated, "POST", "/api/v1/accounts", map[string]string{"username": "ops", "password": "ops-pw-123", "role": "admin"}, nil)
+	o := newClient(t, srv.AdminURL())
+	o.login("ops", "ops-pw-123")
+	var key, sub struct{ ID, Key string }
+	o.want(http.StatusCreated, "POST", "/api/v1/api-keys", map[string]string{"name": "ops-ci", "role": "admin"}, &key)
+	k := newClient(t, srv.AdminURL())
+	k.key = key.Key
+	k.want(http.StatusCreated, "POST", "/api/v1/api-keys", map[string]string{"name": "ops-sub", "role": "admin"}, &sub)
+	ks := newClient(t, srv.AdminURL())
+	ks.key = sub.Key
+	for _, c := range []*apiClient{k, ks} {
+		c.wantError(http.StatusNotFound, "not_found", "POST", "/api/v1/clients/nobody/kick", nil)
+	}
+
+	a.want(http.StatusOK, "PUT", "/api/v1/accounts/ops", map[string]string{"role": "viewer"}, nil)
+	for _, c := range []*apiClient{k, ks} {
+		var m me
+		c.want(http.StatusOK, "GET", "/api/v1/me", nil, &m)
+		if m.Role != "viewer" {
+			t.Errorf("key of a demoted account: role %q, want viewer", m.Role)
+		}
+		c.wantError(http.StatusForbidden, "forbidden", "POST", "/api/v1/clients/nobody/kick", nil)
+		c.wantError(http.StatusForbidden, "forbidden", "POST", "/api/v1/api-keys", map[string]string{"name": "again", "role": "admin"})
+	}
+
+	a.want(http.StatusNoContent, "DELETE", "/api/v1/accounts/ops", nil, nil)
+	a.want(http.StatusCreated, "POST", "/api/v1/accounts", map[string]string{"username": "ops", "password": "ops-pw-456", "role": "admin"}, nil)
+	for _, c := range []*apiClient{k, ks} {
+		c.wantError(http.StatusUnauthorized, "unauthorized", "GET", "/api/v1/stats", nil)
+	}
+	var keys []struct{ ID string }
+	a.want(http.StatusOK, "GET", "/api/v1/api-keys", nil, &keys)
+	if len(keys) != 0 {
+		t.Errorf("keys of a deleted account still listed: %+v", keys)
+	}
 }

@@ -33,7 +33,7 @@ var badBodies = []string{
 // keyedNode starts a node with an admin API key and returns its handler.
 func keyedNode(t testing.TB) (http.Handler, string) {
 	srv := startNode(t, func(c *config.Config) { c.Admin.DefaultPassword = "admin-pw-1" })
-	_, secret, err := srv.Admin().Accounts().NewKey("fuzz", "admin", "test")
+	_, secret, err := srv.Admin().Accounts().NewKey("fuzz", "admin", "admin")
 	if err != nil {
 		t.Fatal(err)
 	}

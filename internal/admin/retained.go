@@ -51,8 +51,26 @@ func (s *Server) listRetained(w http.ResponseWriter, r *http.Request) error {
 	return writePage(w, r, list, func(x *broker.RetainedSnapshot) retainedJSON { return retainedOut(x.Topic, x.Message, false) })
 }
 
+// retainedTopic is the topic of a request for one retained message: the
+// path segment of /api/v1/retained/{topic}, or the topic query parameter
+// of /api/v1/retained-message, which also reaches the topics "." and ".."
+// that a path cannot hold (the router cleans them away).
+func retainedTopic(r *http.Request) (string, error) {
+	if t := r.PathValue("topic"); t != "" {
+		return t, nil
+	}
+	t := r.URL.Query().Get("topic")
+	if err := topic.ValidName(t, maxFilterLevels); err != nil {
+		return "", badRequest("topic %q: %v", t, err)
+	}
+	return t, nil
+}
+
 func (s *Server) getRetained(w http.ResponseWriter, r *http.Request) error {
-	t := r.PathValue("topic")
+	t, err := retainedTopic(r)
+	if err != nil {
+		return err
+	}
 	m, ok := s.opts.Broker.Retained(t)
 	if !ok {
 		return notFound("no retained message on %q", t)
@@ -61,7 +79,10 @@ func (s *Server) getRetained(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) deleteRetained(w http.ResponseWriter, r *http.Request) error {
-	t := r.PathValue("topic")
+	t, err := retainedTopic(r)
+	if err != nil {
+		return err
+	}
 	if topic.IsSys(t) {
 		return badRequest("$SYS values are the node's own")
 	}

@@ -37,6 +37,8 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/retained", read, s.listRetained},
 		{"GET", "/api/v1/retained/{topic}", read, s.getRetained},
 		{"DELETE", "/api/v1/retained/{topic}", write, s.deleteRetained},
+		{"GET", "/api/v1/retained-message", read, s.getRetained},
+		{"DELETE", "/api/v1/retained-message", write, s.deleteRetained},
 		{"GET", "/api/v1/bans", read, s.listBans},
 		{"POST", "/api/v1/bans", write, s.addBan},
 		{"DELETE", "/api/v1/bans/{kind}/{value}", write, s.deleteBan},

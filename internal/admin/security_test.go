@@ -204,6 +204,22 @@ func TestRetained(t *testing.T) {
 	}
 	a.want(http.StatusNoContent, "DELETE", "/api/v1/retained/"+url.PathEscape("r/a"), nil, nil)
 	a.wantError(http.StatusNotFound, "not_found", "GET", "/api/v1/retained/"+url.PathEscape("r/a"), nil)
+	// The topics "." and "..", which a path cannot hold, through the
+	// query form.
+	for _, tp := range []string{".", ".."} {
+		if out, err := mosquittoPub(t, srv, "-r", "-q", "1", "-t", tp, "-m", "dot"+tp); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
+		q := "/api/v1/retained-message?topic=" + url.QueryEscape(tp)
+		a.want(http.StatusOK, "GET", q, nil, &msg)
+		if msg.Topic != tp || msg.PayloadText != "dot"+tp {
+			t.Fatalf("get %q: %+v", tp, msg)
+		}
+		a.want(http.StatusNoContent, "DELETE", q, nil, nil)
+		a.wantError(http.StatusNotFound, "not_found", "GET", q, nil)
+	}
+	a.wantError(http.StatusBadRequest, "bad_request", "GET", "/api/v1/retained-message?topic="+url.QueryEscape("r/#"), nil)
+	a.wantError(http.StatusBadRequest, "bad_request", "DELETE", "/api/v1/retained-message", nil)
 	// A new subscriber gets the retained marker, then a live end marker,
 	// and nothing of r/a between.
 	_, lines := mosquittoSub(t, srv, "-V", "5", "-i", "late", "-t", "r/#", "-v", "-C", "2")

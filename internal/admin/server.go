@@ -117,7 +117,7 @@ func New(o Options) (*Server, error) {
 	if path == "" {
 		s.log.Warn("admin: data_dir is empty: dashboard accounts and API keys are kept in memory only")
 	}
-	rl := o.Config.Auth.RateLimit
+	rl := ac.RateLimit
 	if rl.PerAddress > 0 || rl.PerUsername > 0 {
 		s.limiter = auth.NewLimiter(rl.PerAddress, rl.PerUsername, rl.Window, rl.Ban, rl.MaxDelay)
 	}
@@ -128,8 +128,8 @@ func New(o Options) (*Server, error) {
 			return nil, fmt.Errorf("admin.tls: %w", err)
 		}
 		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		s.secure = true
 	}
+	s.secure = tlsConf != nil
 	ln, err := net.Listen("tcp", ac.Listen)
 	if err != nil && !ac.ListenSet {
 		s.log.Warn("admin: the default admin.listen address is taken; no admin listener (set admin.listen)", "listen", ac.Listen, "err", err)

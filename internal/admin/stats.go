@@ -2,11 +2,11 @@ package admin
 
 import (
 	"net/http"
-	"net/url"
-	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/culexmq/culex/internal/config"
 )
 
 type authStatsJSON struct {
@@ -62,11 +62,8 @@ func (s *Server) getStats(w http.ResponseWriter, r *http.Request) error {
 	})
 }
 
-// redacted replaces secrets in GET /api/v1/config.
-const redacted = "<redacted>"
-
 func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) error {
-	data, err := yaml.Marshal(s.opts.Config)
+	data, err := yaml.Marshal(config.Redacted(s.opts.Config))
 	if err != nil {
 		return err
 	}
@@ -74,34 +71,5 @@ func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) error {
 	if err := yaml.Unmarshal(data, &m); err != nil {
 		return err
 	}
-	redact(m)
 	return writeJSON(w, http.StatusOK, m)
-}
-
-// redact blanks every key that holds a password or secret (not the paths
-// of files holding them), and the user information of URLs.
-func redact(v any) {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, val := range x {
-			if s, ok := val.(string); ok {
-				if strings.Contains(k, "password") || k == "secret" || k == "token" {
-					if s != "" {
-						x[k] = redacted
-					}
-					continue
-				}
-				if u, err := url.Parse(s); err == nil && u.User != nil {
-					u.User = url.User(redacted)
-					x[k] = u.String()
-				}
-				continue
-			}
-			redact(val)
-		}
-	case []any:
-		for _, e := range x {
-			redact(e)
-		}
-	}
 }

@@ -33,6 +33,9 @@ type conn struct {
 	sock *netpoll.Conn
 	info *ClientInfo
 	sess *session // set once connected; never changes
+	// gauge counts this connection in its listener's and protocol's
+	// connections from the CONNECT that took a slot to the release.
+	gauge *atomic.Int64
 
 	state     uint8
 	version   packet.Version

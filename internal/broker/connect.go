@@ -229,6 +229,8 @@ func (c *conn) accept(st *authState) error {
 		b.stats.connected.Add(-1)
 		return c.refuse(packet.ErrQuotaExceeded, nil)
 	}
+	c.gauge = b.connGauge(c.info.Listener, p.Version)
+	c.gauge.Add(1)
 
 	if w != nil && b.opts.Registry != nil {
 		// Stored before CONNACK, so that the cluster publishes it if this
@@ -257,7 +259,7 @@ func (c *conn) accept(st *authState) error {
 	if err != nil {
 		unlock()
 		b.dropClusterWill(w)
-		b.stats.connected.Add(-1)
+		b.releaseSlot(c)
 		return c.refuse(codeOf(err, packet.ErrNotAuthorized), nil)
 	}
 	s, present := b.takeSession(c.info.ClientID, p.CleanStart, p.Version)

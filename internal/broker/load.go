@@ -1,6 +1,10 @@
 package broker
 
-import "github.com/culexmq/culex/internal/mqtt/packet"
+import (
+	"sync/atomic"
+
+	"github.com/culexmq/culex/internal/mqtt/packet"
+)
 
 // ConnCount is the number of connected clients of one listener and
 // protocol version.
@@ -10,39 +14,48 @@ type ConnCount struct {
 	N        int
 }
 
-// Load is what a scan of every session finds.
+// Load is the broker's gauges of connections and queued messages.
 type Load struct {
-	// Connections counts the connected clients by listener and version.
+	// Connections counts the connected clients by listener and version
+	// (zero for a pair that had clients and has none now).
 	Connections []ConnCount
 	// Queued is the messages waiting in session queues for delivery.
 	Queued int
 }
 
-// Load scans every session, taking each one's lock in turn: for scrapes,
-// not for hot paths.
+// connKey is the listener and protocol version of a connection gauge.
+type connKey struct {
+	listener string
+	version  packet.Version
+}
+
+// connGauge returns the gauge of the clients connected through listener
+// with version v.
+func (b *Broker) connGauge(listener string, v packet.Version) *atomic.Int64 {
+	k := connKey{listener, v}
+	if g, ok := b.stats.conns.Load(k); ok {
+		return g.(*atomic.Int64)
+	}
+	g, _ := b.stats.conns.LoadOrStore(k, new(atomic.Int64))
+	return g.(*atomic.Int64)
+}
+
+// releaseSlot gives back the connection slot and gauge c took at CONNECT.
+func (b *Broker) releaseSlot(c *conn) {
+	b.stats.connected.Add(-1)
+	if c.gauge != nil {
+		c.gauge.Add(-1)
+	}
+}
+
+// Load reads the gauges kept as clients connect and disconnect and as
+// session queues change: no lock, no scan, at any number of sessions.
 func (b *Broker) Load() Load {
-	type key struct {
-		l string
-		v packet.Version
-	}
-	counts, queued := map[key]int{}, 0
-	b.mu.Lock()
-	list := make([]*session, 0, len(b.sessions))
-	for _, s := range b.sessions {
-		list = append(list, s)
-	}
-	b.mu.Unlock() // session.mu comes before Broker.mu (docs/broker.md)
-	for _, s := range list {
-		s.mu.Lock()
-		if s.conn != nil && s.info != nil {
-			counts[key{s.info.Listener, s.info.Version}]++
-		}
-		queued += s.qlenLocked()
-		s.mu.Unlock()
-	}
-	l := Load{Queued: queued, Connections: make([]ConnCount, 0, len(counts))}
-	for k, n := range counts {
-		l.Connections = append(l.Connections, ConnCount{Listener: k.l, Version: k.v, N: n})
-	}
+	l := Load{Queued: int(b.stats.queued.Load())}
+	b.stats.conns.Range(func(k, g any) bool {
+		key := k.(connKey)
+		l.Connections = append(l.Connections, ConnCount{Listener: key.listener, Version: key.version, N: int(g.(*atomic.Int64).Load())})
+		return true
+	})
 	return l
 }

@@ -177,7 +177,7 @@ func (s *session) recheckLocked(info *ClientInfo) {
 			s.dropLocked(om, DropNotAuthorized)
 		}
 	}
-	kept := s.queue[:s.qhead]
+	kept, before := s.queue[:s.qhead], s.qlenLocked()
 	for _, om := range s.queue[s.qhead:] {
 		if az.CanReceive(info, om.msg) != nil {
 			s.qbytes -= om.size()
@@ -188,6 +188,7 @@ func (s *session) recheckLocked(info *ClientInfo) {
 	}
 	clear(s.queue[len(kept):])
 	s.queue = kept
+	s.b.stats.queued.Add(int64(s.qlenLocked() - before))
 	if s.qhead == len(s.queue) {
 		s.queue, s.qhead, s.qbytes = nil, 0, 0
 	}

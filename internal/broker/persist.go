@@ -393,6 +393,7 @@ func (b *Broker) loadMessages(sessions map[string]*session) error {
 			om.state = outQueued
 			s.queue = append(s.queue, om)
 			s.qbytes += om.size()
+			b.stats.queued.Add(1)
 			return nil
 		}
 		if s.inflight == nil {

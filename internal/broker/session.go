@@ -144,6 +144,7 @@ func (s *session) enqueueLocked(om *outMsg, w *storeWait) {
 	}
 	s.queue = append(s.queue, om)
 	s.qbytes += n
+	s.b.stats.queued.Add(1)
 }
 
 // queueFullLocked says whether a message of n bytes does not fit the queue.
@@ -229,6 +230,7 @@ func (s *session) removeLocked(i int) *outMsg {
 	s.queue[s.qhead] = nil
 	s.qhead++
 	s.qbytes -= om.size()
+	s.b.stats.queued.Add(-1)
 	if s.qhead == len(s.queue) {
 		s.queue, s.qhead, s.qbytes = nil, 0, 0
 	}

@@ -1,6 +1,9 @@
 package broker
 
-import "sync/atomic"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // DropReason says why a message copy was not delivered.
 type DropReason uint8
@@ -74,6 +77,11 @@ type counters struct {
 	sessionsRefused           atomic.Uint64
 	retainedRefused           atomic.Uint64
 	pollErrors                atomic.Uint64
+	// queued is the messages in every session queue, kept as queues
+	// change so that a scrape reads it without scanning sessions.
+	queued atomic.Int64
+	// conns holds a *atomic.Int64 of connected clients per connKey.
+	conns sync.Map
 }
 
 // Stats returns a snapshot of the counters.

@@ -120,7 +120,7 @@ func (b *Broker) unstoreWill(id string) {
 func (b *Broker) disconnected(c *conn, err error) {
 	// Counted once the session is released, so that a client seen gone has
 	// its will published and its expiry running.
-	defer b.stats.connected.Add(-1)
+	defer b.releaseSlot(c)
 	b.stats.disconnects.Add(1)
 	s := c.sess
 	s.mu.Lock()
@@ -218,6 +218,7 @@ func (b *Broker) endSession(s *session, pw *will) {
 		msgs = append(msgs, om)
 	}
 	msgs = append(msgs, s.queue[s.qhead:]...)
+	s.b.stats.queued.Add(-int64(s.qlenLocked()))
 	s.subs, s.inflight, s.queue, s.qhead, s.qbytes, s.inQoS2 = nil, nil, nil, 0, 0, nil
 	if pw == nil {
 		pw = s.pendingWill

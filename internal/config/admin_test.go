@@ -21,6 +21,10 @@ func TestAdminKeys(t *testing.T) {
 	if err != nil || c.Admin.DefaultPassword != "long-one" {
 		t.Fatalf("long env: %+v %v", c.Admin, err)
 	}
+	c, err = Parse("serve", []string{"--admin.secure-cookies", "always"}, []string{"CULEX_ADMIN_RATE_LIMIT_PER_ADDRESS=3"}, io.Discard)
+	if err != nil || c.Admin.SecureCookies != "always" || c.Admin.RateLimit.PerAddress != 3 || c.Admin.RateLimit.PerUsername != 5 {
+		t.Fatalf("secure_cookies and rate_limit: %+v %v", c.Admin, err)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -29,6 +33,9 @@ func TestAdminKeys(t *testing.T) {
 		{[]string{"--admin.tls.cert-file", "c.pem"}, "admin.tls"},
 		{[]string{"--admin.session-ttl", "1s"}, "admin.session_ttl"},
 		{[]string{"--admin.default-password", "short"}, "admin.default_password"},
+		{[]string{"--admin.secure-cookies", "yes"}, "admin.secure_cookies"},
+		{[]string{"--admin.rate-limit.max-delay", "1m"}, "admin.rate_limit.max_delay"},
+		{[]string{"--admin.rate-limit.window", "0s"}, "admin.rate_limit.window"},
 	} {
 		_, err := Parse("serve", tc.args, nil, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -33,7 +33,7 @@ type Cluster struct {
 	NATSURL string `yaml:"nats_url"`
 	// Secret authenticates the nodes to each other on the cluster port
 	// (also CULEX_CLUSTER_SECRET); required unless TLS verifies peers.
-	Secret string `yaml:"secret"`
+	Secret string `yaml:"secret" secret:"true"`
 	// TLS encrypts the cluster port and, with CAFile, verifies every peer's
 	// certificate against the cluster CA (both directions).
 	TLS ClusterTLS `yaml:"tls"`

@@ -65,7 +65,7 @@ type TLS struct {
 	// TicketSecret derives the session ticket keys (HKDF with the time
 	// epoch): nodes that share it resume each other's TLS sessions. Empty:
 	// a random secret of this process.
-	TicketSecret string `yaml:"ticket_secret"`
+	TicketSecret string `yaml:"ticket_secret" secret:"true"`
 	// TicketRotation is how long one ticket key encrypts new tickets; a
 	// ticket is accepted for up to twice this (0: 12h).
 	TicketRotation time.Duration `yaml:"ticket_rotation"`
@@ -373,7 +373,7 @@ type KafkaSource struct {
 	// session (and its unacknowledged messages) for the next run.
 	ClientID string `yaml:"client_id"`
 	Username string `yaml:"username"`
-	Password string `yaml:"password"`
+	Password string `yaml:"password" secret:"true"`
 	// ShareGroup subscribes through $share/<group>/<filter> so that N
 	// bridges split the load; empty subscribes to the filters directly.
 	ShareGroup string `yaml:"share_group"`
@@ -411,7 +411,7 @@ type KafkaSASL struct {
 	// Mechanism is none, plain, scram-sha-256 or scram-sha-512.
 	Mechanism string `yaml:"mechanism"`
 	Username  string `yaml:"username"`
-	Password  string `yaml:"password"`
+	Password  string `yaml:"password" secret:"true"`
 }
 
 // KafkaTLS is the bridge's TLS client configuration.
@@ -440,7 +440,7 @@ type KafkaRoute struct {
 	Topic string `yaml:"topic"`
 	// Key is the record key template (default ${clientid}, so each
 	// device's messages keep their order in one partition).
-	Key string `yaml:"key"`
+	Key string `yaml:"key" secret:"false"`
 	// Payload is raw (the MQTT payload as is) or json (an envelope with
 	// the metadata and the payload).
 	Payload string `yaml:"payload"`

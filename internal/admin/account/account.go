@@ -417,7 +417,8 @@ func (s *Store) ChangePassword(name, old, pw string, keep [32]byte) (Account, er
 	return *a, nil
 }
 
-// DeleteAccount removes an account and its sessions.
+// DeleteAccount removes an account, its sessions and the API keys it
+// created.
 func (s *Store) DeleteAccount(name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -429,8 +430,18 @@ func (s *Store) DeleteAccount(name string) error {
 		return ErrLastAdmin
 	}
 	delete(s.accounts, name)
+	var keys []*Key
+	for id, k := range s.keys {
+		if k.CreatedBy == name {
+			keys = append(keys, k)
+			delete(s.keys, id)
+		}
+	}
 	if err := s.saveLocked(); err != nil {
 		s.accounts[name] = a
+		for _, k := range keys {
+			s.keys[k.ID] = k
+		}
 		return err
 	}
 	s.endSessionsLocked(name)

@@ -17,8 +17,10 @@ func token(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// NewKey creates an API key and returns it with its secret, which is not
-// kept.
+// NewKey creates an API key on behalf of the account by and returns it
+// with its secret, which is not kept. The key never has more rights than
+// its account has at the time of use (VerifyKey), and goes with it
+// (DeleteAccount).
 func (s *Store) NewKey(name, role, by string) (Key, string, error) {
 	if err := errors.Join(CheckName(name), CheckRole(role)); err != nil {
 		return Key{}, "", err
@@ -28,6 +30,9 @@ func (s *Store) NewKey(name, role, by string) (Key, string, error) {
 	k := &Key{ID: "ck_" + token(8), Name: name, Role: role, Hash: hex.EncodeToString(sum[:]), Created: time.Now().UTC(), CreatedBy: by}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if _, ok := s.accounts[by]; !ok {
+		return Key{}, "", ErrNotFound
+	}
 	s.keys[k.ID] = k
 	if err := s.saveLocked(); err != nil {
 		delete(s.keys, k.ID)
@@ -36,7 +41,9 @@ func (s *Store) NewKey(name, role, by string) (Key, string, error) {
 	return *k, secret, nil
 }
 
-// VerifyKey returns the key id whose secret is secret.
+// VerifyKey returns the key id whose secret is secret, with the role it
+// has now: the lower of its own and its creating account's (a key whose
+// account is gone is refused).
 func (s *Store) VerifyKey(id, secret string) (Key, bool) {
 	sum := sha256.Sum256([]byte(secret))
 	s.mu.Lock()
@@ -49,8 +56,16 @@ func (s *Store) VerifyKey(id, secret string) (Key, bool) {
 	if err != nil || subtle.ConstantTimeCompare(want, sum[:]) != 1 {
 		return Key{}, false
 	}
+	owner, ok := s.accounts[k.CreatedBy]
+	if !ok {
+		return Key{}, false
+	}
 	k.LastUsed = time.Now().UTC()
-	return *k, true
+	out := *k
+	if owner.Role != RoleAdmin {
+		out.Role = RoleViewer
+	}
+	return out, true
 }
 
 // Keys lists the API keys by id.
