@@ -59,7 +59,7 @@ func testAdmin(t *testing.T, name string, peers Peers) *Server {
 func TestPartialAnswers(t *testing.T) {
 	b := testAdmin(t, "b", nil)
 	a := testAdmin(t, "a", fakePeers{b})
-	key, secret, err := a.accounts.NewKey("t", "admin", "test")
+	key, secret, err := a.accounts.NewKey("t", "admin", "admin")
 	if err != nil {
 		t.Fatal(err)
 	}
