@@ -35,6 +35,10 @@ func setMissing(w http.ResponseWriter, missing []string) {
 // answerWide answers the requests of the cluster-wide bans, subscriptions
 // and topics.
 func (s *Server) answerWide(req *remoteReq) (resp remoteResp) {
+	if s.opts.Auth == nil && strings.HasPrefix(req.Op, "ban") {
+		resp.Err = "no auth service"
+		return resp
+	}
 	switch req.Op {
 	case "bans":
 		resp.Bans = s.localBans()
@@ -103,6 +107,9 @@ func (s *Server) liftBan(kind, value, by string) (bool, error) {
 // (each node counts its own).
 func (s *Server) localBans() []banJSON {
 	out := []banJSON{}
+	if s.opts.Auth == nil {
+		return out
+	}
 	for _, b := range s.opts.Auth.Bans() {
 		j := banOut(&b)
 		if b.Source != auth.BanManual {
@@ -163,6 +170,9 @@ func (s *Server) saveBans() {
 
 // restoreBans puts back the manual bans saved in data_dir.
 func (s *Server) restoreBans() error {
+	if s.opts.Auth == nil {
+		return nil
+	}
 	if path := s.bansPath(); path != "" {
 		data, err := os.ReadFile(path)
 		switch {
@@ -193,7 +203,7 @@ func (s *Server) restoreBans() error {
 // this node holds the manual bans the answering nodes hold, and lifts
 // those none of them holds (lifted while this node was away).
 func (s *Server) syncBans(ctx context.Context) {
-	if s.opts.Peers == nil {
+	if s.opts.Peers == nil || s.opts.Auth == nil {
 		return
 	}
 	s.done.Add(1)
