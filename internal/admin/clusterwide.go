@@ -32,6 +32,20 @@ func setMissing(w http.ResponseWriter, missing []string) {
 	}
 }
 
+// wideReq and wideResp are the fields of remoteReq and remoteResp for
+// bans, subscriptions and topics.
+type wideReq struct {
+	Ban   *banJSON `json:"ban,omitempty"`   // ban_add
+	Kind  string   `json:"kind,omitempty"`  // ban_remove
+	Value string   `json:"value,omitempty"` // ban_remove
+}
+
+type wideResp struct {
+	Bans   []banJSON          `json:"bans,omitempty"`
+	Subs   []subscriptionJSON `json:"subscriptions,omitempty"`
+	Topics []topicJSON        `json:"topics,omitempty"`
+}
+
 // answerWide answers the requests of the cluster-wide bans, subscriptions
 // and topics.
 func (s *Server) answerWide(req *remoteReq) (resp remoteResp) {
@@ -261,7 +275,7 @@ func (s *Server) broadcastBan(r *http.Request, j *banJSON) (auth.Ban, []string, 
 		return b, nil, err
 	}
 	out := banOut(&b)
-	_, missing := s.ask(r.Context(), "", remoteReq{Op: "ban_add", Ban: &out, By: caller(r).name})
+	_, missing := s.ask(r.Context(), "", remoteReq{Op: "ban_add", By: caller(r).name, wideReq: wideReq{Ban: &out}})
 	if len(missing) > 0 {
 		s.log.Warn("admin: ban not applied on every node", "kind", b.Kind, "value", b.Value, "missing_nodes", missing)
 	}
@@ -274,7 +288,7 @@ func (s *Server) deleteBan(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return badRequest("%v", err)
 	}
-	answers, missing := s.ask(r.Context(), "", remoteReq{Op: "ban_remove", Kind: kind, Value: value, By: caller(r).name})
+	answers, missing := s.ask(r.Context(), "", remoteReq{Op: "ban_remove", By: caller(r).name, wideReq: wideReq{Kind: kind, Value: value}})
 	for _, a := range answers {
 		ok = ok || a.Found
 	}

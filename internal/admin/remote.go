@@ -21,27 +21,23 @@ type Peers interface {
 
 // remoteReq is one request between nodes' admin APIs.
 type remoteReq struct {
-	Op         string   `json:"op"` // node, clients, client, kick
-	Query      string   `json:"query,omitempty"`
-	Persistent bool     `json:"persistent,omitempty"`
-	Upto       int      `json:"upto,omitempty"` // clients: the first Upto by client id
-	ClientID   string   `json:"client_id,omitempty"`
-	By         string   `json:"by,omitempty"`
-	Ban        *banJSON `json:"ban,omitempty"`   // ban_add
-	Kind       string   `json:"kind,omitempty"`  // ban_remove
-	Value      string   `json:"value,omitempty"` // ban_remove
+	Op         string `json:"op"` // node, clients, client, kick
+	Query      string `json:"query,omitempty"`
+	Persistent bool   `json:"persistent,omitempty"`
+	Upto       int    `json:"upto,omitempty"` // clients: the first Upto by client id
+	ClientID   string `json:"client_id,omitempty"`
+	By         string `json:"by,omitempty"`
+	wideReq
 }
 
 type remoteResp struct {
-	Node    *Node              `json:"node,omitempty"`
-	Clients []clientJSON       `json:"clients,omitempty"`
-	Count   int                `json:"count,omitempty"`
-	Client  *clientDetailJSON  `json:"client,omitempty"`
-	Found   bool               `json:"found,omitempty"`
-	Bans    []banJSON          `json:"bans,omitempty"`
-	Subs    []subscriptionJSON `json:"subscriptions,omitempty"`
-	Topics  []topicJSON        `json:"topics,omitempty"`
-	Err     string             `json:"err,omitempty"`
+	Node    *Node             `json:"node,omitempty"`
+	Clients []clientJSON      `json:"clients,omitempty"`
+	Count   int               `json:"count,omitempty"`
+	Client  *clientDetailJSON `json:"client,omitempty"`
+	Found   bool              `json:"found,omitempty"`
+	Err     string            `json:"err,omitempty"`
+	wideResp
 }
 
 // Answer answers another node's request (the cluster calls it).
