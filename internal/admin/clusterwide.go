@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/culexmq/culex/internal/auth"
@@ -165,12 +166,18 @@ func (s *Server) bansPath() string {
 	return filepath.Join(s.opts.Config.DataDir, BansFile)
 }
 
+// bansFileMu orders the writes of the bans file: a request and another
+// node's may change the bans at once; the last write has both.
+var bansFileMu sync.Mutex
+
 // saveBans writes the node's manual bans to data_dir (atomically).
 func (s *Server) saveBans() {
 	path := s.bansPath()
 	if path == "" {
 		return
 	}
+	bansFileMu.Lock()
+	defer bansFileMu.Unlock()
 	data, _ := json.MarshalIndent(s.manualBans(), "", "  ")
 	tmp := path + ".tmp"
 	err := os.WriteFile(tmp, data, 0o600)
