@@ -165,29 +165,8 @@ func unanswered(nodes []string) string {
 	return " (no answer from " + strings.Join(nodes, ", ") + ")"
 }
 
-func (s *Server) listSubscriptions(w http.ResponseWriter, r *http.Request) error {
-	q := r.URL.Query()
-	id, f, group := q.Get("client_id"), q.Get("topic"), q.Get("share_group")
-	subs := s.opts.Broker.Subscriptions(func(x *broker.SubscriptionSnapshot) bool {
-		return (id == "" || x.ClientID == id) && strings.Contains(x.Filter, f) && (group == "" || x.Group == group)
-	})
-	return writePage(w, r, subs, s.subOut)
-}
-
 type topicJSON struct {
 	Topic       string `json:"topic"`
 	Subscribers int    `json:"subscribers"`
 	Node        string `json:"node"`
-}
-
-func (s *Server) listTopics(w http.ResponseWriter, r *http.Request) error {
-	f := r.URL.Query().Get("topic")
-	filters, counts := s.opts.Broker.Topics()
-	var out []topicJSON
-	for i, t := range filters {
-		if strings.Contains(t, f) {
-			out = append(out, topicJSON{Topic: t, Subscribers: counts[i], Node: s.node})
-		}
-	}
-	return writePage(w, r, out, func(t *topicJSON) topicJSON { return *t })
 }

@@ -27,6 +27,7 @@ type remoteReq struct {
 	Upto       int    `json:"upto,omitempty"` // clients: the first Upto by client id
 	ClientID   string `json:"client_id,omitempty"`
 	By         string `json:"by,omitempty"`
+	wideReq
 }
 
 type remoteResp struct {
@@ -36,6 +37,7 @@ type remoteResp struct {
 	Client  *clientDetailJSON `json:"client,omitempty"`
 	Found   bool              `json:"found,omitempty"`
 	Err     string            `json:"err,omitempty"`
+	wideResp
 }
 
 // Answer answers another node's request (the cluster calls it).
@@ -72,7 +74,7 @@ func (s *Server) answer(req *remoteReq) (resp remoteResp) {
 	case "kick":
 		resp.Found = s.kickLocal(req.ClientID, req.By)
 	default:
-		resp.Err = "unknown request " + req.Op
+		return s.answerWide(req)
 	}
 	return resp
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/culexmq/culex/internal/auth"
 	"github.com/culexmq/culex/internal/broker"
 	"github.com/culexmq/culex/internal/config"
 )
@@ -39,7 +40,11 @@ func testAdmin(t *testing.T, name string, peers Peers) *Server {
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.Admin.Listen, cfg.Admin.ListenSet, cfg.Admin.DefaultPassword = "127.0.0.1:0", true, "remote-test-pw"
-	s, err := New(Options{Config: cfg, Broker: b, NodeName: name, Peers: peers})
+	as, err := auth.New(cfg.Auth, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Options{Config: cfg, Broker: b, Auth: as, NodeName: name, Peers: peers})
 	if err != nil {
 		t.Fatal(err)
 	}

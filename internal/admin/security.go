@@ -19,6 +19,10 @@ type banJSON struct {
 	Reason  string     `json:"reason"`
 	Created time.Time  `json:"created_at"`
 	Until   *time.Time `json:"until"`
+	// Node is the node whose failed-logins limiter banned an address
+	// (each node counts its own); empty for a manual ban, held by every
+	// node.
+	Node string `json:"node,omitempty"`
 }
 
 func banOut(b *auth.Ban) banJSON {
@@ -28,14 +32,6 @@ func banOut(b *auth.Ban) banJSON {
 		j.Until = &t
 	}
 	return j
-}
-
-func (s *Server) listBans(w http.ResponseWriter, r *http.Request) error {
-	out := []banJSON{}
-	for _, b := range s.opts.Auth.Bans() {
-		out = append(out, banOut(&b))
-	}
-	return writeJSON(w, http.StatusOK, out)
 }
 
 type banCreate struct {
@@ -63,12 +59,12 @@ func (s *Server) addBan(w http.ResponseWriter, r *http.Request) error {
 	if req.Duration > 0 {
 		b.Until = time.Now().Add(time.Duration(req.Duration) * time.Second)
 	}
-	b, err := s.opts.Auth.AddBan(b)
+	j := banOut(&b)
+	b, missing, err := s.broadcastBan(r, &j)
 	if err != nil {
 		return badRequest("%v", err)
 	}
-	kicked := s.kickBanned(&b)
-	s.log.Info("admin: ban added", "kind", b.Kind, "value", b.Value, "disconnected", kicked, "by", caller(r).name)
+	setMissing(w, missing)
 	return writeJSON(w, http.StatusCreated, banOut(&b))
 }
 
@@ -91,19 +87,6 @@ func (s *Server) kickBanned(b *auth.Ban) int {
 		}
 	}
 	return n
-}
-
-func (s *Server) deleteBan(w http.ResponseWriter, r *http.Request) error {
-	kind, value := r.PathValue("kind"), r.PathValue("value")
-	ok, err := s.opts.Auth.RemoveBan(kind, value)
-	if err != nil {
-		return badRequest("%v", err)
-	}
-	if !ok {
-		return notFound("no ban of %s %q", kind, value)
-	}
-	s.log.Info("admin: ban lifted", "kind", kind, "value", value, "by", caller(r).name)
-	return noContent(w)
 }
 
 type userJSON struct {

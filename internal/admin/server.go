@@ -147,6 +147,10 @@ func New(o Options) (*Server, error) {
 	s.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	if err := s.restoreBans(); err != nil {
+		ln.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -190,6 +194,7 @@ func (s *Server) Start() {
 			s.log.Error("admin: listener stopped", "url", s.url, "err", err)
 		}
 	}()
+	s.syncBans(ctx)
 	s.log.Info("admin listening", "url", s.url)
 }
 

@@ -90,7 +90,7 @@ function bans(ctx, body) {
 		list.replaceChildren(table([
 			{title: "Kind", value: (b) => b.kind.replace("_", " ")},
 			{title: "Value", class: "mono wrap", value: (b) => b.value},
-			{title: "Source", value: (b) => (b.source === "manual" ? "manual" : badge("failed logins", "warn"))},
+			{title: "Source", value: (b) => (b.source === "manual" ? "manual" : badge(b.node ? "failed logins on " + b.node : "failed logins", "warn"))},
 			{title: "Reason", value: (b) => b.reason || "–"},
 			{title: "Since", value: (b) => time(b.created_at)},
 			{title: "Until", value: (b) => (b.until ? time(b.until) : "lifted by hand")},
