@@ -15,7 +15,7 @@ import (
 func TestBansAndListsAcrossPeers(t *testing.T) {
 	b := testAdmin(t, "b", nil)
 	a := testAdmin(t, "a", fakePeers{b})
-	key, secret, err := a.accounts.NewKey("t", "admin", "test")
+	key, secret, err := a.accounts.NewKey("t", "admin", "admin")
 	if err != nil {
 		t.Fatal(err)
 	}
