@@ -172,7 +172,7 @@ func (b *Bridge) deliverAll(ctx context.Context, cl *kgo.Client, st *consumeStat
 				res[i].bad = err
 				continue
 			}
-			m.AllOrNothing = true
+			m.AllOrNothing, m.Hold = true, cmd.hold()
 			x := &res[i]
 			publish := func() {
 				wg.Add(1)
@@ -186,7 +186,7 @@ func (b *Bridge) deliverAll(ctx context.Context, cl *kgo.Client, st *consumeStat
 			var qf *broker.QueueFullError
 			if over != "" && x.fin.Load() && errors.As(x.err, &qf) && qf.ClientID == over {
 				// Past max_stall: over loses its copy, the others get theirs.
-				*m = broker.Message{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, Keep: true}
+				*m = broker.Message{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, Keep: true, Hold: cmd.hold()}
 				x.err, x.forced = nil, true
 				x.fin.Store(false)
 				publish()
@@ -243,6 +243,17 @@ func (b *Bridge) deliverAll(ctx context.Context, cl *kgo.Client, st *consumeStat
 		}
 	}
 	return true
+}
+
+// hold is how long the cluster keeps a command for a node with matching
+// subscribers that does not accept it in time (broker.Message.Hold): the
+// command's max_stall, or without limit with max_stall 0. The publish's
+// done, so the commit, waits meanwhile.
+func (c *command) hold() time.Duration {
+	if c.maxStall > 0 {
+		return c.maxStall
+	}
+	return 100 * 365 * 24 * time.Hour
 }
 
 // pastMaxStall is the session that has stalled tp for its command's
