@@ -218,11 +218,21 @@ func TestAckTimeoutFailsPublish(t *testing.T) {
 
 func dialPaho(t *testing.T, addr, id string) *paho.Client {
 	t.Helper()
+	return dialPahoWith(t, addr, id, nil)
+}
+
+// dialPahoWith connects a v5 client; mod may change its config.
+func dialPahoWith(t *testing.T, addr, id string, mod func(*paho.ClientConfig)) *paho.Client {
+	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := paho.NewClient(paho.ClientConfig{ClientID: id, Conn: conn, PacketTimeout: 30 * time.Second})
+	cfg := paho.ClientConfig{ClientID: id, Conn: conn, PacketTimeout: 30 * time.Second}
+	if mod != nil {
+		mod(&cfg)
+	}
+	c := paho.NewClient(cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := c.Connect(ctx, &paho.Connect{ClientID: id, CleanStart: true}); err != nil {
