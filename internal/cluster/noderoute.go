@@ -141,7 +141,8 @@ func (n *nodeRoute) wait(w waiter) (uint64, bool) {
 // Frames leave in the order they were appended. Past
 // cluster.max_pending_bytes a QoS 0 frame is dropped (counted) and a
 // QoS 1/2 one fails its wait (quota exceeded; a v5 publisher gets 0x80)
-// so that the publisher sends it again.
+// so that the publisher sends it again; a held one (Message.Hold) is sent
+// again at ack_timeout.
 func (n *nodeRoute) send(m *broker.Message, qos byte, seq uint64, share *broker.Share, once onceID) {
 	n.bmu.Lock()
 	if n.stopped {
@@ -300,11 +301,12 @@ func (n *nodeRoute) timeout(deadline int64) {
 	late := n.trimLocked(deadline)
 	now := time.Now().UnixNano()
 	var fail []broker.Acker
-	for i := 0; i < len(late); i++ {
-		if w := late[i]; w.hold == nil || now >= w.hold.until {
+	again := late[:0]
+	for _, w := range late {
+		if w.hold == nil || now >= w.hold.until {
 			fail = append(fail, w.ack)
-			late = append(late[:i], late[i+1:]...)
-			i--
+		} else {
+			again = append(again, w)
 		}
 	}
 	n.timeouts += uint64(len(fail))
@@ -312,7 +314,7 @@ func (n *nodeRoute) timeout(deadline int64) {
 	for _, ack := range fail {
 		ack.Done(ErrRemoteTimeout)
 	}
-	for _, w := range late {
+	for _, w := range again {
 		n.resend(w)
 	}
 }

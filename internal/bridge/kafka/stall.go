@@ -29,6 +29,11 @@ import (
 // records it refuses are published without AllOrNothing (with Keep): the
 // full session loses its copy (the broker counts a queue_full drop), the
 // record is counted Undeliverable and committed, and the partition goes on.
+//
+// In a cluster, every command also carries Message.Hold (its max_stall):
+// a node with matching subscribers that does not accept it in time is
+// sent it again until it does or is known dead (internal/cluster), and
+// done, so the commit, waits meanwhile.
 
 // stallRetry is how often a stalled partition's record is tried again.
 const stallRetry = 200 * time.Millisecond
