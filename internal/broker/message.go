@@ -37,6 +37,13 @@ type Message struct {
 	// drop_oldest; unlike AllOrNothing, a session whose queue is full
 	// (of kept copies) drops its copy, counted queue_full.
 	Keep bool
+	// Hold (Publish only, with Keep or AllOrNothing) keeps a copy for
+	// another node of the cluster that does not accept it in time (no
+	// answer within ack_timeout, silent, its route full) and sends it
+	// again until that node accepts it or is known dead, for up to Hold;
+	// done waits meanwhile. 0: not held (the publish fails). The Kafka
+	// bridge's commands set it to their max_stall.
+	Hold time.Duration
 	// Forwarded marks a message another node routed and the cluster
 	// injected here (with Local): Retain then only sets RETAIN for
 	// retain-as-published subscriptions; the message is not stored as

@@ -86,6 +86,16 @@ type Router struct {
 	forwarded atomic.Uint64
 	received  atomic.Uint64
 
+	onceSeq atomic.Uint64 // numbers this run's held messages (onceID)
+
+	parkMu sync.Mutex
+	parked map[string]*parkedNode // held messages of silent nodes
+
+	dedupMu   sync.Mutex
+	dedup     map[dedupKey]*dedupState // held messages of other nodes injected here
+	dedupRing []dedupKey               // in arrival order; the oldest is forgotten
+	dedupNext int
+
 	// Test seams: testResync runs in resync between reading the broker's
 	// filters and taking r.mu; testPublish replaces the NATS publish of
 	// forwarded batches.
@@ -136,6 +146,7 @@ func New(f *fabric.Fabric, log *slog.Logger) *Router {
 		peers: make(map[string]*peer), local: make(map[string]byte), subAt: make(map[string]uint64),
 		shIdx: topic.NewIndex[string, *shEntry](),
 		acks:  make(chan ackItem, 4096), stop: make(chan struct{}),
+		parked: make(map[string]*parkedNode), dedup: make(map[dedupKey]*dedupState),
 	}
 }
 
@@ -392,6 +403,7 @@ func (r *Router) expire() {
 	for _, rt := range routes {
 		rt.timeout(now.Add(-r.ackTO).UnixNano())
 	}
+	r.expireParked(now.UnixNano())
 }
 
 // unsubscribe removes one of a node's filters, plain or shared.
@@ -429,7 +441,7 @@ func (r *Router) onAnnounce(msg *nats.Msg) {
 	joined := p == nil
 	if p == nil {
 		p = &peer{name: a.Node, epoch: a.Epoch, filters: make(map[string]byte)}
-		p.route = newNodeRoute(r, a.Node)
+		p.route = newNodeRoute(r, a.Node, a.Epoch)
 		r.peers[a.Node] = p
 		r.log.Info("cluster: node joined", "node", a.Node)
 	}
@@ -454,6 +466,7 @@ func (r *Router) onAnnounce(msg *nats.Msg) {
 		r.notify(a.Node, false)
 	}
 	if joined {
+		r.unpark(p)
 		r.notify(a.Node, true)
 	}
 	if needSync {
@@ -599,7 +612,7 @@ func (r *Router) onMessage(msg *nats.Msg) {
 
 // inject routes one forwarded message.
 func (r *Router) inject(frame []byte, now int64) {
-	m, seq, sender, err := decodeMsg(frame, now)
+	m, seq, sender, once, err := decodeMsg(frame, now)
 	if err != nil {
 		r.log.Warn("cluster: malformed message dropped", "err", err)
 		return
@@ -609,20 +622,31 @@ func (r *Router) inject(frame []byte, now int64) {
 		r.b.Publish(context.Background(), m, nil)
 		return
 	}
-	r.b.Publish(context.Background(), m, func(err error) {
-		var code byte
-		if err != nil {
-			code = packet.ErrUnspecified.Value
-			var c packet.Code
-			if errors.As(err, &c) {
-				code = c.Value
-			}
-		}
-		select {
-		case r.acks <- ackItem{to: sender, seq: seq, code: code}:
-		case <-r.stop: // closed: the sender stops waiting when it sees this node gone
-		}
-	})
+	if once.id != 0 {
+		r.injectOnce(m, seq, sender, once)
+		return
+	}
+	r.b.Publish(context.Background(), m, func(err error) { r.ack(sender, seq, errCode(err)) })
+}
+
+// errCode is the reason code an acknowledgement carries for err.
+func errCode(err error) byte {
+	if err == nil {
+		return 0
+	}
+	var c packet.Code
+	if errors.As(err, &c) {
+		return c.Value
+	}
+	return packet.ErrUnspecified.Value
+}
+
+// ack queues an acknowledgement for the ack loop.
+func (r *Router) ack(to string, seq uint64, code byte) {
+	select {
+	case r.acks <- ackItem{to: to, seq: seq, code: code}:
+	case <-r.stop: // closed: the sender stops waiting when it sees this node gone
+	}
 }
 
 type ackItem struct {
@@ -705,4 +729,5 @@ func (r *Router) Close() {
 	for _, p := range peers {
 		r.dropPeer(p, ErrRemoteTimeout)
 	}
+	r.expireParked(0)
 }

@@ -15,9 +15,10 @@ import (
 // Each route has its own flusher goroutine, so a node whose route blocks
 // stalls only what is sent to it.
 type nodeRoute struct {
-	r    *Router
-	name string
-	subj string
+	r     *Router
+	name  string
+	epoch uint64 // the node's run this route sends to
+	subj  string
 
 	bmu     sync.Mutex
 	buf     []byte // frames waiting for the flusher
@@ -44,12 +45,26 @@ type nodeRoute struct {
 type waiter struct {
 	ack  broker.Acker
 	sent int64
+	hold *held // a message kept until the node accepts it (Message.Hold)
+}
+
+// held is a message a node keeps for another until that node accepts it
+// or is known dead (Message.Hold): a wait that ack_timeout, the node's
+// silence, its full route or a failed NATS publish ends is not failed but
+// sent again. It shares the publisher's message (its payload), so it
+// costs what its publisher holds anyway until its done.
+type held struct {
+	m     broker.Message
+	qos   byte
+	share *broker.Share
+	once  onceID
+	until int64 // Unix nanoseconds: past it, the wait fails as before
 }
 
 var _ broker.AckRemoteRoute = (*nodeRoute)(nil)
 
-func newNodeRoute(r *Router, name string) *nodeRoute {
-	n := &nodeRoute{r: r, name: name, subj: r.prefix + "msg." + name, first: 1,
+func newNodeRoute(r *Router, name string, epoch uint64) *nodeRoute {
+	n := &nodeRoute{r: r, name: name, epoch: epoch, subj: r.prefix + "msg." + name, first: 1,
 		wake: make(chan struct{}, 1), quit: make(chan struct{})}
 	go n.flushLoop()
 	return n
@@ -57,41 +72,67 @@ func newNodeRoute(r *Router, name string) *nodeRoute {
 
 // Deliver forwards m at QoS 0, or a QoS 1/2 message whose publisher does
 // not wait (nothing to hold).
-func (n *nodeRoute) Deliver(m *broker.Message, qos byte) { n.send(m, qos, 0, nil) }
+func (n *nodeRoute) Deliver(m *broker.Message, qos byte) { n.send(m, qos, 0, nil, onceID{}) }
 
 // DeliverShared forwards m for the node's shared subscription share; with
 // ack, as DeliverAck.
 func (n *nodeRoute) DeliverShared(m *broker.Message, share broker.Share, ack broker.Acker) {
 	if ack == nil {
-		n.send(m, m.QoS, 0, &share)
+		n.send(m, m.QoS, 0, &share, onceID{})
 		return
 	}
-	if seq, ok := n.wait(ack); ok {
-		n.send(m, m.QoS, seq, &share)
-	}
+	n.deliverAck(m, m.QoS, &share, ack)
 }
 
 // DeliverAck forwards a QoS 1/2 message and holds ack until the node
 // accepts it, fails it, is gone, or ack_timeout passes.
 func (n *nodeRoute) DeliverAck(m *broker.Message, qos byte, ack broker.Acker) {
-	if seq, ok := n.wait(ack); ok {
-		n.send(m, qos, seq, nil)
+	n.deliverAck(m, qos, nil, ack)
+}
+
+func (n *nodeRoute) deliverAck(m *broker.Message, qos byte, share *broker.Share, ack broker.Acker) {
+	var h *held
+	if m.Hold > 0 && (m.Keep || m.AllOrNothing) {
+		h = &held{m: *m, qos: qos, share: share, until: time.Now().Add(m.Hold).UnixNano(),
+			once: onceID{epoch: n.r.epoch, id: n.r.onceSeq.Add(1)}}
+	}
+	n.forward(waiter{ack: ack, hold: h}, m, qos, share)
+}
+
+// forward registers w's wait and sends its message.
+func (n *nodeRoute) forward(w waiter, m *broker.Message, qos byte, share *broker.Share) {
+	var once onceID
+	if w.hold != nil {
+		once = w.hold.once
+	}
+	if seq, ok := n.wait(w); ok {
+		n.send(m, qos, seq, share, once)
 	}
 }
 
-// wait registers ack under a new sequence; false when the node is gone
-// (ack is then done as release did it).
-func (n *nodeRoute) wait(ack broker.Acker) (uint64, bool) {
+// resend forwards a held message again, under a new sequence.
+func (n *nodeRoute) resend(w waiter) {
+	n.forward(w, &w.hold.m, w.hold.qos, w.hold.share)
+}
+
+// wait registers w under a new sequence; false when the node is gone
+// (w is then done as release did it, or a held one kept by the router).
+func (n *nodeRoute) wait(w waiter) (uint64, bool) {
 	n.mu.Lock()
 	if n.gone {
 		err := n.goneErr
 		n.mu.Unlock()
-		ack.Done(err)
+		if w.hold != nil && err != nil {
+			n.r.park(n.name, n.epoch, []waiter{w})
+			return 0, false
+		}
+		w.ack.Done(err)
 		return 0, false
 	}
 	n.next++
 	n.waiting++
-	n.pend = append(n.pend, waiter{ack: ack, sent: time.Now().UnixNano()})
+	w.sent = time.Now().UnixNano()
+	n.pend = append(n.pend, w)
 	n.mu.Unlock()
 	return n.next, true
 }
@@ -100,8 +141,9 @@ func (n *nodeRoute) wait(ack broker.Acker) (uint64, bool) {
 // Frames leave in the order they were appended. Past
 // cluster.max_pending_bytes a QoS 0 frame is dropped (counted) and a
 // QoS 1/2 one fails its wait (quota exceeded; a v5 publisher gets 0x80)
-// so that the publisher sends it again.
-func (n *nodeRoute) send(m *broker.Message, qos byte, seq uint64, share *broker.Share) {
+// so that the publisher sends it again; a held one (Message.Hold) is sent
+// again at ack_timeout.
+func (n *nodeRoute) send(m *broker.Message, qos byte, seq uint64, share *broker.Share, once onceID) {
 	n.bmu.Lock()
 	if n.stopped {
 		n.bmu.Unlock()
@@ -109,7 +151,7 @@ func (n *nodeRoute) send(m *broker.Message, qos byte, seq uint64, share *broker.
 	}
 	start := len(n.buf)
 	n.buf = append(n.buf, 0, 0, 0, 0)
-	n.buf = encodeMsg(n.buf, m, qos, seq, n.r.node, time.Now().UnixNano(), share)
+	n.buf = encodeMsg(n.buf, m, qos, seq, n.r.node, time.Now().UnixNano(), share, once)
 	size := len(n.buf) - start
 	if n.pending+size > n.r.maxPending {
 		n.buf = n.buf[:start]
@@ -118,7 +160,7 @@ func (n *nodeRoute) send(m *broker.Message, qos byte, seq uint64, share *broker.
 			n.dropped.Add(1)
 			n.r.b.CountDrop(broker.DropRouteFull)
 		} else {
-			n.acked(seq, packet.ErrQuotaExceeded.Value)
+			n.unsent(seq, packet.ErrQuotaExceeded.Value)
 		}
 		return
 	}
@@ -172,7 +214,7 @@ func (n *nodeRoute) flush() {
 			for f := rest[:end]; len(f) > 0; {
 				l := 4 + int(binary.LittleEndian.Uint32(f))
 				if seq := frameSeq(f[4:l]); seq != 0 {
-					n.acked(seq, packet.ErrUnspecified.Value)
+					n.unsent(seq, packet.ErrUnspecified.Value)
 				}
 				f = f[l:]
 			}
@@ -211,17 +253,29 @@ func (n *nodeRoute) acked(seq uint64, code byte) {
 	ack.Done(nil)
 }
 
+// unsent fails the wait for seq, whose message was not sent; a held
+// message's wait stays: ack_timeout sends it again.
+func (n *nodeRoute) unsent(seq uint64, code byte) {
+	n.mu.Lock()
+	if seq >= n.first && seq-n.first < uint64(len(n.pend)-n.head) && n.pend[n.head+int(seq-n.first)].hold != nil {
+		n.mu.Unlock()
+		return
+	}
+	n.mu.Unlock()
+	n.acked(seq, code)
+}
+
 // trimLocked drops the completed waits at the head of pend, and with
 // before > 0 the waits sent before it, into late; sequences are given in
 // time order, so it stops at the first later one.
-func (n *nodeRoute) trimLocked(before int64) (late []broker.Acker) {
+func (n *nodeRoute) trimLocked(before int64) (late []waiter) {
 	for n.head < len(n.pend) {
 		w := &n.pend[n.head]
 		if w.ack != nil {
 			if w.sent >= before {
 				break
 			}
-			late = append(late, w.ack)
+			late = append(late, *w)
 			n.waiting--
 		}
 		*w = waiter{}
@@ -240,14 +294,28 @@ func (n *nodeRoute) trimLocked(before int64) (late []broker.Acker) {
 	return late
 }
 
-// timeout fails the waits of messages sent before deadline.
+// timeout fails the waits of messages sent before deadline; a held
+// message within its Hold is sent again instead.
 func (n *nodeRoute) timeout(deadline int64) {
 	n.mu.Lock()
 	late := n.trimLocked(deadline)
-	n.timeouts += uint64(len(late))
+	now := time.Now().UnixNano()
+	var fail []broker.Acker
+	again := late[:0]
+	for _, w := range late {
+		if w.hold == nil || now >= w.hold.until {
+			fail = append(fail, w.ack)
+		} else {
+			again = append(again, w)
+		}
+	}
+	n.timeouts += uint64(len(fail))
 	n.mu.Unlock()
-	for _, ack := range late {
+	for _, ack := range fail {
 		ack.Done(ErrRemoteTimeout)
+	}
+	for _, w := range again {
+		n.resend(w)
 	}
 }
 
@@ -265,10 +333,18 @@ func (n *nodeRoute) release(err error) {
 	pend := n.pend[n.head:]
 	n.pend, n.head, n.first, n.waiting = nil, 0, n.next+1, 0
 	n.mu.Unlock()
+	var keep []waiter
 	for _, w := range pend {
-		if w.ack != nil {
+		switch {
+		case w.ack == nil:
+		case w.hold != nil && err != nil:
+			keep = append(keep, w) // not known dead: the router keeps it
+		default:
 			w.ack.Done(err)
 		}
+	}
+	if len(keep) > 0 {
+		n.r.park(n.name, n.epoch, keep)
 	}
 }
 

@@ -25,7 +25,7 @@ func TestWireRoundTrip(t *testing.T) {
 	m.Props.Set(packet.PropPayloadFormat)
 	m.Props.Set(packet.PropUser)
 	later := now + int64(10*time.Second) // ten seconds on the wire
-	got, seq, sender, err := decodeMsg(encodeMsg(nil, m, 1, 42, "n1", now, nil), later)
+	got, seq, sender, _, err := decodeMsg(encodeMsg(nil, m, 1, 42, "n1", now, nil, onceID{}), later)
 	if err != nil || seq != 42 || sender != "n1" {
 		t.Fatalf("decode: %v %d %q", err, seq, sender)
 	}
@@ -33,15 +33,15 @@ func TestWireRoundTrip(t *testing.T) {
 		!reflect.DeepEqual(got.Props, m.Props) {
 		t.Fatalf("got %+v", got)
 	}
-	sh, _, _, err := decodeMsg(encodeMsg(nil, m, 1, 7, "n1", now, &broker.Share{Group: "g", Filter: "a/+"}), now)
+	sh, _, _, _, err := decodeMsg(encodeMsg(nil, m, 1, 7, "n1", now, &broker.Share{Group: "g", Filter: "a/+"}, onceID{}), now)
 	if err != nil || sh.Share == nil || *sh.Share != (broker.Share{Group: "g", Filter: "a/+"}) || string(sh.Payload) != "pl" {
 		t.Errorf("shared frame: %+v %v", sh, err)
 	}
 	if left := time.Duration(got.Expiry - later); left != 90*time.Second {
 		t.Errorf("expiry left %v, want the 90 s it had when sent", left)
 	}
-	for i := range len(encodeMsg(nil, m, 1, 42, "n1", now, nil)) {
-		if _, _, _, err := decodeMsg(encodeMsg(nil, m, 1, 42, "n1", now, nil)[:i], now); err == nil && i < 10 {
+	for i := range len(encodeMsg(nil, m, 1, 42, "n1", now, nil, onceID{})) {
+		if _, _, _, _, err := decodeMsg(encodeMsg(nil, m, 1, 42, "n1", now, nil, onceID{})[:i], now); err == nil && i < 10 {
 			t.Errorf("truncated at %d decoded", i)
 		}
 	}
@@ -218,11 +218,21 @@ func TestAckTimeoutFailsPublish(t *testing.T) {
 
 func dialPaho(t *testing.T, addr, id string) *paho.Client {
 	t.Helper()
+	return dialPahoWith(t, addr, id, nil)
+}
+
+// dialPahoWith connects a v5 client; mod may change its config.
+func dialPahoWith(t *testing.T, addr, id string, mod func(*paho.ClientConfig)) *paho.Client {
+	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := paho.NewClient(paho.ClientConfig{ClientID: id, Conn: conn, PacketTimeout: 30 * time.Second})
+	cfg := paho.ClientConfig{ClientID: id, Conn: conn, PacketTimeout: 30 * time.Second}
+	if mod != nil {
+		mod(&cfg)
+	}
+	c := paho.NewClient(cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := c.Connect(ctx, &paho.Connect{ClientID: id, CleanStart: true}); err != nil {

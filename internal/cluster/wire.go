@@ -19,6 +19,9 @@ import (
 //	seq      uvarint: the sender's sequence for this receiver (0 for QoS 0)
 //	sender   string (uvarint length, bytes): the sending node
 //	(group and filter here with flag 6)
+//	epoch, id  uvarints (flag 7): a held message's name, the same in
+//	         every send of it (the sender's run and a number of that run):
+//	         the receiver accepts it once
 //	expiry   uvarint, nanoseconds left (flag 3): counted down across the hop
 //	origin   string: the publishing client's id
 //	topic    string
@@ -34,7 +37,13 @@ const (
 	flagProps  = 1 << 4
 	flagKeep   = 1 << 5 // AllOrNothing or Keep on the publishing node
 	flagShare  = 1 << 6 // for one shared subscription: group and filter follow the sender
+	flagOnce   = 1 << 7 // a held message, sent again until accepted: its onceID follows
 )
+
+// onceID names a message a node holds for another and may send it more
+// than once (Message.Hold): the sending node's run (epoch) and a number
+// within it. id 0: none.
+type onceID struct{ epoch, id uint64 }
 
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
@@ -42,7 +51,7 @@ func appendString(b []byte, s string) []byte {
 }
 
 // encodeMsg appends m's wire form, sent at QoS qos, to b.
-func encodeMsg(b []byte, m *broker.Message, qos byte, seq uint64, sender string, now int64, share *broker.Share) []byte {
+func encodeMsg(b []byte, m *broker.Message, qos byte, seq uint64, sender string, now int64, share *broker.Share, once onceID) []byte {
 	flags := qos & 3
 	if m.Retain {
 		flags |= flagRetain
@@ -60,12 +69,19 @@ func encodeMsg(b []byte, m *broker.Message, qos byte, seq uint64, sender string,
 	if share != nil {
 		flags |= flagShare
 	}
+	if once.id != 0 {
+		flags |= flagOnce
+	}
 	b = append(b, wireVersion, flags)
 	b = binary.AppendUvarint(b, seq)
 	b = appendString(b, sender)
 	if share != nil {
 		b = appendString(b, share.Group)
 		b = appendString(b, share.Filter)
+	}
+	if once.id != 0 {
+		b = binary.AppendUvarint(b, once.epoch)
+		b = binary.AppendUvarint(b, once.id)
 	}
 	if m.Expiry != 0 {
 		b = binary.AppendUvarint(b, uint64(max(m.Expiry-now, 1)))
@@ -129,10 +145,10 @@ func (r *reader) byte() byte {
 }
 
 // decodeMsg parses a forwarded message; the payload aliases b.
-func decodeMsg(b []byte, now int64) (m *broker.Message, seq uint64, sender string, err error) {
+func decodeMsg(b []byte, now int64) (m *broker.Message, seq uint64, sender string, once onceID, err error) {
 	r := &reader{b: b}
 	if r.byte() != wireVersion {
-		return nil, 0, "", errWire
+		return nil, 0, "", once, errWire
 	}
 	flags := r.byte()
 	m = &broker.Message{QoS: flags & 3, Retain: flags&flagRetain != 0, Keep: flags&flagKeep != 0, Local: true, Forwarded: true}
@@ -140,6 +156,10 @@ func decodeMsg(b []byte, now int64) (m *broker.Message, seq uint64, sender strin
 	sender = r.string()
 	if flags&flagShare != 0 {
 		m.Share = &broker.Share{Group: r.string(), Filter: r.string()}
+	}
+	if flags&flagOnce != 0 {
+		once.epoch = r.uvarint()
+		once.id = r.uvarint()
 	}
 	if flags&flagExpiry != 0 {
 		m.Expiry = now + int64(min(r.uvarint(), uint64(100*365*24*time.Hour)))
@@ -157,17 +177,17 @@ func decodeMsg(b []byte, now int64) (m *broker.Message, seq uint64, sender strin
 		}
 		n := r.uvarint()
 		if n > uint64(len(r.b)) {
-			return nil, 0, "", errWire
+			return nil, 0, "", once, errWire
 		}
 		for range n {
 			p.User = append(p.User, packet.UserProperty{Key: r.string(), Value: r.string()})
 		}
 	}
 	if r.err != nil || m.QoS > 2 {
-		return nil, 0, "", errWire
+		return nil, 0, "", once, errWire
 	}
 	m.Payload = r.b
-	return m, seq, sender, nil
+	return m, seq, sender, once, nil
 }
 
 // The body of an acknowledgement batch (subject <prefix>ack.<sender>):

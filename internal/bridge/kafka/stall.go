@@ -29,6 +29,11 @@ import (
 // records it refuses are published without AllOrNothing (with Keep): the
 // full session loses its copy (the broker counts a queue_full drop), the
 // record is counted Undeliverable and committed, and the partition goes on.
+//
+// In a cluster, every command also carries Message.Hold (its max_stall):
+// a node with matching subscribers that does not accept it in time is
+// sent it again until it does or is known dead (internal/cluster), and
+// done, so the commit, waits meanwhile.
 
 // stallRetry is how often a stalled partition's record is tried again.
 const stallRetry = 200 * time.Millisecond
@@ -172,7 +177,7 @@ func (b *Bridge) deliverAll(ctx context.Context, cl *kgo.Client, st *consumeStat
 				res[i].bad = err
 				continue
 			}
-			m.AllOrNothing = true
+			m.AllOrNothing, m.Hold = true, cmd.hold()
 			x := &res[i]
 			publish := func() {
 				wg.Add(1)
@@ -186,7 +191,7 @@ func (b *Bridge) deliverAll(ctx context.Context, cl *kgo.Client, st *consumeStat
 			var qf *broker.QueueFullError
 			if over != "" && x.fin.Load() && errors.As(x.err, &qf) && qf.ClientID == over {
 				// Past max_stall: over loses its copy, the others get theirs.
-				*m = broker.Message{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, Keep: true}
+				*m = broker.Message{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, Keep: true, Hold: cmd.hold()}
 				x.err, x.forced = nil, true
 				x.fin.Store(false)
 				publish()
@@ -243,6 +248,17 @@ func (b *Bridge) deliverAll(ctx context.Context, cl *kgo.Client, st *consumeStat
 		}
 	}
 	return true
+}
+
+// hold is how long the cluster keeps a command for a node with matching
+// subscribers that does not accept it in time (broker.Message.Hold): the
+// command's max_stall, or without limit with max_stall 0. The publish's
+// done, so the commit, waits meanwhile.
+func (c *command) hold() time.Duration {
+	if c.maxStall > 0 {
+		return c.maxStall
+	}
+	return 100 * 365 * 24 * time.Hour
 }
 
 // pastMaxStall is the session that has stalled tp for its command's
