@@ -61,7 +61,7 @@ type Conn struct {
 	nonblock bool // parked plain TCP or WebSocket: reads never wait (ErrEmpty)
 	framed   bool // nonblock WebSocket: nc reads the frames, readSocket the socket
 	drained  bool // the last step left the socket empty
-	short    bool // the last nonblock read returned less than asked: the socket was empty
+	short    bool // the last nonblock read returned less than asked: the socket was empty, unless hup
 	tlsMore  bool // tlsc may hold records read ahead of the last Read
 	draining bool // reading only what tlsc holds: a timeout means nothing
 
@@ -71,6 +71,11 @@ type Conn struct {
 	gen      uint32 // tells this conn's poller events from a reused descriptor's; guarded by poll.mu
 	deadline atomic.Int64
 	timer    *time.Timer
+	// hup is set by the poller, before it wakes the reader, when an event
+	// said the peer closed (or reset) the socket: a short read then no
+	// longer means the socket is empty, as the end still waits to be read
+	// and no further edge will announce it.
+	hup atomic.Bool
 
 	// Kick sets these from any goroutine.
 	kicked  atomic.Bool

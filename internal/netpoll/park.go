@@ -167,7 +167,11 @@ func (c *Conn) step() (read bool, err error) {
 		if err == ErrEmpty {
 			return false, c.checkDeadline()
 		}
-		c.drained = c.short
+		// A short read leaves the peer's close (FIN or reset) unread when
+		// it came with the bytes read or before the poller took their
+		// event: one edge announced both, so the reader reads on to the
+		// end instead of parking (hup).
+		c.drained = c.short && !c.hup.Load()
 	case peekFD(c.fd):
 		if c.tlsc != nil {
 			c.MayBlock() // the rest of a record may still be on its way

@@ -56,6 +56,12 @@ type epollSet struct {
 // parkEvents: readable or peer closed, edge-triggered.
 const parkEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET
 
+// hupEvents say the peer closed or reset the socket. Edge-triggered, the
+// close that arrives with data (or before the poller takes the data's
+// event) raises no event of its own: the reader must read to the end
+// (Conn.hup).
+const hupEvents = unix.EPOLLRDHUP | unix.EPOLLHUP | unix.EPOLLERR
+
 // newPoller starts a poller whose readers run within bounds; onErr hears
 // of every wait that failed (the poller recovers from it, see recover).
 //
@@ -210,6 +216,9 @@ func (p *poller) run() {
 			if ev.Fd == int32(p.wake[0]) {
 				stop = true
 			} else if c := p.conns[ev.Fd]; c != nil && c.gen == uint32(ev.Pad) {
+				if ev.Events&hupEvents != 0 && !c.hup.Load() {
+					c.hup.Store(true) // before the wakeup that hands c to a reader
+				}
 				ready = append(ready, c)
 			}
 		}
