@@ -73,6 +73,10 @@ type Broker struct {
 	remote   *topic.Index[RemoteRoute, byte]
 	retained *topic.Retained[*Message]
 
+	// Shared subscriptions of other nodes (shared_remote.go).
+	rshared    remoteShared
+	sharedSelf SharedRemoteRoute
+
 	// bridges are mqtt.bridge_clients: sessions with the bridge queue limits.
 	bridges map[string]bool
 

@@ -42,6 +42,9 @@ type Message struct {
 	// retain-as-published subscriptions; the message is not stored as
 	// retained, as retained messages replicate on their own.
 	Forwarded bool
+	// settle tells the node that sent a shared subscription's copy how it
+	// ended (DeliverShared); nil for every other message.
+	settle func(ok bool)
 }
 
 // userPropSize is what each user property costs besides its strings.

@@ -131,6 +131,9 @@ func (b *Broker) route(m *Message, w *storeWait) {
 		sc.add(s, o)
 	})
 	b.shared.MatchTurn(m.Topic, func(group, filter string, members []topic.Entry[*session, subOpts], turn uint64) {
+		if m.Forwarded {
+			return // another node picked this node for its shared copies: DeliverShared
+		}
 		e := pickMember(members, turn)
 		t := target{s: e.Sub, qos: e.Value.QoS, id0: e.Value.ID, group: group, filter: filter}
 		if b.opts.Authorizer != nil && len(members) > 1 {
@@ -153,6 +156,9 @@ func (b *Broker) route(m *Message, w *storeWait) {
 			}
 			sc.remotes = append(sc.remotes, remoteTarget{r, qos})
 		})
+	}
+	if !m.Local {
+		b.routeRemoteShared(m, sc, w) // shared_remote.go
 	}
 	if n := len(sc.targets); n > 1 {
 		sc.arenaHint = min(n*(len(m.Topic)+24), 16<<10)
@@ -253,8 +259,8 @@ func (b *Broker) SubscribeRemote(filter string, qos byte, r RemoteRoute) error {
 	if err := topic.ValidFilter(filter, b.cfg.MaxTopicLevels); err != nil {
 		return err
 	}
-	if _, _, ok, _ := topic.ParseShared(filter); ok {
-		return packet.ErrSharedSubscriptionsNotSupported
+	if group, inner, ok := sharedFilter(filter); ok {
+		return b.subscribeRemoteShared(group, inner, qos, r)
 	}
 	b.remote.Subscribe(filter, r, min(qos, 2))
 	return nil
@@ -277,7 +283,8 @@ func (b *Broker) LocalFilters(fn func(filter string, qos byte)) {
 		}
 		return true
 	})
-	b.shared.Range(func(_, filter string, members []topic.Entry[*session, subOpts]) bool {
+	b.shared.Range(func(group, filter string, members []topic.Entry[*session, subOpts]) bool {
+		filter = "$share/" + group + "/" + filter // shared_remote.go
 		for _, e := range members {
 			if q, ok := seen[filter]; !ok || e.Value.QoS > q {
 				seen[filter] = e.Value.QoS
@@ -292,6 +299,9 @@ func (b *Broker) LocalFilters(fn func(filter string, qos byte)) {
 
 // UnsubscribeRemote removes a remote subscription added by SubscribeRemote.
 func (b *Broker) UnsubscribeRemote(filter string, r RemoteRoute) bool {
+	if group, inner, ok := sharedFilter(filter); ok {
+		return b.unsubscribeRemoteShared(group, inner, r)
+	}
 	return b.remote.Unsubscribe(filter, r)
 }
 

@@ -63,6 +63,8 @@ type Router struct {
 	closed  atomic.Bool
 	started atomic.Bool
 
+	sh sharedState // shared.go
+
 	forwarded atomic.Uint64
 	received  atomic.Uint64
 }
@@ -136,6 +138,10 @@ func (r *Router) Start(b *broker.Broker) error {
 		r.Close()
 		return fmt.Errorf("cluster: %w", err)
 	}
+	if err := r.startShared(); err != nil { // shared.go
+		r.Close()
+		return fmt.Errorf("cluster: %w", err)
+	}
 	r.started.Store(true)
 	r.wg.Add(2)
 	go r.ackLoop()
@@ -180,9 +186,6 @@ func (r *Router) WaitReady(ctx context.Context, logEvery time.Duration) error {
 func (r *Router) OnSubscribe(_ *broker.ClientInfo, filter string, qos byte) {
 	if !r.started.Load() {
 		return // Start announces everything
-	}
-	if len(filter) > 7 && filter[:7] == "$share/" {
-		filter = sharedInner(filter)
 	}
 	r.mu.Lock()
 	if q, ok := r.local[filter]; ok && q >= qos {
@@ -570,4 +573,5 @@ func (r *Router) Close() {
 	for _, p := range peers {
 		r.dropPeer(p)
 	}
+	r.closeShared() // shared.go
 }
