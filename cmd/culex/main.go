@@ -15,6 +15,7 @@ Usage:
   culex serve [flags]     run a broker node (culex serve -h for flags)
   culex bench CMD [flags] load-test any MQTT broker (conn, pub, sub)
   culex users CMD [flags] manage the users file (add, passwd, rm, list)
+  culex cluster status    print the nodes of the cluster (culex cluster -h)
   culex bridge [flags]    standalone MQTT -> Kafka / Kafka -> MQTT bridge for any broker
   culex version           print the version
 `
@@ -35,6 +36,8 @@ func main() {
 		err = users(args)
 	case "bridge":
 		err = bridge(args)
+	case "cluster":
+		err = clusterCmd(args)
 	case "version", "--version", "-v":
 		fmt.Println("culex", version)
 	case "help", "-h", "--help":

@@ -56,12 +56,13 @@ type Router struct {
 	localSeq uint64
 	synced   bool // the first announcement was made
 
-	acks    chan ackItem
-	subs    []*nats.Subscription
-	stop    chan struct{}
-	wg      sync.WaitGroup
-	closed  atomic.Bool
-	started atomic.Bool
+	acks      chan ackItem
+	subs      []*nats.Subscription
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closed    atomic.Bool
+	started   atomic.Bool
+	startedAt time.Time
 
 	sh sharedState // shared.go
 
@@ -142,6 +143,7 @@ func (r *Router) Start(b *broker.Broker) error {
 		r.Close()
 		return fmt.Errorf("cluster: %w", err)
 	}
+	r.startedAt = time.Now()
 	r.started.Store(true)
 	r.wg.Add(2)
 	go r.ackLoop()
@@ -149,6 +151,9 @@ func (r *Router) Start(b *broker.Broker) error {
 	r.resync()
 	return nil
 }
+
+// heartbeatEvery is the heartbeat period: a fifth of node_timeout.
+func (r *Router) heartbeatEvery() time.Duration { return max(r.nodeTO/5, 20*time.Millisecond) }
 
 // Done is closed when the router is closed.
 func (r *Router) Done() <-chan struct{} { return r.stop }
@@ -261,10 +266,9 @@ func (r *Router) heartbeat() {
 
 func (r *Router) tickLoop() {
 	defer r.wg.Done()
-	hb := max(r.nodeTO/5, 20*time.Millisecond)
-	t := time.NewTicker(hb)
+	t := time.NewTicker(r.heartbeatEvery())
 	defer t.Stop()
-	lastResync := time.Now()
+	lastResync, lastSys := time.Now(), time.Time{}
 	r.heartbeat()
 	for {
 		select {
@@ -278,7 +282,22 @@ func (r *Router) tickLoop() {
 			lastResync = time.Now()
 		}
 		r.expire()
+		if time.Since(lastSys) >= SysInterval {
+			r.publishSys()
+			lastSys = time.Now()
+		}
 	}
+}
+
+// SysInterval is how often a node publishes $SYS/brokers/<node>/status.
+var SysInterval = 10 * time.Second
+
+// publishSys publishes the node's Status as JSON on
+// $SYS/brokers/<node>/status, retained on this node and forwarded to the
+// subscribers of every node.
+func (r *Router) publishSys() {
+	data, _ := json.Marshal(r.Status())
+	r.b.Publish(context.Background(), &broker.Message{Topic: "$SYS/brokers/" + r.node + "/status", Payload: data, Retain: true}, nil)
 }
 
 // expire forgets nodes silent for longer than node_timeout and fails
@@ -426,6 +445,11 @@ func (r *Router) onSync(msg *nats.Msg) {
 // Synced reports whether every node this one has heard of has sent its
 // whole interest.
 func (r *Router) Synced() error {
+	if wait := time.Until(r.startedAt.Add(2 * r.heartbeatEvery())); wait > 0 {
+		// Every live node heartbeats within one interval: after two, this
+		// node has heard of each of them.
+		return fmt.Errorf("cluster: listening for the other nodes' heartbeats (%v more)", wait.Round(time.Millisecond))
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var waiting []string

@@ -297,7 +297,7 @@ func (r *Router) sharedResend(seq uint64, p *shPend) {
 // wait after ack_timeout, as for ordinary routing.
 func (r *Router) sharedTickLoop() {
 	defer r.wg.Done()
-	t := time.NewTicker(max(r.nodeTO/5, 20*time.Millisecond))
+	t := time.NewTicker(r.heartbeatEvery())
 	defer t.Stop()
 	for {
 		select {

@@ -38,7 +38,7 @@ var allowed = map[string][]string{
 }
 
 // testOnly are the test-support packages: only test files import them.
-var testOnly = []string{"internal/testcert", "internal/testlog", "internal/brokertest"}
+var testOnly = []string{"internal/testcert", "internal/testlog", "internal/brokertest", "internal/clustertest"}
 
 type pkg struct {
 	ImportPath string

@@ -382,8 +382,55 @@ func (f *Fabric) Close() {
 type natsLogger struct{ l *slog.Logger }
 
 func (n natsLogger) Noticef(format string, v ...any) { n.l.Debug(fmt.Sprintf(format, v...)) }
-func (n natsLogger) Warnf(format string, v ...any)   { n.l.Warn(fmt.Sprintf(format, v...)) }
-func (n natsLogger) Fatalf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
-func (n natsLogger) Errorf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
-func (n natsLogger) Debugf(format string, v ...any)  { n.l.Debug(fmt.Sprintf(format, v...)) }
-func (n natsLogger) Tracef(format string, v ...any)  { n.l.Debug(fmt.Sprintf(format, v...)) }
+func (n natsLogger) Warnf(format string, v ...any) {
+	if strings.HasPrefix(format, "Maximum payloads over") {
+		return // MQTT's own max_packet_size bounds what is forwarded
+	}
+	n.l.Warn(fmt.Sprintf(format, v...))
+}
+func (n natsLogger) Fatalf(format string, v ...any) { n.l.Error(fmt.Sprintf(format, v...)) }
+func (n natsLogger) Errorf(format string, v ...any) { n.l.Error(fmt.Sprintf(format, v...)) }
+func (n natsLogger) Debugf(format string, v ...any) { n.l.Debug(fmt.Sprintf(format, v...)) }
+func (n natsLogger) Tracef(format string, v ...any) { n.l.Debug(fmt.Sprintf(format, v...)) }
+
+// Observe joins the cluster of cfg for a moment, as `culex cluster status`
+// does: through cfg.NATSURL, or as a member without JetStream routed to
+// cfg.Peers and to cfg.Listen (the node whose config file this is) from a
+// loopback port of its own. It returns once its routes stop growing (the
+// mesh is complete), within wait.
+func Observe(cfg config.Cluster, wait time.Duration) (*Fabric, error) {
+	cfg.NodeName = fmt.Sprintf("observer-%d", os.Getpid())
+	cfg.Role = string(Replicant)
+	if cfg.NATSURL == "" {
+		if cfg.Listen != "" {
+			host, port, _ := net.SplitHostPort(cfg.Listen)
+			if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+				host = "127.0.0.1"
+			}
+			cfg.Peers = append(append([]string(nil), cfg.Peers...), net.JoinHostPort(host, port))
+		}
+		cfg.Listen = "127.0.0.1:" + strconv.Itoa(server.RANDOM_PORT)
+	}
+	f, err := Start(cfg, "", nil)
+	if err != nil {
+		return nil, err
+	}
+	if f.srv == nil {
+		return f, nil
+	}
+	deadline := time.Now().Add(wait)
+	last, since := 0, time.Now()
+	for time.Now().Before(deadline) {
+		if n := f.srv.NumRoutes(); n != last {
+			last, since = n, time.Now()
+		} else if n > 0 && time.Since(since) > 500*time.Millisecond {
+			return f, nil
+		}
+		time.Sleep(20 * time.Millisecond) // polling the route count
+	}
+	if last == 0 {
+		f.Close()
+		return nil, fmt.Errorf("cluster: no route to %s within %v (check cluster.peers, cluster.secret and the firewall)", strings.Join(cfg.Peers, ", "), wait)
+	}
+	return f, nil
+}
