@@ -130,26 +130,23 @@ func (b *Broker) SetSharedSelf(r SharedRemoteRoute) { b.sharedSelf = r }
 // accepted(nil).
 func (b *Broker) DeliverShared(m *Message, qos byte, group, filter string, accepted func(error), settle func(ok bool)) {
 	m.QoS = min(m.QoS, qos)
-	if settle != nil && m.QoS > 0 {
-		m.settle = settle
-	}
-	w := newStoreWait(accepted)
-	defer w.done(nil)
-	e, ok := b.shared.Next(group, filter)
-	if !ok {
+	members := b.shared.Members(group, filter)
+	if len(members) == 0 {
+		callDone(accepted, nil)
 		if settle != nil {
 			settle(false)
 		}
 		return
 	}
-	members := b.shared.Members(group, filter)
+	// The member whose turn it is, or the next online one, as local
+	// routing picks.
+	e, _ := b.shared.Next(group, filter)
 	for k := range members {
 		if members[k].Sub == e.Sub {
 			members = append(members[k:], members[:k]...)
 			break
 		}
 	}
-	// Prefer an online member, as local routing does.
 	for _, c := range members {
 		if c.Sub.online.Load() {
 			e = c
@@ -157,21 +154,28 @@ func (b *Broker) DeliverShared(m *Message, qos byte, group, filter string, accep
 		}
 	}
 	t := target{s: e.Sub, qos: e.Value.QoS, id0: e.Value.ID, group: group, filter: filter}
-	final := m.QoS == 0 || min(m.QoS, t.qos) == 0
 	e.Sub.mu.Lock()
-	final = final || e.Sub.persistent
+	final := min(m.QoS, t.qos) == 0 || e.Sub.persistent
 	e.Sub.mu.Unlock()
-	if final {
-		m.settle = nil
+	done := accepted
+	if settle != nil {
+		if final {
+			// Nothing to complete here: settled once accepted.
+			done = func(err error) {
+				callDone(accepted, err)
+				settle(err == nil)
+			}
+		} else {
+			m.settle = settle
+		}
 	}
+	w := newStoreWait(done)
 	sc := scratches.Get().(*scratch)
 	sc.now = time.Now().UnixNano()
 	b.deliverTarget(&t, m, sc, w)
 	sc.reset()
 	scratches.Put(sc)
-	if final && settle != nil {
-		settle(true)
-	}
+	w.done(nil)
 }
 
 // settled reports a shared copy's end to the node that sent it (see
