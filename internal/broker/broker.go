@@ -76,6 +76,9 @@ type Broker struct {
 	// Shared subscriptions of other nodes (shared_remote.go).
 	rshared    remoteShared
 	sharedSelf SharedRemoteRoute
+	// Draining (drain.go): new connections refused; the Server Reference.
+	draining atomic.Bool
+	drainRef atomic.Pointer[string]
 
 	// bridges are mqtt.bridge_clients: sessions with the bridge queue limits.
 	bridges map[string]bool

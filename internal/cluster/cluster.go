@@ -65,6 +65,7 @@ type Router struct {
 	startedAt time.Time
 
 	sh sharedState // shared.go
+	dr drainState  // drain.go
 
 	forwarded atomic.Uint64
 	received  atomic.Uint64
@@ -470,6 +471,9 @@ func (r *Router) Synced() error {
 func (r *Router) Ready(ctx context.Context) error {
 	if !r.started.Load() || r.closed.Load() {
 		return errors.New("cluster: routing not started")
+	}
+	if r.Draining() {
+		return ErrDraining // drain.go
 	}
 	if err := r.f.Ready(ctx); err != nil {
 		return err

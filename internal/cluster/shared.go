@@ -95,6 +95,9 @@ func (r *Router) startShared() error {
 		r.subs = append(r.subs, s)
 	}
 	r.b.SetSharedSelf(sh.self)
+	if err := r.startDrain(); err != nil { // drain.go
+		return err
+	}
 	r.wg.Add(2)
 	go r.sharedAckLoop()
 	go r.sharedTickLoop()
