@@ -61,8 +61,12 @@ type Router struct {
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	closed    atomic.Bool
+	dirty     atomic.Bool // a subscription may have gone: resync
 	started   atomic.Bool
 	startedAt time.Time
+
+	watchMu  sync.Mutex
+	watchers []func(node string, up bool)
 
 	sh sharedState // shared.go
 	dr drainState  // drain.go
@@ -153,6 +157,25 @@ func (r *Router) Start(b *broker.Broker) error {
 	return nil
 }
 
+// Watch calls fn whenever another node joins (up, also after a restart)
+// or is gone (no heartbeat for cluster.node_timeout), on a goroutine of the
+// router: fn must not block. The client-id registry and wills use it to
+// release what a dead node held.
+func (r *Router) Watch(fn func(node string, up bool)) {
+	r.watchMu.Lock()
+	r.watchers = append(r.watchers, fn)
+	r.watchMu.Unlock()
+}
+
+func (r *Router) notify(node string, up bool) {
+	r.watchMu.Lock()
+	ws := r.watchers
+	r.watchMu.Unlock()
+	for _, fn := range ws {
+		fn(node, up)
+	}
+}
+
 // heartbeatEvery is the heartbeat period: a fifth of node_timeout.
 func (r *Router) heartbeatEvery() time.Duration { return max(r.nodeTO/5, 20*time.Millisecond) }
 
@@ -204,6 +227,13 @@ func (r *Router) OnSubscribe(_ *broker.ClientInfo, filter string, qos byte) {
 	r.publishLocked(a)
 	r.mu.Unlock()
 }
+
+// OnUnsubscribe, OnDisconnect and OnSessionExpired mark the announced
+// filters stale: a filter may have lost its last subscriber, which the
+// next resynchronisation (within a second) announces.
+func (r *Router) OnUnsubscribe(*broker.ClientInfo, string) { r.dirty.Store(true) }
+func (r *Router) OnDisconnect(*broker.ClientInfo, error)   { r.dirty.Store(true) }
+func (r *Router) OnSessionExpired(string)                  { r.dirty.Store(true) }
 
 func sharedInner(f string) string {
 	rest := f[7:]
@@ -278,7 +308,10 @@ func (r *Router) tickLoop() {
 		case <-t.C:
 		}
 		r.heartbeat()
-		if time.Since(lastResync) >= time.Second {
+		// Walking every subscription costs, so only after a removal (or
+		// every 30 s, in case a removal went unseen).
+		if since := time.Since(lastResync); since >= time.Second && r.dirty.Load() || since >= 30*time.Second {
+			r.dirty.Store(false)
 			r.resync()
 			lastResync = time.Now()
 		}
@@ -321,6 +354,7 @@ func (r *Router) expire() {
 	for _, p := range gone {
 		r.log.Warn("cluster: node gone", "node", p.name, "silent_for", r.nodeTO)
 		r.dropPeer(p)
+		r.notify(p.name, false)
 	}
 	for _, rt := range routes {
 		rt.timeout(now.Add(-r.ackTO).UnixNano())
@@ -349,6 +383,7 @@ func (r *Router) onAnnounce(msg *nats.Msg) {
 		old, p = p, nil
 		delete(r.peers, a.Node)
 	}
+	joined := p == nil
 	if p == nil {
 		p = &peer{name: a.Node, epoch: a.Epoch, filters: make(map[string]byte)}
 		p.route = newNodeRoute(r, a.Node)
@@ -373,6 +408,10 @@ func (r *Router) onAnnounce(msg *nats.Msg) {
 	if old != nil {
 		r.log.Info("cluster: node restarted", "node", a.Node)
 		r.dropPeer(old)
+		r.notify(a.Node, false)
+	}
+	if joined {
+		r.notify(a.Node, true)
 	}
 	if needSync {
 		go r.requestSync(a.Node, a.Epoch)

@@ -72,6 +72,10 @@ func (s *Server) Ready(ctx context.Context) error {
 // Cluster returns the node's router, nil for a node alone.
 func (s *Server) Cluster() *cluster.Router { return s.router }
 
+// Fabric returns the node's fabric (NATS connection, JetStream), nil for
+// a node alone.
+func (s *Server) Fabric() *fabric.Fabric { return s.fabric }
+
 // closeCluster stops routing and the fabric, after the broker.
 func (s *Server) closeCluster() {
 	if s.router != nil {

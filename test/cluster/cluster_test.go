@@ -201,7 +201,7 @@ func primed(t *testing.T, pub *v5, topic string, chans map[string]chan msg) {
 }
 
 func TestCluster(t *testing.T) {
-	c := clustertest.Start(t, clustertest.Options{Cores: 3, Replicants: 2, ClusterExtra: "node_timeout: 3s",
+	c := clustertest.Start(t, clustertest.Options{Cores: 3, Replicants: 3, ClusterExtra: "node_timeout: 3s",
 		Extra: "auth:\n  sys_superuser_only: false\n"})
 	c0, c1, c2, r3, r4 := c.Nodes[0], c.Nodes[1], c.Nodes[2], c.Nodes[3], c.Nodes[4]
 
@@ -401,4 +401,48 @@ func TestCluster(t *testing.T) {
 		s.sub("x/back", 1, 0, false)
 		primed(t, pub, "x/back", map[string]chan msg{"restarted": s.msgs})
 	})
+}
+
+// TestThreeCores: three cores only. mosquitto_pub publishes at QoS 2 on
+// one core to a 3.1.1 subscriber on another; a core killed with SIGKILL
+// and restarted on its port and store rejoins and routes again.
+func TestThreeCores(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{Cores: 3})
+	c0, c1, c2 := c.Nodes[0], c.Nodes[1], c.Nodes[2]
+	s := dialV3(t, c1.MQTT(), "s3")
+	s.sub(t, "m/#", 2)
+	p := dialV5(t, c2.MQTT(), "p5")
+	primed(t, p, "m/prime", map[string]chan msg{"v3": s.msgs})
+	host, port, _ := net.SplitHostPort(c0.MQTT())
+	for i := range 20 {
+		out, err := exec.Command("mosquitto_pub", "-h", host, "-p", port, "-q", "2", "-t", "m/q2", "-m", "q2-"+strconv.Itoa(i)).CombinedOutput()
+		if err != nil {
+			t.Fatalf("mosquitto_pub: %v %s", err, out)
+		}
+	}
+	p.pub("m/end", 1, "end")
+	got := only(recvUntil(t, "v3", s.msgs, "end"), "m/q2")
+	if len(got) != 20 {
+		t.Fatalf("got %d of 20", len(got))
+	}
+	for i, m := range got {
+		if m.Payload != "q2-"+strconv.Itoa(i) || m.QoS != 2 {
+			t.Fatalf("message %d: %+v", i, m)
+		}
+	}
+	c0.Kill()
+	for i := range 10 {
+		if _, err := p.pub("m/k", 2, "k"+strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.pub("m/k", 1, "end-k")
+	if got := only(recvUntil(t, "v3", s.msgs, "end-k"), "m/k"); len(got) != 10 {
+		t.Fatalf("after SIGKILL of %s: got %d of 10", c0.Name, len(got))
+	}
+	c0.Restart()
+	c0.WaitReady()
+	s0 := dialV5(t, c0.MQTT(), "s0")
+	s0.sub("m/#", 1, 0, false)
+	primed(t, p, "m/back", map[string]chan msg{"restarted core": s0.msgs})
 }

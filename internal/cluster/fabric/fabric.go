@@ -138,6 +138,9 @@ func serverOptions(cfg config.Cluster, node string, role Role, dataDir string) (
 	if host == "" {
 		host = "0.0.0.0"
 	}
+	if port == 0 {
+		port = server.RANDOM_PORT // NATS reads 0 as "no cluster port"
+	}
 	o := &server.Options{
 		ServerName: node,
 		// The client port is needed (routes wait for its listener) but

@@ -2,33 +2,16 @@ package fabric
 
 import (
 	"context"
-	"net"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/culexmq/culex/internal/clustertest"
 	"github.com/culexmq/culex/internal/config"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// freePorts returns n ports that were free a moment ago.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ls []net.Listener
-	var out []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return out
-}
+func freePorts(t *testing.T, n int) []int { return clustertest.FreePorts(t, n) }
 
 func clusterCfg(name string, role string, port int, peers []int) config.Cluster {
 	c := config.Default().Cluster

@@ -1,0 +1,83 @@
+package broker
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/culexmq/culex/internal/mqtt/packet"
+)
+
+// heldRemote is an AckRemoteRoute that keeps the acks it is given.
+type heldRemote struct {
+	mu   sync.Mutex
+	acks []Acker
+	qos0 int
+}
+
+func (h *heldRemote) Deliver(m *Message, qos byte) {
+	h.mu.Lock()
+	h.qos0++
+	h.mu.Unlock()
+}
+
+func (h *heldRemote) DeliverAck(m *Message, qos byte, ack Acker) {
+	h.mu.Lock()
+	h.acks = append(h.acks, ack)
+	h.mu.Unlock()
+}
+
+func (h *heldRemote) take() []Acker {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	a := h.acks
+	h.acks = nil
+	return a
+}
+
+// TestAckRemoteRouteHoldsPuback: a QoS 1 PUBACK waits for the remote
+// route's ack; a failed ack fails the PUBACK (v5: 0x80); QoS 0 and
+// forwarded messages are not offered to remote routes for acks, and a
+// forwarded retained message is not stored.
+func TestAckRemoteRouteHoldsPuback(t *testing.T) {
+	tb := startBroker(t, Options{AllowAnonymous: true})
+	h := &heldRemote{}
+	if err := tb.SubscribeRemote("a/#", 2, h); err != nil {
+		t.Fatal(err)
+	}
+	p := tb.connect("p", packet.V5)
+	p.publish("a/b", "x", 1, false, 1)
+	var acks []Acker
+	eventually(t, "DeliverAck", func() bool { acks = append(acks, h.take()...); return len(acks) == 1 })
+	// A marker: a QoS 0 publish goes through Deliver; its PINGRESP-like
+	// positive event is the Deliver count, and still no PUBACK is read.
+	p.publish("a/c", "y", 0, false, 0)
+	eventually(t, "QoS 0 Deliver", func() bool { h.mu.Lock(); defer h.mu.Unlock(); return h.qos0 == 1 })
+	p.send(&packet.Pingreq{})
+	p.expect(packet.PINGRESP) // nothing came before it: the PUBACK is held
+	acks[0].Done(nil)
+	if ack := p.expect(packet.PUBACK).(*packet.Ack); ack.PacketID != 1 || ack.ReasonCode != 0 {
+		t.Fatalf("PUBACK %+v", ack)
+	}
+	p.publish("a/b", "x", 1, false, 2)
+	eventually(t, "DeliverAck", func() bool { acks = h.take(); return len(acks) == 1 })
+	acks[0].Done(errTestRemote)
+	if ack := p.expect(packet.PUBACK).(*packet.Ack); ack.PacketID != 2 || ack.ReasonCode != packet.ErrUnspecified.Value {
+		t.Fatalf("PUBACK %+v, want reason 0x80", ack)
+	}
+	// Forwarded messages (Local) are not offered back; Retain is not stored.
+	done := make(chan error, 1)
+	tb.Publish(context.Background(), &Message{Topic: "a/r", QoS: 1, Retain: true, Local: true, Forwarded: true, Payload: []byte("r")},
+		func(err error) { done <- err })
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if acks := h.take(); len(acks) != 0 {
+		t.Fatalf("forwarded message offered to a remote route")
+	}
+	if _, ok := tb.retained.Get("a/r"); ok {
+		t.Fatal("forwarded retained message stored")
+	}
+}
+
+var errTestRemote = packet.ErrUnspecified

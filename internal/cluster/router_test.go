@@ -1,0 +1,217 @@
+package cluster
+
+import (
+	"context"
+	"net"
+	"reflect"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/culexmq/culex/internal/broker"
+	"github.com/culexmq/culex/internal/brokertest"
+	"github.com/culexmq/culex/internal/cluster/fabric"
+	"github.com/culexmq/culex/internal/clustertest"
+	"github.com/culexmq/culex/internal/config"
+	"github.com/culexmq/culex/internal/mqtt/packet"
+	"github.com/eclipse/paho.golang/paho"
+)
+
+func TestWireRoundTrip(t *testing.T) {
+	now := time.Now().UnixNano()
+	m := &broker.Message{Topic: "a/b", Payload: []byte("pl"), QoS: 2, Retain: true, Origin: "c1", Expiry: now + int64(90*time.Second),
+		Props: packet.Properties{PayloadFormat: 1, ContentType: "ct", ResponseTopic: "rt", CorrelationData: []byte{9},
+			User: []packet.UserProperty{{Key: "k", Value: "v"}, {Key: "k", Value: "w"}}}}
+	m.Props.Set(packet.PropPayloadFormat)
+	m.Props.Set(packet.PropUser)
+	later := now + int64(10*time.Second) // ten seconds on the wire
+	got, seq, sender, err := decodeMsg(encodeMsg(nil, m, 1, 42, "n1", now), later)
+	if err != nil || seq != 42 || sender != "n1" {
+		t.Fatalf("decode: %v %d %q", err, seq, sender)
+	}
+	if got.QoS != 1 || !got.Retain || !got.Local || !got.Forwarded || got.Origin != "c1" || string(got.Payload) != "pl" ||
+		!reflect.DeepEqual(got.Props, m.Props) {
+		t.Fatalf("got %+v", got)
+	}
+	if left := time.Duration(got.Expiry - later); left != 90*time.Second {
+		t.Errorf("expiry left %v, want the 90 s it had when sent", left)
+	}
+	for i := range len(encodeMsg(nil, m, 1, 42, "n1", now)) {
+		if _, _, _, err := decodeMsg(encodeMsg(nil, m, 1, 42, "n1", now)[:i], now); err == nil && i < 10 {
+			t.Errorf("truncated at %d decoded", i)
+		}
+	}
+}
+
+type node struct {
+	f    *fabric.Fabric
+	r    *Router
+	b    *broker.Broker
+	addr string
+}
+
+// startNodes starts n replicants (no JetStream) routed to each other, each
+// with a broker and a router, in this process.
+func startNodes(t *testing.T, n int) []*node {
+	ports := clustertest.FreePorts(t, n)
+	var out []*node
+	for i := range n {
+		c := config.Default().Cluster
+		c.NodeName, c.Role, c.Secret = "n"+strconv.Itoa(i), "replicant", "s"
+		c.Listen = "127.0.0.1:" + strconv.Itoa(ports[i])
+		c.NodeTimeout, c.AckTimeout = time.Second, 5*time.Second
+		for j, p := range ports {
+			if j != i {
+				c.Peers = append(c.Peers, "127.0.0.1:"+strconv.Itoa(p))
+			}
+		}
+		f, err := fabric.Start(c, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := New(f, nil)
+		addr, b := brokertest.Serve(t, broker.Options{Config: config.Default().MQTT, AllowAnonymous: true, Hooks: []broker.Hook{r}})
+		if err := r.Start(b); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close(); f.Close() })
+		out = append(out, &node{f, r, b, addr})
+	}
+	return out
+}
+
+func (n *node) peerFilters(name string) map[string]byte {
+	n.r.mu.Lock()
+	defer n.r.mu.Unlock()
+	if p := n.r.peers[name]; p != nil {
+		return maps(p.filters)
+	}
+	return nil
+}
+
+func maps(m map[string]byte) map[string]byte {
+	out := make(map[string]byte, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval
+	}
+}
+
+// TestInterestFollowsSubscriptions: a node learns another's filters when
+// they are subscribed, and forgets them after an unsubscribe and after a
+// clean session's disconnect.
+func TestInterestFollowsSubscriptions(t *testing.T) {
+	ns := startNodes(t, 2)
+	a, b := ns[0], ns[1]
+	conn, err := net.Dial("tcp", b.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := paho.NewClient(paho.ClientConfig{ClientID: "s", Conn: conn})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Connect(ctx, &paho.Connect{ClientID: "s", CleanStart: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "t/#", QoS: 1}, {Topic: "$share/g/u/+", QoS: 2}, {Topic: "v", QoS: 0}}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "n0 to learn n1's filters", func() bool {
+		return reflect.DeepEqual(a.peerFilters("n1"), map[string]byte{"t/#": 1, "u/+": 2, "v": 0})
+	})
+	if _, err := c.Unsubscribe(ctx, &paho.Unsubscribe{Topics: []string{"v"}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "n0 to forget v", func() bool { _, ok := a.peerFilters("n1")["v"]; return !ok })
+	c.Disconnect(&paho.Disconnect{})
+	eventually(t, "n0 to forget the disconnected session's filters", func() bool { return len(a.peerFilters("n1")) == 0 })
+}
+
+// TestWatchNodeGone: a node that stops is reported gone within
+// node_timeout and a heartbeat, and its filters are dropped.
+func TestWatchNodeGone(t *testing.T) {
+	ns := startNodes(t, 2)
+	a, b := ns[0], ns[1]
+	eventually(t, "n0 to know n1", func() bool { return len(a.r.Nodes()) == 1 })
+	gone := make(chan string, 4)
+	a.r.Watch(func(node string, up bool) {
+		if !up {
+			gone <- node
+		}
+	})
+	start := time.Now()
+	b.r.Close()
+	b.f.Close()
+	select {
+	case n := <-gone:
+		if n != "n1" {
+			t.Fatalf("gone: %s", n)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("reported gone after %v (node_timeout 1s)", d)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("n1 never reported gone")
+	}
+	if len(a.r.Nodes()) != 0 {
+		t.Errorf("nodes %v after n1 left", a.r.Nodes())
+	}
+}
+
+// TestAckTimeoutFailsPublish: a node that stays alive (heartbeats) but
+// does not accept a message makes the QoS 1 publish fail with 0x80 after
+// ack_timeout, never succeed.
+func TestAckTimeoutFailsPublish(t *testing.T) {
+	ns := startNodes(t, 2)
+	a, b := ns[0], ns[1]
+	sub := dialPaho(t, b.addr, "sub")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := sub.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "q", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "n0 to learn q", func() bool { _, ok := a.peerFilters("n1")["q"]; return ok })
+	// n1 stops taking forwarded messages, and keeps its heartbeats.
+	for _, s := range b.r.subs {
+		if s.Subject == b.r.prefix+"msg.n1" {
+			s.Unsubscribe()
+		}
+	}
+	b.r.nc.Flush()
+	pub := dialPaho(t, a.addr, "pub")
+	start := time.Now()
+	pr, err := pub.Publish(ctx, &paho.Publish{Topic: "q", QoS: 1, Payload: []byte("x")})
+	if pr == nil || pr.ReasonCode != packet.ErrUnspecified.Value {
+		t.Fatalf("publish: %+v %v, want PUBACK 0x80", pr, err)
+	}
+	if d := time.Since(start); d < 4*time.Second {
+		t.Errorf("failed after %v, before ack_timeout (5s)", d)
+	}
+}
+
+func dialPaho(t *testing.T, addr, id string) *paho.Client {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := paho.NewClient(paho.ClientConfig{ClientID: id, Conn: conn, PacketTimeout: 30 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Connect(ctx, &paho.Connect{ClientID: id, CleanStart: true}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Disconnect(&paho.Disconnect{}); conn.Close() })
+	return c
+}
