@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests drive: mosquitto (the comparison broker),
 # mosquitto_pub/mosquitto_sub (real clients), kcat (a Kafka client we did
 # not write), haproxy (a load balancer sending PROXY headers) and stdbuf
-# (coreutils, to line-buffer mosquitto_sub). A test whose tool is missing
-# skips, but fails where CI=true.
-pkgs=(mosquitto mosquitto-clients kcat haproxy coreutils)
+# (coreutils, to line-buffer mosquitto_sub), nats-server (the peer of the
+# cluster bench: `culex bench compare --cluster`). A test whose tool is
+# missing skips, but fails where CI=true.
+pkgs=(mosquitto mosquitto-clients kcat haproxy coreutils nats-server)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

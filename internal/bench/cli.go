@@ -117,6 +117,10 @@ func ParseFlags(mode string, args []string, stderr io.Writer) (cfg *Config, asJS
 	fs.StringVar(&topt.KeyFile, "key", "", "TLS: client key (PEM)")
 	fs.StringVar(&topt.ServerName, "servername", "", "TLS: server name to verify (default: the host)")
 	fs.BoolVar(&topt.Insecure, "insecure", false, "TLS: do not verify the server certificate")
+	var subAddrs string
+	if mode == "run" {
+		fs.StringVar(&subAddrs, "sub-addrs", "", "subscribers connect to these host:port addresses, comma-separated, round-robin (other nodes of a cluster) instead of --url's")
+	}
 	fs.StringVar(&locals, "local-addrs", "", "source addresses, comma-separated or ranges (127.0.0.2-127.0.0.9), used round-robin")
 	fs.BoolVar(&asJSON, "json", false, "print the summary as JSON")
 	fs.BoolVar(&quiet, "quiet", false, "no live line every second")
@@ -152,6 +156,15 @@ func ParseFlags(mode string, args []string, stderr io.Writer) (cfg *Config, asJS
 	}
 	if cfg.Target, err = ParseTarget(url, topt, ips); err != nil {
 		return nil, false, err
+	}
+	for _, a := range strings.Split(subAddrs, ",") {
+		if a = strings.TrimSpace(a); a == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, false, fmt.Errorf("bench %s: --sub-addrs: %q is not host:port", mode, a)
+		}
+		cfg.Target.SubAddrs = append(cfg.Target.SubAddrs, a)
 	}
 	cfg.Defaults()
 	return cfg, asJSON, cfg.validate()

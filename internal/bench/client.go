@@ -106,7 +106,11 @@ func (c *client) handshake(ctx context.Context) (err error) {
 			c.nc.Close()
 		}
 	}()
-	nc, err := c.r.target.Dial(ctx)
+	addr := c.r.target.Addr
+	if sa := c.r.target.SubAddrs; c.role == roleSub && len(sa) > 0 {
+		addr = sa[c.idx%len(sa)]
+	}
+	nc, err := c.r.target.DialAddr(ctx, addr)
 	if err != nil {
 		return c.r.fail("connect", err)
 	}

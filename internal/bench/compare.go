@@ -30,6 +30,7 @@ type Result struct {
 	BrokerRSSKiB int64   // peak VmRSS sampled during the run
 	HeldRSSKiB   int64   // idle workloads: peak VmRSS while every client was connected and idle
 	BaseRSSKiB   int64   // VmRSS before the bench connected
+	CPUPerMsgUS  float64 // broker CPU (every node) per delivered message, microseconds
 	Command      string  // the bench command line
 	WallS        float64
 }
@@ -49,6 +50,10 @@ type compareOpts struct {
 	idle      int
 	locals    string
 	loadStart string
+
+	cluster     bool   // --cluster (cluster.go)
+	nats        string // nats-server binary
+	culexBinary string // culex binary of cluster nodes
 }
 
 // Compare runs the matrix against Culex and Mosquitto, alternating which
@@ -59,19 +64,14 @@ func Compare(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	RaiseFileLimit()
+	if o.cluster {
+		return o.compareCluster(ctx, args, stdout, stderr)
+	}
 	ws, err := Matrix(o.matrix, o.idle)
 	if err != nil {
 		return err
 	}
-	if o.only != nil {
-		var keep []Workload
-		for _, w := range ws {
-			if o.only.MatchString(w.Name) {
-				keep = append(keep, w)
-			}
-		}
-		ws = keep
-	}
+	ws = o.filter(ws)
 	specs := map[string]brokerSpec{
 		"mosquitto": {name: "mosquitto", mosquitto: o.mosquitto, extraConf: o.mosqExtra},
 	}
@@ -81,42 +81,74 @@ func Compare(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		specs["culex"] = brokerSpec{name: "culex", template: strings.Fields(o.culexCmd)}
 	}
 	started := time.Now()
+	results, err := o.runAll(ctx, ws, stderr, func(name string, w Workload) Result { return o.runOne(ctx, specs[name], w) })
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	writeReport(&buf, o, args, results, started)
+	return o.write(buf.Bytes(), reportBegin, reportEnd, stdout, stderr, len(results), started)
+}
+
+// runAll runs each workload against each of o.brokers (run), printing a
+// line per result.
+func (o *compareOpts) runAll(ctx context.Context, ws []Workload, stderr io.Writer, run func(name string, w Workload) Result) ([]Result, error) {
 	o.loadStart = loadAvg()
 	var results []Result
 	for i, w := range ws {
-		order := append([]string(nil), o.brokers...)
-		if i%2 == 1 { // alternate who goes first: neither always gets a cold or a warm machine
-			for l, r := 0, len(order)-1; l < r; l, r = l+1, r-1 {
-				order[l], order[r] = order[r], order[l]
-			}
-		}
-		for _, name := range order {
+		for _, name := range o.order(i) {
 			if ctx.Err() != nil {
-				break
+				return nil, ctx.Err()
 			}
-			res := o.runOne(ctx, specs[name], w)
+			res := run(name, w)
 			fmt.Fprintln(stderr, res.line())
 			results = append(results, res)
 		}
 	}
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	var buf bytes.Buffer
-	writeReport(&buf, o, args, results, started)
+	return results, nil
+}
+
+// write writes report to stdout (--out -) or between the markers begin
+// and end of the --out file.
+func (o *compareOpts) write(report []byte, begin, end string, stdout, stderr io.Writer, n int, started time.Time) error {
 	if o.out == "-" {
-		_, err = stdout.Write(buf.Bytes())
+		_, err := stdout.Write(report)
 		return err
 	}
-	report := buf.Bytes()
 	if old, err := os.ReadFile(o.out); err == nil {
-		report = splice(old, report)
+		report = spliceAt(old, report, begin, end)
 	}
 	if err := os.WriteFile(o.out, report, 0o644); err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "wrote %s (%d results in %s)\n", o.out, len(results), time.Since(started).Round(time.Second))
+	fmt.Fprintf(stderr, "wrote %s (%d results in %s)\n", o.out, n, time.Since(started).Round(time.Second))
 	return nil
+}
+
+// filter keeps the workloads --only matches.
+func (o *compareOpts) filter(ws []Workload) []Workload {
+	if o.only == nil {
+		return ws
+	}
+	var keep []Workload
+	for _, w := range ws {
+		if o.only.MatchString(w.Name) {
+			keep = append(keep, w)
+		}
+	}
+	return keep
+}
+
+// order is the brokers' order for the i-th workload: it alternates, so
+// that neither always gets a cold or a warm machine.
+func (o *compareOpts) order(i int) []string {
+	order := append([]string(nil), o.brokers...)
+	if i%2 == 1 {
+		for l, r := 0, len(order)-1; l < r; l, r = l+1, r-1 {
+			order[l], order[r] = order[r], order[l]
+		}
+	}
+	return order
 }
 
 func parseCompare(args []string, stderr io.Writer) (*compareOpts, error) {
@@ -139,8 +171,14 @@ func parseCompare(args []string, stderr io.Writer) (*compareOpts, error) {
 	fs.StringVar(&only, "only", "", "run only workloads whose name matches this regexp")
 	fs.IntVar(&o.idle, "idle", 19000, "idle connections in the last workload (0: skip)")
 	fs.StringVar(&o.locals, "local-addrs", "127.0.0.2-127.0.0.9", "source addresses for big connection counts")
+	fs.BoolVar(&o.cluster, "cluster", false, "cluster mode: three-node Culex and NATS server clusters (and one Culex node) on this machine, publishers on one node, subscribers on the others; --brokers from "+culexCluster+","+natsCluster+","+culexSingle)
+	fs.StringVar(&o.nats, "nats", "/usr/sbin/nats-server", "nats-server binary (--cluster)")
+	fs.StringVar(&o.culexBinary, "culex-bin", "", "culex binary of the cluster nodes (--cluster; default: this one)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if o.cluster && !flagSet(fs, "brokers") {
+		brokers = culexCluster + "," + natsCluster + "," + culexSingle
 	}
 	if quick {
 		o.matrix = "quick"
@@ -156,7 +194,10 @@ func parseCompare(args []string, stderr io.Writer) (*compareOpts, error) {
 		o.mosqExtra += "\n"
 	}
 	for _, b := range strings.Split(brokers, ",") {
-		if b = strings.TrimSpace(b); b != "culex" && b != "mosquitto" {
+		switch b = strings.TrimSpace(b); {
+		case o.cluster && b != culexCluster && b != natsCluster && b != culexSingle:
+			return nil, fmt.Errorf("compare --cluster: unknown deployment %q (%s, %s, %s)", b, culexCluster, natsCluster, culexSingle)
+		case !o.cluster && b != "culex" && b != "mosquitto":
 			return nil, fmt.Errorf("compare: unknown broker %q (culex, mosquitto)", b)
 		}
 		o.brokers = append(o.brokers, strings.TrimSpace(b))
@@ -187,11 +228,55 @@ func (o *compareOpts) runOne(ctx context.Context, spec brokerSpec, w Workload) R
 		res.Err = err.Error()
 		return res
 	}
-	defer b.cleanup()
-	defer b.stop()
-	pid := b.cmd.Process.Pid
-	res.BaseRSSKiB, _ = procRSS(pid)
-	args := w.benchArgs(b.port, o.duration.String(), o.drain.String(), o.locals)
+	d := &deployment{procs: []*broker{b}, pub: b.port}
+	defer d.stop()
+	o.measure(ctx, d, &res)
+	return res
+}
+
+// deployment is what a workload runs against: one broker, or the nodes of
+// a cluster with publishers on one node and subscribers on the others.
+type deployment struct {
+	procs []*broker
+	pub   int    // publishers' MQTT port
+	subs  []int  // subscribers' MQTT ports; none: pub
+	dir   string // removed by stop, if set
+}
+
+func (d *deployment) stop() {
+	for _, b := range d.procs {
+		b.stop()
+		b.cleanup()
+	}
+	if d.dir != "" {
+		os.RemoveAll(d.dir)
+	}
+}
+
+// sample sums f over the deployment's processes.
+func (d *deployment) sample(f func(pid int) (int64, error)) int64 {
+	var sum int64
+	for _, b := range d.procs {
+		if v, err := f(b.cmd.Process.Pid); err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
+
+// measure runs res.Workload against d as a child `culex bench` process
+// while sampling the CPU and RSS of d's processes (summed).
+func (o *compareOpts) measure(ctx context.Context, d *deployment, res *Result) {
+	w := res.Workload
+	res.BaseRSSKiB = d.sample(procRSS)
+	args := w.benchArgs(d.pub, o.duration.String(), o.drain.String(), o.locals)
+	if len(d.subs) > 0 {
+		var addrs []string
+		for _, p := range d.subs {
+			addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", p))
+		}
+		args = append(args, "--sub-addrs", strings.Join(addrs, ","))
+	}
 	res.Command = "culex bench " + shellJoin(args)
 
 	// The run is bounded: duration + drain + connect and close time.
@@ -203,7 +288,7 @@ func (o *compareOpts) runOne(ctx context.Context, spec brokerSpec, w Workload) R
 	var ph phaseWatch
 	cmd.Stdout, cmd.Stderr = &out, io.MultiWriter(&errb, &ph)
 
-	cpu0, _ := procCPU(pid)
+	cpu0 := d.sample(procCPU)
 	start := time.Now()
 	stopSample := make(chan struct{})
 	var wg sync.WaitGroup
@@ -217,7 +302,7 @@ func (o *compareOpts) runOne(ctx context.Context, spec brokerSpec, w Workload) R
 			// The phase is read before the sample: a sample taken as the
 			// clients begin to close does not count as held.
 			connected := ph.phase() == "connected"
-			if rss, err := procRSS(pid); err == nil {
+			if rss := d.sample(procRSS); rss > 0 {
 				peak = max(peak, rss)
 				if connected && ph.phase() == "connected" {
 					held = max(held, rss)
@@ -232,7 +317,7 @@ func (o *compareOpts) runOne(ctx context.Context, spec brokerSpec, w Workload) R
 	}()
 	runErr := cmd.Run()
 	wall := time.Since(start)
-	cpu1, _ := procCPU(pid)
+	cpu1 := d.sample(procCPU)
 	close(stopSample)
 	wg.Wait()
 
@@ -241,15 +326,17 @@ func (o *compareOpts) runOne(ctx context.Context, spec brokerSpec, w Workload) R
 	res.BrokerCPUPct = round(float64(cpu1-cpu0)/clkTck/wall.Seconds()*100, 1)
 	if runErr != nil {
 		res.Err = fmt.Sprintf("%v: %.300s", runErr, errb.String())
-		return res
+		return
 	}
 	var s Summary
 	if err := json.Unmarshal(out.Bytes(), &s); err != nil {
 		res.Err = fmt.Sprintf("bad summary: %v", err)
-		return res
+		return
 	}
 	res.Summary = &s
-	return res
+	if s.Received > 0 {
+		res.CPUPerMsgUS = round(float64(cpu1-cpu0)/clkTck*1e6/float64(s.Received), 2)
+	}
 }
 
 // line is the progress line of one result.
@@ -328,14 +415,17 @@ const (
 
 // splice puts report between the markers in old, or returns the report
 // alone, within markers, when old has none.
-func splice(old, report []byte) []byte {
-	wrapped := append(append([]byte(reportBegin), report...), reportEnd...)
-	i := bytes.Index(old, []byte(reportBegin))
-	j := bytes.Index(old, []byte(reportEnd))
+func splice(old, report []byte) []byte { return spliceAt(old, report, reportBegin, reportEnd) }
+
+// spliceAt is splice between the markers begin and end.
+func spliceAt(old, report []byte, begin, end string) []byte {
+	wrapped := append(append([]byte(begin), report...), end...)
+	i := bytes.Index(old, []byte(begin))
+	j := bytes.Index(old, []byte(end))
 	if i < 0 || j < i {
 		return wrapped
 	}
 	out := append([]byte{}, old[:i]...)
 	out = append(out, wrapped...)
-	return append(out, old[j+len(reportEnd):]...)
+	return append(out, old[j+len(end):]...)
 }
