@@ -271,8 +271,8 @@ func (b *Broker) SubscribeRemote(filter string, qos byte, r RemoteRoute) error {
 func (w *storeWait) Done(err error) { w.done(err) }
 
 // LocalFilters calls fn once for every filter this node's sessions
-// subscribe to, with the highest QoS granted on it: plain filters, and the
-// filters inside shared subscriptions. The cluster announces them to the
+// subscribe to, with the highest QoS granted on it: plain filters, and
+// shared subscriptions as "$share/group/filter". The cluster announces them to the
 // other nodes. It walks the whole index: call it for a resynchronisation,
 // not per subscription.
 func (b *Broker) LocalFilters(fn func(filter string, qos byte)) {

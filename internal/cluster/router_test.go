@@ -128,7 +128,7 @@ func TestInterestFollowsSubscriptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "n0 to learn n1's filters", func() bool {
-		return reflect.DeepEqual(a.peerFilters("n1"), map[string]byte{"t/#": 1, "u/+": 2, "v": 0})
+		return reflect.DeepEqual(a.peerFilters("n1"), map[string]byte{"t/#": 1, "$share/g/u/+": 2, "v": 0})
 	})
 	if _, err := c.Unsubscribe(ctx, &paho.Unsubscribe{Topics: []string{"v"}}); err != nil {
 		t.Fatal(err)
