@@ -154,7 +154,10 @@ func TestShared(t *testing.T) {
 		// A second group on the same filter gets its own copy of each.
 		e := sharedV5(t, addr(1), "sh-e", "$share/g2/sh1/#", "end1")
 		other := &member{"g2-v5@n1", 1, e.msgs}
-		waitMembers(t, pub, "sh1/x", "end1", append(members, other))
+		// A plain subscriber on a member's node: the messages forwarded to
+		// it must not reach that node's members a second time.
+		plain := sharedV5(t, addr(1), "sh-plain", "sh1/#", "end1")
+		waitMembers(t, pub, "sh1/x", "end1", append(members, other, &member{"plain@n1", 1, plain.msgs}))
 
 		for i := range n {
 			if _, err := pub.pub("sh1/x/"+strconv.Itoa(i%7), 1, "m-"+strconv.Itoa(i)); err != nil {
@@ -168,6 +171,8 @@ func TestShared(t *testing.T) {
 		checkOnce(t, seen, "m-", n)
 		seen2, _ := countShared(t, []*member{other}, "m-")
 		checkOnce(t, seen2, "m-", n)
+		seen3, _ := countShared(t, []*member{{"plain@n1", 1, plain.msgs}}, "m-")
+		checkOnce(t, seen3, "m-", n)
 		perNode := map[int]int{}
 		for _, m := range members {
 			perNode[m.node] += per[m.name]
