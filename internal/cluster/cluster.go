@@ -7,6 +7,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -57,11 +58,13 @@ type Router struct {
 	synced   bool // the first announcement was made
 
 	acks      chan ackItem
+	flushq    chan *nodeRoute // routes with frames to publish
 	subs      []*nats.Subscription
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	closed    atomic.Bool
 	dirty     atomic.Bool // a subscription may have gone: resync
+	sysBusy   atomic.Bool // a $SYS status is being published
 	started   atomic.Bool
 	startedAt time.Time
 
@@ -116,7 +119,7 @@ func New(f *fabric.Fabric, log *slog.Logger) *Router {
 		prefix: subjPrefix + f.ClusterName() + ".",
 		ackTO:  cfg.AckTimeout, nodeTO: cfg.NodeTimeout,
 		peers: make(map[string]*peer), local: make(map[string]byte),
-		acks: make(chan ackItem, 4096), stop: make(chan struct{}),
+		acks: make(chan ackItem, 4096), flushq: make(chan *nodeRoute, 1024), stop: make(chan struct{}),
 	}
 }
 
@@ -150,7 +153,8 @@ func (r *Router) Start(b *broker.Broker) error {
 	}
 	r.startedAt = time.Now()
 	r.started.Store(true)
-	r.wg.Add(2)
+	r.wg.Add(3)
+	go r.flushLoop()
 	go r.ackLoop()
 	go r.tickLoop()
 	r.resync()
@@ -316,9 +320,16 @@ func (r *Router) tickLoop() {
 			lastResync = time.Now()
 		}
 		r.expire()
-		if time.Since(lastSys) >= SysInterval {
-			r.publishSys()
+		if time.Since(lastSys) >= SysInterval && r.sysBusy.CompareAndSwap(false, true) {
+			// Status asks JetStream, which may be slow: not on the
+			// heartbeat's goroutine.
 			lastSys = time.Now()
+			r.wg.Add(1)
+			go func() {
+				defer r.wg.Done()
+				defer r.sysBusy.Store(false)
+				r.publishSys()
+			}()
 		}
 	}
 }
@@ -449,9 +460,12 @@ func (r *Router) requestSync(node string, epoch uint64) {
 		}
 		r.mu.Lock()
 		p := r.peers[node]
-		if p == nil || p.epoch != a.Epoch {
+		if p == nil || p.epoch != a.Epoch || a.Seq < p.seq {
+			if p != nil && p.epoch == epoch {
+				p.syncing = false
+			}
 			r.mu.Unlock()
-			return // gone or restarted meanwhile: its next heartbeat starts over
+			return // gone, restarted or moved on meanwhile: its next heartbeat starts over
 		}
 		var remove []string
 		for f := range p.filters {
@@ -537,7 +551,21 @@ func (r *Router) Nodes() []string {
 // persistent sessions).
 func (r *Router) onMessage(msg *nats.Msg) {
 	now := time.Now().UnixNano()
-	m, seq, sender, err := decodeMsg(msg.Data, now)
+	for b := msg.Data; len(b) > 0; {
+		if len(b) < 4 || uint64(len(b)-4) < uint64(binary.LittleEndian.Uint32(b)) {
+			r.log.Warn("cluster: malformed batch dropped")
+			return
+		}
+		l := 4 + int(binary.LittleEndian.Uint32(b))
+		// A copy of its own: a queued message must not pin the batch.
+		r.inject(bytes.Clone(b[4:l]), now)
+		b = b[l:]
+	}
+}
+
+// inject routes one forwarded message.
+func (r *Router) inject(frame []byte, now int64) {
+	m, seq, sender, err := decodeMsg(frame, now)
 	if err != nil {
 		r.log.Warn("cluster: malformed message dropped", "err", err)
 		return
@@ -556,8 +584,25 @@ func (r *Router) onMessage(msg *nats.Msg) {
 				code = c.Value
 			}
 		}
-		r.acks <- ackItem{to: sender, seq: seq, code: code}
+		select {
+		case r.acks <- ackItem{to: sender, seq: seq, code: code}:
+		case <-r.stop: // closed: the sender stops waiting when it sees this node gone
+		}
 	})
+}
+
+// flushLoop publishes the batches of the routes that have frames, one
+// route at a time, in the order they got their first frame.
+func (r *Router) flushLoop() {
+	defer r.wg.Done()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case n := <-r.flushq:
+			n.flush()
+		}
+	}
 }
 
 type ackItem struct {

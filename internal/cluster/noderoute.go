@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"encoding/binary"
 	"sync"
 	"time"
 
@@ -14,7 +15,13 @@ type nodeRoute struct {
 	r    *Router
 	name string
 	subj string
-	pool sync.Pool
+
+	bmu       sync.Mutex
+	buf       []byte   // frames waiting for the flusher
+	seqs      []uint64 // their sequences (acknowledged ones), to fail them if publishing fails
+	queued    bool     // in the flusher's queue
+	spare     []byte   // the flusher's: the previous batch's buffer, reused
+	spareSeqs []uint64
 
 	mu   sync.Mutex
 	next uint64
@@ -54,21 +61,67 @@ func (n *nodeRoute) DeliverAck(m *broker.Message, qos byte, ack broker.Acker) {
 	n.send(m, qos, seq)
 }
 
+// send appends m's frame to the batch for the node and wakes the flusher
+// if the batch was empty. Frames leave in the order they were appended.
 func (n *nodeRoute) send(m *broker.Message, qos byte, seq uint64) {
-	bp, _ := n.pool.Get().(*[]byte)
-	if bp == nil {
-		bp = new([]byte)
-	}
-	b := encodeMsg((*bp)[:0], m, qos, seq, n.r.node, time.Now().UnixNano())
-	err := n.r.nc.Publish(n.subj, b)
-	if cap(b) <= 64<<10 {
-		*bp = b
-		n.pool.Put(bp)
-	}
+	n.bmu.Lock()
+	start := len(n.buf)
+	n.buf = append(n.buf, 0, 0, 0, 0)
+	n.buf = encodeMsg(n.buf, m, qos, seq, n.r.node, time.Now().UnixNano())
+	binary.LittleEndian.PutUint32(n.buf[start:], uint32(len(n.buf)-start-4))
+	n.seqs = appendSeq(n.seqs, seq)
+	wake := !n.queued
+	n.queued = true
+	n.bmu.Unlock()
 	n.r.forwarded.Add(1)
-	if err != nil && seq != 0 {
-		n.acked(seq, packet.ErrUnspecified.Value)
+	if wake {
+		select {
+		case n.r.flushq <- n:
+		case <-n.r.stop:
+		}
 	}
+}
+
+func appendSeq(s []uint64, seq uint64) []uint64 {
+	if seq == 0 {
+		return s
+	}
+	return append(s, seq)
+}
+
+// maxBatch bounds one NATS message of frames.
+const maxBatch = 1 << 20
+
+// flush publishes what the batch holds, in NATS messages of at most
+// maxBatch bytes (a bigger frame goes alone). Only the flusher calls it.
+func (n *nodeRoute) flush() {
+	n.bmu.Lock()
+	b, seqs := n.buf, n.seqs
+	n.buf, n.seqs = n.spare[:0], n.spareSeqs[:0]
+	n.queued = false
+	n.bmu.Unlock()
+	var err error
+	for rest := b; len(rest) > 0 && err == nil; {
+		end := 0
+		for end < len(rest) {
+			l := 4 + int(binary.LittleEndian.Uint32(rest[end:]))
+			if end > 0 && end+l > maxBatch {
+				break
+			}
+			end += l
+		}
+		err = n.r.nc.Publish(n.subj, rest[:end])
+		rest = rest[end:]
+	}
+	if err != nil {
+		for _, seq := range seqs {
+			n.acked(seq, packet.ErrUnspecified.Value)
+		}
+	}
+	if cap(b) > 4*maxBatch {
+		b = nil // a burst's buffer is not kept
+	}
+	n.spare, n.spareSeqs = b[:0], seqs[:0]
 }
 
 // acked completes the wait for seq.

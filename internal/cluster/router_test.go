@@ -19,7 +19,7 @@ import (
 
 func TestWireRoundTrip(t *testing.T) {
 	now := time.Now().UnixNano()
-	m := &broker.Message{Topic: "a/b", Payload: []byte("pl"), QoS: 2, Retain: true, Origin: "c1", Expiry: now + int64(90*time.Second),
+	m := &broker.Message{Topic: "a/b", Payload: []byte("pl"), QoS: 2, Retain: true, Origin: "c1", AllOrNothing: true, Expiry: now + int64(90*time.Second),
 		Props: packet.Properties{PayloadFormat: 1, ContentType: "ct", ResponseTopic: "rt", CorrelationData: []byte{9},
 			User: []packet.UserProperty{{Key: "k", Value: "v"}, {Key: "k", Value: "w"}}}}
 	m.Props.Set(packet.PropPayloadFormat)
@@ -29,7 +29,7 @@ func TestWireRoundTrip(t *testing.T) {
 	if err != nil || seq != 42 || sender != "n1" {
 		t.Fatalf("decode: %v %d %q", err, seq, sender)
 	}
-	if got.QoS != 1 || !got.Retain || !got.Local || !got.Forwarded || got.Origin != "c1" || string(got.Payload) != "pl" ||
+	if got.QoS != 1 || !got.Retain || !got.Keep || !got.Local || !got.Forwarded || got.Origin != "c1" || string(got.Payload) != "pl" ||
 		!reflect.DeepEqual(got.Props, m.Props) {
 		t.Fatalf("got %+v", got)
 	}

@@ -12,7 +12,8 @@ import (
 // The body of a forwarded message (subject <prefix>msg.<node>):
 //
 //	version  byte (1)
-//	flags    byte: QoS (bits 0-1), retain (2), expiry (3), props (4)
+//	flags    byte: QoS (bits 0-1), retain (2), expiry (3), props (4),
+//	         keep (5: queued copies are not evicted, see Message.Keep)
 //	seq      uvarint: the sender's sequence for this receiver (0 for QoS 0)
 //	sender   string (uvarint length, bytes): the sending node
 //	expiry   uvarint, nanoseconds left (flag 3): counted down across the hop
@@ -28,6 +29,7 @@ const (
 	flagRetain = 1 << 2
 	flagExpiry = 1 << 3
 	flagProps  = 1 << 4
+	flagKeep   = 1 << 5 // AllOrNothing or Keep on the publishing node
 )
 
 func appendString(b []byte, s string) []byte {
@@ -47,6 +49,9 @@ func encodeMsg(b []byte, m *broker.Message, qos byte, seq uint64, sender string,
 	p := &m.Props
 	if p.Present != 0 {
 		flags |= flagProps
+	}
+	if m.Keep || m.AllOrNothing {
+		flags |= flagKeep
 	}
 	b = append(b, wireVersion, flags)
 	b = binary.AppendUvarint(b, seq)
@@ -119,7 +124,7 @@ func decodeMsg(b []byte, now int64) (m *broker.Message, seq uint64, sender strin
 		return nil, 0, "", errWire
 	}
 	flags := r.byte()
-	m = &broker.Message{QoS: flags & 3, Retain: flags&flagRetain != 0, Local: true, Forwarded: true}
+	m = &broker.Message{QoS: flags & 3, Retain: flags&flagRetain != 0, Keep: flags&flagKeep != 0, Local: true, Forwarded: true}
 	seq = r.uvarint()
 	sender = r.string()
 	if flags&flagExpiry != 0 {

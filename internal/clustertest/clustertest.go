@@ -88,7 +88,8 @@ var (
 	buildErr  error
 )
 
-// Binary builds ./cmd/culex once per test process and returns its path.
+// Binary builds ./cmd/culex once per test process and returns its path;
+// with CULEX_CLUSTERTEST_RACE=1 it is built with the race detector.
 func Binary(t testing.TB) string {
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "culex-clustertest-")
@@ -105,7 +106,11 @@ func Binary(t testing.TB) string {
 		}
 		root := filepath.Dir(strings.TrimSpace(string(out)))
 		binPath = filepath.Join(dir, "culex")
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", binPath, "./cmd/culex")
+		args := []string{"build", "-o", binPath}
+		if os.Getenv("CULEX_CLUSTERTEST_RACE") == "1" {
+			args = append(args, "-race")
+		}
+		cmd := exec.CommandContext(ctx, "go", append(args, "./cmd/culex")...)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build ./cmd/culex: %w\n%s", err, out)
@@ -231,7 +236,7 @@ func (n *Node) launch() error {
 	n.log = &logBuf{}
 	n.ready, n.listen, n.exited = make(chan struct{}), make(chan string, 1), make(chan struct{})
 	n.cmd = exec.Command(binPath, "serve", "-c", n.cfgFile)
-	n.cmd.Env = append(os.Environ(), n.c.opts.Env...)
+	n.cmd.Env = append(Environ(), n.c.opts.Env...)
 	cmd, log, ready, listen, exited := n.cmd, n.log, n.ready, n.listen, n.exited
 	n.mu.Unlock()
 	stderr, err := cmd.StderrPipe()
@@ -274,6 +279,18 @@ func (n *Node) launch() error {
 		n.kill()
 		return fmt.Errorf("did not listen within %s:\n%s", n.c.opts.Timeout, log)
 	}
+}
+
+// Environ is the test's environment without CULEX_ variables: serve
+// refuses unknown ones, and the nodes' config is the harness's.
+func Environ() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CULEX_") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // MQTT is the node's current MQTT address (host:port).
@@ -370,6 +387,9 @@ func (c *Cluster) stopAll() {
 	c.mu.Unlock()
 	for _, n := range nodes {
 		n.kill()
+		if strings.Contains(n.Log(), "WARNING: DATA RACE") {
+			c.t.Errorf("node %s: the race detector reported a data race", n.Name)
+		}
 	}
 	if c.t.Failed() {
 		for _, n := range nodes {

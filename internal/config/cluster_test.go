@@ -43,6 +43,7 @@ func TestClusterErrors(t *testing.T) {
 		{[]string{"--cluster.tls.cert-file", "c.pem", "--cluster.tls.key-file", "k.pem"}, "cluster.tls.ca_file: required"},
 		{[]string{"--cluster.listen", ":1", "--cluster.secret", "s", "--cluster.nats-url", "nats://x:4222"}, "cluster.nats_url: set together with cluster.listen"},
 		{[]string{"--cluster.name", "a.b"}, "cluster.name:"},
+		{[]string{"--cluster.listen", ":1", "--cluster.secret", "s", "--data-dir", ""}, "cluster.store_dir: a core keeps"},
 	} {
 		_, err := Parse("serve", tc.args, nil, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

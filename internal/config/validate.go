@@ -98,6 +98,9 @@ func (c *Config) Validate() error {
 	c.Kafka.validateGroup(bad)
 	c.Kafka.validateCommands(bad)
 	c.Cluster.validate(bad)
+	if c.Cluster.Listen != "" && c.Cluster.IsCore() && c.Cluster.Store(c.DataDir) == "" {
+		bad("cluster.store_dir", "a core keeps the cluster's state on disk: set data_dir or cluster.store_dir")
+	}
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdown_timeout", "must be positive")
 	}

@@ -217,7 +217,9 @@ func TestCluster(t *testing.T) {
 	t.Run("status", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		out, err := exec.CommandContext(ctx, clustertest.Binary(t), "cluster", "status", "-c", r4.ConfigFile()).CombinedOutput()
+		cmd := exec.CommandContext(ctx, clustertest.Binary(t), "cluster", "status", "-c", r4.ConfigFile())
+		cmd.Env = clustertest.Environ()
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("culex cluster status: %v\n%s", err, out)
 		}

@@ -189,11 +189,7 @@ func serverOptions(cfg config.Cluster, node string, role Role, dataDir string) (
 	if role == Core {
 		dir := cfg.Store(dataDir)
 		if dir == "" {
-			tmp, err := os.MkdirTemp("", "culex-jetstream-")
-			if err != nil {
-				return nil, fmt.Errorf("cluster.store_dir: %w", err)
-			}
-			dir = tmp
+			return nil, errors.New("cluster.store_dir: a core keeps the cluster's state on disk: set data_dir or cluster.store_dir")
 		}
 		o.JetStream = true
 		o.StoreDir = dir

@@ -2,12 +2,15 @@ package fabric
 
 import (
 	"context"
+	"errors"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/culexmq/culex/internal/clustertest"
 	"github.com/culexmq/culex/internal/config"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -101,4 +104,62 @@ func TestRouteNeedsSecret(t *testing.T) {
 
 func jetstreamKV(name string) jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{Bucket: name, Replicas: 3}
+}
+
+// TestExternalNATS: with cluster.nats_url the node embeds nothing and
+// uses the external NATS's JetStream.
+func TestExternalNATS(t *testing.T) {
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoSigs: true,
+		JetStream: true, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	defer s.Shutdown()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	c := config.Default().Cluster
+	c.NodeName, c.NATSURL = "ext", s.ClientURL()
+	f, err := Start(c, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if f.Server() != nil {
+		t.Fatal("an embedded server runs with nats_url")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := f.WaitReady(ctx, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPeersFromDNS: one name resolving to every core gives one route per
+// address; a name that does not resolve is kept for NATS to retry.
+func TestPeersFromDNS(t *testing.T) {
+	old := lookupHost
+	defer func() { lookupHost = old }()
+	lookupHost = func(_ context.Context, host string) ([]string, error) {
+		if host == "cores.culex" {
+			return []string{"10.0.0.1", "10.0.0.2", "fd00::3"}, nil
+		}
+		return nil, errors.New("no such host")
+	}
+	us, err := resolvePeers([]string{"cores.culex:4248", "later.culex:4248", "10.0.0.1:4248"}, "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, u := range us {
+		got = append(got, u.Host)
+		if p, _ := u.User.Password(); u.User.Username() != routeUser || p != "s" {
+			t.Errorf("%s: credentials %v", u, u.User)
+		}
+	}
+	want := []string{"10.0.0.1:4248", "10.0.0.2:4248", "[fd00::3]:4248", "later.culex:4248"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("routes %v, want %v", got, want)
+	}
 }
