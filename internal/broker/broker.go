@@ -74,8 +74,7 @@ type Broker struct {
 	retained *topic.Retained[*Message]
 
 	// Shared subscriptions of other nodes (shared_remote.go).
-	rshared    remoteShared
-	sharedSelf SharedRemoteRoute
+	rshared remoteShared
 	// Draining (drain.go): new connections refused; the Server Reference.
 	draining atomic.Bool
 	drainRef atomic.Pointer[string]

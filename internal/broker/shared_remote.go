@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,14 +22,27 @@ type SharedRemoteRoute interface {
 // remoteShared is the shared subscriptions other nodes announced: one
 // member per node (its route), with the highest QoS granted there.
 type remoteShared struct {
-	once sync.Once
-	idx  *topic.SharedIndex[RemoteRoute, byte]
+	idx  atomic.Pointer[topic.SharedIndex[RemoteRoute, byte]] // made at the first use
+	self atomic.Pointer[selfRoute]                            // SetSharedSelf
 	next atomic.Uint64
 }
 
+type selfRoute struct{ r SharedRemoteRoute }
+
 func (r *remoteShared) index() *topic.SharedIndex[RemoteRoute, byte] {
-	r.once.Do(func() { r.idx = topic.NewSharedIndex[RemoteRoute, byte]() })
-	return r.idx
+	if x := r.idx.Load(); x != nil {
+		return x
+	}
+	r.idx.CompareAndSwap(nil, topic.NewSharedIndex[RemoteRoute, byte]())
+	return r.idx.Load()
+}
+
+// selfRoute is this node's own route, nil outside a cluster.
+func (r *remoteShared) selfRoute() SharedRemoteRoute {
+	if s := r.self.Load(); s != nil {
+		return s.r
+	}
+	return nil
 }
 
 // subscribeRemoteShared adds r as a member of the shared subscription
@@ -65,7 +77,7 @@ func sharedFilter(f string) (group, inner string, ok bool) {
 // route, this node's own included, so that a copy its member does not
 // complete can be handed to a member elsewhere (SharedRemoteRoute).
 func (b *Broker) routeRemoteShared(m *Message, sc *scratch, w *storeWait) {
-	idx := b.rshared.idx
+	idx := b.rshared.idx.Load()
 	if idx == nil || idx.Len() == 0 {
 		return
 	}
@@ -92,7 +104,7 @@ func (b *Broker) routeRemoteShared(m *Message, sc *scratch, w *storeWait) {
 		}
 		k := int(turn % uint64(n))
 		if k == len(members) {
-			if r := b.sharedSelf; r != nil {
+			if r := b.rshared.selfRoute(); r != nil {
 				picks = append(picks, pick{r, 2, group, filter})
 			}
 			return
@@ -115,7 +127,7 @@ func (b *Broker) routeRemoteShared(m *Message, sc *scratch, w *storeWait) {
 // subscriptions that span nodes (the cluster sends itself the copies it
 // picks for its own members, so that they are tracked as the others are).
 // Call it before clients connect.
-func (b *Broker) SetSharedSelf(r SharedRemoteRoute) { b.sharedSelf = r }
+func (b *Broker) SetSharedSelf(r SharedRemoteRoute) { b.rshared.self.Store(&selfRoute{r}) }
 
 // DeliverShared delivers m, sent by another node's pick (or this node's,
 // through SetSharedSelf), to one member of this node's shared subscription
@@ -192,13 +204,13 @@ func (m *Message) settled(ok bool) {
 // it has members. It returns nil when no node has.
 func (b *Broker) NextSharedRoute(group, filter string, not SharedRemoteRoute) SharedRemoteRoute {
 	var cands []SharedRemoteRoute
-	if idx := b.rshared.idx; idx != nil {
+	if idx := b.rshared.idx.Load(); idx != nil {
 		for _, e := range idx.Members(group, filter) {
 			cands = append(cands, e.Sub.(SharedRemoteRoute))
 		}
 	}
-	if b.sharedSelf != nil && len(b.shared.Members(group, filter)) > 0 {
-		cands = append(cands, b.sharedSelf)
+	if self := b.rshared.selfRoute(); self != nil && len(b.shared.Members(group, filter)) > 0 {
+		cands = append(cands, self)
 	}
 	if len(cands) == 0 {
 		return nil

@@ -130,7 +130,9 @@ func culex(t *testing.T, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, clustertest.Binary(t), args...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, clustertest.Binary(t), args...)
+	cmd.Env = clustertest.Environ()
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("culex %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
