@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -43,7 +44,68 @@ func ClusterMatrix() []Workload {
 				Pubs: t.pubs, Subs: t.subs, Topic: t.topic, SubTopic: t.subTopic, QoS: qos, Size: 64})
 		}
 	}
-	return ws
+	return append(ws, Workload{Name: fmt.Sprintf("takeover x%d", takeovers), Takeover: takeovers})
+}
+
+// takeovers is how many client ids the takeover workload moves.
+const takeovers = 200
+
+// takeover connects takeovers clients to node 1, then each client id
+// again to node 2 (a 3.1.1 clean session), timing CONNECT to CONNACK on
+// node 2, and counts the first connections closed by their takeover
+// within a second of the last one, and the connections refused.
+func takeover(d *deployment, res *Result) {
+	to := d.pub
+	if len(d.subs) > 0 {
+		to = d.subs[0]
+	}
+	var lat []time.Duration
+	var old []net.Conn
+	defer func() {
+		for _, c := range old {
+			c.Close()
+		}
+	}()
+	start := time.Now()
+	for i := range res.Workload.Takeover {
+		id := fmt.Sprintf("culex-bench-takeover-%d-%d", os.Getpid(), i)
+		a, err := probeConnectID(d.pub, id)
+		if err != nil {
+			res.TakeoverRefused++ // counted with the refusals: the id did not connect
+			continue
+		}
+		old = append(old, a)
+		t0 := time.Now()
+		b, err := probeConnectID(to, id)
+		if err != nil {
+			res.TakeoverRefused++ // the second node refused the id (or closed it)
+			continue
+		}
+		lat = append(lat, time.Since(t0))
+		defer b.Close()
+	}
+	deadline := time.Now().Add(time.Second)
+	for _, a := range old {
+		a.SetReadDeadline(deadline)
+		var buf [64]byte
+		for {
+			if _, err := a.Read(buf[:]); err != nil {
+				var ne net.Error
+				if !errors.As(err, &ne) || !ne.Timeout() {
+					res.TookOver++
+				}
+				break
+			}
+		}
+	}
+	if len(lat) == 0 {
+		res.Err = fmt.Sprintf("all %d takeovers failed to connect", res.Workload.Takeover)
+		return
+	}
+	slices.Sort(lat)
+	res.TakeoverP50US = float64(lat[len(lat)/2].Microseconds())
+	res.TakeoverP99US = float64(lat[len(lat)*99/100].Microseconds())
+	res.WallS = time.Since(start).Seconds()
 }
 
 // clusterSpec starts a cluster of one kind.
@@ -234,11 +296,16 @@ func probeRead(c net.Conn, want packet.Type, d time.Duration) (packet.Packet, er
 }
 
 func probeConnect(port int) (net.Conn, error) {
+	return probeConnectID(port, fmt.Sprintf("culex-bench-probe-%d-%d", os.Getpid(), clusterSeq.Add(1)))
+}
+
+// probeConnectID connects a 3.1.1 client with a clean session and client
+// id id to the loopback port and waits for a successful CONNACK.
+func probeConnectID(port int, id string) (net.Conn, error) {
 	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	id := fmt.Sprintf("culex-bench-probe-%d-%d", os.Getpid(), clusterSeq.Add(1))
 	if err := probeSend(c, &packet.Connect{ProtocolName: "MQTT", Version: packet.V311, CleanStart: true, KeepAlive: 30, ClientID: id}); err != nil {
 		c.Close()
 		return nil, err
@@ -293,6 +360,10 @@ func (o *compareOpts) runDeployment(ctx context.Context, name string, w Workload
 		return res
 	}
 	defer d.stop()
+	if w.Takeover > 0 {
+		takeover(d, &res)
+		return res
+	}
 	o.measure(ctx, d, &res)
 	return res
 }
@@ -331,6 +402,9 @@ func writeClusterReport(w io.Writer, o *compareOpts, args []string, results []Re
 			p("| %s | %s | error: %s | | | | | | | |", r.Workload.Name, r.Broker, strings.ReplaceAll(firstLine(r.Err), "|", "/"))
 			continue
 		}
+		if r.Workload.Takeover > 0 {
+			continue
+		}
 		s := r.Summary
 		p("| %s | %s | %.0f | %d | %d | %s | %s | %.0f%% | %.2f µs | %d MiB |", r.Workload.Name, r.Broker, s.RecvRate, s.Lost,
 			s.Duplicates, fmtUS(s.Latency.P50US), fmtUS(s.Latency.P99US), r.BrokerCPUPct, r.CPUPerMsgUS, r.BrokerRSSKiB/1024)
@@ -350,10 +424,22 @@ func writeClusterReport(w io.Writer, o *compareOpts, args []string, results []Re
 		p("- %s: %.2fx", r.Workload.Name, m[culexCluster]/m[culexSingle])
 	}
 	p("")
+	p("Cross-node takeover: %d client ids connected to node 1, then each again to node 2 (MQTT 3.1.1, clean session); CONNECT to CONNACK on node 2, how many node-1 connections the takeover closed, and how many connections were refused:", takeovers)
+	p("")
+	p("| deployment | p50 | p99 | taken over | refused |")
+	p("|---|--:|--:|--:|--:|")
+	for _, r := range results {
+		if r.Workload.Takeover > 0 && r.Err == "" {
+			p("| %s | %s | %s | %d of %d | %d |", r.Broker, fmtUS(r.TakeoverP50US), fmtUS(r.TakeoverP99US), r.TookOver, r.Workload.Takeover, r.TakeoverRefused)
+		}
+	}
+	p("")
 	p("Commands of each run:")
 	p("")
 	for _, r := range results {
-		p("- %s, %s: `%s`", r.Workload.Name, r.Broker, r.Command)
+		if r.Command != "" {
+			p("- %s, %s: `%s`", r.Workload.Name, r.Broker, r.Command)
+		}
 	}
 }
 

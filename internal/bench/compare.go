@@ -31,8 +31,12 @@ type Result struct {
 	HeldRSSKiB   int64   // idle workloads: peak VmRSS while every client was connected and idle
 	BaseRSSKiB   int64   // VmRSS before the bench connected
 	CPUPerMsgUS  float64 // broker CPU (every node) per delivered message, microseconds
-	Command      string  // the bench command line
-	WallS        float64
+	// Takeover workload (compare --cluster): CONNECT to CONNACK on the
+	// second node, and how many first connections it closed.
+	TakeoverP50US, TakeoverP99US float64
+	TookOver, TakeoverRefused    int
+	Command                      string // the bench command line
+	WallS                        float64
 }
 
 // compareOpts are the flags of `culex bench compare`.
@@ -343,6 +347,10 @@ func (o *compareOpts) measure(ctx context.Context, d *deployment, res *Result) {
 func (r Result) line() string {
 	if r.Err != "" {
 		return fmt.Sprintf("%-34s %-9s ERROR %s", r.Workload.Name, r.Broker, r.Err)
+	}
+	if r.Workload.Takeover > 0 {
+		return fmt.Sprintf("%-34s %-9s p50 %s  p99 %s  taken over %d of %d, refused %d", r.Workload.Name, r.Broker,
+			fmtUS(r.TakeoverP50US), fmtUS(r.TakeoverP99US), r.TookOver, r.Workload.Takeover, r.TakeoverRefused)
 	}
 	s := r.Summary
 	if r.Workload.Idle > 0 {

@@ -14,6 +14,7 @@ type Workload struct {
 	Size     int
 	Rate     float64 // total publish msg/s; 0: maximum
 	Idle     int     // idle connections (conn mode) instead of traffic
+	Takeover int     // client ids taken over across nodes (compare --cluster)
 }
 
 type topology struct {
