@@ -72,9 +72,8 @@ type Broker struct {
 	shared   *topic.SharedIndex[*session, subOpts]
 	remote   *topic.Index[RemoteRoute, byte]
 	retained *topic.Retained[*Message]
+	sharedRT SharedRouter // the cluster's shared subscriptions (route.go); nil alone
 
-	// Shared subscriptions of other nodes (shared_remote.go).
-	rshared remoteShared
 	// Draining (drain.go): new connections refused; the Server Reference.
 	draining atomic.Bool
 	drainRef atomic.Pointer[string]

@@ -127,6 +127,28 @@ type AckRemoteRoute interface {
 	DeliverAck(m *Message, qos byte, ack Acker)
 }
 
+// SharedRouter spreads shared subscriptions over the nodes of a cluster:
+// for each message, one member in the whole cluster. Set with
+// Broker.SetSharedRouter before Start.
+type SharedRouter interface {
+	// SharedTurn says whose turn it is for a message matching the shared
+	// subscription (group, filter): nil for this node (local says whether
+	// it has members), or the route to the node to forward it to. It runs
+	// on the routing path, under the shared index's lock: fast, no
+	// blocking, no calls into the broker.
+	SharedTurn(group, filter string, local bool) SharedRoute
+	// MatchShared calls fn for each shared subscription of other nodes
+	// whose filter matches topic.
+	MatchShared(topic string, fn func(group, filter string))
+}
+
+// SharedRoute forwards a message for a shared subscription to the node
+// whose turn it is. ack, when not nil, is completed once that node has
+// accepted it (as AckRemoteRoute.DeliverAck).
+type SharedRoute interface {
+	DeliverShared(m *Message, share Share, ack Acker)
+}
+
 // Acker completes one deferred acknowledgement.
 type Acker interface{ Done(err error) }
 

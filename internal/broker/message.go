@@ -42,10 +42,17 @@ type Message struct {
 	// retain-as-published subscriptions; the message is not stored as
 	// retained, as retained messages replicate on their own.
 	Forwarded bool
+	// Share, on a Forwarded message, names the shared subscription of
+	// this node it is for: it goes to one member of it and to nobody
+	// else (the publisher's node picked this node's turn).
+	Share *Share
 	// settle tells the node that sent a shared subscription's copy how it
 	// ended (DeliverShared); nil for every other message.
 	settle func(ok bool)
 }
+
+// Share names a shared subscription: $share/Group/Filter.
+type Share struct{ Group, Filter string }
 
 // userPropSize is what each user property costs besides its strings.
 const userPropSize = int(unsafe.Sizeof(packet.UserProperty{}))

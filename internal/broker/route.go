@@ -40,8 +40,12 @@ type scratch struct {
 	idx     map[*session]int
 	alts    []topic.Entry[*session, subOpts]
 	remotes []remoteTarget
-	hdrs    []cachedHeader
-	arena   []byte // headers of this pass; never reused, as queues alias it
+	// seen are the shared subscriptions of the local pass and sremotes
+	// the shared deliveries forwarded to other nodes (SharedRouter).
+	seen     []Share
+	sremotes []sharedRemote
+	hdrs     []cachedHeader
+	arena    []byte // headers of this pass; never reused, as queues alias it
 	// arenaHint sizes the arena when the first header that cannot be
 	// shared is encoded.
 	arenaHint int
@@ -52,6 +56,11 @@ type scratch struct {
 }
 
 func (sc *scratch) pushFlush() { sc.flush.Push() }
+
+type sharedRemote struct {
+	r     SharedRoute
+	share Share
+}
 
 type remoteTarget struct {
 	r   RemoteRoute
@@ -69,6 +78,10 @@ func (sc *scratch) reset() {
 	sc.alts = sc.alts[:0]
 	clear(sc.remotes)
 	sc.remotes = sc.remotes[:0]
+	clear(sc.seen)
+	sc.seen = sc.seen[:0]
+	clear(sc.sremotes)
+	sc.sremotes = sc.sremotes[:0]
 	clear(sc.hdrs)
 	sc.hdrs = sc.hdrs[:0]
 	sc.arena, sc.arenaHint = nil, 0
@@ -119,6 +132,10 @@ func (b *Broker) route(m *Message, w *storeWait) {
 		b.drop("", m, DropExpired)
 		return
 	}
+	if m.Share != nil {
+		b.routeShare(m, now, w)
+		return
+	}
 	if m.Retain && !m.Forwarded {
 		b.setRetained(m, w)
 	}
@@ -130,22 +147,46 @@ func (b *Broker) route(m *Message, w *storeWait) {
 		}
 		sc.add(s, o)
 	})
-	b.shared.MatchTurn(m.Topic, func(group, filter string, members []topic.Entry[*session, subOpts], turn uint64) {
-		if m.Forwarded {
-			return // another node picked this node for its shared copies: DeliverShared
-		}
-		e := pickMember(members, turn)
-		t := target{s: e.Sub, qos: e.Value.QoS, id0: e.Value.ID, group: group, filter: filter}
-		if b.opts.Authorizer != nil && len(members) > 1 {
-			// The member may be denied this message (a deny rule narrower
-			// than the group's filter); the others are tried after the
-			// index's lock is released, as checking takes session.mu.
-			t.alt = len(sc.alts)
-			sc.alts = appendMembers(sc.alts, members, turn)
-			t.nalt = len(sc.alts) - t.alt
-		}
-		sc.targets = append(sc.targets, t)
-	})
+	// In a cluster the publisher's node picks the member of each shared
+	// subscription, on any node: a forwarded message skips them here.
+	var sr SharedRouter
+	if !m.Local {
+		sr = b.sharedRT
+	}
+	if !m.Forwarded {
+		b.shared.MatchTurn(m.Topic, func(group, filter string, members []topic.Entry[*session, subOpts], turn uint64) {
+			if sr != nil {
+				sc.seen = append(sc.seen, Share{group, filter})
+				if r := sr.SharedTurn(group, filter, true); r != nil {
+					sc.sremotes = append(sc.sremotes, sharedRemote{r, Share{group, filter}})
+					return
+				}
+			}
+			e := pickMember(members, turn)
+			t := target{s: e.Sub, qos: e.Value.QoS, id0: e.Value.ID, group: group, filter: filter}
+			if b.opts.Authorizer != nil && len(members) > 1 {
+				// The member may be denied this message (a deny rule narrower
+				// than the group's filter); the others are tried after the
+				// index's lock is released, as checking takes session.mu.
+				t.alt = len(sc.alts)
+				sc.alts = appendMembers(sc.alts, members, turn)
+				t.nalt = len(sc.alts) - t.alt
+			}
+			sc.targets = append(sc.targets, t)
+		})
+	}
+	if sr != nil {
+		sr.MatchShared(m.Topic, func(group, filter string) {
+			for _, x := range sc.seen {
+				if x.Group == group && x.Filter == filter {
+					return
+				}
+			}
+			if r := sr.SharedTurn(group, filter, false); r != nil {
+				sc.sremotes = append(sc.sremotes, sharedRemote{r, Share{group, filter}})
+			}
+		})
+	}
 	if !m.Local {
 		b.remote.Match(m.Topic, func(_ string, r RemoteRoute, qos byte) {
 			for i := range sc.remotes {
@@ -156,9 +197,6 @@ func (b *Broker) route(m *Message, w *storeWait) {
 			}
 			sc.remotes = append(sc.remotes, remoteTarget{r, qos})
 		})
-	}
-	if !m.Local {
-		b.routeRemoteShared(m, sc, w) // shared_remote.go
 	}
 	if n := len(sc.targets); n > 1 {
 		sc.arenaHint = min(n*(len(m.Topic)+24), 16<<10)
@@ -179,9 +217,39 @@ func (b *Broker) route(m *Message, w *storeWait) {
 		}
 		rt.r.Deliver(m, q)
 	}
+	for _, x := range sc.sremotes {
+		if m.QoS > 0 && w != nil {
+			w.n.Add(1)
+			x.r.DeliverShared(m, x.share, w)
+			continue
+		}
+		x.r.DeliverShared(m, x.share, nil)
+	}
 	sc.reset()
 	scratches.Put(sc)
 }
+
+// routeShare delivers a message another node forwarded for the shared
+// subscription m.Share to one of its members here, and to nobody else.
+// With no member left (it unsubscribed meanwhile) the message is dropped,
+// counted as not authorized for want of a better reason.
+func (b *Broker) routeShare(m *Message, now int64, w *storeWait) {
+	e, ok := b.shared.Next(m.Share.Group, m.Share.Filter)
+	if !ok {
+		b.drop("", m, DropNotAuthorized)
+		return
+	}
+	sc := scratches.Get().(*scratch)
+	sc.now = now
+	t := target{s: e.Sub, qos: e.Value.QoS, id0: e.Value.ID, group: m.Share.Group, filter: m.Share.Filter}
+	b.deliverTarget(&t, m, sc, w)
+	sc.reset()
+	scratches.Put(sc)
+}
+
+// SetSharedRouter makes the cluster pick the member of each shared
+// subscription among every node's members. Call it before Start.
+func (b *Broker) SetSharedRouter(sr SharedRouter) { b.sharedRT = sr }
 
 // pickMember takes the member whose turn it is, skipping offline members
 // while an online one exists.
@@ -259,8 +327,8 @@ func (b *Broker) SubscribeRemote(filter string, qos byte, r RemoteRoute) error {
 	if err := topic.ValidFilter(filter, b.cfg.MaxTopicLevels); err != nil {
 		return err
 	}
-	if group, inner, ok := sharedFilter(filter); ok {
-		return b.subscribeRemoteShared(group, inner, qos, r)
+	if _, _, ok, _ := topic.ParseShared(filter); ok {
+		return packet.ErrSharedSubscriptionsNotSupported
 	}
 	b.remote.Subscribe(filter, r, min(qos, 2))
 	return nil
@@ -272,7 +340,7 @@ func (w *storeWait) Done(err error) { w.done(err) }
 
 // LocalFilters calls fn once for every filter this node's sessions
 // subscribe to, with the highest QoS granted on it: plain filters, and
-// shared subscriptions as "$share/group/filter". The cluster announces them to the
+// shared subscriptions as $share/group/filter. The cluster announces them to the
 // other nodes. It walks the whole index: call it for a resynchronisation,
 // not per subscription.
 func (b *Broker) LocalFilters(fn func(filter string, qos byte)) {
@@ -284,10 +352,10 @@ func (b *Broker) LocalFilters(fn func(filter string, qos byte)) {
 		return true
 	})
 	b.shared.Range(func(group, filter string, members []topic.Entry[*session, subOpts]) bool {
-		filter = "$share/" + group + "/" + filter // shared_remote.go
+		full := "$share/" + group + "/" + filter
 		for _, e := range members {
-			if q, ok := seen[filter]; !ok || e.Value.QoS > q {
-				seen[filter] = e.Value.QoS
+			if q, ok := seen[full]; !ok || e.Value.QoS > q {
+				seen[full] = e.Value.QoS
 			}
 		}
 		return true
@@ -299,9 +367,6 @@ func (b *Broker) LocalFilters(fn func(filter string, qos byte)) {
 
 // UnsubscribeRemote removes a remote subscription added by SubscribeRemote.
 func (b *Broker) UnsubscribeRemote(filter string, r RemoteRoute) bool {
-	if group, inner, ok := sharedFilter(filter); ok {
-		return b.unsubscribeRemoteShared(group, inner, r)
-	}
 	return b.remote.Unsubscribe(filter, r)
 }
 

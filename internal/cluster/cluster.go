@@ -23,6 +23,7 @@ import (
 	"github.com/culexmq/culex/internal/broker"
 	"github.com/culexmq/culex/internal/cluster/fabric"
 	"github.com/culexmq/culex/internal/mqtt/packet"
+	"github.com/culexmq/culex/internal/mqtt/topic"
 	"github.com/nats-io/nats.go"
 )
 
@@ -67,6 +68,9 @@ type Router struct {
 	sysBusy   atomic.Bool // a $SYS status is being published
 	started   atomic.Bool
 	startedAt time.Time
+
+	shMu  sync.RWMutex
+	shIdx *topic.Index[string, *shEntry] // other nodes' shared subscriptions: filter, group
 
 	watchMu  sync.Mutex
 	watchers []func(node string, up bool)
@@ -119,7 +123,8 @@ func New(f *fabric.Fabric, log *slog.Logger) *Router {
 		prefix: subjPrefix + f.ClusterName() + ".",
 		ackTO:  cfg.AckTimeout, nodeTO: cfg.NodeTimeout,
 		peers: make(map[string]*peer), local: make(map[string]byte),
-		acks: make(chan ackItem, 4096), flushq: make(chan *nodeRoute, 1024), stop: make(chan struct{}),
+		shIdx: topic.NewIndex[string, *shEntry](),
+		acks:  make(chan ackItem, 4096), flushq: make(chan *nodeRoute, 1024), stop: make(chan struct{}),
 	}
 }
 
@@ -238,16 +243,6 @@ func (r *Router) OnSubscribe(_ *broker.ClientInfo, filter string, qos byte) {
 func (r *Router) OnUnsubscribe(*broker.ClientInfo, string) { r.dirty.Store(true) }
 func (r *Router) OnDisconnect(*broker.ClientInfo, error)   { r.dirty.Store(true) }
 func (r *Router) OnSessionExpired(string)                  { r.dirty.Store(true) }
-
-func sharedInner(f string) string {
-	rest := f[7:]
-	for i := 0; i < len(rest); i++ {
-		if rest[i] == '/' {
-			return rest[i+1:]
-		}
-	}
-	return rest
-}
 
 // publishLocked sends an announcement; r.mu is held so that changes leave
 // in sequence order.
@@ -372,11 +367,20 @@ func (r *Router) expire() {
 	}
 }
 
+// unsubscribe removes one of a node's filters, plain or shared.
+func (r *Router) unsubscribe(rt *nodeRoute, f string) {
+	if group, inner, ok, _ := topic.ParseShared(f); ok {
+		r.shRemove(rt, group, inner)
+		return
+	}
+	r.b.UnsubscribeRemote(f, rt)
+}
+
 // dropPeer removes a node's remote routes and stops waiting for it: its
 // subscribers are gone with it (a clean session ends with its node).
 func (r *Router) dropPeer(p *peer) {
 	for f := range p.filters {
-		r.b.UnsubscribeRemote(f, p.route)
+		r.unsubscribe(p.route, f)
 	}
 	p.route.release()
 }
@@ -432,6 +436,11 @@ func (r *Router) onAnnounce(msg *nats.Msg) {
 // applyLocked applies interest changes to p's remote routes.
 func (r *Router) applyLocked(p *peer, add map[string]byte, remove []string) {
 	for f, q := range add {
+		if group, inner, ok, _ := topic.ParseShared(f); ok {
+			r.shAdd(p.route, group, inner)
+			p.filters[f] = q
+			continue
+		}
 		if err := r.b.SubscribeRemote(f, q, p.route); err != nil {
 			r.log.Warn("cluster: remote filter refused", "node", p.name, "filter", f, "err", err)
 			continue
@@ -441,7 +450,7 @@ func (r *Router) applyLocked(p *peer, add map[string]byte, remove []string) {
 	for _, f := range remove {
 		if _, ok := p.filters[f]; ok {
 			delete(p.filters, f)
-			r.b.UnsubscribeRemote(f, p.route)
+			r.unsubscribe(p.route, f)
 		}
 	}
 }

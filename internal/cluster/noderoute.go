@@ -42,32 +42,49 @@ func newNodeRoute(r *Router, name string) *nodeRoute {
 
 // Deliver forwards m at QoS 0, or a QoS 1/2 message whose publisher does
 // not wait (nothing to hold).
-func (n *nodeRoute) Deliver(m *broker.Message, qos byte) { n.send(m, qos, 0) }
+func (n *nodeRoute) Deliver(m *broker.Message, qos byte) { n.send(m, qos, 0, nil) }
+
+// DeliverShared forwards m for the node's shared subscription share; with
+// ack, as DeliverAck.
+func (n *nodeRoute) DeliverShared(m *broker.Message, share broker.Share, ack broker.Acker) {
+	if m.QoS > 0 {
+		n.r.sendShared(n, m, share, ack) // shared.go: kept until its member completes it
+		return
+	}
+	n.send(m, 0, 0, &share)
+}
 
 // DeliverAck forwards a QoS 1/2 message and holds ack until the node
 // accepts it, fails it, is gone, or ack_timeout passes.
 func (n *nodeRoute) DeliverAck(m *broker.Message, qos byte, ack broker.Acker) {
+	if seq, ok := n.wait(ack); ok {
+		n.send(m, qos, seq, nil)
+	}
+}
+
+// wait registers ack under a new sequence; false when the node is gone
+// (ack is then done: nobody there to wait for).
+func (n *nodeRoute) wait(ack broker.Acker) (uint64, bool) {
 	n.mu.Lock()
 	if n.gone {
 		n.mu.Unlock()
-		ack.Done(nil) // the node left: nobody there to wait for
-		return
+		ack.Done(nil)
+		return 0, false
 	}
 	n.next++
 	seq := n.next
-	now := time.Now().UnixNano()
-	n.pend[seq] = waiter{ack: ack, sent: now}
+	n.pend[seq] = waiter{ack: ack, sent: time.Now().UnixNano()}
 	n.mu.Unlock()
-	n.send(m, qos, seq)
+	return seq, true
 }
 
 // send appends m's frame to the batch for the node and wakes the flusher
 // if the batch was empty. Frames leave in the order they were appended.
-func (n *nodeRoute) send(m *broker.Message, qos byte, seq uint64) {
+func (n *nodeRoute) send(m *broker.Message, qos byte, seq uint64, share *broker.Share) {
 	n.bmu.Lock()
 	start := len(n.buf)
 	n.buf = append(n.buf, 0, 0, 0, 0)
-	n.buf = encodeMsg(n.buf, m, qos, seq, n.r.node, time.Now().UnixNano())
+	n.buf = encodeMsg(n.buf, m, qos, seq, n.r.node, time.Now().UnixNano(), share)
 	binary.LittleEndian.PutUint32(n.buf[start:], uint32(len(n.buf)-start-4))
 	n.seqs = appendSeq(n.seqs, seq)
 	wake := !n.queued

@@ -25,7 +25,7 @@ func TestWireRoundTrip(t *testing.T) {
 	m.Props.Set(packet.PropPayloadFormat)
 	m.Props.Set(packet.PropUser)
 	later := now + int64(10*time.Second) // ten seconds on the wire
-	got, seq, sender, err := decodeMsg(encodeMsg(nil, m, 1, 42, "n1", now), later)
+	got, seq, sender, err := decodeMsg(encodeMsg(nil, m, 1, 42, "n1", now, nil), later)
 	if err != nil || seq != 42 || sender != "n1" {
 		t.Fatalf("decode: %v %d %q", err, seq, sender)
 	}
@@ -33,11 +33,15 @@ func TestWireRoundTrip(t *testing.T) {
 		!reflect.DeepEqual(got.Props, m.Props) {
 		t.Fatalf("got %+v", got)
 	}
+	sh, _, _, err := decodeMsg(encodeMsg(nil, m, 1, 7, "n1", now, &broker.Share{Group: "g", Filter: "a/+"}), now)
+	if err != nil || sh.Share == nil || *sh.Share != (broker.Share{Group: "g", Filter: "a/+"}) || string(sh.Payload) != "pl" {
+		t.Errorf("shared frame: %+v %v", sh, err)
+	}
 	if left := time.Duration(got.Expiry - later); left != 90*time.Second {
 		t.Errorf("expiry left %v, want the 90 s it had when sent", left)
 	}
-	for i := range len(encodeMsg(nil, m, 1, 42, "n1", now)) {
-		if _, _, _, err := decodeMsg(encodeMsg(nil, m, 1, 42, "n1", now)[:i], now); err == nil && i < 10 {
+	for i := range len(encodeMsg(nil, m, 1, 42, "n1", now, nil)) {
+		if _, _, _, err := decodeMsg(encodeMsg(nil, m, 1, 42, "n1", now, nil)[:i], now); err == nil && i < 10 {
 			t.Errorf("truncated at %d decoded", i)
 		}
 	}
@@ -71,6 +75,7 @@ func startNodes(t *testing.T, n int) []*node {
 		}
 		r := New(f, nil)
 		addr, b := brokertest.Serve(t, broker.Options{Config: config.Default().MQTT, AllowAnonymous: true, Hooks: []broker.Hook{r}})
+		b.SetSharedRouter(r)
 		if err := r.Start(b); err != nil {
 			t.Fatal(err)
 		}

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,12 +13,83 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
+// shEntry is one shared subscription (group, filter) of other nodes: the
+// routes to the nodes with members, and the turn that rotates over them
+// and, when it has members, this node.
+type shEntry struct {
+	routes []*nodeRoute
+	turn   uint64 // under Router.shMu (write lock: SharedTurn advances it)
+}
+
+var _ broker.SharedRouter = (*Router)(nil)
+
+func (r *Router) shAdd(rt *nodeRoute, group, filter string) {
+	r.shMu.Lock()
+	defer r.shMu.Unlock()
+	e, ok := r.shIdx.Get(filter, group)
+	if !ok {
+		e = &shEntry{}
+		r.shIdx.Subscribe(filter, group, e)
+	}
+	if !slices.Contains(e.routes, rt) {
+		e.routes = append(e.routes, rt)
+	}
+}
+
+func (r *Router) shRemove(rt *nodeRoute, group, filter string) {
+	r.shMu.Lock()
+	defer r.shMu.Unlock()
+	e, ok := r.shIdx.Get(filter, group)
+	if !ok {
+		return
+	}
+	e.routes = slices.DeleteFunc(e.routes, func(x *nodeRoute) bool { return x == rt })
+	if len(e.routes) == 0 {
+		r.shIdx.Unsubscribe(filter, group)
+	}
+}
+
+// SharedTurn picks the node whose turn it is for (group, filter): the
+// nodes with members take turns, this one included when local; nil means
+// this node. It implements broker.SharedRouter.
+func (r *Router) SharedTurn(group, filter string, local bool) broker.SharedRoute {
+	r.shMu.Lock()
+	defer r.shMu.Unlock()
+	e, ok := r.shIdx.Get(filter, group)
+	if !ok || len(e.routes) == 0 {
+		return nil
+	}
+	n := uint64(len(e.routes))
+	if local {
+		n++
+	}
+	i := e.turn % n
+	e.turn++
+	if i == uint64(len(e.routes)) {
+		return nil
+	}
+	return e.routes[i]
+}
+
+// MatchShared calls fn for the other nodes' shared subscriptions matching
+// topic. It implements broker.SharedRouter.
+func (r *Router) MatchShared(topic string, fn func(group, filter string)) {
+	var found []broker.Share
+	r.shMu.RLock()
+	r.shIdx.Match(topic, func(filter, group string, _ *shEntry) {
+		found = append(found, broker.Share{Group: group, Filter: filter})
+	})
+	r.shMu.RUnlock()
+	for _, s := range found {
+		fn(s.Group, s.Filter)
+	}
+}
+
 // Shared subscriptions across nodes (docs/cluster.md, "Shared
-// subscriptions"). A node announces each "$share/group/filter" it has
-// members of with its interest; every node keeps those as one member per
-// node in its broker (broker.SharedRemoteRoute). The node a message is
-// published on picks, per group, the node whose turn it is and sends it
-// the copy on shmsg.<node>; that node's shared index picks the member.
+// subscriptions across nodes"). The node a message is published on picks,
+// per group, the node whose turn it is (SharedTurn, above); a QoS 0 copy
+// for another node goes with the forwarded messages, naming the group; a
+// QoS 1/2 copy goes on shmsg.<node> and is tracked here (sendShared).
 //
 // The sending node keeps each QoS 1/2 copy until the picked node settles
 // it: its member completed it (PUBACK, or PUBREC at QoS 2), took it at QoS
@@ -30,8 +102,8 @@ import (
 //
 // Subjects, under the prefix:
 //
-//	shmsg.<node>  a shared copy: group, filter (strings), then the
-//	              forwarded-message body (wire.go)
+//	shmsg.<node>  a QoS 1/2 shared copy: a forwarded-message body
+//	              naming its group and filter (wire.go, flag 6)
 //	shack.<node>  for the sending node: the replying node's name, then
 //	              triples of seq uvarint and a kind byte (shAccepted,
 //	              shSettled, shReturned, or a failure reason code >= 0x80)
@@ -74,8 +146,6 @@ type shAckItem struct {
 	kind byte
 }
 
-var _ broker.SharedRemoteRoute = (*nodeRoute)(nil)
-
 // startShared subscribes to the shared-copy subjects and gives the broker
 // this node's own route.
 func (r *Router) startShared() error {
@@ -94,7 +164,6 @@ func (r *Router) startShared() error {
 		s.SetPendingLimits(1<<20, 512<<20)
 		r.subs = append(r.subs, s)
 	}
-	r.b.SetSharedSelf(sh.self)
 	if err := r.startDrain(); err != nil { // drain.go
 		return err
 	}
@@ -104,55 +173,40 @@ func (r *Router) startShared() error {
 	return nil
 }
 
-// DeliverShared sends m to the node for one member of (group, filter).
-func (n *nodeRoute) DeliverShared(m *broker.Message, qos byte, group, filter string, ack broker.Acker) {
-	r := n.r
-	var seq uint64
-	var p *shPend
-	if qos > 0 {
-		now := time.Now().UnixNano()
-		p = &shPend{route: n, group: group, filter: filter, ack: ack, first: now, sent: now}
-		r.sh.mu.Lock()
-		r.sh.next++
-		seq = r.sh.next
-		r.sh.mu.Unlock()
-	}
-	b := appendString(nil, group)
-	b = appendString(b, filter)
-	b = encodeMsg(b, m, qos, seq, r.node, time.Now().UnixNano())
-	if p != nil {
-		p.body = b // kept: m may alias the publisher's packet
-		r.sh.mu.Lock()
-		r.sh.pend[seq] = p
-		r.sh.mu.Unlock()
-	}
+// sendShared sends a QoS 1/2 copy of m to node n for one member of the
+// shared subscription share, and keeps it until n settles it.
+func (r *Router) sendShared(n *nodeRoute, m *broker.Message, share broker.Share, ack broker.Acker) {
+	now := time.Now().UnixNano()
+	p := &shPend{route: n, group: share.Group, filter: share.Filter, ack: ack, first: now, sent: now}
+	r.sh.mu.Lock()
+	r.sh.next++
+	seq := r.sh.next
+	r.sh.mu.Unlock()
+	// Kept: m may alias the publisher's packet.
+	p.body = encodeMsg(nil, m, m.QoS, seq, r.node, now, &share)
+	r.sh.mu.Lock()
+	r.sh.pend[seq] = p
+	r.sh.mu.Unlock()
 	r.forwarded.Add(1)
-	if err := r.nc.Publish(r.prefix+"shmsg."+n.name, b); err != nil && p != nil {
+	if err := r.nc.Publish(r.prefix+"shmsg."+n.name, p.body); err != nil {
 		r.sharedAnswer(seq, packet.ErrUnspecified.Value)
-	} else if p == nil && ack != nil {
-		ack.Done(nil)
 	}
 }
 
 // onShared takes a shared copy another node (or this one) picked this
 // node for.
 func (r *Router) onShared(msg *nats.Msg) {
-	rd := &reader{b: msg.Data}
-	group, filter := rd.string(), rd.string()
-	if rd.err != nil {
-		r.log.Warn("cluster: malformed shared copy dropped")
-		return
+	m, seq, sender, err := decodeMsg(msg.Data, time.Now().UnixNano())
+	if err == nil && (m.Share == nil || seq == 0) {
+		err = errWire
 	}
-	m, seq, sender, err := decodeMsg(rd.b, time.Now().UnixNano())
 	if err != nil {
 		r.log.Warn("cluster: malformed shared copy dropped", "err", err)
 		return
 	}
 	r.received.Add(1)
-	if seq == 0 {
-		r.b.DeliverShared(m, m.QoS, group, filter, nil, nil)
-		return
-	}
+	group, filter := m.Share.Group, m.Share.Filter
+	m.Share = nil
 	var once atomic.Bool
 	r.b.DeliverShared(m, m.QoS, group, filter, func(err error) {
 		kind := shAccepted
@@ -268,8 +322,7 @@ func (r *Router) sharedAnswer(seq uint64, kind byte) {
 // (releasing its publisher) when no node has members any more or it was
 // sent shMaxTries times.
 func (r *Router) sharedResend(seq uint64, p *shPend) {
-	next := r.b.NextSharedRoute(p.group, p.filter, p.route)
-	nr, _ := next.(*nodeRoute)
+	nr := r.nextShared(p.group, p.filter, p.route)
 	sh := &r.sh
 	sh.mu.Lock()
 	if sh.pend[seq] != p {
@@ -293,6 +346,32 @@ func (r *Router) sharedResend(seq uint64, p *shPend) {
 	sh.mu.Unlock()
 	sh.resent.Add(1)
 	r.nc.Publish(r.prefix+"shmsg."+nr.name, p.body)
+}
+
+// nextShared is the node to send a copy for (group, filter) to again:
+// the next one whose turn it is other than not (this node's own route
+// when its turn comes and it has members), or nil when no node but not
+// has members.
+func (r *Router) nextShared(group, filter string, not *nodeRoute) *nodeRoute {
+	local := r.b.HasSharedMembers(group, filter)
+	r.shMu.RLock()
+	n := 1
+	if e, ok := r.shIdx.Get(filter, group); ok {
+		n += len(e.routes)
+	}
+	r.shMu.RUnlock()
+	for range n + 1 {
+		var nr *nodeRoute
+		if rt := r.SharedTurn(group, filter, local); rt != nil {
+			nr = rt.(*nodeRoute)
+		} else if local {
+			nr = r.sh.self
+		}
+		if nr != nil && nr != not {
+			return nr
+		}
+	}
+	return nil
 }
 
 // sharedTickLoop sends again the copies whose node went away or restarted,

@@ -13,9 +13,12 @@ import (
 //
 //	version  byte (1)
 //	flags    byte: QoS (bits 0-1), retain (2), expiry (3), props (4),
-//	         keep (5: queued copies are not evicted, see Message.Keep)
+//	         keep (5: queued copies are not evicted, see Message.Keep),
+//	         share (6)
+//	group, filter  strings (flag 6): the shared subscription it is for
 //	seq      uvarint: the sender's sequence for this receiver (0 for QoS 0)
 //	sender   string (uvarint length, bytes): the sending node
+//	(group and filter here with flag 6)
 //	expiry   uvarint, nanoseconds left (flag 3): counted down across the hop
 //	origin   string: the publishing client's id
 //	topic    string
@@ -30,6 +33,7 @@ const (
 	flagExpiry = 1 << 3
 	flagProps  = 1 << 4
 	flagKeep   = 1 << 5 // AllOrNothing or Keep on the publishing node
+	flagShare  = 1 << 6 // for one shared subscription: group and filter follow the sender
 )
 
 func appendString(b []byte, s string) []byte {
@@ -38,7 +42,7 @@ func appendString(b []byte, s string) []byte {
 }
 
 // encodeMsg appends m's wire form, sent at QoS qos, to b.
-func encodeMsg(b []byte, m *broker.Message, qos byte, seq uint64, sender string, now int64) []byte {
+func encodeMsg(b []byte, m *broker.Message, qos byte, seq uint64, sender string, now int64, share *broker.Share) []byte {
 	flags := qos & 3
 	if m.Retain {
 		flags |= flagRetain
@@ -53,9 +57,16 @@ func encodeMsg(b []byte, m *broker.Message, qos byte, seq uint64, sender string,
 	if m.Keep || m.AllOrNothing {
 		flags |= flagKeep
 	}
+	if share != nil {
+		flags |= flagShare
+	}
 	b = append(b, wireVersion, flags)
 	b = binary.AppendUvarint(b, seq)
 	b = appendString(b, sender)
+	if share != nil {
+		b = appendString(b, share.Group)
+		b = appendString(b, share.Filter)
+	}
 	if m.Expiry != 0 {
 		b = binary.AppendUvarint(b, uint64(max(m.Expiry-now, 1)))
 	}
@@ -127,6 +138,9 @@ func decodeMsg(b []byte, now int64) (m *broker.Message, seq uint64, sender strin
 	m = &broker.Message{QoS: flags & 3, Retain: flags&flagRetain != 0, Keep: flags&flagKeep != 0, Local: true, Forwarded: true}
 	seq = r.uvarint()
 	sender = r.string()
+	if flags&flagShare != 0 {
+		m.Share = &broker.Share{Group: r.string(), Filter: r.string()}
+	}
 	if flags&flagExpiry != 0 {
 		m.Expiry = now + int64(min(r.uvarint(), uint64(100*365*24*time.Hour)))
 	}

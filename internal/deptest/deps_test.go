@@ -33,7 +33,7 @@ var allowed = map[string][]string{
 		"internal/mqtt/packet", "internal/mqtt/topic", "internal/cluster", "internal/cluster/fabric"},
 	"internal/cluster/fabric":  {"internal/config"},
 	"internal/cluster/subject": {},
-	"internal/cluster":         {"internal/broker", "internal/cluster/fabric", "internal/mqtt/packet"},
+	"internal/cluster":         {"internal/broker", "internal/cluster/fabric", "internal/mqtt/packet", "internal/mqtt/topic"},
 	"internal/clustertest":     {},
 }
 

@@ -109,6 +109,9 @@ func (s *Server) open() error {
 		return err
 	}
 	s.broker = b
+	if s.router != nil {
+		b.SetSharedRouter(s.router)
+	}
 	a.SetDisconnect(func(clientID string) { b.Disconnect(clientID, packet.ErrNotAuthorized) })
 	a.SetDisconnectClient(func(c *broker.ClientInfo, code packet.Code) { b.DisconnectClient(c, code) })
 	for i, lc := range cfg.Listeners {

@@ -345,6 +345,48 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	// $share/g/s/#: members on three nodes, the publisher's among them;
+	// every message reaches exactly one member, and every node's members
+	// get some.
+	t.Run("shared subscription across nodes", func(t *testing.T) {
+		members := map[string]*v5{}
+		for _, n := range []*clustertest.Node{c0, c1, r3} {
+			m := dialV5(t, n.MQTT(), "member-"+n.Name)
+			m.sub("$share/g/s/#", 1, 0, false)
+			m.sub("s-end", 1, 0, false)
+			members[n.Name] = m
+		}
+		chans := map[string]chan msg{}
+		for name, m := range members {
+			chans[name] = m.msgs
+		}
+		primed(t, pub, "s-end", chans)
+		const n = 300
+		for i := range n {
+			if _, err := pub.pub("s/x", 1, "s"+strconv.Itoa(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		pub.pub("s-end", 1, "end-shared")
+		seen := map[string]string{}
+		for name, m := range members {
+			got := only(recvUntil(t, name, m.msgs, "end-shared"), "s/x")
+			if len(got) == 0 {
+				t.Errorf("member on %s got nothing: not balanced across nodes", name)
+			}
+			for _, g := range got {
+				if other, dup := seen[g.Payload]; dup {
+					t.Errorf("%s delivered to members on %s and %s", g.Payload, other, name)
+				}
+				seen[g.Payload] = name
+			}
+			t.Logf("member on %s: %d messages", name, len(got))
+		}
+		if len(seen) != n {
+			t.Errorf("%d of %d messages reached a member", len(seen), n)
+		}
+	})
+
 	// A frozen node (SIGSTOP) with a matching subscriber holds the QoS 1
 	// PUBACK while another node's subscriber already has the message; the
 	// PUBACK comes once it resumes and accepts.
