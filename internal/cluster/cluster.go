@@ -75,7 +75,7 @@ type Router struct {
 	watchMu  sync.Mutex
 	watchers []func(node string, up bool)
 
-	sh sharedState // shared.go
+	sh sharedState // sharedtrack.go
 	dr drainState  // drain.go
 
 	forwarded atomic.Uint64
@@ -152,7 +152,7 @@ func (r *Router) Start(b *broker.Broker) error {
 		r.Close()
 		return fmt.Errorf("cluster: %w", err)
 	}
-	if err := r.startShared(); err != nil { // shared.go
+	if err := r.startShared(); err != nil { // sharedtrack.go
 		r.Close()
 		return fmt.Errorf("cluster: %w", err)
 	}
@@ -694,5 +694,5 @@ func (r *Router) Close() {
 	for _, p := range peers {
 		r.dropPeer(p)
 	}
-	r.closeShared() // shared.go
+	r.closeShared() // sharedtrack.go
 }

@@ -48,7 +48,7 @@ func (n *nodeRoute) Deliver(m *broker.Message, qos byte) { n.send(m, qos, 0, nil
 // ack, as DeliverAck.
 func (n *nodeRoute) DeliverShared(m *broker.Message, share broker.Share, ack broker.Acker) {
 	if m.QoS > 0 {
-		n.r.sendShared(n, m, share, ack) // shared.go: kept until its member completes it
+		n.r.sendShared(n, m, share, ack) // sharedtrack.go: kept until its member completes it
 		return
 	}
 	n.send(m, 0, 0, &share)
