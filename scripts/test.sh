@@ -10,12 +10,13 @@ cd "$(dirname "$0")/.."
 # not write), haproxy (a load balancer sending PROXY headers), stdbuf
 # (coreutils, to line-buffer mosquitto_sub), prometheus (the server and
 # promtool, which scrape and lint /metrics), chromium and firefox-esr
-# (headless, for the dashboard's browser tests). A test whose tool is
+# (headless, for the dashboard's browser tests), nats-server (the peer of
+# the cluster bench: `culex bench compare --cluster`). A test whose tool is
 # missing skips, but fails where CI=true.
 # For the deployment checks: systemd (systemd-analyze verifies the unit),
 # podman and runc (build and run the container image where base images can
 # be pulled; busybox-static: the stand-in build image where none can).
-pkgs=(mosquitto mosquitto-clients kcat haproxy coreutils prometheus chromium firefox-esr systemd podman runc busybox-static)
+pkgs=(mosquitto mosquitto-clients kcat haproxy coreutils prometheus chromium firefox-esr systemd podman runc busybox-static nats-server)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

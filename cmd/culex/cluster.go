@@ -17,12 +17,13 @@ import (
 
 const clusterUsage = `Usage:
   culex cluster status [-c culex.yaml] [serve flags]
+  culex cluster drain NODE [--undo] [--to HOST:PORT] [-c culex.yaml] [serve flags]
 
 status joins the cluster named by the config (cluster.peers and
 cluster.listen, or cluster.nats_url, with cluster.secret or cluster.tls)
 for a moment and prints every node's answer: role, cluster address,
 MQTT connections, uptime, the JetStream meta leader and readiness.
-`
+` + drainUsage
 
 func clusterCmd(args []string) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
@@ -32,6 +33,8 @@ func clusterCmd(args []string) error {
 	switch args[0] {
 	case "status":
 		return clusterStatus(args[1:], os.Stdout)
+	case "drain":
+		return clusterDrain(args[1:], os.Stdout) // drain.go
 	}
 	return fmt.Errorf("cluster: unknown command %q\n\n%s", args[0], clusterUsage)
 }

@@ -65,6 +65,13 @@ func serve(args []string) error {
 		<-sig
 		cancel()
 	}()
+	// A cluster node moves its clients away first, within three quarters
+	// of shutdown_timeout; Shutdown disconnects whoever is left.
+	dctx, dcancel := context.WithTimeout(ctx, cfg.ShutdownTimeout*3/4)
+	if err := srv.Drain(dctx); err != nil {
+		log.Warn("drain cut short by shutdown_timeout: the remaining clients are disconnected at once", "err", err)
+	}
+	dcancel()
 	if err := srv.Shutdown(ctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}

@@ -123,6 +123,10 @@ func ParseFlags(mode string, args []string, stderr io.Writer) (cfg *Config, asJS
 	fs.BoolVar(&topt.Insecure, "insecure", false, "TLS: do not verify the server certificate")
 	fs.StringVar(&topt.Groups, "tls-groups", "", "TLS: key exchange groups to offer, comma-separated (x25519, p256, p384, p521, x25519mlkem768); default Go's")
 	resume := fs.Bool("tls-resume", true, "TLS: resume sessions with the tickets of earlier connections (false: every handshake is a full one)")
+	var subAddrs string
+	if mode == "run" {
+		fs.StringVar(&subAddrs, "sub-addrs", "", "subscribers connect to these host:port addresses, comma-separated, round-robin (other nodes of a cluster) instead of --url's")
+	}
 	fs.StringVar(&locals, "local-addrs", "", "source addresses, comma-separated or ranges (127.0.0.2-127.0.0.9), used round-robin")
 	fs.BoolVar(&asJSON, "json", false, "print the summary as JSON")
 	fs.BoolVar(&quiet, "quiet", false, "no live line every second")
@@ -159,6 +163,15 @@ func ParseFlags(mode string, args []string, stderr io.Writer) (cfg *Config, asJS
 	}
 	if cfg.Target, err = ParseTarget(url, topt, ips); err != nil {
 		return nil, false, err
+	}
+	for _, a := range strings.Split(subAddrs, ",") {
+		if a = strings.TrimSpace(a); a == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, false, fmt.Errorf("bench %s: --sub-addrs: %q is not host:port", mode, a)
+		}
+		cfg.Target.SubAddrs = append(cfg.Target.SubAddrs, a)
 	}
 	cfg.Defaults()
 	return cfg, asJSON, cfg.validate()

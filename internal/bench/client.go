@@ -107,7 +107,11 @@ func (c *client) handshake(ctx context.Context) (err error) {
 		}
 	}()
 	start := time.Now()
-	nc, err := c.r.target.Dial(ctx)
+	addr := c.r.target.Addr
+	if sa := c.r.target.SubAddrs; c.role == roleSub && len(sa) > 0 {
+		addr = sa[c.idx%len(sa)]
+	}
+	nc, err := c.r.target.DialAddr(ctx, addr)
 	if err != nil {
 		return c.r.fail("connect", err)
 	}

@@ -32,12 +32,17 @@ type Result struct {
 	BrokerRSSKiB int64   // peak VmRSS sampled during the run
 	HeldRSSKiB   int64   // idle workloads: peak VmRSS while every client was connected and idle
 	BaseRSSKiB   int64   // VmRSS before the bench connected
+	CPUPerMsgUS  float64 // broker CPU (every node) per delivered message, microseconds
 	// ConnectPeakKiB is the peak VmRSS before the clients began to close:
 	// the connect storm's, without the disconnect storm's.
 	ConnectPeakKiB int64
-	Command        string // the bench command line
-	Prep           string // a bench command line run before it (the storm's sessions)
-	WallS          float64
+	// Takeover workload (compare --cluster): CONNECT to CONNACK on the
+	// second node, and how many first connections it closed.
+	TakeoverP50US, TakeoverP99US float64
+	TookOver, TakeoverRefused    int
+	Command                      string // the bench command line
+	Prep                         string // a bench command line run before it (the storm's sessions)
+	WallS                        float64
 }
 
 // compareOpts are the flags of `culex bench compare`.
@@ -57,6 +62,10 @@ type compareOpts struct {
 	loadStart string
 	tls       bool
 	tlsFiles  *tlsFiles
+
+	cluster     bool   // --cluster (cluster.go)
+	nats        string // nats-server binary
+	culexBinary string // culex binary of cluster nodes
 }
 
 // Compare runs the matrix against Culex and Mosquitto, alternating which
@@ -67,26 +76,23 @@ func Compare(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	RaiseFileLimit()
+	if o.cluster {
+		return o.compareCluster(ctx, args, stdout, stderr)
+	}
 	ws, err := Matrix(o.matrix, o.idle)
 	if err != nil {
 		return err
 	}
+	begin, end := reportBegin, reportEnd
 	if o.tls {
 		ws = TLSMatrix(o.idle)
 		if o.tlsFiles, err = makeTLSFiles(); err != nil {
 			return fmt.Errorf("compare --tls: certificates: %w", err)
 		}
 		defer os.RemoveAll(o.tlsFiles.dir)
+		begin, end = tlsReportBegin, tlsReportEnd
 	}
-	if o.only != nil {
-		var keep []Workload
-		for _, w := range ws {
-			if o.only.MatchString(w.Name) {
-				keep = append(keep, w)
-			}
-		}
-		ws = keep
-	}
+	ws = o.filter(ws)
 	specs := map[string]brokerSpec{
 		"mosquitto": {name: "mosquitto", mosquitto: o.mosquitto, extraConf: o.mosqExtra},
 	}
@@ -96,29 +102,9 @@ func Compare(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		specs["culex"] = brokerSpec{name: "culex", template: strings.Fields(o.culexCmd)}
 	}
 	started := time.Now()
-	o.loadStart = loadAvg()
-	var results []Result
-	for i, w := range ws {
-		order := append([]string(nil), o.brokers...)
-		if i%2 == 1 { // alternate who goes first: neither always gets a cold or a warm machine
-			for l, r := 0, len(order)-1; l < r; l, r = l+1, r-1 {
-				order[l], order[r] = order[r], order[l]
-			}
-		}
-		for _, name := range order {
-			if ctx.Err() != nil {
-				break
-			}
-			if w.TLS != nil && w.TLS.WS && name == "mosquitto" {
-				continue // mosquitto 2.0's websockets listener does not start with TLS here
-			}
-			res := o.runOne(ctx, specs[name], w)
-			fmt.Fprintln(stderr, res.line())
-			results = append(results, res)
-		}
-	}
-	if ctx.Err() != nil {
-		return ctx.Err()
+	results, err := o.runAll(ctx, ws, stderr, func(name string, w Workload) Result { return o.runOne(ctx, specs[name], w) })
+	if err != nil {
+		return err
 	}
 	var buf bytes.Buffer
 	if o.tls {
@@ -126,25 +112,72 @@ func Compare(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	} else {
 		writeReport(&buf, o, args, results, started)
 	}
+	return o.write(buf.Bytes(), begin, end, stdout, stderr, len(results), started)
+}
+
+// runAll runs each workload against each of o.brokers (run), printing a
+// line per result.
+func (o *compareOpts) runAll(ctx context.Context, ws []Workload, stderr io.Writer, run func(name string, w Workload) Result) ([]Result, error) {
+	o.loadStart = loadAvg()
+	var results []Result
+	for i, w := range ws {
+		for _, name := range o.order(i) {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if w.TLS != nil && w.TLS.WS && name == "mosquitto" {
+				continue // mosquitto 2.0's websockets listener does not start with TLS here
+			}
+			res := run(name, w)
+			fmt.Fprintln(stderr, res.line())
+			results = append(results, res)
+		}
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return results, nil
+}
+
+// write writes report to stdout (--out -) or between the markers begin
+// and end of the --out file (see splice).
+func (o *compareOpts) write(report []byte, begin, end string, stdout, stderr io.Writer, n int, started time.Time) error {
 	if o.out == "-" {
-		_, err = stdout.Write(buf.Bytes())
+		_, err := stdout.Write(report)
 		return err
 	}
-	report := buf.Bytes()
-	begin, end := reportBegin, reportEnd
-	if o.tls {
-		begin, end = tlsReportBegin, tlsReportEnd
-	}
-	if old, err := os.ReadFile(o.out); err == nil {
-		report = splice(old, report, begin, end)
-	} else {
-		report = splice(nil, report, begin, end)
-	}
-	if err := os.WriteFile(o.out, report, 0o644); err != nil {
+	old, _ := os.ReadFile(o.out) // none yet: the report alone, within markers
+	if err := os.WriteFile(o.out, splice(old, report, begin, end), 0o644); err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "wrote %s (%d results in %s)\n", o.out, len(results), time.Since(started).Round(time.Second))
+	fmt.Fprintf(stderr, "wrote %s (%d results in %s)\n", o.out, n, time.Since(started).Round(time.Second))
 	return nil
+}
+
+// filter keeps the workloads --only matches.
+func (o *compareOpts) filter(ws []Workload) []Workload {
+	if o.only == nil {
+		return ws
+	}
+	var keep []Workload
+	for _, w := range ws {
+		if o.only.MatchString(w.Name) {
+			keep = append(keep, w)
+		}
+	}
+	return keep
+}
+
+// order is the brokers' order for the i-th workload: it alternates, so
+// that neither always gets a cold or a warm machine.
+func (o *compareOpts) order(i int) []string {
+	order := append([]string(nil), o.brokers...)
+	if i%2 == 1 {
+		for l, r := 0, len(order)-1; l < r; l, r = l+1, r-1 {
+			order[l], order[r] = order[r], order[l]
+		}
+	}
+	return order
 }
 
 func parseCompare(args []string, stderr io.Writer) (*compareOpts, error) {
@@ -167,8 +200,17 @@ func parseCompare(args []string, stderr io.Writer) (*compareOpts, error) {
 	fs.IntVar(&o.idle, "idle", 19000, "idle connections in the last workload (0: skip)")
 	fs.StringVar(&o.locals, "local-addrs", "127.0.0.2-127.0.0.9", "source addresses for big connection counts")
 	fs.BoolVar(&o.tls, "tls", false, "run the TLS workloads instead (handshakes/s, idle TLS and WSS memory, reconnect storm) into their own section of --out")
+	fs.BoolVar(&o.cluster, "cluster", false, "cluster mode: three-node Culex and NATS server clusters (and one Culex node) on this machine, publishers on one node, subscribers on the others; --brokers from "+culexCluster+","+natsCluster+","+culexSingle)
+	fs.StringVar(&o.nats, "nats", "/usr/sbin/nats-server", "nats-server binary (--cluster)")
+	fs.StringVar(&o.culexBinary, "culex-bin", "", "culex binary of the cluster nodes (--cluster; default: this one)")
 	if err := cliflag.Parse(fs, args, stderr, nil); err != nil {
 		return nil, err
+	}
+	if o.tls && o.cluster {
+		return nil, fmt.Errorf("compare: --tls and --cluster are separate runs; give one of them")
+	}
+	if o.cluster && !flagSet(fs, "brokers") {
+		brokers = culexCluster + "," + natsCluster + "," + culexSingle
 	}
 	if quick {
 		o.matrix = "quick"
@@ -184,7 +226,10 @@ func parseCompare(args []string, stderr io.Writer) (*compareOpts, error) {
 		o.mosqExtra += "\n"
 	}
 	for _, b := range strings.Split(brokers, ",") {
-		if b = strings.TrimSpace(b); b != "culex" && b != "mosquitto" {
+		switch b = strings.TrimSpace(b); {
+		case o.cluster && b != culexCluster && b != natsCluster && b != culexSingle:
+			return nil, fmt.Errorf("compare --cluster: unknown deployment %q (%s, %s, %s)", b, culexCluster, natsCluster, culexSingle)
+		case !o.cluster && b != "culex" && b != "mosquitto":
 			return nil, fmt.Errorf("compare: unknown broker %q (culex, mosquitto)", b)
 		}
 		o.brokers = append(o.brokers, strings.TrimSpace(b))
@@ -218,28 +263,74 @@ func (o *compareOpts) runOne(ctx context.Context, spec brokerSpec, w Workload) R
 		res.Err = err.Error()
 		return res
 	}
-	defer b.cleanup()
-	defer b.stop()
-	pid := b.cmd.Process.Pid
-	args := w.benchArgs(b.port, o.duration.String(), o.drain.String(), o.locals)
+	d := &deployment{procs: []*broker{b}, pub: b.port}
+	defer d.stop()
+	o.measure(ctx, d, &res)
+	return res
+}
+
+// deployment is what a workload runs against: one broker, or the nodes of
+// a cluster with publishers on one node and subscribers on the others.
+type deployment struct {
+	procs []*broker
+	pub   int    // publishers' MQTT port
+	subs  []int  // subscribers' MQTT ports; none: pub
+	dir   string // removed by stop, if set
+}
+
+func (d *deployment) stop() {
+	for _, b := range d.procs {
+		b.stop()
+		b.cleanup()
+	}
+	if d.dir != "" {
+		os.RemoveAll(d.dir)
+	}
+}
+
+// sample sums f over the deployment's processes.
+func (d *deployment) sample(f func(pid int) (int64, error)) int64 {
+	var sum int64
+	for _, b := range d.procs {
+		if v, err := f(b.cmd.Process.Pid); err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
+
+// measure runs res.Workload against d as a child `culex bench` process
+// while sampling the CPU and RSS of d's processes (summed). A TLS
+// workload runs against a single broker (d.pub), its storm after a first
+// run that makes the sessions.
+func (o *compareOpts) measure(ctx context.Context, d *deployment, res *Result) {
+	w := res.Workload
+	args := w.benchArgs(d.pub, o.duration.String(), o.drain.String(), o.locals)
+	if len(d.subs) > 0 {
+		var addrs []string
+		for _, p := range d.subs {
+			addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", p))
+		}
+		args = append(args, "--sub-addrs", strings.Join(addrs, ","))
+	}
 	if w.TLS != nil {
 		var prep []string
-		args, prep = o.tlsFiles.tlsArgs(w, b.port, o.duration.String(), o.locals)
+		args, prep = o.tlsFiles.tlsArgs(w, d.pub, o.duration.String(), o.locals)
 		if prep != nil {
 			pctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 			out, err := exec.CommandContext(pctx, o.benchBin, append([]string{"bench"}, prep...)...).CombinedOutput()
 			cancel()
 			if err != nil {
 				res.Err = fmt.Sprintf("prep %s: %v: %.300s", shellJoin(prep), err, out)
-				return res
+				return
 			}
 			res.Prep = "culex bench " + shellJoin(prep)
 			// The storm starts from a broker at rest: what the first
 			// run left (its garbage, its disconnects) settles first.
-			settleRSS(ctx, pid)
+			settleRSS(ctx, d)
 		}
 	}
-	res.BaseRSSKiB, _ = procRSS(pid)
+	res.BaseRSSKiB = d.sample(procRSS)
 	res.Command = "culex bench " + shellJoin(args)
 
 	// The run is bounded: duration + drain + connect and close time.
@@ -251,7 +342,7 @@ func (o *compareOpts) runOne(ctx context.Context, spec brokerSpec, w Workload) R
 	var ph phaseWatch
 	cmd.Stdout, cmd.Stderr = &out, io.MultiWriter(&errb, &ph)
 
-	cpu0, _ := procCPU(pid)
+	cpu0 := d.sample(procCPU)
 	start := time.Now()
 	stopSample := make(chan struct{})
 	var wg sync.WaitGroup
@@ -270,7 +361,7 @@ func (o *compareOpts) runOne(ctx context.Context, spec brokerSpec, w Workload) R
 				since = time.Now()
 			}
 			closing := ph.phase() == "closing"
-			if rss, err := procRSS(pid); err == nil {
+			if rss := d.sample(procRSS); rss > 0 {
 				peak = max(peak, rss)
 				if !closing {
 					early = max(early, rss)
@@ -288,7 +379,7 @@ func (o *compareOpts) runOne(ctx context.Context, spec brokerSpec, w Workload) R
 	}()
 	runErr := cmd.Run()
 	wall := time.Since(start)
-	cpu1, _ := procCPU(pid)
+	cpu1 := d.sample(procCPU)
 	close(stopSample)
 	wg.Wait()
 
@@ -297,15 +388,17 @@ func (o *compareOpts) runOne(ctx context.Context, spec brokerSpec, w Workload) R
 	res.BrokerCPUPct = round(float64(cpu1-cpu0)/clkTck/wall.Seconds()*100, 1)
 	if runErr != nil {
 		res.Err = fmt.Sprintf("%v: %.300s", runErr, errb.String())
-		return res
+		return
 	}
 	var s Summary
 	if err := json.Unmarshal(out.Bytes(), &s); err != nil {
 		res.Err = fmt.Sprintf("bad summary: %v", err)
-		return res
+		return
 	}
 	res.Summary = &s
-	return res
+	if s.Received > 0 {
+		res.CPUPerMsgUS = round(float64(cpu1-cpu0)/clkTck*1e6/float64(s.Received), 2)
+	}
 }
 
 // settle is how long after every client connected the held RSS is
@@ -313,17 +406,24 @@ func (o *compareOpts) runOne(ctx context.Context, spec brokerSpec, w Workload) R
 // connect storm (RSS peak covers that).
 const settle = 2 * time.Second
 
-// settleRSS waits until the broker's RSS has not gone down for 6 s (Culex
-// returns a storm's memory within 5 s of the previous return), at most
-// 30 s.
-func settleRSS(ctx context.Context, pid int) {
+// settleRSS's bounds: a quiet time a little longer than the listener's
+// 30 s between memory returns, and the longest wait.
+const (
+	settleQuiet = 36 * time.Second
+	settleMax   = 60 * time.Second
+)
+
+// settleRSS waits until the RSS of d's processes has not gone down for
+// settleQuiet (the listener returns a storm's memory at most every 30 s),
+// at most settleMax.
+func settleRSS(ctx context.Context, d *deployment) {
 	start := time.Now()
 	low, lowAt := int64(1<<62), start
-	for time.Since(start) < 30*time.Second && ctx.Err() == nil {
-		if rss, err := procRSS(pid); err == nil && rss < low {
+	for time.Since(start) < settleMax && ctx.Err() == nil {
+		if rss := d.sample(procRSS); rss > 0 && rss < low {
 			low, lowAt = rss, time.Now()
 		}
-		if time.Since(lowAt) >= 6*time.Second {
+		if time.Since(lowAt) >= settleQuiet {
 			return
 		}
 		time.Sleep(250 * time.Millisecond) // sampling interval
@@ -334,6 +434,10 @@ func settleRSS(ctx context.Context, pid int) {
 func (r Result) line() string {
 	if r.Err != "" {
 		return fmt.Sprintf("%-34s %-9s ERROR %s", r.Workload.Name, r.Broker, r.Err)
+	}
+	if r.Workload.Takeover > 0 {
+		return fmt.Sprintf("%-34s %-9s p50 %s  p99 %s  taken over %d of %d, refused %d", r.Workload.Name, r.Broker,
+			fmtUS(r.TakeoverP50US), fmtUS(r.TakeoverP99US), r.TookOver, r.Workload.Takeover, r.TakeoverRefused)
 	}
 	s := r.Summary
 	if t := r.Workload.TLS; t != nil && t.Kind != "idle" {

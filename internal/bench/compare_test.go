@@ -72,4 +72,38 @@ func TestSpliceKeepsHandWrittenSections(t *testing.T) {
 	if got != want {
 		t.Errorf("got %q\nwant %q", got, want)
 	}
+	// So does the cluster section; the TLS one stays as it is.
+	got = string(splice([]byte(got), []byte("cluster v1\n"), clusterBegin, clusterEnd))
+	got = string(splice([]byte(got), []byte("cluster v2\n"), clusterBegin, clusterEnd))
+	want = "# Intro\n" + reportBegin + "table v2\n" + reportEnd + "\n" + clusterBegin + "cluster v2\n" + clusterEnd +
+		"\n" + tlsReportBegin + "tls v2\n" + tlsReportEnd + "## Other benchmarks\n"
+	if got != want {
+		t.Errorf("got %q\nwant %q", got, want)
+	}
+}
+
+// TestParseCompareModes: --tls and --cluster are separate runs, --cluster
+// has its own deployments, and an unknown flag is a one-line error.
+func TestParseCompareModes(t *testing.T) {
+	var errb strings.Builder
+	if _, err := parseCompare([]string{"--tls", "--cluster"}, &errb); err == nil {
+		t.Error("--tls --cluster accepted")
+	}
+	o, err := parseCompare([]string{"--cluster"}, &errb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{culexCluster, natsCluster, culexSingle}; strings.Join(o.brokers, ",") != strings.Join(want, ",") {
+		t.Errorf("--cluster brokers %v, want %v", o.brokers, want)
+	}
+	if _, err := parseCompare([]string{"--cluster", "--brokers", "mosquitto"}, &errb); err == nil {
+		t.Error("--cluster --brokers mosquitto accepted")
+	}
+	if _, err := parseCompare([]string{"--tls", "--brokers", "culex-3"}, &errb); err == nil {
+		t.Error("--tls --brokers culex-3 accepted")
+	}
+	errb.Reset()
+	if _, err := parseCompare([]string{"--clustre"}, &errb); err == nil || strings.Contains(err.Error(), "\n") || strings.Count(errb.String(), "\n") > 1 {
+		t.Errorf("unknown flag: %v; stderr %q", err, errb.String())
+	}
 }

@@ -27,6 +27,11 @@ type Target struct {
 
 	locals []net.IP // source addresses, used round-robin
 	next   atomic.Uint64
+
+	// SubAddrs (--sub-addrs), when set, are where subscribers connect
+	// instead of Addr, subscriber i to SubAddrs[i % len]: the nodes of a
+	// cluster other than the publishers' (culex bench compare --cluster).
+	SubAddrs []string
 }
 
 // TLSOptions are the --cafile, --cert, --key and --insecure flags.
@@ -126,7 +131,10 @@ func (o TLSOptions) config(host string) (*tls.Config, error) {
 // Dial opens one transport connection: TCP from the next source address,
 // then TLS and the WebSocket handshake as the scheme asks. It never takes
 // longer than t.Timeout.
-func (t *Target) Dial(ctx context.Context) (net.Conn, error) {
+func (t *Target) Dial(ctx context.Context) (net.Conn, error) { return t.DialAddr(ctx, t.Addr) }
+
+// DialAddr is Dial to addr (host:port) instead of t.Addr.
+func (t *Target) DialAddr(ctx context.Context, addr string) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, t.Timeout)
 	defer cancel()
 	d := net.Dialer{}
@@ -138,7 +146,7 @@ func (t *Target) Dial(ctx context.Context) (net.Conn, error) {
 			return nil
 		}
 	}
-	nc, err := d.DialContext(ctx, "tcp", t.Addr)
+	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +167,7 @@ func (t *Target) Dial(ctx context.Context) (net.Conn, error) {
 		nc = tc
 	}
 	if t.Scheme == "ws" || t.Scheme == "wss" {
-		if nc, err = wsHandshake(nc, t.Addr, t.Path); err != nil {
+		if nc, err = wsHandshake(nc, addr, t.Path); err != nil {
 			return nil, err
 		}
 	}

@@ -15,6 +15,7 @@ type Workload struct {
 	Rate     float64  // total publish msg/s; 0: maximum
 	Idle     int      // idle connections (conn mode) instead of traffic
 	TLS      *tlsCase // a TLS workload (TLSMatrix)
+	Takeover int      // client ids taken over across nodes (compare --cluster)
 }
 
 type topology struct {

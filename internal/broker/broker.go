@@ -86,6 +86,10 @@ type Broker struct {
 	retained *topic.Retained[*Message]
 	sharedRT SharedRouter // the cluster's shared subscriptions (route.go); nil alone
 
+	// Draining (drain.go): new connections refused; the Server Reference.
+	draining atomic.Bool
+	drainRef atomic.Pointer[string]
+
 	// bridges are mqtt.bridge_clients: sessions with the bridge queue limits.
 	bridges map[string]bool
 

@@ -99,7 +99,7 @@ func (b *Broker) newConn(nc net.Conn, info *listener.ConnInfo) *conn {
 	c.info = &ClientInfo{Remote: info.Remote, Listener: info.Listener, TLS: info.TLS}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.closing || b.stopping {
+	if b.closing || b.stopping || b.draining.Load() {
 		nc.Close()
 		return nil
 	}

@@ -53,6 +53,9 @@ type Message struct {
 	// this node it is for: it goes to one member of it and to nobody
 	// else (the publisher's node picked this node's turn).
 	Share *Share
+	// settle tells the node that sent a shared subscription's copy how it
+	// ended (DeliverShared); nil for every other message.
+	settle func(ok bool)
 }
 
 // Share names a shared subscription: $share/Group/Filter.

@@ -325,6 +325,7 @@ func (s *session) onPuback(c *conn, pid uint16) {
 	}
 	delete(s.inflight, pid)
 	s.unstoreLocked(om)
+	om.msg.settled(true)
 	s.pumpLocked(c)
 }
 
@@ -346,11 +347,13 @@ func (s *session) onPubrec(c *conn, pid uint16, rc byte) {
 	if rc >= 0x80 {
 		delete(s.inflight, pid)
 		s.unstoreLocked(om)
+		om.msg.settled(true)
 		s.pumpLocked(c)
 		return
 	}
 	if om.state != outReleased {
 		om.state = outReleased
+		om.msg.settled(true)
 		if om.stored {
 			// PUBREL only once the released state is durable: after a crash
 			// the broker re-sends PUBREL, never the PUBLISH [MQTT-4.3.3].

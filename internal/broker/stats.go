@@ -126,6 +126,7 @@ func (b *Broker) CountDrop(r DropReason) { b.stats.drops[r].Add(1) }
 // drop counts a dropped copy of m for clientID and tells the hooks.
 func (b *Broker) drop(clientID string, m *Message, r DropReason) {
 	b.stats.drops[r].Add(1)
+	m.settled(false)
 	for _, h := range b.dropHooks {
 		h.OnDrop(clientID, m, r)
 	}

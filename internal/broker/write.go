@@ -44,6 +44,10 @@ func (c *conn) overBound() bool { return c.sock.OverBound() }
 func (c *conn) sendDisconnect(code packet.Code) {
 	d := &packet.Disconnect{ReasonCode: code.Value}
 	c.reasonString(&d.Props, code)
+	if ref := c.b.drainRef.Load(); ref != nil && code == packet.ErrUseAnotherServer {
+		d.Props.ServerReference = *ref // drain.go
+		d.Props.Set(packet.PropServerReference)
+	}
 	b, err := d.Encode(nil, packet.V5)
 	if err == nil {
 		c.sock.Linger()

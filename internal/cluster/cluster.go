@@ -83,6 +83,9 @@ type Router struct {
 	watchMu  sync.Mutex
 	watchers []func(node string, up bool)
 
+	sh sharedState // sharedtrack.go
+	dr drainState  // drain.go
+
 	forwarded atomic.Uint64
 	received  atomic.Uint64
 
@@ -171,6 +174,10 @@ func (r *Router) Start(b *broker.Broker) error {
 		r.subs = append(r.subs, s)
 	}
 	if err := r.nc.Flush(); err != nil {
+		r.Close()
+		return fmt.Errorf("cluster: %w", err)
+	}
+	if err := r.startShared(); err != nil { // sharedtrack.go
 		r.Close()
 		return fmt.Errorf("cluster: %w", err)
 	}
@@ -575,6 +582,9 @@ func (r *Router) Ready(ctx context.Context) error {
 	if !r.started.Load() || r.closed.Load() {
 		return errors.New("cluster: routing not started")
 	}
+	if r.Draining() {
+		return ErrDraining // drain.go
+	}
 	if err := r.f.Ready(ctx); err != nil {
 		return err
 	}
@@ -730,4 +740,5 @@ func (r *Router) Close() {
 		r.dropPeer(p, ErrRemoteTimeout)
 	}
 	r.expireParked(0)
+	r.closeShared() // sharedtrack.go
 }

@@ -77,11 +77,11 @@ func (n *nodeRoute) Deliver(m *broker.Message, qos byte) { n.send(m, qos, 0, nil
 // DeliverShared forwards m for the node's shared subscription share; with
 // ack, as DeliverAck.
 func (n *nodeRoute) DeliverShared(m *broker.Message, share broker.Share, ack broker.Acker) {
-	if ack == nil {
-		n.send(m, m.QoS, 0, &share, onceID{})
+	if m.QoS > 0 {
+		n.r.sendShared(n, m, share, ack) // sharedtrack.go: kept until its member completes it
 		return
 	}
-	n.deliverAck(m, m.QoS, &share, ack)
+	n.send(m, 0, 0, &share, onceID{})
 }
 
 // DeliverAck forwards a QoS 1/2 message and holds ack until the node

@@ -60,6 +60,10 @@ type Cluster struct {
 	// before it logs what it is still waiting for (it keeps waiting; the
 	// node serves MQTT meanwhile, and readiness says not ready).
 	ReadyTimeout time.Duration `yaml:"ready_timeout"`
+	// Draining (drain.go): clients moved away per second, and the server
+	// reference v5 clients are sent to.
+	DrainRate            int    `yaml:"drain_rate"`
+	DrainServerReference string `yaml:"drain_server_reference"`
 }
 
 // ClusterTLS is the TLS of the cluster port.
@@ -83,6 +87,7 @@ func defaultCluster() Cluster {
 		MaxPending:   64 << 20,
 		NodeTimeout:  5 * time.Second,
 		ReadyTimeout: 30 * time.Second,
+		DrainRate:    defaultDrainRate,
 	}
 }
 
@@ -205,6 +210,7 @@ func (c *Cluster) validate(bad func(key, format string, args ...any)) {
 	if c.Listen != "" && c.Secret == "" && t.CAFile == "" {
 		bad("cluster.secret", "required with cluster.listen (or cluster.tls with a ca_file): the cluster port never accepts an unauthenticated peer")
 	}
+	c.validateDrain(bad) // drain.go
 	if c.Listen == "" && c.NATSURL == "" && len(c.Peers) > 0 {
 		bad("cluster.listen", "required with cluster.peers: the node's own cluster port (example: 0.0.0.0:%d)", DefaultClusterPort)
 	}

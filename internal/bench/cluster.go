@@ -1,0 +1,451 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/culexmq/culex/internal/mqtt/packet"
+)
+
+// The cluster mode of `culex bench compare` (--cluster): each workload
+// runs against a fresh three-node Culex cluster, a fresh three-node NATS
+// server cluster with its MQTT listener and JetStream (the peer), and a
+// single Culex node (the local baseline for CPU per message), publishers
+// on the first node and subscribers on the other two.
+
+// Cluster deployments, as named in --brokers and the report.
+const (
+	culexCluster = "culex-3"
+	natsCluster  = "nats-3"
+	culexSingle  = "culex-1"
+)
+
+// clusterNodes is the size of both clusters.
+const clusterNodes = 3
+
+// ClusterMatrix is the cluster mode's workloads: fan-in 10:1, pairs 10:10
+// and fan-out 1:10 at QoS 0 and 1, 64 B, as fast as they go.
+func ClusterMatrix() []Workload {
+	var ws []Workload
+	for _, t := range topologies[:3] {
+		for qos := 0; qos <= 1; qos++ {
+			ws = append(ws, Workload{Name: fmt.Sprintf("%s qos%d 64B max", t.name, qos),
+				Pubs: t.pubs, Subs: t.subs, Topic: t.topic, SubTopic: t.subTopic, QoS: qos, Size: 64})
+		}
+	}
+	return append(ws, Workload{Name: fmt.Sprintf("takeover x%d", takeovers), Takeover: takeovers})
+}
+
+// takeovers is how many client ids the takeover workload moves.
+const takeovers = 200
+
+// takeover connects takeovers clients to node 1, then each client id
+// again to node 2 (a 3.1.1 clean session), timing CONNECT to CONNACK on
+// node 2, and counts the first connections closed by their takeover
+// within a second of the last one, and the connections refused.
+func takeover(d *deployment, res *Result) {
+	to := d.pub
+	if len(d.subs) > 0 {
+		to = d.subs[0]
+	}
+	var lat []time.Duration
+	var old []net.Conn
+	defer func() {
+		for _, c := range old {
+			c.Close()
+		}
+	}()
+	start := time.Now()
+	for i := range res.Workload.Takeover {
+		id := fmt.Sprintf("culex-bench-takeover-%d-%d", os.Getpid(), i)
+		a, err := probeConnectID(d.pub, id)
+		if err != nil {
+			res.TakeoverRefused++ // counted with the refusals: the id did not connect
+			continue
+		}
+		old = append(old, a)
+		t0 := time.Now()
+		b, err := probeConnectID(to, id)
+		if err != nil {
+			res.TakeoverRefused++ // the second node refused the id (or closed it)
+			continue
+		}
+		lat = append(lat, time.Since(t0))
+		defer b.Close()
+	}
+	deadline := time.Now().Add(time.Second)
+	for _, a := range old {
+		a.SetReadDeadline(deadline)
+		var buf [64]byte
+		for {
+			if _, err := a.Read(buf[:]); err != nil {
+				var ne net.Error
+				if !errors.As(err, &ne) || !ne.Timeout() {
+					res.TookOver++
+				}
+				break
+			}
+		}
+	}
+	if len(lat) == 0 {
+		res.Err = fmt.Sprintf("all %d takeovers failed to connect", res.Workload.Takeover)
+		return
+	}
+	slices.Sort(lat)
+	res.TakeoverP50US = float64(lat[len(lat)/2].Microseconds())
+	res.TakeoverP99US = float64(lat[len(lat)*99/100].Microseconds())
+	res.WallS = time.Since(start).Seconds()
+}
+
+// clusterSpec starts a cluster of one kind.
+type clusterSpec struct {
+	kind string // culexCluster or natsCluster
+	bin  string // culex or nats-server binary
+}
+
+var clusterSeq atomic.Uint64
+
+// start starts the nodes on free loopback ports, each with its own data
+// directory, and returns once a message published on the first node
+// reaches a subscriber on each of the others.
+func (s clusterSpec) start(ctx context.Context) (d *deployment, err error) {
+	dir, err := os.MkdirTemp("", "culex-compare-cluster-")
+	if err != nil {
+		return nil, err
+	}
+	d = &deployment{dir: dir}
+	defer func() {
+		if err != nil {
+			d.stop()
+		}
+	}()
+	var mqtt, route, client []int
+	for range clusterNodes {
+		ports, err := freeLoopbackPorts(3)
+		if err != nil {
+			return nil, err
+		}
+		mqtt, route, client = append(mqtt, ports[0]), append(route, ports[1]), append(client, ports[2])
+	}
+	secret := fmt.Sprintf("bench-%d-%d", os.Getpid(), clusterSeq.Add(1))
+	for i := range clusterNodes {
+		ndir := filepath.Join(dir, "n"+strconv.Itoa(i))
+		if err := os.MkdirAll(ndir, 0o755); err != nil {
+			return nil, err
+		}
+		var peers []string
+		for j, p := range route {
+			if j != i {
+				peers = append(peers, fmt.Sprintf("127.0.0.1:%d", p))
+			}
+		}
+		cfgFile := filepath.Join(ndir, "node.conf")
+		var conf string
+		var argv []string
+		switch s.kind {
+		case culexCluster:
+			conf = fmt.Sprintf(`log_level: warn
+data_dir: %q
+listeners: [tcp://127.0.0.1:%d]
+sys_interval: 0s
+cluster:
+  name: culex-bench
+  node_name: n%d
+  role: core
+  listen: 127.0.0.1:%d
+  peers: [%s]
+  secret: %q
+`, filepath.Join(ndir, "data"), mqtt[i], i, route[i], strings.Join(peers, ", "), secret)
+			argv = []string{s.bin, "serve", "-c", cfgFile}
+		case natsCluster:
+			var routes []string
+			for _, p := range peers {
+				routes = append(routes, "nats-route://"+p)
+			}
+			conf = fmt.Sprintf(`server_name: n%d
+listen: 127.0.0.1:%d
+jetstream { store_dir: %q }
+cluster { name: culex-bench, listen: 127.0.0.1:%d, routes: [%s] }
+mqtt { listen: 127.0.0.1:%d }
+`, i, client[i], filepath.Join(ndir, "js"), route[i], strings.Join(routes, ", "), mqtt[i])
+			argv = []string{s.bin, "-c", cfgFile}
+		default:
+			return nil, fmt.Errorf("compare: unknown cluster %q", s.kind)
+		}
+		if err := os.WriteFile(cfgFile, []byte(conf), 0o600); err != nil {
+			return nil, err
+		}
+		b, err := brokerSpec{name: fmt.Sprintf("%s n%d", s.kind, i), template: argv}.launch(ctx, ndir, mqtt[i])
+		if err != nil {
+			return nil, err
+		}
+		d.procs = append(d.procs, b)
+	}
+	d.pub, d.subs = mqtt[0], mqtt[1:]
+	for _, p := range d.subs {
+		if err := crossProbe(ctx, mqtt[0], p, 90*time.Second); err != nil {
+			return nil, fmt.Errorf("%s: %w (logs in %s)", s.kind, err, dir)
+		}
+	}
+	return d, nil
+}
+
+func freeLoopbackPorts(n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	var out []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
+	}
+	return out, nil
+}
+
+// crossProbe waits until a QoS 0 message published on port pub reaches a
+// subscriber on port sub: the nodes have joined and route to each other.
+func crossProbe(ctx context.Context, pub, sub int, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	var last error
+	for time.Now().Before(deadline) {
+		if last = probeOnce(pub, sub); last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond): // between probes
+		}
+	}
+	return fmt.Errorf("no message from port %d reached port %d within %v: %v", pub, sub, d, last)
+}
+
+func probeOnce(pub, sub int) error {
+	topic := fmt.Sprintf("culex-bench/probe/%d/%d", os.Getpid(), clusterSeq.Add(1))
+	s, err := probeConnect(sub)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if err := probeSend(s, &packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: topic}}}); err != nil {
+		return err
+	}
+	if _, err := probeRead(s, packet.SUBACK, 5*time.Second); err != nil {
+		return fmt.Errorf("subscribe: %w", err)
+	}
+	p, err := probeConnect(pub)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	for range 20 {
+		if err := probeSend(p, &packet.Publish{Topic: topic, Payload: []byte("probe")}); err != nil {
+			return err
+		}
+		if _, err := probeRead(s, packet.PUBLISH, 100*time.Millisecond); err == nil {
+			return nil
+		}
+	}
+	return errors.New("subscribed, but the published probes did not arrive")
+}
+
+type encoder interface {
+	Encode(dst []byte, v packet.Version) ([]byte, error)
+}
+
+func probeSend(c net.Conn, p encoder) error {
+	b, err := p.Encode(nil, packet.V311)
+	if err != nil {
+		return err
+	}
+	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, err = c.Write(b)
+	return err
+}
+
+// probeRead reads packets until one of type want, or d passes.
+func probeRead(c net.Conn, want packet.Type, d time.Duration) (packet.Packet, error) {
+	c.SetReadDeadline(time.Now().Add(d))
+	for {
+		p, err := packet.ReadPacket(c, packet.V311, 1<<20)
+		if err != nil {
+			return nil, err
+		}
+		if p.Type() == want {
+			return p, nil
+		}
+	}
+}
+
+func probeConnect(port int) (net.Conn, error) {
+	return probeConnectID(port, fmt.Sprintf("culex-bench-probe-%d-%d", os.Getpid(), clusterSeq.Add(1)))
+}
+
+// probeConnectID connects a 3.1.1 client with a clean session and client
+// id id to the loopback port and waits for a successful CONNACK.
+func probeConnectID(port int, id string) (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	if err := probeSend(c, &packet.Connect{ProtocolName: "MQTT", Version: packet.V311, CleanStart: true, KeepAlive: 30, ClientID: id}); err != nil {
+		c.Close()
+		return nil, err
+	}
+	p, err := probeRead(c, packet.CONNACK, 5*time.Second)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("connect to port %d: %w", port, err)
+	}
+	if rc := p.(*packet.Connack).ReasonCode; rc != 0 {
+		c.Close()
+		return nil, fmt.Errorf("connect to port %d: CONNACK %d", port, rc)
+	}
+	return c, nil
+}
+
+// compareCluster runs the cluster matrix against each of o.brokers and
+// writes the report.
+func (o *compareOpts) compareCluster(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	ws := o.filter(ClusterMatrix())
+	started := time.Now()
+	results, err := o.runAll(ctx, ws, stderr, func(name string, w Workload) Result { return o.runDeployment(ctx, name, w) })
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	writeClusterReport(&buf, o, args, results, started)
+	return o.write(buf.Bytes(), clusterBegin, clusterEnd, stdout, stderr, len(results), started)
+}
+
+// runDeployment starts the named deployment, runs w against it, stops it.
+func (o *compareOpts) runDeployment(ctx context.Context, name string, w Workload) Result {
+	res := Result{Workload: w, Broker: name}
+	var d *deployment
+	var err error
+	switch name {
+	case culexCluster:
+		d, err = clusterSpec{kind: culexCluster, bin: o.culexBin()}.start(ctx)
+	case natsCluster:
+		d, err = clusterSpec{kind: natsCluster, bin: o.nats}.start(ctx)
+	case culexSingle:
+		var b *broker
+		b, err = brokerSpec{name: name, template: strings.Fields(o.culexCmd)}.start(ctx)
+		if err == nil {
+			d = &deployment{procs: []*broker{b}, pub: b.port}
+		}
+	default:
+		err = fmt.Errorf("compare --cluster: unknown deployment %q", name)
+	}
+	if err != nil {
+		res.Err = err.Error()
+		return res
+	}
+	defer d.stop()
+	if w.Takeover > 0 {
+		takeover(d, &res)
+		return res
+	}
+	o.measure(ctx, d, &res)
+	return res
+}
+
+// culexBin is the culex binary that runs cluster nodes: --culex-bin, else
+// this one.
+func (o *compareOpts) culexBin() string {
+	if o.culexBinary != "" {
+		return o.culexBinary
+	}
+	self, _ := os.Executable()
+	return self
+}
+
+// The cluster report sits between its own markers, next to the
+// single-node one.
+const (
+	clusterBegin = "<!-- begin: generated by culex bench compare --cluster -->\n"
+	clusterEnd   = "<!-- end: generated by culex bench compare --cluster -->\n"
+)
+
+func writeClusterReport(w io.Writer, o *compareOpts, args []string, results []Result, started time.Time) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
+	p("### Cluster: three nodes on one machine")
+	p("")
+	p("`culex bench compare %s` on %s, %s per workload; load average %s at start.",
+		shellJoin(args), started.UTC().Format("2006-01-02 15:04 UTC"), o.duration, o.loadStart)
+	p("Publishers on node 1, subscribers on nodes 2 and 3 (round-robin); %s is a Culex cluster, %s a NATS server cluster (`%s`, JetStream, MQTT listener), %s a single Culex node with every client on it (the local baseline). CPU and RSS are summed over the nodes; CPU per message is broker CPU time over delivered messages.",
+		culexCluster, natsCluster, o.nats, culexSingle)
+	p("")
+	p("| workload | deployment | delivered msg/s | lost | duplicates | p50 | p99 | broker CPU | CPU/msg | RSS |")
+	p("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+	perMsg := map[string]map[string]float64{}
+	for _, r := range results {
+		if r.Err != "" {
+			p("| %s | %s | error: %s | | | | | | | |", r.Workload.Name, r.Broker, strings.ReplaceAll(firstLine(r.Err), "|", "/"))
+			continue
+		}
+		if r.Workload.Takeover > 0 {
+			continue
+		}
+		s := r.Summary
+		p("| %s | %s | %.0f | %d | %d | %s | %s | %.0f%% | %.2f µs | %d MiB |", r.Workload.Name, r.Broker, s.RecvRate, s.Lost,
+			s.Duplicates, fmtUS(s.Latency.P50US), fmtUS(s.Latency.P99US), r.BrokerCPUPct, r.CPUPerMsgUS, r.BrokerRSSKiB/1024)
+		if perMsg[r.Workload.Name] == nil {
+			perMsg[r.Workload.Name] = map[string]float64{}
+		}
+		perMsg[r.Workload.Name][r.Broker] = r.CPUPerMsgUS
+	}
+	p("")
+	p("CPU per cross-node message over CPU per local message (%s / %s):", culexCluster, culexSingle)
+	p("")
+	for _, r := range results {
+		m := perMsg[r.Workload.Name]
+		if r.Broker != culexCluster || m == nil || m[culexSingle] == 0 || m[culexCluster] == 0 {
+			continue
+		}
+		p("- %s: %.2fx", r.Workload.Name, m[culexCluster]/m[culexSingle])
+	}
+	p("")
+	p("Cross-node takeover: %d client ids connected to node 1, then each again to node 2 (MQTT 3.1.1, clean session); CONNECT to CONNACK on node 2, how many node-1 connections the takeover closed, and how many connections were refused:", takeovers)
+	p("")
+	p("| deployment | p50 | p99 | taken over | refused |")
+	p("|---|--:|--:|--:|--:|")
+	for _, r := range results {
+		if r.Workload.Takeover > 0 && r.Err == "" {
+			p("| %s | %s | %s | %d of %d | %d |", r.Broker, fmtUS(r.TakeoverP50US), fmtUS(r.TakeoverP99US), r.TookOver, r.Workload.Takeover, r.TakeoverRefused)
+		}
+	}
+	p("")
+	p("Commands of each run:")
+	p("")
+	for _, r := range results {
+		if r.Command != "" {
+			p("- %s, %s: `%s`", r.Workload.Name, r.Broker, r.Command)
+		}
+	}
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
