@@ -443,9 +443,9 @@ func (l *logBuf) String() string {
 	return l.b.String()
 }
 
-// Signal sends sig to the node's process (SIGSTOP freezes it, SIGCONT
+// Signal sends sig to the node's process (Freeze stops it, Thaw
 // resumes it).
-func (n *Node) Signal(sig syscall.Signal) {
+func (n *Node) Signal(sig os.Signal) {
 	n.mu.Lock()
 	cmd := n.cmd
 	n.mu.Unlock()

@@ -116,9 +116,7 @@ func statID(path string) fileID {
 		return fileID{}
 	}
 	id := fileID{mtime: fi.ModTime().UnixNano(), size: fi.Size()}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		id.dev, id.ino = uint64(st.Dev), uint64(st.Ino)
-	}
+	id.dev, id.ino = devIno(fi)
 	return id
 }
 

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -401,7 +400,7 @@ func TestCluster(t *testing.T) {
 	// PUBACK while another node's subscriber already has the message; the
 	// PUBACK comes once it resumes and accepts.
 	t.Run("ack waits for every node", func(t *testing.T) {
-		r4.Signal(syscall.SIGSTOP)
+		r4.Signal(clustertest.Freeze)
 		res := make(chan error, 1)
 		go func() {
 			_, err := pub.pub("x/held", 1, "held")
@@ -410,11 +409,11 @@ func TestCluster(t *testing.T) {
 		recvUntil(t, "v5", s5.msgs, "held")
 		select {
 		case err := <-res:
-			r4.Signal(syscall.SIGCONT)
+			r4.Signal(clustertest.Thaw)
 			t.Fatalf("PUBACK (%v) before the frozen node %s accepted the message", err, r4.Name)
 		default:
 		}
-		r4.Signal(syscall.SIGCONT)
+		r4.Signal(clustertest.Thaw)
 		select {
 		case err := <-res:
 			if err != nil {
@@ -533,8 +532,8 @@ func TestClusterFrozenNode(t *testing.T) {
 		// waits for a new leader when the frozen core led it.
 		cls = append(cls, dialV5(t, c0.MQTT(), "p"+strconv.Itoa(p)))
 	}
-	c2.Signal(syscall.SIGSTOP)
-	t.Cleanup(func() { c2.Signal(syscall.SIGCONT) })
+	c2.Signal(clustertest.Freeze)
+	t.Cleanup(func() { c2.Signal(clustertest.Thaw) })
 	type result struct {
 		failed int
 		err    error

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -99,11 +98,11 @@ func TestKafkaCommandsToFrozenNode(t *testing.T) {
 		recvUntil(t, key, d.msgs, key+"-ready")
 	}
 
-	b.Signal(syscall.SIGSTOP)
+	b.Signal(clustertest.Freeze)
 	frozen := true
 	t.Cleanup(func() {
 		if frozen {
-			b.Signal(syscall.SIGCONT)
+			b.Signal(clustertest.Thaw)
 		}
 	})
 	const n = 5
@@ -136,7 +135,7 @@ func TestKafkaCommandsToFrozenNode(t *testing.T) {
 		t.Fatalf("committed offset %d with node %s frozen, want below %d (its commands not accepted)", got, b.Name, last.Offset)
 	}
 
-	b.Signal(syscall.SIGCONT)
+	b.Signal(clustertest.Thaw)
 	frozen = false
 	// Every device gets each of its commands once, in order (the
 	// partition waited for b: the commands behind b's follow it).

@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -221,12 +220,12 @@ func partialAnswers(t *testing.T, a *api, n *clustertest.Node) {
 	t.Helper()
 	clientsFlagged, nodesFlagged := false, false
 	for deadline := time.Now().Add(3 * waitTimeout); ; {
-		n.Signal(syscall.SIGSTOP)
+		n.Signal(clustertest.Freeze)
 		var page clientsPage
 		a.do("GET", "/api/v1/clients", nil, &page)
 		var nodes []nodeJSON
 		a.do("GET", "/api/v1/nodes", nil, &nodes)
-		n.Signal(syscall.SIGCONT)
+		n.Signal(clustertest.Thaw)
 		i := slices.IndexFunc(nodes, func(x nodeJSON) bool { return x.Name == n.Name })
 		if len(page.Meta.Missing) > 0 && !slices.Equal(page.Meta.Missing, []string{n.Name}) || i >= 0 && nodes[i].Status != "unreachable" {
 			t.Fatalf("with %s frozen: clients meta %+v, nodes %+v", n.Name, page.Meta, nodes)
