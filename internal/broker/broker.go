@@ -84,7 +84,7 @@ type Broker struct {
 	shared   *topic.SharedIndex[*session, subOpts]
 	remote   *topic.Index[RemoteRoute, byte]
 	retained *topic.Retained[*Message]
-	sharedRT SharedRouter // the cluster's shared subscriptions (route.go); nil alone
+	sharedRT atomic.Pointer[sharedRouterBox] // the cluster's shared subscriptions (route.go); nil alone
 
 	// Draining (drain.go): new connections refused; the Server Reference.
 	draining atomic.Bool

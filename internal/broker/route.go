@@ -150,8 +150,8 @@ func (b *Broker) route(m *Message, w *storeWait) {
 	// In a cluster the publisher's node picks the member of each shared
 	// subscription, on any node: a forwarded message skips them here.
 	var sr SharedRouter
-	if !m.Local {
-		sr = b.sharedRT
+	if p := b.sharedRT.Load(); p != nil && !m.Local {
+		sr = p.r
 	}
 	if !m.Forwarded {
 		b.shared.MatchTurn(m.Topic, func(group, filter string, members []topic.Entry[*session, subOpts], turn uint64) {
@@ -249,7 +249,11 @@ func (b *Broker) routeShare(m *Message, now int64, w *storeWait) {
 
 // SetSharedRouter makes the cluster pick the member of each shared
 // subscription among every node's members. Call it before Start.
-func (b *Broker) SetSharedRouter(sr SharedRouter) { b.sharedRT = sr }
+func (b *Broker) SetSharedRouter(sr SharedRouter) { b.sharedRT.Store(&sharedRouterBox{sr}) }
+
+// sharedRouterBox holds the SharedRouter in an atomic pointer: publishes
+// read it while a cluster test (or a late start) sets it.
+type sharedRouterBox struct{ r SharedRouter }
 
 // pickMember takes the member whose turn it is, skipping offline members
 // while an online one exists.
