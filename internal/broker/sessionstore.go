@@ -1,0 +1,89 @@
+package broker
+
+import "context"
+
+// SessionStore keeps a cluster's persistent sessions and the QoS 1 and 2
+// messages they are owed, replicated on the cores, so that a session
+// survives the loss of the node its client was connected to
+// (docs/cluster.md, "Persistent sessions"). A node without a cluster has
+// none: its persistent sessions live in its Store.
+//
+// A message is stored once, in one replicated log, whatever the number of
+// sessions it is for; each session keeps a cursor into the log. Each node
+// reads the log with one reader (Deliver), never one per session; a session
+// that resumes on a node reads what it missed with Backlog.
+type SessionStore interface {
+	// Persistent reports whether a message on topic must be stored: a
+	// persistent session of the cluster (on any node, connected or not,
+	// its node alive or not) has a matching subscription, as the store's
+	// replicated index of session records knows it. It is a local lookup.
+	Persistent(topic string) bool
+
+	// Store writes m to the log once. done gets its sequence number once a
+	// majority of the cores have it on disk, or an error (then it may or
+	// may not be stored; the publisher must not be acknowledged). Messages
+	// stored by one goroutine get increasing sequence numbers in call
+	// order. Store must not block; done runs on a goroutine of the store
+	// and must not block.
+	Store(m *Message, done func(seq uint64, err error))
+
+	// StoreFor writes m to the log for one session only: a message routed
+	// to a persistent session of this node that its publisher's node did
+	// not store (its index did not have the subscription yet). Backlog
+	// and Deliver give it to clientID only. As Store otherwise.
+	StoreFor(clientID string, m *Message, done func(seq uint64, err error))
+
+	// Deliver starts this node's reader of the log: fn is called for every
+	// message stored after Deliver was called, by any node, in sequence
+	// order, on one goroutine of the store; clientID is the session of a
+	// StoreFor message and empty otherwise. fn must not block for long.
+	// Deliver is called once, before the node accepts clients.
+	Deliver(fn func(seq uint64, clientID string, m *Message))
+
+	// Load reads the record of clientID's session: nil, nil when there is
+	// none (or it expired). It reads at the leader: a record saved on any
+	// node before Load is seen.
+	Load(ctx context.Context, clientID string) (*SessionRecord, error)
+	// Save writes rec, replacing clientID's record; done gets nil once a
+	// majority of the cores have it on disk. Saves of one client id take
+	// effect in call order. It must not block.
+	Save(rec *SessionRecord, done func(error))
+	// Delete removes clientID's record (its session ended); done as Save.
+	Delete(clientID string, done func(error))
+
+	// Backlog calls fn in sequence order for every message in the log
+	// with from < seq <= to that matches one of filters (MQTT filters) or
+	// was stored for clientID. dropped counts the messages of that range
+	// the log no longer holds (removed by its limits): the caller counts
+	// them as lost with their reason.
+	Backlog(ctx context.Context, clientID string, filters []string, from, to uint64,
+		fn func(seq uint64, m *Message) error) (dropped uint64, err error)
+	// Get returns the message stored at seq (for redelivery of an
+	// in-flight message), or an error when the log no longer holds it.
+	Get(ctx context.Context, seq uint64) (*Message, error)
+	// Head is the sequence of the last message Deliver's fn was called
+	// with; a session that resumes reads its Backlog up to Head and takes
+	// what follows from Deliver.
+	Head() uint64
+}
+
+// SessionRecord is a persistent session as the SessionStore keeps it.
+type SessionRecord struct {
+	ClientID string
+	// Filters are the session's subscriptions (shared ones as
+	// $share/group/filter), for the store's index and for Backlog.
+	Filters []string
+	// Expiry is the Session Expiry Interval in seconds (0xFFFFFFFF:
+	// never); DiscAt the Unix second its client left, 0 while connected.
+	// A record whose client left more than Expiry ago is expired: Load
+	// does not return it and the index leaves it out.
+	Expiry uint32
+	DiscAt int64
+	// Cursor: every message of the log up to Cursor that the session is
+	// owed has been delivered and acknowledged (or dropped and counted).
+	Cursor uint64
+	// Data is the broker's encoding of the rest of the session: protocol
+	// version, owner, subscription options, in-flight messages (their
+	// sequence numbers, packet ids and QoS 2 states).
+	Data []byte
+}
