@@ -152,6 +152,9 @@ func (b *Broker) supersede(clientID string, match func(claim uint64) bool, clean
 		b.dropClusterWill(pw) // reconnected within the delay [MQTT-3.1.3-9]
 		pw = nil
 	}
+	if b.cstore != nil && !clean && b.handOff(s, pw) {
+		return true // the session moved; its record is the other node's now
+	}
 	b.endSession(s, pw)
 	return true
 }

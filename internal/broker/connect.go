@@ -256,6 +256,11 @@ func (c *conn) accept(st *authState) error {
 			owner = cl.Owner
 		}
 	}
+	if err == nil && b.cstore != nil {
+		if err = c.cconnect(p.CleanStart, expiry, owner); err != nil {
+			b.countPersistent(false, false, "", owner, reserved)
+		}
+	}
 	if err != nil {
 		unlock()
 		b.dropClusterWill(w)

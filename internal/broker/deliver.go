@@ -27,7 +27,7 @@ func (s *session) deliverLocked(om outMsg, sc *scratch, w *storeWait, now int64)
 	s.seq++
 	p.seq = s.seq
 	if c != nil && s.qlenLocked() == 0 && len(s.inflight) < s.window(c) && !c.overBound() {
-		if s.persistent && p.qos == 2 {
+		if s.persistent && (p.qos == 2 || s.cwaitingLocked()) {
 			s.sendDurableLocked(p, w)
 			return
 		}

@@ -132,6 +132,9 @@ func (b *Broker) route(m *Message, w *storeWait) {
 		b.drop("", m, DropExpired)
 		return
 	}
+	if b.cstore != nil {
+		b.storeInLog(m, w)
+	}
 	if m.Share != nil {
 		b.routeShare(m, now, w)
 		return
@@ -319,6 +322,10 @@ func (b *Broker) tryDeliver(t *target, m *Message, sc *scratch, w *storeWait) bo
 	if az := b.opts.Authorizer; az != nil && s.info != nil && az.CanReceive(s.info, m) != nil {
 		s.mu.Unlock()
 		return false
+	}
+	if b.cstore != nil && s.persistent && b.viaLogLocked(s, &om, w) {
+		s.mu.Unlock()
+		return true
 	}
 	s.deliverLocked(om, sc, w, sc.now)
 	s.mu.Unlock()

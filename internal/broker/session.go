@@ -46,6 +46,7 @@ type outMsg struct {
 	subIDs  []uint32 // subscription identifiers to send (v5)
 	group   string   // the shared subscription it came through, for redispatch
 	filter  string
+	lseq    uint64 // its sequence in the cluster's log (csession.go); 0: none
 }
 
 // session is the server side of an MQTT session: subscriptions, QoS state
@@ -86,6 +87,8 @@ type session struct {
 	held      []*storeWait
 	holdTimer *time.Timer
 	stalled   bool
+	// cs is the session's state in the cluster's log (csession.go).
+	cs *csess
 }
 
 func newSession(b *Broker, id string) *session { return &session{b: b, id: id} }
@@ -266,7 +269,7 @@ func (s *session) pumpLocked(c *conn) {
 			c.sendPublish(om, nil, now)
 			continue
 		}
-		if om.stored && om.qos == 2 {
+		if om.stored && (om.qos == 2 || s.cwaitingLocked()) {
 			s.sendDurableLocked(om, nil)
 			continue
 		}
@@ -381,6 +384,10 @@ func (s *session) onPubcomp(c *conn, pid uint16) {
 
 // storeLocked writes om's Messages record.
 func (s *session) storeLocked(om *outMsg, w *storeWait) {
+	if s.b.cstore != nil {
+		s.ctrackLocked(om)
+		return
+	}
 	om.stored = true
 	ops := []store.Op{{Kind: store.Put, Bucket: store.Messages,
 		Key: store.MessageKey(s.id, om.seq), Value: encodeOut(om)}}
@@ -389,6 +396,10 @@ func (s *session) storeLocked(om *outMsg, w *storeWait) {
 
 // unstoreLocked deletes om's Messages record, if any.
 func (s *session) unstoreLocked(om *outMsg) {
+	if s.b.cstore != nil {
+		s.cdoneLocked(om)
+		return
+	}
 	if !om.stored {
 		return
 	}
@@ -413,6 +424,10 @@ func (s *session) sendDurableLocked(om *outMsg, w *storeWait) {
 // storeThenLocked writes om's record and, once it is durable, sends what
 // om's state calls for (afterStored). w, if not nil, waits for the write.
 func (s *session) storeThenLocked(om *outMsg, w *storeWait) {
+	if s.b.cstore != nil {
+		s.cstoreThenLocked(om, w)
+		return
+	}
 	om.stored, om.waiting = true, true
 	ops := []store.Op{{Kind: store.Put, Bucket: store.Messages,
 		Key: store.MessageKey(s.id, om.seq), Value: encodeOut(om)}}

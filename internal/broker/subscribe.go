@@ -39,6 +39,11 @@ func (c *conn) onSubscribe(p *packet.Subscribe) error {
 	}
 	s := c.sess
 	s.mu.Lock()
+	if s.persistent && c.b.cstore != nil {
+		s.mu.Unlock()
+		c.csubscribe(p, codes, retained)
+		return nil
+	}
 	if s.persistent {
 		s.saveLocked()
 	}
@@ -147,6 +152,11 @@ func (c *conn) onUnsubscribe(p *packet.Unsubscribe) error {
 		}
 	}
 	s.mu.Lock()
+	if s.persistent && c.b.cstore != nil {
+		s.mu.Unlock()
+		c.cunsubscribe(p, codes)
+		return nil
+	}
 	if s.persistent {
 		s.saveLocked()
 	}

@@ -232,6 +232,24 @@ func (b *Broker) endSession(s *session, pw *will) {
 	if claim != 0 {
 		b.opts.Registry.Release(s.id, claim)
 	}
+	b.unregister(s, subs, wt, et, persistent, owner)
+	if persistent {
+		b.unstoreSession(s.id)
+		b.unstoreWill(s.id)
+	}
+	if pw != nil {
+		b.publishWill(pw)
+	}
+	b.redispatch(s, msgs)
+	for _, h := range b.expHooks {
+		h.OnSessionExpired(s.id)
+	}
+}
+
+// unregister stops the timers of a session that ended and removes it and
+// its subscriptions from the broker's map and indexes and, persistent,
+// from the counts of persistent sessions.
+func (b *Broker) unregister(s *session, subs map[string]subOpts, wt, et *time.Timer, persistent bool, owner string) {
 	b.stopTimer(wt)
 	b.stopTimer(et)
 	b.mu.Lock()
@@ -245,15 +263,6 @@ func (b *Broker) endSession(s *session, pw *will) {
 	if persistent {
 		b.stats.persistent.Add(-1)
 		b.owned.add(owner, -1)
-		b.unstoreSession(s.id)
-		b.unstoreWill(s.id)
-	}
-	if pw != nil {
-		b.publishWill(pw)
-	}
-	b.redispatch(s, msgs)
-	for _, h := range b.expHooks {
-		h.OnSessionExpired(s.id)
 	}
 }
 

@@ -11,7 +11,8 @@ import (
 
 // The body of a forwarded message (subject <prefix>msg.<node>):
 //
-//	version  byte (1)
+//	version  byte (1; 2: the same for a message the publisher's node
+//	         wrote to the SessionStore, Message.Stored)
 //	flags    byte: QoS (bits 0-1), retain (2), expiry (3), props (4),
 //	         keep (5: queued copies are not evicted, see Message.Keep),
 //	         share (6)
@@ -29,7 +30,10 @@ import (
 //	         content type, response topic, correlation data, user count
 //	         and key/value pairs, all strings
 //	payload  the rest
-const wireVersion = 1
+const (
+	wireVersion = 1
+	wireStored  = 2 // wireVersion of a Stored message
+)
 
 const (
 	flagRetain = 1 << 2
@@ -72,7 +76,11 @@ func encodeMsg(b []byte, m *broker.Message, qos byte, seq uint64, sender string,
 	if once.id != 0 {
 		flags |= flagOnce
 	}
-	b = append(b, wireVersion, flags)
+	v := byte(wireVersion)
+	if m.Stored {
+		v = wireStored
+	}
+	b = append(b, v, flags)
 	b = binary.AppendUvarint(b, seq)
 	b = appendString(b, sender)
 	if share != nil {
@@ -147,11 +155,13 @@ func (r *reader) byte() byte {
 // decodeMsg parses a forwarded message; the payload aliases b.
 func decodeMsg(b []byte, now int64) (m *broker.Message, seq uint64, sender string, once onceID, err error) {
 	r := &reader{b: b}
-	if r.byte() != wireVersion {
+	v := r.byte()
+	if v != wireVersion && v != wireStored {
 		return nil, 0, "", once, errWire
 	}
 	flags := r.byte()
-	m = &broker.Message{QoS: flags & 3, Retain: flags&flagRetain != 0, Keep: flags&flagKeep != 0, Local: true, Forwarded: true}
+	m = &broker.Message{QoS: flags & 3, Retain: flags&flagRetain != 0, Keep: flags&flagKeep != 0, Local: true, Forwarded: true,
+		Stored: v == wireStored}
 	seq = r.uvarint()
 	sender = r.string()
 	if flags&flagShare != 0 {
