@@ -346,6 +346,9 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("broker: shutdown: %w", ctx.Err())
 	}
+	if err := b.waitSaves(ctx); err != nil {
+		return err
+	}
 	if err := b.store.Sync(); err != nil && !errors.Is(err, store.ErrClosed) {
 		b.log.Warn("store sync at shutdown", "err", err)
 	}

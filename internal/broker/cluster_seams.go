@@ -90,7 +90,7 @@ type RetainedReplica interface {
 // otherwise [MQTT-3.1.3-9], and the session ends here. It reports whether
 // it found that claim; a later claim made on this node is left alone.
 func (b *Broker) Supersede(clientID string, token uint64, clean bool) bool {
-	return b.supersede(clientID, func(claim uint64) bool { return claim == token }, clean)
+	return b.supersede(clientID, func(claim uint64) bool { return claim == token }, clean, true)
 }
 
 // SupersedeBefore ends, as Supersede does, the session of clientID if it
@@ -111,12 +111,16 @@ func (b *Broker) SupersedeBefore(clientID string, rev uint64, clean bool) {
 	// A CONNECT claiming here holds the id's lock and has not set its
 	// claim yet: the locked check below sees it once it has.
 	if claim == 0 || older(claim) {
-		go b.supersede(clientID, older, clean)
+		// Without the final record: the claim's node may have loaded the
+		// session already, and a late Save would replace its newer one.
+		go b.supersede(clientID, older, clean, false)
 	}
 }
 
 // supersede ends the session of clientID if its claim matches.
-func (b *Broker) supersede(clientID string, match func(claim uint64) bool, clean bool) bool {
+// In a cluster, with save, a persistent session's final record is saved
+// before it returns (handOff): the takeover's answer waits for it.
+func (b *Broker) supersede(clientID string, match func(claim uint64) bool, clean, save bool) bool {
 	unlock := b.ids.lock(clientID)
 	defer unlock()
 	b.mu.Lock()
@@ -152,7 +156,7 @@ func (b *Broker) supersede(clientID string, match func(claim uint64) bool, clean
 		b.dropClusterWill(pw) // reconnected within the delay [MQTT-3.1.3-9]
 		pw = nil
 	}
-	if b.cstore != nil && !clean && b.handOff(s, pw) {
+	if b.cstore != nil && !clean && b.handOff(s, pw, save) {
 		return true // the session moved; its record is the other node's now
 	}
 	b.endSession(s, pw)

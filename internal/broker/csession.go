@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"slices"
 	"sort"
 	"sync"
@@ -62,6 +63,8 @@ type clusterLog struct {
 	// last is the last sequence the reader delivered (set once its copies
 	// are in the sessions' queues).
 	last atomic.Uint64
+	// saves are the Saves not answered yet: Shutdown waits for them.
+	saves sync.WaitGroup
 }
 
 // csess is a persistent session's state in the log.
@@ -110,6 +113,22 @@ func (cs *csess) wants(seq uint64) bool {
 func (b *Broker) startLog() {
 	if b.cstore != nil {
 		b.cstore.Deliver(b.fromLog)
+	}
+}
+
+// waitSaves waits for the Saves not answered yet (the final records of
+// the sessions whose clients Shutdown disconnected), or for ctx.
+func (b *Broker) waitSaves(ctx context.Context) error {
+	if b.cstore == nil {
+		return nil
+	}
+	done := make(chan struct{})
+	go func() { b.clog.saves.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("broker: shutdown: persistent sessions not saved: %w", ctx.Err())
 	}
 }
 
@@ -343,7 +362,9 @@ func (s *session) csaveLocked(then func(error)) {
 	}
 	rec := s.crecordLocked()
 	s.cs.dirty = false
+	s.b.clog.saves.Add(1)
 	s.b.cstore.Save(rec, func(err error) {
+		defer s.b.clog.saves.Done()
 		if err != nil {
 			s.b.log.Warn("cluster: persistent session not saved", "client_id", s.id, "err", err)
 			s.mu.Lock()
@@ -785,11 +806,11 @@ func (b *Broker) forget(s *session) {
 
 // handOff ends a persistent session here because a client took it over on
 // another node: its final record is saved (waited for, so that the
-// takeover's answer, and the other node's Load, come after it), then the
-// session is forgotten here, its record kept. pw, a pending will, is
+// takeover's answer, and the other node's Load, come after it; not
+// without save), then the session is forgotten here, its record kept. pw, a pending will, is
 // published as endSession would. It reports false for a session it does
 // not hand off (not persistent).
-func (b *Broker) handOff(s *session, pw *will) bool {
+func (b *Broker) handOff(s *session, pw *will, save bool) bool {
 	s.mu.Lock()
 	if s.gone || !s.persistent {
 		s.mu.Unlock()
@@ -803,7 +824,11 @@ func (b *Broker) handOff(s *session, pw *will) bool {
 	}
 	s.pendingWill = nil
 	ch := make(chan error, 1)
-	s.csaveLocked(func(err error) { ch <- err })
+	if save {
+		s.csaveLocked(func(err error) { ch <- err })
+	} else {
+		ch <- nil
+	}
 	s.mu.Unlock()
 	if err := waitStore(ch, handOffWait); err != nil {
 		b.log.Warn("cluster: final record of a session taken over not saved", "client_id", s.id, "err", err)

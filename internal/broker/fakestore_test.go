@@ -13,7 +13,7 @@ import (
 // fakeCluster is an in-memory SessionStore shared by the nodes of a test
 // (fakeNode each): one log, one set of records. Tests make it fail
 // (fail), hold its acknowledgements (hold*), or cut a node off as if it
-// had been killed (fakeNode.kill: its writes are never acknowledged).
+// had been killed (fakeNode.kill: its writes fail).
 type fakeCluster struct {
 	mu    sync.Mutex
 	cond  *sync.Cond
@@ -118,14 +118,15 @@ func (c *fakeCluster) record(id string) *SessionRecord {
 
 type fakeNode struct {
 	c       *fakeCluster
-	dead    bool // killed: writes vanish
+	dead    bool // killed: its writes fail, its reader stops
 	started bool
 	stop    bool
 	head    uint64
 	stopped chan struct{}
 }
 
-// kill makes the node's writes vanish from now on, as if it died.
+// kill cuts the node off from now on, as if it died: nothing it writes
+// is kept.
 func (n *fakeNode) kill() {
 	n.c.mu.Lock()
 	n.dead = true
@@ -151,16 +152,12 @@ func (n *fakeNode) Persistent(t string) bool {
 func (n *fakeNode) Store(m *Message, done func(uint64, error)) { n.StoreFor("", m, done) }
 
 // writable locks c.mu for a write of n and says whether it may go on: a
-// dead node's write vanishes, and with the cluster failing fail is
-// called on the store's goroutine; either way c.mu is unlocked then.
+// dead node's write, or any with the cluster failing, fails (fail is
+// called on the store's goroutine), with c.mu unlocked.
 func (n *fakeNode) writable(fail func()) bool {
 	c := n.c
 	c.mu.Lock()
-	if n.dead {
-		c.mu.Unlock()
-		return false
-	}
-	if c.fail {
+	if c.fail || n.dead {
 		c.mu.Unlock()
 		c.calls <- fail
 		return false
