@@ -1,0 +1,160 @@
+package psession
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/culexmq/culex/internal/broker"
+)
+
+// seen collects what a node's Deliver handed over.
+type seen struct {
+	mu   sync.Mutex
+	seqs []uint64
+	msgs []string
+}
+
+func (d *seen) fn(seq uint64, _ string, m *broker.Message) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.seqs = append(d.seqs, seq)
+	d.msgs = append(d.msgs, string(m.Payload))
+}
+
+func (d *seen) len() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.seqs)
+}
+
+// check verifies that d saw exactly the sequences first..last, each once,
+// in order.
+func (d *seen) check(t testing.TB, who string, first, last uint64) {
+	t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if uint64(len(d.seqs)) != last-first+1 {
+		t.Errorf("%s: Deliver saw %d messages, want %d (%d..%d)", who, len(d.seqs), last-first+1, first, last)
+	}
+	for i, q := range d.seqs {
+		if q != first+uint64(i) {
+			t.Errorf("%s: Deliver's message %d has seq %d, want %d (a gap or a repeat)", who, i, q, first+uint64(i))
+			return
+		}
+	}
+}
+
+// TestDeliverOrderAcrossNodes: two nodes Store at once; every node's
+// reader gets every message once, in sequence order, whichever node
+// stored it, and Head follows; each writer's messages have increasing
+// sequences in call order.
+func TestDeliverOrderAcrossNodes(t *testing.T) {
+	nodes := startCluster(t, 3, nil)
+	ds := make([]*seen, len(nodes))
+	for i, nd := range nodes {
+		ds[i] = &seen{}
+		nd.s.Deliver(ds[i].fn)
+	}
+	first := nodes[0].s.Head() + 1
+	const per = 200
+	var wg sync.WaitGroup
+	seqs := make([][]uint64, 2)
+	for w := range 2 {
+		wg.Go(func() {
+			ch := make(chan result, per)
+			for i := range per {
+				nodes[w].s.Store(msg("t/"+fmt.Sprint(w), fmt.Sprintf("w%d-%d", w, i)), func(seq uint64, err error) { ch <- result{seq, err} })
+			}
+			for range per {
+				r := <-ch
+				if r.err != nil {
+					t.Errorf("writer %d: %v", w, r.err)
+					return
+				}
+				seqs[w] = append(seqs[w], r.seq)
+			}
+		})
+	}
+	wg.Wait()
+	last := first + 2*per - 1
+	for i, d := range ds {
+		eventually(t, testWait, fmt.Sprintf("n%d's reader", i), func() bool { return d.len() >= 2*per })
+		d.check(t, fmt.Sprintf("n%d", i), first, last)
+		if h := nodes[i].s.Head(); h != last {
+			t.Errorf("n%d: Head %d, want %d", i, h, last)
+		}
+	}
+	// Each writer's payloads come in its call order.
+	for w := range 2 {
+		next := 0
+		for _, p := range ds[2].msgs {
+			if p[:2] == fmt.Sprintf("w%d", w) {
+				if want := fmt.Sprintf("w%d-%d", w, next); p != want {
+					t.Fatalf("writer %d: Deliver got %s, want %s", w, p, want)
+				}
+				next++
+			}
+		}
+	}
+}
+
+// TestRecords: Save, Load from another node (read at the leader), a
+// later Save replacing it, Delete; the index answers Persistent on every
+// node, shared filters by their inner filter.
+func TestRecords(t *testing.T) {
+	nodes := startCluster(t, 3, nil)
+	a, b := nodes[0].s, nodes[1].s
+	rec := &broker.SessionRecord{ClientID: "dev-1", Filters: []string{"sensors/+/temp", "$share/g/cmd/#"},
+		Expiry: 3600, Cursor: 7, Data: []byte{1, 2, 3}}
+	mustSave(t, a, rec)
+	if !a.Persistent("sensors/x/temp") {
+		t.Error("the saving node's index does not have the record once Save is done")
+	}
+	got, err := b.Load(t.Context(), "dev-1")
+	if err != nil || got == nil || got.Cursor != 7 || string(got.Data) != "\x01\x02\x03" || len(got.Filters) != 2 {
+		t.Fatalf("Load on another node: %+v, %v", got, err)
+	}
+	for _, nd := range nodes {
+		eventually(t, testWait, "the index", func() bool { return nd.s.Persistent("cmd/a/b") && nd.s.Persistent("cmd") })
+		if nd.s.Persistent("sensors/x/hum") || nd.s.Persistent("$share/g/cmd/x") {
+			t.Error("Persistent matches a topic no filter matches")
+		}
+	}
+	// Saves of one id take effect in call order.
+	ch := make(chan error, 50)
+	for i := range 50 {
+		r := *rec
+		r.Cursor = uint64(100 + i)
+		a.Save(&r, func(err error) { ch <- err })
+	}
+	for range 50 {
+		if err := <-ch; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := b.Load(t.Context(), "dev-1"); err != nil || got.Cursor != 149 {
+		t.Fatalf("after 50 Saves: %+v, %v; want cursor 149", got, err)
+	}
+	// Delete.
+	dch := make(chan error, 1)
+	b.Delete("dev-1", func(err error) { dch <- err })
+	if err := <-dch; err != nil {
+		t.Fatal(err)
+	}
+	if got, err := a.Load(t.Context(), "dev-1"); err != nil || got != nil {
+		t.Fatalf("Load after Delete: %+v, %v", got, err)
+	}
+	for _, nd := range nodes {
+		eventually(t, testWait, "the index to drop the record", func() bool { return !nd.s.Persistent("sensors/x/temp") })
+	}
+	if got, err := a.Load(t.Context(), "never-saved"); err != nil || got != nil {
+		t.Fatalf("Load of an unknown id: %+v, %v", got, err)
+	}
+	// A long client id (its key is a digest) round-trips.
+	long := &broker.SessionRecord{ClientID: string(make([]byte, 300)), Filters: []string{"l"}, Expiry: neverExpires}
+	mustSave(t, b, long)
+	if got, err := a.Load(t.Context(), long.ClientID); err != nil || got == nil || got.ClientID != long.ClientID {
+		t.Fatalf("Load of a long id: %v, %v", got != nil, err)
+	}
+}
