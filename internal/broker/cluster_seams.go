@@ -106,13 +106,19 @@ func (b *Broker) SupersedeBefore(clientID string, rev uint64, clean bool) {
 		return
 	}
 	s.mu.Lock()
-	claim := s.claim
+	claim, moves := s.claim, b.cstore != nil && s.persistent && !clean
 	s.mu.Unlock()
 	// A CONNECT claiming here holds the id's lock and has not set its
 	// claim yet: the locked check below sees it once it has.
 	if claim == 0 || older(claim) {
-		// Without the final record: the claim's node may have loaded the
-		// session already, and a late Save would replace its newer one.
+		if moves {
+			// The takeover request, which saves the session's final
+			// record for the claim's node, comes first but for a lost
+			// request: then the session ends without it, as a late Save
+			// would replace the newer record of the claim's node.
+			b.afterFunc(kickWait, func() { b.supersede(clientID, older, clean, false) })
+			return
+		}
 		go b.supersede(clientID, older, clean, false)
 	}
 }

@@ -50,6 +50,12 @@ const csaveRetry = time.Second
 // session it moves: less than the registry's takeover request (2 s).
 const handOffWait = 1500 * time.Millisecond
 
+// kickWait is how long a node that learnt from the registry's watch that
+// another node claimed one of its persistent sessions waits for the
+// takeover request before it ends the session without the final record:
+// longer than the registry waits for the answer (2 s).
+const kickWait = 2500 * time.Millisecond
+
 // errNoStore is the error of a SessionStore call that did not answer.
 var errNoStore = errors.New("broker: session store did not answer")
 

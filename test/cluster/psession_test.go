@@ -128,29 +128,65 @@ func (c *raw) subscribe(pid uint16, filter string, qos byte) (byte, []*packet.Pu
 	}
 }
 
-// complete acknowledges p: PUBACK, or PUBREC then PUBCOMP after PUBREL.
-func (c *raw) complete(p *packet.Publish) {
+// ack acknowledges p: PUBACK, or PUBREC (PUBCOMP follows the PUBREL,
+// in collect).
+func (c *raw) ack(p *packet.Publish) {
 	c.t.Helper()
 	switch p.QoS {
 	case 1:
 		c.send(&packet.Ack{Kind: packet.PUBACK, PacketID: p.PacketID})
 	case 2:
 		c.send(&packet.Ack{Kind: packet.PUBREC, PacketID: p.PacketID})
-		if r := c.expect(packet.PUBREL).(*packet.Ack); r.PacketID != p.PacketID {
-			c.t.Fatalf("PUBREL %d, want %d", r.PacketID, p.PacketID)
-		}
-		c.send(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID})
 	}
 }
 
+// collect reads until n PUBLISHes came, acknowledging each and answering
+// PUBRELs with PUBCOMP, and returns them in the order they came.
+func (c *raw) collect(n int) []*packet.Publish {
+	c.t.Helper()
+	var got []*packet.Publish
+	for len(got) < n {
+		p, err := c.read(waitTimeout)
+		if err != nil {
+			c.t.Fatalf("after %d of %d PUBLISHes: %v", len(got), n, err)
+		}
+		switch p := p.(type) {
+		case *packet.Publish:
+			got = append(got, p)
+			c.ack(p)
+		case *packet.Ack:
+			if p.Kind != packet.PUBREL {
+				c.t.Fatalf("unexpected %v", p.Kind)
+			}
+			c.send(&packet.Ack{Kind: packet.PUBCOMP, PacketID: p.PacketID})
+		default:
+			c.t.Fatalf("unexpected %v", p.Type())
+		}
+	}
+	return got
+}
+
 // publishOK publishes with pub until the cluster acknowledges it (a
-// publish refused while leaders are elected is sent again).
-func publishOK(t *testing.T, pub *v5, topic string, qos byte, payload string) {
+// publish refused while leaders are elected is sent again). It returns
+// the payloads sent: payload, then payload.1, .2... for the attempts
+// after a refusal, each of which may or may not have been stored.
+func publishOK(t *testing.T, pub *v5, topic string, qos byte, payload string) []string {
 	t.Helper()
+	var sent []string
 	eventually(t, "publish of "+payload, func() bool {
-		r, err := pub.pub(topic, qos, payload)
-		return err == nil && (r == nil || r.ReasonCode < 0x80)
+		pl := payload
+		if n := len(sent); n > 0 {
+			pl = fmt.Sprintf("%s.%d", payload, n)
+		}
+		sent = append(sent, pl)
+		r, err := pub.pub(topic, qos, pl)
+		if err != nil || r != nil && r.ReasonCode >= 0x80 {
+			t.Logf("publish %s refused (sent again): %v %+v", pl, err, r)
+			return false
+		}
+		return true
 	})
+	return sent
 }
 
 // mosquittoResume runs mosquitto_sub -c -q 1 as id on addr until it has
@@ -243,25 +279,23 @@ func TestPersistentSessionMoves(t *testing.T) {
 	a.Kill()
 
 	s = resumeRaw(t, cc.MQTT(), "raw", 10)
-	for _, want := range sent[:2] {
-		p := s.expect(packet.PUBLISH).(*packet.Publish)
+	m6 := publishOK(t, pub, "t/raw/x", 2, "m6")
+	got := s.collect(5 + len(m6))
+	for i, want := range sent[:2] {
+		p := got[i]
 		if string(p.Payload) != want.payload || !p.Dup || p.PacketID != pids[want.payload] || p.QoS != want.qos {
 			t.Fatalf("raw in flight: got %q dup %v id %d QoS %d, want %q with DUP, id %d, QoS %d",
 				p.Payload, p.Dup, p.PacketID, p.QoS, want.payload, pids[want.payload], want.qos)
 		}
-		s.complete(p)
 	}
-	publishOK(t, pub, "t/raw/x", 2, "m6")
-	for _, want := range []string{"m3", "m4", "m5", "m6"} {
-		p := s.expect(packet.PUBLISH).(*packet.Publish)
-		if string(p.Payload) != want || p.Dup {
+	for i, want := range append([]string{"m3", "m4", "m5"}, m6...) {
+		if p := got[2+i]; string(p.Payload) != want || p.Dup {
 			t.Fatalf("raw: got %q dup %v, want %q", p.Payload, p.Dup, want)
 		}
-		s.complete(p)
 	}
 	// Nothing more, none twice: the next message is the marker.
 	publishOK(t, pub, "t/raw/x", 1, "end")
-	if p := s.expect(packet.PUBLISH).(*packet.Publish); string(p.Payload) != "end" {
+	if p := s.collect(1)[0]; string(p.Payload) != "end" {
 		t.Fatalf("raw: got %q after everything, want the marker", p.Payload)
 	}
 
@@ -298,17 +332,12 @@ func TestPersistentSessionMoves(t *testing.T) {
 		if d := old.expect(packet.DISCONNECT).(*packet.Disconnect); d.ReasonCode != packet.ErrSessionTakenOver.Value {
 			t.Fatalf("old connection: DISCONNECT 0x%02x, want 0x8E", d.ReasonCode)
 		}
-		p := s.expect(packet.PUBLISH).(*packet.Publish)
-		if string(p.Payload) != "a" || !p.Dup || p.PacketID != first.PacketID {
+		got := s.collect(3)
+		if p := got[0]; string(p.Payload) != "a" || !p.Dup || p.PacketID != first.PacketID {
 			t.Fatalf("got %q dup %v id %d, want a with DUP and id %d", p.Payload, p.Dup, p.PacketID, first.PacketID)
 		}
-		s.complete(p)
-		for _, want := range []string{"b", "c"} {
-			p := s.expect(packet.PUBLISH).(*packet.Publish)
-			if string(p.Payload) != want {
-				t.Fatalf("got %q, want %q", p.Payload, want)
-			}
-			s.complete(p)
+		if string(got[1].Payload) != "b" || string(got[2].Payload) != "c" {
+			t.Fatalf("got %q %q, want b c", got[1].Payload, got[2].Payload)
 		}
 	})
 
@@ -343,7 +372,7 @@ func gotPrime(t *testing.T, s *raw) bool {
 			t.Fatal(err)
 		}
 		if pp, ok := p.(*packet.Publish); ok {
-			s.complete(pp)
+			s.ack(pp)
 			if string(pp.Payload) == "prime" {
 				// Drain what else came (earlier primes).
 				for {
@@ -352,7 +381,7 @@ func gotPrime(t *testing.T, s *raw) bool {
 						return true
 					}
 					if pp, ok := p.(*packet.Publish); ok {
-						s.complete(pp)
+						s.ack(pp)
 					}
 				}
 			}
