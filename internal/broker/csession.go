@@ -393,6 +393,13 @@ func (s *session) csaveLocked(then func(error)) {
 	})
 }
 
+// csaveForLocked saves the record with w waiting for it (an inbound QoS 2
+// packet id, before its PUBREC).
+func (s *session) csaveForLocked(w *storeWait) {
+	w.n.Add(1)
+	s.csaveLocked(w.done)
+}
+
 // csaveWait saves the session's record and waits for the store (bounded
 // by d). s.mu is not held.
 func (s *session) csaveWait(d time.Duration) error {
@@ -531,11 +538,11 @@ func (s *session) crecordLocked() *SessionRecord {
 	for _, seq := range done {
 		b = binary.AppendUvarint(b, seq)
 	}
+	// Inbound QoS 2 packet ids not released yet: a PUBLISH sent again
+	// with one of them after a move is not routed again.
 	var in []uint16
-	for pid, st := range s.inQoS2 {
-		if st == in2Received {
-			in = append(in, pid)
-		}
+	for pid := range s.inQoS2 {
+		in = append(in, pid)
 	}
 	slices.Sort(in)
 	b = binary.AppendUvarint(b, uint64(len(in)))
@@ -725,6 +732,13 @@ func (b *Broker) cresume(ctx context.Context, rec *SessionRecord) error {
 		b.indexSubscribe(s, f, o)
 	}
 	b.clog.mu.Unlock()
+	// The cluster routes to this node what the session subscribes to
+	// (QoS 0; QoS 1 and 2 come through the log).
+	for f, o := range s.subs {
+		for _, h := range b.subHooks {
+			h.OnSubscribe(s.info, f, o.QoS)
+		}
+	}
 	b.stats.persistent.Add(1)
 	b.owned.add(s.owner, 1)
 

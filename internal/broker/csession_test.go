@@ -256,3 +256,41 @@ func TestClusterTakeoverMovesSession(t *testing.T) {
 	s.send(&packet.Pingreq{})
 	s.expect(packet.PINGRESP)
 }
+
+// TestClusterInboundQoS2Moves: a persistent publisher's QoS 2 packet id
+// is in its record before PUBREC, so that, resumed on another node, the
+// PUBLISH it sends again is recognised and not routed twice; PUBCOMP
+// comes once the record without it is saved.
+func TestClusterInboundQoS2Moves(t *testing.T) {
+	fc := newFakeCluster(t)
+	a, na := clusterNode(t, fc)
+	b, _ := clusterNode(t, fc)
+	sub := connectTo(t, b, "sub", false, keepSession(0)) // persistent: a's publish reaches it through the log
+	sub.subscribe(1, "t", 2)
+	p := connectTo(t, a, "p", false, keepSession(0))
+	p.publish("t", "once", 2, false, 7)
+	p.expect(packet.PUBREC)
+	na.kill()
+	p.close()
+	p = connectTo(t, b, "p", true, keepSession(0))
+	p.send(&packet.Publish{Topic: "t", Payload: []byte("once"), QoS: 2, PacketID: 7, Dup: true})
+	p.expect(packet.PUBREC)
+	fc.setHold("save", true)
+	p.send(&packet.Ack{Kind: packet.PUBREL, PacketID: 7})
+	eventually(t, "the Save without the packet id", func() bool { return fc.heldCount() > 0 })
+	p.send(&packet.Pingreq{})
+	p.expect(packet.PINGRESP) // no PUBCOMP before the Save
+	fc.setHold("save", false)
+	fc.release()
+	p.expect(packet.PUBCOMP)
+	p.publish("t", "marker", 1, false, 8)
+	p.expect(packet.PUBACK)
+	var got []string
+	for len(got) == 0 || got[len(got)-1] != "marker" {
+		m := sub.expect(packet.PUBLISH).(*packet.Publish)
+		got = append(got, string(m.Payload))
+	}
+	if len(got) != 2 || got[0] != "once" {
+		t.Fatalf("subscriber got %q, want once, marker (a QoS 2 message routed twice?)", got)
+	}
+}

@@ -101,7 +101,9 @@ func (c *conn) routePending(pe *pending) {
 	s := c.sess
 	if pe.qos == 2 {
 		s.mu.Lock()
-		if s.persistent && !s.gone {
+		if s.persistent && !s.gone && c.b.cstore != nil {
+			s.csaveForLocked(w) // the packet id in the record before PUBREC
+		} else if s.persistent && !s.gone {
 			c.b.apply([]store.Op{{Kind: store.Put, Bucket: store.Messages,
 				Key: store.MessageKey(s.id, inboundSeq(pe.pid)), Value: inboundMarker}}, w)
 		}

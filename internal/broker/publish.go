@@ -213,6 +213,12 @@ func (c *conn) onPubrel(pid uint16) {
 		return
 	}
 	delete(s.inQoS2, pid)
+	if s.persistent && !s.gone && c.b.cstore != nil {
+		// PUBCOMP once the record without the packet id is saved.
+		s.csaveLocked(func(error) { c.sendAck(packet.PUBCOMP, pid, packet.Success) })
+		s.mu.Unlock()
+		return
+	}
 	if s.persistent && !s.gone {
 		// PUBCOMP once the packet id is durably forgotten: until then the
 		// client cannot reuse it for a new message that a restarted broker
