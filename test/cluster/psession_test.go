@@ -299,6 +299,9 @@ func TestPersistentSessionMoves(t *testing.T) {
 		t.Fatalf("raw: got %q after everything, want the marker", p.Payload)
 	}
 
+	// Published while the sessions' node is dead: only the log has them.
+	p5late := publishOK(t, pub, "t/p5", 1, "p5-4")
+	p3late := publishOK(t, pub, "t/p3", 1, "p3-4")
 	var p5b *v5
 	eventually(t, "p5 to resume on b", func() bool {
 		var present bool
@@ -308,12 +311,12 @@ func TestPersistentSessionMoves(t *testing.T) {
 		}
 		return p5b != nil
 	})
-	expectPayloads(t, "p5", p5b.msgs, "p5-1", "p5-2", "p5-3")
+	expectPayloads(t, "p5", p5b.msgs, []string{"p5-1", "p5-2", "p5-3"}, p5late)
 	p3b := dialV3Session(t, b.MQTT(), "p3")
 	if !p3b.present {
 		t.Fatal("p3: CONNACK without session present")
 	}
-	expectPayloads(t, "p3", p3b.msgs, "p3-1", "p3-2", "p3-3")
+	expectPayloads(t, "p3", p3b.msgs, []string{"p3-1", "p3-2", "p3-3"}, p3late)
 	if got := mosquittoResume(t, b.MQTT(), "mq", "t/mq", 3); strings.Join(got, " ") != "mq-1 mq-2 mq-3" {
 		t.Fatalf("mosquitto_sub -c got %v, want mq-1 mq-2 mq-3", got)
 	}
@@ -402,25 +405,37 @@ func drained(ch chan msg) bool {
 	}
 }
 
-// expectPayloads reads len(want) messages from ch, skipping primes, and
-// checks their order.
-func expectPayloads(t *testing.T, who string, ch chan msg, want ...string) {
+// expectPayloads reads messages from ch, skipping primes, until the last
+// of late (publishOK's attempts) came, and checks that they are want then
+// late in order; the attempts of late that were refused may be missing.
+func expectPayloads(t *testing.T, who string, ch chan msg, want, late []string) {
 	t.Helper()
+	last := late[len(late)-1]
 	var got []string
 	timer := time.NewTimer(waitTimeout)
 	defer timer.Stop()
-	for len(got) < len(want) {
+	for len(got) == 0 || got[len(got)-1] != last {
 		select {
 		case m := <-ch:
 			if m.Payload != "prime" {
 				got = append(got, m.Payload)
 			}
 		case <-timer.C:
-			t.Fatalf("%s: got %v, want %v", who, got, want)
+			t.Fatalf("%s: got %v, want %v then %v", who, got, want, late)
 		}
 	}
-	if strings.Join(got, " ") != strings.Join(want, " ") {
-		t.Fatalf("%s: got %v, want %v", who, got, want)
+	rest, ok := strings.CutPrefix(strings.Join(got, " "), strings.Join(want, " "))
+	for _, x := range strings.Fields(rest) {
+		ok = ok && len(late) > 0
+		for len(late) > 0 && late[0] != x {
+			late = late[1:] // a refused attempt that was not stored
+		}
+		if len(late) > 0 {
+			late = late[1:]
+		}
+	}
+	if !ok {
+		t.Fatalf("%s: got %v, want %v then %v", who, got, want, late)
 	}
 }
 
