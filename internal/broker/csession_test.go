@@ -294,3 +294,44 @@ func TestClusterInboundQoS2Moves(t *testing.T) {
 		t.Fatalf("subscriber got %q, want once, marker (a QoS 2 message routed twice?)", got)
 	}
 }
+
+// TestClusterBacklogQueueLimit: what a session reads back from the log
+// when it resumes is bounded by its queue limits like any delivery: the
+// overflow is dropped (drop_new: the newest) and counted queue_full, and
+// the cursor passes it.
+func TestClusterBacklogQueueLimit(t *testing.T) {
+	fc := newFakeCluster(t)
+	a, na := clusterNode(t, fc)
+	cfg := testConfig()
+	cfg.MaxQueuedMessages = 2
+	b := startBroker(t, Options{AllowAnonymous: true, SessionStore: fc.node(t), Config: cfg})
+	s := connectTo(t, a, "s", false, keepSession(0))
+	s.subscribe(1, "t", 1)
+	s.send(&packet.Disconnect{})
+	s.expectClosed()
+	p := connectTo(t, a, "p", false)
+	for i, pl := range []string{"1", "2", "3", "4", "5"} {
+		if rc := pubAck(t, p, "t", pl, 1, uint16(i+1)); rc != 0 {
+			t.Fatalf("PUBACK 0x%02x", rc)
+		}
+	}
+	na.kill()
+	s = connectTo(t, b, "s", true, keepSession(0))
+	for _, want := range []string{"1", "2"} {
+		m := s.expectPublish("t", want)
+		s.send(&packet.Ack{Kind: packet.PUBACK, PacketID: m.PacketID})
+	}
+	if n := b.Stats().Drops["queue_full"]; n != 3 {
+		t.Fatalf("queue_full drops %d, want 3", n)
+	}
+	// The cursor passed the dropped ones: resumed again elsewhere, the
+	// session gets nothing more.
+	s.send(&packet.Subscribe{PacketID: 2, Subscriptions: []packet.Subscription{{Filter: "x", QoS: 1}}})
+	s.expect(packet.SUBACK) // a Save with the cursor
+	s.send(&packet.Disconnect{})
+	s.expectClosed()
+	c := startBroker(t, Options{AllowAnonymous: true, SessionStore: fc.node(t)})
+	s = connectTo(t, c, "s", true, keepSession(0))
+	s.send(&packet.Pingreq{})
+	s.expect(packet.PINGRESP)
+}
