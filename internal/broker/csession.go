@@ -652,7 +652,7 @@ func (c *conn) cconnect(clean bool, expiry uint32, owner string) error {
 		}
 	}
 	if rec == nil {
-		if expiry == 0 && !clean {
+		if expiry == 0 && (!clean || !b.mayHaveRecord(id)) {
 			return nil
 		}
 		ch := make(chan error, 1)
@@ -679,6 +679,22 @@ func (c *conn) cconnect(clean bool, expiry uint32, owner string) error {
 		return packet.ErrServerUnavailable
 	}
 	return nil
+}
+
+// SessionIndex is what a SessionStore may also implement: whether its
+// index (of this node, from the records' replication) has a record of
+// clientID. A clean start without expiry deletes the record only when it
+// may exist. A record another node made a moment ago and that the index
+// does not have yet is that node's session, which the clean start's
+// takeover ends and deletes there.
+type SessionIndex interface {
+	HasSession(clientID string) bool
+}
+
+// mayHaveRecord says whether the SessionStore may have a record of id.
+func (b *Broker) mayHaveRecord(id string) bool {
+	ix, ok := b.cstore.(SessionIndex)
+	return !ok || ix.HasSession(id)
 }
 
 // cresume makes rec's session this node's: registered with the reader at

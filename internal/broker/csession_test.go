@@ -335,3 +335,30 @@ func TestClusterBacklogQueueLimit(t *testing.T) {
 	s.send(&packet.Pingreq{})
 	s.expect(packet.PINGRESP)
 }
+
+// TestClusterCleanStartDeletes: a clean start deletes the session's record
+// (on another node too), and a client id without one costs no Delete.
+func TestClusterCleanStartDeletes(t *testing.T) {
+	fc := newFakeCluster(t)
+	a, _ := clusterNode(t, fc)
+	b, _ := clusterNode(t, fc)
+	connectTo(t, b, "fresh", false).close()
+	fc.mu.Lock()
+	n := fc.deletes
+	fc.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d Deletes for a client id without a record", n)
+	}
+	s := connectTo(t, a, "s", false, keepSession(0))
+	s.subscribe(1, "t", 1)
+	s.send(&packet.Disconnect{})
+	s.expectClosed()
+	eventually(t, "the record saved offline", func() bool { r := fc.record("s"); return r != nil && r.DiscAt != 0 })
+	connectTo(t, b, "s", false).close() // clean start
+	if fc.record("s") != nil {
+		t.Fatal("record kept after a clean start")
+	}
+	s = connectTo(t, b, "s", false, keepSession(0))
+	s.send(&packet.Pingreq{})
+	s.expect(packet.PINGRESP)
+}

@@ -24,7 +24,8 @@ type fakeCluster struct {
 	hold  map[string]bool // "store", "save": acknowledgements wait for release
 	calls chan func()     // acknowledgements, in order, on one goroutine
 	done  chan struct{}
-	saves int
+	saves   int
+	deletes int
 }
 
 type fakeEntry struct {
@@ -253,6 +254,7 @@ func (n *fakeNode) Delete(id string, done func(error)) {
 		return
 	}
 	defer c.mu.Unlock()
+	c.deletes++
 	delete(c.recs, id)
 	c.calls <- func() { done(nil) }
 }
@@ -298,6 +300,9 @@ func (n *fakeNode) Get(ctx context.Context, seq uint64) (*Message, error) {
 	}
 	return DecodeMessage(c.log[seq-1].data)
 }
+
+// HasSession implements SessionIndex.
+func (n *fakeNode) HasSession(id string) bool { return n.c.record(id) != nil }
 
 func (n *fakeNode) Head() uint64 {
 	n.c.mu.Lock()
