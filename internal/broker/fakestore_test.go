@@ -15,15 +15,15 @@ import (
 // (fail), hold its acknowledgements (hold*), or cut a node off as if it
 // had been killed (fakeNode.kill: its writes fail).
 type fakeCluster struct {
-	mu    sync.Mutex
-	cond  *sync.Cond
-	log   []fakeEntry // log[i] has seq i+1
-	recs  map[string]*SessionRecord
-	fail  bool // every call fails (no quorum)
-	held  []func()
-	hold  map[string]bool // "store", "save": acknowledgements wait for release
-	calls chan func()     // acknowledgements, in order, on one goroutine
-	done  chan struct{}
+	mu      sync.Mutex
+	cond    *sync.Cond
+	log     []fakeEntry // log[i] has seq i+1
+	recs    map[string]*SessionRecord
+	fail    bool // every call fails (no quorum)
+	held    []func()
+	hold    map[string]bool // "store", "save": acknowledgements wait for release
+	calls   chan func()     // acknowledgements, in order, on one goroutine
+	done    chan struct{}
 	saves   int
 	deletes int
 }
