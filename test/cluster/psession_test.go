@@ -353,6 +353,11 @@ func TestPersistentSessionMoves(t *testing.T) {
 		if rc, _ := s.subscribe(1, "t/lone", 1); rc != packet.ErrUnspecified.Value {
 			t.Fatalf("SUBACK 0x%02x on a minority, want 0x80", rc)
 		}
+		// raw's session subscribes to t/raw/#: the log cannot take it.
+		s.send(&packet.Publish{Topic: "t/raw/x", Payload: []byte("no"), QoS: 1, PacketID: 5})
+		if a := s.expect(packet.PUBACK).(*packet.Ack); a.ReasonCode != packet.ErrUnspecified.Value {
+			t.Fatalf("PUBACK 0x%02x on a minority, want 0x80", a.ReasonCode)
+		}
 		if _, ack := dialRaw(t, cc.MQTT(), "lone-new", packet.V5, 10); ack == nil || ack.ReasonCode != packet.ErrServerUnavailable.Value {
 			t.Fatalf("CONNACK %+v on a minority, want 0x88", ack)
 		}
