@@ -139,12 +139,14 @@ func (s *Store) sweep() {
 	}
 }
 
+// victim is a record the index saw expired at revision rev.
+type victim struct {
+	key string
+	rev uint64
+}
+
 // sweepOnce deletes the records expired now; it returns how many.
 func (s *Store) sweepOnce() int {
-	type victim struct {
-		key string
-		rev uint64
-	}
 	var vs []victim
 	now := time.Now()
 	s.idx.mu.Lock()
@@ -157,6 +159,12 @@ func (s *Store) sweepOnce() int {
 		}
 	}
 	s.idx.mu.Unlock()
+	return s.deleteExpired(vs)
+}
+
+// deleteExpired deletes each victim's record if it is still at the
+// revision seen expired; it returns how many it deleted.
+func (s *Store) deleteExpired(vs []victim) int {
 	n := 0
 	for _, v := range vs {
 		ctx, cancel := s.opCtx(s.ctx)
@@ -167,8 +175,7 @@ func (s *Store) sweepOnce() int {
 		case err == nil:
 			n++
 			s.stats.Swept.Add(1)
-		case errors.Is(err, jetstream.ErrKeyExists),
-			errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence:
+		case errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence:
 			// saved again, or swept by another node
 		case errors.Is(err, context.Canceled):
 			return n
