@@ -261,4 +261,3 @@ func revOf(t testing.TB, s *Store, id string) uint64 {
 	}
 	return rev
 }
-
