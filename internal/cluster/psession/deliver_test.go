@@ -201,7 +201,7 @@ func TestReaderResumesAfterReconnect(t *testing.T) {
 	p.Restore()
 	eventually(t, testWait, "the reader after the reconnection", func() bool { return r.Head() == last })
 	d.check(t, "reader", first, last)
-	if n := r.stats.Skipped.Load(); n != 0 {
+	if n := r.Counters().Skipped; n != 0 {
 		t.Errorf("skipped %d", n)
 	}
 	if t.Failed() {
@@ -226,7 +226,7 @@ func TestReaderResumesAfterReconnect(t *testing.T) {
 	}
 	p.Restore()
 	eventually(t, testWait, "the reader after the reconnection", func() bool { return r.Head() == last2 })
-	if n := r.stats.Skipped.Load(); n != gone {
+	if n := r.Counters().Skipped; n != gone {
 		t.Errorf("skipped %d, want %d (the log's first sequence is %d, the reader had read up to %d)", n, gone, info.State.FirstSeq, last)
 	}
 	d.mu.Lock()

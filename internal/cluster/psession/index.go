@@ -125,9 +125,14 @@ func (s *Store) onRecord(e jetstream.KeyValueEntry) {
 // sweep deletes the expired records every SweepEvery, each with a
 // compare-and-set on the revision the index saw expired: a record saved
 // again meanwhile (its client came back) stays, and two nodes sweeping
-// the same record delete it once.
+// the same record delete it once. Without SweepEvery (a replicant) it
+// only forgets deleted records, every minute.
 func (s *Store) sweep() {
-	t := time.NewTicker(s.cfg.SweepEvery)
+	every := s.cfg.SweepEvery
+	if every <= 0 {
+		every = time.Minute
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
@@ -135,7 +140,10 @@ func (s *Store) sweep() {
 			return
 		case <-t.C:
 		}
-		s.sweepOnce()
+		vs := s.expiredRecords()
+		if s.cfg.SweepEvery > 0 {
+			s.deleteExpired(vs)
+		}
 	}
 }
 
@@ -146,20 +154,25 @@ type victim struct {
 }
 
 // sweepOnce deletes the records expired now; it returns how many.
-func (s *Store) sweepOnce() int {
+func (s *Store) sweepOnce() int { return s.deleteExpired(s.expiredRecords()) }
+
+// expiredRecords lists the records expired now, and forgets the records
+// deleted more than a minute ago (kept so that a late apply of an older
+// revision is recognised).
+func (s *Store) expiredRecords() []victim {
 	var vs []victim
 	now := time.Now()
 	s.idx.mu.Lock()
+	defer s.idx.mu.Unlock()
 	for k, e := range s.idx.keys {
 		switch {
 		case e.gone != 0 && now.Unix()-e.gone > 60:
-			delete(s.idx.keys, k) // a later stale apply is no longer possible
+			delete(s.idx.keys, k)
 		case e.filters != nil && expired(e.deadline, now):
 			vs = append(vs, victim{k, e.rev})
 		}
 	}
-	s.idx.mu.Unlock()
-	return s.deleteExpired(vs)
+	return vs
 }
 
 // deleteExpired deletes each victim's record if it is still at the
