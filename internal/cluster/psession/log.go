@@ -223,6 +223,12 @@ func (s *Store) Get(ctx context.Context, seq uint64) (*broker.Message, error) {
 // filters again: subjects cannot say MQTT's rule for topics starting
 // with '$'.
 //
+// JetStream places such a consumer on any replica of the log, which may
+// not have applied the range's last messages yet: a read that stopped
+// when the replica had nothing more could miss them. So the subject of
+// the message at to (read at the leader) is a filter subject too, and the
+// read ends only with that message (handed to fn only if it matches).
+//
 // dropped counts the sequences of the range that the log had removed
 // when the read ended and that were not read: the log cannot tell which
 // of them the session was owed, so this is an upper bound.
@@ -231,45 +237,24 @@ func (s *Store) Backlog(ctx context.Context, clientID string, filters []string, 
 	if err := s.Ready(); err != nil {
 		return 0, err
 	}
-	if to <= from {
-		return 0, nil
-	}
-	inner := innerFilters(filters)
-	subjects := []string{s.forSubject(clientID)}
-	for _, f := range inner {
-		for _, sub := range subject.Filter(f) {
-			subjects = append(subjects, s.subPre+"pm."+sub)
-		}
-	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	cons, err := s.plog.CreateConsumer(ctx, jetstream.ConsumerConfig{
-		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:       from + 1,
-		AckPolicy:         jetstream.AckNonePolicy,
-		FilterSubjects:    minimalSubjects(subjects),
-		MemoryStorage:     true,
-		Replicas:          1,
-		InactiveThreshold: time.Minute,
-	})
-	if err != nil {
-		return 0, fmt.Errorf("psession: backlog of %q: %w", clientID, err)
-	}
-	defer func() {
-		c, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
-		_ = s.plog.DeleteConsumer(c, cons.CachedInfo().Name)
-		cancel()
-	}()
-	var seqs []uint64 // the sequences read
-	if cons.CachedInfo().NumPending > 0 {
-		seqs, err = s.readBacklog(ctx, cons, clientID, inner, to, fn)
-	}
-	if err != nil {
-		return 0, err
-	}
 	info, err := s.plog.Info(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("psession: backlog of %q: %w", clientID, err)
+	}
+	to = min(to, info.State.LastSeq)
+	if to <= from {
+		return 0, nil
+	}
+	var seqs []uint64 // the sequences read
+	if info.State.FirstSeq <= to {
+		if seqs, err = s.readRange(ctx, clientID, filters, from, to, fn); err != nil {
+			return 0, err
+		}
+		if info, err = s.plog.Info(ctx); err != nil {
+			return 0, fmt.Errorf("psession: backlog of %q: %w", clientID, err)
+		}
 	}
 	first := max(info.State.FirstSeq, 1)
 	gone := min(to, first-1) // the last sequence of the range the log no longer holds
@@ -285,8 +270,47 @@ func (s *Store) Backlog(ctx context.Context, clientID string, filters []string, 
 	return gone - from - readBelow, nil
 }
 
-// readBacklog fetches the consumer's messages up to to, in order, and
-// returns the sequences it handed to fn.
+// readRange reads the messages of (from, to] for the session with a
+// consumer fenced by the message at to; it returns the sequences handed
+// to fn.
+func (s *Store) readRange(ctx context.Context, clientID string, filters []string, from, to uint64,
+	fn func(uint64, *broker.Message) error) ([]uint64, error) {
+	fence, err := s.plog.GetMsg(ctx, to)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil // removed by the limits meanwhile, with all before it
+	}
+	if err != nil {
+		return nil, fmt.Errorf("psession: backlog of %q: %w", clientID, err)
+	}
+	inner := innerFilters(filters)
+	subjects := []string{s.forSubject(clientID), fence.Subject}
+	for _, f := range inner {
+		for _, sub := range subject.Filter(f) {
+			subjects = append(subjects, s.subPre+"pm."+sub)
+		}
+	}
+	cons, err := s.plog.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       from + 1,
+		AckPolicy:         jetstream.AckNonePolicy,
+		FilterSubjects:    minimalSubjects(subjects),
+		MemoryStorage:     true,
+		Replicas:          1,
+		InactiveThreshold: time.Minute,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("psession: backlog of %q: %w", clientID, err)
+	}
+	defer func() {
+		c, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
+		_ = s.plog.DeleteConsumer(c, cons.CachedInfo().Name)
+		cancel()
+	}()
+	return s.readBacklog(ctx, cons, clientID, inner, to, fn)
+}
+
+// readBacklog fetches the consumer's messages up to to (the fence), in
+// order, and returns the sequences it handed to fn.
 func (s *Store) readBacklog(ctx context.Context, cons jetstream.Consumer, clientID string, filters []string, to uint64,
 	fn func(uint64, *broker.Message) error) ([]uint64, error) {
 	var seqs []uint64
@@ -322,7 +346,7 @@ func (s *Store) readBacklog(ctx context.Context, cons jetstream.Consumer, client
 				}
 				seqs = append(seqs, seq)
 			}
-			if seq == to || meta.NumPending == 0 {
+			if seq == to {
 				return seqs, nil
 			}
 		}
