@@ -1,7 +1,9 @@
 package psession
 
 import (
+	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -240,4 +242,42 @@ func TestReaderResumesAfterReconnect(t *testing.T) {
 	if uint64(len(after)) != last2-info.State.FirstSeq+1 {
 		t.Errorf("after the gap the reader got %d messages, want %d", len(after), last2-info.State.FirstSeq+1)
 	}
+}
+
+// TestDeliverBeforeStart: as the server does it, Deliver comes before
+// Start; writes before Start fail with ErrNotReady; after Start the reader
+// gets every message stored; Close leaves no goroutine of the Store.
+func TestDeliverBeforeStart(t *testing.T) {
+	nc := startAlone(t)
+	s, err := New(Config{Conn: nc, Replicas: 1, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &seen{}
+	s.Deliver(d.fn)
+	if _, err := store(t, s, msg("t", "early")); !errors.Is(err, ErrNotReady) {
+		t.Errorf("Store before Start: %v, want ErrNotReady", err)
+	}
+	if _, err := s.Load(t.Context(), "c"); !errors.Is(err, ErrNotReady) {
+		t.Errorf("Load before Start: %v, want ErrNotReady", err)
+	}
+	if err := s.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	first := s.Head() + 1
+	var last uint64
+	for i := range 10 {
+		last = mustStore(t, s, msg("t", fmt.Sprint(i)))
+	}
+	eventually(t, testWait, "the reader", func() bool { return d.len() == 10 })
+	d.check(t, "reader", first, last)
+	s.Close()
+	if _, err := store(t, s, msg("t", "late")); err == nil {
+		t.Error("Store after Close succeeded")
+	}
+	buf := make([]byte, 1<<20)
+	eventually(t, testWait, "the Store's goroutines to end", func() bool {
+		n := runtime.Stack(buf, true)
+		return !strings.Contains(string(buf[:n]), "psession.(*")
+	})
 }
