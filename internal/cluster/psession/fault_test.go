@@ -261,3 +261,21 @@ func revOf(t testing.TB, s *Store, id string) uint64 {
 	}
 	return rev
 }
+
+// TestMaxLogAge: past max_log_age a message leaves the log; Backlog counts
+// it as dropped.
+func TestMaxLogAge(t *testing.T) {
+	s := startCluster(t, 1, func(c *Config) { c.MaxLogAge = time.Second })[0].s
+	var last uint64
+	for i := range 5 {
+		last = mustStore(t, s, msg("age", fmt.Sprint(i)))
+	}
+	eventually(t, testWait, "the messages to age out", func() bool {
+		info, err := s.plog.Info(t.Context())
+		return err == nil && info.State.FirstSeq > last
+	})
+	got, dropped := backlog(t, s, "c", []string{"age"}, 0, last)
+	if len(got) != 0 || dropped != last {
+		t.Errorf("Backlog after max_log_age: read %q, dropped %d; want none and %d", got, dropped, last)
+	}
+}
