@@ -69,6 +69,19 @@ func startCluster(t testing.TB, n int, mod func(*Config)) []*node {
 // in-process.
 func startAlone(t testing.TB) *nats.Conn {
 	t.Helper()
+	srv := startAloneServer(t)
+	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// startAloneServer starts a NATS server with JetStream alone (sync
+// always) on a loopback port.
+func startAloneServer(t testing.TB) *server.Server {
+	t.Helper()
 	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoSigs: true, NoLog: true,
 		JetStream: true, StoreDir: t.TempDir(), SyncAlways: true})
 	if err != nil {
@@ -79,12 +92,7 @@ func startAlone(t testing.TB) *nats.Conn {
 	if !srv.ReadyForConnections(10 * time.Second) {
 		t.Fatal("nats-server not ready")
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
+	return srv
 }
 
 // startStores makes and starts a Store on each node's connection.

@@ -1,11 +1,17 @@
 package psession
 
 import (
+	"errors"
 	"fmt"
+	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/culexmq/culex/internal/broker"
+	"github.com/nats-io/nats.go"
 )
 
 // seen collects what a node's Deliver handed over.
@@ -157,4 +163,121 @@ func TestRecords(t *testing.T) {
 	if got, err := a.Load(t.Context(), long.ClientID); err != nil || got == nil || got.ClientID != long.ClientID {
 		t.Fatalf("Load of a long id: %v, %v", got != nil, err)
 	}
+}
+
+// TestReaderResumesAfterReconnect: the node's connection is cut while
+// another node stores; once it is back, its reader goes on from Head()+1:
+// nothing skipped, nothing repeated. When the log removed messages
+// (max_log_bytes) before the reader could read them, the reader counts
+// them as skipped and goes on from the log's first message.
+func TestReaderResumesAfterReconnect(t *testing.T) {
+	srv := startAloneServer(t)
+	p := startProxy(t, srv.Addr().String())
+	rnc, err := nats.Connect(p.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rnc.Close)
+	wnc, err := nats.Connect("", nats.InProcessServer(srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(wnc.Close)
+	nodes := startStores(t, []*node{{nc: wnc}, {nc: rnc}}, func(c *Config) { c.MaxLogBytes = 256 << 10 })
+	w, r := nodes[0].s, nodes[1].s
+	d := &seen{}
+	r.Deliver(d.fn)
+	first := r.Head() + 1
+	disconnected := func() bool { return !rnc.IsConnected() }
+
+	for i := range 20 {
+		mustStore(t, w, msg("t", fmt.Sprint(i)))
+	}
+	eventually(t, testWait, "the reader", func() bool { return d.len() == 20 })
+	p.Cut()
+	eventually(t, testWait, "the reader's connection to drop", disconnected)
+	var last uint64
+	for i := range 50 {
+		last = mustStore(t, w, msg("t", fmt.Sprint(20+i)))
+	}
+	p.Restore()
+	eventually(t, testWait, "the reader after the reconnection", func() bool { return r.Head() == last })
+	d.check(t, "reader", first, last)
+	if n := r.Counters().Skipped; n != 0 {
+		t.Errorf("skipped %d", n)
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	// Cut again; the log's limit removes messages the reader had not read.
+	p.Cut()
+	eventually(t, testWait, "the reader's connection to drop", disconnected)
+	payload := strings.Repeat("x", 1024)
+	var last2 uint64
+	for range 400 {
+		last2 = mustStore(t, w, msg("t", payload))
+	}
+	info, err := w.plog.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := info.State.FirstSeq - last - 1
+	if info.State.FirstSeq <= last+1 {
+		t.Fatalf("the log kept everything from %d (first %d): no messages removed", last+1, info.State.FirstSeq)
+	}
+	p.Restore()
+	eventually(t, testWait, "the reader after the reconnection", func() bool { return r.Head() == last2 })
+	if n := r.Counters().Skipped; n != gone {
+		t.Errorf("skipped %d, want %d (the log's first sequence is %d, the reader had read up to %d)", n, gone, info.State.FirstSeq, last)
+	}
+	d.mu.Lock()
+	after := slices.Clone(d.seqs[last-first+1:])
+	d.mu.Unlock()
+	for i, q := range after {
+		if q != info.State.FirstSeq+uint64(i) {
+			t.Fatalf("after the gap, message %d has seq %d, want %d", i, q, info.State.FirstSeq+uint64(i))
+		}
+	}
+	if uint64(len(after)) != last2-info.State.FirstSeq+1 {
+		t.Errorf("after the gap the reader got %d messages, want %d", len(after), last2-info.State.FirstSeq+1)
+	}
+}
+
+// TestDeliverBeforeStart: as the server does it, Deliver comes before
+// Start; writes before Start fail with ErrNotReady; after Start the reader
+// gets every message stored; Close leaves no goroutine of the Store.
+func TestDeliverBeforeStart(t *testing.T) {
+	nc := startAlone(t)
+	s, err := New(Config{Conn: nc, Replicas: 1, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &seen{}
+	s.Deliver(d.fn)
+	if _, err := store(t, s, msg("t", "early")); !errors.Is(err, ErrNotReady) {
+		t.Errorf("Store before Start: %v, want ErrNotReady", err)
+	}
+	if _, err := s.Load(t.Context(), "c"); !errors.Is(err, ErrNotReady) {
+		t.Errorf("Load before Start: %v, want ErrNotReady", err)
+	}
+	if err := s.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	first := s.Head() + 1
+	var last uint64
+	for i := range 10 {
+		last = mustStore(t, s, msg("t", fmt.Sprint(i)))
+	}
+	eventually(t, testWait, "the reader", func() bool { return d.len() == 10 })
+	d.check(t, "reader", first, last)
+	s.Close()
+	if _, err := store(t, s, msg("t", "late")); err == nil {
+		t.Error("Store after Close succeeded")
+	}
+	buf := make([]byte, 1<<20)
+	eventually(t, testWait, "the Store's goroutines to end", func() bool {
+		n := runtime.Stack(buf, true)
+		return !strings.Contains(string(buf[:n]), "psession.(*")
+	})
 }

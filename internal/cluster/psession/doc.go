@@ -16,8 +16,9 @@
 //
 // Each node keeps in memory an index of every record's filters (from a
 // watch of the bucket) for Persistent, reads the whole log with one
-// ordered consumer (Deliver), and reads a resuming session's backlog with
-// a consumer that lives for that read only (Backlog).
+// ordered consumer (Deliver), and reads a resuming session's backlog at
+// the log's leader message by message, going on with a consumer that
+// lives for that read only when it is long (Backlog).
 //
 // # Using it (the server and the broker)
 //
@@ -36,10 +37,13 @@
 // Notes for the broker:
 //
 //   - Every done (Store, StoreFor, Save, Delete) runs on the Store's
-//     goroutines, never on the caller's, in the order the writes were
-//     made, and within Config.Timeout (cluster.ack_timeout): with no
-//     quorum it fails then (or sooner: no stream leader answers at once).
-//     Writes of all kinds share one ordered pipeline per node.
+//     goroutines, never on the caller's (except after Close: then at
+//     once, with ErrClosed), and within Config.Timeout
+//     (cluster.ack_timeout): with no quorum it fails then (or sooner: no
+//     stream leader answers at once). Writes of all kinds share one
+//     ordered pipeline per node, published in call order.
+//   - Load costs a read and a replicated write (it confirms the record
+//     at a majority: a minority leader would answer a stale read).
 //   - Head is set to seq before fn(seq) runs: a session that registers
 //     for Deliver while fn runs may see seq both in Backlog(cursor, h)
 //     and from fn. Register, read h := Head(), Backlog up to h, and drop

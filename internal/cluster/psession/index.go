@@ -125,9 +125,14 @@ func (s *Store) onRecord(e jetstream.KeyValueEntry) {
 // sweep deletes the expired records every SweepEvery, each with a
 // compare-and-set on the revision the index saw expired: a record saved
 // again meanwhile (its client came back) stays, and two nodes sweeping
-// the same record delete it once.
+// the same record delete it once. Without SweepEvery (a replicant) it
+// only forgets deleted records, every minute.
 func (s *Store) sweep() {
-	t := time.NewTicker(s.cfg.SweepEvery)
+	every := s.cfg.SweepEvery
+	if every <= 0 {
+		every = time.Minute
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
@@ -135,28 +140,44 @@ func (s *Store) sweep() {
 			return
 		case <-t.C:
 		}
-		s.sweepOnce()
+		vs := s.expiredRecords()
+		if s.cfg.SweepEvery > 0 {
+			s.deleteExpired(vs)
+		}
 	}
 }
 
+// victim is a record the index saw expired at revision rev.
+type victim struct {
+	key string
+	rev uint64
+}
+
 // sweepOnce deletes the records expired now; it returns how many.
-func (s *Store) sweepOnce() int {
-	type victim struct {
-		key string
-		rev uint64
-	}
+func (s *Store) sweepOnce() int { return s.deleteExpired(s.expiredRecords()) }
+
+// expiredRecords lists the records expired now, and forgets the records
+// deleted more than a minute ago (kept so that a late apply of an older
+// revision is recognised).
+func (s *Store) expiredRecords() []victim {
 	var vs []victim
 	now := time.Now()
 	s.idx.mu.Lock()
+	defer s.idx.mu.Unlock()
 	for k, e := range s.idx.keys {
 		switch {
 		case e.gone != 0 && now.Unix()-e.gone > 60:
-			delete(s.idx.keys, k) // a later stale apply is no longer possible
+			delete(s.idx.keys, k)
 		case e.filters != nil && expired(e.deadline, now):
 			vs = append(vs, victim{k, e.rev})
 		}
 	}
-	s.idx.mu.Unlock()
+	return vs
+}
+
+// deleteExpired deletes each victim's record if it is still at the
+// revision seen expired; it returns how many it deleted.
+func (s *Store) deleteExpired(vs []victim) int {
 	n := 0
 	for _, v := range vs {
 		ctx, cancel := s.opCtx(s.ctx)
@@ -167,8 +188,7 @@ func (s *Store) sweepOnce() int {
 		case err == nil:
 			n++
 			s.stats.Swept.Add(1)
-		case errors.Is(err, jetstream.ErrKeyExists),
-			errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence:
+		case errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence:
 			// saved again, or swept by another node
 		case errors.Is(err, context.Canceled):
 			return n

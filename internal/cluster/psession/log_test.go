@@ -116,3 +116,50 @@ func TestStoreForIsolation(t *testing.T) {
 		t.Errorf("alice's backlog has %q", got)
 	}
 }
+
+// TestLongBacklog: a backlog longer than what is read message by message
+// at the leader goes on with a consumer: every message once, in order,
+// with overlapping filters ("big/#" and "+/t" both match big/t).
+func TestLongBacklog(t *testing.T) {
+	s := startCluster(t, 1, nil)[0].s
+	n := 2*backlogGets + 100
+	var want []string
+	var last uint64
+	for i := range n {
+		tp := "big/t"
+		if i%3 == 0 {
+			tp = "other/t"
+		}
+		if i%5 == 0 {
+			tp = "nobody/x"
+		}
+		last = mustStore(t, s, msg(tp, strconv.Itoa(i)))
+		if tp != "nobody/x" {
+			want = append(want, tp+"="+strconv.Itoa(i)+"@"+itoa(last))
+		}
+	}
+	got, dropped := backlog(t, s, "c", []string{"big/#", "+/t"}, 0, last)
+	if !slices.Equal(got, want) || dropped != 0 {
+		t.Fatalf("long backlog: %d messages (dropped %d), want %d (first difference at %d)", len(got), dropped, len(want), firstDiff(got, want))
+	}
+	// From the middle, past the messages read one by one.
+	got, _ = backlog(t, s, "c", []string{"big/#", "+/t"}, last-50, last)
+	var tail []string
+	for _, w := range want {
+		if seq, _ := strconv.ParseUint(w[strings.LastIndexByte(w, '@')+1:], 10, 64); seq > last-50 {
+			tail = append(tail, w)
+		}
+	}
+	if !slices.Equal(got, tail) {
+		t.Fatalf("backlog of the last 50: %d messages, want %d", len(got), len(tail))
+	}
+}
+
+func firstDiff(a, b []string) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}

@@ -6,11 +6,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/culexmq/culex/internal/broker"
 	"github.com/culexmq/culex/internal/cluster/registry"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // The value of a session's key (registry.Key of its client id) in the
@@ -170,27 +172,67 @@ func (s *Store) Delete(clientID string, done func(error)) {
 	}})
 }
 
-// Load implements broker.SessionStore: the last value of the key, read
-// at the bucket's leader (a replica may lag behind a Save a majority
-// confirmed).
+// Load implements broker.SessionStore: the key's last value, read at the
+// bucket's leader (a replica may lag behind a Save a majority confirmed),
+// then confirmed at a majority by writing it again on condition that it
+// is still the key's last revision. A leader cut off from the others
+// goes on answering reads until it steps down (seconds), while the
+// others may elect a leader and accept Saves: without the confirmation a
+// node on the minority side could resume a session from a stale record.
+// The confirming write is one more replicated write per Load; the record
+// keeps its content (a missing key gets a delete marker).
 func (s *Store) Load(ctx context.Context, clientID string) (*broker.SessionRecord, error) {
 	if err := s.Ready(); err != nil {
 		return nil, err
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	_, val, err := s.readKey(ctx, registry.Key(clientID))
-	if err != nil || val == nil {
-		return nil, err
+	key := registry.Key(clientID)
+	for attempt := 0; ; attempt++ {
+		rev, val, err := s.readKey(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		err = s.confirm(ctx, key, rev, val)
+		var api *jetstream.APIError
+		if errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+			continue // changed since the read: read it again
+		}
+		if err != nil {
+			return nil, fmt.Errorf("psession: load session %q: %w", clientID, err)
+		}
+		if val == nil {
+			return nil, nil
+		}
+		r, err := decodeRecord(val)
+		if err != nil {
+			return nil, fmt.Errorf("session %q: %w", clientID, err)
+		}
+		if r.ClientID != clientID || expired(deadline(r), time.Now()) {
+			return nil, nil // another id of the same digest, or expired
+		}
+		return r, nil
 	}
-	r, err := decodeRecord(val)
-	if err != nil {
-		return nil, fmt.Errorf("session %q: %w", clientID, err)
+}
+
+// confirm writes val (nil: a delete marker) to key again if rev is still
+// its last revision (0: the key has none), through the node's ordered
+// writes; it returns once a majority has it, or fails.
+func (s *Store) confirm(ctx context.Context, key string, rev uint64, val []byte) error {
+	msg := nats.NewMsg(s.kvPre + key)
+	msg.Data = val
+	if val == nil {
+		msg.Header.Set("KV-Operation", "DEL")
 	}
-	if r.ClientID != clientID || expired(deadline(r), time.Now()) {
-		return nil, nil // another id of the same digest, or expired
+	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rev, 10))
+	ch := make(chan error, 1)
+	s.w.add(&op{msg: msg, done: func(_ uint64, err error) { ch <- err }})
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	return r, nil
 }
 
 // readKey reads a key's last value from the bucket's leader: the KV API

@@ -36,7 +36,8 @@ type Config struct {
 	MaxLogBytes int64
 	MaxLogAge   time.Duration
 	// SweepEvery is how often the node deletes the records of expired
-	// sessions; default 30 s, negative: never (replicants).
+	// sessions; default 30 s, negative: never (replicants; they still
+	// forget deleted records every minute).
 	SweepEvery time.Duration
 	// MaxQueued bounds the writes waiting to be sent to the cluster;
 	// past it a write fails at once. Default 1<<16.
@@ -85,23 +86,35 @@ type Store struct {
 	deliverFn func(seq uint64, clientID string, m *broker.Message)
 	reading   bool
 
-	stats Stats
+	stats stats
 }
 
 var _ broker.SessionStore = (*Store)(nil)
 
-// Stats are the Store's counters since it started.
-type Stats struct {
+// stats are the Store's counters since it started (Counters).
+type stats struct {
+	Stored, StoreFailed, Skipped, Unreadable, Swept atomic.Uint64
+}
+
+// Counters are the Store's counters since it started.
+type Counters struct {
 	// Stored counts the log writes a majority confirmed; StoreFailed
 	// those that failed (refused, timed out, or ErrBusy).
-	Stored, StoreFailed atomic.Uint64
+	Stored, StoreFailed uint64
 	// Skipped counts the messages Deliver's reader never handed to fn:
 	// the log had removed them (its limits) before the reader, cut off
-	// from the cluster, could read them. Unreadable counts bodies it
-	// could not decode.
-	Skipped, Unreadable atomic.Uint64
+	// from the cluster, could read them. Unreadable counts bodies that
+	// could not be decoded.
+	Skipped, Unreadable uint64
 	// Swept counts the expired records this node deleted.
-	Swept atomic.Uint64
+	Swept uint64
+}
+
+// Counters returns the Store's counters.
+func (s *Store) Counters() Counters {
+	st := &s.stats
+	return Counters{Stored: st.Stored.Load(), StoreFailed: st.StoreFailed.Load(), Skipped: st.Skipped.Load(),
+		Unreadable: st.Unreadable.Load(), Swept: st.Swept.Load()}
 }
 
 // New makes the Store of a node; Start connects it to the cluster.
@@ -195,9 +208,7 @@ func (s *Store) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if s.cfg.SweepEvery > 0 {
-		s.goRun(s.sweep)
-	}
+	s.goRun(s.sweep)
 	s.log.Info("cluster: persistent sessions ready", "stream", s.LogStream(), "bucket", s.Bucket(), "replicas", s.cfg.Replicas)
 	return nil
 }

@@ -30,6 +30,7 @@ type writer struct {
 	mu      sync.Mutex
 	queue   []*op
 	pending map[*nats.Msg]*op // published, waiting for the acknowledgement
+	closed  bool              // run has returned: add fails at once
 }
 
 func (w *writer) init(s *Store) {
@@ -39,9 +40,15 @@ func (w *writer) init(s *Store) {
 }
 
 // add queues o; past MaxQueued it fails o with ErrBusy (still on the
-// writer's goroutine: done never runs on the caller's).
+// writer's goroutine: done runs on the caller's only after Close, when no
+// goroutine is left to run it).
 func (w *writer) add(o *op) {
 	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		o.done(0, ErrClosed)
+		return
+	}
 	if o.err == nil && len(w.queue) >= w.s.cfg.MaxQueued {
 		o.msg, o.err = nil, ErrBusy
 	}
@@ -78,7 +85,7 @@ func (w *writer) run() {
 		case <-s.ctx.Done():
 			w.mu.Lock()
 			rest := w.queue
-			w.queue = nil
+			w.queue, w.closed = nil, true
 			w.mu.Unlock()
 			for _, o := range rest {
 				o.done(0, ErrClosed)
