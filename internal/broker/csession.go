@@ -369,28 +369,44 @@ func (s *session) csaveLocked(then func(error)) {
 	rec := s.crecordLocked()
 	s.cs.dirty = false
 	s.b.clog.saves.Add(1)
+	// A store that is closed answers at once, on this goroutine, which
+	// holds s.mu: then the answer is handled on another one.
+	var inSave atomic.Bool
+	inSave.Store(true)
+	defer inSave.Store(false)
 	s.b.cstore.Save(rec, func(err error) {
-		defer s.b.clog.saves.Done()
-		if err != nil {
-			s.b.log.Warn("cluster: persistent session not saved", "client_id", s.id, "err", err)
-			s.mu.Lock()
-			s.cs.dirty = true
-			if s.cs.retry == nil && !s.gone {
-				s.cs.retry = s.b.afterFunc(csaveRetry, func() {
-					s.mu.Lock()
-					defer s.unlock()
-					s.cs.retry = nil
-					if s.cs.dirty {
-						s.csaveLocked(nil)
-					}
-				})
-			}
-			s.mu.Unlock()
+		if inSave.Load() {
+			go s.saved(err, then)
+			return
 		}
-		if then != nil {
-			then(err)
-		}
+		s.saved(err, then)
 	})
+}
+
+// saved handles the answer to a Save (s.mu not held): a failure is
+// logged and the record saved again after csaveRetry; then gets the
+// result.
+func (s *session) saved(err error, then func(error)) {
+	defer s.b.clog.saves.Done()
+	if err != nil {
+		s.b.log.Warn("cluster: persistent session not saved", "client_id", s.id, "err", err)
+		s.mu.Lock()
+		s.cs.dirty = true
+		if s.cs.retry == nil && !s.gone {
+			s.cs.retry = s.b.afterFunc(csaveRetry, func() {
+				s.mu.Lock()
+				defer s.unlock()
+				s.cs.retry = nil
+				if s.cs.dirty {
+					s.csaveLocked(nil)
+				}
+			})
+		}
+		s.mu.Unlock()
+	}
+	if then != nil {
+		then(err)
+	}
 }
 
 // csaveForLocked saves the record with w waiting for it (an inbound QoS 2

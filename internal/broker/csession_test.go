@@ -358,7 +358,8 @@ func TestClusterCleanStartDeletes(t *testing.T) {
 	if fc.record("s") != nil {
 		t.Fatal("record kept after a clean start")
 	}
-	s = connectTo(t, b, "s", false, keepSession(0))
+	c, _ := clusterNode(t, fc) // without a session of its own: it loads
+	s = connectTo(t, c, "s", false, keepSession(0))
 	s.send(&packet.Pingreq{})
 	s.expect(packet.PINGRESP)
 }

@@ -153,12 +153,18 @@ func (n *fakeNode) Persistent(t string) bool {
 func (n *fakeNode) Store(m *Message, done func(uint64, error)) { n.StoreFor("", m, done) }
 
 // writable locks c.mu for a write of n and says whether it may go on: a
-// dead node's write, or any with the cluster failing, fails (fail is
-// called on the store's goroutine), with c.mu unlocked.
+// dead node's write fails at once on the caller's goroutine (as a closed
+// store's does), any with the cluster failing on the store's goroutine;
+// either way with c.mu unlocked.
 func (n *fakeNode) writable(fail func()) bool {
 	c := n.c
 	c.mu.Lock()
-	if c.fail || n.dead {
+	if n.dead {
+		c.mu.Unlock()
+		fail()
+		return false
+	}
+	if c.fail {
 		c.mu.Unlock()
 		c.calls <- fail
 		return false
