@@ -81,9 +81,14 @@ type csess struct {
 	// session came here); the reader gives the session only later ones.
 	from uint64
 	// open are the session's messages of the log not done yet (queued or
-	// in flight), by sequence; done the ones done above the cursor.
+	// in flight), by sequence.
 	open map[uint64]*outMsg
-	done map[uint64]struct{}
+	// upto and pending, from the record the session resumed from: of the
+	// messages up to upto, only those in pending (queued there) are still
+	// owed; the others were done. A pending message leaves the set once
+	// delivered here, or once the reader passed it (no longer matching).
+	upto    uint64
+	pending map[uint64]struct{}
 	// loading: Backlog is being read; the reader's copies wait in live.
 	loading bool
 	live    []outMsg
@@ -102,17 +107,27 @@ func (s *session) csLocked() *csess {
 }
 
 // wants says whether the reader's message seq is for the session: after
-// from, not in flight or queued already (a resumed in-flight message),
-// not done.
-func (cs *csess) wants(seq uint64) bool {
-	if seq <= cs.from || seq <= cs.cursor {
+// from (earlier ones come from Backlog), and owed.
+func (cs *csess) wants(seq uint64) bool { return seq > cs.from && cs.owed(seq) }
+
+// owed says whether message seq (matching the session) is owed to it:
+// after the cursor, not in flight or queued already (a resumed in-flight
+// message), not done before the session moved here. It takes seq out of
+// pending: the caller delivers it or counts it dropped.
+func (cs *csess) owed(seq uint64) bool {
+	if seq <= cs.cursor {
 		return false
 	}
 	if _, ok := cs.open[seq]; ok {
 		return false
 	}
-	_, ok := cs.done[seq]
-	return !ok
+	if seq <= cs.upto {
+		if _, ok := cs.pending[seq]; !ok {
+			return false
+		}
+		delete(cs.pending, seq)
+	}
+	return true
 }
 
 // startLog starts the node's reader of the log (Start).
@@ -260,27 +275,31 @@ func (b *Broker) logDeliver(t *target, seq uint64, m *Message, sc *scratch) {
 	if !s.persistent || s.gone || !s.csLocked().wants(seq) {
 		return
 	}
+	s.takeLocked(t, seq, m, sc, sc.now)
+}
+
+// takeLocked gives the log's message seq to s as t subscribes to it: it
+// is dropped and counted when expired or not authorized for the client;
+// else delivered, or, while s reads its backlog, kept for after it (sc
+// not nil: the reader's; nil: the backlog's).
+func (s *session) takeLocked(t *target, seq uint64, m *Message, sc *scratch, now int64) {
 	om := outMsg{msg: m, qos: min(m.QoS, t.qos), retain: m.Retain && t.rap, group: t.group, filter: t.filter, lseq: seq}
 	if t.ids != nil {
 		om.subIDs = slices.Clone(t.ids)
 	} else if t.id0 != 0 {
 		om.subIDs = []uint32{t.id0}
 	}
-	if m.expired(sc.now) {
-		b.drop(s.id, m, DropExpired)
-		s.cdoneLocked(&om)
-		return
-	}
-	if az := b.opts.Authorizer; az != nil && s.info != nil && az.CanReceive(s.info, m) != nil {
-		b.drop(s.id, m, DropNotAuthorized)
-		s.cdoneLocked(&om)
-		return
-	}
-	if s.cs.loading {
+	az := s.b.opts.Authorizer
+	switch {
+	case m.expired(now):
+		s.b.drop(s.id, m, DropExpired)
+	case az != nil && s.info != nil && az.CanReceive(s.info, m) != nil:
+		s.b.drop(s.id, m, DropNotAuthorized)
+	case sc != nil && s.cs.loading:
 		s.cs.live = append(s.cs.live, om)
-		return
+	default:
+		s.deliverLocked(om, sc, nil, now)
 	}
-	s.deliverLocked(om, sc, nil, sc.now)
 }
 
 // ctrackLocked records om, a message of the log, as owed to the session
@@ -304,14 +323,7 @@ func (s *session) cdoneLocked(om *outMsg) {
 	if om.lseq == 0 {
 		return
 	}
-	cs := s.csLocked()
-	delete(cs.open, om.lseq)
-	if om.lseq > cs.cursor {
-		if cs.done == nil {
-			cs.done = make(map[uint64]struct{})
-		}
-		cs.done[om.lseq] = struct{}{}
-	}
+	delete(s.csLocked().open, om.lseq)
 	s.cdirtyLocked()
 }
 
@@ -324,18 +336,19 @@ func (s *session) cursorLocked() uint64 {
 	if cs.loading {
 		return cs.cursor
 	}
-	c := max(s.b.clog.last.Load(), cs.from)
+	last := s.b.clog.last.Load()
+	c := max(last, cs.from)
+	for seq := range cs.pending {
+		if seq <= last {
+			delete(cs.pending, seq) // passed by the reader: not owed any more
+			continue
+		}
+		c = min(c, seq-1)
+	}
 	for seq := range cs.open {
 		c = min(c, seq-1)
 	}
-	if c > cs.cursor {
-		cs.cursor = c
-		for seq := range cs.done {
-			if seq <= c {
-				delete(cs.done, seq)
-			}
-		}
-	}
+	cs.cursor = max(cs.cursor, c)
 	return cs.cursor
 }
 
@@ -545,13 +558,21 @@ func (s *session) crecordLocked() *SessionRecord {
 		b = appendString(b, om.group)
 		b = appendString(b, om.filter)
 	}
-	done := make([]uint64, 0, len(cs.done))
-	for seq := range cs.done {
-		done = append(done, seq)
+	// Up to upto, only the queued messages listed (and those in flight)
+	// are owed: the others are done.
+	b = binary.AppendUvarint(b, max(s.b.clog.last.Load(), cs.from, cs.upto))
+	queued := make([]uint64, 0, len(cs.open)+len(cs.pending))
+	for seq, om := range cs.open {
+		if s.inflight[om.pid] != om || om.pid == 0 {
+			queued = append(queued, seq)
+		}
 	}
-	slices.Sort(done)
-	b = binary.AppendUvarint(b, uint64(len(done)))
-	for _, seq := range done {
+	for seq := range cs.pending {
+		queued = append(queued, seq)
+	}
+	slices.Sort(queued)
+	b = binary.AppendUvarint(b, uint64(len(queued)))
+	for _, seq := range queued {
 		b = binary.AppendUvarint(b, seq)
 	}
 	// Inbound QoS 2 packet ids not released yet: a PUBLISH sent again
@@ -619,12 +640,13 @@ func (b *Broker) decodeRecord(rec *SessionRecord) (*session, []centry, error) {
 		om.filter = r.string()
 		fl = append(fl, centry{om, om.lseq})
 	}
+	cs.upto = r.uvarint()
 	n = r.uvarint()
 	for i := uint64(0); i < n && r.err == nil; i++ {
-		if cs.done == nil {
-			cs.done = make(map[uint64]struct{})
+		if cs.pending == nil {
+			cs.pending = make(map[uint64]struct{})
 		}
-		cs.done[r.uvarint()] = struct{}{}
+		cs.pending[r.uvarint()] = struct{}{}
 	}
 	n = r.uvarint()
 	for i := uint64(0); i < n && r.err == nil; i++ {
@@ -732,11 +754,7 @@ func (b *Broker) cresume(ctx context.Context, rec *SessionRecord) error {
 			if err != nil {
 				b.log.Warn("cluster: in-flight message no longer in the log", "client_id", s.id, "seq", e.seq, "err", err)
 				b.drop(s.id, &Message{Topic: om.filter}, DropLogLimit)
-				if cs.done == nil {
-					cs.done = make(map[uint64]struct{})
-				}
-				cs.done[e.seq] = struct{}{}
-				continue
+				continue // done: not owed any more
 			}
 			om.msg = m
 		} else {
@@ -755,7 +773,7 @@ func (b *Broker) cresume(ctx context.Context, rec *SessionRecord) error {
 	}
 	b.clog.mu.Lock()
 	h := max(b.cstore.Head(), b.clog.last.Load())
-	cs.from = max(h, rec.Cursor)
+	cs.from = h
 	cs.loading = true
 	b.mu.Lock()
 	b.sessions[s.id] = s
@@ -779,30 +797,12 @@ func (b *Broker) cresume(ctx context.Context, rec *SessionRecord) error {
 		sc := scratches.Get().(*scratch)
 		dropped, err = b.cstore.Backlog(ctx, s.id, rec.Filters, rec.Cursor, h, func(seq uint64, m *Message) error {
 			s.mu.Lock()
-			if seq > rec.Cursor && s.csLocked().open[seq] == nil {
-				if _, done := cs.done[seq]; !done {
-					sc.targets = sc.targets[:0]
-					clear(sc.idx)
-					matchSession(s, m, sc)
-					if len(sc.targets) > 0 {
-						t := sc.targets[0]
-						om := outMsg{msg: m, qos: min(m.QoS, t.qos), retain: m.Retain && t.rap, group: t.group, filter: t.filter, lseq: seq}
-						if t.ids != nil {
-							om.subIDs = slices.Clone(t.ids)
-						} else if t.id0 != 0 {
-							om.subIDs = []uint32{t.id0}
-						}
-						switch {
-						case m.expired(now):
-							b.drop(s.id, m, DropExpired)
-							s.cdoneLocked(&om)
-						case b.opts.Authorizer != nil && b.opts.Authorizer.CanReceive(s.info, m) != nil:
-							b.drop(s.id, m, DropNotAuthorized)
-							s.cdoneLocked(&om)
-						default:
-							s.deliverLocked(om, nil, nil, now)
-						}
-					}
+			if cs.owed(seq) {
+				sc.targets = sc.targets[:0]
+				clear(sc.idx)
+				matchSession(s, m, sc)
+				if len(sc.targets) > 0 {
+					s.takeLocked(&sc.targets[0], seq, m, nil, now)
 				}
 			}
 			s.mu.Unlock()
@@ -816,6 +816,11 @@ func (b *Broker) cresume(ctx context.Context, rec *SessionRecord) error {
 		b.drop(s.id, &Message{}, DropLogLimit)
 	}
 	s.mu.Lock()
+	for seq := range cs.pending {
+		if seq <= h {
+			delete(cs.pending, seq) // not read back: gone from the log (dropped) or not matching
+		}
+	}
 	cs.loading = false
 	live := cs.live
 	cs.live = nil

@@ -363,3 +363,43 @@ func TestClusterCleanStartDeletes(t *testing.T) {
 	s.send(&packet.Pingreq{})
 	s.expect(packet.PINGRESP)
 }
+
+// TestClusterDoneAboveCursor: messages completed after one still in
+// flight are not delivered again when the session moves (the record says
+// which messages above its cursor are still owed), twice over.
+func TestClusterDoneAboveCursor(t *testing.T) {
+	fc := newFakeCluster(t)
+	a, na := clusterNode(t, fc)
+	b, nb := clusterNode(t, fc)
+	c, _ := clusterNode(t, fc)
+	s := connectTo(t, a, "s", false, keepSession(2))
+	s.subscribe(1, "t", 2)
+	p := connectTo(t, a, "p", false)
+	pubAck(t, p, "t", "stuck", 2, 1)
+	for i, pl := range []string{"m2", "m3", "m4"} {
+		pubAck(t, p, "t", pl, 1, uint16(i+2))
+	}
+	stuck := s.expectPublish("t", "stuck") // never acknowledged
+	for _, want := range []string{"m2", "m3", "m4"} {
+		m := s.expectPublish("t", want)
+		s.send(&packet.Ack{Kind: packet.PUBACK, PacketID: m.PacketID})
+	}
+	s.subscribe(2, "x", 1) // a Save after the PUBACKs
+	na.kill()
+	s.close()
+	for _, n := range []struct {
+		tb   *testBroker
+		kill func()
+	}{{b, nb.kill}, {c, func() {}}} {
+		s = connectTo(t, n.tb, "s", true, keepSession(10))
+		m := s.expect(packet.PUBLISH).(*packet.Publish)
+		if string(m.Payload) != "stuck" || !m.Dup || m.PacketID != stuck.PacketID {
+			t.Fatalf("got %q dup %v id %d, want stuck again", m.Payload, m.Dup, m.PacketID)
+		}
+		s.send(&packet.Pingreq{})
+		s.expect(packet.PINGRESP) // and nothing else
+		s.subscribe(3, "y", 1)
+		n.kill()
+		s.close()
+	}
+}
