@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/culexmq/culex/internal/clustertest"
 )
@@ -36,19 +35,5 @@ func TestDrainUndoWhileStopping(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "stopping") {
 		t.Errorf("culex cluster drain --undo on a stopping node: %v, %q; want it refused (node stopping)", err, out)
 	}
-	g := d.wait(t, n-1)
-	checkRate(t, g, rate)
-	for _, x := range g {
-		if x.code != 0x8B {
-			t.Errorf("v5 client got DISCONNECT 0x%02X; want 0x8B", x.code)
-		}
-	}
-	select {
-	case <-stopped:
-	case <-time.After(waitTimeout):
-		t.Fatal("the node did not exit after its drain")
-	}
-	if !strings.Contains(n1.Log(), `msg="drained: no client left"`) {
-		t.Errorf("the drain did not end with no client left before the node stopped:\n%s", n1.Log())
-	}
+	checkStopDrain(t, d.wait(t, n-1), rate, n1, stopped)
 }
