@@ -171,6 +171,7 @@ type shAnswers struct {
 	to     string
 	seq    uint64
 	settle atomic.Bool // settled or returned once only
+	// mu guards during and held.
 	mu     sync.Mutex
 	during bool // DeliverShared has not returned yet
 	held   []byte
