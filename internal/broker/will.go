@@ -281,6 +281,15 @@ func (b *Broker) redispatch(s *session, msgs []*outMsg) {
 		b.deliverTarget(&t, om.msg, sc, nil)
 		sc.reset()
 		scratches.Put(sc)
+		// Nothing will complete it at QoS 0 or in a persistent session:
+		// settled now, as DeliverShared settles a first delivery (a copy
+		// another node sent is held there until then).
+		e.Sub.mu.Lock()
+		final := min(om.msg.QoS, t.qos) == 0 || e.Sub.persistent
+		e.Sub.mu.Unlock()
+		if final {
+			om.msg.settled(true)
+		}
 	}
 }
 
