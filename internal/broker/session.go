@@ -38,9 +38,10 @@ type outMsg struct {
 	qos     byte
 	retain  bool
 	state   uint8
-	stored  bool // has a Messages record
-	keep    bool // a copy of an AllOrNothing or Keep message: drop_oldest never evicts it
-	waiting bool // its PUBLISH or PUBREL waits for the record to be durable
+	stored  bool  // has a Messages record
+	body    *body // the stored body its record references; nil for an inline one (older records)
+	keep    bool  // a copy of an AllOrNothing or Keep message: drop_oldest never evicts it
+	waiting bool  // its PUBLISH or PUBREL waits for the record to be durable
 	pid     uint16
 	seq     uint64   // session order; the Messages key when stored
 	subIDs  []uint32 // subscription identifiers to send (v5)
@@ -379,21 +380,27 @@ func (s *session) onPubcomp(c *conn, pid uint16) {
 	s.pumpLocked(c)
 }
 
-// storeLocked writes om's Messages record.
+// storeLocked writes om's Messages record, and its body if no other
+// record references it yet (bodies.go).
 func (s *session) storeLocked(om *outMsg, w *storeWait) {
 	om.stored = true
-	ops := []store.Op{{Kind: store.Put, Bucket: store.Messages,
-		Key: store.MessageKey(s.id, om.seq), Value: encodeOut(om)}}
+	ops, held := s.refOpsLocked(om)
 	s.b.apply(ops, w)
+	held.unlock()
 }
 
-// unstoreLocked deletes om's Messages record, if any.
+// unstoreLocked deletes om's Messages record, if any, and its body with
+// its last reference.
 func (s *session) unstoreLocked(om *outMsg) {
 	if !om.stored {
 		return
 	}
 	om.stored = false
-	s.b.apply([]store.Op{{Kind: store.Delete, Bucket: store.Messages, Key: store.MessageKey(s.id, om.seq)}}, nil)
+	ops := []store.Op{{Kind: store.Delete, Bucket: store.Messages, Key: store.MessageKey(s.id, om.seq)}}
+	if op, last := s.b.releaseBody(om); last {
+		ops = append(ops, op)
+	}
+	s.b.apply(ops, nil)
 }
 
 // sendDurableLocked puts om in flight with a packet id and sends it once its
@@ -414,8 +421,7 @@ func (s *session) sendDurableLocked(om *outMsg, w *storeWait) {
 // om's state calls for (afterStored). w, if not nil, waits for the write.
 func (s *session) storeThenLocked(om *outMsg, w *storeWait) {
 	om.stored, om.waiting = true, true
-	ops := []store.Op{{Kind: store.Put, Bucket: store.Messages,
-		Key: store.MessageKey(s.id, om.seq), Value: encodeOut(om)}}
+	ops, held := s.refOpsLocked(om)
 	if w != nil {
 		w.n.Add(1) // released below, after afterStored
 	}
@@ -426,6 +432,7 @@ func (s *session) storeThenLocked(om *outMsg, w *storeWait) {
 			w.done(err)
 		}
 	})
+	held.unlock()
 	if sync { // the store failed the write at once (closed)
 		s.b.logStoreErr(err)
 		s.afterStoredLocked(om)
