@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bytes"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -70,6 +71,14 @@ func (tb *testBroker) offline(filter string, qos byte, ids ...string) {
 		c.expectClosed()
 	}
 }
+
+// Messages records as Culex wrote them before bodies were shared (commit
+// 6c7bc2d), the message inline: a queued QoS 1 copy of "inline" on q/old,
+// and a QoS 2 copy of it sent with packet id 7.
+var (
+	inlineQoS1, _     = hex.DecodeString("02000100000000000400000000000000000032100005712f6f6c64000100696e6c696e65")
+	inlineQoS2Sent, _ = hex.DecodeString("02010200070000000400000000000000000034100005712f6f6c64000100696e6c696e65")
+)
 
 // sharedByTwo starts a broker on a Bolt store and queues one QoS 1 message,
 // "shared" on q/1, for two offline persistent sessions, a and b.
@@ -180,10 +189,9 @@ func TestBodiesAtLoad(t *testing.T) {
 
 	// What an older Culex left: a's copy of a message inline, after the
 	// shared one; an orphan body; a reference of b to a body that is gone.
-	old := &Message{Topic: "q/old", Payload: []byte("inline"), QoS: 1}
 	orphan := &Message{Topic: "q/orphan", Payload: []byte("orphan"), QoS: 1}
 	applyNow(t, st,
-		store.Op{Kind: store.Put, Bucket: store.Messages, Key: store.MessageKey("a", 1000), Value: encodeOut(&outMsg{msg: old, qos: 1})},
+		store.Op{Kind: store.Put, Bucket: store.Messages, Key: store.MessageKey("a", 1000), Value: inlineQoS1},
 		store.Op{Kind: store.Put, Bucket: store.Bodies, Key: store.BodyKey(1 << 40), Value: encodeMessage(orphan)},
 		store.Op{Kind: store.Put, Bucket: store.Messages, Key: store.MessageKey("b", 1000), Value: encodeOut(&outMsg{msg: orphan, qos: 1, body: &body{seq: 1<<40 + 1}})})
 	if n := countStore(t, st, ""); n.bodies != 2 || n.refs["a"] != 1 || n.refs["b"] != 2 || n.inline["a"] != 1 {
@@ -222,9 +230,7 @@ func TestInlineRecordUpgraded(t *testing.T) {
 	tb := startBroker(t, Options{Store: st, AllowAnonymous: true})
 	tb.offline("q/#", 2, "a")
 	tb.stop()
-	m := &Message{Topic: "q/old", Payload: []byte("inline"), QoS: 2}
-	applyNow(t, st, store.Op{Kind: store.Put, Bucket: store.Messages, Key: store.MessageKey("a", 1),
-		Value: encodeOut(&outMsg{msg: m, qos: 2, state: outSent, pid: 7})})
+	applyNow(t, st, store.Op{Kind: store.Put, Bucket: store.Messages, Key: store.MessageKey("a", 1), Value: inlineQoS2Sent})
 
 	tb = startBroker(t, Options{Store: st, AllowAnonymous: true})
 	c := tb.dial(packet.V5)
