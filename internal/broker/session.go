@@ -396,7 +396,8 @@ func (s *session) unstoreLocked(om *outMsg) {
 		return
 	}
 	om.stored = false
-	ops := []store.Op{{Kind: store.Delete, Bucket: store.Messages, Key: store.MessageKey(s.id, om.seq)}}
+	ops := make([]store.Op, 1, 2)
+	ops[0] = store.Op{Kind: store.Delete, Bucket: store.Messages, Key: store.MessageKey(s.id, om.seq)}
 	if op, last := s.b.releaseBody(om); last {
 		ops = append(ops, op)
 	}
