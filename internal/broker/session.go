@@ -38,15 +38,18 @@ type outMsg struct {
 	qos     byte
 	retain  bool
 	state   uint8
-	stored  bool  // has a Messages record
-	body    *body // the stored body its record references; nil for an inline one (older records)
-	keep    bool  // a copy of an AllOrNothing or Keep message: drop_oldest never evicts it
-	waiting bool  // its PUBLISH or PUBREL waits for the record to be durable
+	stored  bool // has a Messages record
+	keep    bool // a copy of an AllOrNothing or Keep message: drop_oldest never evicts it
+	waiting bool // its PUBLISH or PUBREL waits for the record to be durable
 	pid     uint16
 	seq     uint64   // session order; the Messages key when stored
 	subIDs  []uint32 // subscription identifiers to send (v5)
 	group   string   // the shared subscription it came through, for redispatch
 	filter  string
+
+	// body is the stored body its record references (bodies.go); nil
+	// while not stored, and for a record loaded in the older inline form.
+	body *body
 }
 
 // session is the server side of an MQTT session: subscriptions, QoS state
