@@ -2,13 +2,20 @@ package integration
 
 import (
 	"bytes"
+	"context"
+	"encoding/binary"
 	"fmt"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/culexmq/culex/internal/mqtt/packet"
 	"github.com/culexmq/culex/internal/store"
+	"github.com/eclipse/paho.golang/paho"
 )
 
 // bodyTag starts the payload of every message of TestSharedBodiesAcrossKill.
@@ -47,11 +54,7 @@ func TestSharedBodiesAcrossKill(t *testing.T) {
 		c.send(&packet.Disconnect{})
 		c.mustClose(waitTimeout)
 	}
-	w := dialRaw(t, proc.addr, packet.V5)
-	w.mustConnect(persistentConnect("sb-w", packet.V5))
-	w.subscribe(1, packet.Properties{}, rawSub("sbw/marker", 1))
-	w.send(&packet.Disconnect{})
-	w.mustClose(waitTimeout)
+	witness(t, proc.addr)
 
 	pub := dialRaw(t, proc.addr, packet.V5)
 	pub.mustConnect(rawConnect("sb-pub", true))
@@ -135,6 +138,17 @@ func resumeAndComplete(t *testing.T, addr, id string, v packet.Version, want []s
 	c.Close()
 }
 
+// witness makes the offline persistent session sb-w, subscribed to the
+// topic of markThenKill's markers, so that their PUBACK waits for the store.
+func witness(t *testing.T, addr string) {
+	t.Helper()
+	w := dialRaw(t, addr, packet.V5)
+	w.mustConnect(persistentConnect("sb-w", packet.V5))
+	w.subscribe(1, packet.Properties{}, rawSub("sbw/marker", 1))
+	w.send(&packet.Disconnect{})
+	w.mustClose(waitTimeout)
+}
+
 // markThenKill publishes a QoS 1 marker for the offline session sb-w and,
 // once it is PUBACKed (durable, with every write before it), SIGKILLs proc.
 func markThenKill(t *testing.T, proc *culexProc) {
@@ -193,4 +207,142 @@ func countBodies(t *testing.T, dir string, orphan bool) bodyCount {
 		}
 	}
 	return n
+}
+
+// TestBodiesIntactAfterKillMidStream SIGKILLs a real `culex serve` while
+// four publishers send QoS 1 and 2 messages to two offline persistent
+// sessions and one connected persistent session that acknowledges them:
+// in the file, every record that references a body has it. After a
+// restart, the offline sessions get every acknowledged message, and once
+// the three sessions have ended (a clean start over each) no body is left.
+func TestBodiesIntactAfterKillMidStream(t *testing.T) {
+	t.Parallel()
+	const pubs, perPub, killAt = 4, 400, 600
+	dir := t.TempDir()
+	proc := startCulex(t, dir)
+	witness(t, proc.addr)
+	for i, id := range []string{"mk-a", "mk-b"} {
+		c := dialRaw(t, proc.addr, packet.V5)
+		c.mustConnect(persistentConnect(id, packet.V5))
+		c.subscribe(1, packet.Properties{}, rawSub("mk/#", byte(1+i)))
+		c.send(&packet.Disconnect{})
+		c.mustClose(waitTimeout)
+	}
+	on := connectV5(t, proc.addr, v5Connect("mk-on", false, 3600))
+	on.subscribe(sub("mk/#", 2))
+
+	var (
+		acked   sync.Map
+		nAcked  atomic.Int64
+		workers sync.WaitGroup
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for w := range pubs {
+		pub := connectV5(t, proc.addr, v5Connect("mk-pub-"+strconv.Itoa(w), true, 0))
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for i := range perPub {
+				payload := fmt.Sprintf("%s%d-%d", bodyTag, w, i)
+				pr, err := pub.Publish(ctx, &paho.Publish{Topic: "mk/" + strconv.Itoa(w), QoS: byte(1 + i%2), Payload: []byte(payload)})
+				if err != nil {
+					return // the broker is gone
+				}
+				if pr.ReasonCode < 0x80 {
+					acked.Store(payload, true)
+					nAcked.Add(1)
+				}
+			}
+		}()
+	}
+	waitFor(t, 30*time.Second, "messages to be acknowledged", func() bool { return nAcked.Load() >= killAt })
+	proc.stop(syscall.SIGKILL)
+	cancel()
+	workers.Wait()
+	total := int(nAcked.Load())
+
+	refs, bodies, dangling := checkReferences(t, dir)
+	t.Logf("%d messages acknowledged before SIGKILL; the file holds %d references to %d bodies", total, refs, bodies)
+	if len(dangling) > 0 {
+		t.Fatalf("%d records reference a body the file does not hold, e.g. %q", len(dangling), dangling[0])
+	}
+	if bodies < total {
+		t.Errorf("%d bodies for %d acknowledged messages", bodies, total)
+	}
+
+	proc = startCulex(t, dir)
+	a := connectV5(t, proc.addr, v5Connect("mk-a", false, 3600))
+	b := connectV5(t, proc.addr, v5Connect("mk-b", false, 3600))
+	// At QoS 2: mk-b's QoS 2 copies are sent once their records are
+	// durable, and a QoS 1 marker could overtake them.
+	connectV5(t, proc.addr, v5Connect("mk-marker", true, 0)).publish("mk/marker", 2, markerPayload)
+	checkAllAcked(t, "mk-a", a.msgs, &acked, total)
+	checkAllAcked(t, "mk-b", b.msgs, &acked, total)
+	a.disconnect(0, nil)
+	b.disconnect(0, nil)
+	for _, id := range []string{"mk-a", "mk-b", "mk-on"} { // the sessions end, with what they held
+		connectV5(t, proc.addr, v5Connect(id, true, 0)).disconnect(0, nil)
+	}
+	markThenKill(t, proc)
+	if n := countBodies(t, dir, false); n.bodies != 0 {
+		t.Errorf("after every session completed: %d bodies left, records by session %v", n.bodies, n.records)
+	}
+}
+
+// checkReferences reads the store of a stopped broker: the records that
+// reference a body, the bodies, and the keys of records whose body is
+// missing.
+func checkReferences(t *testing.T, dir string) (refs, bodies int, dangling []string) {
+	t.Helper()
+	st, err := store.OpenBolt(dir, store.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	have := map[string]bool{}
+	err = st.Scan(store.Bodies, "", func(key string, _ []byte) error {
+		have[key] = true
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.Scan(store.Messages, "", func(key string, v []byte) error {
+		seq, ok := referencedBody(v)
+		if !ok {
+			return nil
+		}
+		refs++
+		if !have[store.BodyKey(seq)] {
+			dangling = append(dangling, key)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return refs, len(have), dangling
+}
+
+// referencedBody parses a Messages record that references a body (kind 6:
+// state, flags, packet id, subscription identifiers, group, filter, body
+// sequence) and returns the sequence.
+func referencedBody(v []byte) (uint64, bool) {
+	if len(v) < 5 || v[0] != 6 {
+		return 0, false
+	}
+	v = v[5:] // kind, state, flags, packet id
+	n, k := binary.Uvarint(v)
+	v = v[k:]
+	for range n {
+		_, k = binary.Uvarint(v)
+		v = v[k:]
+	}
+	for range 2 { // group, filter
+		l, k := binary.Uvarint(v)
+		v = v[k+int(l):]
+	}
+	seq, k := binary.Uvarint(v)
+	return seq, k > 0
 }
