@@ -46,6 +46,10 @@ type outMsg struct {
 	subIDs  []uint32 // subscription identifiers to send (v5)
 	group   string   // the shared subscription it came through, for redispatch
 	filter  string
+
+	// body is the stored body its record references (bodies.go); nil
+	// while not stored, and for a record loaded in the older inline form.
+	body *body
 }
 
 // session is the server side of an MQTT session: subscriptions, QoS state
@@ -379,21 +383,28 @@ func (s *session) onPubcomp(c *conn, pid uint16) {
 	s.pumpLocked(c)
 }
 
-// storeLocked writes om's Messages record.
+// storeLocked writes om's Messages record, and its body if no other
+// record references it yet (bodies.go).
 func (s *session) storeLocked(om *outMsg, w *storeWait) {
 	om.stored = true
-	ops := []store.Op{{Kind: store.Put, Bucket: store.Messages,
-		Key: store.MessageKey(s.id, om.seq), Value: encodeOut(om)}}
+	ops, held := s.refOpsLocked(om)
 	s.b.apply(ops, w)
+	held.unlock()
 }
 
-// unstoreLocked deletes om's Messages record, if any.
+// unstoreLocked deletes om's Messages record, if any, and its body with
+// its last reference.
 func (s *session) unstoreLocked(om *outMsg) {
 	if !om.stored {
 		return
 	}
 	om.stored = false
-	s.b.apply([]store.Op{{Kind: store.Delete, Bucket: store.Messages, Key: store.MessageKey(s.id, om.seq)}}, nil)
+	ops := make([]store.Op, 1, 2)
+	ops[0] = store.Op{Kind: store.Delete, Bucket: store.Messages, Key: store.MessageKey(s.id, om.seq)}
+	if op, last := s.b.releaseBody(om); last {
+		ops = append(ops, op)
+	}
+	s.b.apply(ops, nil)
 }
 
 // sendDurableLocked puts om in flight with a packet id and sends it once its
@@ -414,8 +425,7 @@ func (s *session) sendDurableLocked(om *outMsg, w *storeWait) {
 // om's state calls for (afterStored). w, if not nil, waits for the write.
 func (s *session) storeThenLocked(om *outMsg, w *storeWait) {
 	om.stored, om.waiting = true, true
-	ops := []store.Op{{Kind: store.Put, Bucket: store.Messages,
-		Key: store.MessageKey(s.id, om.seq), Value: encodeOut(om)}}
+	ops, held := s.refOpsLocked(om)
 	if w != nil {
 		w.n.Add(1) // released below, after afterStored
 	}
@@ -426,6 +436,7 @@ func (s *session) storeThenLocked(om *outMsg, w *storeWait) {
 			w.done(err)
 		}
 	})
+	held.unlock()
 	if sync { // the store failed the write at once (closed)
 		s.b.logStoreErr(err)
 		s.afterStoredLocked(om)

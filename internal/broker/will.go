@@ -246,6 +246,7 @@ func (b *Broker) endSession(s *session, pw *will) {
 		b.stats.persistent.Add(-1)
 		b.owned.add(owner, -1)
 		b.unstoreSession(s.id)
+		s.forgetRecords(msgs)
 		b.unstoreWill(s.id)
 	}
 	if pw != nil {
