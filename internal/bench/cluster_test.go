@@ -5,6 +5,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,6 +42,14 @@ func TestClusterHarness(t *testing.T) {
 			for _, b := range d.procs[1:] { // the replicant last
 				if err := crossProbe(ctx, d.pub, b.port, time.Minute); err != nil {
 					t.Error(err)
+				}
+			}
+			if s.replicants > 0 {
+				// The cluster sees the last node as a replicant.
+				conf := filepath.Join(d.dir, fmt.Sprintf("n%d", clusterNodes), "node.conf")
+				out, err := exec.CommandContext(ctx, s.bin, "cluster", "status", "-c", conf).CombinedOutput()
+				if !regexp.MustCompile(fmt.Sprintf(`(?m)^n%d +replicant `, clusterNodes)).Match(out) || strings.Count(string(out), " core ") != clusterNodes {
+					t.Errorf("culex cluster status: %v\n%s", err, out)
 				}
 			}
 			d.stop()
