@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -28,6 +29,7 @@ type FS struct {
 	backing    string
 	mountpoint string
 	server     *fuse.Server
+	conn       uint64 // the FUSE connection's number in fusectl
 
 	mu      sync.Mutex
 	root    *entry
@@ -121,6 +123,11 @@ func Mount(tb testing.TB, backing, mountpoint string) (*FS, error) {
 			return nil, fmt.Errorf("faultfs: %w", err)
 		}
 	}
+	if fd, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0); err != nil {
+		return nil, fmt.Errorf("faultfs: %w (the power-loss tests need the fuse kernel module and root)", err)
+	} else {
+		fd.Close()
+	}
 	f := &FS{backing: backing, mountpoint: mountpoint, nextIno: 1, live: map[*entry]struct{}{}}
 	f.root = f.newEntry(syscall.S_IFDIR | 0o755)
 	f.root.durable = true
@@ -144,6 +151,14 @@ func Mount(tb testing.TB, backing, mountpoint string) (*FS, error) {
 		return nil, fmt.Errorf("faultfs: mount %s: %w", mountpoint, err)
 	}
 	f.server = srv
+	var st syscall.Stat_t
+	if err := syscall.Stat(mountpoint, &st); err != nil {
+		f.closeBacks()
+		srv.Unmount()
+		return nil, fmt.Errorf("faultfs: %w", err)
+	}
+	// fusectl names a connection by the kernel's dev_t of the mount.
+	f.conn = uint64(unix.Major(st.Dev))<<20 | uint64(unix.Minor(st.Dev))
 	if tb != nil {
 		tb.Cleanup(func() {
 			if err := f.Close(); err != nil {
@@ -232,7 +247,7 @@ func (f *FS) Cut() error {
 	f.journal = nil
 	f.closeBacks()
 	f.mu.Unlock()
-	return f.unmount()
+	return f.shutdown()
 }
 
 // Close is an orderly shutdown: it commits the journal, writes every file's
@@ -242,7 +257,7 @@ func (f *FS) Close() error {
 	f.mu.Lock()
 	if f.down {
 		f.mu.Unlock()
-		return f.wait()
+		return nil
 	}
 	err := f.commit()
 	for e := range f.live {
@@ -253,11 +268,8 @@ func (f *FS) Close() error {
 	f.down = true
 	f.closeBacks()
 	f.mu.Unlock()
-	if uerr := f.unmount(); err == nil {
-		err = uerr
-	}
-	if werr := f.wait(); err == nil {
-		err = werr
+	if serr := f.shutdown(); err == nil {
+		err = serr
 	}
 	return err
 }
@@ -272,21 +284,20 @@ func (f *FS) closeBacks() {
 	f.live = map[*entry]struct{}{}
 }
 
-// unmount detaches the mount; the serving loop ends once no process holds a
-// file of it open.
-func (f *FS) unmount() error {
+// shutdown unmounts (lazily if a process still holds a file open), aborts the
+// FUSE connection and waits for the serving loop to end. The abort ends it
+// even where a copy of the mount lives on in another mount namespace (one
+// made by `ip netns exec` or unshare while the mount existed): there the
+// mount then fails with ENOTCONN.
+func (f *FS) shutdown() error {
 	err := syscall.Unmount(f.mountpoint, 0)
 	if errors.Is(err, syscall.EBUSY) {
 		err = syscall.Unmount(f.mountpoint, syscall.MNT_DETACH)
 	}
 	if err != nil {
-		return fmt.Errorf("faultfs: unmount %s: %w", f.mountpoint, err)
+		err = fmt.Errorf("faultfs: unmount %s: %w", f.mountpoint, err)
 	}
-	return nil
-}
-
-// wait waits, bounded, for the serving loop to end.
-func (f *FS) wait() error {
+	aerr := f.abort()
 	done := make(chan struct{})
 	go func() {
 		f.server.Wait()
@@ -294,10 +305,31 @@ func (f *FS) wait() error {
 	}()
 	select {
 	case <-done:
-		return nil
+		return err
 	case <-time.After(10 * time.Second):
-		return fmt.Errorf("faultfs: %s: a process still holds a file of the unmounted file system open", f.mountpoint)
+		if aerr != nil {
+			err = errors.Join(err, aerr)
+		}
+		return errors.Join(err, fmt.Errorf("faultfs: %s: still served 10 s after the unmount", f.mountpoint))
 	}
+}
+
+// fusectl is where the kernel lists the FUSE connections.
+const fusectl = "/sys/fs/fuse/connections"
+
+// abort aborts the FUSE connection through fusectl, mounting fusectl if no
+// one has (systemd usually does).
+func (f *FS) abort() error {
+	path := filepath.Join(fusectl, strconv.FormatUint(f.conn, 10), "abort")
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		if err := syscall.Mount("fusectl", fusectl, "fusectl", 0, ""); err != nil && !errors.Is(err, syscall.EBUSY) {
+			return fmt.Errorf("faultfs: mount fusectl: %w", err)
+		}
+	}
+	if err := os.WriteFile(path, []byte("1"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("faultfs: abort the connection: %w", err)
+	}
+	return nil // ErrNotExist: the connection has ended already
 }
 
 // durPath is the entry's path in the backing directory.

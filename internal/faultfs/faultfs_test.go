@@ -3,10 +3,13 @@
 package faultfs
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -270,4 +273,41 @@ func TestCloseWritesEverythingBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantFile(t, filepath.Join(backing, "d", "f"), []byte("unsynced"))
+}
+
+// TestCutEndsTheMountInOtherNamespaces: a process started in a mount
+// namespace of its own (as `ip netns exec` starts one) keeps a copy of the
+// mount; Cut still ends the file system, which fails there from then on.
+func TestCutEndsTheMountInOtherNamespaces(t *testing.T) {
+	f := mount(t, t.TempDir(), t.TempDir())
+	writeFile(t, filepath.Join(f.Mountpoint(), "f"), []byte("synced"), true)
+	// A shell in a new mount namespace, with the copy made private so that
+	// our unmount does not reach it whatever the propagation of /.
+	cmd := exec.Command("sh", "-c", "mount --make-rprivate / && cat "+f.Mountpoint()+"/f && echo && { read x; cat "+f.Mountpoint()+"/f; }")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lines := bufio.NewScanner(out)
+	if !lines.Scan() || lines.Text() != "synced" {
+		t.Fatalf("the other namespace reads %q (%v, %s)", lines.Text(), lines.Err(), stderr.String())
+	}
+	if err := f.Cut(); err != nil {
+		t.Fatalf("Cut: %v", err)
+	}
+	in.Close()
+	if err := cmd.Wait(); err == nil || !strings.Contains(stderr.String(), "not connected") {
+		t.Fatalf("a read after the cut in the other namespace: %v, %q; want it to fail with ENOTCONN", err, stderr.String())
+	}
 }
