@@ -39,6 +39,7 @@ type FS struct {
 	live    map[*entry]struct{}
 	journal []op
 	down    bool // cut or closed: every operation fails with EIO
+	strict  bool // POSIXDirSync
 	stats   Stats
 }
 
@@ -67,9 +68,11 @@ type entry struct {
 	children map[string]*entry // directories
 
 	// The durable namespace: where the entry is in the backing directory.
-	durable   bool
-	durParent *entry
-	durName   string
+	// pendingCreate: its create is in the journal.
+	pendingCreate bool
+	durable       bool
+	durParent     *entry
+	durName       string
 
 	// File data. The backing file holds backSize bytes, of which the first
 	// validBack are still the file's (a truncate may cut them shorter);
@@ -110,7 +113,12 @@ type op struct {
 // Mount mounts a faultfs of backing (a directory, created if missing) on
 // mountpoint (created if missing). With tb non-nil, the test's cleanup closes
 // it. It needs /dev/fuse and root.
-func Mount(tb testing.TB, backing, mountpoint string) (*FS, error) {
+//
+// A FUSE file must not be mmapped by the process serving it: a page fault on
+// it blocks a thread outside any system call, and a stop-the-world of the Go
+// runtime then waits for it while the goroutines that would serve the fault
+// are stopped. Run the programs under test (Culex, bbolt) in child processes.
+func Mount(tb testing.TB, backing, mountpoint string, opts ...Option) (*FS, error) {
 	var err error
 	if backing, err = filepath.Abs(backing); err != nil {
 		return nil, err
@@ -129,13 +137,21 @@ func Mount(tb testing.TB, backing, mountpoint string) (*FS, error) {
 		fd.Close()
 	}
 	f := &FS{backing: backing, mountpoint: mountpoint, nextIno: 1, live: map[*entry]struct{}{}}
+	for _, o := range opts {
+		o(f)
+	}
+	// Staged files never named by a committed create are lost, as the
+	// inodes of a power loss are freed by the next fsck.
+	if err := os.RemoveAll(filepath.Join(backing, stagingDir)); err != nil {
+		return nil, fmt.Errorf("faultfs: %w", err)
+	}
 	f.root = f.newEntry(syscall.S_IFDIR | 0o755)
 	f.root.durable = true
 	if err := f.load(f.root, backing); err != nil {
 		return nil, err
 	}
 	sec := time.Second
-	opts := &gofs.Options{
+	fopts := &gofs.Options{
 		EntryTimeout: &sec,
 		AttrTimeout:  &sec,
 		MountOptions: fuse.MountOptions{
@@ -145,7 +161,7 @@ func Mount(tb testing.TB, backing, mountpoint string) (*FS, error) {
 			DisableXAttrs:     true,
 		},
 	}
-	srv, err := gofs.Mount(mountpoint, &node{fs: f, e: f.root}, opts)
+	srv, err := gofs.Mount(mountpoint, &node{fs: f, e: f.root}, fopts)
 	if err != nil {
 		f.closeBacks()
 		return nil, fmt.Errorf("faultfs: mount %s: %w", mountpoint, err)
@@ -169,6 +185,18 @@ func Mount(tb testing.TB, backing, mountpoint string) (*FS, error) {
 	return f, nil
 }
 
+// Option changes what a sync makes durable.
+type Option func(*FS)
+
+// POSIXDirSync makes only a directory fsync commit namespace operations (of
+// every directory, not only its own): a file's fsync makes its data durable
+// but not its name, which is what POSIX promises, and less than ext4 does.
+func POSIXDirSync() Option { return func(f *FS) { f.strict = true } }
+
+// stagingDir, in the backing directory, holds the data of files synced
+// before their create is committed (POSIXDirSync).
+const stagingDir = ".faultfs-staging"
+
 // load reads the backing directory dir into the tree under d.
 func (f *FS) load(d *entry, dir string) error {
 	ents, err := os.ReadDir(dir)
@@ -176,6 +204,9 @@ func (f *FS) load(d *entry, dir string) error {
 		return fmt.Errorf("faultfs: %w", err)
 	}
 	for _, de := range ents {
+		if d == f.root && de.Name() == stagingDir {
+			continue
+		}
 		p := filepath.Join(dir, de.Name())
 		fi, err := os.Lstat(p)
 		if err != nil {
@@ -357,13 +388,20 @@ func (f *FS) apply(o op) error {
 	p := filepath.Join(f.durPath(o.parent), o.name)
 	switch o.kind {
 	case opCreate:
-		fd, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, o.perm)
-		if err != nil {
-			return err
+		o.e.pendingCreate = false
+		if o.e.back != nil { // data synced before the create: staged
+			if err := os.Rename(f.stagingPath(o.e), p); err != nil {
+				return err
+			}
+		} else {
+			fd, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, o.perm)
+			if err != nil {
+				return err
+			}
+			o.e.back = fd
 		}
-		o.e.back = fd
 		o.e.durable, o.e.durParent, o.e.durName = true, o.parent, o.name
-		return fd.Chmod(o.perm) // whatever the umask
+		return o.e.back.Chmod(o.perm) // whatever the umask
 	case opMkdir:
 		if err := os.Mkdir(p, o.perm); err != nil {
 			return err
@@ -416,6 +454,24 @@ func (f *FS) dropIfGone(e *entry) {
 		e.back = nil
 	}
 	delete(f.live, e)
+}
+
+func (f *FS) stagingPath(e *entry) string {
+	return filepath.Join(f.backing, stagingDir, strconv.FormatUint(e.ino, 10))
+}
+
+// stage gives a file whose create is not committed a backing file in the
+// staging directory, which the create's commit renames into place.
+func (f *FS) stage(e *entry) error {
+	if err := os.MkdirAll(filepath.Join(f.backing, stagingDir), 0o700); err != nil {
+		return err
+	}
+	fd, err := os.OpenFile(f.stagingPath(e), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	e.back = fd
+	return nil
 }
 
 func (f *FS) openBack(e *entry) error {
@@ -506,11 +562,15 @@ func (f *FS) truncate(e *entry, size int64) {
 // the backing file and fsyncs it. A file with no durable name has nowhere to
 // go: its data stays in memory until the cut.
 func (f *FS) syncData(e *entry) error {
-	if !e.durable || (len(e.dirty) == 0 && e.validBack == e.backSize && e.size == e.backSize) {
+	if !e.durable && !e.pendingCreate || (len(e.dirty) == 0 && e.validBack == e.backSize && e.size == e.backSize) {
 		return nil
 	}
 	if e.back == nil {
-		if err := f.openBack(e); err != nil {
+		open := f.openBack
+		if !e.durable {
+			open = f.stage
+		}
+		if err := open(e); err != nil {
 			return err
 		}
 	}
@@ -584,6 +644,9 @@ func (n *node) lock() syscall.Errno {
 }
 
 func (n *node) unlock() { n.fs.mu.Unlock() }
+
+// reserved says whether name is the staging directory's.
+func (n *node) reserved(name string) bool { return n.e == n.fs.root && name == stagingDir }
 
 func fillAttr(e *entry, a *fuse.Attr) {
 	a.Ino = e.ino
@@ -667,9 +730,13 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	if _, ok := n.e.children[name]; ok {
 		return nil, nil, 0, syscall.EEXIST
 	}
+	if n.reserved(name) {
+		return nil, nil, 0, syscall.EPERM
+	}
 	c := n.fs.newEntry(syscall.S_IFREG | mode&0o7777)
 	c.parent, c.name = n.e, name
 	c.opens = 1
+	c.pendingCreate = true
 	n.e.children[name] = c
 	n.fs.journal = append(n.fs.journal, op{kind: opCreate, parent: n.e, name: name, e: c, perm: os.FileMode(mode & 0o777)})
 	return n.child(ctx, c, out), &handle{}, 0, 0
@@ -682,6 +749,9 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 	defer n.unlock()
 	if _, ok := n.e.children[name]; ok {
 		return nil, syscall.EEXIST
+	}
+	if n.reserved(name) {
+		return nil, syscall.EPERM
 	}
 	c := n.fs.newEntry(syscall.S_IFDIR | mode&0o7777)
 	c.parent, c.name = n.e, name
@@ -721,7 +791,10 @@ func (n *node) Fsync(ctx context.Context, _ gofs.FileHandle, flags uint32) sysca
 	}
 	defer n.unlock()
 	n.fs.stats.Syncs++
-	err := n.fs.commit()
+	var err error
+	if n.e.isDir() || !n.fs.strict {
+		err = n.fs.commit()
+	}
 	if err == nil && !n.e.isDir() {
 		err = n.fs.syncData(n.e)
 	}
@@ -792,6 +865,9 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 	np, ok := newParent.(*node)
 	if !ok {
 		return syscall.EXDEV
+	}
+	if np.reserved(newName) {
+		return syscall.EPERM
 	}
 	c, ok := n.e.children[name]
 	if !ok {

@@ -17,9 +17,15 @@ type Stats struct {
 }
 
 // Mount fails: faultfs needs Linux's FUSE.
-func Mount(tb testing.TB, backing, mountpoint string) (*FS, error) {
+func Mount(tb testing.TB, backing, mountpoint string, opts ...Option) (*FS, error) {
 	return nil, errors.New("faultfs: Linux only")
 }
+
+// Option changes what a sync makes durable.
+type Option func(*FS)
+
+// POSIXDirSync is an Option of the Linux file system.
+func POSIXDirSync() Option { return func(*FS) {} }
 
 // Cut fails outside Linux.
 func (f *FS) Cut() error { return errors.New("faultfs: Linux only") }

@@ -311,3 +311,56 @@ func TestCutEndsTheMountInOtherNamespaces(t *testing.T) {
 		t.Fatalf("a read after the cut in the other namespace: %v, %q; want it to fail with ENOTCONN", err, stderr.String())
 	}
 }
+
+// TestPOSIXDirSync: with POSIXDirSync a file's fsync makes its data durable
+// but not its new name; the directory's fsync makes the name durable, and the
+// data synced before it comes with it.
+func TestPOSIXDirSync(t *testing.T) {
+	backing, mp := t.TempDir(), t.TempDir()
+	f, err := Mount(t, backing, mp, POSIXDirSync())
+	if err != nil {
+		t.Fatal(err)
+	}
+	remount := func() {
+		t.Helper()
+		if err := f.Cut(); err != nil {
+			t.Fatal(err)
+		}
+		if f, err = Mount(t, backing, mp, POSIXDirSync()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := filepath.Join(mp, "a"), filepath.Join(mp, "b")
+	writeFile(t, a, []byte("a1"), true)
+	remount()
+	wantMissing(t, a) // the file's fsync did not commit its create
+
+	writeFile(t, a, []byte("a1"), true)
+	syncPath(t, mp)
+	writeFile(t, b, []byte("b1"), true)
+	if err := os.Rename(a, filepath.Join(mp, "a2")); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, b, []byte("b2"), true) // data of a durable file: durable
+	remount()
+	wantFile(t, a, []byte("a1"))
+	wantMissing(t, filepath.Join(mp, "a2"))
+	wantMissing(t, b)
+	if _, err := os.Stat(filepath.Join(backing, stagingDir)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("staging directory left after the remount: %v", err)
+	}
+
+	writeFile(t, b, []byte("b1"), true)
+	if err := os.Rename(a, filepath.Join(mp, "a2")); err != nil {
+		t.Fatal(err)
+	}
+	syncPath(t, mp)
+	writeFile(t, filepath.Join(mp, "a2"), []byte("a2"), true)
+	remount()
+	wantFile(t, b, []byte("b1"))
+	wantFile(t, filepath.Join(mp, "a2"), []byte("a2"))
+	wantMissing(t, a)
+	if err := os.Mkdir(filepath.Join(mp, stagingDir), 0o755); !errors.Is(err, os.ErrPermission) {
+		t.Errorf("mkdir of the staging directory's name: %v, want EPERM", err)
+	}
+}
