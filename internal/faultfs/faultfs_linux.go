@@ -654,9 +654,11 @@ func fillAttr(e *entry, a *fuse.Attr) {
 	a.Size = uint64(e.size)
 	a.Blocks = (uint64(e.size) + 511) / 512
 	a.Blksize = pageSize
-	a.Nlink = 1
-	if e.isDir() {
+	switch {
+	case e.isDir():
 		a.Nlink = 2
+	case e.parent != nil:
+		a.Nlink = 1 // 0 once unlinked
 	}
 	a.Uid, a.Gid = uint32(os.Getuid()), uint32(os.Getgid())
 	a.SetTimes(&e.mtime, &e.mtime, &e.ctime)

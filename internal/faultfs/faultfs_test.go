@@ -364,3 +364,35 @@ func TestPOSIXDirSync(t *testing.T) {
 		t.Errorf("mkdir of the staging directory's name: %v, want EPERM", err)
 	}
 }
+
+// TestUnemulatedOperationsFail: what the layer does not emulate fails rather
+// than half works.
+func TestUnemulatedOperationsFail(t *testing.T) {
+	f := mount(t, t.TempDir(), t.TempDir())
+	p := filepath.Join(f.Mountpoint(), "f")
+	writeFile(t, p, []byte("x"), true)
+	if err := os.Link(p, p+"2"); err == nil {
+		t.Error("hard link made")
+	}
+	if err := os.Symlink(p, p+"3"); err == nil {
+		t.Error("symlink made")
+	}
+	if err := syscall.Mkfifo(p+"4", 0o644); err == nil {
+		t.Error("fifo made")
+	}
+	fd, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fd.Close()
+	if err := syscall.Fallocate(int(fd.Fd()), 0, 0, 1<<20); err == nil {
+		t.Error("fallocate done")
+	}
+	if err := syscall.Setxattr(p, "user.a", []byte("v"), 0); err == nil {
+		t.Error("xattr set")
+	}
+	ents, err := os.ReadDir(f.Mountpoint())
+	if err != nil || len(ents) != 1 {
+		t.Fatalf("entries %v, %v; want only f", ents, err)
+	}
+}
