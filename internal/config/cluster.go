@@ -64,6 +64,9 @@ type Cluster struct {
 	// reference v5 clients are sent to.
 	DrainRate            int    `yaml:"drain_rate"`
 	DrainServerReference string `yaml:"drain_server_reference"`
+	// Sessions bounds the log of the persistent sessions' messages
+	// (sessions.go).
+	Sessions ClusterSessions `yaml:"sessions"`
 }
 
 // ClusterTLS is the TLS of the cluster port.
@@ -88,6 +91,7 @@ func defaultCluster() Cluster {
 		NodeTimeout:  5 * time.Second,
 		ReadyTimeout: 30 * time.Second,
 		DrainRate:    defaultDrainRate,
+		Sessions:     defaultClusterSessions(),
 	}
 }
 
@@ -211,6 +215,7 @@ func (c *Cluster) validate(bad func(key, format string, args ...any)) {
 		bad("cluster.secret", "required with cluster.listen (or cluster.tls with a ca_file): the cluster port never accepts an unauthenticated peer")
 	}
 	c.validateDrain(bad) // drain.go
+	c.Sessions.validate(bad)
 	if c.Listen == "" && c.NATSURL == "" && len(c.Peers) > 0 {
 		bad("cluster.listen", "required with cluster.peers: the node's own cluster port (example: 0.0.0.0:%d)", DefaultClusterPort)
 	}

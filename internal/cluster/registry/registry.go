@@ -71,8 +71,6 @@ type Registry struct {
 	wills  jetstream.KeyValue
 	ret    jetstream.KeyValue
 	retPre string // subject prefix of the retained bucket's keys
-	idPre  string // and of the client ids'
-	idGet  string // the ids' stream's message-get API, answered by its leader
 	log    *slog.Logger
 	b      Node
 
@@ -233,8 +231,6 @@ func (r *Registry) Start(ctx context.Context, b Node) error {
 		*bk.kv = kv
 	}
 	r.retPre = "$KV." + r.cfg.Prefix + "_retained."
-	r.idPre = "$KV." + r.cfg.Prefix + "_ids."
-	r.idGet = "$JS.API.STREAM.MSG.GET.KV_" + r.cfg.Prefix + "_ids"
 	kicks, err := r.nc.Subscribe(r.kickSubject(r.cfg.Node, r.inc), r.onKickMsg)
 	if err != nil {
 		return err
@@ -321,6 +317,11 @@ func enc(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return "=" + hex.EncodeToString(sum[:])
 }
+
+// Key is the KV key and subject token of a client id (or topic) in the
+// cluster's buckets and subjects: base64url, or "=" and the hex SHA-256 of
+// a long one. Other packages keying by client id (psession) use it too.
+func Key(s string) string { return enc(s) }
 
 // opCtx bounds one operation a caller waits for.
 func (r *Registry) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -426,8 +427,17 @@ func backoff(ctx context.Context, attempt int) bool {
 // fails until it catches up): its revision (0 when the key never existed)
 // and value (nil when deleted).
 func (r *Registry) readID(ctx context.Context, key string) (uint64, []byte, error) {
-	req, _ := json.Marshal(map[string]string{"last_by_subj": r.idPre + key})
-	resp, err := r.nc.RequestWithContext(ctx, r.idGet, req)
+	return ReadLast(ctx, r.nc, r.cfg.Prefix+"_ids", key)
+}
+
+// ReadLast reads key's last value in a KV bucket from the leader of the
+// bucket's stream, with the stream's message-get request (the KV API may
+// read a replica that lags behind a write a majority confirmed): its
+// revision (0 when the key never existed) and value (nil when deleted or
+// purged).
+func ReadLast(ctx context.Context, nc *nats.Conn, bucket, key string) (uint64, []byte, error) {
+	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + bucket + "." + key})
+	resp, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bucket, req)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -449,9 +459,9 @@ func (r *Registry) readID(ctx context.Context, key string) (uint64, []byte, erro
 	case out.Error != nil && out.Error.Code == int(jetstream.JSErrCodeMessageNotFound):
 		return 0, nil, nil
 	case out.Error != nil:
-		return 0, nil, fmt.Errorf("registry: read client id: %s", out.Error.Message)
+		return 0, nil, fmt.Errorf("read %s: %s", bucket, out.Error.Message)
 	case out.Message == nil:
-		return 0, nil, errors.New("registry: read client id: empty answer")
+		return 0, nil, fmt.Errorf("read %s: empty answer", bucket)
 	}
 	if bytes.Contains(out.Message.Hdrs, []byte("KV-Operation")) {
 		return out.Message.Seq, nil, nil // deleted or purged

@@ -1,0 +1,60 @@
+// Package psession keeps a cluster's persistent sessions on NATS
+// JetStream: it implements broker.SessionStore (internal/broker,
+// sessionstore.go) for the broker in cluster mode. docs/cluster.md
+// ("Persistent sessions: storage") describes the behaviour and
+// docs/durability.md what is on disk when.
+//
+// On the cores, with min(3, cores) replicas and file storage:
+//
+//   - the log: one stream, <prefix>_pmsgs, of the QoS 1/2 messages
+//     persistent sessions are owed, each stored once whatever the number
+//     of sessions: subject culex.<cluster>.pm.<topic as subject> (Store)
+//     or culex.<cluster>.pd.<client id key> (StoreFor). Bounded by
+//     cluster.sessions.max_log_bytes and max_log_age, oldest removed first;
+//   - the records: one KV bucket, <prefix>_sessions, keyed by client id
+//     (registry.Key), of broker.SessionRecord in a versioned binary form.
+//
+// Each node keeps in memory an index of every record's filters (from a
+// watch of the bucket) for Persistent, reads the whole log with one
+// ordered consumer (Deliver), and reads a resuming session's backlog at
+// the log's leader message by message, going on with a consumer that
+// lives for that read only when it is long (Backlog).
+//
+// # Using it (the server and the broker)
+//
+//	st, err := psession.New(psession.Config{
+//		Conn: f.Conn(), Cluster: cc.Name, Prefix: bucketPrefix(cc.Name),
+//		Timeout: cc.AckTimeout, MaxLogBytes: cc.Sessions.MaxLogBytes,
+//		MaxLogAge: cc.Sessions.MaxLogAge, Logger: log,
+//		SweepEvery: -1 on a replicant (0: the default, 30 s)})
+//	opts.SessionStore = st            // before the broker starts
+//	st.Deliver(fn)                    // once, before clients are accepted
+//	go st.Start(ctx)                  // in the background, as registry.Start;
+//	                                  // until it returns nil, Ready() is
+//	                                  // ErrNotReady and every call fails with it
+//	defer st.Close()                  // after the broker has shut down
+//
+// Notes for the broker:
+//
+//   - Every done (Store, StoreFor, Save, Delete) runs on the Store's
+//     goroutines, never on the caller's (except after Close: then at
+//     once, with ErrClosed), and within Config.Timeout
+//     (cluster.ack_timeout): with no quorum it fails then (or sooner: no
+//     stream leader answers at once). Writes of all kinds share one
+//     ordered pipeline per node, published in call order.
+//   - Load costs a read and a replicated write (it confirms the record
+//     at a majority: a minority leader would answer a stale read).
+//   - Head is set to seq before fn(seq) runs: a session that registers
+//     for Deliver while fn runs may see seq both in Backlog(cursor, h)
+//     and from fn. Register, read h := Head(), Backlog up to h, and drop
+//     Deliver calls with seq <= h for that session.
+//   - A Save's record is in this node's index (Persistent) before its
+//     done runs; other nodes see it when their watch does (milliseconds):
+//     StoreFor covers a message routed meanwhile.
+//   - Backlog takes filters as the record holds them; a shared filter
+//     ($share/g/f) reads every message matching f: which of them a member
+//     gets is the broker's decision. Its dropped is an upper bound (the
+//     log cannot tell which removed messages matched).
+//   - Errors wrap the cause; ErrNotReady, ErrClosed and ErrBusy can be
+//     matched with errors.Is.
+package psession

@@ -1,0 +1,281 @@
+package psession
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/culexmq/culex/internal/broker"
+	"github.com/culexmq/culex/internal/cluster/registry"
+)
+
+// leaderOf is the index of the node leading a stream.
+func leaderOf(t testing.TB, nodes []*node, stream string) int {
+	t.Helper()
+	var leader string
+	eventually(t, testWait, stream+"'s leader", func() bool {
+		st, err := nodes[0].s.js.Stream(t.Context(), stream)
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(t.Context())
+		if err != nil || info.Cluster == nil || info.Cluster.Leader == "" {
+			return false
+		}
+		leader = info.Cluster.Leader
+		return true
+	})
+	for i, nd := range nodes {
+		if nd.f.NodeName() == leader {
+			return i
+		}
+	}
+	t.Fatalf("leader %q is none of the nodes", leader)
+	return -1
+}
+
+// TestCoreLossKeepsWorking: with one core of three gone (the log's
+// leader), what was acknowledged before is all there, and Store, Save,
+// Load and Deliver work on the two left once they elected a leader.
+func TestCoreLossKeepsWorking(t *testing.T) {
+	nodes := startCluster(t, 3, nil)
+	for _, nd := range nodes {
+		nd.s.Deliver(func(uint64, string, *broker.Message) {})
+	}
+	var acked []uint64
+	for i := range 20 {
+		acked = append(acked, mustStore(t, nodes[i%3].s, msg("before", fmt.Sprint(i))))
+	}
+	mustSave(t, nodes[0].s, &broker.SessionRecord{ClientID: "c1", Filters: []string{"before"}, Expiry: neverExpires, Cursor: 3})
+	dead := leaderOf(t, nodes, nodes[0].s.LogStream())
+	nodes[dead].s.Close()
+	nodes[dead].f.Close()
+	var left []*node
+	for i, nd := range nodes {
+		if i != dead {
+			left = append(left, nd)
+		}
+	}
+	// The first writes may fail while the two elect a new leader; then
+	// every one succeeds.
+	var seq uint64
+	eventually(t, testWait, "a Store after the election", func() bool {
+		q, err := store(t, left[0].s, msg("after", "x"))
+		seq = q
+		return err == nil
+	})
+	for i := range 10 {
+		mustStore(t, left[i%2].s, msg("after", fmt.Sprint(i)))
+	}
+	for _, nd := range left {
+		got, dropped := backlog(t, nd.s, "c1", []string{"before"}, 0, seq)
+		if len(got) != len(acked) || dropped != 0 {
+			t.Fatalf("%s: backlog after the loss has %d of the %d acknowledged messages (dropped %d)", nd.f.NodeName(), len(got), len(acked), dropped)
+		}
+		for i, g := range got {
+			if want := fmt.Sprintf("before=%d@%d", i, acked[i]); g != want {
+				t.Errorf("%s: backlog[%d] = %s, want %s", nd.f.NodeName(), i, g, want)
+			}
+		}
+	}
+	var rec *broker.SessionRecord
+	eventually(t, testWait, "a Load after the election", func() bool {
+		r, err := left[1].s.Load(t.Context(), "c1")
+		rec = r
+		return err == nil
+	})
+	if rec == nil || rec.Cursor != 3 {
+		t.Fatalf("record after the loss: %+v", rec)
+	}
+	mustSave(t, left[1].s, &broker.SessionRecord{ClientID: "c2", Expiry: 60})
+	// Deliver goes on on the nodes left.
+	last := mustStore(t, left[1].s, msg("after", "last"))
+	for _, nd := range left {
+		eventually(t, testWait, nd.f.NodeName()+"'s reader", func() bool { return nd.s.Head() >= last })
+	}
+}
+
+// TestNoQuorumRefuses: a core whose two peers are gone has no majority:
+// Store, StoreFor, Save, Delete and Load fail within Timeout (with some
+// slack for the test's machine), and nothing is acknowledged. (Get and
+// Backlog read messages that never change; a leader not yet stepped down
+// may answer them.)
+func TestNoQuorumRefuses(t *testing.T) {
+	const timeout = 2 * time.Second
+	nodes := startCluster(t, 3, func(c *Config) { c.Timeout = timeout })
+	// The lone core is the bucket's leader: it answers reads until it
+	// steps down, seconds after it lost its peers.
+	i := leaderOf(t, nodes, "KV_"+nodes[0].s.Bucket())
+	lone := nodes[i].s
+	mustStore(t, lone, msg("t", "before"))
+	mustSave(t, lone, &broker.SessionRecord{ClientID: "c", Expiry: 60})
+	for j, nd := range nodes {
+		if j != i {
+			nd.s.Close()
+			nd.f.Close()
+		}
+	}
+	bound := timeout + 2*time.Second
+	within := func(what string, fn func() error) {
+		t.Helper()
+		start := time.Now()
+		err := fn()
+		took := time.Since(start)
+		if err == nil {
+			t.Errorf("%s succeeded without a majority", what)
+		} else if took > bound {
+			t.Errorf("%s failed after %v, more than %v (%v)", what, took, bound, err)
+		}
+	}
+	// First, while the lone core may still lead the bucket and answer
+	// the read: Load confirms it at a majority before returning it.
+	within("Load", func() error { _, err := lone.Load(context.Background(), "c"); return err })
+	within("Load of an unknown id", func() error { _, err := lone.Load(context.Background(), "unknown"); return err })
+	within("Store", func() error { _, err := store(t, lone, msg("t", "x")); return err })
+	within("StoreFor", func() error { _, err := storeFor(t, lone, "c", msg("t", "x")); return err })
+	within("Save", func() error { return save(t, lone, &broker.SessionRecord{ClientID: "c", Expiry: 61}) })
+	within("Delete", func() error {
+		ch := make(chan result, 1)
+		lone.Delete("c", func(err error) { ch <- result{0, err} })
+		_, err := waitResult(t, ch)
+		return err
+	})
+	// Many at once: every one fails, none waits past the bound.
+	start := time.Now()
+	ch := make(chan result, 500)
+	for range 500 {
+		lone.Store(msg("t", "burst"), func(seq uint64, err error) { ch <- result{seq, err} })
+	}
+	for range 500 {
+		if r := <-ch; r.err == nil {
+			t.Fatal("a Store succeeded without a majority")
+		}
+	}
+	if took := time.Since(start); took > bound {
+		t.Errorf("500 Stores failed after %v, more than %v", took, bound)
+	}
+}
+
+// TestLimitsDropped: past max_log_bytes the oldest messages go; Backlog
+// counts those of its range as dropped and returns the rest, Get fails
+// for a removed one.
+func TestLimitsDropped(t *testing.T) {
+	s := startCluster(t, 1, func(c *Config) { c.MaxLogBytes = 64 << 10 })[0].s
+	payload := strings.Repeat("x", 1024)
+	var seqs []uint64
+	for range 200 {
+		seqs = append(seqs, mustStore(t, s, msg("lim", payload)))
+	}
+	info, err := s.plog.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := info.State.FirstSeq
+	if first <= seqs[0] || first > seqs[len(seqs)-1] {
+		t.Fatalf("first sequence %d: the limit removed nothing (or everything) of %d..%d", first, seqs[0], seqs[len(seqs)-1])
+	}
+	from, to := seqs[0]-1, seqs[len(seqs)-1]
+	got, dropped := backlog(t, s, "c", []string{"lim"}, from, to)
+	if dropped != first-seqs[0] || uint64(len(got)) != to-first+1 {
+		t.Errorf("Backlog (%d, %d] with the log from %d: read %d, dropped %d; want %d and %d",
+			from, to, first, len(got), dropped, to-first+1, first-seqs[0])
+	}
+	// A range entirely kept drops nothing.
+	if _, dropped := backlog(t, s, "c", []string{"lim"}, first, to); dropped != 0 {
+		t.Errorf("Backlog of a kept range dropped %d", dropped)
+	}
+	if _, err := s.Get(t.Context(), seqs[0]); err == nil {
+		t.Error("Get of a removed message succeeded")
+	}
+	if m, err := s.Get(t.Context(), to); err != nil || string(m.Payload) != payload {
+		t.Errorf("Get of a kept message: %v", err)
+	}
+}
+
+// TestExpiredRecords: an expired record is not loaded and not in the
+// index; the sweeper deletes it with a compare-and-set, so a record saved
+// again after it was seen expired stays, and two nodes sweeping the same
+// record delete it once.
+func TestExpiredRecords(t *testing.T) {
+	nodes := startCluster(t, 3, nil)
+	a, b := nodes[0].s, nodes[1].s
+	now := time.Now().Unix()
+	old := &broker.SessionRecord{ClientID: "old", Filters: []string{"old/t"}, Expiry: 10, DiscAt: now - 100}
+	live := &broker.SessionRecord{ClientID: "live", Filters: []string{"live/t"}, Expiry: 3600, DiscAt: now - 100}
+	never := &broker.SessionRecord{ClientID: "never", Filters: []string{"never/t"}, Expiry: neverExpires, DiscAt: 1}
+	for _, r := range []*broker.SessionRecord{old, live, never} {
+		mustSave(t, a, r)
+	}
+	for _, nd := range nodes {
+		eventually(t, testWait, "the index", func() bool { return nd.s.Persistent("live/t") && nd.s.Persistent("never/t") })
+		if nd.s.Persistent("old/t") {
+			t.Error("the index matches an expired record")
+		}
+	}
+	if r, err := b.Load(t.Context(), "old"); err != nil || r != nil {
+		t.Errorf("Load of an expired record: %+v, %v", r, err)
+	}
+	// Two nodes sweep at once: one deletes.
+	oldRev := revOf(t, a, "old")
+	counts := make(chan int, 2)
+	for _, s := range []*Store{a, b} {
+		go func() { counts <- s.deleteExpired([]victim{{registry.Key("old"), oldRev}}) }()
+	}
+	if n := <-counts + <-counts; n != 1 {
+		t.Errorf("two sweeps deleted %d times, want 1", n)
+	}
+	if rev, val, _ := a.readKey(t.Context(), registry.Key("old")); val != nil || rev == oldRev {
+		t.Errorf("the expired record is still there (rev %d)", rev)
+	}
+	// Seen expired, then saved again (its client came back): it stays.
+	back := &broker.SessionRecord{ClientID: "back", Filters: []string{"back/t"}, Expiry: 10, DiscAt: now - 100}
+	mustSave(t, a, back)
+	seen := revOf(t, a, "back")
+	back.DiscAt = 0
+	mustSave(t, b, back)
+	if n := a.deleteExpired([]victim{{registry.Key("back"), seen}}); n != 0 {
+		t.Errorf("a record saved again after it was seen expired was deleted")
+	}
+	if r, err := b.Load(t.Context(), "back"); err != nil || r == nil {
+		t.Errorf("Load after the sweep: %+v, %v", r, err)
+	}
+	// The sweeper of a node finds what expired by itself.
+	mustSave(t, a, &broker.SessionRecord{ClientID: "soon", Filters: []string{"soon/t"}, Expiry: 1, DiscAt: now})
+	eventually(t, testWait, "the record to expire and be swept", func() bool { return b.sweepOnce() > 0 })
+	for _, nd := range nodes {
+		eventually(t, testWait, "the index to drop the swept record", func() bool { return !nd.s.Persistent("soon/t") })
+		if !nd.s.Persistent("live/t") || !nd.s.Persistent("never/t") || !nd.s.Persistent("back/t") {
+			t.Error("the sweep removed a record not expired")
+		}
+	}
+}
+
+// revOf is the revision of id's record, read at the leader.
+func revOf(t testing.TB, s *Store, id string) uint64 {
+	t.Helper()
+	rev, val, err := s.readKey(t.Context(), registry.Key(id))
+	if err != nil || val == nil {
+		t.Fatalf("record %s: %v", id, err)
+	}
+	return rev
+}
+
+// TestMaxLogAge: past max_log_age a message leaves the log; Backlog counts
+// it as dropped.
+func TestMaxLogAge(t *testing.T) {
+	s := startCluster(t, 1, func(c *Config) { c.MaxLogAge = time.Second })[0].s
+	var last uint64
+	for i := range 5 {
+		last = mustStore(t, s, msg("age", fmt.Sprint(i)))
+	}
+	eventually(t, testWait, "the messages to age out", func() bool {
+		info, err := s.plog.Info(t.Context())
+		return err == nil && info.State.FirstSeq > last
+	})
+	got, dropped := backlog(t, s, "c", []string{"age"}, 0, last)
+	if len(got) != 0 || dropped != last {
+		t.Errorf("Backlog after max_log_age: read %q, dropped %d; want none and %d", got, dropped, last)
+	}
+}

@@ -1,0 +1,77 @@
+package psession
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/culexmq/culex/internal/mqtt/topic"
+)
+
+// innerFilters are filters with each shared one ($share/group/f) as its
+// inner filter f, without repeats.
+func innerFilters(filters []string) []string {
+	out := make([]string, 0, len(filters))
+	for _, f := range filters {
+		if _, in, ok, err := topic.ParseShared(f); ok && err == nil {
+			f = in
+		}
+		if !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// matchAny says whether one of filters (inner filters) matches t.
+func matchAny(filters []string, t string) bool {
+	for _, f := range filters {
+		if topic.Match(f, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// minimalSubjects drops the subjects another one covers (and repeats):
+// JetStream refuses a consumer whose filter subjects are subsets of each
+// other ("a.>" with "a.b"). Subjects that overlap without one covering
+// the other ("a.*" and "*.b") are allowed; a message matching both comes
+// once.
+func minimalSubjects(subjects []string) []string {
+	out := make([]string, 0, len(subjects))
+	for i, a := range subjects {
+		covered := false
+		for j, b := range subjects {
+			if i == j {
+				continue
+			}
+			// Of two equal subjects the first is kept.
+			if a == b && j < i || a != b && subsetOf(a, b) {
+				covered = true
+				break
+			}
+		}
+		if !covered {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// subsetOf says whether every subject that a matches, b matches (a and b
+// are subjects that may hold '*' and '>').
+func subsetOf(a, b string) bool {
+	at, bt := strings.Split(a, "."), strings.Split(b, ".")
+	for i, t := range bt {
+		if t == ">" {
+			return len(at) > i
+		}
+		if i >= len(at) || at[i] == ">" {
+			return false
+		}
+		if t != "*" && (at[i] == "*" || at[i] != t) {
+			return false
+		}
+	}
+	return len(at) == len(bt)
+}

@@ -1,0 +1,200 @@
+package psession
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/culexmq/culex/internal/mqtt/topic"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/culexmq/culex/internal/broker"
+)
+
+// entry is what the index keeps of one session record. It is not changed
+// once applied (Persistent reads it under the topic index's read lock
+// only): a change of the record is a new entry.
+type entry struct {
+	rev      uint64   // the record's revision (its sequence in the bucket's stream)
+	filters  []string // inner filters, indexed; nil for a deleted record
+	deadline int64    // when it expires, Unix seconds (0: not now)
+	gone     int64    // a deleted record (tombstone): when it was applied
+}
+
+func entryOf(r *broker.SessionRecord) *entry {
+	return &entry{filters: innerFilters(r.Filters), deadline: deadline(r)}
+}
+
+// index is this node's copy of every record's filters, for Persistent: the
+// bucket's watch applies every change; a Save or Delete of this node
+// applies its own as soon as a majority confirmed it. The revisions keep
+// the later of the two.
+type index struct {
+	subs *topic.Index[string, *entry] // inner filter -> record key
+
+	mu   sync.Mutex
+	keys map[string]*entry // record key -> its entry; deleted ones for a minute
+}
+
+func (x *index) init() {
+	x.subs = topic.NewIndex[string, *entry]()
+	x.keys = make(map[string]*entry)
+}
+
+// apply makes e the entry of key unless the index has a later one.
+func (x *index) apply(key string, e *entry) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	old := x.keys[key]
+	if old != nil && old.rev >= e.rev {
+		return
+	}
+	if old != nil {
+		for _, f := range old.filters {
+			x.subs.Unsubscribe(f, key)
+		}
+	}
+	if e.filters == nil {
+		e.gone = time.Now().Unix()
+	}
+	x.keys[key] = e
+	if expired(e.deadline, time.Now()) {
+		return // kept for the sweeper, not indexed
+	}
+	for _, f := range e.filters {
+		x.subs.Subscribe(f, key, e)
+	}
+}
+
+// Persistent implements broker.SessionStore from the index: a record not
+// expired has a filter matching t.
+func (s *Store) Persistent(t string) bool {
+	now := time.Now()
+	found := false
+	s.idx.subs.Match(t, func(_ string, _ string, e *entry) {
+		if !found && !expired(e.deadline, now) {
+			found = true
+		}
+	})
+	return found
+}
+
+// watch applies the bucket's records to the index until the Store closes;
+// it closes loaded once the records present at the start are applied. The
+// watch is an ordered consumer: after a reconnection it resumes where it
+// stopped.
+func (s *Store) watch(w jetstream.KeyWatcher, loaded chan<- struct{}) {
+	defer w.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e == nil {
+				if loaded != nil {
+					close(loaded)
+					loaded = nil
+				}
+				continue
+			}
+			s.onRecord(e)
+		}
+	}
+}
+
+func (s *Store) onRecord(e jetstream.KeyValueEntry) {
+	if e.Operation() != jetstream.KeyValuePut {
+		s.idx.apply(e.Key(), &entry{rev: e.Revision()})
+		return
+	}
+	r, err := decodeRecord(e.Value())
+	if err != nil {
+		s.log.Warn("cluster: persistent sessions: unreadable session record", "key", e.Key(), "err", err)
+		s.idx.apply(e.Key(), &entry{rev: e.Revision()})
+		return
+	}
+	en := entryOf(r)
+	en.rev = e.Revision()
+	s.idx.apply(e.Key(), en)
+}
+
+// sweep deletes the expired records every SweepEvery, each with a
+// compare-and-set on the revision the index saw expired: a record saved
+// again meanwhile (its client came back) stays, and two nodes sweeping
+// the same record delete it once. Without SweepEvery (a replicant) it
+// only forgets deleted records, every minute.
+func (s *Store) sweep() {
+	every := s.cfg.SweepEvery
+	if every <= 0 {
+		every = time.Minute
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		vs := s.expiredRecords()
+		if s.cfg.SweepEvery > 0 {
+			s.deleteExpired(vs)
+		}
+	}
+}
+
+// victim is a record the index saw expired at revision rev.
+type victim struct {
+	key string
+	rev uint64
+}
+
+// sweepOnce deletes the records expired now; it returns how many.
+func (s *Store) sweepOnce() int { return s.deleteExpired(s.expiredRecords()) }
+
+// expiredRecords lists the records expired now, and forgets the records
+// deleted more than a minute ago (kept so that a late apply of an older
+// revision is recognised).
+func (s *Store) expiredRecords() []victim {
+	var vs []victim
+	now := time.Now()
+	s.idx.mu.Lock()
+	defer s.idx.mu.Unlock()
+	for k, e := range s.idx.keys {
+		switch {
+		case e.gone != 0 && now.Unix()-e.gone > 60:
+			delete(s.idx.keys, k)
+		case e.filters != nil && expired(e.deadline, now):
+			vs = append(vs, victim{k, e.rev})
+		}
+	}
+	return vs
+}
+
+// deleteExpired deletes each victim's record if it is still at the
+// revision seen expired; it returns how many it deleted.
+func (s *Store) deleteExpired(vs []victim) int {
+	n := 0
+	for _, v := range vs {
+		ctx, cancel := s.opCtx(s.ctx)
+		err := s.kv.Delete(ctx, v.key, jetstream.LastRevision(v.rev))
+		cancel()
+		var api *jetstream.APIError
+		switch {
+		case err == nil:
+			n++
+			s.stats.Swept.Add(1)
+		case errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence:
+			// saved again, or swept by another node
+		case errors.Is(err, context.Canceled):
+			return n
+		default:
+			s.log.Warn("cluster: persistent sessions: expired session record not deleted", "key", v.key, "err", err)
+		}
+	}
+	return n
+}

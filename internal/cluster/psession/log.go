@@ -1,0 +1,216 @@
+package psession
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/culexmq/culex/internal/broker"
+	"github.com/culexmq/culex/internal/cluster/registry"
+	"github.com/culexmq/culex/internal/cluster/subject"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The body of a message in the log:
+//
+//	version   byte (1)
+//	client id uvarint length and bytes: the session of a StoreFor
+//	          message (its subject holds a key, maybe a digest); empty
+//	          otherwise
+//	message   broker.EncodeMessage: topic, QoS, retain, properties,
+//	          origin, payload, and the expiry as an absolute deadline,
+//	          so that time spent in the log counts
+const bodyVersion = 1
+
+var errBody = errors.New("psession: unreadable message in the log")
+
+func encodeBody(clientID string, m *broker.Message) []byte {
+	b := make([]byte, 0, 2+len(clientID)+48+len(m.Topic)+len(m.Payload))
+	b = append(b, bodyVersion)
+	b = binary.AppendUvarint(b, uint64(len(clientID)))
+	b = append(b, clientID...)
+	return append(b, broker.EncodeMessage(m)...)
+}
+
+func decodeBody(b []byte) (clientID string, m *broker.Message, err error) {
+	if len(b) < 2 || b[0] != bodyVersion {
+		return "", nil, errBody
+	}
+	n, k := binary.Uvarint(b[1:])
+	if k <= 0 || uint64(len(b)-1-k) < n {
+		return "", nil, errBody
+	}
+	clientID = string(b[1+k : 1+k+int(n)])
+	m, err = broker.DecodeMessage(b[1+k+int(n):])
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: %w", errBody, err)
+	}
+	return clientID, m, nil
+}
+
+// topicSubject is the log's subject of a message on topic t.
+func (s *Store) topicSubject(t string) string {
+	return string(subject.Append([]byte(s.subPre+"pm."), t))
+}
+
+// forSubject is the log's subject of the messages for clientID only.
+func (s *Store) forSubject(clientID string) string {
+	return s.subPre + "pd." + registry.Key(clientID)
+}
+
+// Store implements broker.SessionStore: one write to the log, acknowledged
+// once a majority of the cores stored it (docs/durability.md).
+func (s *Store) Store(m *broker.Message, done func(seq uint64, err error)) {
+	s.write(s.topicSubject(m.Topic), "", m, done)
+}
+
+// StoreFor implements broker.SessionStore.
+func (s *Store) StoreFor(clientID string, m *broker.Message, done func(seq uint64, err error)) {
+	s.write(s.forSubject(clientID), clientID, m, done)
+}
+
+func (s *Store) write(subj, clientID string, m *broker.Message, done func(uint64, error)) {
+	msg := nats.NewMsg(subj)
+	msg.Data = encodeBody(clientID, m)
+	s.w.add(&op{msg: msg, done: func(seq uint64, err error) {
+		if err != nil {
+			s.stats.StoreFailed.Add(1)
+			err = fmt.Errorf("psession: store %q: %w", m.Topic, err)
+		} else {
+			s.stats.Stored.Add(1)
+		}
+		done(seq, err)
+	}})
+}
+
+// Head implements broker.SessionStore. Head is set to seq before fn is
+// called with seq: a session registered for Deliver once Head returned h
+// reads its backlog up to h and ignores Deliver's calls with seq <= h.
+func (s *Store) Head() uint64 { return s.head.Load() }
+
+// Deliver implements broker.SessionStore: one reader of the whole log on
+// this node, an ordered consumer (nats.go's: after a reconnection or a
+// missed heartbeat it is made again from the sequence after the last one
+// handed over, so nothing is skipped or repeated), starting after the
+// log's last message when the Store is ready.
+func (s *Store) Deliver(fn func(seq uint64, clientID string, m *broker.Message)) {
+	s.startMu.Lock()
+	defer s.startMu.Unlock()
+	s.deliverFn = fn
+	if s.ready.Load() {
+		if err := s.startReaderLocked(s.ctx); err != nil {
+			s.log.Error("cluster: persistent sessions: the log's reader did not start", "err", err)
+		}
+	}
+}
+
+// startReaderLocked starts the reader after the log's last message now
+// (the caller waits for that position, so that every message stored after
+// it returns is read): at Start when Deliver came first, else in Deliver.
+func (s *Store) startReaderLocked(ctx context.Context) error {
+	if s.reading || s.deliverFn == nil {
+		return nil
+	}
+	last, err := s.lastSeq(ctx)
+	if err != nil {
+		return err
+	}
+	s.head.Store(last)
+	s.reading = true
+	fn := s.deliverFn
+	s.goRun(func() { s.read(fn) })
+	return nil
+}
+
+// lastSeq is the log's last sequence, asked until its leader answers.
+func (s *Store) lastSeq(ctx context.Context) (uint64, error) {
+	for attempt := 0; ; attempt++ {
+		c, cancel := s.opCtx(ctx)
+		info, err := s.plog.Info(c)
+		cancel()
+		if err == nil {
+			return info.State.LastSeq, nil
+		}
+		s.log.Warn("cluster: persistent sessions: the log's reader waits for the log", "err", err)
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-s.ctx.Done():
+			return 0, ErrClosed
+		case <-time.After(time.Duration(min(attempt+1, 10)) * 100 * time.Millisecond):
+		}
+	}
+}
+
+// read runs the reader from Head()+1 until the Store closes.
+func (s *Store) read(fn func(uint64, string, *broker.Message)) {
+	var cc jetstream.ConsumeContext
+	for attempt := 0; cc == nil; attempt++ {
+		if attempt > 0 && !s.pause(time.Duration(min(attempt, 10))*100*time.Millisecond) {
+			return
+		}
+		ctx, cancel := s.opCtx(s.ctx)
+		cons, err := s.plog.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+			DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+			OptStartSeq:   s.head.Load() + 1,
+		})
+		cancel()
+		if err == nil {
+			cc, err = cons.Consume(func(msg jetstream.Msg) { s.onLog(msg, fn) },
+				jetstream.PullHeartbeat(time.Second), jetstream.PullExpiry(5*time.Second),
+				jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+					s.log.Debug("cluster: persistent sessions: the log's reader", "err", err)
+				}))
+		}
+		if err != nil {
+			s.log.Warn("cluster: persistent sessions: the log's reader waits for the log", "err", err)
+		}
+	}
+	<-s.ctx.Done()
+	cc.Stop()
+	<-cc.Closed()
+}
+
+// onLog hands one message of the log to fn, in sequence order.
+func (s *Store) onLog(msg jetstream.Msg, fn func(uint64, string, *broker.Message)) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return
+	}
+	seq, h := meta.Sequence.Stream, s.head.Load()
+	if seq <= h {
+		return // never expected: the ordered consumer starts after h
+	}
+	if seq > h+1 {
+		n := seq - h - 1
+		s.stats.Skipped.Add(n)
+		s.log.Error("cluster: persistent sessions: the log removed messages this node had not read yet (cluster.sessions.max_log_bytes or max_log_age)",
+			"from", h+1, "to", seq-1, "skipped", n)
+	}
+	clientID, m, err := decodeBody(msg.Data())
+	s.head.Store(seq)
+	if err != nil {
+		s.stats.Unreadable.Add(1)
+		s.log.Warn("cluster: persistent sessions: unreadable message in the log", "seq", seq, "err", err)
+		return
+	}
+	fn(seq, clientID, m)
+}
+
+// Get implements broker.SessionStore: a read at the log's leader.
+func (s *Store) Get(ctx context.Context, seq uint64) (*broker.Message, error) {
+	if err := s.Ready(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	raw, err := s.plog.GetMsg(ctx, seq)
+	if err != nil {
+		return nil, fmt.Errorf("psession: message %d: %w", seq, err)
+	}
+	_, m, err := decodeBody(raw.Data)
+	return m, err
+}

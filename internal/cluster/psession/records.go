@@ -1,0 +1,247 @@
+package psession
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/culexmq/culex/internal/broker"
+	"github.com/culexmq/culex/internal/cluster/registry"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The value of a session's key (registry.Key of its client id) in the
+// bucket:
+//
+//	version  byte (1)
+//	client id  uvarint length and bytes (a long one's key is a digest)
+//	filters  uvarint count, then each as uvarint length and bytes
+//	expiry   uvarint: Session Expiry Interval in seconds
+//	disc at  varint: Unix second the client left, 0 while connected
+//	cursor   uvarint
+//	data     the rest: the broker's
+const recordVersion = 1
+
+var errRecord = errors.New("psession: unreadable session record")
+
+func encodeRecord(r *broker.SessionRecord) []byte {
+	n := 16 + len(r.ClientID) + len(r.Data)
+	for _, f := range r.Filters {
+		n += 2 + len(f)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, recordVersion)
+	b = appendString(b, r.ClientID)
+	b = binary.AppendUvarint(b, uint64(len(r.Filters)))
+	for _, f := range r.Filters {
+		b = appendString(b, f)
+	}
+	b = binary.AppendUvarint(b, uint64(r.Expiry))
+	b = binary.AppendVarint(b, r.DiscAt)
+	b = binary.AppendUvarint(b, r.Cursor)
+	return append(b, r.Data...)
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func decodeRecord(b []byte) (*broker.SessionRecord, error) {
+	if len(b) == 0 || b[0] != recordVersion {
+		return nil, errRecord
+	}
+	d := decoder{b: b[1:]}
+	r := &broker.SessionRecord{ClientID: d.string()}
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		return nil, errRecord
+	}
+	for range n {
+		r.Filters = append(r.Filters, d.string())
+	}
+	exp := d.uvarint()
+	if exp > 0xFFFFFFFF {
+		d.err = errRecord
+	}
+	r.Expiry = uint32(exp)
+	r.DiscAt = d.varint()
+	r.Cursor = d.uvarint()
+	if d.err != nil {
+		return nil, d.err
+	}
+	r.Data = bytes.Clone(d.b)
+	return r, nil
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errRecord
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err = errRecord
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) string() string {
+	n := d.uvarint()
+	if d.err != nil || n > uint64(len(d.b)) {
+		d.err = errRecord
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
+
+// neverExpires is the Session Expiry Interval of a session that never
+// expires (MQTT v5 3.1.2.11.2).
+const neverExpires = 0xFFFFFFFF
+
+// deadline is when a record expires, in Unix seconds; 0: not while its
+// client is connected, or never.
+func deadline(r *broker.SessionRecord) int64 {
+	if r.DiscAt == 0 || r.Expiry == neverExpires {
+		return 0
+	}
+	return r.DiscAt + int64(r.Expiry)
+}
+
+// expired says whether a record with deadline dl has expired at now.
+func expired(dl int64, now time.Time) bool { return dl != 0 && now.Unix() >= dl }
+
+// Save implements broker.SessionStore: an asynchronous put of the
+// record's key, in call order with every other write of the node. Once
+// a majority has it, this node's index has it too (before done), so a
+// publish on this node after a SUBACK that waited for the Save is stored.
+func (s *Store) Save(rec *broker.SessionRecord, done func(error)) {
+	key := registry.Key(rec.ClientID)
+	msg := nats.NewMsg(s.kvPre + key)
+	msg.Data = encodeRecord(rec)
+	e := entryOf(rec)
+	s.w.add(&op{msg: msg, done: func(rev uint64, err error) {
+		if err == nil {
+			e.rev = rev
+			s.idx.apply(key, e)
+		} else {
+			err = fmt.Errorf("psession: save session %q: %w", rec.ClientID, err)
+		}
+		done(err)
+	}})
+}
+
+// Delete implements broker.SessionStore: a delete marker on the key.
+func (s *Store) Delete(clientID string, done func(error)) {
+	key := registry.Key(clientID)
+	msg := nats.NewMsg(s.kvPre + key)
+	msg.Header.Set("KV-Operation", "DEL")
+	s.w.add(&op{msg: msg, done: func(rev uint64, err error) {
+		if err == nil {
+			s.idx.apply(key, &entry{rev: rev})
+		} else {
+			err = fmt.Errorf("psession: delete session %q: %w", clientID, err)
+		}
+		done(err)
+	}})
+}
+
+// Load implements broker.SessionStore: the key's last value, read at the
+// bucket's leader (a replica may lag behind a Save a majority confirmed),
+// then confirmed at a majority by writing it again on condition that it
+// is still the key's last revision. A leader cut off from the others
+// goes on answering reads until it steps down (seconds), while the
+// others may elect a leader and accept Saves: without the confirmation a
+// node on the minority side could resume a session from a stale record.
+// The confirming write is one more replicated write per Load; the record
+// keeps its content (a missing key gets a delete marker).
+func (s *Store) Load(ctx context.Context, clientID string) (*broker.SessionRecord, error) {
+	if err := s.Ready(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	key := registry.Key(clientID)
+	for attempt := 0; ; attempt++ {
+		rev, val, err := s.readKey(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		err = s.confirm(ctx, key, rev, val)
+		var api *jetstream.APIError
+		if errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+			continue // changed since the read: read it again
+		}
+		if err != nil {
+			return nil, fmt.Errorf("psession: load session %q: %w", clientID, err)
+		}
+		if val == nil {
+			return nil, nil
+		}
+		r, err := decodeRecord(val)
+		if err != nil {
+			return nil, fmt.Errorf("session %q: %w", clientID, err)
+		}
+		if r.ClientID != clientID || expired(deadline(r), time.Now()) {
+			return nil, nil // another id of the same digest, or expired
+		}
+		return r, nil
+	}
+}
+
+// confirm writes val (nil: a delete marker) to key again if rev is still
+// its last revision (0: the key has none), through the node's ordered
+// writes; it returns once a majority has it, or fails.
+func (s *Store) confirm(ctx context.Context, key string, rev uint64, val []byte) error {
+	msg := nats.NewMsg(s.kvPre + key)
+	msg.Data = val
+	if val == nil {
+		msg.Header.Set("KV-Operation", "DEL")
+	}
+	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rev, 10))
+	ch := make(chan error, 1)
+	s.w.add(&op{msg: msg, done: func(_ uint64, err error) { ch <- err }})
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// readKey reads a key's last value from the bucket's leader: the KV API
+// would read it from any replica (the bucket allows direct gets), which
+// may lag behind a Save a majority confirmed.
+func (s *Store) readKey(ctx context.Context, key string) (uint64, []byte, error) {
+	rev, val, err := registry.ReadLast(ctx, s.nc, s.Bucket(), key)
+	if err != nil {
+		return 0, nil, fmt.Errorf("psession: %w", err)
+	}
+	return rev, val, nil
+}

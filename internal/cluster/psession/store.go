@@ -1,0 +1,307 @@
+package psession
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/culexmq/culex/internal/broker"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Config configures a Store.
+type Config struct {
+	// Conn is the node's connection to the NATS fabric.
+	Conn *nats.Conn
+	// Cluster is cluster.name: the log's subjects are
+	// culex.<Cluster>.pm.<topic> and culex.<Cluster>.pd.<client id key>.
+	Cluster string
+	// Prefix names the bucket <Prefix>_sessions and the stream
+	// <Prefix>_pmsgs, as the registry names its buckets; default "culex".
+	Prefix string
+	// Replicas of the bucket and the stream: min(3, cores); default 3,
+	// and 1 when JetStream is not clustered (one core).
+	Replicas int
+	// Timeout bounds every write (until a majority of the cores has it)
+	// and every read a caller waits for: cluster.ack_timeout; default 15 s.
+	Timeout time.Duration
+	// MaxLogBytes and MaxLogAge bound the log
+	// (cluster.sessions.max_log_bytes, max_log_age): past them its oldest
+	// messages are removed. Defaults 1 GiB and 7 days.
+	MaxLogBytes int64
+	MaxLogAge   time.Duration
+	// SweepEvery is how often the node deletes the records of expired
+	// sessions; default 30 s, negative: never (replicants; they still
+	// forget deleted records every minute).
+	SweepEvery time.Duration
+	// MaxQueued bounds the writes waiting to be sent to the cluster;
+	// past it a write fails at once. Default 1<<16.
+	MaxQueued int
+	Logger    *slog.Logger
+}
+
+// Errors a caller may see.
+var (
+	// ErrNotReady fails an operation before Start has opened the stream
+	// and the bucket.
+	ErrNotReady = errors.New("psession: not connected to the cluster yet")
+	// ErrClosed fails an operation after Close.
+	ErrClosed = errors.New("psession: closed")
+	// ErrBusy fails a write when Config.MaxQueued writes wait already.
+	ErrBusy = errors.New("psession: too many writes wait for the cluster")
+)
+
+// Store is a node's part of the cluster's persistent sessions; it
+// implements broker.SessionStore.
+type Store struct {
+	cfg    Config
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	log    *slog.Logger
+	subPre string // "culex.<cluster>.": pm. and pd. follow
+	kvPre  string // "$KV.<bucket>." of the session records
+
+	ready atomic.Bool
+	kv    jetstream.KeyValue
+	plog  jetstream.Stream // the log
+
+	ctx    context.Context // ends at Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	w   writer
+	idx index
+
+	// head is the last sequence handed to Deliver's fn.
+	head atomic.Uint64
+
+	// startMu orders Deliver with the end of Start: the reader starts
+	// once, after whichever comes last, before Store may succeed.
+	startMu   sync.Mutex
+	deliverFn func(seq uint64, clientID string, m *broker.Message)
+	reading   bool
+
+	stats stats
+}
+
+var _ broker.SessionStore = (*Store)(nil)
+
+// stats are the Store's counters since it started (Counters).
+type stats struct {
+	Stored, StoreFailed, Skipped, Unreadable, Swept atomic.Uint64
+}
+
+// Counters are the Store's counters since it started.
+type Counters struct {
+	// Stored counts the log writes a majority confirmed; StoreFailed
+	// those that failed (refused, timed out, or ErrBusy).
+	Stored, StoreFailed uint64
+	// Skipped counts the messages Deliver's reader never handed to fn:
+	// the log had removed them (its limits) before the reader, cut off
+	// from the cluster, could read them. Unreadable counts bodies that
+	// could not be decoded.
+	Skipped, Unreadable uint64
+	// Swept counts the expired records this node deleted.
+	Swept uint64
+}
+
+// Counters returns the Store's counters.
+func (s *Store) Counters() Counters {
+	st := &s.stats
+	return Counters{Stored: st.Stored.Load(), StoreFailed: st.StoreFailed.Load(), Skipped: st.Skipped.Load(),
+		Unreadable: st.Unreadable.Load(), Swept: st.Swept.Load()}
+}
+
+// New makes the Store of a node; Start connects it to the cluster.
+func New(cfg Config) (*Store, error) {
+	if cfg.Conn == nil {
+		return nil, errors.New("psession: a NATS connection is required")
+	}
+	if cfg.Cluster == "" {
+		cfg.Cluster = "culex"
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = "culex"
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 3
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 15 * time.Second
+	}
+	if cfg.MaxLogBytes <= 0 {
+		cfg.MaxLogBytes = 1 << 30
+	}
+	if cfg.MaxLogAge <= 0 {
+		cfg.MaxLogAge = 7 * 24 * time.Hour
+	}
+	if cfg.SweepEvery == 0 {
+		cfg.SweepEvery = 30 * time.Second
+	}
+	if cfg.MaxQueued <= 0 {
+		cfg.MaxQueued = 1 << 16
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{cfg: cfg, nc: cfg.Conn, log: cfg.Logger,
+		subPre: "culex." + cfg.Cluster + ".",
+		kvPre:  "$KV." + cfg.Prefix + "_sessions.",
+	}
+	// The Store's own JetStream context: its asynchronous publishes
+	// time out after Timeout and report to the Store's handlers.
+	js, err := jetstream.New(cfg.Conn,
+		jetstream.WithPublishAsyncTimeout(cfg.Timeout),
+		jetstream.WithPublishAsyncMaxPending(4096),
+		jetstream.WithPublishAsyncAckHandler(s.w.acked),
+		jetstream.WithPublishAsyncErrHandler(s.w.failed))
+	if err != nil {
+		return nil, err
+	}
+	s.js = js
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.idx.init()
+	s.w.init(s)
+	s.goRun(s.w.run)
+	return s, nil
+}
+
+// LogStream and Bucket are the names of the log's stream and of the
+// records' bucket.
+func (s *Store) LogStream() string { return s.cfg.Prefix + "_pmsgs" }
+
+// Bucket is the name of the session records' KV bucket.
+func (s *Store) Bucket() string { return s.cfg.Prefix + "_sessions" }
+
+// Start makes or opens the bucket and the stream (waiting while JetStream
+// elects their leaders), loads the index of the records, and starts the
+// record watch, the sweeper and, if Deliver was called, the reader. It
+// returns once the index is loaded, or with ctx's error.
+func (s *Store) Start(ctx context.Context) error {
+	if err := s.open(ctx); err != nil {
+		return err
+	}
+	w, err := s.kv.WatchAll(s.ctx)
+	if err != nil {
+		return fmt.Errorf("psession: watch %s: %w", s.Bucket(), err)
+	}
+	loaded := make(chan struct{})
+	s.goRun(func() { s.watch(w, loaded) })
+	select {
+	case <-loaded:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.ctx.Done():
+		return ErrClosed
+	}
+	s.startMu.Lock()
+	err = s.startReaderLocked(ctx)
+	if err == nil {
+		s.ready.Store(true)
+	}
+	s.startMu.Unlock()
+	if err != nil {
+		return err
+	}
+	s.goRun(s.sweep)
+	s.log.Info("cluster: persistent sessions ready", "stream", s.LogStream(), "bucket", s.Bucket(), "replicas", s.cfg.Replicas)
+	return nil
+}
+
+// open makes or opens the bucket and the stream.
+func (s *Store) open(ctx context.Context) error {
+	kcfg := jetstream.KeyValueConfig{Bucket: s.Bucket(), History: 1, Storage: jetstream.FileStorage}
+	scfg := jetstream.StreamConfig{
+		Name:      s.LogStream(),
+		Subjects:  []string{s.subPre + "pm.>", s.subPre + "pd.>"},
+		Storage:   jetstream.FileStorage,
+		Retention: jetstream.LimitsPolicy,
+		Discard:   jetstream.DiscardOld,
+		MaxBytes:  s.cfg.MaxLogBytes,
+		MaxAge:    s.cfg.MaxLogAge,
+		// Reads by sequence (Get, the reader's start) go to the leader:
+		// a replica may lag behind what a majority acknowledged.
+		AllowDirect: false,
+	}
+	for {
+		kcfg.Replicas, scfg.Replicas = s.cfg.Replicas, s.cfg.Replicas
+		c, cancel := context.WithTimeout(ctx, 2*time.Second)
+		kv, err := s.js.CreateOrUpdateKeyValue(c, kcfg)
+		var st jetstream.Stream
+		if err == nil {
+			st, err = s.js.CreateOrUpdateStream(c, scfg)
+		}
+		cancel()
+		if err == nil {
+			s.kv, s.plog = kv, st
+			return nil
+		}
+		if replicasNotSupported(err) && s.cfg.Replicas > 1 {
+			s.log.Warn("cluster: JetStream is not clustered: persistent sessions have one replica")
+			s.cfg.Replicas = 1
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("psession: open %s and %s: %w (last: %v)", s.Bucket(), s.LogStream(), ctx.Err(), err)
+		case <-s.ctx.Done():
+			return ErrClosed
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Ready says whether Start has finished: until then every operation
+// fails with ErrNotReady.
+func (s *Store) Ready() error {
+	if !s.ready.Load() {
+		return ErrNotReady
+	}
+	return nil
+}
+
+// Close stops the reader, the watch and the sweeper; writes not yet
+// confirmed fail with ErrClosed. The stream and bucket stay.
+func (s *Store) Close() {
+	s.cancel()
+	s.w.wakeUp()
+	s.wg.Wait()
+	s.w.failAll(ErrClosed)
+}
+
+func (s *Store) goRun(fn func()) {
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); fn() }()
+}
+
+// opCtx bounds one read a caller waits for.
+func (s *Store) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	return context.WithTimeout(ctx, s.cfg.Timeout)
+}
+
+// replicasNotSupported says whether err is JetStream's "replicas > 1 not
+// supported in non-clustered mode" (10074).
+func replicasNotSupported(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.ErrorCode == 10074
+}
+
+// pause waits d, false when the Store closes first.
+func (s *Store) pause(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-s.ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

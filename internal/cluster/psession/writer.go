@@ -1,0 +1,151 @@
+package psession
+
+import (
+	"sync"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// op is one write: a message to the log or a record change. done runs
+// once, with the sequence (a record's revision) the stream gave it, or an
+// error.
+type op struct {
+	msg  *nats.Msg
+	err  error // set: fail at once (not ready, queue full)
+	done func(seq uint64, err error)
+}
+
+// writer sends the node's writes to JetStream in call order, from one
+// goroutine (Store, StoreFor, Save and Delete must not block, and
+// nats.go's publish can), as asynchronous publishes whose
+// acknowledgements come to acked and failed. One connection and one
+// goroutine keep the order: the stream leader receives them, and gives
+// sequences, in call order. A publish is never retried by nats.go (no
+// responders fails it), as a retry could overtake later writes.
+type writer struct {
+	s    *Store
+	wake chan struct{}
+
+	mu      sync.Mutex
+	queue   []*op
+	pending map[*nats.Msg]*op // published, waiting for the acknowledgement
+	closed  bool              // run has returned: add fails at once
+}
+
+func (w *writer) init(s *Store) {
+	w.s = s
+	w.wake = make(chan struct{}, 1)
+	w.pending = make(map[*nats.Msg]*op)
+}
+
+// add queues o; past MaxQueued it fails o with ErrBusy (still on the
+// writer's goroutine: done runs on the caller's only after Close, when no
+// goroutine is left to run it).
+func (w *writer) add(o *op) {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		o.done(0, ErrClosed)
+		return
+	}
+	if o.err == nil && len(w.queue) >= w.s.cfg.MaxQueued {
+		o.msg, o.err = nil, ErrBusy
+	}
+	w.queue = append(w.queue, o)
+	w.mu.Unlock()
+	w.wakeUp()
+}
+
+func (w *writer) wakeUp() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run publishes the queued writes until the Store closes.
+func (w *writer) run() {
+	s := w.s
+	for {
+		w.mu.Lock()
+		batch := w.queue
+		w.queue = nil
+		w.mu.Unlock()
+		for i, o := range batch {
+			if s.ctx.Err() != nil {
+				for _, o := range batch[i:] {
+					o.done(0, ErrClosed)
+				}
+				break
+			}
+			w.publish(o)
+		}
+		select {
+		case <-s.ctx.Done():
+			w.mu.Lock()
+			rest := w.queue
+			w.queue, w.closed = nil, true
+			w.mu.Unlock()
+			for _, o := range rest {
+				o.done(0, ErrClosed)
+			}
+			return
+		case <-w.wake:
+		}
+	}
+}
+
+func (w *writer) publish(o *op) {
+	if o.err == nil && !w.s.ready.Load() {
+		o.err = ErrNotReady
+	}
+	if o.err != nil {
+		o.done(0, o.err)
+		return
+	}
+	// Registered before the publish: its acknowledgement may come
+	// before PublishMsgAsync returns.
+	w.mu.Lock()
+	w.pending[o.msg] = o
+	w.mu.Unlock()
+	_, err := w.s.js.PublishMsgAsync(o.msg, jetstream.WithRetryAttempts(0), jetstream.WithStallWait(w.s.cfg.Timeout))
+	if err != nil {
+		w.finish(o.msg, 0, err)
+	}
+}
+
+// finish calls the done of m's write once.
+func (w *writer) finish(m *nats.Msg, seq uint64, err error) {
+	w.mu.Lock()
+	o := w.pending[m]
+	delete(w.pending, m)
+	w.mu.Unlock()
+	if o != nil {
+		o.done(seq, err)
+	}
+}
+
+// acked and failed are the JetStream context's handlers of asynchronous
+// publishes: an acknowledgement comes once the stream's leader and a
+// majority of its replicas stored the message (with sync always, on
+// disk); a failure is an error of the stream, a timeout (Timeout) or the
+// connection lost.
+func (w *writer) acked(_ jetstream.JetStream, m *nats.Msg, a *jetstream.PubAck) {
+	w.finish(m, a.Sequence, nil)
+}
+
+func (w *writer) failed(_ jetstream.JetStream, m *nats.Msg, err error) {
+	w.finish(m, 0, err)
+}
+
+// failAll fails the writes still waiting for an acknowledgement (Close).
+func (w *writer) failAll(err error) {
+	w.mu.Lock()
+	p := w.pending
+	w.pending = make(map[*nats.Msg]*op)
+	w.mu.Unlock()
+	for _, o := range p {
+		o.done(0, err)
+	}
+}
