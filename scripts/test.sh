@@ -37,6 +37,10 @@ for svc in mosquitto prometheus; do
 done
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+# The power-loss tests (internal/faultfs) mount FUSE file systems as root,
+# without fusermount; /dev/fuse comes with the fuse kernel module. Where it
+# is missing they fail.
+[ -e /dev/fuse ] || modprobe fuse 2>/dev/null || true
 
 go vet ./...
 # Linux is the target, but the binary builds everywhere Go does.

@@ -35,8 +35,9 @@ const (
 const clusterNodes = 3
 
 // ClusterMatrix is the cluster mode's workloads: fan-in 10:1, pairs 10:10
-// and fan-out 1:10 at QoS 0 and 1, 64 B, as fast as they go.
-func ClusterMatrix() []Workload {
+// and fan-out 1:10 at QoS 0 and 1, 64 B, as fast as they go, the
+// cross-node takeover, then (idle > 0) idle connections on one node.
+func ClusterMatrix(idle int) []Workload {
 	var ws []Workload
 	for _, t := range topologies[:3] {
 		for qos := 0; qos <= 1; qos++ {
@@ -44,7 +45,11 @@ func ClusterMatrix() []Workload {
 				Pubs: t.pubs, Subs: t.subs, Topic: t.topic, SubTopic: t.subTopic, QoS: qos, Size: 64})
 		}
 	}
-	return append(ws, Workload{Name: fmt.Sprintf("takeover x%d", takeovers), Takeover: takeovers})
+	ws = append(ws, Workload{Name: fmt.Sprintf("takeover x%d", takeovers), Takeover: takeovers})
+	if idle > 0 {
+		ws = append(ws, Workload{Name: fmt.Sprintf("idle %d", idle), Idle: idle})
+	}
+	return ws
 }
 
 // takeovers is how many client ids the takeover workload moves.
@@ -110,16 +115,22 @@ func takeover(d *deployment, res *Result) {
 
 // clusterSpec starts a cluster of one kind.
 type clusterSpec struct {
-	kind string // culexCluster or natsCluster
-	bin  string // culex or nats-server binary
+	kind       string // culexCluster or natsCluster
+	bin        string // culex or nats-server binary
+	replicants int    // culexCluster: replicants besides the clusterNodes cores, peers the cores
 }
 
 var clusterSeq atomic.Uint64
 
 // start starts the nodes on free loopback ports, each with its own data
 // directory, and returns once a message published on the first node
-// reaches a subscriber on each of the others.
+// reaches a subscriber on each of the others. The replicants come last
+// in d.procs; d.subs are the other cores.
 func (s clusterSpec) start(ctx context.Context) (d *deployment, err error) {
+	if s.replicants > 0 && s.kind != culexCluster {
+		return nil, fmt.Errorf("compare: %s has no replicants", s.kind)
+	}
+	nodes := clusterNodes + s.replicants
 	dir, err := os.MkdirTemp("", "culex-compare-cluster-")
 	if err != nil {
 		return nil, err
@@ -131,7 +142,7 @@ func (s clusterSpec) start(ctx context.Context) (d *deployment, err error) {
 		}
 	}()
 	var mqtt, route, client []int
-	for range clusterNodes {
+	for range nodes {
 		ports, err := freeLoopbackPorts(3)
 		if err != nil {
 			return nil, err
@@ -139,13 +150,17 @@ func (s clusterSpec) start(ctx context.Context) (d *deployment, err error) {
 		mqtt, route, client = append(mqtt, ports[0]), append(route, ports[1]), append(client, ports[2])
 	}
 	secret := fmt.Sprintf("bench-%d-%d", os.Getpid(), clusterSeq.Add(1))
-	for i := range clusterNodes {
+	for i := range nodes {
 		ndir := filepath.Join(dir, "n"+strconv.Itoa(i))
 		if err := os.MkdirAll(ndir, 0o755); err != nil {
 			return nil, err
 		}
-		var peers []string
-		for j, p := range route {
+		role := "core"
+		if i >= clusterNodes {
+			role = "replicant"
+		}
+		var peers []string // the other cores
+		for j, p := range route[:clusterNodes] {
 			if j != i {
 				peers = append(peers, fmt.Sprintf("127.0.0.1:%d", p))
 			}
@@ -162,11 +177,11 @@ sys_interval: 0s
 cluster:
   name: culex-bench
   node_name: n%d
-  role: core
+  role: %s
   listen: 127.0.0.1:%d
   peers: [%s]
   secret: %q
-`, filepath.Join(ndir, "data"), mqtt[i], i, route[i], strings.Join(peers, ", "), secret)
+`, filepath.Join(ndir, "data"), mqtt[i], i, role, route[i], strings.Join(peers, ", "), secret)
 			argv = []string{s.bin, "serve", "-c", cfgFile}
 		case natsCluster:
 			var routes []string
@@ -192,8 +207,8 @@ mqtt { listen: 127.0.0.1:%d }
 		}
 		d.procs = append(d.procs, b)
 	}
-	d.pub, d.subs = mqtt[0], mqtt[1:]
-	for _, p := range d.subs {
+	d.pub, d.subs = mqtt[0], mqtt[1:clusterNodes]
+	for _, p := range mqtt[1:] {
 		if err := crossProbe(ctx, mqtt[0], p, 90*time.Second); err != nil {
 			return nil, fmt.Errorf("%s: %w (logs in %s)", s.kind, err, dir)
 		}
@@ -325,7 +340,7 @@ func probeConnectID(port int, id string) (net.Conn, error) {
 // compareCluster runs the cluster matrix against each of o.brokers and
 // writes the report.
 func (o *compareOpts) compareCluster(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	ws := o.filter(ClusterMatrix())
+	ws := o.filter(ClusterMatrix(o.idle))
 	started := time.Now()
 	results, err := o.runAll(ctx, ws, stderr, func(name string, w Workload) Result { return o.runDeployment(ctx, name, w) })
 	if err != nil {
@@ -343,7 +358,13 @@ func (o *compareOpts) runDeployment(ctx context.Context, name string, w Workload
 	var err error
 	switch name {
 	case culexCluster:
-		d, err = clusterSpec{kind: culexCluster, bin: o.culexBin()}.start(ctx)
+		// Only the idle workload gets a replicant (its clients' node):
+		// the other workloads compare three nodes with three.
+		reps := 0
+		if w.Idle > 0 {
+			reps = 1
+		}
+		d, err = clusterSpec{kind: culexCluster, bin: o.culexBin(), replicants: reps}.start(ctx)
 	case natsCluster:
 		d, err = clusterSpec{kind: natsCluster, bin: o.nats}.start(ctx)
 	case culexSingle:
@@ -363,6 +384,12 @@ func (o *compareOpts) runDeployment(ctx context.Context, name string, w Workload
 	if w.Takeover > 0 {
 		takeover(d, &res)
 		return res
+	}
+	if w.Idle > 0 {
+		// The idle clients connect to the last node: culex-3's replicant,
+		// nats-3's third node, culex-1's one node.
+		d.node = d.procs[len(d.procs)-1]
+		d.pub, d.subs = d.node.port, nil
 	}
 	o.measure(ctx, d, &res)
 	return res
@@ -387,52 +414,88 @@ const (
 
 func writeClusterReport(w io.Writer, o *compareOpts, args []string, results []Result, started time.Time) {
 	p := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
+	kind := func(r Result) string {
+		switch {
+		case r.Workload.Takeover > 0:
+			return "takeover"
+		case r.Workload.Idle > 0:
+			return "idle"
+		}
+		return "traffic"
+	}
+	// each prints a section for the results of kind k, if any: head,
+	// then row for each result, or an error row of cols columns (the
+	// first two: workload, deployment) for a failed one.
+	each := func(k string, cols int, head func(), row func(r Result)) {
+		if !slices.ContainsFunc(results, func(r Result) bool { return kind(r) == k }) {
+			return
+		}
+		head()
+		for _, r := range results {
+			if kind(r) != k {
+				continue
+			}
+			if r.Err != "" {
+				p("| %s | %s | error: %s |%s", r.Workload.Name, r.Broker, mdEscape(firstLine(r.Err)), strings.Repeat(" |", cols-3))
+				continue
+			}
+			row(r)
+		}
+	}
 	p("### Cluster: three nodes on one machine")
 	p("")
 	p("`culex bench compare %s` on %s, %s per workload; load average %s at start.",
 		shellJoin(args), started.UTC().Format("2006-01-02 15:04 UTC"), o.duration, o.loadStart)
 	p("Publishers on node 1, subscribers on nodes 2 and 3 (round-robin); %s is a Culex cluster, %s a NATS server cluster (`%s`, JetStream, MQTT listener), %s a single Culex node with every client on it (the local baseline). CPU and RSS are summed over the nodes; CPU per message is broker CPU time over delivered messages.",
 		culexCluster, natsCluster, o.nats, culexSingle)
-	p("")
-	p("| workload | deployment | delivered msg/s | lost | duplicates | p50 | p99 | broker CPU | CPU/msg | RSS |")
-	p("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
 	perMsg := map[string]map[string]float64{}
-	for _, r := range results {
-		if r.Err != "" {
-			p("| %s | %s | error: %s | | | | | | | |", r.Workload.Name, r.Broker, strings.ReplaceAll(firstLine(r.Err), "|", "/"))
-			continue
-		}
-		if r.Workload.Takeover > 0 {
-			continue
-		}
+	var names []string
+	each("traffic", 10, func() {
+		p("")
+		p("| workload | deployment | delivered msg/s | lost | duplicates | p50 | p99 | broker CPU | CPU/msg | RSS |")
+		p("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+	}, func(r Result) {
 		s := r.Summary
 		p("| %s | %s | %.0f | %d | %d | %s | %s | %.0f%% | %.2f µs | %d MiB |", r.Workload.Name, r.Broker, s.RecvRate, s.Lost,
 			s.Duplicates, fmtUS(s.Latency.P50US), fmtUS(s.Latency.P99US), r.BrokerCPUPct, r.CPUPerMsgUS, r.BrokerRSSKiB/1024)
 		if perMsg[r.Workload.Name] == nil {
 			perMsg[r.Workload.Name] = map[string]float64{}
+			names = append(names, r.Workload.Name)
 		}
 		perMsg[r.Workload.Name][r.Broker] = r.CPUPerMsgUS
+	})
+	if len(names) > 0 {
+		p("")
+		p("Broker CPU per delivered message, cross-node (%s) over local (%s), per topology and QoS (the goal: at most 2x):", culexCluster, culexSingle)
+		p("")
+		p("| workload | %s CPU/msg | %s CPU/msg | %s / %s |", culexCluster, culexSingle, culexCluster, culexSingle)
+		p("|---|--:|--:|--:|")
 	}
-	p("")
-	p("CPU per cross-node message over CPU per local message (%s / %s):", culexCluster, culexSingle)
-	p("")
-	for _, r := range results {
-		m := perMsg[r.Workload.Name]
-		if r.Broker != culexCluster || m == nil || m[culexSingle] == 0 || m[culexCluster] == 0 {
-			continue
-		}
-		p("- %s: %.2fx", r.Workload.Name, m[culexCluster]/m[culexSingle])
+	for _, n := range names {
+		m := perMsg[n]
+		p("| %s | %s | %s | %s |", n, cpuPerMsg(m, culexCluster), cpuPerMsg(m, culexSingle), ratioX(m[culexCluster], m[culexSingle]))
 	}
-	p("")
-	p("Cross-node takeover: %d client ids connected to node 1, then each again to node 2 (MQTT 3.1.1, clean session); CONNECT to CONNACK on node 2, how many node-1 connections the takeover closed, and how many connections were refused:", takeovers)
-	p("")
-	p("| deployment | p50 | p99 | taken over | refused |")
-	p("|---|--:|--:|--:|--:|")
-	for _, r := range results {
-		if r.Workload.Takeover > 0 && r.Err == "" {
-			p("| %s | %s | %s | %d of %d | %d |", r.Broker, fmtUS(r.TakeoverP50US), fmtUS(r.TakeoverP99US), r.TookOver, r.Workload.Takeover, r.TakeoverRefused)
-		}
-	}
+	each("takeover", 6, func() {
+		p("")
+		p("Cross-node takeover: %d client ids connected to node 1, then each again to node 2 (MQTT 3.1.1, clean session); CONNECT to CONNACK on node 2, how many node-1 connections the takeover closed, and how many connections were refused:", takeovers)
+		p("")
+		p("| workload | deployment | p50 | p99 | taken over | refused |")
+		p("|---|---|--:|--:|--:|--:|")
+	}, func(r Result) {
+		p("| %s | %s | %s | %s | %d of %d | %d |", r.Workload.Name, r.Broker, fmtUS(r.TakeoverP50US), fmtUS(r.TakeoverP99US), r.TookOver, r.Workload.Takeover, r.TakeoverRefused)
+	})
+	each("idle", 12, func() {
+		p("")
+		p("Idle connections, all on one node: %s's replicant (a fourth node, `cluster.role: replicant`, peers the three cores, started for this workload only), %s's node 3, %s's one node; MQTT 3.1.1 clients with clean sessions, no traffic. The RSS columns are that node's.", culexCluster, natsCluster, culexSingle)
+		writeIdleNote(p)
+		p("\"every node\" is the same summed over all the deployment's nodes (what each client costs the others too).")
+		p("")
+		p("| workload | deployment | %s every node: RSS before KiB | every node: RSS held KiB | every node: KiB per idle connection |", idleColumns)
+		p("|---|---|%s--:|--:|--:|", idleAlign)
+	}, func(r Result) {
+		p("| %s | %s | %s %d | %d | %.2f |", r.Workload.Name, r.Broker, idleCells(r),
+			r.AllBaseRSSKiB, r.AllHeldRSSKiB, r.kibPerConn(r.AllBaseRSSKiB, r.AllHeldRSSKiB))
+	})
 	p("")
 	p("Commands of each run:")
 	p("")
@@ -441,6 +504,22 @@ func writeClusterReport(w io.Writer, o *compareOpts, args []string, results []Re
 			p("- %s, %s: `%s`", r.Workload.Name, r.Broker, r.Command)
 		}
 	}
+}
+
+// cpuPerMsg is deployment d's CPU per message in m, or "-" when it has none.
+func cpuPerMsg(m map[string]float64, d string) string {
+	if m[d] == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f µs", m[d])
+}
+
+// ratioX is a / b as "1.85x", or "-" when either is missing.
+func ratioX(a, b float64) string {
+	if a == 0 || b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", a/b)
 }
 
 func firstLine(s string) string {

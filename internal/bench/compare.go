@@ -36,6 +36,10 @@ type Result struct {
 	// ConnectPeakKiB is the peak VmRSS before the clients began to close:
 	// the connect storm's, without the disconnect storm's.
 	ConnectPeakKiB int64
+	// Idle workloads of compare --cluster: the RSS figures are the
+	// node's that holds the clients (deployment.node); these sum every
+	// node, as BaseRSSKiB and HeldRSSKiB do elsewhere.
+	AllBaseRSSKiB, AllHeldRSSKiB int64
 	// Takeover workload (compare --cluster): CONNECT to CONNACK on the
 	// second node, and how many first connections it closed.
 	TakeoverP50US, TakeoverP99US float64
@@ -197,7 +201,7 @@ func parseCompare(args []string, stderr io.Writer) (*compareOpts, error) {
 	fs.StringVar(&o.benchBin, "bench-bin", self, "culex binary that runs each workload (`culex bench run ...`)")
 	fs.StringVar(&o.out, "out", "docs/benchmarks.md", `report file ("-": stdout)`)
 	fs.StringVar(&only, "only", "", "run only workloads whose name matches this regexp")
-	fs.IntVar(&o.idle, "idle", 19000, "idle connections in the last workload (0: skip)")
+	fs.IntVar(&o.idle, "idle", 19000, "idle connections in the last workload (--cluster: all on one node; 0: skip)")
 	fs.StringVar(&o.locals, "local-addrs", "127.0.0.2-127.0.0.9", "source addresses for big connection counts")
 	fs.BoolVar(&o.tls, "tls", false, "run the TLS workloads instead (handshakes/s, idle TLS and WSS memory, reconnect storm) into their own section of --out")
 	fs.BoolVar(&o.cluster, "cluster", false, "cluster mode: three-node Culex and NATS server clusters (and one Culex node) on this machine, publishers on one node, subscribers on the others; --brokers from "+culexCluster+","+natsCluster+","+culexSingle)
@@ -276,6 +280,10 @@ type deployment struct {
 	pub   int    // publishers' MQTT port
 	subs  []int  // subscribers' MQTT ports; none: pub
 	dir   string // removed by stop, if set
+	// node, when set, is the node of procs the idle clients connect to:
+	// the RSS figures are its own, the sums over procs go to
+	// Result.AllBaseRSSKiB and AllHeldRSSKiB.
+	node *broker
 }
 
 func (d *deployment) stop() {
@@ -286,6 +294,17 @@ func (d *deployment) stop() {
 	if d.dir != "" {
 		os.RemoveAll(d.dir)
 	}
+}
+
+// rss is the VmRSS of the node (the sum when node is not set) and the sum
+// over every process.
+func (d *deployment) rss() (own, all int64) {
+	all = d.sample(procRSS)
+	if d.node == nil {
+		return all, all
+	}
+	own, _ = procRSS(d.node.cmd.Process.Pid)
+	return own, all
 }
 
 // sample sums f over the deployment's processes.
@@ -330,7 +349,7 @@ func (o *compareOpts) measure(ctx context.Context, d *deployment, res *Result) {
 			settleRSS(ctx, d)
 		}
 	}
-	res.BaseRSSKiB = d.sample(procRSS)
+	res.BaseRSSKiB, res.AllBaseRSSKiB = d.rss()
 	res.Command = "culex bench " + shellJoin(args)
 
 	// The run is bounded: duration + drain + connect and close time.
@@ -346,7 +365,7 @@ func (o *compareOpts) measure(ctx context.Context, d *deployment, res *Result) {
 	start := time.Now()
 	stopSample := make(chan struct{})
 	var wg sync.WaitGroup
-	var peak, held, early int64
+	var peak, held, early, allHeld int64
 	var since time.Time // when the clients were first seen all connected
 	wg.Add(1)
 	go func() { // sample RSS until the run ends
@@ -361,13 +380,13 @@ func (o *compareOpts) measure(ctx context.Context, d *deployment, res *Result) {
 				since = time.Now()
 			}
 			closing := ph.phase() == "closing"
-			if rss := d.sample(procRSS); rss > 0 {
+			if rss, all := d.rss(); rss > 0 {
 				peak = max(peak, rss)
 				if !closing {
 					early = max(early, rss)
 				}
 				if connected && ph.phase() == "connected" && time.Since(since) >= settle {
-					held = max(held, rss)
+					held, allHeld = max(held, rss), max(allHeld, all)
 				}
 			}
 			select {
@@ -384,7 +403,7 @@ func (o *compareOpts) measure(ctx context.Context, d *deployment, res *Result) {
 	wg.Wait()
 
 	res.WallS = wall.Seconds()
-	res.BrokerRSSKiB, res.HeldRSSKiB, res.ConnectPeakKiB = peak, held, early
+	res.BrokerRSSKiB, res.HeldRSSKiB, res.ConnectPeakKiB, res.AllHeldRSSKiB = peak, held, early, allHeld
 	res.BrokerCPUPct = round(float64(cpu1-cpu0)/clkTck/wall.Seconds()*100, 1)
 	if runErr != nil {
 		res.Err = fmt.Sprintf("%v: %.300s", runErr, errb.String())
@@ -446,21 +465,30 @@ func (r Result) line() string {
 			fmtUS(s.ConnectLatency.P99US), r.BaseRSSKiB, r.HeldRSSKiB, r.ConnectPeakKiB, r.BrokerRSSKiB)
 	}
 	if r.Workload.Idle > 0 {
-		return fmt.Sprintf("%-34s %-9s %d connected, broker rss %d -> %d KiB held (%.2f KiB/conn)",
-			r.Workload.Name, r.Broker, s.Clients.Connected, r.BaseRSSKiB, r.HeldRSSKiB, r.kibPerConn(r.HeldRSSKiB))
+		return fmt.Sprintf("%-34s %-9s %d connected, broker rss %d -> %d KiB held (%.2f KiB/conn)%s",
+			r.Workload.Name, r.Broker, s.Clients.Connected, r.BaseRSSKiB, r.HeldRSSKiB, r.kibPerConn(r.BaseRSSKiB, r.HeldRSSKiB), r.allNodes())
 	}
 	return fmt.Sprintf("%-34s %-9s %9.0f msg/s  p50 %s  p99 %s  lost %d  broker cpu %.0f%% rss %d MiB",
 		r.Workload.Name, r.Broker, s.RecvRate, fmtUS(s.Latency.P50US), fmtUS(s.Latency.P99US), s.Lost,
 		r.BrokerCPUPct, r.BrokerRSSKiB/1024)
 }
 
-// kibPerConn is the broker's RSS per idle connection: held over the
-// connections, or peak when there was no held sample.
-func (r Result) kibPerConn(rss int64) float64 {
+// kibPerConn is the broker's RSS per idle connection: rss (held, or
+// peak) less base over the connections.
+func (r Result) kibPerConn(base, rss int64) float64 {
 	if r.Summary == nil || r.Summary.Clients.Connected == 0 || rss == 0 {
 		return 0
 	}
-	return float64(rss-r.BaseRSSKiB) / float64(r.Summary.Clients.Connected)
+	return float64(rss-base) / float64(r.Summary.Clients.Connected)
+}
+
+// allNodes is the progress line's note on every node's RSS when the
+// idle clients held one node of several.
+func (r Result) allNodes() string {
+	if r.AllHeldRSSKiB == r.HeldRSSKiB && r.AllBaseRSSKiB == r.BaseRSSKiB {
+		return ""
+	}
+	return fmt.Sprintf("; every node %d -> %d KiB (%.2f KiB/conn)", r.AllBaseRSSKiB, r.AllHeldRSSKiB, r.kibPerConn(r.AllBaseRSSKiB, r.AllHeldRSSKiB))
 }
 
 // phaseWatch follows the "phase: NAME" lines of `culex bench --phases`.

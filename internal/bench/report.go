@@ -51,11 +51,10 @@ func writeReport(w io.Writer, o *compareOpts, args []string, results []Result, s
 	p("")
 	p("### Idle connections")
 	p("")
-	p("RSS held is the peak VmRSS while every client was connected and idle; RSS peak also covers the")
-	p("connect and disconnect storms. KiB per connection is (RSS − RSS before) / connections.")
+	writeIdleNote(p)
 	p("")
-	p("| broker | connections | RSS before KiB | RSS held KiB | RSS peak KiB | KiB per idle connection | KiB per connection at peak | errors |")
-	p("|---|--:|--:|--:|--:|--:|--:|---|")
+	p("| broker | %s", idleColumns)
+	p("|---|%s", idleAlign)
 	for _, r := range results {
 		if r.Workload.Idle == 0 {
 			continue
@@ -64,11 +63,28 @@ func writeReport(w io.Writer, o *compareOpts, args []string, results []Result, s
 			p("| %s | %d | | | | | | %s |", r.Broker, r.Workload.Idle, mdEscape(r.Err))
 			continue
 		}
-		p("| %s | %d/%d | %d | %d | %d | %.2f | %.2f | %s |", r.Broker, r.Summary.Clients.Connected, r.Workload.Idle,
-			r.BaseRSSKiB, r.HeldRSSKiB, r.BrokerRSSKiB, r.kibPerConn(r.HeldRSSKiB), r.kibPerConn(r.BrokerRSSKiB),
-			mdEscape(errorsLine(r.Summary.Errors)))
+		p("| %s | %s", r.Broker, idleCells(r))
 	}
 	writeCommands(p, results, "")
+}
+
+// The memory columns of an idle workload's row, in every report.
+const (
+	idleColumns = "connections | RSS before KiB | RSS held KiB | RSS peak KiB | KiB per idle connection | KiB per connection at peak | errors |"
+	idleAlign   = "--:|--:|--:|--:|--:|--:|---|"
+)
+
+// idleCells are the idleColumns of the idle workload r.
+func idleCells(r Result) string {
+	return fmt.Sprintf("%d/%d | %d | %d | %d | %.2f | %.2f | %s |", r.Summary.Clients.Connected, r.Workload.Idle,
+		r.BaseRSSKiB, r.HeldRSSKiB, r.BrokerRSSKiB, r.kibPerConn(r.BaseRSSKiB, r.HeldRSSKiB), r.kibPerConn(r.BaseRSSKiB, r.BrokerRSSKiB),
+		mdEscape(errorsLine(r.Summary.Errors)))
+}
+
+// writeIdleNote says how the idleColumns are measured.
+func writeIdleNote(p func(string, ...any)) {
+	p("RSS held is the peak VmRSS from %s after every client connected until they close; RSS peak also covers", settle)
+	p("the connect and disconnect storms. KiB per connection is (RSS − RSS before) / connections.")
 }
 
 // writeRunInfo prints a section's title and how the run was made.

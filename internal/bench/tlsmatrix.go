@@ -287,15 +287,12 @@ func writeTLSReport(w io.Writer, o *compareOpts, args []string, results []Result
 	p("")
 	p("### Idle TLS connections")
 	p("")
-	p("RSS held is the peak VmRSS from %s after every client connected until they close; RSS peak also covers", settle)
-	p("the connect and disconnect storms. KiB per connection is (RSS − RSS before) / connections.")
+	writeIdleNote(p)
 	p("")
-	p("| workload | broker | connections | RSS before KiB | RSS held KiB | RSS peak KiB | KiB per idle connection | KiB per connection at peak | errors |")
-	p("|---|---|--:|--:|--:|--:|--:|--:|---|")
+	p("| workload | broker | %s", idleColumns)
+	p("|---|---|%s", idleAlign)
 	eachTLS(p, results, "idle", 9, func(r Result) {
-		p("| %s | %s | %d/%d | %d | %d | %d | %.2f | %.2f | %s |", r.Workload.Name, r.Broker, r.Summary.Clients.Connected, r.Workload.Idle,
-			r.BaseRSSKiB, r.HeldRSSKiB, r.BrokerRSSKiB, r.kibPerConn(r.HeldRSSKiB), r.kibPerConn(r.BrokerRSSKiB),
-			mdEscape(errorsLine(r.Summary.Errors)))
+		p("| %s | %s | %s", r.Workload.Name, r.Broker, idleCells(r))
 	})
 	p("")
 	p("### Reconnect storm")

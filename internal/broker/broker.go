@@ -70,6 +70,7 @@ type Broker struct {
 	cfg        config.MQTT
 	log        *slog.Logger
 	store      store.Store
+	bodies     bodyTable // stored message bodies and their references (bodies.go)
 	ownStore   bool
 	outMax     int
 	stats      counters

@@ -304,6 +304,7 @@ func (c *conn) accept(st *authState) error {
 		s.saveLocked()
 	} else if wasPersistent {
 		b.unstoreSession(s.id)
+		s.forgetRecordsLocked(s.messagesLocked())
 	}
 	if present {
 		s.recheckLocked(c.info)

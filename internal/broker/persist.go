@@ -18,6 +18,7 @@ const (
 	recInbound byte = 3 // Messages: an inbound QoS 2 packet id awaiting PUBREL
 	recMessage byte = 4 // Retained: a message
 	recWill    byte = 5 // Wills: a delayed will
+	recOutRef  byte = 6 // Messages: as recOut, with the message in Bodies
 )
 
 var errRecord = errors.New("broker: corrupt store record")
@@ -88,9 +89,14 @@ func appendString(b []byte, s string) []byte {
 
 // encodeOut is the Messages record of om: state, delivery QoS and flags,
 // packet id, subscription identifiers, shared group and filter, then the
-// message.
+// sequence of the body it references (recOutRef) or, without one, the
+// message itself (recOut, the only kind before bodies were shared).
 func encodeOut(om *outMsg) []byte {
-	b := make([]byte, 0, 64+len(om.msg.Topic)+len(om.msg.Payload))
+	kind, n := recOut, 64+len(om.msg.Topic)+len(om.msg.Payload)
+	if om.body != nil {
+		kind, n = recOutRef, 32+len(om.group)+len(om.filter)+4*len(om.subIDs)
+	}
+	b := make([]byte, 0, n)
 	flags := om.qos
 	if om.retain {
 		flags |= 4
@@ -98,7 +104,7 @@ func encodeOut(om *outMsg) []byte {
 	if om.keep {
 		flags |= 8
 	}
-	b = append(b, recOut, om.state, flags)
+	b = append(b, kind, om.state, flags)
 	b = binary.BigEndian.AppendUint16(b, om.pid)
 	b = binary.AppendUvarint(b, uint64(len(om.subIDs)))
 	for _, id := range om.subIDs {
@@ -106,6 +112,9 @@ func encodeOut(om *outMsg) []byte {
 	}
 	b = appendString(b, om.group)
 	b = appendString(b, om.filter)
+	if om.body != nil {
+		return binary.AppendUvarint(b, om.body.seq)
+	}
 	return appendMessage(b, om.msg)
 }
 
@@ -210,9 +219,13 @@ func (r *reader) message() *Message {
 	return &Message{Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, Props: p.Props, Origin: origin, Expiry: exp}
 }
 
+// decodeOut decodes a Messages record of either kind. For a recOutRef the
+// message is left nil and body holds only the body's sequence, for the
+// caller to resolve.
 func decodeOut(v []byte) (*outMsg, error) {
 	r := &reader{b: v}
-	if r.byte() != recOut {
+	kind := r.byte()
+	if kind != recOut && kind != recOutRef {
 		return nil, errRecord
 	}
 	om := &outMsg{state: r.byte()}
@@ -227,6 +240,10 @@ func decodeOut(v []byte) (*outMsg, error) {
 	}
 	om.group = r.string()
 	om.filter = r.string()
+	if kind == recOutRef {
+		om.body = &body{seq: r.uvarint()}
+		return om, r.err
+	}
 	om.msg = r.message()
 	return om, r.err
 }
@@ -370,8 +387,16 @@ func (b *Broker) indexSubscribe(s *session, f string, o subOpts) {
 	b.subs.Subscribe(f, s, o)
 }
 
+// loadMessages restores the sessions' queued and in-flight messages and
+// inbound QoS 2 packet ids, sharing each stored body among the copies that
+// reference it, and deletes what belongs to no session: records of a
+// missing session, bodies no record references.
 func (b *Broker) loadMessages(sessions map[string]*session) error {
-	return b.store.Scan(store.Messages, "", func(key string, v []byte) error {
+	bodies, err := b.loadBodies()
+	if err != nil {
+		return err
+	}
+	err = b.store.Scan(store.Messages, "", func(key string, v []byte) error {
 		if len(key) < 9 || key[len(key)-9] != 0 {
 			return nil
 		}
@@ -390,6 +415,9 @@ func (b *Broker) loadMessages(sessions map[string]*session) error {
 			return nil
 		}
 		om, err := decodeOut(v)
+		if err == nil && om.body != nil {
+			err = b.refLoadedBody(om, bodies)
+		}
 		if err != nil {
 			b.log.Warn("dropping corrupt message record", "client", id, "err", err)
 			b.apply([]store.Op{{Kind: store.Delete, Bucket: store.Messages, Key: key}}, nil)
@@ -410,6 +438,11 @@ func (b *Broker) loadMessages(sessions map[string]*session) error {
 		s.inflight[om.pid] = om
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	b.dropOrphanBodies(bodies)
+	return nil
 }
 
 func (b *Broker) loadWills(sessions map[string]*session) error {

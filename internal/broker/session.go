@@ -47,6 +47,10 @@ type outMsg struct {
 	group   string   // the shared subscription it came through, for redispatch
 	filter  string
 	lseq    uint64 // its sequence in the cluster's log (csession.go); 0: none
+
+	// body is the stored body its record references (bodies.go); nil
+	// while not stored, and for a record loaded in the older inline form.
+	body *body
 }
 
 // session is the server side of an MQTT session: subscriptions, QoS state
@@ -382,19 +386,21 @@ func (s *session) onPubcomp(c *conn, pid uint16) {
 	s.pumpLocked(c)
 }
 
-// storeLocked writes om's Messages record.
+// storeLocked writes om's Messages record, and its body if no other
+// record references it yet (bodies.go).
 func (s *session) storeLocked(om *outMsg, w *storeWait) {
 	if s.b.cstore != nil {
 		s.ctrackLocked(om)
 		return
 	}
 	om.stored = true
-	ops := []store.Op{{Kind: store.Put, Bucket: store.Messages,
-		Key: store.MessageKey(s.id, om.seq), Value: encodeOut(om)}}
+	ops, held := s.refOpsLocked(om)
 	s.b.apply(ops, w)
+	held.unlock()
 }
 
-// unstoreLocked deletes om's Messages record, if any.
+// unstoreLocked deletes om's Messages record, if any, and its body with
+// its last reference.
 func (s *session) unstoreLocked(om *outMsg) {
 	if s.b.cstore != nil {
 		s.cdoneLocked(om)
@@ -404,7 +410,12 @@ func (s *session) unstoreLocked(om *outMsg) {
 		return
 	}
 	om.stored = false
-	s.b.apply([]store.Op{{Kind: store.Delete, Bucket: store.Messages, Key: store.MessageKey(s.id, om.seq)}}, nil)
+	ops := make([]store.Op, 1, 2)
+	ops[0] = store.Op{Kind: store.Delete, Bucket: store.Messages, Key: store.MessageKey(s.id, om.seq)}
+	if op, last := s.b.releaseBody(om); last {
+		ops = append(ops, op)
+	}
+	s.b.apply(ops, nil)
 }
 
 // sendDurableLocked puts om in flight with a packet id and sends it once its
@@ -429,8 +440,7 @@ func (s *session) storeThenLocked(om *outMsg, w *storeWait) {
 		return
 	}
 	om.stored, om.waiting = true, true
-	ops := []store.Op{{Kind: store.Put, Bucket: store.Messages,
-		Key: store.MessageKey(s.id, om.seq), Value: encodeOut(om)}}
+	ops, held := s.refOpsLocked(om)
 	if w != nil {
 		w.n.Add(1) // released below, after afterStored
 	}
@@ -441,6 +451,7 @@ func (s *session) storeThenLocked(om *outMsg, w *storeWait) {
 			w.done(err)
 		}
 	})
+	held.unlock()
 	if sync { // the store failed the write at once (closed)
 		s.b.logStoreErr(err)
 		s.afterStoredLocked(om)

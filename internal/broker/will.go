@@ -235,6 +235,7 @@ func (b *Broker) endSession(s *session, pw *will) {
 	b.unregister(s, subs, wt, et, persistent, owner)
 	if persistent {
 		b.unstoreSession(s.id)
+		s.forgetRecords(msgs)
 		b.unstoreWill(s.id)
 	}
 	if pw != nil {
@@ -290,6 +291,15 @@ func (b *Broker) redispatch(s *session, msgs []*outMsg) {
 		b.deliverTarget(&t, om.msg, sc, nil)
 		sc.reset()
 		scratches.Put(sc)
+		// Nothing will complete it at QoS 0 or in a persistent session:
+		// settled now, as DeliverShared settles a first delivery (a copy
+		// another node sent is held there until then).
+		e.Sub.mu.Lock()
+		final := min(om.msg.QoS, t.qos) == 0 || e.Sub.persistent
+		e.Sub.mu.Unlock()
+		if final {
+			om.msg.settled(true)
+		}
 	}
 }
 

@@ -23,13 +23,30 @@ import (
 // ErrDraining is the readiness of a draining node.
 var ErrDraining = errors.New("cluster: node draining: it refuses new connections and moves its clients away")
 
+// ErrStopping refuses `culex cluster drain --undo` on a node that drains
+// because it stops (SIGTERM): undoing it would take new clients in while
+// the node shuts down, and cut the drain short.
+var ErrStopping = errors.New("cluster: node stopping: its drain cannot be undone")
+
+// errDrainUndone ends WaitDrained when the drain it waited for was undone
+// before every client left.
+var errDrainUndone = errors.New("cluster: drain undone before every client left")
+
 // drainState is a Router's part of draining.
 type drainState struct {
-	mu     sync.Mutex
-	on     bool
-	cancel context.CancelFunc
-	done   chan struct{}
-	moved  int
+	// mu guards the fields below it.
+	mu       sync.Mutex
+	on       bool
+	stopping bool // draining to stop: no undo
+	cancel   context.CancelFunc
+	run      *drainRun // the drain going on or finished, nil after an undo
+	moved    int
+}
+
+// drainRun is one drain: done closes when it ends, err says how.
+type drainRun struct {
+	done chan struct{}
+	err  error // set before done closes: nil once no client is left
 }
 
 // DrainRequest is what `culex cluster drain` sends to a node.
@@ -64,7 +81,9 @@ func (r *Router) onDrain(msg *nats.Msg) {
 	if err := json.Unmarshal(msg.Data, &req); err != nil {
 		rep.Error = "bad request: " + err.Error()
 	} else if req.Undo {
-		r.Undrain()
+		if err := r.Undrain(); err != nil {
+			rep.Error = err.Error()
+		}
 	} else {
 		rep.Reference = r.Drain(req.Reference)
 	}
@@ -90,36 +109,43 @@ func (r *Router) Drain(ref string) string {
 	r.dr.on = true
 	r.b.SetDraining(true, ref)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	r.dr.cancel, r.dr.done = cancel, done
+	run := &drainRun{done: make(chan struct{})}
+	r.dr.cancel, r.dr.run = cancel, run
 	rate := r.f.Config().DrainRate
 	r.log.Warn("draining: new connections refused, clients moved away", "node", r.node,
 		"connections", r.b.Stats().ClientsConnected, "rate", rate, "server_reference", ref)
 	go func() {
-		defer close(done)
+		defer close(run.done)
 		start := time.Now()
 		moved, err := r.b.DrainClients(ctx, rate)
 		r.dr.mu.Lock()
 		r.dr.moved += moved
 		r.dr.mu.Unlock()
-		if err == nil {
-			r.log.Info("drained: no client left", "node", r.node, "moved", moved, "took", time.Since(start).Round(time.Millisecond))
+		if err != nil {
+			run.err = errDrainUndone
+			return
 		}
+		r.log.Info("drained: no client left", "node", r.node, "moved", moved, "took", time.Since(start).Round(time.Millisecond))
 	}()
 	return ref
 }
 
 // Undrain ends a drain: the node accepts connections and is ready again.
-func (r *Router) Undrain() {
+// A node draining to stop refuses (ErrStopping).
+func (r *Router) Undrain() error {
 	r.dr.mu.Lock()
 	defer r.dr.mu.Unlock()
+	if r.dr.stopping {
+		return ErrStopping
+	}
 	if !r.dr.on {
-		return
+		return nil
 	}
 	r.dr.cancel()
-	r.dr.on = false
+	r.dr.on, r.dr.run = false, nil
 	r.b.SetDraining(false, "")
 	r.log.Info("drain undone: accepting connections", "node", r.node)
+	return nil
 }
 
 // Draining reports whether the node is draining.
@@ -130,20 +156,31 @@ func (r *Router) Draining() bool {
 }
 
 // WaitDrained waits until the drain has moved every client away, or ctx
-// ends.
+// ends; it fails when the node is not draining, or when the drain is
+// undone before every client left.
 func (r *Router) WaitDrained(ctx context.Context) error {
 	r.dr.mu.Lock()
-	done := r.dr.done
+	run := r.dr.run
 	r.dr.mu.Unlock()
-	if done == nil {
+	if run == nil {
 		return errors.New("cluster: not draining")
 	}
 	select {
-	case <-done:
-		return nil
+	case <-run.done:
+		return run.err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// DrainToStop drains the node before it stops (SIGTERM) and waits as
+// WaitDrained; from now on the drain cannot be undone (ErrStopping).
+func (r *Router) DrainToStop(ctx context.Context) error {
+	r.dr.mu.Lock()
+	r.dr.stopping = true
+	r.dr.mu.Unlock()
+	r.Drain("")
+	return r.WaitDrained(ctx)
 }
 
 // SendDrain asks node, over nc, to drain (or, with undo, to stop

@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,17 +45,36 @@ const (
 // shMaxTries bounds how often one copy is sent again before it is dropped.
 const shMaxTries = 8
 
+// ErrSharedDropped fails the publish of a QoS 1/2 message whose shared
+// copy was sent shMaxTries times and returned each time before any node
+// accepted it: no member took it, so it is not acknowledged as delivered.
+var ErrSharedDropped = fmt.Errorf("%w: shared subscription copy returned by every node it was sent to (%d tries)",
+	packet.ErrUnspecified, shMaxTries)
+
+// Reasons a shared copy is dropped (Stats.SharedDropped).
+const (
+	shDropNoMember = "no_member" // no node has members of its group any more
+	shDropMaxTries = "max_tries" // sent shMaxTries times, returned each time
+)
+
 // sharedState is a Router's part of shared subscriptions.
 type sharedState struct {
+	// mu guards next and pend.
 	mu   sync.Mutex
 	next uint64
 	pend map[uint64]*shPend
 	self *nodeRoute
 
-	acks chan shAckItem
+	// ackMu guards ackQ: answers to send, queued without ever blocking
+	// the broker's callbacks (they run under a session's lock); ackWake
+	// tells sharedAckLoop there are some.
+	ackMu   sync.Mutex
+	ackQ    []shAckItem
+	ackWake chan struct{}
 
-	resent  atomic.Uint64
-	dropped atomic.Uint64
+	resent         atomic.Uint64
+	droppedNoMatch atomic.Uint64 // shDropNoMember
+	droppedTries   atomic.Uint64 // shDropMaxTries
 }
 
 // shPend is a QoS 1/2 shared copy this node sent and still answers for.
@@ -78,7 +99,7 @@ type shAckItem struct {
 func (r *Router) startShared() error {
 	sh := &r.sh
 	sh.pend = make(map[uint64]*shPend)
-	sh.acks = make(chan shAckItem, 4096)
+	sh.ackWake = make(chan struct{}, 1)
 	sh.self = newNodeRoute(r, r.node, r.epoch)
 	for subj, h := range map[string]nats.MsgHandler{
 		r.prefix + "shmsg." + r.node: r.onShared,
@@ -134,60 +155,133 @@ func (r *Router) onShared(msg *nats.Msg) {
 	r.received.Add(1)
 	group, filter := m.Share.Group, m.Share.Filter
 	m.Share = nil
-	var once atomic.Bool
-	r.b.DeliverShared(m, m.QoS, group, filter, func(err error) {
-		kind := shAccepted
-		if err != nil {
-			kind = packet.ErrUnspecified.Value
-			var c packet.Code
-			if errors.As(err, &c) && c.Value >= 0x80 {
-				kind = c.Value
-			}
-		}
-		r.sh.acks <- shAckItem{to: sender, seq: seq, kind: kind}
-	}, func(ok bool) {
-		if !once.CompareAndSwap(false, true) {
-			return
-		}
-		kind := shSettled
-		if !ok {
-			kind = shReturned
-		}
-		select {
-		case r.sh.acks <- shAckItem{to: sender, seq: seq, kind: kind}:
-		default:
-			go func() { r.sh.acks <- shAckItem{to: sender, seq: seq, kind: kind} }()
-		}
-	})
+	a := &shAnswers{r: r, to: sender, seq: seq, during: true}
+	r.b.DeliverShared(m, m.QoS, group, filter, a.accepted, a.settled)
+	a.delivered()
 }
 
-// sharedAckLoop sends answers in batches, one NATS message per sender.
+// shAnswers are the answers about one shared copy this node received.
+// Those given while DeliverShared runs are held until it returns: a copy
+// returned then (no member here, or the member may not receive it) was
+// taken by nobody, and its acceptance, which DeliverShared gives too, is
+// left out, so that the publisher's PUBACK keeps waiting for a node that
+// really takes the copy.
+type shAnswers struct {
+	r      *Router
+	to     string
+	seq    uint64
+	settle atomic.Bool // settled or returned once only
+	// mu guards during and held.
+	mu     sync.Mutex
+	during bool // DeliverShared has not returned yet
+	held   []byte
+}
+
+func (a *shAnswers) accepted(err error) {
+	kind := shAccepted
+	if err != nil {
+		kind = packet.ErrUnspecified.Value
+		var c packet.Code
+		if errors.As(err, &c) && c.Value >= 0x80 {
+			kind = c.Value
+		}
+	}
+	a.answer(kind)
+}
+
+func (a *shAnswers) settled(ok bool) {
+	if !a.settle.CompareAndSwap(false, true) {
+		return
+	}
+	kind := shSettled
+	if !ok {
+		kind = shReturned
+	}
+	a.answer(kind)
+}
+
+func (a *shAnswers) answer(kind byte) {
+	a.mu.Lock()
+	if a.during {
+		a.held = append(a.held, kind)
+		a.mu.Unlock()
+		return
+	}
+	a.mu.Unlock()
+	a.r.queueSharedAck(shAckItem{to: a.to, seq: a.seq, kind: kind})
+}
+
+// delivered sends the answers held while DeliverShared ran.
+func (a *shAnswers) delivered() {
+	a.mu.Lock()
+	held := a.held
+	a.held, a.during = nil, false
+	a.mu.Unlock()
+	returned := slices.Contains(held, shReturned)
+	for _, kind := range held {
+		if kind == shAccepted && returned {
+			continue
+		}
+		a.r.queueSharedAck(shAckItem{to: a.to, seq: a.seq, kind: kind})
+	}
+}
+
+// queueSharedAck queues an answer for sharedAckLoop; it never blocks, and
+// once the router has stopped the answer is dropped (the sender sees this
+// node gone and sends its copies elsewhere).
+func (r *Router) queueSharedAck(it shAckItem) {
+	select {
+	case <-r.stop:
+		return
+	default:
+	}
+	sh := &r.sh
+	sh.ackMu.Lock()
+	sh.ackQ = append(sh.ackQ, it)
+	sh.ackMu.Unlock()
+	select {
+	case sh.ackWake <- struct{}{}:
+	default:
+	}
+}
+
+// shAckBatch bounds the answers in one NATS message.
+const shAckBatch = 1024
+
+// sharedAckLoop sends answers in batches, one NATS message per sender for
+// up to shAckBatch of what accumulated while the previous ones were sent.
 func (r *Router) sharedAckLoop() {
 	defer r.wg.Done()
+	sh := &r.sh
 	batches := make(map[string][]byte)
+	counts := make(map[string]int)
+	var q []shAckItem
 	for {
-		var it shAckItem
 		select {
 		case <-r.stop:
 			return
-		case it = <-r.sh.acks:
+		case <-sh.ackWake:
 		}
-		for n := 0; n < 1024; n++ {
+		sh.ackMu.Lock()
+		q, sh.ackQ = sh.ackQ, q[:0]
+		sh.ackMu.Unlock()
+		for _, it := range q {
 			b := batches[it.to]
 			if b == nil {
 				b = appendString(make([]byte, 0, 256), r.node)
 			}
 			batches[it.to] = appendAck(b, it.seq, it.kind)
-			select {
-			case it = <-r.sh.acks:
-				continue
-			default:
+			if counts[it.to]++; counts[it.to] == shAckBatch {
+				r.nc.Publish(r.prefix+"shack."+it.to, batches[it.to])
+				delete(batches, it.to)
+				delete(counts, it.to)
 			}
-			break
 		}
+		clear(q)
 		for to, b := range batches {
 			r.nc.Publish(r.prefix+"shack."+to, b)
 			delete(batches, to)
+			delete(counts, to)
 		}
 	}
 }
@@ -262,10 +356,17 @@ func (r *Router) sharedResend(seq uint64, p *shPend) {
 		ack := p.ack
 		p.ack = nil
 		sh.mu.Unlock()
-		sh.dropped.Add(1)
-		r.log.Warn("cluster: shared copy dropped: no member left to take it", "group", p.group, "filter", p.filter, "tries", p.tries)
+		reason, err := shDropNoMember, error(nil) // no subscriber left: as for a message nobody matches
+		if nr == nil {
+			sh.droppedNoMatch.Add(1)
+		} else {
+			reason, err = shDropMaxTries, ErrSharedDropped
+			sh.droppedTries.Add(1)
+		}
+		r.log.Warn("cluster: shared copy dropped", "reason", reason, "group", p.group, "filter", p.filter,
+			"tries", p.tries, "publisher_waiting", ack != nil)
 		if ack != nil {
-			ack.Done(nil) // no subscriber left: as for a message nobody matches
+			ack.Done(err)
 		}
 		return
 	}
@@ -371,4 +472,14 @@ func (r *Router) closeShared() {
 			p.ack.Done(context.Canceled)
 		}
 	}
+}
+
+// sharedStats fills st's shared-copy counters.
+func (r *Router) sharedStats(st *Stats) {
+	sh := &r.sh
+	sh.mu.Lock()
+	st.SharedPending = len(sh.pend)
+	sh.mu.Unlock()
+	st.SharedResent = sh.resent.Load()
+	st.SharedDropped = map[string]uint64{shDropNoMember: sh.droppedNoMatch.Load(), shDropMaxTries: sh.droppedTries.Load()}
 }

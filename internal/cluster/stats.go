@@ -7,6 +7,12 @@ type Stats struct {
 	Routes     int    // NATS route connections
 	MetaLeader string // JetStream meta leader as this node sees it, or ""
 	Peers      []PeerStats
+	// Shared subscriptions' QoS 1/2 copies this node sent to a node with
+	// members (sharedtrack.go): held until that node settles them, sent
+	// again, given up by reason (no_member, max_tries).
+	SharedPending int
+	SharedResent  uint64
+	SharedDropped map[string]uint64
 }
 
 // PeerStats is one other node as the router sees it.
@@ -19,6 +25,7 @@ type PeerStats struct {
 // Stats returns the router's counters now.
 func (r *Router) Stats() Stats {
 	st := Stats{Forwarded: r.forwarded.Load(), Received: r.received.Load(), Routes: r.f.Routes(), MetaLeader: r.f.MetaLeader()}
+	r.sharedStats(&st)
 	r.mu.Lock()
 	routes := make([]*nodeRoute, 0, len(r.peers))
 	for _, p := range r.peers {

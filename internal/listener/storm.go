@@ -50,10 +50,14 @@ func stormWorkerDone() {
 	planFreeLocked()
 }
 
-// The same goes for a storm of disconnects (every device dropping at
-// once, before they reconnect): the engine calls NoteClosed as each
-// connection ends, and once closeQuiet passes without one after at least
-// stormHandshakes of them, the memory of their teardown is returned.
+// The same goes for a storm of connections opened without a TLS
+// handshake (plain TCP or WebSocket devices reconnecting at once: each
+// CONNECT's authentication and, in a cluster, its client-id claim leave
+// garbage too) and for a storm of disconnects (every device dropping at
+// once): the engine calls NoteOpened as it takes each connection and
+// NoteClosed as each ends, and once closeQuiet passes without either after
+// at least stormHandshakes of them in one burst, the freed memory is
+// returned.
 const closeQuiet = 200 * time.Millisecond
 
 var closes struct {
@@ -64,9 +68,20 @@ var closes struct {
 
 var monoBase = time.Now()
 
+// NoteOpened counts a connection the engine took.
+func NoteOpened() { noteChurn() }
+
 // NoteClosed counts a connection that ended.
-func NoteClosed() {
-	closes.last.Store(int64(time.Since(monoBase)))
+func NoteClosed() { noteChurn() }
+
+// noteChurn counts one open or close. Only a burst counts: a gap of
+// closeQuiet ends it, so ordinary churn (a device now and then) never adds
+// up to a storm.
+func noteChurn() {
+	now := int64(time.Since(monoBase))
+	if prev := closes.last.Swap(now); now-prev > int64(closeQuiet) && !closes.armed.Load() {
+		closes.n.Store(0)
+	}
 	if closes.n.Add(1) >= stormHandshakes && closes.armed.CompareAndSwap(false, true) {
 		time.AfterFunc(closeQuiet, closesQuiet)
 	}

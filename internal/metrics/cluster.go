@@ -9,6 +9,10 @@ type ClusterStats struct {
 	Routes              int
 	MetaLeader          string
 	Peers               []ClusterPeer
+	// Shared subscriptions' QoS 1/2 copies sent to other nodes.
+	SharedPending int
+	SharedResent  uint64
+	SharedDropped map[string]uint64 // by reason
 }
 
 // ClusterPeer is one other node.
@@ -36,6 +40,9 @@ var (
 	clLeader    = clusterDesc("meta_leader_known", "1 when this node knows the JetStream meta leader, else 0.")
 	clWaiting   = clusterDesc("ack_waiting_messages", "QoS 1/2 messages forwarded to the peer whose acceptance the publisher waits for.", "peer")
 	clTimeouts  = clusterDesc("ack_timeouts_total", "Forwarded QoS 1/2 messages the peer did not accept within cluster.ack_timeout (the publisher got an error).", "peer")
+	clShPending = clusterDesc("shared_copies_pending", "QoS 1/2 copies for shared subscriptions this node sent to a node and holds until a member completes them.")
+	clShResent  = clusterDesc("shared_copies_resent_total", "QoS 1/2 shared-subscription copies sent again to another node (returned, or their node gone).")
+	clShDropped = clusterDesc("shared_copies_dropped_total", "QoS 1/2 shared-subscription copies given up: no_member (no node has members of the group any more), max_tries (returned by every node it was sent to, 8 times).", "reason")
 )
 
 // clusterCollector serves a router's counters.
@@ -67,5 +74,10 @@ func (c clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, p := range st.Peers {
 		e.gauge(clWaiting, float64(p.Waiting), p.Node)
 		e.counter(clTimeouts, float64(p.Timeouts), p.Node)
+	}
+	e.gauge(clShPending, float64(st.SharedPending))
+	e.counter(clShResent, float64(st.SharedResent))
+	for reason, n := range st.SharedDropped {
+		e.counter(clShDropped, float64(n), reason)
 	}
 }

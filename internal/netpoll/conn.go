@@ -105,6 +105,7 @@ type Conn struct {
 // Start serves it.
 func (e *Engine) Open(nc net.Conn, h Handler) *Conn {
 	c := &Conn{e: e, h: h, nc: nc, fd: -1}
+	listener.NoteOpened()
 	sc, _ := nc.(syscall.Conn)
 	if tc, ok := nc.(*tls.Conn); ok {
 		// The handshake may have read the first packet ahead already.

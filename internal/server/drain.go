@@ -7,11 +7,11 @@ import "context"
 // are disconnected at cluster.drain_rate per second (v5: DISCONNECT 0x9C
 // with cluster.drain_server_reference, else 0x8B). It returns once no
 // client is left or ctx ends; Shutdown does the rest. A node alone has
-// nowhere to move its clients to and returns at once.
+// nowhere to move its clients to and returns at once. The drain cannot be
+// undone (`culex cluster drain --undo` is refused).
 func (s *Server) Drain(ctx context.Context) error {
 	if s.router == nil {
 		return nil
 	}
-	s.router.Drain("")
-	return s.router.WaitDrained(ctx)
+	return s.router.DrainToStop(ctx)
 }

@@ -108,7 +108,7 @@ func OpenBolt(dir string, opts BoltOptions) (*Bolt, error) {
 		return nil, err
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, name := range []Bucket{Sessions, Messages, Retained, Wills} {
+		for _, name := range []Bucket{Sessions, Messages, Bodies, Retained, Wills} {
 			if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}

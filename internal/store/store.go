@@ -17,6 +17,7 @@ type Bucket string
 const (
 	Sessions Bucket = "sessions" // key: client id; value: session state
 	Messages Bucket = "messages" // key: MessageKey(client id, seq); value: a queued or in-flight message
+	Bodies   Bucket = "bodies"   // key: BodyKey(seq); value: a message body that Messages records share
 	Retained Bucket = "retained" // key: topic name; value: the retained message
 	Wills    Bucket = "wills"    // key: client id; value: a will waiting for its delay
 )
@@ -73,6 +74,16 @@ func MessageKey(clientID string, seq uint64) string {
 		b = append(b, byte(seq>>i))
 	}
 	return string(b)
+}
+
+// BodyKey is the Bodies key of the body numbered seq: seq big-endian, so
+// bodies scan in the order they were numbered.
+func BodyKey(seq uint64) string {
+	var b [8]byte
+	for i := range b {
+		b[i] = byte(seq >> (56 - 8*i))
+	}
+	return string(b[:])
 }
 
 // SessionPrefix is the prefix of every Messages key of a client id.

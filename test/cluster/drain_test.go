@@ -220,20 +220,27 @@ func TestDrain(t *testing.T) {
 		}
 		stopped := make(chan struct{})
 		go func() { n2.Stop(); close(stopped) }()
-		g := d.wait(t, n)
-		checkRate(t, g, rate)
-		for _, x := range g {
-			if x.code != 0x8B {
-				t.Errorf("v5 client got DISCONNECT 0x%02X; want 0x8B (no server reference configured)", x.code)
-			}
-		}
-		select {
-		case <-stopped:
-		case <-time.After(waitTimeout):
-			t.Fatal("the node did not exit after SIGTERM and its drain")
-		}
-		if !strings.Contains(n2.Log(), `msg="drained: no client left"`) {
-			t.Errorf("no drain logged before the node stopped:\n%s", n2.Log())
-		}
+		checkStopDrain(t, d.wait(t, n), rate, n2, stopped)
 	})
+}
+
+// checkStopDrain checks the disconnections g of a node that drained at
+// rate because it got SIGTERM: 0x8B (no server reference configured),
+// then the node exited once no client was left.
+func checkStopDrain(t *testing.T, g []gone, rate int, n *clustertest.Node, stopped <-chan struct{}) {
+	t.Helper()
+	checkRate(t, g, rate)
+	for _, x := range g {
+		if x.code != 0x8B {
+			t.Errorf("v5 client got DISCONNECT 0x%02X; want 0x8B (no server reference configured)", x.code)
+		}
+	}
+	select {
+	case <-stopped:
+	case <-time.After(waitTimeout):
+		t.Fatal("the node did not exit after SIGTERM and its drain")
+	}
+	if !strings.Contains(n.Log(), `msg="drained: no client left"`) {
+		t.Errorf("the drain did not end with no client left before the node stopped:\n%s", n.Log())
+	}
 }

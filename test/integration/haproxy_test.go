@@ -35,6 +35,7 @@ type nodeLogin struct {
 	node     int
 	clientID string
 	peer     string
+	certCN   string // the verified client certificate's CN the node saw
 	at       time.Time
 }
 
@@ -51,12 +52,15 @@ type loginHook struct {
 func newLoginHook(t *testing.T) *loginHook {
 	h := &loginHook{by: make(map[string][]nodeLogin), ch: make(chan nodeLogin, 64)}
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var body struct{ ClientID, Peer string }
+		var body struct {
+			ClientID, Peer string
+			CertCN         string `json:"cert_cn"`
+		}
 		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
 			t.Errorf("webhook body: %v", err)
 		}
 		node, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/node"))
-		l := nodeLogin{node: node, clientID: body.ClientID, peer: body.Peer, at: time.Now()}
+		l := nodeLogin{node: node, clientID: body.ClientID, peer: body.Peer, certCN: body.CertCN, at: time.Now()}
 		h.mu.Lock()
 		h.by[l.clientID] = append(h.by[l.clientID], l)
 		h.mu.Unlock()
@@ -96,24 +100,29 @@ func (h *loginHook) last(t *testing.T, id string) nodeLogin {
 type haproxyNode struct {
 	proc      *culexProc
 	mqtt      string // host:port of its PROXY-protocol listener
+	tls       string // host:port of its ssl:// PROXY-protocol listener, if it has one
 	adminPort int    // its admin listener's port, 0 when it serves none
 	checkPort int    // where HAProxy checks it when not adminPort (a test's proxy), else 0
 }
 
-// startHAProxyNode starts node i with a PROXY-protocol listener trusting
+// startHAProxyNode starts node i (of a cluster whose nodes' cluster ports
+// are clusterPorts; nil: a single node) with a PROXY-protocol listener trusting
 // loopback, the login webhook as its only auth backend, and an admin
 // listener when this culex has one.
 func startHAProxyNode(t *testing.T, i int, hook *loginHook, clusterPorts []int, extra ...string) haproxyNode {
-	flags := []string{
+	var flags []string
+	if clusterPorts != nil {
 		// The three nodes are one cluster (docs/cluster.md), each naming the
-		// two others as peers.
-		"--cluster.name", "haproxy-test", "--cluster.node-name", fmt.Sprintf("culex%d", i),
-		"--cluster.listen", fmt.Sprintf("127.0.0.2:%d", clusterPorts[i-1]), "--cluster.secret", "haproxy-test-secret",
+		// two others as peers; without clusterPorts, a single node.
+		flags = []string{"--cluster.name", "haproxy-test", "--cluster.node-name", fmt.Sprintf("culex%d", i),
+			"--cluster.listen", fmt.Sprintf("127.0.0.2:%d", clusterPorts[i-1]), "--cluster.secret", "haproxy-test-secret"}
+	}
+	flags = append(flags,
 		// 127.0.0.2 tells this listener's log line from startCulex's own.
 		"--listen", "tcp://127.0.0.2:0?proxy_protocol=true&trusted_proxies=127.0.0.0/8",
 		"--auth.backends", "http", "--auth.http.url", fmt.Sprintf("%s/node%d", hook.url, i),
 		"--auth.http.cache-ttl", "0s",
-	}
+	)
 	for j, p := range clusterPorts {
 		if j != i-1 {
 			flags = append(flags, "--cluster.peers", fmt.Sprintf("127.0.0.2:%d", p))
@@ -128,11 +137,15 @@ func startHAProxyNode(t *testing.T, i int, hook *loginHook, clusterPorts []int, 
 	}
 	n.proc = startCulex(t, t.TempDir(), append(flags, extra...)...)
 	re := regexp.MustCompile(`msg="?listening"?.*\burl="?tcp://(127\.0\.0\.2:\d+)`)
+	tlsRE := regexp.MustCompile(`msg="?listening"?.*\burl="?ssl://(127\.0\.0\.2:\d+)`)
 	waitFor(t, waitTimeout, "the PROXY listener's log line and culex started", func() bool {
 		out := n.proc.stderr.String()
 		m := re.FindStringSubmatch(out)
 		if m != nil {
 			n.mqtt = m[1]
+		}
+		if m := tlsRE.FindStringSubmatch(out); m != nil {
+			n.tls = m[1]
 		}
 		return m != nil && strings.Contains(out, "culex started")
 	})
@@ -186,15 +199,26 @@ var (
 // temporary path. Without an admin listener in culex, the checks fall back
 // to TCP connects (the test logs that it does).
 func startShippedHAProxy(t *testing.T, nodes []haproxyNode, httpCheck bool) *haproxyRun {
-	bin := brokertest.Tool(t, "haproxy", "haproxy")
 	src, err := os.ReadFile(shippedHAProxyCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startHAProxyCfg(t, nodes, httpCheck, string(src))
+}
+
+// startHAProxyCfg is startShippedHAProxy with the configuration src. The
+// servers of culex_mqtt_tls reach a node's ssl:// listener when it has one;
+// servers numbered above len(nodes) are left out (a test of one node).
+func startHAProxyCfg(t *testing.T, nodes []haproxyNode, httpCheck bool, src string) *haproxyRun {
+	bin := brokertest.Tool(t, "haproxy", "haproxy")
 	run := &haproxyRun{front: make(map[string]string), sock: filepath.Join(t.TempDir(), "admin.sock")}
 	var files []*os.File
 	var out []string
-	for _, line := range strings.Split(string(src), "\n") {
+	section := ""
+	for _, line := range strings.Split(src, "\n") {
+		if line != "" && line[0] != ' ' && line[0] != '#' {
+			section = strings.TrimSpace(line)
+		}
 		if m := interRE.FindStringSubmatch(line); m != nil {
 			run.inter, _ = time.ParseDuration(m[1])
 			run.fall, _ = strconv.Atoi(m[2])
@@ -217,12 +241,19 @@ func startShippedHAProxy(t *testing.T, nodes []haproxyNode, httpCheck bool) *hap
 			files = append(files, f)
 		case s != nil:
 			i, _ := strconv.Atoi(s[2])
-			if i < 1 || i > len(nodes) {
-				t.Fatalf("shipped config names server culex%d; the test runs %d nodes", i, len(nodes))
+			if i < 1 || i > 3 {
+				t.Fatalf("shipped config names server culex%d; the tests know culex1 to culex3", i)
 			}
-			// Every backend reaches the node's one PROXY listener; the test
-			// drives the 1883 frontend.
-			line = s[1] + nodes[i-1].mqtt + s[4]
+			if i > len(nodes) {
+				continue
+			}
+			// Every backend but the TLS one reaches the node's plain PROXY
+			// listener; the tests drive the 1883 and 8883 frontends.
+			addr := nodes[i-1].mqtt
+			if section == "backend culex_mqtt_tls" && nodes[i-1].tls != "" {
+				addr = nodes[i-1].tls
+			}
+			line = s[1] + addr + s[4]
 			if httpCheck {
 				port := nodes[i-1].adminPort
 				if nodes[i-1].checkPort != 0 {
