@@ -24,6 +24,8 @@ type raw struct {
 	t  *testing.T
 	nc net.Conn
 	v  packet.Version
+	// wait bounds collect's wait for each packet (default waitTimeout).
+	wait time.Duration
 }
 
 // dialRaw connects id to addr with clean start 0 and, for v5, a session
@@ -35,7 +37,7 @@ func dialRaw(t *testing.T, addr, id string, v packet.Version, recvMax uint16) (*
 	if err != nil {
 		return nil, nil
 	}
-	c := &raw{t: t, nc: nc, v: v}
+	c := &raw{t: t, nc: nc, v: v, wait: waitTimeout}
 	t.Cleanup(func() { nc.Close() })
 	p := &packet.Connect{Version: v, ClientID: id, KeepAlive: 60}
 	if v == packet.V5 {
@@ -146,9 +148,13 @@ func (c *raw) collect(n int) []*packet.Publish {
 	c.t.Helper()
 	var got []*packet.Publish
 	for len(got) < n {
-		p, err := c.read(waitTimeout)
+		p, err := c.read(c.wait)
 		if err != nil {
-			c.t.Fatalf("after %d of %d PUBLISHes: %v", len(got), n, err)
+			var pl []string
+			for _, p := range got {
+				pl = append(pl, fmt.Sprintf("%s(dup %v, id %d)", p.Payload, p.Dup, p.PacketID))
+			}
+			c.t.Fatalf("after %d of %d PUBLISHes %v: %v", len(got), n, pl, err)
 		}
 		switch p := p.(type) {
 		case *packet.Publish:
@@ -279,6 +285,11 @@ func TestPersistentSessionMoves(t *testing.T) {
 	a.Kill()
 
 	s = resumeRaw(t, cc.MQTT(), "raw", 10)
+	// What comes after the resume comes through the node's reader of the
+	// log, which waits for a new consumer when the core that held its
+	// consumer died (nats.go's ordered consumer: a few seconds, up to
+	// tens under load).
+	s.wait = 3 * waitTimeout
 	m6 := publishOK(t, pub, "t/raw/x", 2, "m6")
 	got := s.collect(5 + len(m6))
 	for i, want := range sent[:2] {
