@@ -428,7 +428,7 @@ func expectPayloads(t *testing.T, who string, ch chan msg, want, late []string) 
 	t.Helper()
 	last := late[len(late)-1]
 	var got []string
-	timer := time.NewTimer(waitTimeout)
+	timer := time.NewTimer(3 * waitTimeout) // after a core died: see s.wait above
 	defer timer.Stop()
 	for len(got) == 0 || got[len(got)-1] != last {
 		select {
