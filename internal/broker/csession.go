@@ -30,9 +30,11 @@ import (
 //     accepted (viaLogLocked).
 //   - Each session keeps a cursor into the log: every message up to it that
 //     the session was owed is done. Its record (subscriptions, expiry,
-//     cursor, in-flight packet ids and QoS 2 states) is saved lazily for
-//     QoS 1 (csaveDelay), and before a QoS 2 PUBLISH or PUBREL is sent, a
-//     SUBACK or UNSUBACK, and a CONNACK of a new session.
+//     cursor, in-flight packet ids and QoS 2 states, the messages still
+//     queued up to the reader's position, inbound QoS 2 packet ids) is
+//     saved lazily for QoS 1 (csaveDelay), and before a QoS 2 PUBLISH or
+//     PUBREL is sent, a SUBACK or UNSUBACK, a CONNACK of a new session,
+//     and an inbound QoS 2 PUBREC or PUBCOMP.
 //   - A session resumes on any node: CONNECT loads its record once the
 //     client id is claimed (the node that held it saved its final record
 //     before it confirmed the takeover: handOff), re-sends what was in
@@ -95,7 +97,7 @@ type csess struct {
 	// dirty: the record changed since the last Save; timer saves it.
 	dirty bool
 	timer *time.Timer
-	// afterSave run once the next Save succeeded (QoS 2 sends waiting).
+	// retry saves the record again after a Save failed (csaveRetry).
 	retry *time.Timer
 }
 
