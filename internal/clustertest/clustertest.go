@@ -254,6 +254,9 @@ cluster:
   node_timeout: 2s
   ack_timeout: 10s
 %s`, n.DataDir, net.JoinHostPort(host, "0"), n.Name, n.Role, n.ClusterAddr, strings.Join(peers, ", "), c.secret, extra.String()) + c.opts.Extra
+	if n.IP != "" { // a namespace of its own: the admin port cannot collide
+		cfg += fmt.Sprintf("admin:\n  listen: %q\n", n.AdminAddr())
+	}
 	n.cfgFile = filepath.Join(c.dir, n.Name+".yaml")
 	if err := os.WriteFile(n.cfgFile, []byte(cfg), 0o600); err != nil {
 		c.t.Fatal(err)

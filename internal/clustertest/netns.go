@@ -134,6 +134,18 @@ func (n *Node) Culex(ctx context.Context, args ...string) (string, error) {
 	return string(out), nil
 }
 
+// nsAdminPort is a namespaced node's admin port (/readyz, /metrics).
+const nsAdminPort = 18083
+
+// AdminAddr is a namespaced node's admin listener (host:port), "" on
+// loopback, where nodes get none unless Options.Extra sets one.
+func (n *Node) AdminAddr() string {
+	if n.IP == "" {
+		return ""
+	}
+	return net.JoinHostPort(n.IP, strconv.Itoa(nsAdminPort))
+}
+
 // PID is the id of the node's current process (0 when none ran).
 func (n *Node) PID() int {
 	n.mu.Lock()
