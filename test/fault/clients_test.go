@@ -181,7 +181,7 @@ func (p *pub5) close() {
 type pub3 struct{ c mqtt.Client }
 
 func opts3(addr, id string, clean bool) *mqtt.ClientOptions {
-	return mqtt.NewClientOptions().AddBroker("tcp://"+addr).SetClientID(id).
+	return mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).
 		SetProtocolVersion(4).SetCleanSession(clean).SetAutoReconnect(false).SetConnectRetry(false).
 		SetConnectTimeout(connectTimeout).SetKeepAlive(keepAlive * time.Second).SetPingTimeout(keepAlive * time.Second).
 		SetWriteTimeout(connectTimeout).SetOrderMatters(false)
@@ -228,8 +228,8 @@ type subscriber struct {
 	move    chan *clustertest.Node
 	// pause makes it disconnect (its session kept) until the channel
 	// it is sent is closed; then it reconnects through its lb.
-	pause chan chan struct{}
-	offline bool // the scenario pauses it across each fault
+	pause   chan chan struct{}
+	offline bool         // the scenario pauses it across each fault
 	state   *state.State // v5: the client's side of the session, kept across connections
 
 	mu   sync.Mutex

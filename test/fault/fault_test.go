@@ -106,7 +106,9 @@ func follower(r *run, leader *clustertest.Node, taken []*clustertest.Node) *clus
 	return first(r, taken, func(n *clustertest.Node) bool { return n.Role == clustertest.Core && n != leader })
 }
 
-func leaderCore(_ *run, leader *clustertest.Node, _ []*clustertest.Node) *clustertest.Node { return leader }
+func leaderCore(_ *run, leader *clustertest.Node, _ []*clustertest.Node) *clustertest.Node {
+	return leader
+}
 
 func first(r *run, taken []*clustertest.Node, ok func(*clustertest.Node) bool) *clustertest.Node {
 	for _, n := range r.c.Nodes {
