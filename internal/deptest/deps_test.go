@@ -45,10 +45,11 @@ var allowed = map[string][]string{
 	"internal/cluster/subject":  {},
 	"internal/cluster":          {"internal/broker", "internal/cluster/fabric", "internal/mqtt/packet", "internal/mqtt/topic"},
 	"internal/clustertest":      {},
+	"internal/faultfs":          {},
 }
 
 // testOnly are the test-support packages: only test files import them.
-var testOnly = []string{"internal/testcert", "internal/testlog", "internal/brokertest", "internal/clustertest"}
+var testOnly = []string{"internal/testcert", "internal/testlog", "internal/brokertest", "internal/clustertest", "internal/faultfs"}
 
 type pkg struct {
 	ImportPath string
