@@ -56,10 +56,11 @@ type Options struct {
 	// links: Node.IP is its address, and Partition, Heal, Isolate and
 	// Rejoin cut and restore its links.
 	Netns bool
-	// DataDir, when set, is called once per node with the directory the
-	// harness chose for it and returns the one the node uses as data_dir
-	// (e.g. a mount of a filesystem the test controls).
-	DataDir func(t testing.TB, node, dir string) string
+	// DataDir, when set, is called once per node (Name and Role set)
+	// with the directory the harness chose for it, created, and returns
+	// the one the node uses as data_dir (e.g. a mount of a filesystem the
+	// test controls).
+	DataDir func(t testing.TB, n *Node, dir string) string
 }
 
 // Cluster is a running set of nodes.
@@ -202,7 +203,7 @@ func (c *Cluster) start(role string, port int) *Node {
 		if err := os.MkdirAll(n.DataDir, 0o700); err != nil {
 			c.t.Fatal(err)
 		}
-		n.DataDir = c.opts.DataDir(c.t, n.Name, n.DataDir)
+		n.DataDir = c.opts.DataDir(c.t, n, n.DataDir)
 	}
 	if c.net != nil {
 		c.startNS(n, i)

@@ -63,7 +63,7 @@ func scenarios() []scenario {
 		{name: "kill-two-cores", about: "SIGKILL of two cores at once (the meta leader and another): no majority until both restart",
 			victims: pick(leaderCore, follower), fault: killRestart},
 		{name: "power-loss-two-cores", about: "as kill-two-cores, and every write not fsynced by the two cores is discarded before they restart",
-			victims: pick(leaderCore, follower), fault: powerLoss, dataDir: powerLayer},
+			victims: pick(leaderCore, follower), fault: powerLoss, power: true},
 		{name: "partition-core", about: "a core that is not the leader cut from every other node (iptables drops); its clients stay connected to it",
 			victims: pick(follower), fault: partitionVictims},
 		{name: "partition-leader", about: "the JetStream meta leader cut from every other node",
@@ -85,9 +85,6 @@ func TestFault(t *testing.T) {
 		t.Run(sc.name, func(t *testing.T) {
 			if slices.Contains(needsReplicatedSessions, sc.name) && !pending() {
 				t.Skipf("needs persistent sessions kept by the cluster (needsReplicatedSessions); run with -fault.pending")
-			}
-			if sc.dataDir != nil && powerLayer == nil {
-				t.Skipf("needs the power-loss layer (internal/faultfs)")
 			}
 			sc.run(t)
 		})
@@ -164,7 +161,7 @@ func restart(r *run) {
 func powerLoss(r *run) {
 	r.c.KillTogether(r.victims...)
 	for _, n := range r.victims {
-		if err := powerCut(n.Name); err != nil {
+		if err := r.power.cut(n); err != nil {
 			r.t.Fatalf("power loss of %s: %v", n.Name, err)
 		}
 	}
@@ -231,14 +228,6 @@ func takeoverRace(r *run) {
 	r.hold()
 	restart(r)
 }
-
-// powerLayer, when set, puts each core's data_dir on a filesystem that
-// keeps only what was fsynced when powerCut is called; powerCut discards
-// the rest for node.
-var (
-	powerLayer func(t testing.TB, node, dir string) string
-	powerCut   = func(node string) error { return fmt.Errorf("no power-loss layer") }
-)
 
 // writeResults writes the results table where -fault.out says.
 func writeResults(t *testing.T) {

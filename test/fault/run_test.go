@@ -49,6 +49,7 @@ type run struct {
 	topic   string
 	stop    context.CancelFunc // the publishers'
 	start   time.Time
+	power   *power // the power-loss layer, if the scenario has one
 	pubs    sync.WaitGroup
 }
 
@@ -337,8 +338,7 @@ type scenario struct {
 	// fault injects one fault, holds it, and heals it (restart, heal).
 	fault func(r *run)
 	clean bool // subscribers with clean sessions: the checker's control
-	// dataDir puts each core's data_dir on a layer (power loss).
-	dataDir func(t testing.TB, node, dir string) string
+	power bool // each core's data_dir on the power-loss layer
 }
 
 var (
@@ -350,9 +350,14 @@ func (sc scenario) run(t *testing.T) {
 	requireNetns(t)
 	tm := timings()
 	start := time.Now()
-	c := clustertest.Start(t, clustertest.Options{Cores: 3, Replicants: 2, Netns: true, DataDir: sc.dataDir,
-		Timeout: 90 * time.Second})
-	r := &run{t: t, name: sc.name, c: c, chk: newChecker(), tm: tm, topic: "fault/" + sc.name, start: start}
+	opts := clustertest.Options{Cores: 3, Replicants: 2, Netns: true, Timeout: 90 * time.Second}
+	var pw *power
+	if sc.power {
+		pw = newPower(t)
+		opts.DataDir = pw.dataDir
+	}
+	c := clustertest.Start(t, opts)
+	r := &run{power: pw, t: t, name: sc.name, c: c, chk: newChecker(), tm: tm, topic: "fault/" + sc.name, start: start}
 	r.logf("cluster started")
 	leader := r.whole()
 	r.logf("cluster whole, leader %s", leader.Name)
