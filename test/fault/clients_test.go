@@ -200,10 +200,16 @@ func dialPub3(addr, id string) (*pub3, error) {
 	return &pub3{c: c}, nil
 }
 
-func (p *pub3) publish(_ context.Context, topic, payload string, qos byte) (error, bool) {
+func (p *pub3) publish(ctx context.Context, topic, payload string, qos byte) (error, bool) {
 	tok := p.c.Publish(topic, qos, false, payload)
-	if !tok.WaitTimeout(publishTimeout) {
+	t := time.NewTimer(publishTimeout)
+	defer t.Stop()
+	select {
+	case <-tok.Done():
+	case <-t.C:
 		return errors.New("no acknowledgement"), true // 3.1.1: a refusal is silence
+	case <-ctx.Done():
+		return ctx.Err(), true
 	}
 	if err := tok.Error(); err != nil {
 		return err, true

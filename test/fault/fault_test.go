@@ -79,17 +79,23 @@ func scenarios() []scenario {
 	}
 }
 
+// TestFault runs every scenario. In short mode they run side by side,
+// as many at once as -test.parallel allows (GOMAXPROCS: two here), each
+// cluster in namespaces of its own; in long mode one after another.
 func TestFault(t *testing.T) {
 	requireNetns(t)
+	t.Cleanup(func() { writeResults(t) }) // after the parallel subtests
 	for _, sc := range scenarios() {
 		t.Run(sc.name, func(t *testing.T) {
 			if slices.Contains(needsReplicatedSessions, sc.name) && !pending() {
 				t.Skipf("needs persistent sessions kept by the cluster (needsReplicatedSessions); run with -fault.pending")
 			}
+			if !long() {
+				t.Parallel()
+			}
 			sc.run(t)
 		})
 	}
-	writeResults(t)
 }
 
 // Node choosers: each takes the next node of its kind not taken yet.
@@ -234,6 +240,13 @@ func writeResults(t *testing.T) {
 	resultsMu.Lock()
 	rows := append([]row(nil), results...)
 	resultsMu.Unlock()
+	var order []string
+	for _, sc := range scenarios() {
+		order = append(order, sc.name)
+	}
+	slices.SortStableFunc(rows, func(a, b row) int {
+		return slices.Index(order, a.Scenario) - slices.Index(order, b.Scenario)
+	})
 	if len(rows) == 0 {
 		return
 	}

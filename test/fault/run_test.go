@@ -362,11 +362,7 @@ func (sc scenario) run(t *testing.T) {
 	leader := r.whole()
 	r.logf("cluster whole, leader %s", leader.Name)
 	r.victims = sc.victims(r, leader)
-	for _, n := range c.Nodes {
-		if !slices.Contains(r.victims, n) {
-			r.others = append(r.others, n)
-		}
-	}
+	r.others = r.othersThan(r.victims)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	r.clients(ctx, sc.clean)
@@ -377,7 +373,7 @@ func (sc scenario) run(t *testing.T) {
 			leader = r.whole()
 			if v := sc.victims(r, leader); !slices.Equal(v, r.victims) {
 				t.Logf("cycle %d: victims %v", cycle, names(v))
-				r.victims = v
+				r.victims, r.others = v, r.othersThan(v)
 			}
 		}
 		back := r.goOffline()
@@ -418,6 +414,21 @@ func (sc scenario) run(t *testing.T) {
 			t.Errorf("QoS %d: a subscriber never had its session usable again", w.QoS)
 		}
 	}
+}
+
+// othersThan is the nodes not in victims; when every node is one (a
+// rolling restart), the nodes other than the first victim.
+func (r *run) othersThan(victims []*clustertest.Node) []*clustertest.Node {
+	var out []*clustertest.Node
+	for _, n := range r.c.Nodes {
+		if !slices.Contains(victims, n) {
+			out = append(out, n)
+		}
+	}
+	if len(out) == 0 {
+		return r.othersThan(victims[:1])
+	}
+	return out
 }
 
 func names(ns []*clustertest.Node) []string {
