@@ -48,7 +48,7 @@ func pending() bool { return *pendingFlag || os.Getenv("CULEX_FAULT_PENDING") ==
 // replicated.
 var needsReplicatedSessions = []string{
 	"kill-replicant", "kill-core", "kill-leader", "kill-two-cores", "power-loss-two-cores",
-	"partition-core", "partition-leader", "partition-replicants", "rolling-restart-drain", "takeover-race",
+	"partition-core", "isolate-core-link", "partition-leader", "partition-replicants", "rolling-restart-drain", "takeover-race",
 }
 
 // needsDurableBans are the scenarios that need culex to start again
@@ -74,6 +74,8 @@ func scenarios() []scenario {
 			victims: pick(leaderCore, follower), fault: powerLoss, power: true},
 		{name: "partition-core", about: "a core that is not the leader cut from every other node (iptables drops); its clients stay connected to it",
 			victims: pick(follower), fault: partitionVictims},
+		{name: "isolate-core-link", about: "a core that is not the leader loses its link (down): nothing reaches it, its clients' connections hang until their keep-alive ends them; link up after the hold",
+			victims: pick(follower), fault: isolateVictims},
 		{name: "partition-leader", about: "the JetStream meta leader cut from every other node",
 			victims: pick(leaderCore), fault: partitionVictims},
 		{name: "partition-replicants", about: "both replicants cut from the three cores (the replicants still reach each other)",
@@ -191,6 +193,17 @@ func partitionVictims(r *run) {
 	r.c.Partition(r.victims, r.others)
 	r.hold()
 	r.c.Heal()
+}
+
+// isolateVictims takes the victims' links down, holds, brings them up.
+func isolateVictims(r *run) {
+	for _, n := range r.victims {
+		r.c.Isolate(n)
+	}
+	r.hold()
+	for _, n := range r.victims {
+		r.c.Rejoin(n)
+	}
 }
 
 // rollingRestart drains, stops, restarts each node in turn, under load.
