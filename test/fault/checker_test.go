@@ -18,7 +18,7 @@ type checker struct {
 	sent    map[byte]int    // per QoS: publishes attempted
 	failed  map[byte]int    // per QoS: refused, timed out or cut off
 	subs    []*record
-	faultAt time.Time // the first fault of the scenario
+	faults  []time.Time // when each fault of the scenario began
 }
 
 func newChecker() *checker {
@@ -80,12 +80,10 @@ func (c *checker) ackedAt(qos byte) int {
 	return n
 }
 
-// fault marks the moment the scenario's first fault begins.
+// fault marks the moment one of the scenario's faults begins.
 func (c *checker) fault() {
 	c.mu.Lock()
-	if c.faultAt.IsZero() {
-		c.faultAt = time.Now()
-	}
+	c.faults = append(c.faults, time.Now())
 	c.mu.Unlock()
 }
 
@@ -207,7 +205,7 @@ func (c *checker) rows(scenario string) []row {
 				}
 			}
 			w.NoSession += r.noSess
-			if d := recovery(c.faultAt, r.lost, r.usable); d > w.Recovery {
+			if d := recovery(c.faults, r.lost, r.usable); d > w.Recovery {
 				w.Recovery = d
 			}
 			r.mu.Unlock()
@@ -218,22 +216,24 @@ func (c *checker) rows(scenario string) []row {
 	return out
 }
 
-// recovery is how long after the fault the last connection lost since
-// then took to become usable again (0: none was lost).
-func recovery(fault time.Time, lost, usable []time.Time) time.Duration {
-	if fault.IsZero() {
-		return 0
-	}
+// recovery is the longest time from a fault to the moment a connection
+// lost after it became usable again (0: none was lost; -1: one never
+// did).
+func recovery(faults, lost, usable []time.Time) time.Duration {
 	var worst time.Duration
 	for _, l := range lost {
-		if l.Before(fault) {
-			continue
+		f := slices.IndexFunc(faults, func(f time.Time) bool { return f.After(l) })
+		if f == 0 {
+			continue // lost before any fault
+		}
+		if f < 0 {
+			f = len(faults)
 		}
 		i := slices.IndexFunc(usable, func(u time.Time) bool { return u.After(l) })
 		if i < 0 {
-			return -1 // never usable again
+			return -1
 		}
-		if d := usable[i].Sub(fault); d > worst {
+		if d := usable[i].Sub(faults[f-1]); d > worst {
 			worst = d
 		}
 	}

@@ -48,3 +48,20 @@ func TestCheckerCounts(t *testing.T) {
 		t.Errorf("missing a=%d b=%d", c.missing(a), c.missing(b))
 	}
 }
+
+// TestRecoveryPerFault: each lost connection is measured from the fault
+// before it, not from the first fault; one never usable again is -1.
+func TestRecoveryPerFault(t *testing.T) {
+	t0 := time.Now()
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	faults := []time.Time{at(0), at(10000)}
+	if d := recovery(faults, []time.Time{at(-50), at(100), at(10100)}, []time.Time{at(-40), at(200), at(10300)}); d != 300*time.Millisecond {
+		t.Errorf("recovery %v, want 300ms", d)
+	}
+	if d := recovery(faults, []time.Time{at(100)}, nil); d != -1 {
+		t.Errorf("recovery %v, want -1", d)
+	}
+	if d := recovery(faults, nil, nil); d != 0 {
+		t.Errorf("recovery %v, want 0", d)
+	}
+}

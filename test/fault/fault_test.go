@@ -279,7 +279,10 @@ func writeResults(t *testing.T) {
 	if long() {
 		mode = fmt.Sprintf("long (%d faults of %v per scenario)", timings().cycles, timings().hold)
 	}
-	doc := fmt.Sprintf("Fault suite, %s mode, %s, commit %s:\n\n%s", mode,
+	if pending() {
+		mode += ", scenarios of needsReplicatedSessions and needsDurableBans included"
+	}
+	doc := fmt.Sprintf("Fault suite, mode %s, %s, commit %s:\n\n%s", mode,
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), strings.TrimSpace(string(commit)), table(rows))
 	t.Logf("\n%s", doc)
 	if *outFlag != "" {

@@ -51,6 +51,7 @@ type run struct {
 	start   time.Time
 	power   *power // the power-loss layer, if the scenario has one
 	pubs    sync.WaitGroup
+	subsWG  sync.WaitGroup // the subscribers' goroutines
 }
 
 // logf logs with the time since the scenario began.
@@ -178,7 +179,8 @@ func (r *run) clients(ctx context.Context, clean bool) {
 		s.state = state.NewInMemory()
 		ready := make(chan struct{})
 		r.subs = append(r.subs, s)
-		go s.run(ctx, ready)
+		r.subsWG.Add(1)
+		go func() { defer r.subsWG.Done(); s.run(ctx, ready) }()
 		select {
 		case <-ready:
 		case <-time.After(60 * time.Second):
@@ -364,7 +366,7 @@ func (sc scenario) run(t *testing.T) {
 	r.victims = sc.victims(r, leader)
 	r.others = r.othersThan(r.victims)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	defer func() { cancel(); r.pubs.Wait(); r.subsWG.Wait() }()
 	r.clients(ctx, sc.clean)
 	r.flowing(tm.warm)
 	r.logf("traffic flows to every subscriber")
