@@ -13,12 +13,12 @@ import (
 // and what each subscriber received. A message id is "<publisher>/<seq>"
 // in the payload; its QoS is the publisher's.
 type checker struct {
-	mu      sync.Mutex
-	acked   map[string]byte // id -> QoS, acknowledged with success
-	sent    map[byte]int    // per QoS: publishes attempted
-	failed  map[byte]int    // per QoS: refused, timed out or cut off
-	subs    []*record
-	faults  []time.Time // when each fault of the scenario began
+	mu     sync.Mutex
+	acked  map[string]byte // id -> QoS, acknowledged with success
+	sent   map[byte]int    // per QoS: publishes attempted
+	failed map[byte]int    // per QoS: refused, timed out or cut off
+	subs   []*record
+	faults []time.Time // when each fault of the scenario began
 }
 
 func newChecker() *checker {
