@@ -269,7 +269,7 @@ func writeResults(t *testing.T) {
 		order = append(order, sc.name)
 	}
 	slices.SortStableFunc(rows, func(a, b row) int {
-		return slices.Index(order, a.Scenario) - slices.Index(order, b.Scenario)
+		return slices.Index(order, scenarioOf(a)) - slices.Index(order, scenarioOf(b))
 	})
 	if len(rows) == 0 {
 		return
@@ -292,12 +292,21 @@ func writeResults(t *testing.T) {
 	}
 }
 
+func scenarioOf(w row) string {
+	name, _, _ := strings.Cut(w.Scenario, " ")
+	return name
+}
+
 // table renders rows as markdown.
 func table(rows []row) string {
 	var b strings.Builder
 	b.WriteString("| scenario | QoS | sent | acked | failed | received | lost | duplicated | unacked received | sessions not found | usable again after |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, w := range rows {
+		if w.QoS == 0 {
+			fmt.Fprintf(&b, "| %s |%s\n", w.Scenario, strings.Repeat(" - |", 10))
+			continue
+		}
 		rec := w.Recovery.Round(10 * time.Millisecond).String()
 		if w.Recovery < 0 {
 			rec = "never"

@@ -352,6 +352,14 @@ func (sc scenario) run(t *testing.T) {
 	requireNetns(t)
 	tm := timings()
 	start := time.Now()
+	finished := false
+	defer func() { // a scenario that stopped half-way still has a line
+		if !finished {
+			resultsMu.Lock()
+			results = append(results, row{Scenario: sc.name + " (did not finish: see its log)"})
+			resultsMu.Unlock()
+		}
+	}()
 	opts := clustertest.Options{Cores: 3, Replicants: 2, Netns: true, Timeout: 90 * time.Second}
 	var pw *power
 	if sc.power {
@@ -395,6 +403,7 @@ func (sc scenario) run(t *testing.T) {
 	resultsMu.Lock()
 	results = append(results, rows...)
 	resultsMu.Unlock()
+	finished = true
 	t.Logf("\n%s", table(rows))
 	if sc.clean {
 		if lost := rows[0].Lost + rows[1].Lost; lost == 0 {
