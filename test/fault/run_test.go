@@ -363,6 +363,10 @@ func (sc scenario) run(t *testing.T) {
 	opts := clustertest.Options{Cores: 3, Replicants: 2, Netns: true, Timeout: 90 * time.Second}
 	var pw *power
 	if sc.power {
+		// The test's temporary directory is removed by a cleanup
+		// registered at its first use: before the layer's, so that it
+		// runs after the layer has unmounted.
+		t.TempDir()
 		pw = newPower(t)
 		opts.DataDir = pw.dataDir
 	}
