@@ -9,7 +9,9 @@
 //	r := c.Add(clustertest.Replicant)
 //
 // Every wait has a deadline (Options.Timeout); a failed test prints every
-// node's log.
+// node's log. With Options.Netns each node runs in a network namespace of
+// its own instead of on loopback, so that tests can cut its links
+// (Partition, Heal, Isolate, Rejoin: netns.go).
 package clustertest
 
 import (
