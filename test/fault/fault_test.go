@@ -51,14 +51,6 @@ var needsReplicatedSessions = []string{
 	"partition-core", "isolate-core-link", "partition-leader", "partition-replicants", "rolling-restart-drain", "takeover-race",
 }
 
-// needsDurableBans are the scenarios that need culex to start again
-// after a power loss: internal/admin writes data_dir/bans.json with
-// WriteFile and a rename, without fsync, so the layer leaves it empty and
-// the restart stops with "admin bans .../bans.json: unexpected end of
-// JSON input". They run only with -fault.pending; empty this list once
-// that file is fsynced before its rename (and its directory after).
-var needsDurableBans = []string{"power-loss-two-cores"}
-
 // scenarios is the suite, in the order it runs.
 func scenarios() []scenario {
 	return []scenario{
@@ -99,9 +91,6 @@ func TestFault(t *testing.T) {
 		t.Run(sc.name, func(t *testing.T) {
 			if slices.Contains(needsReplicatedSessions, sc.name) && !pending() {
 				t.Skipf("needs persistent sessions kept by the cluster (needsReplicatedSessions); run with -fault.pending")
-			}
-			if slices.Contains(needsDurableBans, sc.name) && !pending() {
-				t.Skipf("needs bans.json fsynced (needsDurableBans); run with -fault.pending")
 			}
 			if !long() {
 				t.Parallel()
@@ -280,7 +269,7 @@ func writeResults(t *testing.T) {
 		mode = fmt.Sprintf("long (%d faults of %v per scenario)", timings().cycles, timings().hold)
 	}
 	if pending() {
-		mode += ", scenarios of needsReplicatedSessions and needsDurableBans included"
+		mode += ", scenarios of needsReplicatedSessions included"
 	}
 	doc := fmt.Sprintf("Fault suite, mode %s, %s, commit %s:\n\n%s", mode,
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), strings.TrimSpace(string(commit)), table(rows))
