@@ -37,7 +37,7 @@ var allowed = map[string][]string{
 	"internal/server": {"internal/auth", "internal/bridge/kafka", "internal/broker", "internal/config", "internal/listener", "internal/store",
 		"internal/mqtt/packet", "internal/mqtt/topic", "internal/admin", "internal/metrics", "internal/health", "internal/eventlog",
 		"internal/cluster", "internal/cluster/fabric", "internal/cluster/registry", "internal/cluster/psession"},
-	"internal/atomicfile":     {},
+	"internal/atomicfile":    {},
 	"internal/admin/account": {"internal/atomicfile"},
 	"internal/admin": {"internal/admin/account", "internal/atomicfile", "internal/auth", "internal/bridge/kafka", "internal/broker", "internal/config",
 		"internal/mqtt/packet", "internal/mqtt/topic"},
