@@ -16,7 +16,9 @@ cd "$(dirname "$0")/.."
 # For the deployment checks: systemd (systemd-analyze verifies the unit),
 # podman and runc (build and run the container image where base images can
 # be pulled; busybox-static: the stand-in build image where none can).
-pkgs=(mosquitto mosquitto-clients kcat haproxy coreutils prometheus chromium firefox-esr systemd podman runc busybox-static nats-server)
+# For the fault suite (test/fault): iproute2 (ip netns, veth links) and
+# iptables (partitions); it runs as root.
+pkgs=(mosquitto mosquitto-clients kcat haproxy coreutils prometheus chromium firefox-esr systemd podman runc busybox-static nats-server iproute2 iptables)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/culexmq/culex/internal/atomicfile"
 	"github.com/culexmq/culex/internal/auth"
 	"github.com/culexmq/culex/internal/broker"
 )
@@ -179,12 +180,7 @@ func (s *Server) saveBans() {
 	bansFileMu.Lock()
 	defer bansFileMu.Unlock()
 	data, _ := json.MarshalIndent(s.manualBans(), "", "  ")
-	tmp := path + ".tmp"
-	err := os.WriteFile(tmp, data, 0o600)
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
+	if err := atomicfile.WriteFile(path, data, 0o600); err != nil {
 		s.log.Error("admin: saving the bans", "file", path, "err", err)
 	}
 }

@@ -9,11 +9,14 @@
 //	r := c.Add(clustertest.Replicant)
 //
 // Every wait has a deadline (Options.Timeout); a failed test prints every
-// node's log.
+// node's log. With Options.Netns each node runs in a network namespace of
+// its own instead of on loopback, so that tests can cut its links
+// (Partition, Heal, Isolate, Rejoin: netns.go).
 package clustertest
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -50,6 +53,16 @@ type Options struct {
 	Timeout time.Duration
 	// Env is added to each process's environment.
 	Env []string
+	// Netns runs each node in a network namespace of its own (Linux, as
+	// root; see NetnsSupported), reached from the test process over veth
+	// links: Node.IP is its address, and Partition, Heal, Isolate and
+	// Rejoin cut and restore its links.
+	Netns bool
+	// DataDir, when set, is called once per node (Name and Role set)
+	// with the directory the harness chose for it, created, and returns
+	// the one the node uses as data_dir (e.g. a mount of a filesystem the
+	// test controls).
+	DataDir func(t testing.TB, n *Node, dir string) string
 }
 
 // Cluster is a running set of nodes.
@@ -61,6 +74,7 @@ type Cluster struct {
 	mu     sync.Mutex
 	Nodes  []*Node
 	seeds  []string // the cores' cluster addresses
+	net    *netnet  // with Options.Netns
 }
 
 // Node is one `culex serve` process (or a stopped one, between Kill and
@@ -68,9 +82,12 @@ type Cluster struct {
 type Node struct {
 	c           *Cluster
 	Name, Role  string
-	ClusterAddr string // 127.0.0.1:port of its cluster port
+	ClusterAddr string // host:port of its cluster port
 	DataDir     string
-	cfgFile     string
+	// IP is the node's address in its namespace (Options.Netns), NS the
+	// namespace's name; both empty on loopback.
+	IP, NS  string
+	cfgFile string
 
 	mu     sync.Mutex
 	Addr   string // MQTT host:port of the current process
@@ -131,11 +148,25 @@ func Start(t testing.TB, opts Options) *Cluster {
 	}
 	Binary(t)
 	c := &Cluster{t: t, opts: opts, dir: t.TempDir(), secret: "test-secret-" + strconv.Itoa(os.Getpid())}
-	t.Cleanup(c.stopAll)
-	ports := FreePorts(t, opts.Cores)
-	for _, p := range ports {
-		c.seeds = append(c.seeds, "127.0.0.1:"+strconv.Itoa(p))
+	var ports []int
+	if opts.Netns {
+		nn, err := newNetnet()
+		if err != nil {
+			t.Fatalf("clustertest: %v", err)
+		}
+		c.net = nn
+		t.Cleanup(c.closeNet) // after stopAll (cleanups run last first)
+		for i := range opts.Cores {
+			ports = append(ports, nsClusterPort)
+			c.seeds = append(c.seeds, net.JoinHostPort(nn.addr(i).String(), strconv.Itoa(nsClusterPort)))
+		}
+	} else {
+		ports = FreePorts(t, opts.Cores)
+		for _, p := range ports {
+			c.seeds = append(c.seeds, "127.0.0.1:"+strconv.Itoa(p))
+		}
 	}
+	t.Cleanup(c.stopAll)
 	for i := range opts.Cores {
 		c.start(Core, ports[i])
 	}
@@ -170,6 +201,16 @@ func (c *Cluster) start(role string, port int) *Node {
 	c.Nodes = append(c.Nodes, n)
 	c.mu.Unlock()
 	n.DataDir = filepath.Join(c.dir, n.Name)
+	if c.opts.DataDir != nil {
+		if err := os.MkdirAll(n.DataDir, 0o700); err != nil {
+			c.t.Fatal(err)
+		}
+		n.DataDir = c.opts.DataDir(c.t, n, n.DataDir)
+	}
+	if c.net != nil {
+		c.startNS(n, i)
+		return n
+	}
 	for attempt := 0; ; attempt++ {
 		if port == 0 {
 			port = FreePorts(c.t, 1)[0]
@@ -201,9 +242,10 @@ func (n *Node) writeConfig() {
 			extra.WriteString("  " + l + "\n")
 		}
 	}
+	host := cmp.Or(n.IP, "127.0.0.1")
 	cfg := fmt.Sprintf(`log_level: info
 data_dir: %q
-listeners: [tcp://127.0.0.1:0]
+listeners: [tcp://%s]
 sys_interval: 0s
 cluster:
   name: culex-test
@@ -214,7 +256,10 @@ cluster:
   secret: %q
   node_timeout: 2s
   ack_timeout: 10s
-%s`, n.DataDir, n.Name, n.Role, n.ClusterAddr, strings.Join(peers, ", "), c.secret, extra.String()) + c.opts.Extra
+%s`, n.DataDir, net.JoinHostPort(host, "0"), n.Name, n.Role, n.ClusterAddr, strings.Join(peers, ", "), c.secret, extra.String()) + c.opts.Extra
+	if n.IP != "" { // a namespace of its own: the admin port cannot collide
+		cfg += fmt.Sprintf("admin:\n  listen: %q\n", n.AdminAddr())
+	}
 	n.cfgFile = filepath.Join(c.dir, n.Name+".yaml")
 	if err := os.WriteFile(n.cfgFile, []byte(cfg), 0o600); err != nil {
 		c.t.Fatal(err)
@@ -236,6 +281,9 @@ func (n *Node) launch() error {
 	n.log = &logBuf{}
 	n.ready, n.listen, n.exited = make(chan struct{}), make(chan string, 1), make(chan struct{})
 	n.cmd = exec.Command(binPath, "serve", "-c", n.cfgFile)
+	if n.NS != "" { // ip execs culex in the namespace: the process is culex
+		n.cmd = exec.Command("ip", "netns", "exec", n.NS, binPath, "serve", "-c", n.cfgFile)
+	}
 	n.cmd.Env = append(Environ(), n.c.opts.Env...)
 	cmd, log, ready, listen, exited := n.cmd, n.log, n.ready, n.listen, n.exited
 	n.mu.Unlock()

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/culexmq/culex/internal/atomicfile"
 )
 
 // GroupInstanceIDNone turns static group membership off.
@@ -51,11 +53,7 @@ func (k *Kafka) ResolveGroupInstanceID(dir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o600); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := atomicfile.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
 		return "", err
 	}
 	k.GroupInstanceID = id

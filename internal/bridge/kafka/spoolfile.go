@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/culexmq/culex/internal/atomicfile"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -198,9 +199,5 @@ func readCheckpoint(dir string) uint64 {
 func writeCheckpoint(dir string, seq uint64) error {
 	var b [8]byte
 	binary.LittleEndian.PutUint64(b[:], seq)
-	tmp := filepath.Join(dir, "checkpoint.tmp")
-	if err := os.WriteFile(tmp, b[:], 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(dir, "checkpoint"))
+	return atomicfile.WriteFile(filepath.Join(dir, "checkpoint"), b[:], 0o644)
 }
