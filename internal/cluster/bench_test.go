@@ -1,0 +1,272 @@
+package cluster
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/culexmq/culex/internal/mqtt/packet"
+)
+
+// BenchmarkCrossNodeQoS0 and BenchmarkCrossNodeQoS1 measure fan-in 10:1
+// (ten publishers on bench/<i>, one subscriber on bench/#, 64 B) through
+// two nodes in this process, the subscriber on the publishers' node
+// (local) or on the other one (cross). An op is one delivered message;
+// cpu-ns/msg is the process's CPU time per message, the raw clients'
+// (small, the same in both) included. At QoS 1 each publisher has 32
+// publishes in flight, as `culex bench` does; at QoS 0 at most window
+// messages are between the publishers and the subscriber, so nothing is
+// dropped.
+func BenchmarkCrossNodeQoS0(b *testing.B) { benchCrossNode(b, 0) }
+func BenchmarkCrossNodeQoS1(b *testing.B) { benchCrossNode(b, 1) }
+
+func benchCrossNode(b *testing.B, qos byte) {
+	ns := startNodes(b, 2)
+	run := 0
+	for _, where := range []string{"local", "cross"} {
+		b.Run(where, func(b *testing.B) {
+			run++
+			sn := ns[0]
+			if where == "cross" {
+				sn = ns[1]
+			}
+			fanIn(b, ns[0], sn, qos, run)
+		})
+	}
+}
+
+var benchPubs, benchInflight = envInt("CULEX_BENCH_PUBS", 10), envInt("CULEX_BENCH_INFLIGHT", 32)
+
+func envInt(k string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(k)); err == nil {
+		return v
+	}
+	return def
+}
+
+func fanIn(b *testing.B, pn, sn *node, qos byte, run int) {
+	sub := dialRaw(b, sn.addr, fmt.Sprintf("sub-%d", run))
+	sub.subscribe(b, "bench/#", qos)
+	if pn != sn {
+		waitFor(b, func() bool { _, ok := pn.peerFilters(sn.r.node)["bench/#"]; return ok })
+	}
+	win := newWindow(20000)
+	pubs := make([]*rawClient, benchPubs)
+	for i := range pubs {
+		pubs[i] = dialRaw(b, pn.addr, fmt.Sprintf("pub-%d-%d", run, i))
+	}
+	var wg sync.WaitGroup
+	b.ReportAllocs()
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	for i, pc := range pubs {
+		n := b.N / benchPubs
+		if i < b.N%benchPubs {
+			n++
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pc.publishN(b, "bench/"+strconv.Itoa(i), qos, n, win)
+		}()
+	}
+	var acks []byte
+	sub.nc.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for got := 0; got < b.N; {
+		typ, pid, err := sub.next()
+		if err != nil {
+			b.Fatalf("subscriber: %v after %d of %d messages", err, got, b.N)
+		}
+		if typ != packet.PUBLISH {
+			continue
+		}
+		got++
+		if qos > 0 {
+			acks = append(acks, byte(packet.PUBACK)<<4, 2, byte(pid>>8), byte(pid))
+		} else {
+			win.release(1)
+		}
+		if sub.r.Buffered() == 0 && len(acks) > 0 {
+			sub.nc.Write(acks)
+			acks = acks[:0]
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/msg")
+	wg.Wait()
+	for _, pc := range pubs {
+		pc.nc.Close()
+	}
+	sub.nc.Close()
+}
+
+func cpuTime() int64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+func waitFor(tb testing.TB, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatal("timed out")
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval
+	}
+}
+
+// window counts messages that may still be sent.
+type window struct {
+	mu    sync.Mutex
+	c     sync.Cond
+	avail int
+}
+
+func newWindow(n int) *window {
+	w := &window{avail: n}
+	w.c.L = &w.mu
+	return w
+}
+
+// take waits for at least one and takes up to n.
+func (w *window) take(n int) int {
+	w.mu.Lock()
+	for w.avail == 0 {
+		w.c.Wait()
+	}
+	n = min(n, w.avail)
+	w.avail -= n
+	w.mu.Unlock()
+	return n
+}
+
+func (w *window) release(n int) {
+	w.mu.Lock()
+	w.avail += n
+	w.mu.Unlock()
+	w.c.Signal()
+}
+
+// rawClient is an MQTT 3.1.1 client that reads without allocating.
+type rawClient struct {
+	nc net.Conn
+	r  *bufio.Reader
+}
+
+func dialRaw(tb testing.TB, addr, id string) *rawClient {
+	tb.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c := &rawClient{nc: nc, r: bufio.NewReaderSize(nc, 64<<10)}
+	wire, _ := (&packet.Connect{ProtocolName: "MQTT", Version: packet.V311, CleanStart: true, ClientID: id}).Encode(nil, packet.V311)
+	nc.Write(wire)
+	nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if p, err := packet.ReadPacket(c.r, packet.V311, 0); err != nil || p.(*packet.Connack).ReasonCode != 0 {
+		tb.Fatalf("connect %s: %v %+v", id, err, p)
+	}
+	return c
+}
+
+func (c *rawClient) subscribe(tb testing.TB, filter string, qos byte) {
+	wire, _ := (&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: filter, QoS: qos}}}).Encode(nil, packet.V311)
+	c.nc.Write(wire)
+	if _, err := packet.ReadPacket(c.r, packet.V311, 0); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// next reads one packet: its type and, for a QoS 1 PUBLISH or a PUBACK,
+// its packet id.
+func (c *rawClient) next() (packet.Type, uint16, error) {
+	h, err := c.r.ReadByte()
+	if err != nil {
+		return 0, 0, err
+	}
+	var rl, shift int
+	for {
+		d, err := c.r.ReadByte()
+		if err != nil {
+			return 0, 0, err
+		}
+		rl |= int(d&0x7f) << shift
+		shift += 7
+		if d < 0x80 {
+			break
+		}
+	}
+	typ := packet.Type(h >> 4)
+	var pid uint16
+	switch {
+	case typ == packet.PUBACK:
+		p, err := c.r.Peek(2)
+		if err != nil {
+			return 0, 0, err
+		}
+		pid = binary.BigEndian.Uint16(p)
+	case typ == packet.PUBLISH && h>>1&3 > 0:
+		p, err := c.r.Peek(2)
+		if err != nil {
+			return 0, 0, err
+		}
+		tl := int(binary.BigEndian.Uint16(p))
+		if p, err = c.r.Peek(2 + tl + 2); err != nil {
+			return 0, 0, err
+		}
+		pid = binary.BigEndian.Uint16(p[2+tl:])
+	}
+	_, err = c.r.Discard(rl)
+	return typ, pid, err
+}
+
+// publishN publishes n messages on topic, at QoS 1 with at most 32 in
+// flight, at QoS 0 within win.
+func (c *rawClient) publishN(tb testing.TB, topic string, qos byte, n int, win *window) {
+	one, _ := (&packet.Publish{Topic: topic, QoS: qos, PacketID: 1, Payload: make([]byte, 64)}).Encode(nil, packet.V311)
+	pidAt := len(one) - 64 - 2
+	if qos > 0 {
+		win = newWindow(benchInflight)
+		go func() {
+			c.nc.SetReadDeadline(time.Now().Add(time.Minute))
+			for got := 0; got < n; {
+				typ, _, err := c.next()
+				if err != nil {
+					return
+				}
+				if typ == packet.PUBACK {
+					got++
+					win.release(1)
+				}
+			}
+		}()
+	}
+	buf := make([]byte, 0, 64*len(one))
+	pid := uint16(0)
+	for sent := 0; sent < n; {
+		k := win.take(min(64, n-sent))
+		buf = buf[:0]
+		for range k {
+			if pid++; pid == 0 {
+				pid = 1
+			}
+			if qos > 0 {
+				binary.BigEndian.PutUint16(one[pidAt:], pid)
+			}
+			buf = append(buf, one...)
+		}
+		if _, err := c.nc.Write(buf); err != nil {
+			return
+		}
+		sent += k
+	}
+}
