@@ -189,21 +189,9 @@ func (c *rawClient) subscribe(tb testing.TB, filter string, qos byte) {
 // next reads one packet: its type and, for a QoS 1 PUBLISH or a PUBACK,
 // its packet id.
 func (c *rawClient) next() (packet.Type, uint16, error) {
-	h, err := c.r.ReadByte()
+	h, rl, err := c.header()
 	if err != nil {
 		return 0, 0, err
-	}
-	var rl, shift int
-	for {
-		d, err := c.r.ReadByte()
-		if err != nil {
-			return 0, 0, err
-		}
-		rl |= int(d&0x7f) << shift
-		shift += 7
-		if d < 0x80 {
-			break
-		}
 	}
 	typ := packet.Type(h >> 4)
 	var pid uint16
@@ -227,6 +215,50 @@ func (c *rawClient) next() (packet.Type, uint16, error) {
 	}
 	_, err = c.r.Discard(rl)
 	return typ, pid, err
+}
+
+// header reads a fixed header: its first byte and remaining length.
+func (c *rawClient) header() (h byte, rl int, err error) {
+	if h, err = c.r.ReadByte(); err != nil {
+		return 0, 0, err
+	}
+	for shift := 0; ; shift += 7 {
+		d, err := c.r.ReadByte()
+		if err != nil {
+			return 0, 0, err
+		}
+		rl |= int(d&0x7f) << shift
+		if d < 0x80 {
+			return h, rl, nil
+		}
+	}
+}
+
+// nextTopic reads up to the next PUBLISH and returns its topic.
+func (c *rawClient) nextTopic() (string, error) {
+	for {
+		h, rl, err := c.header()
+		if err != nil {
+			return "", err
+		}
+		var topic string
+		if packet.Type(h>>4) == packet.PUBLISH {
+			p, err := c.r.Peek(2)
+			if err != nil {
+				return "", err
+			}
+			if p, err = c.r.Peek(2 + int(binary.BigEndian.Uint16(p))); err != nil {
+				return "", err
+			}
+			topic = string(p[2:])
+		}
+		if _, err := c.r.Discard(rl); err != nil {
+			return "", err
+		}
+		if topic != "" {
+			return topic, nil
+		}
+	}
 }
 
 // publishN publishes n messages on topic, at QoS 1 with at most 32 in

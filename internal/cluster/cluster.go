@@ -104,9 +104,10 @@ type Router struct {
 
 	// Test seams: testResync runs in resync between reading the broker's
 	// filters and taking r.mu; testPublish replaces the NATS publish of
-	// forwarded batches.
+	// forwarded batches; testInject runs before a batch is injected.
 	testResync  atomic.Pointer[func()]
 	testPublish atomic.Pointer[func(node string, batch []byte) error]
+	testInject  atomic.Pointer[func()]
 }
 
 // peer is another node as this one knows it.
@@ -173,7 +174,14 @@ func (r *Router) Start(b *broker.Broker) error {
 			r.Close()
 			return fmt.Errorf("cluster: subscribe %s: %w", subj, err)
 		}
-		s.SetPendingLimits(1<<20, 512<<20)
+		if subj == r.prefix+"msg."+r.node {
+			// What other nodes forwarded and this one has not routed yet
+			// is bounded as what it holds for them: past it, NATS drops
+			// the newest batches (a slow consumer, logged).
+			s.SetPendingLimits(1<<20, r.maxPending)
+		} else {
+			s.SetPendingLimits(1<<20, 512<<20)
+		}
 		r.subs = append(r.subs, s)
 	}
 	if err := r.nc.Flush(); err != nil {
@@ -610,6 +618,9 @@ func (r *Router) Nodes() []string {
 // acknowledges a QoS 1/2 one once the broker has queued it (durably for
 // persistent sessions).
 func (r *Router) onMessage(msg *nats.Msg) {
+	if fn := r.testInject.Load(); fn != nil {
+		(*fn)()
+	}
 	now := time.Now().UnixNano()
 	ab := &ackBatch{open: true}
 	defer r.sendAcks(ab)
