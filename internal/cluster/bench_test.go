@@ -261,6 +261,62 @@ func (c *rawClient) nextTopic() (string, error) {
 	}
 }
 
+// ackAll reads and acknowledges until the connection fails.
+func (c *rawClient) ackAll() {
+	var acks []byte
+	for {
+		typ, pid, err := c.next()
+		if err != nil {
+			return
+		}
+		if typ == packet.PUBLISH {
+			acks = append(acks, byte(packet.PUBACK)<<4, 2, byte(pid>>8), byte(pid))
+		}
+		if c.r.Buffered() == 0 && len(acks) > 0 {
+			c.nc.Write(acks)
+			acks = acks[:0]
+		}
+	}
+}
+
+// publishAcked publishes n QoS 1 messages on topic, at most 32 in flight,
+// and returns once each has its PUBACK.
+func (c *rawClient) publishAcked(topic string, n int) error {
+	one, _ := (&packet.Publish{Topic: topic, QoS: 1, PacketID: 1, Payload: make([]byte, 64)}).Encode(nil, packet.V311)
+	pidAt := len(one) - 64 - 2
+	win := newWindow(32)
+	errc := make(chan error, 1)
+	go func() {
+		for got := 0; got < n; {
+			typ, _, err := c.next()
+			if err != nil {
+				errc <- fmt.Errorf("%s: %d of %d PUBACKs: %w", topic, got, n, err)
+				c.nc.Close()
+				win.release(n) // the writer stops at its next write
+				return
+			}
+			if typ == packet.PUBACK {
+				got++
+				win.release(1)
+			}
+		}
+		errc <- nil
+	}()
+	var buf []byte
+	for pid := 1; pid <= n; {
+		buf = buf[:0]
+		for k := win.take(n - pid + 1); k > 0; k-- {
+			binary.BigEndian.PutUint16(one[pidAt:], uint16(pid))
+			buf = append(buf, one...)
+			pid++
+		}
+		if _, err := c.nc.Write(buf); err != nil {
+			break
+		}
+	}
+	return <-errc
+}
+
 // publishN publishes n messages on topic, at QoS 1 with at most 32 in
 // flight, at QoS 0 within win.
 func (c *rawClient) publishN(tb testing.TB, topic string, qos byte, n int, win *window) {

@@ -130,11 +130,12 @@ func (n *nodeRoute) wait(w waiter) (uint64, bool) {
 		return 0, false
 	}
 	n.next++
+	seq := n.next // read under the lock: another send may take the next one at once
 	n.waiting++
 	w.sent = time.Now().UnixNano()
 	n.pend = append(n.pend, w)
 	n.mu.Unlock()
-	return n.next, true
+	return seq, true
 }
 
 // send appends m's frame to the batch for the node and wakes its flusher.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -377,5 +378,42 @@ func TestReceiverBacklogBounded(t *testing.T) {
 	}
 	if got >= n {
 		t.Errorf("%d of %d messages delivered: none dropped", got, n)
+	}
+}
+
+// TestConcurrentForwardsAcknowledged: QoS 1 publishers on one node whose
+// messages go to another are each acknowledged for their own message:
+// concurrent sends to one node never give two frames the same sequence
+// (one would never be acknowledged, and its publisher would wait for
+// ack_timeout).
+func TestConcurrentForwardsAcknowledged(t *testing.T) {
+	ns := startNodesWith(t, 2, func(c *config.Cluster) { c.AckTimeout = time.Minute })
+	a, b := ns[0], ns[1]
+	sub := dialRaw(t, b.addr, "sub")
+	sub.subscribe(t, "c/#", 1)
+	go sub.ackAll()
+	eventually(t, "n0 to learn c/#", func() bool { _, ok := a.peerFilters("n1")["c/#"]; return ok })
+	const pubs, each = 10, 3000
+	done := make(chan error, pubs)
+	for i := range pubs {
+		pc := dialRaw(t, a.addr, "pub"+strconv.Itoa(i))
+		go func() {
+			// At most 32 in flight, as `culex bench` does; a PUBACK that
+			// waits for ack_timeout fails the read deadline.
+			pc.nc.SetReadDeadline(time.Now().Add(30 * time.Second))
+			done <- pc.publishAcked("c/"+strconv.Itoa(i), each)
+		}()
+	}
+	for range pubs {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	rt := a.routeTo(t, "n1")
+	rt.mu.Lock()
+	waiting := rt.waiting
+	rt.mu.Unlock()
+	if waiting != 0 {
+		t.Errorf("%d forwarded messages still wait for their acknowledgement", waiting)
 	}
 }
