@@ -37,7 +37,15 @@ func benchCrossNode(b *testing.B, qos byte) {
 			if where == "cross" {
 				sn = ns[1]
 			}
-			fanIn(b, ns[0], sn, qos, run)
+			var cpu0 int64
+			fanIn(b, ns[0], sn, qos, run, b.N, func() {
+				b.ReportAllocs()
+				cpu0 = cpuTime()
+				b.ResetTimer()
+			}, func() {
+				b.StopTimer()
+				b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/msg")
+			})
 		})
 	}
 }
@@ -51,38 +59,40 @@ func envInt(k string, def int) int {
 	return def
 }
 
-func fanIn(b *testing.B, pn, sn *node, qos byte, run int) {
-	sub := dialRaw(b, sn.addr, fmt.Sprintf("sub-%d", run))
-	sub.subscribe(b, "bench/#", qos)
+// fanIn sends total messages from benchPubs publishers on pn to one
+// subscriber of bench/# on sn. started runs once every client is
+// connected, before the first publish; received once the subscriber has
+// every message.
+func fanIn(tb testing.TB, pn, sn *node, qos byte, run, total int, started, received func()) {
+	sub := dialRaw(tb, sn.addr, fmt.Sprintf("sub-%d", run))
+	sub.subscribe(tb, "bench/#", qos)
 	if pn != sn {
-		waitFor(b, func() bool { _, ok := pn.peerFilters(sn.r.node)["bench/#"]; return ok })
+		waitFor(tb, func() bool { _, ok := pn.peerFilters(sn.r.node)["bench/#"]; return ok })
 	}
 	win := newWindow(20000)
 	pubs := make([]*rawClient, benchPubs)
 	for i := range pubs {
-		pubs[i] = dialRaw(b, pn.addr, fmt.Sprintf("pub-%d-%d", run, i))
+		pubs[i] = dialRaw(tb, pn.addr, fmt.Sprintf("pub-%d-%d", run, i))
 	}
 	var wg sync.WaitGroup
-	b.ReportAllocs()
-	cpu0 := cpuTime()
-	b.ResetTimer()
+	started()
 	for i, pc := range pubs {
-		n := b.N / benchPubs
-		if i < b.N%benchPubs {
+		n := total / benchPubs
+		if i < total%benchPubs {
 			n++
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			pc.publishN(b, "bench/"+strconv.Itoa(i), qos, n, win)
+			pc.publishN(tb, "bench/"+strconv.Itoa(i), qos, n, win)
 		}()
 	}
 	var acks []byte
 	sub.nc.SetReadDeadline(time.Now().Add(30 * time.Second))
-	for got := 0; got < b.N; {
+	for got := 0; got < total; {
 		typ, pid, err := sub.next()
 		if err != nil {
-			b.Fatalf("subscriber: %v after %d of %d messages", err, got, b.N)
+			tb.Fatalf("subscriber: %v after %d of %d messages", err, got, total)
 		}
 		if typ != packet.PUBLISH {
 			continue
@@ -98,8 +108,7 @@ func fanIn(b *testing.B, pn, sn *node, qos byte, run int) {
 			acks = acks[:0]
 		}
 	}
-	b.StopTimer()
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/msg")
+	received()
 	wg.Wait()
 	for _, pc := range pubs {
 		pc.nc.Close()
