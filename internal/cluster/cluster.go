@@ -70,6 +70,7 @@ type Router struct {
 
 	acks      chan ackItem
 	subs      []*nats.Subscription
+	msgSub    *nats.Subscription // of forwarded messages (among subs)
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	closed    atomic.Bool
@@ -179,6 +180,7 @@ func (r *Router) Start(b *broker.Broker) error {
 			// is bounded as what it holds for them: past it, NATS drops
 			// the newest batches (a slow consumer, logged).
 			s.SetPendingLimits(1<<20, r.maxPending)
+			r.msgSub = s
 		} else {
 			s.SetPendingLimits(1<<20, 512<<20)
 		}

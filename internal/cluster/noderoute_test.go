@@ -360,6 +360,9 @@ func TestReceiverBacklogBounded(t *testing.T) {
 	if _, bytes, _ := msgSub.Pending(); bytes > limit {
 		t.Errorf("n1 holds %d bytes of forwarded messages, over max_pending_bytes %d", bytes, limit)
 	}
+	if d := b.r.Stats().ReceivedDropped; d == 0 {
+		t.Error("n1 dropped forwarded messages and did not count them")
+	}
 	b.r.testInject.Store(nil)
 	release()
 	eventually(t, "n1 to route what it holds", func() bool { m, _, _ := msgSub.Pending(); return m == 0 })

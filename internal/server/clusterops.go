@@ -36,7 +36,7 @@ func (s *Server) serveClusterAdmin() error {
 }
 
 func clusterStats(st cluster.Stats) metrics.ClusterStats {
-	out := metrics.ClusterStats{Forwarded: st.Forwarded, Received: st.Received, Routes: st.Routes, MetaLeader: st.MetaLeader}
+	out := metrics.ClusterStats{Forwarded: st.Forwarded, Received: st.Received, ReceivedDropped: st.ReceivedDropped, Routes: st.Routes, MetaLeader: st.MetaLeader}
 	for _, p := range st.Peers {
 		out.Peers = append(out.Peers, metrics.ClusterPeer{Node: p.Node, Waiting: p.Waiting, Timeouts: p.Timeouts})
 	}
