@@ -422,6 +422,10 @@ func (b *Broker) Publish(ctx context.Context, m *Message, done func(error)) {
 			return
 		}
 	}
+	if done == nil {
+		b.route(m, nil) // nobody waits: no storeWait to allocate
+		return
+	}
 	w := newStoreWait(done)
 	b.route(m, w)
 	w.done(nil)
