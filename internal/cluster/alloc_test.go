@@ -17,7 +17,7 @@ func TestForwardAllocs(t *testing.T) {
 	for _, c := range []struct {
 		qos byte
 		max float64 // 12 and 18.5 before the frame's strings aliased it
-	}{{0, 6.5}, {1, 12}} {
+	}{{0, 5.5}, {1, 11.5}} {
 		var before, after runtime.MemStats
 		fanIn(t, ns[0], ns[1], c.qos, int(c.qos), n,
 			func() { runtime.ReadMemStats(&before) }, func() { runtime.ReadMemStats(&after) })
