@@ -253,7 +253,8 @@ func (n *nodeRoute) flush() {
 	n.chunks = n.taken[:0]
 	n.bmu.Unlock()
 	for i, c := range cs {
-		if err := n.publish(c); err != nil {
+		// An empty chunk's one frame was over max_pending_bytes.
+		if len(c) > 0 && n.publish(c) != nil {
 			for f := c; len(f) > 0; {
 				l := 4 + int(binary.LittleEndian.Uint32(f))
 				if seq := frameSeq(f[4:l]); seq != 0 {
