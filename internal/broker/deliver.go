@@ -77,8 +77,10 @@ func (c *conn) writePublish(om *outMsg, dup bool, sc *scratch, now int64) bool {
 		}
 		var err error
 		if sc != nil {
-			if sc.arena == nil && sc.arenaHint > 0 {
-				sc.arena = make([]byte, 0, sc.arenaHint)
+			if sc.arena == nil {
+				// Sized for this header at least: appended from nil it was
+				// allocated twice (fixed header, then topic).
+				sc.arena = make([]byte, 0, max(sc.arenaHint, len(m.Topic)+16))
 			}
 			start := len(sc.arena)
 			sc.arena, err = p.EncodeHeader(sc.arena, c.version)

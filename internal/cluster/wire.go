@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"time"
+	"unsafe"
 
 	"github.com/culexmq/culex/internal/broker"
 	"github.com/culexmq/culex/internal/mqtt/packet"
@@ -140,7 +141,13 @@ func (r *reader) bytes() []byte {
 	return v
 }
 
-func (r *reader) string() string { return string(r.bytes()) }
+// string aliases the reader's buffer: decodeMsg's callers give it one
+// the message keeps (a frame's own copy), and a string of it costs no
+// allocation.
+func (r *reader) string() string {
+	b := r.bytes()
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
 
 func (r *reader) byte() byte {
 	if len(r.b) == 0 {
@@ -152,7 +159,7 @@ func (r *reader) byte() byte {
 	return v
 }
 
-// decodeMsg parses a forwarded message; the payload aliases b.
+// decodeMsg parses a forwarded message; its payload and strings alias b.
 func decodeMsg(b []byte, now int64) (m *broker.Message, seq uint64, sender string, once onceID, err error) {
 	r := &reader{b: b}
 	v := r.byte()
