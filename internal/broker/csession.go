@@ -224,7 +224,7 @@ func (b *Broker) fromLog(seq uint64, clientID string, m *Message) {
 		b.mu.Unlock()
 		if s != nil {
 			s.mu.Lock()
-			matchSession(s, m, sc)
+			matchSession(s, m, sc, true)
 			s.mu.Unlock()
 		}
 	} else {
@@ -241,8 +241,11 @@ func (b *Broker) fromLog(seq uint64, clientID string, m *Message) {
 }
 
 // matchSession adds s's subscriptions that match m to sc: its plain ones
-// merged, or else the first shared one. s.mu is held.
-func matchSession(s *session, m *Message, sc *scratch) {
+// merged, or else, for a message stored for s alone (forS), the first
+// shared one. A message stored for all (Store) is never a shared
+// subscription's: the group's copies are their members' StoreFor ones.
+// s.mu is held.
+func matchSession(s *session, m *Message, sc *scratch, forS bool) {
 	var share *target
 	for f, o := range s.subs {
 		group, inner, shared, _ := topic.ParseShared(f)
@@ -253,7 +256,7 @@ func matchSession(s *session, m *Message, sc *scratch) {
 			continue
 		}
 		if shared {
-			if share == nil {
+			if forS && share == nil {
 				share = &target{s: s, qos: o.QoS, id0: o.ID, group: group, filter: inner}
 			}
 			continue
@@ -797,12 +800,12 @@ func (b *Broker) cresume(ctx context.Context, rec *SessionRecord) error {
 	var dropped uint64
 	if h > rec.Cursor {
 		sc := scratches.Get().(*scratch)
-		dropped, err = b.cstore.Backlog(ctx, s.id, rec.Filters, rec.Cursor, h, func(seq uint64, m *Message) error {
+		dropped, err = b.cstore.Backlog(ctx, s.id, rec.Filters, rec.Cursor, h, func(seq uint64, clientID string, m *Message) error {
 			s.mu.Lock()
 			if cs.owed(seq) {
 				sc.targets = sc.targets[:0]
 				clear(sc.idx)
-				matchSession(s, m, sc)
+				matchSession(s, m, sc, clientID == s.id)
 				if len(sc.targets) > 0 {
 					s.takeLocked(&sc.targets[0], seq, m, nil, now)
 				}

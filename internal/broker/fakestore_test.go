@@ -139,10 +139,7 @@ func (n *fakeNode) Persistent(t string) bool {
 	defer n.c.mu.Unlock()
 	for _, r := range n.c.recs {
 		for _, f := range r.Filters {
-			if _, inner, ok, _ := topic.ParseShared(f); ok {
-				f = inner
-			}
-			if topic.Match(f, t) {
+			if _, _, shared, _ := topic.ParseShared(f); !shared && topic.Match(f, t) {
 				return true
 			}
 		}
@@ -266,7 +263,7 @@ func (n *fakeNode) Delete(id string, done func(error)) {
 }
 
 func (n *fakeNode) Backlog(ctx context.Context, id string, filters []string, from, to uint64,
-	fn func(uint64, *Message) error) (uint64, error) {
+	fn func(uint64, string, *Message) error) (uint64, error) {
 	c := n.c
 	c.mu.Lock()
 	if c.fail {
@@ -283,13 +280,11 @@ func (n *fakeNode) Backlog(ctx context.Context, id string, filters []string, fro
 		}
 		ok := e.clientID == id
 		for _, f := range filters {
-			if _, inner, sh, _ := topic.ParseShared(f); sh {
-				f = inner
-			}
-			ok = ok || e.clientID == "" && topic.Match(f, m.Topic)
+			_, _, shared, _ := topic.ParseShared(f)
+			ok = ok || e.clientID == "" && !shared && topic.Match(f, m.Topic)
 		}
 		if ok {
-			if err := fn(seq, m); err != nil {
+			if err := fn(seq, e.clientID, m); err != nil {
 				return 0, err
 			}
 		}
