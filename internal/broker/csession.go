@@ -427,6 +427,23 @@ func (s *session) saved(err error, then func(error)) {
 	}
 }
 
+// cforgetInbound takes an inbound QoS 2 packet id whose publish failed
+// out of the record before its PUBREC (0x80; 3.1.1: none) is sent: the
+// client may use the id for a new message at once, which a record still
+// holding it would make another node take for a resend and swallow. then
+// runs once the store answered; false (then not called) when the record
+// does not hold pid. A Save that fails is tried again later.
+func (s *session) cforgetInbound(pid uint16, then func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.b.cstore == nil || s.gone || s.inQoS2[pid] != in2Recorded {
+		return false
+	}
+	s.inQoS2[pid] = in2Held
+	s.csaveLocked(func(error) { then() })
+	return true
+}
+
 // csaveForLocked saves the record with w waiting for it (an inbound QoS 2
 // packet id, before its PUBREC).
 func (s *session) csaveForLocked(w *storeWait) {
@@ -583,8 +600,10 @@ func (s *session) crecordLocked() *SessionRecord {
 	// Inbound QoS 2 packet ids not released yet: a PUBLISH sent again
 	// with one of them after a move is not routed again.
 	var in []uint16
-	for pid := range s.inQoS2 {
-		in = append(in, pid)
+	for pid, st := range s.inQoS2 {
+		if st != in2Held { // not routed yet, or refused: a resend is new
+			in = append(in, pid)
+		}
 	}
 	slices.Sort(in)
 	b = binary.AppendUvarint(b, uint64(len(in)))
