@@ -921,26 +921,48 @@ func (b *Broker) handOff(s *session, pw *will, save bool) bool {
 	return true
 }
 
+// subUndo is what a SUBSCRIBE changed of one filter of a persistent
+// session in a cluster, put back if the record with the change is not
+// saved.
+type subUndo struct {
+	filter    string
+	set, prev subOpts
+	existed   bool // prev is the subscription it replaced
+}
+
 // csubscribe answers a persistent session's SUBSCRIBE once the record with
-// its new filters is saved; if it is not, the filters granted by this
-// SUBSCRIBE are removed again and refused (0x80).
-func (c *conn) csubscribe(p *packet.Subscribe, codes []byte, retained []newSub) {
+// its new filters is saved; if it is not, every filter is refused (0x80)
+// and the session's subscriptions are put back as they were (undo), the
+// other nodes told of a filter no longer subscribed.
+func (c *conn) csubscribe(p *packet.Subscribe, codes []byte, retained []newSub, undo []subUndo) {
 	s := c.sess
 	s.mu.Lock()
 	s.csaveLocked(func(err error) {
 		if err != nil {
+			var back []subUndo
 			s.mu.Lock()
-			for i, sub := range p.Subscriptions {
-				if codes[i] < 0x80 {
-					if _, ok := s.subs[sub.Filter]; ok {
-						delete(s.subs, sub.Filter)
-						c.b.indexUnsubscribe(s, sub.Filter)
-					}
+			for _, u := range undo {
+				// Unless a later SUBSCRIBE or UNSUBSCRIBE changed it.
+				if o, ok := s.subs[u.filter]; !ok || o != u.set || s.gone {
+					continue
 				}
+				if u.existed {
+					s.subs[u.filter] = u.prev
+					c.b.indexSubscribe(s, u.filter, u.prev)
+				} else {
+					delete(s.subs, u.filter)
+					c.b.indexUnsubscribe(s, u.filter)
+				}
+				back = append(back, u)
+			}
+			for i := range codes {
 				codes[i] = packet.ErrUnspecified.Value
 			}
 			s.cdirtyLocked()
 			s.mu.Unlock()
+			for _, u := range back {
+				c.b.subscribeHooks(c.info, u.filter, u.prev.QoS, u.existed)
+			}
 			retained = nil
 		}
 		c.sendPacket(&packet.Suback{PacketID: p.PacketID, ReasonCodes: codes})
@@ -951,13 +973,49 @@ func (c *conn) csubscribe(p *packet.Subscribe, codes []byte, retained []newSub) 
 	s.mu.Unlock()
 }
 
+// subscribeHooks tells the hooks (the cluster's announcements) that info's
+// client now subscribes to filter at qos, or (not on) no longer.
+func (b *Broker) subscribeHooks(info *ClientInfo, filter string, qos byte, on bool) {
+	if !on {
+		for _, h := range b.unsubHooks {
+			h.OnUnsubscribe(info, filter)
+		}
+		return
+	}
+	for _, h := range b.subHooks {
+		h.OnSubscribe(info, filter, qos)
+	}
+}
+
 // cunsubscribe answers a persistent session's UNSUBSCRIBE once the record
-// without the filters is saved (v5: 0x80 for each if it is not).
-func (c *conn) cunsubscribe(p *packet.Unsubscribe, codes []byte) {
+// without the filters is saved. If it is not, v5 answers 0x80 for each
+// and the filters it removed are subscribed again as they were (removed),
+// as the record has them; 3.1.1, whose UNSUBACK cannot refuse, keeps them
+// removed and the record is saved again later.
+func (c *conn) cunsubscribe(p *packet.Unsubscribe, codes []byte, removed []newSub) {
 	s := c.sess
 	s.mu.Lock()
 	s.csaveLocked(func(err error) {
-		if err != nil {
+		if err != nil && codes != nil {
+			var back []newSub
+			s.mu.Lock()
+			for _, r := range removed {
+				// Unless a later SUBSCRIBE made it again.
+				if _, ok := s.subs[r.filter]; ok || s.gone {
+					continue
+				}
+				if s.subs == nil {
+					s.subs = make(map[string]subOpts)
+				}
+				s.subs[r.filter] = r.opts
+				c.b.indexSubscribe(s, r.filter, r.opts)
+				back = append(back, r)
+			}
+			s.cdirtyLocked()
+			s.mu.Unlock()
+			for _, r := range back {
+				c.b.subscribeHooks(c.info, r.filter, r.opts.QoS, true)
+			}
 			for i := range codes {
 				codes[i] = packet.ErrUnspecified.Value
 			}
