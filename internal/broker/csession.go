@@ -91,9 +91,11 @@ type csess struct {
 	// delivered here, or once the reader passed it (no longer matching).
 	upto    uint64
 	pending map[uint64]struct{}
-	// loading: Backlog is being read; the reader's copies wait in live.
-	loading bool
-	live    []outMsg
+	// loading: Backlog is being read; the reader's copies wait in live
+	// (liveBytes: their size), within the session's queue limits.
+	loading   bool
+	live      []outMsg
+	liveBytes int
 	// dirty: the record changed since the last Save; timer saves it.
 	dirty bool
 	timer *time.Timer
@@ -301,10 +303,34 @@ func (s *session) takeLocked(t *target, seq uint64, m *Message, sc *scratch, now
 	case az != nil && s.info != nil && az.CanReceive(s.info, m) != nil:
 		s.b.drop(s.id, m, DropNotAuthorized)
 	case sc != nil && s.cs.loading:
-		s.cs.live = append(s.cs.live, om)
+		s.liveLocked(om)
 	default:
 		s.deliverLocked(om, sc, nil, now)
 	}
+}
+
+// liveLocked keeps the reader's message om, while the session reads its
+// backlog, for after it. What waits is bounded by the session's queue
+// limits with its overflow policy, as it is queued behind the backlog
+// anyway: over them drop_new drops om, drop_oldest the oldest waiting,
+// counted queue_full (done: the cursor passes it).
+func (s *session) liveLocked(om outMsg) {
+	cs := s.cs
+	n := om.size()
+	msgs, bytes := s.queueLimitsLocked()
+	for len(cs.live) > 0 && (msgs > 0 && len(cs.live) >= msgs || bytes > 0 && cs.liveBytes+n > bytes) {
+		if s.b.cfg.QueueOverflow != "drop_oldest" {
+			s.b.drop(s.id, om.msg, DropQueueFull)
+			return
+		}
+		old := cs.live[0]
+		cs.live[0] = outMsg{}
+		cs.live = cs.live[1:]
+		cs.liveBytes -= old.size()
+		s.b.drop(s.id, old.msg, DropQueueFull)
+	}
+	cs.live = append(cs.live, om)
+	cs.liveBytes += n
 }
 
 // ctrackLocked records om, a message of the log, as owed to the session
@@ -836,9 +862,10 @@ func (b *Broker) cresume(ctx context.Context, rec *SessionRecord) error {
 		sc.reset()
 		scratches.Put(sc)
 	}
-	for range dropped {
-		b.drop(s.id, &Message{}, DropLogLimit)
-	}
+	// Counted at once (not told to the DropHooks: the messages are gone,
+	// and there may be millions): every sequence of the range the log
+	// removed, an upper bound of the session's (SessionStore.Backlog).
+	b.stats.drops[DropLogLimit].Add(dropped)
 	s.mu.Lock()
 	for seq := range cs.pending {
 		if seq <= h {
@@ -847,7 +874,7 @@ func (b *Broker) cresume(ctx context.Context, rec *SessionRecord) error {
 	}
 	cs.loading = false
 	live := cs.live
-	cs.live = nil
+	cs.live, cs.liveBytes = nil, 0
 	for _, om := range live {
 		s.deliverLocked(om, nil, nil, now)
 	}

@@ -26,6 +26,12 @@ type fakeCluster struct {
 	done    chan struct{}
 	saves   int
 	deletes int
+	// gate, when set, holds each Backlog (after it read the log) until
+	// closed; backlogs counts the Backlogs begun. lost is what Backlog
+	// says the log removed (its dropped).
+	gate     chan struct{}
+	backlogs int
+	lost     uint64
 }
 
 type fakeEntry struct {
@@ -271,7 +277,12 @@ func (n *fakeNode) Backlog(ctx context.Context, id string, filters []string, fro
 		return 0, errFakeQuorum
 	}
 	log := slices.Clone(c.log)
+	gate, lost := c.gate, c.lost
+	c.backlogs++
 	c.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
 	for seq := from + 1; seq <= to && seq <= uint64(len(log)); seq++ {
 		e := log[seq-1]
 		m, err := DecodeMessage(e.data)
@@ -289,7 +300,7 @@ func (n *fakeNode) Backlog(ctx context.Context, id string, filters []string, fro
 			}
 		}
 	}
-	return 0, nil
+	return lost, nil
 }
 
 func (n *fakeNode) Get(ctx context.Context, seq uint64) (*Message, error) {
