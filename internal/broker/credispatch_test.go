@@ -3,8 +3,6 @@ package broker
 import (
 	"testing"
 	"time"
-
-	"github.com/culexmq/culex/internal/mqtt/packet"
 )
 
 // TestClusterRedispatchSettlesOnceStored: a shared copy another node sent
@@ -19,11 +17,7 @@ func TestClusterRedispatchSettlesOnceStored(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			fc := newFakeCluster(t)
 			a, _ := clusterNode(t, fc)
-			y := connectTo(t, a, "y", false, keepSession(0))
-			y.subscribe(1, "$share/g/t", 1)
-			y.send(&packet.Disconnect{})
-			y.expectClosed()
-			eventually(t, "the record saved offline", func() bool { r := fc.record("y"); return r != nil && r.DiscAt != 0 })
+			leaveOffline(t, fc, a, "y", "$share/g/t", 1)
 			x := connectTo(t, a, "x", false)
 			x.subscribe(1, "$share/g/t", 1)
 

@@ -7,15 +7,22 @@ import (
 )
 
 // offlineElsewhere makes "s" a persistent session subscribed to t at QoS
-// 1 on node a of fc, disconnected, and returns a and a's store node.
+// 1 on a new node a of fc, disconnected, and returns a and a's store node.
 func offlineElsewhere(t *testing.T, fc *fakeCluster) (*testBroker, *fakeNode) {
 	a, na := clusterNode(t, fc)
-	s := connectTo(t, a, "s", false, keepSession(0))
-	s.subscribe(1, "t", 1)
+	leaveOffline(t, fc, a, "s", "t", 1)
+	return a, na
+}
+
+// leaveOffline makes id a persistent session on tb subscribed to filter,
+// disconnected, its record saved offline.
+func leaveOffline(t *testing.T, fc *fakeCluster, tb *testBroker, id, filter string, qos byte) {
+	t.Helper()
+	s := connectTo(t, tb, id, false, keepSession(0))
+	s.subscribe(1, filter, qos)
 	s.send(&packet.Disconnect{})
 	s.expectClosed()
-	eventually(t, "the record saved offline", func() bool { r := fc.record("s"); return r != nil && r.DiscAt != 0 })
-	return a, na
+	eventually(t, "the record saved offline", func() bool { r := fc.record(id); return r != nil && r.DiscAt != 0 })
 }
 
 // TestClusterResumeLiveBounded: while a resuming session reads its

@@ -13,11 +13,7 @@ func sharedMemberGone(t *testing.T) (fc *fakeCluster, a *testBroker, na *fakeNod
 	fc = newFakeCluster(t)
 	a, na = clusterNode(t, fc)
 	b, _ = clusterNode(t, fc)
-	s := connectTo(t, a, "s", false, keepSession(0))
-	s.subscribe(1, "$share/g/t", 2)
-	s.send(&packet.Disconnect{})
-	s.expectClosed()
-	eventually(t, "the record saved offline", func() bool { r := fc.record("s"); return r != nil && r.DiscAt != 0 })
+	leaveOffline(t, fc, a, "s", "$share/g/t", 2)
 	return fc, a, na, b
 }
 
