@@ -53,12 +53,12 @@ func TestClusterFailedSubscriptionChangeKeepsOld(t *testing.T) {
 	h.take()
 
 	fc.setFail(true)
-	s.send(&packet.Subscribe{PacketID: 2, Subscriptions: []packet.Subscription{{Filter: "t", QoS: 0}, {Filter: "u", QoS: 1}}})
-	if sa := s.expect(packet.SUBACK).(*packet.Suback); !slices.Equal(sa.ReasonCodes, []byte{0x80, 0x80}) {
-		t.Fatalf("SUBACK %v, want 0x80 0x80", sa.ReasonCodes)
+	s.send(&packet.Subscribe{PacketID: 2, Subscriptions: []packet.Subscription{{Filter: "t", QoS: 0}, {Filter: "u", QoS: 1}, {Filter: "t", QoS: 2}}})
+	if sa := s.expect(packet.SUBACK).(*packet.Suback); !slices.Equal(sa.ReasonCodes, []byte{0x80, 0x80, 0x80}) {
+		t.Fatalf("SUBACK %v, want 0x80 0x80 0x80", sa.ReasonCodes)
 	}
-	if got := h.take(); !slices.Equal(got, []string{"+t/0", "+u/1", "+t/1", "-u"}) {
-		t.Errorf("announcements %q: want t/0 and u/1 then t/1 back and u withdrawn", got)
+	if got := h.take(); !slices.Equal(got, []string{"+t/0", "+u/1", "+t/2", "+t/1", "-u"}) {
+		t.Errorf("announcements %q: want t/0, u/1, t/2, then t/1 back and u withdrawn", got)
 	}
 	fc.setFail(false)
 	pubAck(t, p, "u", "not subscribed", 1, 1)

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -114,7 +115,12 @@ func (c *conn) subscribeOne(sub *packet.Subscription, id uint32, undo *[]subUndo
 		return refuse(packet.ErrQuotaExceeded)
 	}
 	if undo != nil {
-		*undo = append(*undo, subUndo{filter: sub.Filter, set: o, prev: prev, existed: existed})
+		// A filter twice in one SUBSCRIBE: the first one's prev stays.
+		if i := slices.IndexFunc(*undo, func(u subUndo) bool { return u.filter == sub.Filter }); i >= 0 {
+			(*undo)[i].set = o
+		} else {
+			*undo = append(*undo, subUndo{filter: sub.Filter, set: o, prev: prev, existed: existed})
+		}
 	}
 	if s.subs == nil {
 		s.subs = make(map[string]subOpts)
