@@ -91,9 +91,11 @@ type csess struct {
 	// delivered here, or once the reader passed it (no longer matching).
 	upto    uint64
 	pending map[uint64]struct{}
-	// loading: Backlog is being read; the reader's copies wait in live.
-	loading bool
-	live    []outMsg
+	// loading: Backlog is being read; the reader's copies wait in live
+	// (liveBytes: their size), within the session's queue limits.
+	loading   bool
+	live      []outMsg
+	liveBytes int
 	// dirty: the record changed since the last Save; timer saves it.
 	dirty bool
 	timer *time.Timer
@@ -224,7 +226,7 @@ func (b *Broker) fromLog(seq uint64, clientID string, m *Message) {
 		b.mu.Unlock()
 		if s != nil {
 			s.mu.Lock()
-			matchSession(s, m, sc)
+			matchSession(s, m, sc, true)
 			s.mu.Unlock()
 		}
 	} else {
@@ -241,8 +243,11 @@ func (b *Broker) fromLog(seq uint64, clientID string, m *Message) {
 }
 
 // matchSession adds s's subscriptions that match m to sc: its plain ones
-// merged, or else the first shared one. s.mu is held.
-func matchSession(s *session, m *Message, sc *scratch) {
+// merged, or else, for a message stored for s alone (forS), the first
+// shared one. A message stored for all (Store) is never a shared
+// subscription's: the group's copies are their members' StoreFor ones.
+// s.mu is held.
+func matchSession(s *session, m *Message, sc *scratch, forS bool) {
 	var share *target
 	for f, o := range s.subs {
 		group, inner, shared, _ := topic.ParseShared(f)
@@ -253,7 +258,7 @@ func matchSession(s *session, m *Message, sc *scratch) {
 			continue
 		}
 		if shared {
-			if share == nil {
+			if forS && share == nil {
 				share = &target{s: s, qos: o.QoS, id0: o.ID, group: group, filter: inner}
 			}
 			continue
@@ -298,10 +303,34 @@ func (s *session) takeLocked(t *target, seq uint64, m *Message, sc *scratch, now
 	case az != nil && s.info != nil && az.CanReceive(s.info, m) != nil:
 		s.b.drop(s.id, m, DropNotAuthorized)
 	case sc != nil && s.cs.loading:
-		s.cs.live = append(s.cs.live, om)
+		s.liveLocked(om)
 	default:
 		s.deliverLocked(om, sc, nil, now)
 	}
+}
+
+// liveLocked keeps the reader's message om, while the session reads its
+// backlog, for after it. What waits is bounded by the session's queue
+// limits with its overflow policy, as it is queued behind the backlog
+// anyway: over them drop_new drops om, drop_oldest the oldest waiting,
+// counted queue_full (done: the cursor passes it).
+func (s *session) liveLocked(om outMsg) {
+	cs := s.cs
+	n := om.size()
+	msgs, bytes := s.queueLimitsLocked()
+	for len(cs.live) > 0 && (msgs > 0 && len(cs.live) >= msgs || bytes > 0 && cs.liveBytes+n > bytes) {
+		if s.b.cfg.QueueOverflow != "drop_oldest" {
+			s.b.drop(s.id, om.msg, DropQueueFull)
+			return
+		}
+		old := cs.live[0]
+		cs.live[0] = outMsg{}
+		cs.live = cs.live[1:]
+		cs.liveBytes -= old.size()
+		s.b.drop(s.id, old.msg, DropQueueFull)
+	}
+	cs.live = append(cs.live, om)
+	cs.liveBytes += n
 }
 
 // ctrackLocked records om, a message of the log, as owed to the session
@@ -422,6 +451,23 @@ func (s *session) saved(err error, then func(error)) {
 	if then != nil {
 		then(err)
 	}
+}
+
+// cforgetInbound takes an inbound QoS 2 packet id whose publish failed
+// out of the record before its PUBREC (0x80; 3.1.1: none) is sent: the
+// client may use the id for a new message at once, which a record still
+// holding it would make another node take for a resend and swallow. then
+// runs once the store answered; false (then not called) when the record
+// does not hold pid. A Save that fails is tried again later.
+func (s *session) cforgetInbound(pid uint16, then func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.b.cstore == nil || s.gone || s.inQoS2[pid] != in2Recorded {
+		return false
+	}
+	s.inQoS2[pid] = in2Held
+	s.csaveLocked(func(error) { then() })
+	return true
 }
 
 // csaveForLocked saves the record with w waiting for it (an inbound QoS 2
@@ -580,8 +626,10 @@ func (s *session) crecordLocked() *SessionRecord {
 	// Inbound QoS 2 packet ids not released yet: a PUBLISH sent again
 	// with one of them after a move is not routed again.
 	var in []uint16
-	for pid := range s.inQoS2 {
-		in = append(in, pid)
+	for pid, st := range s.inQoS2 {
+		if st != in2Held { // not routed yet, or refused: a resend is new
+			in = append(in, pid)
+		}
 	}
 	slices.Sort(in)
 	b = binary.AppendUvarint(b, uint64(len(in)))
@@ -797,12 +845,12 @@ func (b *Broker) cresume(ctx context.Context, rec *SessionRecord) error {
 	var dropped uint64
 	if h > rec.Cursor {
 		sc := scratches.Get().(*scratch)
-		dropped, err = b.cstore.Backlog(ctx, s.id, rec.Filters, rec.Cursor, h, func(seq uint64, m *Message) error {
+		dropped, err = b.cstore.Backlog(ctx, s.id, rec.Filters, rec.Cursor, h, func(seq uint64, clientID string, m *Message) error {
 			s.mu.Lock()
 			if cs.owed(seq) {
 				sc.targets = sc.targets[:0]
 				clear(sc.idx)
-				matchSession(s, m, sc)
+				matchSession(s, m, sc, clientID == s.id)
 				if len(sc.targets) > 0 {
 					s.takeLocked(&sc.targets[0], seq, m, nil, now)
 				}
@@ -814,9 +862,10 @@ func (b *Broker) cresume(ctx context.Context, rec *SessionRecord) error {
 		sc.reset()
 		scratches.Put(sc)
 	}
-	for range dropped {
-		b.drop(s.id, &Message{}, DropLogLimit)
-	}
+	// Counted at once (not told to the DropHooks: the messages are gone,
+	// and there may be millions): every sequence of the range the log
+	// removed, an upper bound of the session's (SessionStore.Backlog).
+	b.stats.drops[DropLogLimit].Add(dropped)
 	s.mu.Lock()
 	for seq := range cs.pending {
 		if seq <= h {
@@ -825,7 +874,7 @@ func (b *Broker) cresume(ctx context.Context, rec *SessionRecord) error {
 	}
 	cs.loading = false
 	live := cs.live
-	cs.live = nil
+	cs.live, cs.liveBytes = nil, 0
 	for _, om := range live {
 		s.deliverLocked(om, nil, nil, now)
 	}
@@ -899,26 +948,48 @@ func (b *Broker) handOff(s *session, pw *will, save bool) bool {
 	return true
 }
 
+// subUndo is what a SUBSCRIBE changed of one filter of a persistent
+// session in a cluster, put back if the record with the change is not
+// saved.
+type subUndo struct {
+	filter    string
+	set, prev subOpts
+	existed   bool // prev is the subscription it replaced
+}
+
 // csubscribe answers a persistent session's SUBSCRIBE once the record with
-// its new filters is saved; if it is not, the filters granted by this
-// SUBSCRIBE are removed again and refused (0x80).
-func (c *conn) csubscribe(p *packet.Subscribe, codes []byte, retained []newSub) {
+// its new filters is saved; if it is not, every filter is refused (0x80)
+// and the session's subscriptions are put back as they were (undo), the
+// other nodes told of a filter no longer subscribed.
+func (c *conn) csubscribe(p *packet.Subscribe, codes []byte, retained []newSub, undo []subUndo) {
 	s := c.sess
 	s.mu.Lock()
 	s.csaveLocked(func(err error) {
 		if err != nil {
+			var back []subUndo
 			s.mu.Lock()
-			for i, sub := range p.Subscriptions {
-				if codes[i] < 0x80 {
-					if _, ok := s.subs[sub.Filter]; ok {
-						delete(s.subs, sub.Filter)
-						c.b.indexUnsubscribe(s, sub.Filter)
-					}
+			for _, u := range undo {
+				// Unless a later SUBSCRIBE or UNSUBSCRIBE changed it.
+				if o, ok := s.subs[u.filter]; !ok || o != u.set || s.gone {
+					continue
 				}
+				if u.existed {
+					s.subs[u.filter] = u.prev
+					c.b.indexSubscribe(s, u.filter, u.prev)
+				} else {
+					delete(s.subs, u.filter)
+					c.b.indexUnsubscribe(s, u.filter)
+				}
+				back = append(back, u)
+			}
+			for i := range codes {
 				codes[i] = packet.ErrUnspecified.Value
 			}
 			s.cdirtyLocked()
 			s.mu.Unlock()
+			for _, u := range back {
+				c.b.subscribeHooks(c.info, u.filter, u.prev.QoS, u.existed)
+			}
 			retained = nil
 		}
 		c.sendPacket(&packet.Suback{PacketID: p.PacketID, ReasonCodes: codes})
@@ -929,13 +1000,49 @@ func (c *conn) csubscribe(p *packet.Subscribe, codes []byte, retained []newSub) 
 	s.mu.Unlock()
 }
 
+// subscribeHooks tells the hooks (the cluster's announcements) that info's
+// client now subscribes to filter at qos, or (not on) no longer.
+func (b *Broker) subscribeHooks(info *ClientInfo, filter string, qos byte, on bool) {
+	if !on {
+		for _, h := range b.unsubHooks {
+			h.OnUnsubscribe(info, filter)
+		}
+		return
+	}
+	for _, h := range b.subHooks {
+		h.OnSubscribe(info, filter, qos)
+	}
+}
+
 // cunsubscribe answers a persistent session's UNSUBSCRIBE once the record
-// without the filters is saved (v5: 0x80 for each if it is not).
-func (c *conn) cunsubscribe(p *packet.Unsubscribe, codes []byte) {
+// without the filters is saved. If it is not, v5 answers 0x80 for each
+// and the filters it removed are subscribed again as they were (removed),
+// as the record has them; 3.1.1, whose UNSUBACK cannot refuse, keeps them
+// removed and the record is saved again later.
+func (c *conn) cunsubscribe(p *packet.Unsubscribe, codes []byte, removed []newSub) {
 	s := c.sess
 	s.mu.Lock()
 	s.csaveLocked(func(err error) {
-		if err != nil {
+		if err != nil && codes != nil {
+			var back []newSub
+			s.mu.Lock()
+			for _, r := range removed {
+				// Unless a later SUBSCRIBE made it again.
+				if _, ok := s.subs[r.filter]; ok || s.gone {
+					continue
+				}
+				if s.subs == nil {
+					s.subs = make(map[string]subOpts)
+				}
+				s.subs[r.filter] = r.opts
+				c.b.indexSubscribe(s, r.filter, r.opts)
+				back = append(back, r)
+			}
+			s.cdirtyLocked()
+			s.mu.Unlock()
+			for _, r := range back {
+				c.b.subscribeHooks(c.info, r.filter, r.opts.QoS, true)
+			}
 			for i := range codes {
 				codes[i] = packet.ErrUnspecified.Value
 			}

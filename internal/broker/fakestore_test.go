@@ -26,6 +26,12 @@ type fakeCluster struct {
 	done    chan struct{}
 	saves   int
 	deletes int
+	// gate, when set, holds each Backlog (after it read the log) until
+	// closed; backlogs counts the Backlogs begun. lost is what Backlog
+	// says the log removed (its dropped).
+	gate     chan struct{}
+	backlogs int
+	lost     uint64
 }
 
 type fakeEntry struct {
@@ -139,10 +145,7 @@ func (n *fakeNode) Persistent(t string) bool {
 	defer n.c.mu.Unlock()
 	for _, r := range n.c.recs {
 		for _, f := range r.Filters {
-			if _, inner, ok, _ := topic.ParseShared(f); ok {
-				f = inner
-			}
-			if topic.Match(f, t) {
+			if _, _, shared, _ := topic.ParseShared(f); !shared && topic.Match(f, t) {
 				return true
 			}
 		}
@@ -266,7 +269,7 @@ func (n *fakeNode) Delete(id string, done func(error)) {
 }
 
 func (n *fakeNode) Backlog(ctx context.Context, id string, filters []string, from, to uint64,
-	fn func(uint64, *Message) error) (uint64, error) {
+	fn func(uint64, string, *Message) error) (uint64, error) {
 	c := n.c
 	c.mu.Lock()
 	if c.fail {
@@ -274,7 +277,12 @@ func (n *fakeNode) Backlog(ctx context.Context, id string, filters []string, fro
 		return 0, errFakeQuorum
 	}
 	log := slices.Clone(c.log)
+	gate, lost := c.gate, c.lost
+	c.backlogs++
 	c.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
 	for seq := from + 1; seq <= to && seq <= uint64(len(log)); seq++ {
 		e := log[seq-1]
 		m, err := DecodeMessage(e.data)
@@ -283,18 +291,16 @@ func (n *fakeNode) Backlog(ctx context.Context, id string, filters []string, fro
 		}
 		ok := e.clientID == id
 		for _, f := range filters {
-			if _, inner, sh, _ := topic.ParseShared(f); sh {
-				f = inner
-			}
-			ok = ok || e.clientID == "" && topic.Match(f, m.Topic)
+			_, _, shared, _ := topic.ParseShared(f)
+			ok = ok || e.clientID == "" && !shared && topic.Match(f, m.Topic)
 		}
 		if ok {
-			if err := fn(seq, m); err != nil {
+			if err := fn(seq, e.clientID, m); err != nil {
 				return 0, err
 			}
 		}
 	}
-	return 0, nil
+	return lost, nil
 }
 
 func (n *fakeNode) Get(ctx context.Context, seq uint64) (*Message, error) {

@@ -14,6 +14,9 @@ import (
 const (
 	in2Held     uint8 = 1 // received, PUBREC not yet sent
 	in2Received uint8 = 2 // PUBREC sent, waiting for PUBREL
+	// in2Recorded: as in2Held, in a cluster's session record (saved
+	// before its PUBREC); records leave in2Held ids out.
+	in2Recorded uint8 = 3
 )
 
 // onPublish validates an inbound PUBLISH and feeds it to the pipeline.
@@ -89,7 +92,7 @@ func (c *conn) inboundSlot(p *packet.Publish) (dup bool, err error) {
 		case in2Received:
 			c.sendAck(packet.PUBREC, p.PacketID, packet.Success)
 			return true, nil
-		case in2Held:
+		case in2Held, in2Recorded:
 			return true, nil // its PUBREC is on the way
 		}
 	}

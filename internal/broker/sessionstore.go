@@ -17,6 +17,9 @@ type SessionStore interface {
 	// persistent session of the cluster (on any node, connected or not,
 	// its node alive or not) has a matching subscription, as the store's
 	// replicated index of session records knows it. It is a local lookup.
+	// Shared subscriptions ($share/group/filter) do not count: a message
+	// for a shared subscription goes to one member, and a persistent
+	// member's copy is written for it alone (StoreFor).
 	Persistent(topic string) bool
 
 	// Store writes m to the log once. done gets its sequence number once a
@@ -52,12 +55,15 @@ type SessionStore interface {
 	Delete(clientID string, done func(error))
 
 	// Backlog calls fn in sequence order for every message in the log
-	// with from < seq <= to that matches one of filters (MQTT filters) or
-	// was stored for clientID. dropped counts the messages of that range
-	// the log no longer holds (removed by its limits): the caller counts
-	// them as lost with their reason.
+	// with from < seq <= to that was stored (Store) on a topic matching
+	// one of filters (MQTT filters; a shared one, $share/group/filter,
+	// matches none: its messages are the member's StoreFor ones) or was
+	// stored for clientID (StoreFor); fn's clientID, as Deliver's, is
+	// clientID for the latter and empty for the former. dropped counts
+	// the messages of that range the log no longer holds (removed by its
+	// limits): the caller counts them as lost with their reason.
 	Backlog(ctx context.Context, clientID string, filters []string, from, to uint64,
-		fn func(seq uint64, m *Message) error) (dropped uint64, err error)
+		fn func(seq uint64, clientID string, m *Message) error) (dropped uint64, err error)
 	// Get returns the message stored at seq (for redelivery of an
 	// in-flight message), or an error when the log no longer holds it.
 	Get(ctx context.Context, seq uint64) (*Message, error)

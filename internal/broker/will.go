@@ -286,19 +286,25 @@ func (b *Broker) redispatch(s *session, msgs []*outMsg) {
 			continue
 		}
 		t := target{s: e.Sub, qos: e.Value.QoS, id0: e.Value.ID, group: om.group, filter: om.filter}
-		sc := scratches.Get().(*scratch)
-		sc.now = now
-		b.deliverTarget(&t, om.msg, sc, nil)
-		sc.reset()
-		scratches.Put(sc)
 		// Nothing will complete it at QoS 0 or in a persistent session:
-		// settled now, as DeliverShared settles a first delivery (a copy
-		// another node sent is held there until then).
+		// settled once delivered, a persistent member's copy once it is
+		// stored (false if that fails), as DeliverShared settles a first
+		// delivery (a copy another node sent is held there until then).
 		e.Sub.mu.Lock()
 		final := min(om.msg.QoS, t.qos) == 0 || e.Sub.persistent
 		e.Sub.mu.Unlock()
+		var w *storeWait
 		if final {
-			om.msg.settled(true)
+			m := om.msg
+			w = newStoreWait(func(err error) { m.settled(err == nil) })
+		}
+		sc := scratches.Get().(*scratch)
+		sc.now = now
+		b.deliverTarget(&t, om.msg, sc, w)
+		sc.reset()
+		scratches.Put(sc)
+		if w != nil {
+			w.done(nil)
 		}
 	}
 }

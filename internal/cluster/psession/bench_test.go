@@ -84,7 +84,7 @@ func BenchmarkBacklog(b *testing.B) {
 				go func() {
 					n := 0
 					_, err := s.Backlog(b.Context(), fmt.Sprint("c", i), []string{fmt.Sprintf("dev/%d", i%100)}, 0, last,
-						func(uint64, *broker.Message) error { n++; return nil })
+						func(uint64, string, *broker.Message) error { n++; return nil })
 					if err == nil && n != 10 {
 						err = fmt.Errorf("read %d messages, want 10", n)
 					}

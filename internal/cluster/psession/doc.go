@@ -52,9 +52,10 @@
 //     done runs; other nodes see it when their watch does (milliseconds):
 //     StoreFor covers a message routed meanwhile.
 //   - Backlog takes filters as the record holds them; a shared filter
-//     ($share/g/f) reads every message matching f: which of them a member
-//     gets is the broker's decision. Its dropped is an upper bound (the
-//     log cannot tell which removed messages matched).
+//     ($share/g/f) reads nothing of Store's messages (nor does Persistent
+//     count it): a group's message reaches a persistent member as its
+//     StoreFor copy, which fn is told by its clientID. Its dropped is an
+//     upper bound (the log cannot tell which removed messages matched).
 //   - Errors wrap the cause; ErrNotReady, ErrClosed and ErrBusy can be
 //     matched with errors.Is.
 package psession

@@ -17,13 +17,13 @@ import (
 // only): a change of the record is a new entry.
 type entry struct {
 	rev      uint64   // the record's revision (its sequence in the bucket's stream)
-	filters  []string // inner filters, indexed; nil for a deleted record
+	filters  []string // plain filters (not shared), indexed; nil for a deleted record
 	deadline int64    // when it expires, Unix seconds (0: not now)
 	gone     int64    // a deleted record (tombstone): when it was applied
 }
 
 func entryOf(r *broker.SessionRecord) *entry {
-	return &entry{filters: innerFilters(r.Filters), deadline: deadline(r)}
+	return &entry{filters: plainFilters(r.Filters), deadline: deadline(r)}
 }
 
 // index is this node's copy of every record's filters, for Persistent: the
@@ -31,7 +31,7 @@ func entryOf(r *broker.SessionRecord) *entry {
 // applies its own as soon as a majority confirmed it. The revisions keep
 // the later of the two.
 type index struct {
-	subs *topic.Index[string, *entry] // inner filter -> record key
+	subs *topic.Index[string, *entry] // plain filter -> record key
 
 	mu   sync.Mutex
 	keys map[string]*entry // record key -> its entry; deleted ones for a minute
@@ -68,7 +68,7 @@ func (x *index) apply(key string, e *entry) {
 }
 
 // Persistent implements broker.SessionStore from the index: a record not
-// expired has a filter matching t.
+// expired has a filter matching t (shared filters are not indexed).
 func (s *Store) Persistent(t string) bool {
 	now := time.Now()
 	found := false
