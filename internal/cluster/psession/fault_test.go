@@ -3,7 +3,9 @@ package psession
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -277,5 +279,54 @@ func TestMaxLogAge(t *testing.T) {
 	got, dropped := backlog(t, s, "c", []string{"age"}, 0, last)
 	if len(got) != 0 || dropped != last {
 		t.Errorf("Backlog after max_log_age: read %q, dropped %d; want none and %d", got, dropped, last)
+	}
+}
+
+// TestDeadHolderExpires: a record saved while its client was connected
+// (DiscAt 0) expires its Session Expiry Interval after its holder (the
+// node and run that saved it) is seen dead: every node's index drops it
+// and a core's sweeper deletes it; a live holder's record stays (fails
+// with records of connected clients that never expire).
+func TestDeadHolderExpires(t *testing.T) {
+	var dead sync.Map // node name -> true
+	n := 0
+	nodes := startCluster(t, 3, func(c *Config) {
+		c.Node, c.Incarnation = "n"+strconv.Itoa(n), "run1"
+		n++
+		c.Alive = func(node, inc string) bool { _, d := dead.Load(node); return !d && inc == "run1" }
+		c.LiveEvery, c.SweepEvery = 100*time.Millisecond, 200*time.Millisecond
+	})
+	a, b := nodes[0].s, nodes[1].s
+	mustSave(t, a, &broker.SessionRecord{ClientID: "gone", Filters: []string{"dh/gone"}, Expiry: 2})
+	mustSave(t, a, &broker.SessionRecord{ClientID: "forever", Filters: []string{"dh/forever"}, Expiry: neverExpires})
+	mustSave(t, b, &broker.SessionRecord{ClientID: "kept", Filters: []string{"dh/kept"}, Expiry: 1})
+	for _, nd := range nodes {
+		eventually(t, testWait, "the index", func() bool {
+			return nd.s.Persistent("dh/gone") && nd.s.Persistent("dh/kept") && nd.s.Persistent("dh/forever")
+		})
+	}
+	a.Close()
+	dead.Store("n0", true)
+	killed := time.Now()
+	for _, nd := range nodes[1:] {
+		eventually(t, testWait, "the dead holder's record to expire", func() bool { return !nd.s.Persistent("dh/gone") })
+	}
+	if el := time.Since(killed); el < 2*time.Second {
+		t.Errorf("expired %v after its holder died, before its expiry (2 s)", el)
+	}
+	eventually(t, testWait, "the sweep", func() bool {
+		_, val, err := b.readKey(t.Context(), registry.Key("gone"))
+		return err == nil && val == nil
+	})
+	if r, err := b.Load(t.Context(), "gone"); err != nil || r != nil {
+		t.Errorf("Load of the expired record: %+v, %v", r, err)
+	}
+	for _, nd := range nodes[1:] {
+		if !nd.s.Persistent("dh/kept") || !nd.s.Persistent("dh/forever") {
+			t.Error("a record of a live holder, or one that never expires, was dropped")
+		}
+	}
+	if r, err := b.Load(t.Context(), "kept"); err != nil || r == nil {
+		t.Errorf("Load of a live holder's record: %+v, %v", r, err)
 	}
 }
