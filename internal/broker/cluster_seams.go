@@ -60,6 +60,18 @@ type Claim struct {
 	Decide func(owner string) (string, error)
 	// Token names the claim; set by Claim.
 	Token uint64
+	// Prev is the claim this one replaced, set by Claim (zero when the
+	// id was free): a session this node still holds for the id is
+	// current only when Prev is its own claim (Here, with its Token).
+	Prev ClaimHolder
+}
+
+// ClaimHolder is the node that held a client id: its name, its run
+// (incarnation), the claim's token, and whether it is this node's run.
+type ClaimHolder struct {
+	Node, Inc string
+	Token     uint64
+	Here      bool
 }
 
 // ClusterWill is a will as the Registry stores it.
@@ -129,6 +141,11 @@ func (b *Broker) SupersedeBefore(clientID string, rev uint64, clean bool) {
 func (b *Broker) supersede(clientID string, match func(claim uint64) bool, clean, save bool) bool {
 	unlock := b.ids.lock(clientID)
 	defer unlock()
+	return b.endTaken(clientID, match, clean, save)
+}
+
+// endTaken is supersede with the client id's lock held.
+func (b *Broker) endTaken(clientID string, match func(claim uint64) bool, clean, save bool) bool {
 	b.mu.Lock()
 	s := b.sessions[clientID]
 	b.mu.Unlock()

@@ -257,7 +257,7 @@ func (c *conn) accept(st *authState) error {
 		}
 	}
 	if err == nil && b.cstore != nil {
-		if err = c.cconnect(p.CleanStart, expiry, owner); err != nil {
+		if err = c.cconnect(p.CleanStart, expiry, owner, cl); err != nil {
 			b.countPersistent(false, false, "", owner, reserved)
 		}
 	}

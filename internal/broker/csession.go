@@ -666,7 +666,13 @@ func (b *Broker) decodeRecord(rec *SessionRecord) (*session, []centry, error) {
 // resuming client's record is loaded, with what it missed, as the session
 // takeSession then finds. A new persistent session is saved before
 // CONNACK. An error refuses the client (CONNACK 0x88).
-func (c *conn) cconnect(clean bool, expiry uint32, owner string) error {
+//
+// A session of this node is current only if the claim cl replaced is its
+// own: otherwise the id moved to another node meanwhile (a takeover
+// request that never came, a partition) and this node's copy is stale:
+// it ends here (its connection, if any, gets DISCONNECT 0x8E) without
+// touching the record, which is then loaded as from any other node.
+func (c *conn) cconnect(clean bool, expiry uint32, owner string, cl *Claim) error {
 	b := c.b
 	id := c.info.ClientID
 	b.mu.Lock()
@@ -674,10 +680,15 @@ func (c *conn) cconnect(clean bool, expiry uint32, owner string) error {
 	b.mu.Unlock()
 	if local != nil {
 		local.mu.Lock()
-		gone := local.gone
+		gone, claim := local.gone, local.claim
 		local.mu.Unlock()
-		if !gone {
+		if !gone && (cl == nil || cl.Prev.Here && cl.Prev.Token == claim && claim != 0) {
 			return nil // takeSession resumes it or (clean) ends it, deleting its record
+		}
+		if !gone {
+			b.log.Info("cluster: this node's copy of a session that moved is dropped; the session is loaded",
+				"client_id", id, "node", cl.Prev.Node)
+			b.endTaken(id, func(uint64) bool { return true }, clean, false)
 		}
 	}
 	c.mayBlock()
