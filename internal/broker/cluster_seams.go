@@ -118,20 +118,15 @@ func (b *Broker) SupersedeBefore(clientID string, rev uint64, clean bool) {
 		return
 	}
 	s.mu.Lock()
-	claim, moves := s.claim, b.cstore != nil && s.persistent && !clean
+	claim := s.claim
 	s.mu.Unlock()
 	// A CONNECT claiming here holds the id's lock and has not set its
-	// claim yet: the locked check below sees it once it has.
+	// claim yet: the locked check below sees it once it has. A persistent
+	// session's final record is saved as for a takeover request (which
+	// then finds the session gone): a compare-and-set on its revision,
+	// refused if the claim's node loaded the record already.
 	if claim == 0 || older(claim) {
-		if moves {
-			// The takeover request, which saves the session's final
-			// record for the claim's node, comes first but for a lost
-			// request: then the session ends without it, as a late Save
-			// would replace the newer record of the claim's node.
-			b.afterFunc(kickWait, func() { b.supersede(clientID, older, clean, false) })
-			return
-		}
-		go b.supersede(clientID, older, clean, false)
+		go b.supersede(clientID, older, clean, true)
 	}
 }
 

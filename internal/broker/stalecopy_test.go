@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 
@@ -84,4 +85,29 @@ func TestClusterStaleLocalCopy(t *testing.T) {
 	s.expectPublish("t/c", "for-c")
 	pubAck(t, p, "t/a", "marker", 1, 2)
 	s.expectPublish("t/a", "marker")
+}
+
+// TestClusterLateSaveFenced: node A never learnt that its session moved
+// to node B (no takeover request); B's Load fenced the record. A's next
+// Save (after a QoS 1 delivery its client acknowledged) is refused:
+// A ends its session (DISCONNECT 0x8E) instead of overwriting B's record,
+// which keeps the subscription made on B (fails with unconditional
+// saves: A's client stays connected and B's record loses the filter).
+func TestClusterLateSaveFenced(t *testing.T) {
+	fc := newFakeCluster(t)
+	a, _ := clusterNode(t, fc)
+	b, _ := clusterNode(t, fc)
+	old := connectTo(t, a, "s", false, keepSession(10))
+	old.subscribe(1, "t", 1)
+	s := connectTo(t, b, "s", true, keepSession(10)) // A is not told
+	s.subscribe(1, "t2", 1)
+	p := connectTo(t, b, "p", false)
+	pubAck(t, p, "t", "m", 1, 1)
+	m := old.expectPublish("t", "m")
+	old.send(&packet.Ack{Kind: packet.PUBACK, PacketID: m.PacketID})
+	old.expectDisconnect(packet.ErrSessionTakenOver.Value)
+	if r := fc.record("s"); r == nil || !slices.Contains(r.Filters, "t2") {
+		t.Fatalf("B's record was overwritten: %+v", r)
+	}
+	s.expectPublish("t", "m")
 }

@@ -2,7 +2,9 @@ package psession
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -328,5 +330,40 @@ func TestDeadHolderExpires(t *testing.T) {
 	}
 	if r, err := b.Load(t.Context(), "kept"); err != nil || r == nil {
 		t.Errorf("Load of a live holder's record: %+v, %v", r, err)
+	}
+}
+
+// TestSaveFenced: Save is a compare-and-set on the record's revision:
+// once another node loaded the record (its confirming write), a Save at
+// the revision the first node had fails with broker.ErrSessionMoved and
+// the record keeps what the loader saved (fails with unconditional puts).
+func TestSaveFenced(t *testing.T) {
+	nodes := startCluster(t, 3, nil)
+	a, b := nodes[0].s, nodes[1].s
+	r := &broker.SessionRecord{ClientID: "f", Filters: []string{"f/a"}, Expiry: 60}
+	mustSave(t, a, r)
+	ra, err := a.Load(t.Context(), "f")
+	if err != nil || ra == nil || ra.Rev == 0 {
+		t.Fatalf("Load on a: %+v, %v", ra, err)
+	}
+	ch := make(chan result, 1)
+	a.Save(ra, func(rev uint64, err error) { ch <- result{rev, err} })
+	res, err := waitResult(t, ch)
+	if err != nil || res <= ra.Rev {
+		t.Fatalf("Save at Load's revision: rev %d (Load's %d), %v", res, ra.Rev, err)
+	}
+	ra.Rev = res
+	rb, err := b.Load(t.Context(), "f") // the session moves to b
+	if err != nil || rb == nil || rb.Rev <= ra.Rev {
+		t.Fatalf("Load on b: %+v, %v", rb, err)
+	}
+	rb.Filters = []string{"f/b"}
+	mustSave(t, b, rb)
+	ra.Filters = []string{"f/late"}
+	if err := save(t, a, ra); !errors.Is(err, broker.ErrSessionMoved) {
+		t.Fatalf("a late Save of the node the session left: %v, want ErrSessionMoved", err)
+	}
+	if got, err := b.Load(t.Context(), "f"); err != nil || got == nil || !slices.Equal(got.Filters, []string{"f/b"}) {
+		t.Fatalf("the record after the late Save: %+v, %v", got, err)
 	}
 }

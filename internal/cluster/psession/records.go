@@ -162,20 +162,33 @@ func expired(dl int64, now time.Time) bool { return dl != 0 && now.Unix() >= dl 
 // record's key, in call order with every other write of the node. Once
 // a majority has it, this node's index has it too (before done), so a
 // publish on this node after a SUBACK that waited for the Save is stored.
-func (s *Store) Save(rec *broker.SessionRecord, done func(error)) {
+func (s *Store) Save(rec *broker.SessionRecord, done func(uint64, error)) {
 	key := registry.Key(rec.ClientID)
 	msg := nats.NewMsg(s.kvPre + key)
 	msg.Data = encodeRecord(rec, s.me)
+	if rec.Rev != 0 {
+		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rec.Rev, 10))
+	}
 	e := entryOf(rec, s.me)
 	s.w.add(&op{msg: msg, done: func(rev uint64, err error) {
-		if err == nil {
+		switch {
+		case err == nil:
 			e.rev = rev
 			s.idx.apply(key, e)
-		} else {
+		case wrongRev(err):
+			err = fmt.Errorf("psession: save session %q at revision %d: %w", rec.ClientID, rec.Rev, broker.ErrSessionMoved)
+		default:
 			err = fmt.Errorf("psession: save session %q: %w", rec.ClientID, err)
 		}
-		done(err)
+		done(rev, err)
 	}})
+}
+
+// wrongRev says whether err is JetStream's refusal of a write whose
+// expected last revision of the key is not the key's.
+func wrongRev(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }
 
 // Delete implements broker.SessionStore: a delete marker on the key.
@@ -214,9 +227,8 @@ func (s *Store) Load(ctx context.Context, clientID string) (*broker.SessionRecor
 		if err != nil {
 			return nil, err
 		}
-		err = s.confirm(ctx, key, rev, val)
-		var api *jetstream.APIError
-		if errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+		crev, err := s.confirm(ctx, key, rev, val)
+		if wrongRev(err) {
 			continue // changed since the read: read it again
 		}
 		if err != nil {
@@ -232,6 +244,7 @@ func (s *Store) Load(ctx context.Context, clientID string) (*broker.SessionRecor
 		if r.ClientID != clientID || expired(deadline(r, s.idx.deadAt(h)), time.Now()) {
 			return nil, nil // another id of the same digest, or expired
 		}
+		r.Rev = crev
 		return r, nil
 	}
 }
@@ -239,20 +252,24 @@ func (s *Store) Load(ctx context.Context, clientID string) (*broker.SessionRecor
 // confirm writes val (nil: a delete marker) to key again if rev is still
 // its last revision (0: the key has none), through the node's ordered
 // writes; it returns once a majority has it, or fails.
-func (s *Store) confirm(ctx context.Context, key string, rev uint64, val []byte) error {
+func (s *Store) confirm(ctx context.Context, key string, rev uint64, val []byte) (uint64, error) {
 	msg := nats.NewMsg(s.kvPre + key)
 	msg.Data = val
 	if val == nil {
 		msg.Header.Set("KV-Operation", "DEL")
 	}
 	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rev, 10))
-	ch := make(chan error, 1)
-	s.w.add(&op{msg: msg, done: func(_ uint64, err error) { ch <- err }})
+	type answer struct {
+		rev uint64
+		err error
+	}
+	ch := make(chan answer, 1)
+	s.w.add(&op{msg: msg, done: func(rev uint64, err error) { ch <- answer{rev, err} }})
 	select {
-	case err := <-ch:
-		return err
+	case a := <-ch:
+		return a.rev, a.err
 	case <-ctx.Done():
-		return ctx.Err()
+		return 0, ctx.Err()
 	}
 }
 
