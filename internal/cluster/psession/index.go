@@ -172,7 +172,9 @@ func (s *Store) sweep() {
 		s.checkHolders()
 		vs := s.expiredRecords()
 		if s.cfg.SweepEvery > 0 {
-			s.deleteExpired(vs)
+			if n := s.deleteExpired(vs); n > 0 {
+				s.log.Info("cluster: persistent sessions: expired session records deleted", "count", n)
+			}
 		}
 	}
 }
