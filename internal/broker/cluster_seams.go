@@ -60,6 +60,18 @@ type Claim struct {
 	Decide func(owner string) (string, error)
 	// Token names the claim; set by Claim.
 	Token uint64
+	// Prev is the claim this one replaced, set by Claim (zero when the
+	// id was free): a session this node still holds for the id is
+	// current only when Prev is its own claim (Here, with its Token).
+	Prev ClaimHolder
+}
+
+// ClaimHolder is the node that held a client id: its name, its run
+// (incarnation), the claim's token, and whether it is this node's run.
+type ClaimHolder struct {
+	Node, Inc string
+	Token     uint64
+	Here      bool
 }
 
 // ClusterWill is a will as the Registry stores it.
@@ -106,20 +118,15 @@ func (b *Broker) SupersedeBefore(clientID string, rev uint64, clean bool) {
 		return
 	}
 	s.mu.Lock()
-	claim, moves := s.claim, b.cstore != nil && s.persistent && !clean
+	claim := s.claim
 	s.mu.Unlock()
 	// A CONNECT claiming here holds the id's lock and has not set its
-	// claim yet: the locked check below sees it once it has.
+	// claim yet: the locked check below sees it once it has. A persistent
+	// session's final record is saved as for a takeover request (which
+	// then finds the session gone): a compare-and-set on its revision,
+	// refused if the claim's node loaded the record already.
 	if claim == 0 || older(claim) {
-		if moves {
-			// The takeover request, which saves the session's final
-			// record for the claim's node, comes first but for a lost
-			// request: then the session ends without it, as a late Save
-			// would replace the newer record of the claim's node.
-			b.afterFunc(kickWait, func() { b.supersede(clientID, older, clean, false) })
-			return
-		}
-		go b.supersede(clientID, older, clean, false)
+		go b.supersede(clientID, older, clean, true)
 	}
 }
 
@@ -129,6 +136,11 @@ func (b *Broker) SupersedeBefore(clientID string, rev uint64, clean bool) {
 func (b *Broker) supersede(clientID string, match func(claim uint64) bool, clean, save bool) bool {
 	unlock := b.ids.lock(clientID)
 	defer unlock()
+	return b.endTaken(clientID, match, clean, save)
+}
+
+// endTaken is supersede with the client id's lock held.
+func (b *Broker) endTaken(clientID string, match func(claim uint64) bool, clean, save bool) bool {
 	b.mu.Lock()
 	s := b.sessions[clientID]
 	b.mu.Unlock()

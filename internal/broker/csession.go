@@ -40,6 +40,10 @@ import (
 //     before it confirmed the takeover: handOff), re-sends what was in
 //     flight, and reads what it missed from the log (Backlog) in front of
 //     what the reader delivers from then on.
+//   - Saves are compare-and-sets on the record's revision: Load's write
+//     fences the node that held the session, whose later Saves fail
+//     (ErrSessionMoved); that node then ends the session without saving
+//     (lost), so a late Save never replaces the new holder's record.
 
 // csaveDelay is how long a session's record may lag behind its QoS 1
 // deliveries: at most one Save per session per csaveDelay.
@@ -49,14 +53,10 @@ const csaveDelay = 100 * time.Millisecond
 const csaveRetry = time.Second
 
 // handOffWait bounds how long a takeover waits for the final record of the
-// session it moves: less than the registry's takeover request (2 s).
+// session it moves: less than the registry's takeover request (2 s). A
+// Save answered later is harmless: it lands before the new node's Load
+// (which reads it), or is refused after it (fenced).
 const handOffWait = 1500 * time.Millisecond
-
-// kickWait is how long a node that learnt from the registry's watch that
-// another node claimed one of its persistent sessions waits for the
-// takeover request before it ends the session without the final record:
-// longer than the registry waits for the answer (2 s).
-const kickWait = 2500 * time.Millisecond
 
 // errNoStore is the error of a SessionStore call that did not answer.
 var errNoStore = errors.New("broker: session store did not answer")
@@ -101,6 +101,12 @@ type csess struct {
 	timer *time.Timer
 	// retry saves the record again after a Save failed (csaveRetry).
 	retry *time.Timer
+	// rev is the record's revision (Load's, then each Save's): the next
+	// Save's condition. saving: a Save is in flight; next wait for the
+	// one made after it.
+	rev    uint64
+	saving bool
+	next   []func(error)
 }
 
 func (s *session) csLocked() *csess {
@@ -403,6 +409,13 @@ func (s *session) cdirtyLocked() {
 // csaveLocked saves the session's record now; then, if not nil, gets the
 // result once the store answered (on the store's goroutine). A failed
 // Save is tried again after csaveRetry.
+//
+// Saves are compare-and-sets on the record's revision (cs.rev, from Load
+// or the last Save): one is in flight at a time, and the ones asked for
+// meanwhile are made as one once it is answered, with its revision. A
+// Save refused because the record changed (ErrSessionMoved: another node
+// loaded it, a sweep deleted it) means the session is no longer this
+// node's: it ends here (lost), without saving.
 func (s *session) csaveLocked(then func(error)) {
 	if s.gone || !s.persistent {
 		if then != nil {
@@ -410,34 +423,67 @@ func (s *session) csaveLocked(then func(error)) {
 		}
 		return
 	}
+	cs := s.csLocked()
+	if cs.saving {
+		cs.dirty = true
+		if then != nil {
+			cs.next = append(cs.next, then)
+		}
+		return
+	}
+	var thens []func(error)
+	if then != nil {
+		thens = []func(error){then}
+	}
+	s.csendLocked(thens)
+}
+
+// csendLocked makes the Save for thens.
+func (s *session) csendLocked(thens []func(error)) {
 	rec := s.crecordLocked()
-	s.cs.dirty = false
+	rec.Rev = s.cs.rev
+	s.cs.dirty, s.cs.saving = false, true
 	s.b.clog.saves.Add(1)
 	// A store that is closed answers at once, on this goroutine, which
 	// holds s.mu: then the answer is handled on another one.
 	var inSave atomic.Bool
 	inSave.Store(true)
 	defer inSave.Store(false)
-	s.b.cstore.Save(rec, func(err error) {
+	s.b.cstore.Save(rec, func(rev uint64, err error) {
 		if inSave.Load() {
-			go s.saved(err, then)
+			go s.saved(rev, err, thens)
 			return
 		}
-		s.saved(err, then)
+		s.saved(rev, err, thens)
 	})
 }
 
 // saved handles the answer to a Save (s.mu not held): a failure is
-// logged and the record saved again after csaveRetry; then gets the
-// result.
-func (s *session) saved(err error, then func(error)) {
+// logged and the record saved again after csaveRetry; a record that
+// changed ends the session here (lost); thens get the result, and the
+// Saves asked for meanwhile are made.
+func (s *session) saved(rev uint64, err error, thens []func(error)) {
 	defer s.b.clog.saves.Done()
-	if err != nil {
+	moved := errors.Is(err, ErrSessionMoved)
+	s.mu.Lock()
+	cs := s.cs
+	cs.saving = false
+	next := cs.next
+	cs.next = nil
+	switch {
+	case err == nil:
+		cs.rev = rev
+		if (cs.dirty || len(next) > 0) && !s.gone && s.persistent {
+			s.csendLocked(next)
+			next = nil
+		}
+	case moved:
+		s.b.log.Warn("cluster: persistent session moved to another node: it ends here", "client_id", s.id, "err", err)
+	default:
 		s.b.log.Warn("cluster: persistent session not saved", "client_id", s.id, "err", err)
-		s.mu.Lock()
-		s.cs.dirty = true
-		if s.cs.retry == nil && !s.gone {
-			s.cs.retry = s.b.afterFunc(csaveRetry, func() {
+		cs.dirty = true
+		if cs.retry == nil && !s.gone {
+			cs.retry = s.b.afterFunc(csaveRetry, func() {
 				s.mu.Lock()
 				defer s.unlock()
 				s.cs.retry = nil
@@ -446,11 +492,37 @@ func (s *session) saved(err error, then func(error)) {
 				}
 			})
 		}
-		s.mu.Unlock()
 	}
-	if then != nil {
-		then(err)
+	gone := s.gone
+	s.mu.Unlock()
+	if moved {
+		s.b.lost(s)
 	}
+	for _, fn := range thens {
+		fn(err)
+	}
+	if err == nil && gone {
+		err = errNoStore
+	}
+	for _, fn := range next {
+		fn(err)
+	}
+}
+
+// lost ends s, a persistent session whose record another node took
+// (ErrSessionMoved), as a takeover does (its connection gets DISCONNECT
+// 0x8E), without saving: the record is the other node's.
+func (b *Broker) lost(s *session) {
+	go func() {
+		unlock := b.ids.lock(s.id)
+		defer unlock()
+		b.mu.Lock()
+		cur := b.sessions[s.id]
+		b.mu.Unlock()
+		if cur == s {
+			b.endTaken(s.id, func(uint64) bool { return true }, false, false)
+		}
+	}()
 }
 
 // cforgetInbound takes an inbound QoS 2 packet id whose publish failed
@@ -671,7 +743,7 @@ func (b *Broker) decodeRecord(rec *SessionRecord) (*session, []centry, error) {
 		s.subs[f] = o
 	}
 	cs := s.csLocked()
-	cs.cursor = rec.Cursor
+	cs.cursor, cs.rev = rec.Cursor, rec.Rev
 	var fl []centry
 	n := r.uvarint()
 	for i := uint64(0); i < n && r.err == nil; i++ {
@@ -714,7 +786,13 @@ func (b *Broker) decodeRecord(rec *SessionRecord) (*session, []centry, error) {
 // resuming client's record is loaded, with what it missed, as the session
 // takeSession then finds. A new persistent session is saved before
 // CONNACK. An error refuses the client (CONNACK 0x88).
-func (c *conn) cconnect(clean bool, expiry uint32, owner string) error {
+//
+// A session of this node is current only if the claim cl replaced is its
+// own: otherwise the id moved to another node meanwhile (a takeover
+// request that never came, a partition) and this node's copy is stale:
+// it ends here (its connection, if any, gets DISCONNECT 0x8E) without
+// touching the record, which is then loaded as from any other node.
+func (c *conn) cconnect(clean bool, expiry uint32, owner string, cl *Claim) (uint64, error) {
 	b := c.b
 	id := c.info.ClientID
 	b.mu.Lock()
@@ -722,10 +800,15 @@ func (c *conn) cconnect(clean bool, expiry uint32, owner string) error {
 	b.mu.Unlock()
 	if local != nil {
 		local.mu.Lock()
-		gone := local.gone
+		gone, claim := local.gone, local.claim
 		local.mu.Unlock()
+		if !gone && (cl == nil || cl.Prev.Here && cl.Prev.Token == claim && claim != 0) {
+			return 0, nil // takeSession resumes it or (clean) ends it, deleting its record
+		}
 		if !gone {
-			return nil // takeSession resumes it or (clean) ends it, deleting its record
+			b.log.Info("cluster: this node's copy of a session that moved is dropped; the session is loaded",
+				"client_id", id, "node", cl.Prev.Node)
+			b.endTaken(id, func(uint64) bool { return true }, clean, false)
 		}
 	}
 	c.mayBlock()
@@ -736,13 +819,14 @@ func (c *conn) cconnect(clean bool, expiry uint32, owner string) error {
 		var err error
 		if rec, err = b.cstore.Load(ctx, id); err != nil {
 			b.log.Warn("cluster: persistent session not loaded; the client is refused", "client_id", id, "err", err)
-			return packet.ErrServerUnavailable
+			return 0, packet.ErrServerUnavailable
 		}
 	}
 	if rec == nil {
 		if expiry == 0 && (!clean || !b.mayHaveRecord(id)) {
-			return nil
+			return 0, nil
 		}
+		var rev atomic.Uint64
 		ch := make(chan error, 1)
 		if expiry == 0 {
 			b.cstore.Delete(id, func(err error) { ch <- err })
@@ -754,19 +838,19 @@ func (c *conn) cconnect(clean bool, expiry uint32, owner string) error {
 			s.version, s.expiry, s.info, s.owner, s.ownerKnown = c.version, expiry, c.info, owner, true
 			s.cs = &csess{cursor: nr.Cursor}
 			nr.Data = s.crecordLocked().Data
-			b.cstore.Save(nr, func(err error) { ch <- err })
+			b.cstore.Save(nr, func(r uint64, err error) { rev.Store(r); ch <- err })
 		}
 		if err := waitStore(ch, c.connectTimeout()); err != nil {
 			b.log.Warn("cluster: persistent session not written; the client is refused", "client_id", id, "err", err)
-			return packet.ErrServerUnavailable
+			return 0, packet.ErrServerUnavailable
 		}
-		return nil
+		return rev.Load(), nil
 	}
 	if err := b.cresume(ctx, rec); err != nil {
 		b.log.Warn("cluster: persistent session not resumed; the client is refused", "client_id", id, "err", err)
-		return packet.ErrServerUnavailable
+		return 0, packet.ErrServerUnavailable
 	}
-	return nil
+	return 0, nil
 }
 
 // SessionIndex is what a SessionStore may also implement: whether its

@@ -32,6 +32,7 @@ type fakeCluster struct {
 	gate     chan struct{}
 	backlogs int
 	lost     uint64
+	rev      uint64 // the last revision given to a record
 }
 
 type fakeEntry struct {
@@ -233,27 +234,38 @@ func (n *fakeNode) Load(ctx context.Context, id string) (*SessionRecord, error) 
 	if r == nil {
 		return nil, nil
 	}
+	// The confirming write: the holder's later Saves fail.
+	c.rev++
+	r.Rev = c.rev
 	cp := *r
 	cp.Filters = slices.Clone(r.Filters)
 	cp.Data = slices.Clone(r.Data)
 	return &cp, nil
 }
 
-func (n *fakeNode) Save(rec *SessionRecord, done func(error)) {
+func (n *fakeNode) Save(rec *SessionRecord, done func(uint64, error)) {
 	c := n.c
-	if !n.writable(func() { done(errFakeQuorum) }) {
+	if !n.writable(func() { done(0, errFakeQuorum) }) {
 		return
 	}
 	c.mu.Unlock()
 	cp := *rec
 	c.ack("save", func() {
 		c.mu.Lock()
-		if !n.dead {
+		var err error
+		switch old := c.recs[rec.ClientID]; {
+		case n.dead:
+		case rec.Rev != 0 && (old == nil || old.Rev != rec.Rev):
+			err = ErrSessionMoved
+		default:
+			c.rev++
+			cp.Rev = c.rev
 			c.recs[rec.ClientID] = &cp
 			c.saves++
 		}
+		rev := cp.Rev
 		c.mu.Unlock()
-		done(nil)
+		done(rev, err)
 	})
 }
 

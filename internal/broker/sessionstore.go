@@ -1,6 +1,9 @@
 package broker
 
-import "context"
+import (
+	"context"
+	"errors"
+)
 
 // SessionStore keeps a cluster's persistent sessions and the QoS 1 and 2
 // messages they are owed, replicated on the cores, so that a session
@@ -45,12 +48,20 @@ type SessionStore interface {
 
 	// Load reads the record of clientID's session: nil, nil when there is
 	// none (or it expired). It reads at the leader: a record saved on any
-	// node before Load is seen.
+	// node before Load is seen. The record's Rev is the revision of a
+	// write Load makes of it at a majority: Saves of a node that loaded
+	// it before (a node that held the session) fail from then on.
 	Load(ctx context.Context, clientID string) (*SessionRecord, error)
-	// Save writes rec, replacing clientID's record; done gets nil once a
-	// majority of the cores have it on disk. Saves of one client id take
-	// effect in call order. It must not block.
-	Save(rec *SessionRecord, done func(error))
+	// Save writes rec, replacing clientID's record, on condition that the
+	// record is still at revision rec.Rev (0: unconditionally, a new
+	// session); done gets the record's new revision once a majority of
+	// the cores have it on disk, or ErrSessionMoved (errors.Is) when the
+	// record is at another revision: another node loaded (or a sweep
+	// deleted) it, and this node no longer holds the session. Saves of
+	// one client id take effect in call order; a caller that needs the
+	// condition waits for one Save's revision before the next. It must
+	// not block.
+	Save(rec *SessionRecord, done func(rev uint64, err error))
 	// Delete removes clientID's record (its session ended); done as Save.
 	Delete(clientID string, done func(error))
 
@@ -73,9 +84,16 @@ type SessionStore interface {
 	Head() uint64
 }
 
+// ErrSessionMoved fails a Save whose record is no longer at the revision
+// it was written on (SessionStore.Save): the session is another node's.
+var ErrSessionMoved = errors.New("broker: session record changed: the session moved to another node")
+
 // SessionRecord is a persistent session as the SessionStore keeps it.
 type SessionRecord struct {
 	ClientID string
+	// Rev is the record's revision in the store: set by Load; Save
+	// writes on condition that the record is still at it.
+	Rev uint64
 	// Filters are the session's subscriptions (shared ones as
 	// $share/group/filter), for the store's index and for Backlog.
 	Filters []string

@@ -50,6 +50,7 @@ func openClusterState(nc *nats.Conn, node string, cfg config.Cluster, log *slog.
 		Conn: nc, Cluster: bucketPrefix(cfg.Name), Prefix: bucketPrefix(cfg.Name),
 		Timeout: cfg.AckTimeout, MaxLogBytes: cfg.Sessions.MaxLogBytes, MaxLogAge: cfg.Sessions.MaxLogAge,
 		SweepEvery: sweep, Logger: log,
+		Node: node, Incarnation: r.Incarnation(), Alive: r.Alive,
 	})
 	if err != nil {
 		r.Close()

@@ -33,6 +33,12 @@ type raw struct {
 // (refused or not) and the client, nil if the connection failed.
 func dialRaw(t *testing.T, addr, id string, v packet.Version, recvMax uint16) (*raw, *packet.Connack) {
 	t.Helper()
+	return dialRawExpiry(t, addr, id, v, recvMax, 300)
+}
+
+// dialRawExpiry is dialRaw with a v5 session expiry of expiry seconds.
+func dialRawExpiry(t *testing.T, addr, id string, v packet.Version, recvMax uint16, expiry uint32) (*raw, *packet.Connack) {
+	t.Helper()
 	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		return nil, nil
@@ -41,7 +47,7 @@ func dialRaw(t *testing.T, addr, id string, v packet.Version, recvMax uint16) (*
 	t.Cleanup(func() { nc.Close() })
 	p := &packet.Connect{Version: v, ClientID: id, KeepAlive: 60}
 	if v == packet.V5 {
-		p.Props.SessionExpiry = 300
+		p.Props.SessionExpiry = expiry
 		p.Props.Set(packet.PropSessionExpiry)
 		p.Props.ReceiveMaximum = recvMax
 		p.Props.Set(packet.PropReceiveMaximum)

@@ -65,7 +65,7 @@ func BenchmarkSave(b *testing.B) {
 	data := []byte(strings.Repeat("d", 512))
 	el := windowed(b, 256, func(i int, done func(error)) {
 		s.Save(&broker.SessionRecord{ClientID: fmt.Sprint("c", i%1000), Filters: []string{"a/+/c", "d/#"}, Expiry: 3600,
-			Cursor: uint64(i), Data: data}, done)
+			Cursor: uint64(i), Data: data}, func(_ uint64, err error) { done(err) })
 	})
 	b.ReportMetric(float64(b.N)/el.Seconds(), "saves/s")
 }

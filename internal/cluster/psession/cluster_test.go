@@ -178,7 +178,7 @@ func mustStore(t testing.TB, s *Store, m *broker.Message) uint64 {
 func save(t testing.TB, s *Store, r *broker.SessionRecord) error {
 	t.Helper()
 	ch := make(chan result, 1)
-	s.Save(r, func(err error) { ch <- result{0, err} })
+	s.Save(r, func(rev uint64, err error) { ch <- result{rev, err} })
 	_, err := waitResult(t, ch)
 	return err
 }

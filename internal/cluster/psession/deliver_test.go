@@ -133,7 +133,7 @@ func TestRecords(t *testing.T) {
 	for i := range 50 {
 		r := *rec
 		r.Cursor = uint64(100 + i)
-		a.Save(&r, func(err error) { ch <- err })
+		a.Save(&r, func(_ uint64, err error) { ch <- err })
 	}
 	for range 50 {
 		if err := <-ch; err != nil {

@@ -43,7 +43,13 @@
 //     stream leader answers at once). Writes of all kinds share one
 //     ordered pipeline per node, published in call order.
 //   - Load costs a read and a replicated write (it confirms the record
-//     at a majority: a minority leader would answer a stale read).
+//     at a majority: a minority leader would answer a stale read). That
+//     write's revision is the record's Rev; a Save with a Rev is a
+//     compare-and-set on it (broker.ErrSessionMoved once another node
+//     loaded the record or a sweep deleted it) and done gets the new one.
+//   - Config.Node, Incarnation and Alive (the registry's): a record saved
+//     while its client was connected expires once Alive says its holder
+//     is dead, its Session Expiry Interval after this node saw that.
 //   - Head is set to seq before fn(seq) runs: a session that registers
 //     for Deliver while fn runs may see seq both in Backlog(cursor, h)
 //     and from fn. Register, read h := Head(), Backlog up to h, and drop
