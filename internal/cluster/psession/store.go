@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/culexmq/culex/internal/broker"
+	"github.com/culexmq/culex/internal/cluster/registry"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -200,9 +201,12 @@ func (s *Store) Start(ctx context.Context) error {
 	if err := s.open(ctx); err != nil {
 		return err
 	}
-	w, err := s.kv.WatchAll(s.ctx)
+	w, err := registry.WatchAll(ctx, s.ctx, s.kv)
+	if errors.Is(err, context.Canceled) && s.ctx.Err() != nil {
+		return ErrClosed
+	}
 	if err != nil {
-		return fmt.Errorf("psession: watch %s: %w", s.Bucket(), err)
+		return fmt.Errorf("psession: %w", err)
 	}
 	loaded := make(chan struct{})
 	s.goRun(func() { s.watch(w, loaded) })

@@ -247,11 +247,11 @@ func (r *Registry) Start(ctx context.Context, b Node) error {
 	r.mu.Unlock()
 	r.sayAlive()
 	// The watch lasts as long as the Registry, not as Start's ctx.
-	rw, err := r.ret.WatchAll(r.ctx)
+	rw, err := WatchAll(ctx, r.ctx, r.ret)
 	if err != nil {
 		return err
 	}
-	iw, err := r.ids.WatchAll(r.ctx, jetstream.UpdatesOnly())
+	iw, err := WatchAll(ctx, r.ctx, r.ids, jetstream.UpdatesOnly())
 	if err != nil {
 		rw.Stop()
 		return err
@@ -282,6 +282,26 @@ func (r *Registry) Ready() error {
 		return errNotReady
 	}
 	return nil
+}
+
+// WatchAll starts a watch of kv that lives as long as stop, trying again
+// every 250 ms until it starts or ctx ends: while the cores elect a meta
+// leader (a rolling restart, a lost core) no watch can be made, and a node
+// that gave up at the first failure would never become ready.
+func WatchAll(ctx, stop context.Context, kv jetstream.KeyValue, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	for {
+		w, err := kv.WatchAll(stop, opts...)
+		if err == nil {
+			return w, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("watch %s: %w (last: %v)", kv.Bucket(), ctx.Err(), err)
+		case <-stop.Done():
+			return nil, stop.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 func (r *Registry) goWatch(fn func()) {
