@@ -122,7 +122,16 @@ func (s *Store) openReader(fn func(uint64, string, *broker.Message), since time.
 // consume makes one consumer from Head()+1 and starts taking its
 // deliveries.
 func (s *Store) consume(fn func(uint64, string, *broker.Message)) (*readerCons, error) {
+	// First the log's leader must answer: a consumer made on a replica
+	// while the log has none may stay silent for many seconds after
+	// the election.
 	ctx, cancel := context.WithTimeout(s.ctx, readerRequest)
+	_, err := s.plog.Info(ctx)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel = context.WithTimeout(s.ctx, readerRequest)
 	defer cancel()
 	cons, err := s.plog.CreateConsumer(ctx, jetstream.ConsumerConfig{
 		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,

@@ -49,8 +49,11 @@ func startHardCluster(t *testing.T) *hardCluster {
 		name := "h" + strconv.Itoa(i)
 		srv, err := server.NewServer(&server.Options{ServerName: name, Host: "127.0.0.1", Port: server.RANDOM_PORT,
 			NoSigs: true, NoLog: true, JetStream: true, StoreDir: t.TempDir(), SyncAlways: true,
-			Cluster: server.ClusterOpts{Name: "hard", Host: "127.0.0.1", Port: ports[i], NoAdvertise: true,
-				PoolSize: -1, ConnectRetries: -1},
+			// Advertised at a port nobody listens on: the routes the
+			// servers learn from each other (gossip) never connect, so
+			// every route goes through its proxy.
+			Cluster: server.ClusterOpts{Name: "hard", Host: "127.0.0.1", Port: ports[i], Advertise: "127.0.0.1:1",
+				NoAdvertise: true, PoolSize: -1, ConnectRetries: -1},
 			Routes: routes})
 		if err != nil {
 			t.Fatal(err)
