@@ -16,13 +16,14 @@ import (
 // not come (the core hosting it died or is cut off), when the server says
 // it is gone, when a delivery is out of order (one went missing), or when
 // the node's connection comes back; the reader then makes another from
-// Head()+1, so nothing is skipped or repeated. Each attempt is bounded by
-// readerRequest and they follow each other every readerRetry..
+// Head()+1, so nothing is skipped or repeated. An attempt asks the log's
+// leader, then makes the consumer, each request bounded by readerRequest;
+// attempts follow each other every readerRetry..
 // readerRetryMax: once the log and the meta group have a leader again
 // (an election takes seconds after a core dies), the reader delivers again
 // within readerRecovery, with a request every half second at most while
 // there is none. (nats.go's ordered consumer, used before, waited 10 s per
-// attempt and backed off to 10 s: 13 s and more after the election.)
+// attempt and backed off to 10 s: 5 to 21 s after the election.)
 const (
 	readerHeartbeat = time.Second
 	readerRequest   = 1500 * time.Millisecond
