@@ -35,8 +35,9 @@ const (
 const clusterNodes = 3
 
 // ClusterMatrix is the cluster mode's workloads: fan-in 10:1, pairs 10:10
-// and fan-out 1:10 at QoS 0 and 1, 64 B, as fast as they go, the
-// cross-node takeover, then (idle > 0) idle connections on one node.
+// and fan-out 1:10 at QoS 0 and 1, 64 B, as fast as they go; fan-in QoS 1
+// to persistent sessions, as fast as it goes and at 10k msg/s; the
+// cross-node takeover; then (idle > 0) idle connections on one node.
 func ClusterMatrix(idle int) []Workload {
 	var ws []Workload
 	for _, t := range topologies[:3] {
@@ -44,6 +45,19 @@ func ClusterMatrix(idle int) []Workload {
 			ws = append(ws, Workload{Name: fmt.Sprintf("%s qos%d 64B max", t.name, qos),
 				Pubs: t.pubs, Subs: t.subs, Topic: t.topic, SubTopic: t.subTopic, QoS: qos, Size: 64})
 		}
+	}
+	// QoS 1 to persistent sessions (issue 14): every message stored once
+	// on a majority of the cores, fsynced, before its PUBACK; as fast as it
+	// goes, and at 10k msg/s for the latency.
+	fanIn := topologies[0]
+	for _, rate := range []float64{0, fixedDelivered} {
+		load := "max"
+		if rate > 0 {
+			load = fmt.Sprintf("%dk/s", int(rate)/1000)
+		}
+		ws = append(ws, Workload{Name: fmt.Sprintf("%s qos1 64B persistent %s", fanIn.name, load),
+			Pubs: fanIn.pubs, Subs: fanIn.subs, Topic: fanIn.topic, SubTopic: fanIn.subTopic, QoS: 1, Size: 64,
+			Rate: rate, Persistent: true})
 	}
 	ws = append(ws, Workload{Name: fmt.Sprintf("takeover x%d", takeovers), Takeover: takeovers})
 	if idle > 0 {

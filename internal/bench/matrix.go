@@ -16,6 +16,9 @@ type Workload struct {
 	Idle     int      // idle connections (conn mode) instead of traffic
 	TLS      *tlsCase // a TLS workload (TLSMatrix)
 	Takeover int      // client ids taken over across nodes (compare --cluster)
+	// Persistent clients (clean start 0, an hour's session expiry): QoS
+	// 1/2 messages for them are stored before they are acknowledged.
+	Persistent bool
 }
 
 type topology struct {
@@ -99,6 +102,9 @@ func (w Workload) benchArgs(port int, duration, drain string, locals string) []s
 		"--duration", duration, "--drain", drain, "--json", "--quiet"}
 	if w.Rate > 0 {
 		args = append(args, "--rate", fmt.Sprint(w.Rate))
+	}
+	if w.Persistent {
+		args = append(args, "--clean=false", "--session-expiry", "3600")
 	}
 	if w.Subs > 200 && locals != "" {
 		args = append(args, "--local-addrs", locals)

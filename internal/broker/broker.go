@@ -57,6 +57,10 @@ type Options struct {
 	// messages this node's clients set; other nodes' arrive through
 	// ApplyRetained.
 	RetainedReplica RetainedReplica
+	// SessionStore, when set (a cluster), keeps the persistent sessions
+	// and the QoS 1/2 messages they are owed instead of Store
+	// (csession.go); nil keeps them in Store.
+	SessionStore SessionStore
 }
 
 // Broker is one node's MQTT broker core.
@@ -121,6 +125,9 @@ type Broker struct {
 	pollFault func() error
 	// seams, when set, runs tests' code between steps that race.
 	seams atomic.Pointer[seams]
+	// cstore is Options.SessionStore; clog its reader's state (csession.go).
+	cstore SessionStore
+	clog   clusterLog
 }
 
 // seams are the points where tests run the other side of a race.
@@ -172,6 +179,7 @@ func New(opts Options) (*Broker, error) {
 		cfg:      cfg,
 		log:      opts.Logger,
 		store:    opts.Store,
+		cstore:   opts.SessionStore,
 		subs:     topic.NewIndex[*session, subOpts](),
 		shared:   topic.NewSharedIndex[*session, subOpts](),
 		remote:   topic.NewIndex[RemoteRoute, byte](),
@@ -236,6 +244,7 @@ func (b *Broker) Start() error {
 	if err := b.load(); err != nil {
 		return fmt.Errorf("broker: load state: %w", err)
 	}
+	b.startLog()
 	if b.opts.SysInterval > 0 && b.track() {
 		go b.sysLoop()
 	}
@@ -337,6 +346,9 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		return fmt.Errorf("broker: shutdown: %w", ctx.Err())
+	}
+	if err := b.waitSaves(ctx); err != nil {
+		return err
 	}
 	if err := b.store.Sync(); err != nil && !errors.Is(err, store.ErrClosed) {
 		b.log.Warn("store sync at shutdown", "err", err)

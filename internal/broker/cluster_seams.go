@@ -60,6 +60,18 @@ type Claim struct {
 	Decide func(owner string) (string, error)
 	// Token names the claim; set by Claim.
 	Token uint64
+	// Prev is the claim this one replaced, set by Claim (zero when the
+	// id was free): a session this node still holds for the id is
+	// current only when Prev is its own claim (Here, with its Token).
+	Prev ClaimHolder
+}
+
+// ClaimHolder is the node that held a client id: its name, its run
+// (incarnation), the claim's token, and whether it is this node's run.
+type ClaimHolder struct {
+	Node, Inc string
+	Token     uint64
+	Here      bool
 }
 
 // ClusterWill is a will as the Registry stores it.
@@ -90,7 +102,7 @@ type RetainedReplica interface {
 // otherwise [MQTT-3.1.3-9], and the session ends here. It reports whether
 // it found that claim; a later claim made on this node is left alone.
 func (b *Broker) Supersede(clientID string, token uint64, clean bool) bool {
-	return b.supersede(clientID, func(claim uint64) bool { return claim == token }, clean)
+	return b.supersede(clientID, func(claim uint64) bool { return claim == token }, clean, true)
 }
 
 // SupersedeBefore ends, as Supersede does, the session of clientID if it
@@ -109,16 +121,26 @@ func (b *Broker) SupersedeBefore(clientID string, rev uint64, clean bool) {
 	claim := s.claim
 	s.mu.Unlock()
 	// A CONNECT claiming here holds the id's lock and has not set its
-	// claim yet: the locked check below sees it once it has.
+	// claim yet: the locked check below sees it once it has. A persistent
+	// session's final record is saved as for a takeover request (which
+	// then finds the session gone): a compare-and-set on its revision,
+	// refused if the claim's node loaded the record already.
 	if claim == 0 || older(claim) {
-		go b.supersede(clientID, older, clean)
+		go b.supersede(clientID, older, clean, true)
 	}
 }
 
 // supersede ends the session of clientID if its claim matches.
-func (b *Broker) supersede(clientID string, match func(claim uint64) bool, clean bool) bool {
+// In a cluster, with save, a persistent session's final record is saved
+// before it returns (handOff): the takeover's answer waits for it.
+func (b *Broker) supersede(clientID string, match func(claim uint64) bool, clean, save bool) bool {
 	unlock := b.ids.lock(clientID)
 	defer unlock()
+	return b.endTaken(clientID, match, clean, save)
+}
+
+// endTaken is supersede with the client id's lock held.
+func (b *Broker) endTaken(clientID string, match func(claim uint64) bool, clean, save bool) bool {
 	b.mu.Lock()
 	s := b.sessions[clientID]
 	b.mu.Unlock()
@@ -151,6 +173,9 @@ func (b *Broker) supersede(clientID string, match func(claim uint64) bool, clean
 	if pw != nil && !clean {
 		b.dropClusterWill(pw) // reconnected within the delay [MQTT-3.1.3-9]
 		pw = nil
+	}
+	if b.cstore != nil && !clean && b.handOff(s, pw, save) {
+		return true // the session moved; its record is the other node's now
 	}
 	b.endSession(s, pw)
 	return true

@@ -256,6 +256,12 @@ func (c *conn) accept(st *authState) error {
 			owner = cl.Owner
 		}
 	}
+	var crev uint64 // the revision of a new session's record
+	if err == nil && b.cstore != nil {
+		if crev, err = c.cconnect(p.CleanStart, expiry, owner, cl); err != nil {
+			b.countPersistent(false, false, "", owner, reserved)
+		}
+	}
 	if err != nil {
 		unlock()
 		b.dropClusterWill(w)
@@ -279,6 +285,9 @@ func (c *conn) accept(st *authState) error {
 	s.owner, s.ownerKnown = owner, true
 	if cl != nil {
 		s.claim = cl.Token
+	}
+	if crev != 0 {
+		s.csLocked().rev = crev
 	}
 	s.expiry, s.persistent = expiry, expiry > 0
 	b.countPersistent(wasPersistent, s.persistent, wasOwner, owner, reserved)

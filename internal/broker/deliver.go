@@ -27,7 +27,7 @@ func (s *session) deliverLocked(om outMsg, sc *scratch, w *storeWait, now int64)
 	s.seq++
 	p.seq = s.seq
 	if c != nil && s.qlenLocked() == 0 && len(s.inflight) < s.window(c) && !c.overBound() {
-		if s.persistent && p.qos == 2 {
+		if s.persistent && (p.qos == 2 || s.cwaitingLocked()) {
 			s.sendDurableLocked(p, w)
 			return
 		}
@@ -77,8 +77,10 @@ func (c *conn) writePublish(om *outMsg, dup bool, sc *scratch, now int64) bool {
 		}
 		var err error
 		if sc != nil {
-			if sc.arena == nil && sc.arenaHint > 0 {
-				sc.arena = make([]byte, 0, sc.arenaHint)
+			if sc.arena == nil {
+				// Sized for this header at least: appended from nil it was
+				// allocated twice (fixed header, then topic).
+				sc.arena = make([]byte, 0, max(sc.arenaHint, len(m.Topic)+16))
 			}
 			start := len(sc.arena)
 			sc.arena, err = p.EncodeHeader(sc.arena, c.version)

@@ -101,7 +101,10 @@ func (c *conn) routePending(pe *pending) {
 	s := c.sess
 	if pe.qos == 2 {
 		s.mu.Lock()
-		if s.persistent && !s.gone {
+		if s.persistent && !s.gone && c.b.cstore != nil {
+			s.inQoS2[pe.pid] = in2Recorded
+			s.csaveForLocked(w) // the packet id in the record before PUBREC
+		} else if s.persistent && !s.gone {
 			c.b.apply([]store.Op{{Kind: store.Put, Bucket: store.Messages,
 				Key: store.MessageKey(s.id, inboundSeq(pe.pid)), Value: inboundMarker}}, w)
 		}
@@ -112,8 +115,13 @@ func (c *conn) routePending(pe *pending) {
 }
 
 // ready marks pe acknowledgeable. A failed write it waited for (store,
-// Kafka, another node) fails the ack: the client will retransmit.
+// Kafka, another node) fails the ack: the client will retransmit. A
+// failed QoS 2 publish whose packet id is in its cluster session's record
+// is ready once the record is saved without it (cforgetInbound).
 func (c *conn) ready(pe *pending, err error) {
+	if err != nil && pe.qos == 2 && c.sess.cforgetInbound(pe.pid, func() { c.ready(pe, err) }) {
+		return
+	}
 	c.pmu.Lock()
 	if err != nil && pe.code == packet.Success {
 		c.b.noteFailedAck(c.info.ClientID, err)
@@ -167,7 +175,7 @@ func (c *conn) ackPublish(pe *pending) {
 			s.inQoS2[pe.pid] = in2Received
 		default:
 			delete(s.inQoS2, pe.pid)
-			if s.persistent {
+			if s.persistent && c.b.cstore == nil {
 				s.unstoreInbound(pe.pid)
 			}
 		}

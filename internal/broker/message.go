@@ -53,6 +53,10 @@ type Message struct {
 	// this node it is for: it goes to one member of it and to nobody
 	// else (the publisher's node picked this node's turn).
 	Share *Share
+	// Stored marks a message written to the cluster's SessionStore: every
+	// node gives it to its persistent sessions from the store's log, not
+	// from the routing pass (csession.go).
+	Stored bool
 	// settle tells the node that sent a shared subscription's copy how it
 	// ended (DeliverShared); nil for every other message.
 	settle func(ok bool)

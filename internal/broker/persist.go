@@ -28,6 +28,10 @@ var errRecord = errors.New("broker: corrupt store record")
 // owner. Records written before the state was added end after the
 // subscriptions; those written before ownership end after the state.
 func (s *session) saveLocked() {
+	if s.b.cstore != nil {
+		s.csaveLocked(nil)
+		return
+	}
 	if s.gone {
 		return // a late packet of a taken-over connection must not revive it
 	}
@@ -53,6 +57,10 @@ func (s *session) saveLocked() {
 
 // unstoreSession deletes a session's record and messages.
 func (b *Broker) unstoreSession(id string) {
+	if b.cstore != nil {
+		b.cstore.Delete(id, b.logStoreErr)
+		return
+	}
 	b.apply([]store.Op{
 		{Kind: store.Delete, Bucket: store.Sessions, Key: id},
 		{Kind: store.DeletePrefix, Bucket: store.Messages, Key: store.SessionPrefix(id)},

@@ -14,6 +14,9 @@ import (
 const (
 	in2Held     uint8 = 1 // received, PUBREC not yet sent
 	in2Received uint8 = 2 // PUBREC sent, waiting for PUBREL
+	// in2Recorded: as in2Held, in a cluster's session record (saved
+	// before its PUBREC); records leave in2Held ids out.
+	in2Recorded uint8 = 3
 )
 
 // onPublish validates an inbound PUBLISH and feeds it to the pipeline.
@@ -89,7 +92,7 @@ func (c *conn) inboundSlot(p *packet.Publish) (dup bool, err error) {
 		case in2Received:
 			c.sendAck(packet.PUBREC, p.PacketID, packet.Success)
 			return true, nil
-		case in2Held:
+		case in2Held, in2Recorded:
 			return true, nil // its PUBREC is on the way
 		}
 	}
@@ -213,6 +216,12 @@ func (c *conn) onPubrel(pid uint16) {
 		return
 	}
 	delete(s.inQoS2, pid)
+	if s.persistent && !s.gone && c.b.cstore != nil {
+		// PUBCOMP once the record without the packet id is saved.
+		s.csaveLocked(func(error) { c.sendAck(packet.PUBCOMP, pid, packet.Success) })
+		s.mu.Unlock()
+		return
+	}
 	if s.persistent && !s.gone {
 		// PUBCOMP once the packet id is durably forgotten: until then the
 		// client cannot reuse it for a new message that a restarted broker

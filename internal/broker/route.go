@@ -44,8 +44,12 @@ type scratch struct {
 	// the shared deliveries forwarded to other nodes (SharedRouter).
 	seen     []Share
 	sremotes []sharedRemote
-	hdrs     []cachedHeader
-	arena    []byte // headers of this pass; never reused, as queues alias it
+	// sr is the SharedRouter of the pass and remoteShared the callback
+	// of its MatchShared (addRemoteShared).
+	sr           SharedRouter
+	remoteShared func(group, filter string)
+	hdrs         []cachedHeader
+	arena        []byte // headers of this pass; never reused, as queues alias it
 	// arenaHint sizes the arena when the first header that cannot be
 	// shared is encoded.
 	arenaHint int
@@ -67,7 +71,24 @@ type remoteTarget struct {
 	qos byte
 }
 
-var scratches = sync.Pool{New: func() any { return &scratch{idx: make(map[*session]int)} }}
+var scratches = sync.Pool{New: func() any {
+	sc := &scratch{idx: make(map[*session]int)}
+	sc.remoteShared = sc.addRemoteShared // made once: a closure per pass would be allocated
+	return sc
+}}
+
+// addRemoteShared adds another node's shared subscription that matched,
+// unless the local pass saw it.
+func (sc *scratch) addRemoteShared(group, filter string) {
+	for _, x := range sc.seen {
+		if x.Group == group && x.Filter == filter {
+			return
+		}
+	}
+	if r := sc.sr.SharedTurn(group, filter, false); r != nil {
+		sc.sremotes = append(sc.sremotes, sharedRemote{r, Share{group, filter}})
+	}
+}
 
 func (sc *scratch) reset() {
 	sc.pushFlush()
@@ -82,6 +103,7 @@ func (sc *scratch) reset() {
 	sc.seen = sc.seen[:0]
 	clear(sc.sremotes)
 	sc.sremotes = sc.sremotes[:0]
+	sc.sr = nil
 	clear(sc.hdrs)
 	sc.hdrs = sc.hdrs[:0]
 	sc.arena, sc.arenaHint = nil, 0
@@ -132,6 +154,9 @@ func (b *Broker) route(m *Message, w *storeWait) {
 		b.drop("", m, DropExpired)
 		return
 	}
+	if b.cstore != nil {
+		b.storeInLog(m, w)
+	}
 	if m.Share != nil {
 		b.routeShare(m, now, w)
 		return
@@ -176,16 +201,8 @@ func (b *Broker) route(m *Message, w *storeWait) {
 		})
 	}
 	if sr != nil {
-		sr.MatchShared(m.Topic, func(group, filter string) {
-			for _, x := range sc.seen {
-				if x.Group == group && x.Filter == filter {
-					return
-				}
-			}
-			if r := sr.SharedTurn(group, filter, false); r != nil {
-				sc.sremotes = append(sc.sremotes, sharedRemote{r, Share{group, filter}})
-			}
-		})
+		sc.sr = sr
+		sr.MatchShared(m.Topic, sc.remoteShared)
 	}
 	if !m.Local {
 		b.remote.Match(m.Topic, func(_ string, r RemoteRoute, qos byte) {
@@ -320,6 +337,10 @@ func (b *Broker) tryDeliver(t *target, m *Message, sc *scratch, w *storeWait) bo
 		s.mu.Unlock()
 		return false
 	}
+	if b.cstore != nil && s.persistent && b.viaLogLocked(s, &om, w) {
+		s.mu.Unlock()
+		return true
+	}
 	s.deliverLocked(om, sc, w, sc.now)
 	s.mu.Unlock()
 	return true
@@ -407,6 +428,10 @@ func (b *Broker) Publish(ctx context.Context, m *Message, done func(error)) {
 			callDone(done, &QueueFullError{ClientID: id})
 			return
 		}
+	}
+	if done == nil {
+		b.route(m, nil) // nobody waits: no storeWait to allocate
+		return
 	}
 	w := newStoreWait(done)
 	b.route(m, w)

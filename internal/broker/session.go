@@ -46,6 +46,7 @@ type outMsg struct {
 	subIDs  []uint32 // subscription identifiers to send (v5)
 	group   string   // the shared subscription it came through, for redispatch
 	filter  string
+	lseq    uint64 // its sequence in the cluster's log (csession.go); 0: none
 
 	// body is the stored body its record references (bodies.go); nil
 	// while not stored, and for a record loaded in the older inline form.
@@ -90,6 +91,8 @@ type session struct {
 	held      []*storeWait
 	holdTimer *time.Timer
 	stalled   bool
+	// cs is the session's state in the cluster's log (csession.go).
+	cs *csess
 }
 
 func newSession(b *Broker, id string) *session { return &session{b: b, id: id} }
@@ -270,7 +273,7 @@ func (s *session) pumpLocked(c *conn) {
 			c.sendPublish(om, nil, now)
 			continue
 		}
-		if om.stored && om.qos == 2 {
+		if om.stored && (om.qos == 2 || s.cwaitingLocked()) {
 			s.sendDurableLocked(om, nil)
 			continue
 		}
@@ -386,6 +389,10 @@ func (s *session) onPubcomp(c *conn, pid uint16) {
 // storeLocked writes om's Messages record, and its body if no other
 // record references it yet (bodies.go).
 func (s *session) storeLocked(om *outMsg, w *storeWait) {
+	if s.b.cstore != nil {
+		s.ctrackLocked(om)
+		return
+	}
 	om.stored = true
 	ops, held := s.refOpsLocked(om)
 	s.b.apply(ops, w)
@@ -395,6 +402,10 @@ func (s *session) storeLocked(om *outMsg, w *storeWait) {
 // unstoreLocked deletes om's Messages record, if any, and its body with
 // its last reference.
 func (s *session) unstoreLocked(om *outMsg) {
+	if s.b.cstore != nil {
+		s.cdoneLocked(om)
+		return
+	}
 	if !om.stored {
 		return
 	}
@@ -424,6 +435,10 @@ func (s *session) sendDurableLocked(om *outMsg, w *storeWait) {
 // storeThenLocked writes om's record and, once it is durable, sends what
 // om's state calls for (afterStored). w, if not nil, waits for the write.
 func (s *session) storeThenLocked(om *outMsg, w *storeWait) {
+	if s.b.cstore != nil {
+		s.cstoreThenLocked(om, w)
+		return
+	}
 	om.stored, om.waiting = true, true
 	ops, held := s.refOpsLocked(om)
 	if w != nil {

@@ -1,6 +1,9 @@
 package broker
 
-import "context"
+import (
+	"context"
+	"errors"
+)
 
 // SessionStore keeps a cluster's persistent sessions and the QoS 1 and 2
 // messages they are owed, replicated on the cores, so that a session
@@ -17,6 +20,9 @@ type SessionStore interface {
 	// persistent session of the cluster (on any node, connected or not,
 	// its node alive or not) has a matching subscription, as the store's
 	// replicated index of session records knows it. It is a local lookup.
+	// Shared subscriptions ($share/group/filter) do not count: a message
+	// for a shared subscription goes to one member, and a persistent
+	// member's copy is written for it alone (StoreFor).
 	Persistent(topic string) bool
 
 	// Store writes m to the log once. done gets its sequence number once a
@@ -42,22 +48,33 @@ type SessionStore interface {
 
 	// Load reads the record of clientID's session: nil, nil when there is
 	// none (or it expired). It reads at the leader: a record saved on any
-	// node before Load is seen.
+	// node before Load is seen. The record's Rev is the revision of a
+	// write Load makes of it at a majority: Saves of a node that loaded
+	// it before (a node that held the session) fail from then on.
 	Load(ctx context.Context, clientID string) (*SessionRecord, error)
-	// Save writes rec, replacing clientID's record; done gets nil once a
-	// majority of the cores have it on disk. Saves of one client id take
-	// effect in call order. It must not block.
-	Save(rec *SessionRecord, done func(error))
+	// Save writes rec, replacing clientID's record, on condition that the
+	// record is still at revision rec.Rev (0: unconditionally, a new
+	// session); done gets the record's new revision once a majority of
+	// the cores have it on disk, or ErrSessionMoved (errors.Is) when the
+	// record is at another revision: another node loaded (or a sweep
+	// deleted) it, and this node no longer holds the session. Saves of
+	// one client id take effect in call order; a caller that needs the
+	// condition waits for one Save's revision before the next. It must
+	// not block.
+	Save(rec *SessionRecord, done func(rev uint64, err error))
 	// Delete removes clientID's record (its session ended); done as Save.
 	Delete(clientID string, done func(error))
 
 	// Backlog calls fn in sequence order for every message in the log
-	// with from < seq <= to that matches one of filters (MQTT filters) or
-	// was stored for clientID. dropped counts the messages of that range
-	// the log no longer holds (removed by its limits): the caller counts
-	// them as lost with their reason.
+	// with from < seq <= to that was stored (Store) on a topic matching
+	// one of filters (MQTT filters; a shared one, $share/group/filter,
+	// matches none: its messages are the member's StoreFor ones) or was
+	// stored for clientID (StoreFor); fn's clientID, as Deliver's, is
+	// clientID for the latter and empty for the former. dropped counts
+	// the messages of that range the log no longer holds (removed by its
+	// limits): the caller counts them as lost with their reason.
 	Backlog(ctx context.Context, clientID string, filters []string, from, to uint64,
-		fn func(seq uint64, m *Message) error) (dropped uint64, err error)
+		fn func(seq uint64, clientID string, m *Message) error) (dropped uint64, err error)
 	// Get returns the message stored at seq (for redelivery of an
 	// in-flight message), or an error when the log no longer holds it.
 	Get(ctx context.Context, seq uint64) (*Message, error)
@@ -67,9 +84,16 @@ type SessionStore interface {
 	Head() uint64
 }
 
+// ErrSessionMoved fails a Save whose record is no longer at the revision
+// it was written on (SessionStore.Save): the session is another node's.
+var ErrSessionMoved = errors.New("broker: session record changed: the session moved to another node")
+
 // SessionRecord is a persistent session as the SessionStore keeps it.
 type SessionRecord struct {
 	ClientID string
+	// Rev is the record's revision in the store: set by Load; Save
+	// writes on condition that the record is still at it.
+	Rev uint64
 	// Filters are the session's subscriptions (shared ones as
 	// $share/group/filter), for the store's index and for Backlog.
 	Filters []string

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -26,9 +27,13 @@ func (c *conn) onSubscribe(p *packet.Subscribe) error {
 	}
 	codes := make([]byte, len(p.Subscriptions))
 	var retained []newSub
+	var undo *[]subUndo // in a cluster's persistent session: what to put back
+	if c.b.cstore != nil {
+		undo = new([]subUndo)
+	}
 	for i := range p.Subscriptions {
 		sub := &p.Subscriptions[i]
-		code, send, err := c.subscribeOne(sub, id)
+		code, send, err := c.subscribeOne(sub, id, undo)
 		if err != nil {
 			return err
 		}
@@ -39,6 +44,11 @@ func (c *conn) onSubscribe(p *packet.Subscribe) error {
 	}
 	s := c.sess
 	s.mu.Lock()
+	if s.persistent && c.b.cstore != nil {
+		s.mu.Unlock()
+		c.csubscribe(p, codes, retained, *undo)
+		return nil
+	}
 	if s.persistent {
 		s.saveLocked()
 	}
@@ -51,8 +61,9 @@ func (c *conn) onSubscribe(p *packet.Subscribe) error {
 }
 
 // subscribeOne grants or refuses one filter, returning the SUBACK code and
-// whether retained messages are due.
-func (c *conn) subscribeOne(sub *packet.Subscription, id uint32) (code byte, sendRetained bool, err error) {
+// whether retained messages are due. A granted filter's change is added to
+// undo when not nil.
+func (c *conn) subscribeOne(sub *packet.Subscription, id uint32, undo *[]subUndo) (code byte, sendRetained bool, err error) {
 	cfg := &c.b.cfg
 	refuse := func(code packet.Code) (byte, bool, error) {
 		if c.version != packet.V5 {
@@ -98,10 +109,18 @@ func (c *conn) subscribeOne(sub *packet.Subscription, id uint32) (code byte, sen
 		s.mu.Unlock()
 		return refuse(packet.ErrUnspecified) // taken over with clean start
 	}
-	_, existed := s.subs[sub.Filter]
+	prev, existed := s.subs[sub.Filter]
 	if !existed && cfg.MaxSubscriptionsPerClient > 0 && len(s.subs) >= cfg.MaxSubscriptionsPerClient {
 		s.mu.Unlock()
 		return refuse(packet.ErrQuotaExceeded)
+	}
+	if undo != nil {
+		// A filter twice in one SUBSCRIBE: the first one's prev stays.
+		if i := slices.IndexFunc(*undo, func(u subUndo) bool { return u.filter == sub.Filter }); i >= 0 {
+			(*undo)[i].set = o
+		} else {
+			*undo = append(*undo, subUndo{filter: sub.Filter, set: o, prev: prev, existed: existed})
+		}
 	}
 	if s.subs == nil {
 		s.subs = make(map[string]subOpts)
@@ -129,12 +148,16 @@ func (c *conn) onUnsubscribe(p *packet.Unsubscribe) error {
 	if c.version == packet.V5 {
 		codes = make([]byte, len(p.Filters))
 	}
+	var removed []newSub // in a cluster's persistent session: what to put back
 	for i, f := range p.Filters {
 		s.mu.Lock()
-		_, ok := s.subs[f]
+		o, ok := s.subs[f]
 		delete(s.subs, f)
 		if ok {
 			c.b.indexUnsubscribe(s, f)
+			if c.b.cstore != nil {
+				removed = append(removed, newSub{f, o})
+			}
 		}
 		s.mu.Unlock()
 		if codes != nil && !ok {
@@ -147,6 +170,11 @@ func (c *conn) onUnsubscribe(p *packet.Unsubscribe) error {
 		}
 	}
 	s.mu.Lock()
+	if s.persistent && c.b.cstore != nil {
+		s.mu.Unlock()
+		c.cunsubscribe(p, codes, removed)
+		return nil
+	}
 	if s.persistent {
 		s.saveLocked()
 	}

@@ -27,7 +27,8 @@ func newStoreWait(fn func(error)) *storeWait {
 // done releases one count.
 func (w *storeWait) done(err error) {
 	if err != nil {
-		w.err.CompareAndSwap(nil, &err)
+		e := err // not &err: err would escape on every call
+		w.err.CompareAndSwap(nil, &e)
 	}
 	if w.n.Add(-1) != 0 {
 		return

@@ -232,6 +232,25 @@ func (b *Broker) endSession(s *session, pw *will) {
 	if claim != 0 {
 		b.opts.Registry.Release(s.id, claim)
 	}
+	b.unregister(s, subs, wt, et, persistent, owner)
+	if persistent {
+		b.unstoreSession(s.id)
+		s.forgetRecords(msgs)
+		b.unstoreWill(s.id)
+	}
+	if pw != nil {
+		b.publishWill(pw)
+	}
+	b.redispatch(s, msgs)
+	for _, h := range b.expHooks {
+		h.OnSessionExpired(s.id)
+	}
+}
+
+// unregister stops the timers of a session that ended and removes it and
+// its subscriptions from the broker's map and indexes and, persistent,
+// from the counts of persistent sessions.
+func (b *Broker) unregister(s *session, subs map[string]subOpts, wt, et *time.Timer, persistent bool, owner string) {
 	b.stopTimer(wt)
 	b.stopTimer(et)
 	b.mu.Lock()
@@ -245,16 +264,6 @@ func (b *Broker) endSession(s *session, pw *will) {
 	if persistent {
 		b.stats.persistent.Add(-1)
 		b.owned.add(owner, -1)
-		b.unstoreSession(s.id)
-		s.forgetRecords(msgs)
-		b.unstoreWill(s.id)
-	}
-	if pw != nil {
-		b.publishWill(pw)
-	}
-	b.redispatch(s, msgs)
-	for _, h := range b.expHooks {
-		h.OnSessionExpired(s.id)
 	}
 }
 
@@ -277,19 +286,25 @@ func (b *Broker) redispatch(s *session, msgs []*outMsg) {
 			continue
 		}
 		t := target{s: e.Sub, qos: e.Value.QoS, id0: e.Value.ID, group: om.group, filter: om.filter}
-		sc := scratches.Get().(*scratch)
-		sc.now = now
-		b.deliverTarget(&t, om.msg, sc, nil)
-		sc.reset()
-		scratches.Put(sc)
 		// Nothing will complete it at QoS 0 or in a persistent session:
-		// settled now, as DeliverShared settles a first delivery (a copy
-		// another node sent is held there until then).
+		// settled once delivered, a persistent member's copy once it is
+		// stored (false if that fails), as DeliverShared settles a first
+		// delivery (a copy another node sent is held there until then).
 		e.Sub.mu.Lock()
 		final := min(om.msg.QoS, t.qos) == 0 || e.Sub.persistent
 		e.Sub.mu.Unlock()
+		var w *storeWait
 		if final {
-			om.msg.settled(true)
+			m := om.msg
+			w = newStoreWait(func(err error) { m.settled(err == nil) })
+		}
+		sc := scratches.Get().(*scratch)
+		sc.now = now
+		b.deliverTarget(&t, om.msg, sc, w)
+		sc.reset()
+		scratches.Put(sc)
+		if w != nil {
+			w.done(nil)
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,6 +70,7 @@ type Router struct {
 
 	acks      chan ackItem
 	subs      []*nats.Subscription
+	msgSub    *nats.Subscription // of forwarded messages (among subs)
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	closed    atomic.Bool
@@ -91,6 +93,8 @@ type Router struct {
 
 	onceSeq atomic.Uint64 // numbers this run's held messages (onceID)
 
+	lastSender string // inject's: the sender of the last forwarded message
+
 	parkMu sync.Mutex
 	parked map[string]*parkedNode // held messages of silent nodes
 
@@ -101,9 +105,10 @@ type Router struct {
 
 	// Test seams: testResync runs in resync between reading the broker's
 	// filters and taking r.mu; testPublish replaces the NATS publish of
-	// forwarded batches.
+	// forwarded batches; testInject runs before a batch is injected.
 	testResync  atomic.Pointer[func()]
 	testPublish atomic.Pointer[func(node string, batch []byte) error]
+	testInject  atomic.Pointer[func()]
 }
 
 // peer is another node as this one knows it.
@@ -170,7 +175,15 @@ func (r *Router) Start(b *broker.Broker) error {
 			r.Close()
 			return fmt.Errorf("cluster: subscribe %s: %w", subj, err)
 		}
-		s.SetPendingLimits(1<<20, 512<<20)
+		if subj == r.prefix+"msg."+r.node {
+			// What other nodes forwarded and this one has not routed yet
+			// is bounded as what it holds for them: past it, NATS drops
+			// the newest batches (a slow consumer, logged).
+			s.SetPendingLimits(1<<20, r.maxPending)
+			r.msgSub = s
+		} else {
+			s.SetPendingLimits(1<<20, 512<<20)
+		}
 		r.subs = append(r.subs, s)
 	}
 	if err := r.nc.Flush(); err != nil {
@@ -607,7 +620,12 @@ func (r *Router) Nodes() []string {
 // acknowledges a QoS 1/2 one once the broker has queued it (durably for
 // persistent sessions).
 func (r *Router) onMessage(msg *nats.Msg) {
+	if fn := r.testInject.Load(); fn != nil {
+		(*fn)()
+	}
 	now := time.Now().UnixNano()
+	ab := &ackBatch{open: true}
+	defer r.sendAcks(ab)
 	for b := msg.Data; len(b) > 0; {
 		if len(b) < 4 || uint64(len(b)-4) < uint64(binary.LittleEndian.Uint32(b)) {
 			r.log.Warn("cluster: malformed batch dropped")
@@ -615,18 +633,24 @@ func (r *Router) onMessage(msg *nats.Msg) {
 		}
 		l := 4 + int(binary.LittleEndian.Uint32(b))
 		// A copy of its own: a queued message must not pin the batch.
-		r.inject(bytes.Clone(b[4:l]), now)
+		r.inject(bytes.Clone(b[4:l]), now, ab)
 		b = b[l:]
 	}
 }
 
-// inject routes one forwarded message.
-func (r *Router) inject(frame []byte, now int64) {
+// inject routes one forwarded message. Only onMessage calls it.
+func (r *Router) inject(frame []byte, now int64, ab *ackBatch) {
 	m, seq, sender, once, err := decodeMsg(frame, now)
 	if err != nil {
 		r.log.Warn("cluster: malformed message dropped", "err", err)
 		return
 	}
+	// The sender's name is kept (acknowledgements, held messages): one
+	// string of it rather than the frame it aliases.
+	if sender != r.lastSender {
+		r.lastSender = strings.Clone(sender)
+	}
+	sender = r.lastSender
 	r.received.Add(1)
 	if seq == 0 {
 		r.b.Publish(context.Background(), m, nil)
@@ -636,7 +660,44 @@ func (r *Router) inject(frame []byte, now int64) {
 		r.injectOnce(m, seq, sender, once)
 		return
 	}
-	r.b.Publish(context.Background(), m, func(err error) { r.ack(sender, seq, errCode(err)) })
+	r.b.Publish(context.Background(), m, func(err error) { ab.ack(r, sender, seq, errCode(err)) })
+}
+
+// ackBatch gathers the acknowledgements of one NATS message of forwarded
+// messages that complete while onMessage injects it (clean sessions: at
+// once), to send them in one NATS message when it is done, without the
+// ack loop; later ones (persistent sessions, written first) go through
+// the ack loop.
+type ackBatch struct {
+	mu   sync.Mutex
+	open bool
+	to   string
+	buf  []byte
+}
+
+func (ab *ackBatch) ack(r *Router, to string, seq uint64, code byte) {
+	ab.mu.Lock()
+	if ab.open && (ab.buf == nil || ab.to == to) {
+		if ab.buf == nil {
+			ab.to, ab.buf = to, appendString(make([]byte, 0, 256), r.node)
+		}
+		ab.buf = appendAck(ab.buf, seq, code)
+		ab.mu.Unlock()
+		return
+	}
+	ab.mu.Unlock()
+	r.ack(to, seq, code)
+}
+
+// sendAcks closes ab and sends what it gathered.
+func (r *Router) sendAcks(ab *ackBatch) {
+	ab.mu.Lock()
+	ab.open = false
+	to, b := ab.to, ab.buf
+	ab.mu.Unlock()
+	if b != nil {
+		r.nc.Publish(r.prefix+"ack."+to, b)
+	}
 }
 
 // errCode is the reason code an acknowledgement carries for err.

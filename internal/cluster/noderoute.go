@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"encoding/binary"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,10 +22,11 @@ type nodeRoute struct {
 	subj  string
 
 	bmu     sync.Mutex
-	buf     []byte // frames waiting for the flusher
-	pending int    // bytes not yet taken by NATS: buf and the batch being published
-	spare   []byte // the flusher's: the previous batch's buffer, reused
-	stopped bool   // released: frames are no longer taken
+	chunks  [][]byte // frames waiting for the flusher, in chunks (chunkSize)
+	pending int      // bytes not yet taken by NATS: chunks and those being published
+	free    [][]byte // emptied chunks, reused
+	taken   [][]byte // the flusher's: the chunks slice it took last, reused
+	stopped bool     // released: frames are no longer taken
 	wake    chan struct{}
 	quit    chan struct{} // closed by release
 
@@ -130,11 +132,12 @@ func (n *nodeRoute) wait(w waiter) (uint64, bool) {
 		return 0, false
 	}
 	n.next++
+	seq := n.next // read under the lock: another send may take the next one at once
 	n.waiting++
 	w.sent = time.Now().UnixNano()
 	n.pend = append(n.pend, w)
 	n.mu.Unlock()
-	return n.next, true
+	return seq, true
 }
 
 // send appends m's frame to the batch for the node and wakes its flusher.
@@ -144,17 +147,22 @@ func (n *nodeRoute) wait(w waiter) (uint64, bool) {
 // so that the publisher sends it again; a held one (Message.Hold) is sent
 // again at ack_timeout.
 func (n *nodeRoute) send(m *broker.Message, qos byte, seq uint64, share *broker.Share, once onceID) {
+	var now int64
+	if m.Expiry != 0 {
+		now = time.Now().UnixNano()
+	}
 	n.bmu.Lock()
 	if n.stopped {
 		n.bmu.Unlock()
 		return // gone: release ended the wait
 	}
-	start := len(n.buf)
-	n.buf = append(n.buf, 0, 0, 0, 0)
-	n.buf = encodeMsg(n.buf, m, qos, seq, n.r.node, time.Now().UnixNano(), share, once)
-	size := len(n.buf) - start
+	c := n.chunkFor(frameBound(m, share))
+	start := len(*c)
+	*c = append(*c, 0, 0, 0, 0)
+	*c = encodeMsg(*c, m, qos, seq, n.r.node, now, share, once)
+	size := len(*c) - start
 	if n.pending+size > n.r.maxPending {
-		n.buf = n.buf[:start]
+		*c = (*c)[:start]
 		n.bmu.Unlock()
 		if seq == 0 {
 			n.dropped.Add(1)
@@ -164,7 +172,7 @@ func (n *nodeRoute) send(m *broker.Message, qos byte, seq uint64, share *broker.
 		}
 		return
 	}
-	binary.LittleEndian.PutUint32(n.buf[start:], uint32(size-4))
+	binary.LittleEndian.PutUint32((*c)[start:], uint32(size-4))
 	n.pending += size
 	n.bmu.Unlock()
 	n.r.forwarded.Add(1)
@@ -184,34 +192,70 @@ func (n *nodeRoute) flushLoop() {
 		case <-n.quit:
 			return
 		case <-n.wake:
+			// Publishers busy routing append their frames first: under load
+			// a NATS message carries more of them. Idle, nothing waits.
+			runtime.Gosched()
 			n.flush()
 		}
 	}
 }
 
-// maxBatch bounds one NATS message of frames.
-const maxBatch = 1 << 20
+// chunkSize bounds one NATS message of frames (a bigger frame goes
+// alone). Frames wait in chunks of it rather than in one growing buffer,
+// so that what a route holds costs what max_pending_bytes allows, not
+// twice that while a buffer grows, and is published without copying.
+const chunkSize = 256 << 10
 
-// flush publishes what the batch holds, in NATS messages of at most
-// maxBatch bytes (a bigger frame goes alone). A NATS message that fails
-// fails the waits of its own frames only: the others went out, and their
-// node acknowledges them. Only the flusher calls it.
+// keptChunks is how many emptied chunks a route keeps for reuse.
+const keptChunks = 4
+
+// frameBound is at least the bytes of m's frame, its length included.
+func frameBound(m *broker.Message, share *broker.Share) int {
+	n := 64 + len(m.Origin) + len(m.Topic) + len(m.Payload)
+	if share != nil {
+		n += 20 + len(share.Group) + len(share.Filter)
+	}
+	if p := &m.Props; p.Present != 0 {
+		n += 40 + len(p.ContentType) + len(p.ResponseTopic) + len(p.CorrelationData)
+		for _, u := range p.User {
+			n += 20 + len(u.Key) + len(u.Value)
+		}
+	}
+	return n
+}
+
+// chunkFor returns the chunk a frame of at most size bytes is appended
+// to: the last one while it has room, else a new one. n.bmu is held.
+func (n *nodeRoute) chunkFor(size int) *[]byte {
+	if k := len(n.chunks); k > 0 && cap(n.chunks[k-1])-len(n.chunks[k-1]) >= size {
+		return &n.chunks[k-1]
+	}
+	var c []byte
+	switch {
+	case size > chunkSize:
+		c = make([]byte, 0, size)
+	case len(n.free) > 0:
+		c = n.free[len(n.free)-1]
+		n.free = n.free[:len(n.free)-1]
+	default:
+		c = make([]byte, 0, chunkSize)
+	}
+	n.chunks = append(n.chunks, c)
+	return &n.chunks[len(n.chunks)-1]
+}
+
+// flush publishes the chunks waiting, one NATS message each. A NATS
+// message that fails fails the waits of its own frames only: the others
+// went out, and their node acknowledges them. Only the flusher calls it.
 func (n *nodeRoute) flush() {
 	n.bmu.Lock()
-	b := n.buf
-	n.buf = n.spare[:0]
+	cs := n.chunks
+	n.chunks = n.taken[:0]
 	n.bmu.Unlock()
-	for rest := b; len(rest) > 0; {
-		end := 0
-		for end < len(rest) {
-			l := 4 + int(binary.LittleEndian.Uint32(rest[end:]))
-			if end > 0 && end+l > maxBatch {
-				break
-			}
-			end += l
-		}
-		if err := n.publish(rest[:end]); err != nil {
-			for f := rest[:end]; len(f) > 0; {
+	for i, c := range cs {
+		// An empty chunk's one frame was over max_pending_bytes.
+		if len(c) > 0 && n.publish(c) != nil {
+			for f := c; len(f) > 0; {
 				l := 4 + int(binary.LittleEndian.Uint32(f))
 				if seq := frameSeq(f[4:l]); seq != 0 {
 					n.unsent(seq, packet.ErrUnspecified.Value)
@@ -220,14 +264,14 @@ func (n *nodeRoute) flush() {
 			}
 		}
 		n.bmu.Lock()
-		n.pending -= end
+		n.pending -= len(c)
+		if len(n.free) < keptChunks && cap(c) == chunkSize {
+			n.free = append(n.free, c[:0])
+		}
 		n.bmu.Unlock()
-		rest = rest[end:]
+		cs[i] = nil
 	}
-	if cap(b) > 4*maxBatch {
-		b = nil // a burst's buffer is not kept
-	}
-	n.spare = b[:0]
+	n.taken = cs[:0]
 }
 
 // acked completes the wait for seq.
@@ -323,7 +367,7 @@ func (n *nodeRoute) timeout(deadline int64) {
 // node is gone.
 func (n *nodeRoute) release(err error) {
 	n.bmu.Lock()
-	n.stopped, n.buf, n.pending = true, nil, 0
+	n.stopped, n.chunks, n.free, n.pending = true, nil, nil, 0
 	n.bmu.Unlock()
 	n.mu.Lock()
 	if !n.gone {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/culexmq/culex/internal/config"
 	"github.com/culexmq/culex/internal/mqtt/packet"
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/nats-io/nats.go"
 )
 
 // routeTo is a's route to the node named name.
@@ -304,5 +307,116 @@ func TestSlowNodeBounded(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("the publish waiting for the slow node never completed")
+	}
+}
+
+// TestReceiverBacklogBounded: a node that routes forwarded messages slower
+// than another forwards them holds at most cluster.max_pending_bytes of
+// them; past it the newest are dropped, and once it catches up a later
+// message arrives.
+func TestReceiverBacklogBounded(t *testing.T) {
+	const limit = 256 << 10
+	ns := startNodesWith(t, 2, func(c *config.Cluster) { c.MaxPending = limit })
+	a, b := ns[0], ns[1]
+	sub := dialRaw(t, b.addr, "sub")
+	sub.subscribe(t, "flood/#", 0)
+	eventually(t, "n0 to learn flood/#", func() bool { _, ok := a.peerFilters("n1")["flood/#"]; return ok })
+	var msgSub *nats.Subscription
+	for _, s := range b.r.subs {
+		if s.Subject == b.r.prefix+"msg.n1" {
+			msgSub = s
+		}
+	}
+	blocked, unblock := make(chan struct{}, 1), make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(unblock) }) }
+	t.Cleanup(release)
+	hook := func() {
+		select {
+		case blocked <- struct{}{}:
+		default:
+		}
+		<-unblock
+	}
+	b.r.testInject.Store(&hook)
+	pub := dialRaw(t, a.addr, "pub")
+	const n = 10000 // about 850 KiB of frames
+	pub.publishN(t, "flood/x", 0, n, newWindow(n))
+	select {
+	case <-blocked:
+	case <-time.After(20 * time.Second):
+		t.Fatal("nothing reached n1")
+	}
+	rt := a.routeTo(t, "n1")
+	eventually(t, "n0 to forward the flood", func() bool { return a.r.forwarded.Load() >= n && rt.pendingBytes() == 0 })
+	if err := a.r.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "n1 to drop or hold over the limit", func() bool {
+		_, bytes, _ := msgSub.Pending()
+		dropped, _ := msgSub.Dropped()
+		return dropped > 0 || bytes > limit
+	})
+	if _, bytes, _ := msgSub.Pending(); bytes > limit {
+		t.Errorf("n1 holds %d bytes of forwarded messages, over max_pending_bytes %d", bytes, limit)
+	}
+	if d := b.r.Stats().ReceivedDropped; d == 0 {
+		t.Error("n1 dropped forwarded messages and did not count them")
+	}
+	b.r.testInject.Store(nil)
+	release()
+	eventually(t, "n1 to route what it holds", func() bool { m, _, _ := msgSub.Pending(); return m == 0 })
+	pub.publishN(t, "flood/marker", 0, 1, newWindow(1))
+	sub.nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+	got := 0
+	for {
+		topic, err := sub.nextTopic()
+		if err != nil {
+			t.Fatalf("after %d messages: %v", got, err)
+		}
+		if topic == "flood/marker" {
+			break
+		}
+		got++
+	}
+	if got >= n {
+		t.Errorf("%d of %d messages delivered: none dropped", got, n)
+	}
+}
+
+// TestConcurrentForwardsAcknowledged: QoS 1 publishers on one node whose
+// messages go to another are each acknowledged for their own message:
+// concurrent sends to one node never give two frames the same sequence
+// (one would never be acknowledged, and its publisher would wait for
+// ack_timeout).
+func TestConcurrentForwardsAcknowledged(t *testing.T) {
+	ns := startNodesWith(t, 2, func(c *config.Cluster) { c.AckTimeout = time.Minute })
+	a, b := ns[0], ns[1]
+	sub := dialRaw(t, b.addr, "sub")
+	sub.subscribe(t, "c/#", 1)
+	go sub.ackAll()
+	eventually(t, "n0 to learn c/#", func() bool { _, ok := a.peerFilters("n1")["c/#"]; return ok })
+	const pubs, each = 10, 3000
+	done := make(chan error, pubs)
+	for i := range pubs {
+		pc := dialRaw(t, a.addr, "pub"+strconv.Itoa(i))
+		go func() {
+			// At most 32 in flight, as `culex bench` does; a PUBACK that
+			// waits for ack_timeout fails the read deadline.
+			pc.nc.SetReadDeadline(time.Now().Add(30 * time.Second))
+			done <- pc.publishAcked("c/"+strconv.Itoa(i), each)
+		}()
+	}
+	for range pubs {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	rt := a.routeTo(t, "n1")
+	rt.mu.Lock()
+	waiting := rt.waiting
+	rt.mu.Unlock()
+	if waiting != 0 {
+		t.Errorf("%d forwarded messages still wait for their acknowledgement", waiting)
 	}
 }

@@ -56,10 +56,10 @@ type node struct {
 
 // startNodes starts n replicants (no JetStream) routed to each other, each
 // with a broker and a router, in this process.
-func startNodes(t *testing.T, n int) []*node { return startNodesWith(t, n, nil) }
+func startNodes(t testing.TB, n int) []*node { return startNodesWith(t, n, nil) }
 
 // startNodesWith is startNodes with cfg changing each node's cluster config.
-func startNodesWith(t *testing.T, n int, cfg func(*config.Cluster)) []*node {
+func startNodesWith(t testing.TB, n int, cfg func(*config.Cluster)) []*node {
 	ports := clustertest.FreePorts(t, n)
 	var out []*node
 	for i := range n {

@@ -2,11 +2,14 @@ package cluster
 
 // Stats is what the router counts, for the metrics.
 type Stats struct {
-	Forwarded  uint64 // messages forwarded to other nodes
-	Received   uint64 // messages other nodes forwarded here
-	Routes     int    // NATS route connections
-	MetaLeader string // JetStream meta leader as this node sees it, or ""
-	Peers      []PeerStats
+	Forwarded uint64 // messages forwarded to other nodes
+	Received  uint64 // messages other nodes forwarded here
+	// ReceivedDropped counts the NATS messages of forwarded frames dropped
+	// unread: this node held cluster.max_pending_bytes it had not routed.
+	ReceivedDropped uint64
+	Routes          int    // NATS route connections
+	MetaLeader      string // JetStream meta leader as this node sees it, or ""
+	Peers           []PeerStats
 	// Shared subscriptions' QoS 1/2 copies this node sent to a node with
 	// members (sharedtrack.go): held until that node settles them, sent
 	// again, given up by reason (no_member, max_tries).
@@ -26,6 +29,11 @@ type PeerStats struct {
 func (r *Router) Stats() Stats {
 	st := Stats{Forwarded: r.forwarded.Load(), Received: r.received.Load(), Routes: r.f.Routes(), MetaLeader: r.f.MetaLeader()}
 	r.sharedStats(&st)
+	if s := r.msgSub; s != nil {
+		if n, err := s.Dropped(); err == nil {
+			st.ReceivedDropped = uint64(n)
+		}
+	}
 	r.mu.Lock()
 	routes := make([]*nodeRoute, 0, len(r.peers))
 	for _, p := range r.peers {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"time"
+	"unsafe"
 
 	"github.com/culexmq/culex/internal/broker"
 	"github.com/culexmq/culex/internal/mqtt/packet"
@@ -11,7 +12,8 @@ import (
 
 // The body of a forwarded message (subject <prefix>msg.<node>):
 //
-//	version  byte (1)
+//	version  byte (1; 2: the same for a message the publisher's node
+//	         wrote to the SessionStore, Message.Stored)
 //	flags    byte: QoS (bits 0-1), retain (2), expiry (3), props (4),
 //	         keep (5: queued copies are not evicted, see Message.Keep),
 //	         share (6)
@@ -29,7 +31,10 @@ import (
 //	         content type, response topic, correlation data, user count
 //	         and key/value pairs, all strings
 //	payload  the rest
-const wireVersion = 1
+const (
+	wireVersion = 1
+	wireStored  = 2 // wireVersion of a Stored message
+)
 
 const (
 	flagRetain = 1 << 2
@@ -72,7 +77,11 @@ func encodeMsg(b []byte, m *broker.Message, qos byte, seq uint64, sender string,
 	if once.id != 0 {
 		flags |= flagOnce
 	}
-	b = append(b, wireVersion, flags)
+	v := byte(wireVersion)
+	if m.Stored {
+		v = wireStored
+	}
+	b = append(b, v, flags)
 	b = binary.AppendUvarint(b, seq)
 	b = appendString(b, sender)
 	if share != nil {
@@ -132,7 +141,13 @@ func (r *reader) bytes() []byte {
 	return v
 }
 
-func (r *reader) string() string { return string(r.bytes()) }
+// string aliases the reader's buffer: decodeMsg's callers give it one
+// the message keeps (a frame's own copy), and a string of it costs no
+// allocation.
+func (r *reader) string() string {
+	b := r.bytes()
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
 
 func (r *reader) byte() byte {
 	if len(r.b) == 0 {
@@ -144,14 +159,16 @@ func (r *reader) byte() byte {
 	return v
 }
 
-// decodeMsg parses a forwarded message; the payload aliases b.
+// decodeMsg parses a forwarded message; its payload and strings alias b.
 func decodeMsg(b []byte, now int64) (m *broker.Message, seq uint64, sender string, once onceID, err error) {
 	r := &reader{b: b}
-	if r.byte() != wireVersion {
+	v := r.byte()
+	if v != wireVersion && v != wireStored {
 		return nil, 0, "", once, errWire
 	}
 	flags := r.byte()
-	m = &broker.Message{QoS: flags & 3, Retain: flags&flagRetain != 0, Keep: flags&flagKeep != 0, Local: true, Forwarded: true}
+	m = &broker.Message{QoS: flags & 3, Retain: flags&flagRetain != 0, Keep: flags&flagKeep != 0, Local: true, Forwarded: true,
+		Stored: v == wireStored}
 	seq = r.uvarint()
 	sender = r.string()
 	if flags&flagShare != 0 {

@@ -20,7 +20,7 @@ var (
 	messagesOut        = desc("messages_sent_total", "PUBLISH packets sent to clients, by QoS.", "qos")
 	bytesIn            = desc("received_bytes_total", "Bytes read from client sockets.")
 	bytesOut           = desc("sent_bytes_total", "Bytes written to client sockets.")
-	dropped            = desc("messages_dropped_total", "Message copies not delivered, by reason (queue_full, outbound_full, packet_too_large, expired, not_authorized, inflight, offline, invalid, intercepted, route_full).", "reason")
+	dropped            = desc("messages_dropped_total", "Message copies not delivered, by reason (queue_full, outbound_full, packet_too_large, expired, not_authorized, inflight, offline, invalid, intercepted, route_full, log_limit).", "reason")
 	queued             = desc("queued_messages", "Messages waiting in session queues for delivery.")
 	subscriptions      = desc("subscriptions", "Subscriptions, shared ones included.")
 	retained           = desc("retained_messages", "Retained messages stored.")

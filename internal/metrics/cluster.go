@@ -6,6 +6,7 @@ import "github.com/prometheus/client_golang/prometheus"
 // from cluster.Router.Stats; this package does not import the cluster).
 type ClusterStats struct {
 	Forwarded, Received uint64
+	ReceivedDropped     uint64 // NATS messages of forwarded frames dropped unread
 	Routes              int
 	MetaLeader          string
 	Peers               []ClusterPeer
@@ -35,6 +36,7 @@ func clusterDesc(name, help string, labels ...string) *prometheus.Desc {
 var (
 	clForwarded = clusterDesc("messages_forwarded_total", "Messages this node forwarded to other nodes (one per node with matching subscribers).")
 	clReceived  = clusterDesc("messages_received_total", "Messages other nodes forwarded to this node.")
+	clRecvDrop  = clusterDesc("received_batches_dropped_total", "NATS messages of frames other nodes forwarded that this node dropped unread: it held cluster.max_pending_bytes it had not routed yet.")
 	clNodesUp   = clusterDesc("nodes_up", "Nodes this node hears from, itself included.")
 	clRoutes    = clusterDesc("routes", "NATS route connections of this node's embedded server.")
 	clLeader    = clusterDesc("meta_leader_known", "1 when this node knows the JetStream meta leader, else 0.")
@@ -64,6 +66,7 @@ func (c clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.stats()
 	e.counter(clForwarded, float64(st.Forwarded))
 	e.counter(clReceived, float64(st.Received))
+	e.counter(clRecvDrop, float64(st.ReceivedDropped))
 	e.gauge(clNodesUp, float64(len(st.Peers)+1))
 	e.gauge(clRoutes, float64(st.Routes))
 	known := 0.0

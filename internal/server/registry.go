@@ -4,8 +4,10 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/culexmq/culex/internal/broker"
+	"github.com/culexmq/culex/internal/cluster/psession"
 	"github.com/culexmq/culex/internal/cluster/registry"
 	"github.com/culexmq/culex/internal/config"
 	"github.com/nats-io/nats.go"
@@ -15,9 +17,12 @@ import (
 // client id registry, the wills and the retained messages
 // (internal/cluster/registry), on the fabric's connection.
 type clusterState struct {
-	reg    *registry.Registry
+	reg *registry.Registry
+	// sess keeps the persistent sessions (internal/cluster/psession).
+	sess   *psession.Store
 	cancel context.CancelFunc
 	done   chan struct{}
+	sdone  chan struct{}
 }
 
 // openClusterState makes the registry of node on nc and plugs it into the
@@ -37,7 +42,22 @@ func openClusterState(nc *nats.Conn, node string, cfg config.Cluster, log *slog.
 		return nil, err
 	}
 	opts.Registry, opts.RetainedReplica = r, r
-	return &clusterState{reg: r, done: make(chan struct{})}, nil
+	sweep := time.Duration(0)
+	if !cfg.IsCore() {
+		sweep = -1 // the cores sweep expired session records
+	}
+	st, err := psession.New(psession.Config{
+		Conn: nc, Cluster: bucketPrefix(cfg.Name), Prefix: bucketPrefix(cfg.Name),
+		Timeout: cfg.AckTimeout, MaxLogBytes: cfg.Sessions.MaxLogBytes, MaxLogAge: cfg.Sessions.MaxLogAge,
+		SweepEvery: sweep, Logger: log,
+		Node: node, Incarnation: r.Incarnation(), Alive: r.Alive,
+	})
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	opts.SessionStore = st
+	return &clusterState{reg: r, sess: st, done: make(chan struct{}), sdone: make(chan struct{})}, nil
 }
 
 // start connects the registry to the cluster in the background, once the
@@ -51,10 +71,22 @@ func (c *clusterState) start(b *broker.Broker, log *slog.Logger) {
 			log.Error("cluster: session registry not started", "err", err)
 		}
 	}()
+	go func() {
+		defer close(c.sdone)
+		if err := c.sess.Start(ctx); err != nil && ctx.Err() == nil {
+			log.Error("cluster: persistent sessions not started", "err", err)
+		}
+	}()
 }
 
-// ready says whether the registry is connected (for readiness).
-func (c *clusterState) ready() error { return c.reg.Ready() }
+// ready says whether the registry and the persistent sessions are
+// connected (for readiness).
+func (c *clusterState) ready() error {
+	if err := c.reg.Ready(); err != nil {
+		return err
+	}
+	return c.sess.Ready()
+}
 
 // close stops it; the broker has shut down (its releases and wills went
 // through the registry).
@@ -62,7 +94,9 @@ func (c *clusterState) close() {
 	if c.cancel != nil {
 		c.cancel()
 		<-c.done
+		<-c.sdone
 	}
+	c.sess.Close()
 	c.reg.Close()
 }
 

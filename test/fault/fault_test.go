@@ -30,26 +30,12 @@ import (
 )
 
 var (
-	longFlag    = flag.Bool("fault.long", false, "long mode: minutes per scenario, three fault cycles (also CULEX_FAULT_LONG=1)")
-	holdFlag    = flag.Duration("fault.hold", 30*time.Second, "long mode: how long each fault lasts before it is healed (10 s to 60 s)")
-	outFlag     = flag.String("fault.out", "", "write the results table (markdown, with date and commit) to this file")
-	pendingFlag = flag.Bool("fault.pending", false, "also run the scenarios of needsReplicatedSessions (also CULEX_FAULT_PENDING=1)")
+	longFlag = flag.Bool("fault.long", false, "long mode: minutes per scenario, three fault cycles (also CULEX_FAULT_LONG=1)")
+	holdFlag = flag.Duration("fault.hold", 30*time.Second, "long mode: how long each fault lasts before it is healed (10 s to 60 s)")
+	outFlag  = flag.String("fault.out", "", "write the results table (markdown, with date and commit) to this file")
 )
 
 func long() bool { return *longFlag || os.Getenv("CULEX_FAULT_LONG") == "1" }
-
-func pending() bool { return *pendingFlag || os.Getenv("CULEX_FAULT_PENDING") == "1" }
-
-// needsReplicatedSessions are the scenarios that need persistent sessions
-// kept by the cluster (issue 14: internal/cluster/psession and the broker
-// side): until then a session dies with its node, or misses what its node
-// did not hear during a partition, and the checker counts the loss. They
-// run only with -fault.pending; empty this list once sessions are
-// replicated.
-var needsReplicatedSessions = []string{
-	"kill-replicant", "kill-core", "kill-leader", "kill-two-cores", "power-loss-two-cores",
-	"partition-core", "isolate-core-link", "partition-leader", "partition-replicants", "rolling-restart-drain", "takeover-race",
-}
 
 // scenarios is the suite, in the order it runs.
 func scenarios() []scenario {
@@ -89,9 +75,6 @@ func TestFault(t *testing.T) {
 	t.Cleanup(func() { writeResults(t) }) // after the parallel subtests
 	for _, sc := range scenarios() {
 		t.Run(sc.name, func(t *testing.T) {
-			if slices.Contains(needsReplicatedSessions, sc.name) && !pending() {
-				t.Skipf("needs persistent sessions kept by the cluster (needsReplicatedSessions); run with -fault.pending")
-			}
 			if !long() {
 				t.Parallel()
 			}
@@ -267,9 +250,6 @@ func writeResults(t *testing.T) {
 	mode := "short"
 	if long() {
 		mode = fmt.Sprintf("long (%d faults of %v per scenario)", timings().cycles, timings().hold)
-	}
-	if pending() {
-		mode += ", scenarios of needsReplicatedSessions included"
 	}
 	doc := fmt.Sprintf("Fault suite, mode %s, %s, commit %s:\n\n%s", mode,
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), strings.TrimSpace(string(commit)), table(rows))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -345,7 +346,14 @@ func (h *haproxyRun) stat(t *testing.T, backend, col string) map[string]string {
 // id through the test's webhook.
 func dialFrom(t *testing.T, local, addr, id string) *rawConn {
 	t.Helper()
-	c, err := tryDialFrom(t, local, addr, id)
+	return dialSession(t, local, addr, id, false)
+}
+
+// dialSession is dialFrom with a persistent session (clean start 0, an
+// hour's session expiry) when persist is set.
+func dialSession(t *testing.T, local, addr, id string, persist bool) *rawConn {
+	t.Helper()
+	c, err := tryDialFrom(t, local, addr, id, persist)
 	if err != nil {
 		t.Fatalf("%s: %v", id, err)
 	}
@@ -353,7 +361,7 @@ func dialFrom(t *testing.T, local, addr, id string) *rawConn {
 }
 
 // tryDialFrom is dialFrom returning the error that ended the attempt.
-func tryDialFrom(t *testing.T, local, addr, id string) (*rawConn, error) {
+func tryDialFrom(t *testing.T, local, addr, id string, persist bool) (*rawConn, error) {
 	t.Helper()
 	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
 	conn, err := d.Dial("tcp", addr)
@@ -362,8 +370,12 @@ func tryDialFrom(t *testing.T, local, addr, id string) (*rawConn, error) {
 	}
 	t.Cleanup(func() { conn.Close() })
 	c := &rawConn{Conn: conn, t: t, v: packet.V5, r: bufio.NewReader(conn)}
-	cp := &packet.Connect{ProtocolName: "MQTT", Version: packet.V5, ClientID: id, CleanStart: true,
+	cp := &packet.Connect{ProtocolName: "MQTT", Version: packet.V5, ClientID: id, CleanStart: !persist,
 		Username: "dev", UsernameFlag: true, Password: []byte("pw"), PasswordFlag: true}
+	if persist {
+		cp.Props.SessionExpiry = 3600
+		cp.Props.Set(packet.PropSessionExpiry)
+	}
 	c.send(cp)
 	p, _, err := c.readPacket(waitTimeout)
 	if err != nil {
@@ -374,9 +386,11 @@ func tryDialFrom(t *testing.T, local, addr, id string) (*rawConn, error) {
 		conn.Close()
 		return nil, errServerUnavailable
 	}
-	if ca, ok := p.(*packet.Connack); !ok || ca.ReasonCode != 0 {
+	ca, ok := p.(*packet.Connack)
+	if !ok || ca.ReasonCode != 0 {
 		t.Fatalf("%s: got %+v, want CONNACK 0", id, p)
 	}
+	c.present = ca.SessionPresent
 	return c, nil
 }
 
@@ -390,12 +404,12 @@ var errServerUnavailable = errors.New("CONNACK 0x88 server unavailable")
 // dying node may still complete a TCP handshake) and, after a short
 // back-off, when a node answers 0x88 (server unavailable). It returns the
 // connection and how many attempts it took.
-func reconnect(t *testing.T, local, addr, id string) (*rawConn, int) {
+func reconnect(t *testing.T, local, addr, id string, persist bool) (*rawConn, int) {
 	t.Helper()
 	var last error
 	deadline := time.Now().Add(3 * waitTimeout)
 	for attempt := 1; time.Now().Before(deadline); attempt++ {
-		c, err := tryDialFrom(t, local, addr, id)
+		c, err := tryDialFrom(t, local, addr, id, persist)
 		if err == nil {
 			return c, attempt
 		}
@@ -415,9 +429,9 @@ func reconnect(t *testing.T, local, addr, id string) (*rawConn, int) {
 // a node killed with SIGKILL is marked down by the /readyz check within
 // inter x (fall + 1), and its devices reconnect through HAProxy to the
 // other nodes at once (redispatch) and reach the subscriber again, while
-// the others' stay connected. The devices reconnect with clean start:
-// resuming a persistent session on another node needs the replicated
-// session state of the cluster's second part.
+// the others' stay connected. The devices have persistent sessions: those
+// of the killed node find theirs on the node they reach (session present)
+// with the command published for them while they were away.
 func TestHAProxyShippedConfig(t *testing.T) {
 	hook := newLoginHook(t)
 	nodes := make([]haproxyNode, 3)
@@ -446,7 +460,7 @@ func TestHAProxyShippedConfig(t *testing.T) {
 	perNode := make(map[int][]int)
 	for d := range conns {
 		id := fmt.Sprintf("dev-%d", d)
-		conns[d] = dialFrom(t, fmt.Sprintf("127.0.1.%d", d+1), hp.front["1883"], id)
+		conns[d] = dialSession(t, fmt.Sprintf("127.0.1.%d", d+1), hp.front["1883"], id, true)
 		l := hook.last(t, id)
 		if want := conns[d].LocalAddr().String(); l.peer != want {
 			t.Errorf("%s: node %d saw %s, want the device's own %s (PROXY v2)", id, l.node, l.peer, want)
@@ -469,7 +483,7 @@ func TestHAProxyShippedConfig(t *testing.T) {
 	})
 	for k, d := range perNode[2][:2] {
 		id := fmt.Sprintf("dev-%d", d)
-		conns[d] = dialFrom(t, fmt.Sprintf("127.0.2.%d", k+1), hp.front["1883"], id)
+		conns[d] = dialSession(t, fmt.Sprintf("127.0.2.%d", k+1), hp.front["1883"], id, true)
 		if l := hook.last(t, id); l.node != 2 {
 			t.Errorf("%s went to node %d, want node 2, the one with the fewest connections (leastconn)", id, l.node)
 		}
@@ -477,8 +491,19 @@ func TestHAProxyShippedConfig(t *testing.T) {
 
 	crossNode(t, hook, conns, perNode[3][0])
 
+	// Each device of node 1 subscribes to its commands, QoS 1.
+	for _, d := range perNode[1] {
+		f := fmt.Sprintf("cmd/dev-%d", d)
+		if codes := conns[d].subscribe(uint16(100+d), packet.Properties{}, rawSub(f, 1)); len(codes) != 1 || codes[0] != 1 {
+			t.Fatalf("dev-%d: SUBACK %v for %s, want [1]", d, codes, f)
+		}
+	}
+
 	killed := time.Now()
-	nodes[0].proc.cmd.Process.Kill()             // SIGKILL
+	nodes[0].proc.cmd.Process.Kill() // SIGKILL
+	// A device on node 2 sends each of them a command while their node
+	// is dead (acknowledged below, sent again until it is).
+	cmds := newCommander(t, conns[perNode[2][0]], perNode[1])
 	early := hp.inter * time.Duration(hp.fall-1) // the check marks it down no sooner
 	checked := 0
 	for _, d := range perNode[1] {
@@ -492,7 +517,10 @@ func TestHAProxyShippedConfig(t *testing.T) {
 		// those that started before it show redispatch.
 		start := time.Now()
 		var attempts int
-		conns[d], attempts = reconnect(t, fmt.Sprintf("127.0.1.%d", d+1), hp.front["1883"], id)
+		conns[d], attempts = reconnect(t, fmt.Sprintf("127.0.1.%d", d+1), hp.front["1883"], id, true)
+		if !conns[d].present {
+			t.Errorf("%s: no session present on the node it reached after its node died", id)
+		}
 		if l := hook.last(t, id); l.node == 1 || l.peer != conns[d].LocalAddr().String() {
 			t.Errorf("%s reconnected through node %d seen as %s, want another node seeing %s",
 				id, l.node, l.peer, conns[d].LocalAddr())
@@ -525,9 +553,77 @@ func TestHAProxyShippedConfig(t *testing.T) {
 	if st := hp.status(t, "culex_mqtt"); st["culex2"] != "UP" || st["culex3"] != "UP" {
 		t.Errorf("the surviving nodes are %v, want UP", st)
 	}
+	// Every command is acknowledged, and each moved device gets its own.
+	cmds.acknowledged()
+	for _, d := range perNode[1] {
+		conns[d].expectCommand(t, fmt.Sprintf("cmd/dev-%d", d))
+	}
 	// Every device, moved or not, is connected and reaches a subscriber
 	// on another node through the cluster.
 	crossNode(t, hook, conns, perNode[3][0])
+}
+
+// commander publishes one QoS 1 command per device and waits for their
+// PUBACKs, sending a command again (DUP) when it is refused: while the
+// cluster elects new leaders after a core died, a publish may fail with
+// 0x80 and the device must send it again.
+type commander struct {
+	t    *testing.T
+	c    *rawConn
+	pubs map[uint16]*packet.Publish
+}
+
+func newCommander(t *testing.T, c *rawConn, devices []int) *commander {
+	cm := &commander{t: t, c: c, pubs: make(map[uint16]*packet.Publish)}
+	for _, d := range devices {
+		p := &packet.Publish{QoS: 1, PacketID: uint16(200 + d), Topic: fmt.Sprintf("cmd/dev-%d", d), Payload: []byte("reboot")}
+		cm.pubs[p.PacketID] = p
+		c.send(p)
+	}
+	return cm
+}
+
+func (cm *commander) acknowledged() {
+	cm.t.Helper()
+	deadline := time.Now().Add(3 * waitTimeout)
+	for len(cm.pubs) > 0 {
+		if time.Now().After(deadline) {
+			cm.t.Fatalf("commands %v never acknowledged", slices.Collect(maps.Keys(cm.pubs)))
+		}
+		p, _, err := cm.c.readPacket(time.Until(deadline))
+		if err != nil {
+			cm.t.Fatalf("waiting for PUBACKs: %v", err)
+		}
+		ack, ok := p.(*packet.Ack)
+		if !ok || ack.Kind != packet.PUBACK || cm.pubs[ack.PacketID] == nil {
+			continue
+		}
+		if ack.ReasonCode >= 0x80 { // refused: send it again
+			pub := cm.pubs[ack.PacketID]
+			pub.Dup = true
+			cm.c.send(pub)
+			continue
+		}
+		delete(cm.pubs, ack.PacketID)
+	}
+}
+
+// expectCommand reads until the command on topic arrives, acknowledging it.
+func (c *rawConn) expectCommand(t *testing.T, topic string) {
+	t.Helper()
+	deadline := time.Now().Add(3 * waitTimeout)
+	for {
+		p, _, err := c.readPacket(time.Until(deadline))
+		if err != nil {
+			t.Fatalf("waiting for %s: %v", topic, err)
+		}
+		if pub, ok := p.(*packet.Publish); ok && pub.Topic == topic {
+			if pub.QoS > 0 {
+				c.send(&packet.Ack{Kind: packet.PUBACK, PacketID: pub.PacketID})
+			}
+			return
+		}
+	}
 }
 
 // crossNode: device sub subscribes to fleet/+ and every other device

@@ -21,6 +21,8 @@ type rawConn struct {
 	t *testing.T
 	v packet.Version
 	r *bufio.Reader
+	// present is the CONNACK's session present, where the dial recorded it.
+	present bool
 }
 
 func dialRaw(t *testing.T, addr string, v packet.Version) *rawConn {

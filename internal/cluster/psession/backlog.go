@@ -17,8 +17,9 @@ import (
 const backlogGets = 256
 
 // Backlog implements broker.SessionStore. The log's subjects of the
-// session are those of its filters (a shared one's inner filter; a
-// filter ending in '#' has two) and that of its StoreFor messages. Every
+// session are those of its filters (not the shared ones: a group's
+// messages are the member's StoreFor ones; a filter ending in '#' has
+// two) and that of its StoreFor messages. Every
 // message read is checked against the filters again: subjects cannot say
 // MQTT's rule for topics starting with '$'.
 //
@@ -32,7 +33,7 @@ const backlogGets = 256
 // when the read ended and that were not read: the log cannot tell which
 // of them the session was owed, so this is an upper bound.
 func (s *Store) Backlog(ctx context.Context, clientID string, filters []string, from, to uint64,
-	fn func(seq uint64, m *broker.Message) error) (dropped uint64, err error) {
+	fn func(seq uint64, clientID string, m *broker.Message) error) (dropped uint64, err error) {
 	if err := s.Ready(); err != nil {
 		return 0, err
 	}
@@ -48,7 +49,7 @@ func (s *Store) Backlog(ctx context.Context, clientID string, filters []string, 
 	}
 	var seqs []uint64 // the sequences read
 	if info.State.FirstSeq <= to {
-		b := &backlogRead{s: s, clientID: clientID, filters: innerFilters(filters), to: to, fn: fn}
+		b := &backlogRead{s: s, clientID: clientID, filters: plainFilters(filters), to: to, fn: fn}
 		b.subjects = []string{s.forSubject(clientID)}
 		for _, f := range b.filters {
 			for _, sub := range subject.Filter(f) {
@@ -86,10 +87,10 @@ func (s *Store) Backlog(ctx context.Context, clientID string, filters []string, 
 type backlogRead struct {
 	s        *Store
 	clientID string
-	filters  []string // inner filters
+	filters  []string // plain filters
 	subjects []string // the log's subjects of the session
 	to       uint64
-	fn       func(uint64, *broker.Message) error
+	fn       func(uint64, string, *broker.Message) error
 	seqs     []uint64 // the sequences handed to fn
 }
 
@@ -103,12 +104,12 @@ func (b *backlogRead) take(seq uint64, subj string, data []byte) error {
 	}
 	ok := owner == b.clientID
 	if !strings.HasPrefix(subj, b.s.subPre+"pd.") {
-		ok = matchAny(b.filters, m.Topic)
+		ok, owner = matchAny(b.filters, m.Topic), ""
 	}
 	if !ok {
 		return nil
 	}
-	if err := b.fn(seq, m); err != nil {
+	if err := b.fn(seq, owner, m); err != nil {
 		return err
 	}
 	b.seqs = append(b.seqs, seq)

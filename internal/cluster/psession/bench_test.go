@@ -65,7 +65,7 @@ func BenchmarkSave(b *testing.B) {
 	data := []byte(strings.Repeat("d", 512))
 	el := windowed(b, 256, func(i int, done func(error)) {
 		s.Save(&broker.SessionRecord{ClientID: fmt.Sprint("c", i%1000), Filters: []string{"a/+/c", "d/#"}, Expiry: 3600,
-			Cursor: uint64(i), Data: data}, done)
+			Cursor: uint64(i), Data: data}, func(_ uint64, err error) { done(err) })
 	})
 	b.ReportMetric(float64(b.N)/el.Seconds(), "saves/s")
 }
@@ -84,7 +84,7 @@ func BenchmarkBacklog(b *testing.B) {
 				go func() {
 					n := 0
 					_, err := s.Backlog(b.Context(), fmt.Sprint("c", i), []string{fmt.Sprintf("dev/%d", i%100)}, 0, last,
-						func(uint64, *broker.Message) error { n++; return nil })
+						func(uint64, string, *broker.Message) error { n++; return nil })
 					if err == nil && n != 10 {
 						err = fmt.Errorf("read %d messages, want 10", n)
 					}

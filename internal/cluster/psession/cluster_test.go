@@ -178,7 +178,7 @@ func mustStore(t testing.TB, s *Store, m *broker.Message) uint64 {
 func save(t testing.TB, s *Store, r *broker.SessionRecord) error {
 	t.Helper()
 	ch := make(chan result, 1)
-	s.Save(r, func(err error) { ch <- result{0, err} })
+	s.Save(r, func(rev uint64, err error) { ch <- result{rev, err} })
 	_, err := waitResult(t, ch)
 	return err
 }
@@ -191,12 +191,16 @@ func mustSave(t testing.TB, s *Store, r *broker.SessionRecord) {
 }
 
 // backlog reads a backlog and returns the topics and payloads read as
-// "topic=payload@seq".
+// "topic=payload@seq", "id:topic=payload@seq" for a message stored for
+// id alone (StoreFor).
 func backlog(t testing.TB, s *Store, id string, filters []string, from, to uint64) ([]string, uint64) {
 	t.Helper()
 	var got []string
-	dropped, err := s.Backlog(context.Background(), id, filters, from, to, func(seq uint64, m *broker.Message) error {
-		got = append(got, fmt.Sprintf("%s=%s@%d", m.Topic, m.Payload, seq))
+	dropped, err := s.Backlog(context.Background(), id, filters, from, to, func(seq uint64, cid string, m *broker.Message) error {
+		if cid != "" {
+			cid += ":"
+		}
+		got = append(got, fmt.Sprintf("%s%s=%s@%d", cid, m.Topic, m.Payload, seq))
 		return nil
 	})
 	if err != nil {

@@ -44,7 +44,13 @@
 //     stream leader answers at once). Writes of all kinds share one
 //     ordered pipeline per node, published in call order.
 //   - Load costs a read and a replicated write (it confirms the record
-//     at a majority: a minority leader would answer a stale read).
+//     at a majority: a minority leader would answer a stale read). That
+//     write's revision is the record's Rev; a Save with a Rev is a
+//     compare-and-set on it (broker.ErrSessionMoved once another node
+//     loaded the record or a sweep deleted it) and done gets the new one.
+//   - Config.Node, Incarnation and Alive (the registry's): a record saved
+//     while its client was connected expires once Alive says its holder
+//     is dead, its Session Expiry Interval after this node saw that.
 //   - Head is set to seq before fn(seq) runs: a session that registers
 //     for Deliver while fn runs may see seq both in Backlog(cursor, h)
 //     and from fn. Register, read h := Head(), Backlog up to h, and drop
@@ -53,9 +59,10 @@
 //     done runs; other nodes see it when their watch does (milliseconds):
 //     StoreFor covers a message routed meanwhile.
 //   - Backlog takes filters as the record holds them; a shared filter
-//     ($share/g/f) reads every message matching f: which of them a member
-//     gets is the broker's decision. Its dropped is an upper bound (the
-//     log cannot tell which removed messages matched).
+//     ($share/g/f) reads nothing of Store's messages (nor does Persistent
+//     count it): a group's message reaches a persistent member as its
+//     StoreFor copy, which fn is told by its clientID. Its dropped is an
+//     upper bound (the log cannot tell which removed messages matched).
 //   - Errors wrap the cause; ErrNotReady, ErrClosed and ErrBusy can be
 //     matched with errors.Is.
 package psession

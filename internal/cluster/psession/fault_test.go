@@ -2,8 +2,12 @@ package psession
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -277,5 +281,89 @@ func TestMaxLogAge(t *testing.T) {
 	got, dropped := backlog(t, s, "c", []string{"age"}, 0, last)
 	if len(got) != 0 || dropped != last {
 		t.Errorf("Backlog after max_log_age: read %q, dropped %d; want none and %d", got, dropped, last)
+	}
+}
+
+// TestDeadHolderExpires: a record saved while its client was connected
+// (DiscAt 0) expires its Session Expiry Interval after its holder (the
+// node and run that saved it) is seen dead: every node's index drops it
+// and a core's sweeper deletes it; a live holder's record stays (fails
+// with records of connected clients that never expire).
+func TestDeadHolderExpires(t *testing.T) {
+	var dead sync.Map // node name -> true
+	n := 0
+	nodes := startCluster(t, 3, func(c *Config) {
+		c.Node, c.Incarnation = "n"+strconv.Itoa(n), "run1"
+		n++
+		c.Alive = func(node, inc string) bool { _, d := dead.Load(node); return !d && inc == "run1" }
+		c.LiveEvery, c.SweepEvery = 100*time.Millisecond, 200*time.Millisecond
+	})
+	a, b := nodes[0].s, nodes[1].s
+	mustSave(t, a, &broker.SessionRecord{ClientID: "gone", Filters: []string{"dh/gone"}, Expiry: 2})
+	mustSave(t, a, &broker.SessionRecord{ClientID: "forever", Filters: []string{"dh/forever"}, Expiry: neverExpires})
+	mustSave(t, b, &broker.SessionRecord{ClientID: "kept", Filters: []string{"dh/kept"}, Expiry: 1})
+	for _, nd := range nodes {
+		eventually(t, testWait, "the index", func() bool {
+			return nd.s.Persistent("dh/gone") && nd.s.Persistent("dh/kept") && nd.s.Persistent("dh/forever")
+		})
+	}
+	a.Close()
+	dead.Store("n0", true)
+	killed := time.Now()
+	for _, nd := range nodes[1:] {
+		eventually(t, testWait, "the dead holder's record to expire", func() bool { return !nd.s.Persistent("dh/gone") })
+	}
+	if el := time.Since(killed); el < 2*time.Second {
+		t.Errorf("expired %v after its holder died, before its expiry (2 s)", el)
+	}
+	eventually(t, testWait, "the sweep", func() bool {
+		_, val, err := b.readKey(t.Context(), registry.Key("gone"))
+		return err == nil && val == nil
+	})
+	if r, err := b.Load(t.Context(), "gone"); err != nil || r != nil {
+		t.Errorf("Load of the expired record: %+v, %v", r, err)
+	}
+	for _, nd := range nodes[1:] {
+		if !nd.s.Persistent("dh/kept") || !nd.s.Persistent("dh/forever") {
+			t.Error("a record of a live holder, or one that never expires, was dropped")
+		}
+	}
+	if r, err := b.Load(t.Context(), "kept"); err != nil || r == nil {
+		t.Errorf("Load of a live holder's record: %+v, %v", r, err)
+	}
+}
+
+// TestSaveFenced: Save is a compare-and-set on the record's revision:
+// once another node loaded the record (its confirming write), a Save at
+// the revision the first node had fails with broker.ErrSessionMoved and
+// the record keeps what the loader saved (fails with unconditional puts).
+func TestSaveFenced(t *testing.T) {
+	nodes := startCluster(t, 3, nil)
+	a, b := nodes[0].s, nodes[1].s
+	r := &broker.SessionRecord{ClientID: "f", Filters: []string{"f/a"}, Expiry: 60}
+	mustSave(t, a, r)
+	ra, err := a.Load(t.Context(), "f")
+	if err != nil || ra == nil || ra.Rev == 0 {
+		t.Fatalf("Load on a: %+v, %v", ra, err)
+	}
+	ch := make(chan result, 1)
+	a.Save(ra, func(rev uint64, err error) { ch <- result{rev, err} })
+	res, err := waitResult(t, ch)
+	if err != nil || res <= ra.Rev {
+		t.Fatalf("Save at Load's revision: rev %d (Load's %d), %v", res, ra.Rev, err)
+	}
+	ra.Rev = res
+	rb, err := b.Load(t.Context(), "f") // the session moves to b
+	if err != nil || rb == nil || rb.Rev <= ra.Rev {
+		t.Fatalf("Load on b: %+v, %v", rb, err)
+	}
+	rb.Filters = []string{"f/b"}
+	mustSave(t, b, rb)
+	ra.Filters = []string{"f/late"}
+	if err := save(t, a, ra); !errors.Is(err, broker.ErrSessionMoved) {
+		t.Fatalf("a late Save of the node the session left: %v, want ErrSessionMoved", err)
+	}
+	if got, err := b.Load(t.Context(), "f"); err != nil || got == nil || !slices.Equal(got.Filters, []string{"f/b"}) {
+		t.Fatalf("the record after the late Save: %+v, %v", got, err)
 	}
 }

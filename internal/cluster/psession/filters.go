@@ -7,22 +7,22 @@ import (
 	"github.com/culexmq/culex/internal/mqtt/topic"
 )
 
-// innerFilters are filters with each shared one ($share/group/f) as its
-// inner filter f, without repeats.
-func innerFilters(filters []string) []string {
+// plainFilters are filters without the shared ones ($share/group/f) and
+// without repeats. A shared subscription's messages are not stored for
+// the group's filter: the member a message goes to has its copy written
+// for it alone (StoreFor), so the log's messages on the filter's topics
+// are not the member's.
+func plainFilters(filters []string) []string {
 	out := make([]string, 0, len(filters))
 	for _, f := range filters {
-		if _, in, ok, err := topic.ParseShared(f); ok && err == nil {
-			f = in
-		}
-		if !slices.Contains(out, f) {
+		if _, _, shared, _ := topic.ParseShared(f); !shared && !slices.Contains(out, f) {
 			out = append(out, f)
 		}
 	}
 	return out
 }
 
-// matchAny says whether one of filters (inner filters) matches t.
+// matchAny says whether one of filters (plain filters) matches t.
 func matchAny(filters []string, t string) bool {
 	for _, f := range filters {
 		if topic.Match(f, t) {

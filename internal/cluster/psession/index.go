@@ -3,6 +3,7 @@ package psession
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,13 +18,22 @@ import (
 // only): a change of the record is a new entry.
 type entry struct {
 	rev      uint64   // the record's revision (its sequence in the bucket's stream)
-	filters  []string // inner filters, indexed; nil for a deleted record
+	filters  []string // plain filters (not shared), indexed; nil for a deleted record
 	deadline int64    // when it expires, Unix seconds (0: not now)
 	gone     int64    // a deleted record (tombstone): when it was applied
+	// holder and expiry of a record saved while its client was connected
+	// (and that may expire): it expires expiry seconds after its holder
+	// is seen dead.
+	holder string
+	expiry uint32
 }
 
-func entryOf(r *broker.SessionRecord) *entry {
-	return &entry{filters: innerFilters(r.Filters), deadline: deadline(r)}
+func entryOf(r *broker.SessionRecord, h holder) *entry {
+	e := &entry{filters: plainFilters(r.Filters), deadline: deadline(r, 0)}
+	if r.DiscAt == 0 && r.Expiry != neverExpires && h != (holder{}) {
+		e.holder, e.expiry = h.String(), r.Expiry
+	}
+	return e
 }
 
 // index is this node's copy of every record's filters, for Persistent: the
@@ -31,15 +41,26 @@ func entryOf(r *broker.SessionRecord) *entry {
 // applies its own as soon as a majority confirmed it. The revisions keep
 // the later of the two.
 type index struct {
-	subs *topic.Index[string, *entry] // inner filter -> record key
+	subs *topic.Index[string, *entry] // plain filter -> record key
 
 	mu   sync.Mutex
 	keys map[string]*entry // record key -> its entry; deleted ones for a minute
+	// dead: holders of connected records seen dead (Config.Alive), and
+	// when (Unix seconds).
+	dead map[string]int64
 }
 
 func (x *index) init() {
 	x.subs = topic.NewIndex[string, *entry]()
 	x.keys = make(map[string]*entry)
+	x.dead = make(map[string]int64)
+}
+
+// deadAt is when h was seen dead (0: not).
+func (x *index) deadAt(h holder) int64 {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.dead[h.String()]
 }
 
 // apply makes e the entry of key unless the index has a later one.
@@ -58,6 +79,9 @@ func (x *index) apply(key string, e *entry) {
 	if e.filters == nil {
 		e.gone = time.Now().Unix()
 	}
+	if d := x.dead[e.holder]; d != 0 && e.holder != "" {
+		e.deadline = d + int64(e.expiry)
+	}
 	x.keys[key] = e
 	if expired(e.deadline, time.Now()) {
 		return // kept for the sweeper, not indexed
@@ -68,7 +92,7 @@ func (x *index) apply(key string, e *entry) {
 }
 
 // Persistent implements broker.SessionStore from the index: a record not
-// expired has a filter matching t.
+// expired has a filter matching t (shared filters are not indexed).
 func (s *Store) Persistent(t string) bool {
 	now := time.Now()
 	found := false
@@ -111,13 +135,13 @@ func (s *Store) onRecord(e jetstream.KeyValueEntry) {
 		s.idx.apply(e.Key(), &entry{rev: e.Revision()})
 		return
 	}
-	r, err := decodeRecord(e.Value())
+	r, h, err := decodeRecord(e.Value())
 	if err != nil {
 		s.log.Warn("cluster: persistent sessions: unreadable session record", "key", e.Key(), "err", err)
 		s.idx.apply(e.Key(), &entry{rev: e.Revision()})
 		return
 	}
-	en := entryOf(r)
+	en := entryOf(r, h)
 	en.rev = e.Revision()
 	s.idx.apply(e.Key(), en)
 }
@@ -134,15 +158,87 @@ func (s *Store) sweep() {
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
+	live := time.NewTicker(s.cfg.LiveEvery)
+	defer live.Stop()
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
+		case <-live.C:
+			s.checkHolders()
+			continue
 		case <-t.C:
 		}
+		s.checkHolders()
 		vs := s.expiredRecords()
 		if s.cfg.SweepEvery > 0 {
-			s.deleteExpired(vs)
+			if n := s.deleteExpired(vs); n > 0 {
+				s.log.Info("cluster: persistent sessions: expired session records deleted", "count", n)
+			}
+		}
+	}
+}
+
+// checkHolders asks Config.Alive about the holders of the records saved
+// while their clients were connected: a record whose holder is dead
+// expires its Session Expiry Interval after this node first saw it dead
+// (every node counts from its own sighting: the earliest sweeper deletes
+// it); a holder alive again (a partition healed) stops the count.
+func (s *Store) checkHolders() {
+	alive := s.cfg.Alive
+	if alive == nil {
+		return
+	}
+	hs := map[string]holder{}
+	s.idx.mu.Lock()
+	for _, e := range s.idx.keys {
+		if e.holder != "" && e.filters != nil {
+			node, inc, _ := strings.Cut(e.holder, "\x00")
+			hs[e.holder] = holder{node, inc}
+		}
+	}
+	s.idx.mu.Unlock()
+	dead := map[string]bool{}
+	for k, h := range hs {
+		dead[k] = h != s.me && !alive(h.node, h.inc)
+	}
+	now := time.Now().Unix() + 1 // rounded up: never early
+	x := &s.idx
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for k := range x.dead {
+		if !dead[k] {
+			delete(x.dead, k) // alive again, or no record of it left
+		}
+	}
+	for k, d := range dead {
+		if d && x.dead[k] == 0 {
+			x.dead[k] = now
+			s.log.Warn("cluster: persistent sessions: the node that held connected sessions is gone: they expire from now",
+				"node", hs[k].node)
+		}
+	}
+	for key, e := range x.keys {
+		if e.holder == "" || e.filters == nil {
+			continue
+		}
+		want := int64(0)
+		if d := x.dead[e.holder]; d != 0 {
+			want = d + int64(e.expiry)
+		}
+		if want == e.deadline {
+			continue
+		}
+		ne := *e
+		ne.deadline = want
+		for _, f := range e.filters {
+			x.subs.Unsubscribe(f, key)
+		}
+		x.keys[key] = &ne
+		if !expired(want, time.Now()) {
+			for _, f := range ne.filters {
+				x.subs.Subscribe(f, key, &ne)
+			}
 		}
 	}
 }

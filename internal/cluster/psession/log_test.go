@@ -13,8 +13,9 @@ import (
 
 // TestBacklogFilters: Backlog returns, in order, exactly the messages of
 // its range that match the session's filters ('+', '#' with its parent
-// level, $share's inner filter, overlapping filters once each) or were
-// stored for it, and never a '$' topic to a filter starting with a
+// level, overlapping filters once each; a shared filter none: a group's
+// messages are its members' StoreFor ones) or were stored for it (and say
+// so), and never a '$' topic to a filter starting with a
 // wildcard [MQTT-4.7.2-1].
 func TestBacklogFilters(t *testing.T) {
 	s := startCluster(t, 1, nil)[0].s
@@ -41,15 +42,16 @@ func TestBacklogFilters(t *testing.T) {
 		filters []string
 		want    []string // topics in order
 	}{
-		{[]string{"a/#"}, []string{"a", "a/b", "a/b/c", "a/b", "private/t", "a/b"}},
-		{[]string{"+/b"}, []string{"a/b", "x/b", "a/b", "private/t", "a/b"}},
-		{[]string{"a/#", "a/b", "+/b"}, []string{"a", "a/b", "a/b/c", "x/b", "a/b", "private/t", "a/b"}},
-		{[]string{"#"}, append(slices.Delete(slices.Clone(topics), 5, 6), "elsewhere", "private/t", "a/b")},
-		{[]string{"$SYS/#"}, []string{"$SYS/a", "private/t"}},
-		{[]string{"$share/g/s/+"}, []string{"s/1", "private/t"}},
-		{[]string{"z.with dots"}, []string{"z.with dots", "private/t"}},
-		{[]string{"+/+/b", "x/#"}, []string{"x/b", "x/y/b", "private/t"}},
-		{nil, []string{"private/t"}},
+		{[]string{"a/#"}, []string{"a", "a/b", "a/b/c", "a/b", "me:private/t", "a/b"}},
+		{[]string{"+/b"}, []string{"a/b", "x/b", "a/b", "me:private/t", "a/b"}},
+		{[]string{"a/#", "a/b", "+/b"}, []string{"a", "a/b", "a/b/c", "x/b", "a/b", "me:private/t", "a/b"}},
+		{[]string{"#"}, append(slices.Delete(slices.Clone(topics), 5, 6), "elsewhere", "me:private/t", "a/b")},
+		{[]string{"$SYS/#"}, []string{"$SYS/a", "me:private/t"}},
+		{[]string{"$share/g/s/+"}, []string{"me:private/t"}},
+		{[]string{"$share/g/s/+", "s/#"}, []string{"s/1", "me:private/t"}},
+		{[]string{"z.with dots"}, []string{"z.with dots", "me:private/t"}},
+		{[]string{"+/+/b", "x/#"}, []string{"x/b", "x/y/b", "me:private/t"}},
+		{nil, []string{"me:private/t"}},
 	}
 	for _, c := range cases {
 		got, dropped := backlog(t, s, "me", c.filters, 0, last)
@@ -67,7 +69,7 @@ func TestBacklogFilters(t *testing.T) {
 		t.Errorf("range (%d, %d]: got %q, want %q", seqs[1], seqs[8], got, want)
 	}
 	got, _ = backlog(t, s, "me", []string{"#"}, mine-1, mine)
-	if want := []string{"private/t=mine@" + itoa(mine)}; !slices.Equal(got, want) {
+	if want := []string{"me:private/t=mine@" + itoa(mine)}; !slices.Equal(got, want) {
 		t.Errorf("StoreFor: got %q, want %q", got, want)
 	}
 	// Get by sequence.
@@ -112,7 +114,7 @@ func TestStoreForIsolation(t *testing.T) {
 	if got, _ := backlog(t, s, "bob", []string{"x"}, 0, b); len(got) != 0 {
 		t.Errorf("bob's backlog has %q", got)
 	}
-	if got, _ := backlog(t, s, "alice", []string{"x"}, 0, b); len(got) != 1 {
+	if got, _ := backlog(t, s, "alice", []string{"t"}, 0, b); !slices.Equal(got, []string{"alice:t=for alice@" + itoa(a), "t=for all@" + itoa(b)}) {
 		t.Errorf("alice's backlog has %q", got)
 	}
 }

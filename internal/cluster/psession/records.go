@@ -18,25 +18,35 @@ import (
 // The value of a session's key (registry.Key of its client id) in the
 // bucket:
 //
-//	version  byte (1)
+//	version  byte (2; 1 has no holder)
 //	client id  uvarint length and bytes (a long one's key is a digest)
+//	holder   the node and incarnation that saved it (Config.Node,
+//	         Config.Incarnation), each as uvarint length and bytes
 //	filters  uvarint count, then each as uvarint length and bytes
 //	expiry   uvarint: Session Expiry Interval in seconds
 //	disc at  varint: Unix second the client left, 0 while connected
 //	cursor   uvarint
 //	data     the rest: the broker's
-const recordVersion = 1
+const recordVersion = 2
+
+// holder names the node (and its run) that saved a record: a record
+// saved while its client was connected expires once that run is dead.
+type holder struct{ node, inc string }
+
+func (h holder) String() string { return h.node + "\x00" + h.inc }
 
 var errRecord = errors.New("psession: unreadable session record")
 
-func encodeRecord(r *broker.SessionRecord) []byte {
-	n := 16 + len(r.ClientID) + len(r.Data)
+func encodeRecord(r *broker.SessionRecord, h holder) []byte {
+	n := 16 + len(r.ClientID) + len(r.Data) + len(h.node) + len(h.inc)
 	for _, f := range r.Filters {
 		n += 2 + len(f)
 	}
 	b := make([]byte, 0, n)
 	b = append(b, recordVersion)
 	b = appendString(b, r.ClientID)
+	b = appendString(b, h.node)
+	b = appendString(b, h.inc)
 	b = binary.AppendUvarint(b, uint64(len(r.Filters)))
 	for _, f := range r.Filters {
 		b = appendString(b, f)
@@ -52,15 +62,19 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-func decodeRecord(b []byte) (*broker.SessionRecord, error) {
-	if len(b) == 0 || b[0] != recordVersion {
-		return nil, errRecord
+func decodeRecord(b []byte) (*broker.SessionRecord, holder, error) {
+	var h holder
+	if len(b) == 0 || b[0] != recordVersion && b[0] != 1 {
+		return nil, h, errRecord
 	}
 	d := decoder{b: b[1:]}
 	r := &broker.SessionRecord{ClientID: d.string()}
+	if b[0] == recordVersion {
+		h.node, h.inc = d.string(), d.string()
+	}
 	n := d.uvarint()
 	if n > uint64(len(d.b)) {
-		return nil, errRecord
+		return nil, h, errRecord
 	}
 	for range n {
 		r.Filters = append(r.Filters, d.string())
@@ -73,10 +87,10 @@ func decodeRecord(b []byte) (*broker.SessionRecord, error) {
 	r.DiscAt = d.varint()
 	r.Cursor = d.uvarint()
 	if d.err != nil {
-		return nil, d.err
+		return nil, h, d.err
 	}
 	r.Data = bytes.Clone(d.b)
-	return r, nil
+	return r, h, nil
 }
 
 type decoder struct {
@@ -126,12 +140,19 @@ func (d *decoder) string() string {
 const neverExpires = 0xFFFFFFFF
 
 // deadline is when a record expires, in Unix seconds; 0: not while its
-// client is connected, or never.
-func deadline(r *broker.SessionRecord) int64 {
-	if r.DiscAt == 0 || r.Expiry == neverExpires {
+// client is connected, or never. A record saved while its client was
+// connected (DiscAt 0) counts its expiry from deadAt, when its holder was
+// seen dead (0: not seen dead).
+func deadline(r *broker.SessionRecord, deadAt int64) int64 {
+	switch {
+	case r.Expiry == neverExpires:
 		return 0
+	case r.DiscAt != 0:
+		return r.DiscAt + int64(r.Expiry)
+	case deadAt != 0:
+		return deadAt + int64(r.Expiry)
 	}
-	return r.DiscAt + int64(r.Expiry)
+	return 0
 }
 
 // expired says whether a record with deadline dl has expired at now.
@@ -141,20 +162,33 @@ func expired(dl int64, now time.Time) bool { return dl != 0 && now.Unix() >= dl 
 // record's key, in call order with every other write of the node. Once
 // a majority has it, this node's index has it too (before done), so a
 // publish on this node after a SUBACK that waited for the Save is stored.
-func (s *Store) Save(rec *broker.SessionRecord, done func(error)) {
+func (s *Store) Save(rec *broker.SessionRecord, done func(uint64, error)) {
 	key := registry.Key(rec.ClientID)
 	msg := nats.NewMsg(s.kvPre + key)
-	msg.Data = encodeRecord(rec)
-	e := entryOf(rec)
+	msg.Data = encodeRecord(rec, s.me)
+	if rec.Rev != 0 {
+		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rec.Rev, 10))
+	}
+	e := entryOf(rec, s.me)
 	s.w.add(&op{msg: msg, done: func(rev uint64, err error) {
-		if err == nil {
+		switch {
+		case err == nil:
 			e.rev = rev
 			s.idx.apply(key, e)
-		} else {
+		case wrongRev(err):
+			err = fmt.Errorf("psession: save session %q at revision %d: %w", rec.ClientID, rec.Rev, broker.ErrSessionMoved)
+		default:
 			err = fmt.Errorf("psession: save session %q: %w", rec.ClientID, err)
 		}
-		done(err)
+		done(rev, err)
 	}})
+}
+
+// wrongRev says whether err is JetStream's refusal of a write whose
+// expected last revision of the key is not the key's.
+func wrongRev(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }
 
 // Delete implements broker.SessionStore: a delete marker on the key.
@@ -193,9 +227,8 @@ func (s *Store) Load(ctx context.Context, clientID string) (*broker.SessionRecor
 		if err != nil {
 			return nil, err
 		}
-		err = s.confirm(ctx, key, rev, val)
-		var api *jetstream.APIError
-		if errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+		crev, err := s.confirm(ctx, key, rev, val)
+		if wrongRev(err) {
 			continue // changed since the read: read it again
 		}
 		if err != nil {
@@ -204,13 +237,14 @@ func (s *Store) Load(ctx context.Context, clientID string) (*broker.SessionRecor
 		if val == nil {
 			return nil, nil
 		}
-		r, err := decodeRecord(val)
+		r, h, err := decodeRecord(val)
 		if err != nil {
 			return nil, fmt.Errorf("session %q: %w", clientID, err)
 		}
-		if r.ClientID != clientID || expired(deadline(r), time.Now()) {
+		if r.ClientID != clientID || expired(deadline(r, s.idx.deadAt(h)), time.Now()) {
 			return nil, nil // another id of the same digest, or expired
 		}
+		r.Rev = crev
 		return r, nil
 	}
 }
@@ -218,20 +252,24 @@ func (s *Store) Load(ctx context.Context, clientID string) (*broker.SessionRecor
 // confirm writes val (nil: a delete marker) to key again if rev is still
 // its last revision (0: the key has none), through the node's ordered
 // writes; it returns once a majority has it, or fails.
-func (s *Store) confirm(ctx context.Context, key string, rev uint64, val []byte) error {
+func (s *Store) confirm(ctx context.Context, key string, rev uint64, val []byte) (uint64, error) {
 	msg := nats.NewMsg(s.kvPre + key)
 	msg.Data = val
 	if val == nil {
 		msg.Header.Set("KV-Operation", "DEL")
 	}
 	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rev, 10))
-	ch := make(chan error, 1)
-	s.w.add(&op{msg: msg, done: func(_ uint64, err error) { ch <- err }})
+	type answer struct {
+		rev uint64
+		err error
+	}
+	ch := make(chan answer, 1)
+	s.w.add(&op{msg: msg, done: func(rev uint64, err error) { ch <- answer{rev, err} }})
 	select {
-	case err := <-ch:
-		return err
+	case a := <-ch:
+		return a.rev, a.err
 	case <-ctx.Done():
-		return ctx.Err()
+		return 0, ctx.Err()
 	}
 }
 

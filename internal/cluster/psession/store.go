@@ -42,7 +42,16 @@ type Config struct {
 	// MaxQueued bounds the writes waiting to be sent to the cluster;
 	// past it a write fails at once. Default 1<<16.
 	MaxQueued int
-	Logger    *slog.Logger
+	// Node and Incarnation name this node's run (the registry's): a
+	// record is saved with them, and one saved while its client was
+	// connected expires once Alive says that run is dead (its Session
+	// Expiry Interval after this node first saw it dead). Alive is asked
+	// every LiveEvery (default 1 s) about the holders of such records;
+	// without it they never expire while their client is connected.
+	Node, Incarnation string
+	Alive             func(node, inc string) bool
+	LiveEvery         time.Duration
+	Logger            *slog.Logger
 }
 
 // Errors a caller may see.
@@ -76,6 +85,7 @@ type Store struct {
 
 	w   writer
 	idx index
+	me  holder // Config.Node and Incarnation
 
 	// head is the last sequence handed to Deliver's fn.
 	head atomic.Uint64
@@ -151,12 +161,16 @@ func New(cfg Config) (*Store, error) {
 	if cfg.MaxQueued <= 0 {
 		cfg.MaxQueued = 1 << 16
 	}
+	if cfg.LiveEvery <= 0 {
+		cfg.LiveEvery = time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Store{cfg: cfg, nc: cfg.Conn, log: cfg.Logger,
 		subPre: "culex." + cfg.Cluster + ".",
 		kvPre:  "$KV." + cfg.Prefix + "_sessions.",
+		me:     holder{cfg.Node, cfg.Incarnation},
 	}
 	// The Store's own JetStream context: its asynchronous publishes
 	// time out after Timeout and report to the Store's handlers.

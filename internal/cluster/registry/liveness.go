@@ -95,6 +95,21 @@ func (r *Registry) alive(node, inc string) bool {
 	return s.inc == inc && !s.dead && time.Since(s.at) < r.cfg.DeadAfter
 }
 
+// Alive says whether node's incarnation inc is alive, as CONNECT's claims
+// judge it (heard of within DeadAfter); true until the Registry is ready
+// (it has not listened yet). A node not heard of since this one started
+// is dead DeadAfter after that. The persistent sessions' store asks it
+// about the nodes that saved records of connected clients.
+func (r *Registry) Alive(node, inc string) bool {
+	if !r.ready.Load() || node == r.cfg.Node && inc == r.inc {
+		return true
+	}
+	return r.alive(node, inc)
+}
+
+// Incarnation is this run of the node: a random id chosen at New.
+func (r *Registry) Incarnation() string { return r.inc }
+
 // sweep finds the nodes that went silent.
 func (r *Registry) sweep() {
 	var gone []nodeSeen

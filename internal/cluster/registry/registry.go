@@ -393,6 +393,9 @@ func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
 			return err
 		}
 		c.Token, c.Owner = next, owner
+		if prev.Node != "" {
+			c.Prev = broker.ClaimHolder{Node: prev.Node, Inc: prev.Inc, Token: rev, Here: !other}
+		}
 		switch {
 		case live:
 			r.supersede(ctx, key, prev, c.ClientID, rev, c.Clean)

@@ -1,0 +1,30 @@
+//go:build !race
+
+package cluster
+
+import (
+	"runtime"
+	"testing"
+)
+
+// TestForwardAllocs: what a message forwarded to another node allocates
+// in this process, both nodes and the raw clients (which allocate nothing
+// per message) included, through fan-in 10:1 with the subscriber on the
+// other node. The race detector allocates on its own: not built with it.
+func TestForwardAllocs(t *testing.T) {
+	ns := startNodes(t, 2)
+	const n = 20000
+	for _, c := range []struct {
+		qos byte
+		max float64 // 12 and 18.5 before the frame's strings aliased it
+	}{{0, 5.5}, {1, 11.5}} {
+		var before, after runtime.MemStats
+		fanIn(t, ns[0], ns[1], c.qos, int(c.qos), n,
+			func() { runtime.ReadMemStats(&before) }, func() { runtime.ReadMemStats(&after) })
+		per := float64(after.Mallocs-before.Mallocs) / n
+		t.Logf("QoS %d: %.1f allocations per forwarded message", c.qos, per)
+		if per > c.max {
+			t.Errorf("QoS %d: %.1f allocations per forwarded message, want at most %v", c.qos, per, c.max)
+		}
+	}
+}
