@@ -16,7 +16,8 @@
 //
 // Each node keeps in memory an index of every record's filters (from a
 // watch of the bucket) for Persistent, reads the whole log with one
-// ordered consumer (Deliver), and reads a resuming session's backlog at
+// consumer that it makes again from Head()+1 when it loses it (Deliver,
+// reader.go), and reads a resuming session's backlog at
 // the log's leader message by message, going on with a consumer that
 // lives for that read only when it is long (Backlog).
 //

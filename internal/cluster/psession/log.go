@@ -11,7 +11,6 @@ import (
 	"github.com/culexmq/culex/internal/cluster/registry"
 	"github.com/culexmq/culex/internal/cluster/subject"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // The body of a message in the log:
@@ -92,10 +91,10 @@ func (s *Store) write(subj, clientID string, m *broker.Message, done func(uint64
 func (s *Store) Head() uint64 { return s.head.Load() }
 
 // Deliver implements broker.SessionStore: one reader of the whole log on
-// this node, an ordered consumer (nats.go's: after a reconnection or a
-// missed heartbeat it is made again from the sequence after the last one
-// handed over, so nothing is skipped or repeated), starting after the
-// log's last message when the Store is ready.
+// this node (reader.go), starting after the log's last message when the
+// Store is ready; it goes on from the message after the last one handed
+// over whenever it has to make its consumer again, so nothing is skipped
+// or repeated.
 func (s *Store) Deliver(fn func(seq uint64, clientID string, m *broker.Message)) {
 	s.startMu.Lock()
 	defer s.startMu.Unlock()
@@ -143,61 +142,6 @@ func (s *Store) lastSeq(ctx context.Context) (uint64, error) {
 		case <-time.After(time.Duration(min(attempt+1, 10)) * 100 * time.Millisecond):
 		}
 	}
-}
-
-// read runs the reader from Head()+1 until the Store closes.
-func (s *Store) read(fn func(uint64, string, *broker.Message)) {
-	var cc jetstream.ConsumeContext
-	for attempt := 0; cc == nil; attempt++ {
-		if attempt > 0 && !s.pause(time.Duration(min(attempt, 10))*100*time.Millisecond) {
-			return
-		}
-		ctx, cancel := s.opCtx(s.ctx)
-		cons, err := s.plog.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-			DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-			OptStartSeq:   s.head.Load() + 1,
-		})
-		cancel()
-		if err == nil {
-			cc, err = cons.Consume(func(msg jetstream.Msg) { s.onLog(msg, fn) },
-				jetstream.PullHeartbeat(time.Second), jetstream.PullExpiry(5*time.Second),
-				jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-					s.log.Debug("cluster: persistent sessions: the log's reader", "err", err)
-				}))
-		}
-		if err != nil {
-			s.log.Warn("cluster: persistent sessions: the log's reader waits for the log", "err", err)
-		}
-	}
-	<-s.ctx.Done()
-	cc.Stop()
-	<-cc.Closed()
-}
-
-// onLog hands one message of the log to fn, in sequence order.
-func (s *Store) onLog(msg jetstream.Msg, fn func(uint64, string, *broker.Message)) {
-	meta, err := msg.Metadata()
-	if err != nil {
-		return
-	}
-	seq, h := meta.Sequence.Stream, s.head.Load()
-	if seq <= h {
-		return // never expected: the ordered consumer starts after h
-	}
-	if seq > h+1 {
-		n := seq - h - 1
-		s.stats.Skipped.Add(n)
-		s.log.Error("cluster: persistent sessions: the log removed messages this node had not read yet (cluster.sessions.max_log_bytes or max_log_age)",
-			"from", h+1, "to", seq-1, "skipped", n)
-	}
-	clientID, m, err := decodeBody(msg.Data())
-	s.head.Store(seq)
-	if err != nil {
-		s.stats.Unreadable.Add(1)
-		s.log.Warn("cluster: persistent sessions: unreadable message in the log", "seq", seq, "err", err)
-		return
-	}
-	fn(seq, clientID, m)
 }
 
 // Get implements broker.SessionStore: a read at the log's leader.

@@ -96,6 +96,7 @@ type Store struct {
 	startMu   sync.Mutex
 	deliverFn func(seq uint64, clientID string, m *broker.Message)
 	reading   bool
+	rd        reader
 
 	stats stats
 }
@@ -104,7 +105,7 @@ var _ broker.SessionStore = (*Store)(nil)
 
 // stats are the Store's counters since it started (Counters).
 type stats struct {
-	Stored, StoreFailed, Skipped, Unreadable, Swept atomic.Uint64
+	Stored, StoreFailed, Skipped, Unreadable, Swept, ReaderLost atomic.Uint64
 }
 
 // Counters are the Store's counters since it started.
@@ -119,13 +120,17 @@ type Counters struct {
 	Skipped, Unreadable uint64
 	// Swept counts the expired records this node deleted.
 	Swept uint64
+	// ReaderLost counts the times Deliver's reader lost its consumer (a
+	// core died or was cut off, the node's connection came back) and
+	// made another.
+	ReaderLost uint64
 }
 
 // Counters returns the Store's counters.
 func (s *Store) Counters() Counters {
 	st := &s.stats
 	return Counters{Stored: st.Stored.Load(), StoreFailed: st.StoreFailed.Load(), Skipped: st.Skipped.Load(),
-		Unreadable: st.Unreadable.Load(), Swept: st.Swept.Load()}
+		Unreadable: st.Unreadable.Load(), Swept: st.Swept.Load(), ReaderLost: st.ReaderLost.Load()}
 }
 
 // New makes the Store of a node; Start connects it to the cluster.

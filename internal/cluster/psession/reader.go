@@ -1,0 +1,262 @@
+package psession
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/culexmq/culex/internal/broker"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The reader: one ephemeral consumer of the whole log (R1, in memory, no
+// acks), made from Head()+1. It is lost when two heartbeats in a row do
+// not come (the core hosting it died or is cut off), when the server says
+// it is gone, when a delivery is out of order (one went missing), or when
+// the node's connection comes back; the reader then makes another from
+// Head()+1, so nothing is skipped or repeated. An attempt asks the log's
+// leader, then makes the consumer, each request bounded by readerRequest;
+// attempts follow each other every readerRetry..
+// readerRetryMax: once the log and the meta group have a leader again
+// (an election takes seconds after a core dies), the reader delivers again
+// within readerRecovery, with a request every half second at most while
+// there is none. (nats.go's ordered consumer, used before, waited 10 s per
+// attempt and backed off to 10 s: 5 to 21 s after the election.)
+const (
+	readerHeartbeat = time.Second
+	readerRequest   = 1500 * time.Millisecond
+	readerRetry     = 250 * time.Millisecond
+	readerRetryMax  = 500 * time.Millisecond
+	// readerIdle is how long the server keeps a consumer nobody pulls
+	// from (one left behind by a reader cut off).
+	readerIdle = time.Minute
+	// readerRecovery bounds the time from the leaders' election to the
+	// reader delivering again once it saw its consumer lost: the attempt
+	// in flight at the election, a pause, the next attempt.
+	readerRecovery = readerRequest + readerRetryMax
+)
+
+// errGap and errReconnected are why a consumer is given up besides the
+// server's errors.
+var (
+	errGap         = errors.New("a delivery went missing")
+	errReconnected = errors.New("the node's connection came back")
+)
+
+// readerCons is one consumer of the reader.
+type readerCons struct {
+	name    string
+	cc      jetstream.ConsumeContext
+	dseq    uint64 // the consumer's sequence of the last delivery taken
+	stopped bool   // no delivery is taken any more
+	lost    bool   // reported on the reader's lost channel
+}
+
+// reader is the state shared by the reader's goroutine and the
+// consumer's callbacks.
+type reader struct {
+	// mu orders the deliveries (fn is called under it) with stopping a
+	// consumer: once stop returns, Head stays until the next consumer.
+	mu   sync.Mutex
+	cur  *readerCons
+	lost chan error
+}
+
+// read runs the reader from Head()+1 until the Store closes.
+func (s *Store) read(fn func(uint64, string, *broker.Message)) {
+	reconnected := s.nc.StatusChanged(nats.CONNECTED)
+	defer s.nc.RemoveStatusListener(reconnected)
+	s.rd.lost = make(chan error, 1)
+	var since time.Time // when the consumer was lost; zero at the start
+	for {
+		c := s.openReader(fn, since)
+		if c == nil {
+			return
+		}
+		var why error
+		select {
+		case <-s.ctx.Done():
+			s.stopReader(c)
+			if c.cc != nil {
+				<-c.cc.Closed()
+			}
+			return
+		case why = <-s.rd.lost:
+		case <-reconnected:
+			why = errReconnected
+		}
+		since = time.Now()
+		s.stats.ReaderLost.Add(1)
+		s.log.Warn("cluster: persistent sessions: the log's reader lost its consumer; it makes another from the next message",
+			"next", s.head.Load()+1, "why", why)
+		s.stopReader(c)
+	}
+}
+
+// openReader makes a consumer from Head()+1, trying until it succeeds or
+// the Store closes (nil).
+func (s *Store) openReader(fn func(uint64, string, *broker.Message), since time.Time) *readerCons {
+	pause := readerRetry
+	for attempt := 1; ; attempt++ {
+		c, err := s.consume(fn)
+		if err == nil {
+			if !since.IsZero() {
+				s.log.Info("cluster: persistent sessions: the log's reader reads again",
+					"from", s.head.Load()+1, "after", time.Since(since).Round(time.Millisecond), "attempts", attempt)
+			}
+			return c
+		}
+		if attempt == 1 && since.IsZero() {
+			s.log.Warn("cluster: persistent sessions: the log's reader waits for the log", "err", err)
+		} else {
+			s.log.Debug("cluster: persistent sessions: the log's reader waits for the log", "attempt", attempt, "err", err)
+		}
+		if !s.pause(pause) {
+			return nil
+		}
+		pause = min(2*pause, readerRetryMax)
+	}
+}
+
+// consume makes one consumer from Head()+1 and starts taking its
+// deliveries.
+func (s *Store) consume(fn func(uint64, string, *broker.Message)) (*readerCons, error) {
+	// First the log's leader must answer: a consumer made on a replica
+	// while the log has none may stay silent for many seconds after
+	// the election.
+	ctx, cancel := context.WithTimeout(s.ctx, readerRequest)
+	_, err := s.plog.Info(ctx)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel = context.WithTimeout(s.ctx, readerRequest)
+	defer cancel()
+	cons, err := s.plog.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       s.head.Load() + 1,
+		AckPolicy:         jetstream.AckNonePolicy,
+		InactiveThreshold: readerIdle,
+		Replicas:          1,
+		MemoryStorage:     true,
+	})
+	if err != nil {
+		return nil, err
+	}
+	c := &readerCons{name: cons.CachedInfo().Name}
+	s.rd.mu.Lock()
+	s.rd.cur = c
+	s.rd.mu.Unlock()
+	cc, err := cons.Consume(func(msg jetstream.Msg) { s.onLog(c, msg, fn) },
+		jetstream.PullHeartbeat(readerHeartbeat), jetstream.PullExpiry(5*time.Second),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if consumerLost(err) {
+				s.lose(c, err)
+			} else {
+				s.log.Debug("cluster: persistent sessions: the log's reader", "err", err)
+			}
+		}))
+	if err != nil {
+		s.stopReader(c)
+		return nil, err
+	}
+	s.rd.mu.Lock()
+	c.cc = cc
+	s.rd.mu.Unlock()
+	return c, nil
+}
+
+// consumerLost says whether err from a consumer means it is gone.
+func consumerLost(err error) bool {
+	for _, e := range []error{jetstream.ErrNoHeartbeat, jetstream.ErrConsumerDeleted, jetstream.ErrConsumerNotFound,
+		jetstream.ErrConsumerLeadershipChanged, nats.ErrNoResponders, nats.ErrConnectionClosed} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// lose reports c lost to the reader, once, unless it was stopped.
+func (s *Store) lose(c *readerCons, why error) {
+	s.rd.mu.Lock()
+	defer s.rd.mu.Unlock()
+	s.loseLocked(c, why)
+}
+
+func (s *Store) loseLocked(c *readerCons, why error) {
+	if c.stopped || c.lost {
+		return
+	}
+	c.lost = true
+	select {
+	case s.rd.lost <- why:
+	default:
+	}
+}
+
+// stopReader stops c's deliveries and deletes it (in the background,
+// bounded): a report of c lost still queued is dropped.
+func (s *Store) stopReader(c *readerCons) {
+	s.rd.mu.Lock()
+	c.stopped = true
+	cc := c.cc
+	select {
+	case <-s.rd.lost:
+	default:
+	}
+	s.rd.mu.Unlock()
+	if cc != nil {
+		cc.Stop()
+	}
+	s.goRun(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), readerRequest)
+		defer cancel()
+		_ = s.plog.DeleteConsumer(ctx, c.name)
+	})
+}
+
+// readerName is the name of the reader's consumer, "" before the first.
+func (s *Store) readerName() string {
+	s.rd.mu.Lock()
+	defer s.rd.mu.Unlock()
+	if s.rd.cur == nil {
+		return ""
+	}
+	return s.rd.cur.name
+}
+
+// onLog hands one delivery of c to fn, in sequence order.
+func (s *Store) onLog(c *readerCons, msg jetstream.Msg, fn func(uint64, string, *broker.Message)) {
+	meta, err := msg.Metadata()
+	s.rd.mu.Lock()
+	defer s.rd.mu.Unlock()
+	if c.stopped {
+		return
+	}
+	if err != nil || meta.Sequence.Consumer != c.dseq+1 {
+		s.loseLocked(c, errGap)
+		return
+	}
+	c.dseq = meta.Sequence.Consumer
+	seq, h := meta.Sequence.Stream, s.head.Load()
+	if seq <= h {
+		return // never expected: the consumer starts after h
+	}
+	if seq > h+1 {
+		n := seq - h - 1
+		s.stats.Skipped.Add(n)
+		s.log.Error("cluster: persistent sessions: the log removed messages this node had not read yet (cluster.sessions.max_log_bytes or max_log_age)",
+			"from", h+1, "to", seq-1, "skipped", n)
+	}
+	clientID, m, err := decodeBody(msg.Data())
+	s.head.Store(seq)
+	if err != nil {
+		s.stats.Unreadable.Add(1)
+		s.log.Warn("cluster: persistent sessions: unreadable message in the log", "seq", seq, "err", err)
+		return
+	}
+	fn(seq, clientID, m)
+}
