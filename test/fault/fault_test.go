@@ -37,6 +37,17 @@ var (
 
 func long() bool { return *longFlag || os.Getenv("CULEX_FAULT_LONG") == "1" }
 
+// startCommit is the commit checked out when the suite started, the one
+// its culex is built from (the tree may move on during a long run).
+var startCommit = func() string {
+	out, _ := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	commit := strings.TrimSpace(string(out))
+	if st, _ := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); len(st) > 0 {
+		commit += " with uncommitted changes"
+	}
+	return commit
+}()
+
 // scenarios is the suite, in the order it runs.
 func scenarios() []scenario {
 	return []scenario{
@@ -246,13 +257,12 @@ func writeResults(t *testing.T) {
 	if len(rows) == 0 {
 		return
 	}
-	commit, _ := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
 	mode := "short"
 	if long() {
 		mode = fmt.Sprintf("long (%d faults of %v per scenario)", timings().cycles, timings().hold)
 	}
 	doc := fmt.Sprintf("Fault suite, mode %s, %s, commit %s:\n\n%s", mode,
-		time.Now().UTC().Format("2006-01-02 15:04 MST"), strings.TrimSpace(string(commit)), table(rows))
+		time.Now().UTC().Format("2006-01-02 15:04 MST"), startCommit, table(rows))
 	t.Logf("\n%s", doc)
 	if *outFlag != "" {
 		if err := os.WriteFile(*outFlag, []byte(doc), 0o644); err != nil {
