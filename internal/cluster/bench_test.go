@@ -8,7 +8,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -114,12 +113,6 @@ func fanIn(tb testing.TB, pn, sn *node, qos byte, run, total int, started, recei
 		pc.nc.Close()
 	}
 	sub.nc.Close()
-}
-
-func cpuTime() int64 {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
 func waitFor(tb testing.TB, cond func() bool) {
