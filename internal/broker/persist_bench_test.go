@@ -30,13 +30,15 @@ func BenchmarkRoutePersistent(b *testing.B) {
 }
 
 func benchRoutePersistent(b *testing.B, kind string, size, n int) {
-	var st store.Store = store.NewMemory()
+	var st store.Store
 	if kind == "bolt" {
 		bs, err := store.OpenBolt(b.TempDir(), store.BoltOptions{})
 		if err != nil {
 			b.Fatal(err)
 		}
 		st = bs
+	} else {
+		st = store.NewMemory()
 	}
 	defer st.Close()
 	cfg := testConfig()
