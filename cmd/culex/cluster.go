@@ -39,15 +39,25 @@ func clusterCmd(args []string) error {
 	return fmt.Errorf("cluster: unknown command %q\n\n%s", args[0], clusterUsage)
 }
 
-func clusterStatus(args []string, out io.Writer) error {
-	cfg, err := config.Parse("culex cluster status", args, os.Environ(), os.Stderr)
+// observe loads the config of `culex cluster <cmd>` and joins its cluster
+// as an observer.
+func observe(cmd string, args []string) (config.Config, *fabric.Fabric, error) {
+	cfg, err := config.Parse("culex cluster "+cmd, args, os.Environ(), os.Stderr)
 	if err != nil {
-		return err
+		return config.Config{}, nil, err
 	}
 	if !cfg.Cluster.Enabled() {
-		return errors.New("cluster status: the config has no cluster (cluster.listen or cluster.nats_url)")
+		return config.Config{}, nil, fmt.Errorf("cluster %s: the config has no cluster (cluster.listen or cluster.nats_url)", cmd)
 	}
 	f, err := fabric.Observe(cfg.Cluster, 10*time.Second)
+	if err != nil {
+		return config.Config{}, nil, err
+	}
+	return cfg, f, nil
+}
+
+func clusterStatus(args []string, out io.Writer) error {
+	cfg, f, err := observe("status", args)
 	if err != nil {
 		return err
 	}

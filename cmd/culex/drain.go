@@ -5,13 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/culexmq/culex/internal/cluster"
-	"github.com/culexmq/culex/internal/cluster/fabric"
-	"github.com/culexmq/culex/internal/config"
 )
 
 const drainUsage = `
@@ -49,14 +46,7 @@ func clusterDrain(args []string, out io.Writer) error {
 			rest = append(rest, a)
 		}
 	}
-	cfg, err := config.Parse("culex cluster drain", rest, os.Environ(), os.Stderr)
-	if err != nil {
-		return err
-	}
-	if !cfg.Cluster.Enabled() {
-		return errors.New("cluster drain: the config has no cluster (cluster.listen or cluster.nats_url)")
-	}
-	f, err := fabric.Observe(cfg.Cluster, 10*time.Second)
+	cfg, f, err := observe("drain", rest)
 	if err != nil {
 		return err
 	}

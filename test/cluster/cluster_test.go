@@ -3,7 +3,6 @@
 package cluster_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -113,25 +112,8 @@ func (c *v3) sub(t *testing.T, filter string, qos byte) {
 // go to the returned channel.
 func mosquittoSub(t *testing.T, addr, filter string) chan msg {
 	t.Helper()
-	host, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command("stdbuf", "-oL", "mosquitto_sub", "-h", host, "-p", port, "-t", filter, "-q", "1", "-v", "-i", "mosq-"+port)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("mosquitto_sub: %v (apt install mosquitto-clients)", err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	ch := make(chan msg, 100000)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			tp, pl, _ := strings.Cut(sc.Text(), " ")
-			ch <- msg{Topic: tp, Payload: pl}
-		}
-	}()
-	return ch
+	_, port, _ := net.SplitHostPort(addr)
+	return mosquittoSubs(t, addr, "mosq-"+port, filter)
 }
 
 // recvUntil returns the messages before the first whose payload is marker.
