@@ -16,6 +16,7 @@ package clustertest
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -492,7 +493,10 @@ func (l *logBuf) String() string {
 }
 
 // Signal sends sig to the node's process (Freeze stops it, Thaw
-// resumes it).
+// resumes it). Freeze returns once every thread of the process is
+// stopped: kill(2) only queues the signal, and on a loaded machine the
+// node's running threads go on routing and acknowledging until the
+// thread picked to take the stop gets a CPU.
 func (n *Node) Signal(sig os.Signal) {
 	n.mu.Lock()
 	cmd := n.cmd
@@ -500,4 +504,57 @@ func (n *Node) Signal(sig os.Signal) {
 	if err := cmd.Process.Signal(sig); err != nil {
 		n.c.t.Fatalf("signal %s: %v", n.Name, err)
 	}
+	if sig == Freeze && Freeze != os.Kill {
+		if err := waitStopped(cmd.Process.Pid, 10*time.Second); err != nil {
+			n.c.t.Fatalf("freeze %s: %v", n.Name, err)
+		}
+	}
+}
+
+// waitStopped polls /proc until every thread of pid is stopped (state T).
+// Without /proc (not Linux) it cannot tell, and returns at once.
+func waitStopped(pid int, within time.Duration) error {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	if _, err := os.Stat("/proc/self/task"); err != nil {
+		return nil
+	}
+	deadline := time.Now().Add(within)
+	for {
+		running, err := runningThreads(dir)
+		if err != nil {
+			return err
+		}
+		if running == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d threads still running after %v", running, within)
+		}
+		time.Sleep(time.Millisecond) // a poll of /proc, bounded by the deadline
+	}
+}
+
+// runningThreads counts the threads under dir (/proc/PID/task) that are
+// not stopped.
+func runningThreads(dir string) (int, error) {
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	running := 0
+	for _, t := range tasks {
+		stat, err := os.ReadFile(filepath.Join(dir, t.Name(), "stat"))
+		if err != nil {
+			continue // the thread ended
+		}
+		// "tid (comm) S ...": the state follows the last ')'.
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 || i+2 >= len(stat) {
+			return 0, fmt.Errorf("%s/stat: unexpected %q", t.Name(), stat)
+		}
+		if s := stat[i+2]; s != 'T' && s != 't' {
+			running++
+		}
+	}
+	return running, nil
 }
