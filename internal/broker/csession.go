@@ -885,10 +885,15 @@ func (b *Broker) cresume(ctx context.Context, rec *SessionRecord) error {
 		om := e.om
 		if om.state != outReleased {
 			m, err := b.cstore.Get(ctx, e.seq)
-			if err != nil {
+			if errors.Is(err, ErrMessageGone) {
 				b.log.Warn("cluster: in-flight message no longer in the log", "client_id", s.id, "seq", e.seq, "err", err)
 				b.drop(s.id, &Message{Topic: om.filter}, DropLogLimit)
 				continue // done: not owed any more
+			}
+			if err != nil {
+				// Unreachable is not gone: the client is refused and
+				// comes back for its message.
+				return fmt.Errorf("in-flight message %d not read: %w", e.seq, err)
 			}
 			om.msg = m
 		} else {

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/culexmq/culex/internal/mqtt/packet"
@@ -163,6 +164,48 @@ func TestClusterResumeElsewhere(t *testing.T) {
 	}
 	s.send(&packet.Pingreq{})
 	s.expect(packet.PINGRESP)
+}
+
+// TestClusterInflightUnreadableRefuses: a session that resumes while
+// the log cannot be read (no leader yet after a partition heals) is
+// refused (0x88) rather than resumed without its in-flight messages; the
+// client comes back and gets them again. The fault suite lost five
+// acknowledged messages this way when Get's "unavailable" counted as
+// "removed by the log's limits".
+func TestClusterInflightUnreadableRefuses(t *testing.T) {
+	fc := newFakeCluster(t)
+	a, na := clusterNode(t, fc)
+	b, _ := clusterNode(t, fc)
+	s := connectTo(t, a, "s", false, keepSession(1))
+	s.send(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: "t", QoS: 1}}})
+	s.expect(packet.SUBACK)
+	p := connectTo(t, a, "p", false)
+	if rc := pubAck(t, p, "t", "m1", 1, 1); rc != 0 {
+		t.Fatalf("publish: 0x%02x", rc)
+	}
+	first := s.expect(packet.PUBLISH).(*packet.Publish) // in flight, unacknowledged
+	s.send(&packet.Subscribe{PacketID: 9, Subscriptions: []packet.Subscription{{Filter: "other", QoS: 1}}})
+	s.expect(packet.SUBACK) // after a Save, which has the window
+	na.kill()
+	s.close()
+
+	fc.mu.Lock()
+	fc.getErr = errors.New("fake store: JetStream system temporarily unavailable")
+	fc.mu.Unlock()
+	c := b.dial(packet.V5)
+	if ack := c.connect("s", keepSession(1)); ack.ReasonCode != packet.ErrServerUnavailable.Value {
+		t.Fatalf("resume with the log unreadable: reason 0x%02x session present %v, want 0x88",
+			ack.ReasonCode, ack.SessionPresent)
+	}
+	c.close()
+	fc.mu.Lock()
+	fc.getErr = nil
+	fc.mu.Unlock()
+	s = connectTo(t, b, "s", true, keepSession(1))
+	m := s.expect(packet.PUBLISH).(*packet.Publish)
+	if string(m.Payload) != "m1" || !m.Dup || m.PacketID != first.PacketID {
+		t.Fatalf("got %q dup %v id %d, want m1 again with DUP and id %d", m.Payload, m.Dup, m.PacketID, first.PacketID)
+	}
 }
 
 // TestClusterQoS2SavedBeforeSend: a QoS 2 message goes out only once the

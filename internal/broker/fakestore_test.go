@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -33,6 +34,7 @@ type fakeCluster struct {
 	backlogs int
 	lost     uint64
 	rev      uint64 // the last revision given to a record
+	getErr   error  // set: Get fails with it (the log unreachable)
 }
 
 type fakeEntry struct {
@@ -319,8 +321,11 @@ func (n *fakeNode) Get(ctx context.Context, seq uint64) (*Message, error) {
 	c := n.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.getErr != nil {
+		return nil, c.getErr
+	}
 	if seq == 0 || seq > uint64(len(c.log)) {
-		return nil, errors.New("fake store: no such message")
+		return nil, fmt.Errorf("fake store: message %d: %w", seq, ErrMessageGone)
 	}
 	return DecodeMessage(c.log[seq-1].data)
 }

@@ -76,7 +76,8 @@ type SessionStore interface {
 	Backlog(ctx context.Context, clientID string, filters []string, from, to uint64,
 		fn func(seq uint64, clientID string, m *Message) error) (dropped uint64, err error)
 	// Get returns the message stored at seq (for redelivery of an
-	// in-flight message), or an error when the log no longer holds it.
+	// in-flight message): an error wrapping ErrMessageGone when the log
+	// no longer holds it, another error when it cannot tell now.
 	Get(ctx context.Context, seq uint64) (*Message, error)
 	// Head is the sequence of the last message Deliver's fn was called
 	// with; a session that resumes reads its Backlog up to Head and takes
@@ -87,6 +88,12 @@ type SessionStore interface {
 // ErrSessionMoved fails a Save whose record is no longer at the revision
 // it was written on (SessionStore.Save): the session is another node's.
 var ErrSessionMoved = errors.New("broker: session record changed: the session moved to another node")
+
+// ErrMessageGone fails a SessionStore.Get of a message the log no longer
+// holds (removed by its limits): the session is not owed it any more. Any
+// other error of Get (the store unreachable, no leader) says nothing of
+// the message.
+var ErrMessageGone = errors.New("broker: message no longer in the log")
 
 // SessionRecord is a persistent session as the SessionStore keeps it.
 type SessionRecord struct {

@@ -11,6 +11,7 @@ import (
 	"github.com/culexmq/culex/internal/cluster/registry"
 	"github.com/culexmq/culex/internal/cluster/subject"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // The body of a message in the log:
@@ -152,6 +153,9 @@ func (s *Store) Get(ctx context.Context, seq uint64) (*broker.Message, error) {
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
 	raw, err := s.plog.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, fmt.Errorf("psession: message %d: %w (%w)", seq, broker.ErrMessageGone, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("psession: message %d: %w", seq, err)
 	}

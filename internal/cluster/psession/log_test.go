@@ -2,6 +2,7 @@ package psession
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -77,8 +78,8 @@ func TestBacklogFilters(t *testing.T) {
 	if err != nil || m.Topic != "a/b/c" || string(m.Payload) != "ppp" || m.QoS != 1 || m.Origin != "pub" {
 		t.Errorf("Get(%d) = %+v, %v", seqs[2], m, err)
 	}
-	if _, err := s.Get(context.Background(), last+100); err == nil {
-		t.Error("Get past the end succeeded")
+	if _, err := s.Get(context.Background(), last+100); !errors.Is(err, broker.ErrMessageGone) {
+		t.Errorf("Get past the end: %v, want ErrMessageGone", err)
 	}
 }
 
