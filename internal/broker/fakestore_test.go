@@ -269,13 +269,17 @@ func (n *fakeNode) Save(rec *SessionRecord, done func(uint64, error)) {
 	})
 }
 
-func (n *fakeNode) Delete(id string, done func(error)) {
+func (n *fakeNode) Delete(id string, rev uint64, done func(error)) {
 	c := n.c
 	if !n.writable(func() { done(errFakeQuorum) }) {
 		return
 	}
 	defer c.mu.Unlock()
 	c.deletes++
+	if old := c.recs[id]; rev != 0 && old != nil && old.Rev != rev {
+		c.calls <- func() { done(ErrSessionMoved) }
+		return
+	}
 	delete(c.recs, id)
 	c.calls <- func() { done(nil) }
 }

@@ -191,15 +191,24 @@ func wrongRev(err error) bool {
 	return errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }
 
-// Delete implements broker.SessionStore: a delete marker on the key.
-func (s *Store) Delete(clientID string, done func(error)) {
+// Delete implements broker.SessionStore: a delete marker on the key, on
+// condition that rev (not 0) is still its last revision; a node that
+// missed its session's move gets broker.ErrSessionMoved and the new
+// holder's record stays.
+func (s *Store) Delete(clientID string, rev uint64, done func(error)) {
 	key := registry.Key(clientID)
 	msg := nats.NewMsg(s.kvPre + key)
 	msg.Header.Set("KV-Operation", "DEL")
-	s.w.add(&op{msg: msg, done: func(rev uint64, err error) {
-		if err == nil {
-			s.idx.apply(key, &entry{rev: rev})
-		} else {
+	if rev != 0 {
+		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rev, 10))
+	}
+	s.w.add(&op{msg: msg, done: func(nrev uint64, err error) {
+		switch {
+		case err == nil:
+			s.idx.apply(key, &entry{rev: nrev})
+		case wrongRev(err):
+			err = fmt.Errorf("psession: delete session %q at revision %d: %w", clientID, rev, broker.ErrSessionMoved)
+		default:
 			err = fmt.Errorf("psession: delete session %q: %w", clientID, err)
 		}
 		done(err)
