@@ -271,13 +271,26 @@ func (s *Store) expiredRecords() []victim {
 	return vs
 }
 
+// forgetIfGone drops v from the index when its key has no message left: a
+// delete whose marker JetStream removed (MarkerTTL) while this node's
+// watch was cut off, which the watch, resuming after it, never brings.
+// Any later change of the key the watch brings; the tombstone's revision,
+// above v's and below any later write's, lets those in.
+func (s *Store) forgetIfGone(v victim) {
+	ctx, cancel := s.opCtx(s.ctx)
+	defer cancel()
+	if rev, val, err := s.readKey(ctx, v.key); err == nil && rev == 0 && val == nil {
+		s.idx.apply(v.key, &entry{rev: v.rev + 1})
+	}
+}
+
 // deleteExpired deletes each victim's record if it is still at the
 // revision seen expired; it returns how many it deleted.
 func (s *Store) deleteExpired(vs []victim) int {
 	n := 0
 	for _, v := range vs {
 		ctx, cancel := s.opCtx(s.ctx)
-		err := s.kv.Delete(ctx, v.key, jetstream.LastRevision(v.rev))
+		err := s.kv.Purge(ctx, v.key, jetstream.LastRevision(v.rev), jetstream.PurgeTTL(s.cfg.MarkerTTL))
 		cancel()
 		var api *jetstream.APIError
 		switch {
@@ -286,6 +299,7 @@ func (s *Store) deleteExpired(vs []victim) int {
 			s.stats.Swept.Add(1)
 		case errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence:
 			// saved again, or swept by another node
+			s.forgetIfGone(v)
 		case errors.Is(err, context.Canceled):
 			return n
 		default:

@@ -191,14 +191,28 @@ func wrongRev(err error) bool {
 	return errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }
 
+// marker is the message that deletes key: a purge marker (as the KV
+// API's Purge with PurgeTTL) that JetStream removes after MarkerTTL, so
+// that the bucket does not keep one of every session ever deleted. Until
+// then a node whose watch was cut off still learns of the delete when
+// the watch resumes; a stale holder's Save or Delete at an old revision
+// is refused with the marker there or without it (the key's last
+// revision is then 0).
+func (s *Store) marker(key string) *nats.Msg {
+	msg := nats.NewMsg(s.kvPre + key)
+	msg.Header.Set("KV-Operation", "PURGE")
+	msg.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	msg.Header.Set(jetstream.MsgTTLHeader, s.cfg.MarkerTTL.String())
+	return msg
+}
+
 // Delete implements broker.SessionStore: a delete marker on the key, on
 // condition that rev (not 0) is still its last revision; a node that
 // missed its session's move gets broker.ErrSessionMoved and the new
 // holder's record stays.
 func (s *Store) Delete(clientID string, rev uint64, done func(error)) {
 	key := registry.Key(clientID)
-	msg := nats.NewMsg(s.kvPre + key)
-	msg.Header.Set("KV-Operation", "DEL")
+	msg := s.marker(key)
 	if rev != 0 {
 		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rev, 10))
 	}
@@ -265,7 +279,7 @@ func (s *Store) confirm(ctx context.Context, key string, rev uint64, val []byte)
 	msg := nats.NewMsg(s.kvPre + key)
 	msg.Data = val
 	if val == nil {
-		msg.Header.Set("KV-Operation", "DEL")
+		msg = s.marker(key)
 	}
 	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rev, 10))
 	type answer struct {

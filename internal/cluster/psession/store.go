@@ -40,6 +40,11 @@ type Config struct {
 	// sessions; default 30 s, negative: never (replicants; they still
 	// forget deleted records every minute).
 	SweepEvery time.Duration
+	// MarkerTTL is how long the bucket keeps the marker a deleted
+	// record leaves (JetStream removes it then): the bucket holds the
+	// records and the markers of the sessions deleted within MarkerTTL,
+	// not one of every session ever deleted. Default 1 h, at least 1 s.
+	MarkerTTL time.Duration
 	// MaxQueued bounds the writes waiting to be sent to the cluster;
 	// past it a write fails at once. Default 1<<16.
 	MaxQueued int
@@ -159,6 +164,10 @@ func New(cfg Config) (*Store, error) {
 	if cfg.SweepEvery == 0 {
 		cfg.SweepEvery = 30 * time.Second
 	}
+	if cfg.MarkerTTL <= 0 {
+		cfg.MarkerTTL = time.Hour
+	}
+	cfg.MarkerTTL = max(cfg.MarkerTTL, time.Second)
 	if cfg.MaxQueued <= 0 {
 		cfg.MaxQueued = 1 << 16
 	}
@@ -238,7 +247,10 @@ func (s *Store) Start(ctx context.Context) error {
 
 // open makes or opens the bucket and the stream.
 func (s *Store) open(ctx context.Context) error {
-	kcfg := jetstream.KeyValueConfig{Bucket: s.Bucket(), History: 1, Storage: jetstream.FileStorage}
+	kcfg := jetstream.KeyValueConfig{Bucket: s.Bucket(), History: 1, Storage: jetstream.FileStorage,
+		// Allows the markers' own TTL (marker); a bucket made before
+		// is updated (JetStream allows turning TTLs on, not off).
+		LimitMarkerTTL: s.cfg.MarkerTTL}
 	scfg := jetstream.StreamConfig{
 		Name:      s.LogStream(),
 		Subjects:  []string{s.subPre + "pm.>", s.subPre + "pd.>"},

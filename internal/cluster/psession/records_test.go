@@ -1,0 +1,91 @@
+package psession
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/culexmq/culex/internal/broker"
+	"github.com/culexmq/culex/internal/cluster/registry"
+)
+
+// TestDeleteMarkersExpire: 100 sessions made and deleted, and 20 Loads of
+// ids without a record (Load confirms their absence with a marker): the
+// bucket holds their markers for MarkerTTL (1 s here), then nothing
+// (fails when deletes leave plain delete markers: the bucket keeps one of
+// every session ever deleted). A stale holder's Save at the revision it
+// had is refused after the marker went too.
+func TestDeleteMarkersExpire(t *testing.T) {
+	nodes := startCluster(t, 3, func(c *Config) { c.MarkerTTL = time.Second })
+	a, b := nodes[0].s, nodes[1].s
+	const n = 100
+	var stale *broker.SessionRecord
+	for i := range n {
+		id := fmt.Sprint("m-", i)
+		r := &broker.SessionRecord{ClientID: id, Filters: []string{"m/" + id}, Expiry: 60}
+		ch := make(chan result, 1)
+		a.Save(r, func(rev uint64, err error) { ch <- result{rev, err} })
+		rev, err := waitResult(t, ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			cp := *r
+			cp.Rev, stale = rev, &cp
+		}
+		if err := del(t, b, id, rev); err != nil {
+			t.Fatalf("Delete %s: %v", id, err)
+		}
+	}
+	for i := range 20 {
+		if r, err := b.Load(t.Context(), fmt.Sprint("none-", i)); err != nil || r != nil {
+			t.Fatalf("Load of an unknown id: %+v, %v", r, err)
+		}
+	}
+	values := func() uint64 {
+		st, err := a.kv.Status(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Values()
+	}
+	t.Logf("after %d Save+Delete and 20 Loads of unknown ids: %d messages in the bucket", n, values())
+	start := time.Now()
+	eventually(t, testWait, "the markers to expire", func() bool { return values() == 0 })
+	t.Logf("empty %v later", time.Since(start).Round(10*time.Millisecond))
+	if err := save(t, a, stale); err == nil {
+		t.Error("a Save at a revision deleted (its marker gone) was accepted")
+	}
+	if r, err := b.Load(t.Context(), stale.ClientID); err != nil || r != nil {
+		t.Errorf("Load after the markers went: %+v, %v", r, err)
+	}
+}
+
+// TestSweepForgetsRemovedRecord: the index has an expired record whose
+// key has no message left (its delete marker expired while the node's
+// watch was cut off, so the watch never brought it): the sweep's
+// compare-and-set fails, and the record leaves the index instead of being
+// tried again at every sweep (fails without the read after the failure).
+func TestSweepForgetsRemovedRecord(t *testing.T) {
+	s := startCluster(t, 1, nil)[0].s
+	for range 4 { // the bucket's revisions past the entry's below
+		mustSave(t, s, &broker.SessionRecord{ClientID: "other", Expiry: 60})
+	}
+	r := &broker.SessionRecord{ClientID: "gone", Filters: []string{"gone/t"}, Expiry: 1, DiscAt: time.Now().Unix() - 10}
+	e := entryOf(r, holder{})
+	e.rev = 2
+	s.idx.apply(registry.Key("gone"), e)
+	if vs := s.expiredRecords(); len(vs) != 1 {
+		t.Fatalf("victims before the sweep: %v", vs)
+	}
+	if n := s.sweepOnce(); n != 0 {
+		t.Fatalf("the sweep deleted %d records of a key without messages", n)
+	}
+	if vs := s.expiredRecords(); len(vs) != 0 {
+		t.Fatalf("victims after the sweep: %v", vs)
+	}
+	mustSave(t, s, &broker.SessionRecord{ClientID: "gone", Filters: []string{"gone/t"}, Expiry: 60})
+	if !s.Persistent("gone/t") {
+		t.Error("a record saved after the tombstone is not in the index")
+	}
+}
