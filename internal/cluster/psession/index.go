@@ -91,6 +91,20 @@ func (x *index) apply(key string, e *entry) {
 	}
 }
 
+// live is the number of records indexed: not deleted, not expired.
+func (x *index) live() int {
+	now := time.Now()
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	n := 0
+	for _, e := range x.keys {
+		if e.filters != nil && !expired(e.deadline, now) {
+			n++
+		}
+	}
+	return n
+}
+
 // Persistent implements broker.SessionStore from the index: a record not
 // expired has a filter matching t (shared filters are not indexed).
 func (s *Store) Persistent(t string) bool {

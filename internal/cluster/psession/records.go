@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/culexmq/culex/internal/broker"
@@ -173,11 +174,14 @@ func (s *Store) Save(rec *broker.SessionRecord, done func(uint64, error)) {
 	s.w.add(&op{msg: msg, done: func(rev uint64, err error) {
 		switch {
 		case err == nil:
+			s.stats.Saves.Add(1)
 			e.rev = rev
 			s.idx.apply(key, e)
 		case wrongRev(err):
+			s.stats.SaveConflicts.Add(1)
 			err = fmt.Errorf("psession: save session %q at revision %d: %w", rec.ClientID, rec.Rev, broker.ErrSessionMoved)
 		default:
+			s.stats.SaveFailed.Add(1)
 			err = fmt.Errorf("psession: save session %q: %w", rec.ClientID, err)
 		}
 		done(rev, err)
@@ -219,10 +223,13 @@ func (s *Store) Delete(clientID string, rev uint64, done func(error)) {
 	s.w.add(&op{msg: msg, done: func(nrev uint64, err error) {
 		switch {
 		case err == nil:
+			s.stats.Deletes.Add(1)
 			s.idx.apply(key, &entry{rev: nrev})
 		case wrongRev(err):
+			s.stats.DeleteConflicts.Add(1)
 			err = fmt.Errorf("psession: delete session %q at revision %d: %w", clientID, rev, broker.ErrSessionMoved)
 		default:
+			s.stats.DeleteFailed.Add(1)
 			err = fmt.Errorf("psession: delete session %q: %w", clientID, err)
 		}
 		done(err)
@@ -238,10 +245,11 @@ func (s *Store) Delete(clientID string, rev uint64, done func(error)) {
 // node on the minority side could resume a session from a stale record.
 // The confirming write is one more replicated write per Load; the record
 // keeps its content (a missing key gets a delete marker).
-func (s *Store) Load(ctx context.Context, clientID string) (*broker.SessionRecord, error) {
+func (s *Store) Load(ctx context.Context, clientID string) (_ *broker.SessionRecord, err error) {
 	if err := s.Ready(); err != nil {
 		return nil, err
 	}
+	defer func() { s.stats.count(err, &s.stats.Loads, &s.stats.LoadFailed) }()
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
 	key := registry.Key(clientID)
@@ -269,6 +277,15 @@ func (s *Store) Load(ctx context.Context, clientID string) (*broker.SessionRecor
 		}
 		r.Rev = crev
 		return r, nil
+	}
+}
+
+// count adds one to ok or, when err is not nil, to failed.
+func (st *stats) count(err error, ok, failed *atomic.Uint64) {
+	if err != nil {
+		failed.Add(1)
+	} else {
+		ok.Add(1)
 	}
 }
 

@@ -111,6 +111,9 @@ var _ broker.SessionStore = (*Store)(nil)
 // stats are the Store's counters since it started (Counters).
 type stats struct {
 	Stored, StoreFailed, Skipped, Unreadable, Swept, ReaderLost atomic.Uint64
+	Saves, SaveConflicts, SaveFailed, Deletes, DeleteConflicts  atomic.Uint64
+	DeleteFailed, Loads, LoadFailed, Busy                       atomic.Uint64
+	Backlogs, BacklogRead, BacklogDropped                       atomic.Uint64
 }
 
 // Counters are the Store's counters since it started.
@@ -129,13 +132,39 @@ type Counters struct {
 	// core died or was cut off, the node's connection came back) and
 	// made another.
 	ReaderLost uint64
+	// Saves and Deletes count the record writes a majority confirmed;
+	// SaveConflicts and DeleteConflicts those refused because the record
+	// was at another revision (broker.ErrSessionMoved); SaveFailed and
+	// DeleteFailed the others that failed (no quorum, timeout, ErrBusy).
+	Saves, SaveConflicts, SaveFailed       uint64
+	Deletes, DeleteConflicts, DeleteFailed uint64
+	// Loads counts the records read and confirmed (found or not);
+	// LoadFailed the Loads that failed.
+	Loads, LoadFailed uint64
+	// Busy counts the writes of every kind failed at once with ErrBusy:
+	// Config.MaxQueued writes waited already.
+	Busy uint64
+	// Backlogs counts the Backlog reads that ended without an error,
+	// BacklogRead the messages they read, BacklogDropped the sequences
+	// of their ranges the log had removed (its limits; an upper bound of
+	// what the sessions lost, which the broker counts as log_limit).
+	Backlogs, BacklogRead, BacklogDropped uint64
+	// Records is the number of records in this node's index (not
+	// deleted, not expired); Waiting the writes queued or waiting for
+	// their acknowledgement.
+	Records, Waiting int
 }
 
 // Counters returns the Store's counters.
 func (s *Store) Counters() Counters {
 	st := &s.stats
 	return Counters{Stored: st.Stored.Load(), StoreFailed: st.StoreFailed.Load(), Skipped: st.Skipped.Load(),
-		Unreadable: st.Unreadable.Load(), Swept: st.Swept.Load(), ReaderLost: st.ReaderLost.Load()}
+		Unreadable: st.Unreadable.Load(), Swept: st.Swept.Load(), ReaderLost: st.ReaderLost.Load(),
+		Saves: st.Saves.Load(), SaveConflicts: st.SaveConflicts.Load(), SaveFailed: st.SaveFailed.Load(),
+		Deletes: st.Deletes.Load(), DeleteConflicts: st.DeleteConflicts.Load(), DeleteFailed: st.DeleteFailed.Load(),
+		Loads: st.Loads.Load(), LoadFailed: st.LoadFailed.Load(), Busy: st.Busy.Load(),
+		Backlogs: st.Backlogs.Load(), BacklogRead: st.BacklogRead.Load(), BacklogDropped: st.BacklogDropped.Load(),
+		Records: s.idx.live(), Waiting: s.w.waiting()}
 }
 
 // New makes the Store of a node; Start connects it to the cluster.
