@@ -12,6 +12,7 @@ type SessionStats struct {
 	Loads, LoadFailed, Swept, Busy         uint64
 	ReaderLost, ReaderSkipped, Unreadable  uint64
 	Backlogs, BacklogRead, BacklogDropped  uint64
+	WatchUpdates, WatchUnchanged           uint64
 	Records, Waiting                       int
 }
 
@@ -37,6 +38,8 @@ var (
 	psBacklogs   = sessionDesc("backlog_reads_total", "Backlogs read for resuming sessions.")
 	psBacklogMsg = sessionDesc("backlog_messages_total", "Messages read by those backlogs.")
 	psBacklogDr  = sessionDesc("backlog_dropped_total", "Sequences of those backlogs' ranges the log had removed (its limits): an upper bound of the messages lost, counted per session as log_limit drops.")
+	psWatch      = sessionDesc("watch_updates_total", "Session record changes this node's watch of the records received (every node receives every Save and Delete).")
+	psWatchSame  = sessionDesc("watch_unchanged_total", "Of those, the ones that left the node's index as it was (only the cursor or the broker's data changed, or the node's own Save).")
 	psRecords    = sessionDesc("records", "Session records in this node's index (not deleted, not expired).")
 	psWaiting    = sessionDesc("writes_waiting", "Writes queued or waiting for a majority's acknowledgement.")
 )
@@ -75,6 +78,8 @@ func (c sessionCollector) Collect(ch chan<- prometheus.Metric) {
 	e.counter(psBacklogs, float64(st.Backlogs))
 	e.counter(psBacklogMsg, float64(st.BacklogRead))
 	e.counter(psBacklogDr, float64(st.BacklogDropped))
+	e.counter(psWatch, float64(st.WatchUpdates))
+	e.counter(psWatchSame, float64(st.WatchUnchanged))
 	e.gauge(psRecords, float64(st.Records))
 	e.gauge(psWaiting, float64(st.Waiting))
 }

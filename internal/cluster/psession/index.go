@@ -3,6 +3,7 @@ package psession
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -145,6 +146,7 @@ func (s *Store) watch(w jetstream.KeyWatcher, loaded chan<- struct{}) {
 }
 
 func (s *Store) onRecord(e jetstream.KeyValueEntry) {
+	s.stats.WatchUpdates.Add(1)
 	if e.Operation() != jetstream.KeyValuePut {
 		s.idx.apply(e.Key(), &entry{rev: e.Revision()})
 		return
@@ -157,7 +159,21 @@ func (s *Store) onRecord(e jetstream.KeyValueEntry) {
 	}
 	en := entryOf(r, h)
 	en.rev = e.Revision()
+	if s.idx.same(e.Key(), en) {
+		s.stats.WatchUnchanged.Add(1)
+	}
 	s.idx.apply(e.Key(), en)
+}
+
+// same says whether key's entry indexes what e would (its filters,
+// holder and expiry): the update that brought e changed only what the
+// index does not keep (the cursor, the broker's data).
+func (x *index) same(key string, e *entry) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	old := x.keys[key]
+	return old != nil && old.filters != nil && slices.Equal(old.filters, e.filters) &&
+		old.holder == e.holder && old.expiry == e.expiry && (old.deadline == e.deadline || e.holder != "")
 }
 
 // sweep deletes the expired records every SweepEvery, each with a

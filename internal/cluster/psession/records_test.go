@@ -89,3 +89,62 @@ func TestSweepForgetsRemovedRecord(t *testing.T) {
 		t.Error("a record saved after the tombstone is not in the index")
 	}
 }
+
+// TestWatchFanOut measures what the records' watch costs: every Save
+// reaches the watch of every node (the index of Persistent needs every
+// record's filters on every node), and the Saves of a session in steady
+// QoS 1 traffic (cursor and broker data only) leave every index as it
+// was: the counters say how much of the watch's traffic a record split
+// (the index's fields apart from the cursor and data) would save.
+func TestWatchFanOut(t *testing.T) {
+	nodes := startCluster(t, 3, nil)
+	a := nodes[0].s
+	watched := func() (updates, unchanged uint64) {
+		for _, nd := range nodes {
+			c := nd.s.Counters()
+			updates += c.WatchUpdates
+			unchanged += c.WatchUnchanged
+		}
+		return
+	}
+	u0, n0 := watched()
+	r := &broker.SessionRecord{ClientID: "fan", Filters: []string{"fan/a"}, Expiry: 600}
+	var rev uint64
+	saveAt := func() {
+		ch := make(chan result, 1)
+		r.Rev = rev
+		a.Save(r, func(rv uint64, err error) { ch <- result{rv, err} })
+		var err error
+		if rev, err = waitResult(t, ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	saveAt() // a new session
+	const steady = 100
+	for i := range steady { // QoS 1 progress: the cursor and in-flight data
+		r.Cursor, r.Data = uint64(i+1), []byte{byte(i)}
+		saveAt()
+	}
+	r.Filters = append(r.Filters, "fan/b") // a SUBSCRIBE
+	saveAt()
+	r.DiscAt = time.Now().Unix() // the client leaves
+	saveAt()
+	const saves = steady + 3
+	key := registry.Key("fan")
+	for _, nd := range nodes {
+		eventually(t, testWait, "every node's watch to have the last Save", func() bool {
+			x := &nd.s.idx
+			x.mu.Lock()
+			defer x.mu.Unlock()
+			return x.keys[key] != nil && x.keys[key].rev == rev
+		})
+	}
+	u, n := watched()
+	t.Logf("%d Saves on one of %d nodes: %d records delivered to the watches (%.2f per Save), %d of them left the index unchanged",
+		saves, len(nodes), u-u0, float64(u-u0)/saves, n-n0)
+	// A watch may skip a Save that the next replaced before it was sent
+	// (the bucket keeps one revision), never the last one.
+	if u-u0 > saves*uint64(len(nodes)) || u-u0 < saves {
+		t.Errorf("%d deliveries for %d Saves on %d nodes", u-u0, saves, len(nodes))
+	}
+}

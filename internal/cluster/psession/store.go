@@ -114,6 +114,7 @@ type stats struct {
 	Saves, SaveConflicts, SaveFailed, Deletes, DeleteConflicts  atomic.Uint64
 	DeleteFailed, Loads, LoadFailed, Busy                       atomic.Uint64
 	Backlogs, BacklogRead, BacklogDropped                       atomic.Uint64
+	WatchUpdates, WatchUnchanged                                atomic.Uint64
 }
 
 // Counters are the Store's counters since it started.
@@ -149,6 +150,12 @@ type Counters struct {
 	// of their ranges the log had removed (its limits; an upper bound of
 	// what the sessions lost, which the broker counts as log_limit).
 	Backlogs, BacklogRead, BacklogDropped uint64
+	// WatchUpdates counts the record changes this node's watch of the
+	// bucket received (every node receives every Save and Delete of the
+	// cluster); WatchUnchanged those that left the index as it was (a
+	// Save of this node, or one that changed only the cursor and the
+	// broker's data).
+	WatchUpdates, WatchUnchanged uint64
 	// Records is the number of records in this node's index (not
 	// deleted, not expired); Waiting the writes queued or waiting for
 	// their acknowledgement.
@@ -164,6 +171,7 @@ func (s *Store) Counters() Counters {
 		Deletes: st.Deletes.Load(), DeleteConflicts: st.DeleteConflicts.Load(), DeleteFailed: st.DeleteFailed.Load(),
 		Loads: st.Loads.Load(), LoadFailed: st.LoadFailed.Load(), Busy: st.Busy.Load(),
 		Backlogs: st.Backlogs.Load(), BacklogRead: st.BacklogRead.Load(), BacklogDropped: st.BacklogDropped.Load(),
+		WatchUpdates: st.WatchUpdates.Load(), WatchUnchanged: st.WatchUnchanged.Load(),
 		Records: s.idx.live(), Waiting: s.w.waiting()}
 }
 
