@@ -13,6 +13,7 @@ type SessionStats struct {
 	ReaderLost, ReaderSkipped, Unreadable  uint64
 	Backlogs, BacklogRead, BacklogDropped  uint64
 	WatchUpdates, WatchUnchanged           uint64
+	SharedOrphaned                         uint64
 	Records, Waiting                       int
 }
 
@@ -40,6 +41,7 @@ var (
 	psBacklogDr  = sessionDesc("backlog_dropped_total", "Sequences of those backlogs' ranges the log had removed (its limits): an upper bound of the messages lost, counted per session as log_limit drops.")
 	psWatch      = sessionDesc("watch_updates_total", "Session record changes this node's watch of the records received (every node receives every Save and Delete).")
 	psWatchSame  = sessionDesc("watch_unchanged_total", "Of those, the ones that left the node's index as it was (only the cursor or the broker's data changed, or the node's own Save).")
+	psOrphaned   = sessionDesc("shared_orphaned_total", "QoS 1/2 messages published on this node for a shared subscription group whose members are all persistent sessions of dead nodes: kept for no member (once per group).")
 	psRecords    = sessionDesc("records", "Session records in this node's index (not deleted, not expired).")
 	psWaiting    = sessionDesc("writes_waiting", "Writes queued or waiting for a majority's acknowledgement.")
 )
@@ -80,6 +82,7 @@ func (c sessionCollector) Collect(ch chan<- prometheus.Metric) {
 	e.counter(psBacklogDr, float64(st.BacklogDropped))
 	e.counter(psWatch, float64(st.WatchUpdates))
 	e.counter(psWatchSame, float64(st.WatchUnchanged))
+	e.counter(psOrphaned, float64(st.SharedOrphaned))
 	e.gauge(psRecords, float64(st.Records))
 	e.gauge(psWaiting, float64(st.Waiting))
 }

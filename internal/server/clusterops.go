@@ -49,7 +49,7 @@ func sessionStats(c psession.Counters) metrics.SessionStats {
 		Loads: c.Loads, LoadFailed: c.LoadFailed, Swept: c.Swept, Busy: c.Busy,
 		ReaderLost: c.ReaderLost, ReaderSkipped: c.Skipped, Unreadable: c.Unreadable,
 		Backlogs: c.Backlogs, BacklogRead: c.BacklogRead, BacklogDropped: c.BacklogDropped,
-		WatchUpdates: c.WatchUpdates, WatchUnchanged: c.WatchUnchanged,
+		WatchUpdates: c.WatchUpdates, WatchUnchanged: c.WatchUnchanged, SharedOrphaned: c.SharedOrphaned,
 		Records: c.Records, Waiting: c.Waiting}
 }
 

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/culexmq/culex/internal/mqtt/topic"
@@ -27,10 +28,18 @@ type entry struct {
 	// is seen dead.
 	holder string
 	expiry uint32
+	// shared are the record's shared subscriptions (sharedSubs), indexed
+	// apart; saver names the node and run that saved it (connected or
+	// not), for sharedOrphans.
+	shared []sharedSub
+	saver  string
 }
 
 func entryOf(r *broker.SessionRecord, h holder) *entry {
-	e := &entry{filters: plainFilters(r.Filters), deadline: deadline(r, 0)}
+	e := &entry{filters: plainFilters(r.Filters), deadline: deadline(r, 0), shared: sharedSubs(r.Filters)}
+	if h != (holder{}) {
+		e.saver = h.String()
+	}
 	if r.DiscAt == 0 && r.Expiry != neverExpires && h != (holder{}) {
 		e.holder, e.expiry = h.String(), r.Expiry
 	}
@@ -43,6 +52,10 @@ func entryOf(r *broker.SessionRecord, h holder) *entry {
 // the later of the two.
 type index struct {
 	subs *topic.Index[string, *entry] // plain filter -> record key
+	// shared: a shared subscription's filter -> record key and group
+	// (sharedKey); nShared its size, read without the lock.
+	shared  *topic.Index[string, *entry]
+	nShared atomic.Int64
 
 	mu   sync.Mutex
 	keys map[string]*entry // record key -> its entry; deleted ones for a minute
@@ -53,6 +66,7 @@ type index struct {
 
 func (x *index) init() {
 	x.subs = topic.NewIndex[string, *entry]()
+	x.shared = topic.NewIndex[string, *entry]()
 	x.keys = make(map[string]*entry)
 	x.dead = make(map[string]int64)
 }
@@ -73,9 +87,7 @@ func (x *index) apply(key string, e *entry) {
 		return
 	}
 	if old != nil {
-		for _, f := range old.filters {
-			x.subs.Unsubscribe(f, key)
-		}
+		x.unindexLocked(key, old)
 	}
 	if e.filters == nil {
 		e.gone = time.Now().Unix()
@@ -84,11 +96,34 @@ func (x *index) apply(key string, e *entry) {
 		e.deadline = d + int64(e.expiry)
 	}
 	x.keys[key] = e
+	x.indexLocked(key, e)
+}
+
+// indexLocked makes key's filters and shared subscriptions match e
+// unless it expired (kept in keys for the sweeper, not indexed).
+func (x *index) indexLocked(key string, e *entry) {
 	if expired(e.deadline, time.Now()) {
-		return // kept for the sweeper, not indexed
+		return
 	}
 	for _, f := range e.filters {
 		x.subs.Subscribe(f, key, e)
+	}
+	for _, sh := range e.shared {
+		if !x.shared.Subscribe(sh.filter, sharedKey(key, sh.group), e) {
+			x.nShared.Add(1)
+		}
+	}
+}
+
+// unindexLocked removes what indexLocked made of key's entry e.
+func (x *index) unindexLocked(key string, e *entry) {
+	for _, f := range e.filters {
+		x.subs.Unsubscribe(f, key)
+	}
+	for _, sh := range e.shared {
+		if x.shared.Unsubscribe(sh.filter, sharedKey(key, sh.group)) {
+			x.nShared.Add(-1)
+		}
 	}
 }
 
@@ -108,7 +143,14 @@ func (x *index) live() int {
 
 // Persistent implements broker.SessionStore from the index: a record not
 // expired has a filter matching t (shared filters are not indexed).
+//
+// It is asked once per QoS 1/2 message published on this node (the
+// broker's storeInLog), which is where sharedOrphans counts the messages
+// of groups no live node holds a member of.
 func (s *Store) Persistent(t string) bool {
+	if s.idx.nShared.Load() > 0 {
+		s.sharedOrphans(t)
+	}
 	now := time.Now()
 	found := false
 	s.idx.subs.Match(t, func(_ string, _ string, e *entry) {
@@ -172,7 +214,7 @@ func (x *index) same(key string, e *entry) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	old := x.keys[key]
-	return old != nil && old.filters != nil && slices.Equal(old.filters, e.filters) &&
+	return old != nil && old.filters != nil && slices.Equal(old.filters, e.filters) && slices.Equal(old.shared, e.shared) &&
 		old.holder == e.holder && old.expiry == e.expiry && (old.deadline == e.deadline || e.holder != "")
 }
 
@@ -261,15 +303,9 @@ func (s *Store) checkHolders() {
 		}
 		ne := *e
 		ne.deadline = want
-		for _, f := range e.filters {
-			x.subs.Unsubscribe(f, key)
-		}
+		x.unindexLocked(key, e)
 		x.keys[key] = &ne
-		if !expired(want, time.Now()) {
-			for _, f := range ne.filters {
-				x.subs.Subscribe(f, key, &ne)
-			}
-		}
+		x.indexLocked(key, &ne)
 	}
 }
 

@@ -2,6 +2,8 @@ package psession
 
 import (
 	"fmt"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -146,5 +148,42 @@ func TestWatchFanOut(t *testing.T) {
 	// (the bucket keeps one revision), never the last one.
 	if u-u0 > saves*uint64(len(nodes)) || u-u0 < saves {
 		t.Errorf("%d deliveries for %d Saves on %d nodes", u-u0, saves, len(nodes))
+	}
+}
+
+// TestSharedOrphansCounted: a QoS 1/2 message matching a shared
+// subscription group whose members are all persistent sessions of dead
+// nodes is counted (once per group); a group with a member on a live
+// node, or whose dead node's members expired, is not.
+func TestSharedOrphansCounted(t *testing.T) {
+	var dead sync.Map // node name -> true
+	n := 0
+	nodes := startCluster(t, 3, func(c *Config) {
+		c.Node, c.Incarnation = "n"+strconv.Itoa(n), "run1"
+		n++
+		c.Alive = func(node, inc string) bool { _, d := dead.Load(node); return !d && inc == "run1" }
+	})
+	a, b, c := nodes[0].s, nodes[1].s, nodes[2].s
+	now := time.Now().Unix()
+	mustSave(t, a, &broker.SessionRecord{ClientID: "g1", Filters: []string{"$share/g/o/#"}, Expiry: 3600})
+	mustSave(t, a, &broker.SessionRecord{ClientID: "g2", Filters: []string{"$share/g/o/+", "plain/t"}, Expiry: 3600, DiscAt: now})
+	mustSave(t, b, &broker.SessionRecord{ClientID: "h1", Filters: []string{"$share/h/o/#"}, Expiry: 3600})
+	mustSave(t, a, &broker.SessionRecord{ClientID: "k1", Filters: []string{"$share/k/o/#"}, Expiry: 1, DiscAt: now - 10})
+	eventually(t, testWait, "c's index", func() bool { return c.Persistent("plain/t") && c.idx.nShared.Load() == 3 })
+	orphaned := func() uint64 { return c.Counters().SharedOrphaned }
+	c.Persistent("o/x")
+	if got := orphaned(); got != 0 {
+		t.Fatalf("%d orphaned groups with every holder alive", got)
+	}
+	dead.Store("n0", true) // a's members: g's only ones; k's expired
+	c.Persistent("o/x")
+	if got := orphaned(); got != 1 {
+		t.Fatalf("%d orphaned groups with a dead, want 1 (g)", got)
+	}
+	c.Persistent("other")
+	dead.Store("n1", true)
+	c.Persistent("o/x/y") // g1 (o/#) and h1 match, g2 (o/+) does not
+	if got := orphaned(); got != 3 {
+		t.Fatalf("%d orphaned groups in all with b dead too, want 3", got)
 	}
 }

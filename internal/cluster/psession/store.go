@@ -115,6 +115,7 @@ type stats struct {
 	DeleteFailed, Loads, LoadFailed, Busy                       atomic.Uint64
 	Backlogs, BacklogRead, BacklogDropped                       atomic.Uint64
 	WatchUpdates, WatchUnchanged                                atomic.Uint64
+	SharedOrphaned                                              atomic.Uint64
 }
 
 // Counters are the Store's counters since it started.
@@ -156,6 +157,10 @@ type Counters struct {
 	// Save of this node, or one that changed only the cursor and the
 	// broker's data).
 	WatchUpdates, WatchUnchanged uint64
+	// SharedOrphaned counts the QoS 1/2 messages published on this node
+	// for a shared subscription group whose members are all persistent
+	// sessions held by dead nodes: kept for no one, once per group.
+	SharedOrphaned uint64
 	// Records is the number of records in this node's index (not
 	// deleted, not expired); Waiting the writes queued or waiting for
 	// their acknowledgement.
@@ -172,7 +177,8 @@ func (s *Store) Counters() Counters {
 		Loads: st.Loads.Load(), LoadFailed: st.LoadFailed.Load(), Busy: st.Busy.Load(),
 		Backlogs: st.Backlogs.Load(), BacklogRead: st.BacklogRead.Load(), BacklogDropped: st.BacklogDropped.Load(),
 		WatchUpdates: st.WatchUpdates.Load(), WatchUnchanged: st.WatchUnchanged.Load(),
-		Records: s.idx.live(), Waiting: s.w.waiting()}
+		SharedOrphaned: st.SharedOrphaned.Load(),
+		Records:        s.idx.live(), Waiting: s.w.waiting()}
 }
 
 // New makes the Store of a node; Start connects it to the cluster.
