@@ -284,20 +284,28 @@ func TestMaxLogAge(t *testing.T) {
 	}
 }
 
+// startMortal starts three cores n0, n1, n2 (run "run1") whose Alive says
+// a node is dead once the test stores its name in dead.
+func startMortal(t *testing.T, mod func(*Config)) ([]*node, *sync.Map) {
+	dead := new(sync.Map)
+	n := 0
+	return startCluster(t, 3, func(c *Config) {
+		c.Node, c.Incarnation = "n"+strconv.Itoa(n), "run1"
+		n++
+		c.Alive = func(node, inc string) bool { _, d := dead.Load(node); return !d && inc == "run1" }
+		if mod != nil {
+			mod(c)
+		}
+	}), dead
+}
+
 // TestDeadHolderExpires: a record saved while its client was connected
 // (DiscAt 0) expires its Session Expiry Interval after its holder (the
 // node and run that saved it) is seen dead: every node's index drops it
 // and a core's sweeper deletes it; a live holder's record stays (fails
 // with records of connected clients that never expire).
 func TestDeadHolderExpires(t *testing.T) {
-	var dead sync.Map // node name -> true
-	n := 0
-	nodes := startCluster(t, 3, func(c *Config) {
-		c.Node, c.Incarnation = "n"+strconv.Itoa(n), "run1"
-		n++
-		c.Alive = func(node, inc string) bool { _, d := dead.Load(node); return !d && inc == "run1" }
-		c.LiveEvery, c.SweepEvery = 100*time.Millisecond, 200*time.Millisecond
-	})
+	nodes, dead := startMortal(t, func(c *Config) { c.LiveEvery, c.SweepEvery = 100*time.Millisecond, 200*time.Millisecond })
 	a, b := nodes[0].s, nodes[1].s
 	mustSave(t, a, &broker.SessionRecord{ClientID: "gone", Filters: []string{"dh/gone"}, Expiry: 2})
 	mustSave(t, a, &broker.SessionRecord{ClientID: "forever", Filters: []string{"dh/forever"}, Expiry: neverExpires})

@@ -2,8 +2,6 @@ package psession
 
 import (
 	"fmt"
-	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -156,13 +154,7 @@ func TestWatchFanOut(t *testing.T) {
 // nodes is counted (once per group); a group with a member on a live
 // node, or whose dead node's members expired, is not.
 func TestSharedOrphansCounted(t *testing.T) {
-	var dead sync.Map // node name -> true
-	n := 0
-	nodes := startCluster(t, 3, func(c *Config) {
-		c.Node, c.Incarnation = "n"+strconv.Itoa(n), "run1"
-		n++
-		c.Alive = func(node, inc string) bool { _, d := dead.Load(node); return !d && inc == "run1" }
-	})
+	nodes, dead := startMortal(t, nil)
 	a, b, c := nodes[0].s, nodes[1].s, nodes[2].s
 	now := time.Now().Unix()
 	mustSave(t, a, &broker.SessionRecord{ClientID: "g1", Filters: []string{"$share/g/o/#"}, Expiry: 3600})
