@@ -7,6 +7,7 @@ import (
 
 	"github.com/culexmq/culex/internal/broker"
 	"github.com/culexmq/culex/internal/cluster/registry"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestDeleteMarkersExpire: 100 sessions made and deleted, and 20 Loads of
@@ -177,5 +178,41 @@ func TestSharedOrphansCounted(t *testing.T) {
 	c.Persistent("o/x/y") // g1 (o/#) and h1 match, g2 (o/+) does not
 	if got := orphaned(); got != 3 {
 		t.Fatalf("%d orphaned groups in all with b dead too, want 3", got)
+	}
+}
+
+// TestBucketOfEarlierVersion: a records bucket made without marker TTLs
+// (by an earlier version) is updated at Start: a record made before is
+// loaded, and a Delete's marker with its TTL is accepted (fails when the
+// bucket is only opened: JetStream refuses a TTL on a stream without
+// them).
+func TestBucketOfEarlierVersion(t *testing.T) {
+	nc := startAlone(t)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: "culex_sessions", History: 1, Storage: jetstream.FileStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := &broker.SessionRecord{ClientID: "old", Filters: []string{"o"}, Expiry: 60}
+	if _, err := kv.Put(t.Context(), registry.Key("old"), encodeRecord(old, holder{"n0", "run0"})); err != nil {
+		t.Fatal(err)
+	}
+	s := startStores(t, []*node{{nc: nc}}, nil)[0].s
+	r, err := s.Load(t.Context(), "old")
+	if err != nil || r == nil {
+		t.Fatalf("Load of a record made before: %+v, %v", r, err)
+	}
+	if err := del(t, s, "old", r.Rev); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	st, err := kv.Status(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl := st.(*jetstream.KeyValueBucketStatus).LimitMarkerTTL(); ttl != time.Hour {
+		t.Errorf("the bucket's marker TTL: %v, want 1h", ttl)
 	}
 }
