@@ -137,3 +137,28 @@ func TestClusterExpiryDeleteFenced(t *testing.T) {
 		t.Fatalf("A's expiry deleted B's record: %+v", r)
 	}
 }
+
+// TestClusterDeleteAfterSaveInFlight: a session stops being persistent
+// (its client comes back with a Session Expiry Interval of 0) while the
+// Save of its disconnect is in flight: the record is deleted once that
+// Save is answered, at the revision it gave (fails when the delete is
+// made at once at the revision before it: refused, the record stays).
+func TestClusterDeleteAfterSaveInFlight(t *testing.T) {
+	fc := newFakeCluster(t)
+	a, _ := clusterNode(t, fc)
+	s := connectTo(t, a, "s", false, keepSession(0))
+	s.subscribe(1, "t", 1)
+	fc.mu.Lock()
+	fc.early = true
+	fc.mu.Unlock()
+	fc.setHold("save", true)
+	s.send(&packet.Disconnect{})
+	s.expectClosed()
+	eventually(t, "the disconnect's Save in flight", func() bool { return fc.heldCount() == 1 })
+	s = connectTo(t, a, "s", true, func(p *packet.Connect) { p.CleanStart = false })
+	fc.setHold("save", false)
+	fc.release()
+	eventually(t, "the record deleted", func() bool { return fc.record("s") == nil })
+	s.send(&packet.Pingreq{})
+	s.expect(packet.PINGRESP)
+}
