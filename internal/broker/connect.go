@@ -307,7 +307,7 @@ func (c *conn) accept(st *authState) error {
 	if s.persistent {
 		s.saveLocked()
 	} else if wasPersistent {
-		b.unstoreSession(s.id)
+		b.unstoreSessionLocked(s)
 		s.forgetRecordsLocked(s.messagesLocked())
 	}
 	if present {

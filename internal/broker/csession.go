@@ -107,6 +107,9 @@ type csess struct {
 	rev    uint64
 	saving bool
 	next   []func(error)
+	// del: the session ended with a Save in flight; its record is
+	// deleted once the Save is answered, at the revision it gave.
+	del bool
 }
 
 func (s *session) csLocked() *csess {
@@ -494,7 +497,16 @@ func (s *session) saved(rev uint64, err error, thens []func(error)) {
 		}
 	}
 	gone := s.gone
+	// The session ended meanwhile (cdeleteLocked): its record goes, at
+	// this Save's revision; not when the record is another node's now.
+	del, drev := cs.del && !cs.saving && !moved, cs.rev
+	if !cs.saving {
+		cs.del = false
+	}
 	s.mu.Unlock()
+	if del {
+		s.b.cstore.Delete(s.id, drev, s.b.logStoreErr)
+	}
 	if moved {
 		s.b.lost(s)
 	}
@@ -507,6 +519,21 @@ func (s *session) saved(rev uint64, err error, thens []func(error)) {
 	for _, fn := range next {
 		fn(err)
 	}
+}
+
+// cdeleteLocked deletes the session's record on condition that it is
+// still at the revision of this node's Load or last Save (cs.rev): a node
+// that missed the session's move (its takeover request lost) does not
+// delete the new holder's record when its own copy expires; the store
+// refuses with ErrSessionMoved, logged. A Save in flight is waited for
+// (saved deletes at its revision).
+func (s *session) cdeleteLocked() {
+	cs := s.csLocked()
+	if cs.saving {
+		cs.del = true
+		return
+	}
+	s.b.cstore.Delete(s.id, cs.rev, s.b.logStoreErr)
 }
 
 // lost ends s, a persistent session whose record another node took
@@ -829,7 +856,7 @@ func (c *conn) cconnect(clean bool, expiry uint32, owner string, cl *Claim) (uin
 		var rev atomic.Uint64
 		ch := make(chan error, 1)
 		if expiry == 0 {
-			b.cstore.Delete(id, func(err error) { ch <- err })
+			b.cstore.Delete(id, 0, func(err error) { ch <- err })
 		} else {
 			// The new session's record, before CONNACK: a client that
 			// goes at once finds it on any node.

@@ -35,6 +35,10 @@ type fakeCluster struct {
 	lost     uint64
 	rev      uint64 // the last revision given to a record
 	getErr   error  // set: Get fails with it (the log unreachable)
+	// early: a Save takes effect when called and only its answer waits
+	// (held or not), as JetStream applies a write before its
+	// acknowledgement arrives; else it takes effect when answered.
+	early bool
 }
 
 type fakeEntry struct {
@@ -250,34 +254,43 @@ func (n *fakeNode) Save(rec *SessionRecord, done func(uint64, error)) {
 	if !n.writable(func() { done(0, errFakeQuorum) }) {
 		return
 	}
+	early := c.early
 	c.mu.Unlock()
 	cp := *rec
-	c.ack("save", func() {
+	apply := func() (uint64, error) {
 		c.mu.Lock()
-		var err error
+		defer c.mu.Unlock()
 		switch old := c.recs[rec.ClientID]; {
 		case n.dead:
 		case rec.Rev != 0 && (old == nil || old.Rev != rec.Rev):
-			err = ErrSessionMoved
+			return 0, ErrSessionMoved
 		default:
 			c.rev++
 			cp.Rev = c.rev
 			c.recs[rec.ClientID] = &cp
 			c.saves++
 		}
-		rev := cp.Rev
-		c.mu.Unlock()
-		done(rev, err)
-	})
+		return cp.Rev, nil
+	}
+	if early {
+		rev, err := apply()
+		c.ack("save", func() { done(rev, err) })
+		return
+	}
+	c.ack("save", func() { done(apply()) })
 }
 
-func (n *fakeNode) Delete(id string, done func(error)) {
+func (n *fakeNode) Delete(id string, rev uint64, done func(error)) {
 	c := n.c
 	if !n.writable(func() { done(errFakeQuorum) }) {
 		return
 	}
 	defer c.mu.Unlock()
 	c.deletes++
+	if old := c.recs[id]; rev != 0 && old != nil && old.Rev != rev {
+		c.calls <- func() { done(ErrSessionMoved) }
+		return
+	}
 	delete(c.recs, id)
 	c.calls <- func() { done(nil) }
 }

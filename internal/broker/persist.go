@@ -55,12 +55,14 @@ func (s *session) saveLocked() {
 	s.b.apply([]store.Op{{Kind: store.Put, Bucket: store.Sessions, Key: s.id, Value: b}}, nil)
 }
 
-// unstoreSession deletes a session's record and messages.
-func (b *Broker) unstoreSession(id string) {
+// unstoreSessionLocked deletes a session's record and messages; s.mu is
+// held. In a cluster the record's delete is conditional (cdeleteLocked).
+func (b *Broker) unstoreSessionLocked(s *session) {
 	if b.cstore != nil {
-		b.cstore.Delete(id, b.logStoreErr)
+		s.cdeleteLocked()
 		return
 	}
+	id := s.id
 	b.apply([]store.Op{
 		{Kind: store.Delete, Bucket: store.Sessions, Key: id},
 		{Kind: store.DeletePrefix, Bucket: store.Messages, Key: store.SessionPrefix(id)},

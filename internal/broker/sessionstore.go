@@ -62,8 +62,13 @@ type SessionStore interface {
 	// condition waits for one Save's revision before the next. It must
 	// not block.
 	Save(rec *SessionRecord, done func(rev uint64, err error))
-	// Delete removes clientID's record (its session ended); done as Save.
-	Delete(clientID string, done func(error))
+	// Delete removes clientID's record (its session ended) on condition
+	// that it is still at revision rev, the one the deleter last saw
+	// (its Load's or last Save's; 0: unconditionally, a clean start that
+	// loaded nothing): done gets ErrSessionMoved when the record is at
+	// another revision, and the record (the new holder's) stays. As Save
+	// otherwise.
+	Delete(clientID string, rev uint64, done func(error))
 
 	// Backlog calls fn in sequence order for every message in the log
 	// with from < seq <= to that was stored (Store) on a topic matching

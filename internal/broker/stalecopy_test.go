@@ -111,3 +111,54 @@ func TestClusterLateSaveFenced(t *testing.T) {
 	}
 	s.expectPublish("t", "m")
 }
+
+// TestClusterExpiryDeleteFenced: node A's session moved to node B without
+// A being told (no takeover request); A's copy expires and deletes the
+// record at the revision A last saw: refused, and B's record, with the
+// subscription made on B, stays (fails with unconditional deletes).
+func TestClusterExpiryDeleteFenced(t *testing.T) {
+	fc := newFakeCluster(t)
+	a, _ := clusterNode(t, fc)
+	b, _ := clusterNode(t, fc)
+	expireSoon := func(p *packet.Connect) { keepSession(0)(p); p.Props.SessionExpiry = 1 }
+	old := connectTo(t, a, "s", false, expireSoon)
+	old.subscribe(1, "t", 1)
+	old.send(&packet.Disconnect{})
+	old.expectClosed()
+	eventually(t, "A's record of the session offline", func() bool { r := fc.record("s"); return r != nil && r.DiscAt != 0 })
+	s := connectTo(t, b, "s", true, keepSession(0)) // A is not told
+	s.subscribe(1, "t2", 1)
+	eventually(t, "A's expiry to delete the record", func() bool {
+		fc.mu.Lock()
+		defer fc.mu.Unlock()
+		return fc.deletes > 0
+	})
+	if r := fc.record("s"); r == nil || !slices.Contains(r.Filters, "t2") {
+		t.Fatalf("A's expiry deleted B's record: %+v", r)
+	}
+}
+
+// TestClusterDeleteAfterSaveInFlight: a session stops being persistent
+// (its client comes back with a Session Expiry Interval of 0) while the
+// Save of its disconnect is in flight: the record is deleted once that
+// Save is answered, at the revision it gave (fails when the delete is
+// made at once at the revision before it: refused, the record stays).
+func TestClusterDeleteAfterSaveInFlight(t *testing.T) {
+	fc := newFakeCluster(t)
+	a, _ := clusterNode(t, fc)
+	s := connectTo(t, a, "s", false, keepSession(0))
+	s.subscribe(1, "t", 1)
+	fc.mu.Lock()
+	fc.early = true
+	fc.mu.Unlock()
+	fc.setHold("save", true)
+	s.send(&packet.Disconnect{})
+	s.expectClosed()
+	eventually(t, "the disconnect's Save in flight", func() bool { return fc.heldCount() == 1 })
+	s = connectTo(t, a, "s", true, func(p *packet.Connect) { p.CleanStart = false })
+	fc.setHold("save", false)
+	fc.release()
+	eventually(t, "the record deleted", func() bool { return fc.record("s") == nil })
+	s.send(&packet.Pingreq{})
+	s.expect(packet.PINGRESP)
+}

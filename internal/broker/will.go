@@ -234,7 +234,9 @@ func (b *Broker) endSession(s *session, pw *will) {
 	}
 	b.unregister(s, subs, wt, et, persistent, owner)
 	if persistent {
-		b.unstoreSession(s.id)
+		s.mu.Lock()
+		b.unstoreSessionLocked(s)
+		s.mu.Unlock()
 		s.forgetRecords(msgs)
 		b.unstoreWill(s.id)
 	}

@@ -3,6 +3,7 @@ package metrics
 import (
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -16,7 +17,7 @@ func TestEveryMetricDocumented(t *testing.T) {
 	}
 	nameRE := regexp.MustCompile(`fqName: "([a-z_]+)"`)
 	served := map[string]bool{}
-	for _, d := range append(all[:len(all):len(all)], clusterDescs...) {
+	for _, d := range slices.Concat(all, clusterDescs, sessionDescs) {
 		m := nameRE.FindStringSubmatch(d.String())
 		if m == nil {
 			t.Fatalf("no name in %s", d)

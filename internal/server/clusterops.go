@@ -3,6 +3,7 @@ package server
 import (
 	"github.com/culexmq/culex/internal/admin"
 	"github.com/culexmq/culex/internal/cluster"
+	"github.com/culexmq/culex/internal/cluster/psession"
 	"github.com/culexmq/culex/internal/metrics"
 )
 
@@ -32,7 +33,24 @@ func (s *Server) serveClusterAdmin() error {
 			return err
 		}
 	}
-	return s.RegisterMetrics(metrics.Cluster(func() metrics.ClusterStats { return clusterStats(s.router.Stats()) }))
+	if err := s.RegisterMetrics(metrics.Cluster(func() metrics.ClusterStats { return clusterStats(s.router.Stats()) })); err != nil {
+		return err
+	}
+	if s.state == nil {
+		return nil
+	}
+	return s.RegisterMetrics(metrics.Sessions(func() metrics.SessionStats { return sessionStats(s.state.sess.Counters()) }))
+}
+
+func sessionStats(c psession.Counters) metrics.SessionStats {
+	return metrics.SessionStats{Stored: c.Stored, StoreFailed: c.StoreFailed,
+		Saves: c.Saves, SaveConflicts: c.SaveConflicts, SaveFailed: c.SaveFailed,
+		Deletes: c.Deletes, DeleteConflicts: c.DeleteConflicts, DeleteFailed: c.DeleteFailed,
+		Loads: c.Loads, LoadFailed: c.LoadFailed, Swept: c.Swept, Busy: c.Busy,
+		ReaderLost: c.ReaderLost, ReaderSkipped: c.Skipped, Unreadable: c.Unreadable,
+		Backlogs: c.Backlogs, BacklogRead: c.BacklogRead, BacklogDropped: c.BacklogDropped,
+		WatchUpdates: c.WatchUpdates, WatchUnchanged: c.WatchUnchanged, SharedOrphaned: c.SharedOrphaned,
+		Records: c.Records, Waiting: c.Waiting}
 }
 
 func clusterStats(st cluster.Stats) metrics.ClusterStats {

@@ -37,6 +37,12 @@ func (s *Store) Backlog(ctx context.Context, clientID string, filters []string, 
 	if err := s.Ready(); err != nil {
 		return 0, err
 	}
+	defer func() {
+		if err == nil {
+			s.stats.Backlogs.Add(1)
+			s.stats.BacklogDropped.Add(dropped)
+		}
+	}()
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
 	info, err := s.plog.Info(ctx)
@@ -65,6 +71,7 @@ func (s *Store) Backlog(ctx context.Context, clientID string, filters []string, 
 			return 0, fmt.Errorf("psession: backlog of %q: %w", clientID, err)
 		}
 		seqs = b.seqs
+		s.stats.BacklogRead.Add(uint64(len(seqs)))
 		if info, err = s.plog.Info(ctx); err != nil {
 			return 0, fmt.Errorf("psession: backlog of %q: %w", clientID, err)
 		}

@@ -145,7 +145,7 @@ func TestRecords(t *testing.T) {
 	}
 	// Delete.
 	dch := make(chan error, 1)
-	b.Delete("dev-1", func(err error) { dch <- err })
+	b.Delete("dev-1", 0, func(err error) { dch <- err })
 	if err := <-dch; err != nil {
 		t.Fatal(err)
 	}

@@ -48,6 +48,10 @@
 //     write's revision is the record's Rev; a Save with a Rev is a
 //     compare-and-set on it (broker.ErrSessionMoved once another node
 //     loaded the record or a sweep deleted it) and done gets the new one.
+//   - Delete(clientID, rev) is a compare-and-set on rev too (0:
+//     unconditionally): a node that missed its session's move gets
+//     broker.ErrSessionMoved. It leaves a purge marker that JetStream
+//     removes after Config.MarkerTTL (1 h).
 //   - Config.Node, Incarnation and Alive (the registry's): a record saved
 //     while its client was connected expires once Alive says its holder
 //     is dead, its Session Expiry Interval after this node saw that.

@@ -142,7 +142,7 @@ func TestNoQuorumRefuses(t *testing.T) {
 	within("Save", func() error { return save(t, lone, &broker.SessionRecord{ClientID: "c", Expiry: 61}) })
 	within("Delete", func() error {
 		ch := make(chan result, 1)
-		lone.Delete("c", func(err error) { ch <- result{0, err} })
+		lone.Delete("c", 0, func(err error) { ch <- result{0, err} })
 		_, err := waitResult(t, ch)
 		return err
 	})
@@ -284,20 +284,28 @@ func TestMaxLogAge(t *testing.T) {
 	}
 }
 
+// startMortal starts three cores n0, n1, n2 (run "run1") whose Alive says
+// a node is dead once the test stores its name in dead.
+func startMortal(t *testing.T, mod func(*Config)) ([]*node, *sync.Map) {
+	dead := new(sync.Map)
+	n := 0
+	return startCluster(t, 3, func(c *Config) {
+		c.Node, c.Incarnation = "n"+strconv.Itoa(n), "run1"
+		n++
+		c.Alive = func(node, inc string) bool { _, d := dead.Load(node); return !d && inc == "run1" }
+		if mod != nil {
+			mod(c)
+		}
+	}), dead
+}
+
 // TestDeadHolderExpires: a record saved while its client was connected
 // (DiscAt 0) expires its Session Expiry Interval after its holder (the
 // node and run that saved it) is seen dead: every node's index drops it
 // and a core's sweeper deletes it; a live holder's record stays (fails
 // with records of connected clients that never expire).
 func TestDeadHolderExpires(t *testing.T) {
-	var dead sync.Map // node name -> true
-	n := 0
-	nodes := startCluster(t, 3, func(c *Config) {
-		c.Node, c.Incarnation = "n"+strconv.Itoa(n), "run1"
-		n++
-		c.Alive = func(node, inc string) bool { _, d := dead.Load(node); return !d && inc == "run1" }
-		c.LiveEvery, c.SweepEvery = 100*time.Millisecond, 200*time.Millisecond
-	})
+	nodes, dead := startMortal(t, func(c *Config) { c.LiveEvery, c.SweepEvery = 100*time.Millisecond, 200*time.Millisecond })
 	a, b := nodes[0].s, nodes[1].s
 	mustSave(t, a, &broker.SessionRecord{ClientID: "gone", Filters: []string{"dh/gone"}, Expiry: 2})
 	mustSave(t, a, &broker.SessionRecord{ClientID: "forever", Filters: []string{"dh/forever"}, Expiry: neverExpires})
@@ -365,5 +373,51 @@ func TestSaveFenced(t *testing.T) {
 	}
 	if got, err := b.Load(t.Context(), "f"); err != nil || got == nil || !slices.Equal(got.Filters, []string{"f/b"}) {
 		t.Fatalf("the record after the late Save: %+v, %v", got, err)
+	}
+}
+
+// del deletes id's record at rev and returns the result.
+func del(t testing.TB, s *Store, id string, rev uint64) error {
+	t.Helper()
+	ch := make(chan result, 1)
+	s.Delete(id, rev, func(err error) { ch <- result{0, err} })
+	_, err := waitResult(t, ch)
+	return err
+}
+
+// TestDeleteFenced: node a held a session and missed its move to b (b
+// loaded the record); when a's copy expires, a's Delete at the revision
+// it last saw is refused with ErrSessionMoved and b's record stays (fails
+// with an unconditional delete). b, the holder, deletes at its revision.
+func TestDeleteFenced(t *testing.T) {
+	nodes := startCluster(t, 3, nil)
+	a, b := nodes[0].s, nodes[1].s
+	r := &broker.SessionRecord{ClientID: "d", Filters: []string{"d/a"}, Expiry: 60}
+	ch := make(chan result, 1)
+	a.Save(r, func(rev uint64, err error) { ch <- result{rev, err} })
+	revA, err := waitResult(t, ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := b.Load(t.Context(), "d") // the session moves to b; a is not told
+	if err != nil || rb == nil {
+		t.Fatalf("Load on b: %+v, %v", rb, err)
+	}
+	if err := del(t, a, "d", revA); !errors.Is(err, broker.ErrSessionMoved) {
+		t.Fatalf("the Delete of the node the session left: %v, want ErrSessionMoved", err)
+	}
+	if got, err := b.Load(t.Context(), "d"); err != nil || got == nil || !slices.Equal(got.Filters, []string{"d/a"}) {
+		t.Fatalf("b's record after a's Delete: %+v, %v", got, err)
+	}
+	for _, nd := range nodes {
+		if !nd.s.Persistent("d/a") {
+			t.Error("a refused Delete removed the record from an index")
+		}
+	}
+	if err := del(t, b, "d", revOf(t, b, "d")); err != nil {
+		t.Fatalf("the holder's Delete: %v", err)
+	}
+	if got, err := a.Load(t.Context(), "d"); err != nil || got != nil {
+		t.Fatalf("Load after the holder's Delete: %+v, %v", got, err)
 	}
 }

@@ -22,6 +22,23 @@ func plainFilters(filters []string) []string {
 	return out
 }
 
+// sharedSub is a shared subscription $share/group/filter.
+type sharedSub struct{ group, filter string }
+
+// sharedSubs are the shared subscriptions among filters; nil if none.
+func sharedSubs(filters []string) []sharedSub {
+	var out []sharedSub
+	for _, f := range filters {
+		if group, inner, shared, _ := topic.ParseShared(f); shared {
+			out = append(out, sharedSub{group, inner})
+		}
+	}
+	return out
+}
+
+// sharedKey is the shared index's subscriber of a record's group.
+func sharedKey(key, group string) string { return key + "\x00" + group }
+
 // matchAny says whether one of filters (plain filters) matches t.
 func matchAny(filters []string, t string) bool {
 	for _, f := range filters {

@@ -3,8 +3,10 @@ package psession
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/culexmq/culex/internal/mqtt/topic"
@@ -26,10 +28,18 @@ type entry struct {
 	// is seen dead.
 	holder string
 	expiry uint32
+	// shared are the record's shared subscriptions (sharedSubs), indexed
+	// apart; saver names the node and run that saved it (connected or
+	// not), for sharedOrphans.
+	shared []sharedSub
+	saver  string
 }
 
 func entryOf(r *broker.SessionRecord, h holder) *entry {
-	e := &entry{filters: plainFilters(r.Filters), deadline: deadline(r, 0)}
+	e := &entry{filters: plainFilters(r.Filters), deadline: deadline(r, 0), shared: sharedSubs(r.Filters)}
+	if h != (holder{}) {
+		e.saver = h.String()
+	}
 	if r.DiscAt == 0 && r.Expiry != neverExpires && h != (holder{}) {
 		e.holder, e.expiry = h.String(), r.Expiry
 	}
@@ -42,6 +52,10 @@ func entryOf(r *broker.SessionRecord, h holder) *entry {
 // the later of the two.
 type index struct {
 	subs *topic.Index[string, *entry] // plain filter -> record key
+	// shared: a shared subscription's filter -> record key and group
+	// (sharedKey); nShared its size, read without the lock.
+	shared  *topic.Index[string, *entry]
+	nShared atomic.Int64
 
 	mu   sync.Mutex
 	keys map[string]*entry // record key -> its entry; deleted ones for a minute
@@ -52,6 +66,7 @@ type index struct {
 
 func (x *index) init() {
 	x.subs = topic.NewIndex[string, *entry]()
+	x.shared = topic.NewIndex[string, *entry]()
 	x.keys = make(map[string]*entry)
 	x.dead = make(map[string]int64)
 }
@@ -72,9 +87,7 @@ func (x *index) apply(key string, e *entry) {
 		return
 	}
 	if old != nil {
-		for _, f := range old.filters {
-			x.subs.Unsubscribe(f, key)
-		}
+		x.unindexLocked(key, old)
 	}
 	if e.filters == nil {
 		e.gone = time.Now().Unix()
@@ -83,17 +96,61 @@ func (x *index) apply(key string, e *entry) {
 		e.deadline = d + int64(e.expiry)
 	}
 	x.keys[key] = e
+	x.indexLocked(key, e)
+}
+
+// indexLocked makes key's filters and shared subscriptions match e
+// unless it expired (kept in keys for the sweeper, not indexed).
+func (x *index) indexLocked(key string, e *entry) {
 	if expired(e.deadline, time.Now()) {
-		return // kept for the sweeper, not indexed
+		return
 	}
 	for _, f := range e.filters {
 		x.subs.Subscribe(f, key, e)
 	}
+	for _, sh := range e.shared {
+		if !x.shared.Subscribe(sh.filter, sharedKey(key, sh.group), e) {
+			x.nShared.Add(1)
+		}
+	}
+}
+
+// unindexLocked removes what indexLocked made of key's entry e.
+func (x *index) unindexLocked(key string, e *entry) {
+	for _, f := range e.filters {
+		x.subs.Unsubscribe(f, key)
+	}
+	for _, sh := range e.shared {
+		if x.shared.Unsubscribe(sh.filter, sharedKey(key, sh.group)) {
+			x.nShared.Add(-1)
+		}
+	}
+}
+
+// live is the number of records indexed: not deleted, not expired.
+func (x *index) live() int {
+	now := time.Now()
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	n := 0
+	for _, e := range x.keys {
+		if e.filters != nil && !expired(e.deadline, now) {
+			n++
+		}
+	}
+	return n
 }
 
 // Persistent implements broker.SessionStore from the index: a record not
 // expired has a filter matching t (shared filters are not indexed).
+//
+// It is asked once per QoS 1/2 message published on this node (the
+// broker's storeInLog), which is where sharedOrphans counts the messages
+// of groups no live node holds a member of.
 func (s *Store) Persistent(t string) bool {
+	if s.idx.nShared.Load() > 0 {
+		s.sharedOrphans(t)
+	}
 	now := time.Now()
 	found := false
 	s.idx.subs.Match(t, func(_ string, _ string, e *entry) {
@@ -131,6 +188,7 @@ func (s *Store) watch(w jetstream.KeyWatcher, loaded chan<- struct{}) {
 }
 
 func (s *Store) onRecord(e jetstream.KeyValueEntry) {
+	s.stats.WatchUpdates.Add(1)
 	if e.Operation() != jetstream.KeyValuePut {
 		s.idx.apply(e.Key(), &entry{rev: e.Revision()})
 		return
@@ -143,7 +201,21 @@ func (s *Store) onRecord(e jetstream.KeyValueEntry) {
 	}
 	en := entryOf(r, h)
 	en.rev = e.Revision()
+	if s.idx.same(e.Key(), en) {
+		s.stats.WatchUnchanged.Add(1)
+	}
 	s.idx.apply(e.Key(), en)
+}
+
+// same says whether key's entry indexes what e would (its filters,
+// holder and expiry): the update that brought e changed only what the
+// index does not keep (the cursor, the broker's data).
+func (x *index) same(key string, e *entry) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	old := x.keys[key]
+	return old != nil && old.filters != nil && slices.Equal(old.filters, e.filters) && slices.Equal(old.shared, e.shared) &&
+		old.holder == e.holder && old.expiry == e.expiry && (old.deadline == e.deadline || e.holder != "")
 }
 
 // sweep deletes the expired records every SweepEvery, each with a
@@ -231,15 +303,9 @@ func (s *Store) checkHolders() {
 		}
 		ne := *e
 		ne.deadline = want
-		for _, f := range e.filters {
-			x.subs.Unsubscribe(f, key)
-		}
+		x.unindexLocked(key, e)
 		x.keys[key] = &ne
-		if !expired(want, time.Now()) {
-			for _, f := range ne.filters {
-				x.subs.Subscribe(f, key, &ne)
-			}
-		}
+		x.indexLocked(key, &ne)
 	}
 }
 
@@ -271,13 +337,26 @@ func (s *Store) expiredRecords() []victim {
 	return vs
 }
 
+// forgetIfGone drops v from the index when its key has no message left: a
+// delete whose marker JetStream removed (MarkerTTL) while this node's
+// watch was cut off, which the watch, resuming after it, never brings.
+// Any later change of the key the watch brings; the tombstone's revision,
+// above v's and below any later write's, lets those in.
+func (s *Store) forgetIfGone(v victim) {
+	ctx, cancel := s.opCtx(s.ctx)
+	defer cancel()
+	if rev, val, err := s.readKey(ctx, v.key); err == nil && rev == 0 && val == nil {
+		s.idx.apply(v.key, &entry{rev: v.rev + 1})
+	}
+}
+
 // deleteExpired deletes each victim's record if it is still at the
 // revision seen expired; it returns how many it deleted.
 func (s *Store) deleteExpired(vs []victim) int {
 	n := 0
 	for _, v := range vs {
 		ctx, cancel := s.opCtx(s.ctx)
-		err := s.kv.Delete(ctx, v.key, jetstream.LastRevision(v.rev))
+		err := s.kv.Purge(ctx, v.key, jetstream.LastRevision(v.rev), jetstream.PurgeTTL(s.cfg.MarkerTTL))
 		cancel()
 		var api *jetstream.APIError
 		switch {
@@ -286,6 +365,7 @@ func (s *Store) deleteExpired(vs []victim) int {
 			s.stats.Swept.Add(1)
 		case errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence:
 			// saved again, or swept by another node
+			s.forgetIfGone(v)
 		case errors.Is(err, context.Canceled):
 			return n
 		default:

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/culexmq/culex/internal/broker"
@@ -173,11 +174,14 @@ func (s *Store) Save(rec *broker.SessionRecord, done func(uint64, error)) {
 	s.w.add(&op{msg: msg, done: func(rev uint64, err error) {
 		switch {
 		case err == nil:
+			s.stats.Saves.Add(1)
 			e.rev = rev
 			s.idx.apply(key, e)
 		case wrongRev(err):
+			s.stats.SaveConflicts.Add(1)
 			err = fmt.Errorf("psession: save session %q at revision %d: %w", rec.ClientID, rec.Rev, broker.ErrSessionMoved)
 		default:
+			s.stats.SaveFailed.Add(1)
 			err = fmt.Errorf("psession: save session %q: %w", rec.ClientID, err)
 		}
 		done(rev, err)
@@ -191,15 +195,41 @@ func wrongRev(err error) bool {
 	return errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }
 
-// Delete implements broker.SessionStore: a delete marker on the key.
-func (s *Store) Delete(clientID string, done func(error)) {
-	key := registry.Key(clientID)
+// marker is the message that deletes key: a purge marker (as the KV
+// API's Purge with PurgeTTL) that JetStream removes after MarkerTTL, so
+// that the bucket does not keep one of every session ever deleted. Until
+// then a node whose watch was cut off still learns of the delete when
+// the watch resumes; a stale holder's Save or Delete at an old revision
+// is refused with the marker there or without it (the key's last
+// revision is then 0).
+func (s *Store) marker(key string) *nats.Msg {
 	msg := nats.NewMsg(s.kvPre + key)
-	msg.Header.Set("KV-Operation", "DEL")
-	s.w.add(&op{msg: msg, done: func(rev uint64, err error) {
-		if err == nil {
-			s.idx.apply(key, &entry{rev: rev})
-		} else {
+	msg.Header.Set("KV-Operation", "PURGE")
+	msg.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	msg.Header.Set(jetstream.MsgTTLHeader, s.cfg.MarkerTTL.String())
+	return msg
+}
+
+// Delete implements broker.SessionStore: a delete marker on the key, on
+// condition that rev (not 0) is still its last revision; a node that
+// missed its session's move gets broker.ErrSessionMoved and the new
+// holder's record stays.
+func (s *Store) Delete(clientID string, rev uint64, done func(error)) {
+	key := registry.Key(clientID)
+	msg := s.marker(key)
+	if rev != 0 {
+		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rev, 10))
+	}
+	s.w.add(&op{msg: msg, done: func(nrev uint64, err error) {
+		switch {
+		case err == nil:
+			s.stats.Deletes.Add(1)
+			s.idx.apply(key, &entry{rev: nrev})
+		case wrongRev(err):
+			s.stats.DeleteConflicts.Add(1)
+			err = fmt.Errorf("psession: delete session %q at revision %d: %w", clientID, rev, broker.ErrSessionMoved)
+		default:
+			s.stats.DeleteFailed.Add(1)
 			err = fmt.Errorf("psession: delete session %q: %w", clientID, err)
 		}
 		done(err)
@@ -215,10 +245,11 @@ func (s *Store) Delete(clientID string, done func(error)) {
 // node on the minority side could resume a session from a stale record.
 // The confirming write is one more replicated write per Load; the record
 // keeps its content (a missing key gets a delete marker).
-func (s *Store) Load(ctx context.Context, clientID string) (*broker.SessionRecord, error) {
+func (s *Store) Load(ctx context.Context, clientID string) (_ *broker.SessionRecord, err error) {
 	if err := s.Ready(); err != nil {
 		return nil, err
 	}
+	defer func() { s.stats.count(err, &s.stats.Loads, &s.stats.LoadFailed) }()
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
 	key := registry.Key(clientID)
@@ -249,6 +280,15 @@ func (s *Store) Load(ctx context.Context, clientID string) (*broker.SessionRecor
 	}
 }
 
+// count adds one to ok or, when err is not nil, to failed.
+func (st *stats) count(err error, ok, failed *atomic.Uint64) {
+	if err != nil {
+		failed.Add(1)
+	} else {
+		ok.Add(1)
+	}
+}
+
 // confirm writes val (nil: a delete marker) to key again if rev is still
 // its last revision (0: the key has none), through the node's ordered
 // writes; it returns once a majority has it, or fails.
@@ -256,7 +296,7 @@ func (s *Store) confirm(ctx context.Context, key string, rev uint64, val []byte)
 	msg := nats.NewMsg(s.kvPre + key)
 	msg.Data = val
 	if val == nil {
-		msg.Header.Set("KV-Operation", "DEL")
+		msg = s.marker(key)
 	}
 	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rev, 10))
 	type answer struct {

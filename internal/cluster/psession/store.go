@@ -40,6 +40,11 @@ type Config struct {
 	// sessions; default 30 s, negative: never (replicants; they still
 	// forget deleted records every minute).
 	SweepEvery time.Duration
+	// MarkerTTL is how long the bucket keeps the marker a deleted
+	// record leaves (JetStream removes it then): the bucket holds the
+	// records and the markers of the sessions deleted within MarkerTTL,
+	// not one of every session ever deleted. Default 1 h, at least 1 s.
+	MarkerTTL time.Duration
 	// MaxQueued bounds the writes waiting to be sent to the cluster;
 	// past it a write fails at once. Default 1<<16.
 	MaxQueued int
@@ -106,6 +111,11 @@ var _ broker.SessionStore = (*Store)(nil)
 // stats are the Store's counters since it started (Counters).
 type stats struct {
 	Stored, StoreFailed, Skipped, Unreadable, Swept, ReaderLost atomic.Uint64
+	Saves, SaveConflicts, SaveFailed, Deletes, DeleteConflicts  atomic.Uint64
+	DeleteFailed, Loads, LoadFailed, Busy                       atomic.Uint64
+	Backlogs, BacklogRead, BacklogDropped                       atomic.Uint64
+	WatchUpdates, WatchUnchanged                                atomic.Uint64
+	SharedOrphaned                                              atomic.Uint64
 }
 
 // Counters are the Store's counters since it started.
@@ -124,13 +134,51 @@ type Counters struct {
 	// core died or was cut off, the node's connection came back) and
 	// made another.
 	ReaderLost uint64
+	// Saves and Deletes count the record writes a majority confirmed;
+	// SaveConflicts and DeleteConflicts those refused because the record
+	// was at another revision (broker.ErrSessionMoved); SaveFailed and
+	// DeleteFailed the others that failed (no quorum, timeout, ErrBusy).
+	Saves, SaveConflicts, SaveFailed       uint64
+	Deletes, DeleteConflicts, DeleteFailed uint64
+	// Loads counts the records read and confirmed (found or not);
+	// LoadFailed the Loads that failed.
+	Loads, LoadFailed uint64
+	// Busy counts the writes of every kind failed at once with ErrBusy:
+	// Config.MaxQueued writes waited already.
+	Busy uint64
+	// Backlogs counts the Backlog reads that ended without an error,
+	// BacklogRead the messages they read, BacklogDropped the sequences
+	// of their ranges the log had removed (its limits; an upper bound of
+	// what the sessions lost, which the broker counts as log_limit).
+	Backlogs, BacklogRead, BacklogDropped uint64
+	// WatchUpdates counts the record changes this node's watch of the
+	// bucket received (every node receives every Save and Delete of the
+	// cluster); WatchUnchanged those that left the index as it was (a
+	// Save of this node, or one that changed only the cursor and the
+	// broker's data).
+	WatchUpdates, WatchUnchanged uint64
+	// SharedOrphaned counts the QoS 1/2 messages published on this node
+	// for a shared subscription group whose members are all persistent
+	// sessions held by dead nodes: kept for no one, once per group.
+	SharedOrphaned uint64
+	// Records is the number of records in this node's index (not
+	// deleted, not expired); Waiting the writes queued or waiting for
+	// their acknowledgement.
+	Records, Waiting int
 }
 
 // Counters returns the Store's counters.
 func (s *Store) Counters() Counters {
 	st := &s.stats
 	return Counters{Stored: st.Stored.Load(), StoreFailed: st.StoreFailed.Load(), Skipped: st.Skipped.Load(),
-		Unreadable: st.Unreadable.Load(), Swept: st.Swept.Load(), ReaderLost: st.ReaderLost.Load()}
+		Unreadable: st.Unreadable.Load(), Swept: st.Swept.Load(), ReaderLost: st.ReaderLost.Load(),
+		Saves: st.Saves.Load(), SaveConflicts: st.SaveConflicts.Load(), SaveFailed: st.SaveFailed.Load(),
+		Deletes: st.Deletes.Load(), DeleteConflicts: st.DeleteConflicts.Load(), DeleteFailed: st.DeleteFailed.Load(),
+		Loads: st.Loads.Load(), LoadFailed: st.LoadFailed.Load(), Busy: st.Busy.Load(),
+		Backlogs: st.Backlogs.Load(), BacklogRead: st.BacklogRead.Load(), BacklogDropped: st.BacklogDropped.Load(),
+		WatchUpdates: st.WatchUpdates.Load(), WatchUnchanged: st.WatchUnchanged.Load(),
+		SharedOrphaned: st.SharedOrphaned.Load(),
+		Records:        s.idx.live(), Waiting: s.w.waiting()}
 }
 
 // New makes the Store of a node; Start connects it to the cluster.
@@ -159,6 +207,10 @@ func New(cfg Config) (*Store, error) {
 	if cfg.SweepEvery == 0 {
 		cfg.SweepEvery = 30 * time.Second
 	}
+	if cfg.MarkerTTL <= 0 {
+		cfg.MarkerTTL = time.Hour
+	}
+	cfg.MarkerTTL = max(cfg.MarkerTTL, time.Second)
 	if cfg.MaxQueued <= 0 {
 		cfg.MaxQueued = 1 << 16
 	}
@@ -238,7 +290,10 @@ func (s *Store) Start(ctx context.Context) error {
 
 // open makes or opens the bucket and the stream.
 func (s *Store) open(ctx context.Context) error {
-	kcfg := jetstream.KeyValueConfig{Bucket: s.Bucket(), History: 1, Storage: jetstream.FileStorage}
+	kcfg := jetstream.KeyValueConfig{Bucket: s.Bucket(), History: 1, Storage: jetstream.FileStorage,
+		// Allows the markers' own TTL (marker); a bucket made before
+		// is updated (JetStream allows turning TTLs on, not off).
+		LimitMarkerTTL: s.cfg.MarkerTTL}
 	scfg := jetstream.StreamConfig{
 		Name:      s.LogStream(),
 		Subjects:  []string{s.subPre + "pm.>", s.subPre + "pd.>"},

@@ -51,6 +51,7 @@ func (w *writer) add(o *op) {
 	}
 	if o.err == nil && len(w.queue) >= w.s.cfg.MaxQueued {
 		o.msg, o.err = nil, ErrBusy
+		w.s.stats.Busy.Add(1)
 	}
 	w.queue = append(w.queue, o)
 	w.mu.Unlock()
@@ -137,6 +138,14 @@ func (w *writer) acked(_ jetstream.JetStream, m *nats.Msg, a *jetstream.PubAck) 
 
 func (w *writer) failed(_ jetstream.JetStream, m *nats.Msg, err error) {
 	w.finish(m, 0, err)
+}
+
+// waiting is the number of writes queued or waiting for their
+// acknowledgement.
+func (w *writer) waiting() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.queue) + len(w.pending)
 }
 
 // failAll fails the writes still waiting for an acknowledgement (Close).
