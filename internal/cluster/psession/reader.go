@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/culexmq/culex/internal/broker"
@@ -36,6 +37,12 @@ const (
 	// reader delivering again once it saw its consumer lost: the attempt
 	// in flight at the election, a pause, the next attempt.
 	readerRecovery = readerRequest + readerRetryMax
+	// readerPlacements bounds the consumers the first attempt makes to get
+	// one on the log's leader (each lands there with one chance in three),
+	// readerPlacing the time it spends on the ones after the first. An
+	// attempt after a loss keeps the first it makes: readerRecovery holds.
+	readerPlacements = 24
+	readerPlacing    = 2 * time.Second
 )
 
 // errGap and errReconnected are why a consumer is given up besides the
@@ -62,6 +69,8 @@ type reader struct {
 	mu   sync.Mutex
 	cur  *readerCons
 	lost chan error
+	// onLeader: the current consumer was made on the log's leader.
+	onLeader atomic.Bool
 }
 
 // read runs the reader from Head()+1 until the Store closes.
@@ -100,7 +109,7 @@ func (s *Store) read(fn func(uint64, string, *broker.Message)) {
 func (s *Store) openReader(fn func(uint64, string, *broker.Message), since time.Time) *readerCons {
 	pause := readerRetry
 	for attempt := 1; ; attempt++ {
-		c, err := s.consume(fn)
+		c, err := s.consume(fn, since.IsZero())
 		if err == nil {
 			if !since.IsZero() {
 				s.log.Info("cluster: persistent sessions: the log's reader reads again",
@@ -120,28 +129,19 @@ func (s *Store) openReader(fn func(uint64, string, *broker.Message), since time.
 	}
 }
 
-// consume makes one consumer from Head()+1 and starts taking its
-// deliveries.
-func (s *Store) consume(fn func(uint64, string, *broker.Message)) (*readerCons, error) {
+// consume makes one consumer from Head()+1, on the log's leader if place
+// and it can, and starts taking its deliveries.
+func (s *Store) consume(fn func(uint64, string, *broker.Message), place bool) (*readerCons, error) {
 	// First the log's leader must answer: a consumer made on a replica
 	// while the log has none may stay silent for many seconds after
 	// the election.
 	ctx, cancel := context.WithTimeout(s.ctx, readerRequest)
-	_, err := s.plog.Info(ctx)
+	info, err := s.plog.Info(ctx)
 	cancel()
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel = context.WithTimeout(s.ctx, readerRequest)
-	defer cancel()
-	cons, err := s.plog.CreateConsumer(ctx, jetstream.ConsumerConfig{
-		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:       s.head.Load() + 1,
-		AckPolicy:         jetstream.AckNonePolicy,
-		InactiveThreshold: readerIdle,
-		Replicas:          1,
-		MemoryStorage:     true,
-	})
+	cons, err := s.makeReader(info, place)
 	if err != nil {
 		return nil, err
 	}
@@ -166,6 +166,69 @@ func (s *Store) consume(fn func(uint64, string, *broker.Message)) (*readerCons, 
 	c.cc = cc
 	s.rd.mu.Unlock()
 	return c, nil
+}
+
+// makeReader makes the reader's consumer from Head()+1; if place, on the
+// log's leader (info's) when it can. JetStream puts a consumer of one replica on
+// any of the log's replicas, at random. The leader hands a message to its
+// consumers once a majority stored it; a follower only once it learns the
+// commit, from the leader's next append, which it first writes and fsyncs
+// itself: one fsync later (BenchmarkStoreDeliver). A consumer made
+// elsewhere is deleted and made again, up to readerPlacements times in all
+// and within readerPlacing; past them the last one made is kept.
+func (s *Store) makeReader(info *jetstream.StreamInfo, place bool) (jetstream.Consumer, error) {
+	cfg := jetstream.ConsumerConfig{
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       s.head.Load() + 1,
+		AckPolicy:         jetstream.AckNonePolicy,
+		InactiveThreshold: readerIdle,
+		Replicas:          1,
+		MemoryStorage:     true,
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, readerRequest)
+	defer cancel()
+	cons, err := s.plog.CreateConsumer(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	leader := ""
+	if info.Cluster != nil {
+		leader = info.Cluster.Leader
+	}
+	tries := 1
+	if place {
+		tries = readerPlacements
+	}
+	ctx, cancel = context.WithTimeout(s.ctx, readerPlacing)
+	defer cancel()
+	for made := 1; made < tries && leader != "" && consumerHost(cons) != leader; made++ {
+		next, err := s.plog.CreateConsumer(ctx, cfg)
+		if err != nil {
+			break // keep the one made
+		}
+		s.deleteConsumer(cons.CachedInfo().Name)
+		cons = next
+	}
+	s.rd.onLeader.Store(leader != "" && consumerHost(cons) == leader)
+	return cons, nil
+}
+
+// consumerHost is the server a consumer of one replica is on.
+func consumerHost(c jetstream.Consumer) string {
+	if ci := c.CachedInfo(); ci != nil && ci.Cluster != nil {
+		return ci.Cluster.Leader
+	}
+	return ""
+}
+
+// deleteConsumer deletes the log's consumer name in the background,
+// bounded (one nobody pulls from goes after readerIdle anyway).
+func (s *Store) deleteConsumer(name string) {
+	s.goRun(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), readerRequest)
+		defer cancel()
+		_ = s.plog.DeleteConsumer(ctx, name)
+	})
 }
 
 // consumerLost says whether err from a consumer means it is gone.
@@ -211,11 +274,7 @@ func (s *Store) stopReader(c *readerCons) {
 	if cc != nil {
 		cc.Stop()
 	}
-	s.goRun(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), readerRequest)
-		defer cancel()
-		_ = s.plog.DeleteConsumer(ctx, c.name)
-	})
+	s.deleteConsumer(c.name)
 }
 
 // readerName is the name of the reader's consumer, "" before the first.
