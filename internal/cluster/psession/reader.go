@@ -201,7 +201,8 @@ func (s *Store) makeReader(info *jetstream.StreamInfo, place bool) (jetstream.Co
 	}
 	ctx, cancel = context.WithTimeout(s.ctx, readerPlacing)
 	defer cancel()
-	for made := 1; made < tries && leader != "" && consumerHost(cons) != leader; made++ {
+	made := 1
+	for ; made < tries && leader != "" && consumerHost(cons) != leader; made++ {
 		next, err := s.plog.CreateConsumer(ctx, cfg)
 		if err != nil {
 			break // keep the one made
@@ -210,6 +211,8 @@ func (s *Store) makeReader(info *jetstream.StreamInfo, place bool) (jetstream.Co
 		cons = next
 	}
 	s.rd.onLeader.Store(leader != "" && consumerHost(cons) == leader)
+	s.log.Debug("cluster: persistent sessions: the log's reader has its consumer",
+		"on", consumerHost(cons), "log_leader", leader, "made", made)
 	return cons, nil
 }
 
