@@ -169,7 +169,13 @@ func testReaderRecovers(t *testing.T, meta bool) {
 		// readers wait for the meta leader.
 		moveLog((dead + 1) % 3)
 	}
-	before := mustStore(t, nodes[y].s, msg("t", "before"))
+	var before uint64
+	eventually(t, testWait, "a Store before the loss", func() bool {
+		// One may fail while the log's new leader (moveLog) starts.
+		q, err := store(t, nodes[y].s, msg("t", "before"))
+		before = q
+		return err == nil
+	})
 	for i := range nodes {
 		eventually(t, testWait, h.names[i]+"'s reader", func() bool { return nodes[i].s.Head() >= before })
 	}
