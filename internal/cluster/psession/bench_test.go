@@ -1,9 +1,11 @@
 package psession
 
 import (
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -92,6 +94,75 @@ func BenchmarkBacklog(b *testing.B) {
 				}()
 			})
 			b.ReportMetric(float64(b.N)/el.Seconds(), "reads/s")
+		})
+	}
+}
+
+// BenchmarkStoreDeliver: QoS 1 messages (64 bytes) stored by one node at
+// a fixed rate, as the broker stores what its publishers send, three
+// cores, sync always, every node reading the log (Deliver). Reports the
+// latency of a Store (until a majority has it on disk: the PUBACK's
+// wait) and from the Store to a node's reader handing it over (a
+// subscriber's wait; every node's deliveries), p50 and p99, and how many
+// of the three readers' consumers are on the log's leader.
+func BenchmarkStoreDeliver(b *testing.B) {
+	for _, rate := range []int{2000, 10000} {
+		b.Run(fmt.Sprintf("replicas=3/rate=%d/size=64B", rate), func(b *testing.B) {
+			nodes := startCluster(b, 3, nil)
+			sent := make([]time.Time, b.N)
+			acked := make([]time.Duration, b.N)
+			got := make([][]time.Duration, len(nodes))
+			var left sync.WaitGroup
+			left.Add((1 + len(nodes)) * b.N)
+			for i, nd := range nodes {
+				got[i] = make([]time.Duration, b.N)
+				nd.s.Deliver(func(_ uint64, _ string, m *broker.Message) {
+					k := int(binary.BigEndian.Uint32(m.Payload))
+					got[i][k] = time.Since(sent[k])
+					left.Done()
+				})
+			}
+			payload := make([]byte, 64)
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			for i := range b.N {
+				// Paced: message i leaves at start + i/rate.
+				if d := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))); d > 0 {
+					time.Sleep(d)
+				}
+				p := slices.Clone(payload)
+				binary.BigEndian.PutUint32(p, uint32(i))
+				sent[i] = time.Now()
+				nodes[0].s.Store(&broker.Message{Topic: fmt.Sprintf("bench/%d", i%10), Payload: p, QoS: 1}, func(_ uint64, err error) {
+					if err != nil {
+						b.Error(err)
+					}
+					acked[i] = time.Since(sent[i])
+					left.Done()
+				})
+			}
+			left.Wait()
+			b.StopTimer()
+			var all []time.Duration
+			for _, d := range got {
+				all = append(all, d...)
+			}
+			onLeader := 0
+			for _, nd := range nodes {
+				if nd.s.rd.onLeader.Load() {
+					onLeader++
+				}
+			}
+			for _, l := range []struct {
+				name string
+				d    []time.Duration
+			}{{"acked", acked}, {"delivered", all}} {
+				slices.Sort(l.d)
+				b.ReportMetric(float64(l.d[len(l.d)/2].Microseconds()), l.name+"-p50-µs")
+				b.ReportMetric(float64(l.d[len(l.d)*99/100].Microseconds()), l.name+"-p99-µs")
+			}
+			b.ReportMetric(float64(onLeader), "readers-on-leader")
 		})
 	}
 }

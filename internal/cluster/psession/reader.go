@@ -2,8 +2,10 @@ package psession
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/culexmq/culex/internal/broker"
@@ -36,6 +38,12 @@ const (
 	// reader delivering again once it saw its consumer lost: the attempt
 	// in flight at the election, a pause, the next attempt.
 	readerRecovery = readerRequest + readerRetryMax
+	// readerPlacements bounds the consumers the first attempt makes to get
+	// one on the log's leader (each lands there with one chance in three),
+	// readerPlacing the time it spends on the ones after the first. An
+	// attempt after a loss keeps the first it makes: readerRecovery holds.
+	readerPlacements = 24
+	readerPlacing    = 2 * time.Second
 )
 
 // errGap and errReconnected are why a consumer is given up besides the
@@ -48,6 +56,7 @@ var (
 // readerCons is one consumer of the reader.
 type readerCons struct {
 	name    string
+	host    string // the server it is on
 	cc      jetstream.ConsumeContext
 	dseq    uint64 // the consumer's sequence of the last delivery taken
 	stopped bool   // no delivery is taken any more
@@ -62,6 +71,8 @@ type reader struct {
 	mu   sync.Mutex
 	cur  *readerCons
 	lost chan error
+	// onLeader: the current consumer was made on the log's leader.
+	onLeader atomic.Bool
 }
 
 // read runs the reader from Head()+1 until the Store closes.
@@ -69,12 +80,13 @@ func (s *Store) read(fn func(uint64, string, *broker.Message)) {
 	reconnected := s.nc.StatusChanged(nats.CONNECTED)
 	defer s.nc.RemoveStatusListener(reconnected)
 	s.rd.lost = make(chan error, 1)
+	elected := make(chan string, 1)
+	if sub, err := s.nc.Subscribe(leaderElected+s.LogStream(), func(m *nats.Msg) { s.onElected(m, elected) }); err == nil {
+		defer sub.Unsubscribe()
+	}
 	var since time.Time // when the consumer was lost; zero at the start
-	for {
-		c := s.openReader(fn, since)
-		if c == nil {
-			return
-		}
+	c := s.openReader(fn, since)
+	for c != nil {
 		var why error
 		select {
 		case <-s.ctx.Done():
@@ -86,13 +98,73 @@ func (s *Store) read(fn func(uint64, string, *broker.Message)) {
 		case why = <-s.rd.lost:
 		case <-reconnected:
 			why = errReconnected
+		case leader := <-elected:
+			if c, why = s.moveReader(c, leader, fn); why == nil {
+				continue
+			}
 		}
 		since = time.Now()
 		s.stats.ReaderLost.Add(1)
 		s.log.Warn("cluster: persistent sessions: the log's reader lost its consumer; it makes another from the next message",
 			"next", s.head.Load()+1, "why", why)
 		s.stopReader(c)
+		c = s.openReader(fn, since)
 	}
+}
+
+// leaderElected is the subject prefix of JetStream's advisories of a
+// stream's new leader.
+const leaderElected = "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED."
+
+// onElected passes the log's new leader from an advisory to the reader,
+// the latest only.
+func (s *Store) onElected(m *nats.Msg, elected chan string) {
+	var adv struct {
+		Leader string `json:"leader"`
+	}
+	if json.Unmarshal(m.Data, &adv) != nil || adv.Leader == "" {
+		return
+	}
+	for {
+		select {
+		case elected <- adv.Leader:
+			return
+		default:
+		}
+		select {
+		case <-elected:
+		default:
+		}
+	}
+}
+
+// moveReader moves the reader to a consumer on leader, the log's new
+// leader, when c is elsewhere (consumers stay where they are made when
+// the leader changes). The new consumer is made from Head()+1 while c
+// goes on; it delivers nothing until c is stopped and it is started, and
+// the messages c delivered meanwhile are skipped (onLog): nothing is
+// skipped or repeated. It returns the reader's consumer: c when it stays
+// (not made on leader, or leader is where c is already), and an error
+// when the new one failed to start after c was stopped.
+func (s *Store) moveReader(c *readerCons, leader string, fn func(uint64, string, *broker.Message)) (*readerCons, error) {
+	if c.host == leader {
+		return c, nil
+	}
+	cons, err := s.makeReader(leader, true)
+	if err != nil {
+		return c, nil
+	}
+	if consumerHost(cons) != leader {
+		s.deleteConsumer(cons.CachedInfo().Name)
+		return c, nil
+	}
+	s.stopReader(c)
+	next, err := s.startReading(cons, leader, fn)
+	if err != nil {
+		return next, err
+	}
+	s.log.Debug("cluster: persistent sessions: the log's reader moved to the log's new leader", "leader", leader)
+	return next, nil
 }
 
 // openReader makes a consumer from Head()+1, trying until it succeeds or
@@ -100,7 +172,7 @@ func (s *Store) read(fn func(uint64, string, *broker.Message)) {
 func (s *Store) openReader(fn func(uint64, string, *broker.Message), since time.Time) *readerCons {
 	pause := readerRetry
 	for attempt := 1; ; attempt++ {
-		c, err := s.consume(fn)
+		c, err := s.consume(fn, since.IsZero())
 		if err == nil {
 			if !since.IsZero() {
 				s.log.Info("cluster: persistent sessions: the log's reader reads again",
@@ -120,35 +192,37 @@ func (s *Store) openReader(fn func(uint64, string, *broker.Message), since time.
 	}
 }
 
-// consume makes one consumer from Head()+1 and starts taking its
-// deliveries.
-func (s *Store) consume(fn func(uint64, string, *broker.Message)) (*readerCons, error) {
+// consume makes one consumer from Head()+1, on the log's leader if place
+// and it can, and starts taking its deliveries.
+func (s *Store) consume(fn func(uint64, string, *broker.Message), place bool) (*readerCons, error) {
 	// First the log's leader must answer: a consumer made on a replica
 	// while the log has none may stay silent for many seconds after
 	// the election.
 	ctx, cancel := context.WithTimeout(s.ctx, readerRequest)
-	_, err := s.plog.Info(ctx)
+	info, err := s.plog.Info(ctx)
 	cancel()
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel = context.WithTimeout(s.ctx, readerRequest)
-	defer cancel()
-	cons, err := s.plog.CreateConsumer(ctx, jetstream.ConsumerConfig{
-		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:       s.head.Load() + 1,
-		AckPolicy:         jetstream.AckNonePolicy,
-		InactiveThreshold: readerIdle,
-		Replicas:          1,
-		MemoryStorage:     true,
-	})
+	leader := ""
+	if info.Cluster != nil {
+		leader = info.Cluster.Leader
+	}
+	cons, err := s.makeReader(leader, place)
 	if err != nil {
 		return nil, err
 	}
-	c := &readerCons{name: cons.CachedInfo().Name}
+	return s.startReading(cons, leader, fn)
+}
+
+// startReading makes cons, made on the log whose leader is leader, the reader's
+// consumer and starts taking its deliveries.
+func (s *Store) startReading(cons jetstream.Consumer, leader string, fn func(uint64, string, *broker.Message)) (*readerCons, error) {
+	c := &readerCons{name: cons.CachedInfo().Name, host: consumerHost(cons)}
 	s.rd.mu.Lock()
 	s.rd.cur = c
 	s.rd.mu.Unlock()
+	s.rd.onLeader.Store(leader != "" && c.host == leader)
 	cc, err := cons.Consume(func(msg jetstream.Msg) { s.onLog(c, msg, fn) },
 		jetstream.PullHeartbeat(readerHeartbeat), jetstream.PullExpiry(5*time.Second),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
@@ -160,12 +234,73 @@ func (s *Store) consume(fn func(uint64, string, *broker.Message)) (*readerCons, 
 		}))
 	if err != nil {
 		s.stopReader(c)
-		return nil, err
+		return c, err
 	}
 	s.rd.mu.Lock()
 	c.cc = cc
 	s.rd.mu.Unlock()
 	return c, nil
+}
+
+// makeReader makes the reader's consumer from Head()+1; if place, on the
+// log's leader (leader) when it can. JetStream puts a consumer of one replica on
+// any of the log's replicas, at random. The leader hands a message to its
+// consumers once a majority stored it; a follower only once it learns the
+// commit, from the leader's next append, which it first writes and fsyncs
+// itself: one fsync later (BenchmarkStoreDeliver). A consumer made
+// elsewhere is deleted and made again, up to readerPlacements times in all
+// and within readerPlacing; past them the last one made is kept.
+func (s *Store) makeReader(leader string, place bool) (jetstream.Consumer, error) {
+	cfg := jetstream.ConsumerConfig{
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       s.head.Load() + 1,
+		AckPolicy:         jetstream.AckNonePolicy,
+		InactiveThreshold: readerIdle,
+		Replicas:          1,
+		MemoryStorage:     true,
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, readerRequest)
+	defer cancel()
+	cons, err := s.plog.CreateConsumer(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	tries := 1
+	if place {
+		tries = readerPlacements
+	}
+	ctx, cancel = context.WithTimeout(s.ctx, readerPlacing)
+	defer cancel()
+	made := 1
+	for ; made < tries && leader != "" && consumerHost(cons) != leader; made++ {
+		next, err := s.plog.CreateConsumer(ctx, cfg)
+		if err != nil {
+			break // keep the one made
+		}
+		s.deleteConsumer(cons.CachedInfo().Name)
+		cons = next
+	}
+	s.log.Debug("cluster: persistent sessions: the log's reader has its consumer",
+		"on", consumerHost(cons), "log_leader", leader, "made", made)
+	return cons, nil
+}
+
+// consumerHost is the server a consumer of one replica is on.
+func consumerHost(c jetstream.Consumer) string {
+	if ci := c.CachedInfo(); ci != nil && ci.Cluster != nil {
+		return ci.Cluster.Leader
+	}
+	return ""
+}
+
+// deleteConsumer deletes the log's consumer name in the background,
+// bounded (one nobody pulls from goes after readerIdle anyway).
+func (s *Store) deleteConsumer(name string) {
+	s.goRun(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), readerRequest)
+		defer cancel()
+		_ = s.plog.DeleteConsumer(ctx, name)
+	})
 }
 
 // consumerLost says whether err from a consumer means it is gone.
@@ -211,11 +346,7 @@ func (s *Store) stopReader(c *readerCons) {
 	if cc != nil {
 		cc.Stop()
 	}
-	s.goRun(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), readerRequest)
-		defer cancel()
-		_ = s.plog.DeleteConsumer(ctx, c.name)
-	})
+	s.deleteConsumer(c.name)
 }
 
 // readerName is the name of the reader's consumer, "" before the first.
@@ -243,7 +374,7 @@ func (s *Store) onLog(c *readerCons, msg jetstream.Msg, fn func(uint64, string, 
 	c.dseq = meta.Sequence.Consumer
 	seq, h := meta.Sequence.Stream, s.head.Load()
 	if seq <= h {
-		return // never expected: the consumer starts after h
+		return // delivered by the consumer before this one (moveReader)
 	}
 	if seq > h+1 {
 		n := seq - h - 1

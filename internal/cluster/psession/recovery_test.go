@@ -137,15 +137,20 @@ func testReaderRecovers(t *testing.T, meta bool) {
 		}
 		return dead >= 0
 	})
-	if meta {
-		// The log's leader stays: the readers wait for the meta leader.
-		for h.logLeader(t.Context(), 0) != h.names[(dead+1)%3] {
-			body := `{"placement":{"preferred":"` + h.names[(dead+1)%3] + `"}}`
+	// moveLog makes core i the log's leader.
+	moveLog := func(i int) {
+		for h.logLeader(t.Context(), 0) != h.names[i] {
+			body := `{"placement":{"preferred":"` + h.names[i] + `"}}`
 			if _, err := nodes[0].nc.Request("$JS.API.STREAM.LEADER.STEPDOWN."+stream, []byte(body), 5*time.Second); err != nil {
 				t.Logf("step down: %v", err)
 			}
 			eventually(t, testWait, "the log's leader", func() bool { return h.logLeader(t.Context(), 0) != "" })
 		}
+	}
+	if meta {
+		// A reader is placed on the log's leader: first the core that
+		// dies leads the log too.
+		moveLog(dead)
 	}
 	// Another core's reader reads through the core that dies: its Store
 	// starts again until the log places its consumer there.
@@ -159,7 +164,18 @@ func testReaderRecovers(t *testing.T, meta bool) {
 		ds[y], firsts[y] = &seen{}, nodes[y].s.Head()+1
 		nodes[y].s.Deliver(ds[y].fn)
 	}
-	before := mustStore(t, nodes[y].s, msg("t", "before"))
+	if meta {
+		// The log's leader moves (the reader stays) and lives: the
+		// readers wait for the meta leader.
+		moveLog((dead + 1) % 3)
+	}
+	var before uint64
+	eventually(t, testWait, "a Store before the loss", func() bool {
+		// One may fail while the log's new leader (moveLog) starts.
+		q, err := store(t, nodes[y].s, msg("t", "before"))
+		before = q
+		return err == nil
+	})
 	for i := range nodes {
 		eventually(t, testWait, h.names[i]+"'s reader", func() bool { return nodes[i].s.Head() >= before })
 	}
