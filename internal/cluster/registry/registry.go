@@ -424,7 +424,7 @@ func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
 			if !c.Clean {
 				// The client came back within its will's delay, which
 				// cancels it [MQTT-3.1.3-9].
-				_ = r.wills.Delete(ctx, willKey(prev.Node, prev.Inc, c.ClientID))
+				_ = r.purge(ctx, r.wills, willKey(prev.Node, prev.Inc, c.ClientID), 0)
 			}
 		}
 		return nil
@@ -490,6 +490,46 @@ func ReadLast(ctx context.Context, nc *nats.Conn, bucket, key string) (uint64, [
 		return out.Message.Seq, nil, nil // deleted or purged
 	}
 	return out.Message.Seq, out.Message.Data, nil
+}
+
+// purge removes key's record from kv when its revision is rev (0: the
+// key's records whatever they are), with the stream's purge of the key's
+// subject below rev+1: a compare-and-set delete, as KV's Delete with
+// LastRevision (a bucket keeps one revision per key, so the record at rev
+// exists only while it is the last), that leaves no delete marker. A
+// marker would stay in the bucket, on disk and in every core's per-subject
+// index, until the key is written again, so every client id ever seen
+// would cost every core memory. Watches see no change: none needs to (a
+// claim's watch acts on records naming another node). It returns
+// jetstream.ErrKeyRevisionMismatch when the record at rev is gone.
+func (r *Registry) purge(ctx context.Context, kv jetstream.KeyValue, key string, rev uint64) error {
+	req := struct {
+		Filter string `json:"filter"`
+		Seq    uint64 `json:"seq,omitempty"`
+	}{"$KV." + kv.Bucket() + "." + key, 0}
+	if rev != 0 {
+		req.Seq = rev + 1 // purges below it
+	}
+	body, _ := json.Marshal(req)
+	resp, err := r.nc.RequestWithContext(ctx, "$JS.API.STREAM.PURGE.KV_"+kv.Bucket(), body)
+	if err != nil {
+		return err
+	}
+	var out struct {
+		Purged uint64 `json:"purged"`
+		Error  *struct {
+			Message string `json:"description"`
+		} `json:"error"`
+	}
+	switch {
+	case json.Unmarshal(resp.Data, &out) != nil:
+		return fmt.Errorf("purge %s: unreadable answer", kv.Bucket())
+	case out.Error != nil:
+		return fmt.Errorf("purge %s: %s", kv.Bucket(), out.Error.Message)
+	case out.Purged == 0 && rev != 0:
+		return jetstream.ErrKeyRevisionMismatch
+	}
+	return nil
 }
 
 // supersede asks the node of prev to end the session it held under
@@ -560,7 +600,7 @@ func (r *Registry) Release(clientID string, token uint64) {
 		r.mu.Unlock()
 	}
 	r.async(func(ctx context.Context) {
-		_ = r.ids.Delete(ctx, key, jetstream.LastRevision(token))
+		_ = r.purge(ctx, r.ids, key, token)
 	})
 }
 
