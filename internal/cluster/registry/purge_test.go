@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -97,5 +98,51 @@ func TestPurgeIsCompareAndSet(t *testing.T) {
 	}
 	if _, err := kv.Create(ctx, "k", []byte("3")); err != nil {
 		t.Fatalf("create after the purge: %v", err)
+	}
+}
+
+// TestCleanClaimOfNewIDReadsNothing: a clean start claims an id that has
+// no record (new, or released) with one compare-and-set, without reading
+// the bucket's leader first: one JetStream request per CONNECT, not two.
+func TestCleanClaimOfNewIDReadsNothing(t *testing.T) {
+	nc := startNATS(t, 3)
+	nodes := startBrokers(t, nc, 1, Config{}) // on server 0, as the counter below
+	watch := nc.Conn(t, 0)
+	reads := make(chan *nats.Msg, 100)
+	subj := "$JS.API.STREAM.MSG.GET.KV_culex_ids"
+	sub, err := watch.ChanSubscribe(subj, reads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := watch.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	for i := range n {
+		if _, ack := dial(t, nodes[0].addr, fmt.Sprintf("new-%d", i), dialOpts{clean: true}); ack.ReasonCode != 0 {
+			t.Fatalf("CONNACK %#x", ack.ReasonCode)
+		}
+	}
+	// The marker: a read of our own, after every CONNACK, through the same
+	// server as the node's reads.
+	marker := "marker-" + t.Name()
+	if err := watch.PublishMsg(&nats.Msg{Subject: subj, Reply: marker, Data: []byte(`{"last_by_subj":"$KV.culex_ids.x"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	for {
+		select {
+		case m := <-reads:
+			if m.Reply == marker {
+				if got != 0 {
+					t.Fatalf("%d clean CONNECTs of new ids read the ids' bucket %d times, want 0", n, got)
+				}
+				return
+			}
+			got++
+		case <-time.After(e2eWait):
+			t.Fatal("the marker read never came")
+		}
 	}
 }

@@ -352,8 +352,8 @@ func (r *Registry) opCtx(ctx context.Context) (context.Context, context.CancelFu
 }
 
 // Claim implements broker.Registry: compare-and-set on the client id's
-// key (Create when absent, Update with the revision read otherwise), then
-// a takeover request to the node whose claim it replaced.
+// key (on its absence, or on the revision read at the leader), then a
+// takeover request to the node whose claim it replaced.
 func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
 	if !r.ready.Load() {
 		return errNotReady
@@ -367,6 +367,14 @@ func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
 	}
 	ctx, cancel := r.opCtx(ctx)
 	defer cancel()
+	if c.Clean {
+		// A clean start's id is mostly new or released (which leaves no
+		// record): claim it as absent at once; read it only when it is
+		// not. A persistent session's id mostly has a record: read first.
+		if done, err := r.create(ctx, key, c); done || err != nil {
+			return err
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 && !backoff(ctx, attempt) {
 			return fmt.Errorf("registry: client id claim kept changing: %w", ctx.Err())
@@ -376,16 +384,10 @@ func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
 			return err
 		}
 		if rev == 0 {
-			v, _ := json.Marshal(idRecord{Node: r.cfg.Node, Inc: r.inc, Owner: c.Owner, Clean: c.Clean})
-			rev, err := r.ids.Create(ctx, key, v)
-			if errors.Is(err, jetstream.ErrKeyExists) {
-				continue // claimed meanwhile: read it
-			}
-			if err != nil {
+			if done, err := r.create(ctx, key, c); done || err != nil {
 				return err
 			}
-			c.Token = rev
-			return nil
+			continue // claimed meanwhile: read it
 		}
 		var prev idRecord
 		if val != nil && json.Unmarshal(val, &prev) != nil {
@@ -429,6 +431,22 @@ func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
 		}
 		return nil
 	}
+}
+
+// create claims key for c when the key has no record at all (a
+// compare-and-set on its subject's last revision 0): false when it has
+// one.
+func (r *Registry) create(ctx context.Context, key string, c *broker.Claim) (bool, error) {
+	v, _ := json.Marshal(idRecord{Node: r.cfg.Node, Inc: r.inc, Owner: c.Owner, Clean: c.Clean})
+	rev, err := r.ids.Update(ctx, key, v, 0)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	c.Token = rev
+	return true, nil
 }
 
 // backoff waits a little longer at each attempt of a compare-and-set that
