@@ -303,7 +303,7 @@ func (r *Registry) fire(key string, rev uint64, data []byte) {
 	}()
 	for {
 		ctx, cancel := r.opCtx(r.ctx)
-		err := r.wills.Delete(ctx, key, jetstream.LastRevision(rev))
+		err := r.purge(ctx, r.wills, key, rev)
 		cancel()
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			return // cancelled: the client came back

@@ -352,8 +352,8 @@ func (r *Registry) opCtx(ctx context.Context) (context.Context, context.CancelFu
 }
 
 // Claim implements broker.Registry: compare-and-set on the client id's
-// key (Create when absent, Update with the revision read otherwise), then
-// a takeover request to the node whose claim it replaced.
+// key (on its absence, or on the revision read at the leader), then a
+// takeover request to the node whose claim it replaced.
 func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
 	if !r.ready.Load() {
 		return errNotReady
@@ -367,6 +367,14 @@ func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
 	}
 	ctx, cancel := r.opCtx(ctx)
 	defer cancel()
+	if c.Clean {
+		// A clean start's id is mostly new or released (which leaves no
+		// record): claim it as absent at once; read it only when it is
+		// not. A persistent session's id mostly has a record: read first.
+		if done, err := r.create(ctx, key, c); done || err != nil {
+			return err
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 && !backoff(ctx, attempt) {
 			return fmt.Errorf("registry: client id claim kept changing: %w", ctx.Err())
@@ -376,16 +384,10 @@ func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
 			return err
 		}
 		if rev == 0 {
-			v, _ := json.Marshal(idRecord{Node: r.cfg.Node, Inc: r.inc, Owner: c.Owner, Clean: c.Clean})
-			rev, err := r.ids.Create(ctx, key, v)
-			if errors.Is(err, jetstream.ErrKeyExists) {
-				continue // claimed meanwhile: read it
-			}
-			if err != nil {
+			if done, err := r.create(ctx, key, c); done || err != nil {
 				return err
 			}
-			c.Token = rev
-			return nil
+			continue // claimed meanwhile: read it
 		}
 		var prev idRecord
 		if val != nil && json.Unmarshal(val, &prev) != nil {
@@ -424,11 +426,27 @@ func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
 			if !c.Clean {
 				// The client came back within its will's delay, which
 				// cancels it [MQTT-3.1.3-9].
-				_ = r.wills.Delete(ctx, willKey(prev.Node, prev.Inc, c.ClientID))
+				_ = r.purge(ctx, r.wills, willKey(prev.Node, prev.Inc, c.ClientID), 0)
 			}
 		}
 		return nil
 	}
+}
+
+// create claims key for c when the key has no record at all (a
+// compare-and-set on its subject's last revision 0): false when it has
+// one.
+func (r *Registry) create(ctx context.Context, key string, c *broker.Claim) (bool, error) {
+	v, _ := json.Marshal(idRecord{Node: r.cfg.Node, Inc: r.inc, Owner: c.Owner, Clean: c.Clean})
+	rev, err := r.ids.Update(ctx, key, v, 0)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	c.Token = rev
+	return true, nil
 }
 
 // backoff waits a little longer at each attempt of a compare-and-set that
@@ -490,6 +508,46 @@ func ReadLast(ctx context.Context, nc *nats.Conn, bucket, key string) (uint64, [
 		return out.Message.Seq, nil, nil // deleted or purged
 	}
 	return out.Message.Seq, out.Message.Data, nil
+}
+
+// purge removes key's record from kv when its revision is rev (0: the
+// key's records whatever they are), with the stream's purge of the key's
+// subject below rev+1: a compare-and-set delete, as KV's Delete with
+// LastRevision (a bucket keeps one revision per key, so the record at rev
+// exists only while it is the last), that leaves no delete marker. A
+// marker would stay in the bucket, on disk and in every core's per-subject
+// index, until the key is written again, so every client id ever seen
+// would cost every core memory. Watches see no change: none needs to (a
+// claim's watch acts on records naming another node). It returns
+// jetstream.ErrKeyRevisionMismatch when the record at rev is gone.
+func (r *Registry) purge(ctx context.Context, kv jetstream.KeyValue, key string, rev uint64) error {
+	req := struct {
+		Filter string `json:"filter"`
+		Seq    uint64 `json:"seq,omitempty"`
+	}{"$KV." + kv.Bucket() + "." + key, 0}
+	if rev != 0 {
+		req.Seq = rev + 1 // purges below it
+	}
+	body, _ := json.Marshal(req)
+	resp, err := r.nc.RequestWithContext(ctx, "$JS.API.STREAM.PURGE.KV_"+kv.Bucket(), body)
+	if err != nil {
+		return err
+	}
+	var out struct {
+		Purged uint64 `json:"purged"`
+		Error  *struct {
+			Message string `json:"description"`
+		} `json:"error"`
+	}
+	switch {
+	case json.Unmarshal(resp.Data, &out) != nil:
+		return fmt.Errorf("purge %s: unreadable answer", kv.Bucket())
+	case out.Error != nil:
+		return fmt.Errorf("purge %s: %s", kv.Bucket(), out.Error.Message)
+	case out.Purged == 0 && rev != 0:
+		return jetstream.ErrKeyRevisionMismatch
+	}
+	return nil
 }
 
 // supersede asks the node of prev to end the session it held under
@@ -560,7 +618,7 @@ func (r *Registry) Release(clientID string, token uint64) {
 		r.mu.Unlock()
 	}
 	r.async(func(ctx context.Context) {
-		_ = r.ids.Delete(ctx, key, jetstream.LastRevision(token))
+		_ = r.purge(ctx, r.ids, key, token)
 	})
 }
 

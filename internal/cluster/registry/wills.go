@@ -119,7 +119,7 @@ func (r *Registry) TakeWill(clientID string, token uint64, publish func()) {
 		ch.token = 0
 		for ch.rev != 0 {
 			err := r.writeWill(ctx, func(ctx context.Context) error {
-				return r.wills.Delete(ctx, key, jetstream.LastRevision(ch.rev))
+				return r.purge(ctx, r.wills, key, ch.rev)
 			})
 			if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 				ch.rev = 0
@@ -152,7 +152,7 @@ func (r *Registry) DropWill(clientID string, token uint64) {
 			return
 		}
 		err := r.writeWill(ctx, func(ctx context.Context) error {
-			return r.wills.Delete(ctx, key, jetstream.LastRevision(ch.rev))
+			return r.purge(ctx, r.wills, key, ch.rev)
 		})
 		if err == nil || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			ch.rev = 0
