@@ -361,6 +361,55 @@ func TestPersistentSessionMoves(t *testing.T) {
 		}
 	})
 
+	// A clean start discards an offline session that no node holds any
+	// more (its node was killed and restarted): the record is deleted
+	// because the node's index knows there is one, so a later clean start
+	// 0 finds no session and none of what was queued.
+	t.Run("clean start discards", func(t *testing.T) {
+		old, ack := dialRaw(t, b.MQTT(), "cs", packet.V5, 10)
+		if old == nil || ack.ReasonCode != 0 {
+			t.Fatalf("cs: CONNACK %+v", ack)
+		}
+		if rc, _ := old.subscribe(1, "t/cs", 1); rc != 1 {
+			t.Fatalf("cs: SUBACK 0x%02x", rc)
+		}
+		old.send(&packet.Disconnect{})
+		old.nc.Close()
+		publishOK(t, pub, "t/cs", 1, "queued")
+		b.Kill()
+		b.Restart()
+		b.WaitReady()
+		var clean *raw
+		eventually(t, "cs to connect with clean start on "+cc.Name, func() bool {
+			nc, err := net.DialTimeout("tcp", cc.MQTT(), 5*time.Second)
+			if err != nil {
+				return false
+			}
+			clean = &raw{t: t, nc: nc, v: packet.V5, wait: waitTimeout}
+			t.Cleanup(func() { nc.Close() })
+			clean.send(&packet.Connect{Version: packet.V5, ClientID: "cs", KeepAlive: 60, CleanStart: true})
+			ack, ok := clean.expect(packet.CONNACK).(*packet.Connack)
+			if ok && ack.ReasonCode == 0 && ack.SessionPresent {
+				t.Fatal("cs: clean start with session present")
+			}
+			return ok && ack.ReasonCode == 0
+		})
+		clean.send(&packet.Disconnect{})
+		clean.nc.Close()
+		s, ack := dialRaw(t, b.MQTT(), "cs", packet.V5, 10)
+		if s == nil || ack.ReasonCode != 0 || ack.SessionPresent {
+			t.Fatalf("cs after a clean start elsewhere: CONNACK %+v, want no session", ack)
+		}
+		if rc, _ := s.subscribe(2, "t/cs-end", 1); rc != 1 {
+			t.Fatalf("cs: SUBACK 0x%02x", rc)
+		}
+		pub := dialV5(t, cc.MQTT(), "pub-cs") // pub's node was restarted
+		publishOK(t, pub, "t/cs-end", 1, "end")
+		if p := s.collect(1)[0]; string(p.Payload) != "end" {
+			t.Fatalf("cs: got %q, want only the marker (the discarded session's message came back)", p.Payload)
+		}
+	})
+
 	t.Run("minority", func(t *testing.T) {
 		s, ack := dialRaw(t, cc.MQTT(), "lone", packet.V5, 10)
 		if s == nil || ack.ReasonCode != 0 {

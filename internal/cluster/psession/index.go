@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/culexmq/culex/internal/cluster/registry"
 	"github.com/culexmq/culex/internal/mqtt/topic"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -373,4 +374,20 @@ func (s *Store) deleteExpired(vs []victim) int {
 		}
 	}
 	return n
+}
+
+// HasSession implements broker.SessionIndex: whether this node's index
+// has a record of clientID that is not deleted (expired ones included:
+// they are still in the bucket). Before the index is loaded it says yes.
+// A record another node saved a moment ago may not be here yet: it is a
+// connected session's, which the clean start's takeover ends there.
+func (s *Store) HasSession(clientID string) bool {
+	if !s.ready.Load() {
+		return true
+	}
+	key := registry.Key(clientID)
+	s.idx.mu.Lock()
+	defer s.idx.mu.Unlock()
+	e := s.idx.keys[key]
+	return e != nil && e.gone == 0
 }

@@ -216,3 +216,31 @@ func TestBucketOfEarlierVersion(t *testing.T) {
 		t.Errorf("the bucket's marker TTL: %v, want 1h", ttl)
 	}
 }
+
+// TestHasSession: a record saved on one node is known to another's index
+// once its watch brings it, and not after its delete; an id never saved
+// has none. The broker then skips the delete a clean start would write
+// for every client id (a replicated write on each clean CONNECT).
+func TestHasSession(t *testing.T) {
+	nodes := startCluster(t, 3, nil)
+	a, b := nodes[0].s, nodes[1].s
+	var _ broker.SessionIndex = a
+	if a.HasSession("never") || b.HasSession("never") {
+		t.Fatal("HasSession of an id never saved")
+	}
+	ch := make(chan result, 1)
+	a.Save(&broker.SessionRecord{ClientID: "s", Filters: []string{"s/t"}, Expiry: 60},
+		func(rev uint64, err error) { ch <- result{rev, err} })
+	rev, err := waitResult(t, ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.HasSession("s") {
+		t.Error("the saving node's index has no record after its Save")
+	}
+	eventually(t, testWait, "the other node's index to have the record", func() bool { return b.HasSession("s") })
+	if err := del(t, b, "s", rev); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, testWait, "both indexes to drop the record", func() bool { return !a.HasSession("s") && !b.HasSession("s") })
+}
