@@ -407,35 +407,61 @@ func (b *Broker) UnsubscribeRemote(filter string, r RemoteRoute) bool {
 // caller can retry the same message later without any session getting it
 // twice. Once routed, its copies are never dropped for a full queue.
 func (b *Broker) Publish(ctx context.Context, m *Message, done func(error)) {
-	if err := ctx.Err(); err != nil {
-		callDone(done, err)
+	var w *storeWait
+	if done != nil {
+		w = newStoreWait(done)
+	} // else nobody waits: no storeWait to allocate
+	b.publish(ctx, m, w)
+}
+
+// PublishAck is Publish with ack in place of done, and w (zero, used
+// once) the wait it needs: a caller that injects many messages (the
+// cluster) embeds both in what it allocates per message anyway, instead
+// of a closure and a wait per message.
+func (b *Broker) PublishAck(ctx context.Context, m *Message, w *Wait, ack Acker) {
+	w.w.to = ack
+	w.w.n.Store(1)
+	b.publish(ctx, m, &w.w)
+}
+
+// Wait is the state of one PublishAck, to embed.
+type Wait struct{ w storeWait }
+
+// publish routes m; w, if not nil, completes once it is routed and
+// stored (its count starts at 1: publish releases it).
+func (b *Broker) publish(ctx context.Context, m *Message, w *storeWait) {
+	if err := b.checkPublish(ctx, m); err != nil {
+		if w != nil {
+			w.done(err)
+		}
 		return
+	}
+	b.route(m, w)
+	if w != nil {
+		w.done(nil)
+	}
+}
+
+// checkPublish is why m cannot be published, or nil.
+func (b *Broker) checkPublish(ctx context.Context, m *Message) error {
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	if err := topic.ValidName(m.Topic, b.cfg.MaxTopicLevels); err != nil {
-		callDone(done, err)
-		return
+		return err
 	}
 	if m.QoS > 2 {
-		callDone(done, packet.ErrQoSNotSupported)
-		return
+		return packet.ErrQoSNotSupported
 	}
 	if m.Retain && !b.cfg.RetainAvailable {
-		callDone(done, packet.ErrRetainNotSupported)
-		return
+		return packet.ErrRetainNotSupported
 	}
 	if m.AllOrNothing {
 		if id := b.fullSession(m); id != "" {
-			callDone(done, &QueueFullError{ClientID: id})
-			return
+			return &QueueFullError{ClientID: id}
 		}
 	}
-	if done == nil {
-		b.route(m, nil) // nobody waits: no storeWait to allocate
-		return
-	}
-	w := newStoreWait(done)
-	b.route(m, w)
-	w.done(nil)
+	return nil
 }
 
 func callDone(done func(error), err error) {
