@@ -627,13 +627,15 @@ func (r *Router) onMessage(msg *nats.Msg) {
 	now := time.Now().UnixNano()
 	ab := &ackBatch{r: r, open: true}
 	defer r.sendAcks(ab)
+	bt := r.b.Batch(now)
+	defer bt.End() // before the acknowledgements: they say the copies are queued
 	for b := msg.Data; len(b) > 0; {
 		if len(b) < 4 || uint64(len(b)-4) < uint64(binary.LittleEndian.Uint32(b)) {
 			r.log.Warn("cluster: malformed batch dropped")
 			return
 		}
 		l := 4 + int(binary.LittleEndian.Uint32(b))
-		r.inject(b[4:l], now, ab)
+		r.inject(b[4:l], now, bt, ab)
 		b = b[l:]
 	}
 }
@@ -651,8 +653,8 @@ type injected struct {
 
 func (in *injected) Done(err error) { in.ab.ack(in.to, in.seq, errCode(err)) }
 
-// inject routes one forwarded message. Only onMessage calls it.
-func (r *Router) inject(frame []byte, now int64, ab *ackBatch) {
+// inject routes one forwarded message in bt. Only onMessage calls it.
+func (r *Router) inject(frame []byte, now int64, bt *broker.Batch, ab *ackBatch) {
 	in := &injected{ab: ab}
 	m := &in.m
 	// A copy of its own: a queued message must not pin the batch.
@@ -669,7 +671,7 @@ func (r *Router) inject(frame []byte, now int64, ab *ackBatch) {
 	sender = r.lastSender
 	r.received.Add(1)
 	if seq == 0 {
-		r.b.Publish(context.Background(), m, nil)
+		bt.PublishAck(context.Background(), m, nil, nil)
 		return
 	}
 	if once.id != 0 {
@@ -677,7 +679,7 @@ func (r *Router) inject(frame []byte, now int64, ab *ackBatch) {
 		return
 	}
 	in.to, in.seq = sender, seq
-	r.b.PublishAck(context.Background(), m, &in.w, in)
+	bt.PublishAck(context.Background(), m, &in.w, in)
 }
 
 // ackBatch gathers the acknowledgements of one NATS message of forwarded
