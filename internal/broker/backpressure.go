@@ -34,10 +34,10 @@ func holdFrom(maxQueued int) int { return max(maxQueued/16, 1) }
 // is filling up. c is s's connection (nil: offline).
 func (s *session) holdLocked(c *conn, w *storeWait) {
 	max := s.b.cfg.MaxQueuedMessages
-	if c == nil || w == nil || w.pe == nil || max <= 0 || s.stalled || s.qlenLocked() < holdFrom(max) {
+	if c == nil || w == nil || w.pending() == nil || max <= 0 || s.stalled || s.qlenLocked() < holdFrom(max) {
 		return
 	}
-	pc := w.pe.c
+	pc := w.pending().c
 	if pc.sess == s || pc.throttled.Load() {
 		return
 	}

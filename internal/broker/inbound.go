@@ -96,7 +96,7 @@ func (c *conn) routePending(pe *pending) {
 		return
 	}
 	w := &pe.w
-	w.pe = pe
+	w.to = pe
 	w.n.Store(1)
 	s := c.sess
 	if pe.qos == 2 {

@@ -92,6 +92,12 @@ func (sc *scratch) addRemoteShared(group, filter string) {
 
 func (sc *scratch) reset() {
 	sc.pushFlush()
+	sc.clearPass()
+}
+
+// clearPass readies sc for the next pass, keeping the connections it
+// collected for the flush queue.
+func (sc *scratch) clearPass() {
 	clear(sc.targets)
 	sc.targets = sc.targets[:0]
 	clear(sc.idx)
@@ -149,7 +155,16 @@ func (sc *scratch) add(s *session, o subOpts) {
 // remote route, storing it first when retained. w, if not nil, waits for
 // every store write the pass makes.
 func (b *Broker) route(m *Message, w *storeWait) {
-	now := time.Now().UnixNano()
+	sc := scratches.Get().(*scratch)
+	b.routeIn(sc, m, w, time.Now().UnixNano())
+	sc.reset()
+	scratches.Put(sc)
+}
+
+// routeIn is route's pass with sc and the clock read as now; it leaves
+// sc ready for the next pass but for the connections collected for the
+// flush queue.
+func (b *Broker) routeIn(sc *scratch, m *Message, w *storeWait, now int64) {
 	if m.expired(now) {
 		b.drop("", m, DropExpired)
 		return
@@ -164,7 +179,6 @@ func (b *Broker) route(m *Message, w *storeWait) {
 	if m.Retain && !m.Forwarded {
 		b.setRetained(m, w)
 	}
-	sc := scratches.Get().(*scratch)
 	sc.now = now
 	b.subs.Match(m.Topic, func(_ string, s *session, o subOpts) {
 		if o.NoLocal && m.Origin != "" && s.id == m.Origin {
@@ -242,8 +256,7 @@ func (b *Broker) route(m *Message, w *storeWait) {
 		}
 		x.r.DeliverShared(m, x.share, nil)
 	}
-	sc.reset()
-	scratches.Put(sc)
+	sc.clearPass()
 }
 
 // routeShare delivers a message another node forwarded for the shared
@@ -407,35 +420,94 @@ func (b *Broker) UnsubscribeRemote(filter string, r RemoteRoute) bool {
 // caller can retry the same message later without any session getting it
 // twice. Once routed, its copies are never dropped for a full queue.
 func (b *Broker) Publish(ctx context.Context, m *Message, done func(error)) {
-	if err := ctx.Err(); err != nil {
-		callDone(done, err)
+	var w *storeWait
+	if done != nil {
+		w = newStoreWait(done)
+	} // else nobody waits: no storeWait to allocate
+	b.publish(ctx, m, w, nil, 0)
+}
+
+// Wait is the state of one Batch.PublishAck, to embed in what the caller
+// allocates per message anyway (no closure and no wait of its own).
+type Wait struct{ w storeWait }
+
+// Batch routes messages one after another with one routing scratch and
+// one clock reading, and hands the connections they were queued on to the
+// flush queue once, at End: the cluster injects each NATS message of
+// forwarded messages with one. Not safe for concurrent use; End it before
+// anything waits for the writes.
+type Batch struct {
+	b   *Broker
+	sc  *scratch
+	now int64
+}
+
+// Batch starts a batch; now is the clock reading its messages are routed
+// at (UnixNano).
+func (b *Broker) Batch(now int64) *Batch {
+	return &Batch{b: b, sc: scratches.Get().(*scratch), now: now}
+}
+
+// PublishAck is Publish within the batch with ack in place of done and
+// w (zero, used once) the wait it needs; a nil ack is Publish with no
+// callback (w unused).
+func (bt *Batch) PublishAck(ctx context.Context, m *Message, w *Wait, ack Acker) {
+	var sw *storeWait
+	if ack != nil {
+		sw = &w.w
+		sw.to = ack
+		sw.n.Store(1)
+	}
+	bt.b.publish(ctx, m, sw, bt.sc, bt.now)
+}
+
+// End hands the batch's writes to the flush queue.
+func (bt *Batch) End() {
+	bt.sc.reset()
+	scratches.Put(bt.sc)
+	bt.sc = nil
+}
+
+// publish routes m, in sc at now when sc is not nil (a Batch); w, if
+// not nil, completes once it is routed and stored (its count starts at
+// 1: publish releases it).
+func (b *Broker) publish(ctx context.Context, m *Message, w *storeWait, sc *scratch, now int64) {
+	if err := b.checkPublish(ctx, m); err != nil {
+		if w != nil {
+			w.done(err)
+		}
 		return
+	}
+	if sc != nil {
+		b.routeIn(sc, m, w, now)
+	} else {
+		b.route(m, w)
+	}
+	if w != nil {
+		w.done(nil)
+	}
+}
+
+// checkPublish is why m cannot be published, or nil.
+func (b *Broker) checkPublish(ctx context.Context, m *Message) error {
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	if err := topic.ValidName(m.Topic, b.cfg.MaxTopicLevels); err != nil {
-		callDone(done, err)
-		return
+		return err
 	}
 	if m.QoS > 2 {
-		callDone(done, packet.ErrQoSNotSupported)
-		return
+		return packet.ErrQoSNotSupported
 	}
 	if m.Retain && !b.cfg.RetainAvailable {
-		callDone(done, packet.ErrRetainNotSupported)
-		return
+		return packet.ErrRetainNotSupported
 	}
 	if m.AllOrNothing {
 		if id := b.fullSession(m); id != "" {
-			callDone(done, &QueueFullError{ClientID: id})
-			return
+			return &QueueFullError{ClientID: id}
 		}
 	}
-	if done == nil {
-		b.route(m, nil) // nobody waits: no storeWait to allocate
-		return
-	}
-	w := newStoreWait(done)
-	b.route(m, w)
-	w.done(nil)
+	return nil
 }
 
 func callDone(done func(error), err error) {

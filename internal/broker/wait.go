@@ -14,14 +14,26 @@ import (
 type storeWait struct {
 	n   atomic.Int32
 	err atomic.Pointer[error]
-	fn  func(error)
-	pe  *pending // instead of fn: an inbound publish that becomes ready
+	// to is told: a func(error), an Acker (PublishAck's) or the
+	// *pending of an inbound publish that becomes ready. One field for
+	// the three keeps pending, which embeds a storeWait, small.
+	to any
 }
 
+// newStoreWait makes a wait that calls fn (nil: nothing).
 func newStoreWait(fn func(error)) *storeWait {
-	w := &storeWait{fn: fn}
+	w := &storeWait{}
+	if fn != nil {
+		w.to = fn
+	}
 	w.n.Store(1)
 	return w
+}
+
+// pending is the inbound publish w completes, or nil.
+func (w *storeWait) pending() *pending {
+	pe, _ := w.to.(*pending)
+	return pe
 }
 
 // done releases one count.
@@ -37,11 +49,13 @@ func (w *storeWait) done(err error) {
 	if p := w.err.Load(); p != nil {
 		e = *p
 	}
-	switch {
-	case w.pe != nil:
-		w.pe.c.ready(w.pe, e)
-	case w.fn != nil:
-		w.fn(e)
+	switch to := w.to.(type) {
+	case *pending:
+		to.c.ready(to, e)
+	case func(error):
+		to(e)
+	case Acker:
+		to.Done(e)
 	}
 }
 

@@ -16,8 +16,11 @@ func TestForwardAllocs(t *testing.T) {
 	const n = 20000
 	for _, c := range []struct {
 		qos byte
-		max float64 // 12 and 18.5 before the frame's strings aliased it
-	}{{0, 5.5}, {1, 11.5}} {
+		// 12 and 18.5 before the frame's strings aliased it; QoS 1 10.5
+		// before an injected message, its wait and its acknowledgement
+		// were one allocation (injected).
+		max float64
+	}{{0, 5.5}, {1, 9}} {
 		var before, after runtime.MemStats
 		fanIn(t, ns[0], ns[1], c.qos, int(c.qos), n,
 			func() { runtime.ReadMemStats(&before) }, func() { runtime.ReadMemStats(&after) })

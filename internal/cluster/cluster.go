@@ -93,7 +93,8 @@ type Router struct {
 
 	onceSeq atomic.Uint64 // numbers this run's held messages (onceID)
 
-	lastSender string // inject's: the sender of the last forwarded message
+	lastSender string     // inject's: the sender of the last forwarded message
+	ackScratch []codedAck // onAcks'
 
 	parkMu sync.Mutex
 	parked map[string]*parkedNode // held messages of silent nodes
@@ -421,7 +422,7 @@ func (r *Router) expire() {
 		r.notify(p.name, false)
 	}
 	for _, rt := range routes {
-		rt.timeout(now.Add(-r.ackTO).UnixNano())
+		rt.timeout(now.UnixNano(), now.Add(-r.ackTO).UnixNano())
 	}
 	r.expireParked(now.UnixNano())
 }
@@ -624,23 +625,40 @@ func (r *Router) onMessage(msg *nats.Msg) {
 		(*fn)()
 	}
 	now := time.Now().UnixNano()
-	ab := &ackBatch{open: true}
+	ab := &ackBatch{r: r, open: true}
 	defer r.sendAcks(ab)
+	bt := r.b.Batch(now)
+	defer bt.End() // before the acknowledgements: they say the copies are queued
 	for b := msg.Data; len(b) > 0; {
 		if len(b) < 4 || uint64(len(b)-4) < uint64(binary.LittleEndian.Uint32(b)) {
 			r.log.Warn("cluster: malformed batch dropped")
 			return
 		}
 		l := 4 + int(binary.LittleEndian.Uint32(b))
-		// A copy of its own: a queued message must not pin the batch.
-		r.inject(bytes.Clone(b[4:l]), now, ab)
+		r.inject(b[4:l], now, bt, ab)
 		b = b[l:]
 	}
 }
 
-// inject routes one forwarded message. Only onMessage calls it.
-func (r *Router) inject(frame []byte, now int64, ab *ackBatch) {
-	m, seq, sender, once, err := decodeMsg(frame, now)
+// injected is a forwarded message routed here with what its
+// acknowledgement needs: one allocation for both, and the Acker the
+// broker completes (no closure per message).
+type injected struct {
+	m   broker.Message
+	w   broker.Wait
+	ab  *ackBatch
+	to  string // the sender
+	seq uint64
+}
+
+func (in *injected) Done(err error) { in.ab.ack(in.to, in.seq, errCode(err)) }
+
+// inject routes one forwarded message in bt. Only onMessage calls it.
+func (r *Router) inject(frame []byte, now int64, bt *broker.Batch, ab *ackBatch) {
+	in := &injected{ab: ab}
+	m := &in.m
+	// A copy of its own: a queued message must not pin the batch.
+	seq, sender, once, err := decodeMsgTo(m, bytes.Clone(frame), now)
 	if err != nil {
 		r.log.Warn("cluster: malformed message dropped", "err", err)
 		return
@@ -653,14 +671,15 @@ func (r *Router) inject(frame []byte, now int64, ab *ackBatch) {
 	sender = r.lastSender
 	r.received.Add(1)
 	if seq == 0 {
-		r.b.Publish(context.Background(), m, nil)
+		bt.PublishAck(context.Background(), m, nil, nil)
 		return
 	}
 	if once.id != 0 {
 		r.injectOnce(m, seq, sender, once)
 		return
 	}
-	r.b.Publish(context.Background(), m, func(err error) { ab.ack(r, sender, seq, errCode(err)) })
+	in.to, in.seq = sender, seq
+	bt.PublishAck(context.Background(), m, &in.w, in)
 }
 
 // ackBatch gathers the acknowledgements of one NATS message of forwarded
@@ -669,31 +688,34 @@ func (r *Router) inject(frame []byte, now int64, ab *ackBatch) {
 // ack loop; later ones (persistent sessions, written first) go through
 // the ack loop.
 type ackBatch struct {
+	r    *Router
 	mu   sync.Mutex
 	open bool
 	to   string
 	buf  []byte
 }
 
-func (ab *ackBatch) ack(r *Router, to string, seq uint64, code byte) {
+func (ab *ackBatch) ack(to string, seq uint64, code byte) {
 	ab.mu.Lock()
 	if ab.open && (ab.buf == nil || ab.to == to) {
 		if ab.buf == nil {
-			ab.to, ab.buf = to, appendString(make([]byte, 0, 256), r.node)
+			ab.to, ab.buf = to, appendString(make([]byte, 0, 256), ab.r.node)
 		}
 		ab.buf = appendAck(ab.buf, seq, code)
 		ab.mu.Unlock()
 		return
 	}
 	ab.mu.Unlock()
-	r.ack(to, seq, code)
+	ab.r.ack(to, seq, code)
 }
 
-// sendAcks closes ab and sends what it gathered.
+// sendAcks closes ab and sends what it gathered. The queued messages of
+// the batch keep ab (their acknowledgement's), not its buffer.
 func (r *Router) sendAcks(ab *ackBatch) {
 	ab.mu.Lock()
 	ab.open = false
 	to, b := ab.to, ab.buf
+	ab.buf = nil
 	ab.mu.Unlock()
 	if b != nil {
 		r.nc.Publish(r.prefix+"ack."+to, b)
@@ -761,22 +783,21 @@ func (r *Router) ackLoop() {
 	}
 }
 
+// onAcks completes the waits an acknowledgement batch names. Only the
+// subscription's goroutine calls it (r.ackScratch).
 func (r *Router) onAcks(msg *nats.Msg) {
 	rd := &reader{b: msg.Data}
 	from := rd.string()
+	if rd.err != nil {
+		return
+	}
 	r.mu.Lock()
 	p := r.peers[from]
 	r.mu.Unlock()
 	if p == nil {
 		return
 	}
-	for len(rd.b) > 0 && rd.err == nil {
-		seq := rd.uvarint()
-		code := rd.byte()
-		if rd.err == nil {
-			p.route.acked(seq, code)
-		}
-	}
+	r.ackScratch = p.route.ackedBatch(rd.b, r.ackScratch)
 }
 
 // Close stops routing: remote routes are removed, waiting publishes are

@@ -36,6 +36,9 @@ type nodeRoute struct {
 	head    int      // pend[head] is the wait of sequence first
 	first   uint64
 	waiting int // waits not completed
+	// marks say which sequences were given by when (timeout): one per
+	// heartbeat tick rather than a clock reading per message.
+	marks   []mark
 	gone    bool
 	goneErr error // what waits get once the node is gone
 	// timeouts counts the waits ack_timeout failed (metrics).
@@ -46,8 +49,14 @@ type nodeRoute struct {
 
 type waiter struct {
 	ack  broker.Acker
-	sent int64
 	hold *held // a message kept until the node accepts it (Message.Hold)
+}
+
+// mark records that sequences up to seq were given by at (Unix
+// nanoseconds).
+type mark struct {
+	at  int64
+	seq uint64
 }
 
 // held is a message a node keeps for another until that node accepts it
@@ -134,7 +143,6 @@ func (n *nodeRoute) wait(w waiter) (uint64, bool) {
 	n.next++
 	seq := n.next // read under the lock: another send may take the next one at once
 	n.waiting++
-	w.sent = time.Now().UnixNano()
 	n.pend = append(n.pend, w)
 	n.mu.Unlock()
 	return seq, true
@@ -277,24 +285,65 @@ func (n *nodeRoute) flush() {
 // acked completes the wait for seq.
 func (n *nodeRoute) acked(seq uint64, code byte) {
 	n.mu.Lock()
-	var ack broker.Acker
-	if seq >= n.first && seq-n.first < uint64(len(n.pend)-n.head) {
-		i := n.head + int(seq-n.first)
-		ack, n.pend[i].ack = n.pend[i].ack, nil
-		if ack != nil {
-			n.waiting--
-		}
-		n.trimLocked(0)
-	}
+	ack := n.takeLocked(seq)
+	n.trimLocked(0)
 	n.mu.Unlock()
-	if ack == nil {
-		return
+	done(ack, code)
+}
+
+// ackedBatch completes the waits of an acknowledgement batch's body
+// (pairs of seq uvarint and reason byte): under one lock, then each
+// publisher's, in order. acks is scratch space, returned for reuse.
+func (n *nodeRoute) ackedBatch(body []byte, acks []codedAck) []codedAck {
+	rd := &reader{b: body}
+	n.mu.Lock()
+	for len(rd.b) > 0 {
+		seq := rd.uvarint()
+		code := rd.byte()
+		if rd.err != nil {
+			break
+		}
+		if ack := n.takeLocked(seq); ack != nil {
+			acks = append(acks, codedAck{ack, code})
+		}
 	}
-	if code != 0 {
+	n.trimLocked(0)
+	n.mu.Unlock()
+	for i, a := range acks {
+		done(a.ack, a.code)
+		acks[i] = codedAck{}
+	}
+	return acks[:0]
+}
+
+type codedAck struct {
+	ack  broker.Acker
+	code byte
+}
+
+// takeLocked takes the wait for seq (nil: none, or completed).
+func (n *nodeRoute) takeLocked(seq uint64) broker.Acker {
+	if seq < n.first || seq-n.first >= uint64(len(n.pend)-n.head) {
+		return nil
+	}
+	i := n.head + int(seq-n.first)
+	ack := n.pend[i].ack
+	if ack != nil {
+		n.pend[i].ack = nil
+		n.waiting--
+	}
+	return ack
+}
+
+// done completes ack with an acknowledgement's reason code.
+func done(ack broker.Acker, code byte) {
+	switch {
+	case ack == nil:
+	case code != 0:
 		ack.Done(packet.Code{Value: code})
-		return
+	default:
+		ack.Done(nil)
 	}
-	ack.Done(nil)
 }
 
 // unsent fails the wait for seq, whose message was not sent; a held
@@ -309,14 +358,13 @@ func (n *nodeRoute) unsent(seq uint64, code byte) {
 	n.acked(seq, code)
 }
 
-// trimLocked drops the completed waits at the head of pend, and with
-// before > 0 the waits sent before it, into late; sequences are given in
-// time order, so it stops at the first later one.
-func (n *nodeRoute) trimLocked(before int64) (late []waiter) {
+// trimLocked drops the completed waits at the head of pend, and the
+// waits of sequences up to upTo into late.
+func (n *nodeRoute) trimLocked(upTo uint64) (late []waiter) {
 	for n.head < len(n.pend) {
 		w := &n.pend[n.head]
 		if w.ack != nil {
-			if w.sent >= before {
+			if n.first > upTo {
 				break
 			}
 			late = append(late, *w)
@@ -339,11 +387,20 @@ func (n *nodeRoute) trimLocked(before int64) (late []waiter) {
 }
 
 // timeout fails the waits of messages sent before deadline; a held
-// message within its Hold is sent again instead.
-func (n *nodeRoute) timeout(deadline int64) {
+// message within its Hold is sent again instead. The router calls it on
+// every heartbeat tick (now): a message times out between deadline and a
+// tick after it, never before.
+func (n *nodeRoute) timeout(now, deadline int64) {
 	n.mu.Lock()
-	late := n.trimLocked(deadline)
-	now := time.Now().UnixNano()
+	n.marks = append(n.marks, mark{at: now, seq: n.next})
+	var upTo uint64 // sequences up to it were given before deadline
+	k := 0
+	for k < len(n.marks) && n.marks[k].at <= deadline {
+		upTo = n.marks[k].seq
+		k++
+	}
+	n.marks = n.marks[:copy(n.marks, n.marks[k:])]
+	late := n.trimLocked(upTo)
 	var fail []broker.Acker
 	again := late[:0]
 	for _, w := range late {

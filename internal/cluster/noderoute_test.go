@@ -420,3 +420,39 @@ func TestConcurrentForwardsAcknowledged(t *testing.T) {
 		t.Errorf("%d forwarded messages still wait for their acknowledgement", waiting)
 	}
 }
+
+// TestTimeoutByTicks: ack_timeout fails a wait at the first heartbeat
+// tick that is ack_timeout after a tick that came before the wait, never
+// earlier (the route reads no clock per message: each tick marks the
+// sequences given so far).
+func TestTimeoutByTicks(t *testing.T) {
+	const s = int64(time.Second)
+	const ackTO = 3 * s
+	n := &nodeRoute{first: 1}
+	var first, second = make(ackRec, 1), make(ackRec, 1)
+	tick := func(now int64) { n.timeout(now, now-ackTO) }
+	tick(0)
+	n.wait(waiter{ack: first}) // between the ticks at 0 and 1 s
+	tick(1 * s)
+	n.wait(waiter{ack: second}) // between 1 and 2 s
+	for now := 2 * s; now <= ackTO; now += s {
+		tick(now)
+	}
+	if len(first) != 0 || len(second) != 0 {
+		t.Fatal("a wait failed before ack_timeout passed since a tick after it")
+	}
+	tick(4 * s) // ack_timeout after the tick at 1 s: the first wait is older
+	if err := <-first; !errors.Is(err, ErrRemoteTimeout) {
+		t.Fatalf("first wait: %v, want ErrRemoteTimeout", err)
+	}
+	if len(second) != 0 {
+		t.Fatal("the second wait failed at 4 s; it may be 2 s old")
+	}
+	tick(5 * s)
+	if err := <-second; !errors.Is(err, ErrRemoteTimeout) {
+		t.Fatalf("second wait: %v, want ErrRemoteTimeout", err)
+	}
+	if n.waiting != 0 || len(n.marks) > int(ackTO/s)+1 {
+		t.Fatalf("waiting %d, marks %d", n.waiting, len(n.marks))
+	}
+}

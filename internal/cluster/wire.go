@@ -161,13 +161,24 @@ func (r *reader) byte() byte {
 
 // decodeMsg parses a forwarded message; its payload and strings alias b.
 func decodeMsg(b []byte, now int64) (m *broker.Message, seq uint64, sender string, once onceID, err error) {
+	m = new(broker.Message)
+	seq, sender, once, err = decodeMsgTo(m, b, now)
+	if err != nil {
+		return nil, 0, "", once, err
+	}
+	return m, seq, sender, once, nil
+}
+
+// decodeMsgTo is decodeMsg into m, which the caller allocated (with what
+// else the message needs).
+func decodeMsgTo(m *broker.Message, b []byte, now int64) (seq uint64, sender string, once onceID, err error) {
 	r := &reader{b: b}
 	v := r.byte()
 	if v != wireVersion && v != wireStored {
-		return nil, 0, "", once, errWire
+		return 0, "", once, errWire
 	}
 	flags := r.byte()
-	m = &broker.Message{QoS: flags & 3, Retain: flags&flagRetain != 0, Keep: flags&flagKeep != 0, Local: true, Forwarded: true,
+	*m = broker.Message{QoS: flags & 3, Retain: flags&flagRetain != 0, Keep: flags&flagKeep != 0, Local: true, Forwarded: true,
 		Stored: v == wireStored}
 	seq = r.uvarint()
 	sender = r.string()
@@ -194,17 +205,17 @@ func decodeMsg(b []byte, now int64) (m *broker.Message, seq uint64, sender strin
 		}
 		n := r.uvarint()
 		if n > uint64(len(r.b)) {
-			return nil, 0, "", once, errWire
+			return 0, "", once, errWire
 		}
 		for range n {
 			p.User = append(p.User, packet.UserProperty{Key: r.string(), Value: r.string()})
 		}
 	}
 	if r.err != nil || m.QoS > 2 {
-		return nil, 0, "", once, errWire
+		return 0, "", once, errWire
 	}
 	m.Payload = r.b
-	return m, seq, sender, once, nil
+	return seq, sender, once, nil
 }
 
 // The body of an acknowledgement batch (subject <prefix>ack.<sender>):
