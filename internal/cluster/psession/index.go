@@ -376,18 +376,26 @@ func (s *Store) deleteExpired(vs []victim) int {
 	return n
 }
 
-// HasSession implements broker.SessionIndex: whether this node's index
-// has a record of clientID that is not deleted (expired ones included:
-// they are still in the bucket). Before the index is loaded it says yes.
-// A record another node saved a moment ago may not be here yet: it is a
-// connected session's, which the clean start's takeover ends there.
+// HasSession implements broker.SessionIndex: whether clientID may have a
+// record. A record in this node's index (not deleted; expired ones are
+// still in the bucket) says yes at once; otherwise the key is read at the
+// bucket's leader, since the index follows the bucket's watch and may
+// lag behind a record another node saved a moment before it died. A
+// failed read says yes: the caller then deletes, which costs a marker,
+// never a session that should have been discarded.
 func (s *Store) HasSession(clientID string) bool {
 	if !s.ready.Load() {
 		return true
 	}
 	key := registry.Key(clientID)
 	s.idx.mu.Lock()
-	defer s.idx.mu.Unlock()
 	e := s.idx.keys[key]
-	return e != nil && e.gone == 0
+	s.idx.mu.Unlock()
+	if e != nil && e.gone == 0 {
+		return true
+	}
+	ctx, cancel := s.opCtx(context.Background())
+	defer cancel()
+	_, val, err := s.readKey(ctx, key)
+	return err != nil || val != nil
 }
