@@ -60,8 +60,12 @@ type Router struct {
 
 	maxPending int // cluster.max_pending_bytes, per node route
 
-	mu       sync.Mutex
-	peers    map[string]*peer
+	mu    sync.Mutex
+	peers map[string]*peer
+	// gone: the peers seen gone (no heartbeat for node_timeout), by name,
+	// until the same run is heard again (its interest is restored at
+	// once) or another run of the node is; at most one per node.
+	gone     map[string]*peer
 	local    map[string]byte // announced filters
 	localSeq uint64
 	subGen   uint64            // counts OnSubscribe calls
@@ -152,7 +156,7 @@ func New(f *fabric.Fabric, log *slog.Logger) *Router {
 		epoch:  binary.LittleEndian.Uint64(e[:]) | 1,
 		prefix: subjPrefix + f.ClusterName() + ".",
 		ackTO:  cfg.AckTimeout, nodeTO: cfg.NodeTimeout, maxPending: cfg.MaxPending,
-		peers: make(map[string]*peer), local: make(map[string]byte), subAt: make(map[string]uint64),
+		peers: make(map[string]*peer), gone: make(map[string]*peer), local: make(map[string]byte), subAt: make(map[string]uint64),
 		shIdx: topic.NewIndex[string, *shEntry](),
 		acks:  make(chan ackItem, 4096), stop: make(chan struct{}),
 		parked: make(map[string]*parkedNode), dedup: make(map[dedupKey]*dedupState),
@@ -222,6 +226,10 @@ func (r *Router) notify(node string, up bool) {
 		fn(node, up)
 	}
 }
+
+// goneKept is how long the interest of a node seen gone is kept for its
+// return (Router.gone).
+const goneKept = time.Hour
 
 // heartbeatEvery is the heartbeat period: a fifth of node_timeout.
 func (r *Router) heartbeatEvery() time.Duration { return max(r.nodeTO/5, 20*time.Millisecond) }
@@ -408,7 +416,13 @@ func (r *Router) expire() {
 	for name, p := range r.peers {
 		if now.Sub(time.Unix(0, p.lastSeen.Load())) > r.nodeTO {
 			delete(r.peers, name)
+			r.gone[name] = p
 			gone = append(gone, p)
+		}
+	}
+	for name, g := range r.gone {
+		if now.Sub(time.Unix(0, g.lastSeen.Load())) > goneKept {
+			delete(r.gone, name) // removed from the cluster, most likely
 		}
 	}
 	routes := make([]*nodeRoute, 0, len(r.peers))
@@ -465,6 +479,19 @@ func (r *Router) onAnnounce(msg *nats.Msg) {
 		p.route = newNodeRoute(r, a.Node, a.Epoch)
 		r.peers[a.Node] = p
 		r.log.Info("cluster: node joined", "node", a.Node)
+		if g := r.gone[a.Node]; g != nil {
+			delete(r.gone, a.Node)
+			if g.epoch == a.Epoch {
+				// The run seen gone is back (it was frozen or cut off):
+				// its interest is what it was, less what it announced
+				// meanwhile, which the sequence check below syncs. Routed
+				// to at once, not only once a sync answers: what is
+				// published meanwhile (the commands held for it, those
+				// behind them) would reach nobody there.
+				r.applyLocked(p, g.filters, nil)
+				p.seq = g.seq
+			}
+		}
 	}
 	p.lastSeen.Store(time.Now().UnixNano())
 	if a.Role != "" {
@@ -816,7 +843,7 @@ func (r *Router) Close() {
 	r.wg.Wait()
 	r.mu.Lock()
 	peers := r.peers
-	r.peers = map[string]*peer{}
+	r.peers, r.gone = map[string]*peer{}, map[string]*peer{}
 	r.mu.Unlock()
 	for _, p := range peers {
 		r.dropPeer(p, ErrRemoteTimeout)

@@ -5,6 +5,7 @@ import (
 	"net"
 	"reflect"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -240,4 +241,46 @@ func dialPahoWith(t *testing.T, addr, id string, mod func(*paho.ClientConfig)) *
 	}
 	t.Cleanup(func() { c.Disconnect(&paho.Disconnect{}); conn.Close() })
 	return c
+}
+
+// TestInterestRestoredOnReturn: a node seen gone (silent past
+// node_timeout, here made so by hand) that is heard again with the same
+// run is routed to with its filters as soon as it is known again, not
+// only once a sync answers (fails without Router.gone: the Kafka bridge's
+// commands behind a held one, published at once, reached nobody there).
+func TestInterestRestoredOnReturn(t *testing.T) {
+	ns := startNodes(t, 2)
+	a, b := ns[0], ns[1]
+	sub := dialPaho(t, b.addr, "sub")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := sub.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "cmd/#", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "n0 to learn cmd/#", func() bool { _, ok := a.peerFilters("n1")["cmd/#"]; return ok })
+	back := make(chan map[string]byte, 4)
+	var seenGone atomic.Bool
+	a.r.Watch(func(node string, up bool) {
+		switch {
+		case !up:
+			seenGone.Store(true)
+		case seenGone.Load():
+			back <- a.peerFilters(node) // before any sync could answer
+		}
+	})
+	a.r.mu.Lock()
+	a.r.peers["n1"].lastSeen.Store(time.Now().Add(-time.Minute).UnixNano())
+	a.r.mu.Unlock()
+	a.r.expire()
+	if !seenGone.Load() {
+		t.Fatal("n1 not seen gone")
+	}
+	select {
+	case f := <-back:
+		if _, ok := f["cmd/#"]; !ok {
+			t.Errorf("n1 known again with filters %v, want cmd/# at once", f)
+		}
+	case <-ctx.Done():
+		t.Fatal("n1 never heard again")
+	}
 }
