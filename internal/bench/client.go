@@ -49,6 +49,7 @@ type client struct {
 	sent      atomic.Int64
 	acked     atomic.Int64
 	recv      atomic.Int64
+	uniq      atomic.Int64 // distinct messages over the subscriber's streams
 	lastWrite atomic.Int64 // unix ns
 
 	wmu      sync.Mutex
@@ -146,6 +147,9 @@ func (c *client) handshake(ctx context.Context) (err error) {
 	ack := p.(*packet.Connack)
 	if ack.ReasonCode != 0 {
 		return c.r.fail("connack", reasonError(cfg.Version, ack.ReasonCode))
+	}
+	if ack.SessionPresent {
+		c.r.sessionPresent.Add(1)
 	}
 	c.r.connLat.record(c.idx, time.Since(start))
 	window := cfg.Inflight
@@ -316,12 +320,16 @@ func (c *client) onPublish(p *packet.Publish) {
 	st := c.streams[pub]
 	if st == nil {
 		st = &stream{}
-		if c.r.cfg.Mode != "run" {
+		if c.r.cfg.Mode != "run" && c.r.cfg.SeqFile == "" && c.r.cfg.Expect == 0 {
 			st.max = seq - 1 // joined mid-stream: earlier messages are not loss
 		}
 		c.streams[pub] = st
 	}
+	u := st.unique
 	st.add(seq)
+	if st.unique != u {
+		c.uniq.Add(1)
+	}
 }
 
 // kickLocked starts a flush goroutine if none runs.
@@ -441,7 +449,7 @@ func (c *client) publish(seq uint64, last bool) bool {
 		return false
 	}
 	if len(c.payload) >= headerLen {
-		stampPayload(c.payload, uint32(c.idx), seq, time.Now())
+		stampPayload(c.payload, uint32(c.idx), seq+max(cfg.SeqStart, 1)-1, time.Now())
 	}
 	var err error
 	if c.wbuf, err = p.EncodeHeader(c.wbuf, cfg.Version); err != nil {
