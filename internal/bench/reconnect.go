@@ -26,7 +26,8 @@ import (
 //     nats-3's node 3. It stays connected.
 //  2. `culex bench pub` on node 1 sends reconnectPerPhase QoS 1 messages
 //     to each of the first reconnectQueued sessions (one publisher per
-//     session, MQTT 5, every PUBACK awaited).
+//     session, MQTT 3.1.1 as nats-server's MQTT takes no other, every
+//     PUBACK awaited).
 //  3. SIGKILL of the victim; the first run ends and saves what each
 //     subscriber got (--seq-file).
 //  4. Once node 1 acknowledges a QoS 1 message for a session of the
@@ -156,7 +157,7 @@ func (o *compareOpts) reconnect(ctx context.Context, d *deployment, res *Result)
 func (o *compareOpts) stormPublish(ctx context.Context, port int, seqStart int, st *stormResult) error {
 	n := reconnectQueued * reconnectPerPhase
 	args := []string{"bench", "pub", "--url", fmt.Sprintf("tcp://127.0.0.1:%d", port), "--clients", fmt.Sprint(reconnectQueued),
-		"--client-id", "storm-pub-%i", "--topic", "storm/%i", "--qos", "1", "--protocol", "5", "--limit", fmt.Sprint(n),
+		"--client-id", "storm-pub-%i", "--topic", "storm/%i", "--qos", "1", "--limit", fmt.Sprint(n),
 		"--seq-start", fmt.Sprint(seqStart), "--drain", "60s", "--timeout", "60s", "--json", "--quiet"}
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
