@@ -60,7 +60,8 @@ func ClusterMatrix(idle int) []Workload {
 			Rate: rate, Persistent: true})
 	}
 	ws = append(ws, Workload{Name: fmt.Sprintf("takeover x%d", takeovers), Takeover: takeovers})
-	ws = append(ws, Workload{Name: fmt.Sprintf("reconnect %d persistent", reconnectSessions), Reconnect: reconnectSessions})
+	ws = append(ws, Workload{Name: fmt.Sprintf("reconnect %d persistent", reconnectSessions), Reconnect: reconnectSessions},
+		Workload{Name: fmt.Sprintf("reconnect %d persistent at once", reconnectSessions), Reconnect: reconnectSessions, AtOnce: true})
 	if idle > 0 {
 		ws = append(ws, Workload{Name: fmt.Sprintf("idle %d", idle), Idle: idle})
 	}

@@ -22,6 +22,9 @@ type Workload struct {
 	// Reconnect persistent sessions on one node, which is SIGKILLed
 	// (compare --cluster, reconnect.go).
 	Reconnect int
+	// AtOnce: the Reconnect clients come back as soon as their node dies,
+	// not once it is seen dead.
+	AtOnce bool
 }
 
 type topology struct {
