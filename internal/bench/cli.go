@@ -116,6 +116,7 @@ func ParseFlags(mode string, args []string, stderr io.Writer) (cfg *Config, asJS
 	fs.UintVar(&sessionExpiry, "session-expiry", 0, "MQTT 5 session expiry interval in seconds")
 	fs.DurationVar(&cfg.KeepAlive, "keepalive", 60*time.Second, "keep-alive interval")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "deadline of each connect, CONNACK and SUBACK wait")
+	fs.DurationVar(&cfg.Retry, "retry", 0, "a client whose handshake failed (refused, timed out) tries again, after 100ms doubling to 2s, until this long after its first dial (0: never)")
 	fs.StringVar(&topt.CAFile, "cafile", "", "TLS: CA certificates (PEM)")
 	fs.StringVar(&topt.CertFile, "cert", "", "TLS: client certificate (PEM)")
 	fs.StringVar(&topt.KeyFile, "key", "", "TLS: client key (PEM)")

@@ -148,10 +148,7 @@ func (c *client) handshake(ctx context.Context) (err error) {
 	if ack.ReasonCode != 0 {
 		return c.r.fail("connack", reasonError(cfg.Version, ack.ReasonCode))
 	}
-	if ack.SessionPresent {
-		c.r.sessionPresent.Add(1)
-	}
-	c.r.connLat.record(c.idx, time.Since(start))
+	connack := time.Since(start)
 	window := cfg.Inflight
 	if ack.Props.Has(packet.PropReceiveMaximum) && int(ack.Props.ReceiveMaximum) < window {
 		window = int(ack.Props.ReceiveMaximum)
@@ -162,6 +159,11 @@ func (c *client) handshake(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	// Counted once the client is ready: a failed attempt may be retried.
+	if ack.SessionPresent {
+		c.r.sessionPresent.Add(1)
+	}
+	c.r.connLat.record(c.idx, connack)
 	nc.SetDeadline(time.Time{})
 	c.lastWrite.Store(time.Now().UnixNano())
 	c.connected.Store(true)

@@ -47,6 +47,9 @@ type Config struct {
 	// SeqFile (sub) carries the subscribers' sequence state across runs:
 	// loaded before connecting when it exists, written at the end.
 	SeqFile string
+	// Retry: a client whose handshake failed (refused, timed out) tries
+	// again until Retry after its first dial; 0: never.
+	Retry time.Duration
 	// Expect (sub) is the distinct messages expected over all streams,
 	// counting those of SeqFile: the run ends once they arrived, and lost
 	// is what is missing then.

@@ -46,6 +46,7 @@ const (
 	reconnectPerPhase    = 10   // messages per such session in steps 2 and 4
 	reconnectConcurrency = 1000
 	reconnectHold        = 3 * time.Minute
+	reconnectRetry       = 2 * time.Minute // a refused client tries again, as a device does
 )
 
 // stormResult is what the reconnect workload measured besides the
@@ -77,7 +78,8 @@ func (o *compareOpts) reconnect(ctx context.Context, d *deployment, res *Result)
 	st := &stormResult{}
 	res.Storm = st
 	sub := []string{"sub", "--clients", fmt.Sprint(w.Reconnect), "--client-id", "storm-%i", "--topic", "storm/%i",
-		"--qos", "1", "--clean=false", "--seq-file", filepath.Join(dir, "seq.json"), "--timeout", "60s", "--json", "--quiet", "--phases"}
+		"--qos", "1", "--clean=false", "--seq-file", filepath.Join(dir, "seq.json"), "--timeout", "60s", "--retry", reconnectRetry.String(),
+		"--json", "--quiet", "--phases"}
 	if o.locals != "" {
 		sub = append(sub, "--local-addrs", o.locals)
 	}
@@ -251,6 +253,7 @@ func writeReconnectHead(p func(string, ...any)) {
 	p("Reconnect after a node is killed: %d persistent sessions (MQTT 3.1.1, clean session off, one QoS 1 subscription each) on one node: %s's replicant (a fourth node, no majority needs it), %s's node 3; node 1 publishes %d QoS 1 messages to each of %d of them while they are connected and %d more once it no longer waits for the killed node; the node is SIGKILLed, and every client reconnects to the other nodes (round-robin, %d handshakes in flight) and subscribes again.",
 		reconnectSessions, culexCluster, natsCluster, reconnectPerPhase, reconnectQueued, reconnectPerPhase, reconnectConcurrency)
 	p("In the \"at once\" row the clients reconnect as soon as the killed node's connections broke, before the cluster sees it dead, and the second batch of messages is published while they come back.")
+	p("A client refused (or timed out) tries again after 100 ms, doubling to 2 s, for up to %v (`--retry`); every refusal counts in errors.", reconnectRetry)
 	p("\"dead seen\" is the SIGKILL until node 1 acknowledged a message for a session of the killed node; \"all back\" the first reconnect dial until the last SUBACK; \"all arrived\" until every queued message had arrived (with what the first run got before the kill); lost counts acknowledged messages that never arrived (must be 0), duplicates those that came twice (QoS 1 allows them). RSS and CPU are the surviving nodes' during the reconnect run: before it, at its peak, and the growth.")
 	p("")
 	p("| workload | deployment | session present | dead seen s | all back s | all arrived s | CONNACK p50 | p99 | lost | duplicates | errors | RSS before KiB | RSS peak KiB | growth KiB | broker CPU %% |")

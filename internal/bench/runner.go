@@ -168,11 +168,25 @@ func (r *runner) connectAll(ctx context.Context, cs []*client) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.handshake(ctx)
+			c.connect(ctx)
 			<-sem
 		}()
 	}
 	wg.Wait()
+}
+
+// connect makes the client's handshake; with cfg.Retry, a failed one is
+// tried again (after 100 ms, doubling to 2 s) until cfg.Retry after the
+// first dial, as a device does. Every failed attempt counts as an error.
+func (c *client) connect(ctx context.Context) {
+	first := time.Now()
+	wait := 100 * time.Millisecond
+	for c.handshake(ctx) != nil && c.r.cfg.Retry > 0 {
+		if time.Since(first)+wait > c.r.cfg.Retry || !sleepUntil(ctx, time.Now().Add(wait)) {
+			return
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
 }
 
 // hold keeps the connections open for cfg.Duration (0: until ctx ends),
