@@ -174,12 +174,13 @@ func (o *compareOpts) reconnect(ctx context.Context, d *deployment, res *Result)
 
 // stormPublish sends reconnectPerPhase QoS 1 messages to each of the
 // first reconnectQueued sessions from node port, numbered from seqStart,
-// and fails unless every one was acknowledged.
+// and fails unless every one was acknowledged. A refused publisher tries
+// again, as the subscribers do.
 func (o *compareOpts) stormPublish(ctx context.Context, port int, seqStart int, st *stormResult) error {
 	n := reconnectQueued * reconnectPerPhase
 	args := []string{"bench", "pub", "--url", fmt.Sprintf("tcp://127.0.0.1:%d", port), "--clients", fmt.Sprint(reconnectQueued),
 		"--client-id", "storm-pub-%i", "--topic", "storm/%i", "--qos", "1", "--limit", fmt.Sprint(n),
-		"--seq-start", fmt.Sprint(seqStart), "--drain", "60s", "--timeout", "60s", "--json", "--quiet"}
+		"--seq-start", fmt.Sprint(seqStart), "--drain", "60s", "--timeout", "60s", "--retry", reconnectRetry.String(), "--json", "--quiet"}
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	var out, errb bytes.Buffer
