@@ -116,6 +116,7 @@ func ParseFlags(mode string, args []string, stderr io.Writer) (cfg *Config, asJS
 	fs.UintVar(&sessionExpiry, "session-expiry", 0, "MQTT 5 session expiry interval in seconds")
 	fs.DurationVar(&cfg.KeepAlive, "keepalive", 60*time.Second, "keep-alive interval")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "deadline of each connect, CONNACK and SUBACK wait")
+	fs.DurationVar(&cfg.Retry, "retry", 0, "a client whose handshake failed (refused, timed out) tries again, after 100ms doubling to 2s, until this long after its first dial (0: never)")
 	fs.StringVar(&topt.CAFile, "cafile", "", "TLS: CA certificates (PEM)")
 	fs.StringVar(&topt.CertFile, "cert", "", "TLS: client certificate (PEM)")
 	fs.StringVar(&topt.KeyFile, "key", "", "TLS: client key (PEM)")
@@ -124,8 +125,15 @@ func ParseFlags(mode string, args []string, stderr io.Writer) (cfg *Config, asJS
 	fs.StringVar(&topt.Groups, "tls-groups", "", "TLS: key exchange groups to offer, comma-separated (x25519, p256, p384, p521, x25519mlkem768); default Go's")
 	resume := fs.Bool("tls-resume", true, "TLS: resume sessions with the tickets of earlier connections (false: every handshake is a full one)")
 	var subAddrs string
-	if mode == "run" {
+	if mode == "run" || mode == "sub" {
 		fs.StringVar(&subAddrs, "sub-addrs", "", "subscribers connect to these host:port addresses, comma-separated, round-robin (other nodes of a cluster) instead of --url's")
+	}
+	if mode == "run" || mode == "pub" {
+		fs.Uint64Var(&cfg.SeqStart, "seq-start", 1, "first sequence number of each publisher (continue the streams of an earlier run)")
+	}
+	if mode == "sub" {
+		fs.StringVar(&cfg.SeqFile, "seq-file", "", "carry the subscribers' sequence state across runs: loaded first if it exists, written at the end (same client ids)")
+		fs.Int64Var(&cfg.Expect, "expect", 0, "distinct messages expected over all streams (with --seq-file, counting the earlier runs'): end once they arrived; lost is what is missing")
 	}
 	fs.StringVar(&locals, "local-addrs", "", "source addresses, comma-separated or ranges (127.0.0.2-127.0.0.9), used round-robin")
 	fs.BoolVar(&asJSON, "json", false, "print the summary as JSON")

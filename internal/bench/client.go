@@ -49,6 +49,7 @@ type client struct {
 	sent      atomic.Int64
 	acked     atomic.Int64
 	recv      atomic.Int64
+	uniq      atomic.Int64 // distinct messages over the subscriber's streams
 	lastWrite atomic.Int64 // unix ns
 
 	wmu      sync.Mutex
@@ -147,7 +148,7 @@ func (c *client) handshake(ctx context.Context) (err error) {
 	if ack.ReasonCode != 0 {
 		return c.r.fail("connack", reasonError(cfg.Version, ack.ReasonCode))
 	}
-	c.r.connLat.record(c.idx, time.Since(start))
+	connack := time.Since(start)
 	window := cfg.Inflight
 	if ack.Props.Has(packet.PropReceiveMaximum) && int(ack.Props.ReceiveMaximum) < window {
 		window = int(ack.Props.ReceiveMaximum)
@@ -158,6 +159,11 @@ func (c *client) handshake(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	// Counted once the client is ready: a failed attempt may be retried.
+	if ack.SessionPresent {
+		c.r.sessionPresent.Add(1)
+	}
+	c.r.connLat.record(c.idx, connack)
 	nc.SetDeadline(time.Time{})
 	c.lastWrite.Store(time.Now().UnixNano())
 	c.connected.Store(true)
@@ -316,12 +322,16 @@ func (c *client) onPublish(p *packet.Publish) {
 	st := c.streams[pub]
 	if st == nil {
 		st = &stream{}
-		if c.r.cfg.Mode != "run" {
+		if c.r.cfg.Mode != "run" && c.r.cfg.SeqFile == "" && c.r.cfg.Expect == 0 {
 			st.max = seq - 1 // joined mid-stream: earlier messages are not loss
 		}
 		c.streams[pub] = st
 	}
+	u := st.unique
 	st.add(seq)
+	if st.unique != u {
+		c.uniq.Add(1)
+	}
 }
 
 // kickLocked starts a flush goroutine if none runs.
@@ -441,7 +451,7 @@ func (c *client) publish(seq uint64, last bool) bool {
 		return false
 	}
 	if len(c.payload) >= headerLen {
-		stampPayload(c.payload, uint32(c.idx), seq, time.Now())
+		stampPayload(c.payload, uint32(c.idx), seq+max(cfg.SeqStart, 1)-1, time.Now())
 	}
 	var err error
 	if c.wbuf, err = p.EncodeHeader(c.wbuf, cfg.Version); err != nil {

@@ -60,6 +60,8 @@ func ClusterMatrix(idle int) []Workload {
 			Rate: rate, Persistent: true})
 	}
 	ws = append(ws, Workload{Name: fmt.Sprintf("takeover x%d", takeovers), Takeover: takeovers})
+	ws = append(ws, Workload{Name: fmt.Sprintf("reconnect %d persistent", reconnectSessions), Reconnect: reconnectSessions},
+		Workload{Name: fmt.Sprintf("reconnect %d persistent at once", reconnectSessions), Reconnect: reconnectSessions, AtOnce: true})
 	if idle > 0 {
 		ws = append(ws, Workload{Name: fmt.Sprintf("idle %d", idle), Idle: idle})
 	}
@@ -375,13 +377,17 @@ func (o *compareOpts) runDeployment(ctx context.Context, name string, w Workload
 		// Only the idle workload gets a replicant (its clients' node):
 		// the other workloads compare three nodes with three.
 		reps := 0
-		if w.Idle > 0 {
+		if w.Idle > 0 || w.Reconnect > 0 {
 			reps = 1
 		}
 		d, err = clusterSpec{kind: culexCluster, bin: o.culexBin(), replicants: reps}.start(ctx)
 	case natsCluster:
 		d, err = clusterSpec{kind: natsCluster, bin: o.nats}.start(ctx)
 	case culexSingle:
+		if w.Reconnect > 0 {
+			res.Err = notApplicable + "one node: no other node to reconnect to"
+			return res
+		}
 		var b *broker
 		b, err = brokerSpec{name: name, template: strings.Fields(o.culexCmd)}.start(ctx)
 		if err == nil {
@@ -397,6 +403,10 @@ func (o *compareOpts) runDeployment(ctx context.Context, name string, w Workload
 	defer d.stop()
 	if w.Takeover > 0 {
 		takeover(d, &res)
+		return res
+	}
+	if w.Reconnect > 0 {
+		o.reconnect(ctx, d, &res)
 		return res
 	}
 	if w.Idle > 0 {
@@ -434,6 +444,8 @@ func writeClusterReport(w io.Writer, o *compareOpts, args []string, results []Re
 			return "takeover"
 		case r.Workload.Idle > 0:
 			return "idle"
+		case r.Workload.Reconnect > 0:
+			return "reconnect"
 		}
 		return "traffic"
 	}
@@ -450,7 +462,11 @@ func writeClusterReport(w io.Writer, o *compareOpts, args []string, results []Re
 				continue
 			}
 			if r.Err != "" {
-				p("| %s | %s | error: %s |%s", r.Workload.Name, r.Broker, mdEscape(firstLine(r.Err)), strings.Repeat(" |", cols-3))
+				msg := r.Err
+				if !strings.HasPrefix(msg, notApplicable) {
+					msg = "error: " + msg
+				}
+				p("| %s | %s | %s |%s", r.Workload.Name, r.Broker, mdEscape(firstLine(msg)), strings.Repeat(" |", cols-3))
 				continue
 			}
 			row(r)
@@ -498,6 +514,7 @@ func writeClusterReport(w io.Writer, o *compareOpts, args []string, results []Re
 	}, func(r Result) {
 		p("| %s | %s | %s | %s | %d of %d | %d |", r.Workload.Name, r.Broker, fmtUS(r.TakeoverP50US), fmtUS(r.TakeoverP99US), r.TookOver, r.Workload.Takeover, r.TakeoverRefused)
 	})
+	each("reconnect", 15, func() { writeReconnectHead(p) }, func(r Result) { writeReconnectRow(p, r) })
 	each("idle", 12, func() {
 		p("")
 		p("Idle connections, all on one node: %s's replicant (a fourth node, `cluster.role: replicant`, peers the three cores, started for this workload only), %s's node 3, %s's one node; MQTT 3.1.1 clients with clean sessions, no traffic. The RSS columns are that node's.", culexCluster, natsCluster, culexSingle)
@@ -514,6 +531,9 @@ func writeClusterReport(w io.Writer, o *compareOpts, args []string, results []Re
 	p("Commands of each run:")
 	p("")
 	for _, r := range results {
+		if r.Prep != "" {
+			p("- %s, %s, before it: `%s`", r.Workload.Name, r.Broker, r.Prep)
+		}
 		if r.Command != "" {
 			p("- %s, %s: `%s`", r.Workload.Name, r.Broker, r.Command)
 		}

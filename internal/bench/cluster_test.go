@@ -69,8 +69,9 @@ func TestClusterHarness(t *testing.T) {
 
 // TestClusterReportGolden renders the cluster report from made-up results:
 // the traffic rows, culex-3's CPU per message over culex-1's for each
-// topology and QoS, the takeover and the idle connections (the node's RSS
-// and every node's), with failed runs as error rows in their own table.
+// topology and QoS, the takeover, the reconnect after a node is killed
+// (culex-1 not applicable) and the idle connections (the node's RSS and
+// every node's), with failed runs as error rows in their own table.
 func TestClusterReportGolden(t *testing.T) {
 	ws := ClusterMatrix(19000)
 	find := func(name string) Workload {
@@ -103,6 +104,12 @@ func TestClusterReportGolden(t *testing.T) {
 		{Workload: find("fan-out 1:10 qos1 64B max"), Broker: culexSingle, Err: "start culex-1: no such file\nsecond line"},
 		{Workload: find("takeover x200"), Broker: culexCluster, TakeoverP50US: 900, TakeoverP99US: 12000, TookOver: 200},
 		{Workload: find("takeover x200"), Broker: natsCluster, Err: "all 200 takeovers failed to connect"},
+		{Workload: find("reconnect 10000 persistent"), Broker: culexCluster, BaseRSSKiB: 380000, BrokerRSSKiB: 550000, BrokerCPUPct: 90,
+			Storm: &stormResult{DeadS: 5.7}, Prep: "culex bench sub --clients 10000 ...", Command: "culex bench sub --clients 10000 --expect 20000 ...",
+			Summary: &Summary{Clients: ClientSummary{Target: 10000, Connected: 10000}, SessionPresent: 10000, ConnectS: 15.4, ExpectS: 4.5,
+				Duplicates: 12, ConnectLatency: LatencySummary{P50US: 1.2e6, P99US: 4.3e6}}},
+		{Workload: find("reconnect 10000 persistent"), Broker: natsCluster, Err: "first run: 9000 of 10000 sessions connected"},
+		{Workload: find("reconnect 10000 persistent"), Broker: culexSingle, Err: notApplicable + "one node: no other node to reconnect to"},
 		idle(culexCluster, 60000, 128400, 300000, 372000),
 		idle(natsCluster, 20000, 95000, 60000, 140000),
 		idle(culexSingle, 15000, 80000, 15000, 80000),

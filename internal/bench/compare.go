@@ -44,8 +44,9 @@ type Result struct {
 	// second node, and how many first connections it closed.
 	TakeoverP50US, TakeoverP99US float64
 	TookOver, TakeoverRefused    int
-	Command                      string // the bench command line
-	Prep                         string // a bench command line run before it (the storm's sessions)
+	Command                      string       // the bench command line
+	Prep                         string       // a bench command line run before it (the storm's sessions)
+	Storm                        *stormResult // the reconnect workload's steps before the measured run
 	WallS                        float64
 }
 
@@ -349,11 +350,15 @@ func (o *compareOpts) measure(ctx context.Context, d *deployment, res *Result) {
 			settleRSS(ctx, d)
 		}
 	}
+	o.sampled(ctx, d, res, args, o.duration+o.drain+90*time.Second)
+}
+
+// sampled runs `culex bench args...` as a child process, within limit,
+// while sampling the CPU and RSS of d's processes (summed), and fills
+// res with its summary and the samples.
+func (o *compareOpts) sampled(ctx context.Context, d *deployment, res *Result, args []string, limit time.Duration) {
 	res.BaseRSSKiB, res.AllBaseRSSKiB = d.rss()
 	res.Command = "culex bench " + shellJoin(args)
-
-	// The run is bounded: duration + drain + connect and close time.
-	limit := o.duration + o.drain + 90*time.Second
 	cctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	cmd := exec.CommandContext(cctx, o.benchBin, append([]string{"bench"}, args...)...)
@@ -459,6 +464,11 @@ func (r Result) line() string {
 			fmtUS(r.TakeoverP50US), fmtUS(r.TakeoverP99US), r.TookOver, r.Workload.Takeover, r.TakeoverRefused)
 	}
 	s := r.Summary
+	if r.Workload.Reconnect > 0 {
+		return fmt.Sprintf("%-34s %-9s dead seen %.2fs, %d/%d session present, all back %.2fs, all arrived %.2fs, CONNACK p99 %s, lost %d, dups %d, rss %d -> %d KiB, errors %s",
+			r.Workload.Name, r.Broker, r.Storm.DeadS, s.SessionPresent, s.Clients.Target, s.ConnectS, s.ExpectS,
+			fmtUS(s.ConnectLatency.P99US), s.Lost, s.Duplicates, r.BaseRSSKiB, r.BrokerRSSKiB, errorsLine(s.Errors))
+	}
 	if t := r.Workload.TLS; t != nil && t.Kind != "idle" {
 		return fmt.Sprintf("%-40s %-9s %d/%d ready in %.2fs (%.0f/s), dial to CONNACK p99 %s, broker rss %d -> %d KiB held, %d peak connecting, %d peak",
 			r.Workload.Name, r.Broker, s.Clients.Connected, s.Clients.Target, s.ConnectS, s.ConnectRate,

@@ -41,6 +41,20 @@ type Config struct {
 	KeepAlive     time.Duration
 	Timeout       time.Duration // each handshake step
 
+	// SeqStart is the first sequence number of each publisher (pub, run;
+	// 0 means 1): a second run continues the streams of a first.
+	SeqStart uint64
+	// SeqFile (sub) carries the subscribers' sequence state across runs:
+	// loaded before connecting when it exists, written at the end.
+	SeqFile string
+	// Retry: a client whose handshake failed (refused, timed out) tries
+	// again until Retry after its first dial; 0: never.
+	Retry time.Duration
+	// Expect (sub) is the distinct messages expected over all streams,
+	// counting those of SeqFile: the run ends once they arrived, and lost
+	// is what is missing then.
+	Expect int64
+
 	Live   bool // print a line per second on stderr
 	Phases bool // print "phase: connected" and "phase: closing" lines on stderr, for harnesses
 

@@ -19,6 +19,12 @@ type Workload struct {
 	// Persistent clients (clean start 0, an hour's session expiry): QoS
 	// 1/2 messages for them are stored before they are acknowledged.
 	Persistent bool
+	// Reconnect persistent sessions on one node, which is SIGKILLed
+	// (compare --cluster, reconnect.go).
+	Reconnect int
+	// AtOnce: the Reconnect clients come back as soon as their node dies,
+	// not once it is seen dead.
+	AtOnce bool
 }
 
 type topology struct {

@@ -27,8 +27,14 @@ type runner struct {
 
 	subs, idle, pubs []*client
 
-	connected  atomic.Int64
-	subscribed atomic.Int64
+	connected      atomic.Int64
+	subscribed     atomic.Int64
+	sessionPresent atomic.Int64 // CONNACKs with session present
+
+	// expectDone is closed once the subscribers have cfg.Expect distinct
+	// messages, at expectAt (written before the close).
+	expectDone chan struct{}
+	expectAt   time.Time
 	errCount   atomic.Int64
 	closing    atomic.Bool
 
@@ -47,7 +53,8 @@ func Run(ctx context.Context, cfg Config, live io.Writer) (*Summary, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	r := &runner{cfg: &cfg, target: cfg.Target, lat: newLatencies(), connLat: newLatencies(), errs: map[string]int64{}}
+	r := &runner{cfg: &cfg, target: cfg.Target, lat: newLatencies(), connLat: newLatencies(), errs: map[string]int64{},
+		expectDone: make(chan struct{})}
 	r.target.Timeout = cfg.Timeout
 	mk := func(ro role, n int) []*client {
 		cs := make([]*client, n)
@@ -68,13 +75,19 @@ func Run(ctx context.Context, cfg Config, live io.Writer) (*Summary, error) {
 	default:
 		return nil, fmt.Errorf("unknown mode %q", cfg.Mode)
 	}
+	if cfg.SeqFile != "" {
+		if err := r.loadSeqFile(cfg.SeqFile); err != nil {
+			return nil, err
+		}
+	}
 
 	cpu0, start := cpuTime(), time.Now()
 	bgCtx, stopBG := context.WithCancel(context.Background())
 	var bg sync.WaitGroup
-	bg.Add(2)
+	bg.Add(3)
 	go func() { defer bg.Done(); r.keepalive(bgCtx) }()
 	go func() { defer bg.Done(); r.report(bgCtx, live, start) }()
+	go func() { defer bg.Done(); r.watchExpect(bgCtx) }()
 
 	r.connStart = time.Now()
 	r.connectAll(ctx, r.subs)
@@ -98,7 +111,34 @@ func Run(ctx context.Context, cfg Config, live io.Writer) (*Summary, error) {
 	r.close()
 	stopBG()
 	bg.Wait()
+	if cfg.SeqFile != "" {
+		if err := r.saveSeqFile(cfg.SeqFile); err != nil {
+			return nil, err
+		}
+	}
 	return r.summary(time.Since(start), cpuTime().sub(cpu0)), nil
+}
+
+// watchExpect closes expectDone once the subscribers have cfg.Expect
+// distinct messages (never when Expect is 0).
+func (r *runner) watchExpect(ctx context.Context) {
+	if r.cfg.Expect <= 0 {
+		return
+	}
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if sum(r.subs, func(c *client) int64 { return c.uniq.Load() }) >= r.cfg.Expect {
+			r.expectAt = time.Now()
+			close(r.expectDone)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // phase marks a step of the run for a harness reading the live output.
@@ -128,15 +168,30 @@ func (r *runner) connectAll(ctx context.Context, cs []*client) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.handshake(ctx)
+			c.connect(ctx)
 			<-sem
 		}()
 	}
 	wg.Wait()
 }
 
+// connect makes the client's handshake; with cfg.Retry, a failed one is
+// tried again (after 100 ms, doubling to 2 s) until cfg.Retry after the
+// first dial, as a device does. Every failed attempt counts as an error.
+func (c *client) connect(ctx context.Context) {
+	first := time.Now()
+	wait := 100 * time.Millisecond
+	for c.handshake(ctx) != nil && c.r.cfg.Retry > 0 {
+		if time.Since(first)+wait > c.r.cfg.Retry || !sleepUntil(ctx, time.Now().Add(wait)) {
+			return
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
 // hold keeps the connections open for cfg.Duration (0: until ctx ends),
-// or in sub mode until cfg.Limit messages have arrived.
+// or in sub mode until cfg.Limit messages, or cfg.Expect distinct ones,
+// have arrived.
 func (r *runner) hold(ctx context.Context) {
 	var end <-chan time.Time
 	if r.cfg.Duration > 0 {
@@ -151,6 +206,8 @@ func (r *runner) hold(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-end:
+			return
+		case <-r.expectDone:
 			return
 		case <-tick.C:
 			if r.cfg.Limit > 0 && sum(r.subs, func(c *client) int64 { return c.recv.Load() }) >= r.cfg.Limit {

@@ -39,6 +39,11 @@ type Summary struct {
 	ConnectRate    float64        `json:"connect_per_s"`
 	ConnectLatency LatencySummary `json:"connect_latency"`
 	TLSResumed     int64          `json:"tls_resumed"` // handshakes that resumed a session
+	// SessionPresent counts the CONNACKs that had session present set.
+	SessionPresent int64 `json:"session_present,omitempty"`
+	// ExpectS (sub --expect) is the time from the first dial until the
+	// expected distinct messages had arrived; 0 if they never did.
+	ExpectS float64 `json:"expect_s,omitempty"`
 
 	Streams    int64 `json:"streams"` // (publisher, subscriber) pairs seen
 	Lost       int64 `json:"lost"`
@@ -99,6 +104,7 @@ func (r *runner) summary(elapsed time.Duration, cpu cpuSample) *Summary {
 	if cfg.Mode == "run" {
 		s.Expected = r.expected()
 	}
+	s.SessionPresent = r.sessionPresent.Load()
 	if !r.pubStart.IsZero() {
 		d := r.pubEnd.Sub(r.pubStart)
 		s.PublishS = round(d.Seconds(), 3)
@@ -115,6 +121,14 @@ func (r *runner) summary(elapsed time.Duration, cpu cpuSample) *Summary {
 	var seq SeqStats
 	r.sequence(&seq)
 	s.Streams, s.Lost, s.Duplicates, s.Reordered = seq.Streams, seq.Lost, seq.Dups, seq.Reordered
+	if cfg.Expect > 0 && cfg.Mode != "run" {
+		// The streams and their totals are known: everything expected
+		// that did not arrive is lost, at the tail too.
+		s.Expected, s.Lost = cfg.Expect, max(0, cfg.Expect-seq.Unique)
+		if !r.expectAt.IsZero() {
+			s.ExpectS = round(r.expectAt.Sub(r.connStart).Seconds(), 3)
+		}
+	}
 	s.CPU = CPUSummary{UserS: round(cpu.user.Seconds(), 3), SysS: round(cpu.sys.Seconds(), 3), MaxRSSKiB: cpu.maxRSS}
 	if n := s.Published + s.Received; n > 0 {
 		s.CPU.NsPerMsg = round(float64(cpu.user+cpu.sys)/float64(n), 1)
@@ -195,6 +209,9 @@ func (s *Summary) WriteText(w io.Writer) {
 		p("  connecting  %.2fs (%.0f/s), dial to CONNACK p50 %s  p99 %s, %d TLS sessions resumed",
 			s.ConnectS, s.ConnectRate, fmtUS(l.P50US), fmtUS(l.P99US), s.TLSResumed)
 	}
+	if s.SessionPresent > 0 {
+		p("  sessions    %d present at CONNACK", s.SessionPresent)
+	}
 	if s.Published > 0 || s.Mode == "pub" || s.Mode == "run" {
 		p("  published   %d (%.0f/s), acked %d", s.Published, s.PubRate, s.Acked)
 	}
@@ -204,6 +221,9 @@ func (s *Summary) WriteText(w io.Writer) {
 			exp = fmt.Sprintf(" of %d expected", s.Expected)
 		}
 		p("  received    %d%s (%.0f/s)", s.Received, exp, s.RecvRate)
+		if s.ExpectS > 0 {
+			p("  expected    every one arrived %.2fs after the first dial", s.ExpectS)
+		}
 		p("  sequence    %d streams: %d lost, %d duplicates, %d reordered", s.Streams, s.Lost, s.Duplicates, s.Reordered)
 	}
 	if l := s.Latency; l.Count > 0 {

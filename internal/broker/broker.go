@@ -125,9 +125,11 @@ type Broker struct {
 	pollFault func() error
 	// seams, when set, runs tests' code between steps that race.
 	seams atomic.Pointer[seams]
-	// cstore is Options.SessionStore; clog its reader's state (csession.go).
-	cstore SessionStore
-	clog   clusterLog
+	// cstore is Options.SessionStore; clog its reader's state, loading
+	// the CONNECTs that may use it at once (csession.go).
+	cstore  SessionStore
+	clog    clusterLog
+	loading loadSlots
 }
 
 // seams are the points where tests run the other side of a race.
@@ -188,6 +190,7 @@ func New(opts Options) (*Broker, error) {
 		conns:    make(map[*conn]struct{}),
 		timers:   make(map[*time.Timer]struct{}),
 		sysStop:  make(chan struct{}),
+		loading:  loadSlots{ch: make(chan struct{}, maxLoading)},
 	}
 	if b.log == nil {
 		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -58,6 +58,40 @@ const csaveRetry = time.Second
 // (which reads it), or is refused after it (fenced).
 const handOffWait = 1500 * time.Millisecond
 
+// maxLoading bounds the CONNECTs of a node that load, make or delete a
+// persistent session's record in the SessionStore at once (the record,
+// its backlog). After a node dies its clients come back all together: a
+// CONNECT per client at once queued the requests of all of them at the
+// cluster's leaders, each slower than the CONNECT's deadline, and the
+// clients were refused with nothing done. The others wait for a slot,
+// within the CONNECT's deadline.
+const maxLoading = 64
+
+// loadSlots are the CONNECTs allowed to use the SessionStore at once.
+type loadSlots struct {
+	ch      chan struct{} // one token per CONNECT using the store
+	waiting atomic.Int64  // CONNECTs waiting for a token
+}
+
+// acquire waits for a slot until ctx ends.
+func (l *loadSlots) acquire(ctx context.Context) error {
+	select {
+	case l.ch <- struct{}{}:
+		return nil
+	default:
+	}
+	l.waiting.Add(1)
+	defer l.waiting.Add(-1)
+	select {
+	case l.ch <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (l *loadSlots) release() { <-l.ch }
+
 // errNoStore is the error of a SessionStore call that did not answer.
 var errNoStore = errors.New("broker: session store did not answer")
 
@@ -838,9 +872,18 @@ func (c *conn) cconnect(clean bool, expiry uint32, owner string, cl *Claim) (uin
 			b.endTaken(id, func(uint64) bool { return true }, clean, false)
 		}
 	}
+	if clean && expiry == 0 && !b.mayHaveRecord(id) {
+		return 0, nil // nothing to load, make or delete
+	}
 	c.mayBlock()
 	ctx, cancel := context.WithTimeout(context.Background(), c.connectTimeout())
 	defer cancel()
+	if err := b.loading.acquire(ctx); err != nil {
+		b.log.Warn("cluster: persistent session not loaded: too many CONNECTs load sessions at once; the client is refused",
+			"client_id", id, "loading", maxLoading, "err", err)
+		return 0, packet.ErrServerUnavailable
+	}
+	defer b.loading.release()
 	var rec *SessionRecord
 	if !clean {
 		var err error

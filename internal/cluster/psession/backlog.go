@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/culexmq/culex/internal/broker"
@@ -43,41 +44,35 @@ func (s *Store) Backlog(ctx context.Context, clientID string, filters []string, 
 			s.stats.BacklogDropped.Add(dropped)
 		}
 	}()
-	ctx, cancel := s.opCtx(ctx)
-	defer cancel()
-	info, err := s.plog.Info(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("psession: backlog of %q: %w", clientID, err)
-	}
-	to = min(to, info.State.LastSeq)
 	if to <= from {
 		return 0, nil
 	}
-	var seqs []uint64 // the sequences read
-	if info.State.FirstSeq <= to {
-		b := &backlogRead{s: s, clientID: clientID, filters: plainFilters(filters), to: to, fn: fn}
-		b.subjects = []string{s.forSubject(clientID)}
-		for _, f := range b.filters {
-			for _, sub := range subject.Filter(f) {
-				b.subjects = append(b.subjects, s.subPre+"pm."+sub)
-			}
-		}
-		b.subjects = minimalSubjects(b.subjects)
-		at, done, err := b.byGets(ctx, from)
-		if err == nil && !done {
-			err = b.byConsumer(ctx, at)
-		}
-		if err != nil {
-			return 0, fmt.Errorf("psession: backlog of %q: %w", clientID, err)
-		}
-		seqs = b.seqs
-		s.stats.BacklogRead.Add(uint64(len(seqs)))
-		if info, err = s.plog.Info(ctx); err != nil {
-			return 0, fmt.Errorf("psession: backlog of %q: %w", clientID, err)
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	// No stream info first: the gets find nothing past the log's end,
+	// and nothing the log removed.
+	b := &backlogRead{s: s, clientID: clientID, filters: plainFilters(filters), to: to, fn: fn}
+	b.subjects = []string{s.forSubject(clientID)}
+	for _, f := range b.filters {
+		for _, sub := range subject.Filter(f) {
+			b.subjects = append(b.subjects, s.subPre+"pm."+sub)
 		}
 	}
-	first := max(info.State.FirstSeq, 1)
-	gone := min(to, first-1) // the last sequence of the range the log no longer holds
+	b.subjects = minimalSubjects(b.subjects)
+	at, done, err := b.byGets(ctx, from)
+	if err == nil && !done {
+		err = b.byConsumer(ctx, at)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("psession: backlog of %q: %w", clientID, err)
+	}
+	seqs := b.seqs // the sequences read
+	s.stats.BacklogRead.Add(uint64(len(seqs)))
+	first, err := s.firstSeq(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("psession: backlog of %q: %w", clientID, err)
+	}
+	gone := min(to, max(first, 1)-1) // the last sequence of the range the log no longer holds
 	if gone <= from {
 		return 0, nil
 	}
@@ -243,6 +238,73 @@ func (b *backlogRead) byConsumer(ctx context.Context, from uint64) error {
 		}
 		if n == 0 {
 			return fmt.Errorf("the log did not answer: %w", context.DeadlineExceeded)
+		}
+	}
+}
+
+// infoShare gathers the concurrent callers of firstSeq into shared
+// stream info requests: in a reconnect storm thousands of sessions read
+// their backlogs at once, and one request each would queue at the log's
+// leader behind each other. A caller never takes the answer of a request
+// sent before it called (it must see what the log removed up to then):
+// it joins the next request, which the first of its joiners sends once
+// the one in flight is answered.
+type infoShare struct {
+	mu      sync.Mutex
+	next    *infoCall     // the request callers join; nil: none yet
+	sending bool          // a request is in flight
+	idle    chan struct{} // closed when the request in flight is answered
+}
+
+// infoCall is one shared stream info request.
+type infoCall struct {
+	done  chan struct{} // closed once first and err are set
+	first uint64
+	err   error
+}
+
+// firstSeq returns the log's first sequence, from a stream info request
+// sent after the call began.
+func (s *Store) firstSeq(ctx context.Context) (uint64, error) {
+	sh := &s.info
+	sh.mu.Lock()
+	if sh.next == nil {
+		sh.next = &infoCall{done: make(chan struct{})}
+	}
+	c := sh.next
+	sh.mu.Unlock()
+	for {
+		sh.mu.Lock()
+		send := !sh.sending && sh.next == c
+		if send {
+			sh.sending, sh.next = true, nil
+		}
+		if sh.idle == nil {
+			sh.idle = make(chan struct{})
+		}
+		idle := sh.idle
+		sh.mu.Unlock()
+		if send {
+			rctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeout)
+			info, err := s.plog.Info(rctx)
+			cancel()
+			if err == nil {
+				c.first = info.State.FirstSeq
+			}
+			c.err = err
+			close(c.done)
+			sh.mu.Lock()
+			sh.sending = false
+			close(sh.idle)
+			sh.idle = nil
+			sh.mu.Unlock()
+		}
+		select {
+		case <-c.done:
+			return c.first, c.err
+		case <-idle: // the request in flight was answered: maybe send c
+		case <-ctx.Done():
+			return 0, ctx.Err()
 		}
 	}
 }

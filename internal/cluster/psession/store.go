@@ -104,6 +104,7 @@ type Store struct {
 	rd        reader
 
 	stats stats
+	info  infoShare // Backlog's shared stream info requests
 }
 
 var _ broker.SessionStore = (*Store)(nil)

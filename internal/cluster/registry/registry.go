@@ -425,8 +425,14 @@ func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
 			r.log.Info("cluster: client id taken from a node seen dead", "client_id", c.ClientID, "node", prev.Node)
 			if !c.Clean {
 				// The client came back within its will's delay, which
-				// cancels it [MQTT-3.1.3-9].
-				_ = r.purge(ctx, r.wills, willKey(prev.Node, prev.Inc, c.ClientID), 0)
+				// cancels it [MQTT-3.1.3-9]. Most clients have none: read
+				// first (at the leader; a dead node writes no new will),
+				// so that a reconnect storm after a node died does not
+				// make a replicated write for each.
+				wk := willKey(prev.Node, prev.Inc, c.ClientID)
+				if _, w, err := ReadLast(ctx, r.nc, r.cfg.Prefix+"_wills", wk); err != nil || w != nil {
+					_ = r.purge(ctx, r.wills, wk, 0)
+				}
 			}
 		}
 		return nil
