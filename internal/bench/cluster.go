@@ -152,9 +152,10 @@ func (s clusterSpec) start(ctx context.Context) (d *deployment, err error) {
 		return nil, err
 	}
 	d = &deployment{dir: dir}
+	started := d // the returns below set d to nil
 	defer func() {
 		if err != nil {
-			d.stop()
+			started.stop()
 		}
 	}()
 	var mqtt, route, client []int
@@ -382,6 +383,14 @@ func (o *compareOpts) runDeployment(ctx context.Context, name string, w Workload
 		}
 		d, err = clusterSpec{kind: culexCluster, bin: o.culexBin(), replicants: reps}.start(ctx)
 	case natsCluster:
+		if w.Reconnect > 0 {
+			// Run by hand on this machine (2026-12-06): each of nats-server's
+			// MQTT sessions is a replicated JetStream consumer; 10,000 of
+			// them on three nodes ran JetStream out of open files (the
+			// machine's 20,000) and it shut down, after minutes.
+			res.Err = notApplicable + "not run: 10,000 persistent sessions are 10,000 replicated JetStream consumers in nats-server, which ran out of the machine's 20,000 open files in the runs tried"
+			return res
+		}
 		d, err = clusterSpec{kind: natsCluster, bin: o.nats}.start(ctx)
 	case culexSingle:
 		if w.Reconnect > 0 {

@@ -145,3 +145,15 @@ func TestClusterMatrixIdle(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterStartFailureStops: a node that does not start fails the
+// deployment with an error, and what started is stopped (it panicked on
+// the deployment the failed start had returned as nil).
+func TestClusterStartFailureStops(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	d, err := clusterSpec{kind: culexCluster, bin: "/nonexistent/culex"}.start(ctx)
+	if err == nil || d != nil {
+		t.Fatalf("start with a missing binary: %v, %v; want an error and no deployment", d, err)
+	}
+}
