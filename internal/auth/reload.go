@@ -30,7 +30,8 @@ func (a fileStamp) same(b fileStamp) bool {
 // Reload reads the users and ACL files again (on SIGHUP or when the
 // watcher sees a change). A file that cannot be read or fails to parse
 // leaves the previous version in force, is logged as an error and counted
-// (Stats.ReloadFailures); connections are not dropped, except those whose
+// (Stats.ReloadFailures); so does a users file that was removed (an empty
+// one removes every user); connections are not dropped, except those whose
 // credentials the new users file revoked or whose superuser rights it
 // removed.
 func (s *Service) Reload() error {
@@ -51,6 +52,12 @@ func (s *Service) reloadUsersLocked(kick *[]string) error {
 	}
 	s.usersSeen = stamp(s.cfg.UsersFile)
 	u, err := LoadUsers(s.cfg.UsersFile)
+	if err == nil && s.usersSeen.fi == nil && s.users.Users().Len() > 0 {
+		// A file that vanished is mostly one being replaced by a tool
+		// that removes before it writes: dropping every user meanwhile
+		// would disconnect the fleet.
+		err = fmt.Errorf("%s: the file is missing (an empty file removes every user)", s.cfg.UsersFile)
+	}
 	if err != nil {
 		s.stats.ReloadFailures.Add(1)
 		s.log.Error("auth: users file not loaded, the previous users stay in force", "file", s.cfg.UsersFile, "err", err)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -249,11 +250,15 @@ func TestUnreadableFilesAreLoggedAndCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer svc.Close()
+	dir, target := t.TempDir(), t.TempDir()
 	for i, file := range []string{usersFile, cfg.ACLFile} {
-		if err := os.Remove(file); err != nil {
+		// Replaced in one step (a link to a directory renamed over it):
+		// the watcher sees no missing file in between.
+		link := filepath.Join(dir, "link")
+		if err := os.Symlink(target, link); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Mkdir(file, 0o700); err != nil {
+		if err := os.Rename(link, file); err != nil {
 			t.Fatal(err)
 		}
 		poll(t, "the failure to be counted", func() bool { return svc.Stats().ReloadFailures.Load() == int64(i+1) })
@@ -275,4 +280,33 @@ func TestUnreadableFilesAreLoggedAndCounted(t *testing.T) {
 	if !svc.ACL().Check(&Identity{Username: "u1"}, Publish, "a/x") {
 		t.Error("the previous rules were dropped")
 	}
+}
+
+// TestRemovedUsersFileKeepsUsers: a users file that disappears while the
+// broker runs (a tool that removes it before writing it again) is a
+// failed reload: the users stay, nobody is disconnected. An empty file
+// removes them.
+func TestRemovedUsersFileKeepsUsers(t *testing.T) {
+	base, usersFile := testService(t, "allow both a/#\n", nil, "u1", "p1")
+	cfg := base.cfg
+	cfg.WatchInterval = 5 * time.Millisecond
+	svc, err := New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	if err := os.Remove(usersFile); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "the missing file to be counted", func() bool { return svc.Stats().ReloadFailures.Load() == 1 })
+	if _, err := svc.Authenticate(context.Background(), login("u1", "p1")); err != nil {
+		t.Fatalf("the users were dropped with their file: %v", err)
+	}
+	if err := os.WriteFile(usersFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "the empty file to remove the users", func() bool {
+		_, err := svc.Authenticate(context.Background(), login("u1", "p1"))
+		return err != nil
+	})
 }

@@ -278,6 +278,18 @@ func (r *Registry) elect(key string) (done bool) {
 	if err != nil {
 		return r.ctx.Err() != nil
 	}
+	// The client may have come back meanwhile: its claim purges the will,
+	// but a clustered JetStream checks a compare-and-set against what it
+	// applied, and may accept this update after a purge it has not
+	// applied yet (seen in CI). The claim comes before its purge: a read
+	// of the id after this update sees it, or the purge removes the
+	// update.
+	if back, err := r.returned(ctx, key, w.ClientID); err != nil || back {
+		if back {
+			_ = r.purge(ctx, r.wills, key, rev)
+		}
+		return back || r.ctx.Err() != nil
+	}
 	due := time.Until(time.Unix(0, w.Deadline))
 	if w.Deadline == 0 {
 		due = w.Delay // from the death's discovery: never early
@@ -288,14 +300,14 @@ func (r *Registry) elect(key string) (done bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.fires[key]; !ok && r.ctx.Err() == nil {
-		r.fires[key] = time.AfterFunc(max(due, 0), func() { r.fire(key, rev, w.Data) })
+		r.fires[key] = time.AfterFunc(max(due, 0), func() { r.fire(key, rev, w.ClientID, w.Data) })
 	}
 	return true
 }
 
 // fire publishes an elected will if its key still holds what the election
 // wrote.
-func (r *Registry) fire(key string, rev uint64, data []byte) {
+func (r *Registry) fire(key string, rev uint64, clientID string, data []byte) {
 	defer func() {
 		r.mu.Lock()
 		delete(r.fires, key)
@@ -303,8 +315,14 @@ func (r *Registry) fire(key string, rev uint64, data []byte) {
 	}()
 	for {
 		ctx, cancel := r.opCtx(r.ctx)
-		err := r.purge(ctx, r.wills, key, rev)
+		back, err := r.returned(ctx, key, clientID)
+		if err == nil {
+			err = r.purge(ctx, r.wills, key, rev)
+		}
 		cancel()
+		if back && err == nil {
+			return // the client came back: the will is cancelled
+		}
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			return // cancelled: the client came back
 		}
@@ -320,4 +338,20 @@ func (r *Registry) fire(key string, rev uint64, data []byte) {
 	if err := r.b.FireWill(data); err != nil {
 		r.log.Warn("cluster: unreadable will of a dead node's client", "key", key, "err", err)
 	}
+}
+
+// returned reports whether the client of the will under key (a dead
+// node's incarnation's) holds its id again, there or elsewhere: its will
+// is cancelled [MQTT-3.1.3-9]. Read at the ids' leader.
+func (r *Registry) returned(ctx context.Context, key, clientID string) (bool, error) {
+	_, val, err := r.readID(ctx, enc(clientID))
+	if err != nil || val == nil {
+		return false, err
+	}
+	var rec idRecord
+	if json.Unmarshal(val, &rec) != nil {
+		return false, nil
+	}
+	parts := strings.SplitN(key, ".", 3)
+	return len(parts) == 3 && (enc(rec.Node) != parts[0] || rec.Inc != parts[1]), nil
 }
