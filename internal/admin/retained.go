@@ -21,7 +21,7 @@ type retainedJSON struct {
 }
 
 func retainedOut(t string, m *broker.Message, full bool) retainedJSON {
-	j := retainedJSON{Topic: t, QoS: m.QoS, PayloadSize: len(m.Payload), ContentType: m.Props.ContentType, From: m.Origin}
+	j := retainedJSON{Topic: t, QoS: m.QoS, PayloadSize: len(m.Payload), ContentType: m.Properties().ContentType, From: m.Origin}
 	if m.Expiry != 0 {
 		e := time.Unix(0, m.Expiry).UTC()
 		j.ExpiresAt = &e

@@ -65,7 +65,9 @@ func (c *conn) writePublish(om *outMsg, dup bool, sc *scratch, now int64) bool {
 	if hdr == nil {
 		p := packet.Publish{Dup: dup, QoS: om.qos, Retain: om.retain, Topic: m.Topic, PacketID: om.pid, Payload: m.Payload}
 		if c.version == packet.V5 {
-			p.Props = m.Props
+			if m.Props != nil {
+				p.Props = *m.Props
+			}
 			if rem, ok := m.remaining(now); ok {
 				p.Props.MessageExpiry = rem // [MQTT-3.3.2-6]
 				p.Props.Set(packet.PropMessageExpiry)

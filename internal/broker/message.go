@@ -19,7 +19,11 @@ type Message struct {
 	// format, content type, response topic, correlation data and user
 	// properties [MQTT-3.3.2-*]. Topic Alias, Subscription Identifiers and
 	// Message Expiry Interval are per hop and ignored here (see Expiry).
-	Props packet.Properties
+	// nil when it has none (most messages): a packet.Properties is most of
+	// a message's size, and every routed message is allocated. Like the
+	// message, never modified once handed to the broker; read it through
+	// Properties.
+	Props *packet.Properties
 	// Origin is the publishing client's id, for no-local; empty when injected.
 	Origin string
 	// Expiry is the Unix time in nanoseconds after which the message must not
@@ -62,6 +66,18 @@ type Message struct {
 	settle func(ok bool)
 }
 
+// noProps is what Properties returns for a message without any.
+var noProps packet.Properties
+
+// Properties is m's properties, never nil: read-only, a message without
+// Props shares one empty set.
+func (m *Message) Properties() *packet.Properties {
+	if m.Props == nil {
+		return &noProps
+	}
+	return m.Props
+}
+
 // Share names a shared subscription: $share/Group/Filter.
 type Share struct{ Group, Filter string }
 
@@ -74,7 +90,7 @@ const userPropSize = int(unsafe.Sizeof(packet.UserProperty{}))
 // bytes of lengths and per-hop properties), so size is also what it pins.
 // The retained and queued caps count it.
 func (m *Message) size() int {
-	p := &m.Props
+	p := m.Properties()
 	n := len(m.Topic) + len(m.Payload) + len(p.ContentType) + len(p.ResponseTopic) + len(p.CorrelationData)
 	for _, u := range p.User {
 		n += len(u.Key) + len(u.Value) + userPropSize
@@ -112,4 +128,15 @@ func cleanProps(p *packet.Properties) {
 	p.TopicAlias = 0
 	p.SubscriptionIDs = nil
 	p.MessageExpiry = 0
+}
+
+// messageProps is a message's Props made of an inbound set: a copy
+// without the per-hop properties, nil when none is left.
+func messageProps(p *packet.Properties) *packet.Properties {
+	if p.Present&forwardProps == 0 {
+		return nil
+	}
+	q := *p
+	cleanProps(&q)
+	return &q
 }

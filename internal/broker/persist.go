@@ -131,7 +131,7 @@ func appendMessage(b []byte, m *Message) []byte {
 	b = append(b, recMessage)
 	b = binary.BigEndian.AppendUint64(b, uint64(m.Expiry))
 	b = appendString(b, m.Origin)
-	p := packet.Publish{QoS: m.QoS, Retain: m.Retain, Topic: m.Topic, Props: m.Props, Payload: m.Payload}
+	p := packet.Publish{QoS: m.QoS, Retain: m.Retain, Topic: m.Topic, Props: *m.Properties(), Payload: m.Payload}
 	if p.QoS > 0 {
 		p.PacketID = 1
 	}
@@ -218,7 +218,7 @@ func (r *reader) message() *Message {
 		return nil
 	}
 	r.b = nil
-	return &Message{Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, Props: p.Props, Origin: origin, Expiry: exp}
+	return &Message{Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, Props: messageProps(&p.Props), Origin: origin, Expiry: exp}
 }
 
 // decodeOut decodes a Messages record of either kind. For a recOutRef the

@@ -174,11 +174,10 @@ func (c *conn) resolveAlias(p *packet.Publish) error {
 func (c *conn) newMessage(p *packet.Publish) *Message {
 	m := &Message{Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, Origin: c.info.ClientID}
 	if c.version == packet.V5 {
-		m.Props = p.Props
+		m.Props = messageProps(&p.Props)
 		if p.Props.Has(packet.PropMessageExpiry) {
 			m.Expiry = time.Now().Add(time.Duration(p.Props.MessageExpiry) * time.Second).UnixNano()
 		}
-		cleanProps(&m.Props)
 	}
 	if max := c.b.cfg.MaxMessageExpiry; max > 0 {
 		limit := time.Now().Add(max).UnixNano()

@@ -34,10 +34,12 @@ func (c *conn) newWill(p *packet.Connect) *will {
 		Retain: p.WillRetain, Origin: c.info.ClientID}
 	w := &will{msg: m, info: c.info}
 	if p.Version == packet.V5 {
-		m.Props = p.WillProps.Clone()
+		if p.WillProps.Present&forwardProps != 0 {
+			pr := p.WillProps.Clone()
+			m.Props = messageProps(&pr)
+		}
 		w.delay = p.WillProps.WillDelay
 		w.expiry, w.hasExp = p.WillProps.MessageExpiry, p.WillProps.Has(packet.PropMessageExpiry)
-		cleanProps(&m.Props)
 	}
 	return w
 }

@@ -223,7 +223,7 @@ func frameBound(m *broker.Message, share *broker.Share) int {
 	if share != nil {
 		n += 20 + len(share.Group) + len(share.Filter)
 	}
-	if p := &m.Props; p.Present != 0 {
+	if p := m.Props; p != nil && p.Present != 0 {
 		n += 40 + len(p.ContentType) + len(p.ResponseTopic) + len(p.CorrelationData)
 		for _, u := range p.User {
 			n += 20 + len(u.Key) + len(u.Value)

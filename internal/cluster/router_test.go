@@ -21,7 +21,7 @@ import (
 func TestWireRoundTrip(t *testing.T) {
 	now := time.Now().UnixNano()
 	m := &broker.Message{Topic: "a/b", Payload: []byte("pl"), QoS: 2, Retain: true, Origin: "c1", AllOrNothing: true, Expiry: now + int64(90*time.Second),
-		Props: packet.Properties{PayloadFormat: 1, ContentType: "ct", ResponseTopic: "rt", CorrelationData: []byte{9},
+		Props: &packet.Properties{PayloadFormat: 1, ContentType: "ct", ResponseTopic: "rt", CorrelationData: []byte{9},
 			User: []packet.UserProperty{{Key: "k", Value: "v"}, {Key: "k", Value: "w"}}}}
 	m.Props.Set(packet.PropPayloadFormat)
 	m.Props.Set(packet.PropUser)

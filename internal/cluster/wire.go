@@ -64,7 +64,7 @@ func encodeMsg(b []byte, m *broker.Message, qos byte, seq uint64, sender string,
 	if m.Expiry != 0 {
 		flags |= flagExpiry
 	}
-	p := &m.Props
+	p := m.Properties()
 	if p.Present != 0 {
 		flags |= flagProps
 	}
@@ -195,7 +195,8 @@ func decodeMsgTo(m *broker.Message, b []byte, now int64) (seq uint64, sender str
 	m.Origin = r.string()
 	m.Topic = r.string()
 	if flags&flagProps != 0 {
-		p := &m.Props
+		p := new(packet.Properties)
+		m.Props = p
 		p.Present = r.uvarint()
 		p.PayloadFormat = r.byte()
 		p.ContentType = r.string()

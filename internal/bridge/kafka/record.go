@@ -101,7 +101,7 @@ func reserved(name string) bool {
 // headers are the MQTT metadata as record headers, and how many user
 // properties were dropped for a reserved name.
 func headers(c *broker.ClientInfo, user string, m *broker.Message) (hs []kgo.RecordHeader, dropped int64) {
-	p := &m.Props
+	p := m.Properties()
 	hs = make([]kgo.RecordHeader, 0, 5+len(p.User))
 	add := func(k string, v []byte) { hs = append(hs, kgo.RecordHeader{Key: k, Value: v}) }
 	add(HeaderTopic, []byte(m.Topic))
@@ -136,7 +136,7 @@ func headers(c *broker.ClientInfo, user string, m *broker.Message) (hs []kgo.Rec
 }
 
 func newEnvelope(c *broker.ClientInfo, user string, m *broker.Message, received time.Time) *envelope {
-	p := &m.Props
+	p := m.Properties()
 	e := &envelope{
 		Topic: m.Topic, ClientID: c.ClientID, Username: user,
 		QoS: m.QoS, Retain: m.Retain, TimestampMs: received.UnixMilli(),

@@ -22,7 +22,7 @@ var update = flag.Bool("update", false, "rewrite testdata golden files")
 func TestRecordMappingGolden(t *testing.T) {
 	received := time.Date(2026, 11, 22, 4, 0, 0, 0, time.UTC)
 	c := &broker.ClientInfo{ClientID: "dev-1", Username: "alice", Version: packet.V5}
-	full := &broker.Message{Topic: "devices/dev-1/telemetry", Payload: []byte(`{"t":21.5}`), QoS: 1, Retain: true}
+	full := &broker.Message{Topic: "devices/dev-1/telemetry", Payload: []byte(`{"t":21.5}`), QoS: 1, Retain: true, Props: new(packet.Properties)}
 	full.Props.Present = 1<<packet.PropPayloadFormat | 1<<packet.PropContentType | 1<<packet.PropResponseTopic | 1<<packet.PropCorrelationData
 	full.Props.PayloadFormat = 1
 	full.Props.ContentType = "application/json"

@@ -233,7 +233,8 @@ func sourceMessage(p *paho.Publish) *broker.Message {
 	if pp == nil {
 		return m
 	}
-	pr := &m.Props
+	pr := new(packet.Properties)
+	m.Props = pr
 	if pp.PayloadFormat != nil {
 		pr.Present |= 1 << packet.PropPayloadFormat
 		pr.PayloadFormat = *pp.PayloadFormat
@@ -255,6 +256,9 @@ func sourceMessage(p *paho.Publish) *broker.Message {
 	}
 	if len(pr.User) > 0 {
 		pr.Present |= 1 << packet.PropUser
+	}
+	if pr.Present == 0 {
+		m.Props = nil
 	}
 	return m
 }

@@ -53,6 +53,9 @@ func entryOf(r *broker.SessionRecord, h holder) *entry {
 // the later of the two.
 type index struct {
 	subs *topic.Index[string, *entry] // plain filter -> record key
+	// nSubs is the number of subs' (filter, key) pairs, read without the
+	// lock: with none, Persistent is a load.
+	nSubs atomic.Int64
 	// shared: a shared subscription's filter -> record key and group
 	// (sharedKey); nShared its size, read without the lock.
 	shared  *topic.Index[string, *entry]
@@ -107,7 +110,9 @@ func (x *index) indexLocked(key string, e *entry) {
 		return
 	}
 	for _, f := range e.filters {
-		x.subs.Subscribe(f, key, e)
+		if !x.subs.Subscribe(f, key, e) {
+			x.nSubs.Add(1)
+		}
 	}
 	for _, sh := range e.shared {
 		if !x.shared.Subscribe(sh.filter, sharedKey(key, sh.group), e) {
@@ -119,7 +124,9 @@ func (x *index) indexLocked(key string, e *entry) {
 // unindexLocked removes what indexLocked made of key's entry e.
 func (x *index) unindexLocked(key string, e *entry) {
 	for _, f := range e.filters {
-		x.subs.Unsubscribe(f, key)
+		if x.subs.Unsubscribe(f, key) {
+			x.nSubs.Add(-1)
+		}
 	}
 	for _, sh := range e.shared {
 		if x.shared.Unsubscribe(sh.filter, sharedKey(key, sh.group)) {
@@ -152,12 +159,19 @@ func (s *Store) Persistent(t string) bool {
 	if s.idx.nShared.Load() > 0 {
 		s.sharedOrphans(t)
 	}
-	now := time.Now()
+	if s.idx.nSubs.Load() == 0 {
+		return false // no persistent session subscribes: most clusters' most messages
+	}
+	var now time.Time // read once, at the first match with a deadline
 	found := false
 	s.idx.subs.Match(t, func(_ string, _ string, e *entry) {
-		if !found && !expired(e.deadline, now) {
-			found = true
+		if found {
+			return
 		}
+		if e.deadline != 0 && now.IsZero() {
+			now = time.Now()
+		}
+		found = !expired(e.deadline, now)
 	})
 	return found
 }
