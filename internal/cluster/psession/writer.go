@@ -18,16 +18,18 @@ type op struct {
 
 // writer sends the node's writes to JetStream in call order, as
 // asynchronous publishes whose acknowledgements come to acked and failed.
-// A write is published at once on the caller's goroutine when nothing is
-// queued or being published and the publish cannot wait (direct); else
-// it is queued for the writer's goroutine (Store, StoreFor, Save and
-// Delete must not block, and nats.go's publish can: at its limit of
-// unacknowledged publishes, and when its buffer is full and it writes
-// to the connection itself). Both publish under pubMu, and a write is
-// published directly only when the queue is empty, so the stream leader
-// receives them, and gives sequences, in call order on one connection. A
-// publish is never retried by nats.go (no responders fails it), as a
-// retry could overtake later writes.
+// Store, StoreFor, Save and Delete must not wait for JetStream, and
+// nats.go's publish can: at its limit of unacknowledged publishes, and
+// when its buffer is full and it writes to the connection itself. So a
+// write is published at once on the caller's goroutine only when nothing
+// is queued or being published and neither limit is near (direct); else
+// it is queued for the writer's goroutine. A direct publish may still
+// wait for nats.go's connection lock while its flusher hands a buffer to
+// the embedded server, as the router's publishes do. Both publish under
+// pubMu, and a write goes out directly only when the queue is empty, so
+// the stream leader receives them, and gives sequences, in call order on
+// one connection. A publish is never retried by nats.go (no responders
+// fails it), as a retry could overtake later writes.
 type writer struct {
 	s    *Store
 	wake chan struct{}
