@@ -3,10 +3,14 @@ package psession
 import (
 	"context"
 	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/culexmq/culex/internal/broker"
+	"github.com/nats-io/nats.go"
 )
 
 // TestReaderOnLogLeader: every node's reader is a consumer on the log's
@@ -125,4 +129,43 @@ func readerHost(nd *node) string {
 		return c.host
 	}
 	return ""
+}
+
+// TestReaderPullBatches: the reader asks the log's leader for deliveries
+// in batches of readerBatch, so that a slow pull round trip does not leave
+// its consumer without a request while messages wait: 3,000 messages take
+// at most three pull requests (nats.go's default of 500, asked again at
+// half, took twelve).
+func TestReaderPullBatches(t *testing.T) {
+	nodes := startCluster(t, 3, nil)
+	d := &seen{}
+	nodes[1].s.Deliver(d.fn)
+	eventually(t, testWait, "the reader's consumer", func() bool { return nodes[1].s.readerName() != "" })
+	var pulls atomic.Int64
+	sub, err := nodes[2].nc.Subscribe("$JS.API.CONSUMER.MSG.NEXT."+nodes[1].s.LogStream()+"."+nodes[1].s.readerName(),
+		func(*nats.Msg) { pulls.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nodes[2].nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	const n = 3000
+	body := strings.Repeat("p", 64)
+	var left sync.WaitGroup
+	left.Add(n)
+	for range n {
+		nodes[0].s.Store(msg("pull/t", body), func(_ uint64, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+			left.Done()
+		})
+	}
+	left.Wait()
+	eventually(t, testWait, "the reader", func() bool { return d.len() >= n })
+	if p := pulls.Load(); p > n/(readerBatch/2)+1 {
+		t.Errorf("the reader sent %d pull requests for %d messages, want at most %d", p, n, n/(readerBatch/2)+1)
+	}
 }

@@ -113,7 +113,7 @@ var _ broker.SessionStore = (*Store)(nil)
 type stats struct {
 	Stored, StoreFailed, Skipped, Unreadable, Swept, ReaderLost atomic.Uint64
 	Saves, SaveConflicts, SaveFailed, Deletes, DeleteConflicts  atomic.Uint64
-	DeleteFailed, Loads, LoadFailed, Busy                       atomic.Uint64
+	DeleteFailed, Loads, LoadFailed, Busy, Direct               atomic.Uint64
 	Backlogs, BacklogRead, BacklogDropped                       atomic.Uint64
 	WatchUpdates, WatchUnchanged                                atomic.Uint64
 	SharedOrphaned                                              atomic.Uint64
@@ -147,6 +147,9 @@ type Counters struct {
 	// Busy counts the writes of every kind failed at once with ErrBusy:
 	// Config.MaxQueued writes waited already.
 	Busy uint64
+	// Direct counts the writes published on the caller's goroutine
+	// (nothing queued before them), the others by the writer's.
+	Direct uint64
 	// Backlogs counts the Backlog reads that ended without an error,
 	// BacklogRead the messages they read, BacklogDropped the sequences
 	// of their ranges the log had removed (its limits; an upper bound of
@@ -175,7 +178,7 @@ func (s *Store) Counters() Counters {
 		Unreadable: st.Unreadable.Load(), Swept: st.Swept.Load(), ReaderLost: st.ReaderLost.Load(),
 		Saves: st.Saves.Load(), SaveConflicts: st.SaveConflicts.Load(), SaveFailed: st.SaveFailed.Load(),
 		Deletes: st.Deletes.Load(), DeleteConflicts: st.DeleteConflicts.Load(), DeleteFailed: st.DeleteFailed.Load(),
-		Loads: st.Loads.Load(), LoadFailed: st.LoadFailed.Load(), Busy: st.Busy.Load(),
+		Loads: st.Loads.Load(), LoadFailed: st.LoadFailed.Load(), Busy: st.Busy.Load(), Direct: st.Direct.Load(),
 		Backlogs: st.Backlogs.Load(), BacklogRead: st.BacklogRead.Load(), BacklogDropped: st.BacklogDropped.Load(),
 		WatchUpdates: st.WatchUpdates.Load(), WatchUnchanged: st.WatchUnchanged.Load(),
 		SharedOrphaned: st.SharedOrphaned.Load(),

@@ -16,16 +16,27 @@ type op struct {
 	done func(seq uint64, err error)
 }
 
-// writer sends the node's writes to JetStream in call order, from one
-// goroutine (Store, StoreFor, Save and Delete must not block, and
-// nats.go's publish can), as asynchronous publishes whose
-// acknowledgements come to acked and failed. One connection and one
-// goroutine keep the order: the stream leader receives them, and gives
-// sequences, in call order. A publish is never retried by nats.go (no
-// responders fails it), as a retry could overtake later writes.
+// writer sends the node's writes to JetStream in call order, as
+// asynchronous publishes whose acknowledgements come to acked and failed.
+// Store, StoreFor, Save and Delete must not wait for JetStream, and
+// nats.go's publish can: at its limit of unacknowledged publishes, and
+// when its buffer is full and it writes to the connection itself. So a
+// write is published at once on the caller's goroutine only when nothing
+// is queued or being published and neither limit is near (direct); else
+// it is queued for the writer's goroutine. A direct publish may still
+// wait for nats.go's connection lock while its flusher hands a buffer to
+// the embedded server, as the router's publishes do. Both publish under
+// pubMu, and a write goes out directly only when the queue is empty, so
+// the stream leader receives them, and gives sequences, in call order on
+// one connection. A publish is never retried by nats.go (no responders
+// fails it), as a retry could overtake later writes.
 type writer struct {
 	s    *Store
 	wake chan struct{}
+
+	// pubMu is held while publishing (run's batch, a direct write); taken
+	// before mu. acked and failed never take it.
+	pubMu sync.Mutex
 
 	mu      sync.Mutex
 	queue   []*op
@@ -43,6 +54,9 @@ func (w *writer) init(s *Store) {
 // writer's goroutine: done runs on the caller's only after Close, when no
 // goroutine is left to run it).
 func (w *writer) add(o *op) {
+	if w.direct(o) {
+		return
+	}
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
@@ -69,6 +83,7 @@ func (w *writer) wakeUp() {
 func (w *writer) run() {
 	s := w.s
 	for {
+		w.pubMu.Lock()
 		w.mu.Lock()
 		batch := w.queue
 		w.queue = nil
@@ -82,12 +97,15 @@ func (w *writer) run() {
 			}
 			w.publish(o)
 		}
+		w.pubMu.Unlock()
 		select {
 		case <-s.ctx.Done():
+			w.pubMu.Lock() // a direct write in flight is registered first
 			w.mu.Lock()
 			rest := w.queue
 			w.queue, w.closed = nil, true
 			w.mu.Unlock()
+			w.pubMu.Unlock()
 			for _, o := range rest {
 				o.done(0, ErrClosed)
 			}
@@ -95,6 +113,54 @@ func (w *writer) run() {
 		case <-w.wake:
 		}
 	}
+}
+
+// Bounds of a direct write: nats.go's unacknowledged publishes stay below
+// directPending (it waits at WithPublishAsyncMaxPending, 4096), and its
+// buffer with the write below directBuffered (it writes to the
+// connection itself past 32 KiB; the flusher goroutine does before).
+const (
+	directPending  = 2048
+	directBuffered = 16 << 10
+)
+
+// direct publishes o on the caller's goroutine when nothing is queued or
+// being published (the order is kept), the Store is ready and open, and
+// the publish cannot wait (the bounds above); it reports whether it did.
+// done never runs on the caller's goroutine: a publish that fails at once
+// is queued with its error for the writer's goroutine.
+func (w *writer) direct(o *op) bool {
+	s := w.s
+	if o.err != nil || !s.ready.Load() || !w.pubMu.TryLock() {
+		return false
+	}
+	defer w.pubMu.Unlock()
+	w.mu.Lock()
+	idle := !w.closed && len(w.queue) == 0
+	w.mu.Unlock()
+	if !idle || s.ctx.Err() != nil || s.js.PublishAsyncPending() >= directPending {
+		return false
+	}
+	if n, err := s.nc.Buffered(); err != nil || n+len(o.msg.Data)+len(o.msg.Subject) >= directBuffered {
+		return false
+	}
+	w.mu.Lock()
+	w.pending[o.msg] = o
+	w.mu.Unlock()
+	_, err := s.js.PublishMsgAsync(o.msg, jetstream.WithRetryAttempts(0), jetstream.WithStallWait(s.cfg.Timeout))
+	if err == nil {
+		s.stats.Direct.Add(1)
+		return true
+	}
+	w.mu.Lock()
+	_, mine := w.pending[o.msg]
+	delete(w.pending, o.msg)
+	w.mu.Unlock()
+	if !mine {
+		return true // failed, whose handler called done
+	}
+	o.err = err
+	return false // add queues it: run calls its done with err
 }
 
 func (w *writer) publish(o *op) {
