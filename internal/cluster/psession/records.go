@@ -171,16 +171,21 @@ func (s *Store) Save(rec *broker.SessionRecord, done func(uint64, error)) {
 		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rec.Rev, 10))
 	}
 	e := entryOf(rec, s.me)
-	s.w.add(&op{msg: msg, done: func(rev uint64, err error) {
+	s.w.add(&op{msg: msg, err: s.casFaultOf(key), done: func(rev uint64, err error) {
 		switch {
 		case err == nil:
 			s.stats.Saves.Add(1)
+			s.guard.Done(s.Bucket(), key)
 			e.rev = rev
 			s.idx.apply(key, e)
 		case wrongRev(err):
 			s.stats.SaveConflicts.Add(1)
 			err = fmt.Errorf("psession: save session %q at revision %d: %w", rec.ClientID, rec.Rev, broker.ErrSessionMoved)
 		default:
+			// 10164 included: no proof that the record changed. The
+			// broker saves again (csaveRetry) at the same revision, and
+			// is refused with 10071 once another node's write is there.
+			s.refused(key, rec.Rev, err)
 			s.stats.SaveFailed.Add(1)
 			err = fmt.Errorf("psession: save session %q: %w", rec.ClientID, err)
 		}
@@ -189,10 +194,29 @@ func (s *Store) Save(rec *broker.SessionRecord, done func(uint64, error)) {
 }
 
 // wrongRev says whether err is JetStream's refusal of a write whose
-// expected last revision of the key is not the key's.
+// expected last revision of the key is not the key's (10071). A
+// replicated stream may refuse one with 10164 instead
+// (registry.InFlight), which does not say that the key changed.
 func wrongRev(err error) bool {
 	var api *jetstream.APIError
 	return errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}
+
+// refused tells the guard of a compare-and-set of key at rev that
+// JetStream refused with err, when that was error 10164.
+func (s *Store) refused(key string, rev uint64, err error) {
+	if registry.InFlight(err) {
+		s.stats.InFlight.Add(1)
+		s.guard.Refused(s.Bucket(), key, rev)
+	}
+}
+
+// casFaultOf runs the test hook of the records' compare-and-sets.
+func (s *Store) casFaultOf(key string) error {
+	if h := s.casFault.Load(); h != nil {
+		return (*h)(key)
+	}
+	return nil
 }
 
 // marker is the message that deletes key: a purge marker (as the KV
@@ -220,15 +244,17 @@ func (s *Store) Delete(clientID string, rev uint64, done func(error)) {
 	if rev != 0 {
 		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rev, 10))
 	}
-	s.w.add(&op{msg: msg, done: func(nrev uint64, err error) {
+	s.w.add(&op{msg: msg, err: s.casFaultOf(key), done: func(nrev uint64, err error) {
 		switch {
 		case err == nil:
 			s.stats.Deletes.Add(1)
+			s.guard.Done(s.Bucket(), key)
 			s.idx.apply(key, &entry{rev: nrev})
 		case wrongRev(err):
 			s.stats.DeleteConflicts.Add(1)
 			err = fmt.Errorf("psession: delete session %q at revision %d: %w", clientID, rev, broker.ErrSessionMoved)
 		default:
+			s.refused(key, rev, err)
 			s.stats.DeleteFailed.Add(1)
 			err = fmt.Errorf("psession: delete session %q: %w", clientID, err)
 		}
@@ -262,9 +288,19 @@ func (s *Store) Load(ctx context.Context, clientID string) (_ *broker.SessionRec
 		if wrongRev(err) {
 			continue // changed since the read: read it again
 		}
+		if registry.InFlight(err) {
+			// Maybe changing (another node's write in flight), maybe
+			// not: read it again, a little later each time.
+			s.refused(key, rev, err)
+			if !s.backoff(ctx, attempt) {
+				return nil, fmt.Errorf("psession: load session %q: %w", clientID, err)
+			}
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("psession: load session %q: %w", clientID, err)
 		}
+		s.guard.Done(s.Bucket(), key)
 		if val == nil {
 			return nil, nil
 		}
@@ -304,7 +340,7 @@ func (s *Store) confirm(ctx context.Context, key string, rev uint64, val []byte)
 		err error
 	}
 	ch := make(chan answer, 1)
-	s.w.add(&op{msg: msg, done: func(rev uint64, err error) { ch <- answer{rev, err} }})
+	s.w.add(&op{msg: msg, err: s.casFaultOf(key), done: func(rev uint64, err error) { ch <- answer{rev, err} }})
 	select {
 	case a := <-ch:
 		return a.rev, a.err
