@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -99,7 +100,7 @@ func TestSaveStuckInFlightStepsDownLeader(t *testing.T) {
 		t.Fatalf("the bucket's leader is %q (%v), was %q: want another", l, err, stuck)
 	}
 	c := a.Counters()
-	if c.Stepdowns == 0 || c.InFlight != uint64(failed) {
+	if c.Stepdowns == 0 || c.InFlight < uint64(failed) {
 		t.Fatalf("stepdowns %d, refusals counted %d; want at least 1 and %d", c.Stepdowns, c.InFlight, failed)
 	}
 	got, err := nodes[1].s.Load(t.Context(), "stuck")
@@ -168,5 +169,36 @@ func TestSaveInFlightChangedRecordNoStepdown(t *testing.T) {
 	}
 	if l, err := bucketLeader(t.Context(), a); err != nil || l != leader {
 		t.Fatalf("the bucket's leader is %q (%v), was %q", l, err, leader)
+	}
+}
+
+// TestSaveRefusedOnceSentAgain: the leader acknowledges a write before
+// it stops tracking it as in flight, so a Save sent as soon as the last
+// one was acknowledged may be refused with 10164 for that very write (it
+// made TestWatchFanOut fail now and then). A Save refused so once is
+// sent again at once and succeeds (it failed before, and the broker
+// waited a second to save again).
+func TestSaveRefusedOnceSentAgain(t *testing.T) {
+	nodes := startCluster(t, 3, nil)
+	a := nodes[0].s
+	r := &broker.SessionRecord{ClientID: "once", Filters: []string{"o/a"}, Expiry: 60}
+	rev := saveAtRev(t, a, r)
+	var refused atomic.Int32
+	key := registry.Key("once")
+	fault := func(k string) error {
+		if k == key && refused.Add(1) == 1 {
+			return errInFlight
+		}
+		return nil
+	}
+	a.casFault.Store(&fault)
+	if got := saveAtRev(t, a, r); got <= rev {
+		t.Fatalf("Save after one refusal: revision %d, was %d", got, rev)
+	}
+	if n := refused.Load(); n != 2 {
+		t.Fatalf("%d sends of the Save, want 2", n)
+	}
+	if c := a.Counters(); c.InFlight != 1 || c.SaveFailed != 0 {
+		t.Fatalf("refusals counted %d, failed Saves %d; want 1 and 0", c.InFlight, c.SaveFailed)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -171,7 +172,7 @@ func (s *Store) Save(rec *broker.SessionRecord, done func(uint64, error)) {
 		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rec.Rev, 10))
 	}
 	e := entryOf(rec, s.me)
-	s.w.add(&op{msg: msg, err: s.casFaultOf(key), done: func(rev uint64, err error) {
+	s.addCAS(key, msg, func(rev uint64, err error) {
 		switch {
 		case err == nil:
 			s.stats.Saves.Add(1)
@@ -190,7 +191,48 @@ func (s *Store) Save(rec *broker.SessionRecord, done func(uint64, error)) {
 			err = fmt.Errorf("psession: save session %q: %w", rec.ClientID, err)
 		}
 		done(rev, err)
-	}})
+	})
+}
+
+// casRetries is how many times a compare-and-set refused with 10164 is
+// sent again at once.
+const casRetries = 3
+
+// addCAS queues msg, a compare-and-set of key, through the node's ordered
+// writes. One JetStream refuses with 10164 is sent again at once, up to
+// casRetries times, before done gets the refusal: the leader
+// acknowledges a write before it stops tracking it as in flight, so the
+// next compare-and-set of a writer that waited for the acknowledgement
+// may be refused for the very write it waited for (seen in tests: a
+// broker's Save would otherwise wait csaveRetry, 1 s). The node's
+// writes of one key are one at a time (the broker waits for each Save),
+// so sending it again later keeps their order.
+func (s *Store) addCAS(key string, msg *nats.Msg, done func(uint64, error)) {
+	tries := 0
+	var again func(uint64, error)
+	again = func(rev uint64, err error) {
+		if registry.InFlight(err) {
+			s.stats.InFlight.Add(1)
+			if tries < casRetries {
+				tries++
+				s.w.add(&op{msg: copyMsg(msg), err: s.casFaultOf(key), done: again})
+				return
+			}
+		}
+		done(rev, err)
+	}
+	s.w.add(&op{msg: msg, err: s.casFaultOf(key), done: again})
+}
+
+// copyMsg is a new message with m's subject, headers and data: the
+// writer tracks its writes by message.
+func copyMsg(m *nats.Msg) *nats.Msg {
+	c := nats.NewMsg(m.Subject)
+	for k, v := range m.Header {
+		c.Header[k] = slices.Clone(v)
+	}
+	c.Data = m.Data
+	return c
 }
 
 // wrongRev says whether err is JetStream's refusal of a write whose
@@ -206,7 +248,6 @@ func wrongRev(err error) bool {
 // JetStream refused with err, when that was error 10164.
 func (s *Store) refused(key string, rev uint64, err error) {
 	if registry.InFlight(err) {
-		s.stats.InFlight.Add(1)
 		s.guard.Refused(s.Bucket(), key, rev)
 	}
 }
@@ -244,7 +285,7 @@ func (s *Store) Delete(clientID string, rev uint64, done func(error)) {
 	if rev != 0 {
 		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rev, 10))
 	}
-	s.w.add(&op{msg: msg, err: s.casFaultOf(key), done: func(nrev uint64, err error) {
+	s.addCAS(key, msg, func(nrev uint64, err error) {
 		switch {
 		case err == nil:
 			s.stats.Deletes.Add(1)
@@ -259,7 +300,7 @@ func (s *Store) Delete(clientID string, rev uint64, done func(error)) {
 			err = fmt.Errorf("psession: delete session %q: %w", clientID, err)
 		}
 		done(err)
-	}})
+	})
 }
 
 // Load implements broker.SessionStore: the key's last value, read at the
@@ -340,7 +381,7 @@ func (s *Store) confirm(ctx context.Context, key string, rev uint64, val []byte)
 		err error
 	}
 	ch := make(chan answer, 1)
-	s.w.add(&op{msg: msg, err: s.casFaultOf(key), done: func(rev uint64, err error) { ch <- answer{rev, err} }})
+	s.addCAS(key, msg, func(rev uint64, err error) { ch <- answer{rev, err} })
 	select {
 	case a := <-ch:
 		return a.rev, a.err

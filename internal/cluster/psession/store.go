@@ -175,9 +175,10 @@ type Counters struct {
 	// for a shared subscription group whose members are all persistent
 	// sessions held by dead nodes: kept for no one, once per group.
 	SharedOrphaned uint64
-	// InFlight counts the record writes (Saves, Deletes, Loads'
-	// confirmations) JetStream refused with error 10164, as if another
-	// write of the record were in flight; Stepdowns the times this node
+	// InFlight counts the times JetStream refused a record write (a
+	// Save, a Delete, a Load's confirmation; each send of it) with error
+	// 10164, as if another write of the record were in flight; Stepdowns
+	// the times this node
 	// asked the bucket's leader to step down because such refusals of a
 	// record went on for Config.StuckAfter while it was unchanged.
 	InFlight, Stepdowns uint64
