@@ -14,6 +14,11 @@ type SessionStats struct {
 	Backlogs, BacklogRead, BacklogDropped  uint64
 	WatchUpdates, WatchUnchanged           uint64
 	SharedOrphaned                         uint64
+	// InFlight counts the record writes refused with JetStream's 10164;
+	// Stepdowns and RegistryStepdowns the stepdowns of a bucket's leader
+	// asked because it kept refusing a key so while the key was unchanged
+	// (the records' bucket; the registry's buckets).
+	InFlight, Stepdowns, RegistryStepdowns uint64
 	Records, Waiting                       int
 }
 
@@ -42,6 +47,8 @@ var (
 	psWatch      = sessionDesc("watch_updates_total", "Session record changes this node's watch of the records received (every node receives every Save and Delete).")
 	psWatchSame  = sessionDesc("watch_unchanged_total", "Of those, the ones that left the node's index as it was (only the cursor or the broker's data changed, or the node's own Save).")
 	psOrphaned   = sessionDesc("shared_orphaned_total", "QoS 1/2 messages published on this node for a shared subscription group whose members are all persistent sessions of dead nodes: kept for no member (once per group).")
+	psInFlight   = sessionDesc("inflight_refusals_total", "Session record writes JetStream refused as if another write of the record were in flight (error 10164); tried again.")
+	psStepdowns  = sessionDesc("stuck_stepdowns_total", "Times this node asked a bucket's leader to step down: it kept refusing a key's compare-and-sets with error 10164 while the key was unchanged (bucket: sessions, registry).", "bucket")
 	psRecords    = sessionDesc("records", "Session records in this node's index (not deleted, not expired).")
 	psWaiting    = sessionDesc("writes_waiting", "Writes queued or waiting for a majority's acknowledgement.")
 )
@@ -83,6 +90,9 @@ func (c sessionCollector) Collect(ch chan<- prometheus.Metric) {
 	e.counter(psWatch, float64(st.WatchUpdates))
 	e.counter(psWatchSame, float64(st.WatchUnchanged))
 	e.counter(psOrphaned, float64(st.SharedOrphaned))
+	e.counter(psInFlight, float64(st.InFlight))
+	e.counter(psStepdowns, float64(st.Stepdowns), "sessions")
+	e.counter(psStepdowns, float64(st.RegistryStepdowns), "registry")
 	e.gauge(psRecords, float64(st.Records))
 	e.gauge(psWaiting, float64(st.Waiting))
 }

@@ -39,7 +39,11 @@ func (s *Server) serveClusterAdmin() error {
 	if s.state == nil {
 		return nil
 	}
-	return s.RegisterMetrics(metrics.Sessions(func() metrics.SessionStats { return sessionStats(s.state.sess.Counters()) }))
+	return s.RegisterMetrics(metrics.Sessions(func() metrics.SessionStats {
+		st := sessionStats(s.state.sess.Counters())
+		st.RegistryStepdowns = s.state.reg.Stepdowns()
+		return st
+	}))
 }
 
 func sessionStats(c psession.Counters) metrics.SessionStats {
@@ -50,6 +54,7 @@ func sessionStats(c psession.Counters) metrics.SessionStats {
 		ReaderLost: c.ReaderLost, ReaderSkipped: c.Skipped, Unreadable: c.Unreadable,
 		Backlogs: c.Backlogs, BacklogRead: c.BacklogRead, BacklogDropped: c.BacklogDropped,
 		WatchUpdates: c.WatchUpdates, WatchUnchanged: c.WatchUnchanged, SharedOrphaned: c.SharedOrphaned,
+		InFlight: c.InFlight, Stepdowns: c.Stepdowns,
 		Records: c.Records, Waiting: c.Waiting}
 }
 

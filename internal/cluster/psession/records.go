@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -171,28 +172,92 @@ func (s *Store) Save(rec *broker.SessionRecord, done func(uint64, error)) {
 		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rec.Rev, 10))
 	}
 	e := entryOf(rec, s.me)
-	s.w.add(&op{msg: msg, done: func(rev uint64, err error) {
+	s.addCAS(key, msg, func(rev uint64, err error) {
 		switch {
 		case err == nil:
 			s.stats.Saves.Add(1)
+			s.guard.Done(s.Bucket(), key)
 			e.rev = rev
 			s.idx.apply(key, e)
 		case wrongRev(err):
 			s.stats.SaveConflicts.Add(1)
 			err = fmt.Errorf("psession: save session %q at revision %d: %w", rec.ClientID, rec.Rev, broker.ErrSessionMoved)
 		default:
+			// 10164 included: no proof that the record changed. The
+			// broker saves again (csaveRetry) at the same revision, and
+			// is refused with 10071 once another node's write is there.
+			s.refused(key, rec.Rev, err)
 			s.stats.SaveFailed.Add(1)
 			err = fmt.Errorf("psession: save session %q: %w", rec.ClientID, err)
 		}
 		done(rev, err)
-	}})
+	})
+}
+
+// casRetries is how many times a compare-and-set refused with 10164 is
+// sent again at once.
+const casRetries = 3
+
+// addCAS queues msg, a compare-and-set of key, through the node's ordered
+// writes. One JetStream refuses with 10164 is sent again at once, up to
+// casRetries times, before done gets the refusal: the leader
+// acknowledges a write before it stops tracking it as in flight, so the
+// next compare-and-set of a writer that waited for the acknowledgement
+// may be refused for the very write it waited for (seen in tests: a
+// broker's Save would otherwise wait csaveRetry, 1 s). The node's
+// writes of one key are one at a time (the broker waits for each Save),
+// so sending it again later keeps their order.
+func (s *Store) addCAS(key string, msg *nats.Msg, done func(uint64, error)) {
+	tries := 0
+	var again func(uint64, error)
+	again = func(rev uint64, err error) {
+		if registry.InFlight(err) {
+			s.stats.InFlight.Add(1)
+			if tries < casRetries {
+				tries++
+				s.w.add(&op{msg: copyMsg(msg), err: s.casFaultOf(key), done: again})
+				return
+			}
+		}
+		done(rev, err)
+	}
+	s.w.add(&op{msg: msg, err: s.casFaultOf(key), done: again})
+}
+
+// copyMsg is a new message with m's subject, headers and data: the
+// writer tracks its writes by message.
+func copyMsg(m *nats.Msg) *nats.Msg {
+	c := nats.NewMsg(m.Subject)
+	for k, v := range m.Header {
+		c.Header[k] = slices.Clone(v)
+	}
+	c.Data = m.Data
+	return c
 }
 
 // wrongRev says whether err is JetStream's refusal of a write whose
-// expected last revision of the key is not the key's.
+// expected last revision of the key is not the key's (10071). A
+// replicated stream may refuse one with 10164 instead
+// (registry.InFlight), which does not say that the key changed.
 func wrongRev(err error) bool {
 	var api *jetstream.APIError
 	return errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}
+
+// refused tells the guard of a compare-and-set of key at rev that
+// JetStream refused with err, when that was error 10164.
+func (s *Store) refused(key string, rev uint64, err error) {
+	if registry.InFlight(err) {
+		s.guard.Refused(s.Bucket(), key, rev)
+	}
+}
+
+// casFaultOf runs the test hook of the records' compare-and-sets.
+func (s *Store) casFaultOf(key string) error {
+	if h := s.casFault.Load(); h != nil {
+		return (*h)(key)
+	}
+	return nil
 }
 
 // marker is the message that deletes key: a purge marker (as the KV
@@ -220,20 +285,22 @@ func (s *Store) Delete(clientID string, rev uint64, done func(error)) {
 	if rev != 0 {
 		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rev, 10))
 	}
-	s.w.add(&op{msg: msg, done: func(nrev uint64, err error) {
+	s.addCAS(key, msg, func(nrev uint64, err error) {
 		switch {
 		case err == nil:
 			s.stats.Deletes.Add(1)
+			s.guard.Done(s.Bucket(), key)
 			s.idx.apply(key, &entry{rev: nrev})
 		case wrongRev(err):
 			s.stats.DeleteConflicts.Add(1)
 			err = fmt.Errorf("psession: delete session %q at revision %d: %w", clientID, rev, broker.ErrSessionMoved)
 		default:
+			s.refused(key, rev, err)
 			s.stats.DeleteFailed.Add(1)
 			err = fmt.Errorf("psession: delete session %q: %w", clientID, err)
 		}
 		done(err)
-	}})
+	})
 }
 
 // Load implements broker.SessionStore: the key's last value, read at the
@@ -262,9 +329,19 @@ func (s *Store) Load(ctx context.Context, clientID string) (_ *broker.SessionRec
 		if wrongRev(err) {
 			continue // changed since the read: read it again
 		}
+		if registry.InFlight(err) {
+			// Maybe changing (another node's write in flight), maybe
+			// not: read it again, a little later each time.
+			s.refused(key, rev, err)
+			if !s.backoff(ctx, attempt) {
+				return nil, fmt.Errorf("psession: load session %q: %w", clientID, err)
+			}
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("psession: load session %q: %w", clientID, err)
 		}
+		s.guard.Done(s.Bucket(), key)
 		if val == nil {
 			return nil, nil
 		}
@@ -304,7 +381,7 @@ func (s *Store) confirm(ctx context.Context, key string, rev uint64, val []byte)
 		err error
 	}
 	ch := make(chan answer, 1)
-	s.w.add(&op{msg: msg, done: func(rev uint64, err error) { ch <- answer{rev, err} }})
+	s.addCAS(key, msg, func(rev uint64, err error) { ch <- answer{rev, err} })
 	select {
 	case a := <-ch:
 		return a.rev, a.err

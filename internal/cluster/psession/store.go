@@ -57,7 +57,12 @@ type Config struct {
 	Node, Incarnation string
 	Alive             func(node, inc string) bool
 	LiveEvery         time.Duration
-	Logger            *slog.Logger
+	// StuckAfter is how long a record's compare-and-sets may be refused
+	// with error 10164 while the record is unchanged at the bucket's
+	// leader before the node asks that leader to step down
+	// (registry.CASGuard); default registry.DefaultStuckAfter.
+	StuckAfter time.Duration
+	Logger     *slog.Logger
 }
 
 // Errors a caller may see.
@@ -105,6 +110,13 @@ type Store struct {
 
 	stats stats
 	info  infoShare // Backlog's shared stream info requests
+
+	// guard watches the records' compare-and-sets refused with 10164.
+	guard *registry.CASGuard
+	// casFault (tests) runs before each compare-and-set of a record
+	// (Save, Delete, Load's confirmation) is sent: an error fails it as
+	// if JetStream had refused it.
+	casFault atomic.Pointer[func(key string) error]
 }
 
 var _ broker.SessionStore = (*Store)(nil)
@@ -117,6 +129,7 @@ type stats struct {
 	Backlogs, BacklogRead, BacklogDropped                       atomic.Uint64
 	WatchUpdates, WatchUnchanged                                atomic.Uint64
 	SharedOrphaned                                              atomic.Uint64
+	InFlight                                                    atomic.Uint64
 }
 
 // Counters are the Store's counters since it started.
@@ -165,6 +178,13 @@ type Counters struct {
 	// for a shared subscription group whose members are all persistent
 	// sessions held by dead nodes: kept for no one, once per group.
 	SharedOrphaned uint64
+	// InFlight counts the times JetStream refused a record write (a
+	// Save, a Delete, a Load's confirmation; each send of it) with error
+	// 10164, as if another write of the record were in flight; Stepdowns
+	// the times this node
+	// asked the bucket's leader to step down because such refusals of a
+	// record went on for Config.StuckAfter while it was unchanged.
+	InFlight, Stepdowns uint64
 	// Records is the number of records in this node's index (not
 	// deleted, not expired); Waiting the writes queued or waiting for
 	// their acknowledgement.
@@ -182,7 +202,8 @@ func (s *Store) Counters() Counters {
 		Backlogs: st.Backlogs.Load(), BacklogRead: st.BacklogRead.Load(), BacklogDropped: st.BacklogDropped.Load(),
 		WatchUpdates: st.WatchUpdates.Load(), WatchUnchanged: st.WatchUnchanged.Load(),
 		SharedOrphaned: st.SharedOrphaned.Load(),
-		Records:        s.idx.live(), Waiting: s.w.waiting()}
+		InFlight:       st.InFlight.Load(), Stepdowns: s.guard.Stepdowns(),
+		Records: s.idx.live(), Waiting: s.w.waiting()}
 }
 
 // New makes the Store of a node; Start connects it to the cluster.
@@ -241,6 +262,7 @@ func New(cfg Config) (*Store, error) {
 	}
 	s.js = js
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.guard = registry.NewCASGuard(cfg.Conn, cfg.Logger, cfg.StuckAfter)
 	s.idx.init()
 	s.w.init(s)
 	s.goRun(s.w.run)
@@ -354,6 +376,7 @@ func (s *Store) Close() {
 	s.w.wakeUp()
 	s.wg.Wait()
 	s.w.failAll(ErrClosed)
+	s.guard.Close()
 }
 
 func (s *Store) goRun(fn func()) {
@@ -374,6 +397,13 @@ func (s *Store) opCtx(ctx context.Context) (context.Context, context.CancelFunc)
 func replicasNotSupported(err error) bool {
 	var api *jetstream.APIError
 	return errors.As(err, &api) && api.ErrorCode == 10074
+}
+
+// backoff waits a little longer at each attempt of a compare-and-set
+// refused with 10164 (10 ms, 20 ms... up to 200 ms): false when ctx ends
+// first.
+func (s *Store) backoff(ctx context.Context, attempt int) bool {
+	return registry.Wait(ctx, time.Duration(min(attempt+1, 20))*10*time.Millisecond)
 }
 
 // pause waits d, false when the Store closes first.

@@ -270,7 +270,14 @@ func (r *Registry) elect(key string) (done bool) {
 	v, _ := json.Marshal(w)
 	rev := e.Revision() // already won: an answer lost on the way
 	if !mine {
-		rev, err = r.wills.Update(ctx, key, v, e.Revision())
+		rev, err = r.updateWill(ctx, key, v, e.Revision())
+	}
+	if InFlight(err) {
+		// Not a proof that the will changed (JetStream may keep a key
+		// marked as written after the write is gone): read it again at
+		// the next try.
+		r.guard.Refused(r.wills.Bucket(), key, e.Revision())
+		return r.ctx.Err() != nil
 	}
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		return true // another node won, or the client came back
@@ -278,6 +285,7 @@ func (r *Registry) elect(key string) (done bool) {
 	if err != nil {
 		return r.ctx.Err() != nil
 	}
+	r.guard.Done(r.wills.Bucket(), key)
 	// The client may have come back meanwhile: its claim purges the will,
 	// but a clustered JetStream checks a compare-and-set against what it
 	// applied, and may accept this update after a purge it has not
@@ -303,6 +311,16 @@ func (r *Registry) elect(key string) (done bool) {
 		r.fires[key] = time.AfterFunc(max(due, 0), func() { r.fire(key, rev, w.ClientID, w.Data) })
 	}
 	return true
+}
+
+// updateWill is the compare-and-set of a will's election (casFault first).
+func (r *Registry) updateWill(ctx context.Context, key string, v []byte, rev uint64) (uint64, error) {
+	if h := r.casFault.Load(); h != nil {
+		if err := (*h)(key); err != nil {
+			return 0, err
+		}
+	}
+	return r.wills.Update(ctx, key, v, rev)
 }
 
 // fire publishes an elected will if its key still holds what the election

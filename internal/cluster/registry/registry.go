@@ -49,7 +49,12 @@ type Config struct {
 	// caller waits for; default 5 s (a takeover's request to the node
 	// that held the id: 2 s at most).
 	Timeout time.Duration
-	Logger  *slog.Logger
+	// StuckAfter is how long a key's compare-and-sets may be refused
+	// with error 10164 while the key is unchanged before the node asks
+	// the leader of the bucket's stream to step down (CASGuard); default
+	// DefaultStuckAfter.
+	StuckAfter time.Duration
+	Logger     *slog.Logger
 }
 
 // Node is what the Registry calls on its node's broker (*broker.Broker).
@@ -107,6 +112,12 @@ type Registry struct {
 	// retFault (tests) runs before each retained write is published: it
 	// may wait (a slow JetStream) or fail it.
 	retFault atomic.Pointer[func() error]
+	// casFault (tests) runs before each compare-and-set of a will's
+	// election: an error fails it as if JetStream had refused it.
+	casFault atomic.Pointer[func(key string) error]
+
+	// guard watches the compare-and-sets refused with 10164.
+	guard *CASGuard
 }
 
 type nodeSeen struct {
@@ -179,6 +190,7 @@ func New(cfg Config) (*Registry, error) {
 	r.js = js
 	r.retQ.wake = make(chan struct{}, 1)
 	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.guard = NewCASGuard(cfg.Conn, r.log, cfg.StuckAfter)
 	return r, nil
 }
 
@@ -321,6 +333,7 @@ func (r *Registry) Close() {
 	}
 	r.mu.Unlock()
 	r.wg.Wait()
+	r.guard.Close()
 }
 
 func (r *Registry) kickSubject(node, inc string) string {
@@ -409,11 +422,13 @@ func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
 		v, _ := json.Marshal(idRecord{Node: r.cfg.Node, Inc: r.inc, Owner: owner, Clean: c.Clean})
 		next, err := r.ids.Update(ctx, key, v, rev)
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			r.refused(r.ids, key, rev, err)
 			continue
 		}
 		if err != nil {
 			return err
 		}
+		r.guard.Done(r.ids.Bucket(), key)
 		c.Token, c.Owner = next, owner
 		if prev.Node != "" {
 			c.Prev = broker.ClaimHolder{Node: prev.Node, Inc: prev.Inc, Token: rev, Here: !other}
@@ -446,20 +461,35 @@ func (r *Registry) create(ctx context.Context, key string, c *broker.Claim) (boo
 	v, _ := json.Marshal(idRecord{Node: r.cfg.Node, Inc: r.inc, Owner: c.Owner, Clean: c.Clean})
 	rev, err := r.ids.Update(ctx, key, v, 0)
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		r.refused(r.ids, key, 0, err)
 		return false, nil
 	}
 	if err != nil {
 		return false, err
 	}
+	r.guard.Done(r.ids.Bucket(), key)
 	c.Token = rev
 	return true, nil
+}
+
+// refused tells the guard of a compare-and-set of key in kv at rev that
+// JetStream refused with err, when that was error 10164.
+func (r *Registry) refused(kv jetstream.KeyValue, key string, rev uint64, err error) {
+	if InFlight(err) {
+		r.guard.Refused(kv.Bucket(), key, rev)
+	}
 }
 
 // backoff waits a little longer at each attempt of a compare-and-set that
 // lost (1 ms, 2 ms... up to 20 ms): JetStream refuses one while another
 // write of the key is in flight. False when ctx ends first.
 func backoff(ctx context.Context, attempt int) bool {
-	t := time.NewTimer(time.Duration(min(attempt, 20)) * time.Millisecond)
+	return Wait(ctx, time.Duration(min(attempt, 20))*time.Millisecond)
+}
+
+// Wait waits d, false when ctx ends first.
+func Wait(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
@@ -672,6 +702,11 @@ func (r *Registry) async(fn func(ctx context.Context)) {
 
 // NodeName is this node's name.
 func (r *Registry) NodeName() string { return r.cfg.Node }
+
+// Stepdowns is the number of times this node asked the leader of one of
+// the buckets' streams to step down because it kept refusing a key's
+// compare-and-sets with 10164 while the key was unchanged (CASGuard).
+func (r *Registry) Stepdowns() uint64 { return r.guard.Stepdowns() }
 
 // decKey reverses enc for keys that are not digests.
 func decKey(k string) (string, bool) {
