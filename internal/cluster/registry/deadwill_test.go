@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -54,5 +55,56 @@ func TestTakenFromDeadNodeWritesNoWillMarker(t *testing.T) {
 	rev, val, err := ReadLast(ctx, b.nc, bucket, willKey(a.name, a.r.inc, "no-will"))
 	if err != nil || rev != 0 {
 		t.Errorf("the client without a will left revision %d (value %q, %v) in %s, want none", rev, val, err, bucket)
+	}
+}
+
+// TestWillElectedWhileClientReturnsIsRemoved: a survivor's election of a
+// dead node's will is written after the client came back and its claim
+// left the will (a replicated JetStream may accept the election's
+// compare-and-set after the returning client's delete: it checks against
+// what it applied). The survivor sees the client holding its id again and
+// removes the will instead of publishing it.
+func TestWillElectedWhileClientReturnsIsRemoved(t *testing.T) {
+	nc := startNATS(t, 3)
+	nodes := startBrokers(t, nc, 2, Config{Heartbeat: 200 * time.Millisecond, DeadAfter: time.Second})
+	a, b := nodes[0], nodes[1]
+	w := &paho.WillMessage{Topic: "will/back", QoS: 1, Payload: []byte("gone")}
+	dial(t, a.addr, "back", dialOpts{will: w, delay: 60})
+	reached, proceed := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	b.r.beforeElect = func() {
+		once.Do(func() { close(reached) })
+		select {
+		case <-proceed:
+		case <-time.After(e2eWait):
+		}
+	}
+	b.r.keepDeadWill.Store(true)
+	a.knownBy(t, b)
+	a.kill()
+	select {
+	case <-reached:
+	case <-time.After(e2eWait):
+		t.Fatal("node b never elected the will of node a's client")
+	}
+	if _, ack := dial(t, b.addr, "back", dialOpts{}); ack.ReasonCode != 0 {
+		t.Fatalf("back on node b: CONNACK %#x", ack.ReasonCode)
+	}
+	close(proceed)
+	deadline := time.Now().Add(e2eWait)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		rev, val, err := ReadLast(ctx, b.nc, b.r.cfg.Prefix+"_wills", willKey(a.name, a.r.inc, "back"))
+		cancel()
+		if err == nil && val == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the will of the client back on node b: revision %d, value %q, %v; want it removed", rev, val, err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the bucket
+	}
+	if n := b.fired.Load(); n != 0 {
+		t.Errorf("node b won %d elections of the will of a client that came back", n)
 	}
 }

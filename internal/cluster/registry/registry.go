@@ -97,6 +97,9 @@ type Registry struct {
 	// beforeElect (tests) runs between reading a will and the
 	// compare-and-set that elects this node.
 	beforeElect func()
+	// keepDeadWill (tests) makes a client back from a dead node leave its
+	// will: as when its delete lands before a survivor's election write.
+	keepDeadWill atomic.Bool
 	// beforeKick (tests) runs between a claim's compare-and-set and its
 	// takeover request.
 	beforeKick func()
@@ -445,7 +448,7 @@ func (r *Registry) Claim(ctx context.Context, c *broker.Claim) error {
 				// so that a reconnect storm after a node died does not
 				// make a replicated write for each.
 				wk := willKey(prev.Node, prev.Inc, c.ClientID)
-				if _, w, err := ReadLast(ctx, r.nc, r.cfg.Prefix+"_wills", wk); err != nil || w != nil {
+				if _, w, err := ReadLast(ctx, r.nc, r.cfg.Prefix+"_wills", wk); (err != nil || w != nil) && !r.keepDeadWill.Load() {
 					_ = r.purge(ctx, r.wills, wk, 0)
 				}
 			}
