@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/culexmq/culex/internal/brokertest"
+	"github.com/culexmq/culex/internal/clustertest"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -25,13 +25,27 @@ type natsCluster struct {
 // usable; the test's cleanup shuts them down.
 func startNATS(t testing.TB, n int) *natsCluster {
 	t.Helper()
+	for attempt := 1; ; attempt++ {
+		if c, ok := tryNATS(t, n); ok {
+			c.waitJetStream(t)
+			return c
+		}
+		if attempt == 3 {
+			t.Fatalf("nats servers not ready after %d attempts", attempt)
+		}
+		// A route port may have been taken between FreePort and the
+		// server's listen (another package's tests run beside these).
+		t.Logf("nats servers not ready (attempt %d): again on other ports", attempt)
+	}
+}
+
+// tryNATS starts n servers on fresh ports; false (every server shut
+// down) when one is not ready within 15 s.
+func tryNATS(t testing.TB, n int) (*natsCluster, bool) {
 	c := &natsCluster{}
 	// Every server routes to every other: JetStream's meta group needs its
 	// peers from the start.
-	ports := make([]int, n)
-	for i := range ports {
-		ports[i] = brokertest.FreePort(t)
-	}
+	ports := clustertest.FreePorts(t, n) // distinct: held open together
 	for i := range n {
 		o := &server.Options{
 			ServerName: fmt.Sprintf("n%d", i),
@@ -58,13 +72,15 @@ func startNATS(t testing.TB, n int) *natsCluster {
 		t.Cleanup(s.Shutdown)
 		c.Servers = append(c.Servers, s)
 	}
-	for i, s := range c.Servers {
-		if !s.ReadyForConnections(10 * time.Second) {
-			t.Fatalf("nats server %d not ready", i)
+	for _, s := range c.Servers {
+		if !s.ReadyForConnections(15 * time.Second) {
+			for _, s := range c.Servers {
+				s.Shutdown()
+			}
+			return nil, false
 		}
 	}
-	c.waitJetStream(t)
-	return c
+	return c, true
 }
 
 // Conn connects to server i; the test's cleanup closes it.
