@@ -39,22 +39,7 @@ func startCluster(t testing.TB, n int, mod func(*Config)) []*node {
 	if n == 1 {
 		return startStores(t, []*node{{nc: startAlone(t)}}, mod)
 	}
-	ports := clustertest.FreePorts(t, n)
-	nodes := make([]*node, n)
-	for i := range n {
-		c := config.Default().Cluster
-		c.NodeName, c.Secret = "n"+strconv.Itoa(i), "s3cret"
-		c.Listen = "127.0.0.1:" + strconv.Itoa(ports[i])
-		for _, p := range ports {
-			c.Peers = append(c.Peers, "127.0.0.1:"+strconv.Itoa(p))
-		}
-		f, err := fabric.Start(c, t.TempDir(), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(f.Close)
-		nodes[i] = &node{f: f, nc: f.Conn()}
-	}
+	nodes := startFabrics(t, n)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for _, nd := range nodes {
@@ -63,6 +48,42 @@ func startCluster(t testing.TB, n int, mod func(*Config)) []*node {
 		}
 	}
 	return startStores(t, nodes, mod)
+}
+
+// startFabrics starts n fabrics routed to each other on fresh ports,
+// again on other ports when one could not listen (a port taken since
+// FreePorts released it: other packages' tests run beside these).
+func startFabrics(t testing.TB, n int) []*node {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		ports := clustertest.FreePorts(t, n)
+		nodes := make([]*node, 0, n)
+		var err error
+		for i := range n {
+			c := config.Default().Cluster
+			c.NodeName, c.Secret = "n"+strconv.Itoa(i), "s3cret"
+			c.Listen = "127.0.0.1:" + strconv.Itoa(ports[i])
+			for _, p := range ports {
+				c.Peers = append(c.Peers, "127.0.0.1:"+strconv.Itoa(p))
+			}
+			var f *fabric.Fabric
+			if f, err = fabric.Start(c, t.TempDir(), nil); err != nil {
+				break
+			}
+			t.Cleanup(f.Close)
+			nodes = append(nodes, &node{f: f, nc: f.Conn()})
+		}
+		if err == nil {
+			return nodes
+		}
+		for _, nd := range nodes {
+			nd.f.Close()
+		}
+		if attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("fabrics not started (attempt %d): %v; again on other ports", attempt, err)
+	}
 }
 
 // startAlone starts a NATS server with JetStream alone and connects to it

@@ -144,10 +144,7 @@ func (w *writer) direct(o *op) bool {
 	if n, err := s.nc.Buffered(); err != nil || n+len(o.msg.Data)+len(o.msg.Subject) >= directBuffered {
 		return false
 	}
-	w.mu.Lock()
-	w.pending[o.msg] = o
-	w.mu.Unlock()
-	_, err := s.js.PublishMsgAsync(o.msg, jetstream.WithRetryAttempts(0), jetstream.WithStallWait(s.cfg.Timeout))
+	err := w.send(o)
 	if err == nil {
 		s.stats.Direct.Add(1)
 		return true
@@ -171,15 +168,20 @@ func (w *writer) publish(o *op) {
 		o.done(0, o.err)
 		return
 	}
+	if err := w.send(o); err != nil {
+		w.finish(o.msg, 0, err)
+	}
+}
+
+// send registers o as waiting for its acknowledgement, then publishes it.
+func (w *writer) send(o *op) error {
 	// Registered before the publish: its acknowledgement may come
 	// before PublishMsgAsync returns.
 	w.mu.Lock()
 	w.pending[o.msg] = o
 	w.mu.Unlock()
 	_, err := w.s.js.PublishMsgAsync(o.msg, jetstream.WithRetryAttempts(0), jetstream.WithStallWait(w.s.cfg.Timeout))
-	if err != nil {
-		w.finish(o.msg, 0, err)
-	}
+	return err
 }
 
 // finish calls the done of m's write once.

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -190,22 +189,14 @@ func (g *CASGuard) check(bucket, key, id string, rev uint64) {
 
 // stepDown asks the leader of bucket's stream to step down.
 func (g *CASGuard) stepDown(ctx context.Context, bucket string) error {
-	resp, err := g.nc.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN.KV_"+bucket, nil)
-	if err != nil {
+	var out struct {
+		apiAnswer
+		Success bool `json:"success"`
+	}
+	if err := jsAPI(ctx, g.nc, "$JS.API.STREAM.LEADER.STEPDOWN.KV_"+bucket, nil, "stepdown of "+bucket, &out); err != nil {
 		return err
 	}
-	var out struct {
-		Success bool `json:"success"`
-		Error   *struct {
-			Message string `json:"description"`
-		} `json:"error"`
-	}
-	switch {
-	case json.Unmarshal(resp.Data, &out) != nil:
-		return fmt.Errorf("stepdown of %s: unreadable answer", bucket)
-	case out.Error != nil:
-		return fmt.Errorf("stepdown of %s: %s", bucket, out.Error.Message)
-	case !out.Success:
+	if !out.Success {
 		return fmt.Errorf("stepdown of %s: not done", bucket)
 	}
 	return nil

@@ -568,23 +568,41 @@ func (r *Registry) purge(ctx context.Context, kv jetstream.KeyValue, key string,
 		req.Seq = rev + 1 // purges below it
 	}
 	body, _ := json.Marshal(req)
-	resp, err := r.nc.RequestWithContext(ctx, "$JS.API.STREAM.PURGE.KV_"+kv.Bucket(), body)
+	var out struct {
+		apiAnswer
+		Purged uint64 `json:"purged"`
+	}
+	if err := jsAPI(ctx, r.nc, "$JS.API.STREAM.PURGE.KV_"+kv.Bucket(), body, "purge "+kv.Bucket(), &out); err != nil {
+		return err
+	}
+	if out.Purged == 0 && rev != 0 {
+		return jetstream.ErrKeyRevisionMismatch
+	}
+	return nil
+}
+
+// apiAnswer is the error part of a JetStream API answer; the answers
+// jsAPI decodes embed it.
+type apiAnswer struct {
+	Error *struct {
+		Message string `json:"description"`
+	} `json:"error"`
+}
+
+func (a *apiAnswer) answer() *apiAnswer { return a }
+
+// jsAPI sends body to a JetStream API subject and decodes the answer
+// into out; an error answer is an error naming what was asked.
+func jsAPI(ctx context.Context, nc *nats.Conn, subject string, body []byte, what string, out interface{ answer() *apiAnswer }) error {
+	resp, err := nc.RequestWithContext(ctx, subject, body)
 	if err != nil {
 		return err
 	}
-	var out struct {
-		Purged uint64 `json:"purged"`
-		Error  *struct {
-			Message string `json:"description"`
-		} `json:"error"`
+	if json.Unmarshal(resp.Data, out) != nil {
+		return fmt.Errorf("%s: unreadable answer", what)
 	}
-	switch {
-	case json.Unmarshal(resp.Data, &out) != nil:
-		return fmt.Errorf("purge %s: unreadable answer", kv.Bucket())
-	case out.Error != nil:
-		return fmt.Errorf("purge %s: %s", kv.Bucket(), out.Error.Message)
-	case out.Purged == 0 && rev != 0:
-		return jetstream.ErrKeyRevisionMismatch
+	if e := out.answer().Error; e != nil {
+		return fmt.Errorf("%s: %s", what, e.Message)
 	}
 	return nil
 }
