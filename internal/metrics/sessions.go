@@ -11,6 +11,7 @@ type SessionStats struct {
 	Deletes, DeleteConflicts, DeleteFailed uint64
 	Loads, LoadFailed, Swept, Busy         uint64
 	ReaderLost, ReaderSkipped, Unreadable  uint64
+	ReaderStarts, ReaderStops              uint64
 	Backlogs, BacklogRead, BacklogDropped  uint64
 	WatchUpdates, WatchUnchanged           uint64
 	SharedOrphaned                         uint64
@@ -39,6 +40,7 @@ var (
 	psSwept      = sessionDesc("swept_total", "Expired session records this node's sweep deleted.")
 	psRefused    = sessionDesc("writes_refused_total", "Writes (messages and records) failed at once: the node's write queue was full.")
 	psReaderLost = sessionDesc("reader_lost_total", "Times the node's reader of the log lost its consumer and made another.")
+	psReaderRun  = sessionDesc("reader_runs_total", "Times the node's reader of the log started (a persistent session of the node subscribes; none did since it stopped), and stopped (none had for 30 s).", "event")
 	psSkipped    = sessionDesc("reader_skipped_total", "Messages the node's reader never delivered: the log removed them (its limits) before it could read them.")
 	psUnreadable = sessionDesc("unreadable_total", "Messages of the log whose body could not be decoded.")
 	psBacklogs   = sessionDesc("backlog_reads_total", "Backlogs read for resuming sessions.")
@@ -82,6 +84,8 @@ func (c sessionCollector) Collect(ch chan<- prometheus.Metric) {
 	e.counter(psSwept, float64(st.Swept))
 	e.counter(psRefused, float64(st.Busy))
 	e.counter(psReaderLost, float64(st.ReaderLost))
+	e.counter(psReaderRun, float64(st.ReaderStarts), "start")
+	e.counter(psReaderRun, float64(st.ReaderStops), "stop")
 	e.counter(psSkipped, float64(st.ReaderSkipped))
 	e.counter(psUnreadable, float64(st.Unreadable))
 	e.counter(psBacklogs, float64(st.Backlogs))

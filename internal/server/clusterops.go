@@ -52,6 +52,7 @@ func sessionStats(c psession.Counters) metrics.SessionStats {
 		Deletes: c.Deletes, DeleteConflicts: c.DeleteConflicts, DeleteFailed: c.DeleteFailed,
 		Loads: c.Loads, LoadFailed: c.LoadFailed, Swept: c.Swept, Busy: c.Busy,
 		ReaderLost: c.ReaderLost, ReaderSkipped: c.Skipped, Unreadable: c.Unreadable,
+		ReaderStarts: c.ReaderStarts, ReaderStops: c.ReaderStops,
 		Backlogs: c.Backlogs, BacklogRead: c.BacklogRead, BacklogDropped: c.BacklogDropped,
 		WatchUpdates: c.WatchUpdates, WatchUnchanged: c.WatchUnchanged, SharedOrphaned: c.SharedOrphaned,
 		InFlight: c.InFlight, Stepdowns: c.Stepdowns,

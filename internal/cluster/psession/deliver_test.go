@@ -14,16 +14,22 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// seen collects what a node's Deliver handed over.
+// seen collects what a node's Deliver handed over, and where each start
+// of a reader on demand put it (fn(seq, "", nil)).
 type seen struct {
-	mu   sync.Mutex
-	seqs []uint64
-	msgs []string
+	mu     sync.Mutex
+	seqs   []uint64
+	msgs   []string
+	starts []uint64
 }
 
 func (d *seen) fn(seq uint64, _ string, m *broker.Message) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if m == nil {
+		d.starts = append(d.starts, seq)
+		return
+	}
 	d.seqs = append(d.seqs, seq)
 	d.msgs = append(d.msgs, string(m.Payload))
 }

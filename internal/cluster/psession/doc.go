@@ -17,7 +17,8 @@
 // Each node keeps in memory an index of every record's filters (from a
 // watch of the bucket) for Persistent, reads the whole log with one
 // consumer that it makes again from Head()+1 when it loses it (Deliver,
-// reader.go), and reads a resuming session's backlog at
+// reader.go; with Config.ReaderOnDemand only while held: HoldReader,
+// ReleaseReader), and reads a resuming session's backlog at
 // the log's leader message by message, going on with a consumer that
 // lives for that read only when it is long (Backlog).
 //
@@ -55,6 +56,11 @@
 //   - Config.Node, Incarnation and Alive (the registry's): a record saved
 //     while its client was connected expires once Alive says its holder
 //     is dead, its Session Expiry Interval after this node saw that.
+//   - Config.ReaderOnDemand (the server sets it): the reader runs only
+//     while held (broker.ReaderHolder); HoldReader starts one that does
+//     not run at the log's last message, calls fn(last, "", nil) and
+//     returns with Head at last; it stops Config.ReaderLinger (30 s)
+//     after the last ReleaseReader.
 //   - Head is set to seq before fn(seq) runs: a session that registers
 //     for Deliver while fn runs may see seq both in Backlog(cursor, h)
 //     and from fn. Register, read h := Head(), Backlog up to h, and drop

@@ -93,9 +93,9 @@ func (s *Store) Head() uint64 { return s.head.Load() }
 
 // Deliver implements broker.SessionStore: one reader of the whole log on
 // this node (reader.go), starting after the log's last message when the
-// Store is ready; it goes on from the message after the last one handed
-// over whenever it has to make its consumer again, so nothing is skipped
-// or repeated.
+// Store is ready (Config.ReaderOnDemand: and held); it goes on from the
+// message after the last one handed over whenever it has to make its
+// consumer again, so nothing is skipped or repeated.
 func (s *Store) Deliver(fn func(seq uint64, clientID string, m *broker.Message)) {
 	s.startMu.Lock()
 	defer s.startMu.Unlock()
@@ -107,11 +107,24 @@ func (s *Store) Deliver(fn func(seq uint64, clientID string, m *broker.Message))
 	}
 }
 
+// readerRun is one run of the reader's goroutine.
+type readerRun struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
 // startReaderLocked starts the reader after the log's last message now
 // (the caller waits for that position, so that every message stored after
-// it returns is read): at Start when Deliver came first, else in Deliver.
+// it returns is read): at Start when Deliver came first, else in Deliver;
+// on demand, only while held (HoldReader), and again after a rest. A
+// reader started on demand first calls fn(last, "", nil): no message up
+// to last is for this node (none of its sessions held the reader while
+// it did not run).
 func (s *Store) startReaderLocked(ctx context.Context) error {
-	if s.reading || s.deliverFn == nil {
+	s.hm.Lock()
+	want := !s.cfg.ReaderOnDemand || s.holds > 0
+	s.hm.Unlock()
+	if s.run != nil || s.deliverFn == nil || !want {
 		return nil
 	}
 	last, err := s.lastSeq(ctx)
@@ -119,10 +132,97 @@ func (s *Store) startReaderLocked(ctx context.Context) error {
 		return err
 	}
 	s.head.Store(last)
-	s.reading = true
 	fn := s.deliverFn
-	s.goRun(func() { s.read(fn) })
+	if s.cfg.ReaderOnDemand {
+		fn(last, "", nil)
+	}
+	rctx, cancel := context.WithCancel(s.ctx)
+	run := &readerRun{cancel: cancel, done: make(chan struct{})}
+	s.run = run
+	s.hm.Lock()
+	s.active = true
+	s.hm.Unlock()
+	s.stats.ReaderStarts.Add(1)
+	s.goRun(func() {
+		defer close(run.done)
+		s.read(rctx, fn)
+	})
 	return nil
+}
+
+// HoldReader makes sure the reader of the log runs, and keeps it running
+// until ReleaseReader is called as many times (Config.ReaderOnDemand; without
+// it the reader runs anyway). A reader that does not run is started
+// first: HoldReader returns once its position is the log's last message
+// (Head), so that every message stored after it returns is handed to
+// Deliver's fn. It fails (the hold not taken) before Start and Deliver,
+// or when the log's leader does not answer before ctx ends. The caller
+// must not hold a lock that Deliver's fn takes: starting may wait for
+// the end of a rest, which waits for fn.
+func (s *Store) HoldReader(ctx context.Context) error {
+	s.hm.Lock()
+	s.holds++
+	if s.rest != nil {
+		s.rest.Stop()
+		s.rest = nil
+	}
+	active := s.active
+	s.hm.Unlock()
+	if active || !s.cfg.ReaderOnDemand {
+		return nil
+	}
+	s.startMu.Lock()
+	defer s.startMu.Unlock()
+	err := s.Ready()
+	if err == nil && s.deliverFn == nil {
+		err = errors.New("psession: the log's reader is held before Deliver")
+	}
+	if err == nil {
+		err = s.startReaderLocked(ctx)
+	}
+	if err != nil {
+		s.ReleaseReader()
+		return fmt.Errorf("psession: the log's reader: %w", err)
+	}
+	return nil
+}
+
+// ReleaseReader gives back a hold of HoldReader. With none left the
+// reader stops after Config.ReaderLinger, unless held again meanwhile.
+// It never waits.
+func (s *Store) ReleaseReader() {
+	s.hm.Lock()
+	defer s.hm.Unlock()
+	if s.holds <= 0 {
+		s.log.Error("cluster: persistent sessions: the log's reader released more often than held")
+		return
+	}
+	s.holds--
+	if s.holds == 0 && s.cfg.ReaderOnDemand && s.active && s.rest == nil {
+		s.restGen++
+		gen := s.restGen
+		s.rest = time.AfterFunc(s.cfg.ReaderLinger, func() { s.restReader(gen) })
+	}
+}
+
+// restReader stops the reader that nothing held for Config.ReaderLinger
+// (gen names the timer that decided it); a hold taken meanwhile keeps it.
+func (s *Store) restReader(gen uint64) {
+	s.startMu.Lock()
+	defer s.startMu.Unlock()
+	s.hm.Lock()
+	if s.rest == nil || s.restGen != gen || s.holds > 0 || !s.active {
+		s.hm.Unlock()
+		return
+	}
+	s.rest, s.active = nil, false
+	s.hm.Unlock()
+	run := s.run
+	s.run = nil
+	run.cancel()
+	<-run.done
+	s.stats.ReaderStops.Add(1)
+	s.log.Debug("cluster: persistent sessions: the log's reader rests: no session of this node holds it", "head", s.head.Load())
 }
 
 // lastSeq is the log's last sequence, asked until its leader answers.

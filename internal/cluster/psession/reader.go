@@ -82,21 +82,24 @@ type reader struct {
 	onLeader atomic.Bool
 }
 
-// read runs the reader from Head()+1 until the Store closes.
-func (s *Store) read(fn func(uint64, string, *broker.Message)) {
+// read runs the reader from Head()+1 until ctx ends (the Store closes, or
+// the reader rests: rest).
+func (s *Store) read(ctx context.Context, fn func(uint64, string, *broker.Message)) {
 	reconnected := s.nc.StatusChanged(nats.CONNECTED)
 	defer s.nc.RemoveStatusListener(reconnected)
+	s.rd.mu.Lock()
 	s.rd.lost = make(chan error, 1)
+	s.rd.mu.Unlock()
 	elected := make(chan string, 1)
 	if sub, err := s.nc.Subscribe(leaderElected+s.LogStream(), func(m *nats.Msg) { s.onElected(m, elected) }); err == nil {
 		defer sub.Unsubscribe()
 	}
 	var since time.Time // when the consumer was lost; zero at the start
-	c := s.openReader(fn, since)
+	c := s.openReader(ctx, fn, since)
 	for c != nil {
 		var why error
 		select {
-		case <-s.ctx.Done():
+		case <-ctx.Done():
 			s.stopReader(c)
 			if c.cc != nil {
 				<-c.cc.Closed()
@@ -106,7 +109,7 @@ func (s *Store) read(fn func(uint64, string, *broker.Message)) {
 		case <-reconnected:
 			why = errReconnected
 		case leader := <-elected:
-			if c, why = s.moveReader(c, leader, fn); why == nil {
+			if c, why = s.moveReader(ctx, c, leader, fn); why == nil {
 				continue
 			}
 		}
@@ -115,7 +118,7 @@ func (s *Store) read(fn func(uint64, string, *broker.Message)) {
 		s.log.Warn("cluster: persistent sessions: the log's reader lost its consumer; it makes another from the next message",
 			"next", s.head.Load()+1, "why", why)
 		s.stopReader(c)
-		c = s.openReader(fn, since)
+		c = s.openReader(ctx, fn, since)
 	}
 }
 
@@ -153,11 +156,11 @@ func (s *Store) onElected(m *nats.Msg, elected chan string) {
 // skipped or repeated. It returns the reader's consumer: c when it stays
 // (not made on leader, or leader is where c is already), and an error
 // when the new one failed to start after c was stopped.
-func (s *Store) moveReader(c *readerCons, leader string, fn func(uint64, string, *broker.Message)) (*readerCons, error) {
+func (s *Store) moveReader(ctx context.Context, c *readerCons, leader string, fn func(uint64, string, *broker.Message)) (*readerCons, error) {
 	if c.host == leader {
 		return c, nil
 	}
-	cons, err := s.makeReader(leader, true)
+	cons, err := s.makeReader(ctx, leader, true)
 	if err != nil {
 		return c, nil
 	}
@@ -175,11 +178,11 @@ func (s *Store) moveReader(c *readerCons, leader string, fn func(uint64, string,
 }
 
 // openReader makes a consumer from Head()+1, trying until it succeeds or
-// the Store closes (nil).
-func (s *Store) openReader(fn func(uint64, string, *broker.Message), since time.Time) *readerCons {
+// ctx ends (nil).
+func (s *Store) openReader(ctx context.Context, fn func(uint64, string, *broker.Message), since time.Time) *readerCons {
 	pause := readerRetry
 	for attempt := 1; ; attempt++ {
-		c, err := s.consume(fn, since.IsZero())
+		c, err := s.consume(ctx, fn, since.IsZero())
 		if err == nil {
 			if !since.IsZero() {
 				s.log.Info("cluster: persistent sessions: the log's reader reads again",
@@ -192,7 +195,7 @@ func (s *Store) openReader(fn func(uint64, string, *broker.Message), since time.
 		} else {
 			s.log.Debug("cluster: persistent sessions: the log's reader waits for the log", "attempt", attempt, "err", err)
 		}
-		if !s.pause(pause) {
+		if !pauseCtx(ctx, pause) {
 			return nil
 		}
 		pause = min(2*pause, readerRetryMax)
@@ -201,12 +204,12 @@ func (s *Store) openReader(fn func(uint64, string, *broker.Message), since time.
 
 // consume makes one consumer from Head()+1, on the log's leader if place
 // and it can, and starts taking its deliveries.
-func (s *Store) consume(fn func(uint64, string, *broker.Message), place bool) (*readerCons, error) {
+func (s *Store) consume(ctx context.Context, fn func(uint64, string, *broker.Message), place bool) (*readerCons, error) {
 	// First the log's leader must answer: a consumer made on a replica
 	// while the log has none may stay silent for many seconds after
 	// the election.
-	ctx, cancel := context.WithTimeout(s.ctx, readerRequest)
-	info, err := s.plog.Info(ctx)
+	c, cancel := context.WithTimeout(ctx, readerRequest)
+	info, err := s.plog.Info(c)
 	cancel()
 	if err != nil {
 		return nil, err
@@ -215,7 +218,7 @@ func (s *Store) consume(fn func(uint64, string, *broker.Message), place bool) (*
 	if info.Cluster != nil {
 		leader = info.Cluster.Leader
 	}
-	cons, err := s.makeReader(leader, place)
+	cons, err := s.makeReader(ctx, leader, place)
 	if err != nil {
 		return nil, err
 	}
@@ -257,7 +260,7 @@ func (s *Store) startReading(cons jetstream.Consumer, leader string, fn func(uin
 // itself: one fsync later (BenchmarkStoreDeliver). A consumer made
 // elsewhere is deleted and made again, up to readerPlacements times in all
 // and within readerPlacing; past them the last one made is kept.
-func (s *Store) makeReader(leader string, place bool) (jetstream.Consumer, error) {
+func (s *Store) makeReader(rctx context.Context, leader string, place bool) (jetstream.Consumer, error) {
 	cfg := jetstream.ConsumerConfig{
 		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:       s.head.Load() + 1,
@@ -266,7 +269,7 @@ func (s *Store) makeReader(leader string, place bool) (jetstream.Consumer, error
 		Replicas:          1,
 		MemoryStorage:     true,
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, readerRequest)
+	ctx, cancel := context.WithTimeout(rctx, readerRequest)
 	defer cancel()
 	cons, err := s.plog.CreateConsumer(ctx, cfg)
 	if err != nil {
@@ -276,7 +279,7 @@ func (s *Store) makeReader(leader string, place bool) (jetstream.Consumer, error
 	if place {
 		tries = readerPlacements
 	}
-	ctx, cancel = context.WithTimeout(s.ctx, readerPlacing)
+	ctx, cancel = context.WithTimeout(rctx, readerPlacing)
 	defer cancel()
 	made := 1
 	for ; made < tries && leader != "" && consumerHost(cons) != leader; made++ {

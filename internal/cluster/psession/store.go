@@ -57,6 +57,11 @@ type Config struct {
 	Node, Incarnation string
 	Alive             func(node, inc string) bool
 	LiveEvery         time.Duration
+	// ReaderOnDemand: the reader of the log (Deliver) runs only while
+	// held (HoldReader), and stops ReaderLinger (default 30 s) after the
+	// last hold is released; without it, it runs from Deliver on.
+	ReaderOnDemand bool
+	ReaderLinger   time.Duration
 	// StuckAfter is how long a record's compare-and-sets may be refused
 	// with error 10164 while the record is unchanged at the bucket's
 	// leader before the node asks that leader to step down
@@ -101,12 +106,24 @@ type Store struct {
 	// head is the last sequence handed to Deliver's fn.
 	head atomic.Uint64
 
-	// startMu orders Deliver with the end of Start: the reader starts
-	// once, after whichever comes last, before Store may succeed.
+	// startMu orders Deliver with the end of Start, and the reader's
+	// starts and stops (HoldReader, rest): the reader starts after
+	// whichever of Deliver and Start comes last (on demand: and once
+	// held), before Store may succeed. It is held while the reader
+	// starts (the log's last sequence is asked) and stops (its goroutine
+	// is waited for).
 	startMu   sync.Mutex
 	deliverFn func(seq uint64, clientID string, m *broker.Message)
-	reading   bool
+	run       *readerRun // the reader's goroutine, nil while it does not run
 	rd        reader
+	// hm guards the holds of the reader (HoldReader, ReleaseReader),
+	// whether it runs (active: run is set and no rest decided), and the
+	// timer of its rest. It is never held while waiting.
+	hm      sync.Mutex
+	holds   int
+	active  bool
+	rest    *time.Timer
+	restGen uint64 // which rest timer is current
 
 	stats stats
 	info  infoShare // Backlog's shared stream info requests
@@ -124,6 +141,7 @@ var _ broker.SessionStore = (*Store)(nil)
 // stats are the Store's counters since it started (Counters).
 type stats struct {
 	Stored, StoreFailed, Skipped, Unreadable, Swept, ReaderLost atomic.Uint64
+	ReaderStarts, ReaderStops                                   atomic.Uint64
 	Saves, SaveConflicts, SaveFailed, Deletes, DeleteConflicts  atomic.Uint64
 	DeleteFailed, Loads, LoadFailed, Busy, Direct               atomic.Uint64
 	Backlogs, BacklogRead, BacklogDropped                       atomic.Uint64
@@ -146,8 +164,9 @@ type Counters struct {
 	Swept uint64
 	// ReaderLost counts the times Deliver's reader lost its consumer (a
 	// core died or was cut off, the node's connection came back) and
-	// made another.
-	ReaderLost uint64
+	// made another. ReaderStarts and ReaderStops count the times it
+	// started and stopped (Config.ReaderOnDemand: held, rested).
+	ReaderLost, ReaderStarts, ReaderStops uint64
 	// Saves and Deletes count the record writes a majority confirmed;
 	// SaveConflicts and DeleteConflicts those refused because the record
 	// was at another revision (broker.ErrSessionMoved); SaveFailed and
@@ -196,6 +215,7 @@ func (s *Store) Counters() Counters {
 	st := &s.stats
 	return Counters{Stored: st.Stored.Load(), StoreFailed: st.StoreFailed.Load(), Skipped: st.Skipped.Load(),
 		Unreadable: st.Unreadable.Load(), Swept: st.Swept.Load(), ReaderLost: st.ReaderLost.Load(),
+		ReaderStarts: st.ReaderStarts.Load(), ReaderStops: st.ReaderStops.Load(),
 		Saves: st.Saves.Load(), SaveConflicts: st.SaveConflicts.Load(), SaveFailed: st.SaveFailed.Load(),
 		Deletes: st.Deletes.Load(), DeleteConflicts: st.DeleteConflicts.Load(), DeleteFailed: st.DeleteFailed.Load(),
 		Loads: st.Loads.Load(), LoadFailed: st.LoadFailed.Load(), Busy: st.Busy.Load(), Direct: st.Direct.Load(),
@@ -238,6 +258,9 @@ func New(cfg Config) (*Store, error) {
 	cfg.MarkerTTL = max(cfg.MarkerTTL, time.Second)
 	if cfg.MaxQueued <= 0 {
 		cfg.MaxQueued = 1 << 16
+	}
+	if cfg.ReaderLinger <= 0 {
+		cfg.ReaderLinger = 30 * time.Second
 	}
 	if cfg.LiveEvery <= 0 {
 		cfg.LiveEvery = time.Second
@@ -372,6 +395,12 @@ func (s *Store) Ready() error {
 // Close stops the reader, the watch and the sweeper; writes not yet
 // confirmed fail with ErrClosed. The stream and bucket stay.
 func (s *Store) Close() {
+	s.hm.Lock()
+	if s.rest != nil {
+		s.rest.Stop()
+		s.rest = nil
+	}
+	s.hm.Unlock()
 	s.cancel()
 	s.w.wakeUp()
 	s.wg.Wait()
@@ -406,12 +435,12 @@ func (s *Store) backoff(ctx context.Context, attempt int) bool {
 	return registry.Wait(ctx, time.Duration(min(attempt+1, 20))*10*time.Millisecond)
 }
 
-// pause waits d, false when the Store closes first.
-func (s *Store) pause(d time.Duration) bool {
+// pauseCtx waits d, false when ctx ends first.
+func pauseCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
-	case <-s.ctx.Done():
+	case <-ctx.Done():
 		return false
 	case <-t.C:
 		return true
