@@ -257,8 +257,13 @@ func (c *conn) accept(st *authState) error {
 		}
 	}
 	var crev uint64 // the revision of a new session's record
+	rhold := false  // a hold of the log's reader for the session taken below
 	if err == nil && b.cstore != nil {
-		if crev, err = c.cconnect(p.CleanStart, expiry, owner, cl); err != nil {
+		takeover := expiry > 0 && !p.CleanStart && c.localUnheld()
+		if crev, err = c.cconnect(p.CleanStart, expiry, owner, cl); err == nil && takeover {
+			rhold, err = c.resumeHold()
+		}
+		if err != nil {
 			b.countPersistent(false, false, "", owner, reserved)
 		}
 	}
@@ -290,6 +295,9 @@ func (c *conn) accept(st *authState) error {
 		s.csLocked().rev = crev
 	}
 	s.expiry, s.persistent = expiry, expiry > 0
+	if rhold && s.persistent && !s.rhold {
+		s.rhold, rhold = true, false
+	}
 	b.countPersistent(wasPersistent, s.persistent, wasOwner, owner, reserved)
 	s.cancelTimersLocked(wasPersistent)
 	s.connWill = w
@@ -316,6 +324,9 @@ func (c *conn) accept(st *authState) error {
 	s.resumeLocked(c)
 	s.mu.Unlock()
 	unlock()
+	if rhold {
+		b.releaseReader()
+	}
 
 	c.setReadTimeout(c.keepAlive)
 	b.stats.connects.Add(1)

@@ -177,6 +177,84 @@ func (cs *csess) owed(seq uint64) bool {
 	return true
 }
 
+// holdReader takes a hold of the node's reader of the log when the
+// SessionStore is a ReaderHolder (ReaderHolder.HoldReader): no lock that
+// fromLog takes may be held.
+func (b *Broker) holdReader(ctx context.Context) error {
+	if rh, ok := b.cstore.(ReaderHolder); ok {
+		return rh.HoldReader(ctx)
+	}
+	return nil
+}
+
+// releaseReader gives back a hold of holdReader.
+func (b *Broker) releaseReader() {
+	if rh, ok := b.cstore.(ReaderHolder); ok {
+		rh.ReleaseReader()
+	}
+}
+
+// subscribeHold makes the persistent session of c, about to subscribe,
+// hold the node's reader of the log, if it does not yet: from the SUBACK
+// on, every message stored for its filters reaches it from the reader. It
+// reports false when the reader cannot be held (the SUBSCRIBE is refused).
+func (c *conn) subscribeHold() bool {
+	s := c.sess
+	s.mu.Lock()
+	need := s.persistent && !s.rhold && !s.gone
+	s.mu.Unlock()
+	if !need {
+		return true
+	}
+	c.mayBlock()
+	ctx, cancel := context.WithTimeout(context.Background(), c.connectTimeout())
+	defer cancel()
+	if err := c.b.holdReader(ctx); err != nil {
+		c.b.log.Warn("cluster: the log's reader not started; the SUBSCRIBE is refused", "client_id", s.id, "err", err)
+		return false
+	}
+	s.mu.Lock()
+	took := s.persistent && !s.rhold && !s.gone
+	s.rhold = s.rhold || took
+	s.mu.Unlock()
+	if !took {
+		c.b.releaseReader()
+	}
+	return true
+}
+
+// localUnheld says whether this node has a session of the connecting
+// client that does not hold the log's reader: a persistent CONNECT that
+// resumes it (one that was not persistent may have subscriptions) takes
+// a hold for it (resumeHold). A session cconnect loads from its record
+// takes its own. The client id's lock is held.
+func (c *conn) localUnheld() bool {
+	b := c.b
+	b.mu.Lock()
+	local := b.sessions[c.info.ClientID]
+	b.mu.Unlock()
+	if local == nil {
+		return false
+	}
+	local.mu.Lock()
+	defer local.mu.Unlock()
+	return !local.gone && !local.rhold
+}
+
+// resumeHold takes a hold of the node's reader of the log for a
+// persistent CONNECT that resumes a session of this node (localUnheld):
+// the CONNECT gives it to the session, or back.
+func (c *conn) resumeHold() (bool, error) {
+	c.mayBlock()
+	ctx, cancel := context.WithTimeout(context.Background(), c.connectTimeout())
+	defer cancel()
+	if err := c.b.holdReader(ctx); err != nil {
+		c.b.log.Warn("cluster: the log's reader not started; the client is refused", "client_id", c.info.ClientID, "err", err)
+		return false, packet.ErrServerUnavailable
+	}
+	return true, nil
+}
+
 // startLog starts the node's reader of the log (Start).
 func (b *Broker) startLog() {
 	if b.cstore != nil {
@@ -259,6 +337,14 @@ func (b *Broker) viaLogLocked(s *session, om *outMsg, w *storeWait) bool {
 func (b *Broker) fromLog(seq uint64, clientID string, m *Message) {
 	b.clog.mu.Lock()
 	defer b.clog.mu.Unlock()
+	if m == nil {
+		// The reader starts at seq: nothing before was for a session of
+		// this node (none held it), so their cursors may pass it.
+		if seq > b.clog.last.Load() {
+			b.clog.last.Store(seq)
+		}
+		return
+	}
 	defer b.clog.last.Store(seq)
 	sc := scratches.Get().(*scratch)
 	defer func() { sc.reset(); scratches.Put(sc) }()
@@ -979,6 +1065,14 @@ func (b *Broker) cresume(ctx context.Context, rec *SessionRecord) error {
 			cs.open = make(map[uint64]*outMsg)
 		}
 		cs.open[om.lseq] = om
+	}
+	// A session with subscriptions holds the reader before its position
+	// is read: every message after it reaches the session from the reader.
+	if len(s.subs) > 0 {
+		if err := b.holdReader(ctx); err != nil {
+			return err
+		}
+		s.rhold = true
 	}
 	b.clog.mu.Lock()
 	h := max(b.cstore.Head(), b.clog.last.Load())

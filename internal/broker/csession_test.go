@@ -347,7 +347,8 @@ func TestClusterBacklogQueueLimit(t *testing.T) {
 	a, na := clusterNode(t, fc)
 	cfg := testConfig()
 	cfg.MaxQueuedMessages = 2
-	b := startBroker(t, Options{AllowAnonymous: true, SessionStore: fc.node(t), Config: cfg})
+	nb := fc.node(t)
+	b := startBroker(t, Options{AllowAnonymous: true, SessionStore: nb, Config: cfg})
 	s := connectTo(t, a, "s", false, keepSession(0))
 	s.subscribe(1, "t", 1)
 	s.send(&packet.Disconnect{})
@@ -358,6 +359,9 @@ func TestClusterBacklogQueueLimit(t *testing.T) {
 			t.Fatalf("PUBACK 0x%02x", rc)
 		}
 	}
+	// b's reader past them: the session reads them as its backlog (from
+	// the reader after CONNACK, its in-flight window would take two).
+	eventually(t, "b's reader to pass the messages", func() bool { return nb.Head() >= 5 })
 	na.kill()
 	s = connectTo(t, b, "s", true, keepSession(0))
 	for _, want := range []string{"1", "2"} {

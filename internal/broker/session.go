@@ -93,6 +93,9 @@ type session struct {
 	stalled   bool
 	// cs is the session's state in the cluster's log (csession.go).
 	cs *csess
+	// rhold: the session holds the node's reader of the log
+	// (ReaderHolder), given back when it ends here (unregister).
+	rhold bool
 }
 
 func newSession(b *Broker, id string) *session { return &session{b: b, id: id} }

@@ -43,7 +43,9 @@ type SessionStore interface {
 	// message stored after Deliver was called, by any node, in sequence
 	// order, on one goroutine of the store; clientID is the session of a
 	// StoreFor message and empty otherwise. fn must not block for long.
-	// Deliver is called once, before the node accepts clients.
+	// Deliver is called once, before the node accepts clients. A store
+	// that is a ReaderHolder may call fn(seq, "", nil) when its reader
+	// starts: no message up to seq is for this node's sessions.
 	Deliver(fn func(seq uint64, clientID string, m *Message))
 
 	// Load reads the record of clientID's session: nil, nil when there is
@@ -88,6 +90,23 @@ type SessionStore interface {
 	// with; a session that resumes reads its Backlog up to Head and takes
 	// what follows from Deliver.
 	Head() uint64
+}
+
+// ReaderHolder is what a SessionStore may also implement: its reader of the
+// log (Deliver) runs only while held, so that a node none of whose
+// persistent sessions subscribes to anything does not read the log. The
+// broker holds it once per persistent session with a subscription (or
+// about to get one, or resuming with some) until the session ends here
+// (readerHeld).
+type ReaderHolder interface {
+	// HoldReader makes sure the reader runs and keeps it running until
+	// the matching ReleaseReader: it returns once every message stored
+	// from then on will be given to Deliver's fn, and Head is where the
+	// reader is. It may wait for the log's leader (not while the caller
+	// holds a lock fn takes); an error means the hold was not taken.
+	HoldReader(ctx context.Context) error
+	// ReleaseReader gives back one hold; it never waits.
+	ReleaseReader()
 }
 
 // ErrSessionMoved fails a Save whose record is no longer at the revision

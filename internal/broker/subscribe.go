@@ -30,6 +30,13 @@ func (c *conn) onSubscribe(p *packet.Subscribe) error {
 	var undo *[]subUndo // in a cluster's persistent session: what to put back
 	if c.b.cstore != nil {
 		undo = new([]subUndo)
+		if !c.subscribeHold() {
+			for i := range codes {
+				codes[i] = packet.ErrUnspecified.Value
+			}
+			c.sendPacket(&packet.Suback{PacketID: p.PacketID, ReasonCodes: codes})
+			return nil
+		}
 	}
 	for i := range p.Subscriptions {
 		sub := &p.Subscriptions[i]

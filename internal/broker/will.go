@@ -257,6 +257,13 @@ func (b *Broker) endSession(s *session, pw *will) {
 func (b *Broker) unregister(s *session, subs map[string]subOpts, wt, et *time.Timer, persistent bool, owner string) {
 	b.stopTimer(wt)
 	b.stopTimer(et)
+	s.mu.Lock()
+	rhold := s.rhold
+	s.rhold = false
+	s.mu.Unlock()
+	if rhold {
+		b.releaseReader()
+	}
 	b.mu.Lock()
 	if b.sessions[s.id] == s {
 		delete(b.sessions, s.id)

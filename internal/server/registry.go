@@ -51,6 +51,9 @@ func openClusterState(nc *nats.Conn, node string, cfg config.Cluster, log *slog.
 		Timeout: cfg.AckTimeout, MaxLogBytes: cfg.Sessions.MaxLogBytes, MaxLogAge: cfg.Sessions.MaxLogAge,
 		SweepEvery: sweep, Logger: log,
 		Node: node, Incarnation: r.Incarnation(), Alive: r.Alive,
+		// The broker holds the reader while a persistent session of this
+		// node subscribes (broker.ReaderHolder).
+		ReaderOnDemand: true,
 	})
 	if err != nil {
 		r.Close()
