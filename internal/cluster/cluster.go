@@ -85,6 +85,7 @@ type Router struct {
 
 	shMu  sync.RWMutex
 	shIdx *topic.Index[string, *shEntry] // other nodes' shared subscriptions: filter, group
+	shN   atomic.Int32                   // entries in shIdx, read without shMu (MatchShared)
 
 	watchMu  sync.Mutex
 	watchers []func(node string, up bool)

@@ -460,3 +460,30 @@ func TestTimeoutByTicks(t *testing.T) {
 		t.Fatalf("waiting %d, marks %d", n.waiting, len(n.marks))
 	}
 }
+
+// TestGatherYieldsWhileFramesCome: a flusher yields once when no frame
+// comes meanwhile (idle: the batch leaves at once), again while frames
+// keep coming, and at most maxYields times.
+func TestGatherYieldsWhileFramesCome(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		frames int // yields during which a publisher appends a frame
+		want   int
+	}{
+		{"idle", 0, 1},
+		{"two yields with frames", 2, 3},
+		{"frames all the time", 1 << 20, maxYields},
+	} {
+		var r Router
+		n := 0
+		r.gatherWith(func() {
+			n++
+			if n <= c.frames {
+				r.forwarded.Add(1)
+			}
+		})
+		if n != c.want {
+			t.Errorf("%s: %d yields, want %d", c.name, n, c.want)
+		}
+	}
+}

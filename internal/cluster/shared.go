@@ -23,6 +23,7 @@ func (r *Router) shAdd(rt *nodeRoute, group, filter string) {
 	if !ok {
 		e = &shEntry{}
 		r.shIdx.Subscribe(filter, group, e)
+		r.shN.Add(1)
 	}
 	if !slices.Contains(e.routes, rt) {
 		e.routes = append(e.routes, rt)
@@ -39,6 +40,7 @@ func (r *Router) shRemove(rt *nodeRoute, group, filter string) {
 	e.routes = slices.DeleteFunc(e.routes, func(x *nodeRoute) bool { return x == rt })
 	if len(e.routes) == 0 {
 		r.shIdx.Unsubscribe(filter, group)
+		r.shN.Add(-1)
 	}
 }
 
@@ -67,6 +69,9 @@ func (r *Router) SharedTurn(group, filter string, local bool) broker.SharedRoute
 // MatchShared calls fn for the other nodes' shared subscriptions matching
 // topic. It implements broker.SharedRouter.
 func (r *Router) MatchShared(topic string, fn func(group, filter string)) {
+	if r.shN.Load() == 0 {
+		return // the broker asks for every message; most clusters have none
+	}
 	var found []broker.Share
 	r.shMu.RLock()
 	r.shIdx.Match(topic, func(filter, group string, _ *shEntry) {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/culexmq/culex/internal/broker"
+	"github.com/culexmq/culex/internal/mqtt/topic"
 	"github.com/nats-io/nats.go"
 )
 
@@ -28,5 +29,36 @@ func TestSharedAnswersAfterStopDoNotBlock(t *testing.T) {
 	case <-done:
 	case <-time.After(30 * time.Second):
 		t.Fatal("onShared blocked after the router stopped")
+	}
+}
+
+// TestMatchSharedCountsEntries: MatchShared, which skips the index while
+// no other node has a shared subscription, finds what shAdd added until
+// shRemove removed its last route.
+func TestMatchSharedCountsEntries(t *testing.T) {
+	r := &Router{shIdx: topic.NewIndex[string, *shEntry]()}
+	a, b := &nodeRoute{name: "a"}, &nodeRoute{name: "b"}
+	match := func() (got []string) {
+		r.MatchShared("s/1", func(group, filter string) { got = append(got, group+" "+filter) })
+		return got
+	}
+	if got := match(); got != nil {
+		t.Fatalf("no shared subscriptions: matched %v", got)
+	}
+	r.shAdd(a, "g", "s/+")
+	r.shAdd(b, "g", "s/+")
+	r.shAdd(a, "h", "s/#")
+	if got := match(); len(got) != 2 {
+		t.Fatalf("matched %v, want g s/+ and h s/#", got)
+	}
+	r.shRemove(a, "g", "s/+")
+	r.shRemove(a, "h", "s/#")
+	if got := match(); len(got) != 1 || got[0] != "g s/+" {
+		t.Fatalf("matched %v, want g s/+ (b's)", got)
+	}
+	r.shRemove(b, "g", "s/+")
+	r.shRemove(b, "g", "s/+") // gone already
+	if got, n := match(), r.shN.Load(); got != nil || n != 0 {
+		t.Fatalf("all removed: matched %v, %d entries counted", got, n)
 	}
 }

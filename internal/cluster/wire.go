@@ -169,8 +169,9 @@ func decodeMsg(b []byte, now int64) (m *broker.Message, seq uint64, sender strin
 	return m, seq, sender, once, nil
 }
 
-// decodeMsgTo is decodeMsg into m, which the caller allocated (with what
-// else the message needs).
+// decodeMsgTo is decodeMsg into m, zero, which the caller allocated
+// (with what else the message needs): only the fields the frame sets are
+// written, not the whole Message again.
 func decodeMsgTo(m *broker.Message, b []byte, now int64) (seq uint64, sender string, once onceID, err error) {
 	r := &reader{b: b}
 	v := r.byte()
@@ -178,8 +179,8 @@ func decodeMsgTo(m *broker.Message, b []byte, now int64) (seq uint64, sender str
 		return 0, "", once, errWire
 	}
 	flags := r.byte()
-	*m = broker.Message{QoS: flags & 3, Retain: flags&flagRetain != 0, Keep: flags&flagKeep != 0, Local: true, Forwarded: true,
-		Stored: v == wireStored}
+	m.QoS, m.Retain, m.Keep, m.Stored = flags&3, flags&flagRetain != 0, flags&flagKeep != 0, v == wireStored
+	m.Local, m.Forwarded = true, true
 	seq = r.uvarint()
 	sender = r.string()
 	if flags&flagShare != 0 {
