@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/culexmq/culex/internal/broker"
+	"github.com/culexmq/culex/internal/cluster/registry"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -195,7 +196,7 @@ func (s *Store) openReader(ctx context.Context, fn func(uint64, string, *broker.
 		} else {
 			s.log.Debug("cluster: persistent sessions: the log's reader waits for the log", "attempt", attempt, "err", err)
 		}
-		if !pauseCtx(ctx, pause) {
+		if !registry.Wait(ctx, pause) {
 			return nil
 		}
 		pause = min(2*pause, readerRetryMax)

@@ -434,15 +434,3 @@ func replicasNotSupported(err error) bool {
 func (s *Store) backoff(ctx context.Context, attempt int) bool {
 	return registry.Wait(ctx, time.Duration(min(attempt+1, 20))*10*time.Millisecond)
 }
-
-// pauseCtx waits d, false when ctx ends first.
-func pauseCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
