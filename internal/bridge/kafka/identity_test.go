@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/twmb/franz-go/pkg/kfake"
 
@@ -57,7 +58,10 @@ kafka:
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	c := paho.NewClient(paho.ClientConfig{ClientID: "dev-1", Conn: conn, PacketTimeout: time.Minute})
+	// paho writes a packet in pieces, from several goroutines (its pinger
+	// sends a PINGREQ right after CONNACK): over TLS, where a write is
+	// not one system call, they interleave unless the conn is locked.
+	c := paho.NewClient(paho.ClientConfig{ClientID: "dev-1", Conn: packets.NewThreadSafeConn(conn), PacketTimeout: time.Minute})
 	// Longer than the node's produce_timeout (30 s by default), so that a
 	// produce request Kafka was slow to answer, which the client times out
 	// (10 s) and sends again, still ends in the PUBACK this test is about.

@@ -108,8 +108,8 @@ func (h *hardCluster) logLeader(ctx context.Context, i int) string {
 
 // TestReaderRecoversAfterCoreLoss: a core dies (as from SIGKILL) that
 // hosts another node's reader (its consumer) and leads the log, or is
-// the meta leader while the log's leader lives. Once the cluster has its
-// new leader, a message stored reaches the Deliver of every core left
+// the meta leader while the log's leader lives. Once the log and the meta
+// group both have a leader again, a message stored reaches the Deliver of every core left
 // within readerRecovery (plus slack for the loaded test machine), with no
 // gap and no repeat.
 func TestReaderRecoversAfterCoreLoss(t *testing.T) {
@@ -180,6 +180,7 @@ func testReaderRecovers(t *testing.T, meta bool) {
 		eventually(t, testWait, h.names[i]+"'s reader", func() bool { return nodes[i].s.Head() >= before })
 	}
 
+	metaWas := h.metaLeader(dead)
 	killed := time.Now()
 	h.kill(dead)
 	var left []int
@@ -189,16 +190,16 @@ func testReaderRecovers(t *testing.T, meta bool) {
 		}
 	}
 	a := left[0]
-	eventually(t, testWait, "the new leader", func() bool {
-		var l string
-		if meta {
-			l = h.metaLeader(a)
-		} else {
-			ctx, cancel := context.WithTimeout(t.Context(), time.Second)
-			l = h.logLeader(ctx, a)
-			cancel()
-		}
-		return l != "" && l != h.names[dead]
+	// The reader needs both leaders (the log's answers Info, the meta
+	// group's makes the consumer): when the core that dies led both, the
+	// two elections end at different times, and the bound counts from
+	// the later.
+	eventually(t, testWait, "the new leaders", func() bool {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		l := h.logLeader(ctx, a)
+		cancel()
+		m := h.metaLeader(a)
+		return l != "" && l != h.names[dead] && m != "" && m != h.names[dead]
 	})
 	elected := time.Now()
 	var last uint64
@@ -211,11 +212,12 @@ func testReaderRecovers(t *testing.T, meta bool) {
 		eventually(t, time.Minute, h.names[i]+"'s reader after the loss", func() bool { return nodes[i].s.Head() >= last })
 	}
 	took := time.Since(elected)
-	t.Logf("killed %s (%s's reader on it): new leader after %v, delivered %v after it", h.names[dead], h.names[y], elected.Sub(killed), took)
+	t.Logf("killed %s (%s's reader on it; the meta group's leader was %s): new leaders after %v, delivered %v after them",
+		h.names[dead], h.names[y], metaWas, elected.Sub(killed), took)
 	for _, i := range left {
 		ds[i].check(t, h.names[i], firsts[i], last)
 	}
-	const slack = time.Second // the loaded test machine
+	const slack = 2 * time.Second // the loaded test machine (the ordered consumer took 5 to 21 s)
 	if took > readerRecovery+slack {
 		t.Errorf("the readers delivered %v after the new leader, more than %v", took, readerRecovery+slack)
 	}
