@@ -485,7 +485,7 @@ func writeClusterReport(w io.Writer, o *compareOpts, args []string, results []Re
 	p("")
 	p("`culex bench compare %s` on %s, %s per workload; load average %s at start.",
 		shellJoin(args), started.UTC().Format("2006-01-02 15:04 UTC"), o.duration, o.loadStart)
-	p("Publishers on node 1, subscribers on nodes 2 and 3 (round-robin); %s is a Culex cluster, %s a NATS server cluster (`%s`, JetStream, MQTT listener), %s a single Culex node with every client on it (the local baseline). CPU and RSS are summed over the nodes; CPU per message is broker CPU time over delivered messages.",
+	p("Publishers on node 1, subscribers on nodes 2 and 3 (round-robin); %s is a Culex cluster, %s a NATS server cluster (`%s`, JetStream, MQTT listener), %s a single Culex node with every client on it (the local baseline). CPU and RSS are summed over the nodes; broker CPU and CPU per message are taken from the moment every client is connected until they begin to close (publishing and the drain: not the connects, client-id claims and closes), CPU per message over delivered messages.",
 		culexCluster, natsCluster, o.nats, culexSingle)
 	perMsg := map[string]map[string]float64{}
 	var names []string

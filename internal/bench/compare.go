@@ -28,11 +28,18 @@ type Result struct {
 	Summary  *Summary
 	Err      string
 
-	BrokerCPUPct float64 // broker user+sys CPU over the bench run, % of one core
-	BrokerRSSKiB int64   // peak VmRSS sampled during the run
-	HeldRSSKiB   int64   // idle workloads: peak VmRSS while every client was connected and idle
-	BaseRSSKiB   int64   // VmRSS before the bench connected
-	CPUPerMsgUS  float64 // broker CPU (every node) per delivered message, microseconds
+	// BrokerCPUPct is the broker's user+sys CPU, % of one core, and
+	// CPUPerMsgUS its CPU (every node) per delivered message in µs, both
+	// over the messaging window of a traffic run (from "every client
+	// connected" to "closing": publishing and the drain) and over the
+	// whole run otherwise. RunCPUPerMsgUS is the whole run's per message
+	// (connects, client-id claims and closes included).
+	BrokerCPUPct   float64
+	BrokerRSSKiB   int64 // peak VmRSS sampled during the run
+	HeldRSSKiB     int64 // idle workloads: peak VmRSS while every client was connected and idle
+	BaseRSSKiB     int64 // VmRSS before the bench connected
+	CPUPerMsgUS    float64
+	RunCPUPerMsgUS float64
 	// ConnectPeakKiB is the peak VmRSS before the clients began to close:
 	// the connect storm's, without the disconnect storm's.
 	ConnectPeakKiB int64
@@ -363,7 +370,19 @@ func (o *compareOpts) sampled(ctx context.Context, d *deployment, res *Result, a
 	defer cancel()
 	cmd := exec.CommandContext(cctx, o.benchBin, append([]string{"bench"}, args...)...)
 	var out, errb bytes.Buffer
-	var ph phaseWatch
+	// The CPU and time at each phase line, taken as the line comes.
+	var win struct {
+		sync.Mutex
+		cpu map[string]int64
+		at  map[string]time.Time
+	}
+	win.cpu, win.at = map[string]int64{}, map[string]time.Time{}
+	ph := phaseWatch{onPhase: func(name string) {
+		c, t := d.sample(procCPU), time.Now()
+		win.Lock()
+		win.cpu[name], win.at[name] = c, t
+		win.Unlock()
+	}}
 	cmd.Stdout, cmd.Stderr = &out, io.MultiWriter(&errb, &ph)
 
 	cpu0 := d.sample(procCPU)
@@ -409,7 +428,15 @@ func (o *compareOpts) sampled(ctx context.Context, d *deployment, res *Result, a
 
 	res.WallS = wall.Seconds()
 	res.BrokerRSSKiB, res.HeldRSSKiB, res.ConnectPeakKiB, res.AllHeldRSSKiB = peak, held, early, allHeld
-	res.BrokerCPUPct = round(float64(cpu1-cpu0)/clkTck/wall.Seconds()*100, 1)
+	cpu, secs := cpu1-cpu0, wall.Seconds()
+	win.Lock()
+	wc, okc := win.cpu["connected"]
+	we, oke := win.cpu["closing"]
+	if w := res.Workload; okc && oke && w.Idle == 0 && w.TLS == nil && w.Reconnect == 0 {
+		cpu, secs = we-wc, win.at["closing"].Sub(win.at["connected"]).Seconds()
+	}
+	win.Unlock()
+	res.BrokerCPUPct = round(float64(cpu)/clkTck/secs*100, 1)
 	if runErr != nil {
 		res.Err = fmt.Sprintf("%v: %.300s", runErr, errb.String())
 		return
@@ -421,7 +448,8 @@ func (o *compareOpts) sampled(ctx context.Context, d *deployment, res *Result, a
 	}
 	res.Summary = &s
 	if s.Received > 0 {
-		res.CPUPerMsgUS = round(float64(cpu1-cpu0)/clkTck*1e6/float64(s.Received), 2)
+		res.CPUPerMsgUS = round(float64(cpu)/clkTck*1e6/float64(s.Received), 2)
+		res.RunCPUPerMsgUS = round(float64(cpu1-cpu0)/clkTck*1e6/float64(s.Received), 2)
 	}
 }
 
@@ -502,7 +530,10 @@ func (r Result) allNodes() string {
 }
 
 // phaseWatch follows the "phase: NAME" lines of `culex bench --phases`.
+// onPhase, if set, is called with each phase's name as its line comes.
 type phaseWatch struct {
+	onPhase func(name string)
+
 	mu      sync.Mutex
 	partial []byte
 	current string
@@ -510,8 +541,8 @@ type phaseWatch struct {
 
 func (w *phaseWatch) Write(b []byte) (int, error) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	w.partial = append(w.partial, b...)
+	var names []string
 	for {
 		i := bytes.IndexByte(w.partial, '\n')
 		if i < 0 {
@@ -519,8 +550,15 @@ func (w *phaseWatch) Write(b []byte) (int, error) {
 		}
 		if name, ok := strings.CutPrefix(string(w.partial[:i]), "phase: "); ok {
 			w.current = name
+			names = append(names, name)
 		}
 		w.partial = w.partial[i+1:]
+	}
+	w.mu.Unlock()
+	if w.onPhase != nil {
+		for _, n := range names {
+			w.onPhase(n)
+		}
 	}
 	return len(b), nil
 }

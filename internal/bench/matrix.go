@@ -105,7 +105,7 @@ func (w Workload) benchArgs(port int, duration, drain string, locals string) []s
 	}
 	args := []string{"run", "--url", url, "--pubs", fmt.Sprint(w.Pubs), "--subs", fmt.Sprint(w.Subs),
 		"--topic", w.Topic, "--sub-topic", w.SubTopic, "--qos", fmt.Sprint(w.QoS), "--size", fmt.Sprint(w.Size),
-		"--duration", duration, "--drain", drain, "--json", "--quiet"}
+		"--duration", duration, "--drain", drain, "--json", "--quiet", "--phases"}
 	if w.Rate > 0 {
 		args = append(args, "--rate", fmt.Sprint(w.Rate))
 	}

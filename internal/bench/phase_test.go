@@ -32,7 +32,8 @@ func testPhases(t *testing.T, url brokerURLs) {
 }
 
 func TestPhaseWatch(t *testing.T) {
-	var ph phaseWatch
+	var seen []string
+	ph := phaseWatch{onPhase: func(name string) { seen = append(seen, name) }}
 	for _, chunk := range []string{"12:00 sent 5 ", "msg/s\nphase: conn", "ected\n", "other line\n"} {
 		ph.Write([]byte(chunk))
 	}
@@ -46,5 +47,8 @@ func TestPhaseWatch(t *testing.T) {
 	ph.Write([]byte("\n"))
 	if got := ph.phase(); got != "closing" {
 		t.Errorf("phase %q, want closing", got)
+	}
+	if len(seen) != 2 || seen[0] != "connected" || seen[1] != "closing" {
+		t.Errorf("onPhase saw %q, want connected then closing, each once", seen)
 	}
 }
