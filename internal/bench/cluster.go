@@ -225,9 +225,11 @@ mqtt { listen: 127.0.0.1:%d }
 		d.procs = append(d.procs, b)
 	}
 	d.pub, d.subs = mqtt[0], mqtt[1:clusterNodes]
-	for _, p := range mqtt[1:] {
+	for i, p := range mqtt[1:] {
 		if err := crossProbe(ctx, mqtt[0], p, 90*time.Second); err != nil {
-			return nil, fmt.Errorf("%s: %w (logs in %s)", s.kind, err, dir)
+			// The directory goes with the deployment: the logs of the
+			// two nodes go in the error.
+			return nil, fmt.Errorf("%s: %w; %s", s.kind, err, logTails(d.procs[0], d.procs[i+1]))
 		}
 	}
 	return d, nil
@@ -570,4 +572,17 @@ func firstLine(s string) string {
 		return s[:i]
 	}
 	return s
+}
+
+// logTails is the end of each broker's log, for an error.
+func logTails(bs ...*broker) string {
+	var out []string
+	for _, b := range bs {
+		log, _ := os.ReadFile(b.log.Name())
+		if len(log) > 3000 {
+			log = log[len(log)-3000:]
+		}
+		out = append(out, fmt.Sprintf("%s's log ends: %s", b.name, log))
+	}
+	return strings.Join(out, "; ")
 }
