@@ -506,9 +506,9 @@ func (r Result) line() string {
 		return fmt.Sprintf("%-34s %-9s %d connected, broker rss %d -> %d KiB held (%.2f KiB/conn)%s",
 			r.Workload.Name, r.Broker, s.Clients.Connected, r.BaseRSSKiB, r.HeldRSSKiB, r.kibPerConn(r.BaseRSSKiB, r.HeldRSSKiB), r.allNodes())
 	}
-	return fmt.Sprintf("%-34s %-9s %9.0f msg/s  p50 %s  p99 %s  lost %d  broker cpu %.0f%% rss %d MiB",
+	return fmt.Sprintf("%-34s %-9s %9.0f msg/s  p50 %s  p99 %s  lost %d  broker cpu %.0f%% %.2f µs/msg (whole run %.2f) rss %d MiB",
 		r.Workload.Name, r.Broker, s.RecvRate, fmtUS(s.Latency.P50US), fmtUS(s.Latency.P99US), s.Lost,
-		r.BrokerCPUPct, r.BrokerRSSKiB/1024)
+		r.BrokerCPUPct, r.CPUPerMsgUS, r.RunCPUPerMsgUS, r.BrokerRSSKiB/1024)
 }
 
 // kibPerConn is the broker's RSS per idle connection: rss (held, or
