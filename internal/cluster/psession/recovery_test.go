@@ -2,6 +2,7 @@ package psession
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/url"
 	"os"
@@ -68,8 +69,31 @@ func startHardCluster(t *testing.T) *hardCluster {
 		h.srvs, h.names = append(h.srvs, srv), append(h.names, name)
 		h.nodes = append(h.nodes, &node{nc: nc})
 	}
+	// On a failure, what each core knows of the others (a start that
+	// found no peers for placement, once, under the race detector).
+	t.Cleanup(func() {
+		if t.Failed() {
+			h.logMeta(t)
+		}
+	})
 	startStores(t, h.nodes, debugLog)
 	return h
+}
+
+// logMeta logs each core's routes and view of the meta group.
+func (h *hardCluster) logMeta(t *testing.T) {
+	for i, srv := range h.srvs {
+		jsz, err := srv.Jsz(&server.JSzOptions{})
+		if err != nil || jsz.Meta == nil {
+			t.Logf("%s: %d routes, no meta group (%v)", h.names[i], srv.NumRoutes(), err)
+			continue
+		}
+		var peers []string
+		for _, r := range jsz.Meta.Replicas {
+			peers = append(peers, fmt.Sprintf("%s current=%v offline=%v active=%v", r.Name, r.Current, r.Offline, r.Active))
+		}
+		t.Logf("%s: %d routes, meta leader %q, size %d, peers %v", h.names[i], srv.NumRoutes(), jsz.Meta.Leader, jsz.Meta.Size, peers)
+	}
 }
 
 // kill cuts core i off: every route to and from it closes and stays
