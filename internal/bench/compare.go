@@ -432,8 +432,9 @@ func (o *compareOpts) sampled(ctx context.Context, d *deployment, res *Result, a
 	win.Lock()
 	wc, okc := win.cpu["connected"]
 	we, oke := win.cpu["closing"]
-	if w := res.Workload; okc && oke && w.Idle == 0 && w.TLS == nil && w.Reconnect == 0 {
-		cpu, secs = we-wc, win.at["closing"].Sub(win.at["connected"]).Seconds()
+	ws := win.at["closing"].Sub(win.at["connected"]).Seconds()
+	if w := res.Workload; okc && oke && ws > 0 && w.Idle == 0 && w.TLS == nil && w.Reconnect == 0 {
+		cpu, secs = we-wc, ws
 	}
 	win.Unlock()
 	res.BrokerCPUPct = round(float64(cpu)/clkTck/secs*100, 1)
