@@ -21,11 +21,12 @@ const (
 	DropIntercepted                      // failed by an interceptor
 	DropRouteFull                        // QoS 0 for another node over cluster.max_pending_bytes
 	DropLogLimit                         // removed from the cluster's log by its limits before a session read it
+	DropRouteDown                        // QoS 0 for another node whose link could not be dialed or written
 	numDropReasons
 )
 
 var dropNames = [numDropReasons]string{"queue_full", "outbound_full", "packet_too_large",
-	"expired", "not_authorized", "inflight", "offline", "invalid", "intercepted", "route_full", "log_limit"}
+	"expired", "not_authorized", "inflight", "offline", "invalid", "intercepted", "route_full", "log_limit", "route_down"}
 
 // String is the reason's name as used in Stats.Drops and metrics labels.
 func (r DropReason) String() string {

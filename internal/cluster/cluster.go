@@ -98,7 +98,7 @@ type Router struct {
 
 	onceSeq atomic.Uint64 // numbers this run's held messages (onceID)
 
-	lastSender string     // inject's: the sender of the last forwarded message
+	natsIn     inbound    // batches forwarded through NATS (onMessage's)
 	ackScratch []codedAck // onAcks'
 
 	parkMu sync.Mutex
@@ -115,6 +115,8 @@ type Router struct {
 	testResync  atomic.Pointer[func()]
 	testPublish atomic.Pointer[func(node string, batch []byte) error]
 	testInject  atomic.Pointer[func()]
+
+	links *links // link.go; nil: batches go through NATS
 }
 
 // peer is another node as this one knows it.
@@ -140,6 +142,7 @@ type announce struct {
 	Full    bool            `json:"full,omitempty"`
 	Role    string          `json:"role,omitempty"`
 	Started int64           `json:"started,omitempty"`
+	Link    string          `json:"link,omitempty"` // where its links listen (link.go)
 }
 
 // New makes a node's router. Give it to the broker as a hook
@@ -169,6 +172,9 @@ func New(f *fabric.Fabric, log *slog.Logger) *Router {
 // and before listeners serve.
 func (r *Router) Start(b *broker.Broker) error {
 	r.b = b
+	if err := r.startLinks(); err != nil { // link.go
+		return err
+	}
 	for subj, h := range map[string]nats.MsgHandler{
 		r.prefix + "msg." + r.node:  r.onMessage,
 		r.prefix + "ack." + r.node:  r.onAcks,
@@ -296,6 +302,9 @@ func (r *Router) OnSessionExpired(string)                  { r.dirty.Store(true)
 // publishLocked sends an announcement; r.mu is held so that changes leave
 // in sequence order.
 func (r *Router) publishLocked(a announce) {
+	if r.links != nil {
+		a.Link = r.links.addr
+	}
 	data, _ := json.Marshal(a)
 	if err := r.nc.Publish(r.prefix+"interest", data); err != nil && !r.closed.Load() {
 		r.log.Warn("cluster: interest announcement failed", "err", err)
@@ -478,6 +487,9 @@ func (r *Router) onAnnounce(msg *nats.Msg) {
 	if p == nil {
 		p = &peer{name: a.Node, epoch: a.Epoch, filters: make(map[string]byte)}
 		p.route = newNodeRoute(r, a.Node, a.Epoch)
+		if a.Link != "" && r.links != nil {
+			p.route.link = &routeLink{addr: a.Link}
+		}
 		r.peers[a.Node] = p
 		r.log.Info("cluster: node joined", "node", a.Node)
 		if g := r.gone[a.Node]; g != nil {
@@ -648,22 +660,33 @@ func (r *Router) Nodes() []string {
 // onMessage injects a forwarded message into the local broker, and
 // acknowledges a QoS 1/2 one once the broker has queued it (durably for
 // persistent sessions).
-func (r *Router) onMessage(msg *nats.Msg) {
+func (r *Router) onMessage(msg *nats.Msg) { r.injectBatch(msg.Data, &r.natsIn) }
+
+// inbound is where forwarded batches come from: the NATS subscription, or
+// one link (whose acknowledgements go back on it). Only its goroutine
+// uses it.
+type inbound struct {
+	lk         *linkAcks // nil: NATS
+	lastSender string    // inject's: the sender of the last forwarded message
+}
+
+// injectBatch injects a batch of forwarded messages that came from in.
+func (r *Router) injectBatch(data []byte, src *inbound) {
 	if fn := r.testInject.Load(); fn != nil {
 		(*fn)()
 	}
 	now := time.Now().UnixNano()
-	ab := &ackBatch{r: r, open: true}
+	ab := &ackBatch{r: r, open: true, lk: src.lk}
 	defer r.sendAcks(ab)
 	bt := r.b.Batch(now)
 	defer bt.End() // before the acknowledgements: they say the copies are queued
-	for b := msg.Data; len(b) > 0; {
+	for b := data; len(b) > 0; {
 		if len(b) < 4 || uint64(len(b)-4) < uint64(binary.LittleEndian.Uint32(b)) {
 			r.log.Warn("cluster: malformed batch dropped")
 			return
 		}
 		l := 4 + int(binary.LittleEndian.Uint32(b))
-		r.inject(b[4:l], now, bt, ab)
+		r.inject(b[4:l], now, bt, ab, src)
 		b = b[l:]
 	}
 }
@@ -681,8 +704,8 @@ type injected struct {
 
 func (in *injected) Done(err error) { in.ab.ack(in.to, in.seq, errCode(err)) }
 
-// inject routes one forwarded message in bt. Only onMessage calls it.
-func (r *Router) inject(frame []byte, now int64, bt *broker.Batch, ab *ackBatch) {
+// inject routes one forwarded message in bt; only src's goroutine calls it.
+func (r *Router) inject(frame []byte, now int64, bt *broker.Batch, ab *ackBatch, src *inbound) {
 	in := &injected{ab: ab}
 	m := &in.m
 	// A copy of its own: a queued message must not pin the batch.
@@ -693,10 +716,10 @@ func (r *Router) inject(frame []byte, now int64, bt *broker.Batch, ab *ackBatch)
 	}
 	// The sender's name is kept (acknowledgements, held messages): one
 	// string of it rather than the frame it aliases.
-	if sender != r.lastSender {
-		r.lastSender = strings.Clone(sender)
+	if sender != src.lastSender {
+		src.lastSender = strings.Clone(sender)
 	}
-	sender = r.lastSender
+	sender = src.lastSender
 	r.received.Add(1)
 	if seq == 0 {
 		bt.PublishAck(context.Background(), m, nil, nil)
@@ -710,17 +733,18 @@ func (r *Router) inject(frame []byte, now int64, bt *broker.Batch, ab *ackBatch)
 	bt.PublishAck(context.Background(), m, &in.w, in)
 }
 
-// ackBatch gathers the acknowledgements of one NATS message of forwarded
-// messages that complete while onMessage injects it (clean sessions: at
-// once), to send them in one NATS message when it is done, without the
-// ack loop; later ones (persistent sessions, written first) go through
-// the ack loop.
+// ackBatch gathers the acknowledgements of one batch of forwarded
+// messages that complete while injectBatch injects it (clean sessions: at
+// once), to send them in one message when it is done (on the batch's
+// link, or through NATS), without the ack loop; later ones (persistent
+// sessions, written first) go through the ack loop and NATS.
 type ackBatch struct {
 	r    *Router
 	mu   sync.Mutex
 	open bool
 	to   string
 	buf  []byte
+	lk   *linkAcks // the link the batch came on (nil: NATS)
 }
 
 func (ab *ackBatch) ack(to string, seq uint64, code byte) {
@@ -746,6 +770,9 @@ func (r *Router) sendAcks(ab *ackBatch) {
 	ab.buf = nil
 	ab.mu.Unlock()
 	if b != nil {
+		if ab.lk != nil && ab.lk.send(b, r.nodeTO) {
+			return
+		}
 		r.nc.Publish(r.prefix+"ack."+to, b)
 	}
 }
@@ -836,6 +863,9 @@ func (r *Router) Close() {
 	}
 	for _, s := range r.subs {
 		s.Unsubscribe()
+	}
+	if r.links != nil {
+		r.links.close()
 	}
 	close(r.stop)
 	if !r.started.Load() {

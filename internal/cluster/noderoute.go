@@ -20,6 +20,7 @@ type nodeRoute struct {
 	name  string
 	epoch uint64 // the node's run this route sends to
 	subj  string
+	link  *routeLink // nil: batches go through NATS (link.go)
 
 	bmu     sync.Mutex
 	chunks  [][]byte // frames waiting for the flusher, in chunks (chunkSize)
@@ -289,6 +290,9 @@ func (n *nodeRoute) flush() {
 				l := 4 + int(binary.LittleEndian.Uint32(f))
 				if seq := frameSeq(f[4:l]); seq != 0 {
 					n.unsent(seq, packet.ErrUnspecified.Value)
+				} else {
+					n.dropped.Add(1)
+					n.r.b.CountDrop(broker.DropRouteDown)
 				}
 				f = f[l:]
 			}
@@ -448,6 +452,7 @@ func (n *nodeRoute) release(err error) {
 	n.bmu.Lock()
 	n.stopped, n.chunks, n.free, n.pending = true, nil, nil, 0
 	n.bmu.Unlock()
+	n.closeLink()
 	n.mu.Lock()
 	if !n.gone {
 		close(n.quit)
@@ -474,6 +479,9 @@ func (n *nodeRoute) release(err error) {
 func (n *nodeRoute) publish(batch []byte) error {
 	if fn := n.r.testPublish.Load(); fn != nil {
 		return (*fn)(n.name, batch)
+	}
+	if n.link != nil {
+		return n.linkPublish(batch)
 	}
 	return n.r.nc.Publish(n.subj, batch)
 }

@@ -311,12 +311,13 @@ func TestSlowNodeBounded(t *testing.T) {
 }
 
 // TestReceiverBacklogBounded: a node that routes forwarded messages slower
-// than another forwards them holds at most cluster.max_pending_bytes of
-// them; past it the newest are dropped, and once it catches up a later
-// message arrives.
+// than another forwards them through NATS holds at most
+// cluster.max_pending_bytes of them; past it the newest are dropped, and
+// once it catches up a later message arrives. (On a link the receiver
+// reads no faster than it routes: TestLinkBacklogBounded.)
 func TestReceiverBacklogBounded(t *testing.T) {
 	const limit = 256 << 10
-	ns := startNodesWith(t, 2, func(c *config.Cluster) { c.MaxPending = limit })
+	ns := startNodesWith(t, 2, func(c *config.Cluster) { c.MaxPending, c.LinkListen = limit, "off" })
 	a, b := ns[0], ns[1]
 	sub := dialRaw(t, b.addr, "sub")
 	sub.subscribe(t, "flood/#", 0)

@@ -188,32 +188,37 @@ func TestWatchNodeGone(t *testing.T) {
 
 // TestAckTimeoutFailsPublish: a node that stays alive (heartbeats) but
 // does not accept a message makes the QoS 1 publish fail with 0x80 after
-// ack_timeout, never succeed.
+// ack_timeout, never succeed; on a link and through NATS.
 func TestAckTimeoutFailsPublish(t *testing.T) {
-	ns := startNodes(t, 2)
-	a, b := ns[0], ns[1]
-	sub := dialPaho(t, b.addr, "sub")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := sub.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "q", QoS: 1}}}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "n0 to learn q", func() bool { _, ok := a.peerFilters("n1")["q"]; return ok })
-	// n1 stops taking forwarded messages, and keeps its heartbeats.
-	for _, s := range b.r.subs {
-		if s.Subject == b.r.prefix+"msg.n1" {
-			s.Unsubscribe()
-		}
-	}
-	b.r.nc.Flush()
-	pub := dialPaho(t, a.addr, "pub")
-	start := time.Now()
-	pr, err := pub.Publish(ctx, &paho.Publish{Topic: "q", QoS: 1, Payload: []byte("x")})
-	if pr == nil || pr.ReasonCode != packet.ErrUnspecified.Value {
-		t.Fatalf("publish: %+v %v, want PUBACK 0x80", pr, err)
-	}
-	if d := time.Since(start); d < 4*time.Second {
-		t.Errorf("failed after %v, before ack_timeout (5s)", d)
+	for _, link := range []string{"", "off"} {
+		t.Run("link_listen="+link, func(t *testing.T) {
+			ns := startNodesWith(t, 2, func(c *config.Cluster) { c.LinkListen = link })
+			a, b := ns[0], ns[1]
+			sub := dialPaho(t, b.addr, "sub")
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if _, err := sub.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "q", QoS: 1}}}); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "n0 to learn q", func() bool { _, ok := a.peerFilters("n1")["q"]; return ok })
+			// n1 stops taking forwarded messages, and keeps its heartbeats.
+			unblock := make(chan struct{})
+			t.Cleanup(func() { close(unblock) })
+			hook := func() { <-unblock }
+			b.r.testInject.Store(&hook)
+			pub := dialPaho(t, a.addr, "pub")
+			start := time.Now()
+			pr, err := pub.Publish(ctx, &paho.Publish{Topic: "q", QoS: 1, Payload: []byte("x")})
+			if pr == nil || pr.ReasonCode != packet.ErrUnspecified.Value {
+				t.Fatalf("publish: %+v %v, want PUBACK 0x80", pr, err)
+			}
+			if d := time.Since(start); d < 4*time.Second {
+				t.Errorf("failed after %v, before ack_timeout (5s)", d)
+			}
+			if got, want := a.routeTo(t, "n1").link != nil, link == ""; got != want {
+				t.Errorf("route on a link: %v, want %v", got, want)
+			}
+		})
 	}
 }
 

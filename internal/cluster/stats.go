@@ -23,6 +23,10 @@ type PeerStats struct {
 	Node     string
 	Waiting  int    // QoS 1/2 messages forwarded, not yet accepted
 	Timeouts uint64 // messages it did not accept within ack_timeout
+	// Link is its link (link.go): "up", "down" or "nats" (batches go
+	// through NATS); LinkDialsFailed counts the dials that failed.
+	Link            string
+	LinkDialsFailed uint64
 }
 
 // Stats returns the router's counters now.
@@ -43,8 +47,9 @@ func (r *Router) Stats() Stats {
 	}
 	r.mu.Unlock()
 	for _, rt := range routes {
+		link, fails := rt.linkState()
 		rt.mu.Lock()
-		st.Peers = append(st.Peers, PeerStats{Node: rt.name, Waiting: rt.waiting, Timeouts: rt.timeouts})
+		st.Peers = append(st.Peers, PeerStats{Node: rt.name, Waiting: rt.waiting, Timeouts: rt.timeouts, Link: link, LinkDialsFailed: fails})
 		rt.mu.Unlock()
 	}
 	return st

@@ -28,6 +28,13 @@ type Cluster struct {
 	// --cluster.peers (repeatable or comma-separated) and
 	// CULEX_CLUSTER_PEERS (comma-separated).
 	Peers []string `yaml:"peers"`
+	// LinkListen is host:port of the link port, where other nodes send
+	// the messages they forward to this one and take their
+	// acknowledgements (docs/cluster.md); "off": through NATS instead.
+	// Empty: cluster.listen's host and a free port, announced to the other
+	// nodes. With nats_url it must be set to an address the other nodes
+	// reach, or the messages go through NATS.
+	LinkListen string `yaml:"link_listen"`
 	// NATSURL joins an external NATS cluster (nats://host:4222, comma-separated
 	// URLs) instead of embedding a NATS server.
 	NATSURL string `yaml:"nats_url"`
@@ -80,6 +87,9 @@ type ClusterTLS struct {
 // DefaultClusterPort is the cluster (NATS route) port by convention.
 const DefaultClusterPort = 4248
 
+// DefaultLinkPort is the link port by convention, where it is fixed.
+const DefaultLinkPort = 4249
+
 func defaultCluster() Cluster {
 	return Cluster{
 		Name:         "culex",
@@ -108,6 +118,21 @@ func (c *Cluster) Node() string {
 		return "culex"
 	}
 	return h
+}
+
+// LinkAddress is the address the node's link port listens on, and
+// whether it has one (LinkListen).
+func (c *Cluster) LinkAddress() (string, bool) {
+	switch {
+	case c.LinkListen == "off":
+		return "", false
+	case c.LinkListen != "":
+		return c.LinkListen, true
+	case c.Listen == "" || c.Secret == "" && c.TLS.CAFile == "":
+		return "", false // an external NATS: no address the others reach is known
+	}
+	host, _, _ := net.SplitHostPort(c.Listen)
+	return net.JoinHostPort(host, "0"), true
 }
 
 // IsCore reports whether the node holds cluster state.
@@ -191,6 +216,17 @@ func (c *Cluster) validate(bad func(key, format string, args ...any)) {
 	if c.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 			bad("cluster.listen", "%q is not host:port (example: 0.0.0.0:%d)", c.Listen, DefaultClusterPort)
+		}
+	}
+	if l := c.LinkListen; l != "" && l != "off" {
+		host, _, err := net.SplitHostPort(l)
+		switch {
+		case err != nil:
+			bad("cluster.link_listen", "%q is not host:port or off (example: 0.0.0.0:%d)", l, DefaultLinkPort)
+		case c.Secret == "" && c.TLS.CAFile == "":
+			bad("cluster.link_listen", "needs cluster.secret or cluster.tls with a ca_file: the link port never accepts an unauthenticated peer")
+		case c.NATSURL != "" && (host == "" || net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified()):
+			bad("cluster.link_listen", "%q: with cluster.nats_url, give the address the other nodes reach this one at (example: 10.0.0.5:%d)", l, DefaultLinkPort)
 		}
 	}
 	for i, p := range c.Peers {

@@ -43,6 +43,9 @@ func TestClusterErrors(t *testing.T) {
 		{[]string{"--cluster.tls.cert-file", "c.pem", "--cluster.tls.key-file", "k.pem"}, "cluster.tls.ca_file: required"},
 		{[]string{"--cluster.listen", ":1", "--cluster.secret", "s", "--cluster.nats-url", "nats://x:4222"}, "cluster.nats_url: set together with cluster.listen"},
 		{[]string{"--cluster.name", "a.b"}, "cluster.name:"},
+		{[]string{"--cluster.listen", ":1", "--cluster.secret", "s", "--cluster.link-listen", "4249"}, "cluster.link_listen: \"4249\" is not host:port or off"},
+		{[]string{"--cluster.nats-url", "nats://x:4222", "--cluster.link-listen", ":4249", "--cluster.secret", "s"}, "cluster.link_listen: \":4249\": with cluster.nats_url, give the address"},
+		{[]string{"--cluster.nats-url", "nats://x:4222", "--cluster.link-listen", "10.0.0.5:4249"}, "cluster.link_listen: needs cluster.secret"},
 		{[]string{"--cluster.listen", ":1", "--cluster.secret", "s", "--data-dir", ""}, "cluster.store_dir: a core keeps"},
 	} {
 		_, err := Parse("serve", tc.args, nil, io.Discard)
@@ -53,6 +56,27 @@ func TestClusterErrors(t *testing.T) {
 	// TLS with a cluster CA is enough without a secret.
 	if _, err := Parse("serve", []string{"--cluster.listen", ":1", "--cluster.tls.cert-file", "c", "--cluster.tls.key-file", "k", "--cluster.tls.ca-file", "ca"}, nil, io.Discard); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestLinkAddress: where the link port listens, by default and as set.
+func TestLinkAddress(t *testing.T) {
+	for _, tc := range []struct {
+		listen, natsURL, link, want string
+		ok                          bool
+	}{
+		{listen: "0.0.0.0:4248", want: "0.0.0.0:0", ok: true},
+		{listen: "10.1.2.3:4248", want: "10.1.2.3:0", ok: true},
+		{listen: "0.0.0.0:4248", link: ":4249", want: ":4249", ok: true},
+		{listen: "0.0.0.0:4248", link: "off"},
+		{natsURL: "nats://x:4222"},
+		{natsURL: "nats://x:4222", link: "10.0.0.5:4249", want: "10.0.0.5:4249", ok: true},
+	} {
+		c := Default().Cluster
+		c.Listen, c.NATSURL, c.LinkListen, c.Secret = tc.listen, tc.natsURL, tc.link, "s"
+		if got, ok := c.LinkAddress(); got != tc.want || ok != tc.ok {
+			t.Errorf("%+v: %q %v, want %q %v", tc, got, ok, tc.want, tc.ok)
+		}
 	}
 }
 

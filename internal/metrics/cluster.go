@@ -21,6 +21,10 @@ type ClusterPeer struct {
 	Node     string
 	Waiting  int
 	Timeouts uint64
+	// Link is the peer's link: "up", "down" or "nats" (the peer has
+	// none: batches go through NATS); LinkDialsFailed counts failed dials.
+	Link            string
+	LinkDialsFailed uint64
 }
 
 // clusterDescs lists the cluster collector's Descs (not in all: the node's
@@ -42,6 +46,8 @@ var (
 	clLeader    = clusterDesc("meta_leader_known", "1 when this node knows the JetStream meta leader, else 0.")
 	clWaiting   = clusterDesc("ack_waiting_messages", "QoS 1/2 messages forwarded to the peer whose acceptance the publisher waits for.", "peer")
 	clTimeouts  = clusterDesc("ack_timeouts_total", "Forwarded QoS 1/2 messages the peer did not accept within cluster.ack_timeout (the publisher got an error).", "peer")
+	clLinkUp    = clusterDesc("link_up", "1 while this node's link to the peer is open, 0 while it is not (not dialed yet, or broken); absent for a peer reached through NATS.", "peer")
+	clLinkFails = clusterDesc("link_dials_failed_total", "Dials of the peer's link that failed (unreachable, refused, or a handshake that failed: cluster.link_listen, firewall, cluster.secret).", "peer")
 	clShPending = clusterDesc("shared_copies_pending", "QoS 1/2 copies for shared subscriptions this node sent to a node and holds until a member completes them.")
 	clShResent  = clusterDesc("shared_copies_resent_total", "QoS 1/2 shared-subscription copies sent again to another node (returned, or their node gone).")
 	clShDropped = clusterDesc("shared_copies_dropped_total", "QoS 1/2 shared-subscription copies given up: no_member (no node has members of the group any more), max_tries (returned by every node it was sent to, 8 times).", "reason")
@@ -77,6 +83,14 @@ func (c clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, p := range st.Peers {
 		e.gauge(clWaiting, float64(p.Waiting), p.Node)
 		e.counter(clTimeouts, float64(p.Timeouts), p.Node)
+		if p.Link != "nats" && p.Link != "" {
+			up := 0.0
+			if p.Link == "up" {
+				up = 1
+			}
+			e.gauge(clLinkUp, up, p.Node)
+			e.counter(clLinkFails, float64(p.LinkDialsFailed), p.Node)
+		}
 	}
 	e.gauge(clShPending, float64(st.SharedPending))
 	e.counter(clShResent, float64(st.SharedResent))

@@ -63,7 +63,7 @@ func clusterStats(st cluster.Stats) metrics.ClusterStats {
 	out := metrics.ClusterStats{Forwarded: st.Forwarded, Received: st.Received, ReceivedDropped: st.ReceivedDropped, Routes: st.Routes,
 		MetaLeader: st.MetaLeader, SharedPending: st.SharedPending, SharedResent: st.SharedResent, SharedDropped: st.SharedDropped}
 	for _, p := range st.Peers {
-		out.Peers = append(out.Peers, metrics.ClusterPeer{Node: p.Node, Waiting: p.Waiting, Timeouts: p.Timeouts})
+		out.Peers = append(out.Peers, metrics.ClusterPeer{Node: p.Node, Waiting: p.Waiting, Timeouts: p.Timeouts, Link: p.Link, LinkDialsFailed: p.LinkDialsFailed})
 	}
 	return out
 }

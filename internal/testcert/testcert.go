@@ -67,6 +67,17 @@ func (ca *CA) Server(t testing.TB, cn string) tls.Certificate {
 	}, ca.Cert, ca.Key)
 }
 
+// Node issues a cluster node's certificate named cn for 127.0.0.1: both
+// ends of a route or link use it (server and client auth).
+func (ca *CA) Node(t testing.TB, cn string) tls.Certificate {
+	t.Helper()
+	return create(t, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: cn},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}, ca.Cert, ca.Key)
+}
+
 // Client issues a client certificate named cn with the given DNS names.
 func (ca *CA) Client(t testing.TB, cn string, dnsNames ...string) tls.Certificate {
 	t.Helper()

@@ -433,3 +433,31 @@ func Observe(cfg config.Cluster, wait time.Duration) (*Fabric, error) {
 	}
 	return f, nil
 }
+
+// LinkTLS is the TLS of the node's links (the router's direct
+// connections to other nodes): the cluster port's, nil without
+// cluster.tls.
+func (f *Fabric) LinkTLS() (*tls.Config, error) {
+	if f.cfg.TLS.CertFile == "" {
+		return nil, nil
+	}
+	return tlsConfig(f.cfg.TLS)
+}
+
+// PeerIP is the address of the embedded server's route to node, "" with
+// none (or an external NATS).
+func (f *Fabric) PeerIP(node string) string {
+	if f.srv == nil {
+		return ""
+	}
+	rz, err := f.srv.Routez(nil)
+	if err != nil {
+		return ""
+	}
+	for _, rt := range rz.Routes {
+		if rt.RemoteName == node && rt.IP != "" {
+			return rt.IP
+		}
+	}
+	return ""
+}
