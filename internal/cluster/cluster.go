@@ -770,7 +770,8 @@ func (r *Router) sendAcks(ab *ackBatch) {
 	ab.buf = nil
 	ab.mu.Unlock()
 	if b != nil {
-		if ab.lk != nil && ab.lk.send(b, r.nodeTO) {
+		if ab.lk != nil {
+			ab.lk.add(b) // the link's reader sends it (link.go)
 			return
 		}
 		r.nc.Publish(r.prefix+"ack."+to, b)

@@ -162,18 +162,38 @@ func (l *links) serve(raw net.Conn) {
 		l.r.log.Warn("cluster: link refused", "remote", raw.RemoteAddr().String(), "err", err)
 		return
 	}
-	src := &inbound{lk: &linkAcks{c: c}}
+	acks := &linkAcks{r: l.r, c: c, to: from}
+	src := &inbound{lk: acks}
 	var buf []byte
 	for {
 		body, err := readLinkMessage(br, &buf)
 		if err != nil {
+			acks.flush()
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !l.isClosed() {
 				l.r.log.Info("cluster: link closed", "from", from, "err", err)
 			}
 			return
 		}
 		l.r.injectBatch(body, src)
+		// The acknowledgements of batches that came together leave
+		// together: one write for all of them.
+		if !linkMessageBuffered(br) || len(acks.pending) >= maxPendingAcks {
+			acks.flush()
+		}
 	}
+}
+
+// maxPendingAcks bounds the acknowledgements a link holds back while
+// more batches are waiting to be read.
+const maxPendingAcks = 64 << 10
+
+// linkMessageBuffered reports whether br holds a whole next message.
+func linkMessageBuffered(br *bufio.Reader) bool {
+	if br.Buffered() < 4 {
+		return false
+	}
+	hdr, _ := br.Peek(4)
+	return br.Buffered()-4 >= int(binary.LittleEndian.Uint32(hdr))
 }
 
 // accepted runs the listener's side of the handshake and returns the
@@ -354,25 +374,48 @@ func writeLinkMessage(c net.Conn, hdr *[4]byte, body []byte, timeout time.Durati
 }
 
 // linkAcks sends the acknowledgements of the batches read from an
-// accepted link back on it. Only the link's reading goroutine uses it.
+// accepted link back on it, those of batches read together in one
+// message. Only the link's reading goroutine uses it.
 type linkAcks struct {
-	c      net.Conn
-	hdr    [4]byte
-	broken bool
+	r       *Router
+	c       net.Conn
+	to      string // the dialer
+	hdr     [4]byte
+	pending []byte // this node's name, then pairs of sequence and code
+	broken  bool
 }
 
-// send writes an acknowledgement batch; false when the link failed (the
-// caller sends it through NATS instead).
-func (a *linkAcks) send(b []byte, timeout time.Duration) bool {
+// add queues an acknowledgement batch (this node's name, then pairs).
+func (a *linkAcks) add(b []byte) {
+	if len(a.pending) == 0 {
+		a.pending = append(a.pending, b...)
+		return
+	}
+	rd := &reader{b: b}
+	rd.string() // the name, already there
+	a.pending = append(a.pending, rd.b...)
+}
+
+// flush sends what add queued: on the link, or through NATS once the
+// link failed (the dialer redials).
+func (a *linkAcks) flush() {
+	if len(a.pending) == 0 {
+		return
+	}
+	if !a.broken {
+		if err := writeLinkMessage(a.c, &a.hdr, a.pending, a.r.nodeTO); err != nil {
+			a.broken = true
+			a.c.Close() // the reader stops
+		}
+	}
 	if a.broken {
-		return false
+		a.r.nc.Publish(a.r.prefix+"ack."+a.to, a.pending)
 	}
-	if err := writeLinkMessage(a.c, &a.hdr, b, timeout); err != nil {
-		a.broken = true
-		a.c.Close() // the reader stops; the dialer redials
-		return false
+	if cap(a.pending) > maxPendingAcks {
+		a.pending = nil
+	} else {
+		a.pending = a.pending[:0]
 	}
-	return true
 }
 
 // routeLink is a node route's end of its link: the flusher sends on it,
