@@ -445,6 +445,7 @@ func checkPod(t *testing.T, r rendered, role string) {
 	delete(ports, "admin")
 	checkCluster(t, r, role, cfg, ports)
 	delete(ports, "cluster")
+	delete(ports, "link")
 	if len(ports) > 0 {
 		t.Errorf("%s: container ports %v have no listener in the config", role, ports)
 	}
@@ -566,7 +567,13 @@ func checkCluster(t *testing.T, r rendered, role string, cfg map[string]any, por
 		if _, ok := ports["cluster"]; ok {
 			t.Errorf("%s: a cluster port with an external NATS", role)
 		}
+		if _, ok := ports["link"]; ok {
+			t.Errorf("%s: a link port with an external NATS (no cluster.link_listen)", role)
+		}
 		return
+	}
+	if link := getString(cfg, "cluster.link_listen"); link == "" || ports["link"] != int32(portOf(t, link)) {
+		t.Errorf("%s: cluster.link_listen %q, container port link %d: a link port the NetworkPolicy admits must be fixed", role, link, ports["link"])
 	}
 	listen := getString(cfg, "cluster.listen")
 	if listen == "" || ports["cluster"] != int32(portOf(t, listen)) {
@@ -659,15 +666,15 @@ func checkServices(t *testing.T, r rendered) {
 	}
 }
 
-// checkNetworkPolicy: the cluster port admits only the release's pods; the
-// MQTT ports admit everyone.
+// checkNetworkPolicy: the cluster and link ports admit only the release's
+// pods; the MQTT ports admit everyone.
 func checkNetworkPolicy(t *testing.T, r rendered) {
 	np := object[*networkingv1.NetworkPolicy](t, r, "NetworkPolicy", release)
 	tpl, _ := podOf(t, r, "core")
 	if !subset(np.Spec.PodSelector.MatchLabels, tpl.Labels) {
 		t.Errorf("NetworkPolicy does not select the culex pods")
 	}
-	open := map[string]bool{}
+	open, private := map[string]bool{}, map[string]bool{}
 	for _, rule := range np.Spec.Ingress {
 		for _, p := range rule.Ports {
 			name := p.Port.String()
@@ -675,18 +682,24 @@ func checkNetworkPolicy(t *testing.T, r rendered) {
 				open[name] = true
 				continue
 			}
-			if name == "cluster" {
+			if name == "cluster" || name == "link" {
+				private[name] = true
 				for _, peer := range rule.From {
 					if peer.PodSelector == nil || peer.IPBlock != nil || peer.NamespaceSelector != nil ||
 						!subset(peer.PodSelector.MatchLabels, tpl.Labels) || len(peer.PodSelector.MatchLabels) < 2 {
-						t.Errorf("the cluster port admits %+v, want only this release's pods", peer)
+						t.Errorf("the %s port admits %+v, want only this release's pods", name, peer)
 					}
 				}
 			}
 		}
 	}
-	if open["cluster"] || open["admin"] {
-		t.Errorf("NetworkPolicy opens %v to everyone; the cluster and admin ports must stay private", open)
+	if open["cluster"] || open["link"] || open["admin"] {
+		t.Errorf("NetworkPolicy opens %v to everyone; the cluster, link and admin ports must stay private", open)
+	}
+	if value(r, "cluster.natsUrl") == nil || value(r, "cluster.natsUrl") == "" {
+		if !private["cluster"] || !private["link"] {
+			t.Errorf("NetworkPolicy admits the release's pods to %v, want the cluster and link ports: nodes would not reach each other", private)
+		}
 	}
 	if !open["mqtt"] || !open["ws"] || (value(r, "tls.enabled") == true && !(open["mqtts"] && open["wss"])) {
 		t.Errorf("NetworkPolicy open ports %v, want every MQTT port", open)

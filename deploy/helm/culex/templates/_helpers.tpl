@@ -126,6 +126,7 @@ spec:
         - {name: admin, containerPort: {{ $v.admin.port }}, protocol: TCP}
         {{- if include "culex.clusterPort" $root }}
         - {name: cluster, containerPort: {{ $v.cluster.port }}, protocol: TCP}
+        - {name: link, containerPort: {{ $v.cluster.linkPort }}, protocol: TCP}
         {{- end }}
       # Ready: listeners accepting, store open, cluster joined; scope=node
       # leaves out Kafka and the cluster's JetStream, shared by every pod
