@@ -45,6 +45,10 @@ const linkHandshakeTimeout = 5 * time.Second
 // packet (256 MiB).
 const maxLinkMessage = 1<<28 + 1<<20
 
+// maxLinkHandshakes bounds the accepted connections in their handshake
+// at once: more are closed at once (a flood of them costs nothing else).
+const maxLinkHandshakes = 64
+
 // linkBackoffMax bounds the wait between dials of a node that refused.
 const linkBackoffMax = 2 * time.Second
 
@@ -63,6 +67,8 @@ type links struct {
 	in     map[net.Conn]struct{} // accepted links, closed by close
 	closed bool
 	wg     sync.WaitGroup
+
+	handshakes chan struct{} // a slot per accepted connection in its handshake
 }
 
 // startLinks listens for links on cluster.link_listen, when the node
@@ -87,7 +93,7 @@ func (r *Router) startLinks() error {
 	}
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	l := &links{r: r, ln: ln, addr: net.JoinHostPort(host, port), secret: []byte(cfg.Secret), tls: tc,
-		cluster: cfg.Name, in: make(map[net.Conn]struct{})}
+		cluster: cfg.Name, in: make(map[net.Conn]struct{}), handshakes: make(chan struct{}, maxLinkHandshakes)}
 	r.links = l
 	l.wg.Add(1)
 	go l.accept()
@@ -110,10 +116,17 @@ func (l *links) accept() {
 			continue
 		}
 		backoff = 5 * time.Millisecond
+		select {
+		case l.handshakes <- struct{}{}: // released by serve once the handshake ends
+		default:
+			c.Close()
+			continue
+		}
 		l.mu.Lock()
 		if l.closed {
 			l.mu.Unlock()
 			c.Close()
+			<-l.handshakes
 			return
 		}
 		l.in[c] = struct{}{}
@@ -158,6 +171,7 @@ func (l *links) serve(raw net.Conn) {
 	}
 	br := bufio.NewReaderSize(c, 64<<10)
 	from, err := l.accepted(c, br)
+	<-l.handshakes
 	if err != nil {
 		l.r.log.Warn("cluster: link refused", "remote", raw.RemoteAddr().String(), "err", err)
 		return
