@@ -110,11 +110,12 @@ type Router struct {
 	dedupNext int
 
 	// Test seams: testResync runs in resync between reading the broker's
-	// filters and taking r.mu; testPublish replaces the NATS publish of
+	// filters and taking r.mu; testPublish replaces the publish of
 	// forwarded batches; testInject runs before a batch is injected.
 	testResync  atomic.Pointer[func()]
 	testPublish atomic.Pointer[func(node string, batch []byte) error]
 	testInject  atomic.Pointer[func()]
+	testDial    atomic.Pointer[func() error] // fails a link's dial (link.go)
 
 	links *links // link.go; nil: batches go through NATS
 }

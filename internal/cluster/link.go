@@ -441,8 +441,8 @@ type routeLink struct {
 	c        net.Conn // nil: not dialed, or broken
 	released bool
 	hdr      [4]byte
-	// The flusher's: when to dial again after a failed dial, and the
-	// wait after the next failure.
+	// The flusher's: when to try again after a failed dial or write, and
+	// the wait after the next failure.
 	retryAt  time.Time
 	backoff  time.Duration
 	failures uint64 // dials failed (metrics)
@@ -450,8 +450,11 @@ type routeLink struct {
 }
 
 // linkPublish sends a batch on the route's link, dialing it first when
-// it is not up. A failed dial or write fails the batch; the next batch
-// dials again (after a backoff when the dial failed).
+// it is not up. A failed dial or write returns an error and sets when to
+// try again (waitLink): 50 ms after the first failure, doubling to 2 s,
+// until a batch is written. A batch whose write failed was not read
+// whole by the node (a batch is routed only once it has all come), so
+// sending it again on the next link delivers it once.
 func (n *nodeRoute) linkPublish(batch []byte) error {
 	lk := n.link
 	lk.mu.Lock()
@@ -460,45 +463,66 @@ func (n *nodeRoute) linkPublish(batch []byte) error {
 	if c == nil {
 		var err error
 		if c, err = n.dialLink(); err != nil {
+			n.linkFailed()
 			return err
 		}
 	}
 	if err := writeLinkMessage(c, &lk.hdr, batch, n.r.nodeTO); err != nil {
 		n.dropLink(c)
+		n.linkFailed()
 		n.r.log.Warn("cluster: link write failed", "node", n.name, "err", err)
 		return err
 	}
+	lk.backoff = 0
 	return nil
 }
 
-// dialLink dials the route's node, unless a failed dial asks to wait.
+// linkFailed sets when the flusher tries the link again.
+func (n *nodeRoute) linkFailed() {
+	lk := n.link
+	lk.backoff = min(max(2*lk.backoff, 50*time.Millisecond), linkBackoffMax)
+	lk.retryAt = time.Now().Add(lk.backoff)
+}
+
+// waitLink waits until the link may be tried again; false once the
+// route is released or the router stopped.
+func (n *nodeRoute) waitLink() bool {
+	t := time.NewTimer(time.Until(n.link.retryAt))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-n.quit:
+		return false
+	case <-n.r.stop:
+		return false
+	}
+}
+
+// dialLink dials the route's node.
 func (n *nodeRoute) dialLink() (net.Conn, error) {
 	lk := n.link
-	now := time.Now()
-	if now.Before(lk.retryAt) {
-		return nil, errLinkDown
-	}
 	addr, err := n.r.linkAddr(n.name, lk.addr)
+	if fn := n.r.testDial.Load(); fn != nil && err == nil {
+		err = (*fn)()
+	}
 	var c net.Conn
 	var br *bufio.Reader
 	if err == nil {
 		c, br, err = n.r.links.dial(n.name, n.epoch, addr, min(n.r.nodeTO, linkHandshakeTimeout))
 	}
 	if err != nil {
-		lk.backoff = min(max(2*lk.backoff, 50*time.Millisecond), linkBackoffMax)
-		lk.retryAt = now.Add(lk.backoff)
 		lk.mu.Lock()
 		lk.failures++
 		first := !lk.down
 		lk.down = true
 		lk.mu.Unlock()
 		if first {
-			n.r.log.Warn("cluster: cannot reach node's link, forwarding to it fails until it can (cluster.link_listen, firewall)",
+			n.r.log.Warn("cluster: cannot reach node's link; messages for it wait until it can, or until it is gone (cluster.link_listen, firewall)",
 				"node", n.name, "addr", addr, "err", err)
 		}
 		return nil, err
 	}
-	lk.backoff, lk.retryAt = 0, time.Time{}
 	lk.mu.Lock()
 	if lk.released {
 		lk.mu.Unlock()

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -320,5 +322,62 @@ func TestLinksFromTwoNodes(t *testing.T) {
 		if st, _ := p.routeTo(t, "n2").linkState(); st != "up" {
 			t.Errorf("%s's link to n2: %s", p.r.node, st)
 		}
+	}
+}
+
+// TestLinkDownWaits: while a node's link cannot be dialed (and its
+// heartbeats still come) a QoS 1 publish for its subscriber waits, as
+// for a frozen node, and is acknowledged and delivered once the link is
+// up again: not failed at once.
+func TestLinkDownWaits(t *testing.T) {
+	ns := startNodesWith(t, 2, func(c *config.Cluster) { c.AckTimeout = time.Minute })
+	a, b := ns[0], ns[1]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	got := make(chan string, 4)
+	sub := dialPahoWith(t, b.addr, "sub", func(c *paho.ClientConfig) {
+		c.OnPublishReceived = append(c.OnPublishReceived, func(pr paho.PublishReceived) (bool, error) {
+			got <- string(pr.Packet.Payload)
+			return true, nil
+		})
+	})
+	if _, err := sub.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "w", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "n0 to learn w", func() bool { _, ok := a.peerFilters("n1")["w"]; return ok })
+	refuse := func() error { return errors.New("refused by the test") }
+	a.r.testDial.Store(&refuse)
+	pub := dialPaho(t, a.addr, "pub")
+	res := make(chan error, 1)
+	go func() {
+		pr, err := pub.Publish(ctx, &paho.Publish{Topic: "w", QoS: 1, Payload: []byte("x")})
+		if err == nil && pr.ReasonCode != 0 {
+			err = fmt.Errorf("PUBACK 0x%02x", pr.ReasonCode)
+		}
+		res <- err
+	}()
+	rt := a.routeTo(t, "n1")
+	eventually(t, "a failed dial", func() bool { _, fails := rt.linkState(); return fails >= 2 })
+	select {
+	case err := <-res:
+		t.Fatalf("the publish ended (%v) while the link was down and the node alive", err)
+	default:
+	}
+	a.r.testDial.Store(nil)
+	select {
+	case err := <-res:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-ctx.Done():
+		t.Fatal("no PUBACK once the link could be dialed")
+	}
+	select {
+	case p := <-got:
+		if p != "x" {
+			t.Errorf("got %q", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("not delivered")
 	}
 }

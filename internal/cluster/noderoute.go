@@ -202,7 +202,13 @@ func (n *nodeRoute) flushLoop() {
 			return
 		case <-n.wake:
 			n.r.gather()
-			n.flush()
+			for !n.flush() {
+				// The link is down: what waits is sent once it is up
+				// again, or failed when the node is gone (release).
+				if !n.waitLink() {
+					return
+				}
+			}
 		}
 	}
 }
@@ -278,14 +284,30 @@ func (n *nodeRoute) chunkFor(size int) *[]byte {
 // flush publishes the chunks waiting, one NATS message each. A NATS
 // message that fails fails the waits of its own frames only: the others
 // went out, and their node acknowledges them. Only the flusher calls it.
-func (n *nodeRoute) flush() {
+//
+// On a link that cannot be dialed or written, the chunks not sent are
+// kept, ahead of those appended meanwhile, and flush returns false: the
+// flusher sends them once the link is up again, and until then they
+// count against max_pending_bytes as before.
+func (n *nodeRoute) flush() bool {
 	n.bmu.Lock()
 	cs := n.chunks
 	n.chunks = n.taken[:0]
 	n.bmu.Unlock()
 	for i, c := range cs {
-		// An empty chunk's one frame was over max_pending_bytes.
-		if len(c) > 0 && n.publish(c) != nil {
+		if len(c) == 0 {
+			// An empty chunk's one frame was over max_pending_bytes.
+		} else if err := n.publish(c); err != nil && n.link != nil {
+			n.bmu.Lock()
+			if !n.stopped {
+				kept := make([][]byte, 0, len(cs)-i+len(n.chunks))
+				n.chunks = append(append(kept, cs[i:]...), n.chunks...)
+			}
+			n.bmu.Unlock()
+			clear(cs)
+			n.taken = cs[:0]
+			return false
+		} else if err != nil {
 			for f := c; len(f) > 0; {
 				l := 4 + int(binary.LittleEndian.Uint32(f))
 				if seq := frameSeq(f[4:l]); seq != 0 {
@@ -306,6 +328,7 @@ func (n *nodeRoute) flush() {
 		cs[i] = nil
 	}
 	n.taken = cs[:0]
+	return true
 }
 
 // acked completes the wait for seq.
