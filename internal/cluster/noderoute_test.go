@@ -104,9 +104,10 @@ func (c ackRec) wait(t *testing.T, what string) error {
 // TestFlushFailsOnlyUnsentBatches: when one NATS message of a multi-batch
 // flush fails, only the messages in it fail; those in the batches before
 // and after it went out and succeed when the node accepts them (no
-// duplicate from a publisher retransmitting a delivered message).
+// duplicate from a publisher retransmitting a delivered message). (A
+// link keeps what it could not send: TestLinkDownWaits.)
 func TestFlushFailsOnlyUnsentBatches(t *testing.T) {
-	ns := startNodes(t, 2)
+	ns := startNodesWith(t, 2, func(c *config.Cluster) { c.LinkListen = "off" })
 	a := ns[0]
 	rt := a.routeTo(t, "n1")
 	entered, gate := make(chan struct{}), make(chan struct{})
