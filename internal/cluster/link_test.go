@@ -184,23 +184,7 @@ func TestLinkBacklogBounded(t *testing.T) {
 	b.r.testInject.Store(nil)
 	release()
 	eventually(t, "n0 to send what it holds", func() bool { return rt.pendingBytes() == 0 })
-	eventually(t, "the link to be up", func() bool { st, _ := rt.linkState(); return st == "up" || rt.pendingBytes() == 0 })
-	pub.publishN(t, "flood/marker", 0, 1, newWindow(1))
-	sub.nc.SetReadDeadline(time.Now().Add(30 * time.Second))
-	got := 0
-	for {
-		topic, err := sub.nextTopic()
-		if err != nil {
-			t.Fatalf("after %d messages: %v", got, err)
-		}
-		if topic == "flood/marker" {
-			break
-		}
-		got++
-	}
-	if got >= n {
-		t.Errorf("%d of %d messages delivered: none dropped", got, n)
-	}
+	floodDropped(t, pub, sub, n)
 }
 
 // TestLinkMixed: a node with links off and one with them route to each

@@ -372,8 +372,15 @@ func TestReceiverBacklogBounded(t *testing.T) {
 	b.r.testInject.Store(nil)
 	release()
 	eventually(t, "n1 to route what it holds", func() bool { m, _, _ := msgSub.Pending(); return m == 0 })
+	floodDropped(t, pub, sub, n)
+}
+
+// floodDropped publishes a marker after a flood of n messages on
+// flood/x and checks that sub got fewer than n of them before it.
+func floodDropped(t *testing.T, pub, sub *rawClient, n int) {
+	t.Helper()
 	pub.publishN(t, "flood/marker", 0, 1, newWindow(1))
-	sub.nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+	sub.nc.SetReadDeadline(time.Now().Add(30 * time.Second))
 	got := 0
 	for {
 		topic, err := sub.nextTopic()
