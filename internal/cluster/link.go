@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"time"
 )
@@ -22,9 +23,9 @@ import (
 // back. NATS still carries the interest, the heartbeats and everything
 // else; a node that announces no link (cluster.link_listen off, or an
 // older version) is sent batches through NATS as before (msg.<node>).
-// Measured against NATS in docs/cluster.md ("Forwarded messages on
-// links"): a round trip through NATS crosses about fourteen goroutine
-// hand-offs and two servers, one on a link three.
+// Measured against NATS in docs/cluster.md ("Links"): a round trip
+// through NATS crosses about fourteen goroutine hand-offs and two
+// servers, one on a link three.
 //
 // A link opens with a handshake that proves both ends know
 // cluster.secret (HMAC-SHA256 over both sides' nonces), after TLS with
@@ -72,7 +73,7 @@ type links struct {
 }
 
 // startLinks listens for links on cluster.link_listen, when the node
-// forwards on links at all (linkListen).
+// forwards on links at all (config.Cluster.LinkAddress).
 func (r *Router) startLinks() error {
 	cfg := r.f.Config()
 	addr, ok := cfg.LinkAddress()
@@ -177,22 +178,111 @@ func (l *links) serve(raw net.Conn) {
 		return
 	}
 	acks := &linkAcks{r: l.r, c: c, to: from}
+	q := newLinkQueue(l.r.maxPending)
 	src := &inbound{lk: acks}
+	go l.injectQueued(q, src)
+	defer q.close() // and waits for the injector, which sends the last acknowledgements
 	var buf []byte
 	for {
 		body, err := readLinkMessage(br, &buf)
 		if err != nil {
-			acks.flush()
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !l.isClosed() {
 				l.r.log.Info("cluster: link closed", "from", from, "err", err)
 			}
 			return
 		}
-		l.r.injectBatch(body, src)
+		if q.idle() && !linkMessageBuffered(br) {
+			// Nothing waits: injected here, without a hand-off.
+			l.r.injectBatch(body, src)
+			acks.flush()
+			continue
+		}
+		// Batches come faster than they are routed: read ahead, up to
+		// max_pending_bytes, for the injector to route in order.
+		q.push(slices.Clone(body))
+	}
+}
+
+// A link's reader reads ahead of its routing while batches come faster
+// than they are routed, up to cluster.max_pending_bytes (then TCP holds
+// up the sender, whose route fills: QoS 0 over it is dropped there).
+// The injector goroutine routes what was read ahead, in order, and sends
+// the acknowledgements. The reader routes a batch itself only while the
+// injector has nothing: then they never both route, and order holds.
+type linkQueue struct {
+	mu      sync.Mutex
+	cond    sync.Cond
+	q       [][]byte
+	bytes   int
+	max     int
+	busy    bool // the injector is routing a batch it took
+	closed  bool
+	stopped chan struct{}
+}
+
+func newLinkQueue(max int) *linkQueue {
+	q := &linkQueue{max: max, stopped: make(chan struct{})}
+	q.cond.L = &q.mu
+	return q
+}
+
+// idle reports whether the injector has nothing to route: read by the
+// reader, the only one to push.
+func (q *linkQueue) idle() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.q) == 0 && !q.busy
+}
+
+// push queues a batch, waiting while max_pending_bytes are queued.
+func (q *linkQueue) push(b []byte) {
+	q.mu.Lock()
+	for q.bytes > 0 && q.bytes+len(b) > q.max && !q.closed {
+		q.cond.Wait()
+	}
+	q.q = append(q.q, b)
+	q.bytes += len(b)
+	q.cond.Broadcast()
+	q.mu.Unlock()
+}
+
+// close ends the queue once the injector has routed what it holds.
+func (q *linkQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.cond.Broadcast()
+	q.mu.Unlock()
+	<-q.stopped
+}
+
+// injectQueued is a link's injector.
+func (l *links) injectQueued(q *linkQueue, src *inbound) {
+	defer close(q.stopped)
+	for {
+		q.mu.Lock()
+		q.busy = false
+		q.cond.Broadcast()
+		for len(q.q) == 0 && !q.closed {
+			q.cond.Wait()
+		}
+		if len(q.q) == 0 {
+			q.mu.Unlock()
+			src.lk.flush()
+			return
+		}
+		b := q.q[0]
+		q.q[0] = nil
+		q.q = q.q[1:]
+		q.bytes -= len(b)
+		q.busy = true
+		more := len(q.q) > 0
+		q.cond.Broadcast()
+		q.mu.Unlock()
+		l.r.injectBatch(b, src)
 		// The acknowledgements of batches that came together leave
 		// together: one write for all of them.
-		if !linkMessageBuffered(br) || len(acks.pending) >= maxPendingAcks {
-			acks.flush()
+		if !more || src.lk.pendingBytes() >= maxPendingAcks {
+			src.lk.flush()
 		}
 	}
 }
@@ -391,9 +481,11 @@ func writeLinkMessage(c net.Conn, hdr *[4]byte, body []byte, timeout time.Durati
 // accepted link back on it, those of batches read together in one
 // message. Only the link's reading goroutine uses it.
 type linkAcks struct {
-	r       *Router
-	c       net.Conn
-	to      string // the dialer
+	r  *Router
+	c  net.Conn
+	to string // the dialer
+
+	mu      sync.Mutex // the reader's and the injector's, one at a time
 	hdr     [4]byte
 	pending []byte // this node's name, then pairs of sequence and code
 	broken  bool
@@ -401,6 +493,8 @@ type linkAcks struct {
 
 // add queues an acknowledgement batch (this node's name, then pairs).
 func (a *linkAcks) add(b []byte) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	if len(a.pending) == 0 {
 		a.pending = append(a.pending, b...)
 		return
@@ -410,9 +504,17 @@ func (a *linkAcks) add(b []byte) {
 	a.pending = append(a.pending, rd.b...)
 }
 
+func (a *linkAcks) pendingBytes() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.pending)
+}
+
 // flush sends what add queued: on the link, or through NATS once the
 // link failed (the dialer redials).
 func (a *linkAcks) flush() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	if len(a.pending) == 0 {
 		return
 	}

@@ -403,6 +403,12 @@ func TestDeleteFenced(t *testing.T) {
 	if err != nil || rb == nil {
 		t.Fatalf("Load on b: %+v, %v", rb, err)
 	}
+	// Every node's index learns the record from its watch, each in its
+	// own time: it must have it before a refused Delete can be shown not
+	// to remove it.
+	for _, nd := range nodes {
+		eventually(t, 10*time.Second, "every index to have the record", func() bool { return nd.s.Persistent("d/a") })
+	}
 	if err := del(t, a, "d", revA); !errors.Is(err, broker.ErrSessionMoved) {
 		t.Fatalf("the Delete of the node the session left: %v, want ErrSessionMoved", err)
 	}
