@@ -479,7 +479,7 @@ func writeLinkMessage(c net.Conn, hdr *[4]byte, body []byte, timeout time.Durati
 
 // linkAcks sends the acknowledgements of the batches read from an
 // accepted link back on it, those of batches read together in one
-// message. Only the link's reading goroutine uses it.
+// message. The link's reader and its injector use it, one at a time.
 type linkAcks struct {
 	r  *Router
 	c  net.Conn

@@ -115,10 +115,7 @@ func TestLinkRedials(t *testing.T) {
 	sub := dialPaho(t, b.addr, "sub")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := sub.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "r/#", QoS: 1}}}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "n0 to learn r/#", func() bool { _, ok := a.peerFilters("n1")["r/#"]; return ok })
+	subscribeSeen(t, sub, a, "n1", "r/#")
 	pub := dialPaho(t, a.addr, "pub")
 	publish := func(topic string) {
 		t.Helper()
@@ -247,10 +244,7 @@ func crossQoS1(t *testing.T, from, to *node) {
 		})
 	})
 	topic := "x/" + from.r.node + "/" + to.r.node
-	if _, err := sub.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: topic, QoS: 1}}}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, from.r.node+" to learn "+topic, func() bool { _, ok := from.peerFilters(to.r.node)[topic]; return ok })
+	subscribeSeen(t, sub, from, to.r.node, topic)
 	pub := dialPaho(t, from.addr, "pub-"+from.r.node)
 	pr, err := pub.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: []byte("x")})
 	if err != nil || pr.ReasonCode != 0 {
@@ -325,10 +319,7 @@ func TestLinkDownWaits(t *testing.T) {
 			return true, nil
 		})
 	})
-	if _, err := sub.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "w", QoS: 1}}}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "n0 to learn w", func() bool { _, ok := a.peerFilters("n1")["w"]; return ok })
+	subscribeSeen(t, sub, a, "n1", "w")
 	refuse := func() error { return errors.New("refused by the test") }
 	a.r.testDial.Store(&refuse)
 	pub := dialPaho(t, a.addr, "pub")

@@ -44,10 +44,7 @@ func TestResyncKeepsNewSubscription(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	old := dialPaho(t, b.addr, "old")
-	if _, err := old.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "dup", QoS: 1}}}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "n0 to learn dup", func() bool { _, ok := a.peerFilters("n1")["dup"]; return ok })
+	subscribeSeen(t, old, a, "n1", "dup")
 	if _, err := old.Unsubscribe(ctx, &paho.Unsubscribe{Topics: []string{"dup"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -155,10 +152,7 @@ func TestNodeGoneFailsWaits(t *testing.T) {
 	sub := dialPaho(t, b.addr, "sub")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := sub.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "q", QoS: 1}}}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "n0 to learn q", func() bool { _, ok := a.peerFilters("n1")["q"]; return ok })
+	subscribeSeen(t, sub, a, "n1", "q")
 	sent := make(chan struct{}, 16)
 	a.r.setTestPublish(func(string, []byte) error { sent <- struct{}{}; return nil }) // n1 never gets it
 	pub := dialPaho(t, a.addr, "pub")

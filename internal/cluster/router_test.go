@@ -197,10 +197,7 @@ func TestAckTimeoutFailsPublish(t *testing.T) {
 			sub := dialPaho(t, b.addr, "sub")
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			if _, err := sub.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "q", QoS: 1}}}); err != nil {
-				t.Fatal(err)
-			}
-			eventually(t, "n0 to learn q", func() bool { _, ok := a.peerFilters("n1")["q"]; return ok })
+			subscribeSeen(t, sub, a, "n1", "q")
 			// n1 stops taking forwarded messages, and keeps its heartbeats.
 			unblock := make(chan struct{})
 			t.Cleanup(func() { close(unblock) })
@@ -220,6 +217,18 @@ func TestAckTimeoutFailsPublish(t *testing.T) {
 			}
 		})
 	}
+}
+
+// subscribeSeen subscribes c to filter at QoS 1 and waits until node
+// from has learned it from node to.
+func subscribeSeen(t *testing.T, c *paho.Client, from *node, to, filter string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, from.r.node+" to learn "+filter, func() bool { _, ok := from.peerFilters(to)[filter]; return ok })
 }
 
 func dialPaho(t *testing.T, addr, id string) *paho.Client {
@@ -259,10 +268,7 @@ func TestInterestRestoredOnReturn(t *testing.T) {
 	sub := dialPaho(t, b.addr, "sub")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := sub.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "cmd/#", QoS: 1}}}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "n0 to learn cmd/#", func() bool { _, ok := a.peerFilters("n1")["cmd/#"]; return ok })
+	subscribeSeen(t, sub, a, "n1", "cmd/#")
 	back := make(chan map[string]byte, 4)
 	var seenGone atomic.Bool
 	a.r.Watch(func(node string, up bool) {
