@@ -2,6 +2,7 @@ package broker
 
 import (
 	"github.com/culexmq/culex/internal/mqtt/packet"
+	"github.com/culexmq/culex/internal/netpoll"
 )
 
 // deliverLocked hands one copy of a message to the session: QoS 0 straight
@@ -219,6 +220,11 @@ func (l *outAliases) pushFront(a uint16) {
 // sendAck queues PUBACK, PUBREC, PUBREL or PUBCOMP; code is sent to v5
 // clients only, with a reason string for failures when allowed.
 func (c *conn) sendAck(kind packet.Type, pid uint16, code packet.Code) {
+	c.sendAckIn(kind, pid, code, nil)
+}
+
+// sendAckIn is sendAck, queueing in fb when it is not nil (AckBatch).
+func (c *conn) sendAckIn(kind packet.Type, pid uint16, code packet.Code, fb *netpoll.Batch) {
 	a := packet.Ack{Kind: kind, PacketID: pid}
 	if c.version == packet.V5 {
 		a.ReasonCode = code.Value
@@ -231,5 +237,5 @@ func (c *conn) sendAck(kind packet.Type, pid uint16, code packet.Code) {
 		c.b.log.Error("encode ack", "err", err)
 		return
 	}
-	c.send(b)
+	c.sock.Enqueue(b, nil, false, fb)
 }

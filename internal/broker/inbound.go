@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/culexmq/culex/internal/mqtt/packet"
+	"github.com/culexmq/culex/internal/netpoll"
 	"github.com/culexmq/culex/internal/store"
 )
 
@@ -118,7 +119,11 @@ func (c *conn) routePending(pe *pending) {
 // Kafka, another node) fails the ack: the client will retransmit. A
 // failed QoS 2 publish whose packet id is in its cluster session's record
 // is ready once the record is saved without it (cforgetInbound).
-func (c *conn) ready(pe *pending, err error) {
+func (c *conn) ready(pe *pending, err error) { c.readyIn(pe, err, nil) }
+
+// readyIn is ready; the acknowledgements it sends are queued in fb when
+// fb is not nil (AckBatch).
+func (c *conn) readyIn(pe *pending, err error, fb *netpoll.Batch) {
 	if err != nil && pe.qos == 2 && c.sess.cforgetInbound(pe.pid, func() { c.ready(pe, err) }) {
 		return
 	}
@@ -128,16 +133,19 @@ func (c *conn) ready(pe *pending, err error) {
 		pe.code, pe.silent = packet.ErrUnspecified, c.version != packet.V5
 	}
 	pe.state = pendReady
-	c.flushAcksLocked()
+	c.flushAcksIn(fb)
 	c.pmu.Unlock()
 }
 
 // flushAcksLocked sends the acknowledgements at the head of the pipeline
 // that are ready, in receive order.
-func (c *conn) flushAcksLocked() {
+func (c *conn) flushAcksLocked() { c.flushAcksIn(nil) }
+
+// flushAcksIn is flushAcksLocked, queueing in fb when it is not nil.
+func (c *conn) flushAcksIn(fb *netpoll.Batch) {
 	n := 0
 	for n < len(c.pend) && n < c.routeIdx && c.pend[n].state == pendReady {
-		c.ackPublish(c.pend[n])
+		c.ackPublish(c.pend[n], fb)
 		c.pend[n] = nil
 		n++
 	}
@@ -154,13 +162,14 @@ func (c *conn) flushAcksLocked() {
 	}
 }
 
-// ackPublish sends PUBACK or PUBREC for a ready entry; c.pmu is held.
-func (c *conn) ackPublish(pe *pending) {
+// ackPublish sends PUBACK or PUBREC for a ready entry (queued in fb when
+// it is not nil); c.pmu is held.
+func (c *conn) ackPublish(pe *pending, fb *netpoll.Batch) {
 	switch pe.qos {
 	case 1:
 		c.qos1In--
 		if !pe.silent {
-			c.sendAck(packet.PUBACK, pe.pid, pe.code)
+			c.sendAckIn(packet.PUBACK, pe.pid, pe.code, fb)
 		}
 	case 2:
 		s := c.sess
@@ -184,7 +193,7 @@ func (c *conn) ackPublish(pe *pending) {
 		to := s.conn
 		s.mu.Unlock()
 		if !pe.silent && to != nil {
-			to.sendAck(packet.PUBREC, pe.pid, pe.code)
+			to.sendAckIn(packet.PUBREC, pe.pid, pe.code, fb)
 		}
 	}
 }

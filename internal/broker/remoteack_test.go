@@ -10,9 +10,10 @@ import (
 
 // heldRemote is an AckRemoteRoute that keeps the acks it is given.
 type heldRemote struct {
-	mu   sync.Mutex
-	acks []Acker
-	qos0 int
+	mu     sync.Mutex
+	acks   []Acker
+	topics map[Acker]string
+	qos0   int
 }
 
 func (h *heldRemote) Deliver(m *Message, qos byte) {
@@ -24,6 +25,10 @@ func (h *heldRemote) Deliver(m *Message, qos byte) {
 func (h *heldRemote) DeliverAck(m *Message, qos byte, ack Acker) {
 	h.mu.Lock()
 	h.acks = append(h.acks, ack)
+	if h.topics == nil {
+		h.topics = make(map[Acker]string)
+	}
+	h.topics[ack] = m.Topic
 	h.mu.Unlock()
 }
 
@@ -81,3 +86,47 @@ func TestAckRemoteRouteHoldsPuback(t *testing.T) {
 }
 
 var errTestRemote = packet.ErrUnspecified
+
+// TestAckBatch: the acknowledgements an AckBatch completes are queued for
+// End, one write per publisher, and carry each Acker's outcome: PUBACK
+// (v5 0x80 on failure), and PUBREC for QoS 2.
+func TestAckBatch(t *testing.T) {
+	tb := startBroker(t, Options{AllowAnonymous: true})
+	h := &heldRemote{}
+	if err := tb.SubscribeRemote("a/#", 2, h); err != nil {
+		t.Fatal(err)
+	}
+	p5 := tb.connect("p5", packet.V5)
+	p3 := tb.connect("p3", packet.V311)
+	p5.publish("a/1", "x", 1, false, 1)
+	p5.publish("a/2", "x", 1, false, 2)
+	p3.publish("a/3", "x", 2, false, 3)
+	var acks []Acker
+	eventually(t, "DeliverAck", func() bool { acks = append(acks, h.take()...); return len(acks) == 3 })
+	var ab AckBatch
+	for _, a := range acks {
+		var err error
+		h.mu.Lock()
+		if h.topics[a] == "a/2" {
+			err = errTestRemote
+		}
+		h.mu.Unlock()
+		ab.Done(a, err)
+	}
+	if n := ab.flush.Len(); n != 2 {
+		t.Fatalf("%d connections wait in the batch before End, want 2", n)
+	}
+	ab.End()
+	if n := ab.flush.Len(); n != 0 {
+		t.Fatalf("%d connections left in the batch after End", n)
+	}
+	if ack := p5.expect(packet.PUBACK).(*packet.Ack); ack.PacketID != 1 || ack.ReasonCode != 0 {
+		t.Fatalf("PUBACK %+v", ack)
+	}
+	if ack := p5.expect(packet.PUBACK).(*packet.Ack); ack.PacketID != 2 || ack.ReasonCode != packet.ErrUnspecified.Value {
+		t.Fatalf("PUBACK %+v, want reason 0x80", ack)
+	}
+	if ack := p3.expect(packet.PUBREC).(*packet.Ack); ack.PacketID != 3 {
+		t.Fatalf("PUBREC %+v", ack)
+	}
+}

@@ -376,6 +376,24 @@ func (b *Broker) SubscribeRemote(filter string, qos byte, r RemoteRoute) error {
 // Acker of DeliverAck.
 func (w *storeWait) Done(err error) { w.done(err) }
 
+// AckBatch completes deferred acknowledgements together, as a cluster
+// node does with one acknowledgement message of another node: the PUBACKs
+// and PUBRECs they release are written by End, on the calling goroutine,
+// one write per publisher, rather than each handed to the flush queue.
+type AckBatch struct{ flush netpoll.Batch }
+
+// Done completes ack (an Acker of DeliverAck or DeliverShared) with err.
+func (a *AckBatch) Done(ack Acker, err error) {
+	if w, ok := ack.(*storeWait); ok {
+		w.doneIn(err, &a.flush)
+		return
+	}
+	ack.Done(err)
+}
+
+// End writes what the acknowledgements released (netpoll.Batch.Write).
+func (a *AckBatch) End() { a.flush.Write() }
+
 // LocalFilters calls fn once for every filter this node's sessions
 // subscribe to, with the highest QoS granted on it: plain filters, and
 // shared subscriptions as $share/group/filter. The cluster announces them to the
@@ -466,6 +484,13 @@ func (bt *Batch) End() {
 	bt.sc.reset()
 	scratches.Put(bt.sc)
 	bt.sc = nil
+}
+
+// EndHere is End, but writes what is left to write on the calling
+// goroutine (netpoll.Batch.Write) instead of waking the flush queue's.
+func (bt *Batch) EndHere() {
+	bt.sc.flush.Write()
+	bt.End()
 }
 
 // publish routes m, in sc at now when sc is not nil (a Batch); w, if

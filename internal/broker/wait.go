@@ -3,6 +3,7 @@ package broker
 import (
 	"sync/atomic"
 
+	"github.com/culexmq/culex/internal/netpoll"
 	"github.com/culexmq/culex/internal/store"
 )
 
@@ -37,7 +38,11 @@ func (w *storeWait) pending() *pending {
 }
 
 // done releases one count.
-func (w *storeWait) done(err error) {
+func (w *storeWait) done(err error) { w.doneIn(err, nil) }
+
+// doneIn is done; an acknowledgement it releases to the publisher is
+// queued in fb when fb is not nil (AckBatch).
+func (w *storeWait) doneIn(err error, fb *netpoll.Batch) {
 	if err != nil {
 		e := err // not &err: err would escape on every call
 		w.err.CompareAndSwap(nil, &e)
@@ -51,7 +56,7 @@ func (w *storeWait) done(err error) {
 	}
 	switch to := w.to.(type) {
 	case *pending:
-		to.c.ready(to, e)
+		to.c.readyIn(to, e, fb)
 	case func(error):
 		to(e)
 	case Acker:

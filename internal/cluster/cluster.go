@@ -671,25 +671,34 @@ type inbound struct {
 	lastSender string    // inject's: the sender of the last forwarded message
 }
 
-// injectBatch injects a batch of forwarded messages that came from in.
+// injectBatch injects a batch of forwarded messages that came from src
+// and sends their acknowledgements (through NATS, or queued on src's
+// link for its next flush).
 func (r *Router) injectBatch(data []byte, src *inbound) {
+	bt := r.b.Batch(time.Now().UnixNano())
+	ab := r.injectIn(bt, data, src)
+	bt.EndHere() // before the acknowledgements: they say the copies are queued
+	r.sendAcks(ab)
+}
+
+// injectIn injects a batch in bt and returns its acknowledgements, for the
+// caller to send (sendAcks) once bt has ended.
+func (r *Router) injectIn(bt *broker.Batch, data []byte, src *inbound) *ackBatch {
 	if fn := r.testInject.Load(); fn != nil {
 		(*fn)()
 	}
 	now := time.Now().UnixNano()
 	ab := &ackBatch{r: r, open: true, lk: src.lk}
-	defer r.sendAcks(ab)
-	bt := r.b.Batch(now)
-	defer bt.End() // before the acknowledgements: they say the copies are queued
 	for b := data; len(b) > 0; {
 		if len(b) < 4 || uint64(len(b)-4) < uint64(binary.LittleEndian.Uint32(b)) {
 			r.log.Warn("cluster: malformed batch dropped")
-			return
+			return ab
 		}
 		l := 4 + int(binary.LittleEndian.Uint32(b))
 		r.inject(b[4:l], now, bt, ab, src)
 		b = b[l:]
 	}
+	return ab
 }
 
 // injected is a forwarded message routed here with what its

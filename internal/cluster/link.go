@@ -15,6 +15,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/culexmq/culex/internal/broker"
 )
 
 // Forwarded batches and their acknowledgements travel on links: one TCP
@@ -255,9 +257,14 @@ func (q *linkQueue) close() {
 	<-q.stopped
 }
 
-// injectQueued is a link's injector.
+// injectQueued is a link's injector. The batches it finds queued together
+// are routed in one broker batch, up to maxGroupBytes: each subscriber's
+// copies of them leave in one write, and their acknowledgements in one
+// message, after those writes are queued.
 func (l *links) injectQueued(q *linkQueue, src *inbound) {
 	defer close(q.stopped)
+	var bt *broker.Batch
+	routed := 0
 	for {
 		q.mu.Lock()
 		q.busy = false
@@ -278,14 +285,25 @@ func (l *links) injectQueued(q *linkQueue, src *inbound) {
 		more := len(q.q) > 0
 		q.cond.Broadcast()
 		q.mu.Unlock()
-		l.r.injectBatch(b, src)
-		// The acknowledgements of batches that came together leave
-		// together: one write for all of them.
-		if !more || src.lk.pendingBytes() >= maxPendingAcks {
+		if bt == nil {
+			bt = l.r.b.Batch(time.Now().UnixNano())
+		}
+		// Queued on the link; written by the flush below, after bt ends.
+		l.r.sendAcks(l.r.injectIn(bt, b, src))
+		routed += len(b)
+		// While more is queued (then the reader does not route: order
+		// holds), the group stays open.
+		if !more || routed >= maxGroupBytes || src.lk.pendingBytes() >= maxPendingAcks {
+			bt.EndHere()
+			bt, routed = nil, 0
 			src.lk.flush()
 		}
 	}
 }
+
+// maxGroupBytes bounds the batches an injector routes before their
+// copies are handed to the flush queue: one chunk, as a batch alone.
+const maxGroupBytes = chunkSize
 
 // maxPendingAcks bounds the acknowledgements a link holds back while
 // more batches are waiting to be read.

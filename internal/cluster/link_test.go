@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/culexmq/culex/internal/broker"
 	"github.com/culexmq/culex/internal/config"
 	"github.com/culexmq/culex/internal/testcert"
 	"github.com/eclipse/paho.golang/paho"
@@ -354,5 +356,96 @@ func TestLinkDownWaits(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("not delivered")
+	}
+}
+
+// TestInjectorGroupsBatches: the batches a link's injector finds queued
+// together are routed as one group: their acknowledgements leave in one
+// message, after every copy was queued in order; past maxGroupBytes a
+// group ends and the next starts.
+func TestInjectorGroupsBatches(t *testing.T) {
+	b := startNodes(t, 1)[0]
+	sub := dialRaw(t, b.addr, "sub")
+	sub.subscribe(t, "g/#", 0)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	sender, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sender.Close()
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	seq := uint64(0)
+	batch := func(topics ...string) []byte {
+		var out []byte
+		for _, tp := range topics {
+			payload := []byte("x")
+			if strings.HasPrefix(tp, "g/big") {
+				payload = make([]byte, maxGroupBytes/2+1)
+			}
+			seq++
+			start := len(out)
+			out = append(out, 0, 0, 0, 0)
+			out = encodeMsg(out, &broker.Message{Topic: tp, QoS: 1, Payload: payload}, 1, seq, "n9", time.Now().UnixNano(), nil, onceID{})
+			binary.LittleEndian.PutUint32(out[start:], uint32(len(out)-start-4))
+		}
+		return out
+	}
+	// Queued before the injector starts: three small batches, then three
+	// batches of over half a group each.
+	q := newLinkQueue(64 << 20)
+	var topics []string
+	for i := range 3 {
+		ts := []string{fmt.Sprintf("g/%d/a", i), fmt.Sprintf("g/%d/b", i)}
+		topics = append(topics, ts...)
+		q.push(batch(ts...))
+	}
+	for i := range 3 {
+		tp := fmt.Sprintf("g/big%d", i)
+		topics = append(topics, tp)
+		q.push(batch(tp))
+	}
+	src := &inbound{lk: &linkAcks{r: b.r, c: c, to: "n9"}}
+	l := &links{r: b.r}
+	go l.injectQueued(q, src)
+	defer q.close()
+
+	// The acknowledgement messages: sequences 1 to 8 (the small batches
+	// and two big ones fill a group), then 9.
+	sender.SetReadDeadline(time.Now().Add(15 * time.Second))
+	br := bufio.NewReader(sender)
+	var buf []byte
+	for i, want := range [][]uint64{{1, 2, 3, 4, 5, 6, 7, 8}, {9}} {
+		body, err := readLinkMessage(br, &buf)
+		if err != nil {
+			t.Fatalf("acknowledgement message %d: %v", i+1, err)
+		}
+		rd := &reader{b: body}
+		if from := rd.string(); from != b.r.node {
+			t.Errorf("acknowledgements from %q", from)
+		}
+		var got []uint64
+		for len(rd.b) > 0 {
+			got = append(got, rd.uvarint())
+			if code := rd.byte(); code != 0 {
+				t.Errorf("seq %d acknowledged with %#x", got[len(got)-1], code)
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("acknowledgement message %d: %v, want %v", i+1, got, want)
+		}
+	}
+	sub.nc.SetReadDeadline(time.Now().Add(15 * time.Second))
+	for _, want := range topics {
+		if got, err := sub.nextTopic(); err != nil || got != want {
+			t.Fatalf("delivered %q, %v; want %q", got, err, want)
+		}
 	}
 }

@@ -358,10 +358,12 @@ func (n *nodeRoute) ackedBatch(body []byte, acks []codedAck) []codedAck {
 	}
 	n.trimLocked(0)
 	n.mu.Unlock()
+	var ab broker.AckBatch
 	for i, a := range acks {
-		done(a.ack, a.code)
+		ab.Done(a.ack, codeErr(a.code))
 		acks[i] = codedAck{}
 	}
+	ab.End()
 	return acks[:0]
 }
 
@@ -386,13 +388,17 @@ func (n *nodeRoute) takeLocked(seq uint64) broker.Acker {
 
 // done completes ack with an acknowledgement's reason code.
 func done(ack broker.Acker, code byte) {
-	switch {
-	case ack == nil:
-	case code != 0:
-		ack.Done(packet.Code{Value: code})
-	default:
-		ack.Done(nil)
+	if ack != nil {
+		ack.Done(codeErr(code))
 	}
+}
+
+// codeErr is the error of an acknowledgement's reason code (nil: 0).
+func codeErr(code byte) error {
+	if code == 0 {
+		return nil
+	}
+	return packet.Code{Value: code}
 }
 
 // unsent fails the wait for seq, whose message was not sent; a held

@@ -63,6 +63,23 @@ type Batch struct {
 // once: small enough that the first writes start while the pass goes on.
 const flushBatch = 32
 
+// Write writes what the batch collected on the calling goroutine: one
+// writev per connection that does not wait, as a turn in the flush queue
+// does (a full socket's rest goes to a flush goroutine). At most
+// flushBatch connections are left to write: more were pushed on the way.
+// For a caller that has nothing else to do meanwhile, as a cluster link's
+// reader, it saves waking a flush goroutine on another core.
+func (b *Batch) Write() {
+	for i, c := range b.conns {
+		b.conns[i] = nil
+		c.writeTurn()
+	}
+	b.conns = b.conns[:0]
+}
+
+// Len is how many connections the batch holds.
+func (b *Batch) Len() int { return len(b.conns) }
+
 // Push hands what the batch collected to the flush queue.
 func (b *Batch) Push() {
 	if len(b.conns) > 0 {
