@@ -73,6 +73,11 @@ type conn struct {
 	pwait    chan struct{} // closed when a throttled reader may go on
 	// throttled is set while the reader waits in throttle.
 	throttled atomic.Bool
+	// room is a congested route's channel that a QoS 0 publish routed
+	// off the reader went to (routePending), for the reader to wait on
+	// (waitRoom); roomSet says it is set, read without pmu.
+	room    <-chan struct{}
+	roomSet atomic.Bool
 }
 
 var _ netpoll.Handler = (*conn)(nil)

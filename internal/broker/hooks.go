@@ -113,6 +113,21 @@ type RemoteRoute interface {
 	Deliver(m *Message, qos byte)
 }
 
+// CongestedRoute is a RemoteRoute that holds QoS 0 publishers back while
+// it is congested (the cluster's route to a node whose backlog is
+// growing): after routing a client's QoS 0 message to it, the broker asks
+// Congested, and a non-nil channel makes that client's reader wait until
+// it is closed (the route has room again), for at most roomWaitMax, before
+// it reads on. TCP then slows the client down instead of the route
+// dropping what it cannot send. Congested must be fast (it is called for
+// every such message), must not block, and returns nil while the route has
+// room or is not moving at all (then its messages are dropped as before:
+// a node that stopped reading does not hold publishers).
+type CongestedRoute interface {
+	RemoteRoute
+	Congested() <-chan struct{}
+}
+
 // AckRemoteRoute is a RemoteRoute whose QoS 1/2 copies are accepted
 // later, on another node: the cluster's route to a node. For a QoS 1/2
 // message whose acknowledgement waits (a client's PUBLISH, Broker.Publish)

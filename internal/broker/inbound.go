@@ -92,7 +92,12 @@ func (c *conn) routePending(pe *pending) {
 		return
 	}
 	if pe.qos == 0 {
-		c.b.route(pe.msg, nil)
+		if room := c.b.route(pe.msg, nil); room != nil {
+			c.pmu.Lock()
+			c.room = room
+			c.roomSet.Store(true)
+			c.pmu.Unlock()
+		}
 		c.ready(pe, nil)
 		return
 	}

@@ -54,7 +54,7 @@ func (c *conn) onPublish(p *packet.Publish) error {
 		c.pmu.Unlock()
 		if inline {
 			if code == packet.Success {
-				c.b.route(m, nil)
+				c.waitRoom(c.b.route(m, nil))
 			}
 			return nil
 		}
@@ -74,6 +74,14 @@ func (c *conn) onPublish(p *packet.Publish) error {
 	}
 	c.advance()
 	c.throttle()
+	if c.roomSet.Load() {
+		c.pmu.Lock()
+		room := c.room
+		c.room = nil
+		c.roomSet.Store(false)
+		c.pmu.Unlock()
+		c.waitRoom(room)
+	}
 	return nil
 }
 

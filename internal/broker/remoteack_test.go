@@ -2,8 +2,10 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/culexmq/culex/internal/mqtt/packet"
 )
@@ -129,4 +131,64 @@ func TestAckBatch(t *testing.T) {
 	if ack := p3.expect(packet.PUBREC).(*packet.Ack); ack.PacketID != 3 {
 		t.Fatalf("PUBREC %+v", ack)
 	}
+}
+
+// congestedRemote is a CongestedRoute: congested (room open) until the
+// test closes room; it notes when each message came.
+type congestedRemote struct {
+	room chan struct{}
+	got  chan time.Time
+}
+
+func (r *congestedRemote) Deliver(m *Message, qos byte) { r.got <- time.Now() }
+func (r *congestedRemote) Congested() <-chan struct{}   { return r.room }
+
+// TestCongestedRouteHoldsQoS0Publisher: after a QoS 0 message went to a
+// congested route, its publisher's next packet is read once the route has
+// room again, or after roomWaitMax; inline and through the pipeline (an
+// interceptor).
+func TestCongestedRouteHoldsQoS0Publisher(t *testing.T) {
+	for _, intercept := range []bool{false, true} {
+		t.Run(fmt.Sprintf("intercept=%v", intercept), func(t *testing.T) {
+			opts := Options{AllowAnonymous: true}
+			if intercept {
+				opts.Interceptors = []Interceptor{passInterceptor{}}
+			}
+			tb := startBroker(t, opts)
+			r := &congestedRemote{room: make(chan struct{}), got: make(chan time.Time, 10)}
+			if err := tb.SubscribeRemote("c/#", 0, r); err != nil {
+				t.Fatal(err)
+			}
+			p := tb.connect("p", packet.V5)
+			p.publish("c/1", "x", 0, false, 0)
+			p.publish("c/2", "x", 0, false, 0)
+			first := <-r.got
+			second := <-r.got
+			if d := second.Sub(first); d < roomWaitMax*9/10 {
+				t.Errorf("second message routed %v after the first; the reader should have waited about %v", d, roomWaitMax)
+			}
+			// Room again: the waits end when the route says so, well
+			// before roomWaitMax each.
+			p.publish("c/3", "x", 0, false, 0)
+			<-r.got
+			close(r.room)
+			start := time.Now()
+			const n = 10
+			for i := range n {
+				p.publish(fmt.Sprintf("c/4/%d", i), "x", 0, false, 0)
+			}
+			for range n {
+				<-r.got
+			}
+			if d := time.Since(start); d >= n*roomWaitMax {
+				t.Errorf("%d messages took %v once the route had room", n, d)
+			}
+		})
+	}
+}
+
+type passInterceptor struct{}
+
+func (passInterceptor) Intercept(_ context.Context, _ *ClientInfo, _ *Message, done func(error)) {
+	done(nil)
 }

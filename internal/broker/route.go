@@ -57,6 +57,9 @@ type scratch struct {
 	// flush is connections this pass hands to the flush queue, in
 	// batches (netpoll.Batch).
 	flush netpoll.Batch
+	// room is the first congested route a QoS 0 copy went to
+	// (CongestedRoute): what route returns, for the publisher to wait on.
+	room <-chan struct{}
 }
 
 func (sc *scratch) pushFlush() { sc.flush.Push() }
@@ -93,6 +96,7 @@ func (sc *scratch) addRemoteShared(group, filter string) {
 func (sc *scratch) reset() {
 	sc.pushFlush()
 	sc.clearPass()
+	sc.room = nil
 }
 
 // clearPass readies sc for the next pass, keeping the connections it
@@ -154,11 +158,16 @@ func (sc *scratch) add(s *session, o subOpts) {
 // route delivers m to every matching subscription, shared subscription and
 // remote route, storing it first when retained. w, if not nil, waits for
 // every store write the pass makes.
-func (b *Broker) route(m *Message, w *storeWait) {
+//
+// It returns the channel of a congested route a QoS 0 copy went to
+// (CongestedRoute; nil: none), for a publishing client to wait on.
+func (b *Broker) route(m *Message, w *storeWait) <-chan struct{} {
 	sc := scratches.Get().(*scratch)
 	b.routeIn(sc, m, w, time.Now().UnixNano())
+	room := sc.room
 	sc.reset()
 	scratches.Put(sc)
+	return room
 }
 
 // routeIn is route's pass with sc and the clock read as now; it leaves
@@ -247,6 +256,9 @@ func (b *Broker) routeIn(sc *scratch, m *Message, w *storeWait, now int64) {
 			continue
 		}
 		rt.r.Deliver(m, q)
+		if cr, ok := rt.r.(CongestedRoute); ok && q == 0 && sc.room == nil {
+			sc.room = cr.Congested()
+		}
 	}
 	for _, x := range sc.sremotes {
 		if m.QoS > 0 && w != nil {
@@ -255,6 +267,9 @@ func (b *Broker) routeIn(sc *scratch, m *Message, w *storeWait, now int64) {
 			continue
 		}
 		x.r.DeliverShared(m, x.share, nil)
+		if cr, ok := x.r.(CongestedRoute); ok && sc.room == nil {
+			sc.room = cr.Congested()
+		}
 	}
 	sc.clearPass()
 }

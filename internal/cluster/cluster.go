@@ -116,6 +116,8 @@ type Router struct {
 	testPublish atomic.Pointer[func(node string, batch []byte) error]
 	testInject  atomic.Pointer[func()]
 	testDial    atomic.Pointer[func() error] // fails a link's dial (link.go)
+	// testStallAfter, when set, replaces stallAfter (nanoseconds).
+	testStallAfter atomic.Int64
 
 	links *links // link.go; nil: batches go through NATS
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -148,7 +149,9 @@ func TestLinkRedials(t *testing.T) {
 // than another forwards them on a link reads no faster than it routes,
 // so the sender holds at most cluster.max_pending_bytes for it and drops
 // (and counts) QoS 0 past it; once it catches up a later message
-// arrives.
+// arrives. Here the node stops routing altogether: its route holds the
+// publisher for stallAfter at most (TestCongestedRouteHoldsPublishers),
+// then drops.
 func TestLinkBacklogBounded(t *testing.T) {
 	const limit = 256 << 10
 	ns := startNodesWith(t, 2, func(c *config.Cluster) { c.MaxPending = limit })
@@ -447,5 +450,68 @@ func TestInjectorGroupsBatches(t *testing.T) {
 		if got, err := sub.nextTopic(); err != nil || got != want {
 			t.Fatalf("delivered %q, %v; want %q", got, err, want)
 		}
+	}
+}
+
+// TestCongestedRouteHoldsPublishers: a node that routes forwarded
+// messages slower than a QoS 0 publisher on another node publishes them
+// (but keeps routing) holds that publisher back through TCP instead of
+// the route dropping: every message arrives, none is dropped, and the
+// route never holds more than max_pending_bytes.
+func TestCongestedRouteHoldsPublishers(t *testing.T) {
+	const limit = 256 << 10
+	ns := startNodesWith(t, 2, func(c *config.Cluster) {
+		c.MaxPending, c.NodeTimeout = limit, 5*time.Second
+	})
+	a, b := ns[0], ns[1]
+	// Under the race detector this slow node can leave a link write
+	// waiting for over a second (the sockets hold megabytes of small
+	// batches): not a node that stopped reading.
+	a.r.testStallAfter.Store(int64(10 * time.Second))
+	sub := dialRaw(t, b.addr, "sub")
+	sub.subscribe(t, "flood/#", 0)
+	eventually(t, "n0 to learn flood/#", func() bool { _, ok := a.peerFilters("n1")["flood/#"]; return ok })
+	slow := func() { time.Sleep(100 * time.Microsecond) } // per batch: slower than the publisher, never stopped
+	b.r.testInject.Store(&slow)
+	rt := a.routeTo(t, "n1")
+	stop := make(chan struct{})
+	most := make(chan int)
+	go func() {
+		m := 0
+		for {
+			select {
+			case <-stop:
+				most <- m
+				return
+			default:
+				m = max(m, rt.pendingBytes())
+				runtime.Gosched()
+			}
+		}
+	}()
+	got := make(chan int, 1)
+	go func() {
+		sub.nc.SetReadDeadline(time.Now().Add(time.Minute))
+		k := 0
+		for {
+			topic, err := sub.nextTopic()
+			if err != nil || topic == "flood/marker" {
+				break
+			}
+			k++
+		}
+		got <- k
+	}()
+	pub := dialRaw(t, a.addr, "pub")
+	const n = 100000 // about 10 MB: forty times the route's bound
+	pub.publishN(t, "flood/x", 0, n, newWindow(n))
+	pub.publishN(t, "flood/marker", 0, 1, newWindow(1))
+	k := <-got
+	close(stop)
+	if m := <-most; m > limit {
+		t.Errorf("the route held %d bytes, over max_pending_bytes %d", m, limit)
+	}
+	if k != n || rt.dropped.Load() != 0 {
+		t.Errorf("%d of %d messages delivered, %d dropped at the route; forwarded %d received %d drops %v", k, n, rt.dropped.Load(), a.r.forwarded.Load(), b.r.received.Load(), b.r.b.Stats().Drops)
 	}
 }

@@ -30,6 +30,13 @@ type nodeRoute struct {
 	stopped bool     // released: frames are no longer taken
 	wake    chan struct{}
 	quit    chan struct{} // closed by release
+	// room is set while the route is congested (over congestedBytes), its
+	// channel closed once the route is down to roomBytes (Congested).
+	// moved is when the flusher last sent a chunk, or the route last got
+	// a frame while empty (Unix nanoseconds): a route that has not moved
+	// for stallAfter holds no publishers.
+	room  atomic.Pointer[roomSignal]
+	moved atomic.Int64
 
 	mu      sync.Mutex
 	next    uint64   // the last sequence given
@@ -73,7 +80,59 @@ type held struct {
 	until int64 // Unix nanoseconds: past it, the wait fails as before
 }
 
-var _ broker.AckRemoteRoute = (*nodeRoute)(nil)
+var (
+	_ broker.AckRemoteRoute = (*nodeRoute)(nil)
+	_ broker.CongestedRoute = (*nodeRoute)(nil)
+)
+
+type roomSignal struct{ ch chan struct{} }
+
+// A route holds its QoS 0 publishers (broker.CongestedRoute) from an
+// eighth of cluster.max_pending_bytes until it is down to a sixteenth:
+// far enough below the bound that they rarely reach it (then the route
+// would drop), and low enough that a node in overload does not add
+// seconds of backlog to every message. A route that has sent nothing for
+// stallAfter (a node that stopped reading, a link down) holds nobody: its
+// QoS 0 messages are dropped at the bound as before, so that one frozen
+// node does not slow every publisher whose messages it subscribes to.
+func (n *nodeRoute) congestedBytes() int { return n.r.maxPending / 8 }
+func (n *nodeRoute) roomBytes() int      { return n.r.maxPending / 16 }
+
+const stallAfter = time.Second
+
+// Congested implements broker.CongestedRoute.
+func (n *nodeRoute) Congested() <-chan struct{} {
+	s := n.room.Load()
+	if s == nil {
+		return nil
+	}
+	stall := int64(stallAfter)
+	if d := n.r.testStallAfter.Load(); d != 0 {
+		stall = d
+	}
+	if time.Now().UnixNano()-n.moved.Load() > stall {
+		return nil
+	}
+	return s.ch
+}
+
+// congestLocked marks the route congested once it holds congestedBytes;
+// n.bmu is held.
+func (n *nodeRoute) congestLocked() {
+	if n.pending >= n.congestedBytes() && n.room.Load() == nil && !n.stopped {
+		n.room.Store(&roomSignal{ch: make(chan struct{})})
+	}
+}
+
+// uncongestLocked releases the publishers held once the route is down to
+// roomBytes, or gone (all: true); n.bmu is held.
+func (n *nodeRoute) uncongestLocked(all bool) {
+	if n.pending <= n.roomBytes() || all {
+		if s := n.room.Swap(nil); s != nil {
+			close(s.ch)
+		}
+	}
+}
 
 func newNodeRoute(r *Router, name string, epoch uint64) *nodeRoute {
 	n := &nodeRoute{r: r, name: name, epoch: epoch, subj: r.prefix + "msg." + name, first: 1,
@@ -172,6 +231,7 @@ func (n *nodeRoute) send(m *broker.Message, qos byte, seq uint64, share *broker.
 	size := len(*c) - start
 	if n.pending+size > n.r.maxPending {
 		*c = (*c)[:start]
+		n.congestLocked()
 		n.bmu.Unlock()
 		if seq == 0 {
 			n.dropped.Add(1)
@@ -182,7 +242,13 @@ func (n *nodeRoute) send(m *broker.Message, qos byte, seq uint64, share *broker.
 		return
 	}
 	binary.LittleEndian.PutUint32((*c)[start:], uint32(size-4))
+	if n.pending == 0 {
+		// A backlog starts: it has not stalled yet (its link may
+		// still be dialing).
+		n.moved.Store(time.Now().UnixNano())
+	}
 	n.pending += size
+	n.congestLocked()
 	n.bmu.Unlock()
 	n.r.forwarded.Add(1)
 	select {
@@ -319,8 +385,10 @@ func (n *nodeRoute) flush() bool {
 				f = f[l:]
 			}
 		}
+		n.moved.Store(time.Now().UnixNano())
 		n.bmu.Lock()
 		n.pending -= len(c)
+		n.uncongestLocked(false)
 		if len(n.free) < keptChunks && cap(c) == chunkSize {
 			n.free = append(n.free, c[:0])
 		}
@@ -480,6 +548,7 @@ func (n *nodeRoute) timeout(now, deadline int64) {
 func (n *nodeRoute) release(err error) {
 	n.bmu.Lock()
 	n.stopped, n.chunks, n.free, n.pending = true, nil, nil, 0
+	n.uncongestLocked(true)
 	n.bmu.Unlock()
 	n.closeLink()
 	n.mu.Lock()
