@@ -21,7 +21,7 @@ const (
 	DropIntercepted                      // failed by an interceptor
 	DropRouteFull                        // QoS 0 for another node over cluster.max_pending_bytes
 	DropLogLimit                         // removed from the cluster's log by its limits before a session read it
-	DropRouteDown                        // QoS 0 for another node in a batch NATS did not take
+	DropRouteDown                        // QoS 0 for another node in a batch NATS did not take, or still held when that node was seen gone
 	numDropReasons
 )
 

@@ -547,9 +547,16 @@ func (n *nodeRoute) timeout(now, deadline int64) {
 // node is gone.
 func (n *nodeRoute) release(err error) {
 	n.bmu.Lock()
+	lost := qos0Frames(n.chunks)
 	n.stopped, n.chunks, n.free, n.pending = true, nil, nil, 0
 	n.uncongestLocked(true)
 	n.bmu.Unlock()
+	// Its QoS 0 frames not sent are dropped (QoS 1/2 fail their waits
+	// below).
+	n.dropped.Add(lost)
+	for range lost {
+		n.r.b.CountDrop(broker.DropRouteDown)
+	}
 	n.closeLink()
 	n.mu.Lock()
 	if !n.gone {
@@ -572,6 +579,24 @@ func (n *nodeRoute) release(err error) {
 	if len(keep) > 0 {
 		n.r.park(n.name, n.epoch, keep)
 	}
+}
+
+// qos0Frames counts the QoS 0 frames (no sequence) in chunks.
+func qos0Frames(chunks [][]byte) uint64 {
+	var k uint64
+	for _, c := range chunks {
+		for f := c; len(f) >= 4; {
+			l := 4 + int(binary.LittleEndian.Uint32(f))
+			if l > len(f) {
+				break
+			}
+			if frameSeq(f[4:l]) == 0 {
+				k++
+			}
+			f = f[l:]
+		}
+	}
+	return k
 }
 
 func (n *nodeRoute) publish(batch []byte) error {

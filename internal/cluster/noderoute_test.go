@@ -490,3 +490,44 @@ func TestGatherYieldsWhileFramesCome(t *testing.T) {
 		}
 	}
 }
+
+// TestReleasedRouteCountsQoS0: QoS 0 messages still held for a node when
+// it is seen gone are counted dropped (route_down), not lost unseen.
+func TestReleasedRouteCountsQoS0(t *testing.T) {
+	ns := startNodes(t, 2)
+	a, b := ns[0], ns[1]
+	sub := dialRaw(t, b.addr, "sub")
+	sub.subscribe(t, "gone/#", 0)
+	eventually(t, "n0 to learn gone/#", func() bool { _, ok := a.peerFilters("n1")["gone/#"]; return ok })
+	rt := a.routeTo(t, "n1")
+	entered := make(chan struct{}, 1)
+	unblock := make(chan struct{})
+	a.r.setTestPublish(func(string, []byte) error {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		<-unblock
+		return nil
+	})
+	defer close(unblock)
+	pub := dialRaw(t, a.addr, "pub")
+	pub.publishN(t, "gone/first", 0, 1, newWindow(1))
+	select {
+	case <-entered: // the flusher is stuck with the first batch
+	case <-time.After(15 * time.Second):
+		t.Fatal("the first message was never sent")
+	}
+	const n = 10
+	pub.publishN(t, "gone/x", 0, n, newWindow(n))
+	eventually(t, "the route to hold them", func() bool { return rt.pendingBytes() > 0 && a.r.forwarded.Load() >= n+1 })
+	before := a.r.b.Stats().Drops["route_down"]
+	b.r.Close()
+	b.f.Close()
+	eventually(t, "n1 seen gone, its held messages counted", func() bool {
+		return a.r.b.Stats().Drops["route_down"]-before == n
+	})
+	if d := rt.dropped.Load(); d != n {
+		t.Errorf("route dropped %d, want %d", d, n)
+	}
+}
