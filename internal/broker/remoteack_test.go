@@ -34,6 +34,16 @@ func (h *heldRemote) DeliverAck(m *Message, qos byte, ack Acker) {
 	h.mu.Unlock()
 }
 
+// startHeld starts a broker with a heldRemote on a/#.
+func startHeld(t *testing.T) (*testBroker, *heldRemote) {
+	tb := startBroker(t, Options{AllowAnonymous: true})
+	h := &heldRemote{}
+	if err := tb.SubscribeRemote("a/#", 2, h); err != nil {
+		t.Fatal(err)
+	}
+	return tb, h
+}
+
 func (h *heldRemote) take() []Acker {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -47,11 +57,7 @@ func (h *heldRemote) take() []Acker {
 // forwarded messages are not offered to remote routes for acks, and a
 // forwarded retained message is not stored.
 func TestAckRemoteRouteHoldsPuback(t *testing.T) {
-	tb := startBroker(t, Options{AllowAnonymous: true})
-	h := &heldRemote{}
-	if err := tb.SubscribeRemote("a/#", 2, h); err != nil {
-		t.Fatal(err)
-	}
+	tb, h := startHeld(t)
 	p := tb.connect("p", packet.V5)
 	p.publish("a/b", "x", 1, false, 1)
 	var acks []Acker
@@ -93,11 +99,7 @@ var errTestRemote = packet.ErrUnspecified
 // End, one write per publisher, and carry each Acker's outcome: PUBACK
 // (v5 0x80 on failure), and PUBREC for QoS 2.
 func TestAckBatch(t *testing.T) {
-	tb := startBroker(t, Options{AllowAnonymous: true})
-	h := &heldRemote{}
-	if err := tb.SubscribeRemote("a/#", 2, h); err != nil {
-		t.Fatal(err)
-	}
+	tb, h := startHeld(t)
 	p5 := tb.connect("p5", packet.V5)
 	p3 := tb.connect("p3", packet.V311)
 	p5.publish("a/1", "x", 1, false, 1)

@@ -301,8 +301,8 @@ func (l *links) injectQueued(q *linkQueue, src *inbound) {
 	}
 }
 
-// maxGroupBytes bounds the batches an injector routes before their
-// copies are handed to the flush queue: one chunk, as a batch alone.
+// maxGroupBytes bounds the batches an injector routes before it writes
+// their copies: one chunk, as a batch alone.
 const maxGroupBytes = chunkSize
 
 // maxPendingAcks bounds the acknowledgements a link holds back while

@@ -32,9 +32,9 @@ type nodeRoute struct {
 	quit    chan struct{} // closed by release
 	// room is set while the route is congested (over congestedBytes), its
 	// channel closed once the route is down to roomBytes (Congested).
-	// moved is when the flusher last sent a chunk, or the route last got
-	// a frame while empty (Unix nanoseconds): a route that has not moved
-	// for stallAfter holds no publishers.
+	// moved is when the flusher last sent a chunk, or the route became
+	// congested (Unix nanoseconds): a route that has not moved for
+	// stallAfter holds no publishers.
 	room  atomic.Pointer[roomSignal]
 	moved atomic.Int64
 
@@ -120,6 +120,9 @@ func (n *nodeRoute) Congested() <-chan struct{} {
 // n.bmu is held.
 func (n *nodeRoute) congestLocked() {
 	if n.pending >= n.congestedBytes() && n.room.Load() == nil && !n.stopped {
+		// Not stalled yet, whenever it last sent (an idle route's link may
+		// still be dialing).
+		n.moved.Store(time.Now().UnixNano())
 		n.room.Store(&roomSignal{ch: make(chan struct{})})
 	}
 }
@@ -242,11 +245,6 @@ func (n *nodeRoute) send(m *broker.Message, qos byte, seq uint64, share *broker.
 		return
 	}
 	binary.LittleEndian.PutUint32((*c)[start:], uint32(size-4))
-	if n.pending == 0 {
-		// A backlog starts: it has not stalled yet (its link may
-		// still be dialing).
-		n.moved.Store(time.Now().UnixNano())
-	}
 	n.pending += size
 	n.congestLocked()
 	n.bmu.Unlock()
@@ -374,16 +372,7 @@ func (n *nodeRoute) flush() bool {
 			n.taken = cs[:0]
 			return false
 		} else if err != nil {
-			for f := c; len(f) > 0; {
-				l := 4 + int(binary.LittleEndian.Uint32(f))
-				if seq := frameSeq(f[4:l]); seq != 0 {
-					n.unsent(seq, packet.ErrUnspecified.Value)
-				} else {
-					n.dropped.Add(1)
-					n.r.b.CountDrop(broker.DropRouteDown)
-				}
-				f = f[l:]
-			}
+			n.lost([][]byte{c}, func(seq uint64) { n.unsent(seq, packet.ErrUnspecified.Value) })
 		}
 		n.moved.Store(time.Now().UnixNano())
 		n.bmu.Lock()
@@ -547,16 +536,11 @@ func (n *nodeRoute) timeout(now, deadline int64) {
 // node is gone.
 func (n *nodeRoute) release(err error) {
 	n.bmu.Lock()
-	lost := qos0Frames(n.chunks)
+	chunks := n.chunks
 	n.stopped, n.chunks, n.free, n.pending = true, nil, nil, 0
 	n.uncongestLocked(true)
 	n.bmu.Unlock()
-	// Its QoS 0 frames not sent are dropped (QoS 1/2 fail their waits
-	// below).
-	n.dropped.Add(lost)
-	for range lost {
-		n.r.b.CountDrop(broker.DropRouteDown)
-	}
+	n.lost(chunks, func(uint64) {}) // QoS 1/2 fail their waits below
 	n.closeLink()
 	n.mu.Lock()
 	if !n.gone {
@@ -581,22 +565,25 @@ func (n *nodeRoute) release(err error) {
 	}
 }
 
-// qos0Frames counts the QoS 0 frames (no sequence) in chunks.
-func qos0Frames(chunks [][]byte) uint64 {
-	var k uint64
+// lost accounts for the frames of chunks that will not be sent: QoS 0
+// ones are dropped (route_down), and unsent is called with the sequence
+// of each QoS 1/2 one.
+func (n *nodeRoute) lost(chunks [][]byte, unsent func(seq uint64)) {
 	for _, c := range chunks {
 		for f := c; len(f) >= 4; {
 			l := 4 + int(binary.LittleEndian.Uint32(f))
 			if l > len(f) {
 				break
 			}
-			if frameSeq(f[4:l]) == 0 {
-				k++
+			if seq := frameSeq(f[4:l]); seq != 0 {
+				unsent(seq)
+			} else {
+				n.dropped.Add(1)
+				n.r.b.CountDrop(broker.DropRouteDown)
 			}
 			f = f[l:]
 		}
 	}
-	return k
 }
 
 func (n *nodeRoute) publish(batch []byte) error {

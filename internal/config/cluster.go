@@ -55,9 +55,10 @@ type Cluster struct {
 	// sends it again).
 	AckTimeout time.Duration `yaml:"ack_timeout"`
 	// MaxPending bounds the bytes of forwarded messages a node holds for
-	// one other node before its link (or NATS) has taken them; past it
-	// QoS 0 messages for that node are dropped and QoS 1/2 ones fail (v5:
-	// PUBACK/PUBREC 0x80). It also bounds what a node received and has
+	// one other node before its link (or NATS) has taken them; from an
+	// eighth of it, clients whose QoS 0 messages go to that node are held
+	// back; past it QoS 0 messages for that node are dropped and QoS 1/2
+	// ones fail (v5: PUBACK/PUBREC 0x80). It also bounds what a node received and has
 	// not routed yet: per link, and for all senders together through NATS.
 	MaxPending int `yaml:"max_pending_bytes"`
 	// NodeTimeout is how long a node may stay silent (no heartbeat) before
