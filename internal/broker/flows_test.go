@@ -10,14 +10,7 @@ import (
 	"github.com/culexmq/culex/internal/mqtt/packet"
 )
 
-// session resumes with its subscriptions, queued and in-flight messages, and
-
-// retained messages survive.
-
-// is still known after it, so the retransmitted PUBLISH is not routed twice.
-
 // TestSessionExpiry: a v5 session with a short expiry is gone after it.
-
 func TestSessionExpiry(t *testing.T) {
 	tb := startBroker(t, Options{AllowAnonymous: true})
 	c := tb.connect("e", packet.V5, persistent(1))
@@ -31,9 +24,7 @@ func TestSessionExpiry(t *testing.T) {
 }
 
 // TestSessionExpiryChangedOnDisconnect [MQTT-3.14.2-2]: DISCONNECT may set a
-
 // new expiry; setting it to 0 ends the session at once.
-
 func TestSessionExpiryChangedOnDisconnect(t *testing.T) {
 	tb := startBroker(t, Options{AllowAnonymous: true})
 	c := tb.connect("e", packet.V5, persistent(600))
@@ -43,9 +34,7 @@ func TestSessionExpiryChangedOnDisconnect(t *testing.T) {
 }
 
 // TestWillDelay [MQTT-3.1.3-9]: a delayed will is cancelled by a reconnect
-
 // within the delay and sent after it otherwise.
-
 func TestWillDelay(t *testing.T) {
 	tb := startBroker(t, Options{AllowAnonymous: true})
 	s := tb.connect("s", packet.V5)
@@ -80,9 +69,7 @@ func TestWillDelay(t *testing.T) {
 }
 
 // TestWillAtSessionEnd: a will delay longer than the session expiry is cut
-
 // short by the session's end.
-
 func TestWillAtSessionEnd(t *testing.T) {
 	tb := startBroker(t, Options{AllowAnonymous: true})
 	s := tb.connect("s", packet.V5)
@@ -96,9 +83,7 @@ func TestWillAtSessionEnd(t *testing.T) {
 }
 
 // TestKeepAliveTimeout [MQTT-3.1.2-24]: a silent client is disconnected after
-
 // 1.5 times its keep-alive, a v5 client with DISCONNECT 0x8D, and its will sent.
-
 func TestKeepAliveTimeout(t *testing.T) {
 	tb := startBroker(t, Options{AllowAnonymous: true})
 	s := tb.connect("s", packet.V311)
@@ -122,18 +107,8 @@ func TestConnectTimeout(t *testing.T) {
 	c.expectClosed()
 }
 
-// receive order even when confirmations complete out of order [MQTT-4.6.0-2..4].
-
-// gets no ack; neither message is routed.
-
-// unacknowledged QoS 1 than our Receive Maximum is disconnected with 0x93.
-
-// re-authentication with AUTH 0x19, and a failing re-authentication.
-
 // TestQueueOverflow: an offline session's queue is bounded; drop_new keeps
-
 // the oldest, drop_oldest the newest, and every drop is counted.
-
 func TestQueueOverflow(t *testing.T) {
 	for _, policy := range []string{"drop_new", "drop_oldest"} {
 		t.Run(policy, func(t *testing.T) {
@@ -174,9 +149,7 @@ func TestQueueOverflow(t *testing.T) {
 }
 
 // TestInflightWindow [MQTT-4.9.0-2]: never more unacknowledged QoS 1/2
-
 // messages than the client's Receive Maximum.
-
 func TestInflightWindow(t *testing.T) {
 	tb := startBroker(t, Options{AllowAnonymous: true})
 	s := tb.connect("s", packet.V5, func(p *packet.Connect) {
@@ -200,9 +173,7 @@ func TestInflightWindow(t *testing.T) {
 }
 
 // TestSharedRedispatch: QoS 1 messages a shared member got but did not
-
 // acknowledge go to another member when its session ends.
-
 func TestSharedRedispatch(t *testing.T) {
 	tb := startBroker(t, Options{AllowAnonymous: true})
 	m1 := tb.connect("m1", packet.V5)
@@ -216,6 +187,43 @@ func TestSharedRedispatch(t *testing.T) {
 	m1.close()
 	m := m2.expectPublish("job", "a")
 	m2.send(&packet.Ack{Kind: packet.PUBACK, PacketID: m.PacketID})
+}
+
+// TestSharedMemberEndedAfterPick: a copy for a shared member whose session
+// ended after routing picked it (the pick is made under the index's lock,
+// the delivery after it) goes to another member; with no member left it
+// is counted as dropped in flight. It was dropped unseen.
+func TestSharedMemberEndedAfterPick(t *testing.T) {
+	tb := startBroker(t, Options{AllowAnonymous: true})
+	m1 := tb.connect("m1", packet.V5)
+	m1.subscribe(1, "$share/g/job", 1)
+	m2 := tb.connect("m2", packet.V311)
+	m2.subscribe(1, "$share/g/job", 1)
+	tb.mu.Lock()
+	s1 := tb.sessions["m1"]
+	tb.mu.Unlock()
+	m1.close()
+	eventually(t, "m1's session to end", func() bool {
+		s1.mu.Lock()
+		defer s1.mu.Unlock()
+		return s1.gone
+	})
+	deliverPicked := func(payload string) {
+		sc := scratches.Get().(*scratch)
+		sc.now = time.Now().UnixNano()
+		tb.deliverTarget(&target{s: s1, qos: 1, group: "g", filter: "job"}, &Message{Topic: "job", Payload: []byte(payload), QoS: 1}, sc, nil)
+		sc.reset()
+		scratches.Put(sc)
+	}
+	deliverPicked("a")
+	m := m2.expectPublish("job", "a")
+	m2.send(&packet.Ack{Kind: packet.PUBACK, PacketID: m.PacketID})
+	m2.send(&packet.Unsubscribe{PacketID: 2, Filters: []string{"$share/g/job"}})
+	m2.expect(packet.UNSUBACK)
+	deliverPicked("b")
+	if n := tb.Stats().Drops["inflight"]; n != 1 {
+		t.Fatalf("%d copies dropped in flight with no member left, want 1", n)
+	}
 }
 
 // denySecret denies client a every topic ending in /secret at delivery,
@@ -261,10 +269,7 @@ func TestSharedSkipsDeniedMember(t *testing.T) {
 	}
 }
 
-// not messages marked Local, and nothing after it is removed.
-
 // TestSys publishes $SYS topics, matched only by filters starting with $.
-
 func TestSys(t *testing.T) {
 	tb := startBroker(t, Options{AllowAnonymous: true, SysInterval: 20 * time.Millisecond, Version: "test"})
 	all := tb.connect("all", packet.V311)
@@ -279,9 +284,7 @@ func TestSys(t *testing.T) {
 }
 
 // TestMaxPacketSizeDropCounted: a copy over the client's Maximum Packet
-
 // Size is dropped and counted.
-
 func TestMaxPacketSizeDropCounted(t *testing.T) {
 	tb := startBroker(t, Options{AllowAnonymous: true})
 	s := tb.connect("s", packet.V5, func(p *packet.Connect) {
@@ -332,20 +335,9 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}
 }
 
-// kept in the store, and no goroutine is left (TestMain checks).
-
-// published after the restart, and a session that expired while the broker
-
-// was down is purged on load.
-
-// resumes with PUBREL after a restart, not with the PUBLISH.
-
 // TestSlowSubscriber: a subscriber that does not read never blocks the
-
 // publisher; QoS 0 over the outbound bound is dropped and counted, QoS 1
-
 // waits in the session queue and is delivered once the subscriber reads.
-
 func TestSlowSubscriber(t *testing.T) {
 	cfg := testConfig()
 	cfg.WriteTimeout = 20 * time.Second

@@ -328,31 +328,73 @@ func appendMembers(dst, members []topic.Entry[*session, subOpts], turn uint64) [
 }
 
 // deliverShared delivers m to the first member of t's shared subscription
-// that may receive it; only when none may is it dropped as not authorized.
+// that may receive it and is still there; only when none may is it
+// dropped.
 func (b *Broker) deliverShared(t *target, m *Message, sc *scratch, w *storeWait) {
-	for _, e := range sc.alts[t.alt : t.alt+t.nalt] {
-		t.s, t.qos, t.id0 = e.Sub, e.Value.QoS, e.Value.ID
-		if b.tryDeliver(t, m, sc, w) {
-			return
-		}
+	first := sc.alts[t.alt].Sub
+	if why, ok := b.deliverAmong(t, m, sc, w, sc.alts[t.alt:t.alt+t.nalt], nil); !ok {
+		b.drop(first.id, m, why)
 	}
-	b.drop(sc.alts[t.alt].Sub.id, m, DropNotAuthorized)
 }
 
 // deliverTarget delivers one copy of m to t's session, or drops it as not
-// authorized when the session's client may not receive it.
+// authorized when the session's client may not receive it. A shared
+// subscription's member whose session ended after it was picked (its end
+// takes it out of the group after marking it gone) hands the copy to
+// another member, online ones first: a member leaving loses nothing sent
+// its way.
 func (b *Broker) deliverTarget(t *target, m *Message, sc *scratch, w *storeWait) {
-	if !b.tryDeliver(t, m, sc, w) {
+	switch b.tryDeliver(t, m, sc, w) {
+	case denied:
 		b.drop(t.s.id, m, DropNotAuthorized)
+	case ended:
+		if t.group == "" {
+			return // unsubscribed by its end: as if it came after
+		}
+		gone := t.s
+		members := appendMembers(nil, b.shared.Members(t.group, t.filter), 0)
+		if why, ok := b.deliverAmong(t, m, sc, w, members, gone); !ok {
+			b.drop(gone.id, m, why)
+		}
 	}
 }
 
+// deliverAmong delivers m to the first of members, skip aside, that may
+// receive it and is still there, setting t to it. With none, it returns
+// why m is to be dropped: not authorized when a member was denied it, else
+// an in-flight loss (every member ended meanwhile).
+func (b *Broker) deliverAmong(t *target, m *Message, sc *scratch, w *storeWait, members []topic.Entry[*session, subOpts], skip *session) (DropReason, bool) {
+	why := DropInflight
+	for _, e := range members {
+		if e.Sub == skip {
+			continue
+		}
+		t.s, t.qos, t.id0 = e.Sub, e.Value.QoS, e.Value.ID
+		switch b.tryDeliver(t, m, sc, w) {
+		case delivered:
+			return 0, true
+		case denied:
+			why = DropNotAuthorized
+		}
+	}
+	return why, false
+}
+
+// delivery is what tryDeliver did with a copy.
+type delivery uint8
+
+const (
+	delivered delivery = iota
+	denied             // the Authorizer denies the session's client the message
+	ended              // the session ended after the subscription matched
+)
+
 // tryDeliver delivers one copy of m to t's session unless the Authorizer
-// denies its client the message, and reports whether it did: delivered QoS
+// denies its client the message or the session has ended: delivered QoS
 // is the lower of the message's and the subscription's [MQTT-3.8.4-8]; the
 // RETAIN flag is kept only for retain-as-published subscriptions
 // [MQTT-3.3.1-12,13].
-func (b *Broker) tryDeliver(t *target, m *Message, sc *scratch, w *storeWait) bool {
+func (b *Broker) tryDeliver(t *target, m *Message, sc *scratch, w *storeWait) delivery {
 	om := outMsg{msg: m, qos: min(m.QoS, t.qos), retain: m.Retain && t.rap, group: t.group, filter: t.filter}
 	if t.ids != nil {
 		om.subIDs = t.ids
@@ -361,17 +403,21 @@ func (b *Broker) tryDeliver(t *target, m *Message, sc *scratch, w *storeWait) bo
 	}
 	s := t.s
 	s.mu.Lock()
+	if s.gone {
+		s.mu.Unlock()
+		return ended
+	}
 	if az := b.opts.Authorizer; az != nil && s.info != nil && az.CanReceive(s.info, m) != nil {
 		s.mu.Unlock()
-		return false
+		return denied
 	}
 	if b.cstore != nil && s.persistent && b.viaLogLocked(s, &om, w) {
 		s.mu.Unlock()
-		return true
+		return delivered
 	}
 	s.deliverLocked(om, sc, w, sc.now)
 	s.mu.Unlock()
-	return true
+	return delivered
 }
 
 // SubscribeRemote adds a remote subscription: messages matching filter are
