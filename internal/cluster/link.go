@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/culexmq/culex/internal/broker"
+	"github.com/culexmq/culex/internal/netpoll"
 )
 
 // Forwarded batches and their acknowledgements travel on links: one TCP
@@ -168,9 +169,9 @@ func (l *links) serve(raw net.Conn) {
 		l.mu.Unlock()
 		raw.Close()
 	}()
-	c := raw
+	c := netpoll.Stream(raw) // reads and writes as raw system calls
 	if l.tls != nil {
-		c = tls.Server(raw, l.tls)
+		c = tls.Server(c, l.tls)
 	}
 	br := bufio.NewReaderSize(c, 64<<10)
 	from, err := l.accepted(c, br)
@@ -386,13 +387,13 @@ func (l *links) dial(node string, epoch uint64, addr string, timeout time.Durati
 	if err != nil {
 		return nil, nil, err
 	}
-	c := raw
+	c := netpoll.Stream(raw)
 	if l.tls != nil {
 		tc := l.tls.Clone()
 		tc.ServerName = "" // verified against the cluster CA, not a host name (verifyChain)
 		tc.InsecureSkipVerify = true
 		tc.VerifyConnection = verifyChain(l.tls)
-		c = tls.Client(raw, tc)
+		c = tls.Client(c, tc)
 	}
 	c.SetDeadline(time.Now().Add(timeout))
 	br := bufio.NewReaderSize(c, 16<<10)
@@ -491,8 +492,17 @@ func writeLinkMessage(c net.Conn, hdr *[4]byte, body []byte, timeout time.Durati
 	binary.LittleEndian.PutUint32(hdr[:], uint32(len(body)))
 	c.SetWriteDeadline(time.Now().Add(timeout))
 	bufs := net.Buffers{hdr[:], body}
+	if w, ok := c.(buffersWriter); ok {
+		_, err := w.WriteBuffers(&bufs) // one writev (netpoll.Stream)
+		return err
+	}
 	_, err := bufs.WriteTo(c)
 	return err
+}
+
+// buffersWriter writes several buffers at once: netpoll.Stream.
+type buffersWriter interface {
+	WriteBuffers(*net.Buffers) (int64, error)
 }
 
 // linkAcks sends the acknowledgements of the batches read from an
