@@ -256,12 +256,15 @@ func (c *Conn) readErr(err error) error {
 }
 
 // readOp is the state of one read through a RawConn, pooled with the func
-// the RawConn calls, so that a read allocates nothing (see writevOp).
+// the RawConn calls, so that a read allocates nothing (see writevOp). With
+// wait set, the RawConn waits in the runtime poller while the socket is
+// empty (Stream).
 type readOp struct {
-	fn  func(fd uintptr) bool // op.read
-	b   []byte
-	n   int
-	err error
+	fn   func(fd uintptr) bool // op.read
+	b    []byte
+	n    int
+	err  error
+	wait bool
 }
 
 var readOps = sync.Pool{New: func() any {
@@ -272,7 +275,7 @@ var readOps = sync.Pool{New: func() any {
 
 func (op *readOp) read(fd uintptr) bool {
 	op.n, op.err = ReadFD(fd, op.b)
-	return true
+	return !op.wait || op.err != ErrAgain
 }
 
 // readSocket reads the socket of a nonblock connection without waiting:

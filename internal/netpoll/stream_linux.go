@@ -3,7 +3,6 @@ package netpoll
 import (
 	"io"
 	"net"
-	"sync"
 	"syscall"
 )
 
@@ -33,38 +32,18 @@ type stream struct {
 	rc syscall.RawConn
 }
 
-// streamRead is the state of one read through a RawConn, pooled with the
-// func the RawConn calls (as writevOp is).
-type streamRead struct {
-	fn  func(fd uintptr) bool // read
-	b   []byte
-	n   int
-	err error
-}
-
-var streamReads = sync.Pool{New: func() any {
-	r := new(streamRead)
-	r.fn = r.read
-	return r
-}}
-
-func (r *streamRead) read(fd uintptr) bool {
-	r.n, r.err = ReadFD(fd, r.b)
-	return r.err != ErrAgain
-}
-
 // Read reads once into b, waiting in the runtime poller (under the read
 // deadline) while nothing has come.
 func (s *stream) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	r := streamReads.Get().(*streamRead)
-	r.b = b
-	err := s.rc.Read(r.fn)
-	n, rerr := r.n, r.err
-	r.b, r.n, r.err = nil, 0, nil
-	streamReads.Put(r)
+	op := readOps.Get().(*readOp)
+	op.b, op.wait = b, true
+	err := s.rc.Read(op.fn)
+	n, rerr := op.n, op.err
+	op.b, op.n, op.err, op.wait = nil, 0, nil, false
+	readOps.Put(op)
 	switch {
 	case err != nil:
 		return 0, s.opError("read", err)
