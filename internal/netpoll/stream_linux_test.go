@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"runtime"
 	"testing"
 	"time"
 
@@ -41,16 +40,14 @@ func streamPipe() (c1, c2 net.Conn, stop func(), err error) {
 // TestStreamConn runs the net.Conn conformance tests on Stream: deadlines,
 // Close unblocking a read or write, concurrent readers and writers.
 func TestStreamConn(t *testing.T) {
-	if runtime.GOOS == "linux" {
-		c1, _, stop, err := streamPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, ok := c1.(*stream); !ok {
-			t.Fatalf("Stream of a TCP connection is a %T, want a *stream", c1)
-		}
-		stop()
+	c1, _, stop, err := streamPipe()
+	if err != nil {
+		t.Fatal(err)
 	}
+	if _, ok := c1.(*stream); !ok {
+		t.Fatalf("Stream of a TCP connection is a %T, want a *stream", c1)
+	}
+	stop()
 	nettest.TestConn(t, streamPipe)
 }
 
