@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -114,14 +116,28 @@ func TestClusterReportGolden(t *testing.T) {
 		idle(natsCluster, 20000, 95000, 60000, 140000),
 		idle(culexSingle, 15000, 80000, 15000, 80000),
 	}
-	o := &compareOpts{duration: 10 * time.Second, nats: "/usr/sbin/nats-server", loadStart: "0.50 0.40 0.30"}
+	o := &compareOpts{duration: 10 * time.Second, nats: "/usr/sbin/nats-server", loadStart: "0.50 0.40 0.30", ratioRuns: 3}
+	// Two more runs of fan-in QoS 1 each: the ratio is of the medians
+	// (8.5 over 4), the range beside them.
+	runs := cpuRuns{}
+	for _, r := range results {
+		runs.add(r)
+	}
+	for _, r := range []Result{
+		traffic("fan-in 10:1 qos1 64B max", culexCluster, 110000, 8.5),
+		traffic("fan-in 10:1 qos1 64B max", culexSingle, 150000, 3.5),
+		traffic("fan-in 10:1 qos1 64B max", culexSingle, 150000, 4.4),
+		traffic("fan-in 10:1 qos1 64B max", culexCluster, 110000, 7),
+	} {
+		runs.add(r)
+	}
 	var b bytes.Buffer
-	writeClusterReport(&b, o, []string{"--cluster", "--out", "-"}, results, time.Date(2026, 12, 6, 15, 0, 0, 0, time.UTC))
+	writeClusterReport(&b, o, []string{"--cluster", "--out", "-"}, results, runs, time.Date(2026, 12, 6, 15, 0, 0, 0, time.UTC))
 	golden(t, "cluster.md", b.Bytes())
 
 	// --only idle: no empty tables for the workloads that did not run.
 	b.Reset()
-	writeClusterReport(&b, o, []string{"--cluster", "--only", "idle"}, results[len(results)-3:], time.Now())
+	writeClusterReport(&b, o, []string{"--cluster", "--only", "idle"}, results[len(results)-3:], runs, time.Now())
 	for _, absent := range []string{"delivered msg/s", "CPU/msg", "takeover"} {
 		if bytes.Contains(b.Bytes(), []byte(absent)) {
 			t.Errorf("idle-only report has %q:\n%s", absent, b.String())
@@ -155,5 +171,56 @@ func TestClusterStartFailureStops(t *testing.T) {
 	d, err := clusterSpec{kind: culexCluster, bin: "/nonexistent/culex"}.start(ctx)
 	if err == nil || d != nil {
 		t.Fatalf("start with a missing binary: %v, %v; want an error and no deployment", d, err)
+	}
+}
+
+// TestRatioRepeats: each clean-session QoS 1 traffic workload is run
+// again on culex-3 and culex-1 until each has --ratio-runs runs,
+// alternating which goes first; no other workload or deployment is, and
+// nothing is when either deployment is not being run.
+func TestRatioRepeats(t *testing.T) {
+	ws := ClusterMatrix(0)
+	var ran []string
+	run := func(name string, w Workload) Result {
+		ran = append(ran, w.Name+" "+name)
+		return Result{Workload: w, Broker: name, CPUPerMsgUS: 2, Summary: &Summary{}}
+	}
+	o := &compareOpts{brokers: []string{culexCluster, natsCluster, culexSingle}, ratioRuns: 3}
+	only := regexp.MustCompile("^(pairs 10:10 qos[01] 64B max|fan-in 10:1 qos1 64B persistent max|takeover x200)$")
+	var sel []Workload
+	for _, w := range ws {
+		if only.MatchString(w.Name) {
+			sel = append(sel, w)
+		}
+	}
+	first := []Result{{Workload: sel[1], Broker: culexCluster, CPUPerMsgUS: 4}, {Workload: sel[1], Broker: culexSingle, CPUPerMsgUS: 1}}
+	runs, err := o.ratioRepeats(context.Background(), sel, first, io.Discard, run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"pairs 10:10 qos1 64B max culex-1", "pairs 10:10 qos1 64B max culex-3",
+		"pairs 10:10 qos1 64B max culex-3", "pairs 10:10 qos1 64B max culex-1"}
+	if !slices.Equal(ran, want) {
+		t.Fatalf("ran %q, want %q", ran, want)
+	}
+	if got := runs["pairs 10:10 qos1 64B max"][culexCluster]; !slices.Equal(got, []float64{4, 2, 2}) {
+		t.Fatalf("culex-3's runs %v, want the first run's then the two more", got)
+	}
+	ran = nil
+	o.brokers = []string{culexCluster, natsCluster}
+	if _, err := o.ratioRepeats(context.Background(), sel, first, io.Discard, run); err != nil || len(ran) != 0 {
+		t.Fatalf("without culex-1: ran %q (%v), want nothing", ran, err)
+	}
+}
+
+// TestMedian: the middle value, the mean of the middle two, 0 for none.
+func TestMedian(t *testing.T) {
+	for _, c := range []struct {
+		xs   []float64
+		want float64
+	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 2}, 2.5}} {
+		if got := median(c.xs); got != c.want {
+			t.Errorf("median(%v) = %v, want %v", c.xs, got, c.want)
+		}
 	}
 }

@@ -78,6 +78,7 @@ type compareOpts struct {
 	cluster     bool   // --cluster (cluster.go)
 	nats        string // nats-server binary
 	culexBinary string // culex binary of cluster nodes
+	ratioRuns   int    // --ratio-runs: runs per workload of the CPU ratio
 }
 
 // Compare runs the matrix against Culex and Mosquitto, alternating which
@@ -215,8 +216,12 @@ func parseCompare(args []string, stderr io.Writer) (*compareOpts, error) {
 	fs.BoolVar(&o.cluster, "cluster", false, "cluster mode: three-node Culex and NATS server clusters (and one Culex node) on this machine, publishers on one node, subscribers on the others; --brokers from "+culexCluster+","+natsCluster+","+culexSingle)
 	fs.StringVar(&o.nats, "nats", "/usr/sbin/nats-server", "nats-server binary (--cluster)")
 	fs.StringVar(&o.culexBinary, "culex-bin", "", "culex binary of the cluster nodes (--cluster; default: this one)")
+	fs.IntVar(&o.ratioRuns, "ratio-runs", 3, "runs of "+culexCluster+" and "+culexSingle+" per QoS 1 workload (--cluster): the CPU per message ratio is of their medians")
 	if err := cliflag.Parse(fs, args, stderr, nil); err != nil {
 		return nil, err
+	}
+	if o.ratioRuns < 1 {
+		return nil, fmt.Errorf("compare: --ratio-runs %d: at least 1", o.ratioRuns)
 	}
 	if o.tls && o.cluster {
 		return nil, fmt.Errorf("compare: --tls and --cluster are separate runs; give one of them")
