@@ -226,6 +226,76 @@ func TestSharedMemberEndedAfterPick(t *testing.T) {
 	}
 }
 
+// elsewhereRouter is a cluster whose other nodes have members of every
+// shared subscription, and whose turn it never is while this node has
+// members: what it is handed goes to got.
+type elsewhereRouter struct{ got chan *Message }
+
+func (e elsewhereRouter) SharedTurn(_, _ string, local bool) SharedRoute {
+	if local {
+		return nil
+	}
+	return e
+}
+
+func (elsewhereRouter) MatchShared(string, func(group, filter string)) {}
+
+func (e elsewhereRouter) DeliverShared(m *Message, _ Share, ack Acker) {
+	if ack != nil {
+		ack.Done(nil)
+	}
+	e.got <- m
+}
+
+// TestSharedMemberEndedGoesElsewhere: in a cluster, when the one member
+// here ends, the copy it had not acknowledged, and a copy for it that
+// routing picked it for just before, go to a member on another node
+// rather than being dropped.
+func TestSharedMemberEndedGoesElsewhere(t *testing.T) {
+	tb := startBroker(t, Options{AllowAnonymous: true})
+	er := elsewhereRouter{got: make(chan *Message, 1)}
+	tb.SetSharedRouter(er)
+	m1 := tb.connect("m1", packet.V5)
+	m1.subscribe(1, "$share/g/job", 1)
+	p := tb.connect("p", packet.V5)
+	p.publish("job", "unacked", 1, false, 1)
+	p.expect(packet.PUBACK)
+	m1.expectPublish("job", "unacked")
+	tb.mu.Lock()
+	s1 := tb.sessions["m1"]
+	tb.mu.Unlock()
+	m1.close()
+	select {
+	case m := <-er.got:
+		if string(m.Payload) != "unacked" {
+			t.Fatalf("handed %q elsewhere, want unacked", m.Payload)
+		}
+	case <-time.After(waitTime):
+		t.Fatalf("the unacknowledged copy was not handed to another node; drops %v", tb.Stats().Drops)
+	}
+	eventually(t, "m1's session to end", func() bool {
+		s1.mu.Lock()
+		defer s1.mu.Unlock()
+		return s1.gone
+	})
+	sc := scratches.Get().(*scratch)
+	sc.now = time.Now().UnixNano()
+	tb.deliverTarget(&target{s: s1, qos: 1, group: "g", filter: "job"}, &Message{Topic: "job", Payload: []byte("a"), QoS: 1}, sc, nil)
+	sc.reset()
+	scratches.Put(sc)
+	select {
+	case m := <-er.got:
+		if string(m.Payload) != "a" {
+			t.Fatalf("handed %q elsewhere, want a", m.Payload)
+		}
+	default:
+		t.Fatalf("not handed to another node; drops %v", tb.Stats().Drops)
+	}
+	if n := tb.Stats().Drops["inflight"]; n != 0 {
+		t.Fatalf("%d copies dropped in flight, want 0", n)
+	}
+}
+
 // denySecret denies client a every topic ending in /secret at delivery,
 // as a deny rule narrower than a granted wildcard subscription does, and
 // everyone x/all/secret.

@@ -332,7 +332,7 @@ func appendMembers(dst, members []topic.Entry[*session, subOpts], turn uint64) [
 // dropped.
 func (b *Broker) deliverShared(t *target, m *Message, sc *scratch, w *storeWait) {
 	first := sc.alts[t.alt].Sub
-	if why, ok := b.deliverAmong(t, m, sc, w, sc.alts[t.alt:t.alt+t.nalt], nil); !ok {
+	if why, ok := b.deliverAmong(t, m, sc, w, sc.alts[t.alt:t.alt+t.nalt], nil); !ok && !b.shareElsewhere(t, m, w, why) {
 		b.drop(first.id, m, why)
 	}
 }
@@ -353,10 +353,34 @@ func (b *Broker) deliverTarget(t *target, m *Message, sc *scratch, w *storeWait)
 		}
 		gone := t.s
 		members := appendMembers(nil, b.shared.Members(t.group, t.filter), 0)
-		if why, ok := b.deliverAmong(t, m, sc, w, members, gone); !ok {
+		if why, ok := b.deliverAmong(t, m, sc, w, members, gone); !ok && !b.shareElsewhere(t, m, w, why) {
 			b.drop(gone.id, m, why)
 		}
 	}
+}
+
+// shareElsewhere hands m to a member of t's shared subscription on
+// another node, in a cluster, when every member here ended before taking
+// it (why is DropInflight), and reports whether it did. Only a message
+// published here is: a copy another node sent is settled false by the
+// drop, and that node picks again.
+func (b *Broker) shareElsewhere(t *target, m *Message, w *storeWait, why DropReason) bool {
+	p := b.sharedRT.Load()
+	if p == nil || why != DropInflight || m.Forwarded || m.Local {
+		return false
+	}
+	r := p.r.SharedTurn(t.group, t.filter, false)
+	if r == nil {
+		return false
+	}
+	share := Share{t.group, t.filter}
+	if m.QoS > 0 && w != nil {
+		w.n.Add(1)
+		r.DeliverShared(m, share, w)
+		return true
+	}
+	r.DeliverShared(m, share, nil)
+	return true
 }
 
 // deliverAmong delivers m to the first of members, skip aside, that may

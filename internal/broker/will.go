@@ -279,8 +279,8 @@ func (b *Broker) unregister(s *session, subs map[string]subOpts, wt, et *time.Ti
 }
 
 // redispatch hands the unfinished shared-subscription messages of an ended
-// session to another member of their group; other messages are dropped and
-// counted. A message already released (PUBREL sent) was received by the
+// session to another member of their group (in a cluster, on another node
+// when none is left here); other messages are dropped and counted. A message already released (PUBREL sent) was received by the
 // client and is not sent again.
 func (b *Broker) redispatch(s *session, msgs []*outMsg) {
 	now := time.Now().UnixNano()
@@ -293,7 +293,9 @@ func (b *Broker) redispatch(s *session, msgs []*outMsg) {
 		}
 		e, ok := b.shared.Next(om.group, om.filter)
 		if !ok || e.Sub == s {
-			b.drop(s.id, om.msg, DropInflight)
+			if t := (target{group: om.group, filter: om.filter}); !b.shareElsewhere(&t, om.msg, nil, DropInflight) {
+				b.drop(s.id, om.msg, DropInflight)
+			}
 			continue
 		}
 		t := target{s: e.Sub, qos: e.Value.QoS, id0: e.Value.ID, group: om.group, filter: om.filter}

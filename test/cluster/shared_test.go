@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/culexmq/culex/internal/clustertest"
+	"github.com/culexmq/culex/internal/mqtt/packet"
 	"github.com/eclipse/paho.golang/paho"
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 )
@@ -260,6 +261,85 @@ func TestShared(t *testing.T) {
 		t.Logf("per member %v", per)
 
 		checkOnce(t, seen, "r-", n)
+	})
+
+	// A member on the publishers' node whose clean session ends with
+	// copies it never acknowledged, and no other member there: they go
+	// to the member on another node (they were lost).
+	t.Run("MemberOnPublishersNodeLeaves", func(t *testing.T) {
+		const n = 20
+		leaver, ack := dialRawExpiry(t, addr(0), "leave-l", packet.V5, 1000, 0)
+		if leaver == nil || ack.ReasonCode != 0 {
+			t.Fatal("leave-l: not connected")
+		}
+		if code, _ := leaver.subscribe(1, "$share/lv/lv", 1); code != 1 {
+			t.Fatalf("SUBACK 0x%02x", code)
+		}
+		stayer := sharedV5(t, addr(1), "leave-s", "$share/lv/lv", "endlv")
+		pub := dialV5(t, addr(0), "leave-pub")
+		// Until the stayer has a probe, node 0 knows of node 1's member.
+		deadline := time.Now().Add(waitTimeout)
+	probe:
+		for i := 0; ; i++ {
+			if time.Now().After(deadline) {
+				t.Fatal("the member on node 1 got no probe")
+			}
+			if _, err := pub.pub("lv", 1, "probe-"+strconv.Itoa(i)); err != nil {
+				t.Fatal(err)
+			}
+			for {
+				select {
+				case x := <-stayer.msgs:
+					if strings.HasPrefix(x.Payload, "probe-") {
+						break probe
+					}
+					continue
+				case <-time.After(20 * time.Millisecond): // one poll of the channel
+				}
+				break
+			}
+		}
+		for i := range n {
+			if _, err := pub.pub("lv", 1, "lv-"+strconv.Itoa(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The leaver reads its copies and acknowledges none of them.
+		held := 0
+		for {
+			p, err := leaver.read(500 * time.Millisecond)
+			if err != nil {
+				break
+			}
+			if p, ok := p.(*packet.Publish); ok && strings.HasPrefix(string(p.Payload), "lv-") {
+				held++
+			}
+		}
+		if held == 0 {
+			t.Fatal("the member on node 0 got none of the messages: nothing to hand over")
+		}
+		leaver.nc.Close()
+		seen := map[string]bool{}
+		deadline = time.Now().Add(waitTimeout)
+		for len(seen) < n && time.Now().Before(deadline) {
+			select {
+			case x := <-stayer.msgs:
+				if strings.HasPrefix(x.Payload, "lv-") {
+					seen[x.Payload] = true
+				}
+			case <-time.After(100 * time.Millisecond): // a poll of the deadline
+			}
+		}
+		t.Logf("the leaver held %d unacknowledged copies", held)
+		if len(seen) < n {
+			var lost []string
+			for i := range n {
+				if p := "lv-" + strconv.Itoa(i); !seen[p] {
+					lost = append(lost, p)
+				}
+			}
+			t.Fatalf("%d of %d QoS 1 messages lost when the member on the publishers' node left: %v", len(lost), n, lost)
+		}
 	})
 
 	t.Run("MemberNodeKilledDuringQoS1", func(t *testing.T) {
