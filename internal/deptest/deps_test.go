@@ -45,7 +45,7 @@ var allowed = map[string][]string{
 	"internal/cluster/fabric":   {"internal/config"},
 	"internal/cluster/subject":  {},
 	"internal/cluster/psession": {"internal/broker", "internal/cluster/registry", "internal/cluster/subject", "internal/mqtt/topic"},
-	"internal/cluster":          {"internal/broker", "internal/cluster/fabric", "internal/mqtt/packet", "internal/mqtt/topic"},
+	"internal/cluster":          {"internal/broker", "internal/cluster/fabric", "internal/mqtt/packet", "internal/mqtt/topic", "internal/netpoll"},
 	"internal/clustertest":      {},
 	"internal/faultfs":          {},
 }
