@@ -48,6 +48,9 @@ go vet ./...
 # Linux is the target, but the binary builds everywhere Go does.
 for os in darwin windows; do GOOS=$os go vet ./...; done
 go test -race -shuffle=on -timeout 20m ./...
+# The allocation tests build without the race detector only (it allocates
+# on its own): files tagged !race.
+go test -shuffle=on -timeout 5m -run 'Allocs|Bytes' $(grep -rl --include='*_test.go' '^//go:build !race' . | xargs -n1 dirname | sort -u)
 log=$(mktemp)
 if ! go test -run '^$' -bench . -benchtime 1x -timeout 10m ./... >"$log" 2>&1; then
 	cat "$log"

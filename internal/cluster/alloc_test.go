@@ -3,8 +3,12 @@
 package cluster
 
 import (
+	"encoding/binary"
 	"runtime"
 	"testing"
+	"time"
+
+	"github.com/culexmq/culex/internal/broker"
 )
 
 // TestForwardAllocs: what a message forwarded to another node allocates
@@ -37,5 +41,34 @@ func TestForwardAllocs(t *testing.T) {
 		if bytes > c.maxBytes {
 			t.Errorf("QoS %d: %.0f bytes allocated per forwarded message, want at most %v", c.qos, bytes, c.maxBytes)
 		}
+	}
+}
+
+// TestInjectQoS0Bytes: a forwarded QoS 0 message is injected as a
+// broker.Message alone (with its frame's copy), not in the 192 B that a
+// QoS 1 one and its acknowledgement share. No subscriber matches, so
+// routing adds nothing per message.
+func TestInjectQoS0Bytes(t *testing.T) {
+	nd := startNodes(t, 1)[0]
+	m := &broker.Message{Topic: "nobody/t", Payload: make([]byte, 64)}
+	frame := encodeMsg(nil, m, 0, 0, "n9", time.Now().UnixNano(), nil, onceID{})
+	var batch []byte
+	for range 100 {
+		batch = binary.LittleEndian.AppendUint32(batch, uint32(len(frame)))
+		batch = append(batch, frame...)
+	}
+	src := &inbound{}
+	nd.r.injectBatch(batch, src) // warm: pools, the sender's name
+	const rounds = 50
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range rounds {
+		nd.r.injectBatch(batch, src)
+	}
+	runtime.ReadMemStats(&after)
+	per := float64(after.TotalAlloc-before.TotalAlloc) / (rounds * 100)
+	t.Logf("%.0f bytes per injected QoS 0 message (frame %d bytes)", per, len(frame))
+	if max := float64(128 + len(frame) + 48); per > max {
+		t.Errorf("%.0f bytes per injected QoS 0 message, want at most %.0f (a Message and its frame's copy)", per, max)
 	}
 }
