@@ -261,12 +261,9 @@ func (b *Broker) routeIn(sc *scratch, m *Message, w *storeWait, now int64) {
 		}
 	}
 	for _, x := range sc.sremotes {
-		if m.QoS > 0 && w != nil {
-			w.n.Add(1)
-			x.r.DeliverShared(m, x.share, w)
+		if sendShared(x.r, m, x.share, w) {
 			continue
 		}
-		x.r.DeliverShared(m, x.share, nil)
 		if cr, ok := x.r.(CongestedRoute); ok && sc.room == nil {
 			sc.room = cr.Congested()
 		}
@@ -332,7 +329,7 @@ func appendMembers(dst, members []topic.Entry[*session, subOpts], turn uint64) [
 // dropped.
 func (b *Broker) deliverShared(t *target, m *Message, sc *scratch, w *storeWait) {
 	first := sc.alts[t.alt].Sub
-	if why, ok := b.deliverAmong(t, m, sc, w, sc.alts[t.alt:t.alt+t.nalt], nil); !ok && !b.shareElsewhere(t, m, w, why) {
+	if why, ok := b.deliverAmong(t, m, sc, w, sc.alts[t.alt:t.alt+t.nalt], nil); !ok && !b.shareElsewhere(Share{t.group, t.filter}, m, w, why) {
 		b.drop(first.id, m, why)
 	}
 }
@@ -353,34 +350,40 @@ func (b *Broker) deliverTarget(t *target, m *Message, sc *scratch, w *storeWait)
 		}
 		gone := t.s
 		members := appendMembers(nil, b.shared.Members(t.group, t.filter), 0)
-		if why, ok := b.deliverAmong(t, m, sc, w, members, gone); !ok && !b.shareElsewhere(t, m, w, why) {
+		if why, ok := b.deliverAmong(t, m, sc, w, members, gone); !ok && !b.shareElsewhere(Share{t.group, t.filter}, m, w, why) {
 			b.drop(gone.id, m, why)
 		}
 	}
 }
 
-// shareElsewhere hands m to a member of t's shared subscription on
+// shareElsewhere hands m to a member of the shared subscription share on
 // another node, in a cluster, when every member here ended before taking
 // it (why is DropInflight), and reports whether it did. Only a message
 // published here is: a copy another node sent is settled false by the
 // drop, and that node picks again.
-func (b *Broker) shareElsewhere(t *target, m *Message, w *storeWait, why DropReason) bool {
+func (b *Broker) shareElsewhere(share Share, m *Message, w *storeWait, why DropReason) bool {
 	p := b.sharedRT.Load()
 	if p == nil || why != DropInflight || m.Forwarded || m.Local {
 		return false
 	}
-	r := p.r.SharedTurn(t.group, t.filter, false)
+	r := p.r.SharedTurn(share.Group, share.Filter, false)
 	if r == nil {
 		return false
 	}
-	share := Share{t.group, t.filter}
+	sendShared(r, m, share, w)
+	return true
+}
+
+// sendShared hands m to r for share. A QoS 1/2 copy's acceptance is
+// awaited in w when there is one: sendShared then reports true.
+func sendShared(r SharedRoute, m *Message, share Share, w *storeWait) bool {
 	if m.QoS > 0 && w != nil {
 		w.n.Add(1)
 		r.DeliverShared(m, share, w)
 		return true
 	}
 	r.DeliverShared(m, share, nil)
-	return true
+	return false
 }
 
 // deliverAmong delivers m to the first of members, skip aside, that may

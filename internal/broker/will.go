@@ -280,8 +280,9 @@ func (b *Broker) unregister(s *session, subs map[string]subOpts, wt, et *time.Ti
 
 // redispatch hands the unfinished shared-subscription messages of an ended
 // session to another member of their group (in a cluster, on another node
-// when none is left here); other messages are dropped and counted. A message already released (PUBREL sent) was received by the
-// client and is not sent again.
+// when none is left here); other messages are dropped and counted. A
+// message already released (PUBREL sent) was received by the client and
+// is not sent again.
 func (b *Broker) redispatch(s *session, msgs []*outMsg) {
 	now := time.Now().UnixNano()
 	for _, om := range msgs {
@@ -293,7 +294,7 @@ func (b *Broker) redispatch(s *session, msgs []*outMsg) {
 		}
 		e, ok := b.shared.Next(om.group, om.filter)
 		if !ok || e.Sub == s {
-			if t := (target{group: om.group, filter: om.filter}); !b.shareElsewhere(&t, om.msg, nil, DropInflight) {
+			if !b.shareElsewhere(Share{om.group, om.filter}, om.msg, nil, DropInflight) {
 				b.drop(s.id, om.msg, DropInflight)
 			}
 			continue

@@ -58,8 +58,9 @@ type Cluster struct {
 	// one other node before its link (or NATS) has taken them; from an
 	// eighth of it, clients whose QoS 0 messages go to that node are held
 	// back; past it QoS 0 messages for that node are dropped and QoS 1/2
-	// ones fail (v5: PUBACK/PUBREC 0x80). It also bounds what a node received and has
-	// not routed yet: per link, and for all senders together through NATS.
+	// ones fail (v5: PUBACK/PUBREC 0x80). It also bounds what a node
+	// received and has not routed yet: per link, and for all senders
+	// together through NATS.
 	MaxPending int `yaml:"max_pending_bytes"`
 	// NodeTimeout is how long a node may stay silent (no heartbeat) before
 	// the others consider it gone: its subscriptions are dropped and

@@ -35,6 +35,7 @@ type writevOp struct {
 	fn    func(fd uintptr) bool // op.write
 	iov   []unix.Iovec
 	bufs  net.Buffers
+	one   [1][]byte // the buffers of writeOne
 	wait  bool
 	total int64
 	err   error
@@ -51,20 +52,42 @@ var writevOps = sync.Pool{New: func() any {
 // poller (and so under the write deadline), or with wait unset returns.
 func Writev(raw syscall.RawConn, bufs *net.Buffers, wait bool) (int64, error) {
 	op := writevOps.Get().(*writevOp)
-	op.bufs, op.wait = *bufs, wait
-	err := raw.Write(op.fn)
+	total, err := op.run(raw, *bufs, wait)
 	*bufs = op.bufs
+	op.done()
+	return total, err
+}
+
+// writeOne is Writev of b alone, without a net.Buffers of its own (which
+// the pooled op would make escape: an allocation per write).
+func writeOne(raw syscall.RawConn, b []byte, wait bool) (int64, error) {
+	op := writevOps.Get().(*writevOp)
+	op.one[0] = b
+	total, err := op.run(raw, op.one[:], wait)
+	op.one[0] = nil
+	op.done()
+	return total, err
+}
+
+// run writes bufs through raw; op.bufs is left with what was not written.
+func (op *writevOp) run(raw syscall.RawConn, bufs net.Buffers, wait bool) (int64, error) {
+	op.bufs, op.wait = bufs, wait
+	err := raw.Write(op.fn)
 	total, werr := op.total, op.err
+	if werr != nil {
+		return total, &net.OpError{Op: "writev", Net: "tcp", Err: werr}
+	}
+	return total, err
+}
+
+// done clears op, keeping no buffer of the caller's, and pools it.
+func (op *writevOp) done() {
 	clear(op.iov)
 	op.bufs, op.total, op.err = nil, 0, nil
 	if cap(op.iov) <= maxIovecs {
 		op.iov = op.iov[:0]
 		writevOps.Put(op)
 	}
-	if werr != nil {
-		return total, &net.OpError{Op: "writev", Net: "tcp", Err: werr}
-	}
-	return total, err
 }
 
 func (op *writevOp) write(fd uintptr) bool {
@@ -101,20 +124,13 @@ func (op *writevOp) write(fd uintptr) bool {
 	return true
 }
 
-// ErrAgain is what ReadFD and WriteFD return when the socket is empty or
-// full.
+// ErrAgain is what ReadFD returns when the socket is empty.
 const ErrAgain = unix.EAGAIN
 
 // ReadFD reads a non-blocking descriptor once (retrying an interrupted
 // call), as a raw system call (see above).
 func ReadFD(fd uintptr, b []byte) (int, error) {
 	return rawIO(unix.SYS_READ, fd, b)
-}
-
-// WriteFD writes to a non-blocking descriptor once (retrying an
-// interrupted call), as a raw system call (see above).
-func WriteFD(fd uintptr, b []byte) (int, error) {
-	return rawIO(unix.SYS_WRITE, fd, b)
 }
 
 func rawIO(call, fd uintptr, b []byte) (int, error) {

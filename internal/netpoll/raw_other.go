@@ -20,12 +20,9 @@ const hasWritev = false
 
 func unacked(syscall.RawConn) int { return -1 }
 
-// ErrAgain, ReadFD and WriteFD serve parked connections, which this
+// ErrAgain and ReadFD serve parked connections, which this
 // platform has none of (there is no poller).
 var ErrAgain = errors.ErrUnsupported
 
 // ReadFD is not made on this platform.
 func ReadFD(uintptr, []byte) (int, error) { return 0, errors.ErrUnsupported }
-
-// WriteFD is not made on this platform.
-func WriteFD(uintptr, []byte) (int, error) { return 0, errors.ErrUnsupported }

@@ -57,10 +57,18 @@ func (s *stream) Read(b []byte) (int, error) {
 
 // Write writes all of b, waiting in the runtime poller (under the write
 // deadline) while the socket is full.
-func (s *stream) Write(b []byte) (int, error) {
-	bufs := net.Buffers{b}
-	n, err := s.WriteBuffers(&bufs)
-	return int(n), err
+func (s *stream) Write(b []byte) (int, error) { return s.write(b, true) }
+
+// WriteNow writes what of b the socket takes now, without waiting while
+// it is full (a write deadline already past still fails it).
+func (s *stream) WriteNow(b []byte) (int, error) { return s.write(b, false) }
+
+func (s *stream) write(b []byte, wait bool) (int, error) {
+	n, err := writeOne(s.rc, b, wait)
+	if err != nil {
+		return int(n), s.opError("write", err)
+	}
+	return int(n), nil
 }
 
 // WriteBuffers writes all of bufs with writev, as net.Buffers.WriteTo
