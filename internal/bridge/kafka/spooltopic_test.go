@@ -137,7 +137,10 @@ func TestSpoolHoldsRecordsOfDeletedTopic(t *testing.T) {
 		t.Fatalf("route stats %+v", st)
 	}
 
-	if res, err := ka.CreateTopics(ctx, 2, 1, nil, "telemetry"); err != nil || res.Error() != nil {
+	// A deadline of its own: the steps above may have used most of ctx's.
+	rctx, rcancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer rcancel()
+	if res, err := ka.CreateTopics(rctx, 2, 1, nil, "telemetry"); err != nil || res.Error() != nil {
 		t.Fatalf("recreate topic: %v %v", err, res.Error())
 	}
 	waitFor(t, "spool drained", func() bool { st := b.SpoolStats(); return st.Entries == 0 && st.Stuck == 0 })
