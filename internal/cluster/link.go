@@ -194,10 +194,12 @@ func (l *links) serve(raw net.Conn) {
 			}
 			return
 		}
-		if q.idle() && !linkMessageBuffered(br) {
-			// Nothing waits: injected here, without a hand-off.
-			l.r.injectBatch(body, src)
-			acks.flush()
+		if q.idle() && br.Buffered() <= inlineGroupBytes {
+			// Nothing waits: injected here, without a hand-off, with the
+			// few batches that came with it (read already) in one group.
+			if err := l.injectBuffered(br, &buf, body, src); err != nil {
+				return
+			}
 			continue
 		}
 		// Batches come faster than they are routed: read ahead, up to
@@ -206,12 +208,42 @@ func (l *links) serve(raw net.Conn) {
 	}
 }
 
+// inlineGroupBytes bounds what may be buffered behind a batch for the
+// link's reader to route it with the batches buffered, itself. More is a
+// backlog: the batches then go to the injector, and the reader reads on
+// while they are routed.
+const inlineGroupBytes = 16 << 10
+
+// injectBuffered routes body, and the whole batches br already holds
+// after it, as one group (up to maxGroupBytes), as the injector routes
+// batches queued together: one write per subscriber and one
+// acknowledgement message for them all. Only an error reading a batch
+// that was already buffered is returned (the link is then broken).
+func (l *links) injectBuffered(br *bufio.Reader, buf *[]byte, body []byte, src *inbound) error {
+	bt := l.r.b.Batch(time.Now().UnixNano())
+	var err error
+	for routed := 0; ; {
+		l.r.sendAcks(l.r.injectIn(bt, body, src))
+		routed += len(body)
+		if routed >= maxGroupBytes || !linkMessageBuffered(br) {
+			break
+		}
+		if body, err = readLinkMessage(br, buf); err != nil {
+			break
+		}
+	}
+	bt.EndHere() // before the acknowledgements: they say the copies are queued
+	src.lk.flush()
+	return err
+}
+
 // A link's reader reads ahead of its routing while batches come faster
 // than they are routed, up to cluster.max_pending_bytes (then TCP holds
 // up the sender, whose route fills: QoS 0 over it is dropped there).
 // The injector goroutine routes what was read ahead, in order, and sends
-// the acknowledgements. The reader routes a batch itself only while the
-// injector has nothing: then they never both route, and order holds.
+// the acknowledgements. The reader routes batches itself only while the
+// injector has nothing (injectBuffered): then they never both route, and
+// order holds.
 type linkQueue struct {
 	mu      sync.Mutex
 	cond    sync.Cond

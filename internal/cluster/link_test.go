@@ -453,6 +453,63 @@ func TestInjectorGroupsBatches(t *testing.T) {
 	}
 }
 
+// TestReaderGroupsBufferedBatches: batches that reach a link's reader
+// together, with nothing queued for its injector, are routed by the
+// reader as one group: one acknowledgement message for them all (and one
+// write per subscriber), in order.
+func TestReaderGroupsBufferedBatches(t *testing.T) {
+	ns := startNodes(t, 2)
+	a, b := ns[0], ns[1]
+	sub := dialRaw(t, b.addr, "sub")
+	sub.subscribe(t, "g/#", 0)
+	dl := &links{r: a.r, secret: []byte("s"), cluster: "culex"}
+	c, br, err := dl.dial("n1", b.r.epoch, b.r.links.addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var out, topics []string
+	var wire []byte
+	for i := range 3 {
+		var body []byte
+		for _, tp := range []string{fmt.Sprintf("g/%d/a", i), fmt.Sprintf("g/%d/b", i)} {
+			start := len(body)
+			body = append(body, 0, 0, 0, 0)
+			body = encodeMsg(body, &broker.Message{Topic: tp, QoS: 1, Payload: []byte("x")}, 1, uint64(len(topics)+1), a.r.node, time.Now().UnixNano(), nil, onceID{})
+			binary.LittleEndian.PutUint32(body[start:], uint32(len(body)-start-4))
+			topics = append(topics, tp)
+		}
+		wire = binary.LittleEndian.AppendUint32(wire, uint32(len(body)))
+		wire = append(wire, body...)
+	}
+	// One write of a few hundred bytes: one segment on loopback, read at
+	// once.
+	if _, err := c.Write(wire); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(15 * time.Second))
+	var buf []byte
+	body, err := readLinkMessage(br, &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := &reader{b: body}
+	rd.string()
+	for len(rd.b) > 0 {
+		out = append(out, strconv.FormatUint(rd.uvarint(), 10))
+		rd.byte()
+	}
+	if got := strings.Join(out, " "); got != "1 2 3 4 5 6" {
+		t.Errorf("first acknowledgement message: %s, want 1 to 6", got)
+	}
+	sub.nc.SetReadDeadline(time.Now().Add(15 * time.Second))
+	for _, want := range topics {
+		if got, err := sub.nextTopic(); err != nil || got != want {
+			t.Fatalf("delivered %q, %v; want %q", got, err, want)
+		}
+	}
+}
+
 // TestCongestedRouteHoldsPublishers: a node that routes forwarded
 // messages slower than a QoS 0 publisher on another node publishes them
 // (but keeps routing) holds that publisher back through TCP instead of
