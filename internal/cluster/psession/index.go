@@ -176,30 +176,21 @@ func (s *Store) Persistent(t string) bool {
 	return found
 }
 
-// watch applies the bucket's records to the index until the Store closes;
-// it closes loaded once the records present at the start are applied. The
-// watch is an ordered consumer: after a reconnection it resumes where it
-// stopped.
+// watch applies the bucket's records to the index until the Store closes
+// (registry.Follow); it closes loaded once the records present at the
+// start are applied. The watch is an ordered consumer: after a
+// reconnection it resumes where it stopped.
 func (s *Store) watch(w jetstream.KeyWatcher, loaded chan<- struct{}) {
-	defer w.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
+	registry.Follow(s.ctx, w, func(e jetstream.KeyValueEntry) {
+		if e == nil {
+			if loaded != nil {
+				close(loaded)
+				loaded = nil
+			}
 			return
-		case e, ok := <-w.Updates():
-			if !ok {
-				return
-			}
-			if e == nil {
-				if loaded != nil {
-					close(loaded)
-					loaded = nil
-				}
-				continue
-			}
-			s.onRecord(e)
 		}
-	}
+		s.onRecord(e)
+	})
 }
 
 func (s *Store) onRecord(e jetstream.KeyValueEntry) {

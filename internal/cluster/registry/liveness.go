@@ -49,23 +49,6 @@ func (r *Registry) onAlive(m *nats.Msg) {
 	}
 }
 
-// follow hands each update of w to fn (nil: the initial values are all
-// delivered) until the Registry closes.
-func (r *Registry) follow(w jetstream.KeyWatcher, fn func(jetstream.KeyValueEntry)) {
-	defer w.Stop()
-	for {
-		select {
-		case <-r.ctx.Done():
-			return
-		case e, ok := <-w.Updates():
-			if !ok {
-				return
-			}
-			fn(e)
-		}
-	}
-}
-
 // heard records a heartbeat of node's incarnation inc. A new incarnation
 // (the node restarted) ends the previous one at once.
 func (r *Registry) heard(node, inc string) {

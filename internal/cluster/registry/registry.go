@@ -274,7 +274,7 @@ func (r *Registry) Start(ctx context.Context, b Node) error {
 	loaded := make(chan struct{})
 	r.goWatch(func() { r.watchRetained(rw, loaded) })
 	r.goWatch(r.writeRetained)
-	r.goWatch(func() { r.follow(iw, r.onIDChange) })
+	r.goWatch(func() { Follow(r.ctx, iw, r.onIDChange) })
 	r.goWatch(func() { r.heartbeat(); kicks.Unsubscribe(); alive.Unsubscribe() })
 	select {
 	case <-loaded:
@@ -315,6 +315,27 @@ func WatchAll(ctx, stop context.Context, kv jetstream.KeyValue, opts ...jetstrea
 		case <-stop.Done():
 			return nil, stop.Err()
 		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// Follow hands each update of w, a watch WatchAll tied to stop, to fn
+// (nil: the initial values are all delivered) until stop ends or the
+// watch does. It does not stop w: stop's end does, on nats.go's own
+// goroutine, whose request to delete the watch's consumer waits out the
+// JetStream API timeout (5 s) when no meta leader answers, as when the
+// whole cluster stops at once. Nothing waits for it: the server removes
+// an abandoned watch's consumer itself.
+func Follow(stop context.Context, w jetstream.KeyWatcher, fn func(jetstream.KeyValueEntry)) {
+	for {
+		select {
+		case <-stop.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			fn(e)
 		}
 	}
 }

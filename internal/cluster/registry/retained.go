@@ -151,7 +151,7 @@ func (r *Registry) publishRetained(batch []*nats.Msg) int {
 // store that the cluster no longer has), then every change follows.
 func (r *Registry) watchRetained(w jetstream.KeyWatcher, loaded chan<- struct{}) {
 	initial := map[string]bool{}
-	r.follow(w, func(e jetstream.KeyValueEntry) {
+	Follow(r.ctx, w, func(e jetstream.KeyValueEntry) {
 		switch {
 		case e != nil:
 			r.applyRetained(e, initial)

@@ -44,3 +44,33 @@ func TestWatchAllRetries(t *testing.T) {
 		t.Fatalf("WatchAll with no watch possible: %v after %d calls; want the context's error after retries", err, kv.calls)
 	}
 }
+
+// hangingWatcher is a watch whose Stop waits until released, as nats.go's
+// does while it asks a meta leader that is gone to delete the watch's
+// consumer (the JetStream API timeout, 5 s).
+type hangingWatcher struct {
+	jetstream.KeyWatcher
+	updates chan jetstream.KeyValueEntry
+	release chan struct{}
+}
+
+func (h *hangingWatcher) Updates() <-chan jetstream.KeyValueEntry { return h.updates }
+func (h *hangingWatcher) Stop() error                             { <-h.release; return nil }
+
+// TestFollowEndsWithoutStop: a watch ends with its context (WatchAll ties
+// it to it), and Follow returns at once rather than waiting for the
+// consumer's delete: a whole cluster stopped at once used to wait 5 s per
+// watch on every node that outlived the meta leader.
+func TestFollowEndsWithoutStop(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &hangingWatcher{updates: make(chan jetstream.KeyValueEntry), release: make(chan struct{})}
+	defer close(w.release)
+	done := make(chan struct{})
+	go func() { Follow(ctx, w, func(jetstream.KeyValueEntry) {}); close(done) }()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Follow still waits for the watch's Stop 10 s after its context ended")
+	}
+}
