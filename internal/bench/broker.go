@@ -90,8 +90,7 @@ func (s brokerSpec) launch(ctx context.Context, dir string, port int) (*broker, 
 	go func() { cmd.Wait(); close(b.exited) }()
 	if !waitAccept(ctx, port, b.exited, 15*time.Second) {
 		b.stop()
-		log, _ := os.ReadFile(logf.Name())
-		return nil, fmt.Errorf("%s did not listen on port %d: %s (log: %.500s)", s.name, port, strings.Join(argv, " "), log)
+		return nil, fmt.Errorf("%s did not listen on port %d: %s (%s)", s.name, port, strings.Join(argv, " "), logTails(b))
 	}
 	return b, nil
 }

@@ -188,23 +188,23 @@ func (l *links) serve(raw net.Conn) {
 	var buf []byte
 	for {
 		body, err := readLinkMessage(br, &buf)
+		switch {
+		case err != nil:
+		case q.idle() && br.Buffered() <= inlineGroupBytes:
+			// Nothing waits: injected here, without a hand-off, with the
+			// few batches that came with it (read already) in one group.
+			err = l.injectBuffered(br, &buf, body, src)
+		default:
+			// Batches come faster than they are routed: read ahead, up to
+			// max_pending_bytes, for the injector to route in order.
+			q.push(slices.Clone(body))
+		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !l.isClosed() {
 				l.r.log.Info("cluster: link closed", "from", from, "err", err)
 			}
 			return
 		}
-		if q.idle() && br.Buffered() <= inlineGroupBytes {
-			// Nothing waits: injected here, without a hand-off, with the
-			// few batches that came with it (read already) in one group.
-			if err := l.injectBuffered(br, &buf, body, src); err != nil {
-				return
-			}
-			continue
-		}
-		// Batches come faster than they are routed: read ahead, up to
-		// max_pending_bytes, for the injector to route in order.
-		q.push(slices.Clone(body))
 	}
 }
 
