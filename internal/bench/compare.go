@@ -216,7 +216,7 @@ func parseCompare(args []string, stderr io.Writer) (*compareOpts, error) {
 	fs.BoolVar(&o.cluster, "cluster", false, "cluster mode: three-node Culex and NATS server clusters (and one Culex node) on this machine, publishers on one node, subscribers on the others; --brokers from "+culexCluster+","+natsCluster+","+culexSingle)
 	fs.StringVar(&o.nats, "nats", "/usr/sbin/nats-server", "nats-server binary (--cluster)")
 	fs.StringVar(&o.culexBinary, "culex-bin", "", "culex binary of the cluster nodes (--cluster; default: this one)")
-	fs.IntVar(&o.ratioRuns, "ratio-runs", 3, "runs of "+culexCluster+" and "+culexSingle+" per QoS 1 workload (--cluster): the CPU per message ratio is of their medians")
+	fs.IntVar(&o.ratioRuns, "ratio-runs", 5, "runs of "+culexCluster+" and "+culexSingle+" per QoS 1 workload (--cluster): the CPU per message ratio is of their medians")
 	if err := cliflag.Parse(fs, args, stderr, nil); err != nil {
 		return nil, err
 	}
